@@ -1,0 +1,50 @@
+"""Forms for managing accounts."""
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, Length, Optional, Regexp
+
+from ..permissions import ROLE_LABELS, ROLES
+
+ROLE_CHOICES = [(role, ROLE_LABELS[role]) for role in ROLES]
+
+
+class UserCreateForm(FlaskForm):
+    username = StringField("Username", validators=[
+        DataRequired(), Length(max=64),
+        Regexp(r"^[A-Za-z0-9._-]+$", message="Letters, digits, dot, dash and underscore only."),
+    ])
+    display_name = StringField("Printed name (shown on signatures)",
+                               validators=[DataRequired(), Length(max=120)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+    temporary_password = PasswordField(
+        "Temporary password", validators=[DataRequired(), Length(max=200)],
+        description="The user must replace it at first sign-in.",
+        render_kw={"autocomplete": "new-password"})
+
+
+class UserEditForm(FlaskForm):
+    display_name = StringField("Printed name", validators=[DataRequired(), Length(max=120)])
+    role = SelectField("Role", choices=ROLE_CHOICES)
+
+
+class TemporaryPasswordForm(FlaskForm):
+    temporary_password = PasswordField(
+        "New temporary password", validators=[DataRequired(), Length(max=200)],
+        render_kw={"autocomplete": "new-password"})
+
+
+class ActiveForm(FlaskForm):
+    reason = StringField("Reason", validators=[Optional(), Length(max=500)])
+
+
+class AuditFilterForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    entity_type = StringField("Entity", validators=[Optional(), Length(max=40)])
+    entity_id = StringField("Record id", validators=[Optional(), Regexp(r"^\d{1,12}$")])
+    user = StringField("User", validators=[Optional(), Length(max=64)])
+    action = StringField("Action", validators=[Optional(), Length(max=60)])
+    start = StringField("From (date)", validators=[Optional()], render_kw={"type": "date"})
+    end = StringField("To (date)", validators=[Optional()], render_kw={"type": "date"})

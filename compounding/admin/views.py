@@ -1,0 +1,142 @@
+"""Accounts (admin) and the audit trail (pharmacist, auditor, admin)."""
+
+from datetime import date
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..models import AuditEvent, User
+from ..security import requires
+from ..services import users
+from ..services.clock import end_of_clinic_day, start_of_clinic_day
+from ..services.errors import DomainError
+from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
+
+bp = Blueprint("admin", __name__)
+
+
+def _page() -> int:
+    return request.args.get("page", 1, type=int)
+
+
+@bp.route("/admin/users")
+@requires("users.manage")
+def user_list():
+    query = sa.select(User).order_by(User.active.desc(), User.username)
+    role = request.args.get("role", "")
+    if role:
+        query = query.where(User.role == role)
+    pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
+    return render_template("admin/users.html", pagination=pagination, role=role)
+
+
+@bp.route("/admin/users/new", methods=["GET", "POST"])
+@requires("users.manage")
+def user_create():
+    form = UserCreateForm()
+    if form.validate_on_submit():
+        try:
+            user = users.create_user(
+                current_user, username=form.username.data, display_name=form.display_name.data,
+                role=form.role.data, password=form.temporary_password.data,
+                must_change_password=True)
+        except DomainError as exc:
+            if exc.field == "password":
+                exc.field = "temporary_password"
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Account {user.username} created. Give them the temporary password; "
+                  "they must change it at first sign-in.", "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    return render_template("admin/user_form.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
+@requires("users.manage")
+def user_detail(user_id: int):
+    user = db.get_or_404(User, user_id)
+    form = UserEditForm(obj=user)
+    if form.validate_on_submit():
+        try:
+            users.update_user(current_user, user, display_name=form.display_name.data,
+                              role=form.role.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash("Account updated.", "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    return render_template(
+        "admin/user_detail.html", user=user, form=form,
+        password_form=TemporaryPasswordForm(), active_form=ActiveForm(),
+    ), 422 if form.errors else 200
+
+
+@bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
+@requires("users.manage")
+def user_temporary_password(user_id: int):
+    user = db.get_or_404(User, user_id)
+    form = TemporaryPasswordForm()
+    if form.validate_on_submit():
+        try:
+            users.set_temporary_password(current_user, user, form.temporary_password.data)
+        except DomainError as exc:
+            exc.field = "temporary_password"
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Temporary password set; {user.username} must change it at next sign-in.",
+                  "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),
+                           password_form=form, active_form=ActiveForm()), 422
+
+
+@bp.route("/admin/users/<int:user_id>/active", methods=["POST"])
+@requires("users.manage")
+def user_set_active(user_id: int):
+    user = db.get_or_404(User, user_id)
+    form = ActiveForm()
+    active = request.form.get("active") == "1"
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        users.set_active(current_user, user, active, form.reason.data or "")
+    except DomainError as exc:
+        flash(exc.message, "danger")
+    else:
+        flash(f"{user.username} is now {'active' if active else 'deactivated'}.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/audit")
+@requires("audit.read")
+def audit_trail():
+    form = AuditFilterForm(request.args)
+    query = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
+    if form.validate():
+        if form.entity_type.data:
+            query = query.where(AuditEvent.entity_type == form.entity_type.data.strip())
+        if form.entity_id.data:
+            query = query.where(AuditEvent.entity_id == int(form.entity_id.data))
+        if form.action.data:
+            query = query.where(AuditEvent.action.startswith(form.action.data.strip(),
+                                                             autoescape=True))
+        if form.user.data:
+            query = query.join(User, User.id == AuditEvent.actor_id).where(
+                User.username == form.user.data.strip().lower())
+        for name, bound in (("start", "start"), ("end", "end")):
+            raw = getattr(form, name).data
+            if raw:
+                try:
+                    day = date.fromisoformat(raw)
+                except ValueError:
+                    getattr(form, name).errors = ["Use a date such as 2026-11-27."]
+                    continue
+                if bound == "start":
+                    query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
+                else:
+                    query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
+    pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
+    return render_template("admin/audit.html", pagination=pagination, form=form)

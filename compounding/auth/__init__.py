@@ -1,0 +1,1 @@
+"""Signing in and out, and changing one's own password."""

@@ -1,0 +1,68 @@
+"""Sign in, sign out, change password."""
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
+
+from ..forms import apply_domain_error
+from ..security import public, signed_in
+from ..services import users
+from ..services.errors import DomainError
+from .forms import ChangePasswordForm, LoginForm
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    # Only paths on this site: an open redirect would let a phishing link borrow our login.
+    if target:
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc and target.startswith("/"):
+            return target
+    return url_for("main.dashboard")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login():
+    if current_user.is_authenticated:
+        return redirect(_safe_next(request.args.get("next")))
+    form = LoginForm()
+    if form.validate_on_submit():
+        try:
+            user = users.authenticate(form.username.data, form.password.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            login_user(user)
+            if user.must_change_password:
+                flash("Your password was set by an administrator: choose your own now.", "warning")
+                return redirect(url_for("auth.change_password"))
+            return redirect(_safe_next(request.args.get("next")))
+    return render_template("auth/login.html", form=form), 422 if form.errors else 200
+
+
+@bp.route("/logout", methods=["POST"])
+@signed_in
+def logout():
+    logout_user()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@signed_in
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            users.change_password(current_user, current_password=form.current_password.data,
+                                  new_password=form.new_password.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash("Your password is changed.", "success")
+            return redirect(url_for("main.dashboard"))
+    status = 422 if form.errors else 200
+    return render_template("auth/change_password.html", form=form), status

@@ -1,0 +1,65 @@
+"""Settings read from the environment, with defaults that need nothing from a newcomer."""
+
+import os
+import secrets
+from pathlib import Path
+
+
+def _bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Return the key kept in instance/secret_key, creating it on first start."""
+    path = Path(instance_path) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    # Created private to the service account: the key signs every login cookie.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def from_environment() -> dict:
+    """Settings for a running clinic; tests pass their own mapping instead."""
+    database_url = os.environ.get("DATABASE_URL", "sqlite:///compounding.db")
+    if database_url.startswith("postgres://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgres://")
+    elif database_url.startswith("postgresql://"):
+        database_url = "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return {
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SECRET_KEY": os.environ.get("SECRET_KEY"),
+        "CLINIC_NAME": os.environ.get("CLINIC_NAME", "Demo Aesthetic Clinic"),
+        "CLINIC_TIMEZONE": os.environ.get("CLINIC_TIMEZONE", "Europe/London"),
+        "GS1_SEPARATOR": os.environ.get("GS1_SEPARATOR", ""),
+        "AUTO_MIGRATE": _bool("AUTO_MIGRATE", True),
+        "PREFERRED_URL_SCHEME": os.environ.get("PREFERRED_URL_SCHEME", "http"),
+        "SESSION_COOKIE_SECURE": os.environ.get("PREFERRED_URL_SCHEME") == "https",
+    }
+
+
+DEFAULTS = {
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
+    "WTF_CSRF_TIME_LIMIT": None,
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_LOCKOUT_MINUTES": 15,
+    "PASSWORD_MIN_LENGTH": 10,
+    "PASSWORD_HASH_METHOD": "scrypt",
+    "PER_PAGE": 50,
+    "CLINIC_NAME": "Demo Aesthetic Clinic",
+    "CLINIC_TIMEZONE": "Europe/London",
+    "GS1_SEPARATOR": "",
+    "AUTO_MIGRATE": True,
+}

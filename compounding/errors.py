@@ -1,0 +1,74 @@
+"""Error pages for people and JSON errors for API clients, from one set of handlers."""
+
+from flask import Flask, current_app, jsonify, render_template, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+from .services.errors import DomainError
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    401: "Sign in, or send a valid API token.",
+    403: "Your role does not allow this.",
+    404: "There is no such page or record.",
+    405: "This method is not allowed here.",
+    409: "This conflicts with the current state of the record.",
+    413: "The upload is too large.",
+    422: "Some fields are not valid.",
+    503: "The database cannot be reached right now. Please try again in a moment.",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes[
+        "text/html"
+    ]
+
+
+def error_response(status: int, message: str | None = None, details=None):
+    message = message or MESSAGES.get(status, "Something went wrong.")
+    if wants_json():
+        response = jsonify({"error": message, "details": details})
+        response.status_code = status
+        return response
+    template = f"errors/{status}.html" if status in (403, 404, 503) else "errors/generic.html"
+    return render_template(template, status=status, message=message), status
+
+
+def _http_error(exc: HTTPException):
+    status = exc.code or 500
+    description = exc.description if exc.description != type(exc).description else None
+    response = error_response(status, description)
+    if status == 401 and wants_json():
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+def _domain_error(exc: DomainError):
+    db.session.rollback()
+    return error_response(exc.status_code, exc.message, exc.to_details())
+
+
+def _database_unreachable(exc: OperationalError):
+    db.session.rollback()
+    return error_response(503)
+
+
+def _unexpected(exc: Exception):
+    db.session.rollback()
+    if isinstance(exc, HTTPException):
+        return _http_error(exc)
+    current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+    return error_response(500, "An unexpected error occurred; it has been logged.")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(OperationalError, _database_unreachable)
+    if not app.testing:
+        app.register_error_handler(Exception, _unexpected)

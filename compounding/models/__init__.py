@@ -1,0 +1,35 @@
+"""The data model: one module per concept, all imported here for the mapper and Alembic."""
+
+from .audit import AuditEvent, Signature
+from .batch import Batch, BatchComponent
+from .counter import CodeCounter
+from .formula import Formula, FormulaComponent
+from .ingredient import Ingredient, IngredientGtin
+from .ledger import StockMovement
+from .lot import Lot
+from .patient import Patient
+from .recall import Recall, RecallContact
+from .treatment import AdverseEvent, SessionUse, TreatmentSession
+from .user import ApiToken, User
+
+__all__ = [
+    "AdverseEvent",
+    "ApiToken",
+    "AuditEvent",
+    "Batch",
+    "BatchComponent",
+    "CodeCounter",
+    "Formula",
+    "FormulaComponent",
+    "Ingredient",
+    "IngredientGtin",
+    "Lot",
+    "Patient",
+    "Recall",
+    "RecallContact",
+    "SessionUse",
+    "Signature",
+    "StockMovement",
+    "TreatmentSession",
+    "User",
+]

@@ -1,0 +1,15 @@
+"""Small column helpers shared by the model modules."""
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def one_of(column: str, values, name: str) -> sa.CheckConstraint:
+    """A CHECK constraint that keeps a status-like column inside its vocabulary."""
+    allowed = ", ".join(f"'{v}'" for v in values)
+    return sa.CheckConstraint(f"{column} IN ({allowed})", name=name)

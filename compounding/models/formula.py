@@ -1,0 +1,77 @@
+"""Master formulation records, versioned: an approved version is never edited."""
+
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ._common import one_of, utcnow
+from .ingredient import Ingredient
+
+FORMULA_STATUSES = ("draft", "approved", "retired")
+INDICATIONS = ("fat_reduction", "skin_rejuvenation", "hair_loss", "other")
+ROUTES = ("intradermal", "subcutaneous")
+
+
+class Formula(db.Model):
+    __tablename__ = "formulas"
+    __table_args__ = (
+        sa.UniqueConstraint("code", "version"),
+        one_of("status", FORMULA_STATUSES, "status_known"),
+        one_of("indication", INDICATIONS, "indication_known"),
+        one_of("route", ROUTES, "route_known"),
+        sa.CheckConstraint("unit_volume_ml > 0", name="unit_volume_positive"),
+        sa.CheckConstraint("bud_hours IS NULL OR bud_hours > 0", name="bud_hours_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(30), index=True)
+    version: Mapped[int] = mapped_column(default=1)
+    name: Mapped[str] = mapped_column(sa.String(160))
+    indication: Mapped[str] = mapped_column(sa.String(30))
+    route: Mapped[str] = mapped_column(sa.String(20))
+    dosage_form: Mapped[str] = mapped_column(sa.String(60), default="solution for injection")
+    unit_label: Mapped[str] = mapped_column(sa.String(60), default="vial")
+    unit_volume_ml: Mapped[Decimal]
+    instructions: Mapped[str] = mapped_column(sa.Text, default="")
+    storage: Mapped[str] = mapped_column(sa.String(30), default="fridge")
+    bud_category: Mapped[str] = mapped_column(sa.String(60))
+    bud_hours: Mapped[int | None]
+    bud_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    status: Mapped[str] = mapped_column(sa.String(20), default="draft", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    approved_at: Mapped[datetime | None]
+    approved_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    retired_at: Mapped[datetime | None]
+    previous_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("formulas.id"))
+
+    components: Mapped[list["FormulaComponent"]] = relationship(
+        back_populates="formula",
+        cascade="all, delete-orphan",
+        order_by="FormulaComponent.position",
+        lazy="selectin",
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.code} v{self.version}"
+
+
+class FormulaComponent(db.Model):
+    __tablename__ = "formula_components"
+    __table_args__ = (
+        sa.UniqueConstraint("formula_id", "ingredient_id"),
+        sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    formula_id: Mapped[int] = mapped_column(sa.ForeignKey("formulas.id"), index=True)
+    ingredient_id: Mapped[int] = mapped_column(sa.ForeignKey("ingredients.id"), index=True)
+    quantity: Mapped[Decimal]  # per unit, in the ingredient's stock unit
+    position: Mapped[int] = mapped_column(default=0)
+
+    formula: Mapped[Formula] = relationship(back_populates="components")
+    ingredient: Mapped[Ingredient] = relationship(lazy="joined")

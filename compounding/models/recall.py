@@ -1,0 +1,59 @@
+"""Recalls of a lot or a batch; the scope is computed from the links, never typed in."""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ._common import one_of, utcnow
+from .batch import Batch
+from .lot import Lot
+from .patient import Patient
+
+RECALL_STATUSES = ("open", "closed")
+CONTACT_METHODS = ("phone", "email", "in_person", "letter", "other")
+
+
+class Recall(db.Model):
+    __tablename__ = "recalls"
+    __table_args__ = (
+        one_of("status", RECALL_STATUSES, "status_known"),
+        sa.CheckConstraint(
+            "(lot_id IS NULL) <> (batch_id IS NULL)", name="exactly_one_target"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("lots.id"), index=True)
+    batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batches.id"), index=True)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    opened_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(sa.String(10), default="open", index=True)
+    closed_at: Mapped[datetime | None]
+    closed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    outcome: Mapped[str] = mapped_column(sa.Text, default="")
+
+    lot: Mapped[Lot | None] = relationship(lazy="raise")
+    batch: Mapped[Batch | None] = relationship(lazy="raise")
+
+
+class RecallContact(db.Model):
+    """A patient in a recall's scope, ticked when staff have reached them."""
+
+    __tablename__ = "recall_contacts"
+    __table_args__ = (
+        sa.UniqueConstraint("recall_id", "patient_id"),
+        one_of("method", CONTACT_METHODS, "method_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recall_id: Mapped[int] = mapped_column(sa.ForeignKey("recalls.id"), index=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
+    contacted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    contacted_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    method: Mapped[str] = mapped_column(sa.String(20))
+    note: Mapped[str] = mapped_column(sa.Text, default="")
+
+    patient: Mapped[Patient] = relationship(lazy="raise")

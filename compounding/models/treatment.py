@@ -1,0 +1,85 @@
+"""Treatment sessions, the batches used in them, and the adverse events that followed."""
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ._common import one_of, utcnow
+from .batch import Batch
+from .patient import Patient
+from .user import User
+
+ADVERSE_EVENT_TYPES = (
+    "redness",
+    "swelling",
+    "bruising",
+    "pain",
+    "nodule",
+    "infection",
+    "allergic_reaction",
+    "necrosis",
+    "other",
+)
+SEVERE_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction")
+SEVERITIES = ("mild", "moderate", "severe")
+
+
+class TreatmentSession(db.Model):
+    __tablename__ = "treatment_sessions"
+    __table_args__ = (sa.Index("ix_treatment_sessions_patient_performed", "patient_id", "performed_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
+    practitioner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    performed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    indication: Mapped[str] = mapped_column(sa.String(160), default="")
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    voided_at: Mapped[datetime | None]
+    voided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    void_reason: Mapped[str] = mapped_column(sa.Text, default="")
+
+    patient: Mapped[Patient] = relationship(lazy="raise")
+    practitioner: Mapped[User] = relationship(foreign_keys=[practitioner_id], lazy="raise")
+    uses: Mapped[list["SessionUse"]] = relationship(
+        back_populates="treatment_session", order_by="SessionUse.id", lazy="raise"
+    )
+
+
+class SessionUse(db.Model):
+    """One batch injected in one session: the downstream link of every trace."""
+
+    __tablename__ = "session_uses"
+    __table_args__ = (sa.CheckConstraint("volume_ml > 0", name="volume_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), index=True)
+    volume_ml: Mapped[Decimal]
+    area: Mapped[str] = mapped_column(sa.String(120), default="")
+
+    treatment_session: Mapped[TreatmentSession] = relationship(back_populates="uses")
+    batch: Mapped[Batch] = relationship(lazy="raise")
+
+
+class AdverseEvent(db.Model):
+    __tablename__ = "adverse_events"
+    __table_args__ = (
+        one_of("type", ADVERSE_EVENT_TYPES, "type_known"),
+        one_of("severity", SEVERITIES, "severity_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
+    type: Mapped[str] = mapped_column(sa.String(30), index=True)
+    severity: Mapped[str] = mapped_column(sa.String(10))
+    onset_on: Mapped[date | None]
+    outcome: Mapped[str] = mapped_column(sa.String(160), default="")
+    notes: Mapped[str] = mapped_column(sa.Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+
+    treatment_session: Mapped[TreatmentSession] = relationship(lazy="raise")

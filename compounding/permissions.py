@@ -1,0 +1,52 @@
+"""Who may do what: the one permission map of the application."""
+
+ROLES = ("admin", "pharmacist", "technician", "practitioner", "auditor")
+
+ROLE_LABELS = {
+    "admin": "Administrator",
+    "pharmacist": "Pharmacist",
+    "technician": "Pharmacy technician",
+    "practitioner": "Practitioner",
+    "auditor": "Auditor (read-only)",
+}
+
+EVERYONE = frozenset(ROLES)
+STAFF = frozenset({"pharmacist", "technician", "practitioner"})
+
+# permission -> roles that hold it. Reading clinical and stock records is open to every
+# signed-in role; each change names exactly who may make it.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "dashboard.view": EVERYONE,
+    "users.manage": frozenset({"admin"}),
+    "audit.read": frozenset({"admin", "pharmacist", "auditor"}),
+    "ingredients.read": EVERYONE,
+    "ingredients.write": frozenset({"pharmacist"}),
+    "lots.read": EVERYONE,
+    "lots.receive": frozenset({"pharmacist", "technician"}),
+    "lots.release": frozenset({"pharmacist"}),
+    "lots.adjust": frozenset({"pharmacist", "technician"}),
+    "formulas.read": EVERYONE,
+    "formulas.write": frozenset({"pharmacist"}),
+    "formulas.approve": frozenset({"pharmacist"}),
+    "batches.read": EVERYONE,
+    "batches.compound": frozenset({"pharmacist", "technician"}),
+    "batches.verify": frozenset({"pharmacist"}),
+    "batches.discard": frozenset({"pharmacist"}),
+    "patients.read": frozenset({"admin", "pharmacist", "technician", "practitioner", "auditor"}),
+    "patients.write": frozenset({"pharmacist", "practitioner"}),
+    "treatments.write": frozenset({"pharmacist", "practitioner"}),
+    "adverse_events.write": frozenset({"pharmacist", "practitioner"}),
+    "recalls.read": EVERYONE,
+    "recalls.open": frozenset({"pharmacist"}),
+    "recalls.contact": frozenset({"pharmacist", "technician", "practitioner"}),
+    "exports.audit": frozenset({"pharmacist", "auditor"}),
+    "imports.lots": frozenset({"pharmacist", "technician"}),
+    "scan.use": EVERYONE,
+}
+
+
+def role_can(role: str, permission: str) -> bool:
+    try:
+        return role in PERMISSIONS[permission]
+    except KeyError:
+        raise KeyError(f"unknown permission {permission!r}") from None

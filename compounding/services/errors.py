@@ -1,0 +1,48 @@
+"""Domain errors: raised by services before anything changes, turned into messages by views."""
+
+
+class DomainError(Exception):
+    """A rule said no. `field` names the input at fault, when there is one."""
+
+    status_code = 409
+
+    def __init__(self, message: str, *, field: str | None = None, details=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def to_details(self):
+        if self.details is not None:
+            return self.details
+        return {self.field: [self.message]} if self.field else None
+
+
+class InvalidInput(DomainError):
+    status_code = 422
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class NotAllowed(DomainError):
+    status_code = 403
+
+
+class SignatureRejected(DomainError):
+    """The re-entered password did not match: nothing is signed, nothing changes."""
+
+    status_code = 403
+
+
+class InvalidState(DomainError):
+    status_code = 409
+
+
+class InsufficientStock(DomainError):
+    status_code = 409
+
+
+class AccountLocked(DomainError):
+    status_code = 403

@@ -1,0 +1,66 @@
+"""The one way a quantity changes: an atomic update of the cached balance plus a ledger row."""
+
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import Batch, Lot, StockMovement, User
+from .clock import utcnow
+from .errors import InsufficientStock
+
+
+def _move(model, column, owner, kind, quantity, actor, **ledger) -> StockMovement:
+    quantity = Decimal(quantity)
+    # A conditional UPDATE is the last guard against two people taking the same stock at
+    # the same moment: the database refuses to go below zero, whatever the caller read.
+    new_balance = db.session.execute(
+        sa.update(model)
+        .where(model.id == owner.id, column + quantity >= 0)
+        .values({column.key: column + quantity})
+        .returning(column)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if new_balance is None:
+        db.session.refresh(owner)
+        raise InsufficientStock(
+            f"{getattr(owner, 'code', owner.id)} has {getattr(owner, column.key)} left, "
+            f"{-quantity} was asked for."
+        )
+    db.session.refresh(owner, [column.key])
+    movement = StockMovement(
+        kind=kind,
+        quantity=quantity,
+        balance_after=new_balance,
+        actor_id=actor.id,
+        occurred_at=utcnow(),
+        **ledger,
+    )
+    db.session.add(movement)
+    return movement
+
+
+def move_lot(lot: Lot, kind: str, quantity, actor: User, *, reason="", note="",
+             reference_type="", reference_id=None) -> StockMovement:
+    """Change a lot's remaining quantity by `quantity` (signed) and write its ledger row."""
+    return _move(Lot, Lot.remaining, lot, kind, quantity, actor, lot_id=lot.id, reason=reason,
+                 note=note, reference_type=reference_type, reference_id=reference_id)
+
+
+def move_batch(batch: Batch, kind: str, volume_ml, actor: User, *, reason="", note="",
+               reference_type="", reference_id=None) -> StockMovement:
+    """Change a batch's remaining volume by `volume_ml` (signed) and write its ledger row."""
+    return _move(Batch, Batch.remaining_volume_ml, batch, kind, volume_ml, actor,
+                 batch_id=batch.id, reason=reason, note=note, reference_type=reference_type,
+                 reference_id=reference_id)
+
+
+def ledger_balance(*, lot_id: int | None = None, batch_id: int | None = None) -> Decimal:
+    """The sum of a lot's or a batch's movements: what `remaining` must always equal."""
+    column = StockMovement.lot_id if lot_id is not None else StockMovement.batch_id
+    total = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(StockMovement.quantity), 0)).where(
+            column == (lot_id if lot_id is not None else batch_id)
+        )
+    )
+    return Decimal(total)

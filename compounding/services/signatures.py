@@ -1,0 +1,50 @@
+"""E-signatures: the signer re-enters their password; name, time and meaning are kept."""
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import Signature, User
+from ..models.audit import SIGNATURE_MEANINGS
+from . import audit
+from .clock import utcnow
+from .errors import SignatureRejected
+from .users import verify_password
+
+
+def sign(signer: User, password: str, meaning: str, entity_type: str, entity_id: int) -> Signature:
+    """Record `signer`'s signature on a record, in the caller's transaction.
+
+    The signer is always the acting user: nobody can sign for another account. A wrong or
+    empty password raises SignatureRejected before anything is written.
+    """
+    if meaning not in SIGNATURE_MEANINGS:
+        raise ValueError(f"unknown signature meaning {meaning!r}")
+    if not signer.active or not verify_password(signer, password or ""):
+        raise SignatureRejected(
+            "Signature refused: the password is not correct. Nothing was signed.",
+            field="password",
+        )
+    signature = Signature(
+        signer_id=signer.id,
+        signer_name=signer.display_name,
+        signed_at=utcnow(),
+        meaning=meaning,
+        entity_type=entity_type,
+        entity_id=entity_id,
+    )
+    db.session.add(signature)
+    db.session.flush()
+    audit.record(signer, "signature." + meaning.replace(" ", "_"), entity_type, entity_id,
+                 new={"signature_id": signature.id, "signer": signer.display_name,
+                      "meaning": meaning, "signed_at": signature.signed_at})
+    return signature
+
+
+def signatures_for(entity_type: str, entity_id: int) -> list[Signature]:
+    return list(
+        db.session.scalars(
+            sa.select(Signature)
+            .where(Signature.entity_type == entity_type, Signature.entity_id == entity_id)
+            .order_by(Signature.signed_at)
+        )
+    )

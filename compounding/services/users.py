@@ -1,0 +1,210 @@
+"""Accounts: creating staff, signing in with lockout, passwords, API tokens."""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from ..models import ApiToken, User
+from ..permissions import ROLES
+from . import audit
+from .clock import utcnow
+from .errors import AccountLocked, InvalidInput, InvalidState, NotFound
+
+# The most common leaked passwords of 10+ characters; a short list keeps the obvious out.
+COMMON_PASSWORDS = frozenset(
+    {
+        "1234567890", "12345678910", "0123456789", "1q2w3e4r5t", "qwertyuiop", "password12",
+        "password123", "password1234", "iloveyou12", "abcdefghij", "1234567890a", "qwerty1234",
+        "qwerty12345", "passw0rd123", "welcome123", "letmein123", "administrator", "changeme123",
+        "pharmacist", "pharmacy123", "clinic1234", "aaaaaaaaaa", "1111111111", "0000000000",
+        "password!", "p@ssw0rd123", "trustno1234", "sunshine123", "football123", "princess123",
+    }
+)
+
+USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def check_password_rules(password: str, *, username: str = "", field: str = "password") -> None:
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        raise InvalidInput(f"The password must have at least {minimum} characters.", field=field)
+    if len(password) > 200:
+        raise InvalidInput("The password must have at most 200 characters.", field=field)
+    lowered = password.lower()
+    if lowered in COMMON_PASSWORDS or len(set(lowered)) < 4:
+        raise InvalidInput("This password is too common or too simple; choose another.", field=field)
+    if username and username.lower() in lowered:
+        raise InvalidInput("The password must not contain the username.", field=field)
+
+
+def create_user(actor: User | None, *, username: str, display_name: str, role: str,
+                password: str, must_change_password: bool = False) -> User:
+    """Create an account. The username is unique; the password obeys the rules."""
+    username = username.strip().lower()
+    if role not in ROLES:
+        raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", field="role")
+    if not username or len(username) > 64:
+        raise InvalidInput("A username of 1 to 64 characters is required.", field="username")
+    if db.session.scalar(sa.select(User.id).where(User.username == username)):
+        raise InvalidState(f"The username {username!r} is taken.", field="username")
+    check_password_rules(password, username=username)
+    user = User(
+        username=username,
+        display_name=display_name.strip() or username,
+        role=role,
+        password_hash=_hash(password),
+        must_change_password=must_change_password,
+        password_changed_at=utcnow(),
+    )
+    db.session.add(user)
+    db.session.flush()
+    audit.record(actor, "user.created", "user", user.id, new=audit.snapshot(user, USER_FIELDS))
+    db.session.commit()
+    return user
+
+
+def authenticate(username: str, password: str) -> User:
+    """Sign in. After LOGIN_MAX_FAILURES wrong passwords the account locks for a while.
+
+    Unknown user and wrong password get the same message, so usernames cannot be probed.
+    The failure counter and the lock are committed even though sign-in is refused.
+    """
+    config = current_app.config
+    now = utcnow()
+    user = db.session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+    refused = InvalidInput("Unknown username or wrong password.", field="password")
+    if user is None or not user.active:
+        # Same work as a real check, so timing does not tell which usernames exist.
+        check_password_hash(_DUMMY_HASH, password)
+        raise refused
+    if user.locked_until and user.locked_until > now:
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        raise AccountLocked(
+            f"This account is locked after too many failed sign-ins; try again in {minutes} min.",
+            field="username",
+        )
+    if not check_password_hash(user.password_hash, password):
+        user.failed_logins += 1
+        if user.failed_logins >= config["LOGIN_MAX_FAILURES"]:
+            user.locked_until = now + timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
+            user.failed_logins = 0
+            audit.record(None, "user.locked", "user", user.id,
+                         new={"locked_until": user.locked_until},
+                         reason=f"{config['LOGIN_MAX_FAILURES']} failed sign-ins")
+            db.session.commit()
+            raise AccountLocked(
+                "Too many failed sign-ins: this account is locked for "
+                f"{config['LOGIN_LOCKOUT_MINUTES']} minutes.",
+                field="username",
+            )
+        db.session.commit()
+        raise refused
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+    audit.record(user, "user.signed_in", "user", user.id)
+    db.session.commit()
+    return user
+
+
+_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+
+def verify_password(user: User, password: str) -> bool:
+    return bool(password) and check_password_hash(user.password_hash, password)
+
+
+def change_password(user: User, *, current_password: str, new_password: str) -> None:
+    """A user changes their own password; the current one must be given."""
+    if not verify_password(user, current_password):
+        raise InvalidInput("The current password is not correct.", field="current_password")
+    if current_password == new_password:
+        raise InvalidInput("The new password must differ from the current one.",
+                           field="new_password")
+    check_password_rules(new_password, username=user.username, field="new_password")
+    user.password_hash = _hash(new_password)
+    user.must_change_password = False
+    user.password_changed_at = utcnow()
+    audit.record(user, "user.password_changed", "user", user.id)
+    db.session.commit()
+
+
+def set_temporary_password(actor: User, user: User, temporary_password: str) -> None:
+    """An admin sets a temporary password; the user must replace it at next sign-in."""
+    check_password_rules(temporary_password, username=user.username)
+    user.password_hash = _hash(temporary_password)
+    user.must_change_password = True
+    user.failed_logins = 0
+    user.locked_until = None
+    user.password_changed_at = utcnow()
+    audit.record(actor, "user.password_reset", "user", user.id,
+                 new={"must_change_password": True})
+    db.session.commit()
+
+
+def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
+    """Deactivate or reactivate an account (accounts are never deleted)."""
+    if user.id == actor.id and not active:
+        raise InvalidState("You cannot deactivate your own account.")
+    if user.active == active:
+        return
+    old = {"active": user.active}
+    user.active = active
+    audit.record(actor, "user.activated" if active else "user.deactivated", "user", user.id,
+                 old=old, new={"active": active}, reason=reason)
+    db.session.commit()
+
+
+def update_user(actor: User, user: User, *, display_name: str, role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    if user.id == actor.id and role != user.role:
+        raise InvalidState("You cannot change your own role.", field="role")
+    old = audit.snapshot(user, ("display_name", "role"))
+    user.display_name = display_name.strip() or user.username
+    user.role = role
+    new = audit.snapshot(user, ("display_name", "role"))
+    if new != old:
+        audit.record(actor, "user.updated", "user", user.id, old=old, new=new)
+    db.session.commit()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(actor: User | None, user: User, name: str = "") -> str:
+    """Issue an API token for `user`; only its hash is kept, so it is shown once."""
+    if not user.active:
+        raise InvalidState("An inactive account cannot have API tokens.")
+    token = "ct_" + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name[:80], token_hash=hash_token(token), prefix=token[:10])
+    db.session.add(row)
+    db.session.flush()
+    audit.record(actor, "token.created", "api_token", row.id,
+                 new={"user": user.username, "prefix": row.prefix, "name": row.name})
+    db.session.commit()
+    return token
+
+
+def user_for_token(token: str) -> User | None:
+    row = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None or not row.user.active:
+        return None
+    return row.user
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    return user
