@@ -1,13 +1,15 @@
 """Demo data for trying the application: realistic, idempotent, made through the services."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Ingredient, IngredientGtin, User
-from .services import audit, users
+from .models import Ingredient, Lot, User
+from .services import inventory, users
+from .services.clock import clinic_today, utcnow
 
 DEMO_PASSWORD = "meso-demo-2026"
 
@@ -22,15 +24,15 @@ DEMO_USERS = [
 
 # name, kind, unit, strength, storage, reorder level, GTIN
 DEMO_INGREDIENTS = [
-    ("Phosphatidylcholine", "active", "mL", "50 mg/mL", "fridge", "20", "05012345000017"),
-    ("Sodium deoxycholate", "active", "mL", "25 mg/mL", "fridge", "20", "05012345000024"),
+    ("Phosphatidylcholine", "active", "mL", "50 mg/mL", "fridge", "20", "05012345000015"),
+    ("Sodium deoxycholate", "active", "mL", "25 mg/mL", "fridge", "20", "05012345000022"),
     ("Ascorbic acid (vitamin C)", "active", "mL", "100 mg/mL", "protect_from_light", "10",
-     "05012345000031"),
-    ("Hyaluronic acid", "active", "mL", "10 mg/mL", "fridge", "10", "05012345000048"),
-    ("Minoxidil", "active", "mL", "5 mg/mL", "room", "10", "05012345000055"),
-    ("Biotin", "active", "mL", "5 mg/mL", "room", "10", "05012345000062"),
-    ("Lidocaine", "diluent", "mL", "2 % (20 mg/mL)", "room", "20", "05012345000079"),
-    ("Sodium chloride 0.9 %", "diluent", "mL", "0.9 %", "room", "100", "05012345000086"),
+     "05012345000039"),
+    ("Hyaluronic acid", "active", "mL", "10 mg/mL", "fridge", "10", "05012345000046"),
+    ("Minoxidil", "active", "mL", "5 mg/mL", "room", "10", "05012345000053"),
+    ("Biotin", "active", "mL", "5 mg/mL", "room", "10", "05012345000060"),
+    ("Lidocaine", "diluent", "mL", "2 % (20 mg/mL)", "room", "20", "05012345000077"),
+    ("Sodium chloride 0.9 %", "diluent", "mL", "0.9 %", "room", "100", "05012345000084"),
 ]
 
 
@@ -43,19 +45,59 @@ def _seed_users() -> Iterator[str]:
 
 
 def _seed_ingredients() -> Iterator[str]:
+    pharmacist = _user("pharmacist")
     for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
         if db.session.scalar(sa.select(Ingredient.id).where(Ingredient.name == name)):
             continue
-        ingredient = Ingredient(name=name, kind=kind, unit=unit, strength=strength,
-                                storage=storage, reorder_level=Decimal(reorder),
-                                gtins=[IngredientGtin(gtin=gtin)])
-        db.session.add(ingredient)
-        db.session.flush()
-        audit.record(None, "ingredient.created", "ingredient", ingredient.id,
-                     new={"name": name, "kind": kind, "unit": unit, "gtins": [gtin]},
-                     reason="demo data")
-        db.session.commit()
+        inventory.create_ingredient(pharmacist, {
+            "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
+            "reorder_level": Decimal(reorder), "gtins": [gtin]})
         yield f"  ingredient {name}"
+
+
+# ingredient, supplier, supplier lot, days to expiry, quantity, released?
+DEMO_LOTS = [
+    ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24117", 240, "100", True),
+    ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24031", 20, "30", True),
+    ("Sodium deoxycholate", "Lipo Pharma GmbH", "DC-24090", 200, "100", True),
+    ("Ascorbic acid (vitamin C)", "DermaChem SL", "VC-5521", 150, "50", True),
+    ("Hyaluronic acid", "HyaLab Srl", "HA-0921", 300, "60", True),
+    ("Hyaluronic acid", "HyaLab Srl", "HA-1002", 360, "60", False),
+    ("Minoxidil", "TrichoSource Ltd", "MX-7781", 25, "40", True),
+    ("Biotin", "TrichoSource Ltd", "BT-3310", 400, "40", True),
+    ("Lidocaine", "Anesta Pharma", "LD-88120", 500, "200", True),
+    ("Sodium chloride 0.9 %", "B. Braun", "NS-220431", 700, "500", True),
+    ("Sodium chloride 0.9 %", "B. Braun", "NS-210877", 5, "50", True),
+]
+
+
+def _user(username: str) -> User:
+    return db.session.scalar(sa.select(User).where(User.username == username))
+
+
+def _seed_lots() -> Iterator[str]:
+    technician, pharmacist = _user("technician"), _user("pharmacist")
+    names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
+    for name, supplier, number, days, quantity, released in DEMO_LOTS:
+        if db.session.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number == number)):
+            continue
+        received_at = utcnow() - timedelta(days=10)
+        lot = inventory.receive_lot(
+            technician, ingredient_id=names[name], supplier=supplier, supplier_lot_number=number,
+            expires_on=clinic_today() + timedelta(days=days), quantity=Decimal(quantity),
+            coa_reference=f"CoA {number}", location="Fridge 1" if days < 365 else "Cabinet A",
+            received_at=received_at)
+        if released:
+            inventory.release_lot(pharmacist, lot.id, DEMO_PASSWORD)
+        yield f"  lot {lot.code} {name} {number} ({'released' if released else 'quarantine'})"
+    # One lot that was in date when received and has since expired, still on the shelf.
+    if not db.session.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number == "MX-6650")):
+        lot = inventory.receive_lot(
+            technician, ingredient_id=names["Minoxidil"], supplier="TrichoSource Ltd",
+            supplier_lot_number="MX-6650", expires_on=clinic_today() - timedelta(days=3),
+            quantity=Decimal("12"), coa_reference="CoA MX-6650", location="Cabinet A",
+            received_at=utcnow() - timedelta(days=200))
+        yield f"  lot {lot.code} Minoxidil MX-6650 (expired, to discard)"
 
 
 def seed_demo() -> Iterator[str]:
@@ -63,4 +105,6 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_users()
     yield "Demo ingredients:"
     yield from _seed_ingredients()
+    yield "Demo lots:"
+    yield from _seed_lots()
     yield "Demo data is in place."

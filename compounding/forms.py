@@ -1,6 +1,7 @@
 """Helpers shared by the forms of every area."""
 
 from flask_wtf import FlaskForm
+from wtforms import SelectChoice
 
 from .services.errors import DomainError
 
@@ -12,3 +13,14 @@ def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message]
     else:
         form.form_errors.append(exc.message)
+
+
+def choices(pairs) -> list[SelectChoice]:
+    """Select options from (value, label) pairs, or from bare values labelled for people.
+
+    WTForms 3.3 deprecates plain tuples as choices.
+    """
+    return [
+        SelectChoice(*pair) if isinstance(pair, tuple) else SelectChoice(pair, pair.replace("_", " "))
+        for pair in pairs
+    ]

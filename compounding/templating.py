@@ -8,6 +8,7 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from .permissions import ROLE_LABELS
+from .services import expiry
 from .services.clock import to_clinic
 
 STATUS_STYLES = {
@@ -85,6 +86,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(quantity)
     app.add_template_filter(status_badge)
     app.add_template_filter(humanize)
+    app.add_template_filter(expiry.is_expired, "lot_expired")
+    app.add_template_filter(expiry.days_left, "days_left")
     app.add_template_global(url_with)
 
     @app.context_processor

@@ -3,6 +3,7 @@
 import os
 import re
 
+import flask
 import pytest
 import sqlalchemy as sa
 
@@ -49,8 +50,9 @@ def _reset_database(app) -> None:
 
 
 @pytest.fixture
-def config_overrides() -> dict:
-    return {}
+def config_overrides(request) -> dict:
+    """Settings for one test: `@pytest.mark.parametrize("config_overrides", [{...}], indirect=True)`."""
+    return getattr(request, "param", {})
 
 
 @pytest.fixture
@@ -116,3 +118,142 @@ def csrf_token_from(html: str) -> str:
         r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+@pytest.fixture
+def pharmacist(make_user):
+    return make_user("pharmacist")
+
+
+@pytest.fixture
+def technician(make_user):
+    return make_user("technician")
+
+
+@pytest.fixture
+def make_ingredient(app, make_user):
+    """Create an ingredient through the real service (a pharmacist owns it)."""
+    from compounding.services import inventory
+
+    counter = {"n": 0}
+    owner = {}
+
+    def make(**overrides):
+        counter["n"] += 1
+        if "user" not in owner:
+            owner["user"] = make_user("pharmacist", username=f"ingredient-owner-{id(counter)}")
+        data = {"name": f"Ingredient {counter['n']}", "kind": "active", "unit": "mL",
+                "strength": "10 mg/mL", "storage": "fridge", "reorder_level": "0", "gtins": []}
+        data.update(overrides)
+        return inventory.create_ingredient(owner["user"], data)
+
+    return make
+
+
+@pytest.fixture
+def make_lot(app, make_user, make_ingredient):
+    """Receive (and by default release) a lot through the real services."""
+    from datetime import date, timedelta
+    from decimal import Decimal
+
+    from compounding.services import inventory
+
+    counter = {"n": 0}
+    staff = {}
+
+    def make(ingredient=None, *, release=True, quantity="100", expires_on=None, **overrides):
+        counter["n"] += 1
+        if not staff:
+            staff["technician"] = make_user("technician", username=f"lot-tech-{id(counter)}")
+            staff["pharmacist"] = make_user("pharmacist", username=f"lot-pharm-{id(counter)}")
+        ingredient = ingredient or make_ingredient()
+        lot = inventory.receive_lot(
+            overrides.pop("actor", staff["technician"]),
+            ingredient_id=ingredient.id,
+            supplier=overrides.pop("supplier", "Supplier A"),
+            supplier_lot_number=overrides.pop("supplier_lot_number", f"SL-{counter['n']}"),
+            expires_on=expires_on or date.today() + timedelta(days=365),
+            quantity=Decimal(quantity),
+            **overrides,
+        )
+        if release:
+            inventory.release_lot(staff["pharmacist"], lot.id, PASSWORD)
+        return lot
+
+    return make
+
+
+class QueryCounter:
+    """Counts SQL statements sent to the database while active."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._count)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+# --- Helpers for the foundation tests (accounts, audit trail, API) ---------------------------
+
+
+def sign_in_session(client, user) -> None:
+    """Sign in (or out, with None) by setting Flask-Login's session keys: fast, no form."""
+    with client.session_transaction() as flask_session:
+        flask_session.clear()
+        if user is not None:
+            flask_session["_user_id"] = str(user.id)
+            flask_session["_fresh"] = True
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def audit_rows(action: str | None = None, entity_type: str | None = None,
+               entity_id: int | None = None) -> list:
+    """The audit events matching the given filters, oldest first."""
+    from compounding.models import AuditEvent
+
+    query = sa.select(AuditEvent).order_by(AuditEvent.id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if entity_type is not None:
+        query = query.where(AuditEvent.entity_type == entity_type)
+    if entity_id is not None:
+        query = query.where(AuditEvent.entity_id == entity_id)
+    return list(db.session.scalars(query))
+
+
+def count_rows(model) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+@pytest.fixture
+def make_token(app):
+    """A fresh API token for a user, made by the real service."""
+
+    def make(user, name: str = "test") -> str:
+        return users.create_token(None, user, name)
+
+    return make
+
+
+@flask.request_started.connect
+def _each_request_starts_with_empty_globals(sender, **extra):
+    # The `app` fixture keeps one app context open and Flask reuses it for every test request,
+    # so `g` (where Flask-Login caches the signed-in user and Flask-WTF the CSRF token) would
+    # carry one request's user into the next, even into another client's. In production every
+    # request has its own app context: give each test request a clean `g` too.
+    flask.g.__dict__.clear()

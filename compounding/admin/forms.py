@@ -4,9 +4,10 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from ..forms import choices
 from ..permissions import ROLE_LABELS, ROLES
 
-ROLE_CHOICES = [(role, ROLE_LABELS[role]) for role in ROLES]
+ROLE_CHOICES = choices((role, ROLE_LABELS[role]) for role in ROLES)
 
 
 class UserCreateForm(FlaskForm):

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import Batch, Lot, StockMovement, User
@@ -10,14 +11,17 @@ from .clock import utcnow
 from .errors import InsufficientStock
 
 
-def _move(model, column, owner, kind, quantity, actor, **ledger) -> StockMovement:
+def _move(model, column, owner, kind, quantity, actor, occurred_at=None, **ledger) -> StockMovement:
     quantity = Decimal(quantity)
+    # SQLite keeps Numeric as binary floats (0.3 - 0.1 - 0.2 < 0): round to the column's
+    # scale in SQL so taking exactly what is left works there too. Exact on PostgreSQL.
+    balance = sa.func.round(column + quantity, column.type.scale)
     # A conditional UPDATE is the last guard against two people taking the same stock at
     # the same moment: the database refuses to go below zero, whatever the caller read.
     new_balance = db.session.execute(
         sa.update(model)
-        .where(model.id == owner.id, column + quantity >= 0)
-        .values({column.key: column + quantity})
+        .where(model.id == owner.id, balance >= 0)
+        .values({column.key: balance})
         .returning(column)
         .execution_options(synchronize_session=False)
     ).scalar_one_or_none()
@@ -27,13 +31,13 @@ def _move(model, column, owner, kind, quantity, actor, **ledger) -> StockMovemen
             f"{getattr(owner, 'code', owner.id)} has {getattr(owner, column.key)} left, "
             f"{-quantity} was asked for."
         )
-    db.session.refresh(owner, [column.key])
+    set_committed_value(owner, column.key, new_balance)
     movement = StockMovement(
         kind=kind,
         quantity=quantity,
         balance_after=new_balance,
         actor_id=actor.id,
-        occurred_at=utcnow(),
+        occurred_at=occurred_at or utcnow(),
         **ledger,
     )
     db.session.add(movement)
@@ -41,10 +45,10 @@ def _move(model, column, owner, kind, quantity, actor, **ledger) -> StockMovemen
 
 
 def move_lot(lot: Lot, kind: str, quantity, actor: User, *, reason="", note="",
-             reference_type="", reference_id=None) -> StockMovement:
+             reference_type="", reference_id=None, occurred_at=None) -> StockMovement:
     """Change a lot's remaining quantity by `quantity` (signed) and write its ledger row."""
-    return _move(Lot, Lot.remaining, lot, kind, quantity, actor, lot_id=lot.id, reason=reason,
-                 note=note, reference_type=reference_type, reference_id=reference_id)
+    return _move(Lot, Lot.remaining, lot, kind, quantity, actor, occurred_at, lot_id=lot.id,
+                 reason=reason, note=note, reference_type=reference_type, reference_id=reference_id)
 
 
 def move_batch(batch: Batch, kind: str, volume_ml, actor: User, *, reason="", note="",
@@ -63,4 +67,5 @@ def ledger_balance(*, lot_id: int | None = None, batch_id: int | None = None) ->
             column == (lot_id if lot_id is not None else batch_id)
         )
     )
-    return Decimal(total)
+    # Adding zero turns SQLite's float "-0.000" into 0.000.
+    return Decimal(total) + 0

@@ -1,0 +1,1 @@
+"""Ingredient pages: the raw materials the clinic stocks."""

@@ -1,0 +1,33 @@
+"""Ingredient form (shape only; uniqueness and GTIN ownership are checked by the service)."""
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DecimalField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from ..forms import choices
+from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
+
+
+class IngredientForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    kind = SelectField("Kind", choices=choices(INGREDIENT_KINDS))
+    unit = SelectField("Stock unit", choices=choices(STOCK_UNITS))
+    strength = StringField("Strength", validators=[Optional(), Length(max=60)],
+                           description='As on the container, e.g. "50 mg/mL".')
+    storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS))
+    reorder_level = DecimalField("Reorder level", places=3, default=0,
+                                 validators=[Optional(), NumberRange(min=0, max=99999999999)],
+                                 description="Flagged when released stock falls below this.")
+    gtins = TextAreaField("GTINs", validators=[Optional(), Length(max=1000)],
+                          description="Supplier barcodes (GTIN-8/12/13/14), one per line.",
+                          render_kw={"rows": 3})
+    active = BooleanField("Active (can be received)", default=True)
+
+    def data_for_service(self) -> dict:
+        return {
+            "name": self.name.data, "kind": self.kind.data, "unit": self.unit.data,
+            "strength": self.strength.data, "storage": self.storage.data,
+            "reorder_level": self.reorder_level.data or 0,
+            "gtins": (self.gtins.data or "").replace(",", "\n").splitlines(),
+            "active": self.active.data,
+        }

@@ -1,0 +1,76 @@
+"""Ingredient list, detail, create and edit."""
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..models import Ingredient
+from ..pagination import paginate_rows
+from ..security import requires
+from ..services import inventory
+from ..services.errors import DomainError
+from ..services.stock_queries import LotFilters, ingredient_overview_query, lot_list_query
+from .forms import IngredientForm
+
+bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
+
+
+@bp.route("/")
+@requires("ingredients.read")
+def ingredient_list():
+    search = request.args.get("q", "").strip()[:120]
+    below = request.args.get("below_reorder") == "1"
+    inactive = request.args.get("inactive") == "1"
+    query = ingredient_overview_query(search, below_reorder=below, include_inactive=inactive)
+    pagination = paginate_rows(query)
+    return render_template("ingredients/list.html", pagination=pagination, search=search,
+                           below=below, inactive=inactive)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires("ingredients.write")
+def ingredient_create():
+    form = IngredientForm()
+    if form.validate_on_submit():
+        try:
+            ingredient = inventory.create_ingredient(current_user, form.data_for_service())
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{ingredient.name} added.", "success")
+            return redirect(url_for("ingredients.ingredient_detail", ingredient_id=ingredient.id))
+    return render_template("ingredients/form.html", form=form, ingredient=None), 422 if form.errors else 200
+
+
+@bp.route("/<int:ingredient_id>")
+@requires("ingredients.read")
+def ingredient_detail(ingredient_id: int):
+    ingredient = db.get_or_404(Ingredient, ingredient_id)
+    overview = db.session.execute(
+        ingredient_overview_query(include_inactive=True).where(Ingredient.id == ingredient_id)
+    ).one()
+    lots = db.paginate(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")),
+                       page=request.args.get("page", 1, type=int), per_page=25, error_out=False)
+    return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,
+                           lots=lots)
+
+
+@bp.route("/<int:ingredient_id>/edit", methods=["GET", "POST"])
+@requires("ingredients.write")
+def ingredient_edit(ingredient_id: int):
+    ingredient = db.get_or_404(Ingredient, ingredient_id)
+    form = IngredientForm(obj=ingredient)
+    if request.method == "GET":
+        form.gtins.data = "\n".join(ingredient.gtin_list)
+    if form.validate_on_submit():
+        try:
+            inventory.update_ingredient(current_user, ingredient, form.data_for_service())
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{ingredient.name} saved.", "success")
+            return redirect(url_for("ingredients.ingredient_detail", ingredient_id=ingredient.id))
+    status = 422 if form.errors else 200
+    return render_template("ingredients/form.html", form=form, ingredient=ingredient), status

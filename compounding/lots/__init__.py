@@ -1,0 +1,1 @@
+"""Lot pages: receiving, quarantine and release, adjustments, the stock ledger."""

@@ -1,0 +1,63 @@
+"""Lot forms: receiving, release/reject signatures, adjustments (shape only)."""
+
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+
+from ..forms import choices
+from ..models.ledger import ADJUST_REASONS
+from ..services.errors import DomainError
+from ..services.expiry import parse_expiry
+from ..services.inventory import check_quantity
+
+QUANTITY_HELP = "In the ingredient's stock unit; at most 3 decimals."
+
+
+def validate_quantity(form, field):
+    try:
+        field.parsed = check_quantity(field.data, field.name)
+    except DomainError as exc:
+        raise ValidationError(exc.message) from None
+
+
+def validate_expiry(form, field):
+    try:
+        field.parsed = parse_expiry(field.data)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+class ReceiveLotForm(FlaskForm):
+    ingredient_id = SelectField("Ingredient", coerce=int, validators=[DataRequired("Choose the ingredient.")])
+    supplier = StringField("Supplier", validators=[DataRequired(), Length(max=120)])
+    lot_number = StringField("Supplier lot number", validators=[DataRequired(), Length(max=60)])
+    gtin = StringField("GTIN", validators=[Optional(), Regexp(r"^\d{8,14}$", message="8 to 14 digits.")],
+                       description="From the supplier's barcode, if it has one.")
+    expiry_date = StringField("Expiry", validators=[DataRequired(), validate_expiry],
+                              description="YYYY-MM-DD, or YYYY-MM for a month-only expiry "
+                                          "(stored as the month's last day).",
+                              render_kw={"placeholder": "2027-06-30 or 2027-06"})
+    quantity = StringField("Quantity received", validators=[DataRequired(), validate_quantity],
+                           description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
+    coa_reference = StringField("Certificate of analysis reference", validators=[Optional(), Length(max=120)])
+    location = StringField("Storage location", validators=[Optional(), Length(max=120)],
+                           render_kw={"placeholder": "e.g. Fridge 2, shelf B"})
+
+
+class SignatureForm(FlaskForm):
+    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class RejectForm(SignatureForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+
+
+class AdjustForm(FlaskForm):
+    reason = SelectField("Reason", choices=choices(ADJUST_REASONS))
+    direction = SelectField("Direction", choices=choices([("out", "Take out of stock"),
+                                                          ("in", "Add to stock (count correction only)")]))
+    quantity = StringField("Quantity", validators=[DataRequired(), validate_quantity],
+                           description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
+    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
+                         description="Required for a count correction.")

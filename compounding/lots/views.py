@@ -1,0 +1,150 @@
+"""Lot list, receiving, detail with ledger and history, release, reject, adjust."""
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
+from ..models.lot import LOT_STATUSES
+from ..security import requires
+from ..services import inventory
+from ..services.errors import DomainError
+from ..services.signatures import signatures_for
+from ..services.stock_queries import LOT_SORTS, LotFilters, lot_list_query
+from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
+
+bp = Blueprint("lots", __name__, url_prefix="/lots")
+
+
+def filters_from_args(args) -> LotFilters:
+    days = args.get("expiring_within_days", type=int)
+    return LotFilters(
+        ingredient_id=args.get("ingredient_id", type=int),
+        status=args.get("status", "") if args.get("status") in LOT_STATUSES else "",
+        expiring_within_days=min(max(days, 0), 3650) if days is not None else None,
+        expired_in_stock=args.get("expired_in_stock") == "1",
+        q=args.get("q", "")[:60],
+        sort=args.get("sort", "expiry") if args.get("sort") in LOT_SORTS else "expiry",
+    )
+
+
+def _ingredient_choices():
+    return [SelectChoice(i.id, f"{i.name} ({i.unit})") for i in db.session.scalars(
+        sa.select(Ingredient).where(Ingredient.active.is_(True)).order_by(Ingredient.name))]
+
+
+@bp.route("/")
+@requires("lots.read")
+def lot_list():
+    filters = filters_from_args(request.args)
+    pagination = db.paginate(lot_list_query(filters), page=request.args.get("page", 1, type=int),
+                             per_page=50, error_out=False)
+    ingredients = db.session.execute(
+        sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()
+    return render_template("lots/list.html", pagination=pagination, filters=filters,
+                           ingredients=ingredients, statuses=LOT_STATUSES)
+
+
+@bp.route("/receive", methods=["GET", "POST"])
+@requires("lots.receive")
+def lot_receive():
+    form = ReceiveLotForm()
+    form.ingredient_id.choices = [SelectChoice(0, "Choose…"), *_ingredient_choices()]
+    if request.method == "GET" and request.args.get("ingredient_id", type=int):
+        form.ingredient_id.data = request.args.get("ingredient_id", type=int)
+    if form.validate_on_submit():
+        try:
+            lot = inventory.receive_lot(
+                current_user, ingredient_id=form.ingredient_id.data, supplier=form.supplier.data,
+                supplier_lot_number=form.lot_number.data, expires_on=form.expiry_date.parsed,
+                quantity=form.quantity.parsed, gtin=form.gtin.data or "",
+                coa_reference=form.coa_reference.data or "", location=form.location.data or "")
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+            existing = (exc.details or {}).get("existing_lot_id") if isinstance(exc.details, dict) else None
+            return render_template("lots/receive.html", form=form, existing_lot_id=existing), 422
+        flash(f"Lot {lot.code} received into quarantine. A pharmacist must release it before use.",
+              "success")
+        return redirect(url_for("lots.lot_detail", lot_id=lot.id))
+    return render_template("lots/receive.html", form=form, existing_lot_id=None), 422 if form.errors else 200
+
+
+def _render_detail(lot_id: int, status: int = 200, **forms):
+    lot = db.session.scalar(
+        sa.select(Lot).where(Lot.id == lot_id).options(
+            sa.orm.selectinload(Lot.ingredient), sa.orm.selectinload(Lot.received_by),
+            sa.orm.selectinload(Lot.released_by)))
+    if lot is None:
+        return render_template("errors/404.html", status=404, message="There is no such lot."), 404
+    movements = db.session.execute(
+        sa.select(StockMovement, User.display_name)
+        .join(User, User.id == StockMovement.actor_id)
+        .where(StockMovement.lot_id == lot.id).order_by(StockMovement.id.desc()).limit(200)).all()
+    history = db.session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.entity_type == "lot", AuditEvent.entity_id == lot.id)
+        .order_by(AuditEvent.id.desc()).limit(100)).all()
+    used_in = db.session.execute(
+        sa.select(BatchComponent, Batch.code, Batch.status, Batch.compounded_at)
+        .join(Batch, Batch.id == BatchComponent.batch_id)
+        .where(BatchComponent.lot_id == lot.id).order_by(Batch.compounded_at.desc()).limit(200)).all()
+    forms.setdefault("release_form", SignatureForm(prefix="release"))
+    forms.setdefault("reject_form", RejectForm(prefix="reject"))
+    forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
+    return render_template("lots/detail.html", lot=lot, movements=movements, history=history,
+                           used_in=used_in, signatures=signatures_for("lot", lot.id), **forms), status
+
+
+@bp.route("/<int:lot_id>")
+@requires("lots.read")
+def lot_detail(lot_id: int):
+    return _render_detail(lot_id)
+
+
+@bp.route("/<int:lot_id>/release", methods=["POST"])
+@requires("lots.release")
+def lot_release(lot_id: int):
+    form = SignatureForm(prefix="release")
+    if form.validate_on_submit():
+        try:
+            lot = inventory.release_lot(current_user, lot_id, form.password.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{lot.code} released, signed by {current_user.display_name}.", "success")
+            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    return _render_detail(lot_id, 422, release_form=form)
+
+
+@bp.route("/<int:lot_id>/reject", methods=["POST"])
+@requires("lots.release")
+def lot_reject(lot_id: int):
+    form = RejectForm(prefix="reject")
+    if form.validate_on_submit():
+        try:
+            lot = inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{lot.code} rejected.", "warning")
+            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    return _render_detail(lot_id, 422, reject_form=form)
+
+
+@bp.route("/<int:lot_id>/adjust", methods=["POST"])
+@requires("lots.adjust")
+def lot_adjust(lot_id: int):
+    form = AdjustForm(prefix="adjust")
+    if form.validate_on_submit():
+        try:
+            lot = inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
+                                       quantity=form.quantity.parsed, direction=form.direction.data,
+                                       note=form.note.data or "")
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
+            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    return _render_detail(lot_id, 422, adjust_form=form)

@@ -1,0 +1,53 @@
+"""Expiry, defined once: a lot is expired from the start of the day after its expiry date.
+
+"Day" is the clinic's day (setting CLINIC_TIMEZONE). Every page, rule, API answer and
+export asks this module, never the calendar directly.
+"""
+
+import calendar
+import re
+from datetime import date, datetime
+
+import sqlalchemy as sa
+
+from .clock import clinic_today, utcnow
+
+_MONTH_ONLY = re.compile(r"^(\d{4})-(\d{1,2})$")
+# Python 3.11 also reads ISO week dates and "20261231"; a label date is never written so.
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def last_day_of_month(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def parse_expiry(text: str) -> date:
+    """Read `YYYY-MM-DD` or a month-only `YYYY-MM` (stored as the month's last day)."""
+    text = (text or "").strip()
+    match = _MONTH_ONLY.match(text)
+    try:
+        if match:
+            return last_day_of_month(int(match.group(1)), int(match.group(2)))
+        if not _FULL_DATE.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("Give a real date as YYYY-MM-DD, or a month as YYYY-MM.") from None
+
+
+def last_usable_day(at: datetime | None = None) -> date:
+    """Lots whose expiry date is on or after this clinic day are not expired at `at`."""
+    return clinic_today(at or utcnow())
+
+
+def is_expired(expires_on: date, at: datetime | None = None) -> bool:
+    return expires_on < last_usable_day(at)
+
+
+def expired_clause(column, at: datetime | None = None) -> sa.ColumnElement[bool]:
+    """The same rule as `is_expired`, as a SQL condition on an expiry-date column."""
+    return column < last_usable_day(at)
+
+
+def days_left(expires_on: date, at: datetime | None = None) -> int:
+    return (expires_on - last_usable_day(at)).days

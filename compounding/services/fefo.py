@@ -1,0 +1,62 @@
+"""FEFO allocation (first expiry, first out) as a pure function: no database, no clock."""
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from .errors import InsufficientStock
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An eligible lot: released, unexpired, unrecalled, with stock (the caller filters)."""
+
+    lot_id: int
+    code: str
+    expires_on: date
+    received_at: datetime
+    remaining: Decimal
+
+
+@dataclass(frozen=True)
+class Allocation:
+    lot_id: int
+    code: str
+    quantity: Decimal
+    expires_on: date
+
+
+def fefo_order(candidates):
+    """Earliest expiry first; ties go to the oldest receipt, then the lowest code."""
+    return sorted(candidates, key=lambda c: (c.expires_on, c.received_at, c.code))
+
+
+def allocate(candidates, required: Decimal, *, what: str = "this ingredient",
+             unit: str = "") -> list[Allocation]:
+    """Take `required` from the lots in FEFO order, spanning lots when one is not enough.
+
+    Raises InsufficientStock naming the shortfall when all eligible stock is not enough.
+    """
+    required = Decimal(required)
+    if required <= 0:
+        raise ValueError("required quantity must be positive")
+    allocations: list[Allocation] = []
+    still_needed = required
+    for candidate in fefo_order(candidates):
+        if still_needed <= 0:
+            break
+        if candidate.remaining <= 0:
+            continue
+        take = min(candidate.remaining, still_needed)
+        allocations.append(Allocation(candidate.lot_id, candidate.code, take, candidate.expires_on))
+        still_needed -= take
+    if still_needed > 0:
+        available = required - still_needed
+        suffix = f" {unit}" if unit else ""
+        raise InsufficientStock(
+            f"Not enough {what}: {required}{suffix} needed, {available}{suffix} available in "
+            f"eligible lots (short by {still_needed}{suffix}).",
+            details={"needed": str(required), "available": str(available),
+                     "shortfall": str(still_needed), "ingredient": what},
+        )
+    return allocations

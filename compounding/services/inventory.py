@@ -1,0 +1,338 @@
+"""Raw materials: ingredients, receiving lots, quarantine and release, adjustments."""
+
+import re
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Ingredient, IngredientGtin, Lot, User
+from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
+from ..models.ledger import ADJUST_REASONS
+from . import audit
+from .access import ensure_can
+from .clock import utcnow
+from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
+from .expiry import expired_clause, is_expired
+from .fefo import Candidate
+from .ledger import move_lot
+from .signatures import sign
+
+INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "reorder_level", "active")
+LOT_FIELDS = ("status", "remaining", "status_reason")
+
+# Which ledger kind each adjustment reason writes, and which way it may go.
+REASON_KIND = {
+    "expired": "waste",
+    "damaged": "waste",
+    "contaminated": "waste",
+    "count_correction": "adjust",
+    "returned_to_supplier": "return",
+}
+
+
+def gtin_is_valid(gtin: str) -> bool:
+    """GS1 mod-10 check digit over GTIN-8/12/13/14."""
+    if not re.fullmatch(r"\d{8}|\d{12,14}", gtin or ""):
+        return False
+    digits = [int(d) for d in gtin.zfill(14)]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(digits[:-1]))
+    return (10 - total % 10) % 10 == digits[-1]
+
+
+def normalise_gtin(gtin: str) -> str:
+    """GTINs are compared as 14 digits (a GTIN-13 is a GTIN-14 with a leading zero)."""
+    return gtin.strip().zfill(14)
+
+
+def check_quantity(value, field: str = "quantity") -> Decimal:
+    """A positive decimal with at most 3 decimals (the precision the database keeps)."""
+    try:
+        quantity = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise InvalidInput("Enter a number such as 12.5.", field=field) from None
+    if not quantity.is_finite():
+        raise InvalidInput("Enter a number such as 12.5.", field=field)
+    if quantity <= 0:
+        raise InvalidInput("The quantity must be greater than zero.", field=field)
+    if quantity.as_tuple().exponent < -3:
+        raise InvalidInput("Use at most 3 decimals.", field=field)
+    if quantity >= Decimal("100000000000"):
+        raise InvalidInput("This quantity is too large.", field=field)
+    return quantity
+
+
+# --- ingredients -------------------------------------------------------------------------
+
+
+def _check_ingredient_fields(data: dict, ingredient: Ingredient | None = None) -> list[str]:
+    name = (data.get("name") or "").strip()
+    if not name or len(name) > 120:
+        raise InvalidInput("A name of 1 to 120 characters is required.", field="name")
+    existing = db.session.scalar(sa.select(Ingredient).where(sa.func.lower(Ingredient.name) == name.lower()))
+    if existing is not None and existing is not ingredient:
+        raise InvalidState(f"An ingredient named {existing.name!r} already exists.", field="name",
+                           details={"name": [f"{existing.name!r} already exists."],
+                                    "existing_id": existing.id})
+    for field, allowed in (("kind", INGREDIENT_KINDS), ("unit", STOCK_UNITS),
+                           ("storage", STORAGE_CONDITIONS)):
+        if data.get(field) not in allowed:
+            raise InvalidInput(f"Choose one of: {', '.join(allowed)}.", field=field)
+    try:
+        reorder = Decimal(str(data.get("reorder_level") or "0"))
+    except ArithmeticError:
+        raise InvalidInput("Enter a number such as 20.", field="reorder_level") from None
+    if not reorder.is_finite() or reorder < 0 or reorder >= Decimal("100000000000"):
+        raise InvalidInput("The reorder level must be a number of zero or more.", field="reorder_level")
+    gtins = []
+    for raw in data.get("gtins") or []:
+        raw = raw.strip()
+        if not raw:
+            continue
+        if not gtin_is_valid(raw):
+            raise InvalidInput(f"{raw} is not a valid GTIN (check digit or length).", field="gtins")
+        gtin = normalise_gtin(raw)
+        owner = db.session.scalar(sa.select(IngredientGtin).where(IngredientGtin.gtin == gtin))
+        if owner is not None and (ingredient is None or owner.ingredient_id != ingredient.id):
+            raise InvalidState(f"GTIN {gtin} already belongs to another ingredient.", field="gtins")
+        if gtin not in gtins:
+            gtins.append(gtin)
+    return gtins
+
+
+def create_ingredient(actor: User, data: dict) -> Ingredient:
+    """Add a raw material. Names are unique (case-insensitive); GTINs are valid and unclaimed."""
+    ensure_can(actor, "ingredients.write", "create ingredients")
+    gtins = _check_ingredient_fields(data)
+    ingredient = Ingredient(
+        name=data["name"].strip(), kind=data["kind"], unit=data["unit"],
+        strength=(data.get("strength") or "").strip(), storage=data["storage"],
+        reorder_level=Decimal(str(data.get("reorder_level") or "0")),
+        gtins=[IngredientGtin(gtin=g) for g in gtins],
+    )
+    db.session.add(ingredient)
+    db.session.flush()
+    audit.record(actor, "ingredient.created", "ingredient", ingredient.id,
+                 new={**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": gtins})
+    db.session.commit()
+    return ingredient
+
+
+def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingredient:
+    """Edit an ingredient. Its unit cannot change once lots exist (quantities would lie)."""
+    ensure_can(actor, "ingredients.write", "edit ingredients")
+    gtins = _check_ingredient_fields(data, ingredient)
+    if data["unit"] != ingredient.unit and db.session.scalar(
+        sa.select(Lot.id).where(Lot.ingredient_id == ingredient.id).limit(1)
+    ):
+        raise InvalidState("The stock unit cannot change once lots have been received.", field="unit")
+    old = {**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": ingredient.gtin_list}
+    ingredient.name = data["name"].strip()
+    ingredient.kind = data["kind"]
+    ingredient.unit = data["unit"]
+    ingredient.strength = (data.get("strength") or "").strip()
+    ingredient.storage = data["storage"]
+    ingredient.reorder_level = Decimal(str(data.get("reorder_level") or "0"))
+    if "active" in data and data["active"] is not None:
+        ingredient.active = bool(data["active"])
+    current = {g.gtin: g for g in ingredient.gtins}
+    ingredient.gtins = [current.get(g) or IngredientGtin(gtin=g) for g in gtins]
+    new = {**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": gtins}
+    if new != old:
+        audit.record(actor, "ingredient.updated", "ingredient", ingredient.id, old=old, new=new)
+    db.session.commit()
+    return ingredient
+
+
+def get_ingredient(ingredient_id) -> Ingredient:
+    ingredient = db.session.get(Ingredient, ingredient_id) if ingredient_id else None
+    if ingredient is None:
+        raise InvalidInput("Unknown ingredient.", field="ingredient_id")
+    return ingredient
+
+
+def ingredient_by_gtin(gtin: str) -> Ingredient | None:
+    return db.session.scalar(
+        sa.select(Ingredient).join(IngredientGtin).where(IngredientGtin.gtin == normalise_gtin(gtin))
+    )
+
+
+# --- lots ----------------------------------------------------------------------------------
+
+
+def get_lot(lot_id: int, *, for_update: bool = False) -> Lot:
+    query = sa.select(Lot).where(Lot.id == lot_id).options(selectinload(Lot.ingredient))
+    if for_update:
+        query = query.with_for_update(of=Lot)
+    lot = db.session.scalar(query)
+    if lot is None:
+        raise NotFound(f"There is no lot {lot_id}.")
+    return lot
+
+
+def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
+                expires_on, quantity, gtin: str = "", coa_reference: str = "",
+                location: str = "", received_at: datetime | None = None) -> Lot:
+    """Receive a lot into quarantine with its internal code and a `receive` ledger row.
+
+    Refused: unknown or inactive ingredient, a lot already expired at receipt, the same
+    supplier lot for the same ingredient and supplier twice, an invalid GTIN.
+    """
+    from .codes import next_lot_code
+
+    ensure_can(actor, "lots.receive", "receive lots")
+    ingredient = get_ingredient(ingredient_id)
+    if not ingredient.active:
+        raise InvalidInput(f"{ingredient.name} is inactive and cannot be received.", field="ingredient_id")
+    supplier = (supplier or "").strip()
+    supplier_lot_number = (supplier_lot_number or "").strip()
+    if not supplier or len(supplier) > 120:
+        raise InvalidInput("The supplier (1 to 120 characters) is required.", field="supplier")
+    if not supplier_lot_number or len(supplier_lot_number) > 60:
+        raise InvalidInput("The supplier's lot number (1 to 60 characters) is required.",
+                           field="lot_number")
+    quantity = check_quantity(quantity)
+    received_at = received_at or utcnow()
+    if is_expired(expires_on, received_at):
+        raise InvalidInput(f"This lot expired on {expires_on.isoformat()}: it cannot be received.",
+                           field="expiry_date")
+    gtin = (gtin or "").strip()
+    if gtin:
+        if not gtin_is_valid(gtin):
+            raise InvalidInput(f"{gtin} is not a valid GTIN (check digit or length).", field="gtin")
+        gtin = normalise_gtin(gtin)
+    duplicate = db.session.scalar(sa.select(Lot).where(
+        Lot.ingredient_id == ingredient.id, Lot.supplier == supplier,
+        Lot.supplier_lot_number == supplier_lot_number))
+    if duplicate is not None:
+        raise InvalidState(
+            f"Lot {supplier_lot_number} of {ingredient.name} from {supplier} was already received "
+            f"as {duplicate.code}.",
+            field="lot_number",
+            details={"lot_number": [f"Already received as {duplicate.code}."],
+                     "existing_lot_id": duplicate.id, "existing_lot_code": duplicate.code},
+        )
+    lot = Lot(
+        code=next_lot_code(), ingredient_id=ingredient.id, supplier=supplier,
+        supplier_lot_number=supplier_lot_number, gtin=gtin or None, received_at=received_at,
+        received_by_id=actor.id, expires_on=expires_on, quantity_received=quantity,
+        remaining=Decimal("0"), coa_reference=(coa_reference or "").strip()[:120],
+        location=(location or "").strip()[:120], status="quarantine",
+    )
+    db.session.add(lot)
+    db.session.flush()
+    move_lot(lot, "receive", quantity, actor, reference_type="lot", reference_id=lot.id,
+             note=f"received from {supplier}", occurred_at=received_at)
+    audit.record(actor, "lot.received", "lot", lot.id, new={
+        "code": lot.code, "ingredient": ingredient.name, "supplier": supplier,
+        "supplier_lot_number": supplier_lot_number, "gtin": lot.gtin, "expires_on": expires_on,
+        "quantity": quantity, "coa_reference": lot.coa_reference, "location": lot.location,
+        "status": lot.status})
+    db.session.commit()
+    return lot
+
+
+def release_lot(actor: User, lot_id: int, password: str) -> Lot:
+    """A pharmacist releases a quarantined, unexpired lot with an e-signature."""
+    ensure_can(actor, "lots.release", "release lots")
+    lot = get_lot(lot_id, for_update=True)
+    if lot.status != "quarantine":
+        raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be released.")
+    if is_expired(lot.expires_on):
+        raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
+    sign(actor, password, "released", "lot", lot.id)
+    old = audit.snapshot(lot, LOT_FIELDS)
+    lot.status = "released"
+    lot.released_at = utcnow()
+    lot.released_by_id = actor.id
+    audit.record(actor, "lot.released", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS))
+    db.session.commit()
+    return lot
+
+
+def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
+    """A pharmacist rejects a quarantined lot with an e-signature and a reason."""
+    ensure_can(actor, "lots.release", "reject lots")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the lot is rejected.", field="reason")
+    lot = get_lot(lot_id, for_update=True)
+    if lot.status != "quarantine":
+        raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be rejected.")
+    sign(actor, password, "rejected", "lot", lot.id)
+    old = audit.snapshot(lot, LOT_FIELDS)
+    lot.status = "rejected"
+    lot.status_reason = reason[:2000]
+    audit.record(actor, "lot.rejected", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
+                 reason=reason)
+    db.session.commit()
+    return lot
+
+
+def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: str = "out",
+               note: str = "") -> Lot:
+    """Waste, return or correct a lot's count with a coded reason.
+
+    Only a count correction may add stock, and never to an expired lot: expired stock can
+    only leave. Nothing may take a lot below zero; a released lot at zero is `depleted`.
+    """
+    ensure_can(actor, "lots.adjust", "adjust lots")
+    if reason not in ADJUST_REASONS:
+        raise InvalidInput(f"Choose a reason: {', '.join(ADJUST_REASONS)}.", field="reason")
+    if direction not in ("in", "out"):
+        raise InvalidInput("The direction is 'in' or 'out'.", field="direction")
+    quantity = check_quantity(quantity)
+    note = (note or "").strip()
+    lot = get_lot(lot_id, for_update=True)
+    if direction == "in":
+        if reason != "count_correction":
+            raise InvalidInput("Only a count correction can add stock.", field="direction")
+        if is_expired(lot.expires_on):
+            raise InvalidState(f"{lot.code} is expired: its stock can only leave, never grow.",
+                               field="direction")
+        if lot.status in ("rejected", "recalled"):
+            raise InvalidState(f"{lot.code} is {lot.status}: its stock can only leave.", field="direction")
+    if reason == "count_correction" and not note:
+        raise InvalidInput("Explain the count correction in the note.", field="note")
+    signed = quantity if direction == "in" else -quantity
+    if lot.remaining + signed < 0:
+        raise InsufficientStock(
+            f"{lot.code} has {lot.remaining} {lot.ingredient.unit} left; {quantity} cannot be taken.",
+            field="quantity")
+    old = audit.snapshot(lot, LOT_FIELDS)
+    movement = move_lot(lot, REASON_KIND[reason], signed, actor, reason=reason, note=note,
+                        reference_type="adjustment")
+    _update_depletion(lot)
+    db.session.flush()
+    audit.record(actor, f"lot.{REASON_KIND[reason]}", "lot", lot.id, old=old,
+                 new={**audit.snapshot(lot, LOT_FIELDS), "movement_id": movement.id,
+                      "quantity": signed}, reason=f"{reason}: {note}" if note else reason)
+    db.session.commit()
+    return lot
+
+
+def _update_depletion(lot: Lot) -> None:
+    """A released lot at zero is depleted; a depleted lot whose count is corrected up is back."""
+    if lot.remaining == 0 and lot.status == "released":
+        lot.status = "depleted"
+    elif lot.remaining > 0 and lot.status == "depleted":
+        lot.status = "released"
+
+
+def eligible_lot_query(ingredient_id: int, at: datetime | None = None):
+    """Lots that may go into a batch: released, unexpired at `at`, with stock left."""
+    return sa.select(Lot).where(
+        Lot.ingredient_id == ingredient_id,
+        Lot.status == "released",
+        Lot.remaining > 0,
+        sa.not_(expired_clause(Lot.expires_on, at)),
+    )
+
+
+def eligible_candidates(ingredient_id: int, at: datetime | None = None) -> list[Candidate]:
+    return [
+        Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
+        for lot in db.session.scalars(eligible_lot_query(ingredient_id, at))
+    ]

@@ -1,0 +1,121 @@
+"""Read-side queries for stock: lists, filters and dashboard counts, each one statement."""
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import contains_eager
+
+from ..models import Ingredient, Lot
+from .expiry import expired_clause, last_usable_day
+
+LOT_SORTS = {
+    "expiry": (Lot.expires_on.asc(), Lot.id.asc()),
+    "-expiry": (Lot.expires_on.desc(), Lot.id.desc()),
+    "received": (Lot.received_at.asc(), Lot.id.asc()),
+    "-received": (Lot.received_at.desc(), Lot.id.desc()),
+    "code": (Lot.code.asc(),),
+}
+
+
+@dataclass
+class LotFilters:
+    ingredient_id: int | None = None
+    status: str = ""
+    expiring_within_days: int | None = None
+    expired_in_stock: bool = False
+    q: str = ""
+    sort: str = "expiry"
+
+
+def usable_stock_subquery():
+    """Per ingredient: stock on hand in released, unexpired lots, and the nearest expiry."""
+    return (
+        sa.select(
+            Lot.ingredient_id,
+            sa.func.sum(Lot.remaining).label("on_hand"),
+            sa.func.min(Lot.expires_on).label("nearest_expiry"),
+            sa.func.count(Lot.id).label("lot_count"),
+        )
+        .where(Lot.status == "released", Lot.remaining > 0, sa.not_(expired_clause(Lot.expires_on)))
+        .group_by(Lot.ingredient_id)
+        .subquery()
+    )
+
+
+def ingredient_overview_query(search: str = "", below_reorder: bool = False,
+                              include_inactive: bool = False):
+    """Ingredients with on-hand stock, nearest expiry and a below-reorder flag."""
+    stock = usable_stock_subquery()
+    on_hand = sa.func.coalesce(stock.c.on_hand, 0)
+    query = (
+        sa.select(Ingredient, on_hand.label("on_hand"), stock.c.nearest_expiry,
+                  (on_hand < Ingredient.reorder_level).label("below_reorder"))
+        .outerjoin(stock, stock.c.ingredient_id == Ingredient.id)
+        .order_by(Ingredient.name)
+    )
+    if search:
+        query = query.where(Ingredient.name.ilike(f"%{_escape_like(search)}%", escape="\\"))
+    if not include_inactive:
+        query = query.where(Ingredient.active.is_(True))
+    if below_reorder:
+        query = query.where(on_hand < Ingredient.reorder_level)
+    return query
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def lot_list_query(filters: LotFilters):
+    """The lot list with its filters; the ingredient comes in the same statement."""
+    query = sa.select(Lot).join(Lot.ingredient).options(contains_eager(Lot.ingredient))
+    if filters.ingredient_id:
+        query = query.where(Lot.ingredient_id == filters.ingredient_id)
+    if filters.status:
+        query = query.where(Lot.status == filters.status)
+    if filters.expiring_within_days is not None:
+        today = last_usable_day()
+        query = query.where(
+            Lot.expires_on >= today,
+            Lot.expires_on <= today + timedelta(days=filters.expiring_within_days),
+            Lot.status.in_(("quarantine", "released")),
+            Lot.remaining > 0,
+        )
+    if filters.expired_in_stock:
+        query = query.where(expired_clause(Lot.expires_on), Lot.remaining > 0,
+                            Lot.status.in_(("quarantine", "released")))
+    if filters.q:
+        pattern = f"%{_escape_like(filters.q.strip())}%"
+        query = query.where(sa.or_(Lot.code.ilike(pattern, escape="\\"),
+                                   Lot.supplier_lot_number.ilike(pattern, escape="\\"),
+                                   Lot.supplier.ilike(pattern, escape="\\")))
+    return query.order_by(*LOT_SORTS.get(filters.sort, LOT_SORTS["expiry"]))
+
+
+def inventory_counts(expiring_days: int = 30) -> dict:
+    """The dashboard's stock tiles, in one statement."""
+    today = last_usable_day()
+    in_stock = sa.and_(Lot.remaining > 0, Lot.status.in_(("quarantine", "released")))
+    row = sa.select(
+        sa.func.count().filter(Lot.status == "quarantine").label("awaiting_release"),
+        sa.func.count().filter(in_stock, Lot.expires_on >= today,
+                               Lot.expires_on <= today + timedelta(days=expiring_days))
+        .label("expiring_soon"),
+        sa.func.count().filter(in_stock, Lot.expires_on < today).label("expired_in_stock"),
+    ).select_from(Lot)
+    return row
+
+
+def below_reorder_count_query():
+    stock = usable_stock_subquery()
+    return (
+        sa.select(sa.func.count(Ingredient.id))
+        .outerjoin(stock, stock.c.ingredient_id == Ingredient.id)
+        .where(Ingredient.active.is_(True),
+               sa.func.coalesce(stock.c.on_hand, 0) < Ingredient.reorder_level)
+    )
+
+
+def expiry_today() -> date:
+    return last_usable_day()
