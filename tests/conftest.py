@@ -257,3 +257,33 @@ def _each_request_starts_with_empty_globals(sender, **extra):
     # carry one request's user into the next, even into another client's. In production every
     # request has its own app context: give each test request a clean `g` too.
     flask.g.__dict__.clear()
+
+
+@pytest.fixture
+def make_formula(app, make_user, make_ingredient):
+    """Create (and by default approve) a formula through the real services."""
+    from compounding.services import formulas
+
+    counter = {"n": 0}
+    staff = {}
+
+    def make(components=None, *, approve=True, **overrides):
+        counter["n"] += 1
+        if not staff:
+            staff["pharmacist"] = make_user("pharmacist", username=f"formula-author-{id(counter)}")
+        if components is None:
+            components = [(make_ingredient(), "2"), (make_ingredient(kind="diluent"), "8")]
+        data = {
+            "code": f"F-{counter['n']}", "name": f"Formula {counter['n']}", "indication": "fat_reduction",
+            "route": "subcutaneous", "dosage_form": "solution for injection", "unit_label": "vial 10 mL",
+            "unit_volume_ml": "10", "instructions": "Mix aseptically.", "storage": "fridge",
+            "bud_category": "category_2_aseptic_sterile_components",
+            "components": [{"ingredient_id": i.id, "quantity": q} for i, q in components],
+        }
+        data.update(overrides)
+        formula = formulas.create_formula(staff["pharmacist"], data)
+        if approve:
+            formulas.approve_formula(staff["pharmacist"], formula.id, PASSWORD)
+        return formula
+
+    return make

@@ -1,0 +1,283 @@
+"""Compounding records: make a batch from an approved formula, verify, reject, discard.
+
+Rules (DESIGN section 3): only released, unexpired, unrecalled lots with enough quantity go
+into a batch, FEFO by default; the verifier is a different pharmacist who e-signs; a
+batch's expiry is its beyond-use date and time, derived by one function.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..models import Batch, BatchComponent, Formula, Lot, User
+from ..models.batch import DISCARD_REASONS
+from . import audit
+from .access import ensure_can
+from .bud import BUD_TABLE_VERSION, beyond_use_at, bud_duration
+from .clock import to_clinic, utcnow
+from .codes import next_batch_code
+from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
+from .expiry import is_expired
+from .fefo import Candidate, allocate
+from .ledger import move_batch, move_lot
+from .signatures import sign
+
+MAX_UNITS = 10_000
+BATCH_FIELDS = ("status", "remaining_volume_ml", "status_reason", "discard_reason")
+
+
+@dataclass
+class PlannedComponent:
+    """One lot to consume for one formula component."""
+
+    ingredient_id: int
+    ingredient_name: str
+    unit: str
+    lot: Lot
+    quantity: Decimal
+    theoretical: Decimal
+    scanned: bool = False
+
+
+@dataclass
+class CompoundingPlan:
+    formula: Formula
+    units: int
+    components: list[PlannedComponent] = field(default_factory=list)
+    deviations: list[str] = field(default_factory=list)
+
+
+def get_batch(batch_id, *, for_update: bool = False) -> Batch:
+    query = sa.select(Batch).where(Batch.id == batch_id).options(selectinload(Batch.formula))
+    if for_update:
+        query = query.with_for_update(of=Batch).execution_options(populate_existing=True)
+    batch = db.session.scalar(query) if batch_id else None
+    if batch is None:
+        raise NotFound("There is no such batch.")
+    return batch
+
+
+def is_batch_expired(batch: Batch, at: datetime | None = None) -> bool:
+    """A batch is expired from its beyond-use date and time on."""
+    return (at or utcnow()) >= batch.beyond_use_at
+
+
+def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None) -> list[str]:
+    """Every reason a batch may not be injected at `at` (empty list: usable)."""
+    reasons = []
+    if batch.status == "prepared":
+        reasons.append("not released: awaiting verification by a second pharmacist")
+    elif batch.status in ("rejected", "recalled", "discarded"):
+        reasons.append(batch.status + (f": {batch.status_reason}" if batch.status_reason else ""))
+    if is_batch_expired(batch, at):
+        local = to_clinic(batch.beyond_use_at)
+        reasons.append(f"expired at {local:%Y-%m-%d %H:%M} {local.tzname()} (beyond-use date)")
+    if batch.remaining_volume_ml <= 0:
+        reasons.append("empty: no volume left")
+    elif volume_ml is not None and volume_ml > batch.remaining_volume_ml:
+        reasons.append(f"only {batch.remaining_volume_ml.normalize():f} mL left, {volume_ml} mL asked")
+    return reasons
+
+
+def _locked_eligible_lots(ingredient_ids, at: datetime) -> dict[int, list[Lot]]:
+    """Released lots with stock for these ingredients, row-locked in id order (no deadlocks)."""
+    lots = db.session.scalars(
+        sa.select(Lot)
+        .where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == "released", Lot.remaining > 0)
+        .order_by(Lot.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    by_ingredient: dict[int, list[Lot]] = defaultdict(list)
+    for lot in lots:
+        if not is_expired(lot.expires_on, at):
+            by_ingredient[lot.ingredient_id].append(lot)
+    return by_ingredient
+
+
+def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = None,
+               scanned_lot_ids=(), at: datetime | None = None) -> CompoundingPlan:
+    """Choose the lots: FEFO per ingredient unless the user picked lots for it.
+
+    Picked lots must be eligible and belong to one of the formula's ingredients. Raises
+    InsufficientStock (naming ingredient and shortfall) when eligible stock is not enough.
+    """
+    at = at or utcnow()
+    plan = CompoundingPlan(formula, units)
+    components = {c.ingredient_id: c for c in formula.components}
+    eligible = _locked_eligible_lots(list(components), at)
+    picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
+    for row in allocations or []:
+        lot_id = row.get("lot_id")
+        lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
+        if lot is None:
+            other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
+            if other is None:
+                raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
+            if other.ingredient_id not in components:
+                raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
+            raise InvalidState(
+                f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
+                f"(it is {other.status}{', expired' if is_expired(other.expires_on, at) else ''}).",
+                field="allocations")
+        quantity = Decimal(str(row.get("quantity")))
+        if quantity <= 0 or quantity.as_tuple().exponent < -3:
+            raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
+        if quantity > lot.remaining:
+            raise InsufficientStock(
+                f"{lot.code} has {lot.remaining.normalize():f} {components[lot.ingredient_id].ingredient.unit} "
+                f"left; {quantity} was allocated.", field="allocations")
+        picked[lot.ingredient_id].append((lot, quantity))
+    scanned = set(scanned_lot_ids)
+    for ingredient_id, component in components.items():
+        ingredient = component.ingredient
+        theoretical = component.quantity * units
+        if picked.get(ingredient_id):
+            chosen = picked[ingredient_id]
+            actual = sum(q for _, q in chosen)
+            if actual != theoretical:
+                plan.deviations.append(
+                    f"{ingredient.name}: {actual.normalize():f} {ingredient.unit} used instead of "
+                    f"{theoretical.normalize():f} {ingredient.unit}")
+        else:
+            candidates = [Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
+                          for lot in eligible.get(ingredient_id, [])]
+            by_id = {lot.id: lot for lot in eligible.get(ingredient_id, [])}
+            chosen = [(by_id[a.lot_id], a.quantity)
+                      for a in allocate(candidates, theoretical, what=ingredient.name, unit=ingredient.unit)]
+        for lot, quantity in chosen:
+            plan.components.append(PlannedComponent(
+                ingredient_id, ingredient.name, ingredient.unit, lot, quantity,
+                theoretical, scanned=lot.id in scanned))
+    return plan
+
+
+def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
+                   deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
+                   require_scan: bool = False, compounded_at: datetime | None = None) -> Batch:
+    """Make a batch: consume the lots (ledger rows), compute the BUD, status `prepared`."""
+    ensure_can(actor, "batches.compound", "compound batches")
+    formula = db.session.scalar(sa.select(Formula).where(Formula.id == formula_id)) if formula_id else None
+    if formula is None:
+        raise InvalidInput("Choose a formula.", field="formula_id")
+    if formula.status != "approved":
+        raise InvalidState(f"{formula.label} is {formula.status}; only an approved formula can be compounded.",
+                           field="formula_id")
+    try:
+        units = int(units)
+    except (TypeError, ValueError):
+        raise InvalidInput("Units must be a whole number.", field="units") from None
+    if not 1 <= units <= MAX_UNITS:
+        raise InvalidInput(f"Units must be between 1 and {MAX_UNITS}.", field="units")
+    compounded_at = compounded_at or utcnow()
+    plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
+    deviation_note = (deviation_note or "").strip()
+    if plan.deviations and not deviation_note:
+        raise InvalidInput("Actual quantities differ from the formula: explain the deviation. "
+                           + "; ".join(plan.deviations), field="deviation_note")
+    if require_scan:
+        unscanned = sorted({c.lot.code for c in plan.components if not c.scanned})
+        if unscanned:
+            raise InvalidState(f"Scan every container before saving: {', '.join(unscanned)} not scanned.",
+                               field="scanned")
+    total_volume = formula.unit_volume_ml * units
+    bud = beyond_use_at(compounded_at, bud_duration(formula.bud_category, formula.storage, formula.bud_hours),
+                        [c.lot.expires_on for c in plan.components])
+    batch = Batch(
+        code=next_batch_code(compounded_at), formula_id=formula.id, units=units,
+        total_volume_ml=total_volume, remaining_volume_ml=Decimal("0"), compounded_at=compounded_at,
+        compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage,
+        notes=(notes or "").strip()[:5000],
+        deviations="\n".join([*plan.deviations, deviation_note]) if plan.deviations or deviation_note else "",
+        status="prepared",
+    )
+    db.session.add(batch)
+    db.session.flush()
+    for planned in plan.components:
+        component = BatchComponent(batch_id=batch.id, lot_id=planned.lot.id, ingredient_id=planned.ingredient_id,
+                                   theoretical_quantity=planned.theoretical, quantity=planned.quantity,
+                                   scanned=planned.scanned)
+        db.session.add(component)
+        move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
+                 reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=compounded_at)
+        if planned.lot.remaining == 0:
+            planned.lot.status = "depleted"
+            audit.record(actor, "lot.depleted", "lot", planned.lot.id, old={"status": "released"},
+                         new={"status": "depleted"}, reason=f"consumed by {batch.code}")
+    move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
+               note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")
+    audit.record(actor, "batch.compounded", "batch", batch.id, new={
+        "code": batch.code, "formula": formula.label, "units": units, "total_volume_ml": total_volume,
+        "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION, "deviations": batch.deviations,
+        "components": [{"lot": c.lot.code, "quantity": c.quantity, "scanned": c.scanned}
+                       for c in plan.components]})
+    db.session.commit()
+    return batch
+
+
+def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
+    """A pharmacist other than the compounder verifies with an e-signature: `released`."""
+    ensure_can(actor, "batches.verify", "verify batches")
+    batch = get_batch(batch_id, for_update=True)
+    if batch.compounded_by_id == actor.id:
+        raise NotAllowed("The person who compounded a batch cannot verify it: a second pharmacist must.")
+    if batch.status != "prepared":
+        raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be verified.")
+    if is_batch_expired(batch):
+        raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
+    sign(actor, password, "verified", "batch", batch.id)
+    old = audit.snapshot(batch, BATCH_FIELDS)
+    batch.status = "released"
+    batch.verified_at = utcnow()
+    batch.verified_by_id = actor.id
+    audit.record(actor, "batch.released", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS))
+    db.session.commit()
+    return batch
+
+
+def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batch:
+    """The verifier rejects a prepared batch; the lots it consumed stay consumed."""
+    ensure_can(actor, "batches.verify", "reject batches")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the batch is rejected.", field="reason")
+    batch = get_batch(batch_id, for_update=True)
+    if batch.status != "prepared":
+        raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be rejected.")
+    sign(actor, password, "rejected", "batch", batch.id)
+    old = audit.snapshot(batch, BATCH_FIELDS)
+    batch.status = "rejected"
+    batch.status_reason = reason[:2000]
+    audit.record(actor, "batch.rejected", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS),
+                 reason=reason)
+    db.session.commit()
+    return batch
+
+
+def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Batch:
+    """Discard a batch with a coded reason: its remaining volume is written off as waste."""
+    ensure_can(actor, "batches.discard", "discard batches")
+    if reason not in DISCARD_REASONS:
+        raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
+    note = (note or "").strip()
+    if reason == "other" and not note:
+        raise InvalidInput("Describe the reason.", field="note")
+    batch = get_batch(batch_id, for_update=True)
+    if batch.status in ("discarded", "depleted"):
+        raise InvalidState(f"{batch.code} is already {batch.status}.")
+    old = audit.snapshot(batch, BATCH_FIELDS)
+    if batch.remaining_volume_ml > 0:
+        move_batch(batch, "waste", -batch.remaining_volume_ml, actor, reason=reason, note=note,
+                   reference_type="discard")
+    batch.status = "discarded"
+    batch.discard_reason = reason
+    batch.status_reason = note[:2000]
+    audit.record(actor, "batch.discarded", "batch", batch.id, old=old,
+                 new=audit.snapshot(batch, BATCH_FIELDS), reason=f"{reason}: {note}" if note else reason)
+    db.session.commit()
+    return batch

@@ -1,0 +1,75 @@
+"""Beyond-use dates: the USP <797> (2023) table as data, and the BUD rule.
+
+Values as commonly published; the clinic's pharmacist confirms them (DESIGN section 4).
+Bump BUD_TABLE_VERSION whenever a value changes: batches record the version they used.
+"""
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from .clock import end_of_clinic_day
+
+BUD_TABLE_VERSION = "USP797-2023.1"
+STORAGE_TEMPERATURES = ("room", "fridge", "freezer")
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class BudCategory:
+    key: str
+    label: str
+    room: timedelta
+    fridge: timedelta
+    freezer: timedelta | None  # None: not allowed frozen
+
+
+BUD_TABLE: dict[str, BudCategory] = {c.key: c for c in (
+    BudCategory("immediate_use", "Immediate use", 4 * HOUR, 4 * HOUR, 4 * HOUR),
+    BudCategory("category_1", "Category 1", 12 * HOUR, 24 * HOUR, None),
+    BudCategory("category_2_aseptic_nonsterile_components",
+                "Category 2, aseptic, any non-sterile starting component, no sterility test",
+                1 * DAY, 4 * DAY, 45 * DAY),
+    BudCategory("category_2_aseptic_sterile_components",
+                "Category 2, aseptic, only sterile starting components, no sterility test",
+                4 * DAY, 10 * DAY, 45 * DAY),
+    BudCategory("category_2_aseptic_sterility_tested",
+                "Category 2, aseptic, sterility test passed", 30 * DAY, 45 * DAY, 60 * DAY),
+    BudCategory("category_2_terminal", "Category 2, terminally sterilized, no sterility test",
+                14 * DAY, 28 * DAY, 45 * DAY),
+    BudCategory("category_2_terminal_sterility_tested",
+                "Category 2, terminally sterilized, sterility test passed", 45 * DAY, 60 * DAY, 90 * DAY),
+    BudCategory("category_3_aseptic_tested", "Category 3, aseptic, tested", 60 * DAY, 90 * DAY, 120 * DAY),
+    BudCategory("category_3_terminal_tested", "Category 3, terminally sterilized, tested",
+                90 * DAY, 120 * DAY, 180 * DAY),
+)}
+
+
+def storage_temperature(storage: str) -> str:
+    """Formula storage as a BUD column: light protection does not change the temperature."""
+    return "fridge" if storage == "fridge" else "freezer" if storage == "freezer" else "room"
+
+
+def table_duration(category: str, storage: str) -> timedelta | None:
+    """The table's maximum duration, or None when the category cannot be stored that way."""
+    row = BUD_TABLE[category]
+    return getattr(row, storage_temperature(storage))
+
+
+def bud_duration(category: str, storage: str, shorter_hours: int | None = None) -> timedelta:
+    """The formula's duration: the table's, or a shorter one the formula sets (never longer)."""
+    maximum = table_duration(category, storage)
+    if maximum is None:
+        raise ValueError(f"{BUD_TABLE[category].label} cannot be stored frozen")
+    if shorter_hours is not None:
+        return min(maximum, timedelta(hours=shorter_hours))
+    return maximum
+
+
+def beyond_use_at(compounded_at: datetime, duration: timedelta, component_expiries: list[date]) -> datetime:
+    """BUD = min(compounded at + duration, end of the earliest component expiry day)."""
+    candidates = [compounded_at + duration]
+    if component_expiries:
+        candidates.append(end_of_clinic_day(min(component_expiries)))
+    return min(candidates)

@@ -1,0 +1,223 @@
+"""Master formulation records: drafts, e-signed approval, versions, retirement.
+
+An approved version is never edited: "edit" makes a new draft version, and approving it
+retires the version it replaces. Batches keep the version they were made from.
+"""
+
+import re
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import Formula, FormulaComponent, Ingredient, User
+from ..models.formula import INDICATIONS, ROUTES
+from ..models.ingredient import STORAGE_CONDITIONS
+from . import audit
+from .access import ensure_can
+from .bud import BUD_TABLE, table_duration
+from .clock import utcnow
+from .errors import InvalidInput, InvalidState, NotFound
+from .inventory import check_quantity
+from .signatures import sign
+
+FORMULA_FIELDS = ("code", "version", "name", "indication", "route", "dosage_form", "unit_label",
+                  "unit_volume_ml", "instructions", "storage", "bud_category", "bud_hours",
+                  "bud_reason", "status")
+_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,29}$")
+
+
+def get_formula(formula_id, *, field: str = "formula_id") -> Formula:
+    formula = db.session.get(Formula, formula_id) if formula_id else None
+    if formula is None:
+        raise NotFound("There is no such formula.", field=field)
+    return formula
+
+
+def _text(data: dict, key: str, maximum: int, *, required: bool = True, label: str = "") -> str:
+    value = (data.get(key) or "").strip()
+    if required and not value:
+        raise InvalidInput(f"{label or key.replace('_', ' ').capitalize()} is required.", field=key)
+    if len(value) > maximum:
+        raise InvalidInput(f"At most {maximum} characters.", field=key)
+    return value
+
+
+def _checked(data: dict) -> dict:
+    """Check a formula's fields and components; return clean values (nothing is written)."""
+    code = _text(data, "code", 30).upper()
+    if not _CODE.match(code):
+        raise InvalidInput("Use capitals, digits and dashes, e.g. LIPO-PCDC.", field="code")
+    clean = {
+        "code": code,
+        "name": _text(data, "name", 160),
+        "dosage_form": _text(data, "dosage_form", 60),
+        "unit_label": _text(data, "unit_label", 60, required=False) or "vial",
+        "instructions": _text(data, "instructions", 20000, required=False),
+        "bud_reason": _text(data, "bud_reason", 2000, required=False),
+    }
+    for key, allowed in (("indication", INDICATIONS), ("route", ROUTES),
+                         ("storage", STORAGE_CONDITIONS), ("bud_category", tuple(BUD_TABLE))):
+        if data.get(key) not in allowed:
+            raise InvalidInput(f"Choose one of: {', '.join(allowed)}.", field=key)
+        clean[key] = data[key]
+    clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
+    maximum = table_duration(clean["bud_category"], clean["storage"])
+    if maximum is None:
+        raise InvalidInput(f"{BUD_TABLE[clean['bud_category']].label} preparations cannot be stored frozen.",
+                           field="storage")
+    hours = data.get("bud_hours")
+    if hours in ("", None):
+        clean["bud_hours"] = None
+    else:
+        try:
+            hours = int(hours)
+        except (TypeError, ValueError):
+            raise InvalidInput("Give whole hours.", field="bud_hours") from None
+        if hours <= 0:
+            raise InvalidInput("The duration must be at least one hour.", field="bud_hours")
+        if hours > maximum.total_seconds() // 3600:
+            raise InvalidInput(
+                f"A formula may shorten the beyond-use duration, never lengthen it: the table allows "
+                f"{int(maximum.total_seconds() // 3600)} h for this category and storage.", field="bud_hours")
+        if not clean["bud_reason"]:
+            raise InvalidInput("Document why the duration is shorter than the table's.", field="bud_reason")
+        clean["bud_hours"] = hours
+    components = []
+    seen = set()
+    for position, row in enumerate(data.get("components") or []):
+        ingredient_id = row.get("ingredient_id")
+        if not ingredient_id:
+            continue
+        ingredient = db.session.get(Ingredient, int(ingredient_id))
+        if ingredient is None:
+            raise InvalidInput("Unknown ingredient in the components.", field="components")
+        if ingredient.id in seen:
+            raise InvalidInput(f"{ingredient.name} is listed twice.", field="components")
+        seen.add(ingredient.id)
+        quantity = check_quantity(row.get("quantity"), "components")
+        components.append((ingredient, quantity, position))
+    clean["components"] = components
+    return clean
+
+
+def _apply(formula: Formula, clean: dict) -> None:
+    for key, value in clean.items():
+        if key != "components":
+            setattr(formula, key, value)
+    formula.components = [
+        FormulaComponent(ingredient_id=ingredient.id, quantity=quantity, position=position)
+        for ingredient, quantity, position in clean["components"]
+    ]
+
+
+def _snapshot(formula: Formula) -> dict:
+    return {**audit.snapshot(formula, FORMULA_FIELDS),
+            "components": [{"ingredient_id": c.ingredient_id, "quantity": c.quantity}
+                           for c in formula.components]}
+
+
+def create_formula(actor: User, data: dict) -> Formula:
+    """Create version 1 of a new formula code as a draft."""
+    ensure_can(actor, "formulas.write", "write formulas")
+    clean = _checked(data)
+    if db.session.scalar(sa.select(Formula.id).where(Formula.code == clean["code"])):
+        raise InvalidState(f"Formula {clean['code']} exists; edit it to make a new version.", field="code")
+    formula = Formula(version=1, status="draft", created_by_id=actor.id, created_at=utcnow())
+    _apply(formula, clean)
+    db.session.add(formula)
+    db.session.flush()
+    audit.record(actor, "formula.created", "formula", formula.id, new=_snapshot(formula))
+    db.session.commit()
+    return formula
+
+
+def update_draft(actor: User, formula_id: int, data: dict) -> Formula:
+    """Change a draft. An approved or retired version is read-only."""
+    ensure_can(actor, "formulas.write", "write formulas")
+    formula = get_formula(formula_id)
+    if formula.status != "draft":
+        raise InvalidState(f"{formula.label} is {formula.status} and read-only; make a new version.")
+    clean = _checked({**data, "code": formula.code})
+    old = _snapshot(formula)
+    _apply(formula, clean)
+    db.session.flush()
+    audit.record(actor, "formula.updated", "formula", formula.id, old=old, new=_snapshot(formula))
+    db.session.commit()
+    return formula
+
+
+def new_version(actor: User, formula_id: int) -> Formula:
+    """Start the next version as a draft copy of an approved or retired one."""
+    ensure_can(actor, "formulas.write", "write formulas")
+    source = get_formula(formula_id)
+    if source.status == "draft":
+        raise InvalidState(f"{source.label} is still a draft: edit it directly.")
+    pending = db.session.scalar(sa.select(Formula).where(Formula.code == source.code,
+                                                         Formula.status == "draft"))
+    if pending is not None:
+        raise InvalidState(f"{pending.label} is already a draft of this formula.",
+                           details={"draft_id": pending.id})
+    latest = db.session.scalar(sa.select(sa.func.max(Formula.version)).where(Formula.code == source.code))
+    draft = Formula(code=source.code, version=latest + 1, status="draft", created_by_id=actor.id,
+                    created_at=utcnow(), previous_version_id=source.id)
+    for key in FORMULA_FIELDS:
+        if key not in ("code", "version", "status"):
+            setattr(draft, key, getattr(source, key))
+    draft.components = [FormulaComponent(ingredient_id=c.ingredient_id, quantity=c.quantity,
+                                         position=c.position) for c in source.components]
+    db.session.add(draft)
+    db.session.flush()
+    audit.record(actor, "formula.version_created", "formula", draft.id, new=_snapshot(draft),
+                 reason=f"from {source.label}")
+    db.session.commit()
+    return draft
+
+
+def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
+    """A pharmacist approves a draft with an e-signature; it replaces the approved version."""
+    ensure_can(actor, "formulas.approve", "approve formulas")
+    formula = get_formula(formula_id)
+    if formula.status != "draft":
+        raise InvalidState(f"{formula.label} is {formula.status}; only a draft can be approved.")
+    if not formula.components:
+        raise InvalidState("A formula without components cannot be approved.", field="components")
+    if not formula.instructions.strip():
+        raise InvalidState("Write the compounding instructions before approving.", field="instructions")
+    sign(actor, password, "approved", "formula", formula.id)
+    now = utcnow()
+    for previous in db.session.scalars(sa.select(Formula).where(
+            Formula.code == formula.code, Formula.status == "approved")):
+        previous.status = "retired"
+        previous.retired_at = now
+        audit.record(actor, "formula.retired", "formula", previous.id, old={"status": "approved"},
+                     new={"status": "retired"}, reason=f"replaced by {formula.label}")
+    formula.status = "approved"
+    formula.approved_at = now
+    formula.approved_by_id = actor.id
+    audit.record(actor, "formula.approved", "formula", formula.id, old={"status": "draft"},
+                 new={"status": "approved"})
+    db.session.commit()
+    return formula
+
+
+def retire_formula(actor: User, formula_id: int, reason: str) -> Formula:
+    """Withdraw a version from use; batches already made keep pointing to it."""
+    ensure_can(actor, "formulas.write", "retire formulas")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the formula is retired.", field="reason")
+    formula = get_formula(formula_id)
+    if formula.status == "retired":
+        raise InvalidState(f"{formula.label} is already retired.")
+    old = {"status": formula.status}
+    formula.status = "retired"
+    formula.retired_at = utcnow()
+    audit.record(actor, "formula.retired", "formula", formula.id, old=old, new={"status": "retired"},
+                 reason=reason)
+    db.session.commit()
+    return formula
+
+
+def theoretical_quantities(formula: Formula, units: int) -> list[tuple[FormulaComponent, Decimal]]:
+    return [(component, component.quantity * units) for component in formula.components]
