@@ -1,6 +1,10 @@
 """The JSON API under /api/v1: resources register their routes on the one blueprint."""
 
-from . import ingredients  # noqa: F401  (registers routes)
+from . import (  # noqa: F401  (each module registers its routes)
+    audit,
+    ingredients,
+    lots,
+)
 from .views import bp
 
 __all__ = ["bp"]

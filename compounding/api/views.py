@@ -21,7 +21,9 @@ def _authenticate():
         if not header.startswith("Bearer ") or not current_user.is_authenticated:
             abort(401, "The API token is missing, unknown or revoked.")
         return
-    if request.method not in ("GET", "HEAD", "OPTIONS") and current_user.is_authenticated:
+    # protect() ignores WTF_CSRF_ENABLED, so honour the setting here as the app-wide check does.
+    if (request.method not in ("GET", "HEAD", "OPTIONS") and current_user.is_authenticated
+            and current_app.config.get("WTF_CSRF_ENABLED", True)):
         csrf.protect()
 
 
