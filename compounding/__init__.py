@@ -32,9 +32,10 @@ def register_blueprints(app: Flask) -> None:
     from .admin.views import bp as admin_bp
     from .api import bp as api_bp
     from .auth.views import bp as auth_bp
+    from .batches.views import bp as batches_bp
     from .ingredients.views import bp as ingredients_bp
     from .lots.views import bp as lots_bp
     from .main.views import bp as main_bp
 
-    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, api_bp):
+    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, batches_bp, api_bp):
         app.register_blueprint(blueprint)

@@ -157,6 +157,68 @@ def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = No
     return plan
 
 
+@dataclass
+class ProposedComponent:
+    """What the compounding page shows for one formula component before saving."""
+
+    ingredient: object
+    theoretical: Decimal
+    lots: list  # eligible lots, FEFO order
+    proposed: dict[int, Decimal]  # lot id -> FEFO quantity
+    shortfall: str = ""
+
+
+def propose(formula: Formula, units: int, at: datetime | None = None) -> list[ProposedComponent]:
+    """The FEFO proposal for every component, read in one statement (no locks: nothing is saved)."""
+    at = at or utcnow()
+    ingredient_ids = [c.ingredient_id for c in formula.components]
+    lots = db.session.scalars(
+        sa.select(Lot).where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == "released", Lot.remaining > 0)
+    ).all()
+    by_ingredient: dict[int, list[Lot]] = defaultdict(list)
+    for lot in lots:
+        if not is_expired(lot.expires_on, at):
+            by_ingredient[lot.ingredient_id].append(lot)
+    result = []
+    for component in formula.components:
+        ingredient = component.ingredient
+        eligible = sorted(by_ingredient[ingredient.id], key=lambda lot: (lot.expires_on, lot.received_at, lot.code))
+        theoretical = component.quantity * units
+        proposed, shortfall = {}, ""
+        try:
+            candidates = [Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
+                          for lot in eligible]
+            proposed = {a.lot_id: a.quantity for a in allocate(candidates, theoretical, what=ingredient.name,
+                                                                  unit=ingredient.unit)}
+        except InsufficientStock as exc:
+            shortfall = exc.message
+        result.append(ProposedComponent(ingredient, theoretical, eligible, proposed, shortfall))
+    return result
+
+
+def check_scans(expected: dict[int, str], scans: dict[int, str]) -> set[int]:
+    """Match each scanned container against the lot allocated on its row.
+
+    `expected` maps lot id -> lot code, `scans` lot id -> what the scanner typed. Returns the
+    confirmed lot ids; a scan of anything else is refused with the reason.
+    """
+    confirmed = set()
+    for lot_id, raw in scans.items():
+        scanned = (raw or "").strip().upper()
+        if not scanned:
+            continue
+        if lot_id not in expected:
+            raise InvalidInput("A scan was entered for a lot that is not allocated.", field="scanned")
+        if scanned != expected[lot_id]:
+            other = db.session.scalar(sa.select(Lot).where(Lot.code == scanned).options(selectinload(Lot.ingredient)))
+            why = (f"{scanned} is {other.ingredient.name}, a different lot" if other is not None
+                   else f"{scanned!r} is not one of our lot codes")
+            raise InvalidInput(f"Scan refused: {why}; the container on this row must be {expected[lot_id]}.",
+                               field="scanned", details={"scanned": [why], "lot_id": lot_id})
+        confirmed.add(lot_id)
+    return confirmed
+
+
 def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
                    require_scan: bool = False, compounded_at: datetime | None = None) -> Batch:

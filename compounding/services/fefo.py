@@ -26,6 +26,11 @@ class Allocation:
     expires_on: date
 
 
+def _fmt(value: Decimal) -> str:
+    """12.500 -> "12.5", 10.000 -> "10": quantities as a person writes them."""
+    return format(value.normalize(), "f")
+
+
 def fefo_order(candidates):
     """Earliest expiry first; ties go to the oldest receipt, then the lowest code."""
     return sorted(candidates, key=lambda c: (c.expires_on, c.received_at, c.code))
@@ -54,9 +59,9 @@ def allocate(candidates, required: Decimal, *, what: str = "this ingredient",
         available = required - still_needed
         suffix = f" {unit}" if unit else ""
         raise InsufficientStock(
-            f"Not enough {what}: {required}{suffix} needed, {available}{suffix} available in "
-            f"eligible lots (short by {still_needed}{suffix}).",
-            details={"needed": str(required), "available": str(available),
-                     "shortfall": str(still_needed), "ingredient": what},
+            f"Not enough {what}: {_fmt(required)}{suffix} needed, {_fmt(available)}{suffix} available in "
+            f"eligible lots (short by {_fmt(still_needed)}{suffix}).",
+            details={"needed": _fmt(required), "available": _fmt(available),
+                     "shortfall": _fmt(still_needed), "ingredient": what},
         )
     return allocations

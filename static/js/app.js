@@ -28,3 +28,49 @@
     });
   });
 })();
+
+// Beyond-use countdowns: <span class="countdown" data-until="ISO datetime">.
+(function () {
+  "use strict";
+  function render(node) {
+    var until = Date.parse(node.getAttribute("data-until"));
+    if (isNaN(until)) { return; }
+    var minutes = Math.floor((until - Date.now()) / 60000);
+    if (minutes <= 0) {
+      node.textContent = "(expired)";
+      node.classList.add("text-danger");
+      return;
+    }
+    var days = Math.floor(minutes / 1440), hours = Math.floor((minutes % 1440) / 60);
+    node.textContent = "(" + (days ? days + " d " : "") + hours + " h " + (minutes % 60) + " min left)";
+  }
+  function tick() { document.querySelectorAll(".countdown[data-until]").forEach(render); }
+  tick();
+  window.setInterval(tick, 30000);
+})();
+
+// Scan-to-confirm fields at the bench: say at once whether the scanned container is the right one.
+(function () {
+  "use strict";
+  document.querySelectorAll("input.scan-confirm[data-expected]").forEach(function (input) {
+    function check() {
+      var value = input.value.trim().toUpperCase();
+      input.classList.remove("is-valid", "is-invalid");
+      if (!value) { return; }
+      input.classList.add(value === input.getAttribute("data-expected") ? "is-valid" : "is-invalid");
+    }
+    input.addEventListener("input", check);
+    input.addEventListener("keydown", function (event) {
+      // A keyboard-wedge scanner ends with Enter: confirm the row instead of submitting the form.
+      if (event.key === "Enter") { event.preventDefault(); check(); }
+    });
+    check();
+  });
+})();
+
+// Label pages: the Print button opens the browser's print dialog.
+(function () {
+  "use strict";
+  var button = document.getElementById("print-button");
+  if (button) { button.addEventListener("click", function () { window.print(); }); }
+})();

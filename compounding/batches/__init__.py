@@ -1,0 +1,1 @@
+"""Batch pages: compounding at the bench, verification, the batch record."""

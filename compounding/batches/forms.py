@@ -1,0 +1,37 @@
+"""Batch forms: the fixed part of the compounding form, verification, rejection, discard."""
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, PasswordField, SelectField, TextAreaField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+
+from ..forms import choices
+from ..models.batch import DISCARD_REASONS
+from ..services.batches import MAX_UNITS
+
+
+class CompoundForm(FlaskForm):
+    formula_id = SelectField("Formula (approved versions)", coerce=int,
+                             validators=[DataRequired("Choose a formula.")])
+    units = IntegerField("Units", validators=[InputRequired("How many units?"),
+                                              NumberRange(min=1, max=MAX_UNITS,
+                                                          message=f"Between 1 and {MAX_UNITS}.")],
+                         render_kw={"inputmode": "numeric"})
+    deviation_note = TextAreaField("Deviation note", validators=[Optional(), Length(max=2000)],
+                                   render_kw={"rows": 2},
+                                   description="Required when an actual quantity differs from the formula.")
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], render_kw={"rows": 2})
+
+
+class VerifyForm(FlaskForm):
+    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class RejectBatchForm(VerifyForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+
+
+class DiscardForm(FlaskForm):
+    reason = SelectField("Reason", choices=choices(DISCARD_REASONS))
+    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
+                         description="Required for 'other'.")

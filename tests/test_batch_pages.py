@@ -1,0 +1,188 @@
+"""Batch pages: compounding at the bench with scan confirmation, verification, the record."""
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import Batch, Lot, StockMovement
+from compounding.services import batches
+from tests.conftest import PASSWORD, QueryCounter, sign_in
+
+
+@pytest.fixture
+def bench(make_ingredient, make_lot, make_formula):
+    pc = make_ingredient(name="Phosphatidylcholine")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(pc, "2"), (saline, "8")])
+    pc_soon = make_lot(pc, quantity="10", expires_on=date.today() + timedelta(days=40))
+    pc_late = make_lot(pc, quantity="100", expires_on=date.today() + timedelta(days=400))
+    saline_lot = make_lot(saline, quantity="500")
+    return formula, pc_soon, pc_late, saline_lot
+
+
+def compound_data(formula, units, rows, **extra):
+    data = {"formula_id": str(formula.id), "units": str(units)}
+    for lot, quantity, scan in rows:
+        data[f"lot-{lot.id}-quantity"] = quantity
+        data[f"lot-{lot.id}-scan"] = scan
+    data.update(extra)
+    return data
+
+
+def test_the_compounding_page_proposes_the_earliest_expiring_lots(client, as_role, bench):
+    formula, pc_soon, pc_late, saline_lot = bench
+    as_role("technician")
+    page = client.get(f"/batches/new?formula_id={formula.id}&units=3").get_data(as_text=True)
+    assert f'name="lot-{pc_soon.id}-quantity" inputmode="decimal" value="6"' in page
+    assert f'name="lot-{pc_late.id}-quantity" inputmode="decimal" value=""' in page
+    assert "needs 24 mL" in page
+
+
+def test_a_technician_compounds_with_scanned_containers_and_the_record_shows_it(client, as_role, bench):
+    formula, pc_soon, pc_late, saline_lot = bench
+    as_role("technician")
+    response = client.post("/batches/new", data=compound_data(
+        formula, 3, [(pc_soon, "6", pc_soon.code), (saline_lot, "24", "")]))
+    assert response.status_code == 302
+    batch = db.session.scalar(sa.select(Batch))
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert batch.code in page and "awaiting verification" in page
+    assert page.count(">scanned<") == 1 and page.count(">not scanned<") == 1
+    assert db.session.get(Lot, pc_soon.id).remaining == Decimal("4")
+
+
+def test_a_scan_of_the_wrong_container_is_refused_with_the_reason_and_nothing_is_consumed(
+        client, as_role, bench):
+    formula, pc_soon, pc_late, saline_lot = bench
+    as_role("technician")
+    before = db.session.scalar(sa.select(sa.func.count(StockMovement.id)))
+    response = client.post("/batches/new", data=compound_data(
+        formula, 3, [(pc_soon, "6", saline_lot.code), (saline_lot, "24", "")]))
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Scan refused" in page and "Saline" in page and pc_soon.code in page
+    assert db.session.scalar(sa.select(sa.func.count(StockMovement.id))) == before
+    assert db.session.scalar(sa.select(sa.func.count(Batch.id))) == 0
+
+
+def test_scan_confirmation_can_be_made_mandatory(client, make_user, bench, app):
+    formula, pc_soon, pc_late, saline_lot = bench
+    app.config["REQUIRE_SCAN_CONFIRMATION"] = True
+    sign_in(client, make_user("technician"))
+    response = client.post("/batches/new", data=compound_data(
+        formula, 3, [(pc_soon, "6", pc_soon.code), (saline_lot, "24", "")]))
+    assert response.status_code == 422
+    assert f"{saline_lot.code} not scanned" in response.get_data(as_text=True)
+
+
+def test_a_changed_quantity_needs_a_deviation_note(client, as_role, bench):
+    formula, pc_soon, pc_late, saline_lot = bench
+    as_role("technician")
+    rows = [(pc_soon, "6.5", ""), (saline_lot, "24", "")]
+    response = client.post("/batches/new", data=compound_data(formula, 3, rows))
+    assert response.status_code == 422
+    assert "explain the deviation" in response.get_data(as_text=True)
+    response = client.post("/batches/new", data=compound_data(formula, 3, rows, deviation_note="overfill"))
+    assert response.status_code == 302
+
+
+def test_not_enough_stock_is_a_form_error_naming_the_shortfall(client, as_role, bench):
+    formula, pc_soon, pc_late, saline_lot = bench
+    as_role("technician")
+    page = client.get(f"/batches/new?formula_id={formula.id}&units=60").get_data(as_text=True)
+    assert "short by 10 mL" in page
+
+
+@pytest.mark.parametrize("units", ["0", "-2", "many", "10001"])
+def test_bad_units_rerender_with_a_message(client, as_role, bench, units):
+    formula = bench[0]
+    as_role("technician")
+    response = client.post("/batches/new", data={"formula_id": str(formula.id), "units": units})
+    assert response.status_code == 422
+    assert db.session.scalar(sa.select(sa.func.count(Batch.id))) == 0
+
+
+def _batch(bench, user):
+    formula, pc_soon, pc_late, saline_lot = bench
+    return batches.compound_batch(user, formula.id, 1)
+
+
+def test_the_compounder_is_refused_when_verifying_their_own_batch(client, make_user, bench):
+    pharmacist = make_user("pharmacist")
+    batch = _batch(bench, pharmacist)
+    sign_in(client, pharmacist)
+    response = client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD})
+    assert response.status_code == 422
+    assert "cannot verify it" in response.get_data(as_text=True)
+    assert db.session.get(Batch, batch.id).status == "prepared"
+
+
+def test_a_second_pharmacist_verifies_and_the_signature_shows(client, make_user, technician, bench):
+    batch = _batch(bench, technician)
+    verifier = make_user("pharmacist", display_name="Dr Second Check")
+    sign_in(client, verifier)
+    response = client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD},
+                           follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert "Verified</strong> by Dr Second Check" in page and "Usable" in page
+
+
+def test_a_technician_cannot_verify(client, as_role, technician, bench):
+    batch = _batch(bench, technician)
+    as_role("technician")
+    assert client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD}).status_code == 403
+
+
+def test_discarding_needs_a_coded_reason(client, as_role, technician, bench):
+    batch = _batch(bench, technician)
+    as_role("pharmacist")
+    response = client.post(f"/batches/{batch.id}/discard", data={"discard-reason": "other", "discard-note": ""})
+    assert response.status_code == 422
+    response = client.post(f"/batches/{batch.id}/discard", data={"discard-reason": "damaged",
+                                                                 "discard-note": "vial cracked"})
+    assert response.status_code == 302
+    assert db.session.get(Batch, batch.id).status == "discarded"
+
+
+def test_the_batch_list_filters_by_status_and_formula(client, as_role, technician, pharmacist, bench):
+    first = _batch(bench, technician)
+    second = _batch(bench, technician)
+    batches.verify_batch(pharmacist, second.id, PASSWORD)
+    as_role("auditor")
+    page = client.get("/batches/?status=released").get_data(as_text=True)
+    assert second.code in page and first.code not in page
+    page = client.get(f"/batches/?formula={bench[0].code}&bud_within_hours=1000").get_data(as_text=True)
+    assert first.code in page and second.code in page
+
+
+def test_the_lot_page_shows_the_batches_that_used_it(client, as_role, technician, bench):
+    batch = _batch(bench, technician)
+    as_role("auditor")
+    assert batch.code in client.get(f"/lots/{bench[1].id}").get_data(as_text=True)
+
+
+def test_batch_list_and_detail_have_fixed_query_budgets(client, as_role, technician, bench, make_ingredient,
+                                                        make_lot, make_formula):
+    as_role("pharmacist")
+    first = _batch(bench, technician)
+    with QueryCounter(db.engine) as small_list:
+        client.get("/batches/")
+    with QueryCounter(db.engine) as small_detail:
+        client.get(f"/batches/{first.id}")
+    # Many more batches, and a batch with many more components.
+    ingredients = [make_ingredient() for _ in range(6)]
+    for ingredient in ingredients:
+        make_lot(ingredient, quantity="1000")
+    big_formula = make_formula([(i, "1") for i in ingredients])
+    big = batches.compound_batch(technician, big_formula.id, 2)
+    for _ in range(12):
+        batches.compound_batch(technician, big_formula.id, 1)
+    with QueryCounter(db.engine) as large_list:
+        client.get("/batches/")
+    with QueryCounter(db.engine) as large_detail:
+        client.get(f"/batches/{big.id}")
+    assert small_list.count == large_list.count
+    assert small_detail.count == large_detail.count
