@@ -33,6 +33,9 @@ def upgrade_schema(app: Flask) -> None:
 
     with app.app_context():
         engine = db.engine
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            # Before the first connection: SQLite cannot create a file in a missing folder.
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
         if _schema_is_current():
             return
         if engine.dialect.name == "postgresql":
@@ -46,8 +49,6 @@ def upgrade_schema(app: Flask) -> None:
                     connection.execute(sa.text("SELECT pg_advisory_unlock(7150422000)"))
                     connection.commit()
         else:
-            if engine.url.database:
-                Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
             upgrade(directory=migrate.directory)
 
 

@@ -287,3 +287,45 @@ def make_formula(app, make_user, make_ingredient):
         return formula
 
     return make
+
+
+@pytest.fixture
+def make_batch(app, make_user, make_ingredient, make_lot, make_formula):
+    """A compounded batch (released by default) through the real services, with its own lots."""
+    from compounding.services import batches
+
+    staff = {}
+
+    def make(formula=None, *, units=2, release=True):
+        if not staff:
+            staff["technician"] = make_user("technician", username=f"batch-tech-{id(staff)}")
+            staff["pharmacist"] = make_user("pharmacist", username=f"batch-pharm-{id(staff)}")
+        if formula is None:
+            formula = make_formula()
+            for component in formula.components:
+                make_lot(component.ingredient, quantity="1000")
+        batch = batches.compound_batch(staff["technician"], formula.id, units)
+        if release:
+            batches.verify_batch(staff["pharmacist"], batch.id, PASSWORD)
+        return batch
+
+    return make
+
+
+@pytest.fixture
+def make_patient(app, make_user):
+    from compounding.services import treatments
+
+    counter = {"n": 0}
+    staff = {}
+
+    def make(**overrides):
+        counter["n"] += 1
+        if not staff:
+            staff["practitioner"] = make_user("practitioner", username=f"patient-clerk-{id(counter)}")
+        data = {"chart_number": f"CH-{counter['n']:05d}", "name": f"Patient {counter['n']}",
+                "phone": "+44 20 7946 0000", "email": f"p{counter['n']}@example.org"}
+        data.update(overrides)
+        return treatments.create_patient(staff["practitioner"], data)
+
+    return make

@@ -115,28 +115,29 @@ def user_set_active(user_id: int):
 def audit_trail():
     form = AuditFilterForm(request.args)
     query = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
-    if form.validate():
-        if form.entity_type.data:
-            query = query.where(AuditEvent.entity_type == form.entity_type.data.strip())
-        if form.entity_id.data:
-            query = query.where(AuditEvent.entity_id == int(form.entity_id.data))
-        if form.action.data:
-            query = query.where(AuditEvent.action.startswith(form.action.data.strip(),
-                                                             autoescape=True))
-        if form.user.data:
-            query = query.join(User, User.id == AuditEvent.actor_id).where(
-                User.username == form.user.data.strip().lower())
-        for name, bound in (("start", "start"), ("end", "end")):
-            raw = getattr(form, name).data
-            if raw:
-                try:
-                    day = date.fromisoformat(raw)
-                except ValueError:
-                    getattr(form, name).errors = ["Use a date such as 2026-11-27."]
-                    continue
-                if bound == "start":
-                    query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
-                else:
-                    query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
+    form.validate()
+    # Each filter applies on its own: one bad field shows its error without dropping the others.
+    if form.entity_type.data and not form.entity_type.errors:
+        query = query.where(AuditEvent.entity_type == form.entity_type.data.strip())
+    if form.entity_id.data and not form.entity_id.errors:
+        query = query.where(AuditEvent.entity_id == int(form.entity_id.data))
+    if form.action.data and not form.action.errors:
+        query = query.where(AuditEvent.action.startswith(form.action.data.strip(), autoescape=True))
+    if form.user.data and not form.user.errors:
+        query = query.join(User, User.id == AuditEvent.actor_id).where(
+            User.username == form.user.data.strip().lower())
+    for name in ("start", "end"):
+        field = getattr(form, name)
+        if not field.data:
+            continue
+        try:
+            day = date.fromisoformat(field.data)
+        except ValueError:
+            field.errors = ["Use a date such as 2026-11-27."]
+            continue
+        if name == "start":
+            query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
+        else:
+            query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
     pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
     return render_template("admin/audit.html", pagination=pagination, form=form)

@@ -1,11 +1,12 @@
 """API plumbing: bearer-token or session auth, JSON errors, parsing, documented routes."""
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
 
 from ..extensions import csrf, db
 from ..security import public, requires
+from ..services.users import user_for_token
 from .openapi import build_spec
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -18,8 +19,11 @@ csrf.exempt(bp)
 def _authenticate():
     header = request.headers.get("Authorization")
     if header is not None:
-        if not header.startswith("Bearer ") or not current_user.is_authenticated:
+        user = user_for_token(header.removeprefix("Bearer ").strip()) if header.startswith("Bearer ") else None
+        if user is None:
             abort(401, "The API token is missing, unknown or revoked.")
+        # The token decides who is calling, even if the browser also sends a session cookie.
+        g._login_user = user
         return
     # protect() ignores WTF_CSRF_ENABLED, so honour the setting here as the app-wide check does.
     if (request.method not in ("GET", "HEAD", "OPTIONS") and current_user.is_authenticated

@@ -13,7 +13,7 @@ class LoginForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[DataRequired()],
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=200)],
                                      render_kw={"autocomplete": "current-password"})
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=200)],
                                  render_kw={"autocomplete": "new-password"})

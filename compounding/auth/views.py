@@ -16,9 +16,11 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     # Only paths on this site: an open redirect would let a phishing link borrow our login.
-    if target:
+    # Browsers read "/\\host" as "//host" and drop tabs and newlines, so those are refused too.
+    if target and target.isprintable() and "\\" not in target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/"):
+        if (not parts.scheme and not parts.netloc and target.startswith("/")
+                and not target.startswith("//")):
             return target
     return url_for("main.dashboard")
 

@@ -52,9 +52,9 @@ def move_lot(lot: Lot, kind: str, quantity, actor: User, *, reason="", note="",
 
 
 def move_batch(batch: Batch, kind: str, volume_ml, actor: User, *, reason="", note="",
-               reference_type="", reference_id=None) -> StockMovement:
+               reference_type="", reference_id=None, occurred_at=None) -> StockMovement:
     """Change a batch's remaining volume by `volume_ml` (signed) and write its ledger row."""
-    return _move(Batch, Batch.remaining_volume_ml, batch, kind, volume_ml, actor,
+    return _move(Batch, Batch.remaining_volume_ml, batch, kind, volume_ml, actor, occurred_at,
                  batch_id=batch.id, reason=reason, note=note, reference_type=reference_type,
                  reference_id=reference_id)
 

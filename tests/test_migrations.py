@@ -1,0 +1,94 @@
+"""The Alembic migrations build exactly the models' schema, and first start creates it."""
+
+import uuid
+from contextlib import contextmanager
+
+import flask_migrate
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from conftest import TEST_DATABASE_URL, base_config
+
+from compounding import create_app
+from compounding.extensions import db, migrate
+from compounding.models import Ingredient
+
+
+@contextmanager
+def _app_on(url: str, **overrides):
+    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=url, **overrides))
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@contextmanager
+def _empty_postgresql_database():
+    """A throwaway database on the TEST_DATABASE_URL server, dropped afterwards."""
+    server = sa.make_url(TEST_DATABASE_URL)
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def empty_database_url(tmp_path):
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        with _empty_postgresql_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+
+
+def _head_revision() -> str:
+    return ScriptDirectory.from_config(migrate.get_config(migrate.directory)).get_current_head()
+
+
+def _current_revision() -> str | None:
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_the_migrations_build_exactly_the_models_schema_on_an_empty_database(empty_database_url):
+    with _app_on(empty_database_url):
+        with db.engine.connect() as connection:
+            assert sa.inspect(connection).get_table_names() == []
+        flask_migrate.upgrade(directory=migrate.directory)
+        assert _current_revision() == _head_revision()
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = compare_metadata(context, db.metadata)
+            tables = set(sa.inspect(connection).get_table_names())
+    assert differences == []
+    assert tables == set(db.metadata.tables) | {"alembic_version"}
+
+
+def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'instance' / 'clinic.db'}"
+    with _app_on(url, AUTO_MIGRATE=True):
+        assert _current_revision() == _head_revision()
+        db.session.add(Ingredient(name="Biotin", kind="active", unit="mL"))
+        db.session.commit()
+
+    def no_second_upgrade(*args, **kwargs):
+        raise AssertionError("the schema was already current: no upgrade should run")
+
+    monkeypatch.setattr(flask_migrate, "upgrade", no_second_upgrade)
+    with _app_on(url, AUTO_MIGRATE=True):
+        assert _current_revision() == _head_revision()
+        assert db.session.scalar(sa.select(Ingredient.name)) == "Biotin"

@@ -1,0 +1,106 @@
+"""Every route, present and future, declares who may open it, and enforces it for every role.
+
+Built from `app.url_map`: a new route is covered the moment it is registered.
+"""
+
+from urllib.parse import urlsplit
+
+from conftest import sign_in_session
+from werkzeug.routing import AnyConverter, IntegerConverter, UUIDConverter
+
+from compounding.permissions import PERMISSIONS, ROLES, role_can
+
+MISSING_ID = 999999
+
+
+def _routes(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            yield rule, app.view_functions[rule.endpoint]
+
+
+def _url(rule) -> str:
+    values = {}
+    for name, converter in rule._converters.items():
+        if isinstance(converter, IntegerConverter):
+            values[name] = MISSING_ID
+        elif isinstance(converter, UUIDConverter):
+            values[name] = "00000000-0000-0000-0000-000000000000"
+        elif isinstance(converter, AnyConverter):
+            values[name] = sorted(converter.items)[0]
+        else:
+            values[name] = "x"
+    return rule.build(values, append_unknown=False)[1]
+
+
+def _expectation(permission: str | None, role: str | None) -> str:
+    if permission is None:
+        return "open"
+    if role is None:
+        return "sign in"
+    if permission == "signed_in" or role_can(role, permission):
+        return "allowed"
+    return "forbidden"
+
+
+def _check(response, expectation: str, is_api: bool) -> str | None:
+    """None when the response matches the expectation, else what went wrong."""
+    status = response.status_code
+    # The sign-in gate sends visitors to /login?next=...; signing out lands on a bare /login.
+    location = urlsplit(response.headers.get("Location", ""))
+    to_login = status == 302 and location.path == "/login" and "next=" in location.query
+    if status >= 500:
+        return f"answered {status}"
+    if expectation == "sign in":
+        if is_api:
+            body = response.get_json(silent=True) or {}
+            if status != 401 or set(body) != {"error", "details"}:
+                return f"answered {status} {body!r}, expected 401 JSON"
+        elif not to_login:
+            return f"answered {status}, expected a redirect to /login"
+    elif expectation == "forbidden":
+        if status != 403:
+            return f"answered {status}, expected 403"
+    elif status in (401, 403) or to_login:
+        return f"answered {status} {response.headers.get('Location', '')}, expected to be let in"
+    return None
+
+
+def test_every_route_declares_its_permission(app):
+    missing = [f"{rule.rule} ({rule.endpoint})" for rule, view in _routes(app)
+               if not hasattr(view, "required_permission")]
+    assert not missing, ("routes without @requires / @public / @signed_in: " + ", ".join(missing))
+
+
+def test_every_declared_permission_is_a_known_one(app):
+    unknown = [f"{rule.endpoint}: {view.required_permission!r}" for rule, view in _routes(app)
+               if view.required_permission not in (None, "signed_in", *PERMISSIONS)]
+    assert not unknown, unknown
+
+
+def test_every_route_answers_every_role_as_the_permission_map_says(app, client, make_user):
+    accounts = {None: None, **{role: make_user(role) for role in ROLES}}
+    failures, checks = [], 0
+    for rule, view in sorted(_routes(app), key=lambda item: item[0].rule):
+        permission = getattr(view, "required_permission", "missing")
+        if permission == "missing":
+            continue  # reported by test_every_route_declares_its_permission
+        url = _url(rule)
+        is_api = url.startswith("/api/")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            for role, user in accounts.items():
+                sign_in_session(client, user)
+                expectation = _expectation(permission, role)
+                try:
+                    response = client.open(url, method=method, data={} if method != "GET" else None)
+                except Exception as exc:  # noqa: BLE001  (report every route, not just the first)
+                    failures.append(f"{method} {url} as {role or 'visitor'}: raised {exc!r}")
+                    continue
+                finally:
+                    checks += 1
+                problem = _check(response, expectation, is_api)
+                if problem:
+                    failures.append(f"{method} {url} [{permission}] as {role or 'visitor'}: {problem}")
+    print(f"\n{checks} (route, method, role) checks")
+    assert checks >= 6 * len(list(_routes(app)))
+    assert not failures, f"{len(failures)} of {checks} checks failed:\n" + "\n".join(failures)
