@@ -36,6 +36,7 @@ def register_blueprints(app: Flask) -> None:
     from .ingredients.views import bp as ingredients_bp
     from .lots.views import bp as lots_bp
     from .main.views import bp as main_bp
+    from .printouts.views import bp as printouts_bp
 
-    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, batches_bp, api_bp):
+    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, batches_bp, printouts_bp, api_bp):
         app.register_blueprint(blueprint)

@@ -3,6 +3,7 @@
 from . import (  # noqa: F401  (each module registers its routes)
     audit,
     ingredients,
+    labels,
     lots,
 )
 from .views import bp

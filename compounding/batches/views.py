@@ -174,8 +174,7 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         "batches/detail.html", batch=batch, components=components, uses=uses, history=history,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch),
         expired=batches.is_batch_expired(batch), now=utcnow(),
-        label_url=url_for("printouts.batch_label", batch_id=batch.id)
-        if "printouts.batch_label" in current_app.view_functions else None, **forms), status
+        **forms), status
 
 
 @bp.route("/<int:batch_id>")

@@ -68,9 +68,16 @@
   });
 })();
 
-// Label pages: the Print button opens the browser's print dialog.
+// Label pages: the Print button opens the print dialog; a label whose text overflows is flagged first.
 (function () {
   "use strict";
   var button = document.getElementById("print-button");
-  if (button) { button.addEventListener("click", function () { window.print(); }); }
+  if (!button) { return; }
+  button.addEventListener("click", function () { window.print(); });
+  var overflowing = Array.prototype.filter.call(document.querySelectorAll(".label"), function (label) {
+    return label.scrollHeight > label.clientHeight + 1 || label.scrollWidth > label.clientWidth + 1;
+  });
+  overflowing.forEach(function (label) { label.classList.add("label-overflow"); });
+  var warning = document.getElementById("label-overflow-warning");
+  if (warning && overflowing.length) { warning.classList.remove("d-none"); }
 })();

@@ -1,0 +1,77 @@
+"""API: label data for a batch, and the Code 128 barcodes of batch and lot codes as SVG."""
+
+import sqlalchemy as sa
+from flask import Response
+from marshmallow import Schema, fields
+
+from .. import labels
+from ..extensions import db
+from ..models import Batch, Lot
+from ..services.errors import NotFound
+from .views import route
+
+
+class ActiveLineSchema(Schema):
+    ingredient_id = fields.Integer()
+    name = fields.String()
+    strength = fields.String()
+    quantity_per_unit = fields.String(metadata={"description": "Per unit, in the ingredient's stock unit"})
+    unit = fields.String()
+    unit_volume_ml = fields.String()
+    concentration = fields.String(allow_none=True, metadata={
+        "description": "In the finished preparation, when it follows exactly from the figures; else null"})
+    text = fields.String(metadata={"example": "Phosphatidylcholine 50 mg/mL — 5 mL per 10 mL"})
+
+
+class BatchLabelSchema(Schema):
+    clinic_name = fields.String()
+    statement = fields.String(metadata={"example": labels.STATEMENT})
+    batch_id = fields.Integer()
+    batch_code = fields.String()
+    status = fields.String()
+    formula_code = fields.String()
+    formula_name = fields.String()
+    formula_version = fields.Integer()
+    actives = fields.List(fields.Nested(ActiveLineSchema))
+    unit_label = fields.String()
+    unit_volume_ml = fields.String()
+    route = fields.String()
+    dosage_form = fields.String()
+    storage = fields.String()
+    storage_text = fields.String()
+    compounded_at = fields.AwareDateTime()
+    compounded_at_text = fields.String(metadata={"description": "In the clinic's time zone"})
+    beyond_use_at = fields.AwareDateTime()
+    beyond_use_text = fields.String(metadata={"description": "In the clinic's time zone, with the zone"})
+    use_by_text = fields.String()
+    prepared_by = fields.String()
+    verified_by = fields.String(allow_none=True)
+    verified_text = fields.String(metadata={"description": f"The verifier's printed name, or {labels.NOT_VERIFIED!r}"})
+    verified = fields.Boolean()
+    warnings = fields.List(fields.String())
+
+
+def _svg(model: type[Batch] | type[Lot], record_id: int, what: str) -> Response:
+    code = db.session.scalar(sa.select(model.code).where(model.id == record_id))
+    if code is None:
+        raise NotFound(f"There is no such {what}.")
+    return Response(labels.barcode_svg(code), mimetype="image/svg+xml",
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+@route("/batches/<int:batch_id>/label", permission="batches.read",
+       summary="What a batch's vial label prints", response=BatchLabelSchema)
+def batch_label_data(batch_id: int):
+    return BatchLabelSchema().dump(labels.batch_label(labels.load_batch(batch_id)))
+
+
+@route("/batches/<int:batch_id>/barcode.svg", permission="batches.read",
+       summary="The batch code as a Code 128 barcode (image/svg+xml)")
+def batch_barcode_svg(batch_id: int):
+    return _svg(Batch, batch_id, "batch")
+
+
+@route("/lots/<int:lot_id>/barcode.svg", permission="lots.read",
+       summary="The lot's internal code as a Code 128 barcode (image/svg+xml)")
+def lot_barcode_svg(lot_id: int):
+    return _svg(Lot, lot_id, "lot")
