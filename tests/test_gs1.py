@@ -85,8 +85,10 @@ def test_random_valid_fields_survive_the_round_trip(body, lot, expiry, serial, s
 
 
 @given(st.text(max_size=300))
-def test_junk_never_raises_anything_but_a_gs1_error(junk):
+def test_junk_either_parses_or_raises_a_gs1_error_never_anything_else(junk):
     try:
-        parse_gs1(junk, separator="|")
-    except GS1Error:
-        pass
+        parsed = parse_gs1(junk, separator="|")
+    except GS1Error as exc:
+        assert str(exc)
+    else:
+        assert parsed.hri
