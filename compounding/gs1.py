@@ -69,7 +69,10 @@ def parse_gs1(raw: str, separator: str = "") -> GS1Data:
             raise GS1Error(_explain(f"Not a valid GS1 human-readable string: {exc}")) from None
         elements = message.element_strings
     else:
-        result = biip.parse(text, config=ParseConfig(separator_chars=[GS]))
+        try:
+            result = biip.parse(text, config=ParseConfig(separator_chars=[GS]))
+        except Exception as exc:  # biip raises on some malformed prefixes instead of reporting
+            raise GS1Error(f"Not a GS1 barcode: {exc}") from None
         if result.gs1_digital_link_uri is not None:
             elements = result.gs1_digital_link_uri.element_strings
         elif result.gs1_message is not None and result.gs1_message.element_strings:
