@@ -33,10 +33,12 @@ def register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
     from .auth.views import bp as auth_bp
     from .batches.views import bp as batches_bp
+    from .formulas.views import bp as formulas_bp
     from .ingredients.views import bp as ingredients_bp
     from .lots.views import bp as lots_bp
     from .main.views import bp as main_bp
     from .printouts.views import bp as printouts_bp
 
-    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, batches_bp, printouts_bp, api_bp):
+    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, formulas_bp, batches_bp, printouts_bp,
+                      api_bp):
         app.register_blueprint(blueprint)

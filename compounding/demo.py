@@ -7,8 +7,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Ingredient, Lot, User
-from .services import inventory, users
+from .models import Formula, Ingredient, Lot, User
+from .services import formulas, inventory, users
 from .services.clock import clinic_today, utcnow
 
 DEMO_PASSWORD = "meso-demo-2026"
@@ -100,6 +100,76 @@ def _seed_lots() -> Iterator[str]:
         yield f"  lot {lot.code} Minoxidil MX-6650 (expired, to discard)"
 
 
+# Three approved formulas, one per indication; components are per unit, in mL.
+DEMO_FORMULAS = [
+    {
+        "code": "LIPO-PCDC", "name": "Lipolytic phosphatidylcholine / deoxycholate 10 mL",
+        "indication": "fat_reduction", "route": "subcutaneous", "dosage_form": "solution for injection",
+        "unit_label": "vial 10 mL", "unit_volume_ml": "10", "storage": "fridge",
+        "bud_category": "category_2_aseptic_nonsterile_components",
+        "components": [("Phosphatidylcholine", "5"), ("Sodium deoxycholate", "2.5"),
+                       ("Sodium chloride 0.9 %", "2.5")],
+        "instructions": (
+            "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
+            "with sterile 70 % isopropyl alcohol.\n"
+            "2. Scan each component lot and check that it is released and in date.\n"
+            "3. With a sterile syringe, draw 5 mL of phosphatidylcholine into a sterile empty 10 mL vial.\n"
+            "4. Add 2.5 mL of sodium deoxycholate, then 2.5 mL of sodium chloride 0.9 %.\n"
+            "5. Swirl gently for 30 seconds until clear and homogeneous; do not shake (it foams).\n"
+            "6. Inspect against a light and a dark background: clear, pale yellow, no particles.\n"
+            "7. Seal, label with the batch label and store at 2-8 °C until verified."),
+    },
+    {
+        "code": "MESO-VCHA", "name": "Mesolift vitamin C + hyaluronic acid 5 mL",
+        "indication": "skin_rejuvenation", "route": "intradermal", "dosage_form": "solution for injection",
+        "unit_label": "vial 5 mL", "unit_volume_ml": "5", "storage": "fridge",
+        "bud_category": "category_2_aseptic_sterile_components", "bud_hours": 48,
+        "bud_reason": "ascorbic acid oxidises once diluted",
+        "components": [("Ascorbic acid (vitamin C)", "1"), ("Hyaluronic acid", "2"), ("Lidocaine", "0.5"),
+                       ("Sodium chloride 0.9 %", "1.5")],
+        "instructions": (
+            "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
+            "with sterile 70 % isopropyl alcohol.\n"
+            "2. Scan each component lot and check that it is released and in date.\n"
+            "3. Draw 2 mL of hyaluronic acid slowly with a wide-bore needle into a sterile empty 5 mL vial.\n"
+            "4. Add 1.5 mL of sodium chloride 0.9 % and 0.5 mL of lidocaine.\n"
+            "5. Add 1 mL of ascorbic acid last, protected from light, to limit oxidation.\n"
+            "6. Roll the vial gently for 1 minute until homogeneous; do not shake.\n"
+            "7. Inspect: clear, colourless to faintly yellow, no particles. A brown tint means oxidised: "
+            "discard.\n"
+            "8. Seal, label, protect from light and store at 2-8 °C; use within 48 hours."),
+    },
+    {
+        "code": "HAIR-MXBT", "name": "Hair mix minoxidil + biotin 5 mL",
+        "indication": "hair_loss", "route": "intradermal", "dosage_form": "solution for injection",
+        "unit_label": "vial 5 mL", "unit_volume_ml": "5", "storage": "room", "bud_category": "category_1",
+        "components": [("Minoxidil", "2"), ("Biotin", "1"), ("Sodium chloride 0.9 %", "2")],
+        "instructions": (
+            "1. Work in the segregated compounding area; disinfect the work surface and every vial "
+            "stopper with sterile 70 % isopropyl alcohol.\n"
+            "2. Scan each component lot and check that it is released and in date.\n"
+            "3. Draw 2 mL of minoxidil into a sterile empty 5 mL vial.\n"
+            "4. Add 1 mL of biotin, then 2 mL of sodium chloride 0.9 %.\n"
+            "5. Swirl gently until clear.\n"
+            "6. Inspect: clear, no particles or crystals.\n"
+            "7. Seal, label and keep at room temperature; use within 12 hours."),
+    },
+]
+
+
+def _seed_formulas() -> Iterator[str]:
+    pharmacist = _user("pharmacist")
+    names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
+    for spec in DEMO_FORMULAS:
+        if db.session.scalar(sa.select(Formula.id).where(Formula.code == spec["code"])):
+            continue
+        data = {**spec, "components": [{"ingredient_id": names[name], "quantity": Decimal(quantity)}
+                                       for name, quantity in spec["components"]]}
+        formula = formulas.create_formula(pharmacist, data)
+        formulas.approve_formula(pharmacist, formula.id, DEMO_PASSWORD)
+        yield f"  formula {formula.label} {formula.name} (approved)"
+
+
 def seed_demo() -> Iterator[str]:
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
@@ -107,4 +177,6 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_ingredients()
     yield "Demo lots:"
     yield from _seed_lots()
+    yield "Demo formulas:"
+    yield from _seed_formulas()
     yield "Demo data is in place."

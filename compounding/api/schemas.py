@@ -2,11 +2,16 @@
 
 from decimal import Decimal
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from ..models.batch import BATCH_STATUSES, DISCARD_REASONS
+from ..models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
+from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
+from ..services.bud import BUD_TABLE, bud_duration
+from ..services.clock import utcnow
 from ..services.errors import InvalidInput
 from ..services.expiry import is_expired, parse_expiry
 from ..services.inventory import check_quantity
@@ -192,3 +197,226 @@ class LotQuerySchema(Schema):
     q = fields.String(validate=validate.Length(max=120),
                       metadata={"description": "Part of our code, the supplier or its lot number"})
     sort = fields.String(validate=validate.OneOf(tuple(LOT_SORTS)))
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+class BatchFormulaSchema(Schema):
+    """The formula version a batch was made from."""
+
+    id = fields.Integer()
+    code = fields.String()
+    version = fields.Integer()
+    name = fields.String()
+
+
+class BatchComponentSchema(Schema):
+    """One lot a batch consumed; the lot and its ingredient come loaded with it (lazy="raise")."""
+
+    lot_id = fields.Integer()
+    lot_code = fields.String(attribute="lot.code")
+    lot_expiry_date = fields.Date(attribute="lot.expires_on")
+    ingredient_id = fields.Integer()
+    ingredient_name = fields.String(attribute="lot.ingredient.name")
+    unit = fields.String(attribute="lot.ingredient.unit")
+    theoretical_quantity = Quantity(metadata={"type": "string", "format": "decimal",
+                                              "description": "What the formula asks for, for all units"})
+    quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "What was taken from this lot"})
+    scanned = fields.Boolean(metadata={"description": "The container was confirmed by scanning it"})
+
+
+class BatchSchema(Schema):
+    """A batch as answered; formula, people and components come loaded with it (lazy="raise").
+
+    `usable`, `reasons` and `expired` come from services.batches, the one rule, at one instant.
+    """
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    status_reason = fields.String()
+    discard_reason = fields.String(allow_none=True, metadata={"enum": list(DISCARD_REASONS)})
+    formula = fields.Nested(BatchFormulaSchema)
+    units = fields.Integer()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    storage = fields.String()
+    beyond_use_at = fields.DateTime()
+    compounded_at = fields.DateTime()
+    compounded_by_id = fields.Integer()
+    compounded_by = fields.Function(lambda batch: batch.compounded_by.display_name, metadata={"type": "string"})
+    verified_at = fields.DateTime(allow_none=True)
+    verified_by_id = fields.Integer(allow_none=True)
+    verified_by = fields.Function(
+        lambda batch: batch.verified_by.display_name if batch.verified_by_id is not None else None,
+        metadata={"type": "string", "nullable": True, "description": "The verifying pharmacist's name"})
+    deviations = fields.String()
+    notes = fields.String()
+    components = fields.List(fields.Nested(BatchComponentSchema))
+    # Filled by _usability below (a batch has no such attributes).
+    expired = fields.Boolean(dump_only=True)
+    usable = fields.Boolean(dump_only=True)
+    reasons = fields.List(fields.String(), dump_only=True,
+                          metadata={"description": "Why the batch may not be injected now (empty: usable)"})
+
+    @post_dump(pass_original=True)
+    def _usability(self, data, batch, **kwargs):
+        now = utcnow()
+        reasons = unusable_reasons(batch, now)
+        data.update(expired=is_batch_expired(batch, now), usable=not reasons, reasons=reasons)
+        return data
+
+
+class BatchAllocationSchema(Schema):
+    lot_id = fields.Integer(required=True, strict=True)
+    quantity = Quantity(required=True)
+
+
+class BatchCompoundSchema(Schema):
+    formula_id = fields.Integer(required=True, strict=True, metadata={"description": "An approved formula version"})
+    units = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_UNITS))
+    allocations = fields.List(
+        fields.Nested(BatchAllocationSchema), load_default=None, allow_none=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "Lots picked by hand; ingredients left out are taken FEFO"})
+    deviation_note = fields.String(load_default="", validate=validate.Length(max=2000),
+                                   metadata={"description": "Required when quantities differ from the formula"})
+    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    scanned_lot_ids = fields.List(fields.Integer(strict=True), load_default=list, validate=validate.Length(max=200),
+                                  metadata={"description": "Lots whose containers were confirmed by scanning"})
+
+    @validates_schema
+    def _each_lot_once(self, data, **kwargs):
+        lot_ids = [row["lot_id"] for row in data.get("allocations") or []]
+        if len(lot_ids) != len(set(lot_ids)):
+            raise ValidationError("Allocate each lot once.", field_name="allocations")
+
+
+class BatchVerifySchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The verifying pharmacist's password"})
+
+
+class BatchRejectSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The signer's password"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class BatchDiscardSchema(Schema):
+    reason = fields.String(required=True, validate=validate.OneOf(DISCARD_REASONS))
+    note = fields.String(load_default="", validate=validate.Length(max=2000),
+                         metadata={"description": "Required when the reason is `other`"})
+
+
+class BatchQuerySchema(Schema):
+    """The batch page's filters (batches.views.batch_list_query), checked before use."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    formula = fields.String(validate=validate.Length(max=30), metadata={"description": "A formula code (any version)"})
+    status = fields.String(validate=validate.OneOf(BATCH_STATUSES))
+    bud_within_hours = fields.Integer(
+        validate=validate.Range(min=0, max=24 * 3650),
+        metadata={"description": "Prepared or released batches whose BUD falls within this many hours"})
+    compounded_from = fields.Date(metadata={"description": "First clinic day, YYYY-MM-DD"})
+    compounded_to = fields.Date(metadata={"description": "Last clinic day, YYYY-MM-DD"})
+    q = fields.String(validate=validate.Length(max=20), metadata={"description": "Part of the batch code"})
+
+
+# --- formulas ------------------------------------------------------------------------------------
+
+_ID = validate.Range(min=1, max=2**31 - 1)
+
+
+class FormulaComponentSchema(Schema):
+    """One component per unit; its ingredient comes loaded with it."""
+
+    ingredient_id = fields.Integer(required=True, strict=True, validate=_ID)
+    ingredient_name = fields.String(dump_only=True, attribute="ingredient.name")
+    strength = fields.String(dump_only=True, attribute="ingredient.strength")
+    unit = fields.String(dump_only=True, attribute="ingredient.unit",
+                         metadata={"description": "The ingredient's stock unit, in which the quantity is given"})
+    quantity = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5",
+                                                 "description": "Per unit, in the ingredient's stock unit"})
+
+
+class FormulaSchema(Schema):
+    """A formula version as answered; `created_by` and `approved_by` are the people's names."""
+
+    id = fields.Integer()
+    code = fields.String()
+    version = fields.Integer()
+    name = fields.String()
+    indication = fields.String(metadata={"enum": list(INDICATIONS)})
+    route = fields.String(metadata={"enum": list(ROUTES)})
+    dosage_form = fields.String()
+    unit_label = fields.String()
+    unit_volume_ml = Quantity()
+    instructions = fields.String()
+    storage = fields.String(metadata={"enum": list(STORAGE_CONDITIONS)})
+    bud_category = fields.String(metadata={"enum": list(BUD_TABLE)})
+    bud_category_label = fields.Function(lambda f: BUD_TABLE[f.bud_category].label, metadata={"type": "string"})
+    bud_hours = fields.Integer(allow_none=True, metadata={"description": "A shorter duration than the table's"})
+    bud_reason = fields.String()
+    bud_duration_hours = fields.Function(
+        lambda f: int(bud_duration(f.bud_category, f.storage, f.bud_hours).total_seconds() // 3600),
+        metadata={"type": "integer", "description": "The duration batches get: the table's, or the shorter one"})
+    status = fields.String(metadata={"enum": list(FORMULA_STATUSES)})
+    created_at = fields.DateTime()
+    created_by = fields.String()
+    approved_at = fields.DateTime(allow_none=True)
+    approved_by = fields.String(allow_none=True)
+    retired_at = fields.DateTime(allow_none=True)
+    previous_version_id = fields.Integer(allow_none=True)
+    components = fields.List(fields.Nested(FormulaComponentSchema))
+
+
+class FormulaCreateSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=30),
+                         metadata={"description": "Capitals, digits and dashes, e.g. LIPO-PCDC"})
+    name = fields.String(required=True, validate=validate.Length(min=1, max=160))
+    indication = fields.String(required=True, validate=validate.OneOf(INDICATIONS))
+    route = fields.String(required=True, validate=validate.OneOf(ROUTES))
+    dosage_form = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    unit_volume_ml = Quantity(required=True)
+    bud_category = fields.String(required=True, validate=validate.OneOf(tuple(BUD_TABLE)))
+    storage = fields.String(required=True, validate=validate.OneOf(STORAGE_CONDITIONS))
+    components = fields.List(fields.Nested(FormulaComponentSchema), required=True, validate=validate.Length(max=40))
+    instructions = fields.String(load_default="", validate=validate.Length(max=20000),
+                                 metadata={"description": "Step by step; required before approval"})
+    bud_hours = fields.Integer(load_default=None, allow_none=True, strict=True,
+                               validate=validate.Range(min=1, max=100000),
+                               metadata={"description": "Shorter than the table's duration, with bud_reason"})
+    bud_reason = fields.String(load_default="", validate=validate.Length(max=2000))
+    unit_label = fields.String(load_default="vial", validate=validate.Length(max=60),
+                               metadata={"example": "vial 10 mL"})
+
+
+class FormulaUpdateSchema(FormulaCreateSchema):
+    """A partial update of a draft: fields left out keep their values; the code never changes."""
+
+    class Meta:
+        exclude = ("code",)
+
+    def __init__(self, **kwargs):
+        # Top-level fields may be left out (and get no defaults); component rows stay complete.
+        super().__init__(partial=tuple(name for name in self._declared_fields if name != "code"), **kwargs)
+
+
+class FormulaApproveSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The approving pharmacist's password"})
+
+
+class FormulaRetireSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class FormulaQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(validate=validate.OneOf(FORMULA_STATUSES))
+    code = fields.String(validate=validate.Length(max=30), metadata={"description": "A formula code (all versions)"})
+    indication = fields.String(validate=validate.OneOf(INDICATIONS))
+    q = fields.String(validate=validate.Length(max=60), metadata={"description": "Part of the code or name"})

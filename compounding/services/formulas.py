@@ -89,7 +89,10 @@ def _checked(data: dict) -> dict:
         ingredient_id = row.get("ingredient_id")
         if not ingredient_id:
             continue
-        ingredient = db.session.get(Ingredient, int(ingredient_id))
+        try:
+            ingredient = db.session.get(Ingredient, int(ingredient_id))
+        except (TypeError, ValueError):
+            ingredient = None
         if ingredient is None:
             raise InvalidInput("Unknown ingredient in the components.", field="components")
         if ingredient.id in seen:
@@ -105,15 +108,21 @@ def _apply(formula: Formula, clean: dict) -> None:
     for key, value in clean.items():
         if key != "components":
             setattr(formula, key, value)
-    formula.components = [
-        FormulaComponent(ingredient_id=ingredient.id, quantity=quantity, position=position)
-        for ingredient, quantity, position in clean["components"]
-    ]
+    # Keep the rows of ingredients that stay: the unit of work inserts new rows before it
+    # deletes orphans, so a fresh row for the same ingredient would break the unique key.
+    current = {c.ingredient_id: c for c in formula.components}
+    components = []
+    for ingredient, quantity, position in clean["components"]:
+        component = current.get(ingredient.id) or FormulaComponent(ingredient_id=ingredient.id)
+        component.quantity, component.position = quantity, position
+        components.append(component)
+    formula.components = components
 
 
 def _snapshot(formula: Formula) -> dict:
     return {**audit.snapshot(formula, FORMULA_FIELDS),
-            "components": [{"ingredient_id": c.ingredient_id, "quantity": c.quantity}
+            # normalize(): "2.500" read back from the database and "2.5" typed are the same quantity.
+            "components": [{"ingredient_id": c.ingredient_id, "quantity": Decimal(c.quantity).normalize()}
                            for c in formula.components]}
 
 

@@ -1,0 +1,119 @@
+"""API: formulas, from draft to e-signed approval, new versions and retirement."""
+
+import sqlalchemy as sa
+from flask import abort, jsonify, request
+from flask_login import current_user
+from marshmallow import EXCLUDE
+from sqlalchemy.orm import aliased, selectinload
+
+from ..extensions import db
+from ..models import Formula, FormulaComponent, Ingredient, User
+from ..pagination import paginate_rows
+from ..services import formulas
+from .schemas import (
+    FormulaApproveSchema,
+    FormulaCreateSchema,
+    FormulaQuerySchema,
+    FormulaRetireSchema,
+    FormulaSchema,
+    FormulaUpdateSchema,
+)
+from .views import json_body, load, route
+
+_NAMES = ("created_by", "approved_by")
+
+
+def _formulas_query():
+    """Formulas with their authors' and approvers' names and their components, in fixed statements."""
+    creator, approver = aliased(User), aliased(User)
+    return (
+        sa.select(Formula, creator.display_name.label("created_by"), approver.display_name.label("approved_by"))
+        .join(creator, creator.id == Formula.created_by_id)
+        .outerjoin(approver, approver.id == Formula.approved_by_id)
+        .options(selectinload(Formula.components).joinedload(FormulaComponent.ingredient)
+                 .raiseload(Ingredient.gtins))
+    )
+
+
+def _dump(row) -> dict:
+    return {**FormulaSchema(exclude=_NAMES).dump(row[0]), **FormulaSchema(only=_NAMES).dump(row)}
+
+
+def _answer(formula_id: int, status: int = 200):
+    row = db.session.execute(_formulas_query().where(Formula.id == formula_id)).first()
+    if row is None:
+        abort(404)
+    response = jsonify(_dump(row))
+    response.status_code = status
+    return response
+
+
+@route("/formulas", permission="formulas.read", summary="List formula versions, filtered",
+       response=FormulaSchema, many=True, query=FormulaQuerySchema, errors=(422,))
+def formula_list():
+    filters = load(FormulaQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
+    query = _formulas_query().order_by(Formula.code, Formula.version.desc())
+    if "status" in filters:
+        query = query.where(Formula.status == filters["status"])
+    if "indication" in filters:
+        query = query.where(Formula.indication == filters["indication"])
+    if "code" in filters:
+        query = query.where(Formula.code == filters["code"].strip().upper())
+    if filters.get("q"):
+        query = query.where(sa.or_(Formula.code.icontains(filters["q"], autoescape=True),
+                                   Formula.name.icontains(filters["q"], autoescape=True)))
+    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
+    pagination = paginate_rows(query, per_page=per_page)
+    return jsonify({"items": [_dump(row) for row in pagination.items], "page": pagination.page,
+                    "per_page": pagination.per_page, "total": pagination.total})
+
+
+@route("/formulas", "POST", permission="formulas.write", summary="Create version 1 of a formula as a draft",
+       body=FormulaCreateSchema, response=FormulaSchema, status=201, errors=(409,))
+def formula_create():
+    formula = formulas.create_formula(current_user, load(FormulaCreateSchema, json_body()))
+    return _answer(formula.id, 201)
+
+
+@route("/formulas/<int:formula_id>", permission="formulas.read", summary="One formula version",
+       response=FormulaSchema)
+def formula_detail(formula_id: int):
+    return _answer(formula_id)
+
+
+@route("/formulas/<int:formula_id>", "PATCH", permission="formulas.write",
+       summary="Change some fields of a draft (an approved version is never edited)",
+       body=FormulaUpdateSchema, response=FormulaSchema, errors=(409,))
+def formula_update(formula_id: int):
+    changes = load(FormulaUpdateSchema, json_body())
+    formula = formulas.get_formula(formula_id)
+    current = {key: getattr(formula, key) for key in formulas.FORMULA_FIELDS}
+    current["components"] = [{"ingredient_id": c.ingredient_id, "quantity": c.quantity} for c in formula.components]
+    formulas.update_draft(current_user, formula_id, {**current, **changes})
+    return _answer(formula_id)
+
+
+@route("/formulas/<int:formula_id>/approve", "POST", permission="formulas.approve",
+       summary="Approve a draft (e-signature: the pharmacist's password); it replaces the approved version",
+       body=FormulaApproveSchema, response=FormulaSchema, errors=(409,))
+def formula_approve(formula_id: int):
+    data = load(FormulaApproveSchema, json_body())
+    formulas.approve_formula(current_user, formula_id, data["password"])
+    return _answer(formula_id)
+
+
+@route("/formulas/<int:formula_id>/versions", "POST", permission="formulas.write",
+       summary="Start the next version as a draft copy of an approved or retired one",
+       response=FormulaSchema, status=201, errors=(409,))
+def formula_new_version(formula_id: int):
+    draft = formulas.new_version(current_user, formula_id)
+    return _answer(draft.id, 201)
+
+
+@route("/formulas/<int:formula_id>/retire", "POST", permission="formulas.write",
+       summary="Retire a version with a reason; batches made from it keep pointing to it",
+       body=FormulaRetireSchema, response=FormulaSchema, errors=(409,))
+def formula_retire(formula_id: int):
+    data = load(FormulaRetireSchema, json_body())
+    formulas.retire_formula(current_user, formula_id, data["reason"])
+    return _answer(formula_id)

@@ -1,0 +1,1 @@
+"""Formula pages: master formulation records, their versions, approval and retirement."""

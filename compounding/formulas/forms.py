@@ -1,0 +1,137 @@
+"""Formula forms: the record with a fixed table of component rows, approval, retirement (shape only).
+
+Facts (code format and uniqueness, the BUD table's limit, a reason for a shorter BUD,
+ingredients listed twice) are checked by services.formulas and shown next to their field.
+"""
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+
+from ..forms import choices
+from ..models.formula import INDICATIONS, ROUTES
+from ..models.ingredient import STORAGE_CONDITIONS
+from ..services.bud import BUD_TABLE
+from ..services.errors import DomainError
+from ..services.inventory import check_quantity
+
+# Enough rows for any mesotherapy mix; blank rows are ignored, so no script adds rows.
+COMPONENT_ROWS = 8
+MAX_COMPONENT_ROWS = 40
+
+
+def _parsed_quantity(field) -> None:
+    try:
+        field.parsed = check_quantity(field.data, field.name)
+    except DomainError as exc:
+        raise ValidationError(exc.message) from None
+
+
+class ComponentForm(Form):
+    """One row of the component table; a row with neither ingredient nor quantity is blank."""
+
+    ingredient_id = SelectField("Ingredient", coerce=int, default=0)
+    quantity = StringField("Quantity per unit", filters=[lambda v: v.strip() if isinstance(v, str) else v],
+                           render_kw={"inputmode": "decimal"})
+
+    @property
+    def is_blank(self) -> bool:
+        return not self.ingredient_id.data and not self.quantity.data
+
+    def validate_ingredient_id(self, field):
+        if not field.data and self.quantity.data:
+            raise ValidationError("Choose the ingredient.")
+
+    def validate_quantity(self, field):
+        if self.ingredient_id.data and not field.data:
+            raise ValidationError("Enter the quantity per unit.")
+        if field.data:
+            _parsed_quantity(field)
+
+
+def _one_newline(value):
+    """Browsers send textarea lines with CRLF; store plain newlines."""
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
+def validate_volume(form, field):
+    _parsed_quantity(field)
+
+
+class FormulaForm(FlaskForm):
+    """A draft's fields; the code is fixed once created (see NewFormulaForm)."""
+
+    EDITABLE = ("name", "indication", "route", "dosage_form", "unit_label", "instructions", "storage",
+                "bud_category", "bud_hours", "bud_reason")
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=160)],
+                       render_kw={"placeholder": "e.g. Lipolytic PC/DC 10 mL"})
+    indication = SelectField("Indication", choices=choices(INDICATIONS))
+    route = SelectField("Route", choices=choices(ROUTES))
+    dosage_form = StringField("Dosage form", default="solution for injection",
+                              validators=[DataRequired(), Length(max=60)])
+    unit_label = StringField("Unit", default="vial", validators=[Optional(), Length(max=60)],
+                             description='What one unit is, e.g. "vial 10 mL".')
+    unit_volume_ml = StringField("Unit volume (mL)", validators=[DataRequired(), validate_volume],
+                                 render_kw={"inputmode": "decimal"})
+    instructions = TextAreaField("Compounding instructions", validators=[Optional(), Length(max=20000)],
+                                 filters=[_one_newline],
+                                 description="Step by step, one step per line. Required before approval.",
+                                 render_kw={"rows": 8})
+    storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS), default="fridge")
+    bud_category = SelectField("Beyond-use date category (USP <797>)",
+                               choices=choices([(key, row.label) for key, row in BUD_TABLE.items()]))
+    bud_hours = IntegerField("Shorter beyond-use duration (hours)",
+                             validators=[Optional(), NumberRange(min=1, max=100000)],
+                             description="Leave empty to use the table's duration. Never longer than the table.",
+                             render_kw={"inputmode": "numeric"})
+    bud_reason = TextAreaField("Reason for the shorter duration", validators=[Optional(), Length(max=2000)],
+                               filters=[_one_newline], render_kw={"rows": 2})
+    components = FieldList(FormField(ComponentForm), min_entries=COMPONENT_ROWS,
+                           max_entries=MAX_COMPONENT_ROWS)
+
+    def set_ingredient_choices(self, ingredient_choices) -> None:
+        for row in self.components:
+            row.ingredient_id.choices = ingredient_choices
+
+    def data_for_service(self) -> dict:
+        data = {
+            "name": self.name.data, "indication": self.indication.data, "route": self.route.data,
+            "dosage_form": self.dosage_form.data, "unit_label": self.unit_label.data,
+            "unit_volume_ml": self.unit_volume_ml.parsed, "instructions": self.instructions.data,
+            "storage": self.storage.data, "bud_category": self.bud_category.data,
+            "bud_hours": self.bud_hours.data, "bud_reason": self.bud_reason.data,
+            "components": [{"ingredient_id": row.ingredient_id.data, "quantity": row.quantity.parsed}
+                           for row in self.components if not row.form.is_blank],
+        }
+        if "code" in self:
+            data["code"] = self.code.data
+        return data
+
+
+class NewFormulaForm(FormulaForm):
+    code = StringField("Code", validators=[DataRequired(), Length(max=30)],
+                       filters=[lambda v: v.strip().upper() if isinstance(v, str) else v],
+                       description="Capitals, digits and dashes, e.g. LIPO-PCDC. Kept by every version.")
+
+
+class ApproveForm(FlaskForm):
+    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class RetireForm(FlaskForm):
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+
+
+class NewVersionForm(FlaskForm):
+    """Only the CSRF token: starting a new version needs nothing else."""

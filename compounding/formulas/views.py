@@ -1,0 +1,243 @@
+"""Formula list, detail with versions and signatures, create, edit a draft, new version, approve, retire."""
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm import raiseload
+from wtforms.fields.choices import SelectChoice
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..models import AuditEvent, Formula, Ingredient, User
+from ..models.formula import FORMULA_STATUSES, INDICATIONS
+from ..pagination import paginate_rows
+from ..security import requires
+from ..services import formulas
+from ..services.bud import BUD_TABLE, bud_duration, table_duration
+from ..services.errors import DomainError
+from ..services.signatures import signatures_for
+from ..templating import quantity
+from .forms import COMPONENT_ROWS, ApproveForm, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
+
+bp = Blueprint("formulas", __name__, url_prefix="/formulas")
+_STEP_NUMBER = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]?|\d+[.)])\s+", re.IGNORECASE)
+
+
+@dataclass
+class FormulaFilters:
+    status: str = ""
+    indication: str = ""
+    q: str = ""
+
+
+def filters_from_args(args) -> FormulaFilters:
+    return FormulaFilters(
+        status=args.get("status", "") if args.get("status") in FORMULA_STATUSES else "",
+        indication=args.get("indication", "") if args.get("indication") in INDICATIONS else "",
+        q=args.get("q", "").strip()[:60],
+    )
+
+
+def duration_words(duration: timedelta | None) -> str:
+    """'4 days', '12 hours': whole days when the duration is a whole number of days."""
+    if duration is None:
+        return "not allowed"
+    hours = int(duration.total_seconds() // 3600)
+    if hours >= 24 and hours % 24 == 0:
+        days = hours // 24
+        return f"{days} day" if days == 1 else f"{days} days"
+    return f"{hours} hour" if hours == 1 else f"{hours} hours"
+
+
+def instruction_steps(instructions: str) -> list[str]:
+    """The instructions as numbered steps: one per line, any typed numbering ("1.", "2)") dropped."""
+    return [_STEP_NUMBER.sub("", line).strip() for line in instructions.splitlines() if line.strip()]
+
+
+def history_rows(events) -> list[tuple]:
+    """Each audit event with only the values it changed: (event, [(key, before, after), ...])."""
+    rows = []
+    for event in events:
+        old, new = event.old_values or {}, event.new_values or {}
+        changed = [(key, old.get(key), new.get(key)) for key in sorted(set(old) | set(new))
+                   if old.get(key) != new.get(key)] if old else []
+        rows.append((event, changed))
+    return rows
+
+
+def _ingredient_choices(formula: Formula | None = None) -> list[SelectChoice]:
+    """Active ingredients, plus any inactive one the draft already lists (so it can be kept)."""
+    used = [c.ingredient_id for c in formula.components] if formula is not None else []
+    ingredients = db.session.scalars(
+        sa.select(Ingredient).where(sa.or_(Ingredient.active.is_(True), Ingredient.id.in_(used)))
+        .order_by(Ingredient.name))
+    return [SelectChoice(0, "—"), *(
+        SelectChoice(i.id, f"{i.name} ({i.unit})" + ("" if i.active else " — inactive")) for i in ingredients)]
+
+
+@bp.route("/")
+@requires("formulas.read")
+def formula_list():
+    filters = filters_from_args(request.args)
+    query = (
+        sa.select(Formula, User.display_name.label("approved_by"))
+        .outerjoin(User, User.id == Formula.approved_by_id)
+        .options(raiseload(Formula.components))
+        .order_by(Formula.code, Formula.version.desc())
+    )
+    if filters.status:
+        query = query.where(Formula.status == filters.status)
+    if filters.indication:
+        query = query.where(Formula.indication == filters.indication)
+    if filters.q:
+        query = query.where(sa.or_(Formula.code.icontains(filters.q, autoescape=True),
+                                   Formula.name.icontains(filters.q, autoescape=True)))
+    return render_template("formulas/list.html", pagination=paginate_rows(query), filters=filters,
+                           statuses=FORMULA_STATUSES, indications=INDICATIONS, bud_table=BUD_TABLE)
+
+
+def _render_form(form: FormulaForm, formula: Formula | None, status: int = 200):
+    return render_template("formulas/form.html", form=form, formula=formula), status
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@requires("formulas.write")
+def formula_create():
+    form = NewFormulaForm()
+    form.set_ingredient_choices(_ingredient_choices())
+    if form.validate_on_submit():
+        try:
+            formula = formulas.create_formula(current_user, form.data_for_service())
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{formula.label} saved as a draft. A pharmacist approves it before it can be compounded.",
+                  "success")
+            return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
+    return _render_form(form, None, 422 if form.errors else 200)
+
+
+@bp.route("/<int:formula_id>/edit", methods=["GET", "POST"])
+@requires("formulas.write")
+def formula_edit(formula_id: int):
+    formula = db.get_or_404(Formula, formula_id)
+    if formula.status != "draft":
+        flash(f"{formula.label} is {formula.status} and is never edited: start a new version to change it.",
+              "warning")
+        return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
+    if request.method == "GET":
+        # Values, not obj=formula: WTForms prefers obj over keyword values, and Decimals would show "10.000".
+        form = FormulaForm(
+            **{key: getattr(formula, key) for key in FormulaForm.EDITABLE},
+            unit_volume_ml=quantity(formula.unit_volume_ml),
+            components=[{"ingredient_id": c.ingredient_id, "quantity": quantity(c.quantity)}
+                        for c in formula.components])
+        while len(form.components) < max(COMPONENT_ROWS, len(formula.components) + 2):
+            form.components.append_entry()
+    else:
+        form = FormulaForm()
+    form.set_ingredient_choices(_ingredient_choices(formula))
+    if form.validate_on_submit():
+        try:
+            formulas.update_draft(current_user, formula.id, form.data_for_service())
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{formula.label} saved.", "success")
+            return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
+    return _render_form(form, formula, 422 if form.errors else 200)
+
+
+def _render_detail(formula_id: int, status: int = 200, **forms):
+    formula = db.session.get(Formula, formula_id)
+    if formula is None:
+        return render_template("errors/404.html", status=404, message="There is no such formula."), 404
+    people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
+        User.id.in_({formula.created_by_id, formula.approved_by_id} - {None}))).all())
+    versions = db.session.execute(
+        sa.select(Formula.id, Formula.version, Formula.status, Formula.approved_at)
+        .where(Formula.code == formula.code, Formula.id != formula.id)
+        .order_by(Formula.version.desc())).all()
+    history = history_rows(db.session.scalars(
+        sa.select(AuditEvent).where(AuditEvent.entity_type == "formula", AuditEvent.entity_id == formula.id)
+        .order_by(AuditEvent.id.desc()).limit(100)))
+    table = table_duration(formula.bud_category, formula.storage)
+    bud = {
+        "label": BUD_TABLE[formula.bud_category].label,
+        "duration": duration_words(bud_duration(formula.bud_category, formula.storage, formula.bud_hours)
+                                   if table is not None else None),
+        "table": duration_words(table),
+        "shortened": formula.bud_hours is not None and table is not None
+        and timedelta(hours=formula.bud_hours) < table,
+    }
+    forms.setdefault("approve_form", ApproveForm(prefix="approve"))
+    forms.setdefault("retire_form", RetireForm(prefix="retire"))
+    forms.setdefault("version_form", NewVersionForm(prefix="version"))
+    return render_template(
+        "formulas/detail.html", formula=formula, people=people, versions=versions, history=history, bud=bud,
+        steps=instruction_steps(formula.instructions),
+        signatures=signatures_for("formula", formula.id), **forms), status
+
+
+@bp.route("/<int:formula_id>")
+@requires("formulas.read")
+def formula_detail(formula_id: int):
+    return _render_detail(formula_id)
+
+
+@bp.route("/<int:formula_id>/new-version", methods=["POST"])
+@requires("formulas.write")
+def formula_new_version(formula_id: int):
+    form = NewVersionForm(prefix="version")
+    if not form.validate_on_submit():
+        return _render_detail(formula_id, 422, version_form=form)
+    try:
+        draft = formulas.new_version(current_user, formula_id)
+    except DomainError as exc:
+        db.session.rollback()
+        draft_id = exc.details.get("draft_id") if isinstance(exc.details, dict) else None
+        if exc.status_code == 404:
+            return _render_detail(formula_id)
+        flash(exc.message, "warning")
+        return redirect(url_for("formulas.formula_detail", formula_id=draft_id or formula_id))
+    flash(f"{draft.label} started as a draft copy: change it, then approve it.", "success")
+    return redirect(url_for("formulas.formula_edit", formula_id=draft.id))
+
+
+@bp.route("/<int:formula_id>/approve", methods=["POST"])
+@requires("formulas.approve")
+def formula_approve(formula_id: int):
+    form = ApproveForm(prefix="approve")
+    if form.validate_on_submit():
+        try:
+            formula = formulas.approve_formula(current_user, formula_id, form.password.data)
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{formula.label} approved, signed by {current_user.display_name}.", "success")
+            return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
+    return _render_detail(formula_id, 422, approve_form=form)
+
+
+@bp.route("/<int:formula_id>/retire", methods=["POST"])
+@requires("formulas.write")
+def formula_retire(formula_id: int):
+    form = RetireForm(prefix="retire")
+    if form.validate_on_submit():
+        try:
+            formula = formulas.retire_formula(current_user, formula_id, form.reason.data)
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"{formula.label} retired: it can no longer be compounded.", "warning")
+            return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
+    return _render_detail(formula_id, 422, retire_form=form)
+

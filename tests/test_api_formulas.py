@@ -1,0 +1,300 @@
+"""The formulas API: drafts with components, e-signed approval, versions, retirement, the list."""
+
+from datetime import datetime
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from conftest import PASSWORD, QueryCounter, bearer
+from openapi_spec_validator import validate as validate_openapi
+
+from compounding.extensions import db
+from compounding.models import Formula, FormulaComponent, Signature, User
+from compounding.services import users
+from compounding.services.clock import utcnow
+
+FORMULA_FIELDS = {
+    "id", "code", "version", "name", "indication", "route", "dosage_form", "unit_label", "unit_volume_ml",
+    "instructions", "storage", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
+    "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
+    "previous_version_id", "components",
+}
+
+
+@pytest.fixture
+def auth(make_user):
+    """Bearer headers for a fresh account of `role`, or for the given user."""
+
+    def headers(who="pharmacist"):
+        user = make_user(who) if isinstance(who, str) else who
+        return bearer(users.create_token(None, user))
+
+    return headers
+
+
+@pytest.fixture
+def vitamin_c_and_ha(make_ingredient):
+    return (make_ingredient(name="Ascorbic acid", strength="100 mg/mL"),
+            make_ingredient(name="Hyaluronic acid", unit="mg", strength="10 mg/mL"))
+
+
+def _body(rows, **overrides) -> dict:
+    body = {
+        "code": "MESO-VCHA", "name": "Mesolift vitamin C + HA", "indication": "skin_rejuvenation",
+        "route": "intradermal", "dosage_form": "solution for injection", "unit_volume_ml": "5",
+        "bud_category": "category_2_aseptic_sterile_components", "storage": "fridge",
+        "components": [{"ingredient_id": i.id, "quantity": q} for i, q in rows],
+        "instructions": "1. Disinfect.\n2. Mix.", "bud_hours": 48, "bud_reason": "Ascorbic acid oxidises",
+        "unit_label": "vial 5 mL",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _formula_rows() -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Formula))
+
+
+def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client, make_user, auth, vitamin_c_and_ha):
+    vc, ha = vitamin_c_and_ha
+    author = make_user("pharmacist", display_name="Dr Paula Reyes")
+    response = client.post("/api/v1/formulas", headers=auth(author), json=_body([(vc, "1"), (ha, 2.5)]))
+
+    assert response.status_code == 201, response.json
+    formula = response.json
+    assert set(formula) == FORMULA_FIELDS
+    assert (formula["code"], formula["version"], formula["status"]) == ("MESO-VCHA", 1, "draft")
+    assert (formula["unit_volume_ml"], formula["unit_label"]) == ("5", "vial 5 mL")
+    assert formula["components"] == [
+        {"ingredient_id": vc.id, "ingredient_name": "Ascorbic acid", "strength": "100 mg/mL", "unit": "mL",
+         "quantity": "1"},
+        {"ingredient_id": ha.id, "ingredient_name": "Hyaluronic acid", "strength": "10 mg/mL", "unit": "mg",
+         "quantity": "2.5"},
+    ]
+    assert formula["bud_category_label"].startswith("Category 2, aseptic, only sterile")
+    assert (formula["bud_hours"], formula["bud_duration_hours"]) == (48, 48)
+    assert (formula["created_by"], formula["approved_by"], formula["approved_at"]) == ("Dr Paula Reyes", None, None)
+    assert datetime.fromisoformat(formula["created_at"]).utcoffset() is not None
+    assert client.get(f"/api/v1/formulas/{formula['id']}", headers=auth("auditor")).json == formula
+
+
+def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha):
+    pharmacist = make_user("pharmacist", display_name="Dr Omar Haddad")
+    headers = auth(pharmacist)
+    created = client.post("/api/v1/formulas", headers=headers, json=_body([(vitamin_c_and_ha[0], "1")])).json
+
+    response = client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers,
+                           json={"password": PASSWORD})
+
+    assert response.status_code == 200, response.json
+    approved = response.json
+    assert (approved["status"], approved["approved_by"]) == ("approved", "Dr Omar Haddad")
+    assert datetime.fromisoformat(approved["approved_at"]).utcoffset() is not None
+    [signature] = db.session.scalars(sa.select(Signature)).all()
+    assert (signature.meaning, signature.entity_type, signature.entity_id) == ("approved", "formula", created["id"])
+    again = client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers, json={"password": PASSWORD})
+    assert again.status_code == 409
+
+
+def test_approving_with_a_wrong_password_answers_403_and_signs_nothing(client, auth, make_formula):
+    draft = make_formula(approve=False)
+    response = client.post(f"/api/v1/formulas/{draft.id}/approve", headers=auth(),
+                           json={"password": "not-the-password"})
+    assert response.status_code == 403
+    assert "password" in response.json["details"]
+    db.session.expire_all()
+    assert db.session.get(Formula, draft.id).status == "draft"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == 0
+
+
+def test_a_formula_without_components_cannot_be_approved(client, auth):
+    headers = auth()
+    created = client.post("/api/v1/formulas", headers=headers, json=_body([]))
+    assert created.status_code == 201 and created.json["components"] == []
+    response = client.post(f"/api/v1/formulas/{created.json['id']}/approve", headers=headers,
+                           json={"password": PASSWORD})
+    assert response.status_code == 409
+    assert "without components" in response.json["error"]
+    assert db.session.get(Formula, created.json["id"]).status == "draft"
+
+
+@pytest.mark.parametrize("call", ["create", "approve", "version", "retire"])
+def test_a_technician_can_read_formulas_but_not_change_them(client, auth, make_formula, vitamin_c_and_ha, call):
+    formula = make_formula(approve=call == "version")
+    headers = auth("technician")
+    assert client.get(f"/api/v1/formulas/{formula.id}", headers=headers).status_code == 200
+    url, body = {
+        "create": ("/api/v1/formulas", _body([(vitamin_c_and_ha[0], "1")])),
+        "approve": (f"/api/v1/formulas/{formula.id}/approve", {"password": PASSWORD}),
+        "version": (f"/api/v1/formulas/{formula.id}/versions", {}),
+        "retire": (f"/api/v1/formulas/{formula.id}/retire", {"reason": "no"}),
+    }[call]
+    response = client.post(url, headers=headers, json=body)
+    assert response.status_code == 403
+    assert set(response.json) == {"error", "details"}
+    assert _formula_rows() == 1
+    assert db.session.get(Formula, formula.id).status == ("approved" if call == "version" else "draft")
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"code": None}, "code"),
+    ({"code": "lower case!"}, "code"),
+    ({"indication": "weight_loss"}, "indication"),
+    ({"unit_volume_ml": "0"}, "unit_volume_ml"),
+    ({"unit_volume_ml": 1.0001}, "unit_volume_ml"),
+    ({"bud_category": "category_9"}, "bud_category"),
+    ({"bud_hours": 500}, "bud_hours"),
+    ({"bud_reason": ""}, "bud_reason"),
+    ({"bud_hours": "48"}, "bud_hours"),
+    ({"components": None}, "components"),
+    ({"components": [{"ingredient_id": 999999, "quantity": "1"}]}, "components"),
+    ({"components": [{"ingredient_id": "abc", "quantity": "1"}]}, "components"),
+    ({"components": [{"quantity": "1"}]}, "components"),
+])
+def test_a_bad_formula_body_answers_422_naming_the_field(client, auth, vitamin_c_and_ha, overrides, field):
+    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")], **overrides))
+    assert response.status_code == 422, response.json
+    assert field in response.json["details"]
+    assert _formula_rows() == 0
+
+
+def test_zero_quantities_and_an_ingredient_listed_twice_are_refused(client, auth, vitamin_c_and_ha):
+    vc, ha = vitamin_c_and_ha
+    headers = auth()
+    zero = client.post("/api/v1/formulas", headers=headers, json=_body([(vc, "0")]))
+    assert zero.status_code == 422 and zero.json["details"]["components"] == {
+        "0": {"quantity": ["The quantity must be greater than zero."]}}
+    twice = client.post("/api/v1/formulas", headers=headers, json=_body([(vc, "1"), (ha, "1"), (vc, "2")]))
+    assert twice.status_code == 422 and twice.json["details"] == {"components": ["Ascorbic acid is listed twice."]}
+    assert _formula_rows() == 0
+
+
+def test_an_existing_code_answers_409(client, auth, make_formula, vitamin_c_and_ha):
+    make_formula(code="MESO-VCHA")
+    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")]))
+    assert response.status_code == 409 and "code" in response.json["details"]
+
+
+def test_a_new_version_is_a_draft_copy_and_approving_it_retires_the_old_one(client, auth, make_formula):
+    approved = make_formula(code="HAIR-MXBT")
+    headers = auth()
+
+    response = client.post(f"/api/v1/formulas/{approved.id}/versions", headers=headers)
+
+    assert response.status_code == 201, response.json
+    draft = response.json
+    assert (draft["code"], draft["version"], draft["status"], draft["previous_version_id"]) == (
+        "HAIR-MXBT", 2, "draft", approved.id)
+    assert [c["quantity"] for c in draft["components"]] == ["2", "8"]
+    assert client.post(f"/api/v1/formulas/{approved.id}/versions", headers=headers).status_code == 409
+    assert client.patch(f"/api/v1/formulas/{approved.id}", headers=headers, json={"name": "x"}).status_code == 409
+    changed = client.patch(f"/api/v1/formulas/{draft['id']}", headers=headers, json={
+        "name": "Hair mix, more biotin", "components": [
+            {"ingredient_id": c["ingredient_id"], "quantity": "3"} for c in draft["components"]]})
+    assert changed.status_code == 200, changed.json
+    assert changed.json["name"] == "Hair mix, more biotin" and changed.json["unit_volume_ml"] == "10"
+    assert [c["quantity"] for c in changed.json["components"]] == ["3", "3"]
+
+    client.post(f"/api/v1/formulas/{draft['id']}/approve", headers=headers, json={"password": PASSWORD})
+
+    versions = client.get("/api/v1/formulas?code=hair-mxbt", headers=headers).json
+    assert [(f["version"], f["status"]) for f in versions["items"]] == [(2, "approved"), (1, "retired")]
+
+
+def test_retiring_needs_a_reason(client, auth, make_formula):
+    formula = make_formula()
+    headers = auth()
+    missing = client.post(f"/api/v1/formulas/{formula.id}/retire", headers=headers, json={"reason": ""})
+    assert missing.status_code == 422 and "reason" in missing.json["details"]
+    response = client.post(f"/api/v1/formulas/{formula.id}/retire", headers=headers,
+                           json={"reason": "Supplier withdrew the active"})
+    assert response.status_code == 200 and response.json["status"] == "retired"
+    assert datetime.fromisoformat(response.json["retired_at"]).utcoffset() is not None
+    assert client.post(f"/api/v1/formulas/{formula.id}/retire", headers=headers,
+                       json={"reason": "again"}).status_code == 409
+
+
+def test_an_unknown_formula_answers_404_json(client, auth):
+    headers = auth()
+    assert client.get("/api/v1/formulas/424242", headers=headers).status_code == 404
+    response = client.post("/api/v1/formulas/424242/approve", headers=headers, json={"password": PASSWORD})
+    assert response.status_code == 404 and set(response.json) == {"error", "details"}
+
+
+def test_the_list_filters_by_status_and_code_and_pages(client, auth, make_formula):
+    make_formula(code="LIPO-PCDC")
+    make_formula(code="MESO-VCHA", approve=False)
+    make_formula(code="HAIR-MXBT")
+    headers = auth("auditor")
+
+    def codes(query):
+        answer = client.get(f"/api/v1/formulas?{query}", headers=headers)
+        assert answer.status_code == 200, answer.json
+        return [f["code"] for f in answer.json["items"]]
+
+    assert codes("") == ["HAIR-MXBT", "LIPO-PCDC", "MESO-VCHA"]
+    assert codes("status=draft") == ["MESO-VCHA"]
+    assert codes("status=approved&code=LIPO-PCDC") == ["LIPO-PCDC"]
+    page = client.get("/api/v1/formulas?per_page=2&page=2", headers=headers).json
+    assert (page["page"], page["per_page"], page["total"], len(page["items"])) == (2, 2, 3, 1)
+    assert client.get("/api/v1/formulas?status=bogus", headers=headers).status_code == 422
+
+
+def _add_formulas(count: int) -> None:
+    """Formulas each with its own author, approver and ingredients: a lazy load per row would show."""
+    from compounding.models import Ingredient
+
+    start = _formula_rows()
+    for n in range(start, start + count):
+        author = User(username=f"author-{n}", display_name=f"Author {n}", role="pharmacist", password_hash="-")
+        approver = User(username=f"approver-{n}", display_name=f"Approver {n}", role="pharmacist",
+                        password_hash="-")
+        ingredients = [Ingredient(name=f"Bulk {n} {k}", kind="active", unit="mL") for k in range(2)]
+        db.session.add_all([author, approver, *ingredients])
+        db.session.flush()
+        db.session.add(Formula(
+            code=f"BULK-{n:03d}", version=1, name=f"Bulk {n}", indication="other", route="intradermal",
+            unit_volume_ml=Decimal("5"), bud_category="category_1", storage="room", status="approved",
+            created_by_id=author.id, approved_by_id=approver.id, approved_at=utcnow(),
+            components=[FormulaComponent(ingredient_id=i.id, quantity=Decimal("1"), position=k)
+                        for k, i in enumerate(ingredients)]))
+    db.session.commit()
+
+
+def test_the_formula_list_costs_the_same_statements_for_5_and_50_formulas(client, auth):
+    headers = auth("auditor")
+
+    def statements(expected: int) -> int:
+        db.session.expire_all()
+        with QueryCounter(db.engine) as counter:
+            response = client.get("/api/v1/formulas?per_page=200", headers=headers)
+        assert response.status_code == 200 and len(response.json["items"]) == expected
+        assert response.json["items"][0]["components"][0]["ingredient_name"].startswith("Bulk")
+        return counter.count
+
+    _add_formulas(5)
+    with_5 = statements(5)
+    _add_formulas(45)
+    assert statements(50) == with_5
+
+
+def test_the_openapi_document_lists_every_formula_operation(client):
+    document = client.get("/api/v1/openapi.json").json
+    validate_openapi(document)
+    paths = document["paths"]
+    expected = {
+        "/api/v1/formulas": {"get", "post"},
+        "/api/v1/formulas/{formula_id}": {"get", "patch"},
+        "/api/v1/formulas/{formula_id}/approve": {"post"},
+        "/api/v1/formulas/{formula_id}/versions": {"post"},
+        "/api/v1/formulas/{formula_id}/retire": {"post"},
+    }
+    for path, methods in expected.items():
+        assert set(paths[path]) == methods, path
+    create = paths["/api/v1/formulas"]["post"]
+    assert create["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/FormulaCreate")
+    assert {"201", "403", "409", "422"} <= set(create["responses"])
+    assert {"403", "409"} <= set(paths["/api/v1/formulas/{formula_id}/approve"]["post"]["responses"])
+    body = document["components"]["schemas"]["FormulaCreate"]
+    assert set(body["required"]) == {"code", "name", "indication", "route", "dosage_form", "unit_volume_ml",
+                                     "bud_category", "storage", "components"}

@@ -1,0 +1,278 @@
+"""Formula pages: drafts with component rows, clear refusals, e-signed approval, versions, budgets."""
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from conftest import PASSWORD, QueryCounter, sign_in
+
+from compounding.extensions import db
+from compounding.models import Formula, FormulaComponent, Signature
+from compounding.services import formulas
+
+ROWS = 8
+
+
+def formula_form(components=(), **overrides) -> dict:
+    """What the browser posts: every field, and all component rows (blank ones included)."""
+    data = {
+        "code": "LIPO-PCDC", "name": "Lipolytic PC/DC", "indication": "fat_reduction",
+        "route": "subcutaneous", "dosage_form": "solution for injection", "unit_label": "vial 10 mL",
+        "unit_volume_ml": "10", "instructions": "1. Disinfect the vial stoppers.\r\n2. Draw up and mix.",
+        "storage": "fridge", "bud_category": "category_2_aseptic_nonsterile_components",
+        "bud_hours": "", "bud_reason": "",
+    }
+    for n in range(ROWS):
+        ingredient, quantity = components[n] if n < len(components) else (None, "")
+        data[f"components-{n}-ingredient_id"] = str(ingredient.id) if ingredient else "0"
+        data[f"components-{n}-quantity"] = quantity
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def formula_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Formula.id)))
+
+
+@pytest.fixture
+def pc_and_saline(make_ingredient):
+    return (make_ingredient(name="Phosphatidylcholine", strength="50 mg/mL"),
+            make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", strength="0.9 %"))
+
+
+def test_a_pharmacist_creates_a_draft_formula_with_its_components(client, as_role, pc_and_saline):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    form = client.get("/formulas/new").get_data(as_text=True)
+    assert form.count("Ingredient, row ") == ROWS and 'class="visually-hidden" for="components-0-quantity"' in form
+
+    response = client.post("/formulas/new", data=formula_form([(pc, "5"), (saline, "5.5")]))
+
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    formula = db.session.scalar(sa.select(Formula))
+    assert response.headers["Location"].endswith(f"/formulas/{formula.id}")
+    assert (formula.code, formula.version, formula.status) == ("LIPO-PCDC", 1, "draft")
+    assert formula.instructions == "1. Disinfect the vial stoppers.\n2. Draw up and mix."  # browsers send CRLF
+    assert [(c.ingredient.name, c.quantity) for c in formula.components] == [
+        ("Phosphatidylcholine", Decimal("5")), ("Sodium chloride 0.9 %", Decimal("5.5"))]
+    page = client.get(f"/formulas/{formula.id}").get_data(as_text=True)
+    assert "Phosphatidylcholine" in page and "50 mg/mL" in page and "5.5" in page
+    assert "4 days" in page  # category 2, non-sterile components, in the fridge
+    assert "<li>Disinfect the vial stoppers.</li>" in page
+    assert ">Edit</a>" in page and "Approve formula" in page and "New version" not in page
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"code": ""}, "This field is required"),
+    ({"code": "lipo pcdc!"}, "Use capitals, digits and dashes"),
+    ({"bud_hours": "500"}, "never lengthen it: the table allows 96 h"),
+    ({"bud_hours": "48"}, "Document why the duration is shorter"),
+    ({"bud_hours": "two days"}, "Not a valid integer value"),
+    ({"components-1-quantity": "0"}, "greater than zero"),
+    ({"components-2-quantity": "1"}, "Choose the ingredient."),
+    ({"unit_volume_ml": "ten"}, "Enter a number"),
+    ({"storage": "freezer", "bud_category": "category_1"}, "cannot be stored frozen"),
+])
+def test_bad_formula_input_rerenders_the_form_with_a_message_and_saves_nothing(
+        client, as_role, pc_and_saline, overrides, message):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    response = client.post("/formulas/new", data=formula_form([(pc, "5"), (saline, "5")], **overrides))
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert message in page
+    assert 'value="Lipolytic PC/DC"' in page  # the user's input is kept
+    assert formula_count() == 0
+
+
+def test_the_same_ingredient_in_two_rows_is_refused_above_the_component_table(client, as_role, pc_and_saline):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    response = client.post("/formulas/new", data=formula_form([(pc, "5"), (saline, "2.5"), (pc, "2.5")]))
+    assert response.status_code == 422
+    assert "Phosphatidylcholine is listed twice." in response.get_data(as_text=True)
+    assert formula_count() == 0
+    assert db.session.scalar(sa.select(sa.func.count(FormulaComponent.id))) == 0
+
+
+def test_an_existing_code_is_refused_next_to_the_code(client, as_role, make_formula, pc_and_saline):
+    make_formula(code="LIPO-PCDC")
+    as_role("pharmacist")
+    response = client.post("/formulas/new", data=formula_form([(pc_and_saline[0], "5")]))
+    assert response.status_code == 422
+    assert "LIPO-PCDC exists" in response.get_data(as_text=True)
+    assert formula_count() == 1
+
+
+def test_a_draft_is_edited_through_its_form_keeping_the_same_ingredients(client, as_role, make_formula,
+                                                                           pc_and_saline):
+    pc, saline = pc_and_saline
+    draft = make_formula([(pc, "5"), (saline, "5")], approve=False, code="MESO-1")
+    as_role("pharmacist")
+    page = client.get(f"/formulas/{draft.id}/edit").get_data(as_text=True)
+    assert 'name="code"' not in page and 'value="5"' in page and 'value="10"' in page
+
+    response = client.post(f"/formulas/{draft.id}/edit", data=formula_form(
+        [(saline, "6"), (pc, "4")], name="Lipolytic, less PC", code=None, bud_hours="48",
+        bud_reason="Short stability data"))
+
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    db.session.expire_all()
+    formula = db.session.get(Formula, draft.id)
+    assert (formula.code, formula.name, formula.bud_hours) == ("MESO-1", "Lipolytic, less PC", 48)
+    assert [(c.ingredient_id, c.quantity) for c in formula.components] == [(saline.id, 6), (pc.id, 4)]
+    detail = client.get(f"/formulas/{draft.id}").get_data(as_text=True)
+    assert "2 days" in detail and "Short stability data" in detail
+    assert '<span class="code">bud_hours</span>: null → 48' in detail  # the history shows what changed
+    assert '<span class="code">dosage_form</span>' not in detail
+
+
+def test_approval_with_a_wrong_password_is_refused_and_the_formula_stays_a_draft(client, as_role, make_formula):
+    draft = make_formula(approve=False)
+    as_role("pharmacist")
+    response = client.post(f"/formulas/{draft.id}/approve", data={"approve-password": "not-my-password"})
+    assert response.status_code == 422
+    assert "password is not correct" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Formula, draft.id).status == "draft"
+    assert db.session.scalar(sa.select(sa.func.count(Signature.id))) == 0
+
+
+def test_an_approved_formula_shows_who_approved_it(client, make_user, make_formula):
+    draft = make_formula(approve=False)
+    sign_in(client, make_user("pharmacist", display_name="Dr Ada Lovelace"))
+    response = client.post(f"/formulas/{draft.id}/approve", data={"approve-password": PASSWORD},
+                           follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Approved by Dr Ada Lovelace" in page and "Approved</strong> by Dr Ada Lovelace" in page
+    assert db.session.get(Formula, draft.id).status == "approved"
+
+
+def test_a_formula_without_components_cannot_be_approved_from_the_page(client, as_role, make_formula):
+    draft = make_formula(components=[], approve=False)
+    as_role("pharmacist")
+    response = client.post(f"/formulas/{draft.id}/approve", data={"approve-password": PASSWORD})
+    assert response.status_code == 422
+    assert "without components cannot be approved" in response.get_data(as_text=True)
+    assert db.session.get(Formula, draft.id).status == "draft"
+
+
+def test_an_approved_formula_cannot_be_edited_and_new_version_makes_a_v2_draft(client, as_role, make_formula):
+    approved = make_formula(code="HAIR-MXBT")
+    as_role("pharmacist")
+    refused = client.get(f"/formulas/{approved.id}/edit", follow_redirects=True)
+    assert "HAIR-MXBT v1 is approved and is never edited" in refused.get_data(as_text=True)
+    posted = client.post(f"/formulas/{approved.id}/edit", data={"name": "changed"})
+    assert posted.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Formula, approved.id).name != "changed"
+
+    response = client.post(f"/formulas/{approved.id}/new-version")
+
+    draft = db.session.scalar(sa.select(Formula).where(Formula.version == 2))
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/formulas/{draft.id}/edit")
+    assert (draft.code, draft.status, draft.previous_version_id) == ("HAIR-MXBT", "draft", approved.id)
+    assert client.get(f"/formulas/{draft.id}/edit").status_code == 200
+    detail = client.get(f"/formulas/{approved.id}").get_data(as_text=True)
+    assert f'href="/formulas/{draft.id}">HAIR-MXBT v2</a>' in detail
+    again = client.post(f"/formulas/{approved.id}/new-version", follow_redirects=True)
+    assert "already a draft" in again.get_data(as_text=True)
+    assert formula_count() == 2
+
+
+def test_retiring_needs_a_reason_and_asks_for_confirmation(client, as_role, make_formula):
+    formula = make_formula()
+    as_role("pharmacist")
+    page = client.get(f"/formulas/{formula.id}").get_data(as_text=True)
+    assert 'data-confirm="Retire ' in page
+    assert "<script>" not in page and "onclick" not in page and "onsubmit" not in page
+    refused = client.post(f"/formulas/{formula.id}/retire", data={"retire-reason": ""})
+    assert refused.status_code == 422 and "This field is required" in refused.get_data(as_text=True)
+    response = client.post(f"/formulas/{formula.id}/retire", data={"retire-reason": "Supplier withdrew PC"},
+                           follow_redirects=True)
+    assert "retired" in response.get_data(as_text=True)
+    assert db.session.get(Formula, formula.id).status == "retired"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/formulas/new"), ("POST", "/formulas/new"), ("POST", "/formulas/{id}/approve"),
+    ("GET", "/formulas/{id}/edit"), ("POST", "/formulas/{id}/new-version"), ("POST", "/formulas/{id}/retire"),
+])
+def test_a_technician_may_read_formulas_but_not_write_or_approve_them(client, as_role, make_formula, method, path):
+    draft = make_formula(approve=False)
+    as_role("technician")
+    response = client.open(path.format(id=draft.id), method=method, data={"approve-password": PASSWORD})
+    assert response.status_code == 403
+    page = client.get(f"/formulas/{draft.id}").get_data(as_text=True)
+    assert "Approve formula" not in page and ">Edit</a>" not in page
+    assert db.session.get(Formula, draft.id).status == "draft"
+
+
+def test_the_list_filters_by_status_and_indication_and_searches_code_and_name(client, as_role, make_formula):
+    lipo = make_formula(code="LIPO-PCDC", name="Lipolytic mix")
+    hair = make_formula(code="HAIR-MXBT", name="Hair mix", indication="hair_loss", approve=False)
+    meso = make_formula(code="MESO-VCHA", name="Mesolift vitamin C", indication="skin_rejuvenation")
+    as_role("auditor")
+
+    def codes(query):
+        page = client.get(f"/formulas/?{query}").get_data(as_text=True)
+        return {f.code for f in (lipo, hair, meso) if f.code in page}
+
+    assert codes("") == {"LIPO-PCDC", "HAIR-MXBT", "MESO-VCHA"}
+    assert codes("status=draft") == {"HAIR-MXBT"}
+    assert codes("indication=skin_rejuvenation") == {"MESO-VCHA"}
+    assert codes("q=lipo") == {"LIPO-PCDC"}
+    assert codes("q=vitamin") == {"MESO-VCHA"}
+    page = client.get("/formulas/?q=lipo").get_data(as_text=True)
+    assert "Category 2, aseptic, only sterile starting components" in page and "HAIR-MXBT" not in page
+
+
+def _add_formulas(author, ingredient, count: int) -> None:
+    """Approved formulas, each signed by its own pharmacist, made without the services for speed."""
+    from compounding.models import User
+    from compounding.services.clock import utcnow
+
+    start = formula_count()
+    for n in range(start, start + count):
+        approver = User(username=f"approver-{n}", display_name=f"Approver {n}", role="pharmacist",
+                        password_hash="-")
+        db.session.add(approver)
+        db.session.flush()
+        db.session.add(Formula(
+            code=f"BULK-{n:03d}", version=1, name=f"Bulk {n}", indication="other", route="intradermal",
+            unit_volume_ml=Decimal("5"), bud_category="category_1", storage="room", status="approved",
+            created_by_id=author.id, approved_by_id=approver.id, approved_at=utcnow(),
+            components=[FormulaComponent(ingredient_id=ingredient.id, quantity=Decimal("1"))]))
+    db.session.commit()
+
+
+def test_the_formula_list_costs_the_same_statements_for_5_and_50_formulas(client, as_role, make_ingredient):
+    author = as_role("pharmacist")
+    ingredient = make_ingredient()
+
+    def statements(expected_rows: int) -> int:
+        db.session.expire_all()
+        with QueryCounter(db.engine) as counter:
+            response = client.get("/formulas/")
+        assert response.status_code == 200
+        assert response.get_data(as_text=True).count('class="code"><a href="/formulas/') == expected_rows
+        return counter.count
+
+    _add_formulas(author, ingredient, 5)
+    with_5 = statements(5)
+    _add_formulas(author, ingredient, 45)
+    with_50 = statements(50)
+    assert with_5 == with_50
+
+
+def test_editing_a_draft_that_keeps_its_ingredients_updates_their_quantities(make_formula, pharmacist,
+                                                                            pc_and_saline):
+    """The same ingredients again must not trip the (formula, ingredient) unique key."""
+    pc, saline = pc_and_saline
+    draft = make_formula([(pc, "5"), (saline, "5")], approve=False)
+    data = {key: getattr(draft, key) for key in formulas.FORMULA_FIELDS}
+    data["components"] = [{"ingredient_id": pc.id, "quantity": "3"}, {"ingredient_id": saline.id, "quantity": "7"}]
+    formulas.update_draft(pharmacist, draft.id, data)
+    db.session.expire_all()
+    assert [c.quantity for c in db.session.get(Formula, draft.id).components] == [3, 7]
