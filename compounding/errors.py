@@ -1,7 +1,7 @@
 """Error pages for people and JSON errors for API clients, from one set of handlers."""
 
 from flask import Flask, current_app, jsonify, render_template, request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -18,6 +18,7 @@ MESSAGES = {
     422: "Some fields are not valid.",
     503: "The database cannot be reached right now. Please try again in a moment.",
 }
+CONFLICT_MESSAGE = "This conflicts with a record saved at the same moment; reload and try again."
 
 
 def wants_json() -> bool:
@@ -53,6 +54,14 @@ def _domain_error(exc: DomainError):
     return error_response(exc.status_code, exc.message, exc.to_details())
 
 
+def _conflict(exc: IntegrityError):
+    # The services check uniqueness before writing, so this is two writers racing (e.g. the
+    # same supplier lot received twice at the same instant): the database refused the second.
+    db.session.rollback()
+    current_app.logger.warning("Integrity conflict on %s %s: %s", request.method, request.path, exc.orig)
+    return error_response(409, CONFLICT_MESSAGE)
+
+
 def _database_unreachable(exc: OperationalError):
     db.session.rollback()
     return error_response(503)
@@ -69,6 +78,7 @@ def _unexpected(exc: Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DomainError, _domain_error)
+    app.register_error_handler(IntegrityError, _conflict)
     app.register_error_handler(OperationalError, _database_unreachable)
     if not app.testing:
         app.register_error_handler(Exception, _unexpected)

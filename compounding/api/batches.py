@@ -1,0 +1,95 @@
+"""API: batches, compounded from an approved formula, verified by a second pharmacist, rejected or discarded."""
+
+import sqlalchemy as sa
+from flask import abort, current_app, jsonify, request
+from flask_login import current_user
+from sqlalchemy.orm import defaultload, joinedload, selectinload
+
+from ..batches.views import batch_list_query
+from ..extensions import db
+from ..models import Batch, BatchComponent, Formula, Ingredient, Lot
+from ..services import batches
+from .schemas import (
+    BatchCompoundSchema,
+    BatchDiscardSchema,
+    BatchQuerySchema,
+    BatchRejectSchema,
+    BatchSchema,
+    BatchVerifySchema,
+)
+from .views import json_body, load, paginated, route
+
+# Everything BatchSchema reads beyond the batch's formula and people (the relationships are
+# lazy="raise"): the components with their lots and ingredients in one more statement, so
+# a page of batches costs the same number of statements whatever its length.
+_COMPONENTS = (
+    selectinload(Batch.components).joinedload(BatchComponent.lot).joinedload(Lot.ingredient)
+    .lazyload(Ingredient.gtins),
+    defaultload(Batch.formula).lazyload(Formula.components),
+)
+
+
+def _answer(batch_id: int, status: int = 200):
+    batch = db.session.scalar(
+        sa.select(Batch).where(Batch.id == batch_id).options(
+            joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by),
+            *_COMPONENTS)
+    )
+    if batch is None:
+        abort(404)
+    response = jsonify(BatchSchema().dump(batch))
+    response.status_code = status
+    return response
+
+
+@route("/batches", permission="batches.read", summary="List batches, filtered as on the batch page",
+       response=BatchSchema, many=True, query=BatchQuerySchema, errors=(422,))
+def batch_list():
+    load(BatchQuerySchema, request.args.to_dict())
+    # The page's own query reads the raw arguments: the filters stay identical by construction.
+    return paginated(batch_list_query(request.args).options(*_COMPONENTS), BatchSchema)
+
+
+@route("/batches", "POST", permission="batches.compound",
+       summary="Compound a batch from an approved formula (FEFO unless lots are allocated)",
+       body=BatchCompoundSchema, response=BatchSchema, status=201, errors=(409,))
+def batch_create():
+    data = load(BatchCompoundSchema, json_body())
+    batch = batches.compound_batch(
+        current_user, data["formula_id"], data["units"], allocations=data["allocations"],
+        deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
+        require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", False),
+    )
+    return _answer(batch.id, 201)
+
+
+@route("/batches/<int:batch_id>", permission="batches.read", summary="One batch", response=BatchSchema)
+def batch_detail(batch_id: int):
+    return _answer(batch_id)
+
+
+@route("/batches/<int:batch_id>/verify", "POST", permission="batches.verify",
+       summary="Verify and release a prepared batch (a pharmacist other than the compounder; e-signature)",
+       body=BatchVerifySchema, response=BatchSchema, errors=(409,))
+def batch_verify(batch_id: int):
+    data = load(BatchVerifySchema, json_body())
+    batches.verify_batch(current_user, batch_id, data["password"])
+    return _answer(batch_id)
+
+
+@route("/batches/<int:batch_id>/reject", "POST", permission="batches.verify",
+       summary="Reject a prepared batch (e-signature and a reason); its lots stay consumed",
+       body=BatchRejectSchema, response=BatchSchema, errors=(409,))
+def batch_reject(batch_id: int):
+    data = load(BatchRejectSchema, json_body())
+    batches.reject_batch(current_user, batch_id, data["password"], data["reason"])
+    return _answer(batch_id)
+
+
+@route("/batches/<int:batch_id>/discard", "POST", permission="batches.discard",
+       summary="Discard a batch with a coded reason; its remaining volume is written off",
+       body=BatchDiscardSchema, response=BatchSchema, errors=(409,))
+def batch_discard(batch_id: int):
+    data = load(BatchDiscardSchema, json_body())
+    batches.discard_batch(current_user, batch_id, data["reason"], data["note"])
+    return _answer(batch_id)
