@@ -58,6 +58,11 @@ DEFAULTS = {
     "PASSWORD_MIN_LENGTH": 10,
     "PASSWORD_HASH_METHOD": "scrypt",
     "PER_PAGE": 50,
+    # Quality signal: flag a batch or lot above this adverse-event rate per session...
+    "QUALITY_EVENT_RATE_THRESHOLD": 0.05,
+    # ...once it has at least this many events (one severe event flags at once).
+    "QUALITY_MIN_EVENTS": 2,
+    "REQUIRE_SCAN_CONFIRMATION": False,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

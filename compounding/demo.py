@@ -7,8 +7,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Formula, Ingredient, Lot, User
-from .services import formulas, inventory, users
+from .models import Batch, Formula, Ingredient, Lot, Patient, TreatmentSession, User
+from .services import batches, formulas, inventory, treatments, users
 from .services.clock import clinic_today, utcnow
 
 DEMO_PASSWORD = "meso-demo-2026"
@@ -170,6 +170,70 @@ def _seed_formulas() -> Iterator[str]:
         yield f"  formula {formula.label} {formula.name} (approved)"
 
 
+# formula code, units, verified?
+DEMO_BATCHES = [("LIPO-PCDC", 6, True), ("MESO-VCHA", 4, True), ("HAIR-MXBT", 3, True), ("LIPO-PCDC", 2, False)]
+
+DEMO_PATIENTS = [
+    ("CH-1001", "Maria Gomez", "1984-03-12", "+44 20 7946 0101", "maria.gomez@example.org"),
+    ("CH-1002", "Aisha Rahman", "1990-07-30", "+44 20 7946 0102", "aisha.rahman@example.org"),
+    ("CH-1003", "Laura Bianchi", "1978-11-02", "+44 20 7946 0103", ""),
+    ("CH-1004", "Chen Wei", "1987-05-19", "", "chen.wei@example.org"),
+    ("CH-1005", "Sophie Martin", "1995-01-25", "+44 20 7946 0105", "sophie.martin@example.org"),
+    ("CH-1006", "James O'Neill", "1982-09-14", "+44 20 7946 0106", ""),
+]
+
+# chart number, [(formula code, volume mL, area)], indication
+DEMO_SESSIONS = [
+    ("CH-1001", [("LIPO-PCDC", "8", "abdomen")], "submental and abdominal fat"),
+    ("CH-1002", [("LIPO-PCDC", "6", "flanks")], "flanks"),
+    ("CH-1003", [("MESO-VCHA", "3", "face")], "skin rejuvenation, face"),
+    ("CH-1004", [("HAIR-MXBT", "4", "scalp, vertex")], "androgenetic alopecia"),
+    ("CH-1005", [("MESO-VCHA", "2.5", "neck"), ("LIPO-PCDC", "4", "submental")], "neck and jawline"),
+    ("CH-1006", [("HAIR-MXBT", "3", "scalp, crown")], "hair loss"),
+    ("CH-1001", [("MESO-VCHA", "2", "décolleté")], "skin quality"),
+]
+
+
+def _seed_batches() -> Iterator[str]:
+    if db.session.scalar(sa.select(Batch.id).limit(1)):
+        return
+    technician, verifier = _user("technician"), _user("pharmacist2")
+    for code, units, verified in DEMO_BATCHES:
+        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
+        batch = batches.compound_batch(technician, formula.id, units, notes="demo batch")
+        if verified:
+            batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
+        yield f"  batch {batch.code} {code} × {units} ({'released' if verified else 'awaiting verification'})"
+
+
+def _seed_patients_and_sessions() -> Iterator[str]:
+    practitioner = _user("practitioner")
+    for chart, name, birth, phone, email in DEMO_PATIENTS:
+        if not db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == chart)):
+            treatments.create_patient(practitioner, {"chart_number": chart, "name": name, "birth_on": birth,
+                                                     "phone": phone, "email": email})
+            yield f"  patient {chart} {name}"
+    if db.session.scalar(sa.select(sa.func.count()).select_from(TreatmentSession)):
+        return
+    released = {b.formula.code: b for b in db.session.scalars(
+        sa.select(Batch).where(Batch.status == "released").options(sa.orm.selectinload(Batch.formula))
+        .order_by(Batch.id))}
+    patients = dict(db.session.execute(sa.select(Patient.chart_number, Patient.id)).all())
+    recorded = []
+    for chart, uses, indication in DEMO_SESSIONS:
+        session_row = treatments.record_session(
+            practitioner, patient_id=patients[chart], indication=indication,
+            uses=[{"batch_code": released[code].code, "volume_ml": volume, "area": area}
+                  for code, volume, area in uses])
+        recorded.append(session_row)
+        yield f"  session {session_row.id} for {chart}: {', '.join(code for code, _, _ in uses)}"
+    treatments.record_adverse_event(practitioner, session_id=recorded[0].id, type="swelling", severity="moderate",
+                                    onset_on=clinic_today(), outcome="resolving with cold compresses")
+    treatments.record_adverse_event(practitioner, session_id=recorded[1].id, type="bruising", severity="mild",
+                                    onset_on=clinic_today(), outcome="resolved")
+    yield "  2 adverse events after the lipolytic sessions (a quality signal to review)"
+
+
 def seed_demo() -> Iterator[str]:
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
@@ -179,4 +243,8 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_lots()
     yield "Demo formulas:"
     yield from _seed_formulas()
+    yield "Demo batches:"
+    yield from _seed_batches()
+    yield "Demo patients and sessions:"
+    yield from _seed_patients_and_sessions()
     yield "Demo data is in place."

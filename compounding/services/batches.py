@@ -70,6 +70,8 @@ def is_batch_expired(batch: Batch, at: datetime | None = None) -> bool:
 def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None) -> list[str]:
     """Every reason a batch may not be injected at `at` (empty list: usable)."""
     reasons = []
+    if at is not None and at < batch.compounded_at:
+        reasons.append("it had not been compounded yet at that time")
     if batch.status == "prepared":
         reasons.append("not released: awaiting verification by a second pharmacist")
     elif batch.status in ("rejected", "recalled", "discarded"):

@@ -1,0 +1,256 @@
+"""Patients, treatment sessions (the batches injected) and adverse events.
+
+Rule (DESIGN section 3): only a released, unrecalled batch that is not expired at the time
+of the session and has enough remaining volume can be used; the volume drops in the same
+transaction, with a ledger row per use.
+"""
+
+import re
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
+from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from . import audit
+from .access import ensure_can
+from .batches import unusable_reasons
+from .clock import clinic_today, to_clinic, utcnow
+from .errors import InvalidInput, InvalidState, NotFound
+from .ledger import move_batch
+
+PATIENT_FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_USE_ML = Decimal("1000")
+
+
+def _patient_fields(data: dict) -> dict:
+    chart = (data.get("chart_number") or "").strip()
+    if not chart or len(chart) > 40:
+        raise InvalidInput("The chart number (1 to 40 characters) is required.", field="chart_number")
+    clean = {"chart_number": chart}
+    for key, maximum in (("name", 160), ("phone", 40), ("email", 160)):
+        value = (data.get(key) or "").strip()
+        if len(value) > maximum:
+            raise InvalidInput(f"At most {maximum} characters.", field=key)
+        clean[key] = value
+    if clean["email"] and not _EMAIL.match(clean["email"]):
+        raise InvalidInput("This is not an e-mail address.", field="email")
+    birth = data.get("birth_on")
+    if birth and not isinstance(birth, date):
+        try:
+            birth = date.fromisoformat(str(birth))
+        except ValueError:
+            raise InvalidInput("Use a date such as 1985-04-23.", field="birth_on") from None
+    if birth and (birth > clinic_today() or birth.year < 1900):
+        raise InvalidInput("The birth date must be in the past.", field="birth_on")
+    clean["birth_on"] = birth or None
+    return clean
+
+
+def create_patient(actor: User, data: dict) -> Patient:
+    """Register a patient by chart number (unique); contact details only for recalls."""
+    ensure_can(actor, "patients.write", "register patients")
+    clean = _patient_fields(data)
+    existing = db.session.scalar(sa.select(Patient).where(Patient.chart_number == clean["chart_number"]))
+    if existing is not None:
+        raise InvalidState(f"Chart number {clean['chart_number']} is already registered.", field="chart_number",
+                           details={"chart_number": ["Already registered."], "existing_patient_id": existing.id})
+    patient = Patient(**clean, created_at=utcnow())
+    db.session.add(patient)
+    db.session.flush()
+    audit.record(actor, "patient.created", "patient", patient.id, new=audit.snapshot(patient, PATIENT_FIELDS))
+    db.session.commit()
+    return patient
+
+
+def update_patient(actor: User, patient_id: int, data: dict) -> Patient:
+    """Change a patient's details; fields left out of `data` keep their current values."""
+    ensure_can(actor, "patients.write", "edit patients")
+    patient = get_patient(patient_id)
+    current = {key: getattr(patient, key) for key in PATIENT_FIELDS}
+    clean = _patient_fields({**current, **data, "chart_number": data.get("chart_number") or patient.chart_number})
+    if clean["chart_number"] != patient.chart_number and db.session.scalar(
+            sa.select(Patient.id).where(Patient.chart_number == clean["chart_number"])):
+        raise InvalidState(f"Chart number {clean['chart_number']} is already registered.", field="chart_number")
+    old = audit.snapshot(patient, PATIENT_FIELDS)
+    for key, value in clean.items():
+        setattr(patient, key, value)
+    new = audit.snapshot(patient, PATIENT_FIELDS)
+    if new != old:
+        audit.record(actor, "patient.updated", "patient", patient.id, old=old, new=new)
+    db.session.commit()
+    return patient
+
+
+def get_patient(patient_id) -> Patient:
+    patient = db.session.get(Patient, patient_id) if patient_id else None
+    if patient is None:
+        raise NotFound("There is no such patient.", field="patient_id")
+    return patient
+
+
+def _volume(value, index: int) -> Decimal:
+    try:
+        volume = Decimal(str(value).strip())
+    except ArithmeticError:
+        raise InvalidInput(f"Use {index + 1}: enter a volume such as 2.5.", field="uses") from None
+    if not volume.is_finite() or volume <= 0 or volume > MAX_USE_ML or volume.as_tuple().exponent < -3:
+        raise InvalidInput(f"Use {index + 1}: the volume must be above 0 and at most {MAX_USE_ML} mL, "
+                           "with at most 3 decimals.", field="uses")
+    return volume
+
+
+def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
+                   indication: str = "", notes: str = "", practitioner: User | None = None) -> TreatmentSession:
+    """Record a treatment session and take each use's volume from its batch.
+
+    Every use names a batch (`batch_code` or `batch_id`), a volume in mL and optionally an
+    area. Refused, with every reason, when a batch is not usable at `performed_at`.
+    """
+    ensure_can(actor, "treatments.write", "record treatment sessions")
+    patient = get_patient(patient_id)
+    practitioner = practitioner or actor
+    if not practitioner.can("treatments.write"):
+        raise InvalidInput(f"{practitioner.display_name} is not an active practitioner or pharmacist.",
+                           field="practitioner_id")
+    now = utcnow()
+    performed_at = performed_at or now
+    if performed_at.tzinfo is None:
+        raise InvalidInput("The session time needs its time zone.", field="performed_at")
+    if performed_at > now:
+        raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
+    if not uses:
+        raise InvalidInput("Add at least one batch used in the session.", field="uses")
+    if len(uses) > 50:
+        raise InvalidInput("At most 50 uses in one session.", field="uses")
+    wanted: dict[str, Decimal] = defaultdict(Decimal)
+    parsed = []
+    for index, use in enumerate(uses):
+        key = str(use.get("batch_code") or "").strip() or use.get("batch_id")
+        if not key:
+            raise InvalidInput(f"Use {index + 1}: scan or type the batch code.", field="uses")
+        volume = _volume(use.get("volume_ml"), index)
+        area = (use.get("area") or "").strip()
+        if len(area) > 120:
+            raise InvalidInput(f"Use {index + 1}: the area has at most 120 characters.", field="uses")
+        parsed.append((key, volume, area))
+    # Lock the batches in id order so concurrent sessions queue instead of deadlocking.
+    codes = {str(k).strip().upper() for k, _, _ in parsed if isinstance(k, str)}
+    ids = {int(k) for k, _, _ in parsed if not isinstance(k, str)}
+    found = db.session.scalars(
+        sa.select(Batch).where(sa.or_(Batch.code.in_(codes), Batch.id.in_(ids)))
+        .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)
+    ).all()
+    by_key = {b.code: b for b in found} | {b.id: b for b in found}
+    resolved = []
+    for index, (key, volume, area) in enumerate(parsed):
+        batch = by_key.get(key.strip().upper() if isinstance(key, str) else int(key))
+        if batch is None:
+            raise InvalidInput(f"Use {index + 1}: {key} is not one of our batch codes.", field="uses")
+        wanted[batch.code] += volume
+        resolved.append((batch, volume, area))
+    problems = {}
+    for batch in {b.id: b for b, _, _ in resolved}.values():
+        reasons = unusable_reasons(batch, performed_at, wanted[batch.code])
+        if performed_at < batch.compounded_at:
+            local = to_clinic(batch.compounded_at)
+            reasons.append(f"not yet compounded at the session time (compounded {local:%Y-%m-%d %H:%M} "
+                           f"{local.tzname()})")
+        if reasons:
+            problems[batch.code] = reasons
+    if problems:
+        summary = "; ".join(f"{code}: {', '.join(reasons)}" for code, reasons in problems.items())
+        raise InvalidState(f"Do not use — {summary}.", field="uses",
+                           details={"reasons": problems, "uses": [summary]})
+    session_row = TreatmentSession(
+        patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
+        indication=(indication or "").strip()[:160], notes=(notes or "").strip()[:5000], recorded_at=now)
+    db.session.add(session_row)
+    db.session.flush()
+    for batch, volume, area in resolved:
+        use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
+        db.session.add(use)
+        db.session.flush()
+        move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
+                   note=f"patient {patient.chart_number}", occurred_at=performed_at)
+        if batch.remaining_volume_ml == 0 and batch.status == "released":
+            batch.status = "depleted"
+            audit.record(actor, "batch.depleted", "batch", batch.id, old={"status": "released"},
+                         new={"status": "depleted"}, reason=f"used up in session {session_row.id}")
+    audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
+        "patient": patient.chart_number, "practitioner": practitioner.display_name, "performed_at": performed_at,
+        "indication": session_row.indication,
+        "uses": [{"batch": b.code, "volume_ml": v, "area": a} for b, v, a in resolved]})
+    db.session.commit()
+    return session_row
+
+
+def void_session(actor: User, session_id: int, reason: str) -> TreatmentSession:
+    """Void a session recorded by mistake: each use's volume goes back to its batch."""
+    ensure_can(actor, "treatments.write", "void treatment sessions")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the session is voided.", field="reason")
+    # Locked: two people voiding at once must not both give the volume back.
+    session_row = db.session.scalar(
+        sa.select(TreatmentSession).where(TreatmentSession.id == session_id)
+        .with_for_update().execution_options(populate_existing=True))
+    if session_row is None:
+        raise NotFound("There is no such session.")
+    if session_row.voided_at is not None:
+        raise InvalidState("This session is already voided.")
+    uses = db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)).all()
+    batches = {b.id: b for b in db.session.scalars(
+        sa.select(Batch).where(Batch.id.in_([u.batch_id for u in uses])).order_by(Batch.id)
+        .with_for_update().execution_options(populate_existing=True))}
+    for use in uses:
+        batch = batches[use.batch_id]
+        move_batch(batch, "return", use.volume_ml, actor, reference_type="session_use", reference_id=use.id,
+                   note=f"session {session_row.id} voided")
+        if batch.status == "depleted":
+            batch.status = "released"
+    session_row.voided_at = utcnow()
+    session_row.voided_by_id = actor.id
+    session_row.void_reason = reason[:2000]
+    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
+                 new={"voided": True, "returned": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml} for u in uses]},
+                 reason=reason)
+    db.session.commit()
+    return session_row
+
+
+def record_adverse_event(actor: User, *, session_id: int, type: str, severity: str, onset_on=None,
+                         outcome: str = "", notes: str = "") -> AdverseEvent:
+    """Record an adverse event after a session (it feeds the quality signals)."""
+    ensure_can(actor, "adverse_events.write", "record adverse events")
+    session_row = db.session.get(TreatmentSession, session_id) if session_id else None
+    if session_row is None:
+        raise InvalidInput("There is no such session.", field="session_id")
+    if session_row.voided_at is not None:
+        raise InvalidState("This session was voided: record the event on the right session.", field="session_id")
+    if type not in ADVERSE_EVENT_TYPES:
+        raise InvalidInput(f"Choose a type: {', '.join(ADVERSE_EVENT_TYPES)}.", field="type")
+    if severity not in SEVERITIES:
+        raise InvalidInput(f"Choose a severity: {', '.join(SEVERITIES)}.", field="severity")
+    if onset_on and not isinstance(onset_on, date):
+        try:
+            onset_on = date.fromisoformat(str(onset_on))
+        except ValueError:
+            raise InvalidInput("Use a date such as 2026-11-27.", field="onset_on") from None
+    # Both sides in clinic days: a late-evening session is already "tomorrow" in UTC west of Greenwich.
+    if onset_on and (onset_on > clinic_today() or onset_on < to_clinic(session_row.performed_at).date()):
+        raise InvalidInput("The onset is between the session and today.", field="onset_on")
+    event = AdverseEvent(session_id=session_row.id, type=type, severity=severity, onset_on=onset_on or None,
+                         outcome=(outcome or "").strip()[:160], notes=(notes or "").strip()[:5000],
+                         recorded_at=utcnow(), recorded_by_id=actor.id)
+    db.session.add(event)
+    db.session.flush()
+    audit.record(actor, "adverse_event.recorded", "adverse_event", event.id, new={
+        "session_id": session_row.id, "type": type, "severity": severity, "onset_on": onset_on,
+        "outcome": event.outcome})
+    db.session.commit()
+    return event

@@ -1,0 +1,206 @@
+"""Treatment sessions, adverse events, trace, recall and quality signals."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import Batch, Lot, RecallContact, SessionUse, TreatmentSession
+from compounding.services import batches, recalls, trace, treatments
+from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
+from compounding.services.ledger import ledger_balance
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def practitioner(make_user):
+    return make_user("practitioner", display_name="Dr Nina Costa")
+
+
+def use(batch, volume="2", area="abdomen"):
+    return {"batch_code": batch.code, "volume_ml": volume, "area": area}
+
+
+def test_a_session_takes_the_volume_from_the_batch_with_a_ledger_row(practitioner, make_batch, make_patient):
+    batch = make_batch(units=2)  # 20 mL
+    patient = make_patient()
+    session_row = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "2.5")])
+    assert batch.remaining_volume_ml == Decimal("17.5") == ledger_balance(batch_id=batch.id)
+    assert session_row.practitioner_id == practitioner.id
+
+
+def test_the_batch_field_accepts_a_scanners_input_with_spaces_and_lower_case(practitioner, make_batch,
+                                                                             make_patient):
+    batch = make_batch()
+    treatments.record_session(practitioner, patient_id=make_patient().id,
+                              uses=[{"batch_code": f"  {batch.code.lower()}\n", "volume_ml": "1"}])
+    assert batch.remaining_volume_ml == Decimal("19")
+
+
+@pytest.mark.parametrize("state, reason", [
+    ("prepared", "not released"), ("rejected", "rejected"), ("recalled", "recalled"),
+    ("discarded", "discarded"), ("expired", "expired at"), ("empty", "empty"),
+])
+def test_an_unusable_batch_is_refused_with_the_reason_and_nothing_is_saved(
+        practitioner, make_batch, make_patient, pharmacist, state, reason):
+    batch = make_batch(release=state != "prepared")
+    if state == "rejected":
+        batch.status = "rejected"
+    elif state == "recalled":
+        batch.status = "recalled"
+    elif state == "discarded":
+        batches.discard_batch(pharmacist, batch.id, "damaged", "dropped")
+    elif state == "expired":
+        batch.beyond_use_at = batch.compounded_at - timedelta(seconds=1)
+    elif state == "empty":
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
+    db.session.commit()
+    before = db.session.scalar(sa.select(sa.func.count(SessionUse.id)))
+    with pytest.raises(InvalidState) as caught:
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+    assert reason in caught.value.message
+    assert caught.value.details["reasons"][batch.code]
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count(SessionUse.id))) == before
+
+
+def test_more_volume_than_remains_is_refused(practitioner, make_batch, make_patient):
+    batch = make_batch(units=1)
+    with pytest.raises(InvalidState) as caught:
+        treatments.record_session(practitioner, patient_id=make_patient().id,
+                                  uses=[use(batch, "6"), use(batch, "5")])
+    assert "only 10 mL left, 11 mL asked" in caught.value.message
+
+
+def test_a_batch_is_judged_at_the_time_of_the_session(practitioner, make_batch, make_patient):
+    batch = make_batch()
+    now = batch.compounded_at
+    batch.compounded_at, batch.beyond_use_at = now - timedelta(hours=3), now - timedelta(hours=1)
+    db.session.commit()
+    with pytest.raises(InvalidState) as caught:
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
+    assert "expired at" in caught.value.message
+    db.session.rollback()
+    # Entered late, for a time when the batch was still in date: accepted.
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)],
+                                            performed_at=now - timedelta(hours=2))
+    assert session_row.performed_at == now - timedelta(hours=2)
+
+
+def test_the_last_drop_makes_a_batch_depleted_and_voiding_gives_it_back(practitioner, make_batch, make_patient):
+    batch = make_batch(units=1)
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "10")])
+    assert batch.status == "depleted"
+    with pytest.raises(InvalidInput):
+        treatments.void_session(practitioner, session_row.id, "")
+    treatments.void_session(practitioner, session_row.id, "recorded on the wrong patient")
+    batch = db.session.get(Batch, batch.id)
+    assert (batch.status, batch.remaining_volume_ml) == ("released", Decimal("10"))
+    assert ledger_balance(batch_id=batch.id) == Decimal("10")
+
+
+def test_a_technician_cannot_record_sessions(technician, make_batch, make_patient):
+    with pytest.raises(NotAllowed):
+        treatments.record_session(technician, patient_id=make_patient().id, uses=[use(make_batch())])
+
+
+def test_chart_numbers_are_unique(make_patient):
+    make_patient(chart_number="A-1")
+    with pytest.raises(InvalidState):
+        make_patient(chart_number="A-1")
+
+
+def test_the_full_chain_traces_one_lot_to_exactly_its_three_patients_and_a_recall_blocks_both_batches(
+        practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient):
+    pc = make_ingredient(name="Phosphatidylcholine")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(pc, "2"), (saline, "8")])
+    suspect = make_lot(pc, quantity="8")
+    make_lot(saline, quantity="1000")
+    first = batches.compound_batch(technician, formula.id, 2)
+    second = batches.compound_batch(technician, formula.id, 2)
+    assert suspect.remaining == 0  # both batches drew on the suspect lot
+    for batch in (first, second):
+        batches.verify_batch(pharmacist, batch.id, PASSWORD)
+    other_lot_patient = make_patient()
+    a, b, c = make_patient(), make_patient(), make_patient()
+    treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")])
+    treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")])
+    treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")])
+    treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")])
+    assert other_lot_patient.id not in {a.id, b.id, c.id}
+
+    traced = trace.trace_lot(suspect.id)
+    assert {p.id for p in traced.patients} == {a.id, b.id, c.id}
+    assert {row.code for row in traced.batches} == {first.code, second.code}
+    assert {p.chart_number: p.volume_ml for p in traced.patients} == {
+        a.chart_number: Decimal("3"), b.chart_number: Decimal("3"), c.chart_number: Decimal("5")}
+    assert len(traced.sessions) == 4 and traced.total_volume_ml == Decimal("11")
+
+    with pytest.raises(SignatureRejected):
+        recalls.open_recall(pharmacist, lot_id=suspect.id, reason="Supplier alert", password="wrong-pass-1")
+    db.session.rollback()
+    recall = recalls.open_recall(pharmacist, lot_id=suspect.id, reason="Supplier alert: endotoxin",
+                                 password=PASSWORD)
+    assert db.session.get(Lot, suspect.id).status == "recalled"
+    for batch in (first, second):
+        assert db.session.get(Batch, batch.id).status == "recalled"
+    with pytest.raises(InvalidState) as caught:
+        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "1")])
+    assert "recalled" in caught.value.message
+    db.session.rollback()
+
+    recalls.record_contact(technician, recall.id, a.id, "phone", "left a message")
+    with pytest.raises(InvalidInput):
+        recalls.record_contact(technician, recall.id, other_lot_patient.id, "phone")
+    scope = recalls.recall_scope(recall)
+    assert recalls.contact_progress(recall, scope) == (1, 3)
+    recalls.close_recall(pharmacist, recall.id, "All patients reviewed; no infection.", PASSWORD)
+    assert recall.status == "closed"
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 1
+
+
+def test_tracing_a_batch_lists_its_lots_upstream(technician, make_batch):
+    batch = make_batch()
+    traced = trace.trace_batch(batch.id)
+    assert len(traced.lots) == 2 and all(row.quantity > 0 for row in traced.lots)
+
+
+def test_a_severe_event_flags_the_batch_and_its_lots(practitioner, make_batch, make_patient):
+    batch = make_batch()
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
+    assert trace.quality_signals() == []
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="moderate")
+    flagged = {(s.kind, s.code) for s in trace.quality_signals()}
+    assert ("batch", batch.code) in flagged
+    assert len([kind for kind, _ in flagged if kind == "lot"]) == 2
+
+
+def test_mild_events_flag_only_above_the_rate_threshold_with_at_least_two_events(
+        practitioner, make_batch, make_patient):
+    batch = make_batch(units=10)
+    sessions = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+                for _ in range(30)]
+    treatments.record_adverse_event(practitioner, session_id=sessions[0].id, type="redness", severity="mild")
+    assert trace.quality_signals() == []  # one event: below the minimum count
+    treatments.record_adverse_event(practitioner, session_id=sessions[1].id, type="bruising", severity="mild")
+    assert [s.code for s in trace.quality_signals() if s.kind == "batch"] == [batch.code]  # 2/30 > 5 %
+
+
+def test_voided_sessions_leave_the_trace(practitioner, make_batch, make_patient):
+    batch = make_batch()
+    patient = make_patient()
+    session_row = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch)])
+    treatments.void_session(practitioner, session_row.id, "wrong patient")
+    assert trace.trace_batch(batch.id).patients == []
+    assert db.session.get(TreatmentSession, session_row.id).voided_at is not None
+
+
+def test_an_adverse_event_needs_a_known_type_and_severity(practitioner, make_batch, make_patient):
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(make_batch())])
+    with pytest.raises(InvalidInput):
+        treatments.record_adverse_event(practitioner, session_id=session_row.id, type="itch", severity="mild")
+    with pytest.raises(InvalidInput):
+        treatments.record_adverse_event(practitioner, session_id=session_row.id, type="pain", severity="awful")
