@@ -1,5 +1,7 @@
 """Mesotherapy compounding tracker: ingredient lots, batches, labels and patient traceability."""
 
+from importlib import import_module
+
 from flask import Flask
 
 from . import cli, config, errors, security, templating
@@ -28,17 +30,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     return app
 
 
-def register_blueprints(app: Flask) -> None:
-    from .admin.views import bp as admin_bp
-    from .api import bp as api_bp
-    from .auth.views import bp as auth_bp
-    from .batches.views import bp as batches_bp
-    from .formulas.views import bp as formulas_bp
-    from .ingredients.views import bp as ingredients_bp
-    from .lots.views import bp as lots_bp
-    from .main.views import bp as main_bp
-    from .printouts.views import bp as printouts_bp
+# One blueprint per area, each in compounding/<area>/views.py; the JSON API comes last.
+BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan", "api")
 
-    for blueprint in (main_bp, auth_bp, admin_bp, ingredients_bp, lots_bp, formulas_bp, batches_bp, printouts_bp,
-                      api_bp):
-        app.register_blueprint(blueprint)
+
+def register_blueprints(app: Flask) -> None:
+    for area in BLUEPRINTS:
+        app.register_blueprint(import_module(f".{area}.views", __name__).bp)

@@ -9,6 +9,8 @@ from ..models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
+from ..models.recall import CONTACT_METHODS, RECALL_STATUSES
+from ..recalls.records import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ..services.bud import BUD_TABLE, bud_duration
 from ..services.clock import utcnow
@@ -420,3 +422,297 @@ class FormulaQuerySchema(Schema):
     code = fields.String(validate=validate.Length(max=30), metadata={"description": "A formula code (all versions)"})
     indication = fields.String(validate=validate.OneOf(INDICATIONS))
     q = fields.String(validate=validate.Length(max=60), metadata={"description": "Part of the code or name"})
+
+
+# --- scan ---------------------------------------------------------------------------------
+
+
+class ScanQuerySchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+
+
+class ScanLotRefSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+
+
+class ScanResultSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["batch", "lot", "gs1", "unknown"]))
+    usable = fields.Boolean(required=True)
+    reasons = fields.List(fields.String(), required=True)
+    received = fields.String(metadata={"description": "what arrived, control characters made visible"})
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    formula = fields.String()
+    ingredient = fields.String()
+    beyond_use_at = fields.AwareDateTime()
+    remaining_volume_ml = Quantity()
+    remaining = Quantity()
+    expiry_date = fields.Date(allow_none=True)
+    gtin = fields.String(allow_none=True)
+    lot_number = fields.String(allow_none=True)
+    serial = fields.String(allow_none=True)
+    ingredient_id = fields.Integer(allow_none=True)
+    lot = fields.Nested(ScanLotRefSchema, allow_none=True)
+    error = fields.String()
+
+
+# --- trace, recalls and quality signals ------------------------------------------------------------
+
+# Trace rows are database rows (services.trace): every field below is read by name from them.
+
+
+class TraceLotSchema(Schema):
+    """The traced lot; its ingredient comes loaded with it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    status_reason = fields.String()
+    ingredient_id = fields.Integer()
+    ingredient_name = fields.String(attribute="ingredient.name")
+    unit = fields.String(attribute="ingredient.unit")
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+    quantity_received = Quantity()
+    remaining = Quantity()
+
+
+class TraceBatchSchema(Schema):
+    """The traced batch; its formula comes loaded with it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    status_reason = fields.String()
+    formula = fields.Nested(BatchFormulaSchema)
+    units = fields.Integer()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    compounded_at = fields.DateTime()
+    verified_at = fields.DateTime(allow_none=True)
+    beyond_use_at = fields.DateTime()
+
+
+class TraceUpstreamLotSchema(Schema):
+    """A lot a batch consumed, with how much of it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    ingredient_name = fields.String()
+    unit = fields.String()
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+    quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "Taken from this lot"})
+
+
+class TraceBatchRowSchema(Schema):
+    """A batch downstream of a lot (or the traced batch itself)."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    formula_code = fields.String()
+    formula_version = fields.Integer()
+    formula_name = fields.String()
+    compounded_at = fields.DateTime()
+    beyond_use_at = fields.DateTime()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    quantity_from_lot = Quantity(allow_none=True, metadata={
+        "type": "string", "format": "decimal", "nullable": True,
+        "description": "For a lot's trace: what this batch took from the lot, in the ingredient's unit"})
+
+
+class TraceSessionRowSchema(Schema):
+    """A treatment session that used the traced batches (voided sessions are left out)."""
+
+    id = fields.Integer()
+    performed_at = fields.DateTime()
+    patient_id = fields.Integer()
+    chart_number = fields.String()
+    volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                   "description": "Of the traced batches, in this session"})
+    batch_codes = fields.Function(
+        lambda row: sorted({c.strip() for c in (row.batch_codes or "").split(",") if c.strip()}),
+        metadata={"type": "array", "items": {"type": "string"}})
+
+
+class TracePatientRowSchema(Schema):
+    """A patient reached, with the contact details a recall needs and the volume received."""
+
+    id = fields.Integer()
+    chart_number = fields.String()
+    name = fields.String()
+    phone = fields.String()
+    email = fields.String()
+    sessions = fields.Integer()
+    volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                   "description": "Of the traced batches, over all sessions"})
+    first_at = fields.DateTime()
+    last_at = fields.DateTime()
+
+
+class TraceCountsSchema(Schema):
+    lots = fields.Integer(metadata={"description": "A batch's trace only"})
+    batches = fields.Integer()
+    sessions = fields.Integer()
+    patients = fields.Integer()
+
+
+class _TraceScopeSchema(Schema):
+    batches = fields.List(fields.Nested(TraceBatchRowSchema))
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema))
+    patients = fields.List(fields.Nested(TracePatientRowSchema))
+    counts = fields.Function(trace_counts, metadata={"type": "object", "properties": {
+        name: {"type": "integer"} for name in ("lots", "batches", "sessions", "patients")}})
+    total_volume_ml = Quantity()
+
+
+class LotTraceSchema(_TraceScopeSchema):
+    """Downstream of a lot: every batch that used it, every session, every patient."""
+
+    lot = fields.Nested(TraceLotSchema)
+
+
+class BatchTraceSchema(_TraceScopeSchema):
+    """Upstream lots of a batch, and its sessions and patients downstream."""
+
+    batch = fields.Nested(TraceBatchSchema)
+    lots = fields.List(fields.Nested(TraceUpstreamLotSchema))
+
+
+class RecallTargetSchema(Schema):
+    kind = fields.String(metadata={"enum": ["lot", "batch"]})
+    id = fields.Integer()
+    code = fields.String()
+
+
+class RecallProgressSchema(Schema):
+    contacted = fields.Integer()
+    total = fields.Integer(metadata={"description": "Patients in the recall's scope"})
+
+
+class SignatureSchema(Schema):
+    meaning = fields.String()
+    signer_id = fields.Integer()
+    signer_name = fields.String()
+    signed_at = fields.DateTime()
+
+
+class RecallContactSchema(Schema):
+    """A patient ticked as contacted: who, when, how."""
+
+    id = fields.Integer()
+    patient_id = fields.Integer()
+    chart_number = fields.String()
+    contacted_at = fields.DateTime()
+    contacted_by_id = fields.Integer()
+    contacted_by = fields.String()
+    method = fields.String(metadata={"enum": list(CONTACT_METHODS)})
+    note = fields.String()
+
+
+class RecallPatientRowSchema(TracePatientRowSchema):
+    """A patient in a recall's scope, ticked or not."""
+
+    contacted = fields.Boolean()
+    contact = fields.Nested(RecallContactSchema, allow_none=True)
+
+
+class RecallSummarySchema(Schema):
+    """A recall in the list."""
+
+    id = fields.Integer()
+    status = fields.String(metadata={"enum": list(RECALL_STATUSES)})
+    target = fields.Nested(RecallTargetSchema)
+    reason = fields.String()
+    opened_at = fields.DateTime()
+    opened_by = fields.String()
+    closed_at = fields.DateTime(allow_none=True)
+    outcome = fields.String()
+    progress = fields.Nested(RecallProgressSchema)
+
+
+class RecallSchema(Schema):
+    """A recall with its computed scope, the contacts made and the signatures (a recalls.records.RecallRecord)."""
+
+    id = fields.Integer(attribute="recall.id")
+    status = fields.String(attribute="recall.status", metadata={"enum": list(RECALL_STATUSES)})
+    target = fields.Nested(RecallTargetSchema)
+    lot_id = fields.Integer(attribute="recall.lot_id", allow_none=True)
+    batch_id = fields.Integer(attribute="recall.batch_id", allow_none=True)
+    reason = fields.String(attribute="recall.reason")
+    opened_at = fields.DateTime(attribute="recall.opened_at")
+    opened_by_id = fields.Integer(attribute="recall.opened_by_id")
+    opened_by = fields.String()
+    closed_at = fields.DateTime(attribute="recall.closed_at", allow_none=True)
+    closed_by_id = fields.Integer(attribute="recall.closed_by_id", allow_none=True)
+    closed_by = fields.String(allow_none=True)
+    outcome = fields.String(attribute="recall.outcome")
+    signatures = fields.List(fields.Nested(SignatureSchema))
+    progress = fields.Nested(RecallProgressSchema)
+    batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches")
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions")
+    patients = fields.List(fields.Nested(RecallPatientRowSchema))
+    counts = fields.Function(lambda record: trace_counts(record.scope), metadata={
+        "type": "object", "properties": {name: {"type": "integer"} for name in ("batches", "sessions", "patients")}})
+    total_volume_ml = Quantity(attribute="scope.total_volume_ml")
+    contacts = fields.List(fields.Nested(RecallContactSchema), attribute="contact_list")
+
+
+class RecallOpenSchema(Schema):
+    lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
+
+    @validates_schema
+    def _one_target(self, data, **kwargs):
+        if bool(data.get("lot_id")) == bool(data.get("batch_id")):
+            raise ValidationError("Give either lot_id or batch_id.", field_name="lot_id")
+
+
+class RecallContactCreateSchema(Schema):
+    patient_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    method = fields.String(required=True, validate=validate.OneOf(CONTACT_METHODS))
+    note = fields.String(load_default="", validate=validate.Length(max=2000))
+
+
+class RecallCloseSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    password = fields.String(required=True, metadata={"description": "The closing pharmacist's password"})
+
+
+class RecallQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(validate=validate.OneOf(RECALL_STATUSES))
+
+
+class QualitySignalSchema(Schema):
+    """A batch or lot flagged by its adverse events (services.trace.quality_signals)."""
+
+    kind = fields.String(metadata={"enum": ["batch", "lot"]})
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    events = fields.Integer()
+    severe = fields.Integer()
+    sessions = fields.Integer()
+    rate = fields.Function(lambda s: f"{s.rate:.4f}", metadata={
+        "type": "string", "format": "decimal", "description": "Events per session"})
+    open_recall_id = fields.Integer(allow_none=True)
+
+
+class RecallContactAnswerSchema(RecallContactSchema):
+    """A contact just recorded, with the recall's progress after it."""
+
+    recall_id = fields.Integer()
+    progress = fields.Nested(RecallProgressSchema)

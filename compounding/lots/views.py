@@ -1,12 +1,13 @@
 """Lot list, receiving, detail with ledger and history, release, reject, adjust."""
 
 import sqlalchemy as sa
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
 from ..forms import apply_domain_error
+from ..gs1 import GS1Error, parse_gs1
 from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
 from ..models.lot import LOT_STATUSES
 from ..security import requires
@@ -53,8 +54,9 @@ def lot_list():
 def lot_receive():
     form = ReceiveLotForm()
     form.ingredient_id.choices = [SelectChoice(0, "Choose…"), *_ingredient_choices()]
-    if request.method == "GET" and request.args.get("ingredient_id", type=int):
-        form.ingredient_id.data = request.args.get("ingredient_id", type=int)
+    scan_error = None
+    if request.method == "GET":
+        scan_error = _prefill_from_scan(form, request.args)
     if form.validate_on_submit():
         try:
             lot = inventory.receive_lot(
@@ -65,11 +67,35 @@ def lot_receive():
         except DomainError as exc:
             apply_domain_error(form, exc)
             existing = (exc.details or {}).get("existing_lot_id") if isinstance(exc.details, dict) else None
-            return render_template("lots/receive.html", form=form, existing_lot_id=existing), 422
+            return render_template("lots/receive.html", form=form, existing_lot_id=existing, scan_error=None), 422
         flash(f"Lot {lot.code} received into quarantine. A pharmacist must release it before use.",
               "success")
         return redirect(url_for("lots.lot_detail", lot_id=lot.id))
-    return render_template("lots/receive.html", form=form, existing_lot_id=None), 422 if form.errors else 200
+    status = 422 if form.errors else 200
+    return render_template("lots/receive.html", form=form, existing_lot_id=None, scan_error=scan_error), status
+
+
+def _prefill_from_scan(form: ReceiveLotForm, args) -> str | None:
+    """Fill ingredient (by GTIN), lot number and expiry from a supplier barcode or query args."""
+    values = {key: args.get(key) for key in ("gtin", "lot_number", "expiry_date")}
+    values["ingredient_id"] = args.get("ingredient_id", type=int)
+    if args.get("scan"):
+        try:
+            data = parse_gs1(args["scan"], current_app.config.get("GS1_SEPARATOR", ""))
+        except GS1Error as exc:
+            return str(exc)
+        values = {"gtin": data.gtin, "lot_number": data.lot_number,
+                  "expiry_date": data.expiry_date.isoformat() if data.expiry_date else None,
+                  "ingredient_id": None}
+    if values["gtin"] and not values["ingredient_id"]:
+        ingredient = inventory.ingredient_by_gtin(values["gtin"])
+        values["ingredient_id"] = ingredient.id if ingredient else None
+        if ingredient is None and args.get("scan"):
+            return f"No ingredient has GTIN {values['gtin']}: choose the ingredient (and add the GTIN to it)."
+    for key, value in values.items():
+        if value:
+            getattr(form, key).data = value
+    return None
 
 
 def _render_detail(lot_id: int, status: int = 200, **forms):

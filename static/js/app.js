@@ -81,3 +81,21 @@
   var warning = document.getElementById("label-overflow-warning");
   if (warning && overflowing.length) { warning.classList.remove("d-none"); }
 })();
+
+// "/" brings the scan field back from anywhere (or opens the scan station).
+(function () {
+  "use strict";
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) { return; }
+    var target = event.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) { return; }
+    var field = document.querySelector(".scan-field");
+    event.preventDefault();
+    if (field) {
+      field.focus();
+      field.select();
+    } else if (document.body.dataset.scanUrl) {
+      window.location.href = document.body.dataset.scanUrl;
+    }
+  });
+})();

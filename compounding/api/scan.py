@@ -1,0 +1,34 @@
+"""API: resolve a scanned code (DESIGN 8.1 `GET /api/v1/scan?code=...`)."""
+
+from flask import jsonify, request
+
+from ..services.scan import resolve
+from .schemas import ScanQuerySchema, ScanResultSchema
+from .views import load, route
+
+
+@route("/scan", permission="scan.use", summary="Resolve a scanned code: batch, lot, supplier GS1 or unknown",
+       query=ScanQuerySchema, response=ScanResultSchema, errors=(422,))
+def scan():
+    args = load(ScanQuerySchema, request.args.to_dict())
+    result = resolve(args["code"])
+    answer = {"kind": result.kind, "usable": result.usable, "reasons": result.reasons, "received": result.shown}
+    if result.batch is not None:
+        batch = result.batch
+        answer.update(id=batch.id, code=batch.code, status=batch.status, beyond_use_at=batch.beyond_use_at,
+                      remaining_volume_ml=batch.remaining_volume_ml, formula=batch.formula.label)
+    elif result.lot is not None and result.kind == "lot":
+        lot = result.lot
+        answer.update(id=lot.id, code=lot.code, status=lot.status, expiry_date=lot.expires_on,
+                      remaining=lot.remaining, ingredient=lot.ingredient.name)
+    if result.kind == "gs1":
+        data = result.gs1
+        answer.update(gtin=data.gtin, lot_number=data.lot_number, expiry_date=data.expiry_date,
+                      serial=data.serial, ingredient_id=result.ingredient.id if result.ingredient else None,
+                      lot=({"id": result.lot.id, "code": result.lot.code, "status": result.lot.status}
+                           if result.lot is not None else None))
+        if result.lot is not None:
+            answer.update(id=result.lot.id, code=result.lot.code, status=result.lot.status)
+    if result.error:
+        answer["error"] = result.error
+    return jsonify(ScanResultSchema().dump(answer))

@@ -1,0 +1,1 @@
+"""The scan station and the scanner set-up page."""

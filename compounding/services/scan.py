@@ -1,0 +1,102 @@
+"""What a scanned code is, and whether it may be used: DESIGN section 5's resolution order.
+
+Our batch code first, then our lot code, then a supplier's GS1 string (matched to a lot by
+GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
+"""
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
+from ..models import Batch, Ingredient, IngredientGtin, Lot
+from .batches import unusable_reasons
+from .clock import utcnow
+from .expiry import is_expired
+
+BATCH_CODE = re.compile(r"^B\d{10}$")
+LOT_CODE = re.compile(r"^L\d{6}$")
+SHOWN_LENGTH = 200
+
+
+@dataclass
+class ScanResult:
+    kind: str  # "batch" | "lot" | "gs1" | "unknown"
+    raw: str
+    usable: bool = False
+    reasons: list[str] = field(default_factory=list)
+    batch: Batch | None = None
+    lot: Lot | None = None
+    gs1: GS1Data | None = None
+    ingredient: Ingredient | None = None  # for an unknown GS1 lot: who it would be received as
+    error: str = ""
+
+    @property
+    def shown(self) -> str:
+        """What was received, control characters made visible, cut to a sensible length."""
+        return visible(self.raw)[:SHOWN_LENGTH]
+
+
+def visible(raw: str) -> str:
+    names = {"\x1d": "<GS>", "\r": "<CR>", "\n": "<LF>", "\t": "<TAB>", "\x1e": "<RS>", "\x04": "<EOT>"}
+    return "".join(names.get(ch, f"<0x{ord(ch):02X}>" if ord(ch) < 32 or ord(ch) == 127 else ch) for ch in raw)
+
+
+def lot_reasons(lot: Lot, at: datetime | None = None) -> list[str]:
+    """Every reason a lot may not go into a batch now."""
+    reasons = []
+    if lot.status != "released":
+        reasons.append({"quarantine": "in quarantine: not released yet"}.get(lot.status, lot.status))
+    if is_expired(lot.expires_on, at):
+        reasons.append(f"expired on {lot.expires_on.isoformat()}")
+    if lot.remaining <= 0 and lot.status != "depleted":
+        reasons.append("empty")
+    return reasons
+
+
+def resolve(raw: str, at: datetime | None = None) -> ScanResult:
+    """Resolve a scan. Never raises on junk: an unknown code is an answer too."""
+    raw = raw or ""
+    at = at or utcnow()
+    code = raw.strip().upper()
+    if BATCH_CODE.match(code):
+        batch = db.session.scalar(sa.select(Batch).where(Batch.code == code).options(selectinload(Batch.formula)))
+        if batch is not None:
+            reasons = unusable_reasons(batch, at)
+            return ScanResult("batch", raw, not reasons, reasons, batch=batch)
+    if LOT_CODE.match(code):
+        lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(selectinload(Lot.ingredient)))
+        if lot is not None:
+            reasons = lot_reasons(lot, at)
+            return ScanResult("lot", raw, not reasons, reasons, lot=lot)
+    if looks_like_gs1(raw):
+        try:
+            data = parse_gs1(raw, current_app.config.get("GS1_SEPARATOR", ""))
+        except GS1Error as exc:
+            return ScanResult("unknown", raw, reasons=[str(exc)], error=str(exc))
+        return _resolve_gs1(raw, data, at)
+    return ScanResult("unknown", raw, reasons=["unknown code"])
+
+
+def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:
+    result = ScanResult("gs1", raw, gs1=data)
+    if data.gtin:
+        result.ingredient = db.session.scalar(
+            sa.select(Ingredient).join(IngredientGtin).where(IngredientGtin.gtin == data.gtin.zfill(14)))
+    if data.gtin and data.lot_number:
+        query = sa.select(Lot).where(Lot.supplier_lot_number == data.lot_number).options(
+            selectinload(Lot.ingredient))
+        by_gtin = sa.or_(Lot.gtin == data.gtin.zfill(14),
+                         Lot.ingredient_id == (result.ingredient.id if result.ingredient else -1))
+        result.lot = db.session.scalar(query.where(by_gtin).order_by(Lot.id.desc()).limit(1))
+    if result.lot is not None:
+        result.reasons = lot_reasons(result.lot, at)
+        result.usable = not result.reasons
+    else:
+        result.reasons = ["not received yet" if result.ingredient else "no ingredient has this GTIN"]
+    return result

@@ -1,0 +1,159 @@
+"""Scanning: the scan station, the scan API, receiving by scan and the scanner set-up page."""
+
+from datetime import date
+from urllib.parse import quote
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.gs1 import GS
+from compounding.models import Lot
+from compounding.services import batches
+from tests.conftest import PASSWORD
+
+GTIN = "05012345000015"
+
+
+@pytest.fixture
+def supplier_lot(make_ingredient, make_lot):
+    ingredient = make_ingredient(name="Biotin", gtins=[GTIN])
+    return make_lot(ingredient, supplier_lot_number="BT-3310", gtin=GTIN, expires_on=date(2031, 1, 31))
+
+
+def gs1(lot_number="BT-3310", expiry="310131", prefix="]C1", sep=GS):
+    return f"{prefix}01{GTIN}17{expiry}10{lot_number}{sep}21SER1"
+
+
+def test_a_released_batch_scans_green_with_its_bud_and_volume(client, as_role, make_batch):
+    batch = make_batch()
+    as_role("practitioner")
+    page = client.get(f"/scan/?code={batch.code}").get_data(as_text=True)
+    assert 'data-kind="batch" data-usable="yes"' in page and "USABLE" in page
+    assert "20 of 20 mL" in page
+
+
+def test_an_unreleased_batch_scans_red_with_every_reason(client, as_role, make_batch):
+    batch = make_batch(release=False)
+    as_role("practitioner")
+    page = client.get(f"/scan/?code={batch.code.lower()}").get_data(as_text=True)
+    assert 'data-usable="no"' in page and "DO NOT USE" in page and "not released" in page
+
+
+def test_a_lot_scans_with_its_status_and_expiry(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get(f"/scan/?code={supplier_lot.code}").get_data(as_text=True)
+    assert 'data-kind="lot" data-usable="yes"' in page and "2031-01-31" in page
+
+
+def test_a_supplier_barcode_finds_the_received_lot(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get("/scan/?code=" + quote(gs1())).get_data(as_text=True)
+    assert 'data-kind="gs1"' in page and supplier_lot.code in page
+
+
+def test_a_new_supplier_lot_offers_a_prefilled_receipt(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get("/scan/?code=" + quote(gs1(lot_number="BT-9999"))).get_data(as_text=True)
+    assert "Receive this lot" in page and "lot_number=BT-9999" in page and "expiry_date=2031-01-31" in page
+
+
+def test_receiving_by_scan_fills_ingredient_lot_number_and_expiry(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get("/lots/receive?scan=" + quote(gs1(lot_number="BT-4242", expiry="301100"))).get_data(as_text=True)
+    assert 'value="BT-4242"' in page and 'value="2030-11-30"' in page
+    assert f'<option selected value="{supplier_lot.ingredient_id}"' in page or (
+        f'value="{supplier_lot.ingredient_id}" selected' in page)
+
+
+def test_receiving_by_scan_with_a_bad_barcode_says_why(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get("/lots/receive?scan=" + quote(f"01{GTIN}17261332")).get_data(as_text=True)
+    assert "Impossible date" in page
+
+
+def test_the_scan_api_answers_the_design_shape_for_each_kind(client, make_user, make_batch, supplier_lot):
+    from compounding.services.users import create_token
+
+    token = create_token(None, make_user("practitioner"))
+    headers = {"Authorization": f"Bearer {token}"}
+    batch = make_batch()
+    answer = client.get(f"/api/v1/scan?code={batch.code}", headers=headers).json
+    assert answer["kind"] == "batch" and answer["usable"] is True and answer["reasons"] == []
+    assert answer["code"] == batch.code and answer["remaining_volume_ml"] == "20"
+    answer = client.get("/api/v1/scan?code=" + quote(gs1()), headers=headers).json
+    assert answer["kind"] == "gs1" and answer["gtin"] == GTIN and answer["lot_number"] == "BT-3310"
+    assert answer["expiry_date"] == "2031-01-31" and answer["serial"] == "SER1"
+    assert answer["lot"]["code"] == supplier_lot.code
+    answer = client.get("/api/v1/scan?code=hello", headers=headers).json
+    assert answer == {"kind": "unknown", "usable": False, "reasons": ["unknown code"], "received": "hello"}
+    assert client.get("/api/v1/scan", headers=headers).status_code == 422
+
+
+def test_a_recalled_batch_scanned_over_the_api_is_not_usable(client, make_user, make_batch):
+    from compounding.services.users import create_token
+
+    batch = make_batch()
+    batch.status = "recalled"
+    db.session.commit()
+    token = create_token(None, make_user("auditor"))
+    answer = client.get(f"/api/v1/scan?code={batch.code}", headers={"Authorization": f"Bearer {token}"}).json
+    assert answer["usable"] is False and "recalled" in answer["reasons"][0]
+
+
+@pytest.mark.parametrize("junk", [
+    " ", "\x1d\x1d\x1d", "\x01\x02\x03", "9" * 5000, "<script>alert(1)</script>", f"01{GTIN}10AB",
+    "]C1", "]d2", "]", "]0", "(01)", "https://example.org/x", "B26112700", "L12", "\u202e\u0000",
+])
+def test_junk_never_causes_a_server_error(client, as_role, junk):
+    as_role("practitioner")
+    page = client.get("/scan/?code=" + quote(junk))
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in page.get_data(as_text=True)
+    api = client.get("/api/v1/scan?code=" + quote(junk))
+    assert api.status_code in (200, 422)
+
+
+def test_unknown_codes_show_the_characters_received_with_control_characters_visible(client, as_role):
+    as_role("practitioner")
+    page = client.get("/scan/?code=" + quote("ABC\x1dDEF")).get_data(as_text=True)
+    assert "Unknown code" in page and "ABC&lt;GS&gt;DEF" in page
+
+
+def test_the_station_remembers_the_last_scans(client, as_role, make_batch, supplier_lot):
+    batch = make_batch()
+    as_role("practitioner")
+    client.get(f"/scan/?code={batch.code}")
+    client.get(f"/scan/?code={supplier_lot.code}")
+    recent = client.get("/scan/").get_data(as_text=True).split('id="recent-scans"')[1]
+    assert recent.index(supplier_lot.code) < recent.index(batch.code)
+
+
+def test_the_setup_page_shows_the_separator_and_suggests_the_setting(client, as_role):
+    as_role("technician")
+    page = client.get("/scan/setup?test=" + quote(f"]C101{GTIN}10AB|17310131")).get_data(as_text=True)
+    assert "&lt;GS&gt;" not in page and "GS1_SEPARATOR=|" in page
+    page = client.get("/scan/setup?test=" + quote(f"01{GTIN}10AB\x1d17310131")).get_data(as_text=True)
+    assert "&lt;GS&gt;" in page and "leave GS1_SEPARATOR empty" in page
+
+
+@pytest.mark.parametrize("config_overrides", [{"GS1_SEPARATOR": "|"}], indirect=True)
+def test_the_configured_substitute_separator_is_used_when_scanning(client, as_role, supplier_lot):
+    as_role("technician")
+    page = client.get("/scan/?code=" + quote(gs1(sep="|"))).get_data(as_text=True)
+    assert supplier_lot.code in page
+
+
+def test_a_bench_scan_of_another_eligible_lot_is_refused_with_an_offer(technician, make_ingredient, make_lot,
+                                                                       make_formula):
+    biotin = make_ingredient(name="Biotin")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(biotin, "1"), (saline, "4")])
+    first = make_lot(biotin, expires_on=date(2030, 1, 31))
+    second = make_lot(biotin, expires_on=date(2031, 1, 31))
+    make_lot(saline)
+    with pytest.raises(Exception) as caught:
+        batches.check_scans({first.id: first.code}, {first.id: second.code})
+    assert "different lot" in str(caught.value) and first.code in str(caught.value)
+    assert db.session.scalar(sa.select(sa.func.count(Lot.id))) == 3
+    assert PASSWORD
