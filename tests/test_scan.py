@@ -10,7 +10,7 @@ from compounding.extensions import db
 from compounding.gs1 import GS
 from compounding.models import Lot
 from compounding.services import batches
-from tests.conftest import PASSWORD
+from compounding.services.errors import InvalidInput
 
 GTIN = "05012345000015"
 
@@ -148,12 +148,23 @@ def test_a_bench_scan_of_another_eligible_lot_is_refused_with_an_offer(technicia
                                                                        make_formula):
     biotin = make_ingredient(name="Biotin")
     saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(biotin, "1"), (saline, "4")])
+    make_formula([(biotin, "1"), (saline, "4")])
     first = make_lot(biotin, expires_on=date(2030, 1, 31))
     second = make_lot(biotin, expires_on=date(2031, 1, 31))
     make_lot(saline)
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InvalidInput) as caught:
         batches.check_scans({first.id: first.code}, {first.id: second.code})
-    assert "different lot" in str(caught.value) and first.code in str(caught.value)
+    assert "another eligible lot of Biotin" in caught.value.message and first.code in caught.value.message
+    second.status = "quarantine"
+    db.session.commit()
+    with pytest.raises(InvalidInput) as caught:
+        batches.check_scans({first.id: first.code}, {first.id: second.code})
+    assert "not eligible" in caught.value.message
     assert db.session.scalar(sa.select(sa.func.count(Lot.id))) == 3
-    assert PASSWORD
+
+
+def test_the_bench_accepts_the_suppliers_gs1_barcode_for_the_allocated_lot(supplier_lot):
+    assert batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1()}) == {supplier_lot.id}
+    with pytest.raises(InvalidInput) as caught:
+        batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1(lot_number="ZZ-1")})
+    assert "not a lot we have received" in caught.value.message

@@ -201,23 +201,39 @@ def propose(formula: Formula, units: int, at: datetime | None = None) -> list[Pr
 def check_scans(expected: dict[int, str], scans: dict[int, str]) -> set[int]:
     """Match each scanned container against the lot allocated on its row.
 
-    `expected` maps lot id -> lot code, `scans` lot id -> what the scanner typed. Returns the
-    confirmed lot ids; a scan of anything else is refused with the reason.
+    `expected` maps lot id -> lot code, `scans` lot id -> what the scanner sent: our lot
+    code or the supplier's GS1 barcode. Returns the confirmed lot ids; anything else is
+    refused with the reason (and, for another eligible lot of the same ingredient, the
+    offer to use it instead).
     """
+    from .scan import resolve  # scan builds on this module
+
     confirmed = set()
     for lot_id, raw in scans.items():
-        scanned = (raw or "").strip().upper()
-        if not scanned:
+        if not (raw or "").strip():
             continue
         if lot_id not in expected:
             raise InvalidInput("A scan was entered for a lot that is not allocated.", field="scanned")
-        if scanned != expected[lot_id]:
-            other = db.session.scalar(sa.select(Lot).where(Lot.code == scanned).options(selectinload(Lot.ingredient)))
-            why = (f"{scanned} is {other.ingredient.name}, a different lot" if other is not None
-                   else f"{scanned!r} is not one of our lot codes")
-            raise InvalidInput(f"Scan refused: {why}; the container on this row must be {expected[lot_id]}.",
-                               field="scanned", details={"scanned": [why], "lot_id": lot_id})
-        confirmed.add(lot_id)
+        result = resolve(raw)
+        scanned = result.lot if result.kind in ("lot", "gs1") else None
+        if scanned is not None and scanned.id == lot_id:
+            confirmed.add(lot_id)
+            continue
+        allocated = db.session.scalar(sa.select(Lot).where(Lot.id == lot_id).options(selectinload(Lot.ingredient)))
+        if scanned is None and result.kind == "gs1":
+            why = f"{result.shown!r} is not a lot we have received"
+        elif scanned is None:
+            why = f"{result.shown!r} is not one of our lot codes" + (f" ({result.error})" if result.error else "")
+        elif scanned.ingredient_id != allocated.ingredient_id:
+            why = f"{scanned.code} is {scanned.ingredient.name}, the wrong ingredient"
+        elif result.usable:
+            why = (f"{scanned.code} is another eligible lot of {allocated.ingredient.name}; to use it instead, "
+                   f"move the quantity from {allocated.code} to its row")
+        else:
+            why = f"{scanned.code} is a different lot of {allocated.ingredient.name} and not eligible: " + "; ".join(
+                result.reasons)
+        raise InvalidInput(f"Scan refused: {why}. The container on this row must be {expected[lot_id]}.",
+                           field="scanned", details={"scanned": [why], "lot_id": lot_id})
     return confirmed
 
 
