@@ -56,7 +56,8 @@
     function check() {
       var value = input.value.trim().toUpperCase();
       input.classList.remove("is-valid", "is-invalid");
-      if (!value) { return; }
+      // Our lot codes are checked here at once; a supplier's GS1 barcode is checked on saving.
+      if (!/^L\d{6}$/.test(value)) { return; }
       input.classList.add(value === input.getAttribute("data-expected") ? "is-valid" : "is-invalid");
     }
     input.addEventListener("input", check);
@@ -97,5 +98,19 @@
     } else if (document.body.dataset.scanUrl) {
       window.location.href = document.body.dataset.scanUrl;
     }
+  });
+})();
+
+// Treatment sessions: a keyboard-wedge scanner ends the batch code with Enter. In a field
+// marked data-scan-next that Enter must not submit the form: focus moves to the named field.
+(function () {
+  "use strict";
+  document.addEventListener("keydown", function (event) {
+    var input = event.target;
+    if (event.key !== "Enter" || !input.matches || !input.matches("input[data-scan-next]")) { return; }
+    event.preventDefault();
+    input.value = input.value.trim().toUpperCase();
+    var next = document.getElementById(input.getAttribute("data-scan-next"));
+    if (next) { next.focus(); next.select(); }
   });
 })();
