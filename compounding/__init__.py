@@ -4,7 +4,7 @@ from importlib import import_module
 
 from flask import Flask
 
-from . import cli, config, errors, security, templating
+from . import cli, config, errors, headers, security, templating
 from .extensions import csrf, db, login_manager, migrate
 
 
@@ -21,6 +21,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     security.init_app(app)
+    headers.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
     cli.init_app(app)

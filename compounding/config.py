@@ -42,6 +42,8 @@ def from_environment() -> dict:
         "AUTO_MIGRATE": _bool("AUTO_MIGRATE", True),
         "PREFERRED_URL_SCHEME": os.environ.get("PREFERRED_URL_SCHEME", "http"),
         "SESSION_COOKIE_SECURE": os.environ.get("PREFERRED_URL_SCHEME") == "https",
+        "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
+        "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
     }
 
 
@@ -58,6 +60,8 @@ DEFAULTS = {
     "PASSWORD_MIN_LENGTH": 10,
     "PASSWORD_HASH_METHOD": "scrypt",
     "PER_PAGE": 50,
+    "SESSION_IDLE_MINUTES": 30,
+    "TRUSTED_PROXIES": 0,
     # Quality signal: flag a batch or lot above this adverse-event rate per session...
     "QUALITY_EVENT_RATE_THRESHOLD": 0.05,
     # ...once it has at least this many events (one severe event flags at once).
