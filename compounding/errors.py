@@ -64,7 +64,12 @@ def _conflict(exc: IntegrityError):
 
 def _database_unreachable(exc: OperationalError):
     db.session.rollback()
-    return error_response(503)
+    current_app.logger.error("Database unreachable on %s %s: %s", request.method, request.path, exc.orig)
+    if wants_json():
+        return error_response(503)
+    # Rendered without context processors: they would ask the database who is signed in.
+    page = current_app.jinja_env.get_template("errors/503.html").render(message=MESSAGES[503])
+    return page, 503, {"Retry-After": "30"}
 
 
 def _unexpected(exc: Exception):
