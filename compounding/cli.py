@@ -1,6 +1,8 @@
 """Command-line tasks: schema upgrade, accounts, tokens, demo data, audit verification."""
 
+import fcntl
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -28,7 +30,11 @@ def _schema_is_current() -> bool:
 
 
 def upgrade_schema(app: Flask) -> None:
-    """Create or upgrade the schema on start, so an empty folder just works."""
+    """Create or upgrade the schema on start, so an empty folder just works.
+
+    Several workers may start at once: one migrates while the others wait for it and then
+    find the schema current (an advisory lock on PostgreSQL, a lock file beside SQLite).
+    """
     from flask_migrate import upgrade
 
     with app.app_context():
@@ -36,20 +42,40 @@ def upgrade_schema(app: Flask) -> None:
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             # Before the first connection: SQLite cannot create a file in a missing folder.
             Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
-        if _schema_is_current():
-            return
-        if engine.dialect.name == "postgresql":
-            # Several workers starting at once: one migrates, the others wait and find it done.
-            with engine.connect() as connection:
-                connection.execute(sa.text("SELECT pg_advisory_lock(7150422000)"))
-                try:
+        try:
+            if _schema_is_current():
+                return
+            if engine.dialect.name == "postgresql":
+                with engine.connect() as connection:
+                    connection.execute(sa.text("SELECT pg_advisory_lock(7150422000)"))
+                    try:
+                        if not _schema_is_current():
+                            upgrade(directory=migrate.directory)
+                    finally:
+                        connection.execute(sa.text("SELECT pg_advisory_unlock(7150422000)"))
+                        connection.commit()
+            else:
+                with _sqlite_migration_lock(engine.url.database):
                     if not _schema_is_current():
                         upgrade(directory=migrate.directory)
-                finally:
-                    connection.execute(sa.text("SELECT pg_advisory_unlock(7150422000)"))
-                    connection.commit()
-        else:
-            upgrade(directory=migrate.directory)
+        finally:
+            # Forked workers (gunicorn --preload) must not share the connections used here.
+            engine.dispose()
+
+
+@contextmanager
+def _sqlite_migration_lock(database: str | None):
+    if not database or database == ":memory:":
+        yield
+        return
+    path = Path(database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".migrate-lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _fail(message: str) -> None:
@@ -138,8 +164,39 @@ def restore_command(source, yes):
     click.echo(f"Restored from {source}; audit trail intact ({checked} rows verified).")
 
 
+@click.command("seed-scale")
+@click.option("--lots", type=click.IntRange(1), help="Ingredient lots (default 20,000 x scale).")
+@click.option("--batches", type=click.IntRange(1), help="Batches (default 100,000 x scale).")
+@click.option("--sessions", type=click.IntRange(1), help="Treatment sessions, ~2 uses each (default 500,000 x scale).")
+@click.option("--patients", type=click.IntRange(1), help="Patients (default 100,000 x scale).")
+@click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Multiply the defaults of the sizes not given, e.g. 0.01.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--force", is_flag=True, help="Add to a database that holds records not made by the seed commands.")
+def seed_scale_command(lots, batches, sessions, patients, scale, seed, force):
+    """Add a large, consistent synthetic data set for benchmarks (appends; never changes existing rows)."""
+    import time
+
+    from .scale import SCALE_PASSWORD, ForeignData, Size, seed_scale
+
+    size = Size.from_options(scale, seed, lots=lots, batches=batches, sessions=sessions, patients=patients)
+    click.echo(f"Seeding {size.lots:,} lots, {size.batches:,} batches, {size.sessions:,} sessions, "
+               f"{size.patients:,} patients (seed {size.seed}):")
+    started = time.perf_counter()
+    try:
+        summary = seed_scale(size, force=force, report=click.echo)
+    except (ForeignData, ValueError) as exc:
+        db.session.rollback()
+        _fail(str(exc))
+    if summary.trace_lot:
+        lot_id, code, batch_count, use_count = summary.trace_lot
+        click.echo(f"Trace lot {code} (id {lot_id}) feeds {batch_count:,} batches and {use_count:,} session uses.")
+    click.echo(f"Done in {time.perf_counter() - started:.1f} s. Accounts scale.pharmacist1, scale.pharmacist2, "
+               f"scale.technician, scale.practitioner1-3 have the password {SCALE_PASSWORD}.")
+
+
 def init_app(app: Flask) -> None:
     for command in (create_user_command, create_token_command, seed_demo_command, backup_command,
-                    restore_command):
+                    restore_command, seed_scale_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
