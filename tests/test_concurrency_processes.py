@@ -1,0 +1,195 @@
+"""Several gunicorn worker processes on one database: stock rules hold under concurrent requests.
+
+Each test starts a real gunicorn (4 workers) on a free loopback port against its own
+database (a temporary SQLite file, or a fresh database on the PostgreSQL server the suite
+uses), fires concurrent API requests from threads, then checks the books in-process.
+"""
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from compounding import create_app
+from compounding.extensions import db
+from compounding.models import Batch, Lot, StockMovement
+from compounding.services import audit, batches, formulas, inventory, treatments, users
+from tests.conftest import PASSWORD, TEST_DATABASE_URL, base_config
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        server = sa.make_url(TEST_DATABASE_URL)
+        name = f"concurrency_{os.getpid()}_{int(time.time() * 1000) % 100000}"
+        admin = sa.create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield server.set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        yield f"sqlite:///{tmp_path / 'concurrency.db'}"
+
+
+@pytest.fixture
+def live(database_url):
+    """(app, base url): the schema migrated as in production, a gunicorn serving it."""
+    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=database_url, AUTO_MIGRATE=True, TESTING=False,
+                                 SERVER_NAME=None))
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "concurrency-test", "AUTO_MIGRATE": "1"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}",
+         "--timeout", "60", "--log-level", "warning", "wsgi:app"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            try:
+                connection.request("GET", "/healthz")
+                if connection.getresponse().status == 200:
+                    break
+            except OSError:
+                time.sleep(0.2)
+            finally:
+                connection.close()
+        else:
+            server.kill()
+            pytest.fail("gunicorn did not start: " + server.stdout.read().decode(errors="replace")[-2000:])
+        with app.app_context():
+            yield app, port
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        server.stdout.close()
+
+
+def _fire(port: int, requests: list[tuple[str, str, dict, dict]]) -> list[tuple[int, dict]]:
+    """Send all requests at the same moment from one thread each; return (status, body) in order."""
+    barrier = threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def one(index, method, path, body, headers):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        payload = json.dumps(body)
+        barrier.wait()
+        try:
+            connection.request(method, path, payload, {"Content-Type": "application/json", **headers})
+            response = connection.getresponse()
+            raw = response.read()
+            answers[index] = (response.status, json.loads(raw) if raw.startswith(b"{") else {"raw": raw[:200]})
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one, args=(i, *request)) for i, request in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(90)
+    return answers
+
+
+def _setup_formula():
+    pharmacist = users.create_user(None, username="pharm", display_name="Pharm One", role="pharmacist",
+                                   password=PASSWORD)
+    verifier = users.create_user(None, username="pharm2", display_name="Pharm Two", role="pharmacist",
+                                 password=PASSWORD)
+    technician = users.create_user(None, username="tech", display_name="Tech", role="technician",
+                                   password=PASSWORD)
+    active = inventory.create_ingredient(pharmacist, {"name": "Biotin", "kind": "active", "unit": "mL",
+                                                      "storage": "room", "gtins": []})
+    formula = formulas.create_formula(pharmacist, {
+        "code": "HAIR", "name": "Hair", "indication": "hair_loss", "route": "intradermal",
+        "dosage_form": "solution", "unit_volume_ml": "5", "instructions": "Mix.", "storage": "fridge",
+        "bud_category": "category_2_aseptic_sterile_components",
+        "components": [{"ingredient_id": active.id, "quantity": "1"}]})
+    formulas.approve_formula(pharmacist, formula.id, PASSWORD)
+    return pharmacist, verifier, technician, active, formula
+
+
+def _books_balance():
+    """remaining == sum of ledger rows, never negative, for every lot and batch; audit chain intact."""
+    for model, column, key in ((Lot, Lot.remaining, StockMovement.lot_id),
+                               (Batch, Batch.remaining_volume_ml, StockMovement.batch_id)):
+        sums = dict(db.session.execute(sa.select(key, sa.func.sum(StockMovement.quantity))
+                                       .where(key.is_not(None)).group_by(key)).all())
+        for row_id, remaining in db.session.execute(sa.select(model.id, column)).all():
+            assert remaining >= 0
+            assert Decimal(remaining) == Decimal(sums.get(row_id, 0)), (model.__name__, row_id)
+        assert db.session.scalar(sa.select(sa.func.min(StockMovement.balance_after))) >= 0
+    assert audit.verify_chain().ok
+
+
+def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
+    app, port = live
+    pharmacist, verifier, technician, active, formula = _setup_formula()
+    from datetime import date, timedelta
+
+    lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="X",
+                                expires_on=date.today() + timedelta(days=90), quantity=Decimal("5"))
+    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    token = users.create_token(None, technician)
+    attempts = 12  # each batch of 2 units needs 2 mL: exactly 2 can be made from 5 mL
+    answers = _fire(port, [("POST", "/api/v1/batches", {"formula_id": formula.id, "units": 2},
+                            {"Authorization": f"Bearer {token}"})] * attempts)
+    statuses = sorted(status for status, _ in answers)
+    assert all(status < 500 for status in statuses), answers
+    assert statuses.count(201) == 2 and statuses.count(409) == attempts - 2, statuses
+    db.session.rollback()  # end our snapshot: read what the workers committed
+    assert db.session.get(Lot, lot.id).remaining == Decimal("1")
+    _books_balance()
+
+
+def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
+    app, port = live
+    if "api.treatment_session_create" not in app.view_functions:
+        pytest.skip("the treatment-sessions API is not built yet")
+    pharmacist, verifier, technician, active, formula = _setup_formula()
+    from datetime import date, timedelta
+
+    lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="Y",
+                                expires_on=date.today() + timedelta(days=90), quantity=Decimal("50"))
+    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    batch = batches.compound_batch(technician, formula.id, 2)  # 10 mL
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+    practitioner = users.create_user(None, username="doc", display_name="Doc", role="practitioner",
+                                     password=PASSWORD)
+    patient = treatments.create_patient(practitioner, {"chart_number": "C-1"})
+    token = users.create_token(None, practitioner)
+    attempts = 16  # 1.5 mL each from 10 mL: exactly 6 fit
+    body = {"patient_id": patient.id, "uses": [{"batch_code": batch.code, "volume_ml": "1.5"}]}
+    answers = _fire(port, [("POST", "/api/v1/treatment-sessions", body,
+                            {"Authorization": f"Bearer {token}"})] * attempts)
+    statuses = sorted(status for status, _ in answers)
+    assert all(status < 500 for status in statuses), answers
+    assert statuses.count(201) == 6 and statuses.count(409) == attempts - 6, statuses
+    db.session.rollback()  # end our snapshot: read what the workers committed
+    assert db.session.get(Batch, batch.id).remaining_volume_ml == Decimal("1")
+    _books_balance()
