@@ -32,7 +32,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 # One blueprint per area, each in compounding/<area>/views.py; the JSON API comes last.
-BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan", "api")
+BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan",
+              "recalls", "api")
 
 
 def register_blueprints(app: Flask) -> None:

@@ -204,3 +204,13 @@ def test_an_adverse_event_needs_a_known_type_and_severity(practitioner, make_bat
         treatments.record_adverse_event(practitioner, session_id=session_row.id, type="itch", severity="mild")
     with pytest.raises(InvalidInput):
         treatments.record_adverse_event(practitioner, session_id=session_row.id, type="pain", severity="awful")
+
+
+def test_adverse_event_counts_are_given_per_batch_and_per_lot(practitioner, make_batch, make_patient):
+    batch = make_batch()
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="necrosis", severity="severe")
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="pain", severity="mild")
+    assert trace.adverse_event_counts("batch", [batch.id]) == {batch.id: (2, 1)}
+    lot_ids = [row.id for row in trace.trace_batch(batch.id).lots]
+    assert trace.adverse_event_counts("lot", lot_ids) == {lot_id: (2, 1) for lot_id in lot_ids}

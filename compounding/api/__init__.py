@@ -7,6 +7,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     ingredients,
     labels,
     lots,
+    recalls,
     scan,
 )
 from .views import bp

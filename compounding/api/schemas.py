@@ -10,6 +10,7 @@ from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITION
 from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
 from ..models.recall import CONTACT_METHODS, RECALL_STATUSES
+from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from ..recalls.records import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ..services.bud import BUD_TABLE, bud_duration
@@ -706,8 +707,7 @@ class QualitySignalSchema(Schema):
     events = fields.Integer()
     severe = fields.Integer()
     sessions = fields.Integer()
-    rate = fields.Function(lambda s: f"{s.rate:.4f}", metadata={
-        "type": "string", "format": "decimal", "description": "Events per session"})
+    rate = fields.String(metadata={"format": "decimal", "description": "Events per session, e.g. \"0.0667\""})
     open_recall_id = fields.Integer(allow_none=True)
 
 
@@ -716,3 +716,132 @@ class RecallContactAnswerSchema(RecallContactSchema):
 
     recall_id = fields.Integer()
     progress = fields.Nested(RecallProgressSchema)
+
+
+# --- patients, treatment sessions and adverse events --------------------------------------------------
+
+
+class PatientSchema(Schema):
+    """A patient; `birth_date` and the contact details are optional (needed only for recalls)."""
+
+    id = fields.Integer(dump_only=True)
+    chart_number = fields.String(required=True, validate=validate.Length(min=1, max=40),
+                                 metadata={"description": "The clinic's chart number (unique)"})
+    name = fields.String(load_default="", validate=validate.Length(max=160))
+    birth_date = fields.Date(attribute="birth_on", data_key="birth_date", load_default=None, allow_none=True)
+    phone = fields.String(load_default="", validate=validate.Length(max=40))
+    email = fields.String(load_default="", validate=validate.Length(max=160))
+    created_at = fields.DateTime(dump_only=True)
+
+
+class PatientUpdateSchema(Schema):
+    """A partial update: fields left out keep their current values."""
+
+    chart_number = fields.String(validate=validate.Length(min=1, max=40))
+    name = fields.String(validate=validate.Length(max=160))
+    birth_date = fields.Date(attribute="birth_on", data_key="birth_date", allow_none=True)
+    phone = fields.String(validate=validate.Length(max=40))
+    email = fields.String(validate=validate.Length(max=160))
+
+
+class PatientQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    q = fields.String(validate=validate.Length(max=60), metadata={"description": "Part of the chart number or name"})
+
+
+class SessionUseSchema(Schema):
+    """One batch injected in a session; its batch and formula come loaded with it (lazy="raise")."""
+
+    id = fields.Integer()
+    batch_id = fields.Integer()
+    batch_code = fields.String(attribute="batch.code")
+    formula_code = fields.String(attribute="batch.formula.code")
+    formula_version = fields.Integer(attribute="batch.formula.version")
+    formula_name = fields.String(attribute="batch.formula.name")
+    volume_ml = Quantity()
+    area = fields.String()
+
+
+class SessionUseInSchema(Schema):
+    """A use to record: the batch by its code (as scanned) or its id, and the volume in mL."""
+
+    batch_code = fields.String(validate=validate.Length(min=1, max=40), metadata={"example": "B2611270003"})
+    batch_id = fields.Integer(strict=True, validate=_ID)
+    volume_ml = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5"})
+    area = fields.String(load_default="", validate=validate.Length(max=120))
+
+    @validates_schema
+    def _names_a_batch(self, data, **kwargs):
+        if not data.get("batch_code") and data.get("batch_id") is None:
+            raise ValidationError("Give the batch_code or the batch_id.", field_name="batch_code")
+
+
+class TreatmentSessionSchema(Schema):
+    """A treatment session as answered; patient, practitioner and uses come loaded with it."""
+
+    id = fields.Integer()
+    patient_id = fields.Integer()
+    chart_number = fields.String(attribute="patient.chart_number")
+    practitioner_id = fields.Integer()
+    practitioner = fields.Function(lambda row: row.practitioner.display_name, metadata={"type": "string"})
+    performed_at = fields.DateTime()
+    indication = fields.String()
+    notes = fields.String()
+    recorded_at = fields.DateTime()
+    voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
+    voided_at = fields.DateTime(allow_none=True)
+    voided_by_id = fields.Integer(allow_none=True)
+    void_reason = fields.String()
+    uses = fields.List(fields.Nested(SessionUseSchema))
+
+
+class TreatmentSessionCreateSchema(Schema):
+    patient_id = fields.Integer(required=True, strict=True, validate=_ID)
+    uses = fields.List(fields.Nested(SessionUseInSchema), required=True, validate=validate.Length(min=1, max=50))
+    performed_at = fields.AwareDateTime(load_default=None, allow_none=True, metadata={
+        "description": "ISO 8601 with its offset; now when left out; never in the future"})
+    indication = fields.String(load_default="", validate=validate.Length(max=160),
+                               metadata={"description": "Indication / treated area"})
+    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    practitioner_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=_ID, metadata={
+        "description": "Who treated (a practitioner or pharmacist); the caller when left out"})
+
+
+class TreatmentSessionVoidSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+
+
+class TreatmentSessionQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    patient_id = fields.Integer(validate=_ID)
+    practitioner_id = fields.Integer(validate=_ID)
+    first_day = fields.Date(data_key="from", metadata={"description": "First clinic day, YYYY-MM-DD"})
+    last_day = fields.Date(data_key="to", metadata={"description": "Last clinic day, YYYY-MM-DD"})
+
+
+class AdverseEventSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    session_id = fields.Integer(required=True, strict=True, validate=_ID)
+    patient_id = fields.Integer(dump_only=True, attribute="treatment_session.patient_id")
+    type = fields.String(required=True, validate=validate.OneOf(ADVERSE_EVENT_TYPES))
+    severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
+    onset_on = fields.Date(load_default=None, allow_none=True,
+                           metadata={"description": "Between the session's day and today (clinic days)"})
+    outcome = fields.String(load_default="", validate=validate.Length(max=160))
+    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    recorded_at = fields.DateTime(dump_only=True)
+    recorded_by_id = fields.Integer(dump_only=True)
+
+
+class AdverseEventQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    session_id = fields.Integer(validate=_ID)
+    patient_id = fields.Integer(validate=_ID)
+    type = fields.String(validate=validate.OneOf(ADVERSE_EVENT_TYPES))
+    severity = fields.String(validate=validate.OneOf(SEVERITIES))

@@ -1,7 +1,8 @@
 """Raw materials: ingredients, receiving lots, quarantine and release, adjustments."""
 
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -172,16 +173,30 @@ def get_lot(lot_id: int, *, for_update: bool = False) -> Lot:
     return lot
 
 
-def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
-                expires_on, quantity, gtin: str = "", coa_reference: str = "",
-                location: str = "", received_at: datetime | None = None) -> Lot:
-    """Receive a lot into quarantine with its internal code and a `receive` ledger row.
+@dataclass(frozen=True)
+class Receipt:
+    """A lot delivery that passed every receiving rule, ready to be written."""
+
+    ingredient: Ingredient
+    supplier: str
+    supplier_lot_number: str
+    expires_on: date
+    quantity: Decimal
+    gtin: str
+    coa_reference: str
+    location: str
+    received_at: datetime
+
+
+def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
+                     expires_on, quantity, gtin: str = "", coa_reference: str = "",
+                     location: str = "", received_at: datetime | None = None) -> Receipt:
+    """Check a delivery against the receiving rules without changing anything.
 
     Refused: unknown or inactive ingredient, a lot already expired at receipt, the same
-    supplier lot for the same ingredient and supplier twice, an invalid GTIN.
+    supplier lot for the same ingredient and supplier twice, an invalid GTIN. Used by
+    receive_lot and by the delivery-sheet import, so both apply the same rules.
     """
-    from .codes import next_lot_code
-
     ensure_can(actor, "lots.receive", "receive lots")
     ingredient = get_ingredient(ingredient_id)
     if not ingredient.active:
@@ -214,22 +229,50 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
             details={"lot_number": [f"Already received as {duplicate.code}."],
                      "existing_lot_id": duplicate.id, "existing_lot_code": duplicate.code},
         )
+    return Receipt(ingredient=ingredient, supplier=supplier, supplier_lot_number=supplier_lot_number,
+                   expires_on=expires_on, quantity=quantity, gtin=gtin,
+                   coa_reference=(coa_reference or "").strip()[:120], location=(location or "").strip()[:120],
+                   received_at=received_at)
+
+
+def apply_receipt(actor: User, receipt: Receipt) -> Lot:
+    """Write a validated receipt: the lot in quarantine, its `receive` ledger row, its audit row.
+
+    Does everything but commit, so that an import of many lots is one transaction.
+    """
+    from .codes import next_lot_code
+
     lot = Lot(
-        code=next_lot_code(), ingredient_id=ingredient.id, supplier=supplier,
-        supplier_lot_number=supplier_lot_number, gtin=gtin or None, received_at=received_at,
-        received_by_id=actor.id, expires_on=expires_on, quantity_received=quantity,
-        remaining=Decimal("0"), coa_reference=(coa_reference or "").strip()[:120],
-        location=(location or "").strip()[:120], status="quarantine",
+        code=next_lot_code(), ingredient_id=receipt.ingredient.id, supplier=receipt.supplier,
+        supplier_lot_number=receipt.supplier_lot_number, gtin=receipt.gtin or None,
+        received_at=receipt.received_at, received_by_id=actor.id, expires_on=receipt.expires_on,
+        quantity_received=receipt.quantity, remaining=Decimal("0"), coa_reference=receipt.coa_reference,
+        location=receipt.location, status="quarantine",
     )
     db.session.add(lot)
     db.session.flush()
-    move_lot(lot, "receive", quantity, actor, reference_type="lot", reference_id=lot.id,
-             note=f"received from {supplier}", occurred_at=received_at)
+    move_lot(lot, "receive", receipt.quantity, actor, reference_type="lot", reference_id=lot.id,
+             note=f"received from {receipt.supplier}", occurred_at=receipt.received_at)
     audit.record(actor, "lot.received", "lot", lot.id, new={
-        "code": lot.code, "ingredient": ingredient.name, "supplier": supplier,
-        "supplier_lot_number": supplier_lot_number, "gtin": lot.gtin, "expires_on": expires_on,
-        "quantity": quantity, "coa_reference": lot.coa_reference, "location": lot.location,
+        "code": lot.code, "ingredient": receipt.ingredient.name, "supplier": receipt.supplier,
+        "supplier_lot_number": receipt.supplier_lot_number, "gtin": lot.gtin, "expires_on": receipt.expires_on,
+        "quantity": receipt.quantity, "coa_reference": lot.coa_reference, "location": lot.location,
         "status": lot.status})
+    return lot
+
+
+def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
+                expires_on, quantity, gtin: str = "", coa_reference: str = "",
+                location: str = "", received_at: datetime | None = None) -> Lot:
+    """Receive a lot into quarantine with its internal code and a `receive` ledger row.
+
+    Refused on any of validate_receipt's rules, before anything is written.
+    """
+    receipt = validate_receipt(
+        actor, ingredient_id=ingredient_id, supplier=supplier, supplier_lot_number=supplier_lot_number,
+        expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=coa_reference, location=location,
+        received_at=received_at)
+    lot = apply_receipt(actor, receipt)
     db.session.commit()
     return lot
 
@@ -266,6 +309,31 @@ def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
     lot.status = "rejected"
     lot.status_reason = reason[:2000]
     audit.record(actor, "lot.rejected", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
+                 reason=reason)
+    db.session.commit()
+    return lot
+
+
+def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
+    """A pharmacist puts a released lot back into quarantine (a quality signal, a supplier alert).
+
+    No signature is needed to stop using a lot; it can be released again only with the
+    usual e-signature. A quarantined lot is not eligible for compounding.
+    """
+    ensure_can(actor, "lots.release", "quarantine lots")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the lot is quarantined.", field="reason")
+    lot = get_lot(lot_id, for_update=True)
+    if lot.status != "released":
+        raise InvalidState(f"{lot.code} is {lot.status}; only a released lot can be put back into quarantine.")
+    old = {**audit.snapshot(lot, LOT_FIELDS), "released_at": lot.released_at, "released_by_id": lot.released_by_id}
+    lot.status = "quarantine"
+    lot.status_reason = reason[:2000]
+    # The release no longer holds: a new release needs a new signature (the old one stays on record).
+    lot.released_at = None
+    lot.released_by_id = None
+    audit.record(actor, "lot.quarantined", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
                  reason=reason)
     db.session.commit()
     return lot

@@ -207,6 +207,7 @@ def adverse_event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
     severe = sa.func.count(sa.distinct(sa.case((_severe_clause(), AdverseEvent.id))))
     query = (sa.select(SessionUse.batch_id if kind == "batch" else BatchComponent.lot_id,
                        sa.func.count(sa.distinct(AdverseEvent.id)), severe)
+             .select_from(SessionUse)
              .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
              .join(AdverseEvent, AdverseEvent.session_id == TreatmentSession.id)
              .where(TreatmentSession.voided_at.is_(None)))

@@ -156,10 +156,6 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     problems = {}
     for batch in {b.id: b for b, _, _ in resolved}.values():
         reasons = unusable_reasons(batch, performed_at, wanted[batch.code])
-        if performed_at < batch.compounded_at:
-            local = to_clinic(batch.compounded_at)
-            reasons.append(f"not yet compounded at the session time (compounded {local:%Y-%m-%d %H:%M} "
-                           f"{local.tzname()})")
         if reasons:
             problems[batch.code] = reasons
     if problems:

@@ -1,0 +1,118 @@
+"""API: trace a lot or a batch, open and work recalls (contacts, close), and the quality signals."""
+
+from flask import abort, jsonify, request
+from flask_login import current_user
+
+from ..extensions import db
+from ..pagination import RowPagination
+from ..recalls import records
+from ..services import recalls, trace
+from ..services.errors import NotFound
+from .schemas import (
+    BatchTraceSchema,
+    LotTraceSchema,
+    QualitySignalSchema,
+    RecallCloseSchema,
+    RecallContactAnswerSchema,
+    RecallContactCreateSchema,
+    RecallOpenSchema,
+    RecallQuerySchema,
+    RecallSchema,
+    RecallSummarySchema,
+)
+from .views import json_body, load, route
+
+
+def _page_args() -> tuple[int, int]:
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
+    return page, per_page
+
+
+def _answer(recall_id: int, status: int = 200):
+    try:
+        record = records.recall_record(recall_id)
+    except NotFound:
+        abort(404)
+    response = jsonify(RecallSchema().dump(record))
+    response.status_code = status
+    return response
+
+
+@route("/trace/lots/<int:lot_id>", permission="patients.read",
+       summary="Trace a lot downstream: the batches that used it, their sessions and patients",
+       response=LotTraceSchema)
+def trace_lot(lot_id: int):
+    return jsonify(LotTraceSchema().dump(trace.trace_lot(lot_id)))
+
+
+@route("/trace/batches/<int:batch_id>", permission="patients.read",
+       summary="Trace a batch: the lots it consumed upstream, its sessions and patients downstream",
+       response=BatchTraceSchema)
+def trace_batch(batch_id: int):
+    return jsonify(BatchTraceSchema().dump(trace.trace_batch(batch_id)))
+
+
+@route("/quality-signals", permission="recalls.read",
+       summary="Batches and lots flagged by adverse events (a severe one, or a rate over the threshold)",
+       response=QualitySignalSchema, many=True)
+def quality_signal_list():
+    page, per_page = _page_args()
+    signals = trace.quality_signals(limit=10_000)
+    recall_ids = records.open_recall_ids()
+    items = [{**vars(s), "rate": f"{s.rate:.4f}", "open_recall_id": recall_ids.get((s.kind, s.id))}
+             for s in signals[(page - 1) * per_page:page * per_page]]
+    return jsonify({"items": QualitySignalSchema(many=True).dump(items), "page": page, "per_page": per_page,
+                    "total": len(signals)})
+
+
+@route("/recalls", permission="recalls.read", summary="List recalls, the open ones first",
+       response=RecallSummarySchema, many=True, query=RecallQuerySchema, errors=(422,))
+def recall_list():
+    status = load(RecallQuerySchema, request.args.to_dict()).get("status")
+    page, per_page = _page_args()
+    pagination = RowPagination(select=records.recall_list_query(status), session=db.session(), page=page,
+                               per_page=per_page, max_per_page=200, error_out=False, count=True)
+    progress = records.progress_for([row.Recall.id for row in pagination.items])
+    return jsonify({
+        "items": RecallSummarySchema(many=True).dump([records.summary(row, progress) for row in pagination.items]),
+        "page": pagination.page, "per_page": pagination.per_page, "total": pagination.total,
+    })
+
+
+@route("/recalls", "POST", permission="recalls.open",
+       summary="Open a recall on a lot or a batch (e-signature): everything it reached is recalled at once",
+       body=RecallOpenSchema, response=RecallSchema, status=201, errors=(409,))
+def recall_create():
+    data = load(RecallOpenSchema, json_body())
+    recall = recalls.open_recall(current_user, reason=data["reason"], password=data["password"],
+                                 lot_id=data["lot_id"], batch_id=data["batch_id"])
+    return _answer(recall.id, 201)
+
+
+@route("/recalls/<int:recall_id>", permission="recalls.read",
+       summary="One recall with its scope, contacts, progress and signatures", response=RecallSchema)
+def recall_detail(recall_id: int):
+    return _answer(recall_id)
+
+
+@route("/recalls/<int:recall_id>/contacts", "POST", permission="recalls.contact",
+       summary="Tick a patient in the recall's scope as contacted", body=RecallContactCreateSchema,
+       response=RecallContactAnswerSchema, status=201, errors=(409,))
+def recall_contact_create(recall_id: int):
+    data = load(RecallContactCreateSchema, json_body())
+    contact = recalls.record_contact(current_user, recall_id, data["patient_id"], data["method"], data["note"])
+    record = records.recall_record(recall_id)
+    response = jsonify(RecallContactAnswerSchema().dump(
+        {**vars(record.contacts[contact.patient_id]), "recall_id": recall_id, "progress": record.progress}))
+    response.status_code = 201
+    return response
+
+
+@route("/recalls/<int:recall_id>/close", "POST", permission="recalls.open",
+       summary="Close a recall with its outcome (e-signature); recalled stock stays recalled",
+       body=RecallCloseSchema, response=RecallSchema, errors=(409,))
+def recall_close(recall_id: int):
+    data = load(RecallCloseSchema, json_body())
+    recalls.close_recall(current_user, recall_id, data["outcome"], data["password"])
+    return _answer(recall_id)

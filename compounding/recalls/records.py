@@ -1,0 +1,207 @@
+"""Read models of recalls and traces, shared by the pages, the printable report and the API.
+
+Each is a fixed handful of statements whatever the number of batches, sessions or patients.
+"""
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..models import (
+    AdverseEvent,
+    Batch,
+    BatchComponent,
+    Lot,
+    Recall,
+    RecallContact,
+    SessionUse,
+    TreatmentSession,
+    User,
+)
+from ..models.treatment import SEVERE_EVENT_TYPES
+from ..services import recalls, trace
+from ..services.errors import NotFound
+from ..services.signatures import signatures_for
+
+
+def normalise_code(raw: str | None) -> str:
+    """What a person types or a scanner sends: spaces dropped, any case (our codes are capitals)."""
+    return "".join((raw or "").split()).upper()[:40]
+
+
+def resolve_code(code: str) -> tuple[str, int] | None:
+    """("batch", id) or ("lot", id) for one of our codes, batches first (as a scan resolves)."""
+    if not code:
+        return None
+    batch_id = db.session.scalar(sa.select(Batch.id).where(Batch.code == code))
+    if batch_id is not None:
+        return "batch", batch_id
+    lot_id = db.session.scalar(sa.select(Lot.id).where(Lot.code == code))
+    return ("lot", lot_id) if lot_id is not None else None
+
+
+def split_codes(value: str | None) -> list[str]:
+    """The batch codes of a trace session row (aggregated by the database with its own separator)."""
+    return sorted({code.strip() for code in (value or "").split(",") if code.strip()})
+
+
+def open_recall_ids() -> dict[tuple[str, int], int]:
+    """{("lot"|"batch", target id): recall id} for every open recall, in one statement."""
+    rows = db.session.execute(sa.select(Recall.id, Recall.lot_id, Recall.batch_id).where(Recall.status == "open"))
+    return {("lot", r.lot_id) if r.lot_id else ("batch", r.batch_id): r.id for r in rows}
+
+
+def event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
+    """(adverse events, severe ones) per batch or per lot: one statement.
+
+    services.trace.adverse_event_counts("lot", ...) cannot pick its FROM clause (no
+    select_from), so lots are counted here with the same rule until it is fixed there.
+    """
+    if kind == "batch":
+        return trace.adverse_event_counts("batch", ids)
+    if not ids:
+        return {}
+    severe = sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
+    query = (sa.select(BatchComponent.lot_id, sa.func.count(sa.distinct(AdverseEvent.id)),
+                       sa.func.count(sa.distinct(sa.case((severe, AdverseEvent.id)))))
+             .select_from(SessionUse)
+             .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+             .join(AdverseEvent, AdverseEvent.session_id == TreatmentSession.id)
+             .join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+             .where(TreatmentSession.voided_at.is_(None), BatchComponent.lot_id.in_(ids))
+             .group_by(BatchComponent.lot_id))
+    return {row[0]: (row[1], row[2]) for row in db.session.execute(query)}
+
+
+def trace_counts(scope: trace.Trace) -> dict:
+    counts = {"batches": len(scope.batches), "sessions": len(scope.sessions), "patients": len(scope.patients)}
+    if scope.batch is not None:
+        counts["lots"] = len(scope.lots)
+    return counts
+
+
+@dataclass
+class RecallRecord:
+    """A recall with everything its page, its report and its API answer show."""
+
+    recall: Recall
+    opened_by: str
+    closed_by: str | None
+    signatures: list
+    scope: trace.Trace
+    contacts: dict = field(default_factory=dict)  # patient id -> ContactRow
+    contacted: int = 0
+
+    @property
+    def target(self) -> dict:
+        if self.recall.lot_id:
+            return {"kind": "lot", "id": self.recall.lot_id, "code": self.recall.lot.code}
+        return {"kind": "batch", "id": self.recall.batch_id, "code": self.recall.batch.code}
+
+    @property
+    def total(self) -> int:
+        return len(self.scope.patients)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.contacted / self.total) if self.total else 100
+
+    @property
+    def progress(self) -> dict:
+        return {"contacted": self.contacted, "total": self.total}
+
+    @property
+    def contact_list(self) -> list:
+        return list(self.contacts.values())
+
+    @property
+    def patients(self) -> list[dict]:
+        """The scope's patients, each with its contact (or None)."""
+        return [{**row._mapping, "contacted": row.id in self.contacts, "contact": self.contacts.get(row.id)}
+                for row in self.scope.patients]
+
+
+@dataclass
+class ContactRow:
+    id: int
+    patient_id: int
+    chart_number: str
+    contacted_at: object
+    contacted_by_id: int
+    contacted_by: str
+    method: str
+    note: str
+
+
+def recall_record(recall_id: int) -> RecallRecord:
+    recall = db.session.scalar(sa.select(Recall).where(Recall.id == recall_id).options(
+        joinedload(Recall.lot), joinedload(Recall.batch)))
+    if recall is None:
+        raise NotFound("There is no such recall.")
+    people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
+        User.id.in_([recall.opened_by_id, recall.closed_by_id or recall.opened_by_id]))).all())
+    scope = recalls.recall_scope(recall)
+    charts = {p.id: p.chart_number for p in scope.patients}
+    contacts = {
+        contact.patient_id: ContactRow(contact.id, contact.patient_id, charts.get(contact.patient_id, ""),
+                                       contact.contacted_at, contact.contacted_by_id, name, contact.method,
+                                       contact.note)
+        for contact, name in db.session.execute(
+            sa.select(RecallContact, User.display_name).join(User, User.id == RecallContact.contacted_by_id)
+            .where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at))
+    }
+    contacted, _ = recalls.contact_progress(recall, scope)
+    return RecallRecord(recall=recall, opened_by=people.get(recall.opened_by_id, ""),
+                        closed_by=people.get(recall.closed_by_id) if recall.closed_by_id else None,
+                        signatures=signatures_for("recall", recall.id), scope=scope, contacts=contacts,
+                        contacted=contacted)
+
+
+def recall_list_query(status: str | None = None):
+    """Recalls with their target's code and opener, the open ones first, newest first."""
+    query = (
+        sa.select(Recall, Lot.code.label("lot_code"), Batch.code.label("batch_code"),
+                  User.display_name.label("opened_by"))
+        .outerjoin(Lot, Lot.id == Recall.lot_id).outerjoin(Batch, Batch.id == Recall.batch_id)
+        .join(User, User.id == Recall.opened_by_id)
+    )
+    if status in ("open", "closed"):
+        query = query.where(Recall.status == status)
+    return query.order_by(sa.case((Recall.status == "open", 0), else_=1), Recall.opened_at.desc(),
+                          Recall.id.desc())
+
+
+def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{recall id: (patients contacted, patients in scope)} for a page of recalls: two statements."""
+    if not recall_ids:
+        return {}
+    targets = sa.union(
+        sa.select(Recall.id.label("recall_id"), Recall.batch_id.label("batch_id"))
+        .where(Recall.id.in_(recall_ids), Recall.batch_id.is_not(None)),
+        sa.select(Recall.id, BatchComponent.batch_id).join(BatchComponent, BatchComponent.lot_id == Recall.lot_id)
+        .where(Recall.id.in_(recall_ids)),
+    ).subquery()
+    totals = dict(db.session.execute(
+        sa.select(targets.c.recall_id, sa.func.count(sa.distinct(TreatmentSession.patient_id)))
+        .join(SessionUse, SessionUse.batch_id == targets.c.batch_id)
+        .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+        .where(TreatmentSession.voided_at.is_(None)).group_by(targets.c.recall_id)).all())
+    contacted = dict(db.session.execute(
+        sa.select(RecallContact.recall_id, sa.func.count(RecallContact.id))
+        .where(RecallContact.recall_id.in_(recall_ids)).group_by(RecallContact.recall_id)).all())
+    return {rid: (contacted.get(rid, 0), totals.get(rid, 0)) for rid in recall_ids}
+
+
+def summary(row, progress: dict[int, tuple[int, int]]) -> dict:
+    """One line of the recall list (page and API)."""
+    recall = row.Recall
+    contacted, total = progress.get(recall.id, (0, 0))
+    kind, code = ("lot", row.lot_code) if recall.lot_id else ("batch", row.batch_code)
+    return {
+        "id": recall.id, "status": recall.status, "reason": recall.reason,
+        "target": {"kind": kind, "id": recall.lot_id or recall.batch_id, "code": code},
+        "opened_at": recall.opened_at, "opened_by": row.opened_by, "closed_at": recall.closed_at,
+        "outcome": recall.outcome, "progress": {"contacted": contacted, "total": total},
+    }

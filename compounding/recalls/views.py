@@ -1,0 +1,231 @@
+"""Trace search and pages, recalls (open, contact, close, printable report), one-click quarantine."""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..pagination import paginate_rows
+from ..security import requires
+from ..services import inventory, recalls, trace
+from ..services.clock import utcnow
+from ..services.errors import DomainError, NotFound
+from . import records
+from .forms import CloseRecallForm, ContactForm, OpenRecallForm, QuarantineForm
+
+bp = Blueprint("recalls", __name__)
+
+
+# --- trace -------------------------------------------------------------------------------------
+
+
+@bp.route("/trace")
+@requires("patients.read")
+def trace_search():
+    """One box for any code typed or scanned: a batch code or a lot code."""
+    raw = request.args.get("code", "")
+    code = records.normalise_code(raw)
+    if not code:
+        return render_template("recalls/trace.html", code="", scope=None)
+    found = records.resolve_code(code)
+    if found is None:
+        return render_template("recalls/trace.html", code=raw.strip()[:80], scope=None, unknown=True), 404
+    kind, target_id = found
+    if kind == "batch":
+        return redirect(url_for("recalls.trace_batch", batch_id=target_id))
+    return redirect(url_for("recalls.trace_lot", lot_id=target_id))
+
+
+def quarantine_reason(events: int, severe: int) -> str:
+    if not events:
+        return "put back into quarantine from its trace"
+    return f"quality signal: {events} adverse event{'s' if events != 1 else ''}" + (
+        f" ({severe} severe)" if severe else "")
+
+
+def _render_trace(scope: trace.Trace, kind: str, target_id: int):
+    events, severe = records.event_counts(kind, [target_id]).get(target_id, (0, 0))
+    return render_template(
+        "recalls/trace.html", code=(scope.lot or scope.batch).code, scope=scope, kind=kind,
+        counts=records.trace_counts(scope), target_events=(events, severe),
+        batch_events=records.event_counts("batch", [row.id for row in scope.batches]),
+        open_recall_id=records.open_recall_ids().get((kind, target_id)),
+        quarantine_form=QuarantineForm(formdata=None, back="trace", reason=quarantine_reason(events, severe)))
+
+
+@bp.route("/trace/lots/<int:lot_id>")
+@requires("patients.read")
+def trace_lot(lot_id: int):
+    try:
+        scope = trace.trace_lot(lot_id)
+    except NotFound:
+        abort(404)
+    return _render_trace(scope, "lot", lot_id)
+
+
+@bp.route("/trace/batches/<int:batch_id>")
+@requires("patients.read")
+def trace_batch(batch_id: int):
+    try:
+        scope = trace.trace_batch(batch_id)
+    except NotFound:
+        abort(404)
+    return _render_trace(scope, "batch", batch_id)
+
+
+# --- recalls -----------------------------------------------------------------------------------
+
+
+@bp.route("/recalls/")
+@requires("recalls.read")
+def recall_list():
+    status = request.args.get("status", "")
+    pagination = paginate_rows(records.recall_list_query(status), per_page=50)
+    progress = records.progress_for([row.Recall.id for row in pagination.items])
+    items = [records.summary(row, progress) for row in pagination.items]
+    return render_template("recalls/list.html", pagination=pagination, items=items,
+                           status=status if status in ("open", "closed") else "")
+
+
+def _target_from_args():
+    """The lot or batch a new recall is about (query arguments), with its computed scope."""
+    lot_id = request.args.get("lot_id", type=int)
+    batch_id = request.args.get("batch_id", type=int)
+    if bool(lot_id) == bool(batch_id):
+        return None, None
+    try:
+        if lot_id:
+            return ("lot", lot_id), trace.trace_lot(lot_id)
+        return ("batch", batch_id), trace.trace_batch(batch_id)
+    except NotFound:
+        abort(404)
+
+
+@bp.route("/recalls/new", methods=["GET", "POST"])
+@requires("recalls.open")
+def recall_open():
+    target, scope = _target_from_args()
+    if target is None:
+        return render_template("recalls/open.html", form=None, target=None, scope=None), 200
+    form = OpenRecallForm()
+    if request.method == "GET" and request.args.get("reason"):
+        form.reason.data = request.args["reason"][:500]
+    if form.validate_on_submit():
+        kind, target_id = target
+        try:
+            recall = recalls.open_recall(current_user, reason=form.reason.data, password=form.password.data,
+                                         **{f"{kind}_id": target_id})
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Recall {recall.id} opened on {kind} {(scope.lot or scope.batch).code}, signed by "
+                  f"{current_user.display_name}: {len(scope.batches)} batches recalled.", "success")
+            return redirect(url_for("recalls.recall_detail", recall_id=recall.id))
+    status = 200
+    if request.method == "POST":
+        # A refusal rolled back and expired what was loaded: trace again for the page.
+        status, (target, scope) = 422, _target_from_args()
+    return render_template("recalls/open.html", form=form, target=target, scope=scope,
+                           counts=records.trace_counts(scope),
+                           open_recall_id=records.open_recall_ids().get(target)), status
+
+
+def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None = None,
+                   close_form: CloseRecallForm | None = None):
+    try:
+        record = records.recall_record(recall_id)
+    except NotFound:
+        abort(404)
+    forms = {}
+    if record.recall.status == "open" and current_user.can("recalls.contact"):
+        forms = {p.id: ContactForm(formdata=None, prefix=f"contact-{p.id}")
+                 for p in record.scope.patients if p.id not in record.contacts}
+        forms.update(contact_forms or {})
+    return render_template("recalls/detail.html", record=record, recall=record.recall, scope=record.scope,
+                           contact_forms=forms, close_form=close_form or CloseRecallForm(formdata=None),
+                           counts=records.trace_counts(record.scope)), status
+
+
+@bp.route("/recalls/<int:recall_id>")
+@requires("recalls.read")
+def recall_detail(recall_id: int):
+    return _render_detail(recall_id)
+
+
+@bp.route("/recalls/<int:recall_id>/contacts/<int:patient_id>", methods=["POST"])
+@requires("recalls.contact")
+def recall_contact(recall_id: int, patient_id: int):
+    form = ContactForm(prefix=f"contact-{patient_id}")
+    if form.validate_on_submit():
+        try:
+            contact = recalls.record_contact(current_user, recall_id, patient_id, form.method.data,
+                                             form.note.data or "")
+        except NotFound:
+            abort(404)
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+            # Refusals about the row itself (closed recall, already ticked) may have no form left to show on.
+            for message in form.form_errors:
+                flash(message, "danger")
+        else:
+            flash(f"Patient ticked as contacted ({contact.method.replace('_', ' ')}).", "success")
+            return redirect(url_for("recalls.recall_detail", recall_id=recall_id, _anchor=f"patient-{patient_id}"))
+    return _render_detail(recall_id, 422, contact_forms={patient_id: form})
+
+
+@bp.route("/recalls/<int:recall_id>/close", methods=["POST"])
+@requires("recalls.open")
+def recall_close(recall_id: int):
+    form = CloseRecallForm()
+    if form.validate_on_submit():
+        try:
+            recalls.close_recall(current_user, recall_id, form.outcome.data, form.password.data)
+        except NotFound:
+            abort(404)
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Recall {recall_id} closed, signed by {current_user.display_name}.", "success")
+            return redirect(url_for("recalls.recall_detail", recall_id=recall_id))
+    return _render_detail(recall_id, 422, close_form=form)
+
+
+@bp.route("/recalls/<int:recall_id>/report")
+@requires("recalls.read")
+def recall_report(recall_id: int):
+    try:
+        record = records.recall_record(recall_id)
+    except NotFound:
+        abort(404)
+    return render_template("recalls/report.html", record=record, recall=record.recall, scope=record.scope,
+                           counts=records.trace_counts(record.scope), printed_at=utcnow())
+
+
+# --- quality signals -------------------------------------------------------------------------
+
+
+@bp.route("/quality-signals/lots/<int:lot_id>/quarantine", methods=["POST"])
+@requires("lots.release")
+def quarantine_lot(lot_id: int):
+    """The dashboard's one click for a flagged lot: back into quarantine, out of compounding."""
+    form = QuarantineForm()
+    back = (url_for("recalls.trace_lot", lot_id=lot_id) if form.back.data == "trace"
+            else url_for("main.dashboard"))
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
+        return redirect(back)
+    try:
+        lot = inventory.quarantine_lot(current_user, lot_id, form.reason.data)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(back)
+    flash(f"{lot.code} is back in quarantine: it cannot go into a batch until a pharmacist releases it "
+          "again (e-signature).", "warning")
+    return redirect(back)
+

@@ -1,0 +1,264 @@
+"""API: trace a lot or batch, open and work a recall, quality signals (DESIGN 8.1)."""
+
+from datetime import datetime
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact, Signature
+from compounding.services import batches, recalls, treatments
+from tests.conftest import PASSWORD, QueryCounter, bearer
+
+
+@pytest.fixture
+def practitioner(make_user):
+    return make_user("practitioner", display_name="Dr Nina Costa")
+
+
+def use(batch, volume):
+    return {"batch_code": batch.code, "volume_ml": volume}
+
+
+@pytest.fixture
+def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch):
+    """One lot in two batches reaching three patients (3, 3 and 5 mL); a fourth patient elsewhere."""
+    pc = make_ingredient(name="Phosphatidylcholine")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(pc, "2"), (saline, "8")])
+    suspect = make_lot(pc, quantity="8")
+    make_lot(saline, quantity="1000")
+    first = batches.compound_batch(technician, formula.id, 2)
+    second = batches.compound_batch(technician, formula.id, 2)
+    for batch in (first, second):
+        batches.verify_batch(pharmacist, batch.id, PASSWORD)
+    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
+    sessions = [
+        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
+        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
+    ]
+    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
+    return {"lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
+            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist, "technician": technician}
+
+
+@pytest.fixture
+def token_for(make_user, make_token):
+    def make(role: str) -> dict:
+        return bearer(make_token(make_user(role)))
+
+    return make
+
+
+def has_offset(value: str) -> bool:
+    return datetime.fromisoformat(value).utcoffset() is not None
+
+
+def test_a_lot_traces_to_exactly_its_three_patients_with_their_volumes(client, chain, token_for):
+    response = client.get(f"/api/v1/trace/lots/{chain['lot'].id}", headers=token_for("practitioner"))
+    assert response.status_code == 200
+    body = response.json
+    assert {"lot", "batches", "sessions", "patients", "counts", "total_volume_ml"} <= set(body)
+    assert body["lot"]["code"] == chain["lot"].code and body["lot"]["ingredient_name"] == "Phosphatidylcholine"
+    assert {p["chart_number"]: p["volume_ml"] for p in body["patients"]} == {
+        chain["a"].chart_number: "3", chain["b"].chart_number: "3", chain["c"].chart_number: "5"}
+    assert all(p["phone"] and p["email"] for p in body["patients"])
+    assert body["counts"] == {"batches": 2, "sessions": 4, "patients": 3}
+    assert body["total_volume_ml"] == "11"
+    assert {b["code"]: b["quantity_from_lot"] for b in body["batches"]} == {
+        chain["first"].code: "4", chain["second"].code: "4"}
+    mixed = next(s for s in body["sessions"] if s["patient_id"] == chain["b"].id)
+    assert mixed["batch_codes"] == sorted([chain["first"].code, chain["second"].code]) and mixed["volume_ml"] == "3"
+    assert all(has_offset(s["performed_at"]) for s in body["sessions"])
+
+
+def test_a_batch_traces_up_to_its_lots_and_down_to_its_patients(client, chain, token_for):
+    body = client.get(f"/api/v1/trace/batches/{chain['second'].id}", headers=token_for("auditor")).json
+    assert body["batch"]["code"] == chain["second"].code and has_offset(body["batch"]["beyond_use_at"])
+    assert {lot["code"]: lot["quantity"] for lot in body["lots"]}[chain["lot"].code] == "4"
+    assert body["counts"] == {"lots": 2, "batches": 1, "sessions": 3, "patients": 2}
+    assert {p["id"]: p["volume_ml"] for p in body["patients"]} == {chain["b"].id: "2", chain["c"].id: "5"}
+
+
+def test_tracing_an_unknown_lot_or_batch_answers_404_json(client, token_for):
+    headers = token_for("pharmacist")
+    for url in ("/api/v1/trace/lots/999", "/api/v1/trace/batches/999", "/api/v1/recalls/999"):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 404 and set(response.json) == {"error", "details"}, url
+
+
+def test_a_recall_needs_the_right_password_then_answers_its_scope_and_blocks_both_batches(
+        client, chain, make_user, make_token):
+    opener = make_user("pharmacist", display_name="Dr Omar Haddad")
+    headers = bearer(make_token(opener))
+    lot = chain["lot"]
+    refused = client.post("/api/v1/recalls", json={"lot_id": lot.id, "reason": "Supplier alert",
+                                                   "password": "wrong-password"}, headers=headers)
+    assert refused.status_code == 403 and "password" in refused.json["details"]
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count(Recall.id))) == 0
+    assert db.session.scalar(sa.select(sa.func.count(Signature.id)).where(Signature.entity_type == "recall")) == 0
+    assert {db.session.get(Batch, b.id).status for b in (chain["first"], chain["second"])} == {"released"}
+
+    both = client.post("/api/v1/recalls", json={"lot_id": lot.id, "batch_id": chain["first"].id, "reason": "x",
+                                                "password": PASSWORD}, headers=headers)
+    assert both.status_code == 422 and "lot_id" in both.json["details"]
+    no_reason = client.post("/api/v1/recalls", json={"lot_id": lot.id, "password": PASSWORD}, headers=headers)
+    assert no_reason.status_code == 422 and "reason" in no_reason.json["details"]
+
+    response = client.post("/api/v1/recalls", json={"lot_id": lot.id, "reason": "Supplier alert: endotoxin",
+                                                    "password": PASSWORD}, headers=headers)
+    assert response.status_code == 201
+    body = response.json
+    assert body["status"] == "open" and body["target"] == {"kind": "lot", "id": lot.id, "code": lot.code}
+    assert body["reason"] == "Supplier alert: endotoxin" and has_offset(body["opened_at"])
+    assert body["opened_by"] == "Dr Omar Haddad" and body["opened_by_id"] == opener.id
+    assert [s["meaning"] for s in body["signatures"]] == ["recall opened"]
+    assert len(body["batches"]) == 2 and len(body["sessions"]) == 4
+    assert {p["id"] for p in body["patients"]} == {chain["a"].id, chain["b"].id, chain["c"].id}
+    assert body["progress"] == {"contacted": 0, "total": 3}
+    db.session.expire_all()
+    assert db.session.get(Lot, lot.id).status == "recalled"
+    assert {db.session.get(Batch, b.id).status for b in (chain["first"], chain["second"])} == {"recalled"}
+    again = client.post("/api/v1/recalls", json={"lot_id": lot.id, "reason": "again", "password": PASSWORD},
+                        headers=headers)
+    assert again.status_code == 409 and again.json["details"]["recall_id"] == body["id"]
+
+
+def test_contacts_move_the_progress_and_closing_needs_an_outcome_and_a_signature(client, chain, token_for):
+    recall = recalls.open_recall(chain["pharmacist"], lot_id=chain["lot"].id, reason="Supplier alert",
+                                 password=PASSWORD)
+    staff = token_for("technician")
+    url = f"/api/v1/recalls/{recall.id}"
+    ticked = client.post(f"{url}/contacts", json={"patient_id": chain["a"].id, "method": "phone",
+                                                  "note": "left a voicemail"}, headers=staff)
+    assert ticked.status_code == 201
+    assert ticked.json["progress"] == {"contacted": 1, "total": 3}
+    assert ticked.json["method"] == "phone" and ticked.json["note"] == "left a voicemail"
+    assert ticked.json["chart_number"] == chain["a"].chart_number and has_offset(ticked.json["contacted_at"])
+    assert client.post(f"{url}/contacts", json={"patient_id": chain["a"].id, "method": "email"},
+                       headers=staff).status_code == 409
+    stranger = client.post(f"{url}/contacts", json={"patient_id": chain["other"].id, "method": "phone"},
+                           headers=staff)
+    assert stranger.status_code == 422 and "patient_id" in stranger.json["details"]
+    assert client.post(f"{url}/contacts", json={"patient_id": chain["b"].id, "method": "pigeon"},
+                       headers=staff).status_code == 422
+    body = client.get(url, headers=staff).json
+    assert body["progress"] == {"contacted": 1, "total": 3}
+    assert {p["id"]: p["contacted"] for p in body["patients"]} == {
+        chain["a"].id: True, chain["b"].id: False, chain["c"].id: False}
+    assert [c["patient_id"] for c in body["contacts"]] == [chain["a"].id]
+
+    pharmacist = token_for("pharmacist")
+    no_outcome = client.post(f"{url}/close", json={"password": PASSWORD}, headers=pharmacist)
+    assert no_outcome.status_code == 422 and "outcome" in no_outcome.json["details"]
+    wrong = client.post(f"{url}/close", json={"outcome": "Reviewed", "password": "not-it-at-all"},
+                        headers=pharmacist)
+    assert wrong.status_code == 403
+    assert db.session.get(Recall, recall.id).status == "open"
+    closed = client.post(f"{url}/close", json={"outcome": "All reviewed; no infection.", "password": PASSWORD},
+                         headers=pharmacist)
+    assert closed.status_code == 200 and closed.json["status"] == "closed"
+    assert closed.json["outcome"] == "All reviewed; no infection." and has_offset(closed.json["closed_at"])
+    assert [s["meaning"] for s in closed.json["signatures"]] == ["recall opened", "recall closed"]
+    late = client.post(f"{url}/contacts", json={"patient_id": chain["b"].id, "method": "phone"}, headers=staff)
+    assert late.status_code == 409
+
+
+@pytest.mark.parametrize("role", ["technician", "practitioner"])
+def test_technicians_and_practitioners_tick_contacts_but_cannot_open_or_close(client, chain, token_for, role):
+    recall = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Cloudy vial",
+                                 password=PASSWORD)
+    headers = token_for(role)
+    assert client.post("/api/v1/recalls", json={"batch_id": chain["second"].id, "reason": "x",
+                                                "password": PASSWORD}, headers=headers).status_code == 403
+    assert client.post(f"/api/v1/recalls/{recall.id}/close", json={"outcome": "x", "password": PASSWORD},
+                       headers=headers).status_code == 403
+    assert client.post(f"/api/v1/recalls/{recall.id}/contacts", json={"patient_id": chain["b"].id,
+                                                                      "method": "in_person"},
+                       headers=headers).status_code == 201
+    assert db.session.scalar(sa.select(sa.func.count(Recall.id))) == 1
+
+
+def test_an_auditor_reads_everything_and_every_post_is_forbidden(client, chain, token_for):
+    recall = recalls.open_recall(chain["pharmacist"], lot_id=chain["lot"].id, reason="Supplier alert",
+                                 password=PASSWORD)
+    headers = token_for("auditor")
+    for url in ("/api/v1/recalls", f"/api/v1/recalls/{recall.id}", "/api/v1/quality-signals",
+                f"/api/v1/trace/lots/{chain['lot'].id}", f"/api/v1/trace/batches/{chain['first'].id}"):
+        assert client.get(url, headers=headers).status_code == 200, url
+    for url, body in (("/api/v1/recalls", {"batch_id": chain["first"].id, "reason": "x", "password": PASSWORD}),
+                      (f"/api/v1/recalls/{recall.id}/contacts", {"patient_id": chain["a"].id, "method": "phone"}),
+                      (f"/api/v1/recalls/{recall.id}/close", {"outcome": "x", "password": PASSWORD})):
+        assert client.post(url, json=body, headers=headers).status_code == 403, url
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 0
+
+
+def test_the_recall_list_answers_open_recalls_first_with_their_progress(client, chain, token_for):
+    earlier = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Cloudy vial",
+                                  password=PASSWORD)
+    recalls.record_contact(chain["practitioner"], earlier.id, chain["a"].id, "phone")
+    recalls.close_recall(chain["pharmacist"], earlier.id, "Reviewed", PASSWORD)
+    later = recalls.open_recall(chain["pharmacist"], batch_id=chain["second"].id, reason="Supplier alert",
+                                password=PASSWORD)
+    headers = token_for("practitioner")
+    body = client.get("/api/v1/recalls", headers=headers).json
+    assert (body["page"], body["per_page"], body["total"]) == (1, 50, 2)
+    assert [r["id"] for r in body["items"]] == [later.id, earlier.id]
+    assert body["items"][1]["progress"] == {"contacted": 1, "total": 2}
+    assert body["items"][0]["target"] == {"kind": "batch", "id": chain["second"].id, "code": chain["second"].code}
+    closed = client.get("/api/v1/recalls?status=closed&per_page=1", headers=headers).json
+    assert [r["id"] for r in closed["items"]] == [earlier.id] and closed["per_page"] == 1
+    assert client.get("/api/v1/recalls?status=maybe", headers=headers).status_code == 422
+
+
+def test_quality_signals_list_the_flagged_batch_and_lots_with_any_open_recall(client, chain, token_for):
+    headers = token_for("pharmacist")
+    assert client.get("/api/v1/quality-signals", headers=headers).json["items"] == []
+    treatments.record_adverse_event(chain["practitioner"], session_id=chain["sessions"][0].id, type="infection",
+                                    severity="moderate")
+    body = client.get("/api/v1/quality-signals", headers=headers).json
+    flagged = {(s["kind"], s["code"]): s for s in body["items"]}
+    batch_signal = flagged[("batch", chain["first"].code)]
+    assert (batch_signal["events"], batch_signal["severe"], batch_signal["sessions"]) == (1, 1, 2)
+    assert batch_signal["rate"] == "0.5000" and batch_signal["open_recall_id"] is None
+    assert ("lot", chain["lot"].code) in flagged and body["total"] == len(body["items"])
+    recall = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Infection",
+                                 password=PASSWORD)
+    again = client.get("/api/v1/quality-signals", headers=headers).json
+    assert {(s["kind"], s["code"]): s["open_recall_id"] for s in again["items"]}[("batch", chain["first"].code)] \
+        == recall.id
+
+
+def test_the_openapi_document_describes_the_recall_and_trace_routes(client):
+    paths = client.get("/api/v1/openapi.json").json["paths"]
+    for path, method in (("/api/v1/recalls", "post"), ("/api/v1/recalls", "get"),
+                         ("/api/v1/recalls/{recall_id}", "get"), ("/api/v1/recalls/{recall_id}/contacts", "post"),
+                         ("/api/v1/recalls/{recall_id}/close", "post"), ("/api/v1/trace/lots/{lot_id}", "get"),
+                         ("/api/v1/trace/batches/{batch_id}", "get"), ("/api/v1/quality-signals", "get")):
+        assert method in paths[path], (path, method)
+
+
+def _lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
+    batch = make_batch(units=20)  # 200 mL
+    for _ in range(count):
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
+
+
+def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
+        client, make_batch, make_patient, practitioner, token_for):
+    small = _lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
+    large = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    headers = token_for("pharmacist")
+    client.get(f"/api/v1/trace/lots/{small}", headers=headers)  # warm-up
+    counted, answers = {}, {}
+    for lot_id in (small, large):
+        with QueryCounter(db.engine) as counter:
+            answers[lot_id] = client.get(f"/api/v1/trace/lots/{lot_id}", headers=headers).json
+        counted[lot_id] = counter.count
+    assert counted[small] == counted[large]
+    assert answers[large]["counts"] == {"batches": 1, "sessions": 120, "patients": 120}
+    assert answers[large]["total_volume_ml"] == "120" and answers[small]["total_volume_ml"] == "10"

@@ -1,0 +1,324 @@
+"""Trace, recall and quality-signal pages: from a typed or scanned code to every patient, and back to safety."""
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
+from compounding.services import batches, inventory, recalls, treatments
+from compounding.services.errors import InvalidState
+from tests.conftest import PASSWORD, QueryCounter, audit_rows, sign_in_session
+
+
+@pytest.fixture
+def practitioner(make_user):
+    return make_user("practitioner", display_name="Dr Nina Costa")
+
+
+def use(batch, volume):
+    return {"batch_code": batch.code, "volume_ml": volume}
+
+
+@pytest.fixture
+def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch):
+    """One phosphatidylcholine lot in two batches, reaching three patients (3, 3 and 5 mL); a fourth
+    patient got a batch made from other lots."""
+    pc = make_ingredient(name="Phosphatidylcholine")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(pc, "2"), (saline, "8")])
+    suspect = make_lot(pc, quantity="8")
+    make_lot(saline, quantity="1000")
+    first = batches.compound_batch(technician, formula.id, 2)
+    second = batches.compound_batch(technician, formula.id, 2)
+    for batch in (first, second):
+        batches.verify_batch(pharmacist, batch.id, PASSWORD)
+    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
+    sessions = [
+        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
+        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
+    ]
+    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
+    return {"pc": pc, "lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
+            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist}
+
+
+def patient_rows(page: str) -> dict[int, str]:
+    return {int(pid): row for pid, row in re.findall(r'<tr id="patient-(\d+)"[^>]*>(.*?)</tr>', page, re.S)}
+
+
+def open_lot_recall(chain):
+    return recalls.open_recall(chain["pharmacist"], lot_id=chain["lot"].id, reason="Supplier alert: endotoxin",
+                               password=PASSWORD)
+
+
+def test_a_lot_typed_in_lower_case_with_spaces_traces_to_exactly_its_three_patients_and_volumes(
+        client, as_role, chain):
+    as_role("pharmacist")
+    response = client.get("/trace", query_string={"code": f"  {chain['lot'].code.lower()} \t"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/trace/lots/{chain['lot'].id}")
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    rows = patient_rows(page)
+    assert set(rows) == {chain["a"].id, chain["b"].id, chain["c"].id}
+    assert "3 mL" in rows[chain["a"].id] and "3 mL" in rows[chain["b"].id] and "5 mL" in rows[chain["c"].id]
+    assert chain["a"].email in rows[chain["a"].id] and chain["a"].phone in rows[chain["a"].id]
+    assert chain["other"].chart_number not in page
+    assert chain["first"].code in page and chain["second"].code in page
+    assert "<strong>11 mL</strong> injected in all" in page and "<strong>4</strong> sessions" in page
+
+
+def test_a_batch_code_traces_up_to_its_lots_and_down_to_its_patients(client, as_role, chain):
+    as_role("technician")
+    response = client.get("/trace", query_string={"code": f" {chain['second'].code.lower()}"}, follow_redirects=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and chain["lot"].code in page and "Phosphatidylcholine" in page
+    assert set(patient_rows(page)) == {chain["b"].id, chain["c"].id}
+    assert "Open a recall" not in page  # technicians do not open recalls
+
+
+def test_an_unknown_code_is_shown_back_escaped(client, as_role, chain):
+    as_role("practitioner")
+    response = client.get("/trace", query_string={"code": "<b>x</b>"})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "No batch or lot has the code" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+    assert "<b>x</b>" not in page
+
+
+def test_a_wrong_password_opens_no_recall_and_the_right_one_recalls_the_lot_and_both_batches(
+        client, as_role, chain):
+    as_role("pharmacist")
+    lot = chain["lot"]
+    form_page = client.get(f"/recalls/new?lot_id={lot.id}").get_data(as_text=True)
+    assert "<strong>2</strong> batches" in form_page and "<strong>3</strong> patients" in form_page
+    refused = client.post(f"/recalls/new?lot_id={lot.id}", data={"reason": "Supplier alert", "password": "nope-nope"})
+    assert refused.status_code == 422 and "Signature refused" in refused.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count(Recall.id))) == 0
+    assert db.session.get(Lot, lot.id).status == "depleted"  # both batches drew it down to zero
+    assert {db.session.get(Batch, b.id).status for b in (chain["first"], chain["second"])} == {"released"}
+
+    opened = client.post(f"/recalls/new?lot_id={lot.id}", data={"reason": "Supplier alert", "password": PASSWORD})
+    assert opened.status_code == 302
+    recall = db.session.scalar(sa.select(Recall))
+    assert opened.headers["Location"].endswith(f"/recalls/{recall.id}")
+    db.session.expire_all()
+    assert db.session.get(Lot, lot.id).status == "recalled"
+    assert {db.session.get(Batch, b.id).status for b in (chain["first"], chain["second"])} == {"recalled"}
+    with pytest.raises(InvalidState):
+        treatments.record_session(chain["practitioner"], patient_id=chain["a"].id, uses=[use(chain["first"], "1")])
+    db.session.rollback()
+    page = client.get(opened.headers["Location"]).get_data(as_text=True)
+    assert "Recall opened</strong> by" in page and "0 of 3</strong> patients contacted" in page
+
+
+def test_ticking_contacts_moves_the_progress_and_shows_who_when_how(client, as_role, chain):
+    recall = open_lot_recall(chain)
+    technician = as_role("technician")
+    url = f"/recalls/{recall.id}"
+    page = client.get(url).get_data(as_text=True)
+    assert "0 of 3</strong>" in page and 'value="0" max="3"' in page
+    assert page.count("Tick as contacted") == 3
+    response = client.post(f"{url}/contacts/{chain['a'].id}",
+                           data={f"contact-{chain['a'].id}-method": "phone",
+                                 f"contact-{chain['a'].id}-note": "left a voicemail"})
+    assert response.status_code == 302
+    page = client.get(url).get_data(as_text=True)
+    assert "1 of 3</strong>" in page and 'value="1" max="3"' in page and page.count("Tick as contacted") == 2
+    row = patient_rows(page)[chain["a"].id]
+    assert "Phone" in row and technician.display_name in row and "left a voicemail" in row
+
+    again = client.post(f"{url}/contacts/{chain['a'].id}", data={f"contact-{chain['a'].id}-method": "email"})
+    assert again.status_code == 422 and "already ticked" in again.get_data(as_text=True)
+    stranger = client.post(f"{url}/contacts/{chain['other'].id}",
+                           data={f"contact-{chain['other'].id}-method": "phone"})
+    assert stranger.status_code == 422 and "not in the recall" in stranger.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 1
+
+
+def test_closing_a_recall_needs_an_outcome_and_a_signature(client, as_role, chain):
+    recall = open_lot_recall(chain)
+    as_role("pharmacist")
+    url = f"/recalls/{recall.id}/close"
+    no_outcome = client.post(url, data={"outcome": "", "password": PASSWORD})
+    assert no_outcome.status_code == 422 and "Record the outcome" in no_outcome.get_data(as_text=True)
+    wrong = client.post(url, data={"outcome": "All reviewed", "password": "wrong-password"})
+    assert wrong.status_code == 422 and "Signature refused" in wrong.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Recall, recall.id).status == "open"
+    closed = client.post(url, data={"outcome": "All reviewed; no infection.", "password": PASSWORD})
+    assert closed.status_code == 302
+    page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    assert "All reviewed; no infection." in page and "Recall closed</strong> by" in page
+    assert "Tick as contacted" not in page and "Close recall" not in page
+    assert db.session.get(Lot, chain["lot"].id).status == "recalled"  # recalled stock stays recalled
+
+
+@pytest.mark.parametrize("role", ["technician", "practitioner"])
+def test_technicians_and_practitioners_tick_contacts_but_cannot_open_or_close(client, as_role, chain, role):
+    recall = open_lot_recall(chain)
+    as_role(role)
+    lot_id = chain["lot"].id
+    assert client.get(f"/recalls/new?batch_id={chain['first'].id}").status_code == 403
+    assert client.post(f"/recalls/new?lot_id={lot_id}", data={"reason": "x", "password": PASSWORD}).status_code == 403
+    assert client.post(f"/recalls/{recall.id}/close",
+                       data={"outcome": "x", "password": PASSWORD}).status_code == 403
+    page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    assert "Close recall" not in page and "Tick as contacted" in page
+    ticked = client.post(f"/recalls/{recall.id}/contacts/{chain['c'].id}",
+                         data={f"contact-{chain['c'].id}-method": "in_person"})
+    assert ticked.status_code == 302
+    assert db.session.get(Recall, recall.id).status == "open"
+
+
+def test_an_auditor_reads_every_page_but_every_post_is_forbidden(client, as_role, chain):
+    recall = open_lot_recall(chain)
+    as_role("auditor")
+    for url in ("/", "/recalls/", f"/recalls/{recall.id}", f"/recalls/{recall.id}/report",
+                f"/trace/lots/{chain['lot'].id}", f"/trace/batches/{chain['first'].id}"):
+        assert client.get(url).status_code == 200, url
+    page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    assert "Tick as contacted" not in page and "Close recall" not in page
+    for url, data in ((f"/recalls/new?batch_id={chain['first'].id}", {"reason": "x", "password": PASSWORD}),
+                      (f"/recalls/{recall.id}/contacts/{chain['a'].id}", {f"contact-{chain['a'].id}-method": "phone"}),
+                      (f"/recalls/{recall.id}/close", {"outcome": "x", "password": PASSWORD}),
+                      (f"/quality-signals/lots/{chain['lot'].id}/quarantine", {"reason": "x"})):
+        assert client.post(url, data=data).status_code == 403, url
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 0
+
+
+def test_a_severe_event_flags_the_lot_and_one_click_quarantine_makes_it_ineligible_and_is_audited(
+        client, as_role, chain):
+    lot = chain["lot"]
+    # Top the lot up so it would still be eligible for compounding, then flag it.
+    inventory.adjust_lot(chain["pharmacist"], lot.id, reason="count_correction", quantity="50", direction="in",
+                         note="found a sealed box")
+    treatments.record_adverse_event(chain["practitioner"], session_id=chain["sessions"][0].id, type="infection",
+                                    severity="severe")
+    assert lot.id in {c.lot_id for c in inventory.eligible_candidates(chain["pc"].id)}
+    as_role("pharmacist")
+    page = client.get("/").get_data(as_text=True)
+    assert "Quality signals" in page and lot.code in page and chain["first"].code in page
+    assert "Quarantine lot" in page and "Open recall</a>" in page and f"lot_id={lot.id}" in page
+    reason = re.search(r'name="reason" value="([^"]+)"', page).group(1)
+    assert reason == "quality signal: 1 adverse event (1 severe)"
+    response = client.post(f"/quality-signals/lots/{lot.id}/quarantine", data={"reason": reason, "back": "dashboard"})
+    assert response.status_code == 302 and response.headers["Location"].endswith("/")
+    db.session.expire_all()
+    assert db.session.get(Lot, lot.id).status == "quarantine"
+    assert lot.id not in {c.lot_id for c in inventory.eligible_candidates(chain["pc"].id)}
+    [event] = audit_rows("lot.quarantined", "lot", lot.id)
+    assert event.reason == reason and event.old_values["status"] == "released"
+    assert "back in quarantine" in client.get("/").get_data(as_text=True)
+    # Released again only with the usual e-signature.
+    inventory.release_lot(chain["pharmacist"], lot.id, PASSWORD)
+    assert lot.id in {c.lot_id for c in inventory.eligible_candidates(chain["pc"].id)}
+
+
+def test_quarantining_a_lot_that_is_not_released_is_refused_with_a_message(client, as_role, chain):
+    open_lot_recall(chain)
+    as_role("pharmacist")
+    response = client.post(f"/quality-signals/lots/{chain['lot'].id}/quarantine",
+                           data={"reason": "quality signal", "back": "trace"}, follow_redirects=True)
+    assert response.status_code == 200 and "only a released lot" in response.get_data(as_text=True)
+    assert db.session.get(Lot, chain["lot"].id).status == "recalled"
+
+
+def test_the_dashboard_shows_signals_read_only_to_an_auditor_and_counts_open_recalls(client, as_role, chain,
+                                                                                     make_user):
+    treatments.record_adverse_event(chain["practitioner"], session_id=chain["sessions"][2].id, type="necrosis",
+                                    severity="moderate")
+    open_lot_recall(chain)
+    as_role("auditor")
+    page = client.get("/").get_data(as_text=True)
+    assert "Quality signals" in page and chain["second"].code in page
+    assert "Quarantine lot" not in page and "Open recall</a>" not in page
+    assert re.search(r'<div class="display-6">1</div>\s*<div class="h6 mb-1">Open recalls</div>', page)
+    sign_in_session(client, make_user("practitioner"))
+    assert "Quality signals" not in client.get("/").get_data(as_text=True)
+
+
+def test_the_recall_list_puts_open_recalls_first_with_their_progress(client, as_role, chain, make_batch,
+                                                                     make_patient):
+    earlier = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Cloudy vial",
+                                  password=PASSWORD)
+    recalls.record_contact(chain["practitioner"], earlier.id, chain["a"].id, "phone")
+    recalls.close_recall(chain["pharmacist"], earlier.id, "Reviewed", PASSWORD)
+    later = recalls.open_recall(chain["pharmacist"], batch_id=chain["second"].id, reason="Supplier alert",
+                                password=PASSWORD)
+    as_role("auditor")
+    page = client.get("/recalls/").get_data(as_text=True)
+    assert page.index(f"Recall {later.id}<") < page.index(f"Recall {earlier.id}<")
+    assert "1 of 2" in page and "0 of 2" in page
+    closed_only = client.get("/recalls/?status=closed").get_data(as_text=True)
+    assert f"Recall {earlier.id}<" in closed_only and f"Recall {later.id}<" not in closed_only
+
+
+def test_the_printable_report_has_the_clinic_the_signature_the_scope_and_the_contacts(client, as_role, chain):
+    recall = open_lot_recall(chain)
+    recalls.record_contact(chain["practitioner"], recall.id, chain["b"].id, "email", "replied, no symptoms")
+    as_role("auditor")
+    page = client.get(f"/recalls/{recall.id}/report").get_data(as_text=True)
+    assert "Test Clinic" in page and "Recall report" in page and "Supplier alert: endotoxin" in page
+    assert "Recall opened</strong> by" in page and "1 of 3</strong>" in page
+    assert all(chain[p].chart_number in page for p in "abc") and chain["other"].chart_number not in page
+    assert "replied, no symptoms" in page and page.count("not yet") == 2
+    assert "css/recalls.css" in page and 'class="app-navbar' not in page
+    stylesheet = client.get("/static/css/recalls.css")
+    assert "@media print" in stylesheet.get_data(as_text=True)
+    stylesheet.close()
+
+
+def test_no_page_here_carries_inline_styles_or_inline_scripts(client, as_role, chain):
+    treatments.record_adverse_event(chain["practitioner"], session_id=chain["sessions"][0].id, type="infection",
+                                    severity="severe")
+    recall = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="r", password=PASSWORD)
+    as_role("pharmacist")
+    for url in ("/", "/trace", f"/trace/lots/{chain['lot'].id}", f"/trace/batches/{chain['second'].id}",
+                f"/recalls/new?lot_id={chain['lot'].id}", "/recalls/", f"/recalls/{recall.id}",
+                f"/recalls/{recall.id}/report"):
+        page = client.get(url).get_data(as_text=True)
+        assert " style=" not in page and "<style" not in page, url
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page), url
+
+
+def _lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
+    batch = make_batch(units=20)  # 200 mL
+    for _ in range(count):
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
+
+
+def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
+        client, make_user, make_batch, make_patient, practitioner):
+    small = _lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
+    large = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    sign_in_session(client, make_user("pharmacist"))
+    client.get(f"/trace/lots/{small}")  # warm-up: first-request work is not the page's
+    counted = {}
+    for lot_id in (small, large):
+        with QueryCounter(db.engine) as counter:
+            response = client.get(f"/trace/lots/{lot_id}")
+        assert response.status_code == 200
+        counted[lot_id] = counter.count
+    assert counted[small] == counted[large]
+    assert response.get_data(as_text=True).count('<tr id="patient-') == 120
+    assert "<strong>120 mL</strong> injected in all" in response.get_data(as_text=True)
+
+
+def test_only_a_pharmacist_quarantines_and_only_a_released_lot_with_a_reason(chain, technician):
+    from compounding.services.errors import InvalidInput, NotAllowed
+
+    lot = chain["lot"]  # depleted: both batches drew it to zero
+    with pytest.raises(NotAllowed):
+        inventory.quarantine_lot(technician, lot.id, "quality signal")
+    with pytest.raises(InvalidInput):
+        inventory.quarantine_lot(chain["pharmacist"], lot.id, "  ")
+    with pytest.raises(InvalidState):
+        inventory.quarantine_lot(chain["pharmacist"], lot.id, "quality signal")
+    db.session.rollback()
+    assert db.session.get(Lot, lot.id).status == "depleted" and audit_rows("lot.quarantined") == []
