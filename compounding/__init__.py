@@ -33,7 +33,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 # One blueprint per area, each in compounding/<area>/views.py; the JSON API comes last.
 BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan",
-              "recalls", "api")
+              "recalls", "treatments", "api")
 
 
 def register_blueprints(app: Flask) -> None:

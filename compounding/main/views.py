@@ -4,30 +4,70 @@ import sqlalchemy as sa
 from flask import Blueprint, jsonify, render_template
 from flask_login import current_user
 
+from ..charts import bar_chart
 from ..extensions import db
-from ..models import Recall
+from ..models import AuditEvent, Recall
 from ..recalls.records import open_recall_ids
 from ..security import public, requires
+from ..services import dashboard as figures
 from ..services.stock_queries import below_reorder_count_query, inventory_counts
 from ..services.trace import quality_signals
 
 bp = Blueprint("main", __name__)
 
+# What each role's dashboard shows, in order.
+SECTIONS = {
+    "pharmacist": ("stock", "batches", "quality", "charts"),
+    "admin": ("stock", "batches", "quality", "charts"),
+    "technician": ("stock", "batches", "work"),
+    "practitioner": ("treatment_room",),
+    "auditor": ("audit", "quality", "charts"),
+}
+
+
+def _charts() -> list[dict]:
+    charts = []
+    labels, series = figures.expiry_by_week()
+    charts.append({"title": "Lots in stock expiring per week (next 13 weeks)",
+                   "svg": bar_chart("Lots in stock expiring per week", labels, series, unit=" lots")})
+    labels, series = figures.activity_by_week()
+    charts.append({"title": "Batches compounded and sessions per week (last 13 weeks)",
+                   "svg": bar_chart("Batches and sessions per week", labels, series, stacked=False)})
+    labels, series = figures.adverse_events_by_type()
+    charts.append({"title": "Adverse events by type and severity (last 13 weeks)",
+                   "svg": bar_chart("Adverse events by type and severity", labels, series, unit=" events")
+                   if labels else None, "empty": "No adverse event recorded in the last 13 weeks."})
+    labels, series, _ = figures.released_batches_by_bud()
+    charts.append({"title": "Remaining volume of released batches, soonest beyond-use date first",
+                   "svg": bar_chart("Remaining volume by hours to BUD", labels, series, unit=" mL")
+                   if labels else None, "empty": "No released batch with volume left."})
+    return charts
+
 
 @bp.route("/")
 @requires("dashboard.view")
 def dashboard():
-    stock = None
-    if current_user.can("lots.read") and current_user.role != "auditor":
-        stock = db.session.execute(inventory_counts(expiring_days=30)).one()._asdict()
-        stock["below_reorder"] = db.session.scalar(below_reorder_count_query())
-    open_recalls = db.session.scalar(sa.select(sa.func.count(Recall.id)).where(Recall.status == "open"))
-    signals = recall_targets = None
-    # Pharmacists act on quality signals; admins and auditors see them read-only.
-    if current_user.role in ("pharmacist", "admin", "auditor"):
-        signals, recall_targets = quality_signals(limit=20), open_recall_ids()
-    return render_template("main/dashboard.html", stock=stock, open_recalls=open_recalls, signals=signals,
-                           recall_targets=recall_targets)
+    sections = SECTIONS[current_user.role]
+    context: dict = {"sections": sections}
+    if "stock" in sections:
+        context["stock"] = db.session.execute(inventory_counts(expiring_days=30)).one()._asdict()
+        context["stock"]["below_reorder"] = db.session.scalar(below_reorder_count_query())
+    if "batches" in sections:
+        context["batch_counts"] = figures.batch_counts()
+        context["awaiting_verification"] = figures.batches_awaiting_verification()
+    if "quality" in sections:
+        context["open_recalls"] = db.session.scalar(
+            sa.select(sa.func.count(Recall.id)).where(Recall.status == "open"))
+        context["signals"], context["recall_targets"] = quality_signals(limit=20), open_recall_ids()
+    if "charts" in sections:
+        context["charts"] = _charts()
+    if "treatment_room" in sections:
+        context["sessions_today"] = figures.sessions_today(practitioner_id=current_user.id)
+        context["usable_batches"] = figures.batches_usable_now()
+    if "audit" in sections:
+        context["recent_events"] = db.session.scalars(
+            sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
+    return render_template("main/dashboard.html", **context)
 
 
 @bp.route("/healthz")

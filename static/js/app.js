@@ -114,3 +114,36 @@
     if (next) { next.focus(); next.select(); }
   });
 })();
+
+// Workbook downloads (forms marked data-download): the server builds the file before it
+// arrives, which can take a while. Show "Preparing the workbook…" on the button until the
+// response sets the cookie named after this submission's token, then restore the form.
+(function () {
+  "use strict";
+  document.querySelectorAll("form[data-download]").forEach(function (form) {
+    var button = form.querySelector("button[type=submit]");
+    var tokenField = form.querySelector("input[name=download_token]");
+    if (!button || !tokenField) { return; }
+    function show(busy) {
+      form.querySelectorAll(".download-idle").forEach(function (n) { n.classList.toggle("d-none", busy); });
+      form.querySelectorAll(".download-busy").forEach(function (n) { n.classList.toggle("d-none", !busy); });
+      button.setAttribute("aria-busy", busy ? "true" : "false");
+    }
+    form.addEventListener("submit", function () {
+      var token = Date.now().toString(36) + Math.random().toString(36).slice(2, 10);
+      tokenField.value = token;
+      show(true);
+      var started = Date.now();
+      var timer = window.setInterval(function () {
+        var arrived = document.cookie.split("; ").indexOf("download_token=" + token) !== -1;
+        // After ten minutes give the form back anyway (a proxy may have dropped the cookie).
+        if (!arrived && Date.now() - started < 600000) { return; }
+        window.clearInterval(timer);
+        document.cookie = "download_token=; Max-Age=0; path=/; SameSite=Lax";
+        show(false);
+        delete form.dataset.submitted;
+        button.disabled = false;
+      }, 500);
+    });
+  });
+})();

@@ -1,0 +1,163 @@
+"""API: patients, treatment sessions (batches injected, refused with reasons when unusable), adverse events."""
+
+import sqlalchemy as sa
+from flask import abort, jsonify, request
+from flask_login import current_user
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
+
+from ..extensions import db
+from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
+from ..services import treatments
+from ..services.errors import InvalidInput
+from ..treatments.views import patient_search, treatment_filters
+from .schemas import (
+    AdverseEventQuerySchema,
+    AdverseEventSchema,
+    PatientQuerySchema,
+    PatientSchema,
+    PatientUpdateSchema,
+    TreatmentSessionCreateSchema,
+    TreatmentSessionQuerySchema,
+    TreatmentSessionSchema,
+    TreatmentSessionVoidSchema,
+)
+from .views import json_body, load, paginated, route
+
+# Everything TreatmentSessionSchema reads (the relationships are lazy="raise"): patient and
+# practitioner in the session's own statement, the uses with batch and formula in one more,
+# so a page of sessions costs the same number of statements whatever its length.
+_SESSION_LOADED = (
+    joinedload(TreatmentSession.patient),
+    joinedload(TreatmentSession.practitioner),
+    selectinload(TreatmentSession.uses).joinedload(SessionUse.batch).joinedload(Batch.formula),
+)
+
+
+def _json(data, status: int):
+    response = jsonify(data)
+    response.status_code = status
+    return response
+
+
+# --- patients -------------------------------------------------------------------------------------
+
+
+@route("/patients", permission="patients.read", summary="List patients, searched by chart number or name",
+       response=PatientSchema, many=True, query=PatientQuerySchema, errors=(422,))
+def patient_list():
+    args = load(PatientQuerySchema, request.args.to_dict())
+    query = sa.select(Patient).where(patient_search(args.get("q"))).order_by(Patient.chart_number)
+    return paginated(query, PatientSchema)
+
+
+@route("/patients", "POST", permission="patients.write", summary="Register a patient by chart number",
+       body=PatientSchema, response=PatientSchema, status=201, errors=(409,))
+def patient_create():
+    data = load(PatientSchema, json_body())
+    patient = treatments.create_patient(current_user, data)
+    return _json(PatientSchema().dump(patient), 201)
+
+
+@route("/patients/<int:patient_id>", permission="patients.read", summary="One patient", response=PatientSchema)
+def patient_detail(patient_id: int):
+    return _json(PatientSchema().dump(db.get_or_404(Patient, patient_id)), 200)
+
+
+@route("/patients/<int:patient_id>", "PATCH", permission="patients.write",
+       summary="Change a patient's details (fields left out keep their values)",
+       body=PatientUpdateSchema, response=PatientSchema, errors=(409,))
+def patient_update(patient_id: int):
+    data = load(PatientUpdateSchema, json_body())
+    patient = treatments.update_patient(current_user, patient_id, data)
+    return _json(PatientSchema().dump(patient), 200)
+
+
+# --- treatment sessions ---------------------------------------------------------------------------
+
+
+def _session_answer(session_id: int, status: int = 200):
+    found = db.session.scalar(
+        sa.select(TreatmentSession).where(TreatmentSession.id == session_id).options(*_SESSION_LOADED)
+        .execution_options(populate_existing=True))
+    if found is None:
+        abort(404)
+    return _json(TreatmentSessionSchema().dump(found), status)
+
+
+@route("/treatment-sessions", permission="patients.read",
+       summary="List treatment sessions, newest first, by patient, practitioner and clinic days",
+       response=TreatmentSessionSchema, many=True, query=TreatmentSessionQuerySchema, errors=(422,))
+def treatment_session_list():
+    args = load(TreatmentSessionQuerySchema, request.args.to_dict())
+    query = treatment_filters(sa.select(TreatmentSession), **args).options(*_SESSION_LOADED)
+    return paginated(query, TreatmentSessionSchema)
+
+
+@route("/treatment-sessions", "POST", permission="treatments.write",
+       summary="Record a treatment session; 409 with details.reasons when a batch may not be injected",
+       body=TreatmentSessionCreateSchema, response=TreatmentSessionSchema, status=201, errors=(404, 409))
+def treatment_session_create():
+    data = load(TreatmentSessionCreateSchema, json_body())
+    practitioner = None
+    if data["practitioner_id"] is not None:
+        practitioner = db.session.get(User, data["practitioner_id"])
+        if practitioner is None:
+            raise InvalidInput("There is no such account.", field="practitioner_id")
+    record = treatments.record_session(
+        current_user, patient_id=data["patient_id"], uses=data["uses"], performed_at=data["performed_at"],
+        indication=data["indication"], notes=data["notes"], practitioner=practitioner)
+    return _session_answer(record.id, 201)
+
+
+@route("/treatment-sessions/<int:session_id>", permission="patients.read", summary="One treatment session",
+       response=TreatmentSessionSchema)
+def treatment_session_detail(session_id: int):
+    return _session_answer(session_id)
+
+
+@route("/treatment-sessions/<int:session_id>/void", "POST", permission="treatments.write",
+       summary="Void a session recorded by mistake: its volumes go back to their batches",
+       body=TreatmentSessionVoidSchema, response=TreatmentSessionSchema, errors=(404, 409))
+def treatment_session_void(session_id: int):
+    data = load(TreatmentSessionVoidSchema, json_body())
+    treatments.void_session(current_user, session_id, data["reason"])
+    return _session_answer(session_id)
+
+
+# --- adverse events -------------------------------------------------------------------------------
+
+
+def _event_answer(event_id: int, status: int = 200):
+    event = db.session.scalar(sa.select(AdverseEvent).where(AdverseEvent.id == event_id)
+                              .options(joinedload(AdverseEvent.treatment_session)))
+    if event is None:
+        abort(404)
+    return _json(AdverseEventSchema().dump(event), status)
+
+
+@route("/adverse-events", permission="patients.read", summary="List adverse events, newest first",
+       response=AdverseEventSchema, many=True, query=AdverseEventQuerySchema, errors=(422,))
+def adverse_event_list():
+    args = load(AdverseEventQuerySchema, request.args.to_dict())
+    query = (sa.select(AdverseEvent).join(AdverseEvent.treatment_session)
+             .options(contains_eager(AdverseEvent.treatment_session)))
+    for name, column in (("session_id", AdverseEvent.session_id), ("patient_id", TreatmentSession.patient_id),
+                         ("type", AdverseEvent.type), ("severity", AdverseEvent.severity)):
+        if args.get(name) is not None:
+            query = query.where(column == args[name])
+    return paginated(query.order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc()), AdverseEventSchema)
+
+
+@route("/adverse-events", "POST", permission="adverse_events.write",
+       summary="Record an adverse event after a session (it feeds the quality signals)",
+       body=AdverseEventSchema, response=AdverseEventSchema, status=201, errors=(409,))
+def adverse_event_create():
+    data = load(AdverseEventSchema, json_body())
+    event = treatments.record_adverse_event(current_user, **data)
+    return _event_answer(event.id, 201)
+
+
+@route("/adverse-events/<int:event_id>", permission="patients.read", summary="One adverse event",
+       response=AdverseEventSchema)
+def adverse_event_detail(event_id: int):
+    return _event_answer(event_id)

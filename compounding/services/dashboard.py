@@ -1,0 +1,130 @@
+"""Dashboard figures: each a single aggregate statement with a bounded number of rows."""
+
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+
+import sqlalchemy as sa
+
+from ..charts import Series
+from ..extensions import db
+from ..models import AdverseEvent, Batch, Formula, Lot, Patient, SessionUse, TreatmentSession
+from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from .clock import clinic_today, start_of_clinic_day, utcnow
+
+WEEKS = 13
+
+
+def _week_labels(first_day: date, weeks: int = WEEKS) -> list[str]:
+    return [(first_day + timedelta(weeks=i)).strftime("%d %b") for i in range(weeks)]
+
+
+def expiry_by_week(today: date | None = None):
+    """Lots in stock expiring in each of the next 13 weeks, released vs in quarantine."""
+    today = today or clinic_today()
+    end = today + timedelta(weeks=WEEKS)
+    rows = db.session.execute(
+        sa.select(Lot.expires_on, Lot.status, sa.func.count(Lot.id))
+        .where(Lot.expires_on >= today, Lot.expires_on < end, Lot.remaining > 0,
+               Lot.status.in_(("released", "quarantine")))
+        .group_by(Lot.expires_on, Lot.status)).all()
+    counts = {status: [0] * WEEKS for status in ("released", "quarantine")}
+    for expires_on, status, count in rows:
+        counts[status][(expires_on - today).days // 7] += count
+    return _week_labels(today), [Series("released", counts["released"], "#0f766e"),
+                                 Series("in quarantine", counts["quarantine"], "#b45309")]
+
+
+def activity_by_week(today: date | None = None):
+    """Batches compounded and treatment sessions per week over the last 13 weeks."""
+    today = today or clinic_today()
+    first = today - timedelta(weeks=WEEKS - 1, days=today.weekday())
+    since = start_of_clinic_day(first)
+    batches = db.session.execute(
+        sa.select(sa.func.date(Batch.compounded_at), sa.func.count(Batch.id))
+        .where(Batch.compounded_at >= since).group_by(sa.func.date(Batch.compounded_at))).all()
+    sessions = db.session.execute(
+        sa.select(sa.func.date(TreatmentSession.performed_at), sa.func.count(TreatmentSession.id))
+        .where(TreatmentSession.performed_at >= since, TreatmentSession.voided_at.is_(None))
+        .group_by(sa.func.date(TreatmentSession.performed_at))).all()
+
+    def weekly(rows):
+        values = [0] * WEEKS
+        for day, count in rows:
+            day = date.fromisoformat(str(day)[:10])
+            index = (day - first).days // 7
+            if 0 <= index < WEEKS:
+                values[index] += count
+        return values
+
+    return _week_labels(first), [Series("batches compounded", weekly(batches), "#1d4ed8"),
+                                 Series("treatment sessions", weekly(sessions), "#0f766e")]
+
+
+def adverse_events_by_type(days: int = 91):
+    """Adverse events recorded in the last `days` days by type, stacked by severity."""
+    since = utcnow() - timedelta(days=days)
+    rows = db.session.execute(
+        sa.select(AdverseEvent.type, AdverseEvent.severity, sa.func.count(AdverseEvent.id))
+        .where(AdverseEvent.recorded_at >= since).group_by(AdverseEvent.type, AdverseEvent.severity)).all()
+    table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for kind, severity, count in rows:
+        table[kind][severity] += count
+    kinds = [k for k in ADVERSE_EVENT_TYPES if k in table]
+    colours = {"mild": "#0f766e", "moderate": "#b45309", "severe": "#b91c1c"}
+    return [k.replace("_", " ") for k in kinds], [
+        Series(severity, [table[k][severity] for k in kinds], colours[severity]) for severity in SEVERITIES]
+
+
+def released_batches_by_bud(now: datetime | None = None, limit: int = 12):
+    """Remaining volume of the released batches that expire first (labels: code and hours left)."""
+    now = now or utcnow()
+    rows = db.session.execute(
+        sa.select(Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at)
+        .where(Batch.status == "released", Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .order_by(Batch.beyond_use_at).limit(limit)).all()
+    labels = [f"{code[-4:]} · {max(0, int((bud - now).total_seconds() // 3600))} h" for code, _, bud in rows]
+    return labels, [Series("remaining mL", [float(volume) for _, volume, _ in rows], "#6d28d9")], rows
+
+
+def batches_awaiting_verification(limit: int = 10):
+    return db.session.execute(
+        sa.select(Batch.id, Batch.code, Batch.compounded_at, Batch.beyond_use_at, Formula.code.label("formula"))
+        .join(Formula, Formula.id == Batch.formula_id)
+        .where(Batch.status == "prepared").order_by(Batch.compounded_at).limit(limit)).all()
+
+
+def batches_usable_now(now: datetime | None = None, limit: int = 12):
+    now = now or utcnow()
+    return db.session.execute(
+        sa.select(Batch.id, Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at, Formula.name.label("formula"))
+        .join(Formula, Formula.id == Batch.formula_id)
+        .where(Batch.status == "released", Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .order_by(Batch.beyond_use_at).limit(limit)).all()
+
+
+def sessions_today(practitioner_id: int | None = None, limit: int = 20):
+    today = clinic_today()
+    query = (sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
+                       Patient.chart_number, Patient.name, sa.func.count(SessionUse.id).label("uses"))
+             .join(Patient, Patient.id == TreatmentSession.patient_id)
+             .outerjoin(SessionUse, SessionUse.session_id == TreatmentSession.id)
+             .where(TreatmentSession.performed_at >= start_of_clinic_day(today),
+                    TreatmentSession.voided_at.is_(None))
+             .group_by(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
+                       Patient.chart_number, Patient.name)
+             .order_by(TreatmentSession.performed_at.desc()).limit(limit))
+    if practitioner_id is not None:
+        query = query.where(TreatmentSession.practitioner_id == practitioner_id)
+    return db.session.execute(query).all()
+
+
+def batch_counts(now: datetime | None = None) -> dict:
+    """Batches awaiting verification and released batches reaching their BUD within 24 h, in one statement."""
+    now = now or utcnow()
+    row = db.session.execute(sa.select(
+        sa.func.count().filter(Batch.status == "prepared").label("awaiting_verification"),
+        sa.func.count().filter(Batch.status == "released", Batch.beyond_use_at > now,
+                               Batch.beyond_use_at <= now + timedelta(hours=24),
+                               Batch.remaining_volume_ml > 0).label("expiring_24h"),
+    ).select_from(Batch)).one()
+    return row._asdict()

@@ -1,0 +1,1 @@
+"""Treatment pages: patients, the sessions in which batches are injected, adverse events."""

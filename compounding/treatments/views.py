@@ -1,0 +1,356 @@
+"""Patients, their treatment sessions (the batches injected), adverse events; the sessions list."""
+
+from collections import defaultdict
+from datetime import date
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm import aliased
+from wtforms.fields.choices import SelectChoice
+
+from ..extensions import db
+from ..forms import apply_domain_error
+from ..models import (
+    AdverseEvent,
+    Batch,
+    BatchComponent,
+    Formula,
+    Ingredient,
+    Lot,
+    Patient,
+    SessionUse,
+    TreatmentSession,
+    User,
+)
+from ..pagination import paginate_rows
+from ..permissions import PERMISSIONS
+from ..security import requires
+from ..services import treatments
+from ..services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day
+from ..services.errors import DomainError
+from .forms import USE_ROWS, AdverseEventForm, PatientForm, TreatmentForm, VoidForm
+
+bp = Blueprint("treatments", __name__, url_prefix="/treatments")
+
+
+# --- queries shared with the API ------------------------------------------------------------------
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, with the user's % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def patient_search(q: str | None) -> sa.ColumnElement[bool]:
+    """Patients whose chart number or name contains `q` (any case); all when `q` is blank."""
+    q = (q or "").strip()[:60]
+    if not q:
+        return sa.true()
+    pattern = _contains(q)
+    return sa.or_(Patient.chart_number.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\"))
+
+
+def parse_day(value) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def treatment_filters(query, *, patient_id=None, practitioner_id=None, first_day=None, last_day=None):
+    """Sessions of a patient, of a practitioner, performed within clinic days (the page and the API)."""
+    if patient_id:
+        query = query.where(TreatmentSession.patient_id == patient_id)
+    if practitioner_id:
+        query = query.where(TreatmentSession.practitioner_id == practitioner_id)
+    if first_day:
+        query = query.where(TreatmentSession.performed_at >= start_of_clinic_day(first_day))
+    if last_day:
+        query = query.where(TreatmentSession.performed_at < end_of_clinic_day(last_day))
+    return query.order_by(TreatmentSession.performed_at.desc(), TreatmentSession.id.desc())
+
+
+def uses_by_treatment(treatment_ids) -> dict[int, list]:
+    """Each session's uses with batch and formula, in one statement: {session id: [row, ...]}.
+
+    `treatment_ids` is a list of ids or a select of them.
+    """
+    rows = db.session.execute(
+        sa.select(SessionUse, Batch.code.label("batch_code"), Batch.status.label("batch_status"),
+                  Formula.code.label("formula_code"), Formula.version.label("formula_version"),
+                  Formula.name.label("formula_name"))
+        .join(Batch, Batch.id == SessionUse.batch_id).join(Formula, Formula.id == Batch.formula_id)
+        .where(SessionUse.session_id.in_(treatment_ids)).order_by(SessionUse.id)).all()
+    grouped = defaultdict(list)
+    for row in rows:
+        grouped[row.SessionUse.session_id].append(row)
+    return grouped
+
+
+def _practitioner_choices() -> list[SelectChoice]:
+    """Active accounts whose role may record sessions."""
+    people = db.session.execute(
+        sa.select(User.id, User.display_name, User.role)
+        .where(User.active.is_(True), User.role.in_(PERMISSIONS["treatments.write"]))
+        .order_by(User.display_name)).all()
+    return [SelectChoice(p.id, f"{p.display_name} ({p.role})") for p in people]
+
+
+# --- patients -------------------------------------------------------------------------------------
+
+
+@bp.route("/")
+@requires("patients.read")
+def index():
+    return redirect(url_for("treatments.patient_list"))
+
+
+@bp.route("/patients")
+@requires("patients.read")
+def patient_list():
+    q = request.args.get("q", "").strip()[:60]
+    done = (sa.select(TreatmentSession.patient_id, sa.func.count(TreatmentSession.id).label("treatment_count"),
+                      sa.func.max(TreatmentSession.performed_at).label("last_performed_at"))
+            .where(TreatmentSession.voided_at.is_(None)).group_by(TreatmentSession.patient_id).subquery())
+    query = (sa.select(Patient, sa.func.coalesce(done.c.treatment_count, 0).label("treatment_count"),
+                       done.c.last_performed_at)
+             .outerjoin(done, done.c.patient_id == Patient.id)
+             .where(patient_search(q)).order_by(Patient.chart_number))
+    return render_template("treatments/patient_list.html", pagination=paginate_rows(query), q=q,
+                           today_iso=clinic_today().isoformat())
+
+
+def _render_patient_form(form, patient=None, existing_patient_id=None):
+    status = 422 if request.method == "POST" else 200
+    return render_template("treatments/patient_form.html", form=form, patient=patient,
+                           existing_patient_id=existing_patient_id), status
+
+
+@bp.route("/patients/new", methods=["GET", "POST"])
+@requires("patients.write")
+def patient_create():
+    form = PatientForm()
+    if request.method == "GET":
+        # From a search that found nobody: the typed chart number is kept.
+        form.chart_number.data = request.args.get("chart_number", "").strip()[:40]
+    existing_patient_id = None
+    if form.validate_on_submit():
+        try:
+            patient = treatments.create_patient(current_user, form.service_data())
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+            if isinstance(exc.details, dict):
+                existing_patient_id = exc.details.get("existing_patient_id")
+        else:
+            flash(f"Patient {patient.chart_number} registered.", "success")
+            return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
+    return _render_patient_form(form, existing_patient_id=existing_patient_id)
+
+
+@bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
+@requires("patients.write")
+def patient_edit(patient_id: int):
+    patient = db.get_or_404(Patient, patient_id)
+    form = PatientForm(obj=patient)
+    if form.validate_on_submit():
+        try:
+            treatments.update_patient(current_user, patient.id, form.service_data())
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Patient {patient.chart_number} updated.", "success")
+            return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
+    return _render_patient_form(form, patient=patient)
+
+
+@bp.route("/patients/<int:patient_id>")
+@requires("patients.read")
+def patient_detail(patient_id: int):
+    patient = db.get_or_404(Patient, patient_id)
+    voider = aliased(User)
+    records = db.session.execute(
+        sa.select(TreatmentSession, User.display_name.label("practitioner"), voider.display_name.label("voided_by"))
+        .join(User, User.id == TreatmentSession.practitioner_id)
+        .outerjoin(voider, voider.id == TreatmentSession.voided_by_id)
+        .where(TreatmentSession.patient_id == patient.id)
+        .order_by(TreatmentSession.performed_at.desc(), TreatmentSession.id.desc())).all()
+    uses = uses_by_treatment(sa.select(TreatmentSession.id).where(TreatmentSession.patient_id == patient.id))
+    events = db.session.execute(
+        sa.select(AdverseEvent, TreatmentSession.performed_at)
+        .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
+        .where(TreatmentSession.patient_id == patient.id)
+        .order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc())).all()
+    events_by_treatment = defaultdict(list)
+    for event, _ in events:
+        events_by_treatment[event.session_id].append(event)
+
+    # What reached the patient: batches from their non-voided uses, and those batches' lots.
+    received = (sa.select(SessionUse.batch_id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+                .where(TreatmentSession.patient_id == patient.id, TreatmentSession.voided_at.is_(None)))
+    received_batches = db.session.execute(
+        sa.select(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code.label("formula_code"),
+                  Formula.version.label("formula_version"), Formula.name.label("formula_name"),
+                  sa.func.sum(SessionUse.volume_ml).label("volume_ml"),
+                  sa.func.max(TreatmentSession.performed_at).label("last_performed_at"))
+        .join(SessionUse, SessionUse.batch_id == Batch.id)
+        .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+        .join(Formula, Formula.id == Batch.formula_id)
+        .where(TreatmentSession.patient_id == patient.id, TreatmentSession.voided_at.is_(None))
+        .group_by(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code, Formula.version,
+                  Formula.name)
+        .order_by(Batch.code)).all()
+    lot_rows = db.session.execute(
+        sa.select(Lot.id, Lot.code, Lot.status, Lot.expires_on, Lot.supplier, Lot.supplier_lot_number,
+                  Ingredient.name.label("ingredient_name"), Batch.code.label("batch_code"))
+        .select_from(BatchComponent)
+        .join(Lot, Lot.id == BatchComponent.lot_id)
+        .join(Ingredient, Ingredient.id == Lot.ingredient_id)
+        .join(Batch, Batch.id == BatchComponent.batch_id)
+        .where(BatchComponent.batch_id.in_(received))
+        .distinct().order_by(Ingredient.name, Lot.code, Batch.code)).all()
+    received_lots: dict[int, dict] = {}
+    for row in lot_rows:
+        entry = received_lots.setdefault(row.id, {"lot": row, "batch_codes": []})
+        entry["batch_codes"].append(row.batch_code)
+    return render_template(
+        "treatments/patient_detail.html", patient=patient, records=records, uses=uses, events=events,
+        events_by_treatment=events_by_treatment, received_batches=received_batches,
+        received_lots=list(received_lots.values()))
+
+
+# --- treatment sessions ---------------------------------------------------------------------------
+
+
+def _refused_rows(form, refusals: dict) -> dict[int, list[str]]:
+    """Row index -> the reasons its batch was refused, matched as the service reads a code."""
+    return {index: refusals[code] for index, row in enumerate(form.uses)
+            if (code := (row.form.batch_code.data or "").strip().upper()) in refusals}
+
+
+@bp.route("/patients/<int:patient_id>/sessions/new", methods=["GET", "POST"])
+@requires("treatments.write")
+def treatment_record(patient_id: int):
+    patient = db.get_or_404(Patient, patient_id)
+    form = TreatmentForm()
+    form.practitioner_id.choices = _practitioner_choices()
+    if request.method == "GET":
+        form.practitioner_id.data = current_user.id
+        form.offer_now()
+        # Coming from the scan station with a vial already scanned.
+        form.uses[0].form.batch_code.data = request.args.get("batch_code", "").strip()[:40]
+    refusals: dict[str, list[str]] = {}
+    if form.validate_on_submit():
+        form.compact_uses()
+        try:
+            record = treatments.record_session(
+                current_user, patient_id=patient.id, uses=form.filled_uses(),
+                performed_at=form.performed_at_utc(), indication=form.indication.data or "",
+                notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data))
+        except DomainError as exc:
+            db.session.rollback()
+            if isinstance(exc.details, dict) and exc.details.get("reasons"):
+                refusals = exc.details["reasons"]
+            else:
+                apply_domain_error(form, exc)
+        else:
+            codes = ", ".join(dict.fromkeys(row["batch_code"].upper() for row in form.filled_uses()))
+            flash(f"Session recorded for {patient.chart_number}: {codes}.", "success")
+            return redirect(url_for("treatments.treatment_detail", treatment_id=record.id))
+    status = 422 if request.method == "POST" else 200
+    return render_template("treatments/record.html", form=form, patient=patient, refusals=refusals,
+                           refused_rows=_refused_rows(form, refusals), use_rows=USE_ROWS), status
+
+
+def _render_treatment(treatment_id: int, status: int = 200, **forms):
+    voider = aliased(User)
+    found = db.session.execute(
+        sa.select(TreatmentSession, Patient, User.display_name.label("practitioner"),
+                  voider.display_name.label("voided_by"))
+        .join(Patient, Patient.id == TreatmentSession.patient_id)
+        .join(User, User.id == TreatmentSession.practitioner_id)
+        .outerjoin(voider, voider.id == TreatmentSession.voided_by_id)
+        .where(TreatmentSession.id == treatment_id)).first()
+    if found is None:
+        abort(404)
+    record = found.TreatmentSession
+    recorder = aliased(User)
+    events = db.session.execute(
+        sa.select(AdverseEvent, recorder.display_name.label("recorded_by"))
+        .join(recorder, recorder.id == AdverseEvent.recorded_by_id)
+        .where(AdverseEvent.session_id == record.id)
+        .order_by(AdverseEvent.recorded_at, AdverseEvent.id)).all()
+    forms.setdefault("event_form", AdverseEventForm(prefix="event"))
+    forms.setdefault("void_form", VoidForm(prefix="void"))
+    return render_template(
+        "treatments/detail.html", record=record, patient=found.Patient, practitioner=found.practitioner,
+        voided_by=found.voided_by, uses=uses_by_treatment([record.id])[record.id], events=events,
+        today=clinic_today(), **forms), status
+
+
+@bp.route("/sessions/<int:treatment_id>")
+@requires("patients.read")
+def treatment_detail(treatment_id: int):
+    return _render_treatment(treatment_id)
+
+
+@bp.route("/sessions/<int:treatment_id>/void", methods=["POST"])
+@requires("treatments.write")
+def treatment_void(treatment_id: int):
+    form = VoidForm(prefix="void")
+    if form.validate_on_submit():
+        try:
+            treatments.void_session(current_user, treatment_id, form.reason.data)
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash("Session voided: its volumes went back to their batches.", "warning")
+            return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
+    return _render_treatment(treatment_id, 422, void_form=form)
+
+
+@bp.route("/sessions/<int:treatment_id>/adverse-events", methods=["POST"])
+@requires("adverse_events.write")
+def adverse_event_add(treatment_id: int):
+    form = AdverseEventForm(prefix="event")
+    if form.validate_on_submit():
+        try:
+            event = treatments.record_adverse_event(
+                current_user, session_id=treatment_id, type=form.type.data, severity=form.severity.data,
+                onset_on=form.onset_on.data, outcome=form.outcome.data or "", notes=form.notes.data or "")
+        except DomainError as exc:
+            db.session.rollback()
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Adverse event recorded: {event.type.replace('_', ' ')} ({event.severity}).", "success")
+            return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
+    return _render_treatment(treatment_id, 422, event_form=form)
+
+
+@bp.route("/sessions")
+@requires("patients.read")
+def treatment_list():
+    first_day, last_day = parse_day(request.args.get("from")), parse_day(request.args.get("to"))
+    practitioner_id = request.args.get("practitioner_id", type=int)
+    event_count = (sa.select(sa.func.count(AdverseEvent.id)).where(AdverseEvent.session_id == TreatmentSession.id)
+                   .correlate(TreatmentSession).scalar_subquery())
+    volume = (sa.select(sa.func.sum(SessionUse.volume_ml)).where(SessionUse.session_id == TreatmentSession.id)
+              .correlate(TreatmentSession).scalar_subquery())
+    query = treatment_filters(
+        sa.select(TreatmentSession, Patient.chart_number, Patient.name.label("patient_name"),
+                  User.display_name.label("practitioner"), event_count.label("event_count"),
+                  volume.label("volume_ml"))
+        .join(Patient, Patient.id == TreatmentSession.patient_id)
+        .join(User, User.id == TreatmentSession.practitioner_id),
+        practitioner_id=practitioner_id, first_day=first_day, last_day=last_day)
+    # The page is found on the sessions table alone (same filters, no joins): deep pages stay fast.
+    keys = treatment_filters(sa.select(TreatmentSession.id), practitioner_id=practitioner_id, first_day=first_day,
+                             last_day=last_day)
+    pagination = paginate_rows(query, keys=keys)
+    uses = uses_by_treatment([row.TreatmentSession.id for row in pagination.items])
+    return render_template(
+        "treatments/list.html", pagination=pagination, uses=uses, practitioners=_practitioner_choices(),
+        first_day=first_day, last_day=last_day, practitioner_id=practitioner_id, today=clinic_today())

@@ -1,0 +1,70 @@
+"""Dashboards by role: each shows what that role acts on, with charts, in a fixed number of statements."""
+
+import pytest
+
+from compounding.extensions import db
+from compounding.services import treatments
+from tests.conftest import QueryCounter
+
+
+@pytest.mark.parametrize("role, present, absent", [
+    ("pharmacist", ["Lots awaiting release", "Batches awaiting verification", "Quality signals", "Trends"],
+     ["Scan a vial before using it"]),
+    ("technician", ["Lots awaiting release", "Compound a batch", "Scan station"], ["Trends", "Quality signals"]),
+    ("practitioner", ["Scan a vial before using it", "My sessions today", "Batches usable now"],
+     ["Lots awaiting release", "Trends"]),
+    ("auditor", ["Audit trail", "Latest changes", "Quality signals", "Trends"], ["Compound a batch"]),
+    ("admin", ["Users", "Trends"], ["Scan a vial before using it"]),
+])
+def test_each_role_lands_on_its_own_dashboard(client, as_role, role, present, absent):
+    as_role(role)
+    page = client.get("/").get_data(as_text=True)
+    for text in present:
+        assert text in page, text
+    for text in absent:
+        assert text not in page, text
+
+
+def test_the_charts_are_inline_svg_with_titles_and_no_script(client, as_role, make_batch):
+    make_batch()
+    as_role("pharmacist")
+    page = client.get("/").get_data(as_text=True)
+    assert page.count('<svg xmlns="http://www.w3.org/2000/svg"') >= 3
+    assert "<title" in page and "Lots in stock expiring per week" in page
+
+
+def test_a_practitioner_sees_today_s_sessions_and_usable_batches(client, make_user, make_batch, make_patient):
+    from tests.conftest import sign_in
+
+    practitioner = make_user("practitioner")
+    batch = make_batch()
+    patient = make_patient(name="Maria Gomez")
+    treatments.record_session(practitioner, patient_id=patient.id, uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    sign_in(client, practitioner)
+    page = client.get("/").get_data(as_text=True)
+    assert "Maria Gomez" in page and batch.code in page
+
+
+def test_the_pharmacist_dashboard_costs_the_same_statements_with_more_data(client, as_role, make_batch,
+                                                                           make_patient, make_user):
+    practitioner = make_user("practitioner")
+    as_role("pharmacist")
+    batch = make_batch(units=20)
+
+    def treat(count):
+        for _ in range(count):
+            session_row = treatments.record_session(practitioner, patient_id=make_patient().id,
+                                                    uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+            treatments.record_adverse_event(practitioner, session_id=session_row.id, type="redness",
+                                            severity="mild")
+
+    treat(2)  # already a flagged batch and its lots: every statement of the dashboard runs
+    with QueryCounter(db.engine) as small:
+        assert client.get("/").status_code == 200
+    for _ in range(3):
+        make_batch(units=1)
+        make_batch(units=1, release=False)
+    treat(15)
+    with QueryCounter(db.engine) as large:
+        assert client.get("/").status_code == 200
+    assert small.count == large.count, "\n".join(s[:150].replace("\n", " ") for s in large.statements)
