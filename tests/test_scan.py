@@ -168,3 +168,16 @@ def test_the_bench_accepts_the_suppliers_gs1_barcode_for_the_allocated_lot(suppl
     with pytest.raises(InvalidInput) as caught:
         batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1(lot_number="ZZ-1")})
     assert "not a lot we have received" in caught.value.message
+
+
+def test_a_usable_batch_scanned_at_the_station_leads_to_a_session_form_with_it(client, as_role, make_batch,
+                                                                               make_patient):
+    batch = make_batch()
+    patient = make_patient()
+    as_role("practitioner")
+    page = client.get(f"/scan/?code={batch.code}").get_data(as_text=True)
+    assert f"/treatments/patients?batch_code={batch.code}" in page and f"/trace/batches/{batch.id}" in page
+    listing = client.get(f"/treatments/patients?batch_code={batch.code}").get_data(as_text=True)
+    link = f"/treatments/patients/{patient.id}/sessions/new?batch_code={batch.code}"
+    assert link in listing
+    assert f'value="{batch.code}"' in client.get(link).get_data(as_text=True)
