@@ -214,3 +214,16 @@ def test_adverse_event_counts_are_given_per_batch_and_per_lot(practitioner, make
     assert trace.adverse_event_counts("batch", [batch.id]) == {batch.id: (2, 1)}
     lot_ids = [row.id for row in trace.trace_batch(batch.id).lots]
     assert trace.adverse_event_counts("lot", lot_ids) == {lot_id: (2, 1) for lot_id in lot_ids}
+
+
+def test_batch_and_lot_pages_show_their_adverse_events_and_link_to_the_trace(client, as_role, practitioner,
+                                                                             make_batch, make_patient):
+    batch = make_batch()
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="moderate")
+    as_role("pharmacist")
+    page = client.get(f"/batches/{batch.id}").get_data(as_text=True)
+    assert "<strong>1</strong>" in page and "1 serious" in page and f"/trace/batches/{batch.id}" in page
+    lot_id = trace.trace_batch(batch.id).lots[0].id
+    page = client.get(f"/lots/{lot_id}").get_data(as_text=True)
+    assert "1 serious" in page and f"/recalls/new?lot_id={lot_id}" in page

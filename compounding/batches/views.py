@@ -29,6 +29,7 @@ from ..services import batches
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
+from ..services.trace import adverse_event_counts
 from .forms import CompoundForm, DiscardForm, RejectBatchForm, VerifyForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
@@ -36,10 +37,11 @@ bp = Blueprint("batches", __name__, url_prefix="/batches")
 
 def batch_list_query(args):
     """The batch list with its filters (also used by the API and exports)."""
-    query = sa.select(Batch).join(Batch.formula).options(
+    query = sa.select(Batch).options(
         selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by))
     if args.get("formula"):
-        query = query.where(Formula.code == args["formula"].strip().upper())
+        # Joined only to filter: on deep pages a join for every skipped row would dominate.
+        query = query.join(Batch.formula).where(Formula.code == args["formula"].strip().upper())
     if args.get("status") in BATCH_STATUSES:
         query = query.where(Batch.status == args["status"])
     hours = _int(args.get("bud_within_hours"))
@@ -173,6 +175,7 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     return render_template(
         "batches/detail.html", batch=batch, components=components, uses=uses, history=history,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch),
+        events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(),
         **forms), status
 

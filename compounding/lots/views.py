@@ -14,6 +14,7 @@ from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
+from ..services.trace import adverse_event_counts
 from ..services.stock_queries import LOT_SORTS, LotFilters, lot_list_query
 from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
 
@@ -120,7 +121,8 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     forms.setdefault("reject_form", RejectForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     return render_template("lots/detail.html", lot=lot, movements=movements, history=history,
-                           used_in=used_in, signatures=signatures_for("lot", lot.id), **forms), status
+                           used_in=used_in, signatures=signatures_for("lot", lot.id),
+                           events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 
 
 @bp.route("/<int:lot_id>")
