@@ -14,8 +14,8 @@ from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
-from ..services.trace import adverse_event_counts
 from ..services.stock_queries import LOT_SORTS, LotFilters, lot_list_query
+from ..services.trace import adverse_event_counts
 from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
