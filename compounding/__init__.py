@@ -3,6 +3,7 @@
 from importlib import import_module
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from . import cli, config, errors, headers, security, templating
 from .extensions import csrf, db, login_manager, migrate
@@ -33,9 +34,17 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 # One blueprint per area, each in compounding/<area>/views.py; the JSON API comes last.
 BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan",
-              "recalls", "treatments", "api")
+              "exports", "recalls", "treatments", "api")
+
+
+class RecordId(IntegerConverter):
+    """`<int:...>` ids of at most 18 digits: a longer one matches no route (404) for every method,
+    instead of overflowing the database driver (integers stop at 2**63 - 1)."""
+
+    regex = r"\d{1,18}"
 
 
 def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["int"] = RecordId
     for area in BLUEPRINTS:
         app.register_blueprint(import_module(f".{area}.views", __name__).bp)

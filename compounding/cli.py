@@ -17,6 +17,7 @@ from .services import audit, users
 from .services.errors import DomainError
 
 audit_cli = AppGroup("audit", help="Audit trail tools.")
+export_cli = AppGroup("export", help="Excel exports.")
 
 
 def _schema_is_current() -> bool:
@@ -195,8 +196,52 @@ def seed_scale_command(lots, batches, sessions, patients, scale, seed, force):
                f"scale.technician, scale.practitioner1-3 have the password {SCALE_PASSWORD}.")
 
 
+@export_cli.command("audit")
+@click.option("--start", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="First clinic day, YYYY-MM-DD.")
+@click.option("--end", required=True, type=click.DateTime(formats=["%Y-%m-%d"]),
+              help="Last clinic day (inclusive), YYYY-MM-DD.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The .xlsx to write.")
+def export_audit_command(start, end, out):
+    """Write the audit workbook for clinic days START to END to OUT, with a summary of rows per sheet."""
+    import getpass
+    import os
+    import tempfile
+
+    from flask import current_app
+
+    from . import workbooks
+
+    start, end = start.date(), end.date()
+    if end < start:
+        _fail(f"The end date {end.isoformat()} is before the start date {start.isoformat()}.")
+    if not out.parent.is_dir():
+        _fail(f"The folder {out.parent} does not exist.")
+    try:
+        operator = getpass.getuser()
+    except (KeyError, OSError):
+        operator = "unknown"
+    expected = workbooks.audit_row_counts(start, end)
+    # Written beside OUT and renamed at the end: a failed export leaves no half-written file.
+    handle, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(handle)
+    try:
+        with click.progressbar(length=max(sum(expected.values()), 1), label="Writing the audit workbook",
+                               file=sys.stderr) as bar:
+            summary = workbooks.audit_workbook(
+                partial, start, end, generated_by=f"command line ({operator})",
+                clinic_name=current_app.config["CLINIC_NAME"], progress=bar.update)
+        os.replace(partial, out)
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    for title, rows in summary.parts:
+        click.echo(f"  {title:<22} {rows:>10,}")
+    click.echo(f"Wrote {out} ({summary.total:,} rows, clinic days {start.isoformat()} to {end.isoformat()}).")
+
+
 def init_app(app: Flask) -> None:
     for command in (create_user_command, create_token_command, seed_demo_command, backup_command,
                     restore_command, seed_scale_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(export_cli)

@@ -1,0 +1,234 @@
+"""Workbook downloads (built in a temporary file, then streamed) and the delivery-sheet import."""
+
+import base64
+import binascii
+import re
+import tempfile
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask_login import current_user
+
+from .. import workbooks
+from ..batches.views import batch_list_query
+from ..extensions import csrf, db
+from ..forms import apply_domain_error
+from ..lots.views import filters_from_args
+from ..models import Ingredient, RecallContact, User
+from ..security import requires
+from ..services import imports, recalls, trace
+from ..services.clock import clinic_today
+from ..services.stock_queries import lot_list_query
+from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
+
+bp = Blueprint("exports", __name__, url_prefix="/exports")
+
+_DOWNLOAD_TOKEN = re.compile(r"^[A-Za-z0-9]{1,40}$")
+# The confirm step carries the previewed file back in URL-safe base64 (4/3 of its size, not
+# percent-encoded again by the browser), with room to spare.
+CONFIRM_FORM_LIMIT = imports.MAX_IMPORT_BYTES * 3 // 2 + 64 * 1024
+
+
+def send_workbook(build, filename: str):
+    """Build a workbook into a temporary file and stream it; the file is deleted once sent.
+
+    Nothing stays on the server (several app servers can share the load), and memory holds
+    one chunk of rows, not the workbook.
+    """
+    handle = tempfile.NamedTemporaryFile(prefix="export-", suffix=".xlsx")  # noqa: SIM115 (closed on send)
+    try:
+        build(handle)
+        handle.flush()
+        handle.seek(0)
+    except BaseException:
+        handle.close()
+        raise
+    response = send_file(handle, mimetype=workbooks.XLSX_MIMETYPE, as_attachment=True, download_name=filename)
+    response.call_on_close(handle.close)
+    # Patient data: never kept by a shared cache or the browser's.
+    response.headers["Cache-Control"] = "private, no-store"
+    token = request.args.get("download_token", "")
+    if _DOWNLOAD_TOKEN.match(token):
+        # The export page's script watches for this cookie to end its "Preparing the workbook…" state.
+        response.set_cookie("download_token", token, max_age=300, samesite="Lax", secure=request.is_secure)
+    return response
+
+
+@bp.app_template_global()
+def export_url(endpoint: str) -> str:
+    """The download of a list with the list's current filters (every page, so no `page`).
+
+    Arguments starting with "_" are url_for's own (_external, _scheme): never taken from a query.
+    """
+    args = {key: value for key, value in request.args.items() if not key.startswith("_") and key != "page"}
+    return url_for(endpoint, **args)
+
+
+def _clinic_name() -> str:
+    return current_app.config["CLINIC_NAME"]
+
+
+def _practitioners():
+    return db.session.execute(
+        sa.select(User.id, User.display_name).where(User.role.in_(("practitioner", "pharmacist")))
+        .order_by(User.display_name)).all()
+
+
+def _render_index(form: AuditExportForm, status: int = 200):
+    session_form = SessionExportForm(formdata=None)
+    return render_template("exports/index.html", form=form, session_form=session_form,
+                           practitioners=_practitioners()), status
+
+
+@bp.route("/")
+@requires("exports.audit")
+def index():
+    today = clinic_today()
+    return _render_index(AuditExportForm(formdata=None, start=today - timedelta(days=29), end=today))
+
+
+@bp.route("/audit.xlsx")
+@requires("exports.audit")
+def audit():
+    form = AuditExportForm(request.args)
+    if not form.validate():
+        return _render_index(form, 422)
+    start, end = form.start.data, form.end.data
+    generated_by = f"{current_user.display_name} ({current_user.role})"
+    return send_workbook(
+        lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name()),
+        f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
+
+
+@bp.route("/lots.xlsx")
+@requires("lots.read")
+def lots():
+    query = lot_list_query(filters_from_args(request.args))
+    return send_workbook(lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx")
+
+
+@bp.route("/batches.xlsx")
+@requires("batches.read")
+def batches():
+    query = batch_list_query(request.args)
+    return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
+                         f"batches-{clinic_today().isoformat()}.xlsx")
+
+
+@bp.route("/sessions.xlsx")
+@requires("patients.read")
+def sessions():
+    form = SessionExportForm(request.args)
+    if not form.validate():
+        abort(422, " ".join(error for errors in form.errors.values() for error in errors))
+    query = workbooks.session_list_query(start=form.start.data, end=form.end.data,
+                                         practitioner_id=form.practitioner_id.data, patient_id=form.patient_id.data)
+    days = "_".join(day.isoformat() for day in (form.start.data, form.end.data) if day) or clinic_today().isoformat()
+    return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")
+
+
+@bp.route("/trace/lots/<int:lot_id>.xlsx")
+@requires("patients.read")
+def trace_lot(lot_id: int):
+    scope = trace.trace_lot(lot_id)
+    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
+                         f"trace-{scope.lot.code}.xlsx")
+
+
+@bp.route("/trace/batches/<int:batch_id>.xlsx")
+@requires("patients.read")
+def trace_batch(batch_id: int):
+    scope = trace.trace_batch(batch_id)
+    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
+                         f"trace-{scope.batch.code}.xlsx")
+
+
+@bp.route("/recalls/<int:recall_id>.xlsx")
+@requires("recalls.read")
+def recall(recall_id: int):
+    recall = recalls.get_recall(recall_id)
+    scope = recalls.recall_scope(recall)
+    contacts = {row.patient_id: row for row in db.session.execute(
+        sa.select(RecallContact.patient_id, RecallContact.contacted_at, User.display_name.label("contacted_by"),
+                  RecallContact.method, RecallContact.note)
+        .join(User, User.id == RecallContact.contacted_by_id).where(RecallContact.recall_id == recall.id))}
+    opened_by = db.session.scalar(sa.select(User.display_name).where(User.id == recall.opened_by_id))
+    return send_workbook(
+        lambda out: workbooks.recall_workbook(recall, scope, contacts, out, clinic_name=_clinic_name(),
+                                              opened_by=opened_by),
+        f"recall-{recall.id}.xlsx")
+
+
+# --- the delivery-sheet import --------------------------------------------------------------
+
+
+def _render_upload(form: ImportUploadForm, status: int = 200):
+    return render_template("exports/import.html", form=form, columns=imports.COLUMNS,
+                           max_rows=imports.MAX_IMPORT_ROWS), status
+
+
+def _render_preview(sheet: imports.DeliverySheet, data: bytes):
+    confirm = ImportConfirmForm(formdata=None, content=base64.urlsafe_b64encode(data).decode("ascii"),
+                                filename=sheet.filename)
+    return render_template("exports/import_preview.html", sheet=sheet, confirm_form=confirm,
+                           columns=imports.COLUMNS), 200 if sheet.ok else 422
+
+
+@bp.route("/import", methods=["GET", "POST"])
+@requires("imports.lots")
+def lot_import():
+    form = ImportUploadForm()
+    if form.validate_on_submit():
+        upload = form.file.data
+        data = upload.read(imports.MAX_IMPORT_BYTES + 1)
+        try:
+            sheet = imports.check_delivery(current_user, data, (upload.filename or "upload.xlsx")[:255])
+        except imports.SheetRefused as exc:
+            apply_domain_error(form, exc)
+            return _render_upload(form, 422)
+        return _render_preview(sheet, data)
+    return _render_upload(form, 422 if form.errors else 200)
+
+
+@bp.route("/import/confirm", methods=["POST"])
+@requires("imports.lots")
+def lot_import_confirm():
+    # The previewed file is larger than Flask's default limit for one form field: raise it for
+    # this request only (before the form is parsed), then check CSRF as the app-wide hook does.
+    request.max_form_memory_size = CONFIRM_FORM_LIMIT
+    if current_app.config.get("WTF_CSRF_ENABLED", True):
+        csrf.protect()
+    form = ImportConfirmForm()
+    upload_form = ImportUploadForm(formdata=None)
+    if not form.validate():
+        upload_form.form_errors.append("The previewed file did not come back: upload it again.")
+        return _render_upload(upload_form, 422)
+    try:
+        data = base64.b64decode(form.content.data, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        upload_form.form_errors.append("The previewed file did not come back intact: upload it again.")
+        return _render_upload(upload_form, 422)
+    filename = form.filename.data or "upload.xlsx"
+    try:
+        lots = imports.import_delivery(current_user, data, filename)
+    except imports.SheetRefused as exc:
+        apply_domain_error(upload_form, exc)
+        return _render_upload(upload_form, 422)
+    except imports.RowsRefused as exc:
+        return _render_preview(exc.sheet, data)
+    flash(f"{len(lots)} lots imported from {filename} into quarantine ({lots[0].code} to {lots[-1].code}). "
+          "A pharmacist must release each one before use.", "success")
+    return redirect(url_for("lots.lot_list", status="quarantine", sort="-received"))
+
+
+# The global CSRF hook would parse the form before the limit above is raised; the view checks it.
+csrf.exempt(lot_import_confirm)
+
+
+@bp.route("/import/template.xlsx")
+@requires("imports.lots")
+def lot_import_template():
+    ingredients = db.session.scalars(sa.select(Ingredient).order_by(Ingredient.name)).all()
+    return send_workbook(lambda out: workbooks.delivery_template(out, imports.COLUMNS, ingredients),
+                         "delivery-sheet-template.xlsx")

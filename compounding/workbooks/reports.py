@@ -1,0 +1,162 @@
+"""List exports (what a filtered list shows, every page), trace and recall reports."""
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+
+from ..models import Recall, TreatmentSession
+from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
+from .records import (
+    batch_columns,
+    batch_values,
+    codes,
+    lot_columns,
+    lot_values,
+    session_columns,
+    session_rows,
+    session_use_query,
+    stream_scalars,
+    user_names,
+)
+from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
+
+
+def lot_list_workbook(out, query) -> WorkbookSummary:
+    """The lots a list filter shows (lots.views.filters_from_args + lot_list_query), every page."""
+    book = WorkbookWriter()
+    names, now = user_names(), utcnow()
+    book.table("Lots", lot_columns(book.zone), (lot_values(lot, names, now) for lot in stream_scalars(query)))
+    book.save(out)
+    return WorkbookSummary(book.parts)
+
+
+def batch_list_workbook(out, query) -> WorkbookSummary:
+    """The batches a list filter shows (batches.views.batch_list_query), every page."""
+    book = WorkbookWriter()
+    names, now = user_names(), utcnow()
+    book.table("Batches", batch_columns(book.zone),
+               (batch_values(batch, names, now) for batch in stream_scalars(query)))
+    book.save(out)
+    return WorkbookSummary(book.parts)
+
+
+def session_list_query(*, start: date | None = None, end: date | None = None, practitioner_id: int | None = None,
+                       patient_id: int | None = None):
+    """Session uses performed within clinic days `start`..`end`, by one practitioner or patient if given."""
+    query = session_use_query()
+    if start is not None:
+        query = query.where(TreatmentSession.performed_at >= start_of_clinic_day(start))
+    if end is not None:
+        query = query.where(TreatmentSession.performed_at < end_of_clinic_day(end))
+    if practitioner_id:
+        query = query.where(TreatmentSession.practitioner_id == practitioner_id)
+    if patient_id:
+        query = query.where(TreatmentSession.patient_id == patient_id)
+    return query
+
+
+def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
+    book = WorkbookWriter()
+    book.table("Sessions", session_columns(book.zone), session_rows(query, user_names()), max_rows)
+    book.save(out)
+    return WorkbookSummary(book.parts)
+
+
+# --- trace and recall reports --------------------------------------------------------------
+
+
+def _patient_columns(zone, with_contacts: bool) -> list[Column]:
+    columns = [
+        Column("Patient chart", "code"), Column("Name"), Column("Phone", "code"), Column("E-mail"),
+        Column("Sessions", "int"), Column("Volume received (mL)", "decimal"),
+        Column(zone_label("First session", zone), "datetime"), Column(zone_label("Last session", zone), "datetime"),
+    ]
+    if with_contacts:
+        columns += [Column("Contacted", "bool"), Column(zone_label("Contacted at", zone), "datetime"),
+                    Column("Contacted by"), Column("Contact method"), Column("Contact note")]
+    return columns
+
+
+def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None) -> None:
+    zone = book.zone
+    with_contacts = contacts is not None
+
+    def patient_rows():
+        for patient in trace.patients:
+            values = (patient.chart_number, patient.name, patient.phone, patient.email, patient.sessions,
+                      patient.volume_ml, patient.first_at, patient.last_at)
+            if with_contacts:
+                contact = contacts.get(patient.id)
+                values += (contact is not None, *((contact.contacted_at, contact.contacted_by, contact.method,
+                                                   contact.note) if contact else (None,) * 4))
+            yield values
+
+    book.table("Patients", _patient_columns(zone, with_contacts), patient_rows())
+    book.table("Sessions", [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
+                            Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
+                            Column("Batch codes", "code")],
+               ((s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes)) for s in trace.sessions))
+    batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
+                    Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
+                    Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
+                    Column("Remaining (mL)", "decimal")]
+    if trace.lot is not None:
+        batch_header.append(Column(f"Quantity of {trace.lot.code} ({trace.lot.ingredient.unit})", "decimal"))
+    book.table("Batches", batch_header, (
+        (b.code, b.formula_code, b.formula_version, b.formula_name, b.status, b.compounded_at, b.beyond_use_at,
+         b.total_volume_ml, b.remaining_volume_ml, *((b.quantity_from_lot,) if trace.lot is not None else ()))
+        for b in trace.batches))
+    lot_header = [Column("Lot code", "code"), Column("Ingredient"), Column("Supplier"),
+                  Column("Supplier lot number", "code"), Column("Expiry", "date"), Column("Status")]
+    if trace.lot is not None:
+        lot = trace.lot
+        rows = [(lot.code, lot.ingredient.name, lot.supplier, lot.supplier_lot_number, lot.expires_on, lot.status)]
+    else:
+        lot_header += [Column("Quantity used", "decimal"), Column("Unit")]
+        rows = [(row.code, row.ingredient_name, row.supplier, row.supplier_lot_number, row.expires_on, row.status,
+                 row.quantity, row.unit) for row in trace.lots]
+    book.table("Lots", lot_header, rows)
+
+
+def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -> None:
+    cover.header(title, "")
+    for label, value in lines:
+        cover.row(label, value)
+
+
+def trace_workbook(trace, out, *, clinic_name: str = "") -> WorkbookSummary:
+    """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Batches, Lots."""
+    book = WorkbookWriter()
+    cover = book.cover("Trace")
+    _scope_sheets(book, trace, None)
+    target = trace.lot if trace.lot is not None else trace.batch
+    kind = "lot" if trace.lot is not None else "batch"
+    _report_cover(cover, f"Trace of {kind} {target.code}", [
+        ("Clinic", clinic_name), ("Target", f"{kind} {target.code}"), ("Status", target.status),
+        (zone_label("Generated at", book.zone), utcnow()),
+        ("Rule", "Voided sessions are left out: their volume went back to the batch."),
+    ])
+    cover.counts(book.parts)
+    book.save(out)
+    return WorkbookSummary(book.parts)
+
+
+def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
+                    opened_by: str = "") -> WorkbookSummary:
+    """A recall's report: its scope with each patient's contact (patient id -> row with contacted_at,
+    contacted_by, method, note), the sessions, batches and lots reached."""
+    book = WorkbookWriter()
+    cover = book.cover("Recall")
+    _scope_sheets(book, scope, contacts)
+    target = scope.lot if scope.lot is not None else scope.batch
+    kind = "lot" if scope.lot is not None else "batch"
+    _report_cover(cover, f"Recall {recall.id}", [
+        ("Clinic", clinic_name), ("Target", f"{kind} {target.code}"), ("Reason", recall.reason),
+        ("Status", recall.status), (zone_label("Opened", book.zone), recall.opened_at), ("Opened by", opened_by),
+        (zone_label("Closed", book.zone), recall.closed_at), ("Outcome", recall.outcome),
+        ("Patients contacted", f"{len(contacts)} of {len(scope.patients)}"),
+        (zone_label("Generated at", book.zone), utcnow()),
+    ])
+    cover.counts(book.parts)
+    book.save(out)
+    return WorkbookSummary(book.parts)
