@@ -101,5 +101,4 @@ def init_app(app: Flask) -> None:
             "can": can,
             "role_labels": ROLE_LABELS,
             "nav_items": [item for item in NAV_ITEMS if item[0] in current_app.view_functions],
-            "url_rules": current_app.view_functions,
         }

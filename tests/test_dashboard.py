@@ -13,7 +13,8 @@ from tests.conftest import QueryCounter
     ("technician", ["Lots awaiting release", "Compound a batch", "Scan station"], ["Trends", "Quality signals"]),
     ("practitioner", ["Scan a vial before using it", "My sessions today", "Batches usable now"],
      ["Lots awaiting release", "Trends"]),
-    ("auditor", ["Audit trail", "Latest changes", "Quality signals", "Trends"], ["Compound a batch"]),
+    ("auditor", ["Audit workbook", "Audit trail", "Latest changes", "Quality signals", "Trends"],
+     ["Compound a batch"]),
     ("admin", ["Users", "Trends"], ["Scan a vial before using it"]),
 ])
 def test_each_role_lands_on_its_own_dashboard(client, as_role, role, present, absent):

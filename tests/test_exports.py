@@ -220,3 +220,15 @@ def test_the_cli_refuses_a_missing_folder(runner, tmp_path):
     result = runner.invoke(args=["export", "audit", "--start", "2026-03-01", "--end", "2026-03-01",
                                  "--out", str(tmp_path / "nope" / "a.xlsx")])
     assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_the_trace_and_recall_pages_link_to_their_workbooks(client, as_role, make_batch):
+    from compounding.services import recalls
+    from tests.conftest import PASSWORD
+
+    batch = make_batch()
+    pharmacist = as_role("pharmacist")
+    page = client.get(f"/trace/batches/{batch.id}").get_data(as_text=True)
+    assert f"/exports/trace/batches/{batch.id}.xlsx" in page
+    recall = recalls.open_recall(pharmacist, batch_id=batch.id, reason="test", password=PASSWORD)
+    assert f"/exports/recalls/{recall.id}.xlsx" in client.get(f"/recalls/{recall.id}").get_data(as_text=True)
