@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 # No inline script or style anywhere: everything the pages need is served from /static.
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
-    "script-src 'self'",
+    "script-src 'self' 'wasm-unsafe-eval'",  # WebAssembly: the camera's barcode decoder
     "style-src 'self'",
     "img-src 'self' data: blob:",
     "font-src 'self'",

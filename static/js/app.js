@@ -147,3 +147,124 @@
     });
   });
 })();
+
+// Camera scanning, where the device has a camera: a "Use camera" button (data-camera-for: the
+// scan field's selector) opens it and decodes with the vendored zxing-wasm reader. The decoded
+// text goes into the field and ends with Enter, as a keyboard-wedge scanner's would. Without a
+// camera API the button stays hidden; any failure (no permission, no decoder) quietly gives the
+// keyboard field back.
+(function () {
+  "use strict";
+  var buttons = document.querySelectorAll("button[data-camera-for]");
+  var media = navigator.mediaDevices;
+  if (!buttons.length || !media || typeof media.getUserMedia !== "function" || !window.WebAssembly) { return; }
+  var script = document.currentScript && document.currentScript.src;
+  var DECODER = new URL("../vendor/zxing-wasm-3.1.4/zxing-reader.iife.js", script || window.location.href).href;
+  var WASM = new URL("../vendor/zxing-wasm-3.1.4/zxing_reader.wasm", script || window.location.href).href;
+  var OPTIONS = { formats: ["Code128", "DataMatrix", "QRCode"], tryHarder: true, maxNumberOfSymbols: 1 };
+  var decoder = null, running = null, lastField = null;
+
+  function loadDecoder() {
+    if (!decoder) {
+      decoder = new Promise(function (resolve, reject) {
+        if (window.ZXingWASM) { resolve(window.ZXingWASM); return; }
+        var tag = document.createElement("script");
+        tag.src = DECODER;
+        tag.onload = function () { if (window.ZXingWASM) { resolve(window.ZXingWASM); } else { reject(new Error("no decoder")); } };
+        tag.onerror = reject;
+        document.head.appendChild(tag);
+      }).then(function (zxing) {
+        // The .wasm comes from our own /static (the library would fetch it from a CDN).
+        return zxing.prepareZXingModule({
+          overrides: { locateFile: function (path, prefix) { return /\.wasm$/.test(path) ? WASM : prefix + path; } },
+          fireImmediately: true
+        }).then(function () { return zxing; });
+      });
+      decoder.catch(function () { decoder = null; });
+    }
+    return decoder;
+  }
+
+  document.addEventListener("focusin", function (event) {
+    buttons.forEach(function (button) {
+      if (event.target.matches && event.target.matches(button.getAttribute("data-camera-for"))) { lastField = event.target; }
+    });
+  });
+
+  function fieldFor(button) {
+    var selector = button.getAttribute("data-camera-for");
+    if (lastField && lastField.matches(selector)) { return lastField; }
+    var fields = Array.prototype.slice.call(document.querySelectorAll(selector));
+    return fields.filter(function (f) { return !f.value; })[0] || fields[0];
+  }
+
+  function deliver(field, text) {
+    field.value = text;
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+    field.focus();
+    var enter = new KeyboardEvent("keydown", { key: "Enter", code: "Enter", bubbles: true, cancelable: true });
+    // A field that handles Enter itself (moves on, confirms a row) prevents the default: no submit then.
+    if (field.dispatchEvent(enter) && field.form) { field.form.requestSubmit(); }
+  }
+
+  function stop(giveBackField) {
+    if (!running) { return; }
+    var state = running;
+    running = null;
+    window.clearTimeout(state.timer);
+    if (state.stream) { state.stream.getTracks().forEach(function (track) { track.stop(); }); }
+    state.video.srcObject = null;
+    state.video.hidden = true;
+    state.button.textContent = state.label;
+    state.button.setAttribute("aria-pressed", "false");
+    if (giveBackField && state.field) { state.field.focus(); }
+  }
+
+  function start(button) {
+    var video = document.getElementById(button.getAttribute("data-camera-preview"));
+    var field = fieldFor(button);
+    if (!video || !field) { return; }
+    var state = { button: button, video: video, field: field, label: button.textContent, stream: null, timer: 0 };
+    var canvas = document.createElement("canvas");
+    var context = canvas.getContext("2d", { willReadFrequently: true });
+    running = state;
+    button.textContent = "Stop camera";
+    button.setAttribute("aria-pressed", "true");
+    function fail() { if (running === state) { stop(true); } }
+    function look(zxing) {
+      if (running !== state) { return; }
+      if (video.readyState < 2 || !video.videoWidth) { state.timer = window.setTimeout(look, 100, zxing); return; }
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      context.drawImage(video, 0, 0);
+      zxing.readBarcodes(context.getImageData(0, 0, canvas.width, canvas.height), OPTIONS).then(function (results) {
+        if (running !== state) { return; }
+        var found = results.filter(function (r) { return r.text; })[0];
+        if (found) {
+          stop(false);
+          deliver(field, found.text);
+        } else {
+          state.timer = window.setTimeout(look, 150, zxing);
+        }
+      }, fail);
+    }
+    // The decoder first: a camera opened for a decoder that then failed to load would stay on.
+    loadDecoder().then(function (zxing) {
+      return media.getUserMedia({ video: { facingMode: "environment" }, audio: false }).then(function (stream) {
+        if (running !== state) { stream.getTracks().forEach(function (t) { t.stop(); }); return; }
+        state.stream = stream;
+        video.srcObject = stream;
+        video.hidden = false;
+        return video.play().then(function () { look(zxing); });
+      });
+    }).catch(fail);
+  }
+
+  buttons.forEach(function (button) {
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      if (running && running.button === button) { stop(true); } else { stop(false); start(button); }
+    });
+  });
+  window.addEventListener("pagehide", function () { stop(false); });
+})();

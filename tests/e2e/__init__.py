@@ -1,0 +1,1 @@
+"""Browser journeys (a package, so its conftest does not shadow tests/conftest.py as module `conftest`)."""

@@ -1,0 +1,243 @@
+"""Browser journeys: one seeded live server and one headless Chromium, shared by the whole session.
+
+The rest of the suite runs on PostgreSQL when TEST_DATABASE_URL is set; the live server here
+always uses its own SQLite file, so the two passes of CI never share data or fight over a
+database (and truncating PostgreSQL between tests cannot pull rows from under a page).
+"""
+
+import os
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import base_config
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from compounding import create_app
+from compounding.demo import DEMO_PASSWORD, seed_demo
+from compounding.extensions import db
+
+try:
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the `test` extra brings it; CI must have it (the `browser` fixture skips elsewhere)
+    if os.environ.get("CI"):
+        raise
+    expect = sync_playwright = None
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+REPORTS = pytest.StashKey[dict]()
+
+
+# --- the live server --------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        """Every page's requests would otherwise flood the captured output of a failing test."""
+
+
+@dataclass
+class LiveServer:
+    app: object
+    url: str
+
+    def scalar(self, statement):
+        with self.app.app_context():
+            return db.session.scalar(statement)
+
+    def execute(self, statement):
+        with self.app.app_context():
+            return db.session.execute(statement).all()
+
+    def _user(self, username: str):
+        """Inside an app context only."""
+        from compounding.models import User
+
+        return db.session.scalar(sa.select(User).where(User.username == username))
+
+    def released_batch(self, formula_code: str = "MESO-VCHA", units: int = 1, *, verify: bool = True
+                       ) -> tuple[int, str]:
+        """A batch compounded by the technician and (unless told) verified by pharmacist2, via the services."""
+        from compounding.models import Formula
+        from compounding.services import batches
+
+        with self.app.app_context():
+            formula = db.session.scalar(sa.select(Formula).where(Formula.code == formula_code,
+                                                                 Formula.status == "approved"))
+            batch = batches.compound_batch(self._user("technician"), formula.id, units)
+            if verify:
+                batches.verify_batch(self._user("pharmacist2"), batch.id, DEMO_PASSWORD)
+            return batch.id, batch.code
+
+    def recall(self, batch_id: int, reason: str = "e2e: supplier alert") -> int:
+        from compounding.services import recalls
+
+        with self.app.app_context():
+            return recalls.open_recall(self._user("pharmacist"), reason=reason, password=DEMO_PASSWORD,
+                                       batch_id=batch_id).id
+
+    def patient(self, chart_number: str, name: str = "") -> int:
+        from compounding.services import treatments
+
+        with self.app.app_context():
+            return treatments.create_patient(self._user("practitioner"),
+                                             {"chart_number": chart_number, "name": name}).id
+
+    def treat(self, patient_id: int, batch_code: str, volume_ml: str = "1") -> int:
+        from compounding.services import treatments
+
+        with self.app.app_context():
+            return treatments.record_session(
+                self._user("practitioner"), patient_id=patient_id, indication="e2e",
+                uses=[{"batch_code": batch_code, "volume_ml": Decimal(volume_ml), "area": "face"}]).id
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    database = tmp_path_factory.mktemp("e2e") / "e2e.sqlite"
+    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=f"sqlite:///{database}", TESTING=False,
+                                 WTF_CSRF_ENABLED=True, SERVER_NAME=None,
+                                 PASSWORD_HASH_METHOD="pbkdf2:sha256:1000",
+                                 # As a clinic would see it: the README's screenshots come from here.
+                                 CLINIC_NAME="Demo Aesthetic Clinic"))
+    with app.app_context():
+        db.create_all()
+        for _ in seed_demo():
+            pass
+        db.session.remove()
+    # Port 0: the system picks a free port, so parallel runs on one machine never collide.
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        server.server_close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+# --- the browser ------------------------------------------------------------------------------------
+
+
+def _browser_missing() -> str | None:
+    if sync_playwright is None:
+        return "Playwright is not installed: pip install -e '.[test]'"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing: apt-get install chromium fonts-liberation"
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    missing = _browser_missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must prove the browser journeys, but {missing}", pytrace=False)
+        pytest.skip(missing)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def is_csp_violation(message) -> bool:
+    return "Content Security Policy" in message.text
+
+
+@pytest.fixture
+def csp_violations() -> list[str]:
+    """Every "Content Security Policy" console message of the test's pages (asserted empty at the end)."""
+    return []
+
+
+@pytest.fixture
+def new_context(browser, live_server, csp_violations):
+    """Open more browser contexts (another user, another scale); all close at the end of the test."""
+    contexts = []
+
+    def open_context(**options):
+        context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT, **options)
+        context.on("console", lambda m: csp_violations.append(m.text) if is_csp_violation(m) else None)
+        contexts.append(context)
+        return context
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_context, request, csp_violations):
+    page = new_context().new_page()
+    yield page
+    call = request.node.stash.get(REPORTS, {}).get("call")
+    if call is not None and call.failed and not page.is_closed():
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{request.node.name[:120]}.png", full_page=True)
+    assert not csp_violations, "Content Security Policy violations:\n" + "\n".join(csp_violations)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+# --- helpers for the journeys -----------------------------------------------------------------------
+
+
+def fill_login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Sign in on the login page the browser is showing; waits until it has left it."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+_signed_in: dict[tuple[str, str], list[dict]] = {}
+
+
+def login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Be `username` in this page's browser context (any earlier user is signed out).
+
+    The first time, through the login form (which then shows the dashboard); after that the
+    session cookie it earned is reused, which saves a form and a dashboard per switch of user.
+    """
+    context = page.context
+    context.clear_cookies()
+    key = (username, password)
+    if key in _signed_in:
+        context.add_cookies(_signed_in[key])
+        return
+    page.goto("/login")
+    fill_login(page, username, password)
+    _signed_in[key] = context.cookies()
+
+
+def save_screenshot(page, name: str) -> Path:
+    """A README screenshot: written into docs/screenshots when missing or when UPDATE_SCREENSHOTS=1.
+
+    Otherwise it goes to test-artifacts/ (gitignored), so an ordinary test run leaves the
+    committed images alone.
+    """
+    target = SCREENSHOTS / f"{name}.png"
+    if target.exists() and not os.environ.get("UPDATE_SCREENSHOTS"):
+        target = ARTIFACTS / "screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=target)
+    return target
