@@ -6,6 +6,14 @@ from flask_sqlalchemy.pagination import SelectPagination
 
 from .extensions import db
 
+# Far beyond any list, and small enough that (page - 1) * per_page stays a database integer.
+MAX_PAGE = 1_000_000
+
+
+def page_arg() -> int:
+    """The `page` query argument: 1 when missing or not a number, never past MAX_PAGE."""
+    return min(max(request.args.get("page", 1, type=int) or 1, 1), MAX_PAGE)
+
 
 class RowPagination(SelectPagination):
     """Like db.paginate, but items are full rows: (Ingredient, on_hand, nearest_expiry, ...).
@@ -31,5 +39,5 @@ class RowPagination(SelectPagination):
 
 
 def paginate_rows(select, per_page: int = 50, *, keys=None) -> RowPagination:
-    return RowPagination(select=select, keys=keys, session=db.session(), page=request.args.get("page", 1, type=int),
+    return RowPagination(select=select, keys=keys, session=db.session(), page=page_arg(),
                          per_page=per_page, max_per_page=200, error_out=False, count=True)

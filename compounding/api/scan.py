@@ -4,7 +4,7 @@ from flask import jsonify, request
 
 from ..services.scan import resolve
 from .schemas import ScanQuerySchema, ScanResultSchema
-from .views import load, route
+from .views import load, route, shared
 
 
 @route("/scan", permission="scan.use", summary="Resolve a scanned code: batch, lot, supplier GS1 or unknown",
@@ -31,4 +31,4 @@ def scan():
             answer.update(id=result.lot.id, code=result.lot.code, status=result.lot.status)
     if result.error:
         answer["error"] = result.error
-    return jsonify(ScanResultSchema().dump(answer))
+    return jsonify(shared(ScanResultSchema).dump(answer))

@@ -23,7 +23,9 @@ from ..models import (
     TreatmentSession,
     User,
 )
+from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
+from ..pagination import page_arg
 from ..security import requires
 from ..services import batches
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
@@ -55,7 +57,8 @@ def batch_list_query(args):
         if day is not None:
             query = query.where(column_filter(day))
     if args.get("q"):
-        query = query.where(Batch.code.ilike(f"%{args['q'].strip()[:20].replace('%', '')}%"))
+        # Taken literally: a typed % or _ is a character to find, not a wildcard.
+        query = query.where(Batch.code.icontains(args["q"].strip()[:20], autoescape=True))
     return query.order_by(Batch.compounded_at.desc(), Batch.id.desc())
 
 
@@ -76,7 +79,7 @@ def _date(value):
 @bp.route("/")
 @requires("batches.read")
 def batch_list():
-    pagination = db.paginate(batch_list_query(request.args), page=request.args.get("page", 1, type=int),
+    pagination = db.paginate(batch_list_query(request.args), page=page_arg(),
                              per_page=50, error_out=False)
     formula_codes = db.session.scalars(sa.select(Formula.code).distinct().order_by(Formula.code)).all()
     return render_template("batches/list.html", pagination=pagination, formula_codes=formula_codes,
@@ -117,7 +120,10 @@ def batch_compound():
     form.formula_id.choices = _formula_choices()
     proposal, formula, values, scans, row_errors = None, None, {}, {}, {}
     require_scan = current_app.config.get("REQUIRE_SCAN_CONFIRMATION", False)
-    if form.formula_id.data and form.units.data and not form.formula_id.errors:
+    # Read before validation (the page proposes lots as soon as a formula is chosen): an id beyond
+    # the database's integer would overflow the driver, and names no formula anyway.
+    if form.formula_id.data and form.units.data and not form.formula_id.errors \
+            and 0 < form.formula_id.data <= MAX_RECORD_ID:
         formula = db.session.get(Formula, form.formula_id.data)
         if formula is not None and formula.status == "approved" and 1 <= form.units.data <= batches.MAX_UNITS:
             proposal = batches.propose(formula, form.units.data)

@@ -26,6 +26,8 @@ class Batch(db.Model):
             "remaining_volume_ml <= total_volume_ml", name="remaining_within_total"
         ),
         sa.Index("ix_batches_status_beyond_use", "status", "beyond_use_at"),
+        # Batches of one status, oldest or newest first (e.g. those awaiting verification).
+        sa.Index("ix_batches_status_compounded", "status", "compounded_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -42,7 +44,7 @@ class Batch(db.Model):
     storage: Mapped[str] = mapped_column(sa.String(30))
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     deviations: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="prepared", index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default="prepared")
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     discard_reason: Mapped[str | None] = mapped_column(sa.String(30))
 

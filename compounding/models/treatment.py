@@ -29,12 +29,19 @@ SEVERITIES = ("mild", "moderate", "severe")
 
 class TreatmentSession(db.Model):
     __tablename__ = "treatment_sessions"
-    __table_args__ = (sa.Index("ix_treatment_sessions_patient_performed", "patient_id", "performed_at"),)
+    __table_args__ = (
+        sa.Index("ix_treatment_sessions_patient_performed", "patient_id", "performed_at"),
+        # The session list's order: its pages are found on this index alone (PostgreSQL: index-only).
+        sa.Index("ix_treatment_sessions_performed_id", "performed_at", "id"),
+        # Voided sessions are rare: a partial index finds them without reading every session.
+        sa.Index("ix_treatment_sessions_voided", "voided_at", sqlite_where=sa.text("voided_at IS NOT NULL"),
+                 postgresql_where=sa.text("voided_at IS NOT NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
     practitioner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    performed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    performed_at: Mapped[datetime] = mapped_column(default=utcnow)
     indication: Mapped[str] = mapped_column(sa.String(160), default="")
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -53,11 +60,15 @@ class SessionUse(db.Model):
     """One batch injected in one session: the downstream link of every trace."""
 
     __tablename__ = "session_uses"
-    __table_args__ = (sa.CheckConstraint("volume_ml > 0", name="volume_positive"),)
+    __table_args__ = (
+        sa.CheckConstraint("volume_ml > 0", name="volume_positive"),
+        # Covers trace, recall and quality signals: a batch's sessions and volumes from the index alone.
+        sa.Index("ix_session_uses_batch_session", "batch_id", "session_id", "volume_ml"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
-    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
     volume_ml: Mapped[Decimal]
     area: Mapped[str] = mapped_column(sa.String(120), default="")
 

@@ -10,11 +10,11 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Ingredient, IngredientGtin, Lot
+from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot
 from .batches import unusable_reasons
 from .clock import utcnow
 from .expiry import is_expired
@@ -65,12 +65,15 @@ def resolve(raw: str, at: datetime | None = None) -> ScanResult:
     at = at or utcnow()
     code = raw.strip().upper()
     if BATCH_CODE.match(code):
-        batch = db.session.scalar(sa.select(Batch).where(Batch.code == code).options(selectinload(Batch.formula)))
+        # One statement: the formula comes joined; its components and GTINs only if someone asks.
+        batch = db.session.scalar(sa.select(Batch).where(Batch.code == code).options(
+            joinedload(Batch.formula).lazyload(Formula.components)))
         if batch is not None:
             reasons = unusable_reasons(batch, at)
             return ScanResult("batch", raw, not reasons, reasons, batch=batch)
     if LOT_CODE.match(code):
-        lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(selectinload(Lot.ingredient)))
+        lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(
+            joinedload(Lot.ingredient).lazyload(Ingredient.gtins)))
         if lot is not None:
             reasons = lot_reasons(lot, at)
             return ScanResult("lot", raw, not reasons, reasons, lot=lot)

@@ -4,6 +4,7 @@ Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> sessions 
 Voided sessions are left out (their volume went back to the batch).
 """
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -159,45 +160,53 @@ def _severe_clause():
 
 
 def quality_signals(limit: int = 50) -> list[Signal]:
-    """Batches and lots whose adverse events call for quarantine or recall, worst first."""
-    live_uses = (sa.select(SessionUse.batch_id, SessionUse.session_id)
-                 .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-                 .where(TreatmentSession.voided_at.is_(None)).subquery())
-    event_rows = (sa.select(live_uses.c.batch_id, AdverseEvent.id.label("event_id"),
-                            sa.case((_severe_clause(), 1), else_=0).label("severe"))
-                  .join(AdverseEvent, AdverseEvent.session_id == live_uses.c.session_id).subquery())
-    sessions_per_batch = (sa.select(live_uses.c.batch_id, sa.func.count(sa.distinct(live_uses.c.session_id))
-                                    .label("sessions")).group_by(live_uses.c.batch_id).subquery())
-    events_per_batch = (sa.select(event_rows.c.batch_id, sa.func.count(sa.distinct(event_rows.c.event_id))
-                                  .label("events"), sa.func.sum(event_rows.c.severe).label("severe"))
-                        .group_by(event_rows.c.batch_id).subquery())
-    signals = [
-        Signal("batch", row.id, row.code, row.status, row.events, int(row.severe or 0), row.sessions or 0)
-        for row in db.session.execute(
-            sa.select(Batch.id, Batch.code, Batch.status, events_per_batch.c.events, events_per_batch.c.severe,
-                      sessions_per_batch.c.sessions)
-            .join(events_per_batch, events_per_batch.c.batch_id == Batch.id)
-            .outerjoin(sessions_per_batch, sessions_per_batch.c.batch_id == Batch.id))
-    ]
-    lot_events = (sa.select(BatchComponent.lot_id, sa.func.count(sa.distinct(event_rows.c.event_id)).label("events"),
-                            sa.func.count(sa.distinct(sa.case((event_rows.c.severe == 1, event_rows.c.event_id))))
-                            .label("severe"))
-                  .join(event_rows, event_rows.c.batch_id == BatchComponent.batch_id)
-                  .group_by(BatchComponent.lot_id).subquery())
-    lot_sessions = (sa.select(BatchComponent.lot_id, sa.func.count(sa.distinct(live_uses.c.session_id))
-                              .label("sessions"))
-                    .join(live_uses, live_uses.c.batch_id == BatchComponent.batch_id)
-                    .group_by(BatchComponent.lot_id).subquery())
-    signals += [
-        Signal("lot", row.id, row.code, row.status, row.events, row.severe or 0, row.sessions or 0)
-        for row in db.session.execute(
-            sa.select(Lot.id, Lot.code, Lot.status, lot_events.c.events, lot_events.c.severe, lot_sessions.c.sessions)
-            .join(lot_events, lot_events.c.lot_id == Lot.id)
-            .outerjoin(lot_sessions, lot_sessions.c.lot_id == Lot.id))
-    ]
-    flagged = [s for s in signals if _is_flagged(s.events, s.severe, s.sessions)]
-    flagged.sort(key=lambda s: (-s.severe, -s.rate, s.code))
-    return flagged[:limit]
+    """Batches and lots whose adverse events call for quarantine or recall, worst first.
+
+    Bounded by the adverse events, not by the uses (events are few, uses are millions): the
+    events and the batches and lots they touch are read first, then sessions are counted only
+    for the batches and lots that can be flagged (a severe event, or QUALITY_MIN_EVENTS
+    events). Six statements whatever the size of the data.
+    """
+    events = db.session.execute(
+        sa.select(SessionUse.batch_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
+        .select_from(AdverseEvent)
+        .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
+        .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
+        .where(TreatmentSession.voided_at.is_(None))).all()
+    by_batch: dict[int, set[int]] = defaultdict(set)
+    severe: set[int] = set()
+    for batch_id, event_id, kind, severity in events:
+        by_batch[batch_id].add(event_id)
+        if kind in SEVERE_EVENT_TYPES or severity == "severe":
+            severe.add(event_id)
+    by_lot: dict[int, set[int]] = defaultdict(set)
+    if by_batch:
+        for batch_id, lot_id in db.session.execute(sa.select(BatchComponent.batch_id, BatchComponent.lot_id)
+                                                   .where(BatchComponent.batch_id.in_(list(by_batch)))):
+            by_lot[lot_id] |= by_batch[batch_id]
+    minimum = current_app.config["QUALITY_MIN_EVENTS"]
+    # Sessions voided are few: leaving them out by id spares a lookup of every use's session.
+    live = SessionUse.session_id.not_in(sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None)))
+    sessions = sa.func.count(sa.distinct(SessionUse.session_id))
+    signals = []
+    for kind, model, groups in (("batch", Batch, by_batch), ("lot", Lot, by_lot)):
+        candidates = [key for key, ids in groups.items() if ids & severe or len(ids) >= minimum]
+        if not candidates:
+            continue
+        if kind == "batch":
+            counted = sa.select(SessionUse.batch_id, sessions).where(SessionUse.batch_id.in_(candidates), live)
+        else:
+            counted = (sa.select(BatchComponent.lot_id, sessions)
+                       .join(SessionUse, SessionUse.batch_id == BatchComponent.batch_id)
+                       .where(BatchComponent.lot_id.in_(candidates), live))
+        counts = dict(db.session.execute(counted.group_by(counted.selected_columns[0])).all())
+        figures = {key: (len(groups[key]), len(groups[key] & severe), counts.get(key, 0)) for key in candidates}
+        flagged = [key for key, (n, n_severe, n_sessions) in figures.items() if _is_flagged(n, n_severe, n_sessions)]
+        if flagged:
+            signals += [Signal(kind, row.id, row.code, row.status, *figures[row.id]) for row in db.session.execute(
+                sa.select(model.id, model.code, model.status).where(model.id.in_(flagged)))]
+    signals.sort(key=lambda s: (-s.severe, -s.rate, s.code))
+    return signals[:limit]
 
 
 def adverse_event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import aliased
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error
+from ..forms import apply_domain_error, record_id
 from ..models import (
     AdverseEvent,
     Batch,
@@ -334,7 +334,7 @@ def adverse_event_add(treatment_id: int):
 @requires("patients.read")
 def treatment_list():
     first_day, last_day = parse_day(request.args.get("from")), parse_day(request.args.get("to"))
-    practitioner_id = request.args.get("practitioner_id", type=int)
+    practitioner_id = request.args.get("practitioner_id", type=record_id)
     event_count = (sa.select(sa.func.count(AdverseEvent.id)).where(AdverseEvent.session_id == TreatmentSession.id)
                    .correlate(TreatmentSession).scalar_subquery())
     volume = (sa.select(sa.func.sum(SessionUse.volume_ml)).where(SessionUse.session_id == TreatmentSession.id)

@@ -1,0 +1,162 @@
+"""In-process measurements through the Flask test client, on the database in DATABASE_URL.
+
+Prints one JSON object (the figures) as its last line; `bench.run` reads it. Each request runs
+in its own application context, as under a server, so no ORM state carries over between them.
+"""
+
+import json
+import math
+import random
+import re
+import sys
+import time
+
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import Batch, Lot, User
+from compounding.scale import SCALE_PASSWORD, TRACE_LOT_PREFIX
+from compounding.services import trace, users
+
+from .app import make_app
+
+PER_PAGE = 50
+
+
+def percentiles(samples: list[float]) -> dict:
+    ordered = sorted(samples)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+    return {"n": len(ordered), "p50": round(pick(0.5), 2), "p99": round(pick(0.99), 2),
+            "max": round(ordered[-1], 2)}
+
+
+def timed(call, n: int, warmup: int = 3) -> list[float]:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def _get(client, url: str, **kwargs):
+    response = client.get(url, **kwargs)
+    if response.status_code != 200:
+        raise RuntimeError(f"GET {url} answered {response.status_code}: {response.get_data(as_text=True)[:300]}")
+    return response
+
+
+def _fixtures(app, n_codes: int) -> dict:
+    with app.app_context():
+        pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
+        if pharmacist is None:
+            raise SystemExit("No scale accounts: run `flask --app wsgi seed-scale` first.")
+        token = users.create_token(None, pharmacist, "bench")
+        random_order = sa.func.random()
+        batch_codes = db.session.scalars(sa.select(Batch.code).order_by(random_order).limit(n_codes * 7 // 10)).all()
+        lot_codes = db.session.scalars(sa.select(Lot.code).order_by(random_order).limit(n_codes - len(batch_codes)))
+        codes = [*batch_codes, *lot_codes]
+        random.Random(7).shuffle(codes)
+        trace_lot_id = db.session.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number.like(TRACE_LOT_PREFIX + "%"))
+                                         .order_by(Lot.id.desc()).limit(1))
+        counts = {name: db.session.scalar(sa.select(sa.func.count()).select_from(table)) for name, table in (
+            ("lots", Lot), ("batches", Batch), ("treatment_sessions", db.metadata.tables["treatment_sessions"]),
+            ("session_uses", db.metadata.tables["session_uses"]),
+            ("stock_movements", db.metadata.tables["stock_movements"]))}
+        return {"token": token, "codes": codes, "batch_codes": batch_codes, "trace_lot_id": trace_lot_id,
+                "counts": counts, "dialect": db.engine.dialect.name}
+
+
+def _login(client) -> None:
+    page = _get(client, "/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
+        r'name="csrf_token" value="([^"]+)"', page)
+    response = client.post("/login", data={"username": "scale.pharmacist1", "password": SCALE_PASSWORD,
+                                           "csrf_token": token.group(1) if token else ""})
+    if response.status_code != 302:
+        raise RuntimeError(f"Sign-in failed ({response.status_code})")
+
+
+def scan_vs_minimal(client, fx: dict) -> dict:
+    """Each code through the scan API, and a batch code through the minimal route, interleaved."""
+    auth = {"Authorization": f"Bearer {fx['token']}"}
+    batch_codes = fx["batch_codes"]
+    for code in fx["codes"][:50]:  # warm-up
+        _get(client, "/api/v1/scan", query_string={"code": code}, headers=auth)
+        _get(client, "/bench/minimal", query_string={"code": code})
+    scan, minimal = [], []
+    for i, code in enumerate(fx["codes"]):
+        for which in ((0, 1) if i % 2 else (1, 0)):
+            started = time.perf_counter()
+            if which == 0:
+                _get(client, "/api/v1/scan", query_string={"code": code}, headers=auth)
+                scan.append((time.perf_counter() - started) * 1000)
+            else:
+                _get(client, "/bench/minimal", query_string={"code": batch_codes[i % len(batch_codes)]})
+                minimal.append((time.perf_counter() - started) * 1000)
+    return {"scan": percentiles(scan), "minimal": percentiles(minimal)}
+
+
+def pages(client, app, fx: dict, n: int) -> dict:
+    """First and deep pages of the lot, batch and session lists (deep: page 1,000, or the last one)."""
+    lists = {"lots": ("/lots/", fx["counts"]["lots"]), "batches": ("/batches/", fx["counts"]["batches"])}
+    endpoints = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
+    if "treatments.treatment_list" in endpoints:
+        lists["sessions"] = (endpoints["treatments.treatment_list"], fx["counts"]["treatment_sessions"])
+    results = {}
+    for name, (url, rows) in lists.items():
+        deep = max(1, min(1000, math.ceil(rows / PER_PAGE)))
+        results[name] = {"first": percentiles(timed(lambda u=url: _get(client, u, query_string={"page": 1}), n)),
+                         "deep": percentiles(timed(lambda u=url, d=deep: _get(client, u, query_string={"page": d}),
+                                                   n)),
+                         "deep_page": deep}
+    if "sessions" not in results:
+        results["sessions"] = None
+    return results
+
+
+def traces(client, app, fx: dict, n: int) -> dict:
+    lot_id = fx["trace_lot_id"]
+    if lot_id is None:
+        return {}
+
+    def service():
+        with app.app_context():
+            result = trace.trace_lot(lot_id)
+            db.session.remove()
+            return result
+
+    with app.app_context():
+        found = trace.trace_lot(lot_id)
+        scope = {"batches": len(found.batches), "sessions": len(found.sessions), "patients": len(found.patients)}
+    auth = {"Authorization": f"Bearer {fx['token']}"}
+    results = {"scope": scope, "service": percentiles(timed(service, n, warmup=1))}
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    if "api.trace_lot" in endpoints:
+        results["api"] = percentiles(timed(lambda: _get(client, f"/api/v1/trace/lots/{lot_id}", headers=auth),
+                                           n, warmup=1))
+    return results
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    app = make_app()
+    fx = _fixtures(app, 200 if quick else 1000)
+    client = app.test_client()
+    _login(client)
+    results = {"dialect": fx["dialect"], "counts": fx["counts"], "trace_lot_id": fx["trace_lot_id"]}
+    results["scan"] = scan_vs_minimal(client, fx)
+    results["pages"] = pages(client, app, fx, 10 if quick else 30)
+    results["trace"] = traces(client, app, fx, 5 if quick else 10)
+    results["dashboard"] = percentiles(timed(lambda: _get(client, "/"), 10 if quick else 30))
+    results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
+    print(json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""bench/RESULTS.md from the figures in bench/results/*.json: every measure, its ratio to its limit."""
+
+import json
+from pathlib import Path
+
+DIALECTS = (("sqlite", "SQLite"), ("postgresql", "PostgreSQL"))
+
+
+def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
+    """(measure, target, figure, ratio, limit of the ratio); ratio ≤ limit holds the target."""
+    m, rows = r["measure"], []
+    scan, minimal = m["scan"]["scan"], m["scan"]["minimal"]
+    for q in ("p50", "p99"):
+        rows.append((f"Scan API {q} vs minimal route, {scan['n']} codes (test client)", "≤ 2×",
+                     f"{scan[q]} ms vs {minimal[q]} ms", scan[q] / minimal[q], 2))
+    for name, label in (("lots", "Lot list"), ("batches", "Batch list"), ("sessions", "Session list")):
+        page = m["pages"].get(name)
+        if not page:
+            rows.append((f"{label}: page does not exist", "", "—", None, 1))
+            continue
+        first, deep = page["first"], page["deep"]
+        rows.append((f"{label} page 1, p50", "< 50 ms", f"{first['p50']} ms (p99 {first['p99']})",
+                     first["p50"] / 50, 1))
+        rows.append((f"{label} page {page['deep_page']:,}, p50", "< 50 ms", f"{deep['p50']} ms (p99 {deep['p99']})",
+                     deep["p50"] / 50, 1))
+        rows.append((f"{label} deep vs first page (p50)", "≤ 2×", f"{deep['p50']} / {first['p50']} ms",
+                     deep["p50"] / first["p50"], 2))
+    trace = m.get("trace") or {}
+    if trace:
+        scope = trace["scope"]
+        what = f"{scope['batches']:,} batches, {scope['sessions']:,} sessions, {scope['patients']:,} patients"
+        rows.append((f"trace_lot service p50 ({what})", "< 300 ms", f"{trace['service']['p50']} ms",
+                     trace["service"]["p50"] / 300, 1))
+        if "api" in trace:
+            rows.append(("GET /api/v1/trace/lots/{id} p50 (same lot)", "< 300 ms", f"{trace['api']['p50']} ms",
+                         trace["api"]["p50"] / 300, 1))
+    dashboard = m["dashboard"]
+    rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
+                 dashboard["p50"] / 100, 1))
+    load = r.get("load")
+    if load:
+        s, n = load["scan"], load["minimal"]
+        rows.append(("gunicorn -w 2, 50 clients: scan API", "", f"{s['rps']} req/s, p50 {s['p50']} ms, "
+                     f"p99 {s['p99']} ms ({s['n']} ok, {s['errors']} errors)", None, 1))
+        rows.append(("gunicorn -w 2, 50 clients: minimal route", "", f"{n['rps']} req/s, p50 {n['p50']} ms, "
+                     f"p99 {n['p99']} ms ({n['n']} ok, {n['errors']} errors)", None, 1))
+        rows.append(("gunicorn: minimal req/s ÷ scan req/s", "≤ 2×", f"{n['rps']} / {s['rps']}",
+                     n["rps"] / s["rps"], 2))
+        rows.append(("gunicorn: scan p99 ÷ minimal p99", "≤ 2×", f"{s['p99']} / {n['p99']} ms",
+                     s["p99"] / n["p99"], 2))
+    return rows
+
+
+def _verdict(ratio, limit) -> str:
+    if ratio is None:
+        return ""
+    if ratio <= limit:
+        return f"{ratio:.2f} ✔"
+    return f"{ratio:.2f} ✘ ({(ratio / limit - 1) * 100:.0f} % over)"
+
+
+def write_report(results: Path, out: Path) -> None:
+    found = {key: json.loads((results / f"{key}.json").read_text()) for key, _ in DIALECTS
+             if (results / f"{key}.json").exists()}
+    lines = ["# Benchmark results", "",
+             "Written by `python -m bench.run` (see README.md: method, and why what misses misses). "
+             "Ratio: the figure divided by its limit's reference (the minimal route, the first page, or the time "
+             "limit); ✔ when within the target.", ""]
+    for key, label in DIALECTS:
+        r = found.get(key)
+        if not r:
+            continue
+        mc = r["machine"]
+        counts = r["measure"]["counts"]
+        lines += [f"## {label}", "",
+                  f"- Run {r['date']}; machine: {mc['nproc']} CPUs, {mc['memory_gib']} GiB, Python {mc['python']}, "
+                  f"SQLite {mc['sqlite']}" + (f", PostgreSQL {mc['postgresql']}" if mc.get("postgresql") else "")
+                  + f"; load average at start {mc['load_average']}.",
+                  "- Data: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items())
+                  + f" (seed-scale --scale {r['scale']})."]
+        if r.get("seed"):
+            lines.append(f"- `flask --app wsgi seed-scale` took **{r['seed']['seconds']} s** "
+                         "(target < 180 s on SQLite).")
+        lines += ["", "| measure | target | figure | ratio |", "|---|---|---|---|"]
+        lines += [f"| {name} | {target} | {figure} | {_verdict(ratio, limit)} |"
+                  for name, target, figure, ratio, limit in _rows(r)]
+        if r.get("seed"):
+            lines += ["", "<details><summary>seed-scale stages</summary>", "", "```", *r["seed"]["output"], "```", "",
+                      "</details>"]
+        if r.get("export"):
+            lines += ["", f"Audit workbook benchmark (bench.bench_export, exit {r['export']['returncode']}, "
+                      f"{r['export']['seconds']} s):", "", "```", *r["export"]["output"], "```"]
+        lines.append("")
+    out.write_text("\n".join(lines))

@@ -1,0 +1,137 @@
+"""seed-scale at a tiny size: the synthetic data obeys the same rules as real data."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from compounding.extensions import db
+from compounding.models import (
+    AuditEvent,
+    Batch,
+    BatchComponent,
+    CodeCounter,
+    Formula,
+    Ingredient,
+    Lot,
+    Patient,
+    SessionUse,
+    StockMovement,
+    TreatmentSession,
+    User,
+)
+from compounding.services import audit, batches, inventory
+
+TINY = ["--lots", "30", "--batches", "60", "--sessions", "200", "--patients", "50"]
+
+
+def _seed(runner, *extra):
+    db.session.remove()  # the command works on its own connection and transaction
+    result = runner.invoke(args=["seed-scale", *TINY, *extra])
+    return result.exit_code, result.output + (result.stderr or "")
+
+
+def _exact(value) -> Decimal:
+    # SQLite hands sums of NUMERIC back as floats: compare at the three decimals the columns keep.
+    return Decimal(str(value or 0)).quantize(Decimal("0.001")) + 0
+
+
+def _ledger_mismatches(model, balance, owner) -> list:
+    """Lots (or batches) whose cached balance differs from the sum of their ledger rows: one GROUP BY."""
+    sums = (sa.select(owner.label("owner_id"), sa.func.sum(StockMovement.quantity).label("total"))
+            .where(owner.is_not(None)).group_by(owner).subquery())
+    rows = db.session.execute(sa.select(model.id, balance, sums.c.total)
+                              .outerjoin(sums, sums.c.owner_id == model.id)).all()
+    return [row for row in rows if _exact(row[1]) != _exact(row[2])]
+
+
+def _count(model, *where) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model).where(*where))
+
+
+def _scale_user(username: str) -> User:
+    return db.session.scalar(sa.select(User).where(User.username == username))
+
+
+def test_seed_scale_builds_data_whose_balances_equal_their_ledgers_and_whose_audit_chain_verifies(runner):
+    exit_code, output = _seed(runner)
+    assert exit_code == 0, output
+    assert _count(Lot) == 30 and _count(Batch) == 60 and _count(Patient) == 50
+    assert _count(TreatmentSession) >= 200 and _count(SessionUse) >= _count(TreatmentSession)
+    verify = runner.invoke(args=["audit", "verify"])
+    assert verify.exit_code == 0 and "Audit trail intact" in verify.output
+    assert audit.verify_chain().checked == _count(AuditEvent)
+    assert _ledger_mismatches(Lot, Lot.remaining, StockMovement.lot_id) == []
+    assert _ledger_mismatches(Batch, Batch.remaining_volume_ml, StockMovement.batch_id) == []
+    outside = _count(Batch, sa.or_(Batch.remaining_volume_ml < 0, Batch.remaining_volume_ml > Batch.total_volume_ml))
+    assert outside == 0
+
+
+def test_seed_scale_respects_the_rules_of_lots_batches_and_sessions(runner):
+    assert _seed(runner)[0] == 0
+    # What each lot gave to batches is exactly what its ledger says was consumed.
+    components = dict(db.session.execute(sa.select(BatchComponent.lot_id, sa.func.sum(BatchComponent.quantity))
+                                         .group_by(BatchComponent.lot_id)).all())
+    consumed = dict(db.session.execute(sa.select(StockMovement.lot_id, sa.func.sum(StockMovement.quantity))
+                                       .where(StockMovement.kind == "consume").group_by(StockMovement.lot_id)).all())
+    assert {k: _exact(v) for k, v in components.items()} == {k: -_exact(v) for k, v in consumed.items()}
+    assert _count(StockMovement, StockMovement.kind == "receive", StockMovement.lot_id.is_not(None)) == 30
+    assert _count(StockMovement, StockMovement.kind == "receive", StockMovement.batch_id.is_not(None)) == 60
+    # A session uses only a released batch, between its verification and its beyond-use time.
+    misplaced = _count(SessionUse, SessionUse.batch_id == Batch.id, SessionUse.session_id == TreatmentSession.id,
+                       sa.or_(Batch.verified_at.is_(None), TreatmentSession.performed_at < Batch.verified_at,
+                              TreatmentSession.performed_at >= Batch.beyond_use_at))
+    assert misplaced == 0
+    # A lot went into batches only after its release; a batch was verified by someone else.
+    early = _count(BatchComponent, BatchComponent.lot_id == Lot.id, BatchComponent.batch_id == Batch.id,
+                   Batch.compounded_at < Lot.released_at)
+    assert early == 0
+    assert _count(Batch, Batch.verified_by_id == Batch.compounded_by_id) == 0
+    assert set(db.session.scalars(sa.select(Batch.status).distinct())) <= {
+        "prepared", "released", "rejected", "discarded", "depleted"}
+
+
+def test_seed_scale_codes_are_unique_and_later_receipts_and_batches_take_the_next_ones(runner):
+    assert _seed(runner)[0] == 0
+    for column in (Lot.code, Batch.code, Patient.chart_number):
+        assert db.session.scalar(sa.select(sa.func.count(sa.distinct(column)))) == _count(column.class_)
+    highest = db.session.scalar(sa.select(sa.func.max(Lot.code)))
+    assert db.session.get(CodeCounter, "lot").value == int(highest[1:])
+    technician = _scale_user("scale.technician")
+    saline = db.session.scalar(sa.select(Ingredient).where(Ingredient.name == "Sodium chloride 0.9 %"))
+    lot = inventory.receive_lot(technician, ingredient_id=saline.id, supplier="B. Braun",
+                                supplier_lot_number="NS-REAL-1", expires_on=date(2099, 12, 31), quantity="100")
+    assert lot.code == f"L{int(highest[1:]) + 1:06d}"
+    codes = set(db.session.scalars(sa.select(Batch.code)))
+    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "SCALE-HAIR", Formula.status == "approved"))
+    batch = batches.compound_batch(technician, formula.id, 1)
+    assert batch.code not in codes
+
+
+def test_seed_scale_appends_to_its_own_data_and_the_chain_still_verifies(runner):
+    assert _seed(runner)[0] == 0
+    exit_code, output = _seed(runner, "--seed", "2")
+    assert exit_code == 0, output
+    assert _count(Lot) == 60 and _count(Batch) == 120 and _count(Patient) == 100
+    assert audit.verify_chain().ok
+    assert _ledger_mismatches(Lot, Lot.remaining, StockMovement.lot_id) == []
+    assert _ledger_mismatches(Batch, Batch.remaining_volume_ml, StockMovement.batch_id) == []
+    assert db.session.scalar(sa.select(sa.func.count(sa.distinct(Batch.code)))) == 120
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_seed_scale_refuses_a_clinic_database_unless_forced(runner, make_user, force):
+    technician = make_user("technician")
+    ingredient = inventory.create_ingredient(make_user("pharmacist"), {
+        "name": "Biotin", "kind": "active", "unit": "mL", "storage": "room"})
+    inventory.receive_lot(technician, ingredient_id=ingredient.id, supplier="TrichoSource Ltd",
+                          supplier_lot_number="BT-1", expires_on=date(2099, 1, 31), quantity="40")
+    exit_code, output = _seed(runner, *(["--force"] if force else []))
+    if not force:
+        assert exit_code == 1 and "--force" in output
+        assert _count(Lot) == 1 and _count(Batch) == 0
+    else:
+        assert exit_code == 0, output
+        assert _count(Lot) == 31 and audit.verify_chain().ok
+        assert _ledger_mismatches(Lot, Lot.remaining, StockMovement.lot_id) == []
