@@ -80,7 +80,26 @@ def _unexpected(exc: Exception):
     return error_response(500, "An unexpected error occurred; it has been logged.")
 
 
+NUL_MESSAGE = "Text may not contain NUL characters."
+
+
+def _refuse_nul_characters():
+    """Refuse a NUL in any query or form field: it never belongs in a record, and PostgreSQL can
+    neither store nor compare it (the query would fail with a 500 instead of a 4xx)."""
+    # A view may declare a larger form limit (the import's confirm step carries its file):
+    # apply it before the form is first read here.
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "max_form_memory_size", None):
+        request.max_form_memory_size = view.max_form_memory_size
+    fields = sorted({key for source in (request.args, request.form) for key, value in source.items(multi=True)
+                     if "\x00" in key or "\x00" in value})
+    if fields:
+        return error_response(422 if wants_json() else 400, NUL_MESSAGE, {field: [NUL_MESSAGE] for field in fields})
+    return None
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(_refuse_nul_characters)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(IntegrityError, _conflict)

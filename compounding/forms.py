@@ -3,6 +3,7 @@
 from flask_wtf import FlaskForm
 from wtforms import SelectChoice
 
+from .models._common import MAX_RECORD_ID
 from .services.errors import DomainError
 
 
@@ -13,6 +14,17 @@ def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message]
     else:
         form.form_errors.append(exc.message)
+
+
+def record_id(value: str) -> int:
+    """A query argument naming a record, for `args.get(name, type=record_id)`: None unless it could be an id.
+
+    A larger number would overflow the database driver (a 500) instead of finding nothing.
+    """
+    number = int(value)
+    if not 0 < number <= MAX_RECORD_ID:
+        raise ValueError(value)
+    return number
 
 
 def choices(pairs) -> list[SelectChoice]:

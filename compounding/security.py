@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from flask import Flask, abort, redirect, request, url_for
+from flask import Flask, abort, g, redirect, request, url_for
 from flask_login import current_user
 
 from .extensions import db, login_manager
@@ -26,10 +26,17 @@ def _load_user(user_id: str) -> User | None:
 
 @login_manager.request_loader
 def _load_user_from_token(req) -> User | None:
-    header = req.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return user_for_token(header.removeprefix("Bearer ").strip())
-    return None
+    return user_for_bearer(req.headers.get("Authorization", ""))
+
+
+def user_for_bearer(header: str) -> User | None:
+    """The account an `Authorization: Bearer <token>` header names, looked up once per request."""
+    if not header.startswith("Bearer "):
+        return None
+    cached = g.get("_bearer_user")
+    if cached is None or cached[0] != header:
+        cached = g._bearer_user = (header, user_for_token(header.removeprefix("Bearer ").strip()))
+    return cached[1]
 
 
 def is_api_request() -> bool:

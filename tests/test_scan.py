@@ -108,7 +108,7 @@ def test_a_recalled_batch_scanned_over_the_api_is_not_usable(client, make_user, 
 def test_junk_never_causes_a_server_error(client, as_role, junk):
     as_role("practitioner")
     page = client.get("/scan/?code=" + quote(junk))
-    assert page.status_code == 200
+    assert page.status_code in (200, 400)  # 400: a NUL character is refused before any lookup
     assert "<script>alert(1)</script>" not in page.get_data(as_text=True)
     api = client.get("/api/v1/scan?code=" + quote(junk))
     assert api.status_code in (200, 422)

@@ -44,7 +44,9 @@ class AuditFilterForm(FlaskForm):
         csrf = False
 
     entity_type = StringField("Entity", validators=[Optional(), Length(max=40)])
-    entity_id = StringField("Record id", validators=[Optional(), Regexp(r"^\d{1,12}$")])
+    # Stripped, so a blank is no filter; at most 9 digits, so it fits the database's integer.
+    entity_id = StringField("Record id", validators=[Optional(), Regexp(r"^\d{1,9}$", message="Up to 9 digits.")],
+                            filters=[lambda value: value.strip() if isinstance(value, str) else value])
     user = StringField("User", validators=[Optional(), Length(max=64)])
     action = StringField("Action", validators=[Optional(), Length(max=60)])
     start = StringField("From (date)", validators=[Optional()], render_kw={"type": "date"})

@@ -9,6 +9,7 @@ from flask_login import current_user
 from ..extensions import db
 from ..forms import apply_domain_error
 from ..models import AuditEvent, User
+from ..pagination import page_arg
 from ..security import requires
 from ..services import users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
@@ -19,7 +20,7 @@ bp = Blueprint("admin", __name__)
 
 
 def _page() -> int:
-    return request.args.get("page", 1, type=int)
+    return page_arg()
 
 
 @bp.route("/admin/users")

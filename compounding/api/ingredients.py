@@ -7,6 +7,7 @@ from marshmallow import EXCLUDE
 
 from ..extensions import db
 from ..models import Ingredient
+from ..pagination import page_arg
 from ..services import inventory
 from ..services.stock_queries import ingredient_overview_query
 from .schemas import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
@@ -38,7 +39,7 @@ def ingredient_list():
     args = load(IngredientQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
     query = ingredient_overview_query(args["q"].strip(), args["below_reorder"], args["include_inactive"])
     # The rows carry computed columns, so db.paginate (entities only) cannot page them.
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
     rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).all()

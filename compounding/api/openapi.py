@@ -6,6 +6,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
+from ..models._common import MAX_RECORD_ID
+from ..pagination import MAX_PAGE
 from .schemas import ErrorSchema
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
@@ -13,6 +15,9 @@ _ERROR_TEXT = {
     400: "Malformed request", 401: "Missing or bad token", 403: "Role not allowed or bad signature",
     404: "Not found", 409: "Rule refused the change", 422: "Invalid fields",
 }
+
+# Path ids are database integers; an unknown one, however large, answers 404 (compounding.RecordId).
+_RECORD_ID = {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID}
 
 
 def _ref(name: str) -> dict:
@@ -54,14 +59,14 @@ def build_spec(app: Flask) -> dict:
                            "responses": {}}
         parameters = [
             {"name": name, "in": "path", "required": True,
-             "schema": {"type": "integer" if "int:" in rule.rule else "string"}}
+             "schema": _RECORD_ID if "int:" in rule.rule else {"type": "string"}}
             for name in rule.arguments
         ]
         if doc["query"]:
             parameters.append({"in": "query", "schema": doc["query"]})
         if doc["many"]:
             parameters += [
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
                 {"name": "per_page", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
             ]

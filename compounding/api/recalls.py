@@ -4,7 +4,7 @@ from flask import abort, jsonify, request
 from flask_login import current_user
 
 from ..extensions import db
-from ..pagination import RowPagination
+from ..pagination import RowPagination, page_arg
 from ..recalls import records
 from ..services import recalls, trace
 from ..services.errors import NotFound
@@ -24,7 +24,7 @@ from .views import json_body, load, route
 
 
 def _page_args() -> tuple[int, int]:
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    page = page_arg()
     per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
     return page, per_page
 
@@ -82,7 +82,7 @@ def recall_list():
 
 @route("/recalls", "POST", permission="recalls.open",
        summary="Open a recall on a lot or a batch (e-signature): everything it reached is recalled at once",
-       body=RecallOpenSchema, response=RecallSchema, status=201, errors=(409,))
+       body=RecallOpenSchema, response=RecallSchema, status=201, errors=(404, 409))
 def recall_create():
     data = load(RecallOpenSchema, json_body())
     recall = recalls.open_recall(current_user, reason=data["reason"], password=data["password"],

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES, DISCARD_REASONS
 from ..models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
@@ -19,6 +20,9 @@ from ..services.errors import InvalidInput
 from ..services.expiry import is_expired, parse_expiry
 from ..services.inventory import check_quantity
 from ..services.stock_queries import LOT_SORTS
+
+# Record ids are database integers: a larger one is refused here rather than overflowing the driver.
+_ID = validate.Range(min=1, max=MAX_RECORD_ID)
 
 
 class Quantity(fields.Decimal):
@@ -129,7 +133,7 @@ class AuditEventSchema(Schema):
 
 class AuditEventQuerySchema(Schema):
     entity_type = fields.String(validate=validate.Length(min=1, max=40))
-    entity_id = fields.Integer(validate=validate.Range(min=0))
+    entity_id = fields.Integer(validate=validate.Range(min=0, max=MAX_RECORD_ID))
     action = fields.String(validate=validate.Length(min=1, max=60),
                            metadata={"description": "An action or its prefix, e.g. `user.`"})
 
@@ -162,7 +166,7 @@ class LotSchema(Schema):
 
 
 class LotReceiveSchema(Schema):
-    ingredient_id = fields.Integer(required=True, strict=True)
+    ingredient_id = fields.Integer(required=True, strict=True, validate=_ID)
     supplier = fields.String(required=True, validate=validate.Length(min=1, max=120))
     lot_number = fields.String(required=True, validate=validate.Length(min=1, max=60))
     expiry_date = ExpiryDate(required=True, metadata={"description": "YYYY-MM-DD, or YYYY-MM for the "
@@ -193,7 +197,7 @@ class LotQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    ingredient_id = fields.Integer()
+    ingredient_id = fields.Integer(validate=_ID)
     status = fields.String(validate=validate.OneOf(LOT_STATUSES))
     expiring_within_days = fields.Integer(validate=validate.Range(min=0, max=3650))
     expired_in_stock = fields.Boolean()
@@ -272,12 +276,13 @@ class BatchSchema(Schema):
 
 
 class BatchAllocationSchema(Schema):
-    lot_id = fields.Integer(required=True, strict=True)
+    lot_id = fields.Integer(required=True, strict=True, validate=_ID)
     quantity = Quantity(required=True)
 
 
 class BatchCompoundSchema(Schema):
-    formula_id = fields.Integer(required=True, strict=True, metadata={"description": "An approved formula version"})
+    formula_id = fields.Integer(required=True, strict=True, validate=_ID,
+                                metadata={"description": "An approved formula version"})
     units = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_UNITS))
     allocations = fields.List(
         fields.Nested(BatchAllocationSchema), load_default=None, allow_none=True,
@@ -286,7 +291,8 @@ class BatchCompoundSchema(Schema):
     deviation_note = fields.String(load_default="", validate=validate.Length(max=2000),
                                    metadata={"description": "Required when quantities differ from the formula"})
     notes = fields.String(load_default="", validate=validate.Length(max=5000))
-    scanned_lot_ids = fields.List(fields.Integer(strict=True), load_default=list, validate=validate.Length(max=200),
+    scanned_lot_ids = fields.List(fields.Integer(strict=True, validate=_ID), load_default=list,
+                                  validate=validate.Length(max=200),
                                   metadata={"description": "Lots whose containers were confirmed by scanning"})
 
     @validates_schema
@@ -328,8 +334,6 @@ class BatchQuerySchema(Schema):
 
 
 # --- formulas ------------------------------------------------------------------------------------
-
-_ID = validate.Range(min=1, max=2**31 - 1)
 
 
 class FormulaComponentSchema(Schema):
@@ -668,8 +672,8 @@ class RecallSchema(Schema):
 
 
 class RecallOpenSchema(Schema):
-    lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
-    batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=validate.Range(min=1))
+    lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=_ID)
+    batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=_ID)
     reason = fields.String(required=True, validate=validate.Length(min=1, max=5000))
     password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
 
@@ -680,7 +684,7 @@ class RecallOpenSchema(Schema):
 
 
 class RecallContactCreateSchema(Schema):
-    patient_id = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
+    patient_id = fields.Integer(required=True, strict=True, validate=_ID)
     method = fields.String(required=True, validate=validate.OneOf(CONTACT_METHODS))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
 

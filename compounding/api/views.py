@@ -1,12 +1,14 @@
 """API plumbing: bearer-token or session auth, JSON errors, parsing, documented routes."""
 
+import functools
+
 from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
 
 from ..extensions import csrf, db
-from ..security import public, requires
-from ..services.users import user_for_token
+from ..pagination import page_arg
+from ..security import public, requires, user_for_bearer
 from .openapi import build_spec
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -19,7 +21,7 @@ csrf.exempt(bp)
 def _authenticate():
     header = request.headers.get("Authorization")
     if header is not None:
-        user = user_for_token(header.removeprefix("Bearer ").strip()) if header.startswith("Bearer ") else None
+        user = user_for_bearer(header)
         if user is None:
             abort(401, "The API token is missing, unknown or revoked.")
         # The token decides who is calling, even if the browser also sends a session cookie.
@@ -50,15 +52,53 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
 
 
 def json_body() -> dict:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the JSON parser goes
+        data = None
     if not isinstance(data, dict):
         abort(400, "The body must be a JSON object.")
+    unstorable = sorted(key for key, value in data.items() if not _storable(key) or not _storable(value))
+    if unstorable:
+        message = "Text may not contain NUL characters or unpaired surrogates."
+        response = jsonify({"error": "Some fields are not valid.", "details": {key: [message] for key in unstorable}})
+        response.status_code = 422
+        abort(response)
     return data
+
+
+def _storable(value) -> bool:
+    """No string inside `value` holds a NUL (PostgreSQL refuses it) or a lone surrogate (not UTF-8)."""
+    pending = [value]
+    while pending:  # a loop, not recursion: the body may nest as deep as the parser allowed
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str) and ("\x00" in item or not item.isascii() and not _encodes(item)):
+            return False
+    return True
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+@functools.cache
+def shared(schema: type[Schema]) -> Schema:
+    """One instance per schema class, reused: building a schema costs more than a small load or dump."""
+    return schema()
 
 
 def load(schema: type[Schema], data: dict, **kwargs) -> dict:
     try:
-        return schema(**kwargs).load(data)
+        return (schema(**kwargs) if kwargs else shared(schema)).load(data)
     except ValidationError as exc:
         response = jsonify({"error": "Some fields are not valid.", "details": exc.messages})
         response.status_code = 422
@@ -66,9 +106,8 @@ def load(schema: type[Schema], data: dict, **kwargs) -> dict:
 
 
 def paginated(query, schema: type[Schema]):
-    page = request.args.get("page", 1, type=int) or 1
     per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
-    pagination = db.paginate(query, page=max(page, 1), per_page=per_page, error_out=False)
+    pagination = db.paginate(query, page=page_arg(), per_page=per_page, error_out=False)
     return jsonify({
         "items": schema(many=True).dump(pagination.items),
         "page": pagination.page,

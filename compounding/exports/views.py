@@ -224,6 +224,7 @@ def lot_import_confirm():
 
 # The global CSRF hook would parse the form before the limit above is raised; the view checks it.
 csrf.exempt(lot_import_confirm)
+lot_import_confirm.max_form_memory_size = CONFIRM_FORM_LIMIT
 
 
 @bp.route("/import/template.xlsx")

@@ -6,7 +6,7 @@ from flask_login import current_user
 from ..extensions import db
 from ..forms import apply_domain_error
 from ..models import Ingredient
-from ..pagination import paginate_rows
+from ..pagination import page_arg, paginate_rows
 from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
@@ -51,7 +51,7 @@ def ingredient_detail(ingredient_id: int):
         ingredient_overview_query(include_inactive=True).where(Ingredient.id == ingredient_id)
     ).one()
     lots = db.paginate(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")),
-                       page=request.args.get("page", 1, type=int), per_page=25, error_out=False)
+                       page=page_arg(), per_page=25, error_out=False)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,
                            lots=lots)
 

@@ -6,10 +6,11 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error
+from ..forms import apply_domain_error, record_id
 from ..gs1 import GS1Error, parse_gs1
 from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
 from ..models.lot import LOT_STATUSES
+from ..pagination import page_arg
 from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
@@ -24,7 +25,7 @@ bp = Blueprint("lots", __name__, url_prefix="/lots")
 def filters_from_args(args) -> LotFilters:
     days = args.get("expiring_within_days", type=int)
     return LotFilters(
-        ingredient_id=args.get("ingredient_id", type=int),
+        ingredient_id=args.get("ingredient_id", type=record_id),
         status=args.get("status", "") if args.get("status") in LOT_STATUSES else "",
         expiring_within_days=min(max(days, 0), 3650) if days is not None else None,
         expired_in_stock=args.get("expired_in_stock") == "1",
@@ -42,7 +43,7 @@ def _ingredient_choices():
 @requires("lots.read")
 def lot_list():
     filters = filters_from_args(request.args)
-    pagination = db.paginate(lot_list_query(filters), page=request.args.get("page", 1, type=int),
+    pagination = db.paginate(lot_list_query(filters), page=page_arg(),
                              per_page=50, error_out=False)
     ingredients = db.session.execute(
         sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()

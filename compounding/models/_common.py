@@ -4,6 +4,9 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
+# Ids are INTEGER columns: PostgreSQL's holds up to this, and a larger value overflows the driver.
+MAX_RECORD_ID = 2**31 - 1
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

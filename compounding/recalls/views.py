@@ -4,7 +4,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import apply_domain_error
+from ..forms import apply_domain_error, record_id
 from ..pagination import paginate_rows
 from ..security import requires
 from ..services import inventory, recalls, trace
@@ -89,8 +89,8 @@ def recall_list():
 
 def _target_from_args():
     """The lot or batch a new recall is about (query arguments), with its computed scope."""
-    lot_id = request.args.get("lot_id", type=int)
-    batch_id = request.args.get("batch_id", type=int)
+    lot_id = request.args.get("lot_id", type=record_id)
+    batch_id = request.args.get("batch_id", type=record_id)
     if bool(lot_id) == bool(batch_id):
         return None, None
     try:
