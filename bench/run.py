@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from .load import run_load
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_SQLITE = "/tmp/bench_scale.db"
+# A scratch database in the system's temporary folder, kept between runs for --skip-seed.
+DEFAULT_SQLITE = str(Path(tempfile.gettempdir()) / "bench_scale.db")
 DEFAULT_PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
