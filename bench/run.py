@@ -15,9 +15,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
