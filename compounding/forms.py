@@ -3,6 +3,7 @@
 from flask_wtf import FlaskForm
 from wtforms import SelectChoice
 
+from .extensions import db
 from .models._common import MAX_RECORD_ID
 from .services.errors import DomainError
 
@@ -36,3 +37,18 @@ def choices(pairs) -> list[SelectChoice]:
         SelectChoice(*pair) if isinstance(pair, tuple) else SelectChoice(pair, pair.replace("_", " "))
         for pair in pairs
     ]
+
+
+def submit(form: FlaskForm, action):
+    """Validate `form` and run `action()`; a service's refusal is rolled back and shown on the form.
+
+    Returns what the action returned, or None when the form or the rules said no.
+    """
+    if not form.validate_on_submit():
+        return None
+    try:
+        return action()
+    except DomainError as exc:
+        db.session.rollback()
+        apply_domain_error(form, exc)
+        return None

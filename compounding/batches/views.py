@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error
+from ..forms import apply_domain_error, submit
 from ..models import (
     AuditEvent,
     Batch,
@@ -196,15 +196,10 @@ def batch_detail(batch_id: int):
 @requires("batches.verify")
 def batch_verify(batch_id: int):
     form = VerifyForm(prefix="verify")
-    if form.validate_on_submit():
-        try:
-            batch = batches.verify_batch(current_user, batch_id, form.password.data)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{batch.code} verified and released, signed by {current_user.display_name}.", "success")
-            return redirect(url_for("batches.batch_detail", batch_id=batch_id))
+    batch = submit(form, lambda: batches.verify_batch(current_user, batch_id, form.password.data))
+    if batch is not None:
+        flash(f"{batch.code} verified and released, signed by {current_user.display_name}.", "success")
+        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
     return _render_detail(batch_id, 422, verify_form=form)
 
 
@@ -212,15 +207,10 @@ def batch_verify(batch_id: int):
 @requires("batches.verify")
 def batch_reject(batch_id: int):
     form = RejectBatchForm(prefix="reject")
-    if form.validate_on_submit():
-        try:
-            batch = batches.reject_batch(current_user, batch_id, form.password.data, form.reason.data)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{batch.code} rejected.", "warning")
-            return redirect(url_for("batches.batch_detail", batch_id=batch_id))
+    batch = submit(form, lambda: batches.reject_batch(current_user, batch_id, form.password.data, form.reason.data))
+    if batch is not None:
+        flash(f"{batch.code} rejected.", "warning")
+        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
     return _render_detail(batch_id, 422, reject_form=form)
 
 
@@ -228,13 +218,8 @@ def batch_reject(batch_id: int):
 @requires("batches.discard")
 def batch_discard(batch_id: int):
     form = DiscardForm(prefix="discard")
-    if form.validate_on_submit():
-        try:
-            batch = batches.discard_batch(current_user, batch_id, form.reason.data, form.note.data or "")
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{batch.code} discarded.", "warning")
-            return redirect(url_for("batches.batch_detail", batch_id=batch_id))
+    batch = submit(form, lambda: batches.discard_batch(current_user, batch_id, form.reason.data, form.note.data or ""))
+    if batch is not None:
+        flash(f"{batch.code} discarded.", "warning")
+        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
     return _render_detail(batch_id, 422, discard_form=form)

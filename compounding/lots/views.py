@@ -6,7 +6,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id
+from ..forms import apply_domain_error, record_id, submit
 from ..gs1 import GS1Error, parse_gs1
 from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
 from ..models.lot import LOT_STATUSES
@@ -136,14 +136,10 @@ def lot_detail(lot_id: int):
 @requires("lots.release")
 def lot_release(lot_id: int):
     form = SignatureForm(prefix="release")
-    if form.validate_on_submit():
-        try:
-            lot = inventory.release_lot(current_user, lot_id, form.password.data)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{lot.code} released, signed by {current_user.display_name}.", "success")
-            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    lot = submit(form, lambda: inventory.release_lot(current_user, lot_id, form.password.data))
+    if lot is not None:
+        flash(f"{lot.code} released, signed by {current_user.display_name}.", "success")
+        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
     return _render_detail(lot_id, 422, release_form=form)
 
 
@@ -151,14 +147,10 @@ def lot_release(lot_id: int):
 @requires("lots.release")
 def lot_reject(lot_id: int):
     form = RejectForm(prefix="reject")
-    if form.validate_on_submit():
-        try:
-            lot = inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data)
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{lot.code} rejected.", "warning")
-            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    lot = submit(form, lambda: inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data))
+    if lot is not None:
+        flash(f"{lot.code} rejected.", "warning")
+        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
     return _render_detail(lot_id, 422, reject_form=form)
 
 
@@ -166,14 +158,10 @@ def lot_reject(lot_id: int):
 @requires("lots.adjust")
 def lot_adjust(lot_id: int):
     form = AdjustForm(prefix="adjust")
-    if form.validate_on_submit():
-        try:
-            lot = inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
-                                       quantity=form.quantity.parsed, direction=form.direction.data,
-                                       note=form.note.data or "")
-        except DomainError as exc:
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
-            return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    lot = submit(form, lambda: inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
+                                                    quantity=form.quantity.parsed, direction=form.direction.data,
+                                                    note=form.note.data or ""))
+    if lot is not None:
+        flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
+        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
     return _render_detail(lot_id, 422, adjust_form=form)
