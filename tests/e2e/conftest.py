@@ -45,6 +45,26 @@ class _QuietHandler(WSGIRequestHandler):
         """Every page's requests would otherwise flood the captured output of a failing test."""
 
 
+def _whole_responses(app):
+    """Hand the development server each response whole, its source closed before a byte is sent.
+
+    When a browser drops a connection mid-response (a page navigating away while its favicon is
+    still coming), Werkzeug's server gives up without closing the response, and the open static
+    file surfaces later as a ResourceWarning in whichever test is running. Reading the body here
+    and closing it at once leaves nothing open, whatever the browser does.
+    """
+
+    def middleware(environ, start_response):
+        body = app(environ, start_response)
+        try:
+            return [b"".join(body)]
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+    return middleware
+
+
 @dataclass
 class LiveServer:
     app: object
@@ -115,7 +135,7 @@ def live_server(tmp_path_factory):
             pass
         db.session.remove()
     # Port 0: the system picks a free port, so parallel runs on one machine never collide.
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    server = make_server("127.0.0.1", 0, _whole_responses(app), threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, name="e2e-live-server", daemon=True)
     thread.start()
     try:
