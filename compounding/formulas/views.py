@@ -11,7 +11,7 @@ from sqlalchemy.orm import raiseload
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error
+from ..forms import submit
 from ..models import AuditEvent, Formula, Ingredient, User
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
 from ..pagination import paginate_rows
@@ -109,16 +109,11 @@ def _render_form(form: FormulaForm, formula: Formula | None, status: int = 200):
 def formula_create():
     form = NewFormulaForm()
     form.set_ingredient_choices(_ingredient_choices())
-    if form.validate_on_submit():
-        try:
-            formula = formulas.create_formula(current_user, form.data_for_service())
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{formula.label} saved as a draft. A pharmacist approves it before it can be compounded.",
-                  "success")
-            return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
+    formula = submit(form, lambda: formulas.create_formula(current_user, form.data_for_service()))
+    if formula is not None:
+        flash(f"{formula.label} saved as a draft. A pharmacist approves it before it can be compounded.",
+              "success")
+        return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
     return _render_form(form, None, 422 if form.errors else 200)
 
 
@@ -142,15 +137,10 @@ def formula_edit(formula_id: int):
     else:
         form = FormulaForm()
     form.set_ingredient_choices(_ingredient_choices(formula))
-    if form.validate_on_submit():
-        try:
-            formulas.update_draft(current_user, formula.id, form.data_for_service())
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{formula.label} saved.", "success")
-            return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
+    saved = submit(form, lambda: formulas.update_draft(current_user, formula.id, form.data_for_service()))
+    if saved is not None:
+        flash(f"{formula.label} saved.", "success")
+        return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
     return _render_form(form, formula, 422 if form.errors else 200)
 
 
@@ -214,15 +204,10 @@ def formula_new_version(formula_id: int):
 @requires("formulas.approve")
 def formula_approve(formula_id: int):
     form = ApproveForm(prefix="approve")
-    if form.validate_on_submit():
-        try:
-            formula = formulas.approve_formula(current_user, formula_id, form.password.data)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{formula.label} approved, signed by {current_user.display_name}.", "success")
-            return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
+    formula = submit(form, lambda: formulas.approve_formula(current_user, formula_id, form.password.data))
+    if formula is not None:
+        flash(f"{formula.label} approved, signed by {current_user.display_name}.", "success")
+        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
     return _render_detail(formula_id, 422, approve_form=form)
 
 
@@ -230,14 +215,9 @@ def formula_approve(formula_id: int):
 @requires("formulas.write")
 def formula_retire(formula_id: int):
     form = RetireForm(prefix="retire")
-    if form.validate_on_submit():
-        try:
-            formula = formulas.retire_formula(current_user, formula_id, form.reason.data)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"{formula.label} retired: it can no longer be compounded.", "warning")
-            return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
+    formula = submit(form, lambda: formulas.retire_formula(current_user, formula_id, form.reason.data))
+    if formula is not None:
+        flash(f"{formula.label} retired: it can no longer be compounded.", "warning")
+        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
     return _render_detail(formula_id, 422, retire_form=form)
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import aliased
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id
+from ..forms import apply_domain_error, record_id, submit
 from ..models import (
     AdverseEvent,
     Batch,
@@ -154,15 +154,10 @@ def patient_create():
 def patient_edit(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
     form = PatientForm(obj=patient)
-    if form.validate_on_submit():
-        try:
-            treatments.update_patient(current_user, patient.id, form.service_data())
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"Patient {patient.chart_number} updated.", "success")
-            return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
+    updated = submit(form, lambda: treatments.update_patient(current_user, patient.id, form.service_data()))
+    if updated is not None:
+        flash(f"Patient {patient.chart_number} updated.", "success")
+        return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
     return _render_patient_form(form, patient=patient)
 
 
@@ -300,15 +295,10 @@ def treatment_detail(treatment_id: int):
 @requires("treatments.write")
 def treatment_void(treatment_id: int):
     form = VoidForm(prefix="void")
-    if form.validate_on_submit():
-        try:
-            treatments.void_session(current_user, treatment_id, form.reason.data)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash("Session voided: its volumes went back to their batches.", "warning")
-            return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
+    record = submit(form, lambda: treatments.void_session(current_user, treatment_id, form.reason.data))
+    if record is not None:
+        flash("Session voided: its volumes went back to their batches.", "warning")
+        return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
     return _render_treatment(treatment_id, 422, void_form=form)
 
 
@@ -316,17 +306,12 @@ def treatment_void(treatment_id: int):
 @requires("adverse_events.write")
 def adverse_event_add(treatment_id: int):
     form = AdverseEventForm(prefix="event")
-    if form.validate_on_submit():
-        try:
-            event = treatments.record_adverse_event(
-                current_user, session_id=treatment_id, type=form.type.data, severity=form.severity.data,
-                onset_on=form.onset_on.data, outcome=form.outcome.data or "", notes=form.notes.data or "")
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"Adverse event recorded: {event.type.replace('_', ' ')} ({event.severity}).", "success")
-            return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
+    event = submit(form, lambda: treatments.record_adverse_event(
+        current_user, session_id=treatment_id, type=form.type.data, severity=form.severity.data,
+        onset_on=form.onset_on.data, outcome=form.outcome.data or "", notes=form.notes.data or ""))
+    if event is not None:
+        flash(f"Adverse event recorded: {event.type.replace('_', ' ')} ({event.severity}).", "success")
+        return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
     return _render_treatment(treatment_id, 422, event_form=form)
 
 
