@@ -121,25 +121,31 @@ def pages(client, app, fx: dict, n: int) -> dict:
 
 
 def traces(client, app, fx: dict, n: int) -> dict:
+    """The lot's trace as the page and the API answer it (counts over all, a page of each list), the
+    same over HTTP, and every row at once as the workbook export reads it (no target: a download)."""
     lot_id = fx["trace_lot_id"]
     if lot_id is None:
         return {}
 
-    def service():
-        with app.app_context():
-            result = trace.trace_lot(lot_id)
-            db.session.remove()
-            return result
+    def service(**options):
+        def run():
+            with app.app_context():
+                result = trace.trace_lot(lot_id, **options)
+                db.session.remove()
+                return result
+        return run
 
     with app.app_context():
-        found = trace.trace_lot(lot_id)
-        scope = {"batches": len(found.batches), "sessions": len(found.sessions), "patients": len(found.patients)}
+        scope = dict(trace.trace_lot(lot_id).counts)
     auth = {"Authorization": f"Bearer {fx['token']}"}
-    results = {"scope": scope, "service": percentiles(timed(service, n, warmup=1))}
+    results = {"scope": scope, "service": percentiles(timed(service(), n, warmup=1))}
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
     if "api.trace_lot" in endpoints:
         results["api"] = percentiles(timed(lambda: _get(client, f"/api/v1/trace/lots/{lot_id}", headers=auth),
                                            n, warmup=1))
+    if "recalls.trace_lot" in endpoints:
+        results["page"] = percentiles(timed(lambda: _get(client, f"/trace/lots/{lot_id}"), n, warmup=1))
+    results["full"] = percentiles(timed(service(per_page=None), max(2, n // 3), warmup=0))
     return results
 
 

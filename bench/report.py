@@ -32,8 +32,14 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
         rows.append((f"trace_lot service p50 ({what})", "< 300 ms", f"{trace['service']['p50']} ms",
                      trace["service"]["p50"] / 300, 1))
         if "api" in trace:
-            rows.append(("GET /api/v1/trace/lots/{id} p50 (same lot)", "< 300 ms", f"{trace['api']['p50']} ms",
-                         trace["api"]["p50"] / 300, 1))
+            rows.append(("GET /api/v1/trace/lots/{id} p50 (same lot, first page of 100)", "< 300 ms",
+                         f"{trace['api']['p50']} ms", trace["api"]["p50"] / 300, 1))
+        if "page" in trace:
+            rows.append(("Trace page `/trace/lots/{id}` p50 (same lot, first page of 100)", "< 300 ms",
+                         f"{trace['page']['p50']} ms", trace["page"]["p50"] / 300, 1))
+        if "full" in trace:
+            rows.append(("trace_lot with every row (what the .xlsx export reads), p50", "",
+                         f"{trace['full']['p50']} ms", None, 1))
     dashboard = m["dashboard"]
     rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
                  dashboard["p50"] / 100, 1))

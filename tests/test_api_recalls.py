@@ -261,4 +261,43 @@ def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
         counted[lot_id] = counter.count
     assert counted[small] == counted[large]
     assert answers[large]["counts"] == {"batches": 1, "sessions": 120, "patients": 120}
+    assert (len(answers[large]["patients"]), len(answers[large]["sessions"])) == (100, 100)
+    assert (answers[large]["page"], answers[large]["per_page"], answers[large]["pages"]) == (1, 100, 2)
+    with QueryCounter(db.engine) as counter:
+        second = client.get(f"/api/v1/trace/lots/{large}?page=2", headers=headers).json
+    assert counter.count == counted[large]
+    assert (len(second["patients"]), len(second["sessions"]), second["batches"]) == (20, 20, [])
+    assert second["counts"] == answers[large]["counts"] and second["total_volume_ml"] == "120"
+    everyone = [p["id"] for answer in (answers[large], second) for p in answer["patients"]]
+    assert len(set(everyone)) == 120
+    charts = [p["chart_number"] for answer in (answers[large], second) for p in answer["patients"]]
+    assert charts == sorted(charts)
     assert answers[large]["total_volume_ml"] == "120" and answers[small]["total_volume_ml"] == "10"
+
+
+@pytest.mark.parametrize("query", ["per_page=0", "per_page=501", "page=0", "page=x"])
+def test_a_trace_page_out_of_range_is_refused_with_a_message(client, make_batch, token_for, query):
+    batch = make_batch()
+    response = client.get(f"/api/v1/trace/batches/{batch.id}?{query}", headers=token_for("pharmacist"))
+    assert response.status_code == 422 and response.json["error"]
+
+
+def test_a_recall_answers_its_scope_a_page_at_a_time_and_ticks_a_patient_of_any_page(
+        client, make_batch, make_patient, practitioner, token_for):
+    lot_id = _lot_used_by_sessions(make_batch, make_patient, practitioner, 12)
+    headers = token_for("pharmacist")
+    opened = client.post("/api/v1/recalls", headers=headers,
+                         json={"lot_id": lot_id, "reason": "Supplier alert", "password": PASSWORD})
+    assert opened.status_code == 201 and opened.json["counts"]["patients"] == 12
+    recall_id = opened.json["id"]
+    last = client.get(f"/api/v1/recalls/{recall_id}?page=3&per_page=5", headers=headers).json
+    assert (last["page"], last["per_page"], last["pages"], len(last["patients"])) == (3, 5, 3, 2)
+    patient_id = last["patients"][-1]["id"]
+    ticked = client.post(f"/api/v1/recalls/{recall_id}/contacts", headers=headers,
+                         json={"patient_id": patient_id, "method": "phone"})
+    assert ticked.status_code == 201 and ticked.json["progress"] == {"contacted": 1, "total": 12}
+    assert ticked.json["patient_id"] == patient_id and ticked.json["chart_number"]
+    again = client.get(f"/api/v1/recalls/{recall_id}?page=3&per_page=5", headers=headers).json
+    assert [c["patient_id"] for c in again["contacts"]] == [patient_id]
+    assert next(p for p in again["patients"] if p["id"] == patient_id)["contacted"] is True
+    assert client.get(f"/api/v1/recalls/{recall_id}?per_page=5", headers=headers).json["contacts"] == []

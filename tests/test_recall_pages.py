@@ -306,8 +306,56 @@ def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
         assert response.status_code == 200
         counted[lot_id] = counter.count
     assert counted[small] == counted[large]
-    assert response.get_data(as_text=True).count('<tr id="patient-') == 120
-    assert "<strong>120 mL</strong> injected in all" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    # Counts and totals cover the whole scope; the lists show their first page of 100.
+    assert page.count('<tr id="patient-') == 100
+    assert "<strong>120</strong> patients" in page and "<strong>120 mL</strong> injected in all" in page
+    assert "1–100 of 120 patients" in page and "Page 1 of 2" in page
+    with QueryCounter(db.engine) as counter:
+        second = client.get(f"/trace/lots/{large}?page=2").get_data(as_text=True)
+    assert counter.count <= counted[large]  # no batch on page 2: no adverse events to count for them
+    assert second.count('<tr id="patient-') == 20 and "101–120 of 120 patients" in second
+    assert "Nothing more on this page: 1 in all, on earlier pages." in second
+    first_ids = set(re.findall(r'<tr id="patient-(\d+)"', page))
+    assert first_ids.isdisjoint(re.findall(r'<tr id="patient-(\d+)"', second))
+
+
+def test_a_voided_session_leaves_the_counts_the_total_and_the_recall_scope(chain, pharmacist):
+    from compounding.services import trace
+    from compounding.services.errors import InvalidInput
+
+    treatments.void_session(chain["practitioner"], chain["sessions"][0].id, "recorded on the wrong chart")
+    scope = trace.trace_lot(chain["lot"].id)
+    assert scope.counts == {"batches": 2, "sessions": 3, "patients": 2}
+    assert scope.total_volume_ml == 8 and scope.pages == 1 and scope.complete
+    assert {p.id for p in scope.patients} == {chain["b"].id, chain["c"].id}
+    recall = open_lot_recall(chain)
+    with pytest.raises(InvalidInput, match="not in the recall"):
+        recalls.record_contact(pharmacist, recall.id, chain["a"].id, "phone")
+    recalls.record_contact(pharmacist, recall.id, chain["c"].id, "phone")
+    assert recalls.contact_progress(recall, scope) == (1, 2)
+
+
+def test_a_large_recall_is_worked_page_by_page(client, as_role, make_batch, make_patient, practitioner, pharmacist):
+    lot_id = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    recall = recalls.open_recall(pharmacist, lot_id=lot_id, reason="Supplier alert", password=PASSWORD)
+    as_role("technician")
+    second = client.get(f"/recalls/{recall.id}?page=2").get_data(as_text=True)
+    rows = patient_rows(second)
+    assert len(rows) == 20 and "101–120 of 120 patients" in second and "<strong>0 of 120</strong>" in second
+    patient_id = max(rows)
+    action = f"/recalls/{recall.id}/contacts/{patient_id}?page=2"
+    assert f'action="{action}"' in second
+    response = client.post(action, data={f"contact-{patient_id}-method": "phone"})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/recalls/{recall.id}?page=2#patient-{patient_id}")
+    again = client.get(f"/recalls/{recall.id}?page=2").get_data(as_text=True)
+    assert "Phone · " in patient_rows(again)[patient_id] and "<strong>1 of 120</strong>" in again
+    first = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    assert len(patient_rows(first)) == 100 and patient_id not in patient_rows(first)
+    # The printed report holds every patient, ticked or not.
+    report = client.get(f"/recalls/{recall.id}/report").get_data(as_text=True)
+    assert report.count("<strong>not yet</strong>") == 119 and report.count("Phone · ") == 1
 
 
 def test_only_a_pharmacist_quarantines_and_only_a_released_lot_with_a_reason(chain, technician):

@@ -19,6 +19,7 @@ from .schemas import (
     RecallQuerySchema,
     RecallSchema,
     RecallSummarySchema,
+    ScopePageSchema,
 )
 from .views import json_body, load, route
 
@@ -29,9 +30,9 @@ def _page_args() -> tuple[int, int]:
     return page, per_page
 
 
-def _answer(recall_id: int, status: int = 200):
+def _answer(recall_id: int, status: int = 200, page: int = 1, per_page: int = trace.PER_PAGE):
     try:
-        record = records.recall_record(recall_id)
+        record = records.recall_record(recall_id, page, per_page)
     except NotFound:
         abort(404)
     response = jsonify(RecallSchema().dump(record))
@@ -39,18 +40,23 @@ def _answer(recall_id: int, status: int = 200):
     return response
 
 
+def _scope_page() -> tuple[int, int]:
+    args = load(ScopePageSchema, request.args.to_dict())
+    return args["page"], args["per_page"]
+
+
 @route("/trace/lots/<int:lot_id>", permission="patients.read",
-       summary="Trace a lot downstream: the batches that used it, their sessions and patients",
-       response=LotTraceSchema)
+       summary="Trace a lot downstream: the batches that used it, their sessions and patients (counts over "
+               "all, one page of each list)", response=LotTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_lot(lot_id: int):
-    return jsonify(LotTraceSchema().dump(trace.trace_lot(lot_id)))
+    return jsonify(LotTraceSchema().dump(trace.trace_lot(lot_id, *_scope_page())))
 
 
 @route("/trace/batches/<int:batch_id>", permission="patients.read",
-       summary="Trace a batch: the lots it consumed upstream, its sessions and patients downstream",
-       response=BatchTraceSchema)
+       summary="Trace a batch: the lots it consumed upstream, its sessions and patients downstream (counts "
+               "over all, one page of each list)", response=BatchTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_batch(batch_id: int):
-    return jsonify(BatchTraceSchema().dump(trace.trace_batch(batch_id)))
+    return jsonify(BatchTraceSchema().dump(trace.trace_batch(batch_id, *_scope_page())))
 
 
 @route("/quality-signals", permission="recalls.read",
@@ -91,9 +97,10 @@ def recall_create():
 
 
 @route("/recalls/<int:recall_id>", permission="recalls.read",
-       summary="One recall with its scope, contacts, progress and signatures", response=RecallSchema)
+       summary="One recall with its scope (counts over all, one page of each list), contacts, progress and "
+               "signatures", response=RecallSchema, query=ScopePageSchema, errors=(422,))
 def recall_detail(recall_id: int):
-    return _answer(recall_id)
+    return _answer(recall_id, 200, *_scope_page())
 
 
 @route("/recalls/<int:recall_id>/contacts", "POST", permission="recalls.contact",
@@ -102,9 +109,10 @@ def recall_detail(recall_id: int):
 def recall_contact_create(recall_id: int):
     data = load(RecallContactCreateSchema, json_body())
     contact = recalls.record_contact(current_user, recall_id, data["patient_id"], data["method"], data["note"])
-    record = records.recall_record(recall_id)
+    contacted, total = records.progress_for([recall_id])[recall_id]
     response = jsonify(RecallContactAnswerSchema().dump(
-        {**vars(record.contacts[contact.patient_id]), "recall_id": recall_id, "progress": record.progress}))
+        {**vars(records.contact_answer(contact.id)), "recall_id": recall_id,
+         "progress": {"contacted": contacted, "total": total}}))
     response.status_code = 201
     return response
 

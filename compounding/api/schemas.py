@@ -12,6 +12,7 @@ from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
 from ..models.recall import CONTACT_METHODS, RECALL_STATUSES
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from ..pagination import MAX_PAGE
 from ..recalls.records import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ..services.bud import BUD_TABLE, bud_duration
@@ -20,6 +21,7 @@ from ..services.errors import InvalidInput
 from ..services.expiry import is_expired, parse_expiry
 from ..services.inventory import check_quantity
 from ..services.stock_queries import LOT_SORTS
+from ..services.trace import PER_PAGE as TRACE_PER_PAGE
 
 # Record ids are database integers: a larger one is refused here rather than overflowing the driver.
 _ID = validate.Range(min=1, max=MAX_RECORD_ID)
@@ -570,13 +572,32 @@ class TraceCountsSchema(Schema):
     patients = fields.Integer()
 
 
+class ScopePageSchema(Schema):
+    """Which page of a trace's or a recall's lists: batches, sessions and patients are paged together."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    per_page = fields.Integer(load_default=TRACE_PER_PAGE, validate=validate.Range(min=1, max=500),
+                              metadata={"description": "Rows of each list per page"})
+
+
+_SCOPE_COUNTS = {"type": "object", "description": "Over the whole scope, whatever the page", "properties": {
+    name: {"type": "integer"} for name in ("lots", "batches", "sessions", "patients")}}
+_PAGES = "Pages of the longest list; `counts` tells how many rows each list has in all"
+
+
 class _TraceScopeSchema(Schema):
-    batches = fields.List(fields.Nested(TraceBatchRowSchema))
-    sessions = fields.List(fields.Nested(TraceSessionRowSchema))
-    patients = fields.List(fields.Nested(TracePatientRowSchema))
-    counts = fields.Function(trace_counts, metadata={"type": "object", "properties": {
-        name: {"type": "integer"} for name in ("lots", "batches", "sessions", "patients")}})
-    total_volume_ml = Quantity()
+    batches = fields.List(fields.Nested(TraceBatchRowSchema), metadata={"description": "This page's"})
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema), metadata={"description": "This page's"})
+    patients = fields.List(fields.Nested(TracePatientRowSchema), metadata={"description": "This page's"})
+    counts = fields.Function(trace_counts, metadata=_SCOPE_COUNTS)
+    total_volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                         "description": "Injected in all, over the whole scope"})
+    page = fields.Integer()
+    per_page = fields.Integer()
+    pages = fields.Integer(metadata={"description": _PAGES})
 
 
 class LotTraceSchema(_TraceScopeSchema):
@@ -662,13 +683,18 @@ class RecallSchema(Schema):
     outcome = fields.String(attribute="recall.outcome")
     signatures = fields.List(fields.Nested(SignatureSchema))
     progress = fields.Nested(RecallProgressSchema)
-    batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches")
-    sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions")
-    patients = fields.List(fields.Nested(RecallPatientRowSchema))
-    counts = fields.Function(lambda record: trace_counts(record.scope), metadata={
-        "type": "object", "properties": {name: {"type": "integer"} for name in ("batches", "sessions", "patients")}})
+    batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches",
+                          metadata={"description": "This page's"})
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions",
+                           metadata={"description": "This page's"})
+    patients = fields.List(fields.Nested(RecallPatientRowSchema), metadata={"description": "This page's"})
+    counts = fields.Function(lambda record: trace_counts(record.scope), metadata=_SCOPE_COUNTS)
     total_volume_ml = Quantity(attribute="scope.total_volume_ml")
-    contacts = fields.List(fields.Nested(RecallContactSchema), attribute="contact_list")
+    contacts = fields.List(fields.Nested(RecallContactSchema), attribute="contact_list",
+                           metadata={"description": "The contacts of this page's patients"})
+    page = fields.Integer(attribute="scope.page")
+    per_page = fields.Integer(attribute="scope.per_page")
+    pages = fields.Integer(attribute="scope.pages", metadata={"description": _PAGES})
 
 
 class RecallOpenSchema(Schema):

@@ -131,7 +131,7 @@ def sessions():
 @bp.route("/trace/lots/<int:lot_id>.xlsx")
 @requires("patients.read")
 def trace_lot(lot_id: int):
-    scope = trace.trace_lot(lot_id)
+    scope = trace.trace_lot(lot_id, per_page=None)
     return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
                          f"trace-{scope.lot.code}.xlsx")
 
@@ -139,7 +139,7 @@ def trace_lot(lot_id: int):
 @bp.route("/trace/batches/<int:batch_id>.xlsx")
 @requires("patients.read")
 def trace_batch(batch_id: int):
-    scope = trace.trace_batch(batch_id)
+    scope = trace.trace_batch(batch_id, per_page=None)
     return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
                          f"trace-{scope.batch.code}.xlsx")
 
@@ -148,7 +148,7 @@ def trace_batch(batch_id: int):
 @requires("recalls.read")
 def recall(recall_id: int):
     recall = recalls.get_recall(recall_id)
-    scope = recalls.recall_scope(recall)
+    scope = recalls.recall_scope(recall, per_page=None)
     contacts = {row.patient_id: row for row in db.session.execute(
         sa.select(RecallContact.patient_id, RecallContact.contacted_at, User.display_name.label("contacted_by"),
                   RecallContact.method, RecallContact.note)

@@ -14,6 +14,7 @@ from ..models import (
     Batch,
     BatchComponent,
     Lot,
+    Patient,
     Recall,
     RecallContact,
     SessionUse,
@@ -76,10 +77,8 @@ def event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
 
 
 def trace_counts(scope: trace.Trace) -> dict:
-    counts = {"batches": len(scope.batches), "sessions": len(scope.sessions), "patients": len(scope.patients)}
-    if scope.batch is not None:
-        counts["lots"] = len(scope.lots)
-    return counts
+    """Batches, sessions and patients over the whole scope (and a batch's lots upstream)."""
+    return dict(scope.counts)
 
 
 @dataclass
@@ -91,7 +90,7 @@ class RecallRecord:
     closed_by: str | None
     signatures: list
     scope: trace.Trace
-    contacts: dict = field(default_factory=dict)  # patient id -> ContactRow
+    contacts: dict = field(default_factory=dict)  # patient id -> ContactRow, for the patients of this page
     contacted: int = 0
 
     @property
@@ -102,7 +101,7 @@ class RecallRecord:
 
     @property
     def total(self) -> int:
-        return len(self.scope.patients)
+        return self.scope.counts["patients"]
 
     @property
     def percent(self) -> int:
@@ -135,28 +134,42 @@ class ContactRow:
     note: str
 
 
-def recall_record(recall_id: int) -> RecallRecord:
+def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PER_PAGE) -> RecallRecord:
+    """A recall with one page of its scope (`per_page=None`: all of it) and those patients' contacts."""
     recall = db.session.scalar(sa.select(Recall).where(Recall.id == recall_id).options(
         joinedload(Recall.lot), joinedload(Recall.batch)))
     if recall is None:
         raise NotFound("There is no such recall.")
     people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
         User.id.in_([recall.opened_by_id, recall.closed_by_id or recall.opened_by_id]))).all())
-    scope = recalls.recall_scope(recall)
-    charts = {p.id: p.chart_number for p in scope.patients}
-    contacts = {
-        contact.patient_id: ContactRow(contact.id, contact.patient_id, charts.get(contact.patient_id, ""),
-                                       contact.contacted_at, contact.contacted_by_id, name, contact.method,
-                                       contact.note)
-        for contact, name in db.session.execute(
-            sa.select(RecallContact, User.display_name).join(User, User.id == RecallContact.contacted_by_id)
-            .where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at))
-    }
+    scope = recalls.recall_scope(recall, page, per_page)
+    contacts_query = (
+        sa.select(RecallContact, User.display_name, Patient.chart_number)
+        .join(User, User.id == RecallContact.contacted_by_id).join(Patient, Patient.id == RecallContact.patient_id)
+        .where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at))
+    if per_page is not None:
+        contacts_query = contacts_query.where(RecallContact.patient_id.in_([p.id for p in scope.patients]))
+    contacts = {contact.patient_id: contact_row(contact, name, chart)
+                for contact, name, chart in db.session.execute(contacts_query)}
     contacted, _ = recalls.contact_progress(recall, scope)
     return RecallRecord(recall=recall, opened_by=people.get(recall.opened_by_id, ""),
                         closed_by=people.get(recall.closed_by_id) if recall.closed_by_id else None,
                         signatures=signatures_for("recall", recall.id), scope=scope, contacts=contacts,
                         contacted=contacted)
+
+
+def contact_row(contact: RecallContact, contacted_by: str, chart_number: str) -> ContactRow:
+    return ContactRow(contact.id, contact.patient_id, chart_number, contact.contacted_at, contact.contacted_by_id,
+                      contacted_by, contact.method, contact.note)
+
+
+def contact_answer(contact_id: int) -> ContactRow:
+    """One contact as the recall's page and API show it."""
+    contact, name, chart = db.session.execute(
+        sa.select(RecallContact, User.display_name, Patient.chart_number)
+        .join(User, User.id == RecallContact.contacted_by_id).join(Patient, Patient.id == RecallContact.patient_id)
+        .where(RecallContact.id == contact_id)).one()
+    return contact_row(contact, name, chart)
 
 
 def recall_list_query(status: str | None = None):

@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..forms import apply_domain_error, record_id
-from ..pagination import paginate_rows
+from ..pagination import page_arg, paginate_rows
 from ..security import requires
 from ..services import inventory, recalls, trace
 from ..services.clock import utcnow
@@ -57,7 +57,7 @@ def _render_trace(scope: trace.Trace, kind: str, target_id: int):
 @requires("patients.read")
 def trace_lot(lot_id: int):
     try:
-        scope = trace.trace_lot(lot_id)
+        scope = trace.trace_lot(lot_id, page_arg())
     except NotFound:
         abort(404)
     return _render_trace(scope, "lot", lot_id)
@@ -67,7 +67,7 @@ def trace_lot(lot_id: int):
 @requires("patients.read")
 def trace_batch(batch_id: int):
     try:
-        scope = trace.trace_batch(batch_id)
+        scope = trace.trace_batch(batch_id, page_arg())
     except NotFound:
         abort(404)
     return _render_trace(scope, "batch", batch_id)
@@ -120,7 +120,7 @@ def recall_open():
             apply_domain_error(form, exc)
         else:
             flash(f"Recall {recall.id} opened on {kind} {(scope.lot or scope.batch).code}, signed by "
-                  f"{current_user.display_name}: {len(scope.batches)} batches recalled.", "success")
+                  f"{current_user.display_name}: {scope.counts['batches']} batches recalled.", "success")
             return redirect(url_for("recalls.recall_detail", recall_id=recall.id))
     status = 200
     if request.method == "POST":
@@ -134,7 +134,7 @@ def recall_open():
 def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None = None,
                    close_form: CloseRecallForm | None = None):
     try:
-        record = records.recall_record(recall_id)
+        record = records.recall_record(recall_id, page_arg())
     except NotFound:
         abort(404)
     forms = {}
@@ -171,7 +171,9 @@ def recall_contact(recall_id: int, patient_id: int):
                 flash(message, "danger")
         else:
             flash(f"Patient ticked as contacted ({contact.method.replace('_', ' ')}).", "success")
-            return redirect(url_for("recalls.recall_detail", recall_id=recall_id, _anchor=f"patient-{patient_id}"))
+            page = page_arg()
+            return redirect(url_for("recalls.recall_detail", recall_id=recall_id, page=page if page > 1 else None,
+                                    _anchor=f"patient-{patient_id}"))
     return _render_detail(recall_id, 422, contact_forms={patient_id: form})
 
 
@@ -197,7 +199,7 @@ def recall_close(recall_id: int):
 @requires("recalls.read")
 def recall_report(recall_id: int):
     try:
-        record = records.recall_record(recall_id)
+        record = records.recall_record(recall_id, per_page=None)  # a printed report holds everything
     except NotFound:
         abort(404)
     return render_template("recalls/report.html", record=record, recall=record.recall, scope=record.scope,

@@ -15,7 +15,7 @@ from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
 from .inventory import get_lot
 from .signatures import sign
-from .trace import Trace, lot_batch_ids, trace_batch, trace_lot
+from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, trace_batch, trace_lot
 
 RECALLABLE_BATCH_STATUSES = ("prepared", "released", "depleted")
 
@@ -27,8 +27,11 @@ def get_recall(recall_id) -> Recall:
     return recall
 
 
-def recall_scope(recall: Recall) -> Trace:
-    return trace_lot(recall.lot_id) if recall.lot_id else trace_batch(recall.batch_id)
+def recall_scope(recall: Recall, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
+    """What the recall reached: counts over all of it, and one page of each list (`per_page=None`: all)."""
+    if recall.lot_id:
+        return trace_lot(recall.lot_id, page, per_page)
+    return trace_batch(recall.batch_id, page, per_page)
 
 
 def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None = None,
@@ -90,8 +93,7 @@ def record_contact(actor: User, recall_id: int, patient_id: int, method: str, no
         raise InvalidState("This recall is closed.")
     if method not in CONTACT_METHODS:
         raise InvalidInput(f"Choose how: {', '.join(CONTACT_METHODS)}.", field="method")
-    scope = recall_scope(recall)
-    if patient_id not in {p.id for p in scope.patients}:
+    if not patient_in_scope(patient_id, lot_id=recall.lot_id, batch_id=recall.batch_id):
         raise InvalidInput("This patient is not in the recall's scope.", field="patient_id")
     if db.session.scalar(sa.select(RecallContact.id).where(RecallContact.recall_id == recall.id,
                                                             RecallContact.patient_id == patient_id)):
@@ -130,4 +132,4 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
 def contact_progress(recall: Recall, scope: Trace) -> tuple[int, int]:
     contacted = db.session.scalar(sa.select(sa.func.count(RecallContact.id))
                                   .where(RecallContact.recall_id == recall.id))
-    return contacted, len(scope.patients)
+    return contacted, scope.counts["patients"]

@@ -2,8 +2,13 @@
 
 Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> sessions -> patients.
 Voided sessions are left out (their volume went back to the batch).
+
+A lot that fed a thousand batches reaches tens of thousands of sessions, so a trace answers
+its counts and totals over the whole scope and one page of each list; the workbook export
+asks for every row (`per_page=None`).
 """
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,19 +31,34 @@ from ..models import (
 from ..models.treatment import SEVERE_EVENT_TYPES
 from .errors import NotFound
 
+PER_PAGE = 100
+
 
 @dataclass
 class Trace:
     lot: Lot | None = None
     batch: Batch | None = None
-    lots: list = field(default_factory=list)  # upstream rows
-    batches: list = field(default_factory=list)
+    lots: list = field(default_factory=list)  # upstream rows, all of them (a batch has a few)
+    batches: list = field(default_factory=list)  # this page of each downstream list
     sessions: list = field(default_factory=list)
     patients: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)  # over the whole scope: batches, sessions, patients (lots)
+    total_volume_ml: Decimal = Decimal("0")  # injected in all, over the whole scope
+    page: int = 1
+    per_page: int | None = PER_PAGE  # None: every row on one page
 
     @property
-    def total_volume_ml(self) -> Decimal:
-        return sum((p.volume_ml for p in self.patients), Decimal("0"))
+    def pages(self) -> int:
+        """Pages of the longest list (the lists are paged together)."""
+        if self.per_page is None:
+            return 1
+        longest = max(self.counts.get(name, 0) for name in ("batches", "sessions", "patients"))
+        return max(1, math.ceil(longest / self.per_page))
+
+    @property
+    def complete(self) -> bool:
+        """Whether this page holds every row of every list."""
+        return self.page == 1 and self.pages == 1
 
 
 def _batch_rows(batch_ids, lot_id: int | None = None):
@@ -51,10 +71,11 @@ def _batch_rows(batch_ids, lot_id: int | None = None):
         Batch.id, Batch.code, Batch.status, Batch.compounded_at, Batch.beyond_use_at, Batch.total_volume_ml,
         Batch.remaining_volume_ml, Formula.code.label("formula_code"), Formula.version.label("formula_version"),
         Formula.name.label("formula_name"), quantity.label("quantity_from_lot"),
-    ).join(Formula, Formula.id == Batch.formula_id).where(Batch.id.in_(batch_ids)).order_by(Batch.compounded_at)
+    ).join(Formula, Formula.id == Batch.formula_id).where(Batch.id.in_(batch_ids)).order_by(
+        Batch.compounded_at, Batch.id)
 
 
-def _session_rows(batch_ids):
+def _session_rows(uses_clause):
     """One row per session: its patient, the volume of these batches it received, their codes."""
     if db.session.get_bind().dialect.name == "sqlite":
         codes = sa.func.group_concat(sa.distinct(Batch.code))
@@ -67,14 +88,14 @@ def _session_rows(batch_ids):
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Patient, Patient.id == TreatmentSession.patient_id)
         .join(Batch, Batch.id == SessionUse.batch_id)
-        .where(SessionUse.batch_id.in_(batch_ids), TreatmentSession.voided_at.is_(None))
+        .where(uses_clause, TreatmentSession.voided_at.is_(None))
         .group_by(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                   Patient.chart_number)
-        .order_by(TreatmentSession.performed_at)
+        .order_by(TreatmentSession.performed_at, TreatmentSession.id)
     )
 
 
-def _patient_rows(batch_ids):
+def _patient_rows(uses_clause):
     """One row per patient reached: contact details, sessions, total volume received."""
     return (
         sa.select(Patient.id, Patient.chart_number, Patient.name, Patient.phone, Patient.email,
@@ -84,38 +105,107 @@ def _patient_rows(batch_ids):
                   sa.func.max(TreatmentSession.performed_at).label("last_at"))
         .join(TreatmentSession, TreatmentSession.patient_id == Patient.id)
         .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
-        .where(SessionUse.batch_id.in_(batch_ids), TreatmentSession.voided_at.is_(None))
+        .where(uses_clause, TreatmentSession.voided_at.is_(None))
         .group_by(Patient.id, Patient.chart_number, Patient.name, Patient.phone, Patient.email)
-        .order_by(Patient.chart_number)
+        .order_by(Patient.chart_number, Patient.id)
     )
 
 
-def _downstream(trace: Trace, batch_ids, lot_id: int | None = None) -> Trace:
-    trace.batches = db.session.execute(_batch_rows(batch_ids, lot_id)).all()
-    trace.sessions = db.session.execute(_session_rows(batch_ids)).all()
-    trace.patients = db.session.execute(_patient_rows(batch_ids)).all()
+def _page_of_ids(query, page: int, per_page: int):
+    """(ids on the page, rows in all) in one statement: the total rides along as a window count.
+
+    A page past the end has no row to carry it, so only then is it counted apart.
+    """
+    rows = db.session.execute(query.add_columns(sa.func.count().over())
+                              .limit(per_page).offset((page - 1) * per_page)).all()
+    if rows:
+        return [row[0] for row in rows], rows[0][1]
+    return [], db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+
+
+def _downstream(trace: Trace, batch_ids, member) -> Trace:
+    """Counts and totals over the whole scope, then one page of batches, sessions and patients.
+
+    `batch_ids` selects the traced batches; `member(column)` tests one batch id against them
+    row by row. Sessions and patients are paged by id first, each with its total counted in
+    the same pass, and only the rows of the page are aggregated: the cost of a page stays a
+    few index walks over the scope, whatever its size. Voided sessions are few, so they are
+    left out by id and the total volume is read off the uses' index alone.
+    """
+    voided = sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None))
+    batch_count = sa.select(sa.func.count(Batch.id)).where(Batch.id.in_(batch_ids)).scalar_subquery()
+    volume = (sa.select(sa.func.coalesce(sa.func.sum(SessionUse.volume_ml), 0))
+              .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
+    batches, total_volume = db.session.execute(sa.select(batch_count, volume)).one()
+    trace.total_volume_ml = Decimal(total_volume)
+    page, per_page = trace.page, trace.per_page
+    trace.batches = db.session.execute(_page(_batch_rows(batch_ids, trace.lot.id if trace.lot else None),
+                                             page, per_page)).all()
+    if per_page is None:
+        trace.sessions = db.session.execute(_session_rows(SessionUse.batch_id.in_(batch_ids))).all()
+        trace.patients = db.session.execute(_patient_rows(SessionUse.batch_id.in_(batch_ids))).all()
+        trace.counts = {**trace.counts, "batches": batches, "sessions": len(trace.sessions),
+                        "patients": len(trace.patients)}
+        return trace
+    reached = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
+    session_ids, sessions = _page_of_ids(
+        sa.select(TreatmentSession.id).where(TreatmentSession.id.in_(reached), TreatmentSession.voided_at.is_(None))
+        .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
+    patient_ids, patients = _page_of_ids(
+        sa.select(Patient.id).where(Patient.id.in_(
+            sa.select(TreatmentSession.patient_id).where(TreatmentSession.id.in_(reached),
+                                                         TreatmentSession.voided_at.is_(None))))
+        .order_by(Patient.chart_number, Patient.id), page, per_page)
+    trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
+    # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
+    trace.sessions = db.session.execute(_session_rows(
+        sa.and_(SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
+    trace.patients = db.session.execute(_patient_rows(
+        sa.and_(TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() \
+        if patient_ids else []
     return trace
+
+
+def _page(query, page: int, per_page: int | None):
+    return query if per_page is None else query.limit(per_page).offset((page - 1) * per_page)
 
 
 def lot_batch_ids(lot_id: int):
     return sa.select(BatchComponent.batch_id).where(BatchComponent.lot_id == lot_id).distinct()
 
 
-def trace_lot(lot_id: int) -> Trace:
+def _lot_member(lot_id: int):
+    return lambda column: sa.exists().where(BatchComponent.lot_id == lot_id, BatchComponent.batch_id == column)
+
+
+def _batch_member(batch_id: int):
+    return lambda column: column == batch_id
+
+
+def patient_in_scope(patient_id: int, *, lot_id: int | None = None, batch_id: int | None = None) -> bool:
+    """Whether the patient received the lot (through any batch) or the batch in a session that stands."""
+    member = _lot_member(lot_id) if lot_id else _batch_member(batch_id)
+    return bool(db.session.scalar(sa.select(
+        sa.select(SessionUse.id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+        .where(TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None),
+               member(SessionUse.batch_id)).exists())))
+
+
+def trace_lot(lot_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
     """Every batch that used the lot, every session that used those batches, every patient."""
     lot = db.session.scalar(sa.select(Lot).where(Lot.id == lot_id).options(sa.orm.selectinload(Lot.ingredient)))
     if lot is None:
         raise NotFound("There is no such lot.")
-    return _downstream(Trace(lot=lot), lot_batch_ids(lot_id), lot_id)
+    return _downstream(Trace(lot=lot, page=page, per_page=per_page), lot_batch_ids(lot_id), _lot_member(lot_id))
 
 
-def trace_batch(batch_id: int) -> Trace:
+def trace_batch(batch_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
     """The lots a batch consumed upstream; its sessions and patients downstream."""
     batch = db.session.scalar(sa.select(Batch).where(Batch.id == batch_id)
                               .options(sa.orm.selectinload(Batch.formula)))
     if batch is None:
         raise NotFound("There is no such batch.")
-    trace = Trace(batch=batch)
+    trace = Trace(batch=batch, page=page, per_page=per_page)
     trace.lots = db.session.execute(
         sa.select(Lot.id, Lot.code, Lot.status, Lot.supplier, Lot.supplier_lot_number, Lot.expires_on,
                   Ingredient.name.label("ingredient_name"), Ingredient.unit,
@@ -125,7 +215,8 @@ def trace_batch(batch_id: int) -> Trace:
         .group_by(Lot.id, Lot.code, Lot.status, Lot.supplier, Lot.supplier_lot_number, Lot.expires_on,
                   Ingredient.name, Ingredient.unit)
         .order_by(Ingredient.name, Lot.code)).all()
-    return _downstream(trace, [batch_id])
+    trace.counts = {"lots": len(trace.lots)}
+    return _downstream(trace, [batch_id], _batch_member(batch_id))
 
 
 # --- quality signals --------------------------------------------------------------------
