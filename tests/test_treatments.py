@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from compounding.extensions import db
-from compounding.models import Batch, Lot, RecallContact, SessionUse, TreatmentSession
+from compounding.models import Batch, Formula, Lot, RecallContact, SessionUse, TreatmentSession
 from compounding.services import batches, recalls, trace, treatments
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
 from compounding.services.ledger import ledger_balance
@@ -187,6 +187,25 @@ def test_mild_events_flag_only_above_the_rate_threshold_with_at_least_two_events
     assert trace.quality_signals() == []  # one event: below the minimum count
     treatments.record_adverse_event(practitioner, session_id=sessions[1].id, type="bruising", severity="mild")
     assert [s.code for s in trace.quality_signals() if s.kind == "batch"] == [batch.code]  # 2/30 > 5 %
+
+
+def test_a_shorter_list_of_quality_signals_is_the_head_of_the_full_list(practitioner, make_batch, make_patient):
+    # A lot's sessions are counted only when it could still rank. The two batches of the first
+    # formula were used together, so its lots have no more sessions than either batch.
+    first = make_batch(units=5)
+    second = make_batch(db.session.get(Formula, first.formula_id), units=5)
+    together = [treatments.record_session(practitioner, patient_id=make_patient().id,
+                                          uses=[use(first, "1"), use(second, "1")]) for _ in range(2)]
+    treatments.record_adverse_event(practitioner, session_id=together[0].id, type="infection", severity="severe")
+    for batch in (make_batch(units=5), make_batch(units=5)):
+        alone = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+                 for _ in range(3)]
+        treatments.record_adverse_event(practitioner, session_id=alone[0].id, type="necrosis", severity="severe")
+    full = trace.quality_signals(limit=100)
+    assert [(s.kind, s.sessions) for s in full] == [("batch", 2)] * 2 + [("lot", 2)] * 2 + [("batch", 3)] * 2 + [
+        ("lot", 3)] * 4
+    for limit in range(1, len(full) + 1):
+        assert trace.quality_signals(limit=limit) == full[:limit]
 
 
 def test_voided_sessions_leave_the_trace(practitioner, make_batch, make_patient):

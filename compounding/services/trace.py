@@ -254,49 +254,73 @@ def quality_signals(limit: int = 50) -> list[Signal]:
     """Batches and lots whose adverse events call for quarantine or recall, worst first.
 
     Bounded by the adverse events, not by the uses (events are few, uses are millions): the
-    events and the batches and lots they touch are read first, then sessions are counted only
-    for the batches and lots that can be flagged (a severe event, or QUALITY_MIN_EVENTS
-    events). Six statements whatever the size of the data.
+    events are read with the batches and lots they touch, then the sessions of each of those
+    batches are counted on the index. A lot's sessions cost far more (every use of every batch
+    made from it), so they are counted only for the lots that can be flagged and could still
+    rank among the first `limit`. Three statements whatever the size of the data.
     """
-    events = db.session.execute(
-        sa.select(SessionUse.batch_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
-        .select_from(AdverseEvent)
-        .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
-        .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
-        .where(TreatmentSession.voided_at.is_(None))).all()
+    uses = (sa.select(SessionUse.batch_id)
+            .select_from(AdverseEvent)
+            .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
+            .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
+            .where(TreatmentSession.voided_at.is_(None)))
+    touched = (uses.add_columns(BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
+               .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
     by_batch: dict[int, set[int]] = defaultdict(set)
+    by_lot: dict[int, set[int]] = defaultdict(set)
+    lot_batches: dict[int, set[int]] = defaultdict(set)
     severe: set[int] = set()
-    for batch_id, event_id, kind, severity in events:
+    for batch_id, lot_id, event_id, kind, severity in db.session.execute(touched):
         by_batch[batch_id].add(event_id)
         if kind in SEVERE_EVENT_TYPES or severity == "severe":
             severe.add(event_id)
-    by_lot: dict[int, set[int]] = defaultdict(set)
-    if by_batch:
-        for batch_id, lot_id in db.session.execute(sa.select(BatchComponent.batch_id, BatchComponent.lot_id)
-                                                   .where(BatchComponent.batch_id.in_(list(by_batch)))):
-            by_lot[lot_id] |= by_batch[batch_id]
-    minimum = current_app.config["QUALITY_MIN_EVENTS"]
+        if lot_id is not None:
+            by_lot[lot_id].add(event_id)
+            lot_batches[lot_id].add(batch_id)
+    if not by_batch:
+        return []
     # Sessions voided are few: leaving them out by id spares a lookup of every use's session.
     live = SessionUse.session_id.not_in(sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None)))
-    sessions = sa.func.count(sa.distinct(SessionUse.session_id))
-    signals = []
-    for kind, model, groups in (("batch", Batch, by_batch), ("lot", Lot, by_lot)):
-        candidates = [key for key, ids in groups.items() if ids & severe or len(ids) >= minimum]
-        if not candidates:
+    sessions = sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse).where(live)
+    signals: list[Signal] = []
+
+    def add(kind: str, events: set[int], row) -> None:
+        figures = (len(events), len(events & severe), row.sessions)
+        if _is_flagged(*figures):
+            signals.append(Signal(kind, row.id, row.code, row.status, *figures))
+
+    def rank(signal: Signal) -> tuple:
+        return (-signal.severe, -signal.rate, signal.code)
+
+    batch_sessions = {}
+    for row in db.session.execute(
+            sa.select(Batch.id, Batch.code, Batch.status,
+                      sessions.where(SessionUse.batch_id == Batch.id).scalar_subquery().label("sessions"))
+            .where(Batch.id.in_(uses))):
+        batch_sessions[row.id] = row.sessions
+        add("batch", by_batch[row.id], row)
+    signals.sort(key=rank)
+    # A lot has at least as many sessions as its busiest batch, so its rate is at most its
+    # events over that batch's sessions: a lot that cannot pass the `limit`-th flagged batch
+    # even at that rate is not counted.
+    bar = rank(signals[limit - 1])[:2] if 0 < limit <= len(signals) else None
+    minimum = current_app.config["QUALITY_MIN_EVENTS"]
+    contenders = []
+    for lot_id, events in by_lot.items():
+        n_severe = len(events & severe)
+        if not n_severe and len(events) < minimum:
             continue
-        if kind == "batch":
-            counted = sa.select(SessionUse.batch_id, sessions).where(SessionUse.batch_id.in_(candidates), live)
-        else:
-            counted = (sa.select(BatchComponent.lot_id, sessions)
-                       .join(SessionUse, SessionUse.batch_id == BatchComponent.batch_id)
-                       .where(BatchComponent.lot_id.in_(candidates), live))
-        counts = dict(db.session.execute(counted.group_by(counted.selected_columns[0])).all())
-        figures = {key: (len(groups[key]), len(groups[key] & severe), counts.get(key, 0)) for key in candidates}
-        flagged = [key for key, (n, n_severe, n_sessions) in figures.items() if _is_flagged(n, n_severe, n_sessions)]
-        if flagged:
-            signals += [Signal(kind, row.id, row.code, row.status, *figures[row.id]) for row in db.session.execute(
-                sa.select(model.id, model.code, model.status).where(model.id.in_(flagged)))]
-    signals.sort(key=lambda s: (-s.severe, -s.rate, s.code))
+        busiest = max(batch_sessions.get(batch_id, 0) for batch_id in lot_batches[lot_id])
+        best_rate = len(events) / busiest if busiest else float("inf")
+        if bar is None or (-n_severe, -best_rate) <= bar:
+            contenders.append(lot_id)
+    if contenders:
+        lot_sessions = (sessions.join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+                        .where(BatchComponent.lot_id == Lot.id).scalar_subquery().label("sessions"))
+        for row in db.session.execute(sa.select(Lot.id, Lot.code, Lot.status, lot_sessions)
+                                      .where(Lot.id.in_(contenders))):
+            add("lot", by_lot[row.id], row)
+    signals.sort(key=rank)
     return signals[:limit]
 
 
