@@ -9,10 +9,13 @@ import math
 import random
 import re
 import sys
+import tempfile
 import time
+import tracemalloc
 
 import sqlalchemy as sa
 
+from compounding import workbooks
 from compounding.extensions import db
 from compounding.models import Batch, Lot, User
 from compounding.scale import SCALE_PASSWORD, TRACE_LOT_PREFIX
@@ -121,8 +124,8 @@ def pages(client, app, fx: dict, n: int) -> dict:
 
 
 def traces(client, app, fx: dict, n: int) -> dict:
-    """The lot's trace as the page and the API answer it (counts over all, a page of each list), the
-    same over HTTP, and every row at once as the workbook export reads it (no target: a download)."""
+    """The lot's trace as the page and the API answer it (counts over all, a page of each list), and
+    its whole workbook as the export builds it (no target: a download), with the growth of peak memory."""
     lot_id = fx["trace_lot_id"]
     if lot_id is None:
         return {}
@@ -145,7 +148,17 @@ def traces(client, app, fx: dict, n: int) -> dict:
                                            n, warmup=1))
     if "recalls.trace_lot" in endpoints:
         results["page"] = percentiles(timed(lambda: _get(client, f"/trace/lots/{lot_id}"), n, warmup=1))
-    results["full"] = percentiles(timed(service(per_page=None), max(2, n // 3), warmup=0))
+
+    def export():
+        with app.app_context(), tempfile.TemporaryFile() as out:
+            workbooks.trace_workbook(trace.trace_lot(lot_id, per_page=None), out)
+            db.session.remove()
+
+    results["export"] = percentiles(timed(export, max(2, n // 3), warmup=0))
+    tracemalloc.start()  # once more, traced: the peak of what Python held while building it
+    export()
+    results["export"]["peak_traced_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 1)
+    tracemalloc.stop()
     return results
 
 

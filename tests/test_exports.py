@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from compounding.exports import views as export_views
 from compounding.extensions import db
-from compounding.models import Lot
+from compounding.models import Lot, Patient
 from compounding.services import recalls, treatments
 from compounding.services.clock import clinic_today
 
@@ -183,6 +183,31 @@ def test_trace_and_recall_downloads(client, as_role, used_batch, pharmacist):
     assert column(wb["Patients"], "Contacted by") == [pharmacist.display_name]
     assert client.get("/exports/recalls/999.xlsx").status_code == 404
     assert client.get("/exports/trace/lots/999.xlsx").status_code == 404
+
+
+def test_a_trace_larger_than_a_page_downloads_every_row_read_in_chunks(client, as_role, make_batch, make_patient,
+                                                                      make_user, pharmacist, monkeypatch):
+    from compounding.services import trace
+
+    practitioner = make_user("practitioner")
+    batch = make_batch(units=20)
+    charts = sorted(make_patient().chart_number for _ in range(130))
+    for chart in charts:
+        patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == chart))
+        treatments.record_session(practitioner, patient_id=patient_id,
+                                  uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    monkeypatch.setattr(trace, "CHUNK", 7)  # many chunks, none of them the whole list
+    recall = recalls.open_recall(pharmacist, reason="Particles seen", password=PASSWORD, batch_id=batch.id)
+    patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == charts[-1]))
+    recalls.record_contact(pharmacist, recall.id, patient_id, "phone")
+    as_role("auditor")
+    _, wb = download(client, f"/exports/trace/batches/{batch.id}.xlsx")
+    assert column(wb["Patients"], "Patient chart") == charts
+    assert len(column(wb["Sessions"], "Session id")) == 130
+    _, wb = download(client, f"/exports/recalls/{recall.id}.xlsx")
+    assert column(wb["Patients"], "Patient chart") == charts
+    assert column(wb["Patients"], "Contacted") == ["no"] * 129 + ["yes"]
+    assert ["Patients contacted", "1 of 130"] in [[cell.value for cell in row][:2] for row in wb["Recall"].iter_rows()]
 
 
 # --- the command line ---------------------------------------------------------------------------------

@@ -32,6 +32,22 @@ from ..models.treatment import SEVERE_EVENT_TYPES
 from .errors import NotFound
 
 PER_PAGE = 100
+CHUNK = 2_000  # rows read at a time when every row is asked for
+
+
+class Rows:
+    """Every row of a query, read from the database a chunk at a time as it is iterated.
+
+    What an export or a printed report walks through once: memory holds a chunk, not the
+    tens of thousands of rows of a large scope. Each iteration runs the query afresh.
+    """
+
+    def __init__(self, query):
+        self.query = query
+
+    def __iter__(self):
+        with db.session.execute(self.query.execution_options(yield_per=CHUNK)) as result:
+            yield from result
 
 
 @dataclass
@@ -39,9 +55,10 @@ class Trace:
     lot: Lot | None = None
     batch: Batch | None = None
     lots: list = field(default_factory=list)  # upstream rows, all of them (a batch has a few)
-    batches: list = field(default_factory=list)  # this page of each downstream list
-    sessions: list = field(default_factory=list)
-    patients: list = field(default_factory=list)
+    # This page of each downstream list; with per_page=None, every row as Rows (iterate once, in order).
+    batches: list | Rows = field(default_factory=list)
+    sessions: list | Rows = field(default_factory=list)
+    patients: list | Rows = field(default_factory=list)
     counts: dict = field(default_factory=dict)  # over the whole scope: batches, sessions, patients (lots)
     total_volume_ml: Decimal = Decimal("0")  # injected in all, over the whole scope
     page: int = 1
@@ -139,13 +156,16 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
     batches, total_volume = db.session.execute(sa.select(batch_count, volume)).one()
     trace.total_volume_ml = Decimal(total_volume)
     page, per_page = trace.page, trace.per_page
-    trace.batches = db.session.execute(_page(_batch_rows(batch_ids, trace.lot.id if trace.lot else None),
-                                             page, per_page)).all()
     if per_page is None:
-        trace.sessions = db.session.execute(_session_rows(SessionUse.batch_id.in_(batch_ids))).all()
-        trace.patients = db.session.execute(_patient_rows(SessionUse.batch_id.in_(batch_ids))).all()
-        trace.counts = {**trace.counts, "batches": batches, "sessions": len(trace.sessions),
-                        "patients": len(trace.patients)}
+        live = (sa.select(SessionUse.session_id, TreatmentSession.patient_id)
+                .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+                .where(SessionUse.batch_id.in_(batch_ids), TreatmentSession.voided_at.is_(None)).subquery())
+        sessions, patients = db.session.execute(sa.select(
+            sa.func.count(sa.distinct(live.c.session_id)), sa.func.count(sa.distinct(live.c.patient_id)))).one()
+        trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
+        trace.batches = Rows(_batch_rows(batch_ids, trace.lot.id if trace.lot else None))
+        trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
+        trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
         return trace
     reached = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
     session_ids, sessions = _page_of_ids(
@@ -157,6 +177,8 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
                                                          TreatmentSession.voided_at.is_(None))))
         .order_by(Patient.chart_number, Patient.id), page, per_page)
     trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
+    trace.batches = db.session.execute(_batch_rows(batch_ids, trace.lot.id if trace.lot else None)
+                                       .limit(per_page).offset((page - 1) * per_page)).all()
     # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
     trace.sessions = db.session.execute(_session_rows(
         sa.and_(SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
@@ -164,10 +186,6 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
         sa.and_(TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() \
         if patient_ids else []
     return trace
-
-
-def _page(query, page: int, per_page: int | None):
-    return query if per_page is None else query.limit(per_page).offset((page - 1) * per_page)
 
 
 def lot_batch_ids(lot_id: int):

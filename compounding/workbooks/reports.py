@@ -154,7 +154,7 @@ def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, 
         ("Clinic", clinic_name), ("Target", f"{kind} {target.code}"), ("Reason", recall.reason),
         ("Status", recall.status), (zone_label("Opened", book.zone), recall.opened_at), ("Opened by", opened_by),
         (zone_label("Closed", book.zone), recall.closed_at), ("Outcome", recall.outcome),
-        ("Patients contacted", f"{len(contacts)} of {len(scope.patients)}"),
+        ("Patients contacted", f"{len(contacts)} of {scope.counts['patients']}"),
         (zone_label("Generated at", book.zone), utcnow()),
     ])
     cover.counts(book.parts)
