@@ -1,0 +1,196 @@
+"""The plan: every row decided in memory with numpy, the rules holding by construction."""
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from ..services.clock import clinic_today
+from .reference import Refs
+from .spec import (
+    DAY,
+    EPOCH,
+    FORMULA_WEIGHTS,
+    HOUR,
+    TRACE_BATCHES,
+    TRACE_INGREDIENT,
+    TRACE_USES_PER_BATCH,
+    YEARS,
+    Size,
+)
+
+
+class Plan:
+    """The synthetic data set as numpy arrays (times in seconds since the epoch, quantities as integers)."""
+
+    def __init__(self, size: Size, refs: Refs, now: datetime):
+        self.size, self.refs, self.rng = size, refs, np.random.default_rng(size.seed)
+        self.now = int(now.timestamp())
+        self.start = self.now - YEARS * 365 * DAY
+        self.today = clinic_today(now)
+        self._batches()
+        self._lots()
+        self._uses()
+        self._units_and_statuses()
+        self._consumption()
+
+    def _batches(self) -> None:
+        rng, n = self.rng, self.size.batches
+        self.b_time = np.sort(rng.integers(self.start + DAY, self.now - 600, size=n))
+        weights = np.array(FORMULA_WEIGHTS[:len(self.refs.formulas)], dtype=float)
+        self.b_formula = rng.choice(len(self.refs.formulas), size=n, p=weights / weights.sum())
+        self.b_by_pharmacist = rng.random(n) < 0.4  # else the technician compounded it
+        self.b_verified = self.b_time + rng.integers(20 * 60, 120 * 60, size=n)
+        bud_seconds = np.array([f.bud_seconds for f in self.refs.formulas])
+        self.b_bud = self.b_time + bud_seconds[self.b_formula]
+        # Recent batches still await verification; about 1 % were rejected by the verifier.
+        self.b_prepared = (self.b_verified > self.now) | (self.b_time > self.now - 12 * HOUR)
+        self.b_rejected = ~self.b_prepared & (rng.random(n) < 0.01)
+        self.b_eligible = ~self.b_prepared & ~self.b_rejected
+        self.w_start = self.b_verified + 300
+        self.w_end = np.minimum(self.b_bud, self.now) - HOUR
+        self.b_eligible &= self.w_end > self.w_start
+
+    def _lots(self) -> None:
+        """Lots per ingredient over time; each is "current" from its release until the next one's."""
+        rng, refs = self.rng, self.refs
+        used = defaultdict(int)
+        for f in refs.formulas:
+            for ingredient_id, _ in f.components:
+                used[ingredient_id] += 1
+        ingredient_ids = sorted(used)
+        trace = 1 if self.size.lots > len(ingredient_ids) else 0
+        share = np.array([used[i] for i in ingredient_ids], dtype=float)
+        per = np.maximum(1, np.floor(share / share.sum() * (self.size.lots - trace)).astype(int))
+        per[int(np.argmax(share))] += max(0, self.size.lots - trace - int(per.sum()))
+        self.l_ingredient, self.l_received = [], []
+        self.current_lot = {}  # ingredient id -> (lot index array, effective-from times)
+        for ingredient_id, count in zip(ingredient_ids, per, strict=True):
+            first = len(self.l_received)
+            # Deliveries roughly evenly spaced, so each lot is the current one for a while.
+            spacing = (self.now - self.start) / count
+            received = np.linspace(self.start - 3 * DAY, self.now - 2 * DAY - spacing, count)
+            received = np.sort((received + rng.uniform(0, 0.5, count) * spacing).astype(np.int64))
+            received[0] = self.start - 3 * DAY
+            self.l_ingredient += [ingredient_id] * count
+            self.l_received += received.tolist()
+            self.current_lot[ingredient_id] = (np.arange(first, first + count), received + 2 * HOUR)
+        self.trace_lot = None
+        if trace:
+            self.trace_lot = len(self.l_received)
+            self.l_ingredient.append(refs.ingredients[TRACE_INGREDIENT][0])
+            self.l_received.append(self.start + 365 * DAY - DAY)
+        self.l_ingredient = np.array(self.l_ingredient)
+        self.l_received = np.array(self.l_received, dtype=np.int64)
+
+    def _uses(self) -> None:
+        rng, size = self.rng, self.size
+        sizes = rng.choice([1, 2, 3], p=[0.3, 0.4, 0.3], size=size.sessions)
+        total = int(sizes.sum())
+        eligible = np.flatnonzero(self.b_eligible)
+        self.trace_batches = np.array([], dtype=int)
+        if self.trace_lot is not None and len(eligible):
+            t0 = self.l_received[self.trace_lot] + 2 * HOUR
+            window = eligible[(self.b_time[eligible] > t0) & (self.b_time[eligible] < t0 + 365 * DAY)]
+            m = min(TRACE_BATCHES, max(1, size.batches // 100), len(window))
+            if m:
+                self.trace_batches = window[np.linspace(0, len(window) - 1, m).astype(int)]
+        per_trace = min(TRACE_USES_PER_BATCH, max(1, total // (4 * max(1, len(self.trace_batches)))))
+        others = np.setdiff1d(eligible, self.trace_batches)
+        rest = max(0, total - per_trace * len(self.trace_batches))
+        u_batch = np.concatenate([np.repeat(self.trace_batches, per_trace),
+                                  others[rng.integers(0, len(others), size=rest)] if len(others) else []])
+        u_batch = u_batch.astype(np.int64)
+        span = self.w_end[u_batch] - self.w_start[u_batch]
+        u_time = self.w_start[u_batch] + (rng.random(len(u_batch)) * span).astype(np.int64)
+        order = np.argsort(u_time, kind="stable")
+        self.u_batch, u_time = u_batch[order], u_time[order]
+        self.u_tenths = rng.integers(5, 31, size=len(u_batch))  # 0.5 to 3.0 mL
+        self.u_session, self.s_time = self._group_sessions(u_time, sizes)
+        self.u_time = self.s_time[self.u_session]  # each use happens at its session's time
+
+    def _group_sessions(self, u_time, sizes):
+        """Consecutive uses make a session of 1 to 3 uses, at the time of its last use.
+
+        A use joins the open session only if that time is still inside the window of every
+        batch already in it and its batch is not already in it; otherwise a new session opens.
+        """
+        w_end, batches = self.w_end.tolist(), self.u_batch.tolist()
+        u_session, s_time = [0] * len(batches), []
+        target_sizes = sizes.tolist() + self.rng.choice([1, 2, 3], size=len(batches) + 1).tolist()
+        current, count, limit, members, t_last = -1, 0, 0, set(), 0
+        for k, t in enumerate(u_time.tolist()):
+            b = batches[k]
+            if current < 0 or count >= target_sizes[current] or t > limit or b in members:
+                if current >= 0:
+                    s_time.append(t_last)
+                current, count, limit, members = current + 1, 0, w_end[b], set()
+            u_session[k] = current
+            count, limit, t_last = count + 1, min(limit, w_end[b]), t
+            members.add(b)
+        if current >= 0:
+            s_time.append(t_last)
+        return np.array(u_session, dtype=np.int64), np.array(s_time, dtype=np.int64)
+
+    def _units_and_statuses(self) -> None:
+        rng, n = self.rng, self.size.batches
+        unit = np.array([f.unit_tenths for f in self.refs.formulas])[self.b_formula]
+        used = np.bincount(self.u_batch, weights=self.u_tenths, minlength=n).astype(np.int64)
+        extra = rng.choice([0, 1, 2], p=[0.45, 0.35, 0.2], size=n)
+        self.b_units = np.where(used > 0, -(-used // unit) + extra, rng.integers(1, 5, size=n))
+        self.b_total = self.b_units * unit
+        # Most batches made to measure are used up: their last use takes what is left.
+        last_use = np.full(n, -1, dtype=np.int64)
+        np.maximum.at(last_use, self.u_batch, np.arange(len(self.u_batch)))
+        finish = (used > 0) & (extra == 0) & (rng.random(n) < 0.7)
+        self.u_tenths[last_use[finish]] += (self.b_total - used)[finish]
+        used = np.where(finish, self.b_total, used)
+        self.b_remaining = self.b_total - used
+        self.b_used = used
+        discard = self.b_eligible & (self.b_remaining > 0) & (self.b_bud < self.now - DAY) & (rng.random(n) < 0.2)
+        self.b_status = np.where(self.b_prepared, "prepared", np.where(self.b_rejected, "rejected", np.where(
+            self.b_remaining == 0, "depleted", np.where(discard, "discarded", "released"))))
+        self.b_discard_time = np.minimum(self.b_bud + 2 * HOUR, self.now - 60)
+
+    def _consumption(self) -> None:
+        """Which lot each batch component takes, how much; what each lot received and has left."""
+        rows_batch, rows_lot, rows_qty = [], [], []
+        trace = np.zeros(self.size.batches, dtype=bool)
+        trace[self.trace_batches] = True
+        trace_ingredient = self.l_ingredient[self.trace_lot] if self.trace_lot is not None else -1
+        for fi, formula in enumerate(self.refs.formulas):
+            members = np.flatnonzero(self.b_formula == fi)
+            for ingredient_id, per_unit in formula.components:
+                lots, effective = self.current_lot[ingredient_id]
+                lot = lots[np.maximum(0, np.searchsorted(effective, self.b_time[members], side="right") - 1)]
+                if ingredient_id == trace_ingredient:
+                    lot = np.where(trace[members], self.trace_lot, lot)
+                rows_batch.append(members)
+                rows_lot.append(lot)
+                rows_qty.append(self.b_units[members] * per_unit)
+        batch = np.concatenate(rows_batch)
+        order = np.lexsort((batch,))  # components of a batch together, in formula order
+        self.c_batch, self.c_lot = batch[order], np.concatenate(rows_lot)[order]
+        self.c_qty = np.concatenate(rows_qty)[order]
+        n_lots = len(self.l_received)
+        consumed = np.bincount(self.c_lot, weights=self.c_qty, minlength=n_lots).astype(np.int64)
+        last_use = np.full(n_lots, 0, dtype=np.int64)
+        np.maximum.at(last_use, self.c_lot, self.b_time[self.c_batch])
+        expiry_seconds = np.maximum(self.l_received + 730 * DAY, last_use + 180 * DAY)
+        self.l_expires = [(EPOCH + timedelta(seconds=int(s))).date() for s in expiry_seconds]
+        expired = np.array([d < self.today for d in self.l_expires])
+        newest = np.zeros(n_lots, dtype=bool)
+        for lots, _ in self.current_lot.values():
+            newest[lots[-3:]] = True
+        # Stock is left in the newest lots (and in any lot no batch took from); the rest were used up.
+        leftover = np.where(newest, np.maximum(consumed // 3, 50_000) + 200_000, 0)
+        leftover = np.where(consumed == 0, np.maximum(leftover, 50_000), leftover)
+        self.l_quantity = consumed + leftover
+        self.l_waste = np.where(expired & (leftover > 0), leftover, 0)  # written off once expired
+        self.l_remaining = leftover - self.l_waste
+        self.l_consumed = consumed
+        self.l_status = np.where(self.l_remaining > 0, "released", "depleted")
+        self.l_waste_time = np.array([min(self.now - 60, int((datetime.combine(d, datetime.min.time(), UTC)
+                                                              - EPOCH).total_seconds()) + 2 * DAY)
+                                      for d in self.l_expires])
+        self.c_scanned = self.rng.random(len(self.c_batch)) < 0.8

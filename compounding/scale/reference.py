@@ -1,0 +1,77 @@
+"""The few reference rows (accounts, ingredients, formulas), made through the real services."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+
+from ..demo import DEMO_INGREDIENTS, DEMO_USERS
+from ..extensions import db
+from ..models import Batch, Formula, Ingredient, Lot, TreatmentSession, User
+from ..services import formulas, inventory, users
+from ..services.bud import bud_duration
+from .spec import _INSTRUCTIONS, SCALE_FORMULAS, SCALE_PASSWORD, SCALE_USERS
+
+
+def ensure_reference_rows() -> None:
+    """Accounts, the eight demo ingredients and the approved scale formulas (idempotent)."""
+    existing = set(db.session.scalars(sa.select(User.username)))
+    for username, name, role in SCALE_USERS:
+        if username not in existing:
+            users.create_user(None, username=username, display_name=name, role=role, password=SCALE_PASSWORD)
+    pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
+    names = {n.lower() for n in db.session.scalars(sa.select(Ingredient.name))}
+    for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
+        if name.lower() not in names:
+            claimed = inventory.ingredient_by_gtin(gtin) is not None
+            inventory.create_ingredient(pharmacist, {
+                "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
+                "reorder_level": Decimal(reorder), "gtins": [] if claimed else [gtin]})
+    ingredient_ids = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
+    for code, name, indication, route, volume, storage, category, components, _ in SCALE_FORMULAS:
+        if db.session.scalar(sa.select(Formula.id).where(Formula.code == code, Formula.status == "approved")):
+            continue
+        draft = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "draft"))
+        if draft is None:
+            draft = formulas.create_formula(pharmacist, {
+                "code": code, "name": name, "indication": indication, "route": route,
+                "dosage_form": "solution for injection", "unit_label": f"vial {volume} mL",
+                "unit_volume_ml": volume, "storage": storage, "bud_category": category,
+                "instructions": _INSTRUCTIONS,
+                "components": [{"ingredient_id": ingredient_ids[i], "quantity": q} for i, q in components]})
+        formulas.approve_formula(pharmacist, draft.id, SCALE_PASSWORD)
+
+
+@dataclass
+class Refs:
+    users: dict  # username -> (id, display name)
+    ingredients: dict  # name -> (id, unit, gtin or None)
+    formulas: list  # per SCALE_FORMULAS row: SimpleNamespace
+
+
+def load_refs() -> Refs:
+    people = {u.username: (u.id, u.display_name) for u in db.session.scalars(
+        sa.select(User).where(User.username.in_([u for u, _, _ in SCALE_USERS])))}
+    ingredients = {}
+    for ingredient in db.session.scalars(sa.select(Ingredient)):
+        ingredients[ingredient.name] = (ingredient.id, ingredient.unit, (ingredient.gtin_list or [None])[0])
+    rows = []
+    for code, _, indication, _, _, _, _, _, areas in SCALE_FORMULAS:
+        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
+        duration = bud_duration(formula.bud_category, formula.storage, formula.bud_hours)
+        rows.append(SimpleNamespace(
+            id=formula.id, label=formula.label, indication=indication.replace("_", " "), areas=areas,
+            storage=formula.storage, unit_tenths=int(formula.unit_volume_ml * 10),
+            bud_seconds=int(duration.total_seconds()),
+            components=[(c.ingredient_id, int(c.quantity * 1000)) for c in formula.components]))
+    return Refs(people, ingredients, rows)
+
+
+def foreign_records() -> int:
+    """How many lots, batches, patients and sessions were made by accounts other than the seeds'."""
+    seeded = [u for u, _, _ in SCALE_USERS] + [u for u, _, _ in DEMO_USERS]
+    ours = sa.select(User.id).where(User.username.in_(seeded))
+    return sum(db.session.scalar(sa.select(sa.func.count()).select_from(model).where(column.not_in(ours)))
+               for model, column in ((Lot, Lot.received_by_id), (Batch, Batch.compounded_by_id),
+                                     (TreatmentSession, TreatmentSession.practitioner_id)))

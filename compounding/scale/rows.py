@@ -1,0 +1,329 @@
+"""The rows of the plan, table by table, with their ledger and audit rows."""
+
+import itertools
+from collections.abc import Iterator
+from datetime import date, timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..models import (
+    AdverseEvent,
+    AuditEvent,
+    Batch,
+    BatchComponent,
+    Lot,
+    Patient,
+    SessionUse,
+    Signature,
+    StockMovement,
+    TreatmentSession,
+)
+from ..services import audit
+from ..services.bud import BUD_TABLE_VERSION
+from ..services.clock import clinic_zone, utcnow
+from .codes import Start, move_counters, new_batch_codes
+from .plan import Plan
+from .spec import (
+    DAY,
+    EVENT_TYPES,
+    EVENT_WEIGHTS,
+    FIRST_NAMES,
+    HOUR,
+    LAST_NAMES,
+    SCALE_USERS,
+    TRACE_LOT_PREFIX,
+    Summary,
+    dec,
+    moment,
+)
+from .writer import Writer, reserve_ids
+
+
+class AuditLog:
+    """Audit rows appended to the chain in time order, hashed as services.audit.record hashes them."""
+
+    def __init__(self):
+        self.pending: list[tuple[int, int, dict]] = []
+
+    def add(self, seconds: int, actor: tuple | None, action: str, entity_type: str, entity_id: int | None, *,
+            old=None, new=None, reason: str = "synthetic scale data (seed-scale)") -> None:
+        self.pending.append((seconds, len(self.pending), {
+            "occurred_at": moment(seconds), "actor_id": actor[0] if actor else None,
+            "actor_name": actor[1] if actor else "system", "action": action, "entity_type": entity_type,
+            "entity_id": entity_id, "old_values": audit.jsonable(old) if old is not None else None,
+            "new_values": audit.jsonable(new) if new is not None else None, "reason": reason}))
+
+    def rows(self, first_id: int, prev_hash: str) -> Iterator[dict]:
+        self.pending.sort(key=lambda p: (p[0], p[1]))
+        for offset, (_, _, row) in enumerate(self.pending):
+            row["prev_hash"] = prev_hash
+            row["hash"] = prev_hash = audit.chain_hash(prev_hash, SimpleNamespace(**row))
+            row["id"] = first_id + offset
+            yield row
+
+
+def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summary:
+    connection, refs, rng = writer.connection, plan.refs, plan.rng
+    now = utcnow()
+    people = refs.users
+    pharmacist1, pharmacist2 = people["scale.pharmacist1"], people["scale.pharmacist2"]
+    technician = people["scale.technician"]
+    practitioners = [people[u] for u, _, r in SCALE_USERS if r == "practitioner"] + [pharmacist1]
+    by_id = {v[0]: v for v in people.values()}
+    n_lots, n_batches, n_sessions = len(plan.l_received), plan.size.batches, len(plan.s_time)
+    n_uses, n_components = len(plan.u_batch), len(plan.c_batch)
+    n_events = max(1, n_sessions // 1000) if n_sessions else 0
+    lot_moves = n_lots + n_components + int((plan.l_waste > 0).sum())
+    batch_moves = n_batches + n_uses + int((plan.b_status == "discarded").sum())
+    ids = reserve_ids(connection, {
+        Patient.__table__: plan.size.patients, Lot.__table__: n_lots, Batch.__table__: n_batches,
+        BatchComponent.__table__: n_components, TreatmentSession.__table__: n_sessions,
+        SessionUse.__table__: n_uses, StockMovement.__table__: lot_moves + batch_moves,
+        Signature.__table__: n_lots + n_batches, AdverseEvent.__table__: n_events})
+    lot_id0, batch_id0, patient_id0 = ids["lots"], ids["batches"], ids["patients"]
+    session_id0, use_id0 = ids["treatment_sessions"], ids["session_uses"]
+    ingredient_names = {v[0]: k for k, v in refs.ingredients.items()}
+    ingredient_meta = {v[0]: v for v in refs.ingredients.values()}
+    lot_codes = [f"L{start.lot_number + i:06d}" for i in range(n_lots)]
+    batch_codes = new_batch_codes(plan, start)
+
+    # Patients.
+    patient_count = plan.size.patients
+    first, last = rng.integers(0, len(FIRST_NAMES), patient_count), rng.integers(0, len(LAST_NAMES), patient_count)
+    births = rng.integers(-7300, 12800, patient_count)  # 1950 to 2005
+    created = plan.start - rng.integers(DAY, 365 * DAY, patient_count)
+
+    def patient_rows():
+        for i in range(patient_count):
+            chart = f"SC{start.chart_number + i:07d}"
+            yield {"id": patient_id0 + i, "chart_number": chart,
+                   "name": f"{FIRST_NAMES[first[i]]} {LAST_NAMES[last[i]]}", "birth_on": date(1970, 1, 1)
+                   + timedelta(days=int(births[i])), "phone": f"+44 20 7946 {i % 10000:04d}" if i % 5 < 2 else "",
+                   "email": f"patient{start.chart_number + i}@example.org" if i % 2 else "",
+                   "created_at": moment(created[i])}
+
+    writer.insert(Patient.__table__, patient_rows())
+
+    # Lots: received by the technician, released an hour later by a pharmacist (signed, audited).
+    signature_id0 = ids["signatures"]
+
+    def lot_rows():
+        for i in range(n_lots):
+            ingredient_id = int(plan.l_ingredient[i])
+            _, unit, gtin = ingredient_meta[ingredient_id]
+            received = int(plan.l_received[i])
+            trace = i == plan.trace_lot
+            number = f"{TRACE_LOT_PREFIX}{lot_codes[i]}" if trace else f"SC-{lot_codes[i]}"
+            quantity = dec(plan.l_quantity[i], 3)
+            yield {"id": lot_id0 + i, "code": lot_codes[i], "ingredient_id": ingredient_id,
+                   "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
+                   "received_at": moment(received), "received_by_id": technician[0], "expires_on": plan.l_expires[i],
+                   "quantity_received": quantity, "remaining": dec(plan.l_remaining[i], 3),
+                   "coa_reference": f"CoA {number}", "location": "Store " + "ABCD"[i % 4],
+                   "status": str(plan.l_status[i]), "status_reason": "", "released_at": moment(received + HOUR),
+                   "released_by_id": pharmacist1[0]}
+            log.add(received, technician, "lot.received", "lot", lot_id0 + i, new={
+                "code": lot_codes[i], "ingredient": ingredient_names[ingredient_id], "supplier": "Scale Supplies Ltd",
+                "supplier_lot_number": number, "gtin": gtin, "expires_on": plan.l_expires[i], "quantity": quantity,
+                "coa_reference": f"CoA {number}", "location": "Store " + "ABCD"[i % 4], "status": "quarantine"})
+            snapshot = {"remaining": quantity, "status_reason": ""}
+            log.add(received + HOUR, pharmacist1, "lot.released", "lot", lot_id0 + i,
+                    old={"status": "quarantine", **snapshot}, new={"status": "released", **snapshot})
+
+    writer.insert(Lot.__table__, lot_rows())
+
+    # Batches: compounded, then verified (signed) by a pharmacist who did not compound them.
+    formulas_ = refs.formulas
+    compounder = np.where(plan.b_by_pharmacist, pharmacist1[0], technician[0])
+    verifier = np.where(plan.b_by_pharmacist, pharmacist2[0],
+                        np.where(rng.random(n_batches) < 0.5, pharmacist1[0], pharmacist2[0]))
+    component_start = np.searchsorted(plan.c_batch, np.arange(n_batches + 1))
+
+    def batch_rows():
+        for i in range(n_batches):
+            formula = formulas_[plan.b_formula[i]]
+            status, compounded = str(plan.b_status[i]), int(plan.b_time[i])
+            verified = status not in ("prepared", "rejected")
+            total = dec(plan.b_total[i], 1)
+            yield {"id": batch_id0 + i, "code": batch_codes[i], "formula_id": formula.id,
+                   "units": int(plan.b_units[i]), "total_volume_ml": total,
+                   "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
+                   "compounded_at": moment(compounded), "compounded_by_id": int(compounder[i]),
+                   "verified_at": moment(plan.b_verified[i]) if verified else None,
+                   "verified_by_id": int(verifier[i]) if verified else None, "beyond_use_at": moment(plan.b_bud[i]),
+                   "storage": formula.storage, "notes": "", "deviations": "", "status": status,
+                   "status_reason": "failed visual inspection (synthetic)" if status == "rejected" else "",
+                   "discard_reason": "expired" if status == "discarded" else None}
+            parts = range(component_start[i], component_start[i + 1])
+            log.add(compounded, by_id[int(compounder[i])], "batch.compounded", "batch", batch_id0 + i, new={
+                "code": batch_codes[i], "formula": formula.label, "units": int(plan.b_units[i]),
+                "total_volume_ml": total, "beyond_use_at": moment(plan.b_bud[i]), "bud_table": BUD_TABLE_VERSION,
+                "deviations": "", "components": [{"lot": lot_codes[plan.c_lot[k]], "quantity": dec(plan.c_qty[k], 3),
+                                                  "scanned": bool(plan.c_scanned[k])} for k in parts]})
+            if status != "prepared":
+                old = {"status": "prepared", "remaining_volume_ml": total, "status_reason": "", "discard_reason": None}
+                new = {**old, "status": "rejected" if status == "rejected" else "released"}
+                action = "batch.rejected" if status == "rejected" else "batch.released"
+                log.add(int(plan.b_verified[i]), by_id[int(verifier[i])], action, "batch", batch_id0 + i,
+                        old=old, new=new)
+            if status == "discarded":
+                left = dec(plan.b_remaining[i], 1)
+                log.add(int(plan.b_discard_time[i]), pharmacist1, "batch.discarded", "batch", batch_id0 + i,
+                        old={"status": "released", "remaining_volume_ml": left, "status_reason": "",
+                             "discard_reason": None},
+                        new={"status": "discarded", "remaining_volume_ml": Decimal(0), "status_reason": "",
+                             "discard_reason": "expired"}, reason="expired")
+
+    writer.insert(Batch.__table__, batch_rows())
+    writer.insert(BatchComponent.__table__, (
+        {"id": ids["batch_components"] + k, "batch_id": batch_id0 + int(plan.c_batch[k]),
+         "lot_id": lot_id0 + int(plan.c_lot[k]), "ingredient_id": int(plan.l_ingredient[plan.c_lot[k]]),
+         "theoretical_quantity": dec(plan.c_qty[k], 3), "quantity": dec(plan.c_qty[k], 3),
+         "scanned": bool(plan.c_scanned[k])} for k in range(n_components)))
+
+    def signature_rows():
+        next_id = itertools.count(signature_id0)
+        for i in range(n_lots):
+            yield {"id": next(next_id), "signer_id": pharmacist1[0], "signer_name": pharmacist1[1],
+                   "signed_at": moment(plan.l_received[i] + HOUR), "meaning": "released", "entity_type": "lot",
+                   "entity_id": lot_id0 + i}
+        for i in range(n_batches):
+            status = str(plan.b_status[i])
+            if status != "prepared":
+                signer = by_id[int(verifier[i])]
+                yield {"id": next(next_id), "signer_id": signer[0], "signer_name": signer[1],
+                       "signed_at": moment(plan.b_verified[i]), "meaning": "rejected" if status == "rejected"
+                       else "verified", "entity_type": "batch", "entity_id": batch_id0 + i}
+
+    writer.insert(Signature.__table__, signature_rows())
+
+    # Sessions and their uses.
+    s_patient = rng.integers(0, patient_count, n_sessions)
+    s_practitioner = rng.integers(0, len(practitioners), n_sessions)
+    first_use = np.searchsorted(plan.u_session, np.arange(n_sessions))
+
+    def session_rows():
+        for s in range(n_sessions):
+            performed = int(plan.s_time[s])
+            formula = formulas_[plan.b_formula[plan.u_batch[first_use[s]]]]
+            yield {"id": session_id0 + s, "patient_id": patient_id0 + int(s_patient[s]),
+                   "practitioner_id": practitioners[s_practitioner[s]][0], "performed_at": moment(performed),
+                   "indication": formula.indication, "notes": "", "recorded_at": moment(min(performed + 600, plan.now)),
+                   "voided_at": None, "voided_by_id": None, "void_reason": ""}
+
+    writer.insert(TreatmentSession.__table__, session_rows())
+    area_pick = rng.integers(0, 4, n_uses)
+    writer.insert(SessionUse.__table__, (
+        {"id": use_id0 + k, "session_id": session_id0 + int(plan.u_session[k]),
+         "batch_id": batch_id0 + int(plan.u_batch[k]), "volume_ml": dec(plan.u_tenths[k], 1),
+         "area": (areas := formulas_[plan.b_formula[plan.u_batch[k]]].areas)[area_pick[k] % len(areas)]}
+        for k in range(n_uses)))
+
+    # The ledger: per owner in time order with running balances, written in global time order.
+    writer.insert(StockMovement.__table__, _movements(plan, ids, batch_codes, (technician, pharmacist1), compounder,
+                                                      practitioners, s_practitioner, s_patient, start))
+
+    # A few adverse events (a handful severe, so quality signals show).
+    event_sessions = np.sort(rng.choice(n_sessions, size=n_events, replace=False)) if n_events else []
+    event_types = rng.choice(len(EVENT_TYPES), p=EVENT_WEIGHTS, size=n_events)
+    today = plan.today
+
+    def event_rows():
+        for k, s in enumerate(event_sessions):
+            performed = int(plan.s_time[s])
+            kind = EVENT_TYPES[event_types[k]]
+            severe = kind in ("infection", "necrosis", "allergic_reaction")
+            onset = min((moment(performed).astimezone(clinic_zone()).date() + timedelta(days=k % 3)), today)
+            yield {"id": ids["adverse_events"] + k, "session_id": session_id0 + int(s), "type": kind,
+                   "severity": "severe" if severe else ("mild", "moderate")[k % 2], "onset_on": onset,
+                   "outcome": "resolved" if not severe else "referred", "notes": "",
+                   "recorded_at": moment(min(performed + (1 + k % 4) * DAY, plan.now - 60)),
+                   "recorded_by_id": practitioners[s_practitioner[s]][0]}
+
+    writer.insert(AdverseEvent.__table__, event_rows())
+
+    counts = dict(writer.counts)
+    trace = None
+    if plan.trace_lot is not None:
+        trace_batches = set(plan.trace_batches.tolist())
+        trace = (lot_id0 + plan.trace_lot, lot_codes[plan.trace_lot], len(trace_batches),
+                 int(sum(1 for b in plan.u_batch.tolist() if b in trace_batches)))
+    for table, first_id in (("patients", patient_id0), ("treatment_sessions", session_id0),
+                            ("session_uses", use_id0), ("stock_movements", ids["stock_movements"]),
+                            ("adverse_events", ids["adverse_events"]), ("batch_components", ids["batch_components"]),
+                            ("signatures", signature_id0)):
+        if counts.get(table):
+            log.add(int(now.timestamp()), None, "scale.rows_loaded", table, None,
+                    new={"first_id": first_id, "last_id": first_id + counts[table] - 1, "rows": counts[table]})
+    log.add(int(now.timestamp()), None, "scale.seeded", "scale", None, new={
+        "seed": plan.size.seed, "counts": counts, "trace_lot": trace and {"id": trace[0], "code": trace[1]}})
+    audit_id0 = reserve_ids(connection, {AuditEvent.__table__: len(log.pending)})["audit_events"]
+    writer.insert(AuditEvent.__table__, log.rows(audit_id0, start.last_hash))
+    move_counters(connection, start, lot_codes)
+    return Summary(counts=writer.counts, trace_lot=trace)
+
+
+def _movements(plan: Plan, ids, batch_codes, staff, compounder, practitioners, s_practitioner,
+               s_patient, start) -> Iterator[dict]:
+    """Every ledger row, each with its owner's balance after it, in the order things happened."""
+    technician, pharmacist = staff
+    lot_id0, batch_id0 = ids["lots"], ids["batches"]
+    n_lots, n_batches = len(plan.l_received), plan.size.batches
+    waste_lots = np.flatnonzero(plan.l_waste > 0)
+    discarded = np.flatnonzero(plan.b_status == "discarded")
+    # kind codes: 0 receive, 1 consume, 2 waste (lots); 3 receive, 4 use, 5 waste (batches)
+    owner = np.concatenate([np.arange(n_lots), plan.c_lot, waste_lots,
+                            n_lots + np.arange(n_batches), n_lots + plan.u_batch, n_lots + discarded])
+    when = np.concatenate([plan.l_received, plan.b_time[plan.c_batch], plan.l_waste_time[waste_lots],
+                           plan.b_time, plan.u_time, plan.b_discard_time[discarded]])
+    amount = np.concatenate([plan.l_quantity, -plan.c_qty, -plan.l_waste[waste_lots],
+                             plan.b_total, -plan.u_tenths, -plan.b_remaining[discarded]])
+    kind = np.concatenate([np.zeros(n_lots, int), np.ones(len(plan.c_lot), int), np.full(len(waste_lots), 2),
+                           np.full(n_batches, 3), np.full(len(plan.u_batch), 4), np.full(len(discarded), 5)])
+    ref = np.concatenate([np.arange(n_lots), np.arange(len(plan.c_lot)), waste_lots, np.arange(n_batches),
+                          np.arange(len(plan.u_batch)), discarded])
+    sequence = np.arange(len(owner))
+    by_owner = np.lexsort((sequence, when, owner))
+    sorted_owner, sorted_amount = owner[by_owner], amount[by_owner]
+    running = np.cumsum(sorted_amount)
+    group_first = np.searchsorted(sorted_owner, sorted_owner)
+    base = np.where(group_first > 0, running[group_first - 1], 0)
+    balance = np.empty_like(running)
+    balance[by_owner] = running - base
+    if (balance < 0).any():
+        raise AssertionError("a planned balance went below zero")
+    movement_id0 = ids["stock_movements"]
+    zone = clinic_zone()
+    for position, k in enumerate(np.lexsort((sequence, when)).tolist()):
+        code, r, o = int(kind[k]), int(ref[k]), int(owner[k])
+        is_lot = code < 3
+        row = {"id": movement_id0 + position, "lot_id": lot_id0 + o if is_lot else None,
+               "batch_id": None if is_lot else batch_id0 + o - n_lots, "occurred_at": moment(when[k]),
+               "quantity": dec(amount[k], 3 if is_lot else 1), "balance_after": dec(balance[k], 3 if is_lot else 1),
+               "reason": "", "note": "", "reference_type": "", "reference_id": None}
+        if code == 0:
+            row.update(kind="receive", actor_id=technician[0], note="received from Scale Supplies Ltd",
+                       reference_type="lot", reference_id=lot_id0 + r)
+        elif code == 1:
+            b = int(plan.c_batch[r])
+            row.update(kind="consume", actor_id=int(compounder[b]), reference_type="batch",
+                       reference_id=batch_id0 + b, note=f"compounded into {batch_codes[b]}")
+        elif code == 2:
+            row.update(kind="waste", actor_id=technician[0], reason="expired",
+                       note=f"expired on {plan.l_expires[r].isoformat()} (synthetic)")
+        elif code == 3:
+            formula = plan.refs.formulas[plan.b_formula[r]]
+            row.update(kind="receive", actor_id=int(compounder[r]), reference_type="batch",
+                       reference_id=batch_id0 + r,
+                       note=f"{int(plan.b_units[r])} × {dec(formula.unit_tenths, 1).normalize():f} mL compounded")
+        elif code == 4:
+            s = int(plan.u_session[r])
+            row.update(kind="use", actor_id=practitioners[s_practitioner[s]][0], reference_type="session_use",
+                       reference_id=ids["session_uses"] + r,
+                       note=f"patient SC{start.chart_number + int(s_patient[s]):07d}")
+        else:
+            row.update(kind="waste", actor_id=pharmacist[0], reason="expired", reference_type="discard",
+                       note=f"beyond-use date passed {moment(plan.b_bud[r]).astimezone(zone):%Y-%m-%d} (synthetic)")
+        yield row

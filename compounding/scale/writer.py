@@ -1,0 +1,86 @@
+"""Bulk inserts in one transaction, in chunks, into ids reserved ahead."""
+
+import itertools
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import sqlalchemy as sa
+
+CHUNK = 10_000
+
+
+def in_chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Writer:
+    """Bulk inserts in one transaction: COPY on PostgreSQL, executemany elsewhere."""
+
+    def __init__(self, connection: sa.Connection, report: Callable[[str], None]):
+        self.connection, self.report = connection, report
+        self.postgresql = connection.dialect.name == "postgresql"
+        self.counts: dict[str, int] = {}
+
+    def insert(self, table: sa.Table, rows: Iterable[dict]) -> None:
+        started = time.perf_counter()
+        count = (self._copy if self.postgresql else self._executemany)(table, rows)
+        self.counts[table.name] = self.counts.get(table.name, 0) + count
+        self.report(f"  {table.name:<18} {count:>10,} rows  {time.perf_counter() - started:6.1f} s")
+
+    def _executemany(self, table: sa.Table, rows: Iterable[dict]) -> int:
+        """The driver's executemany with values converted by each column type's own bind processor.
+
+        The same values Core's insert() would bind, at a third of its per-row cost.
+        """
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return 0
+        columns, dialect = list(first), self.connection.dialect
+        processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        convert = [(c, p) for c, p in zip(columns, processors, strict=True)]
+        statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        cursor = self.connection.connection.driver_connection.cursor()
+        count = 0
+        for chunk in in_chunks(itertools.chain([first], rows)):
+            cursor.executemany(statement, [tuple(p(row[c]) if p else row[c] for c, p in convert) for row in chunk])
+            count += len(chunk)
+        return count
+
+    def _copy(self, table: sa.Table, rows: Iterable[dict]) -> int:
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return 0
+        columns = list(first)
+        json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
+        cursor = self.connection.connection.driver_connection.cursor()
+        count = 0
+        with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for values in itertools.chain([first], rows):
+                copy.write_row([json.dumps(values[c]) if c in json_columns and values[c] is not None
+                                else values[c] for c in columns])
+                count += 1
+        return count
+
+
+def reserve_ids(connection: sa.Connection, counts: dict) -> dict:
+    """The first id of each table's new rows; on PostgreSQL the sequence is moved past them."""
+    ids = {}
+    for table, n in counts.items():
+        highest = connection.scalar(sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0)))
+        first = highest + 1
+        if connection.dialect.name == "postgresql":
+            sequence = connection.scalar(sa.text("SELECT pg_get_serial_sequence(:t, 'id')"), {"t": table.name})
+            first = max(first, connection.scalar(sa.text("SELECT nextval(:s)"), {"s": sequence}))
+            connection.execute(sa.text("SELECT setval(:s, :v)"), {"s": sequence, "v": first + max(n, 1) - 1})
+        ids[table.name] = first
+    return ids
