@@ -69,3 +69,34 @@ def test_the_pharmacist_dashboard_costs_the_same_statements_with_more_data(clien
     with QueryCounter(db.engine) as large:
         assert client.get("/").status_code == 200
     assert small.count == large.count, "\n".join(s[:150].replace("\n", " ") for s in large.statements)
+
+
+def test_the_activity_chart_counts_the_clinic_s_weeks_and_leaves_voided_sessions_out(app, make_user, make_patient):
+    from datetime import datetime, time, timedelta
+
+    from compounding.models import TreatmentSession
+    from compounding.services import dashboard
+    from compounding.services.clock import clinic_zone
+
+    practitioner, patient = make_user("practitioner"), make_patient()
+    today = datetime(2026, 7, 15).date()  # a Wednesday in summer: London is an hour ahead of UTC
+    monday = today - timedelta(days=today.weekday())
+    zone = clinic_zone()
+
+    def session(day, hour, minute, voided=False):
+        performed = datetime.combine(day, time(hour, minute), tzinfo=zone)
+        db.session.add(TreatmentSession(patient_id=patient.id, practitioner_id=practitioner.id,
+                                        performed_at=performed, recorded_at=performed,
+                                        voided_at=performed if voided else None))
+
+    session(monday, 0, 30)  # 23:30 UTC on Sunday: still this week's, in the clinic's days
+    session(monday - timedelta(days=1), 23, 30)  # Sunday night: last week's
+    session(today, 10, 0)
+    session(today, 11, 0, voided=True)
+    session(monday - timedelta(weeks=12), 9, 0)  # the first week shown
+    session(monday - timedelta(weeks=12, days=1), 9, 0)  # the day before it: not shown
+    db.session.commit()
+    labels, (_, sessions) = dashboard.activity_by_week(today)
+    assert len(labels) == len(sessions.values) == 13
+    assert sessions.values[-1] == 2 and sessions.values[-2] == 1 and sessions.values[0] == 1
+    assert sum(sessions.values) == 4

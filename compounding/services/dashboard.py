@@ -2,6 +2,7 @@
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 import sqlalchemy as sa
 
@@ -35,29 +36,27 @@ def expiry_by_week(today: date | None = None):
 
 
 def activity_by_week(today: date | None = None):
-    """Batches compounded and treatment sessions per week over the last 13 weeks."""
+    """Batches compounded and treatment sessions per week over the last 13 weeks.
+
+    Each week is a count over a time range of an index (26 counts in one statement), rather
+    than a pass that groups a quarter's sessions by day. Sessions are found on
+    (performed_at, id) alone: the few voided ones are left out by id.
+    """
     today = today or clinic_today()
     first = today - timedelta(weeks=WEEKS - 1, days=today.weekday())
-    since = start_of_clinic_day(first)
-    batches = db.session.execute(
-        sa.select(sa.func.date(Batch.compounded_at), sa.func.count(Batch.id))
-        .where(Batch.compounded_at >= since).group_by(sa.func.date(Batch.compounded_at))).all()
-    sessions = db.session.execute(
-        sa.select(sa.func.date(TreatmentSession.performed_at), sa.func.count(TreatmentSession.id))
-        .where(TreatmentSession.performed_at >= since, TreatmentSession.voided_at.is_(None))
-        .group_by(sa.func.date(TreatmentSession.performed_at))).all()
+    # Weeks of the clinic's days: a session at 00:30 on a Monday in the clinic's zone is that week's.
+    bounds = [start_of_clinic_day(first + timedelta(weeks=i)) for i in range(WEEKS + 1)]
+    voided = sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None)).correlate(None)
 
-    def weekly(rows):
-        values = [0] * WEEKS
-        for day, count in rows:
-            day = date.fromisoformat(str(day)[:10])
-            index = (day - first).days // 7
-            if 0 <= index < WEEKS:
-                values[index] += count
-        return values
+    def weekly(column, *where):
+        return [sa.select(sa.func.count()).where(column >= start, column < end, *where).scalar_subquery()
+                for start, end in pairwise(bounds)]
 
-    return _week_labels(first), [Series("batches compounded", weekly(batches), "#1d4ed8"),
-                                 Series("treatment sessions", weekly(sessions), "#0f766e")]
+    counts = db.session.execute(sa.select(
+        *weekly(Batch.compounded_at),
+        *weekly(TreatmentSession.performed_at, TreatmentSession.id.not_in(voided)))).one()
+    return _week_labels(first), [Series("batches compounded", list(counts[:WEEKS]), "#1d4ed8"),
+                                 Series("treatment sessions", list(counts[WEEKS:]), "#0f766e")]
 
 
 def adverse_events_by_type(days: int = 91):
