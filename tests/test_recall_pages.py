@@ -156,6 +156,10 @@ def test_closing_a_recall_needs_an_outcome_and_a_signature(client, as_role, chai
     assert "All reviewed; no infection." in page and "Recall closed</strong> by" in page
     assert "Tick as contacted" not in page and "Close recall" not in page
     assert db.session.get(Lot, chain["lot"].id).status == "recalled"  # recalled stock stays recalled
+    again = client.post(url, data={"outcome": "Twice", "password": PASSWORD})
+    assert again.status_code == 422 and "already closed" in again.get_data(as_text=True)
+    assert client.post(f"/recalls/{recall.id + 1000}/close", data={"outcome": "x", "password": PASSWORD}
+                       ).status_code == 404
 
 
 @pytest.mark.parametrize("role", ["technician", "practitioner"])

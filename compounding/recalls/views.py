@@ -4,7 +4,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id
+from ..forms import apply_domain_error, record_id, submit
 from ..pagination import page_arg, paginate_rows
 from ..security import requires
 from ..services import inventory, recalls, trace
@@ -110,18 +110,14 @@ def recall_open():
     form = OpenRecallForm()
     if request.method == "GET" and request.args.get("reason"):
         form.reason.data = request.args["reason"][:500]
-    if form.validate_on_submit():
-        kind, target_id = target
-        try:
-            recall = recalls.open_recall(current_user, reason=form.reason.data, password=form.password.data,
-                                         **{f"{kind}_id": target_id})
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"Recall {recall.id} opened on {kind} {(scope.lot or scope.batch).code}, signed by "
-                  f"{current_user.display_name}: {scope.counts['batches']} batches recalled.", "success")
-            return redirect(url_for("recalls.recall_detail", recall_id=recall.id))
+    kind, target_id = target
+    code = (scope.lot or scope.batch).code
+    recall = submit(form, lambda: recalls.open_recall(current_user, reason=form.reason.data,
+                                                      password=form.password.data, **{f"{kind}_id": target_id}))
+    if recall is not None:
+        flash(f"Recall {recall.id} opened on {kind} {code}, signed by {current_user.display_name}: "
+              f"{scope.counts['batches']} batches recalled.", "success")
+        return redirect(url_for("recalls.recall_detail", recall_id=recall.id))
     status = 200
     if request.method == "POST":
         # A refusal rolled back and expired what was loaded: trace again for the page.
@@ -181,17 +177,11 @@ def recall_contact(recall_id: int, patient_id: int):
 @requires("recalls.open")
 def recall_close(recall_id: int):
     form = CloseRecallForm()
-    if form.validate_on_submit():
-        try:
-            recalls.close_recall(current_user, recall_id, form.outcome.data, form.password.data)
-        except NotFound:
-            abort(404)
-        except DomainError as exc:
-            db.session.rollback()
-            apply_domain_error(form, exc)
-        else:
-            flash(f"Recall {recall_id} closed, signed by {current_user.display_name}.", "success")
-            return redirect(url_for("recalls.recall_detail", recall_id=recall_id))
+    # An unknown recall is refused by the service, then answered 404 by the page that re-renders.
+    if submit(form, lambda: recalls.close_recall(current_user, recall_id, form.outcome.data,
+                                                 form.password.data)) is not None:
+        flash(f"Recall {recall_id} closed, signed by {current_user.display_name}.", "success")
+        return redirect(url_for("recalls.recall_detail", recall_id=recall_id))
     return _render_detail(recall_id, 422, close_form=form)
 
 
