@@ -414,6 +414,24 @@ def test_the_lot_list_sorts_and_pages(client, auth, make_lot, ingredient):
     assert [i["id"] for i in descending] == [lots[0].id, lots[2].id, lots[1].id]
 
 
+@pytest.mark.parametrize("sort, key", [
+    ("expiry", lambda lot: (lot.expires_on, lot.id)), ("-expiry", lambda lot: (lot.expires_on, lot.id)),
+    ("code", lambda lot: lot.code), ("received", lambda lot: (lot.received_at, lot.id))])
+def test_walking_the_lot_list_page_by_page_gives_each_lot_once_in_order(client, auth, make_lot, ingredient,
+                                                                       sort, key):
+    # Pages are picked on the ids first, then loaded: the walk must still be the list, in order.
+    today = clinic_today()
+    lots = [make_lot(ingredient, expires_on=today + timedelta(days=d)) for d in (9, 3, 9, 1, 5, 3, 9)]
+    headers = auth()
+    walked = []
+    for page in (1, 2, 3, 4, 5):
+        answer = client.get(f"/api/v1/lots?sort={sort}&per_page=2&page={page}", headers=headers).json
+        assert answer["total"] == 7 and len(answer["items"]) == (2 if page < 4 else 1 if page == 4 else 0)
+        walked += [item["id"] for item in answer["items"]]
+    expected = [lot.id for lot in sorted(lots, key=key, reverse=sort.startswith("-"))]
+    assert walked == expected
+
+
 @pytest.mark.parametrize("query, field", [("status=lost", "status"), ("ingredient_id=abc", "ingredient_id"),
                                           ("expiring_within_days=-1", "expiring_within_days"),
                                           ("sort=colour", "sort"), ("expired_in_stock=perhaps",

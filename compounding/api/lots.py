@@ -44,7 +44,7 @@ def _answer(lot_id: int, status: int = 200):
        query=LotQuerySchema, errors=(422,))
 def lot_list():
     filters = LotFilters(**load(LotQuerySchema, request.args.to_dict(), unknown=EXCLUDE))
-    return paginated(lot_list_query(filters).options(*_ANSWERED), LotSchema)
+    return paginated(lot_list_query(filters).options(*_ANSWERED), LotSchema, Lot.id)
 
 
 @route("/lots", "POST", permission="lots.receive", summary="Receive a lot into quarantine",

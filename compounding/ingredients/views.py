@@ -5,8 +5,8 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..forms import apply_domain_error
-from ..models import Ingredient
-from ..pagination import page_arg, paginate_rows
+from ..models import Ingredient, Lot
+from ..pagination import paginate_entities, paginate_rows
 from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
@@ -50,8 +50,8 @@ def ingredient_detail(ingredient_id: int):
     overview = db.session.execute(
         ingredient_overview_query(include_inactive=True).where(Ingredient.id == ingredient_id)
     ).one()
-    lots = db.paginate(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")),
-                       page=page_arg(), per_page=25, error_out=False)
+    lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")), Lot.id,
+                             per_page=25)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,
                            lots=lots)
 

@@ -10,7 +10,7 @@ from ..forms import apply_domain_error, record_id, submit
 from ..gs1 import GS1Error, parse_gs1
 from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
 from ..models.lot import LOT_STATUSES
-from ..pagination import page_arg
+from ..pagination import paginate_entities
 from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
@@ -43,8 +43,7 @@ def _ingredient_choices():
 @requires("lots.read")
 def lot_list():
     filters = filters_from_args(request.args)
-    pagination = db.paginate(lot_list_query(filters), page=page_arg(),
-                             per_page=50, error_out=False)
+    pagination = paginate_entities(lot_list_query(filters), Lot.id)
     ingredients = db.session.execute(
         sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()
     return render_template("lots/list.html", pagination=pagination, filters=filters,

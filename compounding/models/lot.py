@@ -22,6 +22,8 @@ class Lot(db.Model):
         sa.CheckConstraint("quantity_received > 0", name="quantity_received_positive"),
         sa.UniqueConstraint("ingredient_id", "supplier", "supplier_lot_number"),
         sa.Index("ix_lots_ingredient_status_expiry", "ingredient_id", "status", "expires_on"),
+        # The lot list's default order: a page's ids are read off this index alone.
+        sa.Index("ix_lots_expires_on_id", "expires_on", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -32,7 +34,7 @@ class Lot(db.Model):
     gtin: Mapped[str | None] = mapped_column(sa.String(14), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     received_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    expires_on: Mapped[date] = mapped_column(index=True)
+    expires_on: Mapped[date]
     quantity_received: Mapped[Decimal]
     remaining: Mapped[Decimal]
     coa_reference: Mapped[str] = mapped_column(sa.String(120), default="")
