@@ -1,6 +1,6 @@
 """Audit-workbook export speed and memory against raw openpyxl (outside the test suite).
 
-    python -m bench.bench_export [--rows 200000]
+    python -m bench.bench_export [--rows 1000000] [--repeat 2]
 
 Builds N session-use rows in a temporary SQLite database (Core bulk inserts), then, each in a
 fresh process so that peak memory is its own: (1) the audit workbook export of those rows,
@@ -203,8 +203,8 @@ def best(runs: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200_000, help="session-use rows (default 200,000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating (default 3)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="session-use rows (default 1,000,000)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each, alternating (default 2)")
     parser.add_argument("--phase", choices=("export", "raw"), help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

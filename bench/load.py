@@ -50,5 +50,16 @@ def run_load(port: int, path: str, params: list[dict], *, headers: dict | None =
         thread.join(seconds + 60)
     wall = time.perf_counter() - started
     result = percentiles(latencies) if latencies else {"n": 0}
-    result.update(rps=round(len(latencies) / wall, 1), errors=errors[0], seconds=round(wall, 1), clients=clients)
+    result.update(rps=round(len(latencies) / wall, 1), errors=errors[0], seconds=round(wall, 3), clients=clients,
+                  latencies=latencies)
+    return result
+
+
+def pooled(rounds: list[dict]) -> dict:
+    """Several rounds of one endpoint as one: percentiles over all their requests, rate over all their time."""
+    latencies = [value for one in rounds for value in one.pop("latencies")]
+    seconds = sum(one["seconds"] for one in rounds)
+    result = percentiles(latencies) if latencies else {"n": 0}
+    result.update(rps=round(len(latencies) / seconds, 1) if seconds else 0.0, errors=sum(r["errors"] for r in rounds),
+                  seconds=round(seconds, 1), clients=rounds[0]["clients"], rounds=len(rounds))
     return result
