@@ -15,9 +15,10 @@ from ..batches.views import batch_list_query
 from ..extensions import csrf, db
 from ..forms import apply_domain_error
 from ..lots.views import filters_from_args
-from ..models import Ingredient, RecallContact, User
+from ..models import Ingredient, User
+from ..recalls.records import recall_record
 from ..security import requires
-from ..services import imports, recalls, trace
+from ..services import imports, trace
 from ..services.clock import clinic_today
 from ..services.stock_queries import lot_list_query
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
@@ -128,36 +129,32 @@ def sessions():
     return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")
 
 
+def _trace_download(scope: trace.Trace):
+    code = (scope.lot or scope.batch).code
+    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
+                         f"trace-{code}.xlsx")
+
+
 @bp.route("/trace/lots/<int:lot_id>.xlsx")
 @requires("patients.read")
 def trace_lot(lot_id: int):
-    scope = trace.trace_lot(lot_id, per_page=None)
-    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
-                         f"trace-{scope.lot.code}.xlsx")
+    return _trace_download(trace.trace_lot(lot_id, per_page=None))
 
 
 @bp.route("/trace/batches/<int:batch_id>.xlsx")
 @requires("patients.read")
 def trace_batch(batch_id: int):
-    scope = trace.trace_batch(batch_id, per_page=None)
-    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
-                         f"trace-{scope.batch.code}.xlsx")
+    return _trace_download(trace.trace_batch(batch_id, per_page=None))
 
 
 @bp.route("/recalls/<int:recall_id>.xlsx")
 @requires("recalls.read")
 def recall(recall_id: int):
-    recall = recalls.get_recall(recall_id)
-    scope = recalls.recall_scope(recall, per_page=None)
-    contacts = {row.patient_id: row for row in db.session.execute(
-        sa.select(RecallContact.patient_id, RecallContact.contacted_at, User.display_name.label("contacted_by"),
-                  RecallContact.method, RecallContact.note)
-        .join(User, User.id == RecallContact.contacted_by_id).where(RecallContact.recall_id == recall.id))}
-    opened_by = db.session.scalar(sa.select(User.display_name).where(User.id == recall.opened_by_id))
+    record = recall_record(recall_id, per_page=None)  # every patient, each with its contact
     return send_workbook(
-        lambda out: workbooks.recall_workbook(recall, scope, contacts, out, clinic_name=_clinic_name(),
-                                              opened_by=opened_by),
-        f"recall-{recall.id}.xlsx")
+        lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
+                                              clinic_name=_clinic_name(), opened_by=record.opened_by),
+        f"recall-{recall_id}.xlsx")
 
 
 # --- the delivery-sheet import --------------------------------------------------------------

@@ -143,10 +143,7 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
     people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
         User.id.in_([recall.opened_by_id, recall.closed_by_id or recall.opened_by_id]))).all())
     scope = recalls.recall_scope(recall, page, per_page)
-    contacts_query = (
-        sa.select(RecallContact, User.display_name, Patient.chart_number)
-        .join(User, User.id == RecallContact.contacted_by_id).join(Patient, Patient.id == RecallContact.patient_id)
-        .where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at))
+    contacts_query = _contacts().where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at)
     if per_page is not None:
         contacts_query = contacts_query.where(RecallContact.patient_id.in_([p.id for p in scope.patients]))
     contacts = {contact.patient_id: contact_row(contact, name, chart)
@@ -163,13 +160,16 @@ def contact_row(contact: RecallContact, contacted_by: str, chart_number: str) ->
                       contacted_by, contact.method, contact.note)
 
 
+def _contacts():
+    """Contacts with who made them and the patient's chart number."""
+    return (sa.select(RecallContact, User.display_name, Patient.chart_number)
+            .join(User, User.id == RecallContact.contacted_by_id)
+            .join(Patient, Patient.id == RecallContact.patient_id))
+
+
 def contact_answer(contact_id: int) -> ContactRow:
     """One contact as the recall's page and API show it."""
-    contact, name, chart = db.session.execute(
-        sa.select(RecallContact, User.display_name, Patient.chart_number)
-        .join(User, User.id == RecallContact.contacted_by_id).join(Patient, Patient.id == RecallContact.patient_id)
-        .where(RecallContact.id == contact_id)).one()
-    return contact_row(contact, name, chart)
+    return contact_row(*db.session.execute(_contacts().where(RecallContact.id == contact_id)).one())
 
 
 def recall_list_query(status: str | None = None):

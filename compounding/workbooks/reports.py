@@ -124,39 +124,39 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
         cover.row(label, value)
 
 
-def trace_workbook(trace, out, *, clinic_name: str = "") -> WorkbookSummary:
-    """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Batches, Lots."""
+def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines) -> WorkbookSummary:
+    """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets."""
     book = WorkbookWriter()
-    cover = book.cover("Trace")
-    _scope_sheets(book, trace, None)
-    target = trace.lot if trace.lot is not None else trace.batch
-    kind = "lot" if trace.lot is not None else "batch"
-    _report_cover(cover, f"Trace of {kind} {target.code}", [
-        ("Clinic", clinic_name), ("Target", f"{kind} {target.code}"), ("Status", target.status),
-        (zone_label("Generated at", book.zone), utcnow()),
-        ("Rule", "Voided sessions are left out: their volume went back to the batch."),
-    ])
+    cover = book.cover(sheet)
+    _scope_sheets(book, scope, contacts)
+    _report_cover(cover, title, lines(book.zone))
     cover.counts(book.parts)
     book.save(out)
     return WorkbookSummary(book.parts)
+
+
+def _target(scope) -> str:
+    return f"lot {scope.lot.code}" if scope.lot is not None else f"batch {scope.batch.code}"
+
+
+def trace_workbook(trace, out, *, clinic_name: str = "") -> WorkbookSummary:
+    """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Batches, Lots."""
+    target = trace.lot if trace.lot is not None else trace.batch
+    return _scope_report("Trace", trace, None, out, f"Trace of {_target(trace)}", lambda zone: [
+        ("Clinic", clinic_name), ("Target", _target(trace)), ("Status", target.status),
+        (zone_label("Generated at", zone), utcnow()),
+        ("Rule", "Voided sessions are left out: their volume went back to the batch."),
+    ])
 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
                     opened_by: str = "") -> WorkbookSummary:
     """A recall's report: its scope with each patient's contact (patient id -> row with contacted_at,
     contacted_by, method, note), the sessions, batches and lots reached."""
-    book = WorkbookWriter()
-    cover = book.cover("Recall")
-    _scope_sheets(book, scope, contacts)
-    target = scope.lot if scope.lot is not None else scope.batch
-    kind = "lot" if scope.lot is not None else "batch"
-    _report_cover(cover, f"Recall {recall.id}", [
-        ("Clinic", clinic_name), ("Target", f"{kind} {target.code}"), ("Reason", recall.reason),
-        ("Status", recall.status), (zone_label("Opened", book.zone), recall.opened_at), ("Opened by", opened_by),
-        (zone_label("Closed", book.zone), recall.closed_at), ("Outcome", recall.outcome),
+    return _scope_report("Recall", scope, contacts, out, f"Recall {recall.id}", lambda zone: [
+        ("Clinic", clinic_name), ("Target", _target(scope)), ("Reason", recall.reason),
+        ("Status", recall.status), (zone_label("Opened", zone), recall.opened_at), ("Opened by", opened_by),
+        (zone_label("Closed", zone), recall.closed_at), ("Outcome", recall.outcome),
         ("Patients contacted", f"{len(contacts)} of {scope.counts['patients']}"),
-        (zone_label("Generated at", book.zone), utcnow()),
+        (zone_label("Generated at", zone), utcnow()),
     ])
-    cover.counts(book.parts)
-    book.save(out)
-    return WorkbookSummary(book.parts)
