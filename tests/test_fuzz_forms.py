@@ -104,6 +104,19 @@ def accepted_as_is(client, url: str, good: dict) -> None:
     assert submit(client, url, {name: value() if callable(value) else value for name, value in good.items()}), url
 
 
+def fuzz_form(client, url: str, good: dict, label: str, extra=()) -> None:
+    """The good submission is accepted as is; then fuzzed ones (plus `extra` fields) never fail or half-save."""
+    accepted_as_is(client, url, good)
+
+    @FUZZ
+    @given(submissions(good, extra=extra))
+    def check(data):
+        _counted(label)
+        submit(client, url, data)
+
+    check()
+
+
 def _unique(prefix: str):
     numbers = itertools.count(1)
     return lambda: f"{prefix}{next(numbers)}"
@@ -119,15 +132,7 @@ def test_the_receive_lot_form_never_fails_and_never_half_saves(app, client, as_r
             "gtin": "05012345000015", "expiry_date": "2099-06", "quantity": "12.5", "coa_reference": "CoA 1",
             "location": "Fridge 2"}
 
-    accepted_as_is(client, "/lots/receive", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("csrf_token", "status", "remaining")))
-    def check(data):
-        _counted("receive lot")
-        submit(client, "/lots/receive", data)
-
-    check()
+    fuzz_form(client, "/lots/receive", good, "receive lot", extra=("csrf_token", "status", "remaining"))
 
 
 def test_the_ingredient_form_never_fails_and_never_half_saves(app, client, as_role):
@@ -135,15 +140,7 @@ def test_the_ingredient_form_never_fails_and_never_half_saves(app, client, as_ro
     good = {"name": _unique("Glycolic acid "), "kind": "active", "unit": "mL", "strength": "50 mg/mL",
             "storage": "fridge", "reorder_level": "10", "gtins": "", "active": "y"}
 
-    accepted_as_is(client, "/ingredients/new", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("id",)))
-    def check(data):
-        _counted("ingredient")
-        submit(client, "/ingredients/new", data)
-
-    check()
+    fuzz_form(client, "/ingredients/new", good, "ingredient", extra=("id",))
 
 
 def test_the_formula_form_never_fails_and_never_half_saves(app, client, as_role, make_ingredient):
@@ -155,16 +152,9 @@ def test_the_formula_form_never_fails_and_never_half_saves(app, client, as_role,
             "bud_reason": "", "components-0-ingredient_id": str(active.id), "components-0-quantity": "2",
             "components-1-ingredient_id": str(diluent.id), "components-1-quantity": "8"}
 
-    accepted_as_is(client, "/formulas/new", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("components-2-ingredient_id", "components-2-quantity", "components-39-quantity",
-                                    "components-99999999999999999999-quantity", "status", "version")))
-    def check(data):
-        _counted("formula")
-        submit(client, "/formulas/new", data)
-
-    check()
+    fuzz_form(client, "/formulas/new", good, "formula",
+              extra=("components-2-ingredient_id", "components-2-quantity", "components-39-quantity",
+                     "components-99999999999999999999-quantity", "status", "version"))
 
 
 def test_the_compound_form_never_fails_and_never_half_saves(app, client, as_role, make_formula, make_lot):
@@ -176,15 +166,7 @@ def test_the_compound_form_never_fails_and_never_half_saves(app, client, as_role
                for lot, component in zip(lots, formula.components, strict=True)},
             **{f"lot-{lot.id}-scan": lot.code for lot in lots}}
 
-    accepted_as_is(client, "/batches/new", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("lot-999999-quantity", "lot-x-quantity")))
-    def check(data):
-        _counted("compound")
-        submit(client, "/batches/new", data)
-
-    check()
+    fuzz_form(client, "/batches/new", good, "compound", extra=("lot-999999-quantity", "lot-x-quantity"))
 
 
 def test_the_patient_form_never_fails_and_never_half_saves(app, client, as_role):
@@ -192,15 +174,7 @@ def test_the_patient_form_never_fails_and_never_half_saves(app, client, as_role)
     good = {"chart_number": _unique("CH-FZ-"), "name": "Ana Lima", "birth_on": "1990-04-02",
             "phone": "+44 20 7946 0000", "email": "ana@example.org"}
 
-    accepted_as_is(client, "/treatments/patients/new", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("id", "created_at")))
-    def check(data):
-        _counted("patient")
-        submit(client, "/treatments/patients/new", data)
-
-    check()
+    fuzz_form(client, "/treatments/patients/new", good, "patient", extra=("id", "created_at"))
 
 
 def test_the_session_form_never_fails_and_never_half_saves(app, client, as_role, make_batch, make_patient):
@@ -210,15 +184,8 @@ def test_the_session_form_never_fails_and_never_half_saves(app, client, as_role,
     good = {"practitioner_id": str(practitioner.id), "performed_at": "", "offered_at": "", "indication": "face",
             "notes": "fuzzed", "uses-0-batch_code": batch.code, "uses-0-volume_ml": "0.5", "uses-0-area": "cheek"}
 
-    accepted_as_is(client, f"/treatments/patients/{patient.id}/sessions/new", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("uses-1-batch_code", "uses-1-volume_ml", "uses-5-area", "patient_id")))
-    def check(data):
-        _counted("session")
-        submit(client, f"/treatments/patients/{patient.id}/sessions/new", data)
-
-    check()
+    fuzz_form(client, f"/treatments/patients/{patient.id}/sessions/new", good, "session",
+              extra=("uses-1-batch_code", "uses-1-volume_ml", "uses-5-area", "patient_id"))
 
 
 def test_the_adverse_event_form_never_fails_and_never_half_saves(app, client, as_role, make_batch, make_patient):
@@ -229,15 +196,8 @@ def test_the_adverse_event_form_never_fails_and_never_half_saves(app, client, as
     good = {"event-type": "swelling", "event-severity": "mild", "event-onset_on": "",
             "event-outcome": "resolved", "event-notes": "fuzzed"}
 
-    accepted_as_is(client, f"/treatments/sessions/{record.id}/adverse-events", good)
-
-    @FUZZ
-    @given(submissions(good, extra=("event-session_id", "type", "severity")))
-    def check(data):
-        _counted("adverse event")
-        submit(client, f"/treatments/sessions/{record.id}/adverse-events", data)
-
-    check()
+    fuzz_form(client, f"/treatments/sessions/{record.id}/adverse-events", good, "adverse event",
+              extra=("event-session_id", "type", "severity"))
 
 
 def test_the_login_form_never_fails_and_records_only_sign_ins_and_locks(app, make_user):
