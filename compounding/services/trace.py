@@ -155,36 +155,31 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
               .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
     batches, total_volume = db.session.execute(sa.select(batch_count, volume)).one()
     trace.total_volume_ml = Decimal(total_volume)
+    # The sessions that used these batches and stand.
+    standing = (TreatmentSession.id.in_(sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))),
+                TreatmentSession.voided_at.is_(None))
+    batch_rows = _batch_rows(batch_ids, trace.lot.id if trace.lot else None)
     page, per_page = trace.page, trace.per_page
     if per_page is None:
-        live = (sa.select(SessionUse.session_id, TreatmentSession.patient_id)
-                .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-                .where(SessionUse.batch_id.in_(batch_ids), TreatmentSession.voided_at.is_(None)).subquery())
         sessions, patients = db.session.execute(sa.select(
-            sa.func.count(sa.distinct(live.c.session_id)), sa.func.count(sa.distinct(live.c.patient_id)))).one()
-        trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
-        trace.batches = Rows(_batch_rows(batch_ids, trace.lot.id if trace.lot else None))
+            sa.func.count(), sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(*standing)).one()
+        trace.batches = Rows(batch_rows)
         trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
         trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
-        return trace
-    reached = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
-    session_ids, sessions = _page_of_ids(
-        sa.select(TreatmentSession.id).where(TreatmentSession.id.in_(reached), TreatmentSession.voided_at.is_(None))
-        .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
-    patient_ids, patients = _page_of_ids(
-        sa.select(Patient.id).where(Patient.id.in_(
-            sa.select(TreatmentSession.patient_id).where(TreatmentSession.id.in_(reached),
-                                                         TreatmentSession.voided_at.is_(None))))
-        .order_by(Patient.chart_number, Patient.id), page, per_page)
+    else:
+        session_ids, sessions = _page_of_ids(
+            sa.select(TreatmentSession.id).where(*standing)
+            .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
+        patient_ids, patients = _page_of_ids(
+            sa.select(Patient.id).where(Patient.id.in_(sa.select(TreatmentSession.patient_id).where(*standing)))
+            .order_by(Patient.chart_number, Patient.id), page, per_page)
+        trace.batches = db.session.execute(batch_rows.limit(per_page).offset((page - 1) * per_page)).all()
+        # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
+        trace.sessions = db.session.execute(_session_rows(sa.and_(
+            SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
+        trace.patients = db.session.execute(_patient_rows(sa.and_(
+            TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
     trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
-    trace.batches = db.session.execute(_batch_rows(batch_ids, trace.lot.id if trace.lot else None)
-                                       .limit(per_page).offset((page - 1) * per_page)).all()
-    # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
-    trace.sessions = db.session.execute(_session_rows(
-        sa.and_(SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
-    trace.patients = db.session.execute(_patient_rows(
-        sa.and_(TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() \
-        if patient_ids else []
     return trace
 
 
