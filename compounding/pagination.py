@@ -47,15 +47,14 @@ class EntityPagination(RowPagination):
         return list(session.scalars(select.where(keys.selected_columns[0].in_(page)))) if page else []
 
 
-def paginate_entities(select, id_column, per_page: int = 50, page: int | None = None) -> EntityPagination:
+def paginate_entities(select, id_column, per_page: int = 50) -> EntityPagination:
     """db.paginate for `select(Entity)`, with the page's ids picked first on `id_column` alone.
 
     The offset then walks ids (an index) rather than whole rows: a deep page costs about what
     the first one does.
     """
     return EntityPagination(select=select, keys=select.with_only_columns(id_column), session=db.session(),
-                            page=page_arg() if page is None else page, per_page=per_page, max_per_page=200,
-                            error_out=False, count=True)
+                            page=page_arg(), per_page=per_page, max_per_page=200, error_out=False, count=True)
 
 
 def paginate_rows(select, per_page: int = 50, *, keys=None) -> RowPagination:
