@@ -4,7 +4,7 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, audit_rows, count_rows, sign_in
+from testkit import PASSWORD, audit_rows, count_rows, sign_in
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, User

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, QueryCounter, bearer, sign_in_session
+from testkit import PASSWORD, QueryCounter, bearer, sign_in_session
 
 from compounding.errors import CONFLICT_MESSAGE
 from compounding.extensions import db

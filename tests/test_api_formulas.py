@@ -5,8 +5,8 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, QueryCounter, bearer
 from openapi_spec_validator import validate as validate_openapi
+from testkit import PASSWORD, QueryCounter, bearer
 
 from compounding.extensions import db
 from compounding.models import Formula, FormulaComponent, Signature, User

@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from conftest import audit_rows, bearer, count_rows, csrf_token_from, sign_in, sign_in_session
 from flask_login import login_user
 from openapi_spec_validator import validate as validate_openapi
+from testkit import audit_rows, bearer, count_rows, csrf_token_from, sign_in, sign_in_session
 from werkzeug.exceptions import BadRequest
 
 from compounding.api import views as api_views

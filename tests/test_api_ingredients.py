@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import QueryCounter, bearer
+from testkit import QueryCounter, bearer
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, Ingredient, IngredientGtin, Lot, User

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, QueryCounter, bearer
+from testkit import PASSWORD, QueryCounter, bearer
 
 from compounding.extensions import db
 from compounding.models import Ingredient, IngredientGtin, Lot, Signature, StockMovement, User

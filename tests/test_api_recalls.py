@@ -4,11 +4,11 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD, QueryCounter, bearer
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact, Signature
 from compounding.services import batches, recalls, treatments
-from tests.conftest import PASSWORD, QueryCounter, bearer
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from conftest import QueryCounter, bearer, sign_in_session
+from testkit import QueryCounter, bearer, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User

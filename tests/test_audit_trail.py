@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, audit_rows, count_rows, sign_in_session
+from testkit import PASSWORD, audit_rows, count_rows, sign_in_session
 
 from compounding.extensions import UTCDateTime, db
 from compounding.models import AuditEvent, Signature, User

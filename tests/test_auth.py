@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, audit_rows, bearer, csrf_token_from, sign_in
+from testkit import PASSWORD, audit_rows, bearer, csrf_token_from, sign_in
 
 from compounding.extensions import db
 from compounding.models import User

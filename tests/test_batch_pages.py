@@ -5,11 +5,11 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD, QueryCounter, sign_in
 
 from compounding.extensions import db
 from compounding.models import Batch, Lot, StockMovement
 from compounding.services import batches
-from tests.conftest import PASSWORD, QueryCounter, sign_in
 
 
 @pytest.fixture

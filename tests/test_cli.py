@@ -2,7 +2,7 @@
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, audit_rows, count_rows
+from testkit import PASSWORD, audit_rows, count_rows
 
 from compounding.extensions import db
 from compounding.models import ApiToken, AuditEvent, Ingredient, User

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Signature, StockMovement
@@ -17,7 +18,6 @@ from compounding.services.errors import (
     SignatureRejected,
 )
 from compounding.services.ledger import ledger_balance
-from tests.conftest import PASSWORD
 
 
 @pytest.fixture

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD, TEST_DATABASE_URL, base_config
 
 from compounding import create_app
 from compounding.extensions import db
 from compounding.models import Batch, Lot, StockMovement
 from compounding.services import audit, batches, formulas, inventory, treatments, users
-from tests.conftest import PASSWORD, TEST_DATABASE_URL, base_config
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4

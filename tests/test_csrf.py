@@ -5,8 +5,8 @@ Built from `app.url_map` like the route-permission test, so new forms are covere
 
 import pytest
 import sqlalchemy as sa
-from conftest import sign_in_session
 from test_route_permissions import _routes, _url
+from testkit import sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AuditEvent
@@ -53,7 +53,7 @@ def test_an_api_client_with_a_bearer_token_needs_no_csrf_token(app, client, make
 def test_the_login_form_works_with_its_csrf_token(app, client, make_user):
     import re
 
-    from conftest import PASSWORD
+    from testkit import PASSWORD
 
     user = make_user("pharmacist")
     page = client.get("/login").get_data(as_text=True)

@@ -1,10 +1,10 @@
 """Dashboards by role: each shows what that role acts on, with charts, in a fixed number of statements."""
 
 import pytest
+from testkit import QueryCounter
 
 from compounding.extensions import db
 from compounding.services import treatments
-from tests.conftest import QueryCounter
 
 
 @pytest.mark.parametrize("role, present, absent", [
@@ -35,7 +35,7 @@ def test_the_charts_are_inline_svg_with_titles_and_no_script(client, as_role, ma
 
 
 def test_a_practitioner_sees_today_s_sessions_and_usable_batches(client, make_user, make_batch, make_patient):
-    from tests.conftest import sign_in
+    from testkit import sign_in
 
     practitioner = make_user("practitioner")
     batch = make_batch()

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD
 from openpyxl import load_workbook
+from testkit import PASSWORD
 
 from compounding.exports import views as export_views
 from compounding.extensions import db
@@ -248,8 +248,9 @@ def test_the_cli_refuses_a_missing_folder(runner, tmp_path):
 
 
 def test_the_trace_and_recall_pages_link_to_their_workbooks(client, as_role, make_batch):
+    from testkit import PASSWORD
+
     from compounding.services import recalls
-    from tests.conftest import PASSWORD
 
     batch = make_batch()
     pharmacist = as_role("pharmacist")

@@ -5,12 +5,12 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import base_config
 
 from compounding import create_app
 from compounding.extensions import db
 from compounding.models import AuditEvent, CodeCounter, Lot, StockMovement
 from compounding.services import inventory
-from tests.conftest import base_config
 
 
 @pytest.fixture
@@ -25,8 +25,9 @@ def file_app(tmp_path):
 
 
 def test_an_unreachable_database_answers_503_without_a_traceback_and_the_app_recovers(file_app, monkeypatch):
+    from testkit import sign_in
+
     from compounding.services import users
-    from tests.conftest import sign_in
 
     client = file_app.test_client()
     user = users.create_user(None, username="pharm", display_name="Pharm", role="pharmacist",

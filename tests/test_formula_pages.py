@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, QueryCounter, sign_in
+from testkit import PASSWORD, QueryCounter, sign_in
 
 from compounding.extensions import db
 from compounding.models import Formula, FormulaComponent, Signature

@@ -9,9 +9,9 @@ and a body that matches the declared schema.
 import time
 from collections import Counter
 
-import conftest
 import pytest
 import schemathesis
+import testkit
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -39,8 +39,8 @@ FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
 
 def _api_for(username: str, *, coverage: bool = True):
     """A fresh database with the demo data, and the API schema called as `username`."""
-    app = create_app(conftest.base_config())
-    conftest._reset_database(app)
+    app = create_app(testkit.base_config())
+    testkit.reset_database(app)
     with app.app_context():
         for _ in seed_demo():
             pass

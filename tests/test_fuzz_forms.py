@@ -14,9 +14,9 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, bearer, sign_in
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testkit import PASSWORD, bearer, sign_in
 
 from compounding.extensions import db
 from compounding.gs1 import GS, GS1Data, GS1Error, parse_gs1

@@ -33,7 +33,7 @@ def test_no_page_has_an_inline_script_or_style_attribute(client, as_role, make_b
 
 
 def test_session_cookies_are_not_secure_over_plain_http_by_default(client, make_user):
-    from tests.conftest import sign_in
+    from testkit import sign_in
 
     response = sign_in(client, make_user("pharmacist"))
     cookie = response.headers["Set-Cookie"]
@@ -42,14 +42,14 @@ def test_session_cookies_are_not_secure_over_plain_http_by_default(client, make_
 
 @pytest.mark.parametrize("config_overrides", [{"SESSION_COOKIE_SECURE": True}], indirect=True)
 def test_session_cookies_are_secure_when_the_site_runs_on_https(client, make_user):
-    from tests.conftest import sign_in
+    from testkit import sign_in
 
     assert "Secure" in sign_in(client, make_user("pharmacist")).headers["Set-Cookie"]
 
 
 @pytest.mark.parametrize("config_overrides", [{"TRUSTED_PROXIES": 1}], indirect=True)
 def test_behind_a_trusted_proxy_that_says_https_cookies_are_secure(client, make_user):
-    from tests.conftest import PASSWORD
+    from testkit import PASSWORD
 
     user = make_user("pharmacist")
     response = client.post("/login", data={"username": user.username, "password": PASSWORD},
@@ -58,7 +58,7 @@ def test_behind_a_trusted_proxy_that_says_https_cookies_are_secure(client, make_
 
 
 def test_an_idle_session_is_signed_out_and_sent_back_after_login(client, make_user):
-    from tests.conftest import PASSWORD, sign_in
+    from testkit import PASSWORD, sign_in
 
     user = make_user("pharmacist")
     sign_in(client, user)
@@ -73,7 +73,7 @@ def test_an_idle_session_is_signed_out_and_sent_back_after_login(client, make_us
 
 
 def test_an_active_session_stays_signed_in(client, make_user):
-    from tests.conftest import sign_in
+    from testkit import sign_in
 
     sign_in(client, make_user("pharmacist"))
     with client.session_transaction() as state:

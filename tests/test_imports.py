@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import audit_rows, count_rows
 from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
+from testkit import audit_rows, count_rows
 
 from compounding.extensions import db
 from compounding.models import Lot, StockMovement
@@ -298,7 +298,7 @@ def test_receive_lot_and_the_import_share_one_set_of_rules(app, technician, biot
 
 @pytest.mark.parametrize("config_overrides", [{"WTF_CSRF_ENABLED": True}], indirect=True)
 def test_with_csrf_on_the_import_works_with_the_pages_tokens_and_refuses_without(client, make_user, biotin):
-    from conftest import PASSWORD, csrf_token_from
+    from testkit import PASSWORD, csrf_token_from
 
     technician = make_user("technician")
     login_page = client.get("/login").get_data(as_text=True)

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, bearer, sign_in_session
 from markupsafe import escape
+from testkit import PASSWORD, bearer, sign_in_session
 
 from compounding.demo import DEMO_PASSWORD, seed_demo
 from compounding.extensions import db

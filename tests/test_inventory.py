@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from testkit import PASSWORD
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, Lot, Signature, StockMovement
@@ -19,7 +20,6 @@ from compounding.services.errors import (
     SignatureRejected,
 )
 from compounding.services.ledger import ledger_balance
-from tests.conftest import PASSWORD
 
 
 def counts():

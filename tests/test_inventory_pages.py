@@ -5,10 +5,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD, QueryCounter, sign_in
 
 from compounding.extensions import db
 from compounding.models import Ingredient, Lot, StockMovement
-from tests.conftest import PASSWORD, QueryCounter, sign_in
 
 
 def receive_form(ingredient, **overrides):

@@ -8,8 +8,8 @@ from decimal import Decimal
 import cairosvg
 import pytest
 import zxingcpp
-from conftest import PASSWORD, sign_in_session
 from PIL import Image
+from testkit import PASSWORD, sign_in_session
 
 from compounding import labels
 from compounding.services import batches

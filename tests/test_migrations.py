@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from conftest import TEST_DATABASE_URL, base_config
+from testkit import TEST_DATABASE_URL, base_config
 
 from compounding import create_app
 from compounding.extensions import db, migrate

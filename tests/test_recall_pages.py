@@ -4,12 +4,12 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD, QueryCounter, audit_rows, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
 from compounding.services import batches, inventory, recalls, treatments
 from compounding.services.errors import InvalidState
-from tests.conftest import PASSWORD, QueryCounter, audit_rows, sign_in_session
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ Built from `app.url_map`: a new route is covered the moment it is registered.
 
 from urllib.parse import urlsplit
 
-from conftest import sign_in_session
+from testkit import sign_in_session
 from werkzeug.routing import AnyConverter, IntegerConverter, UUIDConverter
 
 from compounding.permissions import PERMISSIONS, ROLES, role_can

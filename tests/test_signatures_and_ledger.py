@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from conftest import PASSWORD, audit_rows, count_rows
+from testkit import PASSWORD, audit_rows, count_rows
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, Batch, Formula, Ingredient, Lot, Signature, StockMovement

@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import QueryCounter, sign_in
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession
 from compounding.services import batches, treatments
 from compounding.services.clock import clinic_today, to_clinic, utcnow
-from tests.conftest import QueryCounter, sign_in
 
 
 @pytest.fixture

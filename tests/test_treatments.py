@@ -5,13 +5,13 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from testkit import PASSWORD
 
 from compounding.extensions import db
 from compounding.models import Batch, Formula, Lot, RecallContact, SessionUse, TreatmentSession
 from compounding.services import batches, recalls, trace, treatments
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
 from compounding.services.ledger import ledger_balance
-from tests.conftest import PASSWORD
 
 
 @pytest.fixture

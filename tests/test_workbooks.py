@@ -6,9 +6,9 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import PASSWORD
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
+from testkit import PASSWORD
 
 from compounding import workbooks
 from compounding.extensions import db

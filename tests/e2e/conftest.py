@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import base_config
+from testkit import base_config
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from compounding import create_app

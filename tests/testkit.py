@@ -1,0 +1,122 @@
+"""Test helpers shared by the test modules: settings, sign-in, query counting, audit look-ups.
+
+Imported as `testkit` (pytest puts tests/ on the path), never as `tests.conftest`: a
+site-packages `tests` package (python-barcode ships one) would shadow `tests.` imports.
+"""
+
+import os
+import re
+
+import sqlalchemy as sa
+
+from compounding.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
+
+
+PASSWORD = "correct-horse-battery"
+
+
+def base_config(**overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
+        "WTF_CSRF_ENABLED": False,
+        "AUTO_MIGRATE": False,
+        "CLINIC_NAME": "Test Clinic",
+        "CLINIC_TIMEZONE": "Europe/London",
+        # Fast hashing: the suite creates many accounts; production keeps scrypt.
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",
+        "SERVER_NAME": "localhost",
+    }
+    config.update(overrides)
+    return config
+
+
+def sign_in(client, user, password: str = PASSWORD):
+    """Sign in through the real login form."""
+    response = client.post("/login", data={"username": user.username, "password": password})
+    assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    return response
+
+
+def csrf_token_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or re.search(
+        r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+class QueryCounter:
+    """Counts SQL statements sent to the database while active."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def _count(self, conn, cursor, statement, parameters, context, executemany):
+        self.statements.append(statement)
+
+    def __enter__(self):
+        sa.event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        sa.event.remove(self.engine, "before_cursor_execute", self._count)
+
+    @property
+    def count(self) -> int:
+        return len(self.statements)
+
+
+def sign_in_session(client, user) -> None:
+    """Sign in (or out, with None) by setting Flask-Login's session keys: fast, no form."""
+    with client.session_transaction() as flask_session:
+        flask_session.clear()
+        if user is not None:
+            flask_session["_user_id"] = str(user.id)
+            flask_session["_fresh"] = True
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def audit_rows(action: str | None = None, entity_type: str | None = None,
+               entity_id: int | None = None) -> list:
+    """The audit events matching the given filters, oldest first."""
+    from compounding.models import AuditEvent
+
+    query = sa.select(AuditEvent).order_by(AuditEvent.id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    if entity_type is not None:
+        query = query.where(AuditEvent.entity_type == entity_type)
+    if entity_id is not None:
+        query = query.where(AuditEvent.entity_id == entity_id)
+    return list(db.session.scalars(query))
+
+
+def count_rows(model) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+_schema_ready = False
+
+
+def reset_database(app) -> None:
+    """An empty schema: created on SQLite in memory, truncated on PostgreSQL after the first test."""
+    global _schema_ready
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            db.create_all()
+            return
+        if not _schema_ready:
+            db.drop_all()
+            db.create_all()
+            _schema_ready = True
+            return
+        tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
