@@ -9,7 +9,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ._common import utcnow
 
-SIGNATURE_MEANINGS = ("released", "rejected", "verified", "approved", "recall opened", "recall closed")
+SIGNATURE_MEANINGS = (
+    "released", "rejected", "verified", "approved", "recall opened", "recall closed",
+    # Second tranche, rule 10.1: corrections and overrides a pharmacist answers for.
+    "voided", "patient corrected", "not exposed", "hold released", "stock raised", "back-dated",
+)
 
 
 class AuditEvent(db.Model):

@@ -7,7 +7,7 @@ from ..models import Signature, User
 from ..models.audit import SIGNATURE_MEANINGS
 from . import audit
 from .clock import utcnow
-from .errors import SignatureRejected
+from .errors import NotAllowed, SignatureRejected
 from .users import verify_password
 
 
@@ -38,6 +38,17 @@ def sign(signer: User, password: str, meaning: str, entity_type: str, entity_id:
                  new={"signature_id": signature.id, "signer": signer.display_name,
                       "meaning": meaning, "signed_at": signature.signed_at})
     return signature
+
+
+def pharmacist_signs(signer: User, password: str, meaning: str, entity_type: str, entity_id: int,
+                     doing: str) -> Signature:
+    """A pharmacist's signature (DESIGN 10): the caller must be a pharmacist signing with their own password.
+
+    Anyone else, or a wrong password, is refused (403) before anything is written.
+    """
+    if signer is None or not signer.active or signer.role != "pharmacist":
+        raise NotAllowed(f"Only a pharmacist's signature can {doing}.", field="password")
+    return sign(signer, password, meaning, entity_type, entity_id)
 
 
 def signatures_for(entity_type: str, entity_id: int) -> list[Signature]:
