@@ -15,7 +15,7 @@ from compounding.extensions import db
 from compounding.services import recalls, trace, treatments
 from compounding.services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day, utcnow
 from compounding.services.errors import InvalidInput
-from compounding.workbooks.writer import Column, WorkbookWriter
+from compounding.workbooks.writer import Column, WorkbookWriter, needs_quote_prefix
 
 # What a person might type that a spreadsheet would run, or "helpfully" turn into a number.
 DANGEROUS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"]
@@ -57,13 +57,15 @@ def build_audit(start=None, end=None, **kwargs):
 
 
 @pytest.mark.parametrize("value", DANGEROUS)
-def test_text_that_a_spreadsheet_would_run_gets_a_quote_in_front(value):
-    assert workbooks.safe_text(value) == "'" + value
+def test_text_that_a_spreadsheet_would_run_is_kept_as_typed_and_marked_for_the_quote_prefix(value):
+    assert workbooks.safe_text(value) == value
+    assert needs_quote_prefix(value)
 
 
 @pytest.mark.parametrize("value", [*NUMBER_LIKE, MARKUP, "Phosphatidylcholine 50 mg/mL", "a=b", "L000123", ""])
 def test_ordinary_text_numbers_as_text_and_markup_are_left_exactly_as_typed(value):
     assert workbooks.safe_text(value) == value
+    assert not needs_quote_prefix(value)
 
 
 def test_control_characters_xml_cannot_hold_are_dropped_and_overlong_text_is_cut():
@@ -88,7 +90,7 @@ def test_every_kind_of_cell_is_written_typed_and_dangerous_text_is_a_string(app)
     for row, value in zip(table(ws), values, strict=True):
         text = row["Text"]
         assert text.data_type == "s" and text.number_format == "@"
-        assert text.value == ("'" + value if value in DANGEROUS else value)
+        assert text.value == value and text.quotePrefix == (value in DANGEROUS)
         assert row["Note"].data_type == "s" and row["Note"].value == text.value  # free text: string type too
         assert row["When (Europe/London)"].value == datetime(2026, 7, 1, 23, 30)  # BST, naive
         assert row["When (Europe/London)"].is_date
@@ -214,19 +216,21 @@ def test_every_text_a_person_typed_is_inert_in_the_audit_workbook(clinic):
     assert not formulas
     texts = {cell.value for cell in cells if cell.data_type == "s"}
     for value in DANGEROUS:
-        assert "'" + value in texts, value
-        assert value not in texts, value
+        assert value in texts, value
+        assert "'" + value not in texts, value
+    assert all(cell.quotePrefix for cell in cells if cell.data_type == "s" and needs_quote_prefix(cell.value))
+    assert not any(cell.quotePrefix for cell in cells if not needs_quote_prefix(cell.value))
     assert {"007", "1E5"} <= texts
-    assert "'=cmd|' /C calc'!A0" in texts  # a user's name (Sessions: practitioner)
-    assert "'=HYPERLINK(\"http://x\")" in texts
+    assert "=cmd|' /C calc'!A0" in texts  # a user's name (Sessions: practitioner)
+    assert "=HYPERLINK(\"http://x\")" in texts
     events = table(wb["Adverse events"])[0]
-    assert events["Notes"].value == MARKUP and events["Outcome"].value == "'@SUM(A1)"
+    assert events["Notes"].value == MARKUP and events["Outcome"].value == "@SUM(A1)"
     lots = table(wb["Lots"])
-    assert [lot["Supplier"].value for lot in lots] == ["'=1+1", "'@SUM(A1)"]
-    assert [lot["Location"].value for lot in lots][0] == "'\t=1"
-    assert lots[1]["CoA reference"].value == "'\r=1"
+    assert [lot["Supplier"].value for lot in lots] == ["=1+1", "@SUM(A1)"]
+    assert [lot["Location"].value for lot in lots][0] == "\t=1"
+    assert lots[1]["CoA reference"].value == "\r=1"
     recall = table(wb["Recalls"])[0]
-    assert recall["Patient chart"].value == "'+1" and recall["Contact note"].value == "'-1"
+    assert recall["Patient chart"].value == "+1" and recall["Contact note"].value == "-1"
 
 
 def test_rows_belong_to_the_range_by_their_own_time(clinic, make_lot):
@@ -306,7 +310,8 @@ def test_a_trace_workbook_lists_patients_sessions_batches_and_lots(clinic):
     for ws in wb.worksheets[1:]:
         assert_is_a_table(ws)
     patient = table(wb["Patients"])[0]
-    assert patient["Patient chart"].value == "'+1" and patient["Name"].value == MARKUP
+    assert patient["Patient chart"].value == "+1" and patient["Patient chart"].quotePrefix
+    assert patient["Name"].value == MARKUP
     assert patient["Volume received (mL)"].value == 2.5
     assert table(wb["Lots"])[0]["Supplier lot number"].value == "007"
     batch = table(wb["Batches"])[0]
@@ -324,9 +329,10 @@ def test_a_recall_workbook_gives_each_patient_with_their_contact(clinic):
     wb = reopen(out)
     assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Batches", "Lots"]
     patient = table(wb["Patients"])[0]
-    assert patient["Contacted"].value == "yes" and patient["Contacted by"].value == "'=Dr Who"
-    assert patient["Contact note"].value == "'-1" and patient["Phone"].value == "'+44 20 7946 0000"
+    assert patient["Contacted"].value == "yes" and patient["Contacted by"].value == "=Dr Who"
+    assert patient["Contact note"].value == "-1" and patient["Phone"].value == "+44 20 7946 0000"
+    assert patient["Phone"].quotePrefix and patient["Phone"].data_type == "s"
     lots = table(wb["Lots"])
     assert sorted(lot["Supplier lot number"].value for lot in lots) == ["007", "1E5"]
     cover = {row[0].value: row[1].value for row in wb["Recall"].iter_rows() if row[0].value}
-    assert cover["Reason"] == "'=HYPERLINK(\"http://x\")" and cover["Patients contacted"] == "1 of 1"
+    assert cover["Reason"] == "=HYPERLINK(\"http://x\")" and cover["Patients contacted"] == "1 of 1"

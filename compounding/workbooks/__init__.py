@@ -2,8 +2,9 @@
 
 Output adapters: each builder reads queries or rows and writes an .xlsx to a path or a binary
 file object; none looks at a request. Large exports stream in constant memory: openpyxl's
-write-only mode, rows read from the database a chunk at a time. Every text cell goes
-through `safe_text`, so nothing a person typed can run as a formula when the file is opened.
+write-only mode, rows read from the database a chunk at a time. Every text cell is a string
+cell holding exactly what was typed; one a spreadsheet could take for a formula also carries the
+quote-prefix style, so nothing a person typed runs when the file is opened or edited.
 """
 
 from .audit import AUDIT_SHEETS, audit_period, audit_row_counts, audit_workbook

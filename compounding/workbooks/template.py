@@ -5,13 +5,14 @@ from collections.abc import Iterable
 from openpyxl import Workbook
 from openpyxl.utils import get_column_letter
 
-from .writer import HEADER_FONT, safe_text
+from .writer import HEADER_FONT, needs_quote_prefix, safe_text
 
 
 def _text(sheet, row: int, column: int, value, bold: bool = False):
     cell = sheet.cell(row=row, column=column)
     cell.value = safe_text(value)
     cell.data_type = "s"
+    cell.quotePrefix = needs_quote_prefix(cell.value)
     if bold:
         cell.font = HEADER_FONT
     return cell

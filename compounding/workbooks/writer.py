@@ -33,19 +33,37 @@ _TRUNCATED = "… [truncated]"
 
 
 def safe_text(value: Any) -> str:
-    """Text that Excel shows as typed and never runs: the one gate for every text cell.
+    """Text as typed, fit for a cell: the one gate for every text cell.
 
-    A leading `= + - @`, tab or carriage return gets a single quote in front (OWASP's advice
-    against formula injection); the cell is also written with the string type. Characters
-    XML cannot hold are dropped, and text past Excel's cell limit is cut with a marker.
+    Characters XML cannot hold are dropped, and text past Excel's cell limit is cut with a
+    marker. Nothing is put in front (DESIGN 10.1 rule 12): a cell that a spreadsheet could
+    take for a formula gets the quote-prefix style instead (see `needs_quote_prefix`).
     """
     text = value if isinstance(value, str) else str(value)
     text = _ILLEGAL_CHARACTERS.sub("", text)
-    if text.startswith(_FORMULA_STARTS):
-        text = "'" + text
     if len(text) > CELL_TEXT_LIMIT:
         text = text[: CELL_TEXT_LIMIT - len(_TRUNCATED)] + _TRUNCATED
     return text
+
+
+def needs_quote_prefix(text: Any) -> bool:
+    """A text starting with `= + - @`, tab or CR: shown as typed only with the quote-prefix style.
+
+    The style (Excel's and LibreOffice's own "this cell is text") keeps an edit of the cell
+    from turning it into a formula, where an apostrophe in the value would show on screen.
+    """
+    return isinstance(text, str) and text.startswith(_FORMULA_STARTS)
+
+
+def text_cell(sheet, value: Any, column: int, bold: bool = False) -> WriteOnlyCell:
+    """One string cell of a write-only sheet, quote-prefixed when its text needs it."""
+    cell = WriteOnlyCell(sheet, safe_text("" if value is None else value))
+    cell.data_type = "s"
+    cell.quotePrefix = needs_quote_prefix(cell._value)
+    if bold:
+        cell.font = HEADER_FONT
+    cell.column = column
+    return cell
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,7 @@ class SheetWriter:
         self._widths: list[float] = []
         self._sheet: _StreamingSheet | None = None
         self._cells: list = []
+        self._quoted: list = []
         self._rows = 0
         self._unreported = 0
 
@@ -180,32 +199,36 @@ class SheetWriter:
         for index, width in enumerate(self._widths, 1):
             sheet.column_dimensions[get_column_letter(index)].width = width
         sheet.freeze_panes = "A2"
-        header = []
-        for index, column in enumerate(self.columns, 1):
-            cell = WriteOnlyCell(sheet, safe_text(column.header))
-            cell.font = HEADER_FONT
-            cell.data_type = "s"
-            cell.column = index
-            header.append(cell)
-        sheet.append(header)
-        self._cells = []
+        sheet.append([text_cell(sheet, column.header, index, bold=True)
+                      for index, column in enumerate(self.columns, 1)])
+        self._cells, self._quoted = [], []
         for index, column in enumerate(self.columns, 1):
             data_type, number_format, _ = _KINDS[column.kind]
-            cell = WriteOnlyCell(sheet)
-            if column.number_format or number_format:
-                cell.number_format = column.number_format or number_format
-            cell.data_type = data_type
-            cell.column = index
-            self._cells.append(cell)
+            cells = []
+            for quoted in (False, True):
+                cell = WriteOnlyCell(sheet)
+                if column.number_format or number_format:
+                    cell.number_format = column.number_format or number_format
+                cell.data_type = data_type
+                cell.quotePrefix = quoted
+                cell.column = index
+                cells.append(cell)
+            self._cells.append(cells[0])
+            # Only text columns can hold a formula-like text; the others never need the quoted cell.
+            self._quoted.append(cells[1] if data_type == "s" else None)
         self._sheet, self._rows = sheet, 0
 
     def _write(self, row: list) -> None:
         if self._sheet is None or self._rows >= self.max_rows:
             self._new_part()
-        for cell, value in zip(self._cells, row, strict=True):
+        cells = self._cells
+        if any(map(needs_quote_prefix, row)):
+            cells = [quoted if quoted is not None and needs_quote_prefix(value) else plain
+                     for plain, quoted, value in zip(self._cells, self._quoted, row, strict=True)]
+        for cell, value in zip(cells, row, strict=True):
             # Typed per column: the string type for text, so nothing becomes a formula.
             cell._value = value
-        self._sheet.append(self._cells)
+        self._sheet.append(cells)
         self._rows += 1
         self.total += 1
         self._unreported += 1
@@ -284,7 +307,7 @@ class CoverSheet:
         elif isinstance(value, int | Decimal) and not isinstance(value, bool):
             cell._value, cell.data_type, cell.number_format = value, "n", "#,##0"
         else:
-            cell._value, cell.data_type = safe_text("" if value is None else value), "s"
+            return text_cell(self.sheet, value, column, bold)
         if bold:
             cell.font = HEADER_FONT
         cell.column = column
