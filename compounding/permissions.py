@@ -33,6 +33,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "batches.verify": frozenset({"pharmacist"}),
     "batches.discard": frozenset({"pharmacist"}),
     "patients.read": frozenset({"admin", "pharmacist", "technician", "practitioner", "auditor"}),
+    # Rule 10.1.10, need-to-know: who may see who a patient is (name, birth date, contacts).
+    # Technicians work by chart number alone.
+    "patients.identify": frozenset({"admin", "pharmacist", "practitioner", "auditor"}),
     "patients.write": frozenset({"pharmacist", "practitioner"}),
     "treatments.write": frozenset({"pharmacist", "practitioner"}),
     "adverse_events.write": frozenset({"pharmacist", "practitioner"}),

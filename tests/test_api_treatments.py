@@ -113,7 +113,7 @@ def test_patching_a_patient_changes_only_the_fields_sent(client, auth, make_pati
 def test_the_patient_list_searches_chart_number_and_name(client, auth, make_patient):
     make_patient(chart_number="CH-100", name="Lucía Fernández")
     make_patient(chart_number="CH-200", name="Bob Stone")
-    body = client.get("/api/v1/patients?q=stone", headers=auth("technician")).get_json()
+    body = client.get("/api/v1/patients?q=stone", headers=auth("practitioner")).get_json()
     assert set(body) == {"items", "page", "per_page", "total"}
     assert [p["chart_number"] for p in body["items"]] == ["CH-200"] and body["total"] == 1
     body = client.get("/api/v1/patients", headers=auth("auditor")).get_json()

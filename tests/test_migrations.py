@@ -92,3 +92,36 @@ def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_p
     with _app_on(url, AUTO_MIGRATE=True):
         assert _current_revision() == _head_revision()
         assert db.session.scalar(sa.select(Ingredient.name)) == "Biotin"
+
+
+def _patients_before_the_chart_key(rows) -> None:
+    """A database at the revision before chart keys, holding these (chart number, name) patients."""
+    flask_migrate.upgrade(directory=migrate.directory, revision="3c1e9a7d2b40")
+    with db.engine.begin() as connection:
+        for chart, name in rows:
+            connection.execute(sa.text("INSERT INTO patients (chart_number, name, phone, email, created_at) "
+                                       "VALUES (:chart, :name, '', '', CURRENT_TIMESTAMP)"),
+                               {"chart": chart, "name": name})
+
+
+def test_the_chart_key_migration_lists_chart_numbers_that_differ_only_by_case_and_stops(empty_database_url,
+                                                                                         capfd):
+    with _app_on(empty_database_url):
+        _patients_before_the_chart_key([("CH-2001", "Ana Núñez"), (" ch-2001", "Ana Nunez"), ("CH-2002", "")])
+        with pytest.raises(SystemExit):  # flask_migrate logs the error and exits
+            flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70004")
+        logged = capfd.readouterr().err  # the migrations' logging config writes to stderr
+        assert "'CH-2001' (patient 1), ' ch-2001' (patient 2)" in logged
+        assert "CH-2002" not in logged
+        assert _current_revision() == "3c1e9a7d2b40"
+        with db.engine.connect() as connection:  # stopped before any change: fix the data and run it again
+            assert "chart_key" not in {column["name"] for column in sa.inspect(connection).get_columns("patients")}
+
+
+def test_the_chart_key_migration_folds_existing_chart_numbers_and_names(empty_database_url):
+    with _app_on(empty_database_url):
+        _patients_before_the_chart_key([(" CH-2001 ", "Ana  Núñez"), ("CH-2002", "")])
+        flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70004")
+        with db.engine.connect() as connection:
+            keys = connection.execute(sa.text("SELECT chart_key, name_key FROM patients ORDER BY id")).all()
+    assert [tuple(row) for row in keys] == [("ch-2001", "ana nunez"), ("ch-2002", "")]

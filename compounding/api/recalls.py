@@ -5,6 +5,7 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..pagination import RowPagination, page_arg
+from ..privacy import note_access
 from ..recalls import records
 from ..services import recalls, trace
 from ..services.errors import NotFound
@@ -35,6 +36,7 @@ def _answer(recall_id: int, status: int = 200, page: int = 1, per_page: int = tr
         record = records.recall_record(recall_id, page, per_page)
     except NotFound:
         abort(404)
+    note_access("recall.view", target_type="recall", target_id=recall_id)
     response = jsonify(RecallSchema().dump(record))
     response.status_code = status
     return response
@@ -49,14 +51,18 @@ def _scope_page() -> tuple[int, int]:
        summary="Trace a lot downstream: the batches that used it, their sessions and patients (counts over "
                "all, one page of each list)", response=LotTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_lot(lot_id: int):
-    return jsonify(LotTraceSchema().dump(trace.trace_lot(lot_id, *_scope_page())))
+    scope = trace.trace_lot(lot_id, *_scope_page())
+    note_access("trace.lot", target_type="lot", target_id=lot_id)
+    return jsonify(LotTraceSchema().dump(scope))
 
 
 @route("/trace/batches/<int:batch_id>", permission="patients.read",
        summary="Trace a batch: the lots it consumed upstream, its sessions and patients downstream (counts "
                "over all, one page of each list)", response=BatchTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_batch(batch_id: int):
-    return jsonify(BatchTraceSchema().dump(trace.trace_batch(batch_id, *_scope_page())))
+    scope = trace.trace_batch(batch_id, *_scope_page())
+    note_access("trace.batch", target_type="batch", target_id=batch_id)
+    return jsonify(BatchTraceSchema().dump(scope))
 
 
 @route("/quality-signals", permission="recalls.read",

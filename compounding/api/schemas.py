@@ -13,6 +13,7 @@ from ..models.lot import LOT_STATUSES
 from ..models.recall import CONTACT_METHODS, RECALL_STATUSES
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from ..pagination import MAX_PAGE
+from ..privacy import withhold_identity
 from ..recalls.records import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ..services.bud import BUD_TABLE, bud_duration
@@ -564,6 +565,10 @@ class TracePatientRowSchema(Schema):
     first_at = fields.DateTime()
     last_at = fields.DateTime()
 
+    @post_dump
+    def _need_to_know(self, data, **kwargs):
+        return withhold_identity(data)
+
 
 class TraceCountsSchema(Schema):
     lots = fields.Integer(metadata={"description": "A batch's trace only"})
@@ -762,6 +767,14 @@ class PatientSchema(Schema):
     phone = fields.String(load_default="", validate=validate.Length(max=40))
     email = fields.String(load_default="", validate=validate.Length(max=160))
     created_at = fields.DateTime(dump_only=True)
+    confirm_duplicate = fields.Boolean(
+        load_only=True, load_default=False,
+        metadata={"description": "Register although a patient with the same name and birth date exists "
+                                 "(without it: 409 with details.existing_patient_id)"})
+
+    @post_dump
+    def _need_to_know(self, data, **kwargs):
+        return withhold_identity(data)
 
 
 class PatientUpdateSchema(Schema):

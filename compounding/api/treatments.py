@@ -7,6 +7,7 @@ from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from ..extensions import db
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
+from ..privacy import note_access
 from ..services import treatments
 from ..services.errors import InvalidInput
 from ..treatments.views import patient_search, treatment_filters
@@ -47,6 +48,7 @@ def _json(data, status: int):
 def patient_list():
     args = load(PatientQuerySchema, request.args.to_dict())
     query = sa.select(Patient).where(patient_search(args.get("q"))).order_by(Patient.chart_number)
+    note_access("patient.list", target_type="patients")
     return paginated(query, PatientSchema)
 
 
@@ -54,13 +56,16 @@ def patient_list():
        body=PatientSchema, response=PatientSchema, status=201, errors=(409,))
 def patient_create():
     data = load(PatientSchema, json_body())
-    patient = treatments.create_patient(current_user, data)
+    confirm_duplicate = data.pop("confirm_duplicate")
+    patient = treatments.create_patient(current_user, data, confirm_duplicate=confirm_duplicate)
     return _json(PatientSchema().dump(patient), 201)
 
 
 @route("/patients/<int:patient_id>", permission="patients.read", summary="One patient", response=PatientSchema)
 def patient_detail(patient_id: int):
-    return _json(PatientSchema().dump(db.get_or_404(Patient, patient_id)), 200)
+    patient = db.get_or_404(Patient, patient_id)
+    note_access("patient.view", patient_id=patient.id)
+    return _json(PatientSchema().dump(patient), 200)
 
 
 @route("/patients/<int:patient_id>", "PATCH", permission="patients.write",
@@ -81,6 +86,7 @@ def _session_answer(session_id: int, status: int = 200):
         .execution_options(populate_existing=True))
     if found is None:
         abort(404)
+    note_access("session.view", patient_id=found.patient_id, target_type="treatment_session", target_id=found.id)
     return _json(TreatmentSessionSchema().dump(found), status)
 
 
@@ -90,6 +96,7 @@ def _session_answer(session_id: int, status: int = 200):
 def treatment_session_list():
     args = load(TreatmentSessionQuerySchema, request.args.to_dict())
     query = treatment_filters(sa.select(TreatmentSession), **args).options(*_SESSION_LOADED)
+    note_access("session.list", target_type="treatment_sessions")  # filters, with any patient, in the detail
     return paginated(query, TreatmentSessionSchema)
 
 
@@ -132,6 +139,8 @@ def _event_answer(event_id: int, status: int = 200):
                               .options(joinedload(AdverseEvent.treatment_session)))
     if event is None:
         abort(404)
+    note_access("adverse_event.view", patient_id=event.treatment_session.patient_id, target_type="adverse_event",
+                target_id=event.id)
     return _json(AdverseEventSchema().dump(event), status)
 
 
@@ -145,6 +154,7 @@ def adverse_event_list():
                          ("type", AdverseEvent.type), ("severity", AdverseEvent.severity)):
         if args.get(name) is not None:
             query = query.where(column == args[name])
+    note_access("adverse_event.list", target_type="adverse_events")
     return paginated(query.order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc()), AdverseEventSchema)
 
 

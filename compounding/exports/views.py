@@ -16,6 +16,7 @@ from ..extensions import csrf, db
 from ..forms import apply_domain_error
 from ..lots.views import filters_from_args
 from ..models import Ingredient, User
+from ..privacy import may_identify, note_access
 from ..recalls.records import recall_record
 from ..security import requires
 from ..services import imports, trace
@@ -97,6 +98,7 @@ def audit():
         return _render_index(form, 422)
     start, end = form.start.data, form.end.data
     generated_by = f"{current_user.display_name} ({current_user.role})"
+    note_access("export.audit", target_type="audit")
     return send_workbook(
         lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name()),
         f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
@@ -117,8 +119,9 @@ def batches():
                          f"batches-{clinic_today().isoformat()}.xlsx")
 
 
+# Exactly the permission of the page that offers it (rule 10.1.10): the sessions form is on /exports/.
 @bp.route("/sessions.xlsx")
-@requires("patients.read")
+@requires("exports.audit")
 def sessions():
     form = SessionExportForm(request.args)
     if not form.validate():
@@ -126,13 +129,16 @@ def sessions():
     query = workbooks.session_list_query(start=form.start.data, end=form.end.data,
                                          practitioner_id=form.practitioner_id.data, patient_id=form.patient_id.data)
     days = "_".join(day.isoformat() for day in (form.start.data, form.end.data) if day) or clinic_today().isoformat()
+    note_access("export.sessions", target_type="treatment_sessions")
     return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")
 
 
 def _trace_download(scope: trace.Trace):
-    code = (scope.lot or scope.batch).code
-    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name()),
-                         f"trace-{code}.xlsx")
+    target = scope.lot or scope.batch
+    note_access("export.trace", target_type="lot" if scope.lot else "batch", target_id=target.id)
+    return send_workbook(lambda out: workbooks.trace_workbook(scope, out, clinic_name=_clinic_name(),
+                                                              identify=may_identify()),
+                         f"trace-{target.code}.xlsx")
 
 
 @bp.route("/trace/lots/<int:lot_id>.xlsx")
@@ -151,9 +157,11 @@ def trace_batch(batch_id: int):
 @requires("recalls.read")
 def recall(recall_id: int):
     record = recall_record(recall_id, per_page=None)  # every patient, each with its contact
+    note_access("export.recall", target_type="recall", target_id=recall_id)
     return send_workbook(
         lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
-                                              clinic_name=_clinic_name(), opened_by=record.opened_by),
+                                              clinic_name=_clinic_name(), opened_by=record.opened_by,
+                                              identify=may_identify()),
         f"recall-{recall_id}.xlsx")
 
 

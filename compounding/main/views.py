@@ -7,6 +7,7 @@ from flask_login import current_user
 from ..charts import bar_chart
 from ..extensions import db
 from ..models import AuditEvent, Recall
+from ..privacy import note_access
 from ..recalls.records import open_recall_ids
 from ..security import public, requires
 from ..services import dashboard as figures
@@ -63,6 +64,8 @@ def dashboard():
         context["charts"] = _charts()
     if "treatment_room" in sections:
         context["sessions_today"] = figures.sessions_today(practitioner_id=current_user.id)
+        if context["sessions_today"]:
+            note_access("dashboard.sessions", target_type="treatment_sessions")
         context["usable_batches"] = figures.batches_usable_now()
     if "audit" in sections:
         context["recent_events"] = db.session.scalars(

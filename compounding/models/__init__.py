@@ -1,5 +1,6 @@
 """The data model: one module per concept, all imported here for the mapper and Alembic."""
 
+from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .batch import Batch, BatchComponent
 from .counter import CodeCounter
@@ -25,6 +26,7 @@ __all__ = [
     "IngredientGtin",
     "Lot",
     "Patient",
+    "PatientAccess",
     "Recall",
     "RecallContact",
     "SessionUse",

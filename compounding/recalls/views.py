@@ -6,6 +6,7 @@ from flask_login import current_user
 from ..extensions import db
 from ..forms import apply_domain_error, record_id, submit
 from ..pagination import page_arg, paginate_rows
+from ..privacy import note_access
 from ..security import requires
 from ..services import inventory, recalls, trace
 from ..services.clock import utcnow
@@ -44,6 +45,7 @@ def quarantine_reason(events: int, severe: int) -> str:
 
 
 def _render_trace(scope: trace.Trace, kind: str, target_id: int):
+    note_access(f"trace.{kind}", target_type=kind, target_id=target_id)
     events, severe = records.event_counts(kind, [target_id]).get(target_id, (0, 0))
     return render_template(
         "recalls/trace.html", code=(scope.lot or scope.batch).code, scope=scope, kind=kind,
@@ -138,6 +140,7 @@ def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None
         forms = {p.id: ContactForm(formdata=None, prefix=f"contact-{p.id}")
                  for p in record.scope.patients if p.id not in record.contacts}
         forms.update(contact_forms or {})
+    note_access("recall.view", target_type="recall", target_id=recall_id)
     return render_template("recalls/detail.html", record=record, recall=record.recall, scope=record.scope,
                            contact_forms=forms, close_form=close_form or CloseRecallForm(formdata=None),
                            counts=records.trace_counts(record.scope)), status
@@ -192,6 +195,7 @@ def recall_report(recall_id: int):
         record = records.recall_record(recall_id, per_page=None)  # a printed report holds everything
     except NotFound:
         abort(404)
+    note_access("recall.report", target_type="recall", target_id=recall_id)
     return render_template("recalls/report.html", record=record, recall=record.recall, scope=record.scope,
                            counts=records.trace_counts(record.scope), printed_at=utcnow())
 

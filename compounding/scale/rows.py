@@ -20,6 +20,7 @@ from ..models import (
     StockMovement,
     TreatmentSession,
 )
+from ..models.patient import fold
 from ..services import audit
 from ..services.bud import BUD_TABLE_VERSION
 from ..services.clock import clinic_zone, utcnow
@@ -97,9 +98,9 @@ def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summar
 
     def patient_rows():
         for i in range(patient_count):
-            chart = f"SC{start.chart_number + i:07d}"
-            yield {"id": patient_id0 + i, "chart_number": chart,
-                   "name": f"{FIRST_NAMES[first[i]]} {LAST_NAMES[last[i]]}", "birth_on": date(1970, 1, 1)
+            chart, name = f"SC{start.chart_number + i:07d}", f"{FIRST_NAMES[first[i]]} {LAST_NAMES[last[i]]}"
+            yield {"id": patient_id0 + i, "chart_number": chart, "chart_key": fold(chart), "name": name,
+                   "name_key": fold(name), "birth_on": date(1970, 1, 1)
                    + timedelta(days=int(births[i])), "phone": f"+44 20 7946 {i % 10000:04d}" if i % 5 < 2 else "",
                    "email": f"patient{start.chart_number + i}@example.org" if i % 2 else "",
                    "created_at": moment(created[i])}

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
+from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from . import audit
 from .access import ensure_can
@@ -51,18 +52,52 @@ def _patient_fields(data: dict) -> dict:
     return clean
 
 
-def create_patient(actor: User, data: dict) -> Patient:
-    """Register a patient by chart number (unique); contact details only for recalls."""
+def _same_chart_number(chart_number: str, other_than: int | None = None) -> Patient | None:
+    """The patient whose chart number folds like `chart_number` ("ch-2001 " is "CH-2001")."""
+    query = sa.select(Patient).where(Patient.chart_key == fold(chart_number))
+    if other_than is not None:
+        query = query.where(Patient.id != other_than)
+    return db.session.scalar(query)
+
+
+def _chart_number_taken(existing: Patient) -> InvalidState:
+    return InvalidState(f"Chart number {existing.chart_number} is already registered.", field="chart_number",
+                        details={"chart_number": ["Already registered."], "existing_patient_id": existing.id})
+
+
+def same_person(name: str, birth_on: date | None) -> Patient | None:
+    """A patient with this name (any case, accents, spacing) and birth date, if any."""
+    if not fold(name) or birth_on is None:
+        return None
+    return db.session.scalar(sa.select(Patient).where(Patient.name_key == fold(name), Patient.birth_on == birth_on)
+                             .order_by(Patient.id).limit(1))
+
+
+def create_patient(actor: User, data: dict, *, confirm_duplicate: bool = False) -> Patient:
+    """Register a patient by chart number, unique ignoring case and surrounding spaces (rule 10.1.9).
+
+    Someone with the same name and birth date as a registered patient is refused (409, with
+    `existing_patient_id`) until the caller confirms it is another person.
+    """
     ensure_can(actor, "patients.write", "register patients")
     clean = _patient_fields(data)
-    existing = db.session.scalar(sa.select(Patient).where(Patient.chart_number == clean["chart_number"]))
+    existing = _same_chart_number(clean["chart_number"])
     if existing is not None:
-        raise InvalidState(f"Chart number {clean['chart_number']} is already registered.", field="chart_number",
-                           details={"chart_number": ["Already registered."], "existing_patient_id": existing.id})
+        raise _chart_number_taken(existing)
+    twin = same_person(clean["name"], clean["birth_on"])
+    if twin is not None and not confirm_duplicate:
+        raise InvalidState(
+            f"{twin.chart_number} has the same name and date of birth: open that record, or confirm this is "
+            "another person.", field="confirm_duplicate",
+            details={"confirm_duplicate": ["Same name and date of birth as a registered patient."],
+                     "existing_patient_id": twin.id, "existing_chart_number": twin.chart_number})
     patient = Patient(**clean, created_at=utcnow())
+    patient.set_keys()
     db.session.add(patient)
     db.session.flush()
-    audit.record(actor, "patient.created", "patient", patient.id, new=audit.snapshot(patient, PATIENT_FIELDS))
+    audit.record(actor, "patient.created", "patient", patient.id, new=audit.snapshot(patient, PATIENT_FIELDS),
+                 reason=f"Another person than {twin.chart_number} (same name and date of birth), as confirmed."
+                 if twin is not None else "")
     db.session.commit()
     return patient
 
@@ -73,12 +108,13 @@ def update_patient(actor: User, patient_id: int, data: dict) -> Patient:
     patient = get_patient(patient_id)
     current = {key: getattr(patient, key) for key in PATIENT_FIELDS}
     clean = _patient_fields({**current, **data, "chart_number": data.get("chart_number") or patient.chart_number})
-    if clean["chart_number"] != patient.chart_number and db.session.scalar(
-            sa.select(Patient.id).where(Patient.chart_number == clean["chart_number"])):
-        raise InvalidState(f"Chart number {clean['chart_number']} is already registered.", field="chart_number")
+    existing = _same_chart_number(clean["chart_number"], other_than=patient.id)
+    if existing is not None:
+        raise _chart_number_taken(existing)
     old = audit.snapshot(patient, PATIENT_FIELDS)
     for key, value in clean.items():
         setattr(patient, key, value)
+    patient.set_keys()
     new = audit.snapshot(patient, PATIENT_FIELDS)
     if new != old:
         audit.record(actor, "patient.updated", "patient", patient.id, old=old, new=new)

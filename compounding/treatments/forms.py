@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     DateTimeLocalField,
     EmailField,
@@ -52,6 +53,8 @@ class PatientForm(FlaskForm):
                         render_kw={"inputmode": "tel", "autocomplete": "off"})
     email = EmailField("E-mail", validators=[Optional(), Length(max=160)], filters=[_strip],
                        render_kw={"autocomplete": "off"})
+    # Shown only after the service found someone with the same name and birth date (rule 10.1.9).
+    confirm_duplicate = BooleanField("Register anyway: this is another person with the same name and date of birth")
 
     FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
 

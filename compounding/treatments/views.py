@@ -23,8 +23,10 @@ from ..models import (
     TreatmentSession,
     User,
 )
+from ..models.patient import fold
 from ..pagination import paginate_rows
 from ..permissions import PERMISSIONS
+from ..privacy import may_identify, note_access
 from ..security import requires
 from ..services import treatments
 from ..services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day
@@ -43,12 +45,17 @@ def _contains(text: str) -> str:
 
 
 def patient_search(q: str | None) -> sa.ColumnElement[bool]:
-    """Patients whose chart number or name contains `q` (any case); all when `q` is blank."""
-    q = (q or "").strip()[:60]
+    """Patients whose chart number or name contains `q`, ignoring case and accents; all when blank.
+
+    "nunez" finds "Núñez" (rule 10.1.9): both sides are folded. A user who may not see names
+    searches chart numbers only, so a name typed cannot tell them whose chart it is.
+    """
+    q = fold(q)[:60]
     if not q:
         return sa.true()
     pattern = _contains(q)
-    return sa.or_(Patient.chart_number.ilike(pattern, escape="\\"), Patient.name.ilike(pattern, escape="\\"))
+    by_chart = Patient.chart_key.like(pattern, escape="\\")
+    return sa.or_(by_chart, Patient.name_key.like(pattern, escape="\\")) if may_identify() else by_chart
 
 
 def parse_day(value) -> date | None:
@@ -117,14 +124,15 @@ def patient_list():
                        done.c.last_performed_at)
              .outerjoin(done, done.c.patient_id == Patient.id)
              .where(patient_search(q)).order_by(Patient.chart_number))
+    note_access("patient.list", target_type="patients")
     return render_template("treatments/patient_list.html", pagination=paginate_rows(query), q=q,
                            today_iso=clinic_today().isoformat())
 
 
-def _render_patient_form(form, patient=None, existing_patient_id=None):
+def _render_patient_form(form, patient=None, existing=None):
     status = 422 if request.method == "POST" else 200
     return render_template("treatments/patient_form.html", form=form, patient=patient,
-                           existing_patient_id=existing_patient_id), status
+                           existing=existing or {}), status
 
 
 @bp.route("/patients/new", methods=["GET", "POST"])
@@ -134,25 +142,26 @@ def patient_create():
     if request.method == "GET":
         # From a search that found nobody: the typed chart number is kept.
         form.chart_number.data = request.args.get("chart_number", "").strip()[:40]
-    existing_patient_id = None
+    existing = {}
     if form.validate_on_submit():
         try:
-            patient = treatments.create_patient(current_user, form.service_data())
+            patient = treatments.create_patient(current_user, form.service_data(),
+                                                confirm_duplicate=form.confirm_duplicate.data)
         except DomainError as exc:
             db.session.rollback()
             apply_domain_error(form, exc)
-            if isinstance(exc.details, dict):
-                existing_patient_id = exc.details.get("existing_patient_id")
+            existing = exc.details if isinstance(exc.details, dict) else {}
         else:
             flash(f"Patient {patient.chart_number} registered.", "success")
             return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
-    return _render_patient_form(form, existing_patient_id=existing_patient_id)
+    return _render_patient_form(form, existing=existing)
 
 
 @bp.route("/patients/<int:patient_id>/edit", methods=["GET", "POST"])
 @requires("patients.write")
 def patient_edit(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
+    note_access("patient.edit", patient_id=patient.id)
     form = PatientForm(obj=patient)
     updated = submit(form, lambda: treatments.update_patient(current_user, patient.id, form.service_data()))
     if updated is not None:
@@ -165,6 +174,7 @@ def patient_edit(patient_id: int):
 @requires("patients.read")
 def patient_detail(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
+    note_access("patient.view", patient_id=patient.id)
     voider = aliased(User)
     records = db.session.execute(
         sa.select(TreatmentSession, User.display_name.label("practitioner"), voider.display_name.label("voided_by"))
@@ -229,6 +239,7 @@ def _refused_rows(form, refusals: dict) -> dict[int, list[str]]:
 @requires("treatments.write")
 def treatment_record(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
+    note_access("session.form", patient_id=patient.id)
     form = TreatmentForm()
     form.practitioner_id.choices = _practitioner_choices()
     if request.method == "GET":
@@ -271,6 +282,7 @@ def _render_treatment(treatment_id: int, status: int = 200, **forms):
     if found is None:
         abort(404)
     record = found.TreatmentSession
+    note_access("session.view", patient_id=record.patient_id, target_type="treatment_session", target_id=record.id)
     recorder = aliased(User)
     events = db.session.execute(
         sa.select(AdverseEvent, recorder.display_name.label("recorded_by"))
@@ -325,7 +337,8 @@ def treatment_list():
     volume = (sa.select(sa.func.sum(SessionUse.volume_ml)).where(SessionUse.session_id == TreatmentSession.id)
               .correlate(TreatmentSession).scalar_subquery())
     query = treatment_filters(
-        sa.select(TreatmentSession, Patient.chart_number, Patient.name.label("patient_name"),
+        sa.select(TreatmentSession, Patient.chart_number,
+                  (Patient.name if may_identify() else sa.null()).label("patient_name"),
                   User.display_name.label("practitioner"), event_count.label("event_count"),
                   volume.label("volume_ml"))
         .join(Patient, Patient.id == TreatmentSession.patient_id)
@@ -335,6 +348,7 @@ def treatment_list():
     keys = treatment_filters(sa.select(TreatmentSession.id), practitioner_id=practitioner_id, first_day=first_day,
                              last_day=last_day)
     pagination = paginate_rows(query, keys=keys)
+    note_access("session.list", target_type="treatment_sessions")
     uses = uses_by_treatment([row.TreatmentSession.id for row in pagination.items])
     return render_template(
         "treatments/list.html", pagination=pagination, uses=uses, practitioners=_practitioner_choices(),

@@ -19,6 +19,7 @@ from ..models import (
     Ingredient,
     Lot,
     Patient,
+    PatientAccess,
     Recall,
     RecallContact,
     SessionUse,
@@ -212,6 +213,25 @@ def _audit_query(start_at, end_at):
     )
 
 
+def _access_columns(zone):
+    return [
+        Column("Access id", "int"), Column(zone_label("When", zone), "datetime", "yyyy-mm-dd hh:mm:ss", 20),
+        Column("Who"), Column("Role"), Column("Action"), Column("Patient chart", "code"), Column("Target"),
+        Column("Target id", "int"), Column("Request", "code"),
+    ]
+
+
+def _access_query(start_at, end_at):
+    """Rule 10.1.10: who saw or exported patient data, one row per request, oldest first."""
+    return (
+        sa.select(PatientAccess.id, PatientAccess.occurred_at, PatientAccess.user_name, PatientAccess.role,
+                  PatientAccess.action, Patient.chart_number, PatientAccess.target_type, PatientAccess.target_id,
+                  PatientAccess.detail)
+        .outerjoin(Patient, Patient.id == PatientAccess.patient_id)
+        .where(_in_range(PatientAccess.occurred_at, start_at, end_at)).order_by(PatientAccess.id)
+    )
+
+
 def _plain_rows(statement, context):
     return stream(statement)
 
@@ -227,11 +247,12 @@ AUDIT_SHEETS = (
     AuditSheet("Recalls", _recall_columns, _recalls_query, _recall_rows),
     AuditSheet("Signatures", _signature_columns, _signatures_query, _signature_rows),
     AuditSheet("Audit trail", _audit_columns, _audit_query, _plain_rows),
+    AuditSheet("Patient access", _access_columns, _access_query, _plain_rows),
 )
 
 RANGE_RULE = ("Rows belong to the period by their own time: lots by received, batches and their components by "
               "compounded, sessions by performed, adverse events by recorded, recalls by opened, signatures by "
-              "signed, audit events by occurred.")
+              "signed, audit events and patient access by occurred.")
 
 
 def audit_period(start: date, end: date) -> tuple[datetime, datetime]:

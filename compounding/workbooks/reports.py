@@ -65,10 +65,11 @@ def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> Workbook
 # --- trace and recall reports --------------------------------------------------------------
 
 
-def _patient_columns(zone, with_contacts: bool) -> list[Column]:
+def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
+    identity = [Column("Name"), Column("Phone", "code"), Column("E-mail")] if identify else []
     columns = [
-        Column("Patient chart", "code"), Column("Name"), Column("Phone", "code"), Column("E-mail"),
-        Column("Sessions", "int"), Column("Volume received (mL)", "decimal"),
+        Column("Patient chart", "code"), *identity, Column("Sessions", "int"),
+        Column("Volume received (mL)", "decimal"),
         Column(zone_label("First session", zone), "datetime"), Column(zone_label("Last session", zone), "datetime"),
     ]
     if with_contacts:
@@ -77,21 +78,22 @@ def _patient_columns(zone, with_contacts: bool) -> list[Column]:
     return columns
 
 
-def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None) -> None:
+def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None, identify: bool) -> None:
     zone = book.zone
     with_contacts = contacts is not None
 
     def patient_rows():
         for patient in trace.patients:
-            values = (patient.chart_number, patient.name, patient.phone, patient.email, patient.sessions,
-                      patient.volume_ml, patient.first_at, patient.last_at)
+            identity = (patient.name, patient.phone, patient.email) if identify else ()
+            values = (patient.chart_number, *identity, patient.sessions, patient.volume_ml, patient.first_at,
+                      patient.last_at)
             if with_contacts:
                 contact = contacts.get(patient.id)
                 values += (contact is not None, *((contact.contacted_at, contact.contacted_by, contact.method,
                                                    contact.note) if contact else (None,) * 4))
             yield values
 
-    book.table("Patients", _patient_columns(zone, with_contacts), patient_rows())
+    book.table("Patients", _patient_columns(zone, with_contacts, identify), patient_rows())
     book.table("Sessions", [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
                             Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
                             Column("Batch codes", "code")],
@@ -124,11 +126,15 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
         cover.row(label, value)
 
 
-def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines) -> WorkbookSummary:
-    """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets."""
+def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines,
+                  identify: bool) -> WorkbookSummary:
+    """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets.
+
+    Without `identify` (a technician's download, rule 10.1.10) patients are chart numbers only.
+    """
     book = WorkbookWriter()
     cover = book.cover(sheet)
-    _scope_sheets(book, scope, contacts)
+    _scope_sheets(book, scope, contacts, identify)
     _report_cover(cover, title, lines(book.zone))
     cover.counts(book.parts)
     book.save(out)
@@ -139,18 +145,18 @@ def _target(scope) -> str:
     return f"lot {scope.lot.code}" if scope.lot is not None else f"batch {scope.batch.code}"
 
 
-def trace_workbook(trace, out, *, clinic_name: str = "") -> WorkbookSummary:
+def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True) -> WorkbookSummary:
     """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Batches, Lots."""
     target = trace.lot if trace.lot is not None else trace.batch
     return _scope_report("Trace", trace, None, out, f"Trace of {_target(trace)}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(trace)), ("Status", target.status),
         (zone_label("Generated at", zone), utcnow()),
         ("Rule", "Voided sessions are left out: their volume went back to the batch."),
-    ])
+    ], identify)
 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
-                    opened_by: str = "") -> WorkbookSummary:
+                    opened_by: str = "", identify: bool = True) -> WorkbookSummary:
     """A recall's report: its scope with each patient's contact (patient id -> row with contacted_at,
     contacted_by, method, note), the sessions, batches and lots reached."""
     return _scope_report("Recall", scope, contacts, out, f"Recall {recall.id}", lambda zone: [
@@ -159,4 +165,4 @@ def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, 
         (zone_label("Closed", zone), recall.closed_at), ("Outcome", recall.outcome),
         ("Patients contacted", f"{len(contacts)} of {scope.counts['patients']}"),
         (zone_label("Generated at", zone), utcnow()),
-    ])
+    ], identify)
