@@ -104,3 +104,53 @@ def test_every_route_answers_every_role_as_the_permission_map_says(app, client, 
     print(f"\n{checks} (route, method, role) checks")
     assert checks >= 6 * len(list(_routes(app)))
     assert not failures, f"{len(failures)} of {checks} checks failed:\n" + "\n".join(failures)
+
+
+# Rule 10.1.10: every download has exactly the permission of the page that offers it.
+EXPORT_PAGES = {
+    "exports.audit": "exports.index",
+    "exports.sessions": "exports.index",
+    "exports.lots": "lots.lot_list",
+    "exports.batches": "batches.batch_list",
+    "exports.trace_lot": "recalls.trace_lot",
+    "exports.trace_batch": "recalls.trace_batch",
+    "exports.recall": "recalls.recall_detail",
+    "exports.lot_import_template": "exports.lot_import",
+}
+
+
+def _export_rules(app) -> dict:
+    """Every route under /exports and every .xlsx download, by endpoint."""
+    return {rule.endpoint: rule for rule, _ in _routes(app)
+            if rule.rule.startswith("/exports") or rule.rule.endswith(".xlsx")}
+
+
+def test_every_export_route_is_mapped_to_the_page_that_offers_it(app):
+    rules = _export_rules(app)
+    downloads = {endpoint for endpoint, rule in rules.items() if rule.rule.endswith(".xlsx")}
+    assert downloads == set(EXPORT_PAGES), "map each new .xlsx route to its page in EXPORT_PAGES"
+    # The other /exports routes are pages themselves (the exports page, the import and its confirm step).
+    assert set(rules) - downloads <= {"exports.index", "exports.lot_import", "exports.lot_import_confirm"}
+
+
+def test_every_export_route_has_exactly_its_page_s_permission(app):
+    views = app.view_functions
+    different = {export: (views[export].required_permission, views[page].required_permission)
+                 for export, page in EXPORT_PAGES.items()
+                 if views[export].required_permission != views[page].required_permission}
+    assert not different, different
+
+
+def test_every_export_url_answers_every_role_as_its_page_does(app, client, make_user):
+    rules = _export_rules(app)
+    failures, checks = [], 0
+    for role in ROLES:
+        sign_in_session(client, make_user(role))
+        for export, page in EXPORT_PAGES.items():
+            expectation = _expectation(app.view_functions[page].required_permission, role)
+            problem = _check(client.get(_url(rules[export])), expectation, False)
+            checks += 1
+            if problem:
+                failures.append(f"{rules[export].rule} as {role} ({page} is {expectation}): {problem}")
+    assert checks == len(ROLES) * len(EXPORT_PAGES)
+    assert not failures, "\n".join(failures)

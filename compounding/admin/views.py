@@ -1,4 +1,4 @@
-"""Accounts (admin) and the audit trail (pharmacist, auditor, admin)."""
+"""Accounts (admin), the audit trail and the patient access log (pharmacist, auditor, admin)."""
 
 from datetime import date
 
@@ -7,11 +7,11 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import apply_domain_error
-from ..models import AuditEvent, User
-from ..pagination import page_arg
+from ..forms import apply_domain_error, record_id
+from ..models import AuditEvent, Patient, PatientAccess, User
+from ..pagination import page_arg, paginate_rows
 from ..security import requires
-from ..services import users
+from ..services import access_log, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
 from ..services.errors import DomainError
 from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
@@ -142,3 +142,29 @@ def audit_trail():
             query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
     pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
     return render_template("admin/audit.html", pagination=pagination, form=form)
+
+
+def _day_arg(name: str, errors: dict) -> date | None:
+    value = request.args.get(name, "").strip()
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        errors[name] = "Use a date such as 2026-11-27."
+        return None
+
+
+@bp.route("/audit/patient-access")
+@requires("audit.read")
+def patient_access():
+    """Rule 10.1.10: who saw or exported patient data, newest first, by user and clinic days."""
+    errors: dict[str, str] = {}
+    user_id = request.args.get("user_id", type=record_id)
+    start, end = _day_arg("start", errors), _day_arg("end", errors)
+    keys = access_log.access_query(user_id=user_id, start=start_of_clinic_day(start) if start else None,
+                                   end=end_of_clinic_day(end) if end else None).with_only_columns(PatientAccess.id)
+    rows = (sa.select(PatientAccess, Patient.chart_number).outerjoin(Patient, Patient.id == PatientAccess.patient_id)
+            .order_by(PatientAccess.occurred_at.desc(), PatientAccess.id.desc()))
+    pagination = paginate_rows(rows, keys=keys)
+    accounts = db.session.execute(sa.select(User.id, User.display_name, User.role).order_by(User.display_name)).all()
+    return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
+                           start=start, end=end, errors=errors, raw=request.args)
