@@ -26,6 +26,7 @@ from ..models import (
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
 from ..pagination import page_arg
+from ..privacy import note_access
 from ..security import requires
 from ..services import batches
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
@@ -172,6 +173,8 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         .join(Patient, Patient.id == TreatmentSession.patient_id)
         .join(User, User.id == TreatmentSession.practitioner_id)
         .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
+    if uses:  # the sessions name their patients' charts
+        note_access("batch.sessions", target_type="batch", target_id=batch.id)
     history = db.session.scalars(
         sa.select(AuditEvent).where(AuditEvent.entity_type == "batch", AuditEvent.entity_id == batch.id)
         .order_by(AuditEvent.id.desc()).limit(100)).all()

@@ -151,6 +151,8 @@ def patient_create():
             db.session.rollback()
             apply_domain_error(form, exc)
             existing = exc.details if isinstance(exc.details, dict) else {}
+            if existing.get("existing_patient_id"):  # the page names and links the patient on file
+                note_access("patient.match", patient_id=existing["existing_patient_id"])
         else:
             flash(f"Patient {patient.chart_number} registered.", "success")
             return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
