@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from testkit import PASSWORD, audit_rows
 
 from compounding.extensions import db
-from compounding.models import Batch, RecallContact, Signature, SessionUse, TreatmentSession
+from compounding.models import Batch, RecallContact, SessionUse, Signature, TreatmentSession
 from compounding.services import batches, recalls, trace, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from compounding.services.ledger import ledger_balance
@@ -99,7 +99,8 @@ def test_a_practitioner_cannot_void_a_session_in_an_open_recall_a_pharmacist_mus
     target = recalled["sessions"][1]
     with pytest.raises(NotAllowed) as caught:
         voids.void_session(practitioner, target.id, reason_code="entered_in_error", reason="mistake")
-    assert "pharmacist must sign" in caught.value.message and f"open recall {recalled['recall'].id}" in caught.value.message
+    message = caught.value.message
+    assert "pharmacist must sign" in message and f"open recall {recalled['recall'].id}" in message
     db.session.rollback()
     with pytest.raises(SignatureRejected):
         voids.void_session(pharmacist, target.id, reason_code="entered_in_error", reason="mistake",
