@@ -245,3 +245,19 @@ def test_voiding_a_session_with_an_event_through_the_service_keeps_it_on_the_pat
     sign_in(client, pharmacist)
     page = client.get(f"/trace/batches/{recalled['batch'].id}").get_data(as_text=True)
     assert "(1 voided, kept in the scope)" in page and "<strong>2</strong> patients" in page
+
+
+def test_the_demo_has_a_recall_with_a_patient_unreachable_after_two_failed_attempts(app):
+    from compounding.demo import DEMO_RECALL_REASON, seed_demo
+    from compounding.models import Patient
+
+    for _ in range(2):  # idempotent
+        for _ in seed_demo():
+            pass
+    recall = db.session.scalars(sa.select(Recall).where(Recall.reason == DEMO_RECALL_REASON)).one()
+    unreachable = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))
+    rows = db.session.scalars(sa.select(RecallContact.outcome).where(
+        RecallContact.recall_id == recall.id, RecallContact.patient_id == unreachable)
+        .order_by(RecallContact.id)).all()
+    assert rows == ["attempt_failed", "attempt_failed", "unreachable"]
+    assert recalls.patients_without_outcome(recall) == 0 and recall.status == "open"
