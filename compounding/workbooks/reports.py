@@ -138,10 +138,22 @@ def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, ti
     book = WorkbookWriter()
     cover = book.cover(sheet)
     _scope_sheets(book, scope, contacts, attempts)
+    if attempts is not None:
+        _attempt_sheet(book, attempts)
     _report_cover(cover, title, lines(book.zone))
     cover.counts(book.parts)
     book.save(out)
     return WorkbookSummary(book.parts)
+
+
+def _attempt_sheet(book: WorkbookWriter, attempts: Mapping[int, list]) -> None:
+    """Every attempt to reach every patient, with its outcome: the recall's contact history."""
+    zone = book.zone
+    book.table("Attempts", [Column("Patient chart", "code"), Column("Outcome"),
+                            Column(zone_label("Recorded at", zone), "datetime"), Column("Recorded by"),
+                            Column("Method"), Column("Note")],
+               ((row.chart_number, row.outcome, row.contacted_at, row.contacted_by, row.method, row.note)
+                for rows in attempts.values() for row in rows))
 
 
 def _target(scope) -> str:
