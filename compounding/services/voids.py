@@ -154,7 +154,8 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                      doing="correct the patient of a session")
     _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
     new, uses = _copy_session(session_row, right.id)
-    recalls = [r for r in recalls_reaching(session_row.id, open_only=False)
+    reaching = recalls_reaching(session_row.id, open_only=False)
+    recalls = [r for r in reaching
                if not patient_in_scope(wrong.id, lot_id=r.lot_id, batch_id=r.batch_id, standing_only=True)]
     for recall in recalls:
         sign(actor, password, "not exposed", "recall", recall.id)
@@ -164,7 +165,9 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                  old={"session_id": session_row.id, "patient": wrong.chart_number},
                  new={"session_id": new.id, "patient": right.chart_number,
                       "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
-                      "not_exposed_in_recalls": [r.id for r in recalls]},
+                      "not_exposed_in_recalls": [r.id for r in recalls],
+                      # The right patient now stands in these closed recalls' scope, without an outcome.
+                      "closed_recalls_reached": [r.id for r in reaching if r.status != "open"]},
                  reason=reason)
     audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
                  new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,
