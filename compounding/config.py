@@ -44,6 +44,7 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SECURE": os.environ.get("PREFERRED_URL_SCHEME") == "https",
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
         "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
+        "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
     }
 
 
@@ -67,6 +68,8 @@ DEFAULTS = {
     # ...once it has at least this many events (one severe event flags at once).
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": False,
+    # Failed attempts to record for a patient before a recall may call them unreachable (DESIGN 10.1 rule 8).
+    "RECALL_MIN_ATTEMPTS": 2,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

@@ -7,8 +7,8 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Batch, Formula, Ingredient, Lot, Patient, TreatmentSession, User
-from .services import batches, formulas, inventory, treatments, users
+from .models import Batch, Formula, Ingredient, Lot, Patient, Recall, TreatmentSession, User
+from .services import batches, formulas, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
 
 DEMO_PASSWORD = "meso-demo-2026"
@@ -234,6 +234,29 @@ def _seed_patients_and_sessions() -> Iterator[str]:
     yield "  2 adverse events after the lipolytic sessions (a quality signal to review)"
 
 
+DEMO_RECALL_REASON = "Demo: crystals seen in the retained vial of the hair mix"
+
+
+def _seed_recall() -> Iterator[str]:
+    """An open recall on the hair-mix batch: one patient reached, one unreachable after two failed attempts."""
+    if db.session.scalar(sa.select(Recall.id).where(Recall.reason == DEMO_RECALL_REASON)):
+        return
+    batch = db.session.scalar(sa.select(Batch).join(Formula, Formula.id == Batch.formula_id)
+                              .where(Formula.code == "HAIR-MXBT", Batch.status.in_(("released", "depleted")))
+                              .order_by(Batch.id))
+    if batch is None:
+        return
+    pharmacist, practitioner = _user("pharmacist"), _user("practitioner")
+    recall = recalls.open_recall(pharmacist, batch_id=batch.id, reason=DEMO_RECALL_REASON, password=DEMO_PASSWORD)
+    patients = dict(db.session.execute(sa.select(Patient.chart_number, Patient.id)).all())
+    for method, note in (("phone", "no answer"), ("email", "no reply after 3 days")):
+        recalls.record_contact(practitioner, recall.id, patients["CH-1004"], method, note, outcome="attempt_failed")
+    recalls.record_contact(practitioner, recall.id, patients["CH-1004"], None, "two attempts, phone and e-mail",
+                           outcome="unreachable")
+    recalls.record_contact(practitioner, recall.id, patients["CH-1006"], "phone", "no symptoms; review booked")
+    yield f"  recall {recall.id} on batch {batch.code}: CH-1006 reached, CH-1004 unreachable after 2 attempts"
+
+
 def seed_demo() -> Iterator[str]:
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
@@ -247,4 +270,6 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_batches()
     yield "Demo patients and sessions:"
     yield from _seed_patients_and_sessions()
+    yield "Demo recall:"
+    yield from _seed_recall()
     yield "Demo data is in place."

@@ -127,7 +127,7 @@ def test_a_recall_needs_the_right_password_then_answers_its_scope_and_blocks_bot
     assert again.status_code == 409 and again.json["details"]["recall_id"] == body["id"]
 
 
-def test_contacts_move_the_progress_and_closing_needs_an_outcome_and_a_signature(client, chain, token_for):
+def test_outcomes_move_the_progress_and_closing_needs_every_outcome_and_a_signature(client, chain, token_for):
     recall = recalls.open_recall(chain["pharmacist"], lot_id=chain["lot"].id, reason="Supplier alert",
                                  password=PASSWORD)
     staff = token_for("technician")
@@ -135,11 +135,12 @@ def test_contacts_move_the_progress_and_closing_needs_an_outcome_and_a_signature
     ticked = client.post(f"{url}/contacts", json={"patient_id": chain["a"].id, "method": "phone",
                                                   "note": "left a voicemail"}, headers=staff)
     assert ticked.status_code == 201
-    assert ticked.json["progress"] == {"contacted": 1, "total": 3}
+    assert ticked.json["progress"] == {"contacted": 1, "total": 3} and ticked.json["outcome"] == "reached"
     assert ticked.json["method"] == "phone" and ticked.json["note"] == "left a voicemail"
     assert ticked.json["chart_number"] == chain["a"].chart_number and has_offset(ticked.json["contacted_at"])
-    assert client.post(f"{url}/contacts", json={"patient_id": chain["a"].id, "method": "email"},
-                       headers=staff).status_code == 409
+    # A history of attempts: a second row for the same patient is kept; the latest final outcome counts.
+    again = client.post(f"{url}/contacts", json={"patient_id": chain["a"].id, "method": "email"}, headers=staff)
+    assert again.status_code == 201 and again.json["progress"] == {"contacted": 1, "total": 3}
     stranger = client.post(f"{url}/contacts", json={"patient_id": chain["other"].id, "method": "phone"},
                            headers=staff)
     assert stranger.status_code == 422 and "patient_id" in stranger.json["details"]
@@ -149,11 +150,23 @@ def test_contacts_move_the_progress_and_closing_needs_an_outcome_and_a_signature
     assert body["progress"] == {"contacted": 1, "total": 3}
     assert {p["id"]: p["contacted"] for p in body["patients"]} == {
         chain["a"].id: True, chain["b"].id: False, chain["c"].id: False}
-    assert [c["patient_id"] for c in body["contacts"]] == [chain["a"].id]
+    assert [c["patient_id"] for c in body["contacts"]] == [chain["a"].id] * 2
+    a_row = next(p for p in body["patients"] if p["id"] == chain["a"].id)
+    assert a_row["outcome"] == "reached" and [c["method"] for c in a_row["attempts"]] == ["phone", "email"]
 
     pharmacist = token_for("pharmacist")
     no_outcome = client.post(f"{url}/close", json={"password": PASSWORD}, headers=pharmacist)
     assert no_outcome.status_code == 422 and "outcome" in no_outcome.json["details"]
+    waiting = client.post(f"{url}/close", json={"outcome": "Reviewed", "password": PASSWORD}, headers=pharmacist)
+    assert waiting.status_code == 409 and "2 patients" in waiting.json["error"]
+    assert waiting.json["details"]["patients_without_outcome"] == 2
+    assert client.post(f"{url}/contacts", json={"patient_id": chain["b"].id, "outcome": "declined"},
+                       headers=staff).status_code == 201
+    for _ in range(2):
+        assert client.post(f"{url}/contacts", json={"patient_id": chain["c"].id, "outcome": "attempt_failed",
+                                                    "method": "phone"}, headers=staff).status_code == 201
+    assert client.post(f"{url}/contacts", json={"patient_id": chain["c"].id, "outcome": "unreachable",
+                                                "note": "no answer twice"}, headers=staff).status_code == 201
     wrong = client.post(f"{url}/close", json={"outcome": "Reviewed", "password": "not-it-at-all"},
                         headers=pharmacist)
     assert wrong.status_code == 403
@@ -200,6 +213,7 @@ def test_the_recall_list_answers_open_recalls_first_with_their_progress(client, 
     earlier = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Cloudy vial",
                                   password=PASSWORD)
     recalls.record_contact(chain["practitioner"], earlier.id, chain["a"].id, "phone")
+    recalls.record_contact(chain["practitioner"], earlier.id, chain["b"].id, None, outcome="declined")
     recalls.close_recall(chain["pharmacist"], earlier.id, "Reviewed", PASSWORD)
     later = recalls.open_recall(chain["pharmacist"], batch_id=chain["second"].id, reason="Supplier alert",
                                 password=PASSWORD)
@@ -207,7 +221,7 @@ def test_the_recall_list_answers_open_recalls_first_with_their_progress(client, 
     body = client.get("/api/v1/recalls", headers=headers).json
     assert (body["page"], body["per_page"], body["total"]) == (1, 50, 2)
     assert [r["id"] for r in body["items"]] == [later.id, earlier.id]
-    assert body["items"][1]["progress"] == {"contacted": 1, "total": 2}
+    assert body["items"][1]["progress"] == {"contacted": 2, "total": 2}
     assert body["items"][0]["target"] == {"kind": "batch", "id": chain["second"].id, "code": chain["second"].code}
     closed = client.get("/api/v1/recalls?status=closed&per_page=1", headers=headers).json
     assert [r["id"] for r in closed["items"]] == [earlier.id] and closed["per_page"] == 1

@@ -11,14 +11,15 @@ from testkit import QueryCounter, bearer, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User
-from compounding.services import treatments, users
+from compounding.services import treatments, users, voids
 from compounding.services.clock import clinic_today, utcnow
 from compounding.services.errors import DomainError
 from compounding.services.ledger import ledger_balance
 
 PATIENT_FIELDS = {"id", "chart_number", "name", "birth_date", "phone", "email", "created_at"}
 SESSION_FIELDS = {"id", "patient_id", "chart_number", "practitioner_id", "practitioner", "performed_at",
-                  "indication", "notes", "recorded_at", "voided", "voided_at", "voided_by_id", "void_reason", "uses"}
+                  "indication", "notes", "recorded_at", "voided", "voided_at", "voided_by_id", "void_code",
+                  "void_reason", "corrects_session_id", "uses"}
 USE_FIELDS = {"id", "batch_id", "batch_code", "formula_code", "formula_version", "formula_name", "volume_ml", "area"}
 EVENT_FIELDS = {"id", "session_id", "patient_id", "type", "severity", "onset_on", "outcome", "notes", "recorded_at",
                 "recorded_by_id"}
@@ -233,16 +234,24 @@ def test_voiding_gives_the_volume_back_once(client, auth, practitioner, make_pat
     record = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "3")])
     headers = auth(practitioner)
     assert client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers, json={}).status_code == 422
+    missing_code = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
+                               json={"reason": "wrong patient"})
+    assert missing_code.status_code == 422 and "reason_code" in missing_code.get_json()["details"]
+    unknown_code = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
+                               json={"reason_code": "oops", "reason": "wrong patient"})
+    assert unknown_code.status_code == 422 and remaining(batch) == Decimal("17")
     response = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
-                           json={"reason": "wrong patient"})
+                           json={"reason_code": "wrong_patient", "reason": "wrong patient"})
     assert response.status_code == 200
     body = response.get_json()
     assert body["voided"] is True and body["void_reason"] == "wrong patient" and iso(body["voided_at"])
+    assert body["void_code"] == "wrong_patient"
     assert remaining(batch) == Decimal("20")
-    again = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers, json={"reason": "again"})
+    again = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
+                        json={"reason_code": "duplicate", "reason": "again"})
     assert again.status_code == 409 and remaining(batch) == Decimal("20")
     assert client.post("/api/v1/treatment-sessions/999999/void", headers=headers,
-                       json={"reason": "x"}).status_code == 404
+                       json={"reason_code": "duplicate", "reason": "x"}).status_code == 404
 
 
 def test_the_session_list_filters_by_patient_and_clinic_days(client, auth, practitioner, make_patient,
@@ -306,7 +315,7 @@ def test_a_bad_adverse_event_is_refused_naming_the_field(client, auth, practitio
 
 def test_no_adverse_event_on_a_voided_session(client, auth, practitioner, make_patient, make_batch):
     record = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(make_batch())])
-    treatments.void_session(practitioner, record.id, "wrong patient")
+    voids.void_session(practitioner, record.id, reason_code="wrong_patient", reason="wrong patient")
     response = client.post("/api/v1/adverse-events", headers=auth(practitioner), json={
         "session_id": record.id, "type": "pain", "severity": "mild"})
     assert response.status_code == 409
@@ -357,7 +366,7 @@ def test_an_auditor_reads_everything_and_gets_403_on_every_post(client, auth, pr
             ("post", "/api/v1/patients", {"chart_number": "AU-1"}),
             ("patch", f"/api/v1/patients/{patient.id}", {"name": "changed"}),
             ("post", "/api/v1/treatment-sessions", {"patient_id": patient.id, "uses": []}),
-            ("post", f"/api/v1/treatment-sessions/{record.id}/void", {"reason": "audit"}),
+            ("post", f"/api/v1/treatment-sessions/{record.id}/void", {"reason_code": "duplicate", "reason": "audit"}),
             ("post", "/api/v1/adverse-events", {"session_id": record.id, "type": "pain", "severity": "mild"})):
         assert getattr(client, method)(url, headers=headers, json=body).status_code == 403, url
     assert db.session.get(TreatmentSession, record.id).voided_at is None
@@ -469,7 +478,8 @@ def test_two_people_voiding_the_same_session_give_its_volume_back_once(app, post
     batch_id = batch.id
     user_ids = [make_user("practitioner").id, make_user("pharmacist").id]
     db.session.commit()
-    outcomes = _race(app, user_ids, lambda actor: treatments.void_session(actor, record_id, "wrong patient"))
+    outcomes = _race(app, user_ids, lambda actor: voids.void_session(actor, record_id, reason_code="wrong_patient",
+                                                                     reason="wrong patient"))
     assert sorted(kind for kind, _ in outcomes) == ["done", "refused"], outcomes
     db.session.expire_all()
     assert remaining(db.session.get(Batch, batch_id)) == Decimal("20") == ledger_balance(batch_id=batch_id)

@@ -178,8 +178,10 @@ def test_trace_and_recall_downloads(client, as_role, used_batch, pharmacist):
     recall = recalls.open_recall(pharmacist, reason="Particles seen", password=PASSWORD, batch_id=batch.id)
     recalls.record_contact(pharmacist, recall.id, used_batch["patient"].id, "phone", note="Told to call back")
     _, wb = download(client, f"/exports/recalls/{recall.id}.xlsx")
-    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Batches", "Lots"]
+    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Batches", "Lots", "Attempts"]
     assert column(wb["Patients"], "Contact note") == ["Told to call back"]
+    assert column(wb["Patients"], "Outcome") == ["reached"] and column(wb["Patients"], "Attempts") == [1]
+    assert column(wb["Attempts"], "Outcome") == ["reached"] and column(wb["Attempts"], "Method") == ["phone"]
     assert column(wb["Patients"], "Contacted by") == [pharmacist.display_name]
     assert client.get("/exports/recalls/999.xlsx").status_code == 404
     assert client.get("/exports/trace/lots/999.xlsx").status_code == 404
@@ -207,7 +209,8 @@ def test_a_trace_larger_than_a_page_downloads_every_row_read_in_chunks(client, a
     _, wb = download(client, f"/exports/recalls/{recall.id}.xlsx")
     assert column(wb["Patients"], "Patient chart") == charts
     assert column(wb["Patients"], "Contacted") == ["no"] * 129 + ["yes"]
-    assert ["Patients contacted", "1 of 130"] in [[cell.value for cell in row][:2] for row in wb["Recall"].iter_rows()]
+    cover = [[cell.value for cell in row][:2] for row in wb["Recall"].iter_rows()]
+    assert ["Patients with an outcome", "1 of 130"] in cover
 
 
 # --- the command line ---------------------------------------------------------------------------------

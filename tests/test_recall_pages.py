@@ -8,7 +8,7 @@ from testkit import PASSWORD, QueryCounter, audit_rows, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
-from compounding.services import batches, inventory, recalls, treatments
+from compounding.services import batches, inventory, recalls, treatments, voids
 from compounding.services.errors import InvalidState
 
 
@@ -113,39 +113,50 @@ def test_a_wrong_password_opens_no_recall_and_the_right_one_recalls_the_lot_and_
         treatments.record_session(chain["practitioner"], patient_id=chain["a"].id, uses=[use(chain["first"], "1")])
     db.session.rollback()
     page = client.get(opened.headers["Location"]).get_data(as_text=True)
-    assert "Recall opened</strong> by" in page and "0 of 3</strong> patients contacted" in page
+    assert "Recall opened</strong> by" in page and "0 of 3</strong> patients with an outcome" in page
 
 
-def test_ticking_contacts_moves_the_progress_and_shows_who_when_how(client, as_role, chain):
+def test_recording_outcomes_moves_the_progress_and_keeps_every_attempt_with_who_when_how(client, as_role, chain):
     recall = open_lot_recall(chain)
     technician = as_role("technician")
     url = f"/recalls/{recall.id}"
     page = client.get(url).get_data(as_text=True)
     assert "0 of 3</strong>" in page and 'value="0" max="3"' in page
-    assert page.count("Tick as contacted") == 3
-    response = client.post(f"{url}/contacts/{chain['a'].id}",
-                           data={f"contact-{chain['a'].id}-method": "phone",
-                                 f"contact-{chain['a'].id}-note": "left a voicemail"})
+    assert page.count('class="row g-1 align-items-start recall-outcome-form"') == 3
+    a = chain["a"].id
+    failed = client.post(f"{url}/contacts/{a}", data={f"contact-{a}-outcome": "attempt_failed",
+                                                      f"contact-{a}-method": "phone",
+                                                      f"contact-{a}-note": "left a voicemail"})
+    assert failed.status_code == 302
+    page = client.get(url).get_data(as_text=True)
+    assert "0 of 3</strong>" in page and "Attempt failed" in patient_rows(page)[a]
+    response = client.post(f"{url}/contacts/{a}", data={f"contact-{a}-method": "email", f"contact-{a}-note": "ok"})
     assert response.status_code == 302
     page = client.get(url).get_data(as_text=True)
-    assert "1 of 3</strong>" in page and 'value="1" max="3"' in page and page.count("Tick as contacted") == 2
-    row = patient_rows(page)[chain["a"].id]
-    assert "Phone" in row and technician.display_name in row and "left a voicemail" in row
-
-    again = client.post(f"{url}/contacts/{chain['a'].id}", data={f"contact-{chain['a'].id}-method": "email"})
-    assert again.status_code == 422 and "already ticked" in again.get_data(as_text=True)
+    assert "1 of 3</strong>" in page and 'value="1" max="3"' in page
+    row = patient_rows(page)[a]
+    assert "Phone" in row and "Email" in row and technician.display_name in row and "left a voicemail" in row
+    assert "Outcome: " in row and 'text-bg-success">Reached</span>' in row
+    no_method = client.post(f"{url}/contacts/{chain['b'].id}", data={f"contact-{chain['b'].id}-outcome": "reached"})
+    assert no_method.status_code == 422 and "Say how the patient was contacted" in no_method.get_data(as_text=True)
     stranger = client.post(f"{url}/contacts/{chain['other'].id}",
                            data={f"contact-{chain['other'].id}-method": "phone"})
     assert stranger.status_code == 422 and "not in the recall" in stranger.get_data(as_text=True)
-    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 1
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 2
 
 
-def test_closing_a_recall_needs_an_outcome_and_a_signature(client, as_role, chain):
+def test_closing_a_recall_needs_an_outcome_for_every_patient_and_a_signature(client, as_role, chain):
     recall = open_lot_recall(chain)
     as_role("pharmacist")
     url = f"/recalls/{recall.id}/close"
     no_outcome = client.post(url, data={"outcome": "", "password": PASSWORD})
     assert no_outcome.status_code == 422 and "Record the outcome" in no_outcome.get_data(as_text=True)
+    recalls.record_contact(chain["practitioner"], recall.id, chain["a"].id, "phone")
+    waiting = client.post(url, data={"outcome": "All reviewed", "password": PASSWORD})
+    assert waiting.status_code == 422
+    assert "2 patients in the recall&#39;s scope have no outcome yet" in waiting.get_data(as_text=True)
+    for patient in (chain["b"], chain["c"]):
+        recalls.record_contact(chain["practitioner"], recall.id, patient.id, "letter")
     wrong = client.post(url, data={"outcome": "All reviewed", "password": "wrong-password"})
     assert wrong.status_code == 422 and "Signature refused" in wrong.get_data(as_text=True)
     db.session.expire_all()
@@ -154,7 +165,7 @@ def test_closing_a_recall_needs_an_outcome_and_a_signature(client, as_role, chai
     assert closed.status_code == 302
     page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
     assert "All reviewed; no infection." in page and "Recall closed</strong> by" in page
-    assert "Tick as contacted" not in page and "Close recall" not in page
+    assert "recall-outcome-form" not in page and "Close recall" not in page
     assert db.session.get(Lot, chain["lot"].id).status == "recalled"  # recalled stock stays recalled
     again = client.post(url, data={"outcome": "Twice", "password": PASSWORD})
     assert again.status_code == 422 and "already closed" in again.get_data(as_text=True)
@@ -172,7 +183,7 @@ def test_technicians_and_practitioners_tick_contacts_but_cannot_open_or_close(cl
     assert client.post(f"/recalls/{recall.id}/close",
                        data={"outcome": "x", "password": PASSWORD}).status_code == 403
     page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
-    assert "Close recall" not in page and "Tick as contacted" in page
+    assert "Close recall" not in page and "recall-outcome-form" in page
     ticked = client.post(f"/recalls/{recall.id}/contacts/{chain['c'].id}",
                          data={f"contact-{chain['c'].id}-method": "in_person"})
     assert ticked.status_code == 302
@@ -186,7 +197,7 @@ def test_an_auditor_reads_every_page_but_every_post_is_forbidden(client, as_role
                 f"/trace/lots/{chain['lot'].id}", f"/trace/batches/{chain['first'].id}"):
         assert client.get(url).status_code == 200, url
     page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
-    assert "Tick as contacted" not in page and "Close recall" not in page
+    assert "recall-outcome-form" not in page and "Close recall" not in page
     for url, data in ((f"/recalls/new?batch_id={chain['first'].id}", {"reason": "x", "password": PASSWORD}),
                       (f"/recalls/{recall.id}/contacts/{chain['a'].id}", {f"contact-{chain['a'].id}-method": "phone"}),
                       (f"/recalls/{recall.id}/close", {"outcome": "x", "password": PASSWORD}),
@@ -251,13 +262,15 @@ def test_the_recall_list_puts_open_recalls_first_with_their_progress(client, as_
     earlier = recalls.open_recall(chain["pharmacist"], batch_id=chain["first"].id, reason="Cloudy vial",
                                   password=PASSWORD)
     recalls.record_contact(chain["practitioner"], earlier.id, chain["a"].id, "phone")
+    recalls.record_contact(chain["practitioner"], earlier.id, chain["b"].id, None, outcome="declined")
     recalls.close_recall(chain["pharmacist"], earlier.id, "Reviewed", PASSWORD)
     later = recalls.open_recall(chain["pharmacist"], batch_id=chain["second"].id, reason="Supplier alert",
                                 password=PASSWORD)
+    recalls.record_contact(chain["practitioner"], later.id, chain["b"].id, "phone", outcome="attempt_failed")
     as_role("auditor")
     page = client.get("/recalls/").get_data(as_text=True)
     assert page.index(f"Recall {later.id}<") < page.index(f"Recall {earlier.id}<")
-    assert "1 of 2" in page and "0 of 2" in page
+    assert "2 of 2" in page and "0 of 2" in page
     closed_only = client.get("/recalls/?status=closed").get_data(as_text=True)
     assert f"Recall {earlier.id}<" in closed_only and f"Recall {later.id}<" not in closed_only
 
@@ -270,7 +283,7 @@ def test_the_printable_report_has_the_clinic_the_signature_the_scope_and_the_con
     assert "Test Clinic" in page and "Recall report" in page and "Supplier alert: endotoxin" in page
     assert "Recall opened</strong> by" in page and "1 of 3</strong>" in page
     assert all(chain[p].chart_number in page for p in "abc") and chain["other"].chart_number not in page
-    assert "replied, no symptoms" in page and page.count("not yet") == 2
+    assert "replied, no symptoms" in page and page.count("no outcome yet") == 2
     assert "css/recalls.css" in page and 'class="app-navbar' not in page
     stylesheet = client.get("/static/css/recalls.css")
     assert "@media print" in stylesheet.get_data(as_text=True)
@@ -324,20 +337,22 @@ def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
     assert first_ids.isdisjoint(re.findall(r'<tr id="patient-(\d+)"', second))
 
 
-def test_a_voided_session_leaves_the_counts_the_total_and_the_recall_scope(chain, pharmacist):
+def test_a_voided_session_stays_in_the_counts_and_the_recall_scope_but_leaves_the_volume(chain, pharmacist):
     from compounding.services import trace
     from compounding.services.errors import InvalidInput
 
-    treatments.void_session(chain["practitioner"], chain["sessions"][0].id, "recorded on the wrong chart")
+    voids.void_session(chain["practitioner"], chain["sessions"][0].id, reason_code="wrong_patient",
+                       reason="recorded on the wrong chart")
     scope = trace.trace_lot(chain["lot"].id)
-    assert scope.counts == {"batches": 2, "sessions": 3, "patients": 2}
+    assert scope.counts == {"batches": 2, "sessions": 4, "patients": 3} and scope.voided_sessions == 1
     assert scope.total_volume_ml == 8 and scope.pages == 1 and scope.complete
-    assert {p.id for p in scope.patients} == {chain["b"].id, chain["c"].id}
+    assert {p.id for p in scope.patients} == {chain["a"].id, chain["b"].id, chain["c"].id}
     recall = open_lot_recall(chain)
     with pytest.raises(InvalidInput, match="not in the recall"):
-        recalls.record_contact(pharmacist, recall.id, chain["a"].id, "phone")
+        recalls.record_contact(pharmacist, recall.id, chain["other"].id, "phone")
+    recalls.record_contact(pharmacist, recall.id, chain["a"].id, None, outcome="not_exposed", password=PASSWORD)
     recalls.record_contact(pharmacist, recall.id, chain["c"].id, "phone")
-    assert recalls.contact_progress(recall, scope) == (1, 2)
+    assert recalls.contact_progress(recall, scope) == (2, 3)
 
 
 def test_a_large_recall_is_worked_page_by_page(client, as_role, make_batch, make_patient, practitioner, pharmacist):
@@ -359,7 +374,7 @@ def test_a_large_recall_is_worked_page_by_page(client, as_role, make_batch, make
     assert len(patient_rows(first)) == 100 and patient_id not in patient_rows(first)
     # The printed report holds every patient, ticked or not.
     report = client.get(f"/recalls/{recall.id}/report").get_data(as_text=True)
-    assert report.count("<strong>not yet</strong>") == 119 and report.count("Phone · ") == 1
+    assert report.count("<strong>no outcome yet</strong>") == 119 and report.count("Phone · ") == 1
 
 
 def test_only_a_pharmacist_quarantines_and_only_a_released_lot_with_a_reason(chain, technician):

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, sign_in
+from testkit import PASSWORD, QueryCounter, sign_in
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession
-from compounding.services import batches, treatments
+from compounding.services import treatments, voids
 from compounding.services.clock import clinic_today, to_clinic, utcnow
 
 
@@ -314,12 +314,16 @@ def test_voiding_strikes_the_session_through_gives_the_volume_back_and_asks_for_
     sign_in(client, practitioner)
     page = client.get(f"/treatments/sessions/{record.id}").get_data(as_text=True)
     assert re.search(r'<form[^>]*id="void-form"[^>]*data-confirm="[^"]+"', page, re.S)
+    assert 'name="void-reason_code"' in page and 'name="void-password"' in page
     response = client.post(f"/treatments/sessions/{record.id}/void", data={"void-reason": ""})
     assert response.status_code == 422 and "Say why the session is voided." in response.get_data(as_text=True)
-    response = client.post(f"/treatments/sessions/{record.id}/void", data={"void-reason": "wrong patient"},
+    assert "Choose the reason code." in response.get_data(as_text=True)
+    response = client.post(f"/treatments/sessions/{record.id}/void",
+                           data={"void-reason_code": "wrong_patient", "void-reason": "wrong patient"},
                            follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Voided</strong>" in page and "wrong patient" in page and 'id="void-form"' not in page
+    assert "returned to the batch" in page
     assert remaining(batch) == Decimal("20")
     page = client.get(f"/treatments/patients/{patient.id}").get_data(as_text=True)
     assert "text-decoration-line-through" in page and "wrong patient" in page
@@ -495,7 +499,7 @@ def test_the_patient_and_session_lists_cost_the_same_statements_for_5_or_60_rows
 
 
 def test_the_patient_page_costs_the_same_statements_for_1_or_30_sessions(
-        client, practitioner, make_patient, make_batch):
+        client, practitioner, pharmacist, make_patient, make_batch):
     batch, other = make_batch(units=4), make_batch(units=4)
     one, many = make_patient(), make_patient()
     record = treatments.record_session(practitioner, patient_id=one.id, uses=[use(batch, "1")])
@@ -506,7 +510,7 @@ def test_the_patient_page_costs_the_same_statements_for_1_or_30_sessions(
         if index % 3 == 0:
             treatments.record_adverse_event(practitioner, session_id=made.id, type="redness", severity="mild")
         if index % 7 == 0:
-            treatments.void_session(practitioner, made.id, "test")
+            voids.void_session(pharmacist, made.id, reason_code="duplicate", reason="test", password=PASSWORD)
     sign_in(client, practitioner)
     small, _ = measured(client, f"/treatments/patients/{one.id}")
     large, page = measured(client, f"/treatments/patients/{many.id}")
@@ -528,7 +532,7 @@ def test_the_session_record_page_has_a_fixed_query_budget(client, practitioner, 
     assert small == large
 
 
-def test_a_released_batch_used_to_the_last_drop_is_depleted_and_voiding_releases_it(
+def test_a_released_batch_used_to_the_last_drop_is_depleted_and_a_void_leaves_it_depleted(
         client, practitioner, make_patient, make_batch):
     batch = make_batch(units=1)
     patient = make_patient()
@@ -539,7 +543,10 @@ def test_a_released_batch_used_to_the_last_drop_is_depleted_and_voiding_releases
     db.session.expire_all()
     assert db.session.get(Batch, batch.id).status == "depleted"
     record = db.session.scalar(sa.select(TreatmentSession))
-    client.post(f"/treatments/sessions/{record.id}/void", data={"void-reason": "wrong vial"})
+    page = client.post(f"/treatments/sessions/{record.id}/void",
+                       data={"void-reason_code": "entered_in_error", "void-reason": "wrong vial"},
+                       follow_redirects=True).get_data(as_text=True)
     db.session.expire_all()
-    assert db.session.get(Batch, batch.id).status == "released"
-    assert batches.unusable_reasons(db.session.get(Batch, batch.id)) == []
+    # DESIGN 10.1 rule 1: a void never brings a spent batch back; the page says so for the use.
+    assert db.session.get(Batch, batch.id).status == "depleted"
+    assert "not returned: a depleted batch is never brought back" in page

@@ -9,7 +9,7 @@ from testkit import PASSWORD
 
 from compounding.extensions import db
 from compounding.models import Batch, Formula, Lot, RecallContact, SessionUse, TreatmentSession
-from compounding.services import batches, recalls, trace, treatments
+from compounding.services import batches, recalls, trace, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
 from compounding.services.ledger import ledger_balance
 
@@ -89,16 +89,19 @@ def test_a_batch_is_judged_at_the_time_of_the_session(practitioner, make_batch, 
     assert session_row.performed_at == now - timedelta(hours=2)
 
 
-def test_the_last_drop_makes_a_batch_depleted_and_voiding_gives_it_back(practitioner, make_batch, make_patient):
+def test_the_last_drop_makes_a_batch_depleted_and_a_void_does_not_bring_it_back(practitioner, make_batch,
+                                                                                make_patient):
     batch = make_batch(units=1)
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "10")])
     assert batch.status == "depleted"
     with pytest.raises(InvalidInput):
-        treatments.void_session(practitioner, session_row.id, "")
-    treatments.void_session(practitioner, session_row.id, "recorded on the wrong patient")
+        voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="")
+    voids.void_session(practitioner, session_row.id, reason_code="wrong_patient",
+                       reason="recorded on the wrong patient")
     batch = db.session.get(Batch, batch.id)
-    assert (batch.status, batch.remaining_volume_ml) == ("released", Decimal("10"))
-    assert ledger_balance(batch_id=batch.id) == Decimal("10")
+    # DESIGN 10.1 rule 1: a void never brings a spent batch back.
+    assert (batch.status, batch.remaining_volume_ml) == ("depleted", Decimal("0"))
+    assert ledger_balance(batch_id=batch.id) == Decimal("0")
 
 
 def test_a_technician_cannot_record_sessions(technician, make_batch, make_patient):
@@ -157,9 +160,15 @@ def test_the_full_chain_traces_one_lot_to_exactly_its_three_patients_and_a_recal
         recalls.record_contact(technician, recall.id, other_lot_patient.id, "phone")
     scope = recalls.recall_scope(recall)
     assert recalls.contact_progress(recall, scope) == (1, 3)
+    with pytest.raises(InvalidState) as caught:
+        recalls.close_recall(pharmacist, recall.id, "All patients reviewed; no infection.", PASSWORD)
+    assert "2 patients" in caught.value.message
+    db.session.rollback()
+    recalls.record_contact(technician, recall.id, b.id, "email")
+    recalls.record_contact(technician, recall.id, c.id, None, outcome="declined")
     recalls.close_recall(pharmacist, recall.id, "All patients reviewed; no infection.", PASSWORD)
     assert recall.status == "closed"
-    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 1
+    assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 3
 
 
 def test_tracing_a_batch_lists_its_lots_upstream(technician, make_batch):
@@ -208,12 +217,15 @@ def test_a_shorter_list_of_quality_signals_is_the_head_of_the_full_list(practiti
         assert trace.quality_signals(limit=limit) == full[:limit]
 
 
-def test_voided_sessions_leave_the_trace(practitioner, make_batch, make_patient):
+def test_a_voided_session_stays_in_the_trace_flagged(practitioner, make_batch, make_patient):
     batch = make_batch()
     patient = make_patient()
     session_row = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch)])
-    treatments.void_session(practitioner, session_row.id, "wrong patient")
-    assert trace.trace_batch(batch.id).patients == []
+    voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="wrong patient")
+    traced = trace.trace_batch(batch.id)
+    assert [(p.id, p.voided_sessions, p.volume_ml) for p in traced.patients] == [(patient.id, 1, Decimal("0"))]
+    assert [(s.id, s.void_code) for s in traced.sessions] == [(session_row.id, "wrong_patient")]
+    assert traced.total_volume_ml == 0 and traced.voided_sessions == 1
     assert db.session.get(TreatmentSession, session_row.id).voided_at is not None
 
 

@@ -323,7 +323,7 @@ def test_a_recall_workbook_gives_each_patient_with_their_contact(clinic):
     out = io.BytesIO()
     recall = clinic["recall"]
     contact = type("Contact", (), {"contacted_at": utcnow(), "contacted_by": "=Dr Who", "method": "phone",
-                                   "note": "-1"})()
+                                   "note": "-1", "outcome": "reached"})()
     workbooks.recall_workbook(recall, recalls.recall_scope(recall), {clinic["patient"].id: contact}, out,
                               clinic_name="Test Clinic", opened_by="Pharmacist")
     wb = reopen(out)
@@ -335,4 +335,5 @@ def test_a_recall_workbook_gives_each_patient_with_their_contact(clinic):
     lots = table(wb["Lots"])
     assert sorted(lot["Supplier lot number"].value for lot in lots) == ["007", "1E5"]
     cover = {row[0].value: row[1].value for row in wb["Recall"].iter_rows() if row[0].value}
-    assert cover["Reason"] == "=HYPERLINK(\"http://x\")" and cover["Patients contacted"] == "1 of 1"
+    assert cover["Reason"] == "=HYPERLINK(\"http://x\")" and cover["Patients with an outcome"] == "1 of 1"
+    assert patient["Outcome"].value == "reached" and patient["Voided sessions"].value == 0

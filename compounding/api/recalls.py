@@ -110,11 +110,13 @@ def recall_detail(recall_id: int):
 
 
 @route("/recalls/<int:recall_id>/contacts", "POST", permission="recalls.contact",
-       summary="Tick a patient in the recall's scope as contacted", body=RecallContactCreateSchema,
-       response=RecallContactAnswerSchema, status=201, errors=(409,))
+       summary="Record an attempt to reach a patient in the recall's scope and its outcome; 409 for unreachable "
+               "before RECALL_MIN_ATTEMPTS failed attempts", body=RecallContactCreateSchema,
+       response=RecallContactAnswerSchema, status=201, errors=(403, 404, 409))
 def recall_contact_create(recall_id: int):
     data = load(RecallContactCreateSchema, json_body())
-    contact = recalls.record_contact(current_user, recall_id, data["patient_id"], data["method"], data["note"])
+    contact = recalls.record_contact(current_user, recall_id, data["patient_id"], data["method"], data["note"],
+                                     outcome=data["outcome"], password=data["password"])
     contacted, total = records.progress_for([recall_id])[recall_id]
     response = jsonify(RecallContactAnswerSchema().dump(
         {**vars(records.contact_answer(contact.id)), "recall_id": recall_id,
@@ -124,7 +126,8 @@ def recall_contact_create(recall_id: int):
 
 
 @route("/recalls/<int:recall_id>/close", "POST", permission="recalls.open",
-       summary="Close a recall with its outcome (e-signature); recalled stock stays recalled",
+       summary="Close a recall with its outcome (e-signature); 409 while a patient in scope has no outcome; "
+               "recalled stock stays recalled",
        body=RecallCloseSchema, response=RecallSchema, errors=(409,))
 def recall_close(recall_id: int):
     data = load(RecallCloseSchema, json_body())

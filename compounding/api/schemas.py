@@ -10,8 +10,8 @@ from ..models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
-from ..models.recall import CONTACT_METHODS, RECALL_STATUSES
-from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
+from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ..pagination import MAX_PAGE
 from ..privacy import withhold_identity
 from ..recalls.records import trace_counts
@@ -538,7 +538,7 @@ class TraceBatchRowSchema(Schema):
 
 
 class TraceSessionRowSchema(Schema):
-    """A treatment session that used the traced batches (voided sessions are left out)."""
+    """A treatment session that used the traced batches; a voided one stays, flagged (DESIGN 10.1 rule 1)."""
 
     id = fields.Integer()
     performed_at = fields.DateTime()
@@ -549,6 +549,9 @@ class TraceSessionRowSchema(Schema):
     batch_codes = fields.Function(
         lambda row: sorted({c.strip() for c in (row.batch_codes or "").split(",") if c.strip()}),
         metadata={"type": "array", "items": {"type": "string"}})
+    voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
+    voided_at = fields.DateTime(allow_none=True)
+    void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
 
 
 class TracePatientRowSchema(Schema):
@@ -561,9 +564,10 @@ class TracePatientRowSchema(Schema):
     email = fields.String()
     sessions = fields.Integer()
     volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
-                                   "description": "Of the traced batches, over all sessions"})
+                                   "description": "Of the traced batches, over the sessions that stand"})
     first_at = fields.DateTime()
     last_at = fields.DateTime()
+    voided_sessions = fields.Integer(metadata={"description": "Of `sessions`, those voided"})
 
     @post_dump
     def _need_to_know(self, data, **kwargs):
@@ -600,6 +604,7 @@ class _TraceScopeSchema(Schema):
     counts = fields.Function(trace_counts, metadata=_SCOPE_COUNTS)
     total_volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
                                          "description": "Injected in all, over the whole scope"})
+    voided_sessions = fields.Integer(metadata={"description": "Of counts.sessions, those voided (kept, flagged)"})
     page = fields.Integer()
     per_page = fields.Integer()
     pages = fields.Integer(metadata={"description": _PAGES})
@@ -625,7 +630,7 @@ class RecallTargetSchema(Schema):
 
 
 class RecallProgressSchema(Schema):
-    contacted = fields.Integer()
+    contacted = fields.Integer(metadata={"description": "Patients with an outcome (anything but attempt_failed)"})
     total = fields.Integer(metadata={"description": "Patients in the recall's scope"})
 
 
@@ -637,23 +642,26 @@ class SignatureSchema(Schema):
 
 
 class RecallContactSchema(Schema):
-    """A patient ticked as contacted: who, when, how."""
+    """One attempt to reach a patient and its outcome: who, when, how."""
 
     id = fields.Integer()
     patient_id = fields.Integer()
     chart_number = fields.String()
+    outcome = fields.String(metadata={"enum": list(CONTACT_OUTCOMES)})
     contacted_at = fields.DateTime()
     contacted_by_id = fields.Integer()
     contacted_by = fields.String()
-    method = fields.String(metadata={"enum": list(CONTACT_METHODS)})
+    method = fields.String(allow_none=True, metadata={"enum": list(CONTACT_METHODS)})
     note = fields.String()
 
 
 class RecallPatientRowSchema(TracePatientRowSchema):
-    """A patient in a recall's scope, ticked or not."""
+    """A patient in a recall's scope, with their attempts and outcome (the latest that is not a failed attempt)."""
 
-    contacted = fields.Boolean()
-    contact = fields.Nested(RecallContactSchema, allow_none=True)
+    contacted = fields.Boolean(metadata={"description": "Whether the patient has an outcome"})
+    outcome = fields.String(allow_none=True, metadata={"enum": list(CONTACT_OUTCOMES)})
+    contact = fields.Nested(RecallContactSchema, allow_none=True, metadata={"description": "The outcome's row"})
+    attempts = fields.List(fields.Nested(RecallContactSchema), metadata={"description": "Every row, oldest first"})
 
 
 class RecallSummarySchema(Schema):
@@ -696,7 +704,8 @@ class RecallSchema(Schema):
     counts = fields.Function(lambda record: trace_counts(record.scope), metadata=_SCOPE_COUNTS)
     total_volume_ml = Quantity(attribute="scope.total_volume_ml")
     contacts = fields.List(fields.Nested(RecallContactSchema), attribute="contact_list",
-                           metadata={"description": "The contacts of this page's patients"})
+                           metadata={"description": "Every attempt and outcome of this page's patients"})
+    voided_sessions = fields.Integer(attribute="scope.voided_sessions")
     page = fields.Integer(attribute="scope.page")
     per_page = fields.Integer(attribute="scope.per_page")
     pages = fields.Integer(attribute="scope.pages", metadata={"description": _PAGES})
@@ -716,8 +725,12 @@ class RecallOpenSchema(Schema):
 
 class RecallContactCreateSchema(Schema):
     patient_id = fields.Integer(required=True, strict=True, validate=_ID)
-    method = fields.String(required=True, validate=validate.OneOf(CONTACT_METHODS))
+    outcome = fields.String(load_default="reached", validate=validate.OneOf(CONTACT_OUTCOMES))
+    method = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CONTACT_METHODS),
+                           metadata={"description": "Required for reached and attempt_failed"})
     note = fields.String(load_default="", validate=validate.Length(max=2000))
+    password = fields.String(load_default=None, allow_none=True,
+                             metadata={"description": "A pharmacist's password, for not_exposed"})
 
 
 class RecallCloseSchema(Schema):
@@ -747,7 +760,7 @@ class QualitySignalSchema(Schema):
 
 
 class RecallContactAnswerSchema(RecallContactSchema):
-    """A contact just recorded, with the recall's progress after it."""
+    """An attempt or outcome just recorded, with the recall's progress after it."""
 
     recall_id = fields.Integer()
     progress = fields.Nested(RecallProgressSchema)
@@ -836,7 +849,10 @@ class TreatmentSessionSchema(Schema):
     voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
     voided_at = fields.DateTime(allow_none=True)
     voided_by_id = fields.Integer(allow_none=True)
+    void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
     void_reason = fields.String()
+    corrects_session_id = fields.Integer(allow_none=True, metadata={
+        "description": "The session, recorded on the wrong patient, that this one corrects"})
     uses = fields.List(fields.Nested(SessionUseSchema))
 
 
@@ -853,7 +869,18 @@ class TreatmentSessionCreateSchema(Schema):
 
 
 class TreatmentSessionVoidSchema(Schema):
+    reason_code = fields.String(required=True, validate=validate.OneOf(VOID_CODES))
     reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    password = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "A pharmacist's password: needed when the session is in an open recall's scope or "
+                       "carries an adverse event"})
+
+
+class TreatmentSessionCorrectSchema(Schema):
+    patient_id = fields.Integer(required=True, strict=True, validate=_ID,
+                                metadata={"description": "The patient who really received the session"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    password = fields.String(required=True, metadata={"description": "The correcting pharmacist's password"})
 
 
 class TreatmentSessionQuerySchema(Schema):

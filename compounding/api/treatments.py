@@ -8,7 +8,7 @@ from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from ..extensions import db
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
 from ..privacy import note_access
-from ..services import treatments
+from ..services import treatments, voids
 from ..services.errors import InvalidInput
 from ..treatments.views import patient_search, treatment_filters
 from .schemas import (
@@ -17,6 +17,7 @@ from .schemas import (
     PatientQuerySchema,
     PatientSchema,
     PatientUpdateSchema,
+    TreatmentSessionCorrectSchema,
     TreatmentSessionCreateSchema,
     TreatmentSessionQuerySchema,
     TreatmentSessionSchema,
@@ -123,12 +124,24 @@ def treatment_session_detail(session_id: int):
 
 
 @route("/treatment-sessions/<int:session_id>/void", "POST", permission="treatments.write",
-       summary="Void a session recorded by mistake: its volumes go back to their batches",
-       body=TreatmentSessionVoidSchema, response=TreatmentSessionSchema, errors=(404, 409))
+       summary="Void a session recorded by mistake, with a reason code: it stays in traces and recalls, flagged; "
+               "volume goes back to a batch still released; a pharmacist signs in an open recall's scope or "
+               "after an adverse event",
+       body=TreatmentSessionVoidSchema, response=TreatmentSessionSchema, errors=(403, 404, 409))
 def treatment_session_void(session_id: int):
     data = load(TreatmentSessionVoidSchema, json_body())
-    treatments.void_session(current_user, session_id, data["reason"])
+    voids.void_session(current_user, session_id, **data)
     return _session_answer(session_id)
+
+
+@route("/treatment-sessions/<int:session_id>/correct-patient", "POST", permission="treatments.write",
+       summary="Move a session recorded on the wrong patient to the right one (a pharmacist signs): the old one "
+               "is voided wrong_patient, the new one answered",
+       body=TreatmentSessionCorrectSchema, response=TreatmentSessionSchema, status=201, errors=(403, 404, 409))
+def treatment_session_correct(session_id: int):
+    data = load(TreatmentSessionCorrectSchema, json_body())
+    corrected = voids.correct_patient(current_user, session_id, **data)
+    return _session_answer(corrected.id, 201)
 
 
 # --- adverse events -------------------------------------------------------------------------------

@@ -156,12 +156,12 @@ def trace_batch(batch_id: int):
 @bp.route("/recalls/<int:recall_id>.xlsx")
 @requires("recalls.read")
 def recall(recall_id: int):
-    record = recall_record(recall_id, per_page=None)  # every patient, each with its contact
+    record = recall_record(recall_id, per_page=None)  # every patient, each with its outcome and attempts
     note_access("export.recall", target_type="recall", target_id=recall_id)
     return send_workbook(
         lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
                                               clinic_name=_clinic_name(), opened_by=record.opened_by,
-                                              identify=may_identify()),
+                                              attempts=record.attempts, identify=may_identify()),
         f"recall-{recall_id}.xlsx")
 
 

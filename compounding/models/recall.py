@@ -13,6 +13,10 @@ from .patient import Patient
 
 RECALL_STATUSES = ("open", "closed")
 CONTACT_METHODS = ("phone", "email", "in_person", "letter", "other")
+# What came of trying to reach a patient (DESIGN 10.1 rule 8). Every outcome but a failed
+# attempt is final: a patient's latest final outcome is their outcome in the recall.
+CONTACT_OUTCOMES = ("reached", "attempt_failed", "unreachable", "declined", "not_exposed")
+FINAL_OUTCOMES = tuple(outcome for outcome in CONTACT_OUTCOMES if outcome != "attempt_failed")
 
 
 class Recall(db.Model):
@@ -40,12 +44,14 @@ class Recall(db.Model):
 
 
 class RecallContact(db.Model):
-    """A patient in a recall's scope, ticked when staff have reached them."""
+    """One attempt to reach a patient in a recall's scope, and what came of it: a history per patient."""
 
     __tablename__ = "recall_contacts"
     __table_args__ = (
-        sa.UniqueConstraint("recall_id", "patient_id"),
+        # NULL (no method, e.g. not exposed) passes the check.
         one_of("method", CONTACT_METHODS, "method_known"),
+        one_of("outcome", CONTACT_OUTCOMES, "outcome_known"),
+        sa.Index("ix_recall_contacts_recall_patient", "recall_id", "patient_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,7 +59,8 @@ class RecallContact(db.Model):
     patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"), index=True)
     contacted_at: Mapped[datetime] = mapped_column(default=utcnow)
     contacted_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    method: Mapped[str] = mapped_column(sa.String(20))
+    outcome: Mapped[str] = mapped_column(sa.String(20), default="reached")
+    method: Mapped[str | None] = mapped_column(sa.String(20))
     note: Mapped[str] = mapped_column(sa.Text, default="")
 
     patient: Mapped[Patient] = relationship(lazy="raise")

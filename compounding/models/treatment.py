@@ -25,6 +25,8 @@ ADVERSE_EVENT_TYPES = (
 )
 SEVERE_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction")
 SEVERITIES = ("mild", "moderate", "severe")
+# Why a session was voided (DESIGN 10.1 rule 1): the code is required, the free text explains.
+VOID_CODES = ("entered_in_error", "wrong_patient", "not_administered", "duplicate")
 
 
 class TreatmentSession(db.Model):
@@ -36,6 +38,8 @@ class TreatmentSession(db.Model):
         # Voided sessions are rare: a partial index finds them without reading every session.
         sa.Index("ix_treatment_sessions_voided", "voided_at", sqlite_where=sa.text("voided_at IS NOT NULL"),
                  postgresql_where=sa.text("voided_at IS NOT NULL")),
+        # NULL (a session that stands) passes the check.
+        one_of("void_code", VOID_CODES, "void_code_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,7 +51,10 @@ class TreatmentSession(db.Model):
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     voided_at: Mapped[datetime | None]
     voided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    void_code: Mapped[str | None] = mapped_column(sa.String(30))
     void_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    # A patient correction: the session that moved these uses from the wrongly named patient.
+    corrects_session_id: Mapped[int | None] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
 
     patient: Mapped[Patient] = relationship(lazy="raise")
     practitioner: Mapped[User] = relationship(foreign_keys=[practitioner_id], lazy="raise")

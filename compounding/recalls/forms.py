@@ -1,11 +1,11 @@
-"""Recall forms: opening and closing (e-signatures), ticking a contact, a one-click quarantine."""
+"""Recall forms: opening and closing (e-signatures), a patient's attempt and outcome, a one-click quarantine."""
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
 from ..forms import choices
-from ..models.recall import CONTACT_METHODS
+from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES
 
 SIGNATURE_LABEL = "Your password (e-signature)"
 
@@ -19,9 +19,16 @@ class OpenRecallForm(FlaskForm):
 
 
 class ContactForm(FlaskForm):
-    method = SelectField("How", choices=choices(CONTACT_METHODS), validators=[AnyOf(CONTACT_METHODS)])
+    """One attempt to reach a patient and its outcome; the service checks method, attempts and signature."""
+
+    outcome = SelectField("Outcome", choices=choices(CONTACT_OUTCOMES), default="reached",
+                          validators=[AnyOf(CONTACT_OUTCOMES)])
+    method = SelectField("How", choices=choices([("", "How? (none)"), *CONTACT_METHODS]),
+                         validators=[Optional(), AnyOf(CONTACT_METHODS)])
     note = StringField("Note", validators=[Optional(), Length(max=2000)],
                        render_kw={"placeholder": "e.g. left a voicemail, review booked"})
+    password = PasswordField("Pharmacist's password", validators=[Optional()],
+                             render_kw={"autocomplete": "current-password", "placeholder": "for not exposed"})
 
 
 class CloseRecallForm(FlaskForm):

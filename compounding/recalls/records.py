@@ -21,6 +21,7 @@ from ..models import (
     TreatmentSession,
     User,
 )
+from ..models.recall import FINAL_OUTCOMES
 from ..models.treatment import SEVERE_EVENT_TYPES
 from ..services import recalls, trace
 from ..services.errors import NotFound
@@ -68,10 +69,9 @@ def event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
     query = (sa.select(BatchComponent.lot_id, sa.func.count(sa.distinct(AdverseEvent.id)),
                        sa.func.count(sa.distinct(sa.case((severe, AdverseEvent.id)))))
              .select_from(SessionUse)
-             .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-             .join(AdverseEvent, AdverseEvent.session_id == TreatmentSession.id)
+             .join(AdverseEvent, AdverseEvent.session_id == SessionUse.session_id)
              .join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
-             .where(TreatmentSession.voided_at.is_(None), BatchComponent.lot_id.in_(ids))
+             .where(BatchComponent.lot_id.in_(ids))
              .group_by(BatchComponent.lot_id))
     return {row[0]: (row[1], row[2]) for row in db.session.execute(query)}
 
@@ -90,8 +90,9 @@ class RecallRecord:
     closed_by: str | None
     signatures: list
     scope: trace.Trace
-    contacts: dict = field(default_factory=dict)  # patient id -> ContactRow, for the patients of this page
-    contacted: int = 0
+    contacts: dict = field(default_factory=dict)  # patient id -> their outcome's ContactRow, for this page
+    attempts: dict = field(default_factory=dict)  # patient id -> every ContactRow, oldest first, for this page
+    contacted: int = 0  # patients with an outcome, over the whole scope
 
     @property
     def target(self) -> dict:
@@ -112,13 +113,19 @@ class RecallRecord:
         return {"contacted": self.contacted, "total": self.total}
 
     @property
+    def without_outcome(self) -> int:
+        return self.total - self.contacted
+
+    @property
     def contact_list(self) -> list:
-        return list(self.contacts.values())
+        return [row for rows in self.attempts.values() for row in rows]
 
     @property
     def patients(self) -> list[dict]:
-        """The scope's patients, each with its contact (or None)."""
-        return [{**row._mapping, "contacted": row.id in self.contacts, "contact": self.contacts.get(row.id)}
+        """The scope's patients, each with its outcome (or None) and every attempt."""
+        return [{**row._mapping, "contacted": row.id in self.contacts, "contact": self.contacts.get(row.id),
+                 "outcome": self.contacts[row.id].outcome if row.id in self.contacts else None,
+                 "attempts": self.attempts.get(row.id, [])}
                 for row in self.scope.patients]
 
 
@@ -130,8 +137,13 @@ class ContactRow:
     contacted_at: object
     contacted_by_id: int
     contacted_by: str
-    method: str
+    method: str | None
     note: str
+    outcome: str = "reached"
+
+    @property
+    def final(self) -> bool:
+        return self.outcome in FINAL_OUTCOMES
 
 
 def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PER_PAGE) -> RecallRecord:
@@ -143,21 +155,27 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
     people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
         User.id.in_([recall.opened_by_id, recall.closed_by_id or recall.opened_by_id]))).all())
     scope = recalls.recall_scope(recall, page, per_page)
-    contacts_query = _contacts().where(RecallContact.recall_id == recall.id).order_by(RecallContact.contacted_at)
+    contacts_query = _contacts().where(RecallContact.recall_id == recall.id).order_by(
+        RecallContact.contacted_at, RecallContact.id)
     if per_page is not None:
         contacts_query = contacts_query.where(RecallContact.patient_id.in_([p.id for p in scope.patients]))
-    contacts = {contact.patient_id: contact_row(contact, name, chart)
-                for contact, name, chart in db.session.execute(contacts_query)}
+    attempts: dict[int, list[ContactRow]] = {}
+    outcomes: dict[int, ContactRow] = {}
+    for contact, name, chart in db.session.execute(contacts_query):
+        row = contact_row(contact, name, chart)
+        attempts.setdefault(row.patient_id, []).append(row)
+        if row.final:  # the latest final outcome is the patient's outcome
+            outcomes[row.patient_id] = row
     contacted, _ = recalls.contact_progress(recall, scope)
     return RecallRecord(recall=recall, opened_by=people.get(recall.opened_by_id, ""),
                         closed_by=people.get(recall.closed_by_id) if recall.closed_by_id else None,
-                        signatures=signatures_for("recall", recall.id), scope=scope, contacts=contacts,
-                        contacted=contacted)
+                        signatures=signatures_for("recall", recall.id), scope=scope, contacts=outcomes,
+                        attempts=attempts, contacted=contacted)
 
 
 def contact_row(contact: RecallContact, contacted_by: str, chart_number: str) -> ContactRow:
     return ContactRow(contact.id, contact.patient_id, chart_number, contact.contacted_at, contact.contacted_by_id,
-                      contacted_by, contact.method, contact.note)
+                      contacted_by, contact.method, contact.note, contact.outcome)
 
 
 def _contacts():
@@ -187,7 +205,10 @@ def recall_list_query(status: str | None = None):
 
 
 def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """{recall id: (patients contacted, patients in scope)} for a page of recalls: two statements."""
+    """{recall id: (patients with an outcome, patients in scope)} for a page of recalls: two statements.
+
+    Voided sessions stay in the scope: their patients count too (DESIGN 10.1 rule 1).
+    """
     if not recall_ids:
         return {}
     targets = sa.union(
@@ -200,10 +221,11 @@ def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
         sa.select(targets.c.recall_id, sa.func.count(sa.distinct(TreatmentSession.patient_id)))
         .join(SessionUse, SessionUse.batch_id == targets.c.batch_id)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-        .where(TreatmentSession.voided_at.is_(None)).group_by(targets.c.recall_id)).all())
+        .group_by(targets.c.recall_id)).all())
     contacted = dict(db.session.execute(
-        sa.select(RecallContact.recall_id, sa.func.count(RecallContact.id))
-        .where(RecallContact.recall_id.in_(recall_ids)).group_by(RecallContact.recall_id)).all())
+        sa.select(RecallContact.recall_id, sa.func.count(sa.distinct(RecallContact.patient_id)))
+        .where(RecallContact.recall_id.in_(recall_ids), RecallContact.outcome.in_(FINAL_OUTCOMES))
+        .group_by(RecallContact.recall_id)).all())
     return {rid: (contacted.get(rid, 0), totals.get(rid, 0)) for rid in recall_ids}
 
 

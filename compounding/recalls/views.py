@@ -137,8 +137,7 @@ def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None
         abort(404)
     forms = {}
     if record.recall.status == "open" and current_user.can("recalls.contact"):
-        forms = {p.id: ContactForm(formdata=None, prefix=f"contact-{p.id}")
-                 for p in record.scope.patients if p.id not in record.contacts}
+        forms = {p.id: ContactForm(formdata=None, prefix=f"contact-{p.id}") for p in record.scope.patients}
         forms.update(contact_forms or {})
     note_access("recall.view", target_type="recall", target_id=recall_id)
     return render_template("recalls/detail.html", record=record, recall=record.recall, scope=record.scope,
@@ -158,18 +157,20 @@ def recall_contact(recall_id: int, patient_id: int):
     form = ContactForm(prefix=f"contact-{patient_id}")
     if form.validate_on_submit():
         try:
-            contact = recalls.record_contact(current_user, recall_id, patient_id, form.method.data,
-                                             form.note.data or "")
+            contact = recalls.record_contact(current_user, recall_id, patient_id, form.method.data or None,
+                                             form.note.data or "", outcome=form.outcome.data,
+                                             password=form.password.data or None)
         except NotFound:
             abort(404)
         except DomainError as exc:
             db.session.rollback()
             apply_domain_error(form, exc)
-            # Refusals about the row itself (closed recall, already ticked) may have no form left to show on.
+            # Refusals about the row itself (closed recall, out of scope) may have no form left to show on.
             for message in form.form_errors:
                 flash(message, "danger")
         else:
-            flash(f"Patient ticked as contacted ({contact.method.replace('_', ' ')}).", "success")
+            how = f", {contact.method.replace('_', ' ')}" if contact.method else ""
+            flash(f"Recorded for the patient: {contact.outcome.replace('_', ' ')}{how}.", "success")
             page = page_arg()
             return redirect(url_for("recalls.recall_detail", recall_id=recall_id, page=page if page > 1 else None,
                                     _anchor=f"patient-{patient_id}"))

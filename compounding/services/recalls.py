@@ -1,21 +1,26 @@
 """Recalls of a lot or a batch: everything affected becomes unusable at once.
 
 The scope (batches, sessions, patients) is computed from the links by services.trace,
-never typed in; staff tick each patient as contacted until the recall can be closed.
+never typed in. Staff record each attempt to reach a patient and its outcome; a recall
+closes only when every patient in its scope has an outcome (DESIGN 10.1 rule 8).
 """
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..extensions import db
 from ..models import Batch, Patient, Recall, RecallContact, User
-from ..models.recall import CONTACT_METHODS
+from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, FINAL_OUTCOMES
 from . import audit
 from .access import ensure_can
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
 from .inventory import get_lot
-from .signatures import sign
-from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, trace_batch, trace_lot
+from .signatures import pharmacist_signs, sign
+from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patient_ids, trace_batch, trace_lot
+
+# The outcomes that say how the patient was (or was not) reached.
+METHOD_REQUIRED = ("reached", "attempt_failed")
 
 RECALLABLE_BATCH_STATUSES = ("prepared", "released", "depleted")
 
@@ -85,32 +90,78 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
     return recall
 
 
-def record_contact(actor: User, recall_id: int, patient_id: int, method: str, note: str = "") -> RecallContact:
-    """Tick a patient in the recall's scope as contacted (who, when, how)."""
-    ensure_can(actor, "recalls.contact", "record recall contacts")
-    recall = get_recall(recall_id)
-    if recall.status != "open":
-        raise InvalidState("This recall is closed.")
-    if method not in CONTACT_METHODS:
-        raise InvalidInput(f"Choose how: {', '.join(CONTACT_METHODS)}.", field="method")
-    if not patient_in_scope(patient_id, lot_id=recall.lot_id, batch_id=recall.batch_id):
-        raise InvalidInput("This patient is not in the recall's scope.", field="patient_id")
-    if db.session.scalar(sa.select(RecallContact.id).where(RecallContact.recall_id == recall.id,
-                                                            RecallContact.patient_id == patient_id)):
-        raise InvalidState("This patient is already ticked as contacted.", field="patient_id")
-    contact = RecallContact(recall_id=recall.id, patient_id=patient_id, contacted_at=utcnow(),
-                            contacted_by_id=actor.id, method=method, note=(note or "").strip()[:2000])
+def add_outcome(actor: User, recall: Recall, patient: Patient, outcome: str, method: str | None,
+                note: str = "") -> RecallContact:
+    """Write one contact row and its audit row, in the caller's transaction (its checks are the caller's)."""
+    contact = RecallContact(recall_id=recall.id, patient_id=patient.id, contacted_at=utcnow(),
+                            contacted_by_id=actor.id, outcome=outcome, method=method,
+                            note=(note or "").strip()[:2000])
     db.session.add(contact)
     db.session.flush()
-    chart = db.session.scalar(sa.select(Patient.chart_number).where(Patient.id == patient_id))
     audit.record(actor, "recall.contact", "recall", recall.id,
-                 new={"patient": chart, "method": method, "note": contact.note})
+                 new={"patient": patient.chart_number, "outcome": outcome, "method": method, "note": contact.note})
+    return contact
+
+
+def failed_attempts(recall_id: int, patient_id: int) -> int:
+    return db.session.scalar(sa.select(sa.func.count(RecallContact.id)).where(
+        RecallContact.recall_id == recall_id, RecallContact.patient_id == patient_id,
+        RecallContact.outcome == "attempt_failed"))
+
+
+def _check_contact(outcome: str, method: str | None) -> None:
+    if outcome not in CONTACT_OUTCOMES:
+        raise InvalidInput(f"Choose the outcome: {', '.join(CONTACT_OUTCOMES)}.", field="outcome")
+    if method is not None and method not in CONTACT_METHODS:
+        raise InvalidInput(f"Choose how: {', '.join(CONTACT_METHODS)}.", field="method")
+    if outcome in METHOD_REQUIRED and method is None:
+        raise InvalidInput(f"Say how the patient was contacted ({outcome.replace('_', ' ')}).", field="method")
+
+
+def record_contact(actor: User, recall_id: int, patient_id: int, method: str | None = None, note: str = "", *,
+                   outcome: str = "reached", password: str | None = None) -> RecallContact:
+    """Record an attempt to reach a patient in the recall's scope and its outcome (who, when, how).
+
+    `reached` and `attempt_failed` need the method. `unreachable` only after at least
+    RECALL_MIN_ATTEMPTS failed attempts for that patient in that recall (409 before).
+    `not_exposed` is a pharmacist's signature. The patient's latest outcome other than a
+    failed attempt is their outcome.
+    """
+    ensure_can(actor, "recalls.contact", "record recall contacts")
+    recall = get_recall(recall_id)
+    method = method or None
+    _check_contact(outcome, method)
+    if recall.status != "open":
+        raise InvalidState("This recall is closed.")
+    patient = db.session.get(Patient, patient_id) if patient_id else None
+    if patient is None or not patient_in_scope(patient.id, lot_id=recall.lot_id, batch_id=recall.batch_id):
+        raise InvalidInput("This patient is not in the recall's scope.", field="patient_id")
+    if outcome == "unreachable":
+        needed, failed = current_app.config["RECALL_MIN_ATTEMPTS"], failed_attempts(recall.id, patient.id)
+        if failed < needed:
+            raise InvalidState(f"A patient is unreachable only after {needed} failed attempts are recorded; "
+                               f"{failed} so far.", field="outcome",
+                               details={"outcome": ["Record the failed attempts first."], "failed_attempts": failed,
+                                        "needed": needed})
+    if outcome == "not_exposed":
+        pharmacist_signs(actor, password, "not exposed", "recall", recall.id,
+                         doing="record that a patient was not exposed")
+    contact = add_outcome(actor, recall, patient, outcome, method, note)
     db.session.commit()
     return contact
 
 
+def patients_without_outcome(recall: Recall) -> int:
+    """Patients in the recall's scope (voided sessions too) with no outcome yet."""
+    with_outcome = sa.select(RecallContact.patient_id).where(RecallContact.recall_id == recall.id,
+                                                             RecallContact.outcome.in_(FINAL_OUTCOMES))
+    scope = scope_patient_ids(lot_id=recall.lot_id, batch_id=recall.batch_id).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(scope)
+                             .where(scope.c.patient_id.not_in(with_outcome)))
+
+
 def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Recall:
-    """Close a recall with its outcome (e-signature). Recalled stock stays recalled."""
+    """Close a recall with its outcome (e-signature) once every patient in scope has one. Stock stays recalled."""
     ensure_can(actor, "recalls.open", "close recalls")
     outcome = (outcome or "").strip()
     if not outcome:
@@ -118,6 +169,12 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
     recall = get_recall(recall_id)
     if recall.status != "open":
         raise InvalidState("This recall is already closed.")
+    missing = patients_without_outcome(recall)
+    if missing:
+        raise InvalidState(f"{missing} patient{'s' if missing != 1 else ''} in the recall's scope "
+                           f"{'have' if missing != 1 else 'has'} no outcome yet: record one for each before closing.",
+                           details={"outcome": ["Every patient needs an outcome first."],
+                                    "patients_without_outcome": missing})
     sign(actor, password, "recall closed", "recall", recall.id)
     recall.status = "closed"
     recall.closed_at = utcnow()
@@ -130,6 +187,7 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
 
 
 def contact_progress(recall: Recall, scope: Trace) -> tuple[int, int]:
-    contacted = db.session.scalar(sa.select(sa.func.count(RecallContact.id))
-                                  .where(RecallContact.recall_id == recall.id))
-    return contacted, scope.counts["patients"]
+    """(patients with an outcome, patients in scope)."""
+    with_outcome = db.session.scalar(sa.select(sa.func.count(sa.distinct(RecallContact.patient_id))).where(
+        RecallContact.recall_id == recall.id, RecallContact.outcome.in_(FINAL_OUTCOMES)))
+    return with_outcome, scope.counts["patients"]

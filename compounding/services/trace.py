@@ -1,7 +1,9 @@
 """Traceability and quality signals: a handful of set-based queries, never one per row.
 
 Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> sessions -> patients.
-Voided sessions are left out (their volume went back to the batch).
+A correction never shrinks a trace (DESIGN 10.1 rule 1): a voided session stays in every
+scope, flagged, with its patient and its adverse events; only the volume injected in all
+leaves it out (a voided use was not injected, or moved to the corrected session).
 
 A lot that fed a thousand batches reaches tens of thousands of sessions, so a trace answers
 its counts and totals over the whole scope and one page of each list; the workbook export
@@ -60,6 +62,7 @@ class Trace:
     sessions: list | Rows = field(default_factory=list)
     patients: list | Rows = field(default_factory=list)
     counts: dict = field(default_factory=dict)  # over the whole scope: batches, sessions, patients (lots)
+    voided_sessions: int = 0  # of counts["sessions"], those voided (they stay in the scope, flagged)
     total_volume_ml: Decimal = Decimal("0")  # injected in all, over the whole scope
     page: int = 1
     per_page: int | None = PER_PAGE  # None: every row on one page
@@ -93,7 +96,7 @@ def _batch_rows(batch_ids, lot_id: int | None = None):
 
 
 def _session_rows(uses_clause):
-    """One row per session: its patient, the volume of these batches it received, their codes."""
+    """One row per session, voided ones too (flagged): its patient, the volume of these batches, their codes."""
     if db.session.get_bind().dialect.name == "sqlite":
         codes = sa.func.group_concat(sa.distinct(Batch.code))
     else:
@@ -101,28 +104,35 @@ def _session_rows(uses_clause):
     return (
         sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                   Patient.chart_number, sa.func.sum(SessionUse.volume_ml).label("volume_ml"),
-                  codes.label("batch_codes"))
+                  codes.label("batch_codes"), TreatmentSession.voided_at, TreatmentSession.void_code)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Patient, Patient.id == TreatmentSession.patient_id)
         .join(Batch, Batch.id == SessionUse.batch_id)
-        .where(uses_clause, TreatmentSession.voided_at.is_(None))
+        .where(uses_clause)
         .group_by(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
-                  Patient.chart_number)
+                  Patient.chart_number, TreatmentSession.voided_at, TreatmentSession.void_code)
         .order_by(TreatmentSession.performed_at, TreatmentSession.id)
     )
 
 
 def _patient_rows(uses_clause):
-    """One row per patient reached: contact details, sessions, total volume received."""
+    """One row per patient reached: contact details, sessions (voided ones too), volume received.
+
+    The volume counts the sessions that stand; `voided_sessions` says how many of the
+    patient's sessions were voided (all of them: a patient named by mistake, still listed).
+    """
+    voided = TreatmentSession.voided_at.is_not(None)
     return (
         sa.select(Patient.id, Patient.chart_number, Patient.name, Patient.phone, Patient.email,
                   sa.func.count(sa.distinct(TreatmentSession.id)).label("sessions"),
-                  sa.func.sum(SessionUse.volume_ml).label("volume_ml"),
+                  sa.func.coalesce(sa.func.sum(sa.case((voided, 0), else_=SessionUse.volume_ml)), 0)
+                  .label("volume_ml"),
                   sa.func.min(TreatmentSession.performed_at).label("first_at"),
-                  sa.func.max(TreatmentSession.performed_at).label("last_at"))
+                  sa.func.max(TreatmentSession.performed_at).label("last_at"),
+                  sa.func.count(sa.distinct(sa.case((voided, TreatmentSession.id)))).label("voided_sessions"))
         .join(TreatmentSession, TreatmentSession.patient_id == Patient.id)
         .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
-        .where(uses_clause, TreatmentSession.voided_at.is_(None))
+        .where(uses_clause)
         .group_by(Patient.id, Patient.chart_number, Patient.name, Patient.phone, Patient.email)
         .order_by(Patient.chart_number, Patient.id)
     )
@@ -147,17 +157,20 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
     row by row. Sessions and patients are paged by id first, each with its total counted in
     the same pass, and only the rows of the page are aggregated: the cost of a page stays a
     few index walks over the scope, whatever its size. Voided sessions are few, so they are
-    left out by id and the total volume is read off the uses' index alone.
+    counted, and left out of the total volume, by id: the volume is read off the uses' index alone.
     """
     voided = sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None))
+    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
     batch_count = sa.select(sa.func.count(Batch.id)).where(Batch.id.in_(batch_ids)).scalar_subquery()
     volume = (sa.select(sa.func.coalesce(sa.func.sum(SessionUse.volume_ml), 0))
               .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
-    batches, total_volume = db.session.execute(sa.select(batch_count, volume)).one()
+    voided_count = (sa.select(sa.func.count(TreatmentSession.id))
+                    .where(TreatmentSession.voided_at.is_not(None), TreatmentSession.id.in_(used)).scalar_subquery())
+    batches, total_volume, trace.voided_sessions = db.session.execute(
+        sa.select(batch_count, volume, voided_count)).one()
     trace.total_volume_ml = Decimal(total_volume)
-    # The sessions that used these batches and stand.
-    standing = (TreatmentSession.id.in_(sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))),
-                TreatmentSession.voided_at.is_(None))
+    # Every session that used these batches, voided or not: a correction never shrinks a trace.
+    standing = (TreatmentSession.id.in_(used),)
     batch_rows = _batch_rows(batch_ids, trace.lot.id if trace.lot else None)
     page, per_page = trace.page, trace.per_page
     if per_page is None:
@@ -195,13 +208,22 @@ def _batch_member(batch_id: int):
     return lambda column: column == batch_id
 
 
-def patient_in_scope(patient_id: int, *, lot_id: int | None = None, batch_id: int | None = None) -> bool:
-    """Whether the patient received the lot (through any batch) or the batch in a session that stands."""
+def patient_in_scope(patient_id: int, *, lot_id: int | None = None, batch_id: int | None = None,
+                     standing_only: bool = False) -> bool:
+    """Whether a session of the patient (voided ones too, unless `standing_only`) used the lot or the batch."""
     member = _lot_member(lot_id) if lot_id else _batch_member(batch_id)
-    return bool(db.session.scalar(sa.select(
-        sa.select(SessionUse.id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-        .where(TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None),
-               member(SessionUse.batch_id)).exists())))
+    query = (sa.select(SessionUse.id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+             .where(TreatmentSession.patient_id == patient_id, member(SessionUse.batch_id)))
+    if standing_only:
+        query = query.where(TreatmentSession.voided_at.is_(None))
+    return bool(db.session.scalar(sa.select(query.exists())))
+
+
+def scope_patient_ids(*, lot_id: int | None = None, batch_id: int | None = None):
+    """A select of the patients in the scope of a lot or a batch (voided sessions too)."""
+    batch_ids = lot_batch_ids(lot_id) if lot_id else [batch_id]
+    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
+    return sa.select(TreatmentSession.patient_id).where(TreatmentSession.id.in_(used)).distinct()
 
 
 def trace_lot(lot_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
@@ -271,12 +293,13 @@ def quality_signals(limit: int = 50) -> list[Signal]:
     batches are counted on the index. A lot's sessions cost far more (every use of every batch
     made from it), so they are counted only for the lots that can be flagged and could still
     rank among the first `limit`. Three statements whatever the size of the data.
+
+    A voided session keeps counting, with its events (DESIGN 10.1 rule 1): a void must not
+    hide a reaction from the signals.
     """
     uses = (sa.select(SessionUse.batch_id)
             .select_from(AdverseEvent)
-            .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
-            .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
-            .where(TreatmentSession.voided_at.is_(None)))
+            .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id))
     touched = (uses.add_columns(BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
                .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
     by_batch: dict[int, set[int]] = defaultdict(set)
@@ -292,9 +315,7 @@ def quality_signals(limit: int = 50) -> list[Signal]:
             lot_batches[lot_id].add(batch_id)
     if not by_batch:
         return []
-    # Sessions voided are few: leaving them out by id spares a lookup of every use's session.
-    live = SessionUse.session_id.not_in(sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None)))
-    sessions = sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse).where(live)
+    sessions = sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse)
     signals: list[Signal] = []
 
     def add(kind: str, events: set[int], row) -> None:
@@ -338,16 +359,14 @@ def quality_signals(limit: int = 50) -> list[Signal]:
 
 
 def adverse_event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
-    """(events, severe) for a few batches or lots, for their pages: one statement."""
+    """(events, severe) for a few batches or lots, for their pages: one statement (voided sessions count)."""
     if not ids:
         return {}
     severe = sa.func.count(sa.distinct(sa.case((_severe_clause(), AdverseEvent.id))))
     query = (sa.select(SessionUse.batch_id if kind == "batch" else BatchComponent.lot_id,
                        sa.func.count(sa.distinct(AdverseEvent.id)), severe)
              .select_from(SessionUse)
-             .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-             .join(AdverseEvent, AdverseEvent.session_id == TreatmentSession.id)
-             .where(TreatmentSession.voided_at.is_(None)))
+             .join(AdverseEvent, AdverseEvent.session_id == SessionUse.session_id))
     if kind == "batch":
         query = query.where(SessionUse.batch_id.in_(ids)).group_by(SessionUse.batch_id)
     else:

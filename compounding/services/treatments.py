@@ -221,40 +221,6 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     return session_row
 
 
-def void_session(actor: User, session_id: int, reason: str) -> TreatmentSession:
-    """Void a session recorded by mistake: each use's volume goes back to its batch."""
-    ensure_can(actor, "treatments.write", "void treatment sessions")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the session is voided.", field="reason")
-    # Locked: two people voiding at once must not both give the volume back.
-    session_row = db.session.scalar(
-        sa.select(TreatmentSession).where(TreatmentSession.id == session_id)
-        .with_for_update().execution_options(populate_existing=True))
-    if session_row is None:
-        raise NotFound("There is no such session.")
-    if session_row.voided_at is not None:
-        raise InvalidState("This session is already voided.")
-    uses = db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)).all()
-    batches = {b.id: b for b in db.session.scalars(
-        sa.select(Batch).where(Batch.id.in_([u.batch_id for u in uses])).order_by(Batch.id)
-        .with_for_update().execution_options(populate_existing=True))}
-    for use in uses:
-        batch = batches[use.batch_id]
-        move_batch(batch, "return", use.volume_ml, actor, reference_type="session_use", reference_id=use.id,
-                   note=f"session {session_row.id} voided")
-        if batch.status == "depleted":
-            batch.status = "released"
-    session_row.voided_at = utcnow()
-    session_row.voided_by_id = actor.id
-    session_row.void_reason = reason[:2000]
-    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
-                 new={"voided": True, "returned": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml} for u in uses]},
-                 reason=reason)
-    db.session.commit()
-    return session_row
-
-
 def record_adverse_event(actor: User, *, session_id: int, type: str, severity: str, onset_on=None,
                          outcome: str = "", notes: str = "") -> AdverseEvent:
     """Record an adverse event after a session (it feeds the quality signals)."""

@@ -17,6 +17,7 @@ from wtforms import (
     Form,
     FormField,
     HiddenField,
+    PasswordField,
     SelectField,
     StringField,
     TextAreaField,
@@ -24,7 +25,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..forms import choices
-from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
 from ..services.inventory import check_quantity
@@ -146,7 +147,27 @@ class AdverseEventForm(FlaskForm):
                           render_kw={"rows": 2})
 
 
+SIGNATURE_LABEL = "Pharmacist's password (e-signature)"
+
+
 class VoidForm(FlaskForm):
+    # No default: the code says what went wrong, and a guess would mislead the trace.
+    reason_code = SelectField("Reason code", choices=choices([("", "Choose…"), *VOID_CODES]),
+                              validators=[DataRequired("Choose the reason code.")])
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the session is voided."), Length(max=2000)],
                            filters=[_strip], render_kw={"rows": 2},
-                           description="The volumes go back to their batches; the record stays, struck through.")
+                           description="The record stays in traces and recalls, flagged voided.")
+    password = PasswordField(SIGNATURE_LABEL, validators=[Optional()],
+                             render_kw={"autocomplete": "current-password"},
+                             description="Needed when the session is in an open recall's scope or carries an "
+                                         "adverse event: a pharmacist signs.")
+
+
+class CorrectPatientForm(FlaskForm):
+    chart_number = StringField("Right patient's chart number", validators=[DataRequired("Type the chart number."),
+                                                                           Length(max=40)],
+                               filters=[_strip], render_kw={"autocomplete": "off", "autocapitalize": "characters"})
+    reason = TextAreaField("Reason", validators=[DataRequired("Say why the patient is corrected."),
+                                                 Length(max=2000)], filters=[_strip], render_kw={"rows": 2})
+    password = PasswordField(SIGNATURE_LABEL, validators=[DataRequired("Sign with your password.")],
+                             render_kw={"autocomplete": "current-password"})

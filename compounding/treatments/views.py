@@ -20,6 +20,7 @@ from ..models import (
     Lot,
     Patient,
     SessionUse,
+    StockMovement,
     TreatmentSession,
     User,
 )
@@ -28,10 +29,10 @@ from ..pagination import paginate_rows
 from ..permissions import PERMISSIONS
 from ..privacy import may_identify, note_access
 from ..security import requires
-from ..services import treatments
+from ..services import treatments, voids
 from ..services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day
 from ..services.errors import DomainError
-from .forms import USE_ROWS, AdverseEventForm, PatientForm, TreatmentForm, VoidForm
+from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
 bp = Blueprint("treatments", __name__, url_prefix="/treatments")
 
@@ -293,10 +294,19 @@ def _render_treatment(treatment_id: int, status: int = 200, **forms):
         .order_by(AdverseEvent.recorded_at, AdverseEvent.id)).all()
     forms.setdefault("event_form", AdverseEventForm(prefix="event"))
     forms.setdefault("void_form", VoidForm(prefix="void"))
+    forms.setdefault("correct_form", CorrectPatientForm(prefix="correct"))
+    uses = uses_by_treatment([record.id])[record.id]
+    # What the ledger says a void gave back: a use without a return kept its volume taken.
+    returned = set(db.session.scalars(sa.select(StockMovement.reference_id).where(
+        StockMovement.reference_type == "session_use", StockMovement.kind == "return",
+        StockMovement.reference_id.in_([row.SessionUse.id for row in uses]))))
+    corrected_by = db.session.scalar(sa.select(TreatmentSession.id).where(
+        TreatmentSession.corrects_session_id == record.id))
     return render_template(
         "treatments/detail.html", record=record, patient=found.Patient, practitioner=found.practitioner,
-        voided_by=found.voided_by, uses=uses_by_treatment([record.id])[record.id], events=events,
-        today=clinic_today(), **forms), status
+        voided_by=found.voided_by, uses=uses, events=events, today=clinic_today(), returned=returned,
+        corrected_by=corrected_by, signature_reasons=[] if record.voided_at else voids.signature_reasons(record.id),
+        **forms), status
 
 
 @bp.route("/sessions/<int:treatment_id>")
@@ -309,11 +319,34 @@ def treatment_detail(treatment_id: int):
 @requires("treatments.write")
 def treatment_void(treatment_id: int):
     form = VoidForm(prefix="void")
-    record = submit(form, lambda: treatments.void_session(current_user, treatment_id, form.reason.data))
+    record = submit(form, lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
+                                                     reason=form.reason.data, password=form.password.data or None))
     if record is not None:
-        flash("Session voided: its volumes went back to their batches.", "warning")
+        flash("Session voided: it stays in traces and recalls, flagged. Volume went back only to batches "
+              "still released; see each batch below.", "warning")
         return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
     return _render_treatment(treatment_id, 422, void_form=form)
+
+
+def _correct(form: CorrectPatientForm, treatment_id: int):
+    right = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == form.chart_number.data))
+    if right is None:
+        form.chart_number.errors = [*form.chart_number.errors, "No patient has this chart number."]
+        return None
+    return voids.correct_patient(current_user, treatment_id, patient_id=right, reason=form.reason.data,
+                                 password=form.password.data)
+
+
+@bp.route("/sessions/<int:treatment_id>/correct-patient", methods=["POST"])
+@requires("treatments.write")
+def treatment_correct(treatment_id: int):
+    form = CorrectPatientForm(prefix="correct")
+    corrected = submit(form, lambda: _correct(form, treatment_id))
+    if corrected is not None:
+        flash(f"Patient corrected, signed by {current_user.display_name}: this session replaces the one "
+              "recorded on the wrong patient.", "success")
+        return redirect(url_for("treatments.treatment_detail", treatment_id=corrected.id))
+    return _render_treatment(treatment_id, 422, correct_form=form)
 
 
 @bp.route("/sessions/<int:treatment_id>/adverse-events", methods=["POST"])

@@ -135,7 +135,7 @@ def _recall_columns(zone):
         Column("Target"), Column("Target code", "code"), Column("Reason"), Column("Status"),
         Column(zone_label("Closed", zone), "datetime"), Column("Closed by"), Column("Outcome"),
         Column("Patient chart", "code"), Column(zone_label("Contacted", zone), "datetime"), Column("Contacted by"),
-        Column("Contact method"), Column("Contact note"),
+        Column("Contact method"), Column("Contact note"), Column("Contact outcome"),
     ]
 
 
@@ -144,7 +144,7 @@ def _recalls_query(start_at, end_at):
         sa.select(Recall.id, Recall.opened_at, Recall.opened_by_id, Recall.lot_id, Lot.code.label("lot_code"),
                   Batch.code.label("batch_code"), Recall.reason, Recall.status, Recall.closed_at, Recall.closed_by_id,
                   Recall.outcome, Patient.chart_number, RecallContact.contacted_at, RecallContact.contacted_by_id,
-                  RecallContact.method, RecallContact.note)
+                  RecallContact.method, RecallContact.note, RecallContact.outcome.label("contact_outcome"))
         .outerjoin(Lot, Lot.id == Recall.lot_id).outerjoin(Batch, Batch.id == Recall.batch_id)
         .outerjoin(RecallContact, RecallContact.recall_id == Recall.id)
         .outerjoin(Patient, Patient.id == RecallContact.patient_id)
@@ -160,7 +160,7 @@ def _recall_rows(statement, context):
                row.lot_code or row.batch_code, row.reason, row.status, row.closed_at,
                names.get(row.closed_by_id) if row.closed_by_id else None, row.outcome, row.chart_number,
                row.contacted_at, names.get(row.contacted_by_id) if row.contacted_by_id else None, row.method,
-               row.note)
+               row.note, row.contact_outcome)
 
 
 def _signature_columns(zone):

@@ -72,32 +72,40 @@ def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
         Column("Volume received (mL)", "decimal"),
         Column(zone_label("First session", zone), "datetime"), Column(zone_label("Last session", zone), "datetime"),
     ]
+    columns.append(Column("Voided sessions", "int"))
     if with_contacts:
-        columns += [Column("Contacted", "bool"), Column(zone_label("Contacted at", zone), "datetime"),
-                    Column("Contacted by"), Column("Contact method"), Column("Contact note")]
+        # "Contacted ..." describe the row that gave the outcome; "Attempts" counts every row.
+        columns += [Column("Contacted", "bool"), Column("Outcome"), Column("Attempts", "int"),
+                    Column(zone_label("Contacted at", zone), "datetime"), Column("Contacted by"),
+                    Column("Contact method"), Column("Contact note")]
     return columns
 
 
-def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None, identify: bool) -> None:
+def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None, identify: bool,
+                  attempts: Mapping[int, list] | None = None) -> None:
     zone = book.zone
     with_contacts = contacts is not None
+    attempts = attempts or {}
 
     def patient_rows():
         for patient in trace.patients:
             identity = (patient.name, patient.phone, patient.email) if identify else ()
             values = (patient.chart_number, *identity, patient.sessions, patient.volume_ml, patient.first_at,
-                      patient.last_at)
+                      patient.last_at, patient.voided_sessions)
             if with_contacts:
                 contact = contacts.get(patient.id)
-                values += (contact is not None, *((contact.contacted_at, contact.contacted_by, contact.method,
-                                                   contact.note) if contact else (None,) * 4))
+                values += (contact is not None, contact.outcome if contact else None,
+                           len(attempts.get(patient.id, ())),
+                           *((contact.contacted_at, contact.contacted_by, contact.method, contact.note)
+                             if contact else (None,) * 4))
             yield values
 
     book.table("Patients", _patient_columns(zone, with_contacts, identify), patient_rows())
     book.table("Sessions", [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
                             Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
-                            Column("Batch codes", "code")],
-               ((s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes)) for s in trace.sessions))
+                            Column("Batch codes", "code"), Column("Voided", "bool"), Column("Void code")],
+               ((s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes), s.voided_at is not None,
+                 s.void_code) for s in trace.sessions))
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
                     Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
@@ -127,18 +135,30 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
 
 
 def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines,
-                  identify: bool) -> WorkbookSummary:
+                  identify: bool, attempts: Mapping[int, list] | None = None) -> WorkbookSummary:
     """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets.
 
     Without `identify` (a technician's download, rule 10.1.10) patients are chart numbers only.
     """
     book = WorkbookWriter()
     cover = book.cover(sheet)
-    _scope_sheets(book, scope, contacts, identify)
+    _scope_sheets(book, scope, contacts, identify, attempts)
+    if attempts is not None:
+        _attempt_sheet(book, attempts)
     _report_cover(cover, title, lines(book.zone))
     cover.counts(book.parts)
     book.save(out)
     return WorkbookSummary(book.parts)
+
+
+def _attempt_sheet(book: WorkbookWriter, attempts: Mapping[int, list]) -> None:
+    """Every attempt to reach every patient, with its outcome: the recall's contact history."""
+    zone = book.zone
+    book.table("Attempts", [Column("Patient chart", "code"), Column("Outcome"),
+                            Column(zone_label("Recorded at", zone), "datetime"), Column("Recorded by"),
+                            Column("Method"), Column("Note")],
+               ((row.chart_number, row.outcome, row.contacted_at, row.contacted_by, row.method, row.note)
+                for rows in attempts.values() for row in rows))
 
 
 def _target(scope) -> str:
@@ -151,18 +171,19 @@ def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True) 
     return _scope_report("Trace", trace, None, out, f"Trace of {_target(trace)}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(trace)), ("Status", target.status),
         (zone_label("Generated at", zone), utcnow()),
-        ("Rule", "Voided sessions are left out: their volume went back to the batch."),
+        ("Rule", "Voided sessions stay in the scope, flagged; the volume injected in all leaves them out."),
     ], identify)
 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
-                    opened_by: str = "", identify: bool = True) -> WorkbookSummary:
-    """A recall's report: its scope with each patient's contact (patient id -> row with contacted_at,
-    contacted_by, method, note), the sessions, batches and lots reached."""
+                    opened_by: str = "", attempts: Mapping[int, list] | None = None,
+                    identify: bool = True) -> WorkbookSummary:
+    """A recall's report: its scope with each patient's outcome (patient id -> row with outcome, contacted_at,
+    contacted_by, method, note) and number of attempts (patient id -> rows), the sessions, batches and lots."""
     return _scope_report("Recall", scope, contacts, out, f"Recall {recall.id}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(scope)), ("Reason", recall.reason),
         ("Status", recall.status), (zone_label("Opened", zone), recall.opened_at), ("Opened by", opened_by),
         (zone_label("Closed", zone), recall.closed_at), ("Outcome", recall.outcome),
-        ("Patients contacted", f"{len(contacts)} of {scope.counts['patients']}"),
+        ("Patients with an outcome", f"{len(contacts)} of {scope.counts['patients']}"),
         (zone_label("Generated at", zone), utcnow()),
-    ], identify)
+    ], identify, attempts)

@@ -1,0 +1,176 @@
+"""Voiding a treatment session and correcting a wrongly named patient (DESIGN 10.1 rule 1).
+
+A correction never shrinks a trace: the voided session stays, flagged, with who, when, the
+reason code and why, in every trace and recall, and its adverse events keep counting.
+Volume goes back to a batch only while the batch is still released and in date (an open
+pool); a depleted, recalled, discarded or expired batch is never brought back.
+"""
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import AdverseEvent, Batch, BatchComponent, Recall, SessionUse, TreatmentSession, User
+from ..models.treatment import VOID_CODES
+from . import audit
+from .access import ensure_can
+from .batches import is_batch_expired
+from .clock import utcnow
+from .errors import InvalidInput, InvalidState, NotFound
+from .ledger import move_batch
+from .recalls import add_outcome
+from .signatures import pharmacist_signs, sign
+from .trace import patient_in_scope
+from .treatments import get_patient
+
+MAX_REASON = 2000
+
+
+def _reason(text: str, what: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise InvalidInput(f"Say why {what}.", field="reason")
+    return text[:MAX_REASON]
+
+
+def _locked_session(session_id: int) -> TreatmentSession:
+    # Locked: two people voiding at once must not both give the volume back.
+    session_row = db.session.scalar(
+        sa.select(TreatmentSession).where(TreatmentSession.id == session_id)
+        .with_for_update().execution_options(populate_existing=True))
+    if session_row is None:
+        raise NotFound("There is no such session.")
+    if session_row.voided_at is not None:
+        raise InvalidState("This session is already voided.")
+    return session_row
+
+
+def recalls_reaching(session_id: int, *, open_only: bool = True) -> list[Recall]:
+    """The recalls whose scope holds the session: of one of its batches, or of a lot in one of them."""
+    batch_ids = sa.select(SessionUse.batch_id).where(SessionUse.session_id == session_id)
+    lot_ids = sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids))
+    query = sa.select(Recall).where(sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(lot_ids)))
+    if open_only:
+        query = query.where(Recall.status == "open")
+    return list(db.session.scalars(query.order_by(Recall.id)))
+
+
+def signature_reasons(session_id: int) -> list[str]:
+    """Why voiding this session needs a pharmacist's signature (empty: it does not)."""
+    reasons = [f"it is in the scope of open recall {recall.id}" for recall in recalls_reaching(session_id)]
+    if db.session.scalar(sa.select(sa.func.count(AdverseEvent.id)).where(AdverseEvent.session_id == session_id)):
+        reasons.append("it carries an adverse event")
+    return reasons
+
+
+def _mark_voided(actor: User, session_row: TreatmentSession, code: str, reason: str, *,
+                 return_volume: bool) -> dict:
+    """Flag the session voided; give volume back to the batches still open. What went where, for the audit."""
+    uses = db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)
+                              .order_by(SessionUse.id)).all()
+    batches = {b.id: b for b in db.session.scalars(
+        sa.select(Batch).where(Batch.id.in_([u.batch_id for u in uses])).order_by(Batch.id)
+        .with_for_update().execution_options(populate_existing=True))}
+    now = utcnow()
+    returned, kept = [], []
+    for use in uses:
+        batch = batches[use.batch_id]
+        line = {"batch": batch.code, "volume_ml": use.volume_ml}
+        if not return_volume:
+            kept.append({**line, "why": "moved to the corrected session"})
+        elif batch.status == "released" and not is_batch_expired(batch, now):
+            move_batch(batch, "return", use.volume_ml, actor, reference_type="session_use", reference_id=use.id,
+                       note=f"session {session_row.id} voided")
+            returned.append(line)
+        else:
+            # A spent or blocked batch is never brought back by a void.
+            why = "expired" if batch.status == "released" else batch.status
+            kept.append({**line, "why": f"not returned: the batch is {why}"})
+    session_row.voided_at = now
+    session_row.voided_by_id = actor.id
+    session_row.void_code = code
+    session_row.void_reason = reason
+    return {"returned": returned, "not_returned": kept}
+
+
+def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
+                 password: str | None = None) -> TreatmentSession:
+    """Void a session recorded by mistake, with a reason code and a reason; the record stays, flagged.
+
+    A session in an open recall's scope, or one that carries an adverse event, is voided
+    only with a pharmacist's signature (403 otherwise). Each use's volume goes back to its
+    batch only while the batch is released and in date.
+    """
+    ensure_can(actor, "treatments.write", "void treatment sessions")
+    if reason_code not in VOID_CODES:
+        raise InvalidInput(f"Choose the reason code: {', '.join(VOID_CODES)}.", field="reason_code")
+    reason = _reason(reason, "the session is voided")
+    session_row = _locked_session(session_id)
+    needs = signature_reasons(session_row.id)
+    if needs:
+        pharmacist_signs(actor, password, "voided", "treatment_session", session_row.id,
+                         doing=f"void this session: {' and '.join(needs)}; a pharmacist must sign")
+    moved = _mark_voided(actor, session_row, reason_code, reason, return_volume=True)
+    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
+                 new={"voided": True, "void_code": reason_code, **moved,
+                      "signed": bool(needs), "signature_needed_because": needs},
+                 reason=f"{reason_code}: {reason}")
+    db.session.commit()
+    return session_row
+
+
+def _copy_session(session_row: TreatmentSession, patient_id: int) -> tuple[TreatmentSession, list[SessionUse]]:
+    """The same uses for the right patient: same time, batches, volumes and areas (no stock moves)."""
+    new = TreatmentSession(
+        patient_id=patient_id, practitioner_id=session_row.practitioner_id, performed_at=session_row.performed_at,
+        indication=session_row.indication, notes=session_row.notes, recorded_at=utcnow(),
+        corrects_session_id=session_row.id)
+    db.session.add(new)
+    db.session.flush()
+    uses = [SessionUse(session_id=new.id, batch_id=use.batch_id, volume_ml=use.volume_ml, area=use.area)
+            for use in db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)
+                                          .order_by(SessionUse.id))]
+    db.session.add_all(uses)
+    db.session.flush()
+    return new, uses
+
+
+def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: str,
+                    password: str | None) -> TreatmentSession:
+    """Move a session recorded on the wrong patient to the right one, in one transaction (a pharmacist signs).
+
+    The session is voided `wrong_patient` and the same uses are recorded for the right
+    patient, linked to it; the stock moved once, so nothing is taken again. In every recall
+    whose scope held the wrongly named patient only through this session, that patient's
+    outcome becomes `not_exposed`, signed. Answers the new session.
+    """
+    ensure_can(actor, "treatments.write", "correct treatment sessions")
+    reason = _reason(reason, "the patient is corrected")
+    session_row = _locked_session(session_id)
+    right = get_patient(patient_id)
+    wrong = get_patient(session_row.patient_id)
+    if right.id == wrong.id:
+        raise InvalidInput("The session is already on this patient: choose the right one.", field="patient_id")
+    pharmacist_signs(actor, password, "patient corrected", "treatment_session", session_row.id,
+                     doing="correct the patient of a session")
+    _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
+    new, uses = _copy_session(session_row, right.id)
+    reaching = recalls_reaching(session_row.id, open_only=False)
+    recalls = [r for r in reaching
+               if not patient_in_scope(wrong.id, lot_id=r.lot_id, batch_id=r.batch_id, standing_only=True)]
+    for recall in recalls:
+        sign(actor, password, "not exposed", "recall", recall.id)
+        add_outcome(actor, recall, wrong, "not_exposed", None,
+                    f"session {session_row.id} was recorded on the wrong patient; moved to {right.chart_number}")
+    audit.record(actor, "session.patient_corrected", "treatment_session", new.id,
+                 old={"session_id": session_row.id, "patient": wrong.chart_number},
+                 new={"session_id": new.id, "patient": right.chart_number,
+                      "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
+                      "not_exposed_in_recalls": [r.id for r in recalls],
+                      # The right patient now stands in these closed recalls' scope, without an outcome.
+                      "closed_recalls_reached": [r.id for r in reaching if r.status != "open"]},
+                 reason=reason)
+    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
+                 new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,
+                      "volume": "stays taken: the uses moved to the corrected session"}, reason=reason)
+    db.session.commit()
+    return new
