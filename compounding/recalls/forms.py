@@ -1,16 +1,15 @@
 """Recall forms: opening and closing (e-signatures), ticking a contact, a one-click quarantine."""
 
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.recall import CONTACT_METHODS
 
 SIGNATURE_LABEL = "Your password (e-signature)"
 
 
-class OpenRecallForm(FlaskForm):
+class OpenRecallForm(AppForm):
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the recall is opened."), Length(max=5000)],
                            render_kw={"rows": 3},
                            description="What is wrong and where it came from (supplier alert, adverse events, ...).")
@@ -18,13 +17,13 @@ class OpenRecallForm(FlaskForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class ContactForm(FlaskForm):
+class ContactForm(AppForm):
     method = SelectField("How", choices=choices(CONTACT_METHODS), validators=[AnyOf(CONTACT_METHODS)])
     note = StringField("Note", validators=[Optional(), Length(max=2000)],
                        render_kw={"placeholder": "e.g. left a voicemail, review booked"})
 
 
-class CloseRecallForm(FlaskForm):
+class CloseRecallForm(AppForm):
     outcome = TextAreaField("Outcome", validators=[DataRequired("Record the outcome of the recall."),
                                                    Length(max=5000)], render_kw={"rows": 3},
                             description="What was found and done; recalled stock stays recalled.")
@@ -32,6 +31,6 @@ class CloseRecallForm(FlaskForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class QuarantineForm(FlaskForm):
+class QuarantineForm(AppForm):
     reason = StringField("Reason", validators=[DataRequired("Say why the lot is quarantined."), Length(max=2000)])
     back = HiddenField(validators=[Optional(), AnyOf(("dashboard", "trace"))])

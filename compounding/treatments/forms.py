@@ -7,7 +7,6 @@ to their field or row.
 
 from datetime import UTC, datetime
 
-from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
     DateTimeLocalField,
@@ -22,7 +21,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
@@ -43,7 +42,7 @@ def _one_newline(value):
     return value.replace("\r\n", "\n") if isinstance(value, str) else value
 
 
-class PatientForm(FlaskForm):
+class PatientForm(AppForm):
     chart_number = StringField("Chart number", validators=[DataRequired(), Length(max=40)], filters=[_strip],
                                render_kw={"autocomplete": "off", "autocapitalize": "characters"})
     name = StringField("Name", validators=[Optional(), Length(max=160)], filters=[_strip])
@@ -85,7 +84,7 @@ class UseForm(Form):
                 raise ValidationError(exc.message) from None
 
 
-class TreatmentForm(FlaskForm):
+class TreatmentForm(AppForm):
     practitioner_id = SelectField("Practitioner", coerce=int, validators=[DataRequired("Choose the practitioner.")])
     # The typed time is the clinic's wall clock (whatever the browser's zone): tz attaches it.
     performed_at = DateTimeLocalField("Performed at", format=LOCAL_FORMATS, tz=clinic_zone, validators=[Optional()])
@@ -130,7 +129,7 @@ class TreatmentForm(FlaskForm):
             row.form.volume_ml.parsed = parsed
 
 
-class AdverseEventForm(FlaskForm):
+class AdverseEventForm(AppForm):
     # No default: a wrong type or severity recorded by inattention would skew the quality signals.
     type = SelectField("Type", choices=choices([("", "Choose…"), *ADVERSE_EVENT_TYPES]),
                        validators=[DataRequired("Choose the type of event.")])
@@ -143,7 +142,7 @@ class AdverseEventForm(FlaskForm):
                           render_kw={"rows": 2})
 
 
-class VoidForm(FlaskForm):
+class VoidForm(AppForm):
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the session is voided."), Length(max=2000)],
                            filters=[_strip], render_kw={"rows": 2},
                            description="The volumes go back to their batches; the record stays, struck through.")
