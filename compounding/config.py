@@ -67,6 +67,9 @@ DEFAULTS = {
     # ...once it has at least this many events (one severe event flags at once).
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": False,
+    # A form POST without its one-time key is refused when this is true; None follows
+    # WTF_CSRF_ENABLED, which production never turns off (compounding.idempotency).
+    "SUBMISSION_KEYS_REQUIRED": None,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",
