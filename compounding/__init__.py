@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from . import cli, config, errors, headers, privacy, security, templating
+from . import cli, config, errors, headers, idempotency, privacy, security, templating
 from .extensions import csrf, db, login_manager, migrate
 from .models._common import MAX_RECORD_ID
 
@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     privacy.init_app(app)
     headers.init_app(app)
     errors.init_app(app)
+    idempotency.init_app(app)
     templating.init_app(app)
     cli.init_app(app)
     register_blueprints(app)

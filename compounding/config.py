@@ -70,6 +70,9 @@ DEFAULTS = {
     "REQUIRE_SCAN_CONFIRMATION": False,
     # Failed attempts to record for a patient before a recall may call them unreachable (DESIGN 10.1 rule 8).
     "RECALL_MIN_ATTEMPTS": 2,
+    # A form POST without its one-time key is refused when this is true; None follows
+    # WTF_CSRF_ENABLED, which production never turns off (compounding.idempotency).
+    "SUBMISSION_KEYS_REQUIRED": None,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

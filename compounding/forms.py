@@ -1,11 +1,25 @@
 """Helpers shared by the forms of every area."""
 
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import SelectChoice
 
 from .extensions import db
+from .idempotency import submission_key_input
 from .models._common import MAX_RECORD_ID
 from .services.errors import DomainError
+
+
+class AppForm(FlaskForm):
+    """The base of every form: `hidden_tag()` renders the CSRF token and a one-time submission key.
+
+    Templates render a form's hidden fields with `hidden_tag()` (or the `render` macro), so
+    every state-changing form carries the key that makes its submission count once
+    (compounding.idempotency) without any template asking for it.
+    """
+
+    def hidden_tag(self, *fields) -> Markup:
+        return super().hidden_tag(*fields) + Markup("\n") + submission_key_input()
 
 
 def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:

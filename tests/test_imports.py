@@ -298,21 +298,24 @@ def test_receive_lot_and_the_import_share_one_set_of_rules(app, technician, biot
 
 @pytest.mark.parametrize("config_overrides", [{"WTF_CSRF_ENABLED": True}], indirect=True)
 def test_with_csrf_on_the_import_works_with_the_pages_tokens_and_refuses_without(client, make_user, biotin):
-    from testkit import PASSWORD, csrf_token_from
+    from testkit import PASSWORD, csrf_token_from, submission_key_from
 
     technician = make_user("technician")
     login_page = client.get("/login").get_data(as_text=True)
     client.post("/login", data={"username": technician.username, "password": PASSWORD,
                                 "csrf_token": csrf_token_from(login_page)})
-    token = csrf_token_from(client.get("/exports/import").get_data(as_text=True))
+    upload_page = client.get("/exports/import").get_data(as_text=True)
     preview = client.post("/exports/import", content_type="multipart/form-data",
-                          data={"file": (io.BytesIO(sheet_bytes([row(lot="C-1")])), "d.xlsx"), "csrf_token": token})
+                          data={"file": (io.BytesIO(sheet_bytes([row(lot="C-1")])), "d.xlsx"),
+                                "csrf_token": csrf_token_from(upload_page),
+                                "submission_key": submission_key_from(upload_page)})
     html = preview.get_data(as_text=True)
     assert preview.status_code == 200, html[-3000:]
     content = re.search(r'id="content" name="content" type="hidden" value="([^"]+)"', html).group(1)
     refused = client.post("/exports/import/confirm", data={"content": content, "filename": "d.xlsx"})
     assert refused.status_code == 400 and lots() == []
     response = client.post("/exports/import/confirm", data={"content": content, "filename": "d.xlsx",
-                                                            "csrf_token": csrf_token_from(html)})
+                                                            "csrf_token": csrf_token_from(html),
+                                                            "submission_key": submission_key_from(html)})
     assert response.status_code == 302
     assert [lot.supplier_lot_number for lot in lots()] == ["C-1"]

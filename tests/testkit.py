@@ -48,6 +48,13 @@ def csrf_token_from(html: str) -> str:
     return match.group(1)
 
 
+def submission_key_from(html: str) -> str:
+    """The one-time key of the page's last POST form (compounding.idempotency)."""
+    keys = re.findall(r'name="submission_key" value="([^"]+)"', html)
+    assert keys, "no submission key in the page"
+    return keys[-1]
+
+
 class QueryCounter:
     """Counts SQL statements sent to the database while active."""
 

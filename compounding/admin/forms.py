@@ -1,16 +1,15 @@
 """Forms for managing accounts."""
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..permissions import ROLE_LABELS, ROLES
 
 ROLE_CHOICES = choices((role, ROLE_LABELS[role]) for role in ROLES)
 
 
-class UserCreateForm(FlaskForm):
+class UserCreateForm(AppForm):
     username = StringField("Username", validators=[
         DataRequired(), Length(max=64),
         Regexp(r"^[A-Za-z0-9._-]+$", message="Letters, digits, dot, dash and underscore only."),
@@ -24,22 +23,22 @@ class UserCreateForm(FlaskForm):
         render_kw={"autocomplete": "new-password"})
 
 
-class UserEditForm(FlaskForm):
+class UserEditForm(AppForm):
     display_name = StringField("Printed name", validators=[DataRequired(), Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES)
 
 
-class TemporaryPasswordForm(FlaskForm):
+class TemporaryPasswordForm(AppForm):
     temporary_password = PasswordField(
         "New temporary password", validators=[DataRequired(), Length(max=200)],
         render_kw={"autocomplete": "new-password"})
 
 
-class ActiveForm(FlaskForm):
+class ActiveForm(AppForm):
     reason = StringField("Reason", validators=[Optional(), Length(max=500)])
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(AppForm):
     class Meta:
         csrf = False
 

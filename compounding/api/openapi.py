@@ -6,18 +6,33 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
 
+from ..idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from ..models._common import MAX_RECORD_ID
+from ..models.idempotency import MAX_KEY_LENGTH
 from ..pagination import MAX_PAGE
 from .schemas import ErrorSchema
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _ERROR_TEXT = {
     400: "Malformed request", 401: "Missing or bad token", 403: "Role not allowed or bad signature",
-    404: "Not found", 409: "Rule refused the change", 422: "Invalid fields",
+    404: "Not found", 409: "Rule refused the change (on a POST, or its Idempotency-Key is in flight)",
+    422: "Invalid fields (on a POST, or an Idempotency-Key malformed or reused with another body)",
 }
 
 # Path ids are database integers; an unknown one, however large, answers 404 (compounding.RecordId).
 _RECORD_ID = {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID}
+
+# Every POST honours the header (compounding.idempotency, DESIGN 10.1 rule 11).
+_IDEMPOTENCY_KEY = {
+    "name": HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 8, "maxLength": MAX_KEY_LENGTH, "pattern": f"^{KEY_PATTERN.pattern}$"},
+    "description": (
+        "A key of your choosing, new for each request you mean to make once (a UUID will do). Within 24 hours, "
+        "the same key with the same body answers the first result again (same status and JSON, with the "
+        f"`{REPLAYED_HEADER}: true` header) without running the request again; with another body it answers "
+        "422; while the first request is still running, 409 with `Retry-After`. A refused request (4xx) or "
+        "one that failed before saving gives its key back. Keys are per user."),
+}
 
 
 def _ref(name: str) -> dict:
@@ -64,6 +79,8 @@ def build_spec(app: Flask) -> dict:
         ]
         if doc["query"]:
             parameters.append({"in": "query", "schema": doc["query"]})
+        if method == "post":
+            parameters.append(_IDEMPOTENCY_KEY)
         if doc["many"]:
             parameters += [
                 {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
@@ -91,6 +108,8 @@ def build_spec(app: Flask) -> dict:
         else:
             operation["responses"][str(doc["status"])] = {"description": "Success"}
         statuses = set(doc["errors"])
+        if method == "post":
+            statuses |= {409, 422}
         if doc["permission"]:
             operation["security"] = [{"bearer": []}]
             statuses |= {401, 403}

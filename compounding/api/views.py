@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask_login import current_user
 from marshmallow import Schema, ValidationError
 
+from .. import idempotency
 from ..extensions import csrf, db
 from ..pagination import page_arg, paginate_entities
 from ..security import public, requires, user_for_bearer
@@ -31,6 +32,10 @@ def _authenticate():
     if (request.method not in ("GET", "HEAD", "OPTIONS") and current_user.is_authenticated
             and current_app.config.get("WTF_CSRF_ENABLED", True)):
         csrf.protect()
+
+
+# After _authenticate: the key belongs to the caller it names.
+bp.before_request(idempotency.claim_api_request)
 
 
 def route(rule: str, method: str = "GET", *, permission: str | None, summary: str,

@@ -1,18 +1,19 @@
 """Sign-in and password forms (shape only; the rules live in services.users)."""
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
+from ..forms import AppForm
 
-class LoginForm(FlaskForm):
+
+class LoginForm(AppForm):
     username = StringField("Username", validators=[DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)],
                              render_kw={"autocomplete": "current-password"})
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(AppForm):
     current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=200)],
                                      render_kw={"autocomplete": "current-password"})
     new_password = PasswordField("New password", validators=[DataRequired(), Length(max=200)],

@@ -1,15 +1,14 @@
 """Batch forms: the fixed part of the compounding form, verification, rejection, discard."""
 
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.batch import DISCARD_REASONS
 from ..services.batches import MAX_UNITS
 
 
-class CompoundForm(FlaskForm):
+class CompoundForm(AppForm):
     formula_id = SelectField("Formula (approved versions)", coerce=int,
                              validators=[DataRequired("Choose a formula.")])
     units = IntegerField("Units", validators=[InputRequired("How many units?"),
@@ -22,7 +21,7 @@ class CompoundForm(FlaskForm):
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], render_kw={"rows": 2})
 
 
-class VerifyForm(FlaskForm):
+class VerifyForm(AppForm):
     password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
 
@@ -31,7 +30,7 @@ class RejectBatchForm(VerifyForm):
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
 
 
-class DiscardForm(FlaskForm):
+class DiscardForm(AppForm):
     reason = SelectField("Reason", choices=choices(DISCARD_REASONS))
     note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
                          description="Required for 'other'.")

@@ -1,12 +1,13 @@
 """Export and import forms (shape only: the services judge the facts)."""
 
-from flask_wtf import FlaskForm
 from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, HiddenField, IntegerField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
+from ..forms import AppForm
 
-class AuditExportForm(FlaskForm):
+
+class AuditExportForm(AppForm):
     """Read-only download asked for by GET: no CSRF token (it changes nothing)."""
 
     class Meta:
@@ -20,7 +21,7 @@ class AuditExportForm(FlaskForm):
             raise ValidationError("The last day is before the first day.")
 
 
-class SessionExportForm(FlaskForm):
+class SessionExportForm(AppForm):
     class Meta:
         csrf = False
 
@@ -35,12 +36,12 @@ class SessionExportForm(FlaskForm):
             raise ValidationError("The last day is before the first day.")
 
 
-class ImportUploadForm(FlaskForm):
+class ImportUploadForm(AppForm):
     # Judged by its content, not its name: services.imports says what is wrong with it.
     file = FileField("Delivery sheet (.xlsx)", validators=[FileRequired("Choose the .xlsx file to upload.")])
 
 
-class ImportConfirmForm(FlaskForm):
+class ImportConfirmForm(AppForm):
     """The previewed file travels back base64-encoded, and is read and checked again."""
 
     content = HiddenField(validators=[DataRequired(), Length(max=3 * 1024 * 1024 + 64 * 1024)])

@@ -4,7 +4,6 @@ Facts (code format and uniqueness, the BUD table's limit, a reason for a shorter
 ingredients listed twice) are checked by services.formulas and shown next to their field.
 """
 
-from flask_wtf import FlaskForm
 from wtforms import (
     FieldList,
     Form,
@@ -17,7 +16,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from ..services.bud import BUD_TABLE
@@ -67,7 +66,7 @@ def validate_volume(form, field):
     _parsed_quantity(field)
 
 
-class FormulaForm(FlaskForm):
+class FormulaForm(AppForm):
     """A draft's fields; the code is fixed once created (see NewFormulaForm)."""
 
     EDITABLE = ("name", "indication", "route", "dosage_form", "unit_label", "instructions", "storage",
@@ -124,14 +123,14 @@ class NewFormulaForm(FormulaForm):
                        description="Capitals, digits and dashes, e.g. LIPO-PCDC. Kept by every version.")
 
 
-class ApproveForm(FlaskForm):
+class ApproveForm(AppForm):
     password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
 
 
-class RetireForm(FlaskForm):
+class RetireForm(AppForm):
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
 
 
-class NewVersionForm(FlaskForm):
+class NewVersionForm(AppForm):
     """Only the CSRF token: starting a new version needs nothing else."""

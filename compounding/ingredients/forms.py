@@ -1,14 +1,13 @@
 """Ingredient form (shape only; uniqueness and GTIN ownership are checked by the service)."""
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, DecimalField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 
 
-class IngredientForm(FlaskForm):
+class IngredientForm(AppForm):
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     kind = SelectField("Kind", choices=choices(INGREDIENT_KINDS))
     unit = SelectField("Stock unit", choices=choices(STOCK_UNITS))

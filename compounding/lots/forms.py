@@ -1,10 +1,9 @@
 """Lot forms: receiving, release/reject signatures, adjustments (shape only)."""
 
-from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.ledger import ADJUST_REASONS
 from ..services.errors import DomainError
 from ..services.expiry import parse_expiry
@@ -27,7 +26,7 @@ def validate_expiry(form, field):
         raise ValidationError(str(exc)) from None
 
 
-class ReceiveLotForm(FlaskForm):
+class ReceiveLotForm(AppForm):
     ingredient_id = SelectField("Ingredient", coerce=int, validators=[DataRequired("Choose the ingredient.")])
     supplier = StringField("Supplier", validators=[DataRequired(), Length(max=120)])
     lot_number = StringField("Supplier lot number", validators=[DataRequired(), Length(max=60)])
@@ -44,7 +43,7 @@ class ReceiveLotForm(FlaskForm):
                            render_kw={"placeholder": "e.g. Fridge 2, shelf B"})
 
 
-class SignatureForm(FlaskForm):
+class SignatureForm(AppForm):
     password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
 
@@ -53,7 +52,7 @@ class RejectForm(SignatureForm):
     reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
 
 
-class AdjustForm(FlaskForm):
+class AdjustForm(AppForm):
     reason = SelectField("Reason", choices=choices(ADJUST_REASONS))
     direction = SelectField("Direction", choices=choices([("out", "Take out of stock"),
                                                           ("in", "Add to stock (count correction only)")]))

@@ -5,6 +5,7 @@ from .audit import AuditEvent, Signature
 from .batch import Batch, BatchComponent
 from .counter import CodeCounter
 from .formula import Formula, FormulaComponent
+from .idempotency import IdempotencyKey
 from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
 from .lot import Lot
@@ -22,6 +23,7 @@ __all__ = [
     "CodeCounter",
     "Formula",
     "FormulaComponent",
+    "IdempotencyKey",
     "Ingredient",
     "IngredientGtin",
     "Lot",

@@ -1,16 +1,15 @@
 """Recall forms: opening and closing (e-signatures), a patient's attempt and outcome, a one-click quarantine."""
 
-from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES
 
 SIGNATURE_LABEL = "Your password (e-signature)"
 
 
-class OpenRecallForm(FlaskForm):
+class OpenRecallForm(AppForm):
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the recall is opened."), Length(max=5000)],
                            render_kw={"rows": 3},
                            description="What is wrong and where it came from (supplier alert, adverse events, ...).")
@@ -18,7 +17,7 @@ class OpenRecallForm(FlaskForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class ContactForm(FlaskForm):
+class ContactForm(AppForm):
     """One attempt to reach a patient and its outcome; the service checks method, attempts and signature."""
 
     outcome = SelectField("Outcome", choices=choices(CONTACT_OUTCOMES), default="reached",
@@ -31,7 +30,7 @@ class ContactForm(FlaskForm):
                              render_kw={"autocomplete": "current-password", "placeholder": "for not exposed"})
 
 
-class CloseRecallForm(FlaskForm):
+class CloseRecallForm(AppForm):
     outcome = TextAreaField("Outcome", validators=[DataRequired("Record the outcome of the recall."),
                                                    Length(max=5000)], render_kw={"rows": 3},
                             description="What was found and done; recalled stock stays recalled.")
@@ -39,6 +38,6 @@ class CloseRecallForm(FlaskForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class QuarantineForm(FlaskForm):
+class QuarantineForm(AppForm):
     reason = StringField("Reason", validators=[DataRequired("Say why the lot is quarantined."), Length(max=2000)])
     back = HiddenField(validators=[Optional(), AnyOf(("dashboard", "trace"))])

@@ -7,7 +7,6 @@ to their field or row.
 
 from datetime import UTC, datetime
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -24,7 +23,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import choices
+from ..forms import AppForm, choices
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
@@ -45,7 +44,7 @@ def _one_newline(value):
     return value.replace("\r\n", "\n") if isinstance(value, str) else value
 
 
-class PatientForm(FlaskForm):
+class PatientForm(AppForm):
     chart_number = StringField("Chart number", validators=[DataRequired(), Length(max=40)], filters=[_strip],
                                render_kw={"autocomplete": "off", "autocapitalize": "characters"})
     name = StringField("Name", validators=[Optional(), Length(max=160)], filters=[_strip])
@@ -89,7 +88,7 @@ class UseForm(Form):
                 raise ValidationError(exc.message) from None
 
 
-class TreatmentForm(FlaskForm):
+class TreatmentForm(AppForm):
     practitioner_id = SelectField("Practitioner", coerce=int, validators=[DataRequired("Choose the practitioner.")])
     # The typed time is the clinic's wall clock (whatever the browser's zone): tz attaches it.
     performed_at = DateTimeLocalField("Performed at", format=LOCAL_FORMATS, tz=clinic_zone, validators=[Optional()])
@@ -134,7 +133,7 @@ class TreatmentForm(FlaskForm):
             row.form.volume_ml.parsed = parsed
 
 
-class AdverseEventForm(FlaskForm):
+class AdverseEventForm(AppForm):
     # No default: a wrong type or severity recorded by inattention would skew the quality signals.
     type = SelectField("Type", choices=choices([("", "Choose…"), *ADVERSE_EVENT_TYPES]),
                        validators=[DataRequired("Choose the type of event.")])
@@ -150,7 +149,7 @@ class AdverseEventForm(FlaskForm):
 SIGNATURE_LABEL = "Pharmacist's password (e-signature)"
 
 
-class VoidForm(FlaskForm):
+class VoidForm(AppForm):
     # No default: the code says what went wrong, and a guess would mislead the trace.
     reason_code = SelectField("Reason code", choices=choices([("", "Choose…"), *VOID_CODES]),
                               validators=[DataRequired("Choose the reason code.")])
@@ -163,7 +162,7 @@ class VoidForm(FlaskForm):
                                          "adverse event: a pharmacist signs.")
 
 
-class CorrectPatientForm(FlaskForm):
+class CorrectPatientForm(AppForm):
     chart_number = StringField("Right patient's chart number", validators=[DataRequired("Type the chart number."),
                                                                            Length(max=40)],
                                filters=[_strip], render_kw={"autocomplete": "off", "autocapitalize": "characters"})
