@@ -44,6 +44,7 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SECURE": os.environ.get("PREFERRED_URL_SCHEME") == "https",
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
         "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
+        "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
     }
 
 
@@ -67,6 +68,8 @@ DEFAULTS = {
     # ...once it has at least this many events (one severe event flags at once).
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": False,
+    # A session dated further back than this needs a pharmacist's signature (DESIGN 10.1.2).
+    "BACKDATE_HOURS": 72,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

@@ -4,6 +4,8 @@ from .audit import AuditEvent, Signature
 from .batch import Batch, BatchComponent
 from .counter import CodeCounter
 from .formula import Formula, FormulaComponent
+from .history import StatusChange
+from .hold import Hold
 from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
 from .lot import Lot
@@ -21,6 +23,7 @@ __all__ = [
     "CodeCounter",
     "Formula",
     "FormulaComponent",
+    "Hold",
     "Ingredient",
     "IngredientGtin",
     "Lot",
@@ -29,6 +32,7 @@ __all__ = [
     "RecallContact",
     "SessionUse",
     "Signature",
+    "StatusChange",
     "StockMovement",
     "TreatmentSession",
     "User",

@@ -21,9 +21,13 @@ ADVERSE_EVENT_TYPES = (
     "infection",
     "allergic_reaction",
     "necrosis",
+    "abscess",
+    "granuloma",
     "other",
 )
 SEVERE_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction")
+# Rule 10.1.3: these hold the batch used at any severity (any type holds it when severe).
+HOLDING_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction", "nodule", "abscess", "granuloma")
 SEVERITIES = ("mild", "moderate", "severe")
 
 
