@@ -153,7 +153,8 @@ def recall(recall_id: int):
     record = recall_record(recall_id, per_page=None)  # every patient, each with its contact
     return send_workbook(
         lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
-                                              clinic_name=_clinic_name(), opened_by=record.opened_by),
+                                              clinic_name=_clinic_name(), opened_by=record.opened_by,
+                                              late_sessions=record.late_sessions),
         f"recall-{recall_id}.xlsx")
 
 

@@ -21,7 +21,7 @@ from . import audit
 from .access import ensure_can
 from .batches import reasons_at
 from .clock import clinic_today, to_clinic, utcnow
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
 from .history import change_status
 from .holds import hold_batches_for_event
 from .ledger import move_batch
@@ -114,6 +114,16 @@ def _backdate_limit() -> timedelta:
     return timedelta(hours=current_app.config.get("BACKDATE_HOURS", 72))
 
 
+def _sign_backdating(actor: User, password: str | None, session_id: int) -> None:
+    """Rule 10.1.2: a session dated further back than BACKDATE_HOURS is a pharmacist's signed entry."""
+    hours = current_app.config.get("BACKDATE_HOURS", 72)
+    if actor.role == "pharmacist" and not password:
+        raise SignatureRejected(f"This session is more than {hours} hours back: a pharmacist's signature is "
+                                "needed (enter your password).", field="password")
+    pharmacist_signs(actor, password, "back-dated", "treatment_session", session_id,
+                     f"record a session more than {hours} hours back")
+
+
 def _parse_uses(uses: list[dict]) -> list[tuple]:
     if not uses:
         raise InvalidInput("Add at least one batch used in the session.", field="uses")
@@ -198,8 +208,7 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     db.session.add(session_row)
     db.session.flush()
     if now - performed_at > _backdate_limit():
-        pharmacist_signs(actor, password, "back-dated", "treatment_session", session_row.id,
-                         f"record a session more than {current_app.config.get('BACKDATE_HOURS', 72)} hours back")
+        _sign_backdating(actor, password, session_row.id)
     for batch, volume, area in resolved:
         use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
         db.session.add(use)

@@ -1,6 +1,6 @@
 """List exports (what a filtered list shows, every page), trace and recall reports."""
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Any
 
@@ -77,7 +77,8 @@ def _patient_columns(zone, with_contacts: bool) -> list[Column]:
     return columns
 
 
-def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None) -> None:
+def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None,
+                  late: Collection[int] | None = None) -> None:
     zone = book.zone
     with_contacts = contacts is not None
 
@@ -92,10 +93,13 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
             yield values
 
     book.table("Patients", _patient_columns(zone, with_contacts), patient_rows())
-    book.table("Sessions", [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
-                            Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
-                            Column("Batch codes", "code")],
-               ((s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes)) for s in trace.sessions))
+    session_header = [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
+                      Column("Patient chart", "code"), Column("Volume (mL)", "decimal"), Column("Batch codes", "code")]
+    if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
+        session_header.append(Column("Recorded after the recall opened", "bool"))
+    book.table("Sessions", session_header, (
+        (s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes),
+         *((s.id in late,) if late is not None else ())) for s in trace.sessions))
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
                     Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
@@ -124,11 +128,12 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
         cover.row(label, value)
 
 
-def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines) -> WorkbookSummary:
+def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines,
+                  late: Collection[int] | None = None) -> WorkbookSummary:
     """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets."""
     book = WorkbookWriter()
     cover = book.cover(sheet)
-    _scope_sheets(book, scope, contacts)
+    _scope_sheets(book, scope, contacts, late)
     _report_cover(cover, title, lines(book.zone))
     cover.counts(book.parts)
     book.save(out)
@@ -150,13 +155,16 @@ def trace_workbook(trace, out, *, clinic_name: str = "") -> WorkbookSummary:
 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
-                    opened_by: str = "") -> WorkbookSummary:
+                    opened_by: str = "", late_sessions: Collection[int] = ()) -> WorkbookSummary:
     """A recall's report: its scope with each patient's contact (patient id -> row with contacted_at,
-    contacted_by, method, note), the sessions, batches and lots reached."""
+    contacted_by, method, note), the sessions (those recorded after the recall opened flagged),
+    batches and lots reached."""
+    late = set(late_sessions)
     return _scope_report("Recall", scope, contacts, out, f"Recall {recall.id}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(scope)), ("Reason", recall.reason),
         ("Status", recall.status), (zone_label("Opened", zone), recall.opened_at), ("Opened by", opened_by),
         (zone_label("Closed", zone), recall.closed_at), ("Outcome", recall.outcome),
         ("Patients contacted", f"{len(contacts)} of {scope.counts['patients']}"),
+        ("Sessions recorded after the recall opened", len(late)),
         (zone_label("Generated at", zone), utcnow()),
-    ])
+    ], late)
