@@ -36,6 +36,16 @@ NEW_TYPES = ("'redness', 'swelling', 'bruising', 'pain', 'nodule', 'infection', 
 UTC_DATETIME = compounding.extensions.UTCDateTime(timezone=True)
 
 
+def _sqlite_foreign_keys(on: bool) -> None:
+    """SQLite rebuilds a table to change a CHECK, which its children's foreign keys would refuse.
+
+    PRAGMA foreign_keys cannot change inside a transaction: it is switched between two.
+    """
+    if op.get_bind().dialect.name == 'sqlite':
+        with op.get_context().autocommit_block():
+            op.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+
 def _swap_check(table: str, name: str, condition: str) -> None:
     with op.batch_alter_table(table, schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f(name), type_='check')
@@ -81,9 +91,11 @@ def upgrade():
     )
     with op.batch_alter_table('holds', schema=None) as batch_op:
         batch_op.create_index('ix_holds_entity', ['entity_type', 'entity_id', 'released_at'], unique=False)
+    _sqlite_foreign_keys(False)
     _swap_check('lots', 'ck_lots_status_known', NEW_LOT)
     _swap_check('batches', 'ck_batches_status_known', NEW_BATCH)
     _swap_check('adverse_events', 'ck_adverse_events_type_known', f"type IN ({NEW_TYPES})")
+    _sqlite_foreign_keys(True)
     _backfill_history(op.get_bind())
 
 
@@ -96,9 +108,11 @@ def downgrade():
             f"WHERE sc.entity_type = '{kind}' AND sc.entity_id = {table}.id AND sc.to_status = 'on_hold' "
             f"ORDER BY sc.changed_at DESC, sc.id DESC LIMIT 1), 'released') WHERE status = 'on_hold'"))
     bind.execute(sa.text("UPDATE adverse_events SET type = 'other' WHERE type IN ('abscess', 'granuloma')"))
+    _sqlite_foreign_keys(False)
     _swap_check('adverse_events', 'ck_adverse_events_type_known', f"type IN ({OLD_TYPES})")
     _swap_check('batches', 'ck_batches_status_known', OLD_BATCH)
     _swap_check('lots', 'ck_lots_status_known', OLD_LOT)
+    _sqlite_foreign_keys(True)
     with op.batch_alter_table('holds', schema=None) as batch_op:
         batch_op.drop_index('ix_holds_entity')
     op.drop_table('holds')
