@@ -141,6 +141,22 @@ class AuditEventQuerySchema(Schema):
                            metadata={"description": "An action or its prefix, e.g. `user.`"})
 
 
+class HoldSchema(Schema):
+    """A hold reason on a lot or batch (DESIGN 10.1.3); standing while `released_at` is null."""
+
+    id = fields.Integer()
+    kind = fields.String(metadata={"enum": list(HOLD_KINDS)})
+    text = fields.String(metadata={"description": "How scans and refusals name it"})
+    detail = fields.String()
+    source_type = fields.String()
+    source_id = fields.Integer(allow_none=True)
+    placed_at = fields.DateTime()
+    placed_by_id = fields.Integer(allow_none=True)
+    released_at = fields.DateTime(allow_none=True)
+    released_by_id = fields.Integer(allow_none=True)
+    release_reason = fields.String()
+
+
 class LotSchema(Schema):
     """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
 
@@ -166,22 +182,8 @@ class LotSchema(Schema):
     released_by = fields.Function(
         lambda lot: lot.released_by.display_name if lot.released_by_id is not None else None,
         metadata={"type": "string", "nullable": True, "description": "The releasing pharmacist's name"})
-
-
-class HoldSchema(Schema):
-    """A hold reason on a lot or batch (DESIGN 10.1.3); standing while `released_at` is null."""
-
-    id = fields.Integer()
-    kind = fields.String(metadata={"enum": list(HOLD_KINDS)})
-    text = fields.String(metadata={"description": "How scans and refusals name it"})
-    detail = fields.String()
-    source_type = fields.String()
-    source_id = fields.Integer(allow_none=True)
-    placed_at = fields.DateTime()
-    placed_by_id = fields.Integer(allow_none=True)
-    released_at = fields.DateTime(allow_none=True)
-    released_by_id = fields.Integer(allow_none=True)
-    release_reason = fields.String()
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one lot's answer only)"})
 
 
 class HoldReleaseSchema(Schema):
@@ -286,6 +288,8 @@ class BatchSchema(Schema):
     deviations = fields.String()
     notes = fields.String()
     components = fields.List(fields.Nested(BatchComponentSchema))
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
     # Filled by _usability below (a batch has no such attributes).
     expired = fields.Boolean(dump_only=True)
     usable = fields.Boolean(dump_only=True)
