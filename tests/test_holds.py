@@ -9,6 +9,7 @@ from testkit import PASSWORD, bearer, sign_in
 from compounding.extensions import db
 from compounding.models import Batch, Hold, Lot
 from compounding.services import recalls, treatments, users
+from compounding.services.clock import utcnow
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed
 
 SERIOUS = [("infection", "severe"), ("necrosis", "mild")]
@@ -226,3 +227,33 @@ def test_the_dashboard_quality_signal_click_places_a_hold(client, practitioner, 
     assert response.status_code == 302
     assert db.session.scalar(sa.select(Hold.kind).where(Hold.entity_id == batch.id)) == "quality_signal"
     assert db.session.get(Batch, batch.id).status == "on_hold"
+
+
+def test_a_session_performed_before_the_hold_was_placed_is_judged_at_its_time(practitioner, make_batch,
+                                                                              make_patient):
+    batch = make_batch()
+    before_hold = batch.verified_at + (utcnow() - batch.verified_at) / 2
+    _event_after_use(practitioner, batch, make_patient(), "infection", "severe")
+    late = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")],
+                                     performed_at=before_hold)
+    assert late.performed_at == before_hold
+    with pytest.raises(InvalidState) as caught:
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
+    assert "on hold: adverse event: severe infection" in caught.value.message
+
+
+def test_the_usability_rule_names_the_hold_reasons_without_a_database(app):
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from compounding.services.batches import unusable_reasons
+
+    made = datetime(2026, 1, 5, 9, tzinfo=UTC)
+    batch = Batch(code="B2601050001", status="released", compounded_at=made, verified_at=made,
+                  beyond_use_at=made + timedelta(days=2), remaining_volume_ml=Decimal("5"), status_reason="")
+    at = made + timedelta(hours=1)
+    assert unusable_reasons(batch, at) == []
+    assert unusable_reasons(batch, at, holds=["adverse event: severe infection"]) == [
+        "on hold: adverse event: severe infection"]
+    assert unusable_reasons(batch, at, status="on_hold") == ["on hold"]
+    assert unusable_reasons(batch, at, status="recalled") == ["recalled"]

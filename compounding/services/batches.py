@@ -100,12 +100,11 @@ def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decima
     return reasons
 
 
-def reasons_at(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None) -> list[str]:
-    """`unusable_reasons` judged against the history: the status and holds at `at` (now when None)."""
-    when = at or utcnow()
-    status = status_at("batch", batch.id, at, batch.status) if at is not None else batch.status
+def reasons_at(batch: Batch, at: datetime, volume_ml: Decimal | None = None) -> list[str]:
+    """`unusable_reasons` judged against the history: the status and the holds standing at `at`."""
+    status = status_at("batch", batch.id, at, batch.status)
     holds = [h.text for h in standing_holds("batch", batch.id, at)]
-    return unusable_reasons(batch, when, volume_ml, status=status, holds=holds)
+    return unusable_reasons(batch, at, volume_ml, status=status, holds=holds)
 
 
 def _locked_eligible_lots(ingredient_ids, at: datetime) -> dict[int, list[Lot]]:
