@@ -45,6 +45,7 @@ def from_environment() -> dict:
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
         "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
         "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
+        "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
     }
 
 
@@ -73,6 +74,8 @@ DEFAULTS = {
     # A form POST without its one-time key is refused when this is true; None follows
     # WTF_CSRF_ENABLED, which production never turns off (compounding.idempotency).
     "SUBMISSION_KEYS_REQUIRED": None,
+    # A session dated further back than this needs a pharmacist's signature (DESIGN 10.1.2).
+    "BACKDATE_HOURS": 72,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

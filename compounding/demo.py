@@ -7,7 +7,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Batch, Formula, Ingredient, Lot, Patient, Recall, TreatmentSession, User
+from .models import Batch, Formula, Hold, Ingredient, Lot, Patient, Recall, TreatmentSession, User
 from .services import batches, formulas, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
 
@@ -257,6 +257,22 @@ def _seed_recall() -> Iterator[str]:
     yield f"  recall {recall.id} on batch {batch.code}: CH-1006 reached, CH-1004 unreachable after 2 attempts"
 
 
+def _seed_held_batch() -> Iterator[str]:
+    """A batch on hold after a severe adverse event (DESIGN 10.1.3), to show holds and their release."""
+    if db.session.scalar(sa.select(Hold.id).limit(1)):
+        return
+    technician, verifier, practitioner = _user("technician"), _user("pharmacist2"), _user("practitioner")
+    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT", Formula.status == "approved"))
+    batch = batches.compound_batch(technician, formula.id, 1, notes="demo batch")
+    batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
+    patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))
+    session_row = treatments.record_session(practitioner, patient_id=patient_id, indication="hair loss",
+                                            uses=[{"batch_code": batch.code, "volume_ml": "2", "area": "scalp"}])
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="severe",
+                                    onset_on=clinic_today(), outcome="antibiotics started")
+    yield f"  batch {batch.code} HAIR-MXBT × 1 on hold after a severe infection (session {session_row.id})"
+
+
 def seed_demo() -> Iterator[str]:
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
@@ -272,4 +288,6 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_patients_and_sessions()
     yield "Demo recall:"
     yield from _seed_recall()
+    yield "Demo hold:"
+    yield from _seed_held_batch()
     yield "Demo data is in place."

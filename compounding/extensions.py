@@ -87,6 +87,9 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 def _sqlite_begin(conn):
     if conn.dialect.name != "sqlite":
         return
+    # An autocommit block (e.g. a migration switching PRAGMA foreign_keys) must stay outside any transaction.
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     # A request that changes data takes the write lock when its transaction starts: two
     # people consuming the same lot are serialised instead of failing on a stale snapshot.
     if conn.info.get("write_intent") or (

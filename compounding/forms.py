@@ -2,11 +2,13 @@
 
 from flask_wtf import FlaskForm
 from markupsafe import Markup
-from wtforms import SelectChoice
+from wtforms import PasswordField, SelectChoice, SelectField, TextAreaField
+from wtforms.validators import DataRequired, Length
 
 from .extensions import db
 from .idempotency import submission_key_input
 from .models._common import MAX_RECORD_ID
+from .models.hold import HOLD_KINDS
 from .services.errors import DomainError
 
 
@@ -66,3 +68,21 @@ def submit(form: FlaskForm, action):
         db.session.rollback()
         apply_domain_error(form, exc)
         return None
+
+
+class ReleaseHoldForm(AppForm):
+    """A pharmacist releases one hold reason of a lot or batch (DESIGN 10.1.3)."""
+
+    hold = SelectField("Hold reason", choices=choices(HOLD_KINDS), validators=[DataRequired()])
+    reason = TextAreaField("Why it may be used again", render_kw={"rows": 2},
+                           validators=[DataRequired("Say why the hold is released."), Length(max=2000)])
+    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                             render_kw={"autocomplete": "current-password"})
+
+
+def hold_form_for(item_holds, form: ReleaseHoldForm | None = None) -> ReleaseHoldForm:
+    """The release form, offering only the kinds of hold that stand."""
+    form = form or ReleaseHoldForm(formdata=None)
+    kinds = list(dict.fromkeys(h.kind for h in item_holds if h.released_at is None))
+    form.hold.choices = choices(kinds)
+    return form

@@ -19,8 +19,9 @@ from .extensions import db
 from .models import Batch, Lot
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
-from .services.errors import NotFound
+from .services.errors import InvalidState, NotFound
 from .services.expiry import is_expired
+from .services.holds import hold_texts
 from .services.signatures import signatures_for
 
 STATEMENT = "Compounded preparation"
@@ -36,11 +37,13 @@ BATCH_WARNINGS = {
     "rejected": "REJECTED — do not use",
     "recalled": "RECALLED — do not use",
     "discarded": "DISCARDED — do not use",
+    "on_hold": "ON HOLD — do not use",
 }
 LOT_WARNINGS = {
     "quarantine": "QUARANTINE — do not use",
     "rejected": "REJECTED — do not use",
     "recalled": "RECALLED — do not use",
+    "on_hold": "ON HOLD — do not use",
 }
 # Wide enough (~39 mm for a batch code) for a 203 dpi thermal printer; short enough for 50 mm.
 BARCODE_OPTIONS = {"module_width": 0.3, "module_height": 5.5}
@@ -157,6 +160,7 @@ def load_batch(batch_id: int) -> Batch:
             joinedload(Batch.compounded_by), joinedload(Batch.verified_by)))
     if batch is None:
         raise NotFound("There is no such batch.")
+    refuse_if_held("batch", batch)
     return batch
 
 
@@ -164,7 +168,16 @@ def load_lot(lot_id: int) -> Lot:
     lot = db.session.scalar(sa.select(Lot).where(Lot.id == lot_id).options(joinedload(Lot.ingredient)))
     if lot is None:
         raise NotFound("There is no such lot.")
+    refuse_if_held("lot", lot)
     return lot
+
+
+def refuse_if_held(kind: str, item) -> None:
+    """No label for held stock (DESIGN 10.1.3): a fresh label would make it look usable."""
+    held = hold_texts(kind, item.id)
+    if held or item.status == "on_hold":
+        raise InvalidState(f"{item.code} is on hold ({'; '.join(held) or 'hold'}): no label is printed until a "
+                           "pharmacist releases every hold.", details={"holds": held})
 
 
 def batch_label(batch: Batch, at: datetime | None = None) -> BatchLabel:

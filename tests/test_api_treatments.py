@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, bearer, sign_in_session
+from testkit import QueryCounter, age_batch, bearer, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User
@@ -149,8 +149,7 @@ def test_a_session_is_recorded_with_its_uses_and_the_volume_leaves_the_batch(cli
 def test_a_late_entry_keeps_its_offset_time_and_a_time_without_offset_is_refused(
         client, auth, make_patient, make_batch):
     patient, batch = make_patient(), make_batch()
-    batch.compounded_at -= timedelta(hours=5)
-    db.session.commit()
+    age_batch(batch, timedelta(hours=5))
     when = (utcnow() - timedelta(hours=2)).replace(microsecond=0).astimezone(ZoneInfo("America/New_York"))
     response = client.post("/api/v1/treatment-sessions", headers=auth(), json={
         "patient_id": patient.id, "performed_at": when.isoformat(), "uses": [use(batch)]})
@@ -165,7 +164,7 @@ def _spoil(state, batch, practitioner, make_patient):
     if state == "recalled":
         batch.status, batch.status_reason = "recalled", "supplier alert"
     elif state == "expired":
-        batch.compounded_at -= timedelta(hours=3)
+        age_batch(batch, timedelta(hours=3))
         batch.beyond_use_at = utcnow() - timedelta(hours=1)
     elif state == "empty":
         treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
@@ -257,12 +256,11 @@ def test_voiding_gives_the_volume_back_once(client, auth, practitioner, make_pat
 def test_the_session_list_filters_by_patient_and_clinic_days(client, auth, practitioner, make_patient,
                                                             make_batch):
     batch = make_batch(units=3)
-    batch.compounded_at -= timedelta(days=5)
-    db.session.commit()
+    age_batch(batch, timedelta(days=5))
     patient, other = make_patient(), make_patient()
     today = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "1")])
     old = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "1")],
-                                    performed_at=utcnow() - timedelta(days=3))
+                                    performed_at=utcnow() - timedelta(days=2))
     treatments.record_session(practitioner, patient_id=other.id, uses=[use(batch, "1")])
     headers = auth("auditor")
     body = client.get(f"/api/v1/treatment-sessions?patient_id={patient.id}", headers=headers).get_json()
@@ -326,8 +324,7 @@ def test_the_onset_may_be_the_clinic_day_of_a_late_evening_session(client, auth,
                                                                    make_batch):
     """21:30 in Los Angeles is already the next day in UTC: the onset is judged in clinic days."""
     batch = make_batch()
-    batch.compounded_at -= timedelta(days=3)
-    db.session.commit()
+    age_batch(batch, timedelta(days=3))
     zone = ZoneInfo("America/Los_Angeles")
     yesterday = clinic_today() - timedelta(days=1)
     evening = datetime(yesterday.year, yesterday.month, yesterday.day, 21, 30, tzinfo=zone).astimezone(UTC)

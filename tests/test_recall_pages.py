@@ -10,6 +10,7 @@ from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
 from compounding.services import batches, inventory, recalls, treatments, voids
 from compounding.services.errors import InvalidState
+from compounding.services.holds import release_hold
 
 
 @pytest.fixture
@@ -206,7 +207,7 @@ def test_an_auditor_reads_every_page_but_every_post_is_forbidden(client, as_role
     assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 0
 
 
-def test_a_severe_event_flags_the_lot_and_one_click_quarantine_makes_it_ineligible_and_is_audited(
+def test_a_severe_event_flags_the_lot_and_one_click_hold_makes_it_ineligible_and_is_audited(
         client, as_role, chain):
     lot = chain["lot"]
     # Top the lot up so it would still be eligible for compounding, then flag it.
@@ -218,19 +219,19 @@ def test_a_severe_event_flags_the_lot_and_one_click_quarantine_makes_it_ineligib
     as_role("pharmacist")
     page = client.get("/").get_data(as_text=True)
     assert "Quality signals" in page and lot.code in page and chain["first"].code in page
-    assert "Quarantine lot" in page and "Open recall</a>" in page and f"lot_id={lot.id}" in page
+    # Rule 10.1.3: the one click places a quality-signal hold (it used to put the lot back into quarantine).
+    assert "Hold lot" in page and "Open recall</a>" in page and f"lot_id={lot.id}" in page
     reason = re.search(r'name="reason" value="([^"]+)"', page).group(1)
-    assert reason == "quality signal: 1 adverse event (1 severe)"
-    response = client.post(f"/quality-signals/lots/{lot.id}/quarantine", data={"reason": reason, "back": "dashboard"})
-    assert response.status_code == 302 and response.headers["Location"].endswith("/")
+    assert reason == "1 adverse event (1 severe) in 4 sessions"
+    response = client.post(f"/quality-signals/lot/{lot.id}/hold", data={"reason": reason})
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/lots/{lot.id}")
     db.session.expire_all()
-    assert db.session.get(Lot, lot.id).status == "quarantine"
+    assert db.session.get(Lot, lot.id).status == "on_hold"
     assert lot.id not in {c.lot_id for c in inventory.eligible_candidates(chain["pc"].id)}
-    [event] = audit_rows("lot.quarantined", "lot", lot.id)
-    assert event.reason == reason and event.old_values["status"] == "released"
-    assert "back in quarantine" in client.get("/").get_data(as_text=True)
-    # Released again only with the usual e-signature.
-    inventory.release_lot(chain["pharmacist"], lot.id, PASSWORD)
+    [event] = audit_rows("lot.hold_placed", "lot", lot.id)
+    assert event.new_values["kind"] == "quality_signal" and event.new_values["detail"] == reason
+    # Usable again only once a pharmacist releases the hold, by signature.
+    release_hold(chain["pharmacist"], "lot", lot.id, "quality_signal", "reviewed: not the lot", PASSWORD)
     assert lot.id in {c.lot_id for c in inventory.eligible_candidates(chain["pc"].id)}
 
 

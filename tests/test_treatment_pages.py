@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, sign_in
+from testkit import PASSWORD, QueryCounter, age_batch, sign_in
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession
@@ -156,10 +156,12 @@ def test_a_practitioner_records_a_session_by_scanning_two_vials(client, practiti
     assert "Dr Nina Costa" in page
 
 
+# A session of last summer: back-dating is allowed without a signature here (not the rule under test).
+@pytest.mark.parametrize("config_overrides", [{"BACKDATE_HOURS": 24 * 800}], indirect=True)
 def test_the_typed_time_is_clinic_time_and_is_stored_in_utc(client, practitioner, make_patient, make_batch):
     patient, batch = make_patient(), make_batch()
     year = clinic_today().year - 1
-    batch.compounded_at = datetime(year, 6, 1, tzinfo=UTC)
+    age_batch(batch, batch.compounded_at - datetime(year, 6, 1, tzinfo=UTC))
     batch.beyond_use_at = datetime(year, 12, 1, tzinfo=UTC)
     db.session.commit()
     sign_in(client, practitioner)
@@ -220,7 +222,7 @@ def _make_unusable(state, batch, pharmacist, practitioner, make_patient):
     if state == "recalled":
         batch.status, batch.status_reason = "recalled", "supplier alert"
     elif state == "expired":
-        batch.compounded_at -= timedelta(hours=3)
+        age_batch(batch, timedelta(hours=3))
         batch.beyond_use_at = utcnow() - timedelta(hours=1)
     elif state == "empty":
         treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
@@ -392,8 +394,7 @@ def test_the_sessions_list_filters_by_clinic_day_and_practitioner(client, practi
     batch = make_batch(units=3)
     patient = make_patient(chart_number="CH-TODAY")
     old_patient = make_patient(chart_number="CH-OLD")
-    batch.compounded_at -= timedelta(days=3)
-    db.session.commit()
+    age_batch(batch, timedelta(days=3))
     treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "1")])
     treatments.record_session(other, patient_id=old_patient.id, uses=[use(batch, "1")],
                               performed_at=utcnow() - timedelta(days=2))

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD
+from testkit import PASSWORD, age_batch
 
 from compounding.extensions import db
 from compounding.models import Batch, Formula, Lot, RecallContact, SessionUse, TreatmentSession
@@ -77,7 +77,9 @@ def test_more_volume_than_remains_is_refused(practitioner, make_batch, make_pati
 def test_a_batch_is_judged_at_the_time_of_the_session(practitioner, make_batch, make_patient):
     batch = make_batch()
     now = batch.compounded_at
-    batch.compounded_at, batch.beyond_use_at = now - timedelta(hours=3), now - timedelta(hours=1)
+    # Made and verified 3 hours ago (rule 10.1.2: a session before the verification is refused).
+    age_batch(batch, timedelta(hours=3))
+    batch.beyond_use_at = now - timedelta(hours=1)
     db.session.commit()
     with pytest.raises(InvalidState) as caught:
         treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])

@@ -206,3 +206,22 @@ def test_a_wrongly_named_patient_still_exposed_through_another_session_is_not_ma
                           password=PASSWORD)
     assert db.session.get(TreatmentSession, kept.id).voided_at is None
     assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 0
+
+
+def test_correcting_a_patient_after_the_recall_closed_reopens_it_for_the_right_patient(recalled, pharmacist,
+                                                                                     make_patient):
+    recall, sessions, patients = recalled["recall"], recalled["sessions"], recalled["patients"]
+    for patient in patients:
+        recalls.record_contact(pharmacist, recall.id, patient.id, "phone", "no symptoms")
+    recalls.close_recall(pharmacist, recall.id, "All reached", PASSWORD)
+    right = make_patient()
+    new = voids.correct_patient(pharmacist, sessions[0].id, patient_id=right.id, reason="chart mixed up",
+                                password=PASSWORD)
+    recall = db.session.get(type(recall), recall.id)
+    assert recall.status == "open" and recall.closed_at is None
+    assert recalls.patients_without_outcome(recall) == 1  # the right patient, still to be reached
+    with pytest.raises(InvalidState):
+        recalls.close_recall(pharmacist, recall.id, "All reached", PASSWORD)
+    db.session.rollback()
+    corrected = audit_rows("session.patient_corrected", "treatment_session", new.id)[-1]
+    assert corrected.new_values["recalls_reopened"] == [recall.id]

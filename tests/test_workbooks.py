@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 from openpyxl.utils import get_column_letter
-from testkit import PASSWORD
+from testkit import PASSWORD, age_batch
 
 from compounding import workbooks
 from compounding.extensions import db
@@ -246,17 +246,13 @@ def test_rows_belong_to_the_range_by_their_own_time(clinic, make_lot):
 
 @pytest.mark.parametrize("config_overrides", [{"CLINIC_TIMEZONE": "America/New_York"}], indirect=True)
 def test_a_clinic_day_runs_midnight_to_midnight_in_the_clinic_zone(app, make_user, make_batch, make_patient):
-    from compounding.services import batches
-
     practitioner = make_user("practitioner")
     day = clinic_today() - timedelta(days=1)
-    batch = make_batch(release=False)
-    batch.compounded_at = start_of_clinic_day(day) - timedelta(days=1)
-    db.session.commit()
+    batch = make_batch()
+    # Made and verified before the first of the times below (a session before verification is refused).
+    age_batch(batch, timedelta(days=3))
     times = {"too early": start_of_clinic_day(day) - timedelta(minutes=1), "first": start_of_clinic_day(day),
              "last": end_of_clinic_day(day) - timedelta(minutes=1)}
-    pharmacist = make_user("pharmacist")
-    batches.verify_batch(pharmacist, batch.id, PASSWORD)
     made = {name: treatments.record_session(practitioner, patient_id=make_patient().id, performed_at=at,
                                             uses=[{"batch_code": batch.code, "volume_ml": "1"}])
             for name, at in times.items()}

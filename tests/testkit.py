@@ -127,3 +127,19 @@ def reset_database(app) -> None:
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
         with db.engine.begin() as connection:
             connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+def age_batch(batch, delta) -> None:
+    """Move a batch's making, verification and status history `delta` into the past (its BUD stays).
+
+    For sessions dated back: a batch made by the fixtures is compounded and verified now.
+    """
+    from compounding.models import StatusChange
+
+    batch.compounded_at -= delta
+    if batch.verified_at is not None:
+        batch.verified_at -= delta
+    for row in db.session.scalars(sa.select(StatusChange).where(StatusChange.entity_type == "batch",
+                                                                StatusChange.entity_id == batch.id)):
+        row.changed_at -= delta
+    db.session.commit()

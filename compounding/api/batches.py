@@ -8,7 +8,9 @@ from sqlalchemy.orm import defaultload, joinedload, selectinload
 from ..batches.views import batch_list_query
 from ..extensions import db
 from ..models import Batch, BatchComponent, Formula, Ingredient, Lot
-from ..services import batches
+from ..services import batches, holds
+from ..services.batches import unusable_reasons
+from ..services.clock import utcnow
 from .schemas import (
     BatchCompoundSchema,
     BatchDiscardSchema,
@@ -16,6 +18,8 @@ from .schemas import (
     BatchRejectSchema,
     BatchSchema,
     BatchVerifySchema,
+    HoldReleaseSchema,
+    HoldSchema,
 )
 from .views import json_body, load, paginated, route
 
@@ -37,7 +41,12 @@ def _answer(batch_id: int, status: int = 200):
     )
     if batch is None:
         abort(404)
-    response = jsonify(BatchSchema().dump(batch))
+    data = BatchSchema().dump(batch)
+    data["holds"] = HoldSchema(many=True).dump(holds.holds_of("batch", batch.id))
+    standing = [h["text"] for h in data["holds"] if h["released_at"] is None]
+    if standing:
+        data["reasons"] = unusable_reasons(batch, utcnow(), holds=standing)
+    response = jsonify(data)
     response.status_code = status
     return response
 
@@ -92,4 +101,13 @@ def batch_reject(batch_id: int):
 def batch_discard(batch_id: int):
     data = load(BatchDiscardSchema, json_body())
     batches.discard_batch(current_user, batch_id, data["reason"], data["note"])
+    return _answer(batch_id)
+
+
+@route("/batches/<int:batch_id>/release-hold", "POST", permission="batches.verify",
+       summary="Release one hold reason of a batch (a pharmacist's signature and a reason); 409 during a recall",
+       body=HoldReleaseSchema, response=BatchSchema, errors=(409,))
+def batch_release_hold(batch_id: int):
+    data = load(HoldReleaseSchema, json_body())
+    holds.release_hold(current_user, "batch", batch_id, data["hold"], data["reason"], data["password"])
     return _answer(batch_id)

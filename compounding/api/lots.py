@@ -8,9 +8,11 @@ from sqlalchemy.orm import defaultload, joinedload
 
 from ..extensions import db
 from ..models import Ingredient, Lot
-from ..services import inventory
+from ..services import holds, inventory
 from ..services.stock_queries import LotFilters, lot_list_query
 from .schemas import (
+    HoldReleaseSchema,
+    HoldSchema,
     LotAdjustSchema,
     LotQuerySchema,
     LotReceiveSchema,
@@ -35,7 +37,9 @@ def _answer(lot_id: int, status: int = 200):
     )
     if lot is None:
         abort(404)
-    response = jsonify(LotSchema().dump(lot))
+    data = LotSchema().dump(lot)
+    data["holds"] = HoldSchema(many=True).dump(holds.holds_of("lot", lot.id))
+    response = jsonify(data)
     response.status_code = status
     return response
 
@@ -90,4 +94,13 @@ def lot_adjust(lot_id: int):
     data = load(LotAdjustSchema, json_body())
     inventory.adjust_lot(current_user, lot_id, reason=data["reason"], quantity=data["quantity"],
                          direction=data["direction"], note=data["note"])
+    return _answer(lot_id)
+
+
+@route("/lots/<int:lot_id>/release-hold", "POST", permission="lots.release",
+       summary="Release one hold reason of a lot (a pharmacist's signature and a reason); 409 during a recall",
+       body=HoldReleaseSchema, response=LotSchema, errors=(409,))
+def lot_release_hold(lot_id: int):
+    data = load(HoldReleaseSchema, json_body())
+    holds.release_hold(current_user, "lot", lot_id, data["hold"], data["reason"], data["password"])
     return _answer(lot_id)

@@ -7,6 +7,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, val
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES, DISCARD_REASONS
 from ..models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
+from ..models.hold import HOLD_KINDS
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
 from ..models.lot import LOT_STATUSES
@@ -141,6 +142,22 @@ class AuditEventQuerySchema(Schema):
                            metadata={"description": "An action or its prefix, e.g. `user.`"})
 
 
+class HoldSchema(Schema):
+    """A hold reason on a lot or batch (DESIGN 10.1.3); standing while `released_at` is null."""
+
+    id = fields.Integer()
+    kind = fields.String(metadata={"enum": list(HOLD_KINDS)})
+    text = fields.String(metadata={"description": "How scans and refusals name it"})
+    detail = fields.String()
+    source_type = fields.String()
+    source_id = fields.Integer(allow_none=True)
+    placed_at = fields.DateTime()
+    placed_by_id = fields.Integer(allow_none=True)
+    released_at = fields.DateTime(allow_none=True)
+    released_by_id = fields.Integer(allow_none=True)
+    release_reason = fields.String()
+
+
 class LotSchema(Schema):
     """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
 
@@ -166,6 +183,14 @@ class LotSchema(Schema):
     released_by = fields.Function(
         lambda lot: lot.released_by.display_name if lot.released_by_id is not None else None,
         metadata={"type": "string", "nullable": True, "description": "The releasing pharmacist's name"})
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one lot's answer only)"})
+
+
+class HoldReleaseSchema(Schema):
+    hold = fields.String(required=True, validate=validate.OneOf(HOLD_KINDS))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    password = fields.String(required=True, metadata={"description": "The releasing pharmacist's password"})
 
 
 class LotReceiveSchema(Schema):
@@ -264,6 +289,8 @@ class BatchSchema(Schema):
     deviations = fields.String()
     notes = fields.String()
     components = fields.List(fields.Nested(BatchComponentSchema))
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
     # Filled by _usability below (a batch has no such attributes).
     expired = fields.Boolean(dump_only=True)
     usable = fields.Boolean(dump_only=True)
@@ -696,6 +723,10 @@ class RecallSchema(Schema):
     outcome = fields.String(attribute="recall.outcome")
     signatures = fields.List(fields.Nested(SignatureSchema))
     progress = fields.Nested(RecallProgressSchema)
+    recorded_after_opening = fields.Function(
+        lambda record: list(record.late_sessions), metadata={
+            "type": "array", "items": {"type": "integer"},
+            "description": "Sessions performed before the recall opened but recorded after it (contact them)"})
     batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches",
                           metadata={"description": "This page's"})
     sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions",
@@ -857,6 +888,8 @@ class TreatmentSessionSchema(Schema):
 
 
 class TreatmentSessionCreateSchema(Schema):
+    password = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "A pharmacist's password: needed when performed_at is more than BACKDATE_HOURS back"})
     patient_id = fields.Integer(required=True, strict=True, validate=_ID)
     uses = fields.List(fields.Nested(SessionUseInSchema), required=True, validate=validate.Length(min=1, max=50))
     performed_at = fields.AwareDateTime(load_default=None, allow_none=True, metadata={

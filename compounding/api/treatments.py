@@ -113,7 +113,7 @@ def treatment_session_create():
             raise InvalidInput("There is no such account.", field="practitioner_id")
     record = treatments.record_session(
         current_user, patient_id=data["patient_id"], uses=data["uses"], performed_at=data["performed_at"],
-        indication=data["indication"], notes=data["notes"], practitioner=practitioner)
+        indication=data["indication"], notes=data["notes"], practitioner=practitioner, password=data["password"])
     return _session_answer(record.id, 201)
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, submit
+from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, submit
 from ..models import (
     AuditEvent,
     Batch,
@@ -28,7 +28,7 @@ from ..models.batch import BATCH_STATUSES
 from ..pagination import page_arg
 from ..privacy import note_access
 from ..security import requires
-from ..services import batches
+from ..services import batches, holds
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
@@ -181,9 +181,13 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     forms.setdefault("verify_form", VerifyForm(prefix="verify"))
     forms.setdefault("reject_form", RejectBatchForm(prefix="reject"))
     forms.setdefault("discard_form", DiscardForm(prefix="discard"))
+    item_holds = holds.holds_of("batch", batch.id)
+    forms.setdefault("hold_form", hold_form_for(item_holds))
+    standing = [h.text for h in item_holds if h.released_at is None]
     return render_template(
         "batches/detail.html", batch=batch, components=components, uses=uses, history=history,
-        signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch),
+        signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
+        holds=item_holds,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(),
         **forms), status
@@ -226,3 +230,16 @@ def batch_discard(batch_id: int):
         flash(f"{batch.code} discarded.", "warning")
         return redirect(url_for("batches.batch_detail", batch_id=batch_id))
     return _render_detail(batch_id, 422, discard_form=form)
+
+
+@bp.route("/<int:batch_id>/release-hold", methods=["POST"])
+@requires("batches.verify")
+def batch_release_hold(batch_id: int):
+    form = ReleaseHoldForm()
+    batch = submit(form, lambda: holds.release_hold(current_user, "batch", batch_id, form.hold.data,
+                                                     form.reason.data, form.password.data))
+    if batch is not None:
+        flash(f"{form.hold.data.replace('_', ' ').capitalize()} hold on {batch.code} released, signed by "
+              f"{current_user.display_name}; it is now {batch.status.replace('_', ' ')}.", "success")
+        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
+    return _render_detail(batch_id, 422, hold_form=hold_form_for(holds.holds_of("batch", batch_id), form))

@@ -161,7 +161,8 @@ def recall(recall_id: int):
     return send_workbook(
         lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
                                               clinic_name=_clinic_name(), opened_by=record.opened_by,
-                                              attempts=record.attempts, identify=may_identify()),
+                                              attempts=record.attempts, identify=may_identify(),
+                                              late_sessions=record.late_sessions),
         f"recall-{recall_id}.xlsx")
 
 

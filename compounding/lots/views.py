@@ -6,13 +6,13 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id, submit
+from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, record_id, submit
 from ..gs1 import GS1Error, parse_gs1
 from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
 from ..models.lot import LOT_STATUSES
 from ..pagination import paginate_entities
 from ..security import requires
-from ..services import inventory
+from ..services import holds, inventory
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
 from ..services.stock_queries import LOT_SORTS, LotFilters, lot_list_query
@@ -120,7 +120,9 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     forms.setdefault("release_form", SignatureForm(prefix="release"))
     forms.setdefault("reject_form", RejectForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
-    return render_template("lots/detail.html", lot=lot, movements=movements, history=history,
+    item_holds = holds.holds_of("lot", lot.id)
+    forms.setdefault("hold_form", hold_form_for(item_holds))
+    return render_template("lots/detail.html", lot=lot, movements=movements, history=history, holds=item_holds,
                            used_in=used_in, signatures=signatures_for("lot", lot.id),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 
@@ -164,3 +166,16 @@ def lot_adjust(lot_id: int):
         flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
         return redirect(url_for("lots.lot_detail", lot_id=lot_id))
     return _render_detail(lot_id, 422, adjust_form=form)
+
+
+@bp.route("/<int:lot_id>/release-hold", methods=["POST"])
+@requires("lots.release")
+def lot_release_hold(lot_id: int):
+    form = ReleaseHoldForm()
+    lot = submit(form, lambda: holds.release_hold(current_user, "lot", lot_id, form.hold.data, form.reason.data,
+                                                   form.password.data))
+    if lot is not None:
+        flash(f"{form.hold.data.replace('_', ' ').capitalize()} hold on {lot.code} released, signed by "
+              f"{current_user.display_name}; it is now {lot.status.replace('_', ' ')}.", "success")
+        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
+    return _render_detail(lot_id, 422, hold_form=hold_form_for(holds.holds_of("lot", lot_id), form))

@@ -5,6 +5,8 @@ from .audit import AuditEvent, Signature
 from .batch import Batch, BatchComponent
 from .counter import CodeCounter
 from .formula import Formula, FormulaComponent
+from .history import StatusChange
+from .hold import Hold
 from .idempotency import IdempotencyKey
 from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
@@ -23,6 +25,7 @@ __all__ = [
     "CodeCounter",
     "Formula",
     "FormulaComponent",
+    "Hold",
     "IdempotencyKey",
     "Ingredient",
     "IngredientGtin",
@@ -33,6 +36,7 @@ __all__ = [
     "RecallContact",
     "SessionUse",
     "Signature",
+    "StatusChange",
     "StockMovement",
     "TreatmentSession",
     "User",

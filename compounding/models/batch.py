@@ -12,7 +12,7 @@ from .formula import Formula
 from .lot import Lot
 from .user import User
 
-BATCH_STATUSES = ("prepared", "released", "rejected", "recalled", "discarded", "depleted")
+BATCH_STATUSES = ("prepared", "released", "rejected", "recalled", "discarded", "depleted", "on_hold")
 DISCARD_REASONS = ("expired", "damaged", "contaminated", "out_of_specification", "other")
 
 

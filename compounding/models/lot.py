@@ -11,7 +11,7 @@ from ._common import one_of, utcnow
 from .ingredient import Ingredient
 from .user import User
 
-LOT_STATUSES = ("quarantine", "released", "rejected", "recalled", "depleted")
+LOT_STATUSES = ("quarantine", "released", "rejected", "recalled", "depleted", "on_hold")
 
 
 class Lot(db.Model):

@@ -21,9 +21,13 @@ ADVERSE_EVENT_TYPES = (
     "infection",
     "allergic_reaction",
     "necrosis",
+    "abscess",
+    "granuloma",
     "other",
 )
 SEVERE_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction")
+# Rule 10.1.3: these hold the batch used at any severity (any type holds it when severe).
+HOLDING_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction", "nodule", "abscess", "granuloma")
 SEVERITIES = ("mild", "moderate", "severe")
 # Why a session was voided (DESIGN 10.1 rule 1): the code is required, the free text explains.
 VOID_CODES = ("entered_in_error", "wrong_patient", "not_administered", "duplicate")

@@ -25,6 +25,7 @@ from ..models.recall import FINAL_OUTCOMES
 from ..models.treatment import SEVERE_EVENT_TYPES
 from ..services import recalls, trace
 from ..services.errors import NotFound
+from ..services.history import history_of
 from ..services.signatures import signatures_for
 
 
@@ -93,6 +94,13 @@ class RecallRecord:
     contacts: dict = field(default_factory=dict)  # patient id -> their outcome's ContactRow, for this page
     attempts: dict = field(default_factory=dict)  # patient id -> every ContactRow, oldest first, for this page
     contacted: int = 0  # patients with an outcome, over the whole scope
+    # Sessions performed before the recall opened but recorded after it (rule 10.1.2): session id -> row.
+    late_sessions: dict = field(default_factory=dict)
+    reopenings: list = field(default_factory=list)  # StatusChange rows closed -> open
+
+    @property
+    def late_patients(self) -> set[int]:
+        return {row.patient_id for row in self.late_sessions.values()}
 
     @property
     def target(self) -> dict:
@@ -167,10 +175,35 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
         if row.final:  # the latest final outcome is the patient's outcome
             outcomes[row.patient_id] = row
     contacted, _ = recalls.contact_progress(recall, scope)
+    reopenings = [row for row in history_of("recall", recall.id) if (row.from_status, row.to_status) == (
+        "closed", "open")]
     return RecallRecord(recall=recall, opened_by=people.get(recall.opened_by_id, ""),
                         closed_by=people.get(recall.closed_by_id) if recall.closed_by_id else None,
                         signatures=signatures_for("recall", recall.id), scope=scope, contacts=outcomes,
-                        attempts=attempts, contacted=contacted)
+                        attempts=attempts, contacted=contacted, late_sessions=late_sessions(recall),
+                        reopenings=reopenings)
+
+
+def late_sessions(recall: Recall) -> dict:
+    """Sessions in the scope performed before the recall opened but recorded after it: one statement.
+
+    Their patients joined the scope when the session was entered, so staff contact them
+    even if everyone else was reached already.
+    """
+    if recall.batch_id:
+        in_scope = SessionUse.batch_id == recall.batch_id
+    else:
+        in_scope = SessionUse.batch_id.in_(sa.select(BatchComponent.batch_id)
+                                           .where(BatchComponent.lot_id == recall.lot_id))
+    rows = db.session.execute(
+        sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.recorded_at,
+                  TreatmentSession.patient_id, Patient.chart_number)
+        .join(Patient, Patient.id == TreatmentSession.patient_id)
+        .where(TreatmentSession.id.in_(sa.select(SessionUse.session_id).where(in_scope)),
+               TreatmentSession.performed_at < recall.opened_at, TreatmentSession.recorded_at > recall.opened_at,
+               TreatmentSession.voided_at.is_(None))
+        .order_by(TreatmentSession.performed_at, TreatmentSession.id)).all()
+    return {row.id: row for row in rows}
 
 
 def contact_row(contact: RecallContact, contacted_by: str, chart_number: str) -> ContactRow:

@@ -8,7 +8,7 @@ from ..forms import apply_domain_error, record_id, submit
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
 from ..security import requires
-from ..services import inventory, recalls, trace
+from ..services import holds, inventory, recalls, trace
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from . import records
@@ -226,3 +226,25 @@ def quarantine_lot(lot_id: int):
           "again (e-signature).", "warning")
     return redirect(back)
 
+
+
+@bp.route("/quality-signals/<any(batch, lot):kind>/<int:item_id>/hold", methods=["POST"])
+@requires("lots.release")
+def hold_item(kind: str, item_id: int):
+    """The dashboard's one click for a flagged batch or lot: a quality-signal hold (DESIGN 10.1.3)."""
+    form = QuarantineForm()
+    if not form.validate_on_submit():
+        flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
+        return redirect(url_for("main.dashboard"))
+    try:
+        hold = holds.quality_signal_hold(current_user, kind, item_id, form.reason.data)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        db.session.rollback()
+        flash(exc.message, "danger")
+        return redirect(url_for("main.dashboard"))
+    flash(f"The {kind} is on hold (quality signal): usable nowhere until a pharmacist releases the hold "
+          "(e-signature).", "warning")
+    return redirect(url_for(f"{kind}es.batch_detail" if kind == "batch" else "lots.lot_detail",
+                            **{f"{kind}_id": hold.entity_id}))

@@ -24,6 +24,7 @@ from .codes import next_batch_code
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import is_expired
 from .fefo import Candidate, allocate
+from .history import change_status, record_created, standing_holds, status_at
 from .ledger import move_batch, move_lot
 from .signatures import sign
 
@@ -67,15 +68,28 @@ def is_batch_expired(batch: Batch, at: datetime | None = None) -> bool:
     return (at or utcnow()) >= batch.beyond_use_at
 
 
-def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None) -> list[str]:
-    """Every reason a batch may not be injected at `at` (empty list: usable)."""
+def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None, *,
+                     status: str | None = None, holds: list[str] | None = None) -> list[str]:
+    """Every reason a batch may not be injected at `at` (empty list: usable).
+
+    Pure: `status` is the batch's status at `at` (its current one when None) and `holds`
+    the hold reasons standing then; `reasons_at` reads both from the history.
+    """
     reasons = []
+    status = status or batch.status
     if at is not None and at < batch.compounded_at:
         reasons.append("it had not been compounded yet at that time")
-    if batch.status == "prepared":
+    elif at is not None and batch.verified_at is not None and at < batch.verified_at:
+        local = to_clinic(batch.verified_at)
+        reasons.append(f"not verified yet at that time (verified {local:%Y-%m-%d %H:%M} {local.tzname()})")
+    elif status == "prepared":
         reasons.append("not released: awaiting verification by a second pharmacist")
-    elif batch.status in ("rejected", "recalled", "discarded"):
-        reasons.append(batch.status + (f": {batch.status_reason}" if batch.status_reason else ""))
+    if status in ("rejected", "recalled", "discarded"):
+        reasons.append(status + (f": {batch.status_reason}" if batch.status_reason else ""))
+    if holds:
+        reasons.append("on hold: " + "; ".join(holds))
+    elif status == "on_hold":
+        reasons.append("on hold")
     if is_batch_expired(batch, at):
         local = to_clinic(batch.beyond_use_at)
         reasons.append(f"expired at {local:%Y-%m-%d %H:%M} {local.tzname()} (beyond-use date)")
@@ -84,6 +98,13 @@ def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decima
     elif volume_ml is not None and volume_ml > batch.remaining_volume_ml:
         reasons.append(f"only {batch.remaining_volume_ml.normalize():f} mL left, {volume_ml} mL asked")
     return reasons
+
+
+def reasons_at(batch: Batch, at: datetime, volume_ml: Decimal | None = None) -> list[str]:
+    """`unusable_reasons` judged against the history: the status and the holds standing at `at`."""
+    status = status_at("batch", batch.id, at, batch.status)
+    holds = [h.text for h in standing_holds("batch", batch.id, at)]
+    return unusable_reasons(batch, at, volume_ml, status=status, holds=holds)
 
 
 def _locked_eligible_lots(ingredient_ids, at: datetime) -> dict[int, list[Lot]]:
@@ -278,6 +299,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     )
     db.session.add(batch)
     db.session.flush()
+    record_created(batch, actor, at=compounded_at, reason="compounded")
     for planned in plan.components:
         component = BatchComponent(batch_id=batch.id, lot_id=planned.lot.id, ingredient_id=planned.ingredient_id,
                                    theoretical_quantity=planned.theoretical, quantity=planned.quantity,
@@ -286,7 +308,8 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
         move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
                  reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=compounded_at)
         if planned.lot.remaining == 0:
-            planned.lot.status = "depleted"
+            change_status(planned.lot, "depleted", actor, reason=f"consumed by {batch.code}",
+                          reference=f"batch {batch.id}", at=compounded_at)
             audit.record(actor, "lot.depleted", "lot", planned.lot.id, old={"status": "released"},
                          new={"status": "depleted"}, reason=f"consumed by {batch.code}")
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
@@ -312,9 +335,9 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
     old = audit.snapshot(batch, BATCH_FIELDS)
-    batch.status = "released"
     batch.verified_at = utcnow()
     batch.verified_by_id = actor.id
+    change_status(batch, "released", actor, reason="verified", at=batch.verified_at)
     audit.record(actor, "batch.released", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS))
     db.session.commit()
     return batch
@@ -331,7 +354,7 @@ def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batc
         raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be rejected.")
     sign(actor, password, "rejected", "batch", batch.id)
     old = audit.snapshot(batch, BATCH_FIELDS)
-    batch.status = "rejected"
+    change_status(batch, "rejected", actor, reason=reason)
     batch.status_reason = reason[:2000]
     audit.record(actor, "batch.rejected", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS),
                  reason=reason)
@@ -354,7 +377,7 @@ def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Ba
     if batch.remaining_volume_ml > 0:
         move_batch(batch, "waste", -batch.remaining_volume_ml, actor, reason=reason, note=note,
                    reference_type="discard")
-    batch.status = "discarded"
+    change_status(batch, "discarded", actor, reason=f"{reason}: {note}" if note else reason)
     batch.discard_reason = reason
     batch.status_reason = note[:2000]
     audit.record(actor, "batch.discarded", "batch", batch.id, old=old,

@@ -18,6 +18,7 @@ from .clock import utcnow
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .expiry import expired_clause, is_expired
 from .fefo import Candidate
+from .history import change_status, record_created
 from .ledger import move_lot
 from .signatures import sign
 
@@ -251,6 +252,7 @@ def apply_receipt(actor: User, receipt: Receipt) -> Lot:
     )
     db.session.add(lot)
     db.session.flush()
+    record_created(lot, actor, at=receipt.received_at, reason="received")
     move_lot(lot, "receive", receipt.quantity, actor, reference_type="lot", reference_id=lot.id,
              note=f"received from {receipt.supplier}", occurred_at=receipt.received_at)
     audit.record(actor, "lot.received", "lot", lot.id, new={
@@ -287,9 +289,9 @@ def release_lot(actor: User, lot_id: int, password: str) -> Lot:
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
     sign(actor, password, "released", "lot", lot.id)
     old = audit.snapshot(lot, LOT_FIELDS)
-    lot.status = "released"
     lot.released_at = utcnow()
     lot.released_by_id = actor.id
+    change_status(lot, "released", actor, reason="released", at=lot.released_at)
     audit.record(actor, "lot.released", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS))
     db.session.commit()
     return lot
@@ -306,7 +308,7 @@ def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
         raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be rejected.")
     sign(actor, password, "rejected", "lot", lot.id)
     old = audit.snapshot(lot, LOT_FIELDS)
-    lot.status = "rejected"
+    change_status(lot, "rejected", actor, reason=reason)
     lot.status_reason = reason[:2000]
     audit.record(actor, "lot.rejected", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
                  reason=reason)
@@ -328,7 +330,7 @@ def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
     if lot.status != "released":
         raise InvalidState(f"{lot.code} is {lot.status}; only a released lot can be put back into quarantine.")
     old = {**audit.snapshot(lot, LOT_FIELDS), "released_at": lot.released_at, "released_by_id": lot.released_by_id}
-    lot.status = "quarantine"
+    change_status(lot, "quarantine", actor, reason=reason)
     lot.status_reason = reason[:2000]
     # The release no longer holds: a new release needs a new signature (the old one stays on record).
     lot.released_at = None
@@ -372,7 +374,7 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
     old = audit.snapshot(lot, LOT_FIELDS)
     movement = move_lot(lot, REASON_KIND[reason], signed, actor, reason=reason, note=note,
                         reference_type="adjustment")
-    _update_depletion(lot)
+    _update_depletion(lot, actor)
     db.session.flush()
     audit.record(actor, f"lot.{REASON_KIND[reason]}", "lot", lot.id, old=old,
                  new={**audit.snapshot(lot, LOT_FIELDS), "movement_id": movement.id,
@@ -381,12 +383,12 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
     return lot
 
 
-def _update_depletion(lot: Lot) -> None:
+def _update_depletion(lot: Lot, actor: User) -> None:
     """A released lot at zero is depleted; a depleted lot whose count is corrected up is back."""
     if lot.remaining == 0 and lot.status == "released":
-        lot.status = "depleted"
+        change_status(lot, "depleted", actor, reason="adjusted to zero")
     elif lot.remaining > 0 and lot.status == "depleted":
-        lot.status = "released"
+        change_status(lot, "released", actor, reason="count corrected up")
 
 
 def eligible_lot_query(ingredient_id: int, at: datetime | None = None):

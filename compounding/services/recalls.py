@@ -9,12 +9,13 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import Batch, Patient, Recall, RecallContact, User
+from ..models import Batch, BatchComponent, Patient, Recall, RecallContact, TreatmentSession, User
 from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, FINAL_OUTCOMES
 from . import audit
 from .access import ensure_can
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
+from .history import change_status, record_created
 from .inventory import get_lot
 from .signatures import pharmacist_signs, sign
 from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patient_ids, trace_batch, trace_lot
@@ -22,7 +23,7 @@ from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patie
 # The outcomes that say how the patient was (or was not) reached.
 METHOD_REQUIRED = ("reached", "attempt_failed")
 
-RECALLABLE_BATCH_STATUSES = ("prepared", "released", "depleted")
+RECALLABLE_BATCH_STATUSES = ("prepared", "released", "depleted", "on_hold")
 
 
 def get_recall(recall_id) -> Recall:
@@ -69,9 +70,10 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
     db.session.add(recall)
     db.session.flush()
     sign(actor, password, "recall opened", "recall", recall.id)
+    record_created(recall, actor, at=recall.opened_at, reason=reason)
     if lot_id:
         old_status = lot.status
-        lot.status = "recalled"
+        change_status(lot, "recalled", actor, reason=reason, reference=f"recall {recall.id}", at=recall.opened_at)
         lot.status_reason = f"recall {recall.id}: {reason}"[:2000]
         audit.record(actor, "lot.recalled", "lot", lot.id, old={"status": old_status},
                      new={"status": "recalled", "recall_id": recall.id}, reason=reason)
@@ -81,13 +83,38 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
     for batch in affected:
         audit.record(actor, "batch.recalled", "batch", batch.id, old={"status": batch.status},
                      new={"status": "recalled", "recall_id": recall.id}, reason=reason)
-        batch.status = "recalled"
+        change_status(batch, "recalled", actor, reason=reason, reference=f"recall {recall.id}", at=recall.opened_at)
         batch.status_reason = f"recall {recall.id}: {reason}"[:2000]
     audit.record(actor, "recall.opened", "recall", recall.id, new={
         "target": f"{target[0]} {target[2]}", "reason": reason,
         "batches_recalled": [b.code for b in affected]})
     db.session.commit()
     return recall
+
+
+def join_recalls_opened_since(actor: User, session_row: TreatmentSession, batch_ids: list[int]) -> list[int]:
+    """Rule 10.1.2: a session performed before a recall opened but entered after it.
+
+    The scope is computed from the links, so the session is in it at once; this reopens
+    each closed one (its patient must be contacted) and answers the recalls reached, whose
+    pages flag the session "recorded after the recall opened". Joins the caller's transaction.
+    """
+    lot_ids = sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids))
+    reached = db.session.scalars(
+        sa.select(Recall).where(sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(lot_ids)),
+                                Recall.opened_at > session_row.performed_at)
+        .order_by(Recall.id).with_for_update().execution_options(populate_existing=True)).all()
+    for recall in reached:
+        if recall.status != "closed":
+            continue
+        why = f"session {session_row.id}, performed before the recall opened, was recorded after it"
+        old = {"status": recall.status, "closed_at": recall.closed_at, "closed_by_id": recall.closed_by_id}
+        change_status(recall, "open", actor, reason=why, reference=f"session {session_row.id}")
+        recall.closed_at = None
+        recall.closed_by_id = None
+        audit.record(actor, "recall.reopened", "recall", recall.id, old=old,
+                     new={"status": "open", "session_id": session_row.id}, reason=why)
+    return [recall.id for recall in reached]
 
 
 def add_outcome(actor: User, recall: Recall, patient: Patient, outcome: str, method: str | None,
@@ -176,7 +203,7 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
                            details={"outcome": ["Every patient needs an outcome first."],
                                     "patients_without_outcome": missing})
     sign(actor, password, "recall closed", "recall", recall.id)
-    recall.status = "closed"
+    change_status(recall, "closed", actor, reason=outcome[:2000])
     recall.closed_at = utcnow()
     recall.closed_by_id = actor.id
     recall.outcome = outcome[:5000]

@@ -18,6 +18,7 @@ from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot
 from .batches import unusable_reasons
 from .clock import utcnow
 from .expiry import is_expired
+from .holds import hold_texts
 
 BATCH_CODE = re.compile(r"^B\d{10}$")
 LOT_CODE = re.compile(r"^L\d{6}$")
@@ -47,10 +48,14 @@ def visible(raw: str) -> str:
     return "".join(names.get(ch, f"<0x{ord(ch):02X}>" if ord(ch) < 32 or ord(ch) == 127 else ch) for ch in raw)
 
 
-def lot_reasons(lot: Lot, at: datetime | None = None) -> list[str]:
-    """Every reason a lot may not go into a batch now."""
+def lot_reasons(lot: Lot, at: datetime | None = None, holds: list[str] | None = None) -> list[str]:
+    """Every reason a lot may not go into a batch now (`holds`: the hold reasons standing)."""
     reasons = []
-    if lot.status != "released":
+    if holds:
+        reasons.append("on hold: " + "; ".join(holds))
+    elif lot.status == "on_hold":
+        reasons.append("on hold")
+    if lot.status not in ("released", "on_hold"):
         reasons.append({"quarantine": "in quarantine: not released yet"}.get(lot.status, lot.status))
     if is_expired(lot.expires_on, at):
         reasons.append(f"expired on {lot.expires_on.isoformat()}")
@@ -69,13 +74,13 @@ def resolve(raw: str, at: datetime | None = None) -> ScanResult:
         batch = db.session.scalar(sa.select(Batch).where(Batch.code == code).options(
             joinedload(Batch.formula).lazyload(Formula.components)))
         if batch is not None:
-            reasons = unusable_reasons(batch, at)
+            reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
             return ScanResult("batch", raw, not reasons, reasons, batch=batch)
     if LOT_CODE.match(code):
         lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(
             joinedload(Lot.ingredient).lazyload(Ingredient.gtins)))
         if lot is not None:
-            reasons = lot_reasons(lot, at)
+            reasons = lot_reasons(lot, at, hold_texts("lot", lot.id))
             return ScanResult("lot", raw, not reasons, reasons, lot=lot)
     if looks_like_gs1(raw):
         try:
@@ -98,7 +103,7 @@ def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:
                          Lot.ingredient_id == (result.ingredient.id if result.ingredient else -1))
         result.lot = db.session.scalar(query.where(by_gtin).order_by(Lot.id.desc()).limit(1))
     if result.lot is not None:
-        result.reasons = lot_reasons(result.lot, at)
+        result.reasons = lot_reasons(result.lot, at, hold_texts("lot", result.lot.id))
         result.usable = not result.reasons
     else:
         result.reasons = ["not received yet" if result.ingredient else "no ingredient has this GTIN"]

@@ -1,16 +1,18 @@
 """Patients, treatment sessions (the batches injected) and adverse events.
 
-Rule (DESIGN section 3): only a released, unrecalled batch that is not expired at the time
-of the session and has enough remaining volume can be used; the volume drops in the same
-transaction, with a ledger row per use.
+Rules (DESIGN 3 and 10.1.2-3): a batch is used only if it was released, verified, not
+recalled, not held and not expired at the time of the session (per its status history)
+and has enough volume now; the volume drops in the same transaction, with a ledger row per
+use. Adverse events that call for it hold the batches used.
 """
 
 import re
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..extensions import db
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
@@ -18,10 +20,14 @@ from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from . import audit
 from .access import ensure_can
-from .batches import unusable_reasons
+from .batches import reasons_at
 from .clock import clinic_today, to_clinic, utcnow
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
+from .history import change_status
+from .holds import hold_batches_for_event
 from .ledger import move_batch
+from .recalls import join_recalls_opened_since
+from .signatures import pharmacist_signs
 
 PATIENT_FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -140,30 +146,25 @@ def _volume(value, index: int) -> Decimal:
     return volume
 
 
-def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
-                   indication: str = "", notes: str = "", practitioner: User | None = None) -> TreatmentSession:
-    """Record a treatment session and take each use's volume from its batch.
+def _backdate_limit() -> timedelta:
+    return timedelta(hours=current_app.config.get("BACKDATE_HOURS", 72))
 
-    Every use names a batch (`batch_code` or `batch_id`), a volume in mL and optionally an
-    area. Refused, with every reason, when a batch is not usable at `performed_at`.
-    """
-    ensure_can(actor, "treatments.write", "record treatment sessions")
-    patient = get_patient(patient_id)
-    practitioner = practitioner or actor
-    if not practitioner.can("treatments.write"):
-        raise InvalidInput(f"{practitioner.display_name} is not an active practitioner or pharmacist.",
-                           field="practitioner_id")
-    now = utcnow()
-    performed_at = performed_at or now
-    if performed_at.tzinfo is None:
-        raise InvalidInput("The session time needs its time zone.", field="performed_at")
-    if performed_at > now:
-        raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
+
+def _sign_backdating(actor: User, password: str | None, session_id: int) -> None:
+    """Rule 10.1.2: a session dated further back than BACKDATE_HOURS is a pharmacist's signed entry."""
+    hours = current_app.config.get("BACKDATE_HOURS", 72)
+    if actor.role == "pharmacist" and not password:
+        raise SignatureRejected(f"This session is more than {hours} hours back: a pharmacist's signature is "
+                                "needed (enter your password).", field="password")
+    pharmacist_signs(actor, password, "back-dated", "treatment_session", session_id,
+                     f"record a session more than {hours} hours back")
+
+
+def _parse_uses(uses: list[dict]) -> list[tuple]:
     if not uses:
         raise InvalidInput("Add at least one batch used in the session.", field="uses")
     if len(uses) > 50:
         raise InvalidInput("At most 50 uses in one session.", field="uses")
-    wanted: dict[str, Decimal] = defaultdict(Decimal)
     parsed = []
     for index, use in enumerate(uses):
         key = str(use.get("batch_code") or "").strip() or use.get("batch_id")
@@ -174,6 +175,11 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
         if len(area) > 120:
             raise InvalidInput(f"Use {index + 1}: the area has at most 120 characters.", field="uses")
         parsed.append((key, volume, area))
+    return parsed
+
+
+def _lock_batches(parsed: list[tuple]) -> list[tuple]:
+    """(batch, volume, area) per use, the batches row-locked."""
     # Lock the batches in id order so concurrent sessions queue instead of deadlocking.
     codes = {str(k).strip().upper() for k, _, _ in parsed if isinstance(k, str)}
     ids = {int(k) for k, _, _ in parsed if not isinstance(k, str)}
@@ -187,22 +193,58 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
         batch = by_key.get(key.strip().upper() if isinstance(key, str) else int(key))
         if batch is None:
             raise InvalidInput(f"Use {index + 1}: {key} is not one of our batch codes.", field="uses")
-        wanted[batch.code] += volume
         resolved.append((batch, volume, area))
+    return resolved
+
+
+def _refuse_unusable(resolved: list[tuple], performed_at: datetime) -> None:
+    """Rule 10.1.2: each batch judged as it was at `performed_at` (history), with the volume it has now."""
+    wanted: dict[str, Decimal] = defaultdict(Decimal)
+    for batch, volume, _ in resolved:
+        wanted[batch.code] += volume
     problems = {}
     for batch in {b.id: b for b, _, _ in resolved}.values():
-        reasons = unusable_reasons(batch, performed_at, wanted[batch.code])
+        reasons = reasons_at(batch, performed_at, wanted[batch.code])
         if reasons:
             problems[batch.code] = reasons
     if problems:
         summary = "; ".join(f"{code}: {', '.join(reasons)}" for code, reasons in problems.items())
         raise InvalidState(f"Do not use — {summary}.", field="uses",
                            details={"reasons": problems, "uses": [summary]})
+
+
+def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
+                   indication: str = "", notes: str = "", practitioner: User | None = None,
+                   password: str | None = None) -> TreatmentSession:
+    """Record a treatment session and take each use's volume from its batch.
+
+    Every use names a batch (`batch_code` or `batch_id`), a volume in mL and optionally an
+    area. Refused, with every reason, when a batch was not usable at `performed_at`
+    (judged against its status history). A session dated more than BACKDATE_HOURS ago
+    needs a pharmacist's signature ("back-dated"). One performed before a recall opened
+    joins its scope; a closed recall it reaches is reopened.
+    """
+    ensure_can(actor, "treatments.write", "record treatment sessions")
+    patient = get_patient(patient_id)
+    practitioner = practitioner or actor
+    if not practitioner.can("treatments.write"):
+        raise InvalidInput(f"{practitioner.display_name} is not an active practitioner or pharmacist.",
+                           field="practitioner_id")
+    now = utcnow()
+    performed_at = performed_at or now
+    if performed_at.tzinfo is None:
+        raise InvalidInput("The session time needs its time zone.", field="performed_at")
+    if performed_at > now:
+        raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
+    resolved = _lock_batches(_parse_uses(uses))
+    _refuse_unusable(resolved, performed_at)
     session_row = TreatmentSession(
         patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
         indication=(indication or "").strip()[:160], notes=(notes or "").strip()[:5000], recorded_at=now)
     db.session.add(session_row)
     db.session.flush()
+    if now - performed_at > _backdate_limit():
+        _sign_backdating(actor, password, session_row.id)
     for batch, volume, area in resolved:
         use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
         db.session.add(use)
@@ -210,20 +252,26 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
         move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
                    note=f"patient {patient.chart_number}", occurred_at=performed_at)
         if batch.remaining_volume_ml == 0 and batch.status == "released":
-            batch.status = "depleted"
+            change_status(batch, "depleted", actor, reason=f"used up in session {session_row.id}",
+                          reference=f"session {session_row.id}")
             audit.record(actor, "batch.depleted", "batch", batch.id, old={"status": "released"},
                          new={"status": "depleted"}, reason=f"used up in session {session_row.id}")
+    late = join_recalls_opened_since(actor, session_row, [b.id for b, _, _ in resolved])
     audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
         "patient": patient.chart_number, "practitioner": practitioner.display_name, "performed_at": performed_at,
         "indication": session_row.indication,
-        "uses": [{"batch": b.code, "volume_ml": v, "area": a} for b, v, a in resolved]})
+        "uses": [{"batch": b.code, "volume_ml": v, "area": a} for b, v, a in resolved],
+        **({"recorded_after_recalls": late} if late else {})})
     db.session.commit()
     return session_row
 
 
 def record_adverse_event(actor: User, *, session_id: int, type: str, severity: str, onset_on=None,
                          outcome: str = "", notes: str = "") -> AdverseEvent:
-    """Record an adverse event after a session (it feeds the quality signals)."""
+    """Record an adverse event after a session (it feeds the quality signals).
+
+    A severe event, or one of the holding types, holds every batch used in the session.
+    """
     ensure_can(actor, "adverse_events.write", "record adverse events")
     session_row = db.session.get(TreatmentSession, session_id) if session_id else None
     if session_row is None:
@@ -250,5 +298,7 @@ def record_adverse_event(actor: User, *, session_id: int, type: str, severity: s
     audit.record(actor, "adverse_event.recorded", "adverse_event", event.id, new={
         "session_id": session_row.id, "type": type, "severity": severity, "onset_on": onset_on,
         "outcome": event.outcome})
+    # Rule 10.1.3: in the same transaction, so no one can use the batch between the two.
+    hold_batches_for_event(actor, event)
     db.session.commit()
     return event

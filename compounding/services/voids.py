@@ -17,7 +17,7 @@ from .batches import is_batch_expired
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
 from .ledger import move_batch
-from .recalls import add_outcome
+from .recalls import add_outcome, join_recalls_opened_since
 from .signatures import pharmacist_signs, sign
 from .trace import patient_in_scope
 from .treatments import get_patient
@@ -155,6 +155,9 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
     _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
     new, uses = _copy_session(session_row, right.id)
     reaching = recalls_reaching(session_row.id, open_only=False)
+    closed_before = [r.id for r in reaching if r.status != "open"]
+    # The right patient joins every recall this session is in; a closed one reopens so they get an outcome.
+    join_recalls_opened_since(actor, new, sorted({u.batch_id for u in uses}))
     recalls = [r for r in reaching
                if not patient_in_scope(wrong.id, lot_id=r.lot_id, batch_id=r.batch_id, standing_only=True)]
     for recall in recalls:
@@ -166,8 +169,7 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                  new={"session_id": new.id, "patient": right.chart_number,
                       "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
                       "not_exposed_in_recalls": [r.id for r in recalls],
-                      # The right patient now stands in these closed recalls' scope, without an outcome.
-                      "closed_recalls_reached": [r.id for r in reaching if r.status != "open"]},
+                      "recalls_reopened": closed_before},
                  reason=reason)
     audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
                  new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,

@@ -99,6 +99,9 @@ class TreatmentForm(AppForm):
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], filters=[_one_newline],
                           render_kw={"rows": 3})
     uses = FieldList(FormField(UseForm), min_entries=USE_ROWS, max_entries=USE_ROWS)
+    # Only for a session dated further back than BACKDATE_HOURS: the signed-in pharmacist signs it.
+    password = PasswordField("Pharmacist's password (back-dated session)", validators=[Optional()],
+                             render_kw={"autocomplete": "current-password"})
 
     def validate_uses(self, field):
         if all(row.form.is_blank for row in field):

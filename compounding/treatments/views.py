@@ -4,7 +4,7 @@ from collections import defaultdict
 from datetime import date
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm import aliased
 from wtforms.fields.choices import SelectChoice
@@ -30,7 +30,7 @@ from ..permissions import PERMISSIONS
 from ..privacy import may_identify, note_access
 from ..security import requires
 from ..services import treatments, voids
-from ..services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day
+from ..services.clock import clinic_today, end_of_clinic_day, start_of_clinic_day, to_clinic, utcnow
 from ..services.errors import DomainError
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
@@ -251,26 +251,31 @@ def treatment_record(patient_id: int):
         # Coming from the scan station with a vial already scanned.
         form.uses[0].form.batch_code.data = request.args.get("batch_code", "").strip()[:40]
     refusals: dict[str, list[str]] = {}
+    refused_status = 422
     if form.validate_on_submit():
         form.compact_uses()
         try:
             record = treatments.record_session(
                 current_user, patient_id=patient.id, uses=form.filled_uses(),
                 performed_at=form.performed_at_utc(), indication=form.indication.data or "",
-                notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data))
+                notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data),
+                password=form.password.data or None)
         except DomainError as exc:
             db.session.rollback()
             if isinstance(exc.details, dict) and exc.details.get("reasons"):
                 refusals = exc.details["reasons"]
             else:
                 apply_domain_error(form, exc)
+            refused_status = exc.status_code if exc.status_code == 403 else 422
         else:
             codes = ", ".join(dict.fromkeys(row["batch_code"].upper() for row in form.filled_uses()))
             flash(f"Session recorded for {patient.chart_number}: {codes}.", "success")
             return redirect(url_for("treatments.treatment_detail", treatment_id=record.id))
-    status = 422 if request.method == "POST" else 200
+    status = refused_status if request.method == "POST" else 200
     return render_template("treatments/record.html", form=form, patient=patient, refusals=refusals,
-                           refused_rows=_refused_rows(form, refusals), use_rows=USE_ROWS), status
+                           refused_rows=_refused_rows(form, refusals), use_rows=USE_ROWS,
+                           backdate_hours=current_app.config.get("BACKDATE_HOURS", 72),
+                           clinic_now=to_clinic(utcnow()).strftime("%Y-%m-%dT%H:%M:%S")), status
 
 
 def _render_treatment(treatment_id: int, status: int = 200, **forms):

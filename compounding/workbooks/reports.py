@@ -1,6 +1,6 @@
 """List exports (what a filtered list shows, every page), trace and recall reports."""
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import date
 from typing import Any
 
@@ -82,7 +82,7 @@ def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
 
 
 def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | None, identify: bool,
-                  attempts: Mapping[int, list] | None = None) -> None:
+                  attempts: Mapping[int, list] | None = None, late: Collection[int] | None = None) -> None:
     zone = book.zone
     with_contacts = contacts is not None
     attempts = attempts or {}
@@ -101,11 +101,14 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
             yield values
 
     book.table("Patients", _patient_columns(zone, with_contacts, identify), patient_rows())
-    book.table("Sessions", [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
-                            Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
-                            Column("Batch codes", "code"), Column("Voided", "bool"), Column("Void code")],
-               ((s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes), s.voided_at is not None,
-                 s.void_code) for s in trace.sessions))
+    session_header = [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
+                      Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
+                      Column("Batch codes", "code"), Column("Voided", "bool"), Column("Void code")]
+    if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
+        session_header.append(Column("Recorded after the recall opened", "bool"))
+    book.table("Sessions", session_header, (
+        (s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes), s.voided_at is not None,
+         s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
                     Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
@@ -135,14 +138,15 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
 
 
 def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines,
-                  identify: bool, attempts: Mapping[int, list] | None = None) -> WorkbookSummary:
+                  identify: bool, attempts: Mapping[int, list] | None = None,
+                  late: Collection[int] | None = None) -> WorkbookSummary:
     """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets.
 
     Without `identify` (a technician's download, rule 10.1.10) patients are chart numbers only.
     """
     book = WorkbookWriter()
     cover = book.cover(sheet)
-    _scope_sheets(book, scope, contacts, identify, attempts)
+    _scope_sheets(book, scope, contacts, identify, attempts, late)
     if attempts is not None:
         _attempt_sheet(book, attempts)
     _report_cover(cover, title, lines(book.zone))
@@ -177,13 +181,16 @@ def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True) 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
                     opened_by: str = "", attempts: Mapping[int, list] | None = None,
-                    identify: bool = True) -> WorkbookSummary:
+                    identify: bool = True, late_sessions: Collection[int] = ()) -> WorkbookSummary:
     """A recall's report: its scope with each patient's outcome (patient id -> row with outcome, contacted_at,
-    contacted_by, method, note) and number of attempts (patient id -> rows), the sessions, batches and lots."""
+    contacted_by, method, note) and number of attempts (patient id -> rows), the sessions (those recorded
+    after the recall opened flagged), batches and lots."""
+    late = set(late_sessions)
     return _scope_report("Recall", scope, contacts, out, f"Recall {recall.id}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(scope)), ("Reason", recall.reason),
         ("Status", recall.status), (zone_label("Opened", zone), recall.opened_at), ("Opened by", opened_by),
         (zone_label("Closed", zone), recall.closed_at), ("Outcome", recall.outcome),
         ("Patients with an outcome", f"{len(contacts)} of {scope.counts['patients']}"),
+        ("Sessions recorded after the recall opened", len(late)),
         (zone_label("Generated at", zone), utcnow()),
-    ], identify, attempts)
+    ], identify, attempts, late)

@@ -1,0 +1,119 @@
+"""Status history (DESIGN 10.1.2): every status change goes through `change_status`.
+
+The rows let a rule ask what an item's status was at the moment it judges (`status_at`),
+so a session entered late is judged at the time it was performed, not at the time typed.
+"""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from ..extensions import db
+from ..models import Batch, Hold, Lot, Recall, StatusChange, User
+from ..models.hold import HOLDABLE_STATUSES
+from .clock import utcnow
+
+ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall"}
+# Set on an item by change_status: the status its history row was written for.
+_RECORDED = "_status_change_recorded"
+
+
+def entity_type(item) -> str:
+    return ENTITY_TYPES[type(item)]
+
+
+def _row(item, from_status: str | None, to_status: str, actor: User | None, reason: str, reference: str,
+         at: datetime | None) -> StatusChange:
+    row = StatusChange(entity_type=entity_type(item), entity_id=item.id, from_status=from_status,
+                       to_status=to_status, changed_at=at or utcnow(), actor_id=actor.id if actor else None,
+                       actor_name=actor.display_name if actor else "", reason=(reason or "")[:2000],
+                       reference=(reference or "")[:120])
+    db.session.add(row)
+    return row
+
+
+def record_created(item, actor: User | None, *, at: datetime | None = None, reason: str = "") -> None:
+    """The first row of an item's history: it came into being with its current status."""
+    _row(item, None, item.status, actor, reason, "", at)
+
+
+def standing_holds(kind: str, item_id: int, at: datetime | None = None) -> list[Hold]:
+    """The hold reasons standing on an item at `at` (now when None), oldest first."""
+    query = sa.select(Hold).where(Hold.entity_type == kind, Hold.entity_id == item_id).order_by(Hold.id)
+    if at is None:
+        query = query.where(Hold.released_at.is_(None))
+    else:
+        query = query.where(Hold.placed_at <= at, sa.or_(Hold.released_at.is_(None), Hold.released_at > at))
+    return list(db.session.scalars(query))
+
+
+def change_status(item, to_status: str, actor: User | None, *, reason: str = "", reference: str = "",
+                  at: datetime | None = None) -> None:
+    """Set a lot's, batch's or recall's status and keep the change with its time.
+
+    A lot or batch going back to a usable status while hold reasons stand goes on to
+    `on_hold` at once (two rows: the history says what happened, then why it is held).
+    """
+    from_status = item.status
+    if from_status == to_status:
+        return
+    item.status = to_status
+    item.__dict__[_RECORDED] = to_status
+    _row(item, from_status, to_status, actor, reason, reference, at)
+    kind = entity_type(item)
+    if to_status in HOLDABLE_STATUSES.get(kind, ()):
+        holds = standing_holds(kind, item.id)
+        if holds:
+            item.status = "on_hold"
+            item.__dict__[_RECORDED] = "on_hold"
+            _row(item, to_status, "on_hold", actor, "; ".join(h.text for h in holds), "", at)
+
+
+@sa.event.listens_for(Session, "before_flush")
+def _keep_every_status_change(session, flush_context, instances) -> None:
+    """The net under change_status: a status set any other way still gets its history row."""
+    for item in list(session.dirty):
+        if type(item) not in ENTITY_TYPES:
+            continue
+        recorded = item.__dict__.pop(_RECORDED, None)
+        changes = sa.inspect(item).attrs.status.history
+        if not changes.has_changes() or recorded == item.status:
+            continue
+        before = changes.deleted[0] if changes.deleted else None
+        session.add(StatusChange(entity_type=entity_type(item), entity_id=item.id, from_status=before,
+                                 to_status=item.status, changed_at=utcnow(), actor_name="",
+                                 reason="status set without going through the status history", reference=""))
+
+
+def status_at(kind: str, item_id: int, at: datetime, current: str) -> str | None:
+    """The item's status at `at` per its history.
+
+    An item with no history (made before history was kept and not backfilled) answers its
+    current status; one whose history starts after `at` did not exist yet (None).
+    """
+    last = db.session.scalar(
+        sa.select(StatusChange.to_status).where(StatusChange.entity_type == kind, StatusChange.entity_id == item_id,
+                                                StatusChange.changed_at <= at)
+        .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc()).limit(1))
+    if last is not None:
+        return last
+    first = db.session.scalar(
+        sa.select(StatusChange.id).where(StatusChange.entity_type == kind, StatusChange.entity_id == item_id)
+        .limit(1))
+    return None if first is not None else current
+
+
+def status_before_hold(kind: str, item_id: int) -> str | None:
+    """The status an item had when it last went on hold (what it returns to)."""
+    return db.session.scalar(
+        sa.select(StatusChange.from_status).where(StatusChange.entity_type == kind,
+                                                  StatusChange.entity_id == item_id,
+                                                  StatusChange.to_status == "on_hold")
+        .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc()).limit(1))
+
+
+def history_of(kind: str, item_id: int) -> list[StatusChange]:
+    return list(db.session.scalars(
+        sa.select(StatusChange).where(StatusChange.entity_type == kind, StatusChange.entity_id == item_id)
+        .order_by(StatusChange.changed_at, StatusChange.id)))

@@ -1,0 +1,141 @@
+"""Hold reasons on lots and batches (DESIGN 10.1.3).
+
+An item may carry several hold reasons at once (adverse event, temperature excursion,
+quality signal); while any stands it is `on_hold`, usable nowhere. A pharmacist releases
+one reason at a time, by signature, with a reason; when none is left the item returns to
+the status it had before. A recalled or depleted item keeps its status: the hold is still
+recorded, so that it shows and must be released like any other.
+"""
+
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, SessionUse, User
+from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
+from ..models.treatment import HOLDING_EVENT_TYPES
+from . import audit
+from .access import ensure_can
+from .clock import utcnow
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
+from .history import change_status, entity_type, standing_holds, status_before_hold
+from .signatures import pharmacist_signs
+
+MODELS = {"lot": Lot, "batch": Batch}
+
+
+def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type: str = "",
+               source_id: int | None = None, at: datetime | None = None) -> Hold:
+    """Add a hold reason to a lot or batch in the caller's transaction (no commit)."""
+    at = at or utcnow()
+    hold = Hold(entity_type=entity_type(item), entity_id=item.id, kind=kind, detail=(detail or "")[:2000],
+                source_type=source_type, source_id=source_id, placed_at=at,
+                placed_by_id=actor.id if actor else None)
+    db.session.add(hold)
+    db.session.flush()
+    if item.status in HOLDABLE_STATUSES[hold.entity_type]:
+        change_status(item, "on_hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at)
+    audit.record(actor, f"{hold.entity_type}.hold_placed", hold.entity_type, item.id,
+                 new={"hold_id": hold.id, "kind": kind, "detail": hold.detail, "status": item.status,
+                      "source": f"{source_type} {source_id}".strip() if source_type else ""})
+    return hold
+
+
+def event_holds_stock(event: AdverseEvent) -> bool:
+    """Rule 10.1.3: a severe event, or one of the holding types at any severity."""
+    return event.severity == "severe" or event.type in HOLDING_EVENT_TYPES
+
+
+def hold_batches_for_event(actor: User, event: AdverseEvent) -> list[Hold]:
+    """Hold every batch used in the event's session (in the caller's transaction)."""
+    if not event_holds_stock(event):
+        return []
+    batches = db.session.scalars(
+        sa.select(Batch).where(Batch.id.in_(sa.select(SessionUse.batch_id)
+                                            .where(SessionUse.session_id == event.session_id)))
+        .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)).all()
+    detail = f"{event.severity} {event.type.replace('_', ' ')} after session {event.session_id}"
+    return [place_hold(actor, batch, "adverse_event", detail, source_type="adverse_event", source_id=event.id,
+                       at=event.recorded_at) for batch in batches]
+
+
+def quality_signal_hold(actor: User, kind: str, item_id: int, detail: str) -> Hold:
+    """The dashboard's one click on a flagged batch or lot: a `quality_signal` hold."""
+    ensure_can(actor, "lots.release", "place holds")
+    item = _locked(kind, item_id)
+    detail = (detail or "").strip()
+    if not detail:
+        raise InvalidInput("Say why the item is held.", field="reason")
+    if any(h.kind == "quality_signal" for h in standing_holds(kind, item.id)):
+        raise InvalidState(f"{item.code} already carries a quality-signal hold.")
+    hold = place_hold(actor, item, "quality_signal", detail)
+    db.session.commit()
+    return hold
+
+
+def _locked(kind: str, item_id: int):
+    if kind not in HOLD_ENTITY_TYPES:
+        raise NotFound("There is no such item.")
+    item = db.session.scalar(sa.select(MODELS[kind]).where(MODELS[kind].id == item_id).with_for_update()
+                             .execution_options(populate_existing=True)) if item_id else None
+    if item is None:
+        raise NotFound(f"There is no such {kind}.")
+    return item
+
+
+def open_recall_of(kind: str, item_id: int) -> int | None:
+    """An open recall of the item itself or, for a batch, of a lot it was made from."""
+    target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
+        Recall.batch_id == item_id,
+        Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
+    return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == "open").limit(1))
+
+
+def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: str, password: str):
+    """A pharmacist releases one hold reason (every standing hold of that kind) by signature.
+
+    Refused while a recall of the item is open (409). When no reason is left, the item
+    returns to the status it had before it went on hold. Returns the item.
+    """
+    if actor is None or actor.role != "pharmacist":
+        raise NotAllowed("Only a pharmacist's signature can release a hold.", field="password")
+    if hold_kind not in HOLD_KINDS:
+        raise InvalidInput(f"Choose the hold: {', '.join(HOLD_KINDS)}.", field="hold")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Say why the hold is released.", field="reason")
+    item = _locked(kind, item_id)
+    standing = standing_holds(kind, item.id)
+    releasing = [h for h in standing if h.kind == hold_kind]
+    if not releasing:
+        raise InvalidState(f"{item.code} carries no {HOLD_KIND_TEXT[hold_kind]} hold.", field="hold")
+    recall_id = open_recall_of(kind, item.id)
+    if recall_id:
+        raise InvalidState(f"{item.code} is in open recall {recall_id}: its holds stay until the recall is closed.",
+                           details={"recall_id": recall_id})
+    pharmacist_signs(actor, password, "hold released", kind, item.id, "release a hold")
+    now = utcnow()
+    for hold in releasing:
+        hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason[:2000]
+    left = [h for h in standing if h.kind != hold_kind]
+    if not left and item.status == "on_hold":
+        before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
+        change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
+    audit.record(actor, f"{kind}.hold_released", kind, item.id,
+                 old={"holds": [h.text for h in standing]},
+                 new={"released": [h.id for h in releasing], "holds": [h.text for h in left], "status": item.status},
+                 reason=reason)
+    db.session.commit()
+    return item
+
+
+def holds_of(kind: str, item_id: int) -> list[Hold]:
+    """Every hold an item ever carried, standing ones first, newest first (for its page)."""
+    return list(db.session.scalars(
+        sa.select(Hold).where(Hold.entity_type == kind, Hold.entity_id == item_id)
+        .order_by(Hold.released_at.is_not(None), Hold.placed_at.desc(), Hold.id.desc())))
+
+
+def hold_texts(kind: str, item_id: int) -> list[str]:
+    return [h.text for h in standing_holds(kind, item_id)]
