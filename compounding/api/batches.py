@@ -58,7 +58,7 @@ def batch_create():
     batch = batches.compound_batch(
         current_user, data["formula_id"], data["units"], allocations=data["allocations"],
         deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
-        require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", False),
+        require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True),
     )
     return _answer(batch.id, 201)
 

@@ -193,6 +193,8 @@ class LotAdjustSchema(Schema):
     quantity = Quantity(required=True)
     direction = fields.String(load_default="out", validate=validate.OneOf(("in", "out")))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
+    password = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "A pharmacist's password: required to raise stock (direction `in`)"})
 
 
 class LotQuerySchema(Schema):

@@ -17,6 +17,7 @@ from . import audit
 from .access import ensure_can
 from .bud import BUD_TABLE, table_duration
 from .clock import utcnow
+from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
 from .inventory import check_quantity
 from .signatures import sign
@@ -187,6 +188,8 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
     """A pharmacist approves a draft with an e-signature; it replaces the approved version."""
     ensure_can(actor, "formulas.approve", "approve formulas")
     formula = get_formula(formula_id)
+    ensure_second_person(actor, formula.created_by_id,
+                         f"You wrote {formula.label}: a second pharmacist must approve it.")
     if formula.status != "draft":
         raise InvalidState(f"{formula.label} is {formula.status}; only a draft can be approved.")
     if not formula.components:
