@@ -68,5 +68,8 @@ def record_settings_on_start(app: Flask) -> None:
                 record_second_person_rules()
         finally:
             db.session.remove()
-            # Forked workers (gunicorn --preload) must not share the connection used here.
-            db.engine.dispose()
+            url = db.engine.url
+            if url.get_backend_name() != "sqlite" or url.database not in (None, "", ":memory:"):
+                # Forked workers (gunicorn --preload) must not share the connection used here
+                # (an in-memory database would be lost with its only connection).
+                db.engine.dispose()
