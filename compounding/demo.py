@@ -76,6 +76,7 @@ def _user(username: str) -> User:
 
 
 def _seed_lots() -> Iterator[str]:
+    # DESIGN 10.1 rule 4: who received a lot does not release it.
     technician, pharmacist = _user("technician"), _user("pharmacist")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for name, supplier, number, days, quantity, released in DEMO_LOTS:
@@ -158,7 +159,8 @@ DEMO_FORMULAS = [
 
 
 def _seed_formulas() -> Iterator[str]:
-    pharmacist = _user("pharmacist")
+    # DESIGN 10.1 rule 4: one pharmacist writes, the other approves.
+    pharmacist, approver = _user("pharmacist"), _user("pharmacist2")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for spec in DEMO_FORMULAS:
         if db.session.scalar(sa.select(Formula.id).where(Formula.code == spec["code"])):
@@ -166,7 +168,7 @@ def _seed_formulas() -> Iterator[str]:
         data = {**spec, "components": [{"ingredient_id": names[name], "quantity": Decimal(quantity)}
                                        for name, quantity in spec["components"]]}
         formula = formulas.create_formula(pharmacist, data)
-        formulas.approve_formula(pharmacist, formula.id, DEMO_PASSWORD)
+        formulas.approve_formula(approver, formula.id, DEMO_PASSWORD)
         yield f"  formula {formula.label} {formula.name} (approved)"
 
 
@@ -200,7 +202,11 @@ def _seed_batches() -> Iterator[str]:
     technician, verifier = _user("technician"), _user("pharmacist2")
     for code, units, verified in DEMO_BATCHES:
         formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
-        batch = batches.compound_batch(technician, formula.id, units, notes="demo batch")
+        # As at the bench: the FEFO lots, each container scanned (DESIGN 10.1 rule 7).
+        allocations = [{"lot_id": lot_id, "quantity": quantity} for component in batches.propose(formula, units)
+                       for lot_id, quantity in component.proposed.items()]
+        batch = batches.compound_batch(technician, formula.id, units, notes="demo batch", allocations=allocations,
+                                       scanned_lot_ids=[row["lot_id"] for row in allocations], require_scan=True)
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
         yield f"  batch {batch.code} {code} × {units} ({'released' if verified else 'awaiting verification'})"

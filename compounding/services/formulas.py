@@ -188,14 +188,14 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
     """A pharmacist approves a draft with an e-signature; it replaces the approved version."""
     ensure_can(actor, "formulas.approve", "approve formulas")
     formula = get_formula(formula_id)
-    ensure_second_person(actor, formula.created_by_id,
-                         f"You wrote {formula.label}: a second pharmacist must approve it.")
     if formula.status != "draft":
         raise InvalidState(f"{formula.label} is {formula.status}; only a draft can be approved.")
     if not formula.components:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():
         raise InvalidState("Write the compounding instructions before approving.", field="instructions")
+    ensure_second_person(actor, formula.created_by_id,
+                         f"You wrote {formula.label}: a second pharmacist must approve it.")
     sign(actor, password, "approved", "formula", formula.id)
     now = utcnow()
     for previous in db.session.scalars(sa.select(Formula).where(

@@ -288,12 +288,11 @@ def release_lot(actor: User, lot_id: int, password: str) -> Lot:
     """
     ensure_can(actor, "lots.release", "release lots")
     lot = get_lot(lot_id, for_update=True)
-    ensure_second_person(actor, lot.received_by_id,
-                         f"You received {lot.code}: a second person must release it.")
     if lot.status != "quarantine":
         raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be released.")
     if is_expired(lot.expires_on):
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
+    ensure_second_person(actor, lot.received_by_id, f"You received {lot.code}: a second person must release it.")
     sign(actor, password, "released", "lot", lot.id)
     old = audit.snapshot(lot, LOT_FIELDS)
     lot.status = "released"
