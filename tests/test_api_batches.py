@@ -81,12 +81,13 @@ def _compound(client, headers, formula, units=3, **body):
     sends them as `allocations` with `scanned_lot_ids`. A body naming `scanned_lot_ids`
     itself is sent as it is.
     """
+    scanning = "scanned_lot_ids" not in body
     body = {"formula_id": formula.id, "units": units, **body}
-    if "scanned_lot_ids" not in body and body.get("allocations"):
+    if scanning and body.get("allocations"):
         body["scanned_lot_ids"] = [row["lot_id"] for row in body["allocations"]]
     response = client.post("/api/v1/batches", headers=headers, json=body)
     proposed = (response.json.get("details") or {}).get("proposed_lots") if response.status_code == 409 else None
-    if proposed and "scanned_lot_ids" not in body or (proposed and body.get("allocations")):
+    if scanning and proposed:
         allocations = [{"lot_id": row["lot_id"], "quantity": row["quantity"]} for row in proposed]
         response = client.post("/api/v1/batches", headers=headers, json={
             **body, "allocations": allocations, "scanned_lot_ids": [row["lot_id"] for row in proposed]})

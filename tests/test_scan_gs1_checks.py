@@ -84,3 +84,13 @@ def test_at_the_bench_a_supplier_barcode_must_match_the_allocated_lot_naming_the
         batches.check_scans({biotin_lot.id: biotin_lot.code}, {biotin_lot.id: barcode})
     assert part in caught.value.message
     assert batches.check_scans({biotin_lot.id: biotin_lot.code}, {biotin_lot.id: gs1()}) == {biotin_lot.id}
+
+
+def test_at_the_bench_a_lot_received_without_a_gtin_matches_its_ingredients_gtin(make_ingredient, make_lot):
+    ingredient = make_ingredient(name="Minoxidil", gtins=[OTHER_GTIN])
+    lot = make_lot(ingredient, supplier_lot_number="MX-1", expires_on=date(2027, 8, 3))
+    barcode = gs1(gtin=OTHER_GTIN, lot_number="MX-1")
+    assert batches.check_scans({lot.id: lot.code}, {lot.id: barcode}) == {lot.id}
+    with pytest.raises(InvalidInput) as caught:
+        batches.check_scans({lot.id: lot.code}, {lot.id: gs1(lot_number="MX-1")})
+    assert f"GTIN (01) {GTIN}" in caught.value.message

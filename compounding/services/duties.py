@@ -38,26 +38,37 @@ def recorded_second_person_rules() -> str | None:
 def record_second_person_rules() -> bool:
     """Write an audit row when the running setting differs from the last one recorded.
 
-    Several workers start at once: the audit chain's lock (PostgreSQL advisory lock, SQLite's
-    BEGIN IMMEDIATE) is taken before reading, so only the first of them writes the row.
+    Several workers start at once. A first read takes no lock, so that an unchanged
+    setting (every start but the first after a change) writes nothing and blocks no one;
+    on a difference the audit chain's write lock is taken (PostgreSQL advisory lock, SQLite
+    write lock) and the value read again, so only the first worker writes the row.
     Returns whether a row was written. Commits.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": audit.AUDIT_CHAIN_LOCK})
-    else:
-        # Outside a request SQLite begins deferred: a first (empty) write takes the write lock
-        # before the read, as BEGIN IMMEDIATE would.
-        db.session.execute(sa.text("UPDATE audit_events SET id = id WHERE 1 = 0"))
-    current, recorded = second_person_rules(), recorded_second_person_rules()
-    if current == recorded:
+    current = second_person_rules()
+    unchanged = recorded_second_person_rules() == current
+    db.session.rollback()
+    if unchanged:
+        return False
+    _lock_audit_chain()
+    if recorded_second_person_rules() == current:
         db.session.rollback()
         return False
+    recorded = recorded_second_person_rules()
     audit.record(None, SETTING_ACTION, "setting", None,
                  old={"SECOND_PERSON_RULES": recorded} if recorded is not None else None,
                  new={"SECOND_PERSON_RULES": current},
                  reason="setting at application start differs from the one last recorded")
     db.session.commit()
     return True
+
+
+def _lock_audit_chain() -> None:
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": audit.AUDIT_CHAIN_LOCK})
+    else:
+        # Outside a request SQLite begins deferred: a first (empty) write takes the write lock
+        # before the read, as BEGIN IMMEDIATE would.
+        db.session.execute(sa.text("UPDATE audit_events SET id = id WHERE 1 = 0"))
 
 
 def record_settings_on_start(app: Flask) -> None:
