@@ -42,6 +42,7 @@ def test_the_scan_api_refuses_a_barcode_whose_expiry_differs_from_the_record(cli
     answer = client.get("/api/v1/scan?code=" + quote(gs1(expiry="261201")), headers=headers).json
     assert answer["kind"] == "gs1" and answer["usable"] is False
     assert any("2026-12-01" in r and "2027-08-03" in r for r in answer["reasons"])
+    assert (answer["expiry_date"], answer["lot"]["expiry_date"]) == ("2026-12-01", "2027-08-03")
     assert client.get("/api/v1/scan?code=" + quote(gs1()), headers=headers).json["usable"] is True
 
 

@@ -444,6 +444,7 @@ class ScanLotRefSchema(Schema):
     id = fields.Integer()
     code = fields.String()
     status = fields.String()
+    expiry_date = fields.Date(metadata={"description": "the lot's recorded expiry, to set beside the barcode's"})
 
 
 class ScanResultSchema(Schema):
