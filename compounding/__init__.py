@@ -9,6 +9,7 @@ from werkzeug.routing import IntegerConverter
 from . import cli, config, errors, headers, idempotency, privacy, security, templating
 from .extensions import csrf, db, login_manager, migrate
 from .models._common import MAX_RECORD_ID
+from .services import duties
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -33,6 +34,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_blueprints(app)
     if app.config["AUTO_MIGRATE"]:
         cli.upgrade_schema(app)
+    # DESIGN 10.1 rule 4: the audit trail records each change of SECOND_PERSON_RULES.
+    duties.record_settings_on_start(app)
     return app
 
 

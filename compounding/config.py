@@ -12,6 +12,15 @@ def _bool(name: str, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+SECOND_PERSON_CHOICES = ("all", "verify-only")
+
+
+def second_person_rules(value: str | None) -> str:
+    """`verify-only` only when spelt so; an unknown value keeps the safe default, `all`."""
+    value = (value or "").strip().lower()
+    return value if value in SECOND_PERSON_CHOICES else "all"
+
+
 def instance_secret_key(instance_path: str) -> str:
     """Return the key kept in instance/secret_key, creating it on first start."""
     path = Path(instance_path) / "secret_key"
@@ -46,6 +55,11 @@ def from_environment() -> dict:
         "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
         "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
         "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
+        # DESIGN 10.1 rule 7: every container scanned at the bench unless a clinic turns it off.
+        "REQUIRE_SCAN_CONFIRMATION": _bool("REQUIRE_SCAN_CONFIRMATION", True),
+        # DESIGN 10.1 rule 4: `verify-only` lets a single pharmacist receive-and-release and
+        # write-and-approve; anything else keeps every second-person rule.
+        "SECOND_PERSON_RULES": second_person_rules(os.environ.get("SECOND_PERSON_RULES")),
     }
 
 
@@ -68,7 +82,8 @@ DEFAULTS = {
     "QUALITY_EVENT_RATE_THRESHOLD": 0.05,
     # ...once it has at least this many events (one severe event flags at once).
     "QUALITY_MIN_EVENTS": 2,
-    "REQUIRE_SCAN_CONFIRMATION": False,
+    "REQUIRE_SCAN_CONFIRMATION": True,
+    "SECOND_PERSON_RULES": "all",
     # Failed attempts to record for a patient before a recall may call them unreachable (DESIGN 10.1 rule 8).
     "RECALL_MIN_ATTEMPTS": 2,
     # A form POST without its one-time key is refused when this is true; None follows

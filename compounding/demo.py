@@ -76,6 +76,7 @@ def _user(username: str) -> User:
 
 
 def _seed_lots() -> Iterator[str]:
+    # DESIGN 10.1 rule 4: who received a lot does not release it.
     technician, pharmacist = _user("technician"), _user("pharmacist")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for name, supplier, number, days, quantity, released in DEMO_LOTS:
@@ -158,7 +159,8 @@ DEMO_FORMULAS = [
 
 
 def _seed_formulas() -> Iterator[str]:
-    pharmacist = _user("pharmacist")
+    # DESIGN 10.1 rule 4: one pharmacist writes, the other approves.
+    pharmacist, approver = _user("pharmacist"), _user("pharmacist2")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for spec in DEMO_FORMULAS:
         if db.session.scalar(sa.select(Formula.id).where(Formula.code == spec["code"])):
@@ -166,7 +168,7 @@ def _seed_formulas() -> Iterator[str]:
         data = {**spec, "components": [{"ingredient_id": names[name], "quantity": Decimal(quantity)}
                                        for name, quantity in spec["components"]]}
         formula = formulas.create_formula(pharmacist, data)
-        formulas.approve_formula(pharmacist, formula.id, DEMO_PASSWORD)
+        formulas.approve_formula(approver, formula.id, DEMO_PASSWORD)
         yield f"  formula {formula.label} {formula.name} (approved)"
 
 
@@ -194,13 +196,21 @@ DEMO_SESSIONS = [
 ]
 
 
+def _compound_scanned(technician: User, formula: Formula, units: int) -> Batch:
+    """As at the bench: the FEFO lots, each container scanned (DESIGN 10.1 rule 7)."""
+    allocations = [{"lot_id": lot_id, "quantity": quantity} for component in batches.propose(formula, units)
+                   for lot_id, quantity in component.proposed.items()]
+    return batches.compound_batch(technician, formula.id, units, notes="demo batch", allocations=allocations,
+                                  scanned_lot_ids=[row["lot_id"] for row in allocations], require_scan=True)
+
+
 def _seed_batches() -> Iterator[str]:
     if db.session.scalar(sa.select(Batch.id).limit(1)):
         return
     technician, verifier = _user("technician"), _user("pharmacist2")
     for code, units, verified in DEMO_BATCHES:
         formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
-        batch = batches.compound_batch(technician, formula.id, units, notes="demo batch")
+        batch = _compound_scanned(technician, formula, units)
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
         yield f"  batch {batch.code} {code} × {units} ({'released' if verified else 'awaiting verification'})"
@@ -263,7 +273,7 @@ def _seed_held_batch() -> Iterator[str]:
         return
     technician, verifier, practitioner = _user("technician"), _user("pharmacist2"), _user("practitioner")
     formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT", Formula.status == "approved"))
-    batch = batches.compound_batch(technician, formula.id, 1, notes="demo batch")
+    batch = _compound_scanned(technician, formula, 1)
     batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
     patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))
     session_row = treatments.record_session(practitioner, patient_id=patient_id, indication="hair loss",

@@ -99,7 +99,10 @@ def make_ingredient(app, make_user):
 
 @pytest.fixture
 def make_lot(app, make_user, make_ingredient):
-    """Receive (and by default release) a lot through the real services."""
+    """Receive (and by default release) a lot through the real services.
+
+    A technician receives and a pharmacist releases (DESIGN 10.1 rule 4: never the same person).
+    """
     from datetime import date, timedelta
     from decimal import Decimal
 
@@ -164,6 +167,8 @@ def make_formula(app, make_user, make_ingredient):
         counter["n"] += 1
         if not staff:
             staff["pharmacist"] = make_user("pharmacist", username=f"formula-author-{id(counter)}")
+            # DESIGN 10.1 rule 4: who wrote a version does not approve it.
+            staff["approver"] = make_user("pharmacist", username=f"formula-approver-{id(counter)}")
         if components is None:
             components = [(make_ingredient(), "2"), (make_ingredient(kind="diluent"), "8")]
         data = {
@@ -176,7 +181,7 @@ def make_formula(app, make_user, make_ingredient):
         data.update(overrides)
         formula = formulas.create_formula(staff["pharmacist"], data)
         if approve:
-            formulas.approve_formula(staff["pharmacist"], formula.id, PASSWORD)
+            formulas.approve_formula(staff["approver"], formula.id, PASSWORD)
         return formula
 
     return make
@@ -197,7 +202,13 @@ def make_batch(app, make_user, make_ingredient, make_lot, make_formula):
             formula = make_formula()
             for component in formula.components:
                 make_lot(component.ingredient, quantity="1000")
-        batch = batches.compound_batch(staff["technician"], formula.id, units)
+        # DESIGN 10.1 rule 7: the FEFO lots are allocated explicitly and every container scanned.
+        allocations = [{"lot_id": lot_id, "quantity": quantity}
+                       for component in batches.propose(formula, units)
+                       for lot_id, quantity in component.proposed.items()]
+        batch = batches.compound_batch(
+            staff["technician"], formula.id, units, allocations=allocations,
+            scanned_lot_ids=[a["lot_id"] for a in allocations], require_scan=True)
         if release:
             batches.verify_batch(staff["pharmacist"], batch.id, PASSWORD)
         return batch

@@ -75,7 +75,23 @@ def _status(batch_id: int) -> str:
 
 
 def _compound(client, headers, formula, units=3, **body):
-    return client.post("/api/v1/batches", headers=headers, json={"formula_id": formula.id, "units": units, **body})
+    """Compound as a scanning client does (DESIGN 10.1 rule 7): every container is scanned.
+
+    Lots left to FEFO come back as `details.proposed_lots` (409); the client scans them and
+    sends them as `allocations` with `scanned_lot_ids`. A body naming `scanned_lot_ids`
+    itself is sent as it is.
+    """
+    scanning = "scanned_lot_ids" not in body
+    body = {"formula_id": formula.id, "units": units, **body}
+    if scanning and body.get("allocations"):
+        body["scanned_lot_ids"] = [row["lot_id"] for row in body["allocations"]]
+    response = client.post("/api/v1/batches", headers=headers, json=body)
+    proposed = (response.json.get("details") or {}).get("proposed_lots") if response.status_code == 409 else None
+    if scanning and proposed:
+        allocations = [{"lot_id": row["lot_id"], "quantity": row["quantity"]} for row in proposed]
+        response = client.post("/api/v1/batches", headers=headers, json={
+            **body, "allocations": allocations, "scanned_lot_ids": [row["lot_id"] for row in proposed]})
+    return response
 
 
 @pytest.fixture
@@ -89,6 +105,8 @@ def prepared(client, auth, technician, stocked, formula):
 # --- compounding ----------------------------------------------------------------------------------
 
 
+# A partly scanned batch can only be saved where the clinic turned scan confirmation off (DESIGN 10.1 rule 7).
+@pytest.mark.parametrize("config_overrides", [{"REQUIRE_SCAN_CONFIRMATION": False}], indirect=True)
 def test_compounding_answers_201_prepared_with_the_design_shape(client, auth, make_user, stocked, formula):
     tech = make_user("technician", display_name="Tom Bench")
     pc_lot, saline_lot = stocked

@@ -325,11 +325,15 @@ def test_adjusting_a_released_lot_to_zero_makes_it_depleted(client, auth, make_l
 
 
 def test_a_count_correction_can_add_stock_with_a_note(client, auth, make_lot):
+    # DESIGN 10.1 rule 5: signed by a pharmacist, and never above the 10 received.
     lot = make_lot(quantity="10")
+    client.post(f"/api/v1/lots/{lot.id}/adjust", headers=auth("technician"), json={
+        "reason": "damaged", "quantity": "3", "direction": "out"})
     response = client.post(f"/api/v1/lots/{lot.id}/adjust", headers=auth(), json={
-        "reason": "count_correction", "quantity": "2.5", "direction": "in", "note": "Recount"})
+        "reason": "count_correction", "quantity": "2.5", "direction": "in", "note": "Recount",
+        "password": PASSWORD})
     assert response.status_code == 200
-    assert response.json["remaining"] == "12.5"
+    assert response.json["remaining"] == "9.5"
 
 
 def test_an_expired_lot_cannot_receive_a_positive_count_correction(client, auth, make_lot):

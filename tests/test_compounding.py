@@ -81,14 +81,15 @@ def test_a_formula_without_components_cannot_be_approved(make_formula, pharmacis
         formulas.approve_formula(pharmacist, formula.id, PASSWORD)
 
 
-def test_an_approved_formula_is_read_only_and_edit_makes_a_new_version(make_formula, pharmacist):
+def test_an_approved_formula_is_read_only_and_edit_makes_a_new_version(make_formula, pharmacist, make_user):
     formula = make_formula()
     with pytest.raises(InvalidState):
         formulas.update_draft(pharmacist, formula.id, {"name": "changed"})
     draft = formulas.new_version(pharmacist, formula.id)
     assert (draft.code, draft.version, draft.status) == (formula.code, 2, "draft")
     assert [c.quantity for c in draft.components] == [c.quantity for c in formula.components]
-    formulas.approve_formula(pharmacist, draft.id, PASSWORD)
+    # DESIGN 10.1 rule 4: who wrote the version does not approve it.
+    formulas.approve_formula(make_user("pharmacist"), draft.id, PASSWORD)
     assert db.session.get(type(formula), formula.id).status == "retired"
     assert draft.status == "approved"
 

@@ -86,10 +86,12 @@ def marked_up(app, client, make_user):
         "bud_category": "category_1", "components-0-ingredient_id": str(active.id), "components-0-quantity": "1",
         "components-1-ingredient_id": str(saline.id), "components-1-quantity": "4"})
     formula = db.session.scalar(sa.select(Formula).where(Formula.code == "XSS-1"))
-    post(pharmacist, f"/formulas/{formula.id}/approve", {"approve-password": PASSWORD})
+    post(checker, f"/formulas/{formula.id}/approve", {"approve-password": PASSWORD})  # not its author
     post(technician, "/batches/new", {"formula_id": str(formula.id), "units": "2", "notes": payload("BATCHNOTE"),
                                       f"lot-{lots[active.id].id}-quantity": "2",
-                                      f"lot-{lots[saline.id].id}-quantity": "8"})
+                                      f"lot-{lots[active.id].id}-scan": lots[active.id].code,
+                                      f"lot-{lots[saline.id].id}-quantity": "8",
+                                      f"lot-{lots[saline.id].id}-scan": lots[saline.id].code})
     batch = db.session.scalar(sa.select(Batch))
     post(checker, f"/batches/{batch.id}/verify", {"verify-password": PASSWORD})
     post(practitioner, "/treatments/patients/new", {"chart_number": "CH-XSS", "name": payload("PATIENT"),

@@ -167,7 +167,8 @@ def test_the_bench_accepts_the_suppliers_gs1_barcode_for_the_allocated_lot(suppl
     assert batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1()}) == {supplier_lot.id}
     with pytest.raises(InvalidInput) as caught:
         batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1(lot_number="ZZ-1")})
-    assert "not a lot we have received" in caught.value.message
+    # DESIGN 10.1 rule 6: the refusal names the part of the barcode that differs.
+    assert "lot (10) ZZ-1 is not the lot's BT-3310" in caught.value.message
 
 
 def test_a_usable_batch_scanned_at_the_station_leads_to_a_session_form_with_it(client, as_role, make_batch,

@@ -60,14 +60,15 @@ def batch_list():
 
 
 @route("/batches", "POST", permission="batches.compound",
-       summary="Compound a batch from an approved formula (FEFO unless lots are allocated)",
+       summary="Compound a batch from an approved formula (FEFO unless lots are allocated); every container "
+               "scanned by default: 409 with details.proposed_lots to scan and send back as allocations",
        body=BatchCompoundSchema, response=BatchSchema, status=201, errors=(409,))
 def batch_create():
     data = load(BatchCompoundSchema, json_body())
     batch = batches.compound_batch(
         current_user, data["formula_id"], data["units"], allocations=data["allocations"],
         deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
-        require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", False),
+        require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True),
     )
     return _answer(batch.id, 201)
 

@@ -60,7 +60,8 @@ def _svg(model: type[Batch] | type[Lot], record_id: int, what: str) -> Response:
 
 
 @route("/batches/<int:batch_id>/label", permission="batches.read",
-       summary="What a batch's vial label prints", response=BatchLabelSchema)
+       summary="What a batch's vial label prints (409 while the batch is on hold)", response=BatchLabelSchema,
+       errors=(409,))
 def batch_label_data(batch_id: int):
     return BatchLabelSchema().dump(labels.batch_label(labels.load_batch(batch_id)))
 

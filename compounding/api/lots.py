@@ -88,12 +88,12 @@ def lot_reject(lot_id: int):
 
 
 @route("/lots/<int:lot_id>/adjust", "POST", permission="lots.adjust",
-       summary="Waste, return or correct a lot's count with a coded reason",
-       body=LotAdjustSchema, response=LotSchema, errors=(409,))
+       summary="Waste, return or correct a lot's count with a coded reason (a rise: a pharmacist's password)",
+       body=LotAdjustSchema, response=LotSchema, errors=(403, 409))
 def lot_adjust(lot_id: int):
     data = load(LotAdjustSchema, json_body())
     inventory.adjust_lot(current_user, lot_id, reason=data["reason"], quantity=data["quantity"],
-                         direction=data["direction"], note=data["note"])
+                         direction=data["direction"], note=data["note"], password=data["password"])
     return _answer(lot_id)
 
 

@@ -25,8 +25,8 @@ def scan():
         data = result.gs1
         answer.update(gtin=data.gtin, lot_number=data.lot_number, expiry_date=data.expiry_date,
                       serial=data.serial, ingredient_id=result.ingredient.id if result.ingredient else None,
-                      lot=({"id": result.lot.id, "code": result.lot.code, "status": result.lot.status}
-                           if result.lot is not None else None))
+                      lot=({"id": result.lot.id, "code": result.lot.code, "status": result.lot.status,
+                            "expiry_date": result.lot.expires_on} if result.lot is not None else None))
         if result.lot is not None:
             answer.update(id=result.lot.id, code=result.lot.code, status=result.lot.status)
     if result.error:

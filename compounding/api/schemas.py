@@ -219,6 +219,8 @@ class LotAdjustSchema(Schema):
     quantity = Quantity(required=True)
     direction = fields.String(load_default="out", validate=validate.OneOf(("in", "out")))
     note = fields.String(load_default="", validate=validate.Length(max=2000))
+    password = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "A pharmacist's password: required to raise stock (direction `in`)"})
 
 
 class LotQuerySchema(Schema):
@@ -470,6 +472,7 @@ class ScanLotRefSchema(Schema):
     id = fields.Integer()
     code = fields.String()
     status = fields.String()
+    expiry_date = fields.Date(metadata={"description": "the lot's recorded expiry, to set beside the barcode's"})
 
 
 class ScanResultSchema(Schema):

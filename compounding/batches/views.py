@@ -120,7 +120,7 @@ def batch_compound():
     form = CompoundForm(formdata=request.form if request.method == "POST" else request.args)
     form.formula_id.choices = _formula_choices()
     proposal, formula, values, scans, row_errors = None, None, {}, {}, {}
-    require_scan = current_app.config.get("REQUIRE_SCAN_CONFIRMATION", False)
+    require_scan = current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True)
     # Read before validation (the page proposes lots as soon as a formula is chosen): an id beyond
     # the database's integer would overflow the driver, and names no formula anyway.
     if form.formula_id.data and form.units.data and not form.formula_id.errors \

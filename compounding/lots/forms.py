@@ -54,9 +54,14 @@ class RejectForm(SignatureForm):
 
 class AdjustForm(AppForm):
     reason = SelectField("Reason", choices=choices(ADJUST_REASONS))
-    direction = SelectField("Direction", choices=choices([("out", "Take out of stock"),
-                                                          ("in", "Add to stock (count correction only)")]))
+    direction = SelectField("Direction", choices=choices([
+        ("out", "Take out of stock"),
+        ("in", "Add to stock (count correction or return: a pharmacist signs)")]))
     quantity = StringField("Quantity", validators=[DataRequired(), validate_quantity],
                            description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
     note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
-                         description="Required for a count correction.")
+                         description="Required for a count correction or a return to stock.")
+    password = PasswordField("Your password (e-signature, to add stock)", validators=[Optional()],
+                             render_kw={"autocomplete": "current-password"},
+                             description="Stock only goes up with a pharmacist's signature, "
+                                         "never above the quantity received.")

@@ -161,8 +161,10 @@ def lot_adjust(lot_id: int):
     form = AdjustForm(prefix="adjust")
     lot = submit(form, lambda: inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
                                                     quantity=form.quantity.parsed, direction=form.direction.data,
-                                                    note=form.note.data or ""))
+                                                    note=form.note.data or "",
+                                                    password=form.password.data or None))
     if lot is not None:
+        lot = inventory.get_lot(lot_id)  # reread after the commit, with its ingredient
         flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
         return redirect(url_for("lots.lot_detail", lot_id=lot_id))
     return _render_detail(lot_id, 422, adjust_form=form)

@@ -11,6 +11,7 @@ from ..privacy import note_access
 from ..recalls.records import open_recall_ids
 from ..security import public, requires
 from ..services import dashboard as figures
+from ..services.duties import second_person_rules
 from ..services.stock_queries import below_reorder_count_query, inventory_counts
 from ..services.trace import quality_signals
 
@@ -50,6 +51,8 @@ def _charts() -> list[dict]:
 def dashboard():
     sections = SECTIONS[current_user.role]
     context: dict = {"sections": sections}
+    if current_user.role in ("pharmacist", "auditor", "admin"):
+        context["second_person_rules"] = second_person_rules()
     if "stock" in sections:
         context["stock"] = db.session.execute(inventory_counts(expiring_days=30)).one()._asdict()
         context["stock"]["below_reorder"] = db.session.scalar(below_reorder_count_query())

@@ -17,6 +17,8 @@ ADJUST_REASONS = (
     "contaminated",
     "count_correction",
     "returned_to_supplier",
+    # An unopened container back on the shelf: adds stock, with a pharmacist's signature.
+    "returned_to_stock",
 )
 
 

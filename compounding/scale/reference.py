@@ -21,6 +21,8 @@ def ensure_reference_rows() -> None:
         if username not in existing:
             users.create_user(None, username=username, display_name=name, role=role, password=SCALE_PASSWORD)
     pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
+    # DESIGN 10.1 rule 4: the other pharmacist approves what the first wrote.
+    approver = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist2"))
     names = {n.lower() for n in db.session.scalars(sa.select(Ingredient.name))}
     for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
         if name.lower() not in names:
@@ -40,7 +42,7 @@ def ensure_reference_rows() -> None:
                 "unit_volume_ml": volume, "storage": storage, "bud_category": category,
                 "instructions": _INSTRUCTIONS,
                 "components": [{"ingredient_id": ingredient_ids[i], "quantity": q} for i, q in components]})
-        formulas.approve_formula(pharmacist, draft.id, SCALE_PASSWORD)
+        formulas.approve_formula(approver, draft.id, SCALE_PASSWORD)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from . import audit
 from .access import ensure_can
 from .bud import BUD_TABLE, table_duration
 from .clock import utcnow
+from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
 from .inventory import check_quantity
 from .signatures import sign
@@ -193,6 +194,8 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():
         raise InvalidState("Write the compounding instructions before approving.", field="instructions")
+    ensure_second_person(actor, formula.created_by_id,
+                         f"You wrote {formula.label}: a second pharmacist must approve it.")
     sign(actor, password, "approved", "formula", formula.id)
     now = utcnow()
     for previous in db.session.scalars(sa.select(Formula).where(

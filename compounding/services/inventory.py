@@ -15,12 +15,13 @@ from ..models.ledger import ADJUST_REASONS
 from . import audit
 from .access import ensure_can
 from .clock import utcnow
-from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
+from .duties import ensure_second_person
+from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import expired_clause, is_expired
 from .fefo import Candidate
 from .history import change_status, record_created
 from .ledger import move_lot
-from .signatures import sign
+from .signatures import pharmacist_signs, sign
 
 INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "reorder_level", "active")
 LOT_FIELDS = ("status", "remaining", "status_reason")
@@ -32,7 +33,10 @@ REASON_KIND = {
     "contaminated": "waste",
     "count_correction": "adjust",
     "returned_to_supplier": "return",
+    "returned_to_stock": "return",
 }
+# The reasons that may add stock (DESIGN 10.1 rule 5: each needs a pharmacist's signature).
+RAISING_REASONS = ("count_correction", "returned_to_stock")
 
 
 def gtin_is_valid(gtin: str) -> bool:
@@ -280,13 +284,17 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
 
 
 def release_lot(actor: User, lot_id: int, password: str) -> Lot:
-    """A pharmacist releases a quarantined, unexpired lot with an e-signature."""
+    """A pharmacist releases a quarantined, unexpired lot with an e-signature.
+
+    Not the person who received it (DESIGN 10.1 rule 4), unless SECOND_PERSON_RULES=verify-only.
+    """
     ensure_can(actor, "lots.release", "release lots")
     lot = get_lot(lot_id, for_update=True)
     if lot.status != "quarantine":
         raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be released.")
     if is_expired(lot.expires_on):
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
+    ensure_second_person(actor, lot.received_by_id, f"You received {lot.code}: a second person must release it.")
     sign(actor, password, "released", "lot", lot.id)
     old = audit.snapshot(lot, LOT_FIELDS)
     lot.released_at = utcnow()
@@ -342,35 +350,28 @@ def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
 
 
 def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: str = "out",
-               note: str = "") -> Lot:
+               note: str = "", password: str | None = None) -> Lot:
     """Waste, return or correct a lot's count with a coded reason.
 
-    Only a count correction may add stock, and never to an expired lot: expired stock can
-    only leave. Nothing may take a lot below zero; a released lot at zero is `depleted`.
+    Stock only goes up with a signature (DESIGN 10.1 rule 5): a count correction upwards or
+    a return to stock is a pharmacist's signed action ("stock raised"), never above the
+    quantity received, and never brings back a depleted, rejected, recalled or expired lot.
+    Nothing may take a lot below zero; a released lot at zero is `depleted`.
     """
     ensure_can(actor, "lots.adjust", "adjust lots")
-    if reason not in ADJUST_REASONS:
-        raise InvalidInput(f"Choose a reason: {', '.join(ADJUST_REASONS)}.", field="reason")
-    if direction not in ("in", "out"):
-        raise InvalidInput("The direction is 'in' or 'out'.", field="direction")
-    quantity = check_quantity(quantity)
-    note = (note or "").strip()
+    quantity, note = _check_adjustment(reason, quantity, direction, note)
+    if direction == "in" and (actor is None or actor.role != "pharmacist"):
+        raise NotAllowed("Only a pharmacist's signature can raise a lot's stock.", field="password")
     lot = get_lot(lot_id, for_update=True)
     if direction == "in":
-        if reason != "count_correction":
-            raise InvalidInput("Only a count correction can add stock.", field="direction")
-        if is_expired(lot.expires_on):
-            raise InvalidState(f"{lot.code} is expired: its stock can only leave, never grow.",
-                               field="direction")
-        if lot.status in ("rejected", "recalled"):
-            raise InvalidState(f"{lot.code} is {lot.status}: its stock can only leave.", field="direction")
-    if reason == "count_correction" and not note:
-        raise InvalidInput("Explain the count correction in the note.", field="note")
+        _check_rise(lot, quantity)
     signed = quantity if direction == "in" else -quantity
     if lot.remaining + signed < 0:
         raise InsufficientStock(
             f"{lot.code} has {lot.remaining} {lot.ingredient.unit} left; {quantity} cannot be taken.",
             field="quantity")
+    if direction == "in":
+        pharmacist_signs(actor, password, "stock raised", "lot", lot.id, "raise a lot's stock")
     old = audit.snapshot(lot, LOT_FIELDS)
     movement = move_lot(lot, REASON_KIND[reason], signed, actor, reason=reason, note=note,
                         reference_type="adjustment")
@@ -384,11 +385,44 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
 
 
 def _update_depletion(lot: Lot, actor: User) -> None:
-    """A released lot at zero is depleted; a depleted lot whose count is corrected up is back."""
+    """A released lot at zero is depleted; nothing brings a depleted lot back (DESIGN 10.1 rule 5)."""
     if lot.remaining == 0 and lot.status == "released":
         change_status(lot, "depleted", actor, reason="adjusted to zero")
-    elif lot.remaining > 0 and lot.status == "depleted":
-        change_status(lot, "released", actor, reason="count corrected up")
+
+
+def _check_adjustment(reason: str, quantity, direction: str, note: str) -> tuple[Decimal, str]:
+    """The shape of an adjustment (422): a known reason going its way, a quantity, a note where needed."""
+    if reason not in ADJUST_REASONS:
+        raise InvalidInput(f"Choose a reason: {', '.join(ADJUST_REASONS)}.", field="reason")
+    if direction not in ("in", "out"):
+        raise InvalidInput("The direction is 'in' or 'out'.", field="direction")
+    quantity = check_quantity(quantity)
+    note = (note or "").strip()
+    if direction == "in" and reason not in RAISING_REASONS:
+        raise InvalidInput("Only a count correction or a return to stock can add stock.", field="direction")
+    if direction == "out" and reason == "returned_to_stock":
+        raise InvalidInput("A return to stock adds stock: choose the direction 'in'.", field="direction")
+    if reason in ("count_correction", "returned_to_stock") and not note:
+        raise InvalidInput("Explain the count correction or the return in the note.", field="note")
+    return quantity, note
+
+
+def _check_rise(lot: Lot, quantity: Decimal) -> None:
+    """A rise (409 otherwise): a lot still in use, and never above what was received."""
+    if is_expired(lot.expires_on):
+        raise InvalidState(f"{lot.code} is expired: its stock can only leave, never grow.", field="direction")
+    if lot.status in ("rejected", "recalled", "depleted"):
+        raise InvalidState(f"{lot.code} is {lot.status}: an adjustment does not bring it back.",
+                           field="direction")
+    if lot.remaining + quantity > lot.quantity_received:
+        unit = lot.ingredient.unit
+        raise InvalidState(
+            f"{lot.code} would hold {(lot.remaining + quantity).normalize():f} {unit}, more than the "
+            f"{lot.quantity_received.normalize():f} {unit} received: nothing raises a lot above its receipt.",
+            field="quantity",
+            details={"quantity": ["Above the quantity received."],
+                     "quantity_received": format(lot.quantity_received.normalize(), "f"),
+                     "remaining_after": format((lot.remaining + quantity).normalize(), "f")})
 
 
 def eligible_lot_query(ingredient_id: int, at: datetime | None = None):

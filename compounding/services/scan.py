@@ -49,7 +49,11 @@ def visible(raw: str) -> str:
 
 
 def lot_reasons(lot: Lot, at: datetime | None = None, holds: list[str] | None = None) -> list[str]:
-    """Every reason a lot may not go into a batch now (`holds`: the hold reasons standing)."""
+    """Every reason a lot may not go into a batch now (`holds`: the hold reasons standing): the one lot verdict.
+
+    Used for our lot code and for a supplier's GS1 code alike, so both answer the same
+    DO NOT USE with the same reasons (DESIGN 10.1 rule 6).
+    """
     reasons = []
     if holds:
         reasons.append("on hold: " + "; ".join(holds))
@@ -62,6 +66,38 @@ def lot_reasons(lot: Lot, at: datetime | None = None, holds: list[str] | None = 
     if lot.remaining <= 0 and lot.status != "depleted":
         reasons.append("empty")
     return reasons
+
+
+GS1_PARTS = ("gtin", "lot_number", "expiry_date")
+
+
+def gs1_mismatches(data: GS1Data, lot: Lot, parts=GS1_PARTS) -> list[str]:
+    """Which parts of a supplier barcode disagree with a lot's record, each said with both values.
+
+    GTIN: the lot's own GTIN, or (a lot received without one) one of its ingredient's.
+    (17) day 00 is already read as the month's last day (gs1.parse_gs1). A part the barcode
+    lacks is a mismatch too: it cannot be checked.
+    """
+    problems = []
+    if "gtin" in parts:
+        gtin = (data.gtin or "").zfill(14) if data.gtin else None
+        known = [lot.gtin] if lot.gtin else lot.ingredient.gtin_list
+        if gtin is None:
+            problems.append("the barcode has no GTIN (01)")
+        elif gtin not in known:
+            problems.append(f"GTIN (01) {gtin} is not the lot's ({', '.join(known) or 'none recorded'})")
+    if "lot_number" in parts:
+        if not data.lot_number:
+            problems.append("the barcode has no lot number (10)")
+        elif data.lot_number != lot.supplier_lot_number:
+            problems.append(f"lot (10) {data.lot_number} is not the lot's {lot.supplier_lot_number}")
+    if "expiry_date" in parts:
+        if data.expiry_date is None:
+            problems.append("the barcode has no expiry (17)")
+        elif data.expiry_date != lot.expires_on:
+            problems.append(f"expiry (17) {data.expiry_date.isoformat()} on the barcode, "
+                            f"{lot.expires_on.isoformat()} on the lot's record")
+    return problems
 
 
 def resolve(raw: str, at: datetime | None = None) -> ScanResult:
@@ -103,7 +139,10 @@ def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:
                          Lot.ingredient_id == (result.ingredient.id if result.ingredient else -1))
         result.lot = db.session.scalar(query.where(by_gtin).order_by(Lot.id.desc()).limit(1))
     if result.lot is not None:
-        result.reasons = lot_reasons(result.lot, at, hold_texts("lot", result.lot.id))
+        # Found by GTIN and (10): its (17) must agree with the record too, else it is not this lot.
+        mismatch = gs1_mismatches(data, result.lot, ("expiry_date",)) if data.expiry_date else []
+        result.reasons = [f"barcode does not match the record: {m}" for m in mismatch] + lot_reasons(
+            result.lot, at, hold_texts("lot", result.lot.id))
         result.usable = not result.reasons
     else:
         result.reasons = ["not received yet" if result.ingredient else "no ingredient has this GTIN"]

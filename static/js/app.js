@@ -49,23 +49,15 @@
   window.setInterval(tick, 30000);
 })();
 
-// Scan-to-confirm fields at the bench: say at once whether the scanned container is the right one.
+// Scan-to-confirm fields at the bench: a scanner's Enter does not submit the form half-scanned.
 (function () {
   "use strict";
-  document.querySelectorAll("input.scan-confirm[data-expected]").forEach(function (input) {
-    function check() {
-      var value = input.value.trim().toUpperCase();
-      input.classList.remove("is-valid", "is-invalid");
-      // Our lot codes are checked here at once; a supplier's GS1 barcode is checked on saving.
-      if (!/^L\d{6}$/.test(value)) { return; }
-      input.classList.add(value === input.getAttribute("data-expected") ? "is-valid" : "is-invalid");
-    }
-    input.addEventListener("input", check);
+  // The expected code is not on the page (DESIGN 10.1 rule 7): the server checks each scan on saving.
+  document.querySelectorAll("input.scan-confirm").forEach(function (input) {
     input.addEventListener("keydown", function (event) {
-      // A keyboard-wedge scanner ends with Enter: confirm the row instead of submitting the form.
-      if (event.key === "Enter") { event.preventDefault(); check(); }
+      // A keyboard-wedge scanner ends with Enter: stay on the row instead of submitting the form.
+      if (event.key === "Enter") { event.preventDefault(); }
     });
-    check();
   });
 })();
 

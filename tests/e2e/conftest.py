@@ -93,7 +93,12 @@ class LiveServer:
         with self.app.app_context():
             formula = db.session.scalar(sa.select(Formula).where(Formula.code == formula_code,
                                                                  Formula.status == "approved"))
-            batch = batches.compound_batch(self._user("technician"), formula.id, units)
+            # As at the bench: the FEFO lots, each container scanned (DESIGN 10.1 rule 7).
+            allocations = [{"lot_id": lot_id, "quantity": quantity}
+                           for component in batches.propose(formula, units)
+                           for lot_id, quantity in component.proposed.items()]
+            batch = batches.compound_batch(self._user("technician"), formula.id, units, allocations=allocations,
+                                           scanned_lot_ids=[a["lot_id"] for a in allocations], require_scan=True)
             if verify:
                 batches.verify_batch(self._user("pharmacist2"), batch.id, DEMO_PASSWORD)
             return batch.id, batch.code
