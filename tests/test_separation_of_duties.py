@@ -144,3 +144,49 @@ def test_workers_starting_at_once_record_the_change_once(app):
         thread.join(timeout=60)
     assert sorted(outcomes, key=str) == [False, False, False, True], outcomes
     assert verify_chain().ok
+
+
+def _rewrite(formula, editor, client=None):
+    """Change the draft's instructions as `editor`: by the service, or by the API's PATCH."""
+    if client is not None:
+        response = client.patch(f"/api/v1/formulas/{formula.id}", headers=_headers(editor),
+                                json={"instructions": "Mix aseptically, then filter."})
+        assert response.status_code == 200
+        return
+    data = {key: getattr(formula, key) for key in formulas.FORMULA_FIELDS}
+    data["components"] = [{"ingredient_id": c.ingredient_id, "quantity": c.quantity} for c in formula.components]
+    formulas.update_draft(editor, formula.id, {**data, "instructions": "Mix aseptically, then filter."})
+
+
+@pytest.mark.parametrize("through_the_api", [False, True])
+def test_a_pharmacist_who_rewrote_another_ones_draft_cannot_approve_it(client, make_formula, make_user,
+                                                                       through_the_api):
+    formula = make_formula(approve=False)
+    editor = make_user("pharmacist")
+    _rewrite(formula, editor, client if through_the_api else None)
+    with pytest.raises(NotAllowed) as caught:
+        formulas.approve_formula(editor, formula.id, PASSWORD)
+    assert "second pharmacist" in caught.value.message
+    response = client.post(f"/api/v1/formulas/{formula.id}/approve", headers=_headers(editor),
+                           json={"password": PASSWORD})
+    assert response.status_code == 403
+    assert db.session.get(Formula, formula.id).status == "draft"
+    assert formulas.approve_formula(make_user("pharmacist"), formula.id, PASSWORD).status == "approved"
+
+
+def test_the_author_of_a_new_version_cannot_approve_it_even_after_another_edited_it(make_formula, make_user):
+    author, editor = make_user("pharmacist"), make_user("pharmacist")
+    draft = formulas.new_version(author, make_formula().id)
+    _rewrite(draft, editor)
+    for writer in (author, editor):
+        with pytest.raises(NotAllowed):
+            formulas.approve_formula(writer, draft.id, PASSWORD)
+    assert db.session.get(Formula, draft.id).status == "draft"
+
+
+@pytest.mark.parametrize("config_overrides", VERIFY_ONLY, indirect=True)
+def test_verify_only_lets_the_pharmacist_who_rewrote_a_draft_approve_it(make_formula, make_user):
+    formula = make_formula(approve=False)
+    editor = make_user("pharmacist")
+    _rewrite(formula, editor)
+    assert formulas.approve_formula(editor, formula.id, PASSWORD).status == "approved"

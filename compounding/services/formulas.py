@@ -10,7 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import Formula, FormulaComponent, Ingredient, User
+from ..models import AuditEvent, Formula, FormulaComponent, Ingredient, User
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from . import audit
@@ -194,8 +194,9 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():
         raise InvalidState("Write the compounding instructions before approving.", field="instructions")
-    ensure_second_person(actor, formula.created_by_id,
-                         f"You wrote {formula.label}: a second pharmacist must approve it.")
+    if actor.id in _writers(formula):
+        ensure_second_person(actor, actor.id, f"You wrote {formula.label} or part of it: "
+                             "a second pharmacist must approve it.")
     sign(actor, password, "approved", "formula", formula.id)
     now = utcnow()
     for previous in db.session.scalars(sa.select(Formula).where(
@@ -211,6 +212,18 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
                  new={"status": "approved"})
     db.session.commit()
     return formula
+
+
+# The audit rows that write a draft's content: whoever made one of them wrote part of it.
+WRITING_ACTIONS = ("formula.created", "formula.version_created", "formula.updated")
+
+
+def _writers(formula: Formula) -> set[int]:
+    """Who wrote any part of this version: its creator and everyone who changed the draft."""
+    editors = db.session.scalars(sa.select(AuditEvent.actor_id).where(
+        AuditEvent.entity_type == "formula", AuditEvent.entity_id == formula.id,
+        AuditEvent.action.in_(WRITING_ACTIONS), AuditEvent.actor_id.is_not(None)))
+    return {formula.created_by_id, *editors} - {None}
 
 
 def retire_formula(actor: User, formula_id: int, reason: str) -> Formula:
