@@ -257,3 +257,68 @@ def test_the_usability_rule_names_the_hold_reasons_without_a_database(app):
         "on hold: adverse event: severe infection"]
     assert unusable_reasons(batch, at, status="on_hold") == ["on hold"]
     assert unusable_reasons(batch, at, status="recalled") == ["recalled"]
+
+
+# --- held stock that reaches zero (DESIGN 10.1.3: a depleted item stays depleted) -------------------
+
+
+def _waste_all(actor, lot):
+    from compounding.services import inventory
+
+    return inventory.adjust_lot(actor, lot.id, reason="damaged", quantity=str(lot.remaining), direction="out")
+
+
+def test_a_held_lot_wasted_to_zero_is_depleted_and_stays_so_when_the_hold_is_released(pharmacist, make_lot):
+    from compounding.services import inventory
+    from compounding.services.holds import quality_signal_hold, release_hold
+
+    lot = make_lot()
+    quality_signal_hold(pharmacist, "lot", lot.id, "events after use")
+    assert _waste_all(pharmacist, lot).status == "depleted"
+    with pytest.raises(InvalidState) as caught:
+        inventory.adjust_lot(pharmacist, lot.id, reason="count_correction", quantity="5", direction="in",
+                             note="found a bottle", password=PASSWORD)
+    assert "depleted" in caught.value.message
+    release_hold(pharmacist, "lot", lot.id, "quality_signal", "reviewed", PASSWORD)
+    lot = db.session.get(Lot, lot.id)
+    assert (lot.status, lot.remaining) == ("depleted", 0)
+    assert db.session.scalar(sa.select(Hold.released_at).where(Hold.entity_id == lot.id)) is not None
+
+
+def test_a_quarantined_lot_wasted_to_zero_is_depleted_through_its_history(pharmacist, make_lot):
+    from compounding.services.history import history_of
+
+    lot = make_lot(release=False)
+    assert _waste_all(pharmacist, lot).status == "depleted"
+    assert [(row.from_status, row.to_status) for row in history_of("lot", lot.id)][-1] == ("quarantine", "depleted")
+
+
+def test_a_held_batch_emptied_by_a_session_entered_late_is_depleted_and_stays_so(practitioner, pharmacist,
+                                                                                  make_batch, make_patient):
+    import time
+
+    from compounding.services.holds import quality_signal_hold, release_hold
+
+    batch = make_batch()
+    performed_at = utcnow()
+    time.sleep(0.01)  # the hold comes after the session it did not stop
+    quality_signal_hold(pharmacist, "batch", batch.id, "events after use")
+    treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")],
+                              performed_at=performed_at)
+    batch = db.session.get(Batch, batch.id)
+    assert (batch.status, batch.remaining_volume_ml) == ("depleted", 0)
+    release_hold(pharmacist, "batch", batch.id, "quality_signal", "reviewed", PASSWORD)
+    assert db.session.get(Batch, batch.id).status == "depleted"
+
+
+def test_a_lot_left_on_hold_at_zero_by_earlier_code_is_depleted_when_its_hold_is_released(pharmacist, make_lot):
+    from compounding.services.holds import quality_signal_hold, release_hold
+    from compounding.services.ledger import move_lot
+
+    lot = make_lot()
+    quality_signal_hold(pharmacist, "lot", lot.id, "events after use")
+    # What a waste of a held lot did before: emptied, still on hold.
+    move_lot(lot, "waste", -lot.remaining, pharmacist, reason="damaged", reference_type="adjustment")
+    db.session.commit()
+    assert db.session.get(Lot, lot.id).status == "on_hold"
+    assert release_hold(pharmacist, "lot", lot.id, "quality_signal", "reviewed", PASSWORD).status == "depleted"

@@ -25,7 +25,7 @@ from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .expiry import is_expired
 from .fefo import Candidate, allocate
-from .history import change_status, record_created, standing_holds, status_at
+from .history import change_status, deplete_if_empty, record_created, standing_holds, status_at
 from .ledger import move_batch, move_lot
 from .signatures import sign
 
@@ -339,10 +339,10 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
         db.session.add(component)
         move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
                  reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=compounded_at)
-        if planned.lot.remaining == 0:
-            change_status(planned.lot, "depleted", actor, reason=f"consumed by {batch.code}",
-                          reference=f"batch {batch.id}", at=compounded_at)
-            audit.record(actor, "lot.depleted", "lot", planned.lot.id, old={"status": "released"},
+        before = deplete_if_empty(planned.lot, actor, reason=f"consumed by {batch.code}",
+                                  reference=f"batch {batch.id}", at=compounded_at)
+        if before:
+            audit.record(actor, "lot.depleted", "lot", planned.lot.id, old={"status": before},
                          new={"status": "depleted"}, reason=f"consumed by {batch.code}")
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
                note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")

@@ -15,6 +15,9 @@ from ..models.hold import HOLDABLE_STATUSES
 from .clock import utcnow
 
 ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall"}
+# The statuses an emptied lot or batch leaves for `depleted`: usable or merely held ones
+# (rejected, recalled and discarded say more about the item than that it is empty).
+DEPLETABLE_STATUSES = {kind: (*statuses, "on_hold") for kind, statuses in HOLDABLE_STATUSES.items()}
 # Set on an item by change_status: the status its history row was written for.
 _RECORDED = "_status_change_recorded"
 
@@ -68,6 +71,21 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
             item.status = "on_hold"
             item.__dict__[_RECORDED] = "on_hold"
             _row(item, to_status, "on_hold", actor, "; ".join(h.text for h in holds), "", at)
+
+
+def deplete_if_empty(item, actor: User | None, *, reason: str, reference: str = "",
+                     at: datetime | None = None) -> str | None:
+    """A lot or batch with nothing left is `depleted`, held or not (DESIGN 10.1.3).
+
+    Returns the status it left (for the caller's audit row), None when nothing changed.
+    A held item stays depleted when its holds are released: nothing brings it back.
+    """
+    remaining = item.remaining if isinstance(item, Lot) else item.remaining_volume_ml
+    before = item.status
+    if remaining != 0 or before not in DEPLETABLE_STATUSES[entity_type(item)]:
+        return None
+    change_status(item, "depleted", actor, reason=reason, reference=reference, at=at)
+    return before
 
 
 @sa.event.listens_for(Session, "before_flush")

@@ -19,7 +19,7 @@ from . import audit
 from .access import ensure_can
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
-from .history import change_status, entity_type, standing_holds, status_before_hold
+from .history import change_status, deplete_if_empty, entity_type, standing_holds, status_before_hold
 from .signatures import pharmacist_signs
 
 MODELS = {"lot": Lot, "batch": Batch}
@@ -122,6 +122,8 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     if not left and item.status == "on_hold":
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
+        # An item emptied while held (before held stock was depleted at zero) is not usable again.
+        deplete_if_empty(item, actor, reason="nothing left when its hold was released", at=now)
     audit.record(actor, f"{kind}.hold_released", kind, item.id,
                  old={"holds": [h.text for h in standing]},
                  new={"released": [h.id for h in releasing], "holds": [h.text for h in left], "status": item.status},

@@ -19,7 +19,7 @@ from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import expired_clause, is_expired
 from .fefo import Candidate
-from .history import change_status, record_created
+from .history import change_status, deplete_if_empty, record_created
 from .ledger import move_lot
 from .signatures import pharmacist_signs, sign
 
@@ -356,7 +356,7 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
     Stock only goes up with a signature (DESIGN 10.1 rule 5): a count correction upwards or
     a return to stock is a pharmacist's signed action ("stock raised"), never above the
     quantity received, and never brings back a depleted, rejected, recalled or expired lot.
-    Nothing may take a lot below zero; a released lot at zero is `depleted`.
+    Nothing may take a lot below zero; a lot at zero is `depleted` (held or not).
     """
     ensure_can(actor, "lots.adjust", "adjust lots")
     quantity, note = _check_adjustment(reason, quantity, direction, note)
@@ -385,9 +385,8 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
 
 
 def _update_depletion(lot: Lot, actor: User) -> None:
-    """A released lot at zero is depleted; nothing brings a depleted lot back (DESIGN 10.1 rule 5)."""
-    if lot.remaining == 0 and lot.status == "released":
-        change_status(lot, "depleted", actor, reason="adjusted to zero")
+    """A lot at zero is depleted, held or not; nothing brings a depleted lot back (DESIGN 10.1 rule 5)."""
+    deplete_if_empty(lot, actor, reason="adjusted to zero")
 
 
 def _check_adjustment(reason: str, quantity, direction: str, note: str) -> tuple[Decimal, str]:

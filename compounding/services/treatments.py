@@ -23,7 +23,7 @@ from .access import ensure_can
 from .batches import reasons_at
 from .clock import clinic_today, to_clinic, utcnow
 from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
-from .history import change_status
+from .history import deplete_if_empty
 from .holds import hold_batches_for_event
 from .ledger import move_batch
 from .recalls import join_recalls_opened_since
@@ -251,10 +251,11 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
         db.session.flush()
         move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
                    note=f"patient {patient.chart_number}", occurred_at=performed_at)
-        if batch.remaining_volume_ml == 0 and batch.status == "released":
-            change_status(batch, "depleted", actor, reason=f"used up in session {session_row.id}",
-                          reference=f"session {session_row.id}")
-            audit.record(actor, "batch.depleted", "batch", batch.id, old={"status": "released"},
+        # A batch held since the session it empties (entered late) is depleted all the same.
+        before = deplete_if_empty(batch, actor, reason=f"used up in session {session_row.id}",
+                                  reference=f"session {session_row.id}")
+        if before:
+            audit.record(actor, "batch.depleted", "batch", batch.id, old={"status": before},
                          new={"status": "depleted"}, reason=f"used up in session {session_row.id}")
     late = join_recalls_opened_since(actor, session_row, [b.id for b, _, _ in resolved])
     audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
