@@ -480,3 +480,36 @@ def test_two_people_voiding_the_same_session_give_its_volume_back_once(app, post
     assert sorted(kind for kind, _ in outcomes) == ["done", "refused"], outcomes
     db.session.expire_all()
     assert remaining(db.session.get(Batch, batch_id)) == Decimal("20") == ledger_balance(batch_id=batch_id)
+
+
+def test_an_adverse_event_racing_a_void_waits_for_it_and_is_refused_on_the_voided_session(
+        app, postgresql_only, make_user, make_patient, make_batch, practitioner):
+    import time
+
+    record_id = treatments.record_session(practitioner, patient_id=make_patient().id,
+                                          uses=[use(make_batch(), "4")]).id
+    reporter_id = make_user("practitioner").id
+    db.session.commit()
+    # The void's transaction holds the session row, as void_session does, while the event comes in.
+    db.session.execute(sa.select(TreatmentSession.id).where(TreatmentSession.id == record_id).with_for_update())
+    outcomes = []
+
+    def report() -> None:
+        with app.app_context():
+            try:
+                treatments.record_adverse_event(db.session.get(User, reporter_id), session_id=record_id,
+                                                type="necrosis", severity="severe")
+                outcomes.append("recorded")
+            except DomainError as exc:
+                db.session.rollback()
+                outcomes.append(exc.message)
+
+    thread = threading.Thread(target=report)
+    thread.start()
+    time.sleep(0.5)  # the event has read the session by now, unless it waits for the lock
+    voids.void_session(practitioner, record_id, reason_code="wrong_patient", reason="wrong patient")
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert outcomes and "voided" in outcomes[0], outcomes
+    db.session.expire_all()
+    assert db.session.scalar(sa.select(sa.func.count(AdverseEvent.id))) == 0

@@ -274,7 +274,11 @@ def record_adverse_event(actor: User, *, session_id: int, type: str, severity: s
     A severe event, or one of the holding types, holds every batch used in the session.
     """
     ensure_can(actor, "adverse_events.write", "record adverse events")
-    session_row = db.session.get(TreatmentSession, session_id) if session_id else None
+    # Locked as a void locks it: a void deciding whether a pharmacist must sign (an adverse
+    # event) either sees this event or is seen by it, never neither.
+    session_row = db.session.scalar(
+        sa.select(TreatmentSession).where(TreatmentSession.id == session_id)
+        .with_for_update().execution_options(populate_existing=True)) if session_id else None
     if session_row is None:
         raise InvalidInput("There is no such session.", field="session_id")
     if session_row.voided_at is not None:
