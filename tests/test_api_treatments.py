@@ -239,12 +239,16 @@ def test_voiding_gives_the_volume_back_once(client, auth, practitioner, make_pat
     unknown_code = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
                                json={"reason_code": "oops", "reason": "wrong patient"})
     assert unknown_code.status_code == 422 and remaining(batch) == Decimal("17")
+    wrong_patient = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
+                                json={"reason_code": "wrong_patient", "reason": "wrong patient"})
+    assert wrong_patient.status_code == 422 and "use Correct the patient" in wrong_patient.get_json()["error"]
+    assert remaining(batch) == Decimal("17")
     response = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
-                           json={"reason_code": "wrong_patient", "reason": "wrong patient"})
+                           json={"reason_code": "entered_in_error", "reason": "wrong patient"})
     assert response.status_code == 200
     body = response.get_json()
     assert body["voided"] is True and body["void_reason"] == "wrong patient" and iso(body["voided_at"])
-    assert body["void_code"] == "wrong_patient"
+    assert body["void_code"] == "entered_in_error"
     assert remaining(batch) == Decimal("20")
     again = client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers,
                         json={"reason_code": "duplicate", "reason": "again"})
@@ -313,7 +317,7 @@ def test_a_bad_adverse_event_is_refused_naming_the_field(client, auth, practitio
 
 def test_no_adverse_event_on_a_voided_session(client, auth, practitioner, make_patient, make_batch):
     record = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(make_batch())])
-    voids.void_session(practitioner, record.id, reason_code="wrong_patient", reason="wrong patient")
+    voids.void_session(practitioner, record.id, reason_code="entered_in_error", reason="wrong patient")
     response = client.post("/api/v1/adverse-events", headers=auth(practitioner), json={
         "session_id": record.id, "type": "pain", "severity": "mild"})
     assert response.status_code == 409
@@ -475,7 +479,7 @@ def test_two_people_voiding_the_same_session_give_its_volume_back_once(app, post
     batch_id = batch.id
     user_ids = [make_user("practitioner").id, make_user("pharmacist").id]
     db.session.commit()
-    outcomes = _race(app, user_ids, lambda actor: voids.void_session(actor, record_id, reason_code="wrong_patient",
+    outcomes = _race(app, user_ids, lambda actor: voids.void_session(actor, record_id, reason_code="duplicate",
                                                                      reason="wrong patient"))
     assert sorted(kind for kind, _ in outcomes) == ["done", "refused"], outcomes
     db.session.expire_all()

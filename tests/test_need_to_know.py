@@ -163,6 +163,16 @@ def test_a_trace_recall_or_export_writes_one_row_naming_it_and_its_target(client
     assert row.target_id == (treated["batch"].id if target == "batch" else recall.id)
 
 
+@pytest.mark.parametrize("url", ["/audit?entity_type=patient", "/api/v1/audit-events?entity_type=patient"])
+def test_the_audit_trail_showing_patient_snapshots_writes_one_access_row(client, make_user, treated, url):
+    auditor = make_user("auditor")
+    shown = page_as(client, auditor, url)
+    assert shown.status_code == 200 and PHONE in shown.get_data(as_text=True)
+    [row] = access_rows()
+    assert (row.user_id, row.action, row.target_type, row.patient_id) == (auditor.id, "audit.view", "audit", None)
+    assert row.detail == url
+
+
 def test_a_list_of_many_patients_writes_one_row_not_one_per_patient(client, pharmacist, make_patient):
     for _ in range(12):
         make_patient()

@@ -101,11 +101,27 @@ def test_the_minimum_of_failed_attempts_is_a_setting(recalled, practitioner):
 
 def test_not_exposed_is_a_pharmacists_signature(recalled, practitioner, pharmacist):
     recall, first = recalled["recall"], recalled["first"]
+    voids.void_session(pharmacist, recalled["sessions"][0].id, reason_code="entered_in_error",
+                       reason="typed on the wrong chart", password=PASSWORD)
     with pytest.raises(NotAllowed):
         recalls.record_contact(practitioner, recall.id, first.id, None, outcome="not_exposed", password=PASSWORD)
     db.session.rollback()
     recalls.record_contact(pharmacist, recall.id, first.id, None, "never treated here", outcome="not_exposed",
                            password=PASSWORD)
+    assert contacts() == [(first.id, "not_exposed", None)]
+
+
+def test_not_exposed_is_refused_while_the_patient_received_the_stock_in_a_session_that_stands(
+        recalled, pharmacist):
+    recall, first = recalled["recall"], recalled["first"]
+    with pytest.raises(InvalidState) as caught:
+        recalls.record_contact(pharmacist, recall.id, first.id, None, outcome="not_exposed", password=PASSWORD)
+    assert "session that stands" in caught.value.message and caught.value.field == "outcome"
+    db.session.rollback()
+    assert contacts() == [] and recalls.patients_without_outcome(recall) == 2
+    voids.void_session(pharmacist, recalled["sessions"][0].id, reason_code="entered_in_error",
+                       reason="never treated with this batch", password=PASSWORD)
+    recalls.record_contact(pharmacist, recall.id, first.id, None, outcome="not_exposed", password=PASSWORD)
     assert contacts() == [(first.id, "not_exposed", None)]
 
 
@@ -115,6 +131,56 @@ def test_a_patient_outside_the_scope_gets_no_outcome_and_nothing_changes(recalle
             recalls.record_contact(practitioner, recalled["recall"].id, patient_id, "phone")
         db.session.rollback()
     assert contacts() == []
+
+
+def _late_entry_after_an_outcome(practitioner, pharmacist, make_batch, make_patient):
+    """A patient reached in a recall that then closed; a session of theirs, performed before it, entered now."""
+    batch, patient = make_batch(units=2), make_patient(chart_number="CH-LATE")
+    first = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch)])
+    recall = recalls.open_recall(pharmacist, batch_id=batch.id, reason="Cloudy vial", password=PASSWORD)
+    recalls.record_contact(practitioner, recall.id, patient.id, "phone")
+    recalls.close_recall(pharmacist, recall.id, "Everyone reached", PASSWORD)
+    treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch)],
+                              performed_at=first.performed_at + (recall.opened_at - first.performed_at) / 2)
+    return db.session.get(Recall, recall.id), patient
+
+
+def test_a_late_entry_needs_a_new_outcome_for_a_patient_reached_before_it_was_recorded(
+        client, practitioner, pharmacist, make_batch, make_patient):
+    from compounding.recalls.records import progress_for, recall_record
+
+    recall, patient = _late_entry_after_an_outcome(practitioner, pharmacist, make_batch, make_patient)
+    assert recall.status == "open" and recalls.patients_without_outcome(recall) == 1
+    record = recall_record(recall.id)
+    assert record.progress == {"contacted": 0, "total": 1} and record.without_outcome == 1
+    assert patient.id not in record.contacts and record.patients[0]["outcome"] is None
+    assert recalls.contact_progress(recall, record.scope) == (0, 1) and progress_for([recall.id]) == {recall.id: (0, 1)}
+    with pytest.raises(InvalidState, match="1 patient in the recall's scope has no outcome yet"):
+        recalls.close_recall(pharmacist, recall.id, "Everyone reached", PASSWORD)
+    db.session.rollback()
+    sign_in(client, pharmacist)
+    page = client.get(f"/recalls/{recall.id}").get_data(as_text=True)
+    assert "1 patient has no outcome yet" in page and "<strong>0 of 1</strong>" in page
+    recalls.record_contact(practitioner, recall.id, patient.id, "phone", "told about the second session")
+    assert recalls.patients_without_outcome(recall) == 0 and progress_for([recall.id]) == {recall.id: (1, 1)}
+    recalls.close_recall(pharmacist, recall.id, "Everyone reached again", PASSWORD)
+    assert db.session.get(Recall, recall.id).status == "closed"
+
+
+def test_closing_a_recall_locks_it_before_counting_the_patients_without_an_outcome(recalled, pharmacist,
+                                                                                 practitioner):
+    from testkit import QueryCounter
+
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite locks the whole database; the row lock is PostgreSQL's")
+    recall = recalled["recall"]
+    for patient in (recalled["first"], recalled["second"]):
+        recalls.record_contact(practitioner, recall.id, patient.id, "phone")
+    with QueryCounter(db.engine) as counter:
+        recalls.close_recall(pharmacist, recall.id, "All reached", PASSWORD)
+    locked = [i for i, sql in enumerate(counter.statements) if "FROM recalls" in sql and "FOR UPDATE" in sql]
+    counted = [i for i, sql in enumerate(counter.statements) if "recall_contacts" in sql]
+    assert locked and counted and locked[0] < counted[0]
 
 
 # --- API ---------------------------------------------------------------------------------------------
@@ -133,9 +199,14 @@ def test_the_contacts_api_records_outcomes_and_answers_the_contract_codes(client
     stranger = client.post(f"{url}/contacts", json={"patient_id": recalled["stranger"].id, "method": "phone"},
                            headers=staff)
     assert stranger.status_code == 422 and "patient_id" in stranger.json["details"]
+    pharmacist = make_user("pharmacist")
+    standing = client.post(f"{url}/contacts", json={"patient_id": second, "outcome": "not_exposed",
+                                                    "password": PASSWORD}, headers=bearer(make_token(pharmacist)))
+    assert standing.status_code == 409 and "session that stands" in standing.json["error"]
+    voids.void_session(pharmacist, recalled["sessions"][1].id, reason_code="entered_in_error",
+                       reason="never treated with this batch", password=PASSWORD)
     unsigned = client.post(f"{url}/contacts", json={"patient_id": second, "outcome": "not_exposed"}, headers=staff)
     assert unsigned.status_code == 403
-    pharmacist = make_user("pharmacist")
     signed = client.post(f"{url}/contacts", json={"patient_id": second, "outcome": "not_exposed",
                                                   "password": PASSWORD},
                          headers=bearer(make_token(pharmacist)))
@@ -220,6 +291,18 @@ def test_a_pharmacist_corrects_the_patient_from_the_session_page(client, recalle
     assert "Not exposed</span>" in recall_page and "voided</span>" in recall_page
 
 
+def test_the_correction_form_finds_the_patient_by_chart_number_in_any_case_and_spacing(
+        client, recalled, pharmacist, make_patient):
+    old, right = recalled["sessions"][0], make_patient(chart_number="CH-2001")
+    sign_in(client, pharmacist)
+    moved = client.post(f"/treatments/sessions/{old.id}/correct-patient",
+                        data={"correct-chart_number": " ch-2001 ", "correct-reason": "wrong chart",
+                              "correct-password": PASSWORD})
+    assert moved.status_code == 302
+    new = db.session.scalar(sa.select(TreatmentSession).where(TreatmentSession.corrects_session_id == old.id))
+    assert new.patient_id == right.id
+
+
 def test_the_recall_page_records_a_failed_attempt_then_unreachable(client, recalled, practitioner):
     recall, first = recalled["recall"], recalled["first"].id
     sign_in(client, practitioner)
@@ -239,12 +322,16 @@ def test_the_recall_page_records_a_failed_attempt_then_unreachable(client, recal
 
 def test_voiding_a_session_with_an_event_through_the_service_keeps_it_on_the_patient_page(
         client, recalled, pharmacist):
-    session_id = recalled["sessions"][1].id
-    voids.void_session(pharmacist, session_id, reason_code="not_administered", reason="refused at the chair",
+    session_row, patient = recalled["sessions"][1], recalled["second"]
+    treatments.record_adverse_event(pharmacist, session_id=session_row.id, type="bruising", severity="mild",
+                                    notes="bruise at the left cheek")
+    voids.void_session(pharmacist, session_row.id, reason_code="not_administered", reason="refused at the chair",
                        password=PASSWORD)
     sign_in(client, pharmacist)
-    page = client.get(f"/trace/batches/{recalled['batch'].id}").get_data(as_text=True)
-    assert "(1 voided, kept in the scope)" in page and "<strong>2</strong> patients" in page
+    page = client.get(f"/treatments/patients/{patient.id}").get_data(as_text=True)
+    events = page.split("Adverse events</h2>")[1]
+    assert "bruise at the left cheek" in events and "None recorded." not in events
+    assert f'href="/treatments/sessions/{session_row.id}"' in events
 
 
 def test_the_demo_has_a_recall_with_a_patient_unreachable_after_two_failed_attempts(app):

@@ -349,7 +349,7 @@ def test_a_voided_session_stays_in_the_counts_and_the_recall_scope_but_leaves_th
     from compounding.services import trace
     from compounding.services.errors import InvalidInput
 
-    voids.void_session(chain["practitioner"], chain["sessions"][0].id, reason_code="wrong_patient",
+    voids.void_session(chain["practitioner"], chain["sessions"][0].id, reason_code="entered_in_error",
                        reason="recorded on the wrong chart")
     scope = trace.trace_lot(chain["lot"].id)
     assert scope.counts == {"batches": 2, "sessions": 4, "patients": 3} and scope.voided_sessions == 1

@@ -321,7 +321,7 @@ def test_voiding_strikes_the_session_through_gives_the_volume_back_and_asks_for_
     assert response.status_code == 422 and "Say why the session is voided." in response.get_data(as_text=True)
     assert "Choose the reason code." in response.get_data(as_text=True)
     response = client.post(f"/treatments/sessions/{record.id}/void",
-                           data={"void-reason_code": "wrong_patient", "void-reason": "wrong patient"},
+                           data={"void-reason_code": "entered_in_error", "void-reason": "wrong patient"},
                            follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Voided</strong>" in page and "wrong patient" in page and 'id="void-form"' not in page

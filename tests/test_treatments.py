@@ -97,9 +97,9 @@ def test_the_last_drop_makes_a_batch_depleted_and_a_void_does_not_bring_it_back(
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "10")])
     assert batch.status == "depleted"
     with pytest.raises(InvalidInput):
-        voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="")
-    voids.void_session(practitioner, session_row.id, reason_code="wrong_patient",
-                       reason="recorded on the wrong patient")
+        voids.void_session(practitioner, session_row.id, reason_code="entered_in_error", reason="")
+    voids.void_session(practitioner, session_row.id, reason_code="entered_in_error",
+                       reason="recorded on the wrong day")
     batch = db.session.get(Batch, batch.id)
     # DESIGN 10.1 rule 1: a void never brings a spent batch back.
     assert (batch.status, batch.remaining_volume_ml) == ("depleted", Decimal("0"))
@@ -223,10 +223,10 @@ def test_a_voided_session_stays_in_the_trace_flagged(practitioner, make_batch, m
     batch = make_batch()
     patient = make_patient()
     session_row = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch)])
-    voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="wrong patient")
+    voids.void_session(practitioner, session_row.id, reason_code="entered_in_error", reason="wrong day")
     traced = trace.trace_batch(batch.id)
     assert [(p.id, p.voided_sessions, p.volume_ml) for p in traced.patients] == [(patient.id, 1, Decimal("0"))]
-    assert [(s.id, s.void_code) for s in traced.sessions] == [(session_row.id, "wrong_patient")]
+    assert [(s.id, s.void_code) for s in traced.sessions] == [(session_row.id, "entered_in_error")]
     assert traced.total_volume_ml == 0 and traced.voided_sessions == 1
     assert db.session.get(TreatmentSession, session_row.id).voided_at is not None
 

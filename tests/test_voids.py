@@ -4,10 +4,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, audit_rows
+from testkit import PASSWORD, audit_rows, sign_in
 
 from compounding.extensions import db
-from compounding.models import Batch, RecallContact, SessionUse, Signature, TreatmentSession
+from compounding.models import AdverseEvent, Batch, RecallContact, SessionUse, Signature, TreatmentSession
 from compounding.services import batches, recalls, trace, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from compounding.services.ledger import ledger_balance
@@ -153,6 +153,26 @@ def test_a_void_never_brings_a_depleted_or_recalled_batch_back(practitioner, pha
     assert "discarded" in audit_rows("session.voided")[-1].new_values["not_returned"][0]["why"]
 
 
+def test_a_plain_void_with_code_wrong_patient_is_refused_naming_the_correction(practitioner, make_batch,
+                                                                             make_patient):
+    batch = make_batch(units=2)
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "3")])
+    with pytest.raises(InvalidInput) as caught:
+        voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="wrong chart")
+    assert "use Correct the patient" in caught.value.message and caught.value.field == "reason_code"
+    db.session.rollback()
+    assert db.session.get(TreatmentSession, session_row.id).voided_at is None
+    assert db.session.get(Batch, batch.id).remaining_volume_ml == Decimal("17") == ledger_balance(batch_id=batch.id)
+
+
+def test_the_void_form_does_not_offer_wrong_patient(client, practitioner, make_batch, make_patient):
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(make_batch())])
+    sign_in(client, practitioner)
+    page = client.get(f"/treatments/sessions/{session_row.id}").get_data(as_text=True)
+    void_form = page.split('id="void-form"')[1].split("</form>")[0]
+    assert 'value="entered_in_error"' in void_form and 'value="wrong_patient"' not in void_form
+
+
 # --- patient correction ------------------------------------------------------------------------------------
 
 
@@ -225,3 +245,22 @@ def test_correcting_a_patient_after_the_recall_closed_reopens_it_for_the_right_p
     db.session.rollback()
     corrected = audit_rows("session.patient_corrected", "treatment_session", new.id)[-1]
     assert corrected.new_values["recalls_reopened"] == [recall.id]
+
+
+def test_correcting_the_patient_moves_the_adverse_events_to_the_right_patient_once(client, recalled, pharmacist,
+                                                                                   make_patient):
+    old, wrong, right = recalled["sessions"][0], recalled["patients"][0], make_patient()
+    event = treatments.record_adverse_event(pharmacist, session_id=old.id, type="infection", severity="moderate",
+                                            notes="abscess at the left flank")
+    new = voids.correct_patient(pharmacist, old.id, patient_id=right.id, reason="chart mixed up at the desk",
+                                password=PASSWORD)
+    assert db.session.get(AdverseEvent, event.id).session_id == new.id
+    moved = audit_rows("session.patient_corrected")[-1]
+    assert moved.old_values["session_id"] == old.id and moved.new_values["adverse_events_moved"] == [event.id]
+    [signal] = [s for s in trace.quality_signals() if s.kind == "batch"]
+    assert (signal.id, signal.events, signal.severe) == (recalled["batch"].id, 1, 1)
+    sign_in(client, pharmacist)
+    right_page = client.get(f"/treatments/patients/{right.id}").get_data(as_text=True)
+    assert "abscess at the left flank" in right_page.split("Adverse events</h2>")[1]
+    wrong_page = client.get(f"/treatments/patients/{wrong.id}").get_data(as_text=True)
+    assert "abscess at the left flank" not in wrong_page

@@ -10,6 +10,7 @@ from ..extensions import db
 from ..forms import apply_domain_error, record_id
 from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
+from ..privacy import note_access
 from ..security import requires
 from ..services import access_log, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
@@ -141,6 +142,8 @@ def audit_trail():
         else:
             query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
     pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
+    # Patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10).
+    note_access("audit.view", target_type="audit")
     return render_template("admin/audit.html", pagination=pagination, form=form)
 
 

@@ -31,6 +31,9 @@ HOLDING_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction", "nodule", "
 SEVERITIES = ("mild", "moderate", "severe")
 # Why a session was voided (DESIGN 10.1 rule 1): the code is required, the free text explains.
 VOID_CODES = ("entered_in_error", "wrong_patient", "not_administered", "duplicate")
+# `wrong_patient` is written only by a patient correction, which keeps the volume taken and
+# moves the uses to the right patient; a plain void with it would lose the real recipient.
+PLAIN_VOID_CODES = tuple(code for code in VOID_CODES if code != "wrong_patient")
 
 
 class TreatmentSession(db.Model):

@@ -165,8 +165,9 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
     scope = recalls.recall_scope(recall, page, per_page)
     contacts_query = _contacts().where(RecallContact.recall_id == recall.id).order_by(
         RecallContact.contacted_at, RecallContact.id)
-    if per_page is not None:
-        contacts_query = contacts_query.where(RecallContact.patient_id.in_([p.id for p in scope.patients]))
+    page_ids = None if per_page is None else [p.id for p in scope.patients]
+    if page_ids is not None:
+        contacts_query = contacts_query.where(RecallContact.patient_id.in_(page_ids))
     attempts: dict[int, list[ContactRow]] = {}
     outcomes: dict[int, ContactRow] = {}
     for contact, name, chart in db.session.execute(contacts_query):
@@ -174,6 +175,9 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
         attempts.setdefault(row.patient_id, []).append(row)
         if row.final:  # the latest final outcome is the patient's outcome
             outcomes[row.patient_id] = row
+    # An outcome recorded before a late entry or a correction of the patient no longer counts.
+    counted = {row.patient_id for row in db.session.execute(recalls.counted_outcomes([recall.id], page_ids))}
+    outcomes = {patient_id: row for patient_id, row in outcomes.items() if patient_id in counted}
     contacted, _ = recalls.contact_progress(recall, scope)
     reopenings = [row for row in history_of("recall", recall.id) if (row.from_status, row.to_status) == (
         "closed", "open")]
@@ -238,7 +242,7 @@ def recall_list_query(status: str | None = None):
 
 
 def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """{recall id: (patients with an outcome, patients in scope)} for a page of recalls: two statements.
+    """{recall id: (patients with an outcome that counts, patients in scope)} for a page of recalls: two statements.
 
     Voided sessions stay in the scope: their patients count too (DESIGN 10.1 rule 1).
     """
@@ -255,10 +259,9 @@ def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
         .join(SessionUse, SessionUse.batch_id == targets.c.batch_id)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .group_by(targets.c.recall_id)).all())
+    counted = recalls.counted_outcomes(recall_ids).subquery()
     contacted = dict(db.session.execute(
-        sa.select(RecallContact.recall_id, sa.func.count(sa.distinct(RecallContact.patient_id)))
-        .where(RecallContact.recall_id.in_(recall_ids), RecallContact.outcome.in_(FINAL_OUTCOMES))
-        .group_by(RecallContact.recall_id)).all())
+        sa.select(counted.c.recall_id, sa.func.count()).group_by(counted.c.recall_id)).all())
     return {rid: (contacted.get(rid, 0), totals.get(rid, 0)) for rid in recall_ids}
 
 

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import Batch, BatchComponent, Patient, Recall, RecallContact, TreatmentSession, User
+from ..models import Batch, BatchComponent, Patient, Recall, RecallContact, SessionUse, TreatmentSession, User
 from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, FINAL_OUTCOMES
 from . import audit
 from .access import ensure_can
@@ -170,6 +170,12 @@ def record_contact(actor: User, recall_id: int, patient_id: int, method: str | N
                                f"{failed} so far.", field="outcome",
                                details={"outcome": ["Record the failed attempts first."], "failed_attempts": failed,
                                         "needed": needed})
+    if outcome == "not_exposed" and patient_in_scope(patient.id, lot_id=recall.lot_id, batch_id=recall.batch_id,
+                                                     standing_only=True):
+        # Only a void or a patient correction takes a patient out of exposure (rule 10.1.1).
+        raise InvalidState("This patient received the recalled stock in a session that stands: record how they "
+                           "were contacted, or void or correct that session first.", field="outcome",
+                           details={"outcome": ["Not exposed only once no session of the patient stands."]})
     if outcome == "not_exposed":
         pharmacist_signs(actor, password, "not exposed", "recall", recall.id,
                          doing="record that a patient was not exposed")
@@ -178,13 +184,35 @@ def record_contact(actor: User, recall_id: int, patient_id: int, method: str | N
     return contact
 
 
+def counted_outcomes(recall_ids, patient_ids=None):
+    """A select of (recall_id, patient_id): each patient (of `patient_ids`, or all) whose outcome counts.
+
+    The one rule every counter uses: a final outcome counts unless a session of the patient
+    in the scope was recorded after the recall opened (a late entry or a correction) and
+    after that outcome; then the patient has to be contacted again.
+    """
+    later_session = (
+        sa.select(TreatmentSession.id)
+        .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
+        .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+        .where(TreatmentSession.patient_id == RecallContact.patient_id,
+               TreatmentSession.recorded_at > Recall.opened_at,
+               TreatmentSession.recorded_at > RecallContact.contacted_at,
+               sa.or_(SessionUse.batch_id == Recall.batch_id, BatchComponent.lot_id == Recall.lot_id)))
+    query = (sa.select(RecallContact.recall_id, RecallContact.patient_id)
+             .join(Recall, Recall.id == RecallContact.recall_id)
+             .where(RecallContact.recall_id.in_(recall_ids), RecallContact.outcome.in_(FINAL_OUTCOMES),
+                    ~later_session.exists())
+             .distinct())
+    return query if patient_ids is None else query.where(RecallContact.patient_id.in_(patient_ids))
+
+
 def patients_without_outcome(recall: Recall) -> int:
-    """Patients in the recall's scope (voided sessions too) with no outcome yet."""
-    with_outcome = sa.select(RecallContact.patient_id).where(RecallContact.recall_id == recall.id,
-                                                             RecallContact.outcome.in_(FINAL_OUTCOMES))
+    """Patients in the recall's scope (voided sessions too) with no outcome that counts yet."""
+    with_outcome = counted_outcomes([recall.id]).subquery()
     scope = scope_patient_ids(lot_id=recall.lot_id, batch_id=recall.batch_id).subquery()
     return db.session.scalar(sa.select(sa.func.count()).select_from(scope)
-                             .where(scope.c.patient_id.not_in(with_outcome)))
+                             .where(scope.c.patient_id.not_in(sa.select(with_outcome.c.patient_id))))
 
 
 def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Recall:
@@ -193,7 +221,11 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
     outcome = (outcome or "").strip()
     if not outcome:
         raise InvalidInput("Record the outcome of the recall.", field="outcome")
-    recall = get_recall(recall_id)
+    # Locked: a late entry reopening or joining this recall waits, so the count below stays true.
+    recall = db.session.scalar(sa.select(Recall).where(Recall.id == recall_id).with_for_update()
+                               .execution_options(populate_existing=True)) if recall_id else None
+    if recall is None:
+        raise NotFound("There is no such recall.")
     if recall.status != "open":
         raise InvalidState("This recall is already closed.")
     missing = patients_without_outcome(recall)
@@ -214,7 +246,6 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
 
 
 def contact_progress(recall: Recall, scope: Trace) -> tuple[int, int]:
-    """(patients with an outcome, patients in scope)."""
-    with_outcome = db.session.scalar(sa.select(sa.func.count(sa.distinct(RecallContact.patient_id))).where(
-        RecallContact.recall_id == recall.id, RecallContact.outcome.in_(FINAL_OUTCOMES)))
+    """(patients with an outcome that counts, patients in scope)."""
+    with_outcome = db.session.scalar(sa.select(sa.func.count()).select_from(counted_outcomes([recall.id]).subquery()))
     return with_outcome, scope.counts["patients"]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import AdverseEvent, Batch, BatchComponent, Recall, SessionUse, TreatmentSession, User
-from ..models.treatment import VOID_CODES
+from ..models.treatment import PLAIN_VOID_CODES, VOID_CODES
 from . import audit
 from .access import ensure_can
 from .batches import is_batch_expired
@@ -101,8 +101,11 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
     batch only while the batch is released and in date.
     """
     ensure_can(actor, "treatments.write", "void treatment sessions")
+    if reason_code == "wrong_patient":
+        raise InvalidInput("A session recorded on the wrong patient is not voided: use Correct the patient, "
+                           "which moves it to the right one.", field="reason_code")
     if reason_code not in VOID_CODES:
-        raise InvalidInput(f"Choose the reason code: {', '.join(VOID_CODES)}.", field="reason_code")
+        raise InvalidInput(f"Choose the reason code: {', '.join(PLAIN_VOID_CODES)}.", field="reason_code")
     reason = _reason(reason, "the session is voided")
     session_row = _locked_session(session_id)
     needs = signature_reasons(session_row.id)
@@ -154,6 +157,11 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                      doing="correct the patient of a session")
     _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
     new, uses = _copy_session(session_row, right.id)
+    # The events happened to the right patient: they follow the session, counted once in the signals.
+    events = list(db.session.scalars(sa.select(AdverseEvent.id).where(AdverseEvent.session_id == session_row.id)
+                                     .order_by(AdverseEvent.id)))
+    if events:
+        db.session.execute(sa.update(AdverseEvent).where(AdverseEvent.id.in_(events)).values(session_id=new.id))
     reaching = recalls_reaching(session_row.id, open_only=False)
     closed_before = [r.id for r in reaching if r.status != "open"]
     # The right patient joins every recall this session is in; a closed one reopens so they get an outcome.
@@ -168,6 +176,7 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                  old={"session_id": session_row.id, "patient": wrong.chart_number},
                  new={"session_id": new.id, "patient": right.chart_number,
                       "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
+                      "adverse_events_moved": events,
                       "not_exposed_in_recalls": [r.id for r in recalls],
                       "recalls_reopened": closed_before},
                  reason=reason)

@@ -24,7 +24,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..forms import AppForm, choices
-from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
+from ..models.treatment import ADVERSE_EVENT_TYPES, PLAIN_VOID_CODES, SEVERITIES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
 from ..services.inventory import check_quantity
@@ -154,7 +154,7 @@ SIGNATURE_LABEL = "Pharmacist's password (e-signature)"
 
 class VoidForm(AppForm):
     # No default: the code says what went wrong, and a guess would mislead the trace.
-    reason_code = SelectField("Reason code", choices=choices([("", "Choose…"), *VOID_CODES]),
+    reason_code = SelectField("Reason code", choices=choices([("", "Choose…"), *PLAIN_VOID_CODES]),
                               validators=[DataRequired("Choose the reason code.")])
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the session is voided."), Length(max=2000)],
                            filters=[_strip], render_kw={"rows": 2},

@@ -334,7 +334,8 @@ def treatment_void(treatment_id: int):
 
 
 def _correct(form: CorrectPatientForm, treatment_id: int):
-    right = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == form.chart_number.data))
+    # Folded as the chart key is (rule 10.1.9): " ch-2001 " is CH-2001.
+    right = db.session.scalar(sa.select(Patient.id).where(Patient.chart_key == fold(form.chart_number.data)))
     if right is None:
         form.chart_number.errors = [*form.chart_number.errors, "No patient has this chart number."]
         return None
