@@ -511,7 +511,7 @@ def test_an_adverse_event_racing_a_void_waits_for_it_and_is_refused_on_the_voide
     thread = threading.Thread(target=report)
     thread.start()
     time.sleep(0.5)  # the event has read the session by now, unless it waits for the lock
-    voids.void_session(practitioner, record_id, reason_code="wrong_patient", reason="wrong patient")
+    voids.void_session(practitioner, record_id, reason_code="entered_in_error", reason="entered in error")
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert outcomes and "voided" in outcomes[0], outcomes
