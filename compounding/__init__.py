@@ -1,6 +1,7 @@
 """Mesotherapy compounding tracker: ingredient lots, batches, labels and patient traceability."""
 
 from importlib import import_module
+from pathlib import Path
 
 from flask import Flask
 from werkzeug.exceptions import NotFound
@@ -19,6 +20,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.from_mapping(test_config if test_config is not None else config.from_environment())
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.instance_secret_key(app.instance_path)
+    if not app.config.get("AUDIT_KEY"):
+        app.config["AUDIT_KEY"] = config.instance_audit_key(app.instance_path)
+    if not app.config.get("AUDIT_CHECKPOINT_FILE"):
+        app.config["AUDIT_CHECKPOINT_FILE"] = str(Path(app.instance_path) / "audit_checkpoints.jsonl")
 
     db.init_app(app)
     migrate.init_app(app, db)

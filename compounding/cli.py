@@ -118,13 +118,21 @@ def create_token_command(username, name):
 
 @audit_cli.command("verify")
 def audit_verify_command():
-    """Recompute the audit hash chain; exit 1 naming the first row that does not fit."""
-    report = audit.verify_chain()
-    if report.ok:
-        click.echo(f"Audit trail intact: {report.checked} rows verified.")
-        return
-    _fail(f"Audit trail BROKEN at row {report.first_bad_id}: {report.problem} "
-          f"({report.checked} rows before it verified).")
+    """Check the audit chain with the key, and against every checkpoint; exit 1 naming what is wrong.
+
+    A trail that passes gets a new checkpoint (time, rows, head id and hash) in
+    AUDIT_CHECKPOINT_FILE, outside the database.
+    """
+    from .services.audit_checkpoints import append_checkpoint
+
+    report = audit.verify_trail()
+    if not report.ok:
+        _fail(report.message)
+    click.echo(report.message)
+    checkpoint = append_checkpoint("verify", report.checked, report.head_id, report.head_hash)
+    if checkpoint.head_id is not None:
+        click.echo(f"Checkpoint written: {checkpoint.rows:,} rows up to #{checkpoint.head_id:,} "
+                   f"(hash {checkpoint.head_hash}).")
 
 
 @click.command("seed-demo")

@@ -23,15 +23,41 @@ def second_person_rules(value: str | None) -> str:
 
 def instance_secret_key(instance_path: str) -> str:
     """Return the key kept in instance/secret_key, creating it on first start."""
-    path = Path(instance_path) / "secret_key"
+    return _instance_key(Path(instance_path) / "secret_key")
+
+
+def instance_audit_key(instance_path: str) -> str:
+    """Return the audit chain's key kept in instance/audit_key, creating it on first start.
+
+    It must never be stored in the database it protects; back it up apart from the database.
+    """
+    return _instance_key(Path(instance_path) / "audit_key")
+
+
+def _instance_key(path: Path) -> str:
+    """A random key in `path`, made once: several workers starting at once all read the same one."""
     if path.exists():
-        return path.read_text().strip()
+        key = path.read_text().strip()
+        if not key:
+            raise RuntimeError(f"The key file {path} is empty; restore it from a backup.")
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_hex(32)
-    # Created private to the service account: the key signs every login cookie.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+    # Written private (0600) to a temporary name, then linked into place: a reader never sees
+    # a half-written key, and only the first of several starting workers creates one.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            return _instance_key(path)
+    finally:
+        partial.unlink(missing_ok=True)
     return key
 
 
@@ -45,6 +71,10 @@ def from_environment() -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": os.environ.get("SECRET_KEY"),
+        # DESIGN 10.11: the audit chain's key and its checkpoints live outside the database
+        # (default: instance/audit_key, instance/audit_checkpoints.jsonl).
+        "AUDIT_KEY": os.environ.get("AUDIT_KEY"),
+        "AUDIT_CHECKPOINT_FILE": os.environ.get("AUDIT_CHECKPOINT_FILE"),
         "CLINIC_NAME": os.environ.get("CLINIC_NAME", "Demo Aesthetic Clinic"),
         "CLINIC_TIMEZONE": os.environ.get("CLINIC_TIMEZONE", "Europe/London"),
         "GS1_SEPARATOR": os.environ.get("GS1_SEPARATOR", ""),

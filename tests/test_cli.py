@@ -2,7 +2,7 @@
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, audit_rows, count_rows
+from testkit import PASSWORD, audit_rows, count_rows, drop_audit_guards
 
 from compounding.extensions import db
 from compounding.models import ApiToken, AuditEvent, Ingredient, User
@@ -107,6 +107,7 @@ def test_audit_verify_reports_the_rows_it_checked(runner, make_user):
     assert exit_code == 0
     assert "Audit trail intact: 2 rows verified." in output
 
+    drop_audit_guards()  # as an insider with DDL rights would: the database refuses the change
     db.session.execute(sa.text("UPDATE audit_events SET reason = 'forged' WHERE id = "
                                "(SELECT MIN(id) FROM audit_events)"))
     db.session.commit()

@@ -4,23 +4,32 @@ Imported as `testkit` (pytest puts tests/ on the path), never as `tests.conftest
 site-packages `tests` package (python-barcode ships one) would shadow `tests.` imports.
 """
 
+import itertools
 import os
 import re
+import tempfile
 
 import sqlalchemy as sa
 
 from compounding.extensions import db
+from compounding.models.audit import POSTGRESQL_GUARDS
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
 
 
 PASSWORD = "correct-horse-battery"
+AUDIT_KEY = "test-audit-key"
+# Each app gets its own checkpoint file: a checkpoint of one test's trail must not judge the next.
+_CHECKPOINTS = tempfile.TemporaryDirectory(prefix="audit-checkpoints-")
+_checkpoint_files = itertools.count(1)
 
 
 def base_config(**overrides) -> dict:
     config = {
         "TESTING": True,
         "SECRET_KEY": "test-secret",
+        "AUDIT_KEY": AUDIT_KEY,
+        "AUDIT_CHECKPOINT_FILE": os.path.join(_CHECKPOINTS.name, f"checkpoints-{next(_checkpoint_files)}.jsonl"),
         "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
         "WTF_CSRF_ENABLED": False,
         "AUTO_MIGRATE": False,
@@ -126,7 +135,24 @@ def reset_database(app) -> None:
             return
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
         with db.engine.begin() as connection:
+            # The audit table refuses TRUNCATE (DESIGN 10.11); a test database starts empty anyway.
+            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
             connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+            # A test may have dropped the audit guards to play an insider: put them back.
+            for name in ("audit_events_append_only", "audit_events_no_truncate"):
+                connection.execute(sa.text(f"DROP TRIGGER IF EXISTS {name} ON audit_events"))
+            for statement in POSTGRESQL_GUARDS:
+                connection.exec_driver_sql(statement)
+
+
+def drop_audit_guards() -> None:
+    """Remove the triggers that refuse UPDATE and DELETE on audit rows, as an insider with DDL rights could."""
+    names = {"postgresql": ("audit_events_append_only", "audit_events_no_truncate"),
+             "sqlite": ("audit_events_no_update", "audit_events_no_delete")}[db.engine.dialect.name]
+    on_table = " ON audit_events" if db.engine.dialect.name == "postgresql" else ""
+    for name in names:
+        db.session.execute(sa.text(f"DROP TRIGGER IF EXISTS {name}{on_table}"))
+    db.session.commit()
 
 
 def age_batch(batch, delta) -> None:

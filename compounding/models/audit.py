@@ -9,6 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ._common import utcnow
 
+KEYED_SCHEME = "hmac-sha256"
+LEGACY_SCHEME = "sha256"
+
 SIGNATURE_MEANINGS = (
     "released", "rejected", "verified", "approved", "recall opened", "recall closed",
     # Second tranche, rule 10.1: corrections and overrides a pharmacist answers for.
@@ -32,6 +35,41 @@ class AuditEvent(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # How `hash` was made: HMAC with the audit key (every new row) or, for rows written
+    # before the key existed, plain SHA-256 (services.audit verifies each by its own).
+    hash_scheme: Mapped[str] = mapped_column(sa.String(16), default=KEYED_SCHEME)
+
+
+# The database refuses to change or remove an audit row (DESIGN 10.11): a correction is a new
+# row. The same triggers are created by the migration that introduced them; an insider with
+# DDL rights can still drop them, which is why `audit verify` also checks outside checkpoints.
+APPEND_ONLY_MESSAGE = "audit rows are append-only"
+POSTGRESQL_GUARDS = (
+    f"""CREATE OR REPLACE FUNCTION audit_events_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'restrict_violation',
+        MESSAGE = '{APPEND_ONLY_MESSAGE}: ' || TG_OP || ' refused on audit_events';
+END
+$$""",
+    "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION audit_events_refuse_change()",
+    "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_events_refuse_change()",
+)
+SQLITE_GUARDS = tuple(
+    f"CREATE TRIGGER audit_events_no_{verb.lower()} BEFORE {verb} ON audit_events "
+    f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}: {verb} refused on audit_events'); END"
+    for verb in ("UPDATE", "DELETE")
+)
+
+
+def _create_guards(table, connection, **kw) -> None:
+    guards = {"postgresql": POSTGRESQL_GUARDS, "sqlite": SQLITE_GUARDS}.get(connection.dialect.name, ())
+    for statement in guards:
+        connection.exec_driver_sql(statement)
+
+
+sa.event.listen(AuditEvent.__table__, "after_create", _create_guards)
 
 
 class Signature(db.Model):

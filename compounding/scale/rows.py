@@ -58,9 +58,11 @@ class AuditLog:
 
     def rows(self, first_id: int, prev_hash: str) -> Iterator[dict]:
         self.pending.sort(key=lambda p: (p[0], p[1]))
+        key = audit.audit_key()
         for offset, (_, _, row) in enumerate(self.pending):
             row["prev_hash"] = prev_hash
-            row["hash"] = prev_hash = audit.chain_hash(prev_hash, SimpleNamespace(**row))
+            row["hash_scheme"] = audit.KEYED_SCHEME
+            row["hash"] = prev_hash = audit.chain_hash(prev_hash, SimpleNamespace(**row), key=key)
             row["id"] = first_id + offset
             yield row
 

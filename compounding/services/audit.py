@@ -1,17 +1,21 @@
 """The audit trail: append-only, hash-chained rows written in the caller's transaction."""
 
 import hashlib
+import hmac
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..extensions import db
 from ..models import AuditEvent, User
+from ..models.audit import KEYED_SCHEME, LEGACY_SCHEME
+from .audit_checkpoints import CheckpointFileError, CheckpointWalk, read_checkpoints
 from .clock import utcnow
 
 GENESIS_HASH = "0" * 64
@@ -55,8 +59,21 @@ def canonical_content(event: AuditEvent) -> str:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + canonical_content(event)).encode("utf-8")).hexdigest()
+def audit_key() -> bytes:
+    """The secret the chain is keyed with: AUDIT_KEY, or instance/audit_key (never in the database)."""
+    return current_app.config["AUDIT_KEY"].encode("utf-8")
+
+
+def chain_hash(prev_hash: str, event, *, scheme: str = KEYED_SCHEME, key: bytes | None = None) -> str:
+    """A row's hash: HMAC-SHA256 under the audit key, so rewriting a row needs the key too.
+
+    LEGACY_SCHEME is the unkeyed SHA-256 of rows written before the key existed; it is
+    only ever verified, never written.
+    """
+    message = (prev_hash + canonical_content(event)).encode("utf-8")
+    if scheme == LEGACY_SCHEME:
+        return hashlib.sha256(message).hexdigest()
+    return hmac.new(key if key is not None else audit_key(), message, hashlib.sha256).hexdigest()
 
 
 def _lock_chain() -> None:
@@ -98,6 +115,7 @@ def record(
         new_values=jsonable(new) if new is not None else None,
         reason=reason or "",
         prev_hash=prev_hash,
+        hash_scheme=KEYED_SCHEME,
     )
     event.hash = chain_hash(prev_hash, event)
     db.session.add(event)
@@ -118,38 +136,99 @@ def snapshot(obj, fields) -> dict:
 
 @dataclass
 class ChainReport:
+    """What a walk of the trail found: rows checked, the trail's head, and the first problem."""
+
     checked: int
     first_bad_id: int | None = None
     problem: str = ""
+    head_id: int | None = None
+    head_hash: str | None = None
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.first_bad_id is None
+        return not self.problem
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return f"Audit trail intact: {self.checked} rows verified."
+        if self.first_bad_id is None or self.truncated:
+            return f"Audit trail BROKEN: {self.problem}."
+        return (f"Audit trail BROKEN at row {self.first_bad_id}: {self.problem} "
+                f"({self.checked} rows before it verified).")
 
 
-def _rows(chunk: int = 5000) -> Iterator[sa.Row]:
-    """Plain rows in id order, read in keyset chunks so memory stays flat."""
-    columns = [c for c in AuditEvent.__table__.c]
+def trail_rows(connection=None, *, chunk: int = 5000, legacy_only: bool = False) -> Iterator[sa.Row]:
+    """Plain rows in id order, read in keyset chunks so memory stays flat.
+
+    `connection` reads another database (a backup); `legacy_only` is for a trail from before
+    the key, whose table has no hash_scheme column.
+    """
+    table = AuditEvent.__table__
+    columns = [c for c in table.c if not (legacy_only and c.name == "hash_scheme")]
+    if legacy_only:
+        columns.append(sa.literal(LEGACY_SCHEME).label("hash_scheme"))
+    execute = connection.execute if connection is not None else db.session.execute
     last_id = 0
     while True:
-        rows = db.session.execute(
-            sa.select(*columns).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(chunk)
-        ).all()
+        rows = execute(sa.select(*columns).where(table.c.id > last_id).order_by(table.c.id).limit(chunk)).all()
         if not rows:
             return
         yield from rows
         last_id = rows[-1].id
 
 
-def verify_chain() -> ChainReport:
-    """Recompute every row's hash in order; report the first row that does not fit."""
-    expected_prev = GENESIS_HASH
-    checked = 0
-    for event in _rows():
-        if event.prev_hash != expected_prev:
-            return ChainReport(checked, event.id, "its previous-hash does not match the row before it")
-        if chain_hash(event.prev_hash, event) != event.hash:
-            return ChainReport(checked, event.id, "its content does not match its hash")
-        expected_prev = event.hash
-        checked += 1
-    return ChainReport(checked)
+def verify_chain(rows: Iterable | None = None, checkpoints=(), *, require_keyed: bool = True) -> ChainReport:
+    """Recompute every row's hash in order; report the first row that does not fit.
+
+    Rows from before the key (LEGACY_SCHEME) may only come first, and must be followed by a
+    keyed row (the upgrade writes one): otherwise anyone could rewrite the whole trail
+    without the key. `checkpoints` (services.audit_checkpoints) are what earlier checks saw
+    outside the database: each must find its head row, with the same hash and row count.
+    `require_keyed=False` is for a backup made before the key existed.
+    """
+    key = audit_key()
+    walk = CheckpointWalk(checkpoints)
+    expected_prev, checked, keyed_seen, last = GENESIS_HASH, 0, False, None
+    for event in (trail_rows() if rows is None else rows):
+        problem = _row_problem(event, expected_prev, keyed_seen, key)
+        if not problem:
+            problem = walk.before(event.id, checked + 1, event.hash)
+        if problem:
+            return ChainReport(checked, event.id, problem, *(last or (None, None)))
+        keyed_seen = keyed_seen or event.hash_scheme == KEYED_SCHEME
+        expected_prev, checked, last = event.hash, checked + 1, (event.id, event.hash)
+    head_id, head_hash = last or (None, None)
+    if checked and require_keyed and not keyed_seen:
+        return ChainReport(checked, head_id, "every row is hashed without the audit key, but the upgrade that "
+                           "introduced the key wrote a keyed row after the old ones: keyed rows were removed or "
+                           "rehashed", head_id, head_hash)
+    problem = walk.after(checked, head_id)
+    if problem:
+        return ChainReport(checked, (head_id or 0) + 1, problem, head_id, head_hash, truncated=True)
+    return ChainReport(checked, None, "", head_id, head_hash)
+
+
+def _row_problem(event, expected_prev: str, keyed_seen: bool, key: bytes) -> str:
+    if event.prev_hash != expected_prev:
+        return "its previous-hash does not match the row before it"
+    if event.hash_scheme not in (KEYED_SCHEME, LEGACY_SCHEME):
+        return f"its hash scheme {event.hash_scheme!r} is not one this application writes"
+    if event.hash_scheme == LEGACY_SCHEME and keyed_seen:
+        return "it is hashed without the audit key after keyed rows: it was rewritten"
+    if chain_hash(event.prev_hash, event, scheme=event.hash_scheme, key=key) != event.hash:
+        if event.hash_scheme == KEYED_SCHEME:
+            return ("its content does not match its hash: it was changed, or AUDIT_KEY is not the key "
+                    "the trail was written with")
+        return "its content does not match its hash"
+    return ""
+
+
+def verify_trail() -> ChainReport:
+    """The chain, and every checkpoint kept outside the database (`audit verify`)."""
+    try:
+        checkpoints = read_checkpoints()
+    except CheckpointFileError as exc:
+        return ChainReport(0, None, str(exc))
+    return verify_chain(checkpoints=checkpoints)
