@@ -9,11 +9,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from testkit import TEST_DATABASE_URL, base_config
+from testkit import TEST_DATABASE_URL, base_config, drop_audit_guards
 
 from compounding import create_app
 from compounding.extensions import db, migrate
-from compounding.models import Ingredient
+from compounding.models import AuditEvent, Ingredient
+from compounding.services import audit
 
 
 @contextmanager
@@ -153,3 +154,70 @@ def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_rec
         assert db.session.scalar(sa.select(StatusChange.changed_at).where(
             StatusChange.entity_type == "batch", StatusChange.entity_id == verified.id,
             StatusChange.to_status == "released")) == verified.verified_at
+
+
+# --- DESIGN 10.11: the audit chain keyed and append-only ------------------------------------
+
+
+@pytest.mark.parametrize("statement", ["UPDATE audit_events SET reason = 'edited'", "DELETE FROM audit_events"])
+def test_the_migrated_schema_refuses_to_update_or_delete_audit_rows(empty_database_url, statement):
+    with _app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        audit.record(None, "test.event", "lot", 1)
+        db.session.commit()
+        with pytest.raises(sa.exc.IntegrityError, match="audit rows are append-only"):
+            db.session.execute(sa.text(statement))
+        db.session.rollback()
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(sa.table("audit_events"))) == 1
+
+
+def _unkeyed_rows_before_the_key(count: int) -> None:
+    """A database at the revision before the key, holding `count` rows hashed as the code then did."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70001")
+    table = sa.table("audit_events", *(sa.column(c.name, c.type) for c in db.metadata.tables["audit_events"].c
+                                       if c.name != "hash_scheme"))
+    prev = audit.GENESIS_HASH
+    with db.engine.begin() as connection:
+        for n in range(count):
+            row = {"occurred_at": datetime(2026, 11, 1, tzinfo=UTC) + timedelta(minutes=n), "actor_id": None,
+                   "actor_name": "system", "action": "lot.received", "entity_type": "lot", "entity_id": n,
+                   "old_values": None, "new_values": {"n": n}, "reason": "", "prev_hash": prev}
+            row["hash"] = prev = audit.chain_hash(prev, SimpleNamespace(**row), scheme="sha256")
+            connection.execute(sa.insert(table).values(**row))
+
+
+def test_the_upgrade_keeps_old_unkeyed_rows_verifying_seals_them_and_keys_every_new_row(empty_database_url):
+    with _app_on(empty_database_url):
+        _unkeyed_rows_before_the_key(3)
+        flask_migrate.upgrade(directory=migrate.directory)
+        audit.record(None, "test.event", "lot", 9)
+        db.session.commit()
+        rows = db.session.execute(sa.select(AuditEvent.action, AuditEvent.hash_scheme).order_by(AuditEvent.id)).all()
+        assert [tuple(r) for r in rows] == [("lot.received", "sha256")] * 3 + [
+            ("audit.keyed", "hmac-sha256"), ("test.event", "hmac-sha256")]
+        assert audit.verify_chain().ok and audit.verify_chain().checked == 5
+
+        # Rewriting an old row and rehashing the old rows without the key breaks at the keyed seal.
+        drop_audit_guards()
+        old = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id).limit(3)).all()
+        old[1].reason = "rewritten"
+        for before, row in zip(old, old[1:], strict=False):
+            row.prev_hash = before.hash
+            row.hash = audit.chain_hash(row.prev_hash, row, scheme="sha256")
+        db.session.commit()
+        report = audit.verify_chain()
+        assert report.first_bad_id == 4 and "previous-hash" in report.problem
+
+
+def test_a_downgrade_and_upgrade_again_keeps_keyed_rows_keyed(empty_database_url):
+    with _app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        audit.record(None, "test.event", "lot", 1)
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.downgrade(directory=migrate.directory, revision="b1a0d5e70001")
+        flask_migrate.upgrade(directory=migrate.directory)
+        assert audit.verify_chain().ok and audit.verify_chain().checked == 1

@@ -138,10 +138,10 @@ class CheckpointWalk:
             checkpoint = self.pending.pop(0)
             if checkpoint.head_id < row_id:
                 return (f"the checkpoint of {checkpoint.when} ended at row #{checkpoint.head_id:,} "
-                        f"(hash {checkpoint.short_hash}), which is no longer in the trail")
+                        f"(hash {checkpoint.short_hash}), which is no longer in the trail: rows were removed")
             if checkpoint.head_hash != row_hash:
                 return (f"its hash {row_hash[:12]}... is not the {checkpoint.short_hash} the checkpoint of "
-                        f"{checkpoint.when} saw: rows up to it were removed or rewritten")
+                        f"{checkpoint.when} saw: rows up to #{row_id:,} were removed or rewritten")
             if checkpoint.rows != rows_through:
                 return (f"the checkpoint of {checkpoint.when} saw {checkpoint.rows:,} rows up to it; "
                         f"the database has {rows_through:,}")

@@ -8,7 +8,8 @@ of unkeyed rows only is refused by `audit verify`). Then triggers make the datab
 UPDATE and DELETE of audit rows (and TRUNCATE on PostgreSQL).
 
 The downgrade drops the triggers and the column; rows keyed since then no longer verify
-with the earlier code.
+with the earlier code, and a later upgrade tells them apart again by recomputing each
+row's hash both ways.
 
 Revision ID: c2b0e1a00003
 Revises: b1a0d5e70001
@@ -64,6 +65,7 @@ def upgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('hash_scheme', sa.String(length=16), nullable=True))
     op.execute("UPDATE audit_events SET hash_scheme = 'sha256'")
+    _mark_keyed_rows()
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.alter_column('hash_scheme', existing_type=sa.String(length=16), nullable=False)
     _seal_unkeyed_rows()
@@ -93,20 +95,43 @@ def _canonical(row: dict) -> str:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _key() -> bytes:
+    return current_app.config["AUDIT_KEY"].encode("utf-8")
+
+
+def _mark_keyed_rows() -> None:
+    """Rows written keyed before a downgrade and this upgrade again: their HMAC is what fits."""
+    bind, key, last_id, keyed = op.get_bind(), _key(), 0, []
+    while True:
+        rows = bind.execute(sa.select(AUDIT).where(AUDIT.c.id > last_id).order_by(AUDIT.c.id).limit(5_000)).all()
+        if not rows:
+            break
+        for row in rows:
+            message = (row.prev_hash + _canonical(row._mapping)).encode("utf-8")
+            if (hashlib.sha256(message).hexdigest() != row.hash
+                    and hmac.new(key, message, hashlib.sha256).hexdigest() == row.hash):
+                keyed.append(row.id)
+        last_id = rows[-1].id
+    for start in range(0, len(keyed), 500):
+        bind.execute(sa.update(AUDIT).where(AUDIT.c.id.in_(keyed[start:start + 500])).values(hash_scheme='hmac-sha256'))
+
+
 def _seal_unkeyed_rows() -> None:
     """Append one keyed row after the unkeyed ones, so the key is needed to rewrite any of them."""
     bind = op.get_bind()
     count, last_id = bind.execute(sa.select(sa.func.count(AUDIT.c.id), sa.func.max(AUDIT.c.id))).one()
     if not count:
         return
-    last_hash = bind.scalar(sa.select(AUDIT.c.hash).where(AUDIT.c.id == last_id))
+    last_hash, last_scheme = bind.execute(sa.select(AUDIT.c.hash, AUDIT.c.hash_scheme)
+                                          .where(AUDIT.c.id == last_id)).one()
+    if last_scheme == 'hmac-sha256':
+        return
     row = {
         "occurred_at": datetime.now(UTC), "actor_id": None, "actor_name": "system", "action": "audit.keyed",
         "entity_type": "audit", "entity_id": None, "old_values": None,
-        "new_values": {"unkeyed_rows": count, "last_unkeyed_id": last_id, "last_unkeyed_hash": last_hash},
+        "new_values": {"rows_before": count, "last_id_before": last_id, "last_hash_before": last_hash},
         "reason": "From here on every audit row is keyed with the audit key (HMAC-SHA256).",
         "prev_hash": last_hash, "hash_scheme": "hmac-sha256",
     }
-    key = current_app.config["AUDIT_KEY"].encode("utf-8")
-    row["hash"] = hmac.new(key, (last_hash + _canonical(row)).encode("utf-8"), hashlib.sha256).hexdigest()
+    row["hash"] = hmac.new(_key(), (last_hash + _canonical(row)).encode("utf-8"), hashlib.sha256).hexdigest()
     bind.execute(sa.insert(AUDIT).values(**row))
