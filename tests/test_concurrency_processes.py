@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, TEST_DATABASE_URL, base_config
+from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config
 
 from compounding import create_app
 from compounding.extensions import db
@@ -57,7 +57,9 @@ def live(database_url):
     app = create_app(base_config(SQLALCHEMY_DATABASE_URI=database_url, AUTO_MIGRATE=True, TESTING=False,
                                  SERVER_NAME=None))
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "concurrency-test", "AUTO_MIGRATE": "1"}
+    env = {**os.environ, "DATABASE_URL": database_url, "SECRET_KEY": "concurrency-test", "AUTO_MIGRATE": "1",
+           # The workers key the audit rows this test verifies with the same key.
+           "AUDIT_KEY": AUDIT_KEY, "AUDIT_CHECKPOINT_FILE": app.config["AUDIT_CHECKPOINT_FILE"]}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", str(WORKERS), "--bind", f"127.0.0.1:{port}",
          "--timeout", "60", "--log-level", "warning", "wsgi:app"],
