@@ -87,7 +87,8 @@ def verify_backup(path: Path) -> ChainReport:
         columns = {column["name"] for column in sa.inspect(connection).get_columns("audit_events")}
         # A backup from before the key has no hash_scheme: every row is unkeyed, as written then.
         legacy = "hash_scheme" not in columns
-        report = verify_chain(trail_rows(connection, legacy_only=legacy), checkpoints, require_keyed=not legacy)
+        report = verify_chain(trail_rows(connection, legacy_only=legacy), checkpoints, require_keyed=not legacy,
+                              subject="the backup")
     if report.truncated and any(c.kind == "backup" and c.matches(report.checked, report.head_id, report.head_hash)
                                 for c in checkpoints):
         return ChainReport(report.checked, None, "", report.head_id, report.head_hash)

@@ -343,7 +343,7 @@ def test_a_backup_cut_to_where_no_backup_was_taken_is_refused_naming_the_missing
     _in_backup(backed_up, "DELETE FROM audit_events WHERE id > (SELECT max(id) - 2 FROM audit_events)")
     result = runner.invoke(args=["restore", "--from", str(backed_up), "--yes"])
     assert result.exit_code == 1
-    assert f"rows #{rows - 1} to #{rows} are missing" in result.output
+    assert f"the backup has {rows - 2}: rows #{rows - 1} to #{rows} are missing" in result.output
 
 
 def test_a_backup_written_with_another_key_is_refused(backed_up, runner, app, monkeypatch):

@@ -179,17 +179,19 @@ def trail_rows(connection=None, *, chunk: int = 5000, legacy_only: bool = False)
         last_id = rows[-1].id
 
 
-def verify_chain(rows: Iterable | None = None, checkpoints=(), *, require_keyed: bool = True) -> ChainReport:
+def verify_chain(rows: Iterable | None = None, checkpoints=(), *, require_keyed: bool = True,
+                 subject: str = "the database") -> ChainReport:
     """Recompute every row's hash in order; report the first row that does not fit.
 
     Rows from before the key (LEGACY_SCHEME) may only come first, and must be followed by a
     keyed row (the upgrade writes one): otherwise anyone could rewrite the whole trail
     without the key. `checkpoints` (services.audit_checkpoints) are what earlier checks saw
     outside the database: each must find its head row, with the same hash and row count.
-    `require_keyed=False` is for a backup made before the key existed.
+    `require_keyed=False` is for a backup made before the key existed; `subject` names
+    where the rows come from in messages.
     """
     key = audit_key()
-    walk = CheckpointWalk(checkpoints)
+    walk = CheckpointWalk(checkpoints, subject)
     expected_prev, checked, keyed_seen, last = GENESIS_HASH, 0, False, None
     for event in (trail_rows() if rows is None else rows):
         problem = _row_problem(event, expected_prev, keyed_seen, key)
@@ -201,7 +203,7 @@ def verify_chain(rows: Iterable | None = None, checkpoints=(), *, require_keyed:
         expected_prev, checked, last = event.hash, checked + 1, (event.id, event.hash)
     head_id, head_hash = last or (None, None)
     if checked and require_keyed and not keyed_seen:
-        return ChainReport(checked, head_id, "every row is hashed without the audit key, but the upgrade that "
+        return ChainReport(checked, None, "every row is hashed without the audit key, but the upgrade that "
                            "introduced the key wrote a keyed row after the old ones: keyed rows were removed or "
                            "rehashed", head_id, head_hash)
     problem = walk.after(checked, head_id)

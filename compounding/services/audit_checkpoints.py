@@ -128,7 +128,8 @@ def in_force(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
 class CheckpointWalk:
     """Compares checkpoints with the trail while services.audit.verify_chain walks it in id order."""
 
-    def __init__(self, checkpoints):
+    def __init__(self, checkpoints, subject: str = "the database"):
+        self.subject = subject
         self.pending = sorted((c for c in in_force(list(checkpoints)) if c.head_id is not None),
                               key=lambda c: (c.head_id, c.at))
 
@@ -144,7 +145,7 @@ class CheckpointWalk:
                         f"{checkpoint.when} saw: rows up to #{row_id:,} were removed or rewritten")
             if checkpoint.rows != rows_through:
                 return (f"the checkpoint of {checkpoint.when} saw {checkpoint.rows:,} rows up to it; "
-                        f"the database has {rows_through:,}")
+                        f"{self.subject} has {rows_through:,}")
         return ""
 
     def after(self, rows: int, head_id: int | None) -> str:
@@ -154,5 +155,5 @@ class CheckpointWalk:
             return ""
         last = max(beyond, key=lambda c: (c.head_id, c.rows))
         return (f"the checkpoint of {last.when} saw {last.rows:,} rows up to #{last.head_id:,} "
-                f"(hash {last.short_hash}); the database has {rows:,}: rows #{(head_id or 0) + 1:,} "
+                f"(hash {last.short_hash}); {self.subject} has {rows:,}: rows #{(head_id or 0) + 1:,} "
                 f"to #{last.head_id:,} are missing")
