@@ -117,7 +117,10 @@ def create_token_command(username, name):
 
 
 @audit_cli.command("verify")
-def audit_verify_command():
+@click.option("--accept-rewind", is_flag=True,
+              help="After restoring a PostgreSQL dump: accept that the newest rows the checkpoints saw are gone "
+                   "(recorded in the checkpoint file). Never accepts a changed row.")
+def audit_verify_command(accept_rewind):
     """Check the audit chain with the key, and against every checkpoint; exit 1 naming what is wrong.
 
     A trail that passes gets a new checkpoint (time, rows, head id and hash) in
@@ -126,6 +129,11 @@ def audit_verify_command():
     from .services.audit_checkpoints import append_checkpoint
 
     report = audit.verify_trail()
+    if accept_rewind and report.truncated:
+        append_checkpoint("restore", report.checked, report.head_id, report.head_hash,
+                          note=f"rewind accepted: {report.problem}")
+        click.echo(f"Rewind accepted and recorded in the checkpoint file: {report.problem}.")
+        report = audit.verify_trail()
     if not report.ok:
         _fail(report.message)
     click.echo(report.message)

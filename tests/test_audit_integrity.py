@@ -357,3 +357,27 @@ def test_checkpoint_lines_are_plain_json_an_inspector_can_read(runner, trail):
     assert _verify(runner)[0] == 0
     record = json.loads(checkpoint_path().read_text().splitlines()[0])
     assert set(record) == {"at", "kind", "rows", "head_id", "head_hash", "note"}
+
+
+# --- PostgreSQL restores with pg_restore: an operator accepts the rewind explicitly ---------
+
+
+def test_accept_rewind_records_a_restore_so_verify_passes_again(runner, trail):
+    assert _verify(runner)[0] == 0
+    _delete_newest(3)  # what a dump taken three rows ago brings back
+    assert _verify(runner)[0] == 1
+
+    result = runner.invoke(args=["audit", "verify", "--accept-rewind"])
+    assert result.exit_code == 0, result.output
+    assert "Rewind accepted and recorded in the checkpoint file: the checkpoint of" in result.output
+    assert f"rows #{trail[-3]} to #{trail[-1]} are missing" in result.output
+    assert [c.kind for c in read_checkpoints()] == ["verify", "restore", "verify"]
+    assert _verify(runner)[0] == 0
+
+
+def test_accept_rewind_never_accepts_a_changed_row(runner, trail):
+    assert _verify(runner)[0] == 0
+    _rewrite_from(trail[30], _other_key, KEYED_SCHEME)
+    result = runner.invoke(args=["audit", "verify", "--accept-rewind"])
+    assert result.exit_code == 1
+    assert [c.kind for c in read_checkpoints()] == ["verify"]

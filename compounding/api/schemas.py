@@ -133,6 +133,7 @@ class AuditEventSchema(Schema):
     reason = fields.String(dump_only=True)
     prev_hash = fields.String(dump_only=True)
     hash = fields.String(dump_only=True)
+    hash_scheme = fields.String(dump_only=True)  # hmac-sha256, or sha256 for rows from before the key
 
 
 class AuditEventQuerySchema(Schema):
