@@ -35,14 +35,21 @@ def serves_requests() -> bool:
 
 
 def init_app(app: Flask) -> None:
-    if command_line_name() is None:
+    command = command_line_name()
+    if command is None:
         # A web worker: record the settings at its first request that reaches the database.
         if not app.testing:
-            app.before_request(_settings_recorder(app))
+            _before_every_other_hook(app, _settings_recorder(app))
         return
     if app.config["AUTO_MIGRATE"]:
         upgrade_schema_or_log(app)
-    record_settings_or_log(app)
+    if not record_settings_or_log(app) and command == "run":
+        _before_every_other_hook(app, _settings_recorder(app))
+
+
+def _before_every_other_hook(app: Flask, hook) -> None:
+    # It commits its own transaction, so it runs before any hook opens the request's one.
+    app.before_request_funcs.setdefault(None, []).insert(0, hook)
 
 
 def upgrade_schema_or_log(app: Flask, log=None) -> bool:
@@ -55,12 +62,15 @@ def upgrade_schema_or_log(app: Flask, log=None) -> bool:
     return True
 
 
-def record_settings_or_log(app: Flask) -> None:
+def record_settings_or_log(app: Flask) -> bool:
     """DESIGN 10.1 rule 4: record a change of SECOND_PERSON_RULES, or say why it waits."""
     try:
         duties.record_settings_on_start(app)
     except OperationalError as exc:
-        app.logger.warning("Settings not recorded at start: the database cannot be reached (%s).", _reason(exc))
+        app.logger.warning("Settings not recorded at start: the database cannot be reached (%s); "
+                           "they will be at the first request that reaches it.", _reason(exc))
+        return False
+    return True
 
 
 def _settings_recorder(app: Flask):

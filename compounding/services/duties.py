@@ -72,8 +72,12 @@ def _lock_audit_chain() -> None:
 
 
 def record_settings_now() -> bool:
-    """Record a change of SECOND_PERSON_RULES once the schema exists; whether it could be checked."""
-    if not sa.inspect(db.engine).has_table(AuditEvent.__tablename__):
+    """Record a change of SECOND_PERSON_RULES once the schema exists; whether it could be checked.
+
+    Looks on the session's own connection: a second one would wait on SQLite's write lock
+    that a request's session may already hold.
+    """
+    if not sa.inspect(db.session.connection()).has_table(AuditEvent.__tablename__):
         return False
     record_second_person_rules()
     return True
