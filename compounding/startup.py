@@ -67,8 +67,7 @@ def record_settings_or_log(app: Flask) -> bool:
     try:
         duties.record_settings_on_start(app)
     except OperationalError as exc:
-        app.logger.warning("Settings not recorded at start: the database cannot be reached (%s); "
-                           "they will be at the first request that reaches it.", _reason(exc))
+        app.logger.warning("Settings not recorded at start: the database cannot be reached (%s).", _reason(exc))
         return False
     return True
 
