@@ -7,10 +7,9 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from . import cli, config, errors, headers, idempotency, privacy, security, templating
+from . import cli, config, database, errors, headers, idempotency, privacy, security, startup, templating
 from .extensions import csrf, db, login_manager, migrate
 from .models._common import MAX_RECORD_ID
-from .services import duties
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -25,7 +24,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("AUDIT_CHECKPOINT_FILE"):
         app.config["AUDIT_CHECKPOINT_FILE"] = str(Path(app.instance_path) / "audit_checkpoints.jsonl")
 
+    serving = startup.serves_requests()
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = database.engine_options(app.config, serving=serving)
     db.init_app(app)
+    database.init_app(app, serving=serving)
     migrate.init_app(app, db)
     login_manager.init_app(app)
     csrf.init_app(app)
@@ -37,10 +39,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     templating.init_app(app)
     cli.init_app(app)
     register_blueprints(app)
-    if app.config["AUTO_MIGRATE"]:
-        cli.upgrade_schema(app)
-    # DESIGN 10.1 rule 4: the audit trail records each change of SECOND_PERSON_RULES.
-    duties.record_settings_on_start(app)
+    # DESIGN 10.11: a web worker's boot never touches the database; the command line may
+    # upgrade the schema, and settings are recorded (DESIGN 10.1 rule 4).
+    startup.init_app(app)
     return app
 
 

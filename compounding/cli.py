@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import AppGroup
 
+from .database import without_limits
 from .extensions import db, migrate
 from .models import User
 from .permissions import ROLES
@@ -31,10 +32,12 @@ def _schema_is_current() -> bool:
 
 
 def upgrade_schema(app: Flask) -> None:
-    """Create or upgrade the schema on start, so an empty folder just works.
+    """Create or upgrade the schema once per start of the service, so an empty folder just works.
 
-    Several workers may start at once: one migrates while the others wait for it and then
-    find the schema current (an advisory lock on PostgreSQL, a lock file beside SQLite).
+    Run by the Flask command line (compounding.startup) and gunicorn's master (gunicorn.conf.py),
+    never by a web worker. Several servers may start at once: one migrates while the others
+    wait for it and then find the schema current (an advisory lock on PostgreSQL, a lock file
+    beside SQLite).
     """
     from flask_migrate import upgrade
 
@@ -47,7 +50,8 @@ def upgrade_schema(app: Flask) -> None:
             if _schema_is_current():
                 return
             if engine.dialect.name == "postgresql":
-                with engine.connect() as connection:
+                # Another server may be migrating: wait for it as long as it takes.
+                with engine.connect() as connection, without_limits(connection):
                     connection.execute(sa.text("SELECT pg_advisory_lock(7150422000)"))
                     try:
                         if not _schema_is_current():

@@ -90,6 +90,9 @@ def from_environment() -> dict:
         # DESIGN 10.1 rule 4: `verify-only` lets a single pharmacist receive-and-release and
         # write-and-approve; anything else keeps every second-person rule.
         "SECOND_PERSON_RULES": second_person_rules(os.environ.get("SECOND_PERSON_RULES")),
+        # DESIGN 10.11: a dead or hung database answers 503 within seconds (compounding.database).
+        "DB_CONNECT_TIMEOUT": int(os.environ.get("DB_CONNECT_TIMEOUT") or 3),
+        "DB_STATEMENT_TIMEOUT_MS": int(os.environ.get("DB_STATEMENT_TIMEOUT_MS") or 5000),
     }
 
 
@@ -125,4 +128,9 @@ DEFAULTS = {
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",
     "AUTO_MIGRATE": True,
+    # PostgreSQL limits for web requests (compounding.database): seconds to connect, a server-side
+    # statement timeout (0: none), seconds to wait for a pooled connection.
+    "DB_CONNECT_TIMEOUT": 3,
+    "DB_STATEMENT_TIMEOUT_MS": 5000,
+    "DB_POOL_TIMEOUT": 5,
 }

@@ -1,7 +1,8 @@
 """Error pages for people and JSON errors for API clients, from one set of handlers."""
 
 from flask import Flask, current_app, jsonify, render_template, request
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from .extensions import db
@@ -18,6 +19,9 @@ MESSAGES = {
     422: "Some fields are not valid.",
     503: "The database cannot be reached right now. Please try again in a moment.",
 }
+# The database is down, hung (a timeout fired), or every pooled connection is busy: 503, try again.
+UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout)
+RETRY_AFTER_SECONDS = 10
 CONFLICT_MESSAGE = "This conflicts with a record saved at the same moment; reload and try again."
 
 
@@ -37,7 +41,10 @@ def error_response(status: int, message: str | None = None, details=None):
         response.status_code = status
         return response
     template = f"errors/{status}.html" if status in (403, 404, 503) else "errors/generic.html"
-    return render_template(template, status=status, message=message), status
+    try:
+        return render_template(template, status=status, message=message), status
+    except UNAVAILABLE as exc:  # the page asks who is signed in, and the database went away
+        return _database_unavailable(exc)
 
 
 def _http_error(exc: HTTPException):
@@ -62,14 +69,25 @@ def _conflict(exc: IntegrityError):
     return error_response(409, CONFLICT_MESSAGE)
 
 
-def _database_unreachable(exc: OperationalError):
-    db.session.rollback()
-    current_app.logger.error("Database unreachable on %s %s: %s", request.method, request.path, exc.orig)
+def _database_unavailable(exc: Exception):
+    """503 with Retry-After, from a view, a before_request hook or the user loader alike.
+
+    The session is thrown away (not rolled back: a rollback on a dead connection fails again);
+    its connection was invalidated with the pool, so the next request connects afresh.
+    """
+    db.session.remove()
+    reason = getattr(exc, "orig", None) or exc
+    current_app.logger.error("Database unavailable on %s %s: %s", request.method, request.path,
+                             str(reason).strip().splitlines()[0] if str(reason).strip() else type(reason).__name__)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if wants_json():
-        return error_response(503)
+        response = jsonify({"error": MESSAGES[503], "details": None})
+        response.status_code = 503
+        response.headers.update(headers)
+        return response
     # Rendered without context processors: they would ask the database who is signed in.
     page = current_app.jinja_env.get_template("errors/503.html").render(message=MESSAGES[503])
-    return page, 503, {"Retry-After": "30"}
+    return page, 503, headers
 
 
 def _unexpected(exc: Exception):
@@ -103,6 +121,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DomainError, _domain_error)
     app.register_error_handler(IntegrityError, _conflict)
-    app.register_error_handler(OperationalError, _database_unreachable)
+    for error in UNAVAILABLE:
+        app.register_error_handler(error, _database_unavailable)
     if not app.testing:
         app.register_error_handler(Exception, _unexpected)

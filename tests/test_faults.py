@@ -50,6 +50,7 @@ def test_an_unreachable_database_answers_503_without_a_traceback_and_the_app_rec
         assert "Traceback" not in api.get_data(as_text=True)
         api = client.get("/api/v1/lots", headers={"Authorization": f"Bearer {token}"})
         assert api.status_code == 503 and api.is_json and "Traceback" not in api.get_data(as_text=True)
+        assert int(api.headers["Retry-After"]) > 0
         page = client.get("/lots/")
         assert page.status_code == 503 and "Service unavailable" in page.get_data(as_text=True)
         state["down"] = False

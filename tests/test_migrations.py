@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from testkit import TEST_DATABASE_URL, base_config, drop_audit_guards
+from testkit import TEST_DATABASE_URL, base_config, drop_audit_guards, start_on_the_command_line
 
 from compounding import create_app
 from compounding.extensions import db, migrate
@@ -80,8 +80,11 @@ def test_the_migrations_build_exactly_the_models_schema_on_an_empty_database(emp
 
 
 def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_path, monkeypatch):
+    # The embedded default: `flask --app wsgi seed-demo` or `run` on an empty folder.
     url = f"sqlite:///{tmp_path / 'instance' / 'clinic.db'}"
-    with _app_on(url, AUTO_MIGRATE=True):
+    started = start_on_the_command_line(monkeypatch, SQLALCHEMY_DATABASE_URI=url, AUTO_MIGRATE=True)
+    assert started.exit_code == 0, started.output
+    with _app_on(url):
         assert _current_revision() == _head_revision()
         db.session.add(Ingredient(name="Biotin", kind="active", unit="mL"))
         db.session.commit()
@@ -90,7 +93,9 @@ def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_p
         raise AssertionError("the schema was already current: no upgrade should run")
 
     monkeypatch.setattr(flask_migrate, "upgrade", no_second_upgrade)
-    with _app_on(url, AUTO_MIGRATE=True):
+    started = start_on_the_command_line(monkeypatch, SQLALCHEMY_DATABASE_URI=url, AUTO_MIGRATE=True)
+    assert started.exit_code == 0, started.output
+    with _app_on(url):
         assert _current_revision() == _head_revision()
         assert db.session.scalar(sa.select(Ingredient.name)) == "Biotin"
 

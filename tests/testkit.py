@@ -43,6 +43,18 @@ def base_config(**overrides) -> dict:
     return config
 
 
+def start_on_the_command_line(monkeypatch, command: str = "routes", **overrides):
+    """Build the app as `flask --app wsgi COMMAND` does (inside the Flask command line), run COMMAND."""
+    from click.testing import CliRunner
+    from flask.cli import FlaskGroup
+
+    from compounding import create_app
+
+    monkeypatch.setenv("FLASK_RUN_FROM_CLI", "")  # the command line sets it; restored afterwards
+    group = FlaskGroup(create_app=lambda: create_app(base_config(**overrides)), load_dotenv=False)
+    return CliRunner().invoke(group, [command])
+
+
 def sign_in(client, user, password: str = PASSWORD):
     """Sign in through the real login form."""
     response = client.post("/login", data={"username": user.username, "password": password})

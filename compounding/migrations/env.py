@@ -4,6 +4,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from compounding.database import without_limits
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -91,7 +93,8 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    # A migration may run longer than a web request may: no statement or answer limits here.
+    with connectable.connect() as connection, without_limits(connection):
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),

@@ -71,12 +71,23 @@ def _lock_audit_chain() -> None:
         db.session.execute(sa.text("UPDATE audit_events SET id = id WHERE 1 = 0"))
 
 
+def record_settings_now() -> bool:
+    """Record a change of SECOND_PERSON_RULES once the schema exists; whether it could be checked.
+
+    Looks on the session's own connection: a second one would wait on SQLite's write lock
+    that a request's session may already hold.
+    """
+    if not sa.inspect(db.session.connection()).has_table(AuditEvent.__tablename__):
+        return False
+    record_second_person_rules()
+    return True
+
+
 def record_settings_on_start(app: Flask) -> None:
     """At start: record a change of SECOND_PERSON_RULES once the schema exists (else nothing to do)."""
     with app.app_context():
         try:
-            if sa.inspect(db.engine).has_table(AuditEvent.__tablename__):
-                record_second_person_rules()
+            record_settings_now()
         finally:
             db.session.remove()
             url = db.engine.url
