@@ -16,6 +16,7 @@ MESSAGES = {
     409: "This conflicts with the current state of the record.",
     413: "The upload is too large.",
     422: "Some fields are not valid.",
+    429: "Too many attempts from your address; wait a few minutes and try again.",
     503: "The database cannot be reached right now. Please try again in a moment.",
 }
 CONFLICT_MESSAGE = "This conflicts with a record saved at the same moment; reload and try again."
