@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, audit_rows, bearer
+from testkit import PASSWORD, audit_rows, bearer, sign_in
 
 from compounding.extensions import db
 from compounding.models import AuthFailure, Batch, User
@@ -194,3 +194,16 @@ def test_no_service_checks_a_password_outside_the_one_gate():
     source = (package / "services/users.py").read_text("utf-8")
     callers = re.findall(r"\bverify_password\(", source)
     assert len(callers) == 1, "users.py defines verify_password; only services.attempts may call it"
+
+
+def test_an_admin_sees_that_an_account_is_paused_and_until_when(client, make_user):
+    admin = make_user("admin")
+    user = make_user("technician")
+    for _ in range(5):
+        client.post("/login", data={"username": user.username, "password": WRONG})
+    sign_in(client, admin)
+
+    page = client.get(f"/admin/users/{user.id}").get_data(as_text=True)
+
+    assert "too many wrong passwords: sign-in and signing paused until" in page
+    assert "paused until" not in client.get(f"/admin/users/{admin.id}").get_data(as_text=True)
