@@ -100,7 +100,7 @@ def check_signing_password(user: User, password: str, *, doing: str, subject: di
         minutes = minutes_left(until, at)
         _commit_refusal(user, "signature.blocked", subject, doing)
         raise NotAllowed(f"Signing is blocked for {minutes} min after too many wrong passwords; "
-                         "nothing was signed.", field="password")
+                         "nothing was changed.", field="password")
     if _password_matches(user, password):
         return
     _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
