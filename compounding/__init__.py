@@ -8,7 +8,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
 from . import cli, config, database, errors, headers, idempotency, privacy, security, startup, templating
-from .extensions import csrf, db, login_manager, migrate
+from .extensions import csrf, db, limiter, login_manager, migrate
 from .models._common import MAX_RECORD_ID
 
 
@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db)
     login_manager.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
     security.init_app(app)
     privacy.init_app(app)
     headers.init_app(app)

@@ -93,7 +93,16 @@ def from_environment() -> dict:
         # DESIGN 10.11: a dead or hung database answers 503 within seconds (compounding.database).
         "DB_CONNECT_TIMEOUT": int(os.environ.get("DB_CONNECT_TIMEOUT") or 3),
         "DB_STATEMENT_TIMEOUT_MS": int(os.environ.get("DB_STATEMENT_TIMEOUT_MS") or 5000),
+        # Sign-in limits per client address are counted in memory (one process) unless a
+        # Redis is named, which every worker then shares.
+        "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": rate_limit_storage(os.environ),
     }
+
+
+def rate_limit_storage(environ) -> str:
+    """RATELIMIT_STORAGE_URI, else REDIS_URL, else memory (a single process only)."""
+    return (environ.get("RATELIMIT_STORAGE_URI") or environ.get("REDIS_URL") or "memory://").strip()
 
 
 DEFAULTS = {
@@ -104,9 +113,23 @@ DEFAULTS = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # DESIGN 10.11: this many wrong passwords (sign-in or signature) within the minutes below
+    # make the account wait 1, 2, 4... minutes, at most LOGIN_LOCKOUT_MINUTES, between tries.
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
+    # Per client address: every sign-in POST, and the refused ones (Flask-Limiter notation).
+    "LOGIN_RATE_LIMIT": "20 per minute",
+    "LOGIN_FAILURE_RATE_LIMIT": "10 per 15 minutes",
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_KEY_PREFIX": "compounding",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    # A Redis that stops answering must not stop sign-in: count in memory meanwhile.
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    "RATELIMIT_SWALLOW_ERRORS": True,
     "PASSWORD_MIN_LENGTH": 10,
+    # zxcvbn's 0-4 estimate a new password must reach (3: "safely unguessable").
+    "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_METHOD": "scrypt",
     "PER_PAGE": 50,
     "SESSION_IDLE_MINUTES": 30,

@@ -10,8 +10,7 @@ from .extensions import db
 from .models import Batch, Formula, Hold, Ingredient, Lot, Patient, Recall, TreatmentSession, User
 from .services import batches, formulas, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
-
-DEMO_PASSWORD = "meso-demo-2026"
+from .services.passwords import DEMO_PASSWORD
 
 DEMO_USERS = [
     ("admin", "Alex Admin", "admin"),
@@ -40,7 +39,7 @@ def _seed_users() -> Iterator[str]:
     for username, name, role in DEMO_USERS:
         if not db.session.scalar(sa.select(User.id).where(User.username == username)):
             users.create_user(None, username=username, display_name=name, role=role,
-                              password=DEMO_PASSWORD)
+                              password=DEMO_PASSWORD, allow_demo_password=True)
         yield f"  user {username:<13} role {role:<13} password {DEMO_PASSWORD}"
 
 

@@ -17,6 +17,7 @@ MESSAGES = {
     409: "This conflicts with the current state of the record.",
     413: "The upload is too large.",
     422: "Some fields are not valid.",
+    429: "Too many attempts from your address; wait a few minutes and try again.",
     503: "The database cannot be reached right now. Please try again in a moment.",
 }
 # The database is down, hung (a timeout fired), or every pooled connection is busy: 503, try again.

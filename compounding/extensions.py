@@ -6,6 +6,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from flask import has_request_context, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -63,6 +65,9 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate(directory=str(Path(__file__).parent / "migrations"), render_as_batch=True)
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# Keyed by client address (after ProxyFix, when TRUSTED_PROXIES is set); storage and switches
+# come from the RATELIMIT_* settings.
+limiter = Limiter(key_func=get_remote_address)
 
 
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

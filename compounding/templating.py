@@ -8,7 +8,7 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from .permissions import ROLE_LABELS
-from .services import expiry
+from .services import attempts, expiry
 from .services.clock import to_clinic
 
 STATUS_STYLES = {
@@ -89,6 +89,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(expiry.is_expired, "lot_expired")
     app.add_template_filter(expiry.days_left, "days_left")
     app.add_template_global(url_with)
+    app.add_template_global(attempts.blocked_until, "passwords_paused_until")
 
     @app.context_processor
     def _globals():

@@ -70,15 +70,15 @@ def test_every_account_service_writes_its_audit_row_and_commits_once(make_user):
     assert audit.verify_chain().ok
 
 
-def test_failed_sign_ins_and_the_lock_are_audited_in_the_same_commit(make_user):
+def test_failed_sign_ins_and_the_pause_are_recorded_in_the_same_commit(make_user):
     user = make_user("pharmacist")
     before = _last_id()
     for _ in range(5):
         with CommitCounter() as counter, pytest.raises(DomainError):
             users.authenticate(user.username, "wrong-password-9")
         assert counter.commits == 1
-    assert _new_actions(before) == ["user.locked"]
-    [event] = audit_rows("user.locked", "user", user.id)
+    assert _new_actions(before) == ["user.password_attempts_paused"]
+    [event] = audit_rows("user.password_attempts_paused", "user", user.id)
     assert event.actor_name == "system"
 
 

@@ -204,7 +204,7 @@ def test_the_adverse_event_form_never_fails_and_never_half_saves(app, client, as
               extra=("event-session_id", "type", "severity"))
 
 
-def test_the_login_form_never_fails_and_records_only_sign_ins_and_locks(app, make_user):
+def test_the_login_form_never_fails_and_records_only_sign_ins_failures_and_pauses(app, make_user):
     user = make_user("pharmacist", username="fuzz.pharmacist")
     good = {"username": user.username, "password": PASSWORD}
 
@@ -218,10 +218,11 @@ def test_the_login_form_never_fails_and_records_only_sign_ins_and_locks(app, mak
         assert response.status_code < 500, data
         after = row_counts()
         actions = set(db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.id > last_event)))
-        # Refused sign-ins change only the failure counter, and lock the account after too many.
-        assert actions <= {"user.signed_in", "user.locked"}, actions
-        assert {k: v for k, v in after.items() if k != "audit_events"} == {
-            k: v for k, v in before.items() if k != "audit_events"}
+        # Refused sign-ins only add failure rows, and pause the account after too many.
+        assert actions <= {"user.signed_in", "user.password_attempts_paused"}, actions
+        kept = {"audit_events", "auth_failures"}
+        assert {k: v for k, v in after.items() if k not in kept} == {
+            k: v for k, v in before.items() if k not in kept}
         if response.status_code != 302:
             assert "user.signed_in" not in actions
 

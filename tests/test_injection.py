@@ -307,13 +307,17 @@ def test_a_technician_token_with_a_pharmacists_password_is_refused_every_signatu
 
 def test_a_pharmacist_cannot_sign_with_another_pharmacists_password(client, signers):
     token = create_token(None, signers["me"])
-    signed, events = _signatures(), db.session.scalar(sa.select(sa.func.count(AuditEvent.id)))
-    for _, url, body in _signing_calls(signers):
+    signed, last_event = _signatures(), db.session.scalar(sa.select(sa.func.max(AuditEvent.id)))
+    calls = _signing_calls(signers)
+    for _, url, body in calls:
         response = client.post(url, json={**body, "password": OTHER_PASSWORD}, headers=bearer(token))
         assert response.status_code == 403, url
         assert response.get_json()["details"] == {"password": [response.get_json()["error"]]}
     assert _signatures() == signed
-    assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) == events
+    # Each refusal is audited (DESIGN 10.11), and nothing else is written.
+    new_actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.id > last_event)).all()
+    assert set(new_actions) <= {"signature.refused", "signature.blocked", "user.password_attempts_paused"}
+    assert len([a for a in new_actions if a.startswith("signature.")]) == len(calls)
     db.session.expire_all()
     assert db.session.get(Lot, signers["lot"].id).status == "quarantine"
 

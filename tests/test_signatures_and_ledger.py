@@ -53,7 +53,7 @@ def _movements(**owner) -> list[StockMovement]:
 
 
 @pytest.mark.parametrize("password", ["not-my-password", "", None, PASSWORD.upper(), PASSWORD + " "])
-def test_a_signature_with_a_wrong_or_empty_password_is_refused_and_writes_nothing(make_user, password):
+def test_a_signature_with_a_wrong_or_empty_password_is_refused_signs_nothing_and_is_audited(make_user, password):
     pharmacist = make_user("pharmacist")
     before = count_rows(Signature), count_rows(AuditEvent)
     with pytest.raises(SignatureRejected) as refused:
@@ -61,7 +61,10 @@ def test_a_signature_with_a_wrong_or_empty_password_is_refused_and_writes_nothin
     assert refused.value.field == "password"
     assert refused.value.status_code == 403
     db.session.commit()
-    assert (count_rows(Signature), count_rows(AuditEvent)) == before
+    # The only row written is the refusal itself (DESIGN 10.11: each failure audited).
+    assert (count_rows(Signature), count_rows(AuditEvent)) == (before[0], before[1] + 1)
+    [event] = audit_rows("signature.refused", "lot", 1)
+    assert event.actor_id == pharmacist.id and event.new_values == {"meaning": "released"}
 
 
 def test_an_inactive_account_cannot_sign_even_with_its_password(make_user):

@@ -2,9 +2,10 @@
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from ..extensions import limiter
 from ..forms import apply_domain_error
 from ..security import public, signed_in
 from ..services import users
@@ -25,15 +26,28 @@ def _safe_next(target: str | None) -> str:
     return url_for("main.dashboard")
 
 
+def _refused(response) -> bool:
+    return response.status_code != 302
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @public
+# Per client address, before any password is hashed: a flood is cut off cheaply, and the
+# 429 says nothing about any username. Per account, services.attempts makes it wait.
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"], methods=["POST"],
+               scope="login-posts", error_message="Too many sign-in attempts from your address; "
+               "wait a minute and try again.")
+@limiter.limit(lambda: current_app.config["LOGIN_FAILURE_RATE_LIMIT"], methods=["POST"],
+               scope="login-refusals", deduct_when=_refused,
+               error_message="Too many refused sign-ins from your address; wait a few minutes and try again.")
 def login():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     form = LoginForm()
     if form.validate_on_submit():
         try:
-            user = users.authenticate(form.username.data, form.password.data)
+            user = users.authenticate(form.username.data, form.password.data,
+                                      client_address=request.remote_addr)
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:

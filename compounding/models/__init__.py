@@ -2,6 +2,7 @@
 
 from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
+from .auth_failure import AuthFailure
 from .batch import Batch, BatchComponent
 from .counter import CodeCounter
 from .formula import Formula, FormulaComponent
@@ -20,6 +21,7 @@ __all__ = [
     "AdverseEvent",
     "ApiToken",
     "AuditEvent",
+    "AuthFailure",
     "Batch",
     "BatchComponent",
     "CodeCounter",

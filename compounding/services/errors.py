@@ -43,6 +43,3 @@ class InvalidState(DomainError):
 class InsufficientStock(DomainError):
     status_code = 409
 
-
-class AccountLocked(DomainError):
-    status_code = 403

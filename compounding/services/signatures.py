@@ -6,24 +6,29 @@ from ..extensions import db
 from ..models import Signature, User
 from ..models.audit import SIGNATURE_MEANINGS
 from . import audit
+from .attempts import check_signing_password
 from .clock import utcnow
 from .errors import NotAllowed, SignatureRejected
-from .users import verify_password
 
 
 def sign(signer: User, password: str, meaning: str, entity_type: str, entity_id: int) -> Signature:
     """Record `signer`'s signature on a record, in the caller's transaction.
 
     The signer is always the acting user: nobody can sign for another account. A wrong or
-    empty password raises SignatureRejected before anything is written.
+    empty password raises SignatureRejected (403) and nothing is signed; it counts with
+    failed sign-ins, and after too many the account cannot sign for a while (403 saying so).
+    Either refusal discards the caller's unfinished work and keeps only the failure and its
+    audit row (services.attempts).
     """
     if meaning not in SIGNATURE_MEANINGS:
         raise ValueError(f"unknown signature meaning {meaning!r}")
-    if not signer.active or not verify_password(signer, password or ""):
-        raise SignatureRejected(
-            "Signature refused: the password is not correct. Nothing was signed.",
-            field="password",
-        )
+    check_signing_password(
+        signer, password,
+        doing=f"sign {entity_type} {entity_id} as {meaning}",
+        subject={"entity_type": entity_type, "entity_id": entity_id, "meaning": meaning},
+        refused=SignatureRejected("Signature refused: the password is not correct. Nothing was signed.",
+                                  field="password"),
+    )
     signature = Signature(
         signer_id=signer.id,
         signer_name=signer.display_name,

@@ -1,8 +1,7 @@
-"""Accounts: creating staff, signing in with lockout, passwords, API tokens."""
+"""Accounts: creating staff, signing in, passwords, API tokens."""
 
 import hashlib
 import secrets
-from datetime import timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -11,20 +10,10 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import ApiToken, User
 from ..permissions import ROLES
-from . import audit
+from . import attempts, audit, passwords
 from .clock import utcnow
-from .errors import AccountLocked, InvalidInput, InvalidState, NotFound
-
-# The most common leaked passwords of 10+ characters; a short list keeps the obvious out.
-COMMON_PASSWORDS = frozenset(
-    {
-        "1234567890", "12345678910", "0123456789", "1q2w3e4r5t", "qwertyuiop", "password12",
-        "password123", "password1234", "iloveyou12", "abcdefghij", "1234567890a", "qwerty1234",
-        "qwerty12345", "passw0rd123", "welcome123", "letmein123", "administrator", "changeme123",
-        "pharmacist", "pharmacy123", "clinic1234", "aaaaaaaaaa", "1111111111", "0000000000",
-        "password!", "p@ssw0rd123", "trustno1234", "sunshine123", "football123", "princess123",
-    }
-)
+from .errors import InvalidInput, InvalidState, NotFound
+from .passwords import DEMO_PASSWORD
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
 
@@ -33,22 +22,31 @@ def _hash(password: str) -> str:
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
 
 
-def check_password_rules(password: str, *, username: str = "", field: str = "password") -> None:
+def check_password_rules(password: str, *, username: str = "", field: str = "password",
+                         allow_demo_password: bool = False) -> None:
+    """Length, then the common-password list and the strength estimator (services.passwords)."""
     minimum = current_app.config["PASSWORD_MIN_LENGTH"]
     if len(password) < minimum:
         raise InvalidInput(f"The password must have at least {minimum} characters.", field=field)
     if len(password) > 200:
         raise InvalidInput("The password must have at most 200 characters.", field=field)
-    lowered = password.lower()
-    if lowered in COMMON_PASSWORDS or len(set(lowered)) < 4:
-        raise InvalidInput("This password is too common or too simple; choose another.", field=field)
-    if username and username.lower() in lowered:
+    if allow_demo_password and password == DEMO_PASSWORD:
+        return
+    if username and username.lower() in password.lower():
         raise InvalidInput("The password must not contain the username.", field=field)
+    problem = passwords.weakness(password, user_inputs=[username],
+                                 min_score=current_app.config["PASSWORD_MIN_SCORE"])
+    if problem:
+        raise InvalidInput(problem, field=field)
 
 
 def create_user(actor: User | None, *, username: str, display_name: str, role: str,
-                password: str, must_change_password: bool = False) -> User:
-    """Create an account. The username is unique; the password obeys the rules."""
+                password: str, must_change_password: bool = False,
+                allow_demo_password: bool = False) -> User:
+    """Create an account. The username is unique; the password obeys the rules.
+
+    `allow_demo_password` is for `seed-demo` alone: no form, API or command passes it.
+    """
     username = username.strip().lower()
     if role not in ROLES:
         raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", field="role")
@@ -56,7 +54,7 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
         raise InvalidInput("A username of 1 to 64 characters is required.", field="username")
     if db.session.scalar(sa.select(User.id).where(User.username == username)):
         raise InvalidState(f"The username {username!r} is taken.", field="username")
-    check_password_rules(password, username=username)
+    check_password_rules(password, username=username, allow_demo_password=allow_demo_password)
     user = User(
         username=username,
         display_name=display_name.strip() or username,
@@ -72,51 +70,44 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     return user
 
 
-def authenticate(username: str, password: str) -> User:
-    """Sign in. After LOGIN_MAX_FAILURES wrong passwords the account locks for a while.
+SIGN_IN_REFUSED = "Unknown username or wrong password."
 
-    Unknown user and wrong password get the same message, so usernames cannot be probed.
-    The failure counter and the lock are committed even though sign-in is refused.
+
+def authenticate(username: str, password: str, *, client_address: str | None = None) -> User:
+    """Sign in. Wrong passwords count with wrong signatures (services.attempts).
+
+    An unknown user, a wrong password and an account made to wait all get the same
+    message and the same hashing work, so neither usernames nor pauses can be probed. The
+    account's row is locked while its password is checked and its failure recorded, so
+    simultaneous guesses are checked one at a time and every failure is counted.
     """
-    config = current_app.config
+    user = db.session.scalar(sa.select(User).where(User.username == username.strip().lower())
+                             .with_for_update(key_share=True))
     now = utcnow()
-    user = db.session.scalar(sa.select(User).where(User.username == username.strip().lower()))
-    refused = InvalidInput("Unknown username or wrong password.", field="password")
-    if user is None or not user.active:
-        # Same work as a real check, so timing does not tell which usernames exist.
-        check_password_hash(_DUMMY_HASH, password)
+    refused = InvalidInput(SIGN_IN_REFUSED, field="password")
+    if user is None or not user.active or attempts.blocked_until(user, now) is not None:
+        check_password_hash(_dummy_hash(), password)
+        db.session.rollback()
         raise refused
-    if user.locked_until and user.locked_until > now:
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        raise AccountLocked(
-            f"This account is locked after too many failed sign-ins; try again in {minutes} min.",
-            field="username",
-        )
     if not check_password_hash(user.password_hash, password):
-        user.failed_logins += 1
-        if user.failed_logins >= config["LOGIN_MAX_FAILURES"]:
-            user.locked_until = now + timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
-            user.failed_logins = 0
-            audit.record(None, "user.locked", "user", user.id,
-                         new={"locked_until": user.locked_until},
-                         reason=f"{config['LOGIN_MAX_FAILURES']} failed sign-ins")
-            db.session.commit()
-            raise AccountLocked(
-                "Too many failed sign-ins: this account is locked for "
-                f"{config['LOGIN_LOCKOUT_MINUTES']} minutes.",
-                field="username",
-            )
+        attempts.record_failure(user, "login", client_address, now)
         db.session.commit()
         raise refused
-    user.failed_logins = 0
-    user.locked_until = None
     user.last_login_at = now
     audit.record(user, "user.signed_in", "user", user.id)
     db.session.commit()
     return user
 
 
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+_DUMMY_HASHES: dict[str, str] = {}
+
+
+def _dummy_hash() -> str:
+    """A hash made the configured way, so a refused name costs what a real check costs."""
+    method = current_app.config["PASSWORD_HASH_METHOD"]
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_hex(16), method=method)
+    return _DUMMY_HASHES[method]
 
 
 def verify_password(user: User, password: str) -> bool:
@@ -125,8 +116,9 @@ def verify_password(user: User, password: str) -> bool:
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
     """A user changes their own password; the current one must be given."""
-    if not verify_password(user, current_password):
-        raise InvalidInput("The current password is not correct.", field="current_password")
+    attempts.check_signing_password(
+        user, current_password, doing="change their own password", subject={"entity_type": "user"},
+        refused=InvalidInput("The current password is not correct.", field="current_password"))
     if current_password == new_password:
         raise InvalidInput("The new password must differ from the current one.",
                            field="new_password")
@@ -143,8 +135,6 @@ def set_temporary_password(actor: User, user: User, temporary_password: str) -> 
     check_password_rules(temporary_password, username=user.username)
     user.password_hash = _hash(temporary_password)
     user.must_change_password = True
-    user.failed_logins = 0
-    user.locked_until = None
     user.password_changed_at = utcnow()
     audit.record(actor, "user.password_reset", "user", user.id,
                  new={"must_change_password": True})

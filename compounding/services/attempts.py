@@ -1,0 +1,126 @@
+"""Wrong passwords counted together, at sign-in and when signing (DESIGN 10.11).
+
+Each wrong password is a row (`AuthFailure`). After LOGIN_MAX_FAILURES of them within
+LOGIN_LOCKOUT_MINUTES the account waits before its next password is even checked: one
+minute after the fifth, then two, four, eight... up to LOGIN_LOCKOUT_MINUTES. While it
+waits, it can neither sign in nor sign. A new password (own change or an admin's reset)
+starts the count afresh.
+"""
+
+import math
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app, has_request_context, request
+
+from ..extensions import db
+from ..models import AuthFailure, User
+from . import audit
+from .clock import utcnow
+from .errors import DomainError, NotAllowed
+
+
+def _window() -> timedelta:
+    return timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
+
+
+def delay_after(failures: int, *, max_failures: int, cap: timedelta) -> timedelta:
+    """The wait after `failures` recent wrong passwords: none below the limit, then doubling.
+
+    >>> delay_after(5, max_failures=5, cap=timedelta(minutes=15))
+    datetime.timedelta(seconds=60)
+    """
+    if failures < max_failures:
+        return timedelta(0)
+    doublings = min(failures - max_failures, 16)
+    return min(timedelta(minutes=2 ** doublings), cap)
+
+
+def recent_failures(user: User, at: datetime) -> list[datetime]:
+    """When this account's wrong passwords were given within the window, newest first."""
+    since = at - _window()
+    if user.password_changed_at is not None and user.password_changed_at > since:
+        since = user.password_changed_at
+    return list(db.session.scalars(
+        sa.select(AuthFailure.occurred_at)
+        .where(AuthFailure.user_id == user.id, AuthFailure.occurred_at > since)
+        .order_by(AuthFailure.occurred_at.desc())
+    ))
+
+
+def blocked_until(user: User, at: datetime | None = None) -> datetime | None:
+    """The moment this account may give a password again, or None when it may now."""
+    at = at or utcnow()
+    failures = recent_failures(user, at)
+    delay = delay_after(len(failures), max_failures=current_app.config["LOGIN_MAX_FAILURES"],
+                        cap=_window())
+    if not delay:
+        return None
+    until = failures[0] + delay
+    return until if until > at else None
+
+
+def minutes_left(until: datetime, at: datetime) -> int:
+    return max(1, math.ceil((until - at).total_seconds() / 60))
+
+
+def record_failure(user: User, kind: str, client_address: str | None, at: datetime) -> int:
+    """Add one wrong password (in the caller's transaction); returns how many are now recent.
+
+    An INSERT, never a read-modify-write of a counter: simultaneous failures are all kept.
+    """
+    db.session.add(AuthFailure(user_id=user.id, occurred_at=at, kind=kind,
+                               client_address=(client_address or None) and client_address[:64]))
+    db.session.flush()
+    count = len(recent_failures(user, at))
+    if count == current_app.config["LOGIN_MAX_FAILURES"]:
+        audit.record(None, "user.password_attempts_paused", "user", user.id,
+                     new={"failures": count, "last_kind": kind},
+                     reason=f"{count} wrong passwords within {current_app.config['LOGIN_LOCKOUT_MINUTES']} minutes")
+    return count
+
+
+def request_address() -> str | None:
+    """The client's address for the failure row: a fact kept with the record, never a rule input."""
+    return request.remote_addr if has_request_context() else None
+
+
+def check_signing_password(user: User, password: str, *, doing: str, subject: dict,
+                           refused: DomainError) -> None:
+    """The one gate for a password a signed-in user re-enters (a signature, a password change).
+
+    A paused account is refused at once (403, saying for how long) without the password
+    being checked. A wrong password is counted and audited with what was being signed, and
+    `refused` is raised. Both discard the caller's unfinished work (rollback) and commit
+    the failure on its own, so the count survives the refusal.
+    """
+    at = utcnow()
+    until = blocked_until(user, at)
+    if until is not None:
+        minutes = minutes_left(until, at)
+        _commit_refusal(user, "signature.blocked", subject, doing)
+        raise NotAllowed(f"Signing is blocked for {minutes} min after too many wrong passwords; "
+                         "nothing was changed.", field="password")
+    if _password_matches(user, password):
+        return
+    _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
+    raise refused
+
+
+def _password_matches(user: User, password: str) -> bool:
+    from .users import verify_password  # users imports this module for sign-in
+
+    return user.active and verify_password(user, password or "")
+
+
+def _commit_refusal(user: User, action: str, subject: dict, doing: str,
+                    failed_at: datetime | None = None) -> None:
+    user_id = user.id
+    db.session.rollback()
+    user = db.session.get(User, user_id)
+    if failed_at is not None:
+        record_failure(user, "signature", request_address(), failed_at)
+    audit.record(user, action, subject.get("entity_type", "user"), subject.get("entity_id", user_id),
+                 new={key: value for key, value in subject.items() if key not in ("entity_type", "entity_id")},
+                 reason=doing)
+    db.session.commit()
