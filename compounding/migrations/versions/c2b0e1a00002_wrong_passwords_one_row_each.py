@@ -17,7 +17,7 @@ import compounding.extensions
 
 # revision identifiers, used by Alembic.
 revision = 'c2b0e1a00002'
-down_revision = 'b1a0d5e70001'
+down_revision = 'c2b0e1a00003'
 branch_labels = None
 depends_on = None
 
