@@ -1,4 +1,4 @@
-"""Accounts (admin), the audit trail and the patient access log (pharmacist, auditor, admin)."""
+"""Accounts (admin), the audit trail (pharmacist, auditor, admin) and the patient access log (pharmacist, auditor)."""
 
 from datetime import date
 
@@ -10,7 +10,7 @@ from ..extensions import db
 from ..forms import apply_domain_error, record_id
 from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
-from ..privacy import note_access
+from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..security import requires
 from ..services import access_log, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
@@ -141,9 +141,9 @@ def audit_trail():
             query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
         else:
             query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
-    pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
-    # Patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10).
-    note_access("audit.view", target_type="audit")
+    pagination = db.paginate(audit_events_shown(query), page=_page(), per_page=50, error_out=False)
+    if may_read_patients():  # patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10)
+        note_access("audit.view", target_type="audit")
     return render_template("admin/audit.html", pagination=pagination, form=form)
 
 
@@ -157,7 +157,7 @@ def _day_arg(name: str, errors: dict) -> date | None:
 
 
 @bp.route("/audit/patient-access")
-@requires("audit.read")
+@requires("patients.access_log")
 def patient_access():
     """Rule 10.1.10: who saw or exported patient data, newest first, by user and clinic days."""
     errors: dict[str, str] = {}
@@ -168,6 +168,9 @@ def patient_access():
     rows = (sa.select(PatientAccess, Patient.chart_number).outerjoin(Patient, Patient.id == PatientAccess.patient_id)
             .order_by(PatientAccess.occurred_at.desc(), PatientAccess.id.desc()))
     pagination = paginate_rows(rows, keys=keys)
+    if any(access.patient_id or "?" in access.detail for access, _ in pagination.items):
+        # A chart number, or a search typed (perhaps a name), is patient data in its own right.
+        note_access("access_log.view", target_type="patient_access")
     accounts = db.session.execute(sa.select(User.id, User.display_name, User.role).order_by(User.display_name)).all()
     return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
                            start=start, end=end, errors=errors, raw=request.args)

@@ -155,7 +155,8 @@ def patient_create():
             if existing.get("existing_patient_id"):  # the page names and links the patient on file
                 note_access("patient.match", patient_id=existing["existing_patient_id"])
         else:
-            flash(f"Patient {patient.chart_number} registered.", "success")
+            # Flashes travel in the session cookie (signed, readable): no chart number in them (DESIGN 10.11).
+            flash("Patient registered.", "success")
             return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
     return _render_patient_form(form, existing=existing)
 
@@ -168,7 +169,7 @@ def patient_edit(patient_id: int):
     form = PatientForm(obj=patient)
     updated = submit(form, lambda: treatments.update_patient(current_user, patient.id, form.service_data()))
     if updated is not None:
-        flash(f"Patient {patient.chart_number} updated.", "success")
+        flash("Patient updated.", "success")
         return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
     return _render_patient_form(form, patient=patient)
 
@@ -269,7 +270,7 @@ def treatment_record(patient_id: int):
             refused_status = exc.status_code if exc.status_code == 403 else 422
         else:
             codes = ", ".join(dict.fromkeys(row["batch_code"].upper() for row in form.filled_uses()))
-            flash(f"Session recorded for {patient.chart_number}: {codes}.", "success")
+            flash(f"Session recorded: {codes}.", "success")
             return redirect(url_for("treatments.treatment_detail", treatment_id=record.id))
     status = refused_status if request.method == "POST" else 200
     return render_template("treatments/record.html", form=form, patient=patient, refusals=refusals,
