@@ -312,6 +312,7 @@ def _render_treatment(treatment_id: int, status: int = 200, **forms):
         "treatments/detail.html", record=record, patient=found.Patient, practitioner=found.practitioner,
         voided_by=found.voided_by, uses=uses, events=events, today=clinic_today(), returned=returned,
         corrected_by=corrected_by, signature_reasons=[] if record.voided_at else voids.signature_reasons(record.id),
+        may_void=voids.may_void(current_user, record),
         **forms), status
 
 
@@ -325,6 +326,8 @@ def treatment_detail(treatment_id: int):
 @requires("treatments.write")
 def treatment_void(treatment_id: int):
     form = VoidForm(prefix="void")
+    # A colleague's session offers no void form: refused outright (403), not shown again with errors.
+    voids.ensure_may_void(current_user, treatment_id)
     record = submit(form, lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
                                                      reason=form.reason.data, password=form.password.data or None))
     if record is not None:
