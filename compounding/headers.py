@@ -23,6 +23,8 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 IDLE_KEY = "_last_seen"
+# Behind TLS the browser must never fall back to plain HTTP (a year, the usual preload minimum).
+STRICT_TRANSPORT_SECURITY = "max-age=31536000; includeSubDomains"
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -38,6 +40,8 @@ def _headers(response):
     response.headers.setdefault("Referrer-Policy", "same-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Permissions-Policy", "camera=(self), microphone=(), geolocation=()")
+    if current_app.config.get("PREFERRED_URL_SCHEME") == "https":
+        response.headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
     if request.endpoint != "static" and response.mimetype == "text/html":
         # Pages carry patient data: never keep them in a shared or back-button cache.
         response.headers.setdefault("Cache-Control", "no-store")

@@ -13,8 +13,9 @@ ROLE_LABELS = {
 EVERYONE = frozenset(ROLES)
 STAFF = frozenset({"pharmacist", "technician", "practitioner"})
 
-# permission -> roles that hold it. Reading clinical and stock records is open to every
-# signed-in role; each change names exactly who may make it.
+# permission -> roles that hold it. Reading stock records is open to every signed-in role;
+# each change names exactly who may make it. Admins manage accounts, not patients (DESIGN
+# 10.11): no permission over patient data is theirs, and pages open to them leave patients out.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard.view": EVERYONE,
     "users.manage": frozenset({"admin"}),
@@ -32,10 +33,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "batches.compound": frozenset({"pharmacist", "technician"}),
     "batches.verify": frozenset({"pharmacist"}),
     "batches.discard": frozenset({"pharmacist"}),
-    "patients.read": frozenset({"admin", "pharmacist", "technician", "practitioner", "auditor"}),
-    # Rule 10.1.10, need-to-know: who may see who a patient is (name, birth date, contacts).
-    # Technicians work by chart number alone.
-    "patients.identify": frozenset({"admin", "pharmacist", "practitioner", "auditor"}),
+    # Rule 10.1.10, need-to-know: every page, export or answer that names a patient, even by chart
+    # number alone (patients, sessions, traces, a recall's contact list, adverse events).
+    "patients.read": frozenset({"pharmacist", "technician", "practitioner", "auditor"}),
+    # Who may see who a patient is (name, birth date, contacts). Technicians work by chart number alone.
+    "patients.identify": frozenset({"pharmacist", "practitioner", "auditor"}),
+    # The patient access log names charts and searches: read as the audit workbook that holds it is.
+    "patients.access_log": frozenset({"pharmacist", "auditor"}),
     "patients.write": frozenset({"pharmacist", "practitioner"}),
     "treatments.write": frozenset({"pharmacist", "practitioner"}),
     "adverse_events.write": frozenset({"pharmacist", "practitioner"}),

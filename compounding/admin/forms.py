@@ -21,11 +21,19 @@ class UserCreateForm(AppForm):
         "Temporary password", validators=[DataRequired(), Length(max=200)],
         description="The user must replace it at first sign-in.",
         render_kw={"autocomplete": "new-password"})
+    password = PasswordField(
+        "Your password (e-signature)", validators=[Optional(), Length(max=200)],
+        description="Needed only to create an administrator: you sign for it.",
+        render_kw={"autocomplete": "current-password"})
 
 
 class UserEditForm(AppForm):
     display_name = StringField("Printed name", validators=[DataRequired(), Length(max=120)])
     role = SelectField("Role", choices=ROLE_CHOICES)
+    password = PasswordField(
+        "Your password (e-signature)", validators=[Optional(), Length(max=200)],
+        description="Needed only to change a role to or from administrator: you sign for it.",
+        render_kw={"autocomplete": "current-password"})
 
 
 class TemporaryPasswordForm(AppForm):

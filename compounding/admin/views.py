@@ -1,4 +1,4 @@
-"""Accounts (admin), the audit trail and the patient access log (pharmacist, auditor, admin)."""
+"""Accounts (admin), the audit trail (pharmacist, auditor, admin) and the patient access log (pharmacist, auditor)."""
 
 from datetime import date
 
@@ -10,7 +10,7 @@ from ..extensions import db
 from ..forms import apply_domain_error, record_id
 from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
-from ..privacy import note_access
+from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..security import requires
 from ..services import access_log, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
@@ -39,21 +39,33 @@ def user_list():
 @requires("users.manage")
 def user_create():
     form = UserCreateForm()
+    refused = None
     if form.validate_on_submit():
         try:
             user = users.create_user(
                 current_user, username=form.username.data, display_name=form.display_name.data,
                 role=form.role.data, password=form.temporary_password.data,
-                must_change_password=True)
+                must_change_password=True, actor_password=form.password.data)
         except DomainError as exc:
-            if exc.field == "password":
+            db.session.rollback()
+            if exc.field == "password" and exc.status_code == 422:  # the new user's password broke a rule
                 exc.field = "temporary_password"
             apply_domain_error(form, exc)
+            refused = _refusal_status(exc)
         else:
             flash(f"Account {user.username} created. Give them the temporary password; "
                   "they must change it at first sign-in.", "success")
             return redirect(url_for("admin.user_detail", user_id=user.id))
-    return render_template("admin/user_form.html", form=form), 422 if form.errors else 200
+    form.password.data = ""
+    return render_template("admin/user_form.html", form=form), refused or (422 if form.errors else 200)
+
+
+def _refusal_status(exc: DomainError) -> int:
+    """The page's status after a refusal: DESIGN 10.11's rules keep theirs (403 a signature, 409 a printed
+    name in use); other refusals are shown on the form as before (422)."""
+    if exc.status_code == 403 or (exc.status_code == 409 and exc.field == "display_name"):
+        return exc.status_code
+    return 422
 
 
 @bp.route("/admin/users/<int:user_id>", methods=["GET", "POST"])
@@ -61,19 +73,23 @@ def user_create():
 def user_detail(user_id: int):
     user = db.get_or_404(User, user_id)
     form = UserEditForm(obj=user)
+    refused = None
     if form.validate_on_submit():
         try:
             users.update_user(current_user, user, display_name=form.display_name.data,
-                              role=form.role.data)
+                              role=form.role.data, actor_password=form.password.data)
         except DomainError as exc:
+            db.session.rollback()
             apply_domain_error(form, exc)
+            refused = _refusal_status(exc)
         else:
             flash("Account updated.", "success")
             return redirect(url_for("admin.user_detail", user_id=user.id))
+    form.password.data = ""
     return render_template(
-        "admin/user_detail.html", user=user, form=form,
+        "admin/user_detail.html", user=db.get_or_404(User, user_id), form=form,
         password_form=TemporaryPasswordForm(), active_form=ActiveForm(),
-    ), 422 if form.errors else 200
+    ), refused or (422 if form.errors else 200)
 
 
 @bp.route("/admin/users/<int:user_id>/password", methods=["POST"])
@@ -106,6 +122,11 @@ def user_set_active(user_id: int):
     try:
         users.set_active(current_user, user, active, form.reason.data or "")
     except DomainError as exc:
+        db.session.rollback()
+        if exc.field == "display_name":  # reactivating would give two active people one printed name
+            flash(exc.message, "danger")
+            return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),
+                                   password_form=TemporaryPasswordForm(), active_form=ActiveForm()), 409
         flash(exc.message, "danger")
     else:
         flash(f"{user.username} is now {'active' if active else 'deactivated'}.", "success")
@@ -141,9 +162,9 @@ def audit_trail():
             query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
         else:
             query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
-    pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
-    # Patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10).
-    note_access("audit.view", target_type="audit")
+    pagination = db.paginate(audit_events_shown(query), page=_page(), per_page=50, error_out=False)
+    if may_read_patients():  # patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10)
+        note_access("audit.view", target_type="audit")
     return render_template("admin/audit.html", pagination=pagination, form=form)
 
 
@@ -157,7 +178,7 @@ def _day_arg(name: str, errors: dict) -> date | None:
 
 
 @bp.route("/audit/patient-access")
-@requires("audit.read")
+@requires("patients.access_log")
 def patient_access():
     """Rule 10.1.10: who saw or exported patient data, newest first, by user and clinic days."""
     errors: dict[str, str] = {}
@@ -168,6 +189,9 @@ def patient_access():
     rows = (sa.select(PatientAccess, Patient.chart_number).outerjoin(Patient, Patient.id == PatientAccess.patient_id)
             .order_by(PatientAccess.occurred_at.desc(), PatientAccess.id.desc()))
     pagination = paginate_rows(rows, keys=keys)
+    if any(access.patient_id or "?" in access.detail for access, _ in pagination.items):
+        # A chart number, or a search typed (perhaps a name), is patient data in its own right.
+        note_access("access_log.view", target_type="patient_access")
     accounts = db.session.execute(sa.select(User.id, User.display_name, User.role).order_by(User.display_name)).all()
     return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
                            start=start, end=end, errors=errors, raw=request.args)

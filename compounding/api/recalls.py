@@ -102,7 +102,7 @@ def recall_create():
     return _answer(recall.id, 201)
 
 
-@route("/recalls/<int:recall_id>", permission="recalls.read",
+@route("/recalls/<int:recall_id>", permission="patients.read",
        summary="One recall with its scope (counts over all, one page of each list), contacts, progress and "
                "signatures", response=RecallSchema, query=ScopePageSchema, errors=(422,))
 def recall_detail(recall_id: int):
@@ -117,6 +117,7 @@ def recall_contact_create(recall_id: int):
     data = load(RecallContactCreateSchema, json_body())
     contact = recalls.record_contact(current_user, recall_id, data["patient_id"], data["method"], data["note"],
                                      outcome=data["outcome"], password=data["password"])
+    note_access("recall.contact", patient_id=contact.patient_id, target_type="recall", target_id=recall_id)
     contacted, total = records.progress_for([recall_id])[recall_id]
     response = jsonify(RecallContactAnswerSchema().dump(
         {**vars(records.contact_answer(contact.id)), "recall_id": recall_id,

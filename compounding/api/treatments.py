@@ -59,6 +59,7 @@ def patient_create():
     data = load(PatientSchema, json_body())
     confirm_duplicate = data.pop("confirm_duplicate")
     patient = treatments.create_patient(current_user, data, confirm_duplicate=confirm_duplicate)
+    note_access("patient.create", patient_id=patient.id)
     return _json(PatientSchema().dump(patient), 201)
 
 
@@ -75,6 +76,7 @@ def patient_detail(patient_id: int):
 def patient_update(patient_id: int):
     data = load(PatientUpdateSchema, json_body())
     patient = treatments.update_patient(current_user, patient_id, data)
+    note_access("patient.edit", patient_id=patient.id)
     return _json(PatientSchema().dump(patient), 200)
 
 

@@ -26,7 +26,7 @@ from ..models import (
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
 from ..pagination import page_arg
-from ..privacy import note_access
+from ..privacy import may_read_patients, note_access
 from ..security import requires
 from ..services import batches, holds
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
@@ -166,13 +166,15 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         sa.select(BatchComponent, Lot.code, Lot.expires_on, Ingredient.name, Ingredient.unit)
         .join(Lot, Lot.id == BatchComponent.lot_id).join(Ingredient, Ingredient.id == BatchComponent.ingredient_id)
         .where(BatchComponent.batch_id == batch.id).order_by(BatchComponent.id)).all()
-    uses = db.session.execute(
-        sa.select(SessionUse, TreatmentSession.performed_at, TreatmentSession.voided_at, Patient.chart_number,
-                  Patient.id.label("patient_id"), User.display_name)
-        .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-        .join(Patient, Patient.id == TreatmentSession.patient_id)
-        .join(User, User.id == TreatmentSession.practitioner_id)
-        .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
+    uses = None  # an admin sees the batch, not who received it (DESIGN 10.11)
+    if may_read_patients():
+        uses = db.session.execute(
+            sa.select(SessionUse, TreatmentSession.performed_at, TreatmentSession.voided_at, Patient.chart_number,
+                      Patient.id.label("patient_id"), User.display_name)
+            .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+            .join(Patient, Patient.id == TreatmentSession.patient_id)
+            .join(User, User.id == TreatmentSession.practitioner_id)
+            .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
     if uses:  # the sessions name their patients' charts
         note_access("batch.sessions", target_type="batch", target_id=batch.id)
     history = db.session.scalars(

@@ -154,7 +154,7 @@ def trace_batch(batch_id: int):
 
 
 @bp.route("/recalls/<int:recall_id>.xlsx")
-@requires("recalls.read")
+@requires("patients.read")
 def recall(recall_id: int):
     record = recall_record(recall_id, per_page=None)  # every patient, each with its outcome and attempts
     note_access("export.recall", target_type="recall", target_id=recall_id)

@@ -16,6 +16,8 @@ SIGNATURE_MEANINGS = (
     "released", "rejected", "verified", "approved", "recall opened", "recall closed",
     # Second tranche, rule 10.1: corrections and overrides a pharmacist answers for.
     "voided", "patient corrected", "not exposed", "hold released", "stock raised", "back-dated",
+    # DESIGN 10.11: an admin answers for every new admin and every change to or from the admin role.
+    "admin created", "role changed",
 )
 
 

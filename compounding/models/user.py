@@ -4,20 +4,29 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from flask_login import UserMixin
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from ..extensions import db
 from ..permissions import ROLES, role_can
 from ._common import one_of, utcnow
+from .patient import fold
 
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
-    __table_args__ = (one_of("role", ROLES, "role_known"),)
+    __table_args__ = (
+        one_of("role", ROLES, "role_known"),
+        # DESIGN 10.11: a printed name on a signature names one active person. Inactive accounts
+        # keep theirs (old signatures still read right), so the index is partial.
+        sa.Index("uq_users_display_name_key_active", "display_name_key", unique=True,
+                 sqlite_where=sa.text("active"), postgresql_where=sa.text("active")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     display_name: Mapped[str] = mapped_column(sa.String(120))
+    # fold(display_name): no surrounding or doubled spaces, case or accents ("dr  ana" is "Dr Ana").
+    display_name_key: Mapped[str] = mapped_column(sa.String(120))
     role: Mapped[str] = mapped_column(sa.String(20), index=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     active: Mapped[bool] = mapped_column(default=True)
@@ -31,6 +40,11 @@ class User(UserMixin, db.Model):
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
         return self.active
+
+    @validates("display_name")
+    def _keep_key(self, _key: str, value: str) -> str:
+        self.display_name_key = fold(value)
+        return value
 
     def can(self, permission: str) -> bool:
         return self.active and role_can(self.role, permission)

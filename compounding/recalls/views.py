@@ -145,8 +145,9 @@ def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None
                            counts=records.trace_counts(record.scope)), status
 
 
+# A recall's page is its contact list: patient data (rule 10.1.10), unlike the list of recalls.
 @bp.route("/recalls/<int:recall_id>")
-@requires("recalls.read")
+@requires("patients.read")
 def recall_detail(recall_id: int):
     return _render_detail(recall_id)
 
@@ -190,7 +191,7 @@ def recall_close(recall_id: int):
 
 
 @bp.route("/recalls/<int:recall_id>/report")
-@requires("recalls.read")
+@requires("patients.read")
 def recall_report(recall_id: int):
     try:
         record = records.recall_record(recall_id, per_page=None)  # a printed report holds everything

@@ -15,8 +15,13 @@ MAX_INPUT = 5000
 
 
 def _remember(result) -> list[dict]:
-    """The last scans of this browser, kept in its signed session cookie (no server state)."""
-    entry = {"shown": result.shown[:60], "kind": result.kind, "usable": result.usable,
+    """The last scans of this browser, kept in its signed session cookie (no server state).
+
+    The cookie is signed, not encrypted: an unknown code (a patient's chart number or name typed
+    in the wrong box) is remembered as unknown, never by its text (DESIGN 10.11).
+    """
+    shown = result.shown[:60] if result.kind != "unknown" else "not one of our codes"
+    entry = {"shown": shown, "kind": result.kind, "usable": result.usable,
              "at": to_clinic(utcnow()).strftime("%H:%M:%S"),
              "code": (result.batch.code if result.batch else result.lot.code if result.lot else "")}
     recent = [entry, *session.get(RECENT_KEY, [])][:RECENT_MAX]

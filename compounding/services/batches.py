@@ -377,12 +377,19 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
 
 
 def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batch:
-    """The verifier rejects a prepared batch; the lots it consumed stay consumed."""
+    """The verifier rejects a prepared batch; the lots it consumed stay consumed.
+
+    As with verifying (DESIGN 10.1 rule 4, never turned off), who compounded the batch does
+    not judge it: 403.
+    """
     ensure_can(actor, "batches.verify", "reject batches")
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("Say why the batch is rejected.", field="reason")
     batch = get_batch(batch_id, for_update=True)
+    ensure_second_person(actor, batch.compounded_by_id,
+                         "The person who compounded a batch cannot reject it: a second pharmacist must.",
+                         always=True)
     if batch.status != "prepared":
         raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be rejected.")
     sign(actor, password, "rejected", "batch", batch.id)

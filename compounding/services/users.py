@@ -9,10 +9,11 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import ApiToken, User
+from ..models.patient import fold
 from ..permissions import ROLES
 from . import attempts, audit, passwords
 from .clock import utcnow
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .passwords import DEMO_PASSWORD
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
@@ -40,11 +41,57 @@ def check_password_rules(password: str, *, username: str = "", field: str = "pas
         raise InvalidInput(problem, field=field)
 
 
-def create_user(actor: User | None, *, username: str, display_name: str, role: str,
-                password: str, must_change_password: bool = False,
-                allow_demo_password: bool = False) -> User:
-    """Create an account. The username is unique; the password obeys the rules.
+ADMIN = "admin"
 
+
+def ensure_display_name_free(display_name: str, *, other_than: int | None = None) -> None:
+    """Refuse (409) a printed name an active account already uses, ignoring case, spaces and accents.
+
+    DESIGN 10.11: a signature shows the signer's printed name, so two active people never share
+    one. The partial unique index on `display_name_key` holds the same rule in the database.
+    """
+    query = sa.select(User.username, User.display_name).where(User.active.is_(True),
+                                                              User.display_name_key == fold(display_name))
+    if other_than is not None:
+        query = query.where(User.id != other_than)
+    clash = db.session.execute(query.limit(1)).first()
+    if clash is not None:
+        raise InvalidState(f"The printed name {display_name!r} is already used by the active account "
+                           f"{clash.username!r} ({clash.display_name}): signatures must tell people apart, so "
+                           "add an initial, a middle name or a title.", field="display_name")
+
+
+def _ensure_may_sign_for_admins(actor: User, actor_password: str | None, doing: str) -> None:
+    """Before anything changes: only an active admin, giving their own password, makes or unmakes an admin."""
+    if not actor.active or actor.role != ADMIN:
+        raise NotAllowed(f"Only an administrator can {doing}.", field="password")
+    if not actor_password:
+        raise SignatureRejected(f"To {doing}, sign with your own password (e-signature). Nothing was changed.",
+                                field="password")
+
+
+def _sign_for_admins(actor: User, actor_password: str, meaning: str, user: User) -> None:
+    """The admin's e-signature on the account; a refusal undoes the whole change."""
+    # Imported here: signatures imports this module for verify_password.
+    from .signatures import sign
+
+    try:
+        sign(actor, actor_password, meaning, "user", user.id)
+    except SignatureRejected:
+        db.session.rollback()
+        raise
+
+
+def create_user(actor: User | None, *, username: str, display_name: str, role: str,
+                password: str, must_change_password: bool = False, actor_password: str | None = None,
+                allow_demo_password: bool = False) -> User:
+    """Create an account. The username is unique, the printed name unused by any active account,
+    and the password obeys the rules.
+
+    Creating an admin is the acting admin's signed action (DESIGN 10.11): their own password,
+    403 when missing or wrong. `actor` None is the operator at the server's command line
+    (`flask create-user`, `seed-demo`): whoever can run it already holds the database and the
+    secret key, so a password would guard nothing, and it is how the first admin comes to be.
     `allow_demo_password` is for `seed-demo` alone: no form, API or command passes it.
     """
     username = username.strip().lower()
@@ -54,10 +101,15 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
         raise InvalidInput("A username of 1 to 64 characters is required.", field="username")
     if db.session.scalar(sa.select(User.id).where(User.username == username)):
         raise InvalidState(f"The username {username!r} is taken.", field="username")
+    display_name = display_name.strip() or username
+    ensure_display_name_free(display_name)
     check_password_rules(password, username=username, allow_demo_password=allow_demo_password)
+    signed = actor is not None and role == ADMIN
+    if signed:
+        _ensure_may_sign_for_admins(actor, actor_password, "create an administrator")
     user = User(
         username=username,
-        display_name=display_name.strip() or username,
+        display_name=display_name,
         role=role,
         password_hash=_hash(password),
         must_change_password=must_change_password,
@@ -65,7 +117,10 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     )
     db.session.add(user)
     db.session.flush()
-    audit.record(actor, "user.created", "user", user.id, new=audit.snapshot(user, USER_FIELDS))
+    if signed:
+        _sign_for_admins(actor, actor_password, "admin created", user)
+    audit.record(actor, "user.created", "user", user.id, new=audit.snapshot(user, USER_FIELDS),
+                 reason="" if actor is not None else "by the operator at the command line")
     db.session.commit()
     return user
 
@@ -147,6 +202,8 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
         raise InvalidState("You cannot deactivate your own account.")
     if user.active == active:
         return
+    if active:
+        ensure_display_name_free(user.display_name, other_than=user.id)
     old = {"active": user.active}
     user.active = active
     audit.record(actor, "user.activated" if active else "user.deactivated", "user", user.id,
@@ -154,13 +211,28 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
     db.session.commit()
 
 
-def update_user(actor: User, user: User, *, display_name: str, role: str) -> None:
+def update_user(actor: User, user: User, *, display_name: str, role: str,
+                actor_password: str | None = None) -> None:
+    """Rename an account or change its role.
+
+    The printed name stays unique among active accounts (409). A change to or from the admin
+    role is the acting admin's signed action (DESIGN 10.11): their own password, 403 when
+    missing or wrong, so no admin quietly demotes another or makes a new one.
+    """
     if role not in ROLES:
         raise InvalidInput(f"Unknown role {role!r}.", field="role")
     if user.id == actor.id and role != user.role:
         raise InvalidState("You cannot change your own role.", field="role")
+    display_name = display_name.strip() or user.username
+    if user.active:
+        ensure_display_name_free(display_name, other_than=user.id)
+    signed = role != user.role and ADMIN in (role, user.role)
+    if signed:
+        _ensure_may_sign_for_admins(actor, actor_password, "change an administrator's role" if user.role == ADMIN
+                                    else "make someone an administrator")
+        _sign_for_admins(actor, actor_password, "role changed", user)
     old = audit.snapshot(user, ("display_name", "role"))
-    user.display_name = display_name.strip() or user.username
+    user.display_name = display_name
     user.role = role
     new = audit.snapshot(user, ("display_name", "role"))
     if new != old:

@@ -9,13 +9,13 @@ pool); a depleted, recalled, discarded or expired batch is never brought back.
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchComponent, Recall, SessionUse, TreatmentSession, User
+from ..models import AdverseEvent, AuditEvent, Batch, BatchComponent, Recall, SessionUse, TreatmentSession, User
 from ..models.treatment import PLAIN_VOID_CODES, VOID_CODES
 from . import audit
 from .access import ensure_can
 from .batches import is_batch_expired
 from .clock import utcnow
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .ledger import move_batch
 from .recalls import add_outcome, join_recalls_opened_since
 from .signatures import pharmacist_signs, sign
@@ -23,6 +23,8 @@ from .trace import patient_in_scope
 from .treatments import get_patient
 
 MAX_REASON = 2000
+# The audit actions that enter a session: whoever wrote one answers for the entry.
+RECORDING_ACTIONS = ("session.recorded", "session.patient_corrected")
 
 
 def _reason(text: str, what: str) -> str:
@@ -42,6 +44,38 @@ def _locked_session(session_id: int) -> TreatmentSession:
     if session_row.voided_at is not None:
         raise InvalidState("This session is already voided.")
     return session_row
+
+
+def recorded_by(session_id: int) -> int | None:
+    """Who entered the session: the actor of the audit row that recorded it (or moved it, corrected)."""
+    return db.session.scalar(
+        sa.select(AuditEvent.actor_id).where(AuditEvent.entity_type == "treatment_session",
+                                             AuditEvent.entity_id == session_id,
+                                             AuditEvent.action.in_(RECORDING_ACTIONS))
+        .order_by(AuditEvent.id).limit(1))
+
+
+def may_void(actor: User, session_row: TreatmentSession) -> bool:
+    """A pharmacist voids any session; anyone else only one they performed or entered themselves.
+
+    DESIGN 10.1 rule 1 makes a pharmacist answer for corrections; a practitioner answers for
+    their own work: the session names them, or they typed it in for a colleague.
+    """
+    if actor.role == "pharmacist":
+        return True
+    return actor.id == session_row.practitioner_id or actor.id == recorded_by(session_row.id)
+
+
+def ensure_may_void(actor: User, session: TreatmentSession | int) -> None:
+    """Refuse (403) a void of someone else's session; an unknown session is 404."""
+    if isinstance(session, int):
+        found = db.session.get(TreatmentSession, session)
+        if found is None:
+            raise NotFound("There is no such session.")
+        session = found
+    if not may_void(actor, session):
+        raise NotAllowed("A practitioner voids only their own sessions (those they performed or recorded): "
+                         "ask the practitioner who did, or a pharmacist.")
 
 
 def recalls_reaching(session_id: int, *, open_only: bool = True) -> list[Recall]:
@@ -96,9 +130,10 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
                  password: str | None = None) -> TreatmentSession:
     """Void a session recorded by mistake, with a reason code and a reason; the record stays, flagged.
 
-    A session in an open recall's scope, or one that carries an adverse event, is voided
-    only with a pharmacist's signature (403 otherwise). Each use's volume goes back to its
-    batch only while the batch is released and in date.
+    A practitioner voids only their own sessions, a pharmacist any (403 otherwise). A session
+    in an open recall's scope, or one that carries an adverse event, is voided only with a
+    pharmacist's signature (403 otherwise). Each use's volume goes back to its batch only
+    while the batch is released and in date.
     """
     ensure_can(actor, "treatments.write", "void treatment sessions")
     if reason_code == "wrong_patient":
@@ -108,6 +143,7 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
         raise InvalidInput(f"Choose the reason code: {', '.join(PLAIN_VOID_CODES)}.", field="reason_code")
     reason = _reason(reason, "the session is voided")
     session_row = _locked_session(session_id)
+    ensure_may_void(actor, session_row)
     needs = signature_reasons(session_row.id)
     if needs:
         pharmacist_signs(actor, password, "voided", "treatment_session", session_row.id,

@@ -155,7 +155,8 @@ def patient_create():
             if existing.get("existing_patient_id"):  # the page names and links the patient on file
                 note_access("patient.match", patient_id=existing["existing_patient_id"])
         else:
-            flash(f"Patient {patient.chart_number} registered.", "success")
+            # Flashes travel in the session cookie (signed, readable): no chart number in them (DESIGN 10.11).
+            flash("Patient registered.", "success")
             return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
     return _render_patient_form(form, existing=existing)
 
@@ -168,7 +169,7 @@ def patient_edit(patient_id: int):
     form = PatientForm(obj=patient)
     updated = submit(form, lambda: treatments.update_patient(current_user, patient.id, form.service_data()))
     if updated is not None:
-        flash(f"Patient {patient.chart_number} updated.", "success")
+        flash("Patient updated.", "success")
         return redirect(url_for("treatments.patient_detail", patient_id=patient.id))
     return _render_patient_form(form, patient=patient)
 
@@ -269,7 +270,7 @@ def treatment_record(patient_id: int):
             refused_status = exc.status_code if exc.status_code == 403 else 422
         else:
             codes = ", ".join(dict.fromkeys(row["batch_code"].upper() for row in form.filled_uses()))
-            flash(f"Session recorded for {patient.chart_number}: {codes}.", "success")
+            flash(f"Session recorded: {codes}.", "success")
             return redirect(url_for("treatments.treatment_detail", treatment_id=record.id))
     status = refused_status if request.method == "POST" else 200
     return render_template("treatments/record.html", form=form, patient=patient, refusals=refusals,
@@ -311,6 +312,7 @@ def _render_treatment(treatment_id: int, status: int = 200, **forms):
         "treatments/detail.html", record=record, patient=found.Patient, practitioner=found.practitioner,
         voided_by=found.voided_by, uses=uses, events=events, today=clinic_today(), returned=returned,
         corrected_by=corrected_by, signature_reasons=[] if record.voided_at else voids.signature_reasons(record.id),
+        may_void=voids.may_void(current_user, record),
         **forms), status
 
 
@@ -324,6 +326,8 @@ def treatment_detail(treatment_id: int):
 @requires("treatments.write")
 def treatment_void(treatment_id: int):
     form = VoidForm(prefix="void")
+    # A colleague's session offers no void form: refused outright (403), not shown again with errors.
+    voids.ensure_may_void(current_user, treatment_id)
     record = submit(form, lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
                                                      reason=form.reason.data, password=form.password.data or None))
     if record is not None:
