@@ -107,14 +107,18 @@ def test_the_database_refuses_two_active_accounts_with_one_printed_name(make_use
 # --- the migration ---------------------------------------------------------------------------------------
 
 
+# The revision the printed-name key migration (c2b0e1a00004) follows.
+BEFORE_KEYS = "c2b0e1a00002"
+
+
 def _accounts_before_the_key(rows) -> None:
     """A database at the revision before printed-name keys, holding these (username, name, active) accounts."""
-    flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70001")
+    flask_migrate.upgrade(directory=migrate.directory, revision=BEFORE_KEYS)
     with db.engine.begin() as connection:
         for username, name, active in rows:
             connection.execute(sa.text(
                 "INSERT INTO users (username, display_name, role, password_hash, active, must_change_password, "
-                "failed_logins, created_at) VALUES (:u, :n, 'pharmacist', 'x', :a, false, 0, CURRENT_TIMESTAMP)"),
+                "created_at) VALUES (:u, :n, 'pharmacist', 'x', :a, false, CURRENT_TIMESTAMP)"),
                 {"u": username, "n": name, "a": active})
 
 
@@ -127,7 +131,7 @@ def test_the_migration_lists_active_accounts_sharing_a_printed_name_and_stops(em
         logged = capfd.readouterr().err
         assert "'Dr Pia Grau' (user pia, id 1), ' dr pia grau' (user pia2, id 2)" in logged
         assert "pia.old" not in logged and "'Tom'" not in logged
-        assert _current_revision() == "b1a0d5e70001"
+        assert _current_revision() == BEFORE_KEYS
         with db.engine.connect() as connection:  # stopped before any change: fix the data and run it again
             assert "display_name_key" not in {c["name"] for c in sa.inspect(connection).get_columns("users")}
 
