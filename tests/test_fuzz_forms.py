@@ -293,7 +293,7 @@ NUMBERISH = st.sampled_from(["1", "0", "-1", "2147483647", "2147483648", "922337
 def test_list_filters_survive_any_query_arguments(app, client, make_user, make_batch, url):
     make_batch()
     pharmacist = make_user("pharmacist")
-    headers = bearer(create_token(None, pharmacist)) if url.startswith("/api/") else {}
+    headers = bearer(create_token(None, pharmacist, "test")) if url.startswith("/api/") else {}
     if not url.startswith("/api/"):
         sign_in(client, pharmacist)
 
@@ -343,7 +343,7 @@ def test_api_bodies_of_the_wrong_type_are_refused_and_change_nothing(app, client
     component = db.session.scalars(sa.select(BatchComponent).where(BatchComponent.batch_id == batch.id)).first()
     url = path.format(ingredient=component.ingredient_id, lot=component.lot_id, batch=batch.id)
     method = "PATCH" if path == "/api/v1/ingredients/{ingredient}" else "POST"
-    token = create_token(None, make_user("pharmacist"))
+    token = create_token(None, make_user("pharmacist"), "test")
     bodies = st.one_of(
         JSON_VALUES.map(json.dumps),
         st.fixed_dictionaries({}, optional={name: JSON_VALUES for name in API_WRITES[path]}).map(json.dumps),

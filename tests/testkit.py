@@ -78,11 +78,15 @@ class QueryCounter:
 
 
 def sign_in_session(client, user) -> None:
-    """Sign in (or out, with None) by setting Flask-Login's session keys: fast, no form."""
+    """Sign in (or out, with None) without the form: a real server-side session, its id in the cookie."""
+    from compounding.services import sessions
+
+    session_id = None if user is None else sessions.start_session(user, client_address="127.0.0.1",
+                                                                   user_agent="test client")
     with client.session_transaction() as flask_session:
         flask_session.clear()
-        if user is not None:
-            flask_session["_user_id"] = str(user.id)
+        if session_id is not None:
+            flask_session["_user_id"] = session_id
             flask_session["_fresh"] = True
 
 
