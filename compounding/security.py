@@ -8,12 +8,12 @@ from flask_login import current_user, login_user, logout_user
 
 from .extensions import login_manager
 from .models import ApiToken, User
-from .services import sessions
+from .services import user_sessions
 from .services.clock import utcnow
 from .services.users import token_for_secret
 
 # Flask-Login's keys in the session cookie. `_user_id` holds the random id of a server-side
-# session (services.sessions), never the account's id: Flask-Login's "alternative token".
+# session (services.user_sessions), never the account's id: Flask-Login's "alternative token".
 _LOGIN_KEYS = ("_user_id", "_fresh", "_id")
 
 
@@ -34,9 +34,9 @@ def _load_user(session_id: str) -> User | None:
     reset, a deactivation, or SESSION_IDLE_MINUTES without a request (judged on the server).
     """
     idle_limit = timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
-    row = sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit)
+    row = user_sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit)
     if row is None:
-        g._session_ended = sessions.ended_reason(session_id)
+        g._session_ended = user_sessions.ended_reason(session_id)
         for key in _LOGIN_KEYS:
             session.pop(key, None)
         if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
@@ -47,7 +47,7 @@ def _load_user(session_id: str) -> User | None:
 
 def start_browser_session(user: User) -> None:
     """Sign `user` in on this browser: a new server-side session, whose random id alone goes in the cookie."""
-    session_id = sessions.start_session(user, client_address=request.remote_addr,
+    session_id = user_sessions.start_session(user, client_address=request.remote_addr,
                                         user_agent=request.user_agent.string)
     login_user(user)
     session["_user_id"] = session_id
@@ -55,7 +55,7 @@ def start_browser_session(user: User) -> None:
 
 def end_browser_session() -> None:
     """Sign out here: the server-side session ends, so a copy of the cookie opens nothing."""
-    sessions.sign_out(session.get("_user_id"))
+    user_sessions.sign_out(session.get("_user_id"))
     logout_user()
 
 

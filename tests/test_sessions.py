@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 from flask_login.utils import encode_cookie
-from testkit import PASSWORD, audit_rows, sign_in
+from testkit import PASSWORD, QueryCounter, audit_rows, sign_in
 
 from compounding.extensions import db
-from compounding.models import UserSession
+from compounding.models import User, UserSession
 from compounding.services import users
 from compounding.services.clock import utcnow
 
@@ -147,6 +147,19 @@ def test_last_seen_is_written_at_most_once_a_minute(client, make_user):
     assert _sessions_of(user)[0].last_seen_at == before
 
 
+def test_recording_the_last_seen_time_costs_a_page_no_extra_query(client, make_user):
+    user = make_user("pharmacist")
+    sign_in(client, user)
+    _age(user, 2)
+    before = _sessions_of(user)[0].last_seen_at
+    with QueryCounter(db.engine) as seen:
+        assert client.get("/lots/").status_code == 200
+    assert _sessions_of(user)[0].last_seen_at > before
+    with QueryCounter(db.engine) as quiet:
+        assert client.get("/lots/").status_code == 200
+    assert seen.count == quiet.count, (seen.statements, quiet.statements)
+
+
 def test_a_remember_me_cookie_opens_nothing_without_a_live_session(app, client, make_user):
     user = make_user("pharmacist")
     sign_in(client, user)
@@ -155,6 +168,16 @@ def test_a_remember_me_cookie_opens_nothing_without_a_live_session(app, client, 
     for value in (str(user.id), session_id):
         browser = _with_cookie(app, encode_cookie(value), name="remember_token")
         assert _is_signed_out(browser), value
+
+
+def test_a_live_session_of_an_inactive_account_opens_nothing(client, make_user):
+    user = make_user("pharmacist")
+    sign_in(client, user)
+    # An account switched off outside the services (say, by hand in the database) is still refused.
+    db.session.execute(sa.update(User).where(User.id == user.id).values(active=False))
+    db.session.commit()
+    assert _is_signed_out(client)
+    assert client.get("/api/v1/lots").status_code == 401
 
 
 # --- password changes, resets, deactivation --------------------------------------------------

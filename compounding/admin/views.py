@@ -12,7 +12,7 @@ from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
 from ..security import requires
-from ..services import access_log, sessions, users
+from ..services import access_log, user_sessions, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError, NotFound
 from .forms import ActiveForm, AuditFilterForm, ConfirmForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
@@ -114,7 +114,7 @@ def user_set_active(user_id: int):
 
 def _access(user: User) -> dict:
     """The account's open sessions and API tokens, for its page."""
-    return {"user_sessions": sessions.live_sessions(user), "tokens": users.user_tokens(user),
+    return {"user_sessions": user_sessions.live_sessions(user), "tokens": users.user_tokens(user),
             "confirm_form": ConfirmForm(), "now": utcnow()}
 
 
@@ -124,7 +124,7 @@ def user_sign_out_everywhere(user_id: int):
     user = db.get_or_404(User, user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    ended = sessions.sign_out_everywhere(current_user, user)
+    ended = user_sessions.sign_out_everywhere(current_user, user)
     flash(f"{user.username} is signed out everywhere: {ended} session(s) ended.", "success")
     if user.id == current_user.id:
         return redirect(url_for("auth.login"))

@@ -7,7 +7,7 @@ from flask_login import current_user, logout_user
 
 from ..forms import apply_domain_error
 from ..security import current_session_id, end_browser_session, public, signed_in, start_browser_session
-from ..services import sessions, users
+from ..services import user_sessions, users
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from .forms import ChangePasswordForm, ConfirmForm, LoginForm, TokenCreateForm
@@ -66,7 +66,7 @@ def change_password():
             apply_domain_error(form, exc)
         else:
             # Every session of the account ended with the change: this browser starts a fresh one.
-            start_browser_session(current_user)
+            start_browser_session(current_user._get_current_object())
             flash("Your password is changed. Every other browser and every API token of yours is signed out.",
                   "success")
             return redirect(url_for("main.dashboard"))
@@ -76,8 +76,8 @@ def change_password():
 
 def _account_page(token_form: TokenCreateForm | None = None, new_token: str | None = None, status: int = 200):
     return render_template(
-        "auth/account.html", user_sessions=sessions.live_sessions(current_user),
-        current_session=sessions.hash_session_id(current_session_id() or ""),
+        "auth/account.html", user_sessions=user_sessions.live_sessions(current_user),
+        current_session=user_sessions.hash_session_id(current_session_id() or ""),
         tokens=users.user_tokens(current_user), token_form=token_form or TokenCreateForm(formdata=None),
         confirm_form=ConfirmForm(), new_token=new_token, now=utcnow(),
     ), status
@@ -125,7 +125,7 @@ def token_revoke(token_id: int):
 def sign_out_everywhere():
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    ended = sessions.sign_out_everywhere(current_user, current_user)
+    ended = user_sessions.sign_out_everywhere(current_user, current_user)
     logout_user()
     flash(f"Signed out everywhere: {ended} session(s) ended, this one included.", "info")
     return redirect(url_for("auth.login"))

@@ -12,7 +12,7 @@ from ..extensions import db
 from ..models import ApiToken, User
 from ..models.user import TOKEN_NAME_LENGTH
 from ..permissions import ROLES
-from . import audit, sessions
+from . import audit, user_sessions
 from .clock import utcnow
 from .errors import AccountLocked, InvalidInput, InvalidState, NotFound
 
@@ -230,8 +230,7 @@ def token_for_secret(token: str, *, at: datetime | None = None) -> ApiToken | No
     if row is None or row.status(now) != "live" or not row.user.active:
         return None
     if row.last_used_at is None or now - row.last_used_at >= TOKEN_TOUCH_EVERY:
-        row.last_used_at = now
-        db.session.commit()
+        user_sessions.record_seen(row, "last_used_at", now)
     return row
 
 
@@ -292,7 +291,7 @@ def end_access(actor: User | None, user: User, reason: str) -> None:
     Part of the caller's transaction.
     """
     now = utcnow()
-    ended = sessions.end_sessions(user, reason, at=now)
+    ended = user_sessions.end_sessions(user, reason, at=now)
     if ended:
         audit.record(actor, "user.sessions_ended", "user", user.id, new={"sessions_ended": ended},
                      reason=reason)

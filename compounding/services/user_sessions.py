@@ -5,6 +5,8 @@ import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
 from ..models import User, UserSession
@@ -63,9 +65,30 @@ def live_session(session_id: str | None, *, at: datetime, idle_limit: timedelta)
         db.session.commit()
         return None
     if at - row.last_seen_at >= TOUCH_EVERY:
-        row.last_seen_at = at
-        db.session.commit()
+        record_seen(row, "last_seen_at", at)
     return row
+
+
+def record_seen(row, column: str, at: datetime) -> None:
+    """Write a session's or token's last-seen time in a commit of its own, at the start of a request.
+
+    The row and its user stay loaded as they are (kept out of the commit's expiry), so the
+    request goes on with no extra query. A database too busy to take the write skips it: the
+    next request within the minute writes it instead.
+    """
+    keep = (row, row.user)
+    for obj in keep:
+        db.session.expunge(obj)
+    try:
+        db.session.execute(sa.update(type(row)).where(type(row).id == row.id).values({column: at}))
+        db.session.commit()
+    except sa.exc.OperationalError:
+        db.session.rollback()
+        current_app.logger.warning("Could not record the last use of %s %s", type(row).__name__, row.id)
+    finally:
+        for obj in keep:
+            db.session.add(obj)
+    set_committed_value(row, column, at)
 
 
 def _end(rows, reason: str, at: datetime) -> int:
