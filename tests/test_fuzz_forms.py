@@ -218,12 +218,15 @@ def test_the_login_form_never_fails_and_records_only_sign_ins_and_locks(app, mak
         assert response.status_code < 500, data
         after = row_counts()
         actions = set(db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.id > last_event)))
-        # Refused sign-ins change only the failure counter, and lock the account after too many.
+        # Refused sign-ins change only the failure counter, and lock the account after too many;
+        # a sign-in adds its server-side session and nothing else.
         assert actions <= {"user.signed_in", "user.locked"}, actions
-        assert {k: v for k, v in after.items() if k != "audit_events"} == {
-            k: v for k, v in before.items() if k != "audit_events"}
+        assert {k: v for k, v in after.items() if k not in ("audit_events", "user_sessions")} == {
+            k: v for k, v in before.items() if k not in ("audit_events", "user_sessions")}
+        signed_in = "user.signed_in" in actions
+        assert after["user_sessions"] - before["user_sessions"] == (1 if signed_in else 0), data
         if response.status_code != 302:
-            assert "user.signed_in" not in actions
+            assert not signed_in
 
     check()
 
