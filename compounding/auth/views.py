@@ -99,7 +99,6 @@ def token_create():
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:
-            flash("Token created. Copy it now: it is shown only this once.", "success")
             return _account_page(new_token=token)
     return _account_page(token_form=form, status=422)
 
