@@ -33,8 +33,7 @@ def _load_user(session_id: str) -> User | None:
     both must name a live session row: nothing outlives a sign-out, a password change or
     reset, a deactivation, or SESSION_IDLE_MINUTES without a request (judged on the server).
     """
-    idle_limit = timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
-    row = user_sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit)
+    row = user_sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit())
     if row is None:
         g._session_ended = user_sessions.ended_reason(session_id)
         for key in _LOGIN_KEYS:
@@ -43,6 +42,16 @@ def _load_user(session_id: str) -> User | None:
             session["_remember"] = "clear"
         return None
     return row.user
+
+
+def idle_limit() -> timedelta:
+    """How long a browser session may go without a request (SESSION_IDLE_MINUTES)."""
+    return timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
+
+
+def open_sessions(user: User) -> list:
+    """The user's sessions still open now, for their account page and the admin's user page."""
+    return user_sessions.live_sessions(user, at=utcnow(), idle_limit=idle_limit())
 
 
 def start_browser_session(user: User) -> None:

@@ -272,3 +272,18 @@ def test_the_account_page_lists_where_the_user_is_signed_in(client, make_user):
     sign_in(client, user)
     page = client.get("/account").get_data(as_text=True)
     assert "this browser" in page
+
+
+def test_the_open_sessions_listed_leave_out_ended_and_idle_ones(app, make_user):
+    admin, user = make_user("admin"), make_user("practitioner")
+    browsers = [app.test_client() for _ in range(3)]
+    for browser in browsers:
+        sign_in(browser, user)
+    browsers[1].post("/logout")
+    idle = _sessions_of(user)[2]
+    idle.last_seen_at = utcnow() - timedelta(minutes=31)
+    db.session.commit()
+    admin_client = app.test_client()
+    sign_in(admin_client, admin)
+    page = admin_client.get(f"/admin/users/{user.id}").get_data(as_text=True)
+    assert page.count("Werkzeug/") == 1

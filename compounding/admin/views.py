@@ -11,7 +11,7 @@ from ..forms import apply_domain_error, record_id
 from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
-from ..security import requires
+from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError, NotFound
@@ -114,7 +114,7 @@ def user_set_active(user_id: int):
 
 def _access(user: User) -> dict:
     """The account's open sessions and API tokens, for its page."""
-    return {"user_sessions": user_sessions.live_sessions(user), "tokens": users.user_tokens(user),
+    return {"user_sessions": open_sessions(user), "tokens": users.user_tokens(user),
             "confirm_form": ConfirmForm(), "now": utcnow()}
 
 

@@ -6,7 +6,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, logout_user
 
 from ..forms import apply_domain_error
-from ..security import current_session_id, end_browser_session, public, signed_in, start_browser_session
+from ..security import (
+    current_session_id,
+    end_browser_session,
+    open_sessions,
+    public,
+    signed_in,
+    start_browser_session,
+)
 from ..services import user_sessions, users
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
@@ -76,7 +83,7 @@ def change_password():
 
 def _account_page(token_form: TokenCreateForm | None = None, new_token: str | None = None, status: int = 200):
     return render_template(
-        "auth/account.html", user_sessions=user_sessions.live_sessions(current_user),
+        "auth/account.html", user_sessions=open_sessions(current_user),
         current_session=user_sessions.hash_session_id(current_session_id() or ""),
         tokens=users.user_tokens(current_user), token_form=token_form or TokenCreateForm(formdata=None),
         confirm_form=ConfirmForm(), new_token=new_token, now=utcnow(),

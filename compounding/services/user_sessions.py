@@ -98,10 +98,11 @@ def _end(rows, reason: str, at: datetime) -> int:
     return len(rows)
 
 
-def live_sessions(user: User) -> list[UserSession]:
-    """The user's sessions that have not ended, newest first (idle ones included until found idle)."""
+def live_sessions(user: User, *, at: datetime, idle_limit: timedelta) -> list[UserSession]:
+    """The user's open sessions (not ended, not idle past the limit at `at`), most recently seen first."""
     return list(db.session.scalars(
-        sa.select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None))
+        sa.select(UserSession).where(UserSession.user_id == user.id, UserSession.ended_at.is_(None),
+                                     UserSession.last_seen_at >= at - idle_limit)
         .order_by(UserSession.last_seen_at.desc(), UserSession.id.desc())))
 
 
