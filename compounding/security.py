@@ -16,6 +16,13 @@ from .services.users import token_for_secret
 # session (services.user_sessions), never the account's id: Flask-Login's "alternative token".
 _LOGIN_KEYS = ("_user_id", "_fresh", "_id")
 
+_ENDED_MESSAGES = {
+    "idle": "You were signed out after a period of inactivity. Sign in to continue.",
+    "password_changed": "Your password was changed, which signed out every browser. Sign in to continue.",
+    "password_reset": "An administrator reset your password. Sign in with the temporary password.",
+    None: "Your session has ended. Sign in to continue.",
+}
+
 
 def init_app(app: Flask) -> None:
     login_manager.login_view = "auth.login"
@@ -35,7 +42,11 @@ def _load_user(session_id: str) -> User | None:
     """
     row = user_sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit())
     if row is None:
-        g._session_ended = user_sessions.ended_reason(session_id)
+        g._session_ended = reason = user_sessions.ended_reason(session_id)
+        if reason:
+            # Said by whichever request finds the session over (a page, a script's call, an
+            # image): the next page shown, the login page, carries the message.
+            flash(_ENDED_MESSAGES.get(reason, _ENDED_MESSAGES[None]), "info")
         for key in _LOGIN_KEYS:
             session.pop(key, None)
         if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
@@ -102,9 +113,7 @@ def _unauthorized():
     if is_api_request():
         abort(401)
     target = request.full_path.rstrip("?")
-    ended = g.get("_session_ended")
-    if ended:
-        flash(_ENDED_MESSAGES.get(ended, _ENDED_MESSAGES[None]), "info")
+    if g.get("_session_ended"):
         referrer = request.referrer or ""
         if request.method != "GET" and referrer.startswith(request.host_url):
             # A form sent after the session ended: come back to the page it was on.
@@ -112,12 +121,6 @@ def _unauthorized():
     return redirect(url_for("auth.login", next=target))
 
 
-_ENDED_MESSAGES = {
-    "idle": "You were signed out after a period of inactivity. Sign in to continue.",
-    "password_changed": "Your password was changed, which signed out every browser. Sign in to continue.",
-    "password_reset": "An administrator reset your password. Sign in with the temporary password.",
-    None: "Your session has ended. Sign in to continue.",
-}
 
 
 def requires(permission: str):

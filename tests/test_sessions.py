@@ -287,3 +287,15 @@ def test_the_open_sessions_listed_leave_out_ended_and_idle_ones(app, make_user):
     sign_in(admin_client, admin)
     page = admin_client.get(f"/admin/users/{user.id}").get_data(as_text=True)
     assert page.count("Werkzeug/") == 1
+
+
+def test_the_idle_notice_survives_a_stylesheet_fetched_first(client, make_user):
+    user = make_user("pharmacist")
+    sign_in(client, user)
+    _age(user, 31)
+    stylesheet = client.get("/static/css/app.css")  # the request that finds the session idle
+    stylesheet.close()
+    assert stylesheet.status_code == 200
+    response = client.get("/lots/")
+    assert response.status_code == 302 and "next=" in response.headers["Location"]
+    assert "period of inactivity" in client.get(response.headers["Location"]).get_data(as_text=True)
