@@ -106,18 +106,34 @@ def create_user_command(username, role, password, display_name):
 
 @click.command("create-token")
 @click.argument("username")
-@click.option("--name", default="cli", help="What the token is for.")
-def create_token_command(username, name):
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+@click.option("--days", type=click.IntRange(1, users.MAX_TOKEN_DAYS),
+              help="Days until it expires (default API_TOKEN_DAYS, 90).")
+def create_token_command(username, name, days):
     """Print a new API token for USERNAME (shown once; only its hash is stored)."""
-    user = db.session.scalar(sa.select(User).where(User.username == username.lower()))
-    if user is None:
-        _fail(f"No user named {username!r}.")
+    user = _user_named(username)
     try:
-        token = users.create_token(None, user, name)
+        token = users.create_token(None, user, name, days=days)
     except DomainError as exc:
         db.session.rollback()
         _fail(exc.message)
     click.echo(token)
+
+
+@click.command("revoke-tokens")
+@click.argument("username")
+def revoke_tokens_command(username):
+    """Revoke every live API token of USERNAME (e.g. a lost scanner or a leaked token)."""
+    user = _user_named(username)
+    revoked = users.revoke_tokens(None, user)
+    click.echo(f"Revoked {len(revoked)} API token(s) of {user.username}.")
+
+
+def _user_named(username: str) -> User:
+    user = db.session.scalar(sa.select(User).where(User.username == username.strip().lower()))
+    if user is None:
+        _fail(f"No user named {username!r}.")
+    return user
 
 
 @audit_cli.command("verify")
@@ -260,8 +276,8 @@ def export_audit_command(start, end, out):
 
 
 def init_app(app: Flask) -> None:
-    for command in (create_user_command, create_token_command, seed_demo_command, backup_command,
-                    restore_command, seed_scale_command):
+    for command in (create_user_command, create_token_command, revoke_tokens_command, seed_demo_command,
+                    backup_command, restore_command, seed_scale_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
     app.cli.add_command(export_cli)

@@ -83,6 +83,7 @@ def from_environment() -> dict:
         "SESSION_COOKIE_SECURE": os.environ.get("PREFERRED_URL_SCHEME") == "https",
         "TRUSTED_PROXIES": int(os.environ.get("TRUSTED_PROXIES", "0") or 0),
         "SESSION_IDLE_MINUTES": int(os.environ.get("SESSION_IDLE_MINUTES", "30") or 30),
+        "API_TOKEN_DAYS": int(os.environ.get("API_TOKEN_DAYS", "90") or 90),
         "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
         "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
         # DESIGN 10.1 rule 7: every container scanned at the bench unless a clinic turns it off.
@@ -133,6 +134,8 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     "PER_PAGE": 50,
     "SESSION_IDLE_MINUTES": 30,
+    # A new API token answers for this many days unless revoked first (DESIGN 10.11).
+    "API_TOKEN_DAYS": 90,
     "TRUSTED_PROXIES": 0,
     # Quality signal: flag a batch or lot above this adverse-event rate per session...
     "QUALITY_EVENT_RATE_THRESHOLD": 0.05,

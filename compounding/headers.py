@@ -1,10 +1,7 @@
-"""Browser protections: security headers, Secure cookies behind TLS, idle sign-out."""
+"""Browser protections: security headers and Secure cookies behind TLS (idle sign-out: security.py)."""
 
-import time
-
-from flask import Flask, current_app, flash, redirect, request, session, url_for
+from flask import Flask, current_app, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_login import current_user, logout_user
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 # No inline script or style anywhere: everything the pages need is served from /static.
@@ -22,7 +19,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "form-action 'self'",
     "frame-ancestors 'none'",
 ])
-IDLE_KEY = "_last_seen"
 # Behind TLS the browser must never fall back to plain HTTP (a year, the usual preload minimum).
 STRICT_TRANSPORT_SECURITY = "max-age=31536000; includeSubDomains"
 
@@ -48,32 +44,10 @@ def _headers(response):
     return response
 
 
-def _idle_sign_out():
-    """Sign out a browser session idle for longer than SESSION_IDLE_MINUTES."""
-    if request.endpoint == "static" or "Authorization" in request.headers:
-        return None
-    if not current_user.is_authenticated:
-        return None
-    now = int(time.time())
-    last_seen = session.get(IDLE_KEY)
-    limit = int(current_app.config["SESSION_IDLE_MINUTES"]) * 60
-    if last_seen is not None and now - int(last_seen) > limit:
-        logout_user()
-        session.pop(IDLE_KEY, None)
-        if request.path.startswith("/api/"):
-            return None  # the API answers 401 through the permission check
-        flash("You were signed out after a period of inactivity. Sign in to continue.", "info")
-        target = request.full_path.rstrip("?") if request.method == "GET" else request.referrer or "/"
-        return redirect(url_for("auth.login", next=target if target.startswith("/") else None))
-    session[IDLE_KEY] = now
-    return None
-
-
 def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
     proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
     if proxies:
         # Behind a reverse proxy: trust its X-Forwarded-* headers (scheme, host, client address).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
-    app.before_request(_idle_sign_out)
     app.after_request(_headers)

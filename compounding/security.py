@@ -1,13 +1,27 @@
 """Sign-in plumbing: loading the user, the permission decorator, forced password changes."""
 
+from datetime import timedelta
 from functools import wraps
 
-from flask import Flask, abort, g, redirect, request, url_for
-from flask_login import current_user
+from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
+from flask_login import current_user, login_user, logout_user
 
-from .extensions import db, login_manager
-from .models import User
-from .services.users import user_for_token
+from .extensions import login_manager
+from .models import ApiToken, User
+from .services import user_sessions
+from .services.clock import utcnow
+from .services.users import token_for_secret
+
+# Flask-Login's keys in the session cookie. `_user_id` holds the random id of a server-side
+# session (services.user_sessions), never the account's id: Flask-Login's "alternative token".
+_LOGIN_KEYS = ("_user_id", "_fresh", "_id")
+
+_ENDED_MESSAGES = {
+    "idle": "You were signed out after a period of inactivity. Sign in to continue.",
+    "password_changed": "Your password was changed, which signed out every browser. Sign in to continue.",
+    "password_reset": "An administrator reset your password. Sign in with the temporary password.",
+    None: "Your session has ended. Sign in to continue.",
+}
 
 
 def init_app(app: Flask) -> None:
@@ -19,9 +33,54 @@ def init_app(app: Flask) -> None:
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    user = db.session.get(User, int(user_id))
-    return user if user is not None and user.active else None
+def _load_user(session_id: str) -> User | None:
+    """The user of the live server-side session the cookie names, else nobody.
+
+    Flask-Login calls this for the session cookie and for a remember-me cookie alike, and
+    both must name a live session row: nothing outlives a sign-out, a password change or
+    reset, a deactivation, or SESSION_IDLE_MINUTES without a request (judged on the server).
+    """
+    row = user_sessions.live_session(session_id, at=utcnow(), idle_limit=idle_limit())
+    if row is None:
+        g._session_ended = reason = user_sessions.ended_reason(session_id)
+        if reason:
+            # Said by whichever request finds the session over (a page, a script's call, an
+            # image): the next page shown, the login page, carries the message.
+            flash(_ENDED_MESSAGES.get(reason, _ENDED_MESSAGES[None]), "info")
+        for key in _LOGIN_KEYS:
+            session.pop(key, None)
+        if current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies:
+            session["_remember"] = "clear"
+        return None
+    return row.user
+
+
+def idle_limit() -> timedelta:
+    """How long a browser session may go without a request (SESSION_IDLE_MINUTES)."""
+    return timedelta(minutes=int(current_app.config["SESSION_IDLE_MINUTES"]))
+
+
+def open_sessions(user: User) -> list:
+    """The user's sessions still open now, for their account page and the admin's user page."""
+    return user_sessions.live_sessions(user, at=utcnow(), idle_limit=idle_limit())
+
+
+def start_browser_session(user: User) -> None:
+    """Sign `user` in on this browser: a new server-side session, whose random id alone goes in the cookie."""
+    session_id = user_sessions.start_session(user, client_address=request.remote_addr,
+                                        user_agent=request.user_agent.string)
+    login_user(user)
+    session["_user_id"] = session_id
+
+
+def end_browser_session() -> None:
+    """Sign out here: the server-side session ends, so a copy of the cookie opens nothing."""
+    user_sessions.sign_out(session.get("_user_id"))
+    logout_user()
+
+
+def current_session_id() -> str | None:
+    return session.get("_user_id") if current_user.is_authenticated else None
 
 
 @login_manager.request_loader
@@ -31,11 +90,17 @@ def _load_user_from_token(req) -> User | None:
 
 def user_for_bearer(header: str) -> User | None:
     """The account an `Authorization: Bearer <token>` header names, looked up once per request."""
+    token = token_for_bearer(header)
+    return token.user if token is not None else None
+
+
+def token_for_bearer(header: str) -> ApiToken | None:
+    """The live API token an `Authorization: Bearer <token>` header names (cached for the request)."""
     if not header.startswith("Bearer "):
         return None
-    cached = g.get("_bearer_user")
+    cached = g.get("_bearer_token")
     if cached is None or cached[0] != header:
-        cached = g._bearer_user = (header, user_for_token(header.removeprefix("Bearer ").strip()))
+        cached = g._bearer_token = (header, token_for_secret(header.removeprefix("Bearer ").strip()))
     return cached[1]
 
 
@@ -47,7 +112,15 @@ def is_api_request() -> bool:
 def _unauthorized():
     if is_api_request():
         abort(401)
-    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    target = request.full_path.rstrip("?")
+    if g.get("_session_ended"):
+        referrer = request.referrer or ""
+        if request.method != "GET" and referrer.startswith(request.host_url):
+            # A form sent after the session ended: come back to the page it was on.
+            target = "/" + referrer.removeprefix(request.host_url)
+    return redirect(url_for("auth.login", next=target))
+
+
 
 
 def requires(permission: str):

@@ -255,7 +255,7 @@ def test_a_token_decides_the_caller_over_a_browser_session(client, as_role, make
 
     as_role("auditor")
     technician = make_user("technician")
-    token = create_token(None, technician)
+    token = create_token(None, technician, "test")
     assert client.get("/api/v1/audit-events").status_code == 200
     response = client.get("/api/v1/audit-events", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403

@@ -23,7 +23,7 @@ def practitioner(make_user):
 
 @pytest.fixture
 def token(practitioner):
-    return users.create_token(None, practitioner)
+    return users.create_token(None, practitioner, "test")
 
 
 def keyed(token: str, key: str) -> dict:
@@ -87,7 +87,7 @@ def test_a_refused_request_gives_its_key_back_for_the_corrected_one(client, toke
 
 
 def test_a_caller_without_the_role_does_not_spend_the_key(client, make_user, make_patient, make_batch):
-    technician_token = users.create_token(None, make_user("technician"))
+    technician_token = users.create_token(None, make_user("technician"), "test")
     response = client.post(URL, json=body(make_patient(), make_batch()), headers=keyed(technician_token, "key-0000004"))
     assert response.status_code == 403
     assert key_rows() == []
@@ -95,7 +95,7 @@ def test_a_caller_without_the_role_does_not_spend_the_key(client, make_user, mak
 
 def test_keys_belong_to_one_user(client, token, make_user, make_patient, make_batch):
     patient, batch = make_patient(), make_batch()
-    other = users.create_token(None, make_user("practitioner"))
+    other = users.create_token(None, make_user("practitioner"), "test")
     assert client.post(URL, json=body(patient, batch), headers=keyed(token, "shared-key-01")).status_code == 201
     response = client.post(URL, json=body(patient, batch), headers=keyed(other, "shared-key-01"))
     assert response.status_code == 201 and idempotency.REPLAYED_HEADER not in response.headers
@@ -187,7 +187,7 @@ def test_only_a_hash_of_the_body_is_kept_never_the_password(client, make_user, m
     pharmacist = make_user("pharmacist")
     lot = make_lot(release=False)
     response = client.post(f"/api/v1/lots/{lot.id}/release", json={"password": PASSWORD},
-                           headers=keyed(users.create_token(None, pharmacist), "release-key-1"))
+                           headers=keyed(users.create_token(None, pharmacist, "test"), "release-key-1"))
     assert response.status_code == 200
     [row] = key_rows()
     stored = " ".join(str(getattr(row, column.key)) for column in IdempotencyKey.__table__.columns)

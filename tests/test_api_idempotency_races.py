@@ -66,7 +66,7 @@ def test_a_second_request_while_the_first_is_in_flight_gets_409_and_the_first_on
         app, port, make_user, make_patient, make_batch, held_service):
     entered, go_on = held_service
     practitioner = make_user("practitioner")
-    headers = {**bearer(users.create_token(None, practitioner)), idempotency.HEADER: "race-key-0001"}
+    headers = {**bearer(users.create_token(None, practitioner, "test")), idempotency.HEADER: "race-key-0001"}
     data = {"patient_id": make_patient().id, "uses": [{"batch_code": make_batch().code, "volume_ml": "1"}]}
     db.session.commit()
     answers = {}

@@ -25,7 +25,7 @@ def auth(make_user):
 
     def headers(who="pharmacist"):
         user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user))
+        return bearer(users.create_token(None, user, "test"))
 
     return headers
 

@@ -221,14 +221,20 @@ def test_a_temporary_password_forces_a_change_before_anything_else(app, make_use
     for url in ("/", "/audit", "/admin/users", "/no-such-page"):
         assert _path(user_client.get(url)) == "/account/password", url
     assert user_client.get("/account/password").status_code == 200
-    api = user_client.get("/api/v1/ingredients", headers=bearer(token))
+    # The reset revoked the token made before it (DESIGN 10.11); one made since waits for the change.
+    device = app.test_client()  # a token client: no browser cookie
+    assert device.get("/api/v1/ingredients", headers=bearer(token)).status_code == 401
+    since_reset = make_token(user)
+    api = device.get("/api/v1/ingredients", headers=bearer(since_reset))
     assert api.status_code == 403
     assert "changed" in api.json["error"]
 
     assert _change(user_client, "temporary-pass-7", NEW_PASSWORD).status_code == 302
     assert not _fresh(user).must_change_password
     assert user_client.get("/").status_code == 200
-    assert user_client.get("/api/v1/ingredients", headers=bearer(token)).status_code == 200
+    # The user's own new password revokes every token issued before it; a new one works.
+    assert device.get("/api/v1/ingredients", headers=bearer(since_reset)).status_code == 401
+    assert device.get("/api/v1/ingredients", headers=bearer(make_token(user))).status_code == 200
 
 
 # --- over-long input ----------------------------------------------------------------------

@@ -157,7 +157,7 @@ def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="X",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("5"))
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
-    token = users.create_token(None, technician)
+    token = users.create_token(None, technician, "test")
     attempts = 12  # each batch of 2 units needs 2 mL: exactly 2 can be made from 5 mL
     # Each client scanned the container (DESIGN 10.1 rule 7) and allocates it explicitly.
     body = {"formula_id": formula.id, "units": 2, "allocations": [{"lot_id": lot.id, "quantity": "2"}],
@@ -186,7 +186,7 @@ def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     practitioner = users.create_user(None, username="doc", display_name="Doc", role="practitioner",
                                      password=PASSWORD)
     patient = treatments.create_patient(practitioner, {"chart_number": "C-1"})
-    token = users.create_token(None, practitioner)
+    token = users.create_token(None, practitioner, "test")
     attempts = 16  # 1.5 mL each from 10 mL: exactly 6 fit
     body = {"patient_id": patient.id, "uses": [{"batch_code": batch.code, "volume_ml": "1.5"}]}
     answers = _fire(port, [("POST", "/api/v1/treatment-sessions", body,

@@ -44,7 +44,7 @@ def test_every_post_without_a_csrf_token_is_refused_and_changes_nothing(app, cli
 def test_an_api_client_with_a_bearer_token_needs_no_csrf_token(app, client, make_user):
     from compounding.services.users import create_token
 
-    token = create_token(None, make_user("pharmacist"))
+    token = create_token(None, make_user("pharmacist"), "test")
     response = client.post("/api/v1/ingredients", json={"name": "Glycolic acid", "kind": "active", "unit": "mL"},
                            headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 201

@@ -32,7 +32,7 @@ def test_an_unreachable_database_answers_503_without_a_traceback_and_the_app_rec
     client = file_app.test_client()
     user = users.create_user(None, username="pharm", display_name="Pharm", role="pharmacist",
                              password="correct-horse-battery")
-    token = users.create_token(None, user)
+    token = users.create_token(None, user, "test")
     sign_in(client, user)
     state = {"down": True}
 

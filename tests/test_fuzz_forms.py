@@ -218,13 +218,16 @@ def test_the_login_form_never_fails_and_records_only_sign_ins_failures_and_pause
         assert response.status_code < 500, data
         after = row_counts()
         actions = set(db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.id > last_event)))
-        # Refused sign-ins only add failure rows, and pause the account after too many.
+        # Refused sign-ins only add failure rows, and pause the account after too many;
+        # a sign-in adds its server-side session and nothing else.
         assert actions <= {"user.signed_in", "user.password_attempts_paused"}, actions
-        kept = {"audit_events", "auth_failures"}
+        kept = {"audit_events", "auth_failures", "user_sessions"}
         assert {k: v for k, v in after.items() if k not in kept} == {
             k: v for k, v in before.items() if k not in kept}
+        signed_in = "user.signed_in" in actions
+        assert after["user_sessions"] - before["user_sessions"] == (1 if signed_in else 0), data
         if response.status_code != 302:
-            assert "user.signed_in" not in actions
+            assert not signed_in
 
     check()
 
@@ -294,7 +297,7 @@ NUMBERISH = st.sampled_from(["1", "0", "-1", "2147483647", "2147483648", "922337
 def test_list_filters_survive_any_query_arguments(app, client, make_user, make_batch, url):
     make_batch()
     pharmacist = make_user("pharmacist")
-    headers = bearer(create_token(None, pharmacist)) if url.startswith("/api/") else {}
+    headers = bearer(create_token(None, pharmacist, "test")) if url.startswith("/api/") else {}
     if not url.startswith("/api/"):
         sign_in(client, pharmacist)
 
@@ -344,7 +347,7 @@ def test_api_bodies_of_the_wrong_type_are_refused_and_change_nothing(app, client
     component = db.session.scalars(sa.select(BatchComponent).where(BatchComponent.batch_id == batch.id)).first()
     url = path.format(ingredient=component.ingredient_id, lot=component.lot_id, batch=batch.id)
     method = "PATCH" if path == "/api/v1/ingredients/{ingredient}" else "POST"
-    token = create_token(None, make_user("pharmacist"))
+    token = create_token(None, make_user("pharmacist"), "test")
     bodies = st.one_of(
         JSON_VALUES.map(json.dumps),
         st.fixed_dictionaries({}, optional={name: JSON_VALUES for name in API_WRITES[path]}).map(json.dumps),

@@ -152,13 +152,13 @@ def test_a_release_while_a_recall_of_the_item_is_open_is_refused(practitioner, p
 def test_the_api_releases_a_batch_hold_and_answers_the_status_after(client, practitioner, pharmacist, make_batch,
                                                                     make_patient):
     batch = _held_batch(practitioner, make_batch, make_patient)
-    headers = bearer(users.create_token(None, pharmacist))
+    headers = bearer(users.create_token(None, pharmacist, "test"))
     answer = client.get(f"/api/v1/batches/{batch.id}", headers=headers).get_json()
     assert answer["status"] == "on_hold" and answer["usable"] is False
     assert [(h["kind"], h["released_at"]) for h in answer["holds"]] == [("adverse_event", None)]
     url = f"/api/v1/batches/{batch.id}/release-hold"
     assert client.post(url, headers=headers, json={"hold": "adverse_event", "password": PASSWORD}).status_code == 422
-    other = bearer(users.create_token(None, practitioner))
+    other = bearer(users.create_token(None, practitioner, "test"))
     response = client.post(url, headers=other, json={"hold": "adverse_event", "reason": "ok", "password": PASSWORD})
     assert response.status_code == 403
     response = client.post(url, headers=headers, json={"hold": "adverse_event", "reason": "ok", "password": "bad"})
@@ -182,7 +182,7 @@ def test_a_held_lot_leaves_fefo_and_its_release_returns_it(client, pharmacist, m
     quality_signal_hold(pharmacist, "lot", first.id, "events")
     assert db.session.get(Lot, first.id).status == "on_hold"
     assert list(propose(formula, 1)[0].proposed) == [second.id]
-    headers = bearer(users.create_token(None, pharmacist))
+    headers = bearer(users.create_token(None, pharmacist, "test"))
     answer = client.get(f"/api/v1/scan?code={first.code}", headers=headers).get_json()
     assert answer["usable"] is False and any("quality signal" in r for r in answer["reasons"])
     response = client.post(f"/api/v1/lots/{first.id}/release-hold", headers=headers,
@@ -202,7 +202,8 @@ def test_a_label_of_a_held_batch_or_lot_is_refused_naming_the_holds(client, prac
     assert response.status_code == 409 and "adverse event" in response.get_data(as_text=True)
     response = client.get(f"/lots/{lot.id}/label")
     assert response.status_code == 409 and "quality signal" in response.get_data(as_text=True)
-    response = client.get(f"/api/v1/batches/{batch.id}/label", headers=bearer(users.create_token(None, pharmacist)))
+    headers = bearer(users.create_token(None, pharmacist, "test"))
+    response = client.get(f"/api/v1/batches/{batch.id}/label", headers=headers)
     assert response.status_code == 409 and "on hold" in response.get_json()["error"]
 
 

@@ -147,7 +147,7 @@ def test_markup_in_the_audit_trail_is_shown_as_text(client, marked_up):
 
 def test_markup_sent_through_the_api_is_stored_as_typed_and_shown_as_text(client, make_user):
     pharmacist = make_user("pharmacist")
-    headers = bearer(create_token(None, pharmacist))
+    headers = bearer(create_token(None, pharmacist, "test"))
     answer = client.post("/api/v1/ingredients", json={"name": payload("APIINGREDIENT"), "kind": "active",
                                                       "unit": "mL"}, headers=headers)
     assert answer.status_code == 201
@@ -178,7 +178,7 @@ def demo(app, make_user):
                           supplier_lot_number="A_1%", expires_on=date.today() + timedelta(days=300),
                           quantity=Decimal("5"))
     treatments.create_patient(pharmacist, {"chart_number": "CH_100%", "name": "Back\\slash"})
-    return {"pharmacist": pharmacist, "token": create_token(None, pharmacist)}
+    return {"pharmacist": pharmacist, "token": create_token(None, pharmacist, "test")}
 
 
 def literal(model, columns, needle: str) -> set[int]:
@@ -297,7 +297,7 @@ def _signatures() -> int:
 
 
 def test_a_technician_token_with_a_pharmacists_password_is_refused_every_signature(client, signers):
-    token = create_token(None, signers["technician"])
+    token = create_token(None, signers["technician"], "test")
     signed = _signatures()
     for _, url, body in _signing_calls(signers):
         response = client.post(url, json={**body, "password": PASSWORD}, headers=bearer(token))
@@ -306,7 +306,7 @@ def test_a_technician_token_with_a_pharmacists_password_is_refused_every_signatu
 
 
 def test_a_pharmacist_cannot_sign_with_another_pharmacists_password(client, signers):
-    token = create_token(None, signers["me"])
+    token = create_token(None, signers["me"], "test")
     signed, last_event = _signatures(), db.session.scalar(sa.select(sa.func.max(AuditEvent.id)))
     calls = _signing_calls(signers)
     for _, url, body in calls:
@@ -326,7 +326,7 @@ def test_the_signer_is_always_the_caller_whatever_the_body_or_cookie_says(client
     me, other = signers["me"], signers["other"]
     # Signed in as the other pharmacist in the browser, calling with my token: the token decides.
     sign_in_session(client, other)
-    token = create_token(None, me)
+    token = create_token(None, me, "test")
     last = db.session.scalar(sa.select(sa.func.max(Signature.id))) or 0
     impostor = {"signer_id": other.id, "signer_name": other.display_name, "user_id": other.id}
     refused = client.post(f"/api/v1/lots/{signers['lot'].id}/release", json={"password": PASSWORD, **impostor},
@@ -370,7 +370,7 @@ def test_the_demo_pharmacists_cannot_sign_for_each_other(client, app):
     lot = db.session.scalar(sa.select(Lot).where(Lot.status == "quarantine", Lot.supplier_lot_number == "HA-1002"))
     first, second = (db.session.scalar(sa.select(User).where(User.username == name))
                      for name in ("pharmacist", "pharmacist2"))
-    token = create_token(None, first)
+    token = create_token(None, first, "test")
     assert db.session.scalar(sa.select(sa.func.count(Signature.id)).where(Signature.entity_id == lot.id,
                                                                           Signature.entity_type == "lot")) == 0
     # Both demo accounts share a password: the signature is still the caller's, never the other's.

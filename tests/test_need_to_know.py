@@ -92,7 +92,7 @@ def test_a_technician_cannot_find_a_patient_by_name(client, technician, treated)
 
 
 def test_the_api_answers_a_technician_null_for_name_birth_date_and_contacts(client, technician, treated, recall):
-    headers = bearer(users.create_token(None, technician))
+    headers = bearer(users.create_token(None, technician, "test"))
     patient_id = treated["patient"].id
     one = client.get(f"/api/v1/patients/{patient_id}", headers=headers).get_json()
     assert one["chart_number"] == "CH-2001"
@@ -107,7 +107,7 @@ def test_the_api_answers_a_technician_null_for_name_birth_date_and_contacts(clie
 
 
 def test_the_api_answers_a_pharmacist_the_patient_s_identity(client, pharmacist, treated):
-    headers = bearer(users.create_token(None, pharmacist))
+    headers = bearer(users.create_token(None, pharmacist, "test"))
     one = client.get(f"/api/v1/patients/{treated['patient'].id}", headers=headers).get_json()
     assert (one["name"], one["birth_date"], one["phone"], one["email"]) == (NAME, BORN, PHONE, EMAIL)
     row = client.get(f"/api/v1/trace/batches/{treated['batch'].id}", headers=headers).get_json()["patients"][0]

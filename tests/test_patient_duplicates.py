@@ -54,7 +54,7 @@ def test_the_database_refuses_two_chart_numbers_that_fold_alike(make_patient):
 def test_the_api_answers_409_with_the_existing_patient_for_a_chart_number_in_other_case(client, make_user,
                                                                                       make_patient):
     existing = make_patient(chart_number="CH-2001")
-    headers = bearer(users.create_token(None, make_user("practitioner")))
+    headers = bearer(users.create_token(None, make_user("practitioner"), "test"))
     response = client.post("/api/v1/patients", headers=headers, json={"chart_number": "ch-2001"})
     assert response.status_code == 409
     assert response.get_json()["details"]["existing_patient_id"] == existing.id
@@ -69,7 +69,7 @@ def test_searching_ignores_case_and_accents(client, make_user, make_patient):
     assert "Register nunez as a new chart number" not in page
     assert "CH-2001" in client.get("/treatments/patients?q=N%C3%9A%C3%91EZ").get_data(as_text=True)  # NÚÑEZ
     assert "CH-2001" in client.get("/treatments/patients?q=ch-2001").get_data(as_text=True)
-    headers = bearer(users.create_token(None, make_user("pharmacist")))
+    headers = bearer(users.create_token(None, make_user("pharmacist"), "test"))
     items = client.get("/api/v1/patients?q=NUNEZ", headers=headers).get_json()["items"]
     assert [item["chart_number"] for item in items] == ["CH-2001"]
 
@@ -100,7 +100,7 @@ def test_the_same_name_with_another_or_no_birth_date_is_another_person(practitio
 
 def test_the_api_answers_409_with_existing_patient_id_unless_the_body_confirms(client, make_user, make_patient):
     existing = make_patient(chart_number="CH-2001", name="Ana Núñez", birth_on="1985-04-23")
-    headers = bearer(users.create_token(None, make_user("practitioner")))
+    headers = bearer(users.create_token(None, make_user("practitioner"), "test"))
     body = {"chart_number": "CH-3000", "name": "Ana Nunez", "birth_date": "1985-04-23"}
     refused = client.post("/api/v1/patients", headers=headers, json=body)
     assert refused.status_code == 409

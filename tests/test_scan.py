@@ -75,7 +75,7 @@ def test_receiving_by_scan_with_a_bad_barcode_says_why(client, as_role, supplier
 def test_the_scan_api_answers_the_design_shape_for_each_kind(client, make_user, make_batch, supplier_lot):
     from compounding.services.users import create_token
 
-    token = create_token(None, make_user("practitioner"))
+    token = create_token(None, make_user("practitioner"), "test")
     headers = {"Authorization": f"Bearer {token}"}
     batch = make_batch()
     answer = client.get(f"/api/v1/scan?code={batch.code}", headers=headers).json
@@ -96,7 +96,7 @@ def test_a_recalled_batch_scanned_over_the_api_is_not_usable(client, make_user, 
     batch = make_batch()
     batch.status = "recalled"
     db.session.commit()
-    token = create_token(None, make_user("auditor"))
+    token = create_token(None, make_user("auditor"), "test")
     answer = client.get(f"/api/v1/scan?code={batch.code}", headers={"Authorization": f"Bearer {token}"}).json
     assert answer["usable"] is False and "recalled" in answer["reasons"][0]
 

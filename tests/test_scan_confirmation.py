@@ -36,7 +36,7 @@ def test_scan_confirmation_is_read_from_the_environment_and_on_by_default(monkey
 
 def test_the_api_answers_409_with_the_proposed_lots_when_fefo_containers_are_not_scanned(client, make_user,
                                                                                         formula):
-    headers = bearer(users.create_token(None, make_user("technician")))
+    headers = bearer(users.create_token(None, make_user("technician"), "test"))
     response = client.post("/api/v1/batches", headers=headers, json={"formula_id": formula.id, "units": 2})
     assert response.status_code == 409 and _batches() == 0
     proposed = response.json["details"]["proposed_lots"]
@@ -52,7 +52,7 @@ def test_the_api_answers_409_with_the_proposed_lots_when_fefo_containers_are_not
 
 
 def test_the_api_answers_409_naming_the_unscanned_lots_of_explicit_allocations(client, make_user, formula):
-    headers = bearer(users.create_token(None, make_user("technician")))
+    headers = bearer(users.create_token(None, make_user("technician"), "test"))
     lots = db.session.scalars(sa.text("SELECT id FROM lots ORDER BY id")).all()
     response = client.post("/api/v1/batches", headers=headers, json={
         "formula_id": formula.id, "units": 2, "scanned_lot_ids": [lots[0]],
@@ -65,7 +65,7 @@ def test_the_api_answers_409_naming_the_unscanned_lots_of_explicit_allocations(c
 
 @pytest.mark.parametrize("config_overrides", [{"REQUIRE_SCAN_CONFIRMATION": False}], indirect=True)
 def test_a_clinic_that_turns_scanning_off_compounds_fefo_without_scans(client, make_user, formula):
-    headers = bearer(users.create_token(None, make_user("technician")))
+    headers = bearer(users.create_token(None, make_user("technician"), "test"))
     response = client.post("/api/v1/batches", headers=headers, json={"formula_id": formula.id, "units": 2})
     assert response.status_code == 201
 

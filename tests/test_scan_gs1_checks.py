@@ -38,7 +38,7 @@ def test_a_supplier_barcode_whose_expiry_differs_from_the_record_is_refused_with
 
 
 def test_the_scan_api_refuses_a_barcode_whose_expiry_differs_from_the_record(client, make_user, biotin_lot):
-    headers = bearer(users.create_token(None, make_user("technician")))
+    headers = bearer(users.create_token(None, make_user("technician"), "test"))
     answer = client.get("/api/v1/scan?code=" + quote(gs1(expiry="261201")), headers=headers).json
     assert answer["kind"] == "gs1" and answer["usable"] is False
     assert any("2026-12-01" in r and "2027-08-03" in r for r in answer["reasons"])

@@ -15,7 +15,7 @@ VERIFY_ONLY = [{"SECOND_PERSON_RULES": "verify-only"}]
 
 
 def _headers(user):
-    return bearer(users.create_token(None, user))
+    return bearer(users.create_token(None, user, "test"))
 
 
 def _author(formula) -> User:

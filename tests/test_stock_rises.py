@@ -114,7 +114,7 @@ def test_an_adjustment_of_zero_or_too_many_decimals_is_refused_and_changes_nothi
 def _adjust(client, user, lot_id, **body):
     body = {"reason": "count_correction", "direction": "in", "note": "recount", **body}
     return client.post(f"/api/v1/lots/{lot_id}/adjust", json=body,
-                       headers=bearer(users.create_token(None, user)))
+                       headers=bearer(users.create_token(None, user, "test")))
 
 
 def test_the_api_refuses_a_rise_without_a_pharmacists_signature_with_403(client, biotin_lot, technician,

@@ -151,7 +151,7 @@ def test_the_api_answers_403_for_a_back_dated_session_without_the_password(clien
     batch = make_batch()
     age_batch(batch, timedelta(hours=5))
     pharmacist = make_user("pharmacist")
-    headers = bearer(users.create_token(None, pharmacist))
+    headers = bearer(users.create_token(None, pharmacist, "test"))
     body = {"patient_id": make_patient().id, "uses": [use(batch)],
             "performed_at": (utcnow() - timedelta(hours=3)).isoformat()}
     response = client.post("/api/v1/treatment-sessions", headers=headers, json=body)

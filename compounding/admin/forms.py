@@ -46,6 +46,10 @@ class ActiveForm(AppForm):
     reason = StringField("Reason", validators=[Optional(), Length(max=500)])
 
 
+class ConfirmForm(AppForm):
+    """A button that changes state: only the CSRF token and the one-time submission key."""
+
+
 class AuditFilterForm(AppForm):
     class Meta:
         csrf = False

@@ -11,11 +11,11 @@ from ..forms import apply_domain_error, record_id
 from ..models import AuditEvent, Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
-from ..security import requires
-from ..services import access_log, users
-from ..services.clock import end_of_clinic_day, start_of_clinic_day
-from ..services.errors import DomainError
-from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
+from ..security import open_sessions, requires
+from ..services import access_log, user_sessions, users
+from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
+from ..services.errors import DomainError, NotFound
+from .forms import ActiveForm, AuditFilterForm, ConfirmForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
 
 bp = Blueprint("admin", __name__)
 
@@ -88,7 +88,7 @@ def user_detail(user_id: int):
     form.password.data = ""
     return render_template(
         "admin/user_detail.html", user=db.get_or_404(User, user_id), form=form,
-        password_form=TemporaryPasswordForm(), active_form=ActiveForm(),
+        password_form=TemporaryPasswordForm(), active_form=ActiveForm(), **_access(user),
     ), refused or (422 if form.errors else 200)
 
 
@@ -108,7 +108,7 @@ def user_temporary_password(user_id: int):
                   "success")
             return redirect(url_for("admin.user_detail", user_id=user.id))
     return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),
-                           password_form=form, active_form=ActiveForm()), 422
+                           password_form=form, active_form=ActiveForm(), **_access(user)), 422
 
 
 @bp.route("/admin/users/<int:user_id>/active", methods=["POST"])
@@ -130,6 +130,42 @@ def user_set_active(user_id: int):
         flash(exc.message, "danger")
     else:
         flash(f"{user.username} is now {'active' if active else 'deactivated'}.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+def _access(user: User) -> dict:
+    """The account's open sessions and API tokens, for its page."""
+    return {"user_sessions": open_sessions(user), "tokens": users.user_tokens(user),
+            "confirm_form": ConfirmForm(), "now": utcnow()}
+
+
+@bp.route("/admin/users/<int:user_id>/sign-out-everywhere", methods=["POST"])
+@requires("users.manage")
+def user_sign_out_everywhere(user_id: int):
+    user = db.get_or_404(User, user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    ended = user_sessions.sign_out_everywhere(current_user, user)
+    flash(f"{user.username} is signed out everywhere: {ended} session(s) ended.", "success")
+    if user.id == current_user.id:
+        return redirect(url_for("auth.login"))
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.route("/admin/users/<int:user_id>/tokens/<int:token_id>/revoke", methods=["POST"])
+@requires("users.manage")
+def user_token_revoke(user_id: int, token_id: int):
+    user = db.get_or_404(User, user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        token = users.revoke_token(current_user, token_id, owner=user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "warning")
+    else:
+        flash(f"Token {token.name or token.prefix} of {user.username} revoked.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError
 from .. import idempotency
 from ..extensions import csrf, db
 from ..pagination import page_arg, paginate_entities
-from ..security import public, requires, user_for_bearer
+from ..security import public, requires, signed_in, user_for_bearer
 from .openapi import build_spec
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -24,7 +24,7 @@ def _authenticate():
     if header is not None:
         user = user_for_bearer(header)
         if user is None:
-            abort(401, "The API token is missing, unknown or revoked.")
+            abort(401, "The API token is missing, unknown, expired or revoked.")
         # The token decides who is calling, even if the browser also sends a session cookie.
         g._login_user = user
         return
@@ -45,7 +45,9 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
     """Register an API view with its permission and the schemas the OpenAPI document shows."""
 
     def decorator(fn):
-        view = requires(permission)(fn) if permission else public(fn)
+        # "signed_in": any signed-in account, whatever its role.
+        wrap = signed_in if permission == "signed_in" else requires(permission) if permission else public
+        view = wrap(fn)
         view.api_doc = {
             "summary": summary, "body": body, "response": response, "status": status,
             "many": many, "query": query, "errors": errors, "permission": permission,

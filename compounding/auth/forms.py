@@ -1,9 +1,11 @@
-"""Sign-in and password forms (shape only; the rules live in services.users)."""
+"""Sign-in, password and own-account forms (shape only; the rules live in services.users)."""
 
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms import IntegerField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 
 from ..forms import AppForm
+from ..models.user import TOKEN_NAME_LENGTH
+from ..services.users import MAX_TOKEN_DAYS
 
 
 class LoginForm(AppForm):
@@ -22,3 +24,14 @@ class ChangePasswordForm(AppForm):
                             validators=[DataRequired(), EqualTo("new_password",
                                                                 "The two passwords differ.")],
                             render_kw={"autocomplete": "new-password"})
+
+
+class TokenCreateForm(AppForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=TOKEN_NAME_LENGTH)],
+                       description="What uses it, e.g. \"scanner 1\" or \"stock sync\".")
+    days = IntegerField("Days until it expires", validators=[Optional(), NumberRange(min=1, max=MAX_TOKEN_DAYS)],
+                        description="Leave blank for the clinic's default.")
+
+
+class ConfirmForm(AppForm):
+    """A button that changes state: only the CSRF token and the one-time submission key."""

@@ -1,16 +1,24 @@
-"""Sign in, sign out, change password."""
+"""Sign in, sign out, change password; one's own account: sessions and API tokens."""
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, logout_user
 
 from ..extensions import limiter
 from ..forms import apply_domain_error
-from ..security import public, signed_in
-from ..services import users
-from ..services.errors import DomainError
-from .forms import ChangePasswordForm, LoginForm
+from ..security import (
+    current_session_id,
+    end_browser_session,
+    open_sessions,
+    public,
+    signed_in,
+    start_browser_session,
+)
+from ..services import user_sessions, users
+from ..services.clock import utcnow
+from ..services.errors import DomainError, NotFound
+from .forms import ChangePasswordForm, ConfirmForm, LoginForm, TokenCreateForm
 
 bp = Blueprint("auth", __name__)
 
@@ -51,7 +59,7 @@ def login():
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:
-            login_user(user)
+            start_browser_session(user)
             if user.must_change_password:
                 flash("Your password was set by an administrator: choose your own now.", "warning")
                 return redirect(url_for("auth.change_password"))
@@ -62,7 +70,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @signed_in
 def logout():
-    logout_user()
+    end_browser_session()
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -78,7 +86,66 @@ def change_password():
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:
-            flash("Your password is changed.", "success")
+            # Every session of the account ended with the change: this browser starts a fresh one.
+            start_browser_session(current_user._get_current_object())
+            flash("Your password is changed. Every other browser and every API token of yours is signed out.",
+                  "success")
             return redirect(url_for("main.dashboard"))
     status = 422 if form.errors else 200
     return render_template("auth/change_password.html", form=form), status
+
+
+def _account_page(token_form: TokenCreateForm | None = None, new_token: str | None = None, status: int = 200):
+    return render_template(
+        "auth/account.html", user_sessions=open_sessions(current_user),
+        current_session=user_sessions.hash_session_id(current_session_id() or ""),
+        tokens=users.user_tokens(current_user), token_form=token_form or TokenCreateForm(formdata=None),
+        confirm_form=ConfirmForm(), new_token=new_token, now=utcnow(),
+    ), status
+
+
+@bp.route("/account")
+@signed_in
+def account():
+    return _account_page()
+
+
+@bp.route("/account/tokens", methods=["POST"])
+@signed_in
+def token_create():
+    form = TokenCreateForm()
+    if form.validate_on_submit():
+        try:
+            token = users.create_token(current_user, current_user, form.name.data, days=form.days.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            return _account_page(new_token=token)
+    return _account_page(token_form=form, status=422)
+
+
+@bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
+@signed_in
+def token_revoke(token_id: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        token = users.revoke_token(current_user, token_id, owner=current_user)
+    except NotFound:
+        abort(404)
+    except DomainError as exc:
+        flash(exc.message, "warning")
+    else:
+        flash(f"Token {token.name or token.prefix} revoked: it no longer opens the API.", "success")
+    return redirect(url_for("auth.account"))
+
+
+@bp.route("/account/sign-out-everywhere", methods=["POST"])
+@signed_in
+def sign_out_everywhere():
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    ended = user_sessions.sign_out_everywhere(current_user, current_user)
+    logout_user()
+    flash(f"Signed out everywhere: {ended} session(s) ended, this one included.", "info")
+    return redirect(url_for("auth.login"))

@@ -16,6 +16,7 @@ from .patient import Patient
 from .recall import Recall, RecallContact
 from .treatment import AdverseEvent, SessionUse, TreatmentSession
 from .user import ApiToken, User
+from .user_session import UserSession
 
 __all__ = [
     "AdverseEvent",
@@ -42,4 +43,5 @@ __all__ = [
     "StockMovement",
     "TreatmentSession",
     "User",
+    "UserSession",
 ]

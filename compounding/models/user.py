@@ -11,6 +11,8 @@ from ..permissions import ROLES, role_can
 from ._common import one_of, utcnow
 from .patient import fold
 
+TOKEN_NAME_LENGTH = 80
+
 
 class User(UserMixin, db.Model):
     __tablename__ = "users"
@@ -35,7 +37,8 @@ class User(UserMixin, db.Model):
     last_login_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
 
-    tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", lazy="raise")
+    tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", lazy="raise",
+                                                    foreign_keys="ApiToken.user_id")
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive accounts
@@ -54,17 +57,31 @@ class User(UserMixin, db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token; only its SHA-256 is stored, the token itself is shown once."""
+    """A bearer token; only its SHA-256 is stored, the token itself is shown once.
+
+    It answers until `expires_at` or until revoked (by hand, or with every other token of
+    its user on a password change or reset and on deactivation).
+    """
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    name: Mapped[str] = mapped_column(sa.String(80), default="")
+    name: Mapped[str] = mapped_column(sa.String(TOKEN_NAME_LENGTH), default="")
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     prefix: Mapped[str] = mapped_column(sa.String(12))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    revoked_reason: Mapped[str | None] = mapped_column(sa.String(30))
 
-    user: Mapped[User] = relationship(back_populates="tokens", lazy="joined")
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="joined", foreign_keys=[user_id])
+    revoked_by: Mapped[User | None] = relationship(lazy="select", foreign_keys=[revoked_by_id])
+
+    def status(self, at: datetime) -> str:
+        """`revoked`, `expired` or `live` at the moment `at`."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at <= at else "live"

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask import current_app
@@ -10,8 +11,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import ApiToken, User
 from ..models.patient import fold
+from ..models.user import TOKEN_NAME_LENGTH
 from ..permissions import ROLES
-from . import attempts, audit, passwords
+from . import attempts, audit, passwords, user_sessions
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .passwords import DEMO_PASSWORD
@@ -181,6 +183,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     user.password_hash = _hash(new_password)
     user.must_change_password = False
     user.password_changed_at = utcnow()
+    end_access(user, user, "password_changed")
     audit.record(user, "user.password_changed", "user", user.id)
     db.session.commit()
 
@@ -191,6 +194,7 @@ def set_temporary_password(actor: User, user: User, temporary_password: str) -> 
     user.password_hash = _hash(temporary_password)
     user.must_change_password = True
     user.password_changed_at = utcnow()
+    end_access(actor, user, "password_reset")
     audit.record(actor, "user.password_reset", "user", user.id,
                  new={"must_change_password": True})
     db.session.commit()
@@ -206,6 +210,8 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
         ensure_display_name_free(user.display_name, other_than=user.id)
     old = {"active": user.active}
     user.active = active
+    if not active:
+        end_access(actor, user, "deactivated")
     audit.record(actor, "user.activated" if active else "user.deactivated", "user", user.id,
                  old=old, new={"active": active}, reason=reason)
     db.session.commit()
@@ -244,25 +250,115 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def create_token(actor: User | None, user: User, name: str = "") -> str:
-    """Issue an API token for `user`; only its hash is kept, so it is shown once."""
+# A token's last_used_at is written at most this often, not on every call.
+TOKEN_TOUCH_EVERY = timedelta(minutes=1)
+MAX_TOKEN_DAYS = 3650
+
+
+def create_token(actor: User | None, user: User, name: str, *, days: int | None = None) -> str:
+    """Issue a named API token for `user`, answering for `days` (API_TOKEN_DAYS) unless revoked.
+
+    Only its hash is kept, so it is shown once.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("Name the token after what uses it, e.g. \"scanner 1\".", field="name")
+    if len(name) > TOKEN_NAME_LENGTH:
+        raise InvalidInput(f"The name must have at most {TOKEN_NAME_LENGTH} characters.", field="name")
+    days = current_app.config["API_TOKEN_DAYS"] if days is None else days
+    if not 1 <= days <= MAX_TOKEN_DAYS:
+        raise InvalidInput(f"A token lasts 1 to {MAX_TOKEN_DAYS} days.", field="days")
     if not user.active:
         raise InvalidState("An inactive account cannot have API tokens.")
     token = "ct_" + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, name=name[:80], token_hash=hash_token(token), prefix=token[:10])
+    now = utcnow()
+    row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10],
+                   created_at=now, expires_at=now + timedelta(days=days))
     db.session.add(row)
     db.session.flush()
     audit.record(actor, "token.created", "api_token", row.id,
-                 new={"user": user.username, "prefix": row.prefix, "name": row.name})
+                 new={"user": user.username, "prefix": row.prefix, "name": row.name,
+                      "expires_at": row.expires_at})
     db.session.commit()
     return token
 
 
-def user_for_token(token: str) -> User | None:
+def token_for_secret(token: str, *, at: datetime | None = None) -> ApiToken | None:
+    """The live token a bearer secret names; None when unknown, revoked, expired or its user inactive.
+
+    last_used_at moves at most once a minute.
+    """
+    now = at or utcnow()
     row = db.session.scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None or row.revoked_at is not None or not row.user.active:
+    if row is None or row.status(now) != "live" or not row.user.active:
         return None
-    return row.user
+    if row.last_used_at is None or now - row.last_used_at >= TOKEN_TOUCH_EVERY:
+        user_sessions.record_seen(row, "last_used_at", now)
+    return row
+
+
+def user_for_token(token: str) -> User | None:
+    row = token_for_secret(token)
+    return row.user if row is not None else None
+
+
+def _live_tokens(user: User, at: datetime) -> list[ApiToken]:
+    return list(db.session.scalars(
+        sa.select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None),
+                                  ApiToken.expires_at > at).order_by(ApiToken.id)))
+
+
+def _revoke(actor: User | None, rows: list[ApiToken], reason: str, at: datetime) -> list[ApiToken]:
+    """Revoke `rows`, one audit row each; part of the caller's transaction."""
+    for row in rows:
+        row.revoked_at = at
+        row.revoked_by_id = actor.id if actor else None
+        row.revoked_reason = reason
+        audit.record(actor, "token.revoked", "api_token", row.id,
+                     new={"user": row.user.username, "prefix": row.prefix, "name": row.name},
+                     reason=reason)
+    return rows
+
+
+def user_tokens(user: User) -> list[ApiToken]:
+    """Every token of `user`, newest first (revoked and expired ones too: the page shows why)."""
+    return list(db.session.scalars(
+        sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())))
+
+
+def revoke_token(actor: User | None, token_id: int, *, owner: User) -> ApiToken:
+    """Revoke one of `owner`'s live tokens. Another account's token is unknown here (404)."""
+    row = db.session.get(ApiToken, token_id)
+    if row is None or row.user_id != owner.id:
+        raise NotFound("No such API token.")
+    now = utcnow()
+    status = row.status(now)
+    if status != "live":
+        raise InvalidState(f"The token {row.name or row.prefix} is already {status}.")
+    _revoke(actor, [row], "revoked", now)
+    db.session.commit()
+    return row
+
+
+def revoke_tokens(actor: User | None, user: User) -> list[ApiToken]:
+    """Revoke every live token of `user` (the CLI, the API's `all`); each revocation audited."""
+    rows = _revoke(actor, _live_tokens(user, utcnow()), "revoked", utcnow())
+    db.session.commit()
+    return rows
+
+
+def end_access(actor: User | None, user: User, reason: str) -> None:
+    """Password change or reset, deactivation: every session of `user` ends and every live token
+    is revoked, so nothing opened before answers afterwards (and reactivation revives nothing).
+
+    Part of the caller's transaction.
+    """
+    now = utcnow()
+    ended = user_sessions.end_sessions(user, reason, at=now)
+    if ended:
+        audit.record(actor, "user.sessions_ended", "user", user.id, new={"sessions_ended": ended},
+                     reason=reason)
+    _revoke(actor, _live_tokens(user, now), reason, now)
 
 
 def get_user(user_id: int) -> User:

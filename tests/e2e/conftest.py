@@ -254,6 +254,11 @@ def login(page, username: str, password: str = DEMO_PASSWORD) -> None:
     _signed_in[key] = context.cookies()
 
 
+def forget_sign_in(username: str, password: str = DEMO_PASSWORD) -> None:
+    """Drop a cached cookie whose server-side session has ended: the next login() uses the form."""
+    _signed_in.pop((username, password), None)
+
+
 def save_screenshot(page, name: str) -> Path:
     """A README screenshot: written into docs/screenshots when missing or when UPDATE_SCREENSHOTS=1.
 

@@ -10,12 +10,13 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from compounding import headers
-from compounding.models import Batch, IngredientGtin, Lot, Patient
+from compounding.extensions import db
+from compounding.models import Batch, IngredientGtin, Lot, Patient, User, UserSession
 from compounding.services import treatments
+from compounding.services.clock import utcnow
 from compounding.templating import quantity
 
-from .conftest import expect, fill_login, login
+from .conftest import expect, fill_login, forget_sign_in, login
 
 LABEL_MM = (50, 30)
 PT_PER_MM = 72 / 25.4
@@ -277,12 +278,16 @@ def test_h_clicking_save_again_while_it_saves_registers_one_patient_not_two(page
     assert live_server.scalar(count) == 1
 
 
-def test_i_an_idle_session_signs_out_and_signing_in_again_returns_to_the_same_page(page, live_server, monkeypatch):
+def test_i_an_idle_session_signs_out_and_signing_in_again_returns_to_the_same_page(page, live_server):
     login(page, "practitioner")
     page.goto("/treatments/patients?q=CH-1003")
-    clock = time.time
-    # The clock moves on past SESSION_IDLE_MINUTES (30) without anyone touching the browser.
-    monkeypatch.setattr(headers, "time", type("LaterClock", (), {"time": staticmethod(lambda: clock() + 31 * 60)}))
+    # Time passes past SESSION_IDLE_MINUTES (30) without a request: the server judges by last_seen_at.
+    with live_server.app.app_context():
+        practitioner = sa.select(User.id).where(User.username == "practitioner").scalar_subquery()
+        db.session.execute(sa.update(UserSession).where(UserSession.user_id == practitioner)
+                           .values(last_seen_at=utcnow() - timedelta(minutes=31)))
+        db.session.commit()
+    forget_sign_in("practitioner")  # the cached cookie names the session that just ended
     page.get_by_role("link", name="CH-1003").click()
     patient_path = page.url  # the login page, with where we were going as `next`
     assert "/login" in patient_path and "next=" in patient_path
