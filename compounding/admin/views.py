@@ -126,7 +126,8 @@ def user_set_active(user_id: int):
         if exc.field == "display_name":  # reactivating would give two active people one printed name
             flash(exc.message, "danger")
             return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),
-                                   password_form=TemporaryPasswordForm(), active_form=ActiveForm()), 409
+                                   password_form=TemporaryPasswordForm(), active_form=ActiveForm(),
+                                   **_access(user)), 409
         flash(exc.message, "danger")
     else:
         flash(f"{user.username} is now {'active' if active else 'deactivated'}.", "success")
