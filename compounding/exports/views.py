@@ -171,7 +171,7 @@ def recall(recall_id: int):
 
 def _render_upload(form: ImportUploadForm, status: int = 200):
     return render_template("exports/import.html", form=form, columns=imports.COLUMNS,
-                           max_rows=imports.MAX_IMPORT_ROWS), status
+                           max_rows=imports.MAX_IMPORT_ROWS, empty_run=imports.MAX_EMPTY_RUN), status
 
 
 def _render_preview(sheet: imports.DeliverySheet, data: bytes):
