@@ -107,6 +107,8 @@ def sweep_api_writes(client, w) -> int:
                 assert response.status_code in (404, 422), (method, url, path, str(value)[:30], response.status_code,
                                                             response.get_data(as_text=True)[:300])
                 assert set(response.get_json()) == {"error", "details"}
+                if kind == "id" and response.status_code == 422:
+                    assert "No record has this id." in json.dumps(response.get_json()), (url, path)
                 assert count_rows(AuditEvent) == events, (url, path)
                 db.session.rollback()
                 cases += 1

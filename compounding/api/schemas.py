@@ -26,8 +26,9 @@ from ..services.inventory import check_quantity
 from ..services.stock_queries import LOT_SORTS
 from ..services.trace import PER_PAGE as TRACE_PER_PAGE
 
-# Record ids are database integers: a larger one is refused here rather than overflowing the driver.
-_ID = validate.Range(min=1, max=MAX_RECORD_ID)
+# Record ids are database integers: a larger one names no record, and is refused here (422,
+# naming the field) rather than overflowing the driver.
+_ID = validate.Range(min=1, max=MAX_RECORD_ID, error="No record has this id.")
 
 
 class Quantity(fields.Decimal):
