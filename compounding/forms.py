@@ -1,14 +1,18 @@
 """Helpers shared by the forms of every area."""
 
+from datetime import date, datetime
+from decimal import Decimal
+
 from flask_wtf import FlaskForm
 from markupsafe import Markup
 from wtforms import PasswordField, SelectChoice, SelectField, TextAreaField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, StopValidation
 
 from .extensions import db
 from .idempotency import submission_key_input
 from .models._common import MAX_RECORD_ID
 from .models.hold import HOLD_KINDS
+from .services.bounds import DAY_MESSAGE, day_in_range, read_day
 from .services.errors import DomainError
 
 
@@ -42,6 +46,47 @@ def record_id(value: str) -> int:
     if not 0 < number <= MAX_RECORD_ID:
         raise ValueError(value)
     return number
+
+
+def day_args(args, *names: str) -> tuple[dict[str, date | None], dict[str, str]]:
+    """The days a query string gives for `names`, and a message for each one that is malformed
+    or outside 1900-2100 (that filter is then left out, and the page answers 422)."""
+    days, errors = {}, {}
+    for name in names:
+        try:
+            days[name] = read_day(args.get(name))
+        except ValueError as exc:
+            days[name], errors[name] = None, str(exc)
+    return days, errors
+
+
+class Between:
+    """NumberRange for whole and decimal numbers, without its float conversion.
+
+    WTForms' NumberRange turns the value into a float to test for NaN: a number of four
+    hundred digits overflows there (a 500), and a Decimal NaN cannot be compared at all.
+    Here both are refused, and the chain stops.
+    """
+
+    def __init__(self, minimum, maximum, message: str | None = None):
+        self.minimum, self.maximum = minimum, maximum
+        self.message = message or f"Enter a number between {minimum} and {maximum}."
+
+    def __call__(self, form, field):
+        value = field.data
+        if value is None:
+            return
+        if isinstance(value, Decimal) and not value.is_finite():
+            raise StopValidation(self.message)
+        if not self.minimum <= value <= self.maximum:
+            raise StopValidation(self.message)
+
+
+def in_day_range(form, field):
+    """A date or date-time field's value lies within 1900-2100 (services.bounds)."""
+    value = field.data
+    if isinstance(value, date | datetime) and not day_in_range(value):
+        raise StopValidation(DAY_MESSAGE)
 
 
 def choices(pairs) -> list[SelectChoice]:

@@ -89,7 +89,7 @@ def test_only_the_chart_number_is_required_and_a_taken_one_is_a_409(client, auth
 @pytest.mark.parametrize("body, field", [
     ({"chart_number": "A-2", "email": "nope"}, "email"),
     ({"chart_number": "A-2", "birth_date": "1985-13-01"}, "birth_date"),
-    ({"chart_number": "A-2", "birth_date": "2999-01-01"}, "birth_on"),
+    ({"chart_number": "A-2", "birth_date": "2099-01-01"}, "birth_on"),
     ({"chart_number": "x" * 41}, "chart_number"),
 ])
 def test_bad_patient_fields_are_a_422_naming_the_field(client, auth, body, field):

@@ -2,6 +2,7 @@
 
 import io
 import re
+import zipfile
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -165,6 +166,64 @@ def test_an_upload_over_2_mb_is_refused(app, technician):
     with pytest.raises(imports.SheetRefused) as caught:
         imports.check_delivery(technician, b"PK" + b"\0" * (imports.MAX_IMPORT_BYTES + 1), "big.xlsx")
     assert "larger than 2 MB" in caught.value.message
+
+
+def forged_sheet(extra_rows: str, good_rows=()) -> bytes:
+    """A delivery sheet whose XML claims the whole grid (A1:XFD1048576) and ends with `extra_rows`.
+
+    Built as a spreadsheet program would never write it: the declared dimension is a claim of
+    the file, and the rows are whatever its author wrote.
+    """
+    original = zipfile.ZipFile(io.BytesIO(sheet_bytes(good_rows)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as forged:
+        for info in original.infolist():
+            data = original.read(info.filename)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                text = re.sub(r'<dimension ref="[^"]*"/>', "", data.decode())
+                text = text.replace("<sheetViews>", '<dimension ref="A1:XFD1048576"/><sheetViews>', 1)
+                data = text.replace("</sheetData>", extra_rows + "</sheetData>").encode()
+            forged.writestr(info.filename, data)
+    return out.getvalue()
+
+
+def test_a_sheet_claiming_every_cell_with_sparse_rows_is_refused_within_the_cell_budget(client, as_role, biotin):
+    """A 31 kB file: its dimension names 17 billion cells, and 5,000 rows each reach the last column."""
+    as_role("technician")
+    rows = "".join(f'<row r="{n}"><c r="XFD{n}" t="inlineStr"><is><t></t></is></c></row>' for n in range(3, 5003))
+    data = forged_sheet(rows, good_rows=[row(lot="S-1")])
+    assert len(data) < 100_000
+    response = upload(client, data)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "too large to read" in html and "delete the empty rows and columns" in html
+    assert lots() == [] and audit_rows("lots.imported") == []
+
+
+def test_a_declared_dimension_is_not_trusted_and_empty_rows_cost_nothing(client, as_role, biotin):
+    as_role("technician")
+    rows = "".join(f'<row r="{n}"/>' for n in range(4, 900)) + '<row r="1048576"/>'
+    response = upload(client, forged_sheet(rows, good_rows=[row(lot="D-1"), row(lot="D-2")]))
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200, html[-2000:]
+    assert "All 2 rows pass the receiving rules" in html
+    assert lots() == []  # a preview
+
+
+def test_a_long_run_of_empty_rows_ends_the_sheet(app, technician, biotin):
+    """Row numbers can jump to any size in a forged file: reading stops after a run of empty rows."""
+    far = imports.MAX_EMPTY_RUN + 3
+    late = "".join(f'<c r="{col}{far}" t="inlineStr"><is><t>{value}</t></is></c>'
+                   for col, value in zip("ABCDE", row(lot="LATE")[:4] + ["5"], strict=True))
+    data = forged_sheet(f'<row r="{far}">{late}</row><row r="999999999999"/>', good_rows=[row(lot="EARLY")])
+    sheet = imports.check_delivery(technician, data, "late.xlsx")
+    assert [r.values["lot_number"] for r in sheet.rows] == ["EARLY"]
+
+
+def test_a_sheet_that_takes_too_long_to_read_is_refused(app, technician, biotin):
+    with pytest.raises(imports.SheetRefused) as caught:
+        imports.read_sheet(sheet_bytes([row()]), seconds=0)
+    assert "took too long to read" in caught.value.message
 
 
 def test_no_file_at_all_asks_for_one(client, as_role):

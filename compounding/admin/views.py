@@ -13,6 +13,7 @@ from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users
+from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError, NotFound
 from .forms import ActiveForm, AuditFilterForm, ConfirmForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
@@ -191,9 +192,11 @@ def audit_trail():
         if not field.data:
             continue
         try:
-            day = date.fromisoformat(field.data)
-        except ValueError:
-            field.errors = ["Use a date such as 2026-11-27."]
+            day = read_day(field.data)
+        except ValueError as exc:
+            field.errors = [str(exc)]
+            continue
+        if day is None:
             continue
         if name == "start":
             query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
@@ -206,11 +209,10 @@ def audit_trail():
 
 
 def _day_arg(name: str, errors: dict) -> date | None:
-    value = request.args.get(name, "").strip()
     try:
-        return date.fromisoformat(value) if value else None
-    except ValueError:
-        errors[name] = "Use a date such as 2026-11-27."
+        return read_day(request.args.get(name))
+    except ValueError as exc:
+        errors[name] = str(exc)
         return None
 
 

@@ -17,6 +17,7 @@ from ..pagination import MAX_PAGE
 from ..privacy import withhold_identity
 from ..recalls.records import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
+from ..services.bounds import DAY_MESSAGE, day_in_range
 from ..services.bud import BUD_TABLE, bud_duration
 from ..services.clock import utcnow
 from ..services.errors import InvalidInput
@@ -25,8 +26,9 @@ from ..services.inventory import check_quantity
 from ..services.stock_queries import LOT_SORTS
 from ..services.trace import PER_PAGE as TRACE_PER_PAGE
 
-# Record ids are database integers: a larger one is refused here rather than overflowing the driver.
-_ID = validate.Range(min=1, max=MAX_RECORD_ID)
+# Record ids are database integers: a larger one names no record, and is refused here (422,
+# naming the field) rather than overflowing the driver.
+_ID = validate.Range(min=1, max=MAX_RECORD_ID, error="No record has this id.")
 
 
 class Quantity(fields.Decimal):
@@ -53,6 +55,8 @@ class Quantity(fields.Decimal):
             number = Decimal(str(value).strip())
         except ArithmeticError:
             raise ValidationError("Enter a number such as 12.5.") from None
+        if not number.is_finite():  # NaN and sNaN compare with nothing, not even zero
+            raise ValidationError("Enter a number such as 12.5.")
         if self.allow_zero and number == 0:
             return Decimal("0")
         if self.allow_zero and number < 0:
@@ -61,6 +65,26 @@ class Quantity(fields.Decimal):
             return check_quantity(number)
         except InvalidInput as exc:
             raise ValidationError(exc.message) from None
+
+
+class Day(fields.Date):
+    """`YYYY-MM-DD` within 1900-2100 (services.bounds): later sums of days never leave the calendar."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        day = super()._deserialize(value, attr, data, **kwargs)
+        if not day_in_range(day):
+            raise ValidationError(DAY_MESSAGE)
+        return day
+
+
+class Moment(fields.AwareDateTime):
+    """ISO 8601 with its offset, within 1900-2100."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        at = super()._deserialize(value, attr, data, **kwargs)
+        if not day_in_range(at):
+            raise ValidationError(DAY_MESSAGE)
+        return at
 
 
 class ExpiryDate(fields.Date):
@@ -361,8 +385,8 @@ class BatchQuerySchema(Schema):
     bud_within_hours = fields.Integer(
         validate=validate.Range(min=0, max=24 * 3650),
         metadata={"description": "Prepared or released batches whose BUD falls within this many hours"})
-    compounded_from = fields.Date(metadata={"description": "First clinic day, YYYY-MM-DD"})
-    compounded_to = fields.Date(metadata={"description": "Last clinic day, YYYY-MM-DD"})
+    compounded_from = Day(metadata={"description": "First clinic day, YYYY-MM-DD"})
+    compounded_to = Day(metadata={"description": "Last clinic day, YYYY-MM-DD"})
     q = fields.String(validate=validate.Length(max=20), metadata={"description": "Part of the batch code"})
 
 
@@ -811,7 +835,7 @@ class PatientSchema(Schema):
     chart_number = fields.String(required=True, validate=validate.Length(min=1, max=40),
                                  metadata={"description": "The clinic's chart number (unique)"})
     name = fields.String(load_default="", validate=validate.Length(max=160))
-    birth_date = fields.Date(attribute="birth_on", data_key="birth_date", load_default=None, allow_none=True)
+    birth_date = Day(attribute="birth_on", data_key="birth_date", load_default=None, allow_none=True)
     phone = fields.String(load_default="", validate=validate.Length(max=40))
     email = fields.String(load_default="", validate=validate.Length(max=160))
     created_at = fields.DateTime(dump_only=True)
@@ -830,7 +854,7 @@ class PatientUpdateSchema(Schema):
 
     chart_number = fields.String(validate=validate.Length(min=1, max=40))
     name = fields.String(validate=validate.Length(max=160))
-    birth_date = fields.Date(attribute="birth_on", data_key="birth_date", allow_none=True)
+    birth_date = Day(attribute="birth_on", data_key="birth_date", allow_none=True)
     phone = fields.String(validate=validate.Length(max=40))
     email = fields.String(validate=validate.Length(max=160))
 
@@ -896,7 +920,7 @@ class TreatmentSessionCreateSchema(Schema):
         "description": "A pharmacist's password: needed when performed_at is more than BACKDATE_HOURS back"})
     patient_id = fields.Integer(required=True, strict=True, validate=_ID)
     uses = fields.List(fields.Nested(SessionUseInSchema), required=True, validate=validate.Length(min=1, max=50))
-    performed_at = fields.AwareDateTime(load_default=None, allow_none=True, metadata={
+    performed_at = Moment(load_default=None, allow_none=True, metadata={
         "description": "ISO 8601 with its offset; now when left out; never in the future"})
     indication = fields.String(load_default="", validate=validate.Length(max=160),
                                metadata={"description": "Indication / treated area"})
@@ -926,8 +950,8 @@ class TreatmentSessionQuerySchema(Schema):
 
     patient_id = fields.Integer(validate=_ID)
     practitioner_id = fields.Integer(validate=_ID)
-    first_day = fields.Date(data_key="from", metadata={"description": "First clinic day, YYYY-MM-DD"})
-    last_day = fields.Date(data_key="to", metadata={"description": "Last clinic day, YYYY-MM-DD"})
+    first_day = Day(data_key="from", metadata={"description": "First clinic day, YYYY-MM-DD"})
+    last_day = Day(data_key="to", metadata={"description": "Last clinic day, YYYY-MM-DD"})
 
 
 class AdverseEventSchema(Schema):
@@ -936,7 +960,7 @@ class AdverseEventSchema(Schema):
     patient_id = fields.Integer(dump_only=True, attribute="treatment_session.patient_id")
     type = fields.String(required=True, validate=validate.OneOf(ADVERSE_EVENT_TYPES))
     severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
-    onset_on = fields.Date(load_default=None, allow_none=True,
+    onset_on = Day(load_default=None, allow_none=True,
                            metadata={"description": "Between the session's day and today (clinic days)"})
     outcome = fields.String(load_default="", validate=validate.Length(max=160))
     notes = fields.String(load_default="", validate=validate.Length(max=5000))

@@ -1,9 +1,9 @@
 """Batch forms: the fixed part of the compounding form, verification, rejection, discard."""
 
 from wtforms import IntegerField, PasswordField, SelectField, TextAreaField
-from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
-from ..forms import AppForm, choices
+from ..forms import AppForm, Between, choices
 from ..models.batch import DISCARD_REASONS
 from ..services.batches import MAX_UNITS
 
@@ -12,8 +12,7 @@ class CompoundForm(AppForm):
     formula_id = SelectField("Formula (approved versions)", coerce=int,
                              validators=[DataRequired("Choose a formula.")])
     units = IntegerField("Units", validators=[InputRequired("How many units?"),
-                                              NumberRange(min=1, max=MAX_UNITS,
-                                                          message=f"Between 1 and {MAX_UNITS}.")],
+                                              Between(1, MAX_UNITS, f"Between 1 and {MAX_UNITS}.")],
                          render_kw={"inputmode": "numeric"})
     deviation_note = TextAreaField("Deviation note", validators=[Optional(), Length(max=2000)],
                                    render_kw={"rows": 2},

@@ -1,6 +1,6 @@
 """Batch list, the compounding page, the batch record, verification, rejection, discard."""
 
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from sqlalchemy.orm import selectinload
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, submit
+from ..forms import ReleaseHoldForm, apply_domain_error, day_args, hold_form_for, submit
 from ..models import (
     AuditEvent,
     Batch,
@@ -29,6 +29,7 @@ from ..pagination import page_arg
 from ..privacy import may_read_patients, note_access
 from ..security import requires
 from ..services import batches, holds
+from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
 from ..services.signatures import signatures_for
@@ -72,19 +73,31 @@ def _int(value):
 
 def _date(value):
     try:
-        return date.fromisoformat(value) if value else None
+        return read_day(value)
     except ValueError:
         return None
+
+
+DAY_FILTERS = {"compounded_from": "Compounded from", "compounded_to": "Compounded to"}
+
+
+def day_filter_errors(args) -> list[str]:
+    """What is wrong with the list's day filters (the page, the export): each one left out is named."""
+    _, errors = day_args(args, *DAY_FILTERS)
+    return [f"{DAY_FILTERS[name]}: {message}" for name, message in errors.items()]
 
 
 @bp.route("/")
 @requires("batches.read")
 def batch_list():
+    errors = day_filter_errors(request.args)
+    for message in errors:
+        flash(message, "danger")
     pagination = db.paginate(batch_list_query(request.args), page=page_arg(),
                              per_page=50, error_out=False)
     formula_codes = db.session.scalars(sa.select(Formula.code).distinct().order_by(Formula.code)).all()
     return render_template("batches/list.html", pagination=pagination, formula_codes=formula_codes,
-                           statuses=BATCH_STATUSES, now=utcnow())
+                           statuses=BATCH_STATUSES, now=utcnow()), 422 if errors else 200
 
 
 def _formula_choices():

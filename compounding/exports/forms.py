@@ -4,7 +4,10 @@ from flask_wtf.file import FileField, FileRequired
 from wtforms import DateField, HiddenField, IntegerField
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import AppForm
+from ..forms import AppForm, Between, in_day_range
+from ..models._common import MAX_RECORD_ID
+
+_NO_RECORD = "No record has this id."
 
 
 class AuditExportForm(AppForm):
@@ -13,8 +16,10 @@ class AuditExportForm(AppForm):
     class Meta:
         csrf = False
 
-    start = DateField("From (clinic day)", validators=[DataRequired("Give the first day, e.g. 2026-11-01.")])
-    end = DateField("To (clinic day, inclusive)", validators=[DataRequired("Give the last day, e.g. 2026-11-30.")])
+    start = DateField("From (clinic day)",
+                        validators=[DataRequired("Give the first day, e.g. 2026-11-01."), in_day_range])
+    end = DateField("To (clinic day, inclusive)",
+                      validators=[DataRequired("Give the last day, e.g. 2026-11-30."), in_day_range])
 
     def validate_end(self, field):
         if self.start.data and field.data and field.data < self.start.data:
@@ -26,10 +31,10 @@ class SessionExportForm(AppForm):
         csrf = False
 
     # Named as on the session list page, so its filters carry over to the download.
-    start = DateField("Performed from", validators=[Optional()], name="from")
-    end = DateField("Performed to", validators=[Optional()], name="to")
-    practitioner_id = IntegerField("Practitioner", validators=[Optional()])
-    patient_id = IntegerField("Patient", validators=[Optional()])
+    start = DateField("Performed from", validators=[Optional(), in_day_range], name="from")
+    end = DateField("Performed to", validators=[Optional(), in_day_range], name="to")
+    practitioner_id = IntegerField("Practitioner", validators=[Optional(), Between(1, MAX_RECORD_ID, _NO_RECORD)])
+    patient_id = IntegerField("Patient", validators=[Optional(), Between(1, MAX_RECORD_ID, _NO_RECORD)])
 
     def validate_end(self, field):
         if self.start.data and field.data and field.data < self.start.data:

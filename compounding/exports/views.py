@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from .. import workbooks
-from ..batches.views import batch_list_query
+from ..batches.views import batch_list_query, day_filter_errors
 from ..extensions import csrf, db
 from ..forms import apply_domain_error
 from ..lots.views import filters_from_args
@@ -114,6 +114,9 @@ def lots():
 @bp.route("/batches.xlsx")
 @requires("batches.read")
 def batches():
+    errors = day_filter_errors(request.args)
+    if errors:
+        abort(422, " ".join(errors))
     query = batch_list_query(request.args)
     return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
                          f"batches-{clinic_today().isoformat()}.xlsx")
@@ -171,7 +174,7 @@ def recall(recall_id: int):
 
 def _render_upload(form: ImportUploadForm, status: int = 200):
     return render_template("exports/import.html", form=form, columns=imports.COLUMNS,
-                           max_rows=imports.MAX_IMPORT_ROWS), status
+                           max_rows=imports.MAX_IMPORT_ROWS, empty_run=imports.MAX_EMPTY_RUN), status
 
 
 def _render_preview(sheet: imports.DeliverySheet, data: bytes):

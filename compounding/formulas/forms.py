@@ -14,9 +14,9 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import AppForm, choices
+from ..forms import AppForm, Between, choices
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from ..services.bud import BUD_TABLE
@@ -90,7 +90,7 @@ class FormulaForm(AppForm):
     bud_category = SelectField("Beyond-use date category (USP <797>)",
                                choices=choices([(key, row.label) for key, row in BUD_TABLE.items()]))
     bud_hours = IntegerField("Shorter beyond-use duration (hours)",
-                             validators=[Optional(), NumberRange(min=1, max=100000)],
+                             validators=[Optional(), Between(1, 100000)],
                              description="Leave empty to use the table's duration. Never longer than the table.",
                              render_kw={"inputmode": "numeric"})
     bud_reason = TextAreaField("Reason for the shorter duration", validators=[Optional(), Length(max=2000)],

@@ -1,9 +1,9 @@
 """Ingredient form (shape only; uniqueness and GTIN ownership are checked by the service)."""
 
 from wtforms import BooleanField, DecimalField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Length, Optional
 
-from ..forms import AppForm, choices
+from ..forms import AppForm, Between, choices
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 
 
@@ -15,7 +15,7 @@ class IngredientForm(AppForm):
                            description='As on the container, e.g. "50 mg/mL".')
     storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS))
     reorder_level = DecimalField("Reorder level", places=3, default=0,
-                                 validators=[Optional(), NumberRange(min=0, max=99999999999)],
+                                 validators=[Optional(), Between(0, 99999999999, "Enter a number of zero or more.")],
                                  description="Flagged when released stock falls below this.")
     gtins = TextAreaField("GTINs", validators=[Optional(), Length(max=1000)],
                           description="Supplier barcodes (GTIN-8/12/13/14), one per line.",

@@ -79,7 +79,7 @@ def lot_receive():
 def _prefill_from_scan(form: ReceiveLotForm, args) -> str | None:
     """Fill ingredient (by GTIN), lot number and expiry from a supplier barcode or query args."""
     values = {key: args.get(key) for key in ("gtin", "lot_number", "expiry_date")}
-    values["ingredient_id"] = args.get("ingredient_id", type=int)
+    values["ingredient_id"] = args.get("ingredient_id", type=record_id)
     if args.get("scan"):
         try:
             data = parse_gs1(args["scan"], current_app.config.get("GS1_SEPARATOR", ""))

@@ -70,6 +70,9 @@ def bud_duration(category: str, storage: str, shorter_hours: int | None = None) 
 def beyond_use_at(compounded_at: datetime, duration: timedelta, component_expiries: list[date]) -> datetime:
     """BUD = min(compounded at + duration, end of the earliest component expiry day)."""
     candidates = [compounded_at + duration]
-    if component_expiries:
-        candidates.append(end_of_clinic_day(min(component_expiries)))
+    earliest = min(component_expiries, default=None)
+    # An expiry days after the duration's end cannot shorten it; skipping it also keeps a
+    # stored 9999-12-31 from asking for the day after the calendar's last.
+    if earliest is not None and earliest <= (compounded_at + duration).date() + timedelta(days=1):
+        candidates.append(end_of_clinic_day(earliest))
     return min(candidates)

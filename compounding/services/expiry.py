@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from .bounds import day_in_range
 from .clock import clinic_today, utcnow
 
 _MONTH_ONLY = re.compile(r"^(\d{4})-(\d{1,2})$")
@@ -21,18 +22,25 @@ def last_day_of_month(year: int, month: int) -> date:
     return date(year, month, calendar.monthrange(year, month)[1])
 
 
+EXPIRY_RANGE_MESSAGE = "Give an expiry between 1900 and 2100, as YYYY-MM-DD or YYYY-MM."
+
+
 def parse_expiry(text: str) -> date:
-    """Read `YYYY-MM-DD` or a month-only `YYYY-MM` (stored as the month's last day)."""
+    """Read `YYYY-MM-DD` or a month-only `YYYY-MM` (stored as the month's last day), within 1900-2100."""
     text = (text or "").strip()
     match = _MONTH_ONLY.match(text)
     try:
         if match:
-            return last_day_of_month(int(match.group(1)), int(match.group(2)))
-        if not _FULL_DATE.match(text):
+            day = last_day_of_month(int(match.group(1)), int(match.group(2)))
+        elif not _FULL_DATE.match(text):
             raise ValueError(text)
-        return date.fromisoformat(text)
+        else:
+            day = date.fromisoformat(text)
     except ValueError:
         raise ValueError("Give a real date as YYYY-MM-DD, or a month as YYYY-MM.") from None
+    if not day_in_range(day):
+        raise ValueError(EXPIRY_RANGE_MESSAGE)
+    return day
 
 
 def last_usable_day(at: datetime | None = None) -> date:

@@ -8,6 +8,7 @@ quarantine with its ledger and audit rows, plus one audit row naming the file.
 
 import hashlib
 import io
+import time
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -29,6 +30,13 @@ MAX_IMPORT_ROWS = 2000
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
 # A real delivery sheet unpacks to a few MB; far more is a zip bomb, refused before parsing.
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+# A sheet is read within a budget whatever it declares: its dimension is the file's own claim
+# (a forged one names all 17 billion cells of the grid). Each row read costs as many cells as
+# its last cell's column; a run of empty rows ends the sheet; the reading has a deadline well
+# inside a worker's timeout.
+MAX_IMPORT_CELLS = 200_000
+MAX_EMPTY_RUN = 1000
+READ_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -144,11 +152,27 @@ def _cell_text(value) -> str:
     return str(value).strip()
 
 
-def read_sheet(data: bytes) -> tuple[dict[str, int], list[str], list[tuple[int, tuple]]]:
+class _ReadBefore(io.BytesIO):
+    """The uploaded file, which refuses to be read after a deadline: the parser reads it as it goes."""
+
+    def __init__(self, data: bytes, seconds: float):
+        super().__init__(data)
+        self.deadline = time.monotonic() + seconds
+
+    def read(self, size=-1, /) -> bytes:
+        if time.monotonic() >= self.deadline:
+            raise SheetRefused("This workbook took too long to read to be a delivery sheet: copy the lots into "
+                               "the template (download it below) and upload that.", field="file")
+        return super().read(size)
+
+
+def read_sheet(data: bytes, *,
+               seconds: float = READ_SECONDS) -> tuple[dict[str, int], list[str], list[tuple[int, tuple]]]:
     """The first sheet's column positions, the headers we ignore, and its non-empty rows.
 
     Refuses a file that is not an .xlsx workbook, an empty sheet, missing required
-    columns, and more than MAX_IMPORT_ROWS rows.
+    columns, more than MAX_IMPORT_ROWS rows, and a sheet over the reading budget
+    (MAX_IMPORT_CELLS, READ_SECONDS).
     """
     if len(data) > MAX_IMPORT_BYTES:
         raise SheetRefused(f"The file is larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB: "
@@ -164,7 +188,7 @@ def read_sheet(data: bytes) -> tuple[dict[str, int], list[str], list[tuple[int, 
                 if sum(info.file_size for info in archive.infolist()) > MAX_UNPACKED_BYTES:
                     raise SheetRefused("This workbook is far too large once unpacked to be a delivery sheet.",
                                        field="file")
-            workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            workbook = load_workbook(_ReadBefore(data, seconds), read_only=True, data_only=True)
             try:
                 return _read_rows(workbook)
             finally:
@@ -177,15 +201,35 @@ def read_sheet(data: bytes) -> tuple[dict[str, int], list[str], list[tuple[int, 
                                field="file") from None
 
 
-def _read_rows(workbook) -> tuple[dict[str, int], list[str], list[tuple[int, tuple]]]:
-    sheet = workbook.worksheets[0] if workbook.worksheets else None
-    # Numbered as Excel shows them, so a message can say "row 7".
-    rows = enumerate(sheet.iter_rows(values_only=True) if sheet is not None else (), 1)
-    header = None
-    for _, values in rows:
+def _rows_within_budget(sheet):
+    """(row number, values) of the sheet's non-empty rows, numbered as Excel shows them.
+
+    The declared dimension is ignored: each row is as wide as its last cell. A run of
+    MAX_EMPTY_RUN empty rows ends the sheet (row numbers in a file can jump to any size).
+    """
+    if sheet is None:
+        return
+    sheet.reset_dimensions()
+    cells = empty_run = 0
+    for number, values in enumerate(sheet.iter_rows(values_only=True), 1):
+        cells += len(values)
+        if cells > MAX_IMPORT_CELLS:
+            raise SheetRefused(
+                f"The sheet is too large to read: at most {MAX_IMPORT_ROWS:,} lots in the first columns. "
+                "Its cells reach far beyond the lots: delete the empty rows and columns (or copy the lots into "
+                "the template) and upload it again.", field="file")
         if any(_cell_text(value) for value in values):
-            header = values
-            break
+            empty_run = 0
+            yield number, values
+        else:
+            empty_run += 1
+            if empty_run >= MAX_EMPTY_RUN:
+                return
+
+
+def _read_rows(workbook) -> tuple[dict[str, int], list[str], list[tuple[int, tuple]]]:
+    rows = _rows_within_budget(workbook.worksheets[0] if workbook.worksheets else None)
+    header = next((values for _, values in rows), None)
     if not header:
         raise SheetRefused("The sheet is empty: the first row must name the columns "
                            f"({', '.join(c.header for c in COLUMNS)}), then one row per lot.", field="file")
@@ -203,8 +247,6 @@ def _read_rows(workbook) -> tuple[dict[str, int], list[str], list[tuple[int, tup
                            "The first row must name the columns (download the template).", field="file")
     found = []
     for number, values in rows:
-        if not any(_cell_text(value) for value in values):
-            continue
         found.append((number, values))
         if len(found) > MAX_IMPORT_ROWS:
             raise SheetRefused(f"The sheet has more than {MAX_IMPORT_ROWS:,} lots: import at most "

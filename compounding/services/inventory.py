@@ -14,10 +14,11 @@ from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITION
 from ..models.ledger import ADJUST_REASONS
 from . import audit
 from .access import ensure_can
+from .bounds import day_in_range
 from .clock import utcnow
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
-from .expiry import expired_clause, is_expired
+from .expiry import EXPIRY_RANGE_MESSAGE, expired_clause, is_expired
 from .fefo import Candidate
 from .history import change_status, deplete_if_empty, record_created
 from .ledger import move_lot
@@ -215,6 +216,9 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
                            field="lot_number")
     quantity = check_quantity(quantity)
     received_at = received_at or utcnow()
+    # A far-off expiry (9999-12-31) would be picked last by FEFO and then overflow the BUD's day sums.
+    if not isinstance(expires_on, date) or not day_in_range(expires_on):
+        raise InvalidInput(EXPIRY_RANGE_MESSAGE, field="expiry_date")
     if is_expired(expires_on, received_at):
         raise InvalidInput(f"This lot expired on {expires_on.isoformat()}: it cannot be received.",
                            field="expiry_date")

@@ -21,6 +21,7 @@ from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from . import audit
 from .access import ensure_can
 from .batches import reasons_at
+from .bounds import check_day
 from .clock import clinic_today, to_clinic, utcnow
 from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
 from .history import deplete_if_empty
@@ -234,6 +235,7 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     performed_at = performed_at or now
     if performed_at.tzinfo is None:
         raise InvalidInput("The session time needs its time zone.", field="performed_at")
+    check_day(performed_at, field="performed_at")
     if performed_at > now:
         raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
     resolved = _lock_batches(_parse_uses(uses))

@@ -23,7 +23,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import AppForm, choices
+from ..forms import AppForm, choices, in_day_range
 from ..models.treatment import ADVERSE_EVENT_TYPES, PLAIN_VOID_CODES, SEVERITIES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
@@ -48,7 +48,7 @@ class PatientForm(AppForm):
     chart_number = StringField("Chart number", validators=[DataRequired(), Length(max=40)], filters=[_strip],
                                render_kw={"autocomplete": "off", "autocapitalize": "characters"})
     name = StringField("Name", validators=[Optional(), Length(max=160)], filters=[_strip])
-    birth_on = DateField("Date of birth", validators=[Optional()])
+    birth_on = DateField("Date of birth", validators=[Optional(), in_day_range])
     phone = StringField("Phone", validators=[Optional(), Length(max=40)], filters=[_strip],
                         render_kw={"inputmode": "tel", "autocomplete": "off"})
     email = EmailField("E-mail", validators=[Optional(), Length(max=160)], filters=[_strip],
@@ -91,7 +91,8 @@ class UseForm(Form):
 class TreatmentForm(AppForm):
     practitioner_id = SelectField("Practitioner", coerce=int, validators=[DataRequired("Choose the practitioner.")])
     # The typed time is the clinic's wall clock (whatever the browser's zone): tz attaches it.
-    performed_at = DateTimeLocalField("Performed at", format=LOCAL_FORMATS, tz=clinic_zone, validators=[Optional()])
+    performed_at = DateTimeLocalField("Performed at", format=LOCAL_FORMATS, tz=clinic_zone,
+                                      validators=[Optional(), in_day_range])
     # The time the page offered: sent back unchanged, it means "now" (see performed_at_utc).
     offered_at = HiddenField()
     indication = StringField("Indication / treated area", validators=[Optional(), Length(max=160)],
@@ -142,7 +143,7 @@ class AdverseEventForm(AppForm):
                        validators=[DataRequired("Choose the type of event.")])
     severity = SelectField("Severity", choices=choices([("", "Choose…"), *SEVERITIES]),
                            validators=[DataRequired("Choose the severity.")])
-    onset_on = DateField("Onset date", validators=[Optional()])
+    onset_on = DateField("Onset date", validators=[Optional(), in_day_range])
     outcome = StringField("Outcome", validators=[Optional(), Length(max=160)], filters=[_strip],
                           render_kw={"placeholder": "e.g. resolved in 3 days with cold compresses"})
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], filters=[_one_newline],

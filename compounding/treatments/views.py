@@ -1,7 +1,6 @@
 """Patients, their treatment sessions (the batches injected), adverse events; the sessions list."""
 
 from collections import defaultdict
-from datetime import date
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -10,7 +9,7 @@ from sqlalchemy.orm import aliased
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id, submit
+from ..forms import apply_domain_error, day_args, record_id, submit
 from ..models import (
     AdverseEvent,
     Batch,
@@ -57,13 +56,6 @@ def patient_search(q: str | None) -> sa.ColumnElement[bool]:
     pattern = _contains(q)
     by_chart = Patient.chart_key.like(pattern, escape="\\")
     return sa.or_(by_chart, Patient.name_key.like(pattern, escape="\\")) if may_identify() else by_chart
-
-
-def parse_day(value) -> date | None:
-    try:
-        return date.fromisoformat(value) if value else None
-    except (TypeError, ValueError):
-        return None
 
 
 def treatment_filters(query, *, patient_id=None, practitioner_id=None, first_day=None, last_day=None):
@@ -375,7 +367,10 @@ def adverse_event_add(treatment_id: int):
 @bp.route("/sessions")
 @requires("patients.read")
 def treatment_list():
-    first_day, last_day = parse_day(request.args.get("from")), parse_day(request.args.get("to"))
+    days, errors = day_args(request.args, "from", "to")
+    first_day, last_day = days["from"], days["to"]
+    for name, message in errors.items():
+        flash(f"{'From' if name == 'from' else 'To'}: {message}", "danger")
     practitioner_id = request.args.get("practitioner_id", type=record_id)
     event_count = (sa.select(sa.func.count(AdverseEvent.id)).where(AdverseEvent.session_id == TreatmentSession.id)
                    .correlate(TreatmentSession).scalar_subquery())
@@ -397,4 +392,5 @@ def treatment_list():
     uses = uses_by_treatment([row.TreatmentSession.id for row in pagination.items])
     return render_template(
         "treatments/list.html", pagination=pagination, uses=uses, practitioners=_practitioner_choices(),
-        first_day=first_day, last_day=last_day, practitioner_id=practitioner_id, today=clinic_today())
+        first_day=first_day, last_day=last_day, practitioner_id=practitioner_id,
+        today=clinic_today()), 422 if errors else 200
