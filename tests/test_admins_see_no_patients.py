@@ -85,7 +85,7 @@ def test_an_admin_is_refused_every_page_export_and_api_answer_about_patients(cli
 
 
 def test_an_admin_s_api_token_gets_no_patient_either(client, admin, treated):
-    headers = bearer(users.create_token(None, admin))
+    headers = bearer(users.create_token(None, admin, "test"))
     for url in ("/api/v1/patients", "/api/v1/treatment-sessions", f"/api/v1/recalls/{treated['recall'].id}"):
         assert client.get(url, headers=headers).status_code == 403, url
 

@@ -40,7 +40,7 @@ def world(app, make_user, make_batch, make_patient):
     lot = db.session.get(Lot, component.lot_id)
     return {"batch": batch, "lot": lot, "ingredient_id": lot.ingredient_id, "formula_id": batch.formula_id,
             "patient": patient, "session": session, "recall": recall, "pharmacist": pharmacist,
-            "token": create_token(None, pharmacist)}
+            "token": create_token(None, pharmacist, "test")}
 
 
 def api_writes(w) -> list[tuple[str, str, dict, dict]]:
@@ -176,7 +176,7 @@ def test_pages_without_such_filters_ignore_them(client, world, route):
 def test_a_lot_expiring_in_9999_is_refused_by_the_api_the_form_and_the_import(client, as_role, make_ingredient):
     ingredient = make_ingredient()
     technician = as_role("technician")
-    token = create_token(None, technician)
+    token = create_token(None, technician, "test")
     body = {"ingredient_id": ingredient.id, "supplier": "S", "lot_number": "FAR", "expiry_date": "9999-12-31",
             "quantity": "5"}
     answer = client.post("/api/v1/lots", json=body, headers=bearer(token))
@@ -197,7 +197,7 @@ def test_a_stored_far_expiry_cannot_break_the_beyond_use_date(app):
 @pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "9" * 400])
 def test_a_reorder_level_that_is_no_number_is_refused_by_the_api_and_the_form(client, as_role, value):
     pharmacist = as_role("pharmacist")
-    answer = client.post("/api/v1/ingredients", headers=bearer(create_token(None, pharmacist)),
+    answer = client.post("/api/v1/ingredients", headers=bearer(create_token(None, pharmacist, "test")),
                          json={"name": "Edge", "kind": "active", "unit": "mL", "reorder_level": value})
     assert answer.status_code == 422 and "reorder_level" in answer.get_json()["details"]
     page = client.post("/ingredients/new", data={"name": "Edge", "kind": "active", "unit": "mL",

@@ -78,7 +78,7 @@ def _token_for_a_pharmacist(url: str) -> str:
     with _in_process(url):
         user = users.create_user(None, username="pharm", display_name="Pharm", role="pharmacist",
                                  password=PASSWORD)
-        return users.create_token(None, user)
+        return users.create_token(None, user, "test")
 
 
 def _free_port() -> int:

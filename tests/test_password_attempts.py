@@ -54,7 +54,7 @@ def test_a_wrong_signature_password_is_counted_and_audited_with_what_was_being_s
         client, make_user, make_batch):
     batch = make_batch(release=False)
     verifier = make_user("pharmacist")
-    token = users.create_token(None, verifier)
+    token = users.create_token(None, verifier, "test")
 
     response = _verify(client, token, batch, WRONG)
 
@@ -72,7 +72,7 @@ def test_twenty_five_wrong_signature_passwords_leave_the_right_one_refused_for_a
         client, make_user, make_batch):
     batch = make_batch(release=False)
     verifier = make_user("pharmacist")
-    token = users.create_token(None, verifier)
+    token = users.create_token(None, verifier, "test")
 
     answers = [_verify(client, token, batch, f"{WRONG}-{n}") for n in range(25)]
     right = _verify(client, token, batch, PASSWORD)
@@ -92,7 +92,7 @@ def test_twenty_five_wrong_signature_passwords_leave_the_right_one_refused_for_a
 def test_once_the_pause_is_over_the_right_signature_releases_the_batch(client, make_user, make_batch):
     batch = make_batch(release=False)
     verifier = make_user("pharmacist")
-    token = users.create_token(None, verifier)
+    token = users.create_token(None, verifier, "test")
     for n in range(5):
         _verify(client, token, batch, f"{WRONG}-{n}")
     assert _verify(client, token, batch, PASSWORD).status_code == 403

@@ -86,7 +86,7 @@ def test_the_page_refuses_a_colleague_s_void_with_403_and_offers_no_void_form(cl
 
 
 def test_the_api_refuses_a_colleague_s_void_with_403(client, people, ninas_session):
-    headers = bearer(users.create_token(None, people["omar"]))
+    headers = bearer(users.create_token(None, people["omar"], "test"))
     response = client.post(f"/api/v1/treatment-sessions/{ninas_session.id}/void", headers=headers,
                            json={"reason_code": "duplicate", "reason": "twice"})
     assert response.status_code == 403
