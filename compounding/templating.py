@@ -80,7 +80,25 @@ NAV_ITEMS = [
 ]
 
 
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("HeadlessChrome/", "Chrome"),
+             ("Chrome/", "Chrome"), ("CriOS/", "Chrome"), ("Version/", "Safari"))
+_SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def browser_name(user_agent: str | None) -> str:
+    """'Chrome 156 on Linux' from a User-Agent header: enough to tell one's own devices apart."""
+    agent = user_agent or ""
+    browser = next((f"{name} {agent.split(marker, 1)[1].split('.', 1)[0]}" for marker, name in _BROWSERS
+                    if marker in agent), "")
+    system = next((name for marker, name in _SYSTEMS if marker in agent), "")
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or (agent[:40] if agent else "unknown")
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(browser_name)
     app.add_template_filter(clinic_datetime)
     app.add_template_filter(clinic_date)
     app.add_template_filter(quantity)
