@@ -68,6 +68,14 @@ def as_role(client, make_user):
 
 
 @pytest.fixture
+def admin(client, make_user):
+    """An administrator, signed in on `client`."""
+    user = make_user("admin", display_name="Alex Admin")
+    sign_in(client, user)
+    return user
+
+
+@pytest.fixture
 def pharmacist(make_user):
     return make_user("pharmacist")
 

@@ -4,22 +4,14 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, audit_rows, count_rows, sign_in
+from testkit import PASSWORD, audit_rows, count_rows, fresh, sign_in
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, User
 
 
-@pytest.fixture
-def admin(client, make_user):
-    user = make_user("admin", display_name="Alex Admin")
-    sign_in(client, user)
-    return user
-
-
 def _fresh(user_id: int) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user_id)
+    return fresh(User, user_id)
 
 
 def _field_errors(page: str, field: str) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config
+from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, stop_process
 
 from compounding import create_app
 from compounding.extensions import db
@@ -84,12 +84,7 @@ def live(database_url):
             db.session.remove()
             db.engine.dispose()
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         server.stdout.close()
 
 

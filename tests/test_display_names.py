@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from test_migrations import _app_on, _current_revision, empty_database_url  # noqa: F401  (a fixture)
-from testkit import PASSWORD, audit_rows, count_rows, sign_in
+from testkit import PASSWORD, audit_rows, count_rows, fresh
 
 from compounding.extensions import db, migrate
 from compounding.models import AuditEvent, Signature, User
@@ -13,16 +13,8 @@ from compounding.services import batches, users
 from compounding.services.errors import InvalidState
 
 
-@pytest.fixture
-def admin(client, make_user):
-    user = make_user("admin", display_name="Alex Admin")
-    sign_in(client, user)
-    return user
-
-
 def _fresh(user_id: int) -> User:
-    db.session.expire_all()
-    return db.session.get(User, user_id)
+    return fresh(User, user_id)
 
 
 @pytest.mark.parametrize("clash", ["Dr Pia Grau", "dr pia grau", "  DR PIA GRAU ", "Dr  Pia  Gräu"])

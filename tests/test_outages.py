@@ -20,7 +20,7 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 from tcp_proxy import TCPProxy
-from testkit import PASSWORD, TEST_DATABASE_URL, base_config
+from testkit import PASSWORD, TEST_DATABASE_URL, base_config, stop_process
 
 from compounding import create_app
 from compounding.extensions import db, migrate
@@ -139,12 +139,7 @@ def _gunicorn(database_url: str, *, auto_migrate: bool):
             time.sleep(0.3)
         yield server, port, output
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()
 
 

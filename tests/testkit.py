@@ -7,6 +7,7 @@ site-packages `tests` package (python-barcode ships one) would shadow `tests.` i
 import itertools
 import os
 import re
+import subprocess
 import tempfile
 
 import sqlalchemy as sa
@@ -194,3 +195,19 @@ def age_batch(batch, delta) -> None:
                                                                 StatusChange.entity_id == batch.id)):
         row.changed_at -= delta
     db.session.commit()
+
+
+def fresh(model, record_id: int):
+    """The record as the database holds it now, not as this session last saw it."""
+    db.session.expire_all()
+    return db.session.get(model, record_id)
+
+
+def stop_process(process, timeout: float = 15) -> None:
+    """Ask a server process to stop; kill it if it will not."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
