@@ -163,7 +163,7 @@ def user_token_revoke(user_id: int, token_id: int):
     try:
         token = users.revoke_token(current_user, token_id, owner=user)
     except NotFound:
-        abort(404)
+        raise  # the app's 404 page, with its message
     except DomainError as exc:
         flash(exc.message, "warning")
     else:

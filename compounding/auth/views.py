@@ -132,7 +132,7 @@ def token_revoke(token_id: int):
     try:
         token = users.revoke_token(current_user, token_id, owner=current_user)
     except NotFound:
-        abort(404)
+        raise  # the app's 404 page, with its message
     except DomainError as exc:
         flash(exc.message, "warning")
     else:
