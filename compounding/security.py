@@ -85,6 +85,10 @@ def current_session_id() -> str | None:
 
 @login_manager.request_loader
 def _load_user_from_token(req) -> User | None:
+    # Tokens open the API only: a leaked token must not reach the account page, where it
+    # could mint a longer-lived token or sign its owner out.
+    if not req.path.startswith("/api/"):
+        return None
     return user_for_bearer(req.headers.get("Authorization", ""))
 
 

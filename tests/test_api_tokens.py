@@ -291,3 +291,14 @@ def test_an_admin_revokes_only_through_the_token_s_own_user(client, make_user, m
     sign_in(client, admin)
     assert client.post(f"/admin/users/{user.id}/tokens/{_row_of(token).id}/revoke").status_code == 404
     assert client.get(LOTS, headers=bearer(token)).status_code == 200
+
+
+def test_a_token_opens_the_api_only_never_the_account_page_where_it_could_mint_another(client, make_user):
+    user = make_user("pharmacist")
+    leaked = {"Authorization": f"Bearer {users.create_token(None, user, 'leaked')}"}
+
+    assert client.get("/account", headers=leaked).status_code == 302
+    assert client.post("/account/tokens", headers=leaked, data={"name": "mine", "days": "3650"}).status_code == 302
+    assert client.post("/account/sign-out-everywhere", headers=leaked).status_code == 302
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ApiToken)) == 1
+    assert client.get("/api/v1/lots", headers=leaked).status_code == 200

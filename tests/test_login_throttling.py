@@ -13,7 +13,8 @@ from testkit import PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, reset_
 from compounding import config, create_app
 from compounding.extensions import db
 from compounding.models import AuthFailure, User
-from compounding.services import users
+from compounding.services import signatures, users
+from compounding.services.errors import DomainError
 
 REFUSED = users.SIGN_IN_REFUSED
 WRONG = "wrong-password-9"
@@ -222,3 +223,37 @@ def test_in_memory_a_new_worker_starts_counting_afresh():
 
 def test_users_table_keeps_no_counter_to_lose_updates_on():
     assert "failed_logins" not in User.__table__.c
+
+
+def test_simultaneous_wrong_signatures_are_checked_one_at_a_time_and_pause_the_account(threaded_app):
+    with threaded_app.app_context():
+        user_id = users.create_user(None, username="signer", display_name="Signer", role="pharmacist",
+                                    password=PASSWORD).id
+    attempts_at_once = 10
+    start = threading.Barrier(attempts_at_once)
+    statuses = []
+
+    def sign_wrong(n):
+        # A POST's context, as the API gives it: on SQLite its transaction takes the write lock.
+        with threaded_app.test_request_context("/api/v1/batches/1/verify", method="POST"):
+            start.wait()
+            try:
+                signatures.sign(db.session.get(User, user_id), f"{WRONG}-{n}", "verified", "batch", 1)
+            except DomainError as exc:
+                statuses.append(exc.status_code)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=sign_wrong, args=(n,)) for n in range(attempts_at_once)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    with threaded_app.app_context():
+        assert statuses == [403] * attempts_at_once
+        # Each check saw the ones before it: five passwords checked, five refused unread.
+        assert _failures(user_id) == 5
+        assert len(audit_rows("signature.refused")) == 5
+        assert len(audit_rows("signature.blocked")) == 5
+        assert len(audit_rows("user.password_attempts_paused", "user", user_id)) == 1

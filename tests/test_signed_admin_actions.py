@@ -112,3 +112,16 @@ def test_the_operator_s_command_line_creates_an_admin_without_a_signature(runner
     assert created.role == "admin"
     [event] = audit_rows("user.created", "user", created.id)
     assert event.actor_id is None and "command line" in event.reason
+
+
+def test_a_refused_admin_creation_is_audited_as_intended_never_against_the_id_the_next_account_gets(admin):
+    with pytest.raises(SignatureRejected):
+        users.create_user(admin, username="second.admin", display_name="Sam", role="admin", password=PASSWORD,
+                          actor_password="not-my-password")
+    db.session.rollback()
+    nurse = users.create_user(admin, username="tia", display_name="Tia Tech", role="technician", password=PASSWORD)
+
+    [refused] = audit_rows("signature.refused")
+    assert refused.entity_type == "user" and refused.entity_id is None
+    assert refused.new_values["not_created"].startswith("user ")
+    assert [e.action for e in audit_rows(entity_type="user", entity_id=nurse.id)] == ["user.created"]

@@ -8,6 +8,8 @@ starts the count afresh.
 """
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -94,17 +96,39 @@ def check_signing_password(user: User, password: str, *, doing: str, subject: di
     `refused` is raised. Both discard the caller's unfinished work (rollback) and commit
     the failure on its own, so the count survives the refusal.
     """
-    at = utcnow()
-    until = blocked_until(user, at)
-    if until is not None:
-        minutes = minutes_left(until, at)
-        _commit_refusal(user, "signature.blocked", subject, doing)
-        raise NotAllowed(f"Signing is blocked for {minutes} min after too many wrong passwords; "
-                         "nothing was changed.", field="password")
-    if _password_matches(user, password):
+    with _one_check_at_a_time(user.id):
+        at = utcnow()
+        until = blocked_until(user, at)
+        if until is not None:
+            minutes = minutes_left(until, at)
+            _commit_refusal(user, "signature.blocked", subject, doing)
+            raise NotAllowed(f"Signing is blocked for {minutes} min after too many wrong passwords; "
+                             "nothing was changed.", field="password")
+        if _password_matches(user, password):
+            return
+        _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
+        raise refused
+
+
+# The first key of the advisory lock that puts one account's password checks in a line.
+_SIGNING_LOCK = 0x5167
+
+
+@contextmanager
+def _one_check_at_a_time(user_id: int) -> Iterator[None]:
+    """One password check per account at a time, from the count through to the failure's commit.
+
+    On PostgreSQL a second connection holds a transaction advisory lock on the account for
+    the whole check: the lock must outlive the rollback of the caller's work that a refusal
+    makes, so simultaneous wrong signatures each see the ones before them and the pause
+    after LOGIN_MAX_FAILURES holds exactly. SQLite already lets one writer in at a time.
+    """
+    if db.engine.dialect.name != "postgresql":
+        yield
         return
-    _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
-    raise refused
+    with db.engine.connect() as connection, connection.begin():
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_SIGNING_LOCK, user_id)))
+        yield
 
 
 def _password_matches(user: User, password: str) -> bool:
@@ -120,7 +144,22 @@ def _commit_refusal(user: User, action: str, subject: dict, doing: str,
     user = db.session.get(User, user_id)
     if failed_at is not None:
         record_failure(user, "signature", request_address(), failed_at)
-    audit.record(user, action, subject.get("entity_type", "user"), subject.get("entity_id", user_id),
-                 new={key: value for key, value in subject.items() if key not in ("entity_type", "entity_id")},
-                 reason=doing)
+    entity_type = subject.get("entity_type", "user")
+    entity_id = subject.get("entity_id", user_id)
+    new = {key: value for key, value in subject.items() if key not in ("entity_type", "entity_id")}
+    if entity_id is not None and not _exists(entity_type, entity_id):
+        # The record being signed was created in the work just rolled back (a new account, a
+        # recall): its id names nothing, or later something else. Keep it as what was intended.
+        new["not_created"] = f"{entity_type} {entity_id}"
+        entity_id = None
+    audit.record(user, action, entity_type, entity_id, new=new, reason=doing)
     db.session.commit()
+
+
+def _exists(entity_type: str, entity_id: int) -> bool:
+    """Whether the record an audit row would name is in the database (unknown kinds: assumed so)."""
+    names = {entity_type, entity_type + "s", entity_type + "es"}
+    for mapper in db.Model.registry.mappers:
+        if mapper.local_table.name in names:
+            return db.session.get(mapper.class_, entity_id) is not None
+    return True
