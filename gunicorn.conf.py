@@ -15,5 +15,11 @@ def on_starting(server):
     settings = config.from_environment()
     if not settings["AUTO_MIGRATE"]:
         return
-    if startup.upgrade_schema_or_log(create_app(settings), log=server.log):
+    app = create_app(settings)
+    if startup.upgrade_schema_or_log(app, log=server.log):
         server.log.info("Schema is current.")
+    # Workers are forked from this process: they must not inherit its database connections.
+    from compounding.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()

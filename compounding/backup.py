@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from .extensions import db
+from .services import users
 from .services.audit import ChainReport, trail_rows, verify_chain
 from .services.audit_checkpoints import CheckpointFileError, append_checkpoint, read_checkpoints
 
@@ -124,4 +125,6 @@ def restore_from(path: str | Path) -> int:
         backup.close()
     db.session.expire_all()
     append_checkpoint("restore", report.checked, report.head_id, report.head_hash, note=path.name)
+    # Access granted since the backup was taken must not come back with it.
+    users.end_all_access_after_restore()
     return report.checked

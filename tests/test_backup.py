@@ -2,9 +2,11 @@
 
 import pytest
 import sqlalchemy as sa
+from testkit import bearer, sign_in
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, Ingredient
+from compounding.services import users
 
 
 @pytest.fixture
@@ -39,7 +41,10 @@ def test_backup_then_restore_brings_back_the_data_and_the_audit_chain(sqlite_onl
     names = db.session.scalars(sa.select(Ingredient.name).order_by(Ingredient.name)).all()
     assert names == ["Biotin"]
     assert db.session.scalar(sa.select(Ingredient.strength)) == "10 mg/mL"
-    assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) == audit_rows
+    # The backup's trail, then the restore's own row: access granted since the backup ended.
+    assert db.session.scalar(sa.select(sa.func.count(AuditEvent.id))) == audit_rows + 1
+    assert db.session.scalar(sa.select(AuditEvent.action).order_by(AuditEvent.id.desc()).limit(1)) == (
+        "backup.restored_access_ended")
     assert runner.invoke(args=["audit", "verify"]).exit_code == 0
 
 
@@ -66,3 +71,23 @@ def test_on_postgresql_the_backup_command_points_to_pg_dump(app, runner, tmp_pat
         pytest.skip("PostgreSQL only")
     result = runner.invoke(args=["backup", "--out", str(tmp_path / "x.sqlite")])
     assert result.exit_code == 1 and "pg_dump" in result.output
+
+
+def test_a_restore_revives_no_token_revoked_and_no_session_ended_since_the_backup(sqlite_only, runner, client,
+                                                                                make_user, tmp_path):
+    _stamp_schema()
+    user = make_user("pharmacist")
+    token = users.create_token(None, user, "scanner")
+    sign_in(client, user)
+    backup = tmp_path / "clinic.sqlite"
+    assert runner.invoke(args=["backup", "--out", str(backup)]).exit_code == 0
+    users.revoke_tokens(None, user)  # revoked after the backup was taken...
+    db.session.commit()
+
+    result = runner.invoke(args=["restore", "--from", str(backup), "--yes"])
+
+    assert result.exit_code == 0, result.output
+    # ...and the backup's copy of it, live there, does not come back to life.
+    assert client.get("/api/v1/lots", headers=bearer(token)).status_code == 401
+    assert client.get("/").status_code == 302  # every browser signs in again
+    assert runner.invoke(args=["audit", "verify"]).exit_code == 0

@@ -135,3 +135,11 @@ def test_the_migration_folds_existing_names_and_lets_an_inactive_account_keep_it
         with db.engine.connect() as connection:
             keys = connection.execute(sa.text("SELECT display_name_key FROM users ORDER BY id")).scalars().all()
     assert keys == ["dr pia grau", "dr pia grau"]
+
+
+def test_a_printed_name_that_folds_longer_than_its_column_is_kept_not_a_500(make_user):
+    # U+FDFA folds to eighteen letters: 20 of them make a key of 360 characters.
+    user = make_user("pharmacist", display_name="\ufdfa" * 20)
+    assert len(user.display_name_key) == 120
+    with pytest.raises(InvalidState):
+        make_user("pharmacist", display_name="\ufdfa" * 20)

@@ -46,7 +46,9 @@ class User(UserMixin, db.Model):
 
     @validates("display_name")
     def _keep_key(self, _key: str, value: str) -> str:
-        self.display_name_key = fold(value)
+        # Folding can lengthen a name (one ligature becomes several letters): the key keeps
+        # the column's length rather than overflow it.
+        self.display_name_key = fold(value)[:120]
         return value
 
     def can(self, permission: str) -> bool:

@@ -9,7 +9,8 @@ from ..extensions import db
 from ._common import one_of, utcnow
 from .user import User
 
-END_REASONS = ("logout", "password_changed", "password_reset", "deactivated", "signed_out_everywhere", "idle")
+END_REASONS = ("logout", "password_changed", "password_reset", "deactivated", "signed_out_everywhere", "idle",
+               "restored")
 USER_AGENT_LENGTH = 200
 CLIENT_ADDRESS_LENGTH = 64
 

@@ -53,7 +53,7 @@ def ensure_display_name_free(display_name: str, *, other_than: int | None = None
     one. The partial unique index on `display_name_key` holds the same rule in the database.
     """
     query = sa.select(User.username, User.display_name).where(User.active.is_(True),
-                                                              User.display_name_key == fold(display_name))
+                                                              User.display_name_key == fold(display_name)[:120])
     if other_than is not None:
         query = query.where(User.id != other_than)
     clash = db.session.execute(query.limit(1)).first()
@@ -359,6 +359,25 @@ def end_access(actor: User | None, user: User, reason: str) -> None:
         audit.record(actor, "user.sessions_ended", "user", user.id, new={"sessions_ended": ended},
                      reason=reason)
     _revoke(actor, _live_tokens(user, now), reason, now)
+
+
+def end_all_access_after_restore() -> tuple[int, int]:
+    """After a restore: every session ends and every token is revoked, for every account.
+
+    The backup's copies of sessions, tokens and passwords are as they were when it was taken:
+    a token revoked since, or a session ended since, would otherwise answer again. Everyone
+    signs in once more and asks for new tokens. Returns (sessions ended, tokens revoked).
+    """
+    now = utcnow()
+    ended = revoked = 0
+    for user in db.session.scalars(sa.select(User).order_by(User.id)):
+        ended += user_sessions.end_sessions(user, "restored", at=now)
+        revoked += len(_revoke(None, _live_tokens(user, now), "restored", now))
+    audit.record(None, "backup.restored_access_ended", "user", None,
+                 new={"sessions_ended": ended, "tokens_revoked": revoked},
+                 reason="a restore brings back the backup's sessions and tokens")
+    db.session.commit()
+    return ended, revoked
 
 
 def get_user(user_id: int) -> User:

@@ -41,7 +41,7 @@ def upgrade():
         sa.Column('user_agent', sa.String(length=200), nullable=True),
         sa.CheckConstraint(
             "ended_reason IN ('logout', 'password_changed', 'password_reset', 'deactivated', "
-            "'signed_out_everywhere', 'idle')",
+            "'signed_out_everywhere', 'idle', 'restored')",
             name=op.f('ck_user_sessions_ended_reason_known')),
         sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_user_sessions_user_id_users')),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_user_sessions')),
