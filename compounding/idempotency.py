@@ -242,7 +242,14 @@ def _answer_of(held: Claim, response) -> dict:
 def _settle_after_request(response):
     held = g.pop("_submission_claim", None)
     if held is not None:
-        _settle(held, response)
+        try:
+            _settle(held, response)
+        except sa.exc.DBAPIError:
+            if response.status_code != 503:
+                raise
+            # The database went away during the request: keep its 503; the key, still in
+            # flight, frees itself once it is old enough (see above).
+            db.session.remove()
     return response
 
 
