@@ -53,17 +53,19 @@ def _movements(**owner) -> list[StockMovement]:
 
 
 @pytest.mark.parametrize("password", ["not-my-password", "", None, PASSWORD.upper(), PASSWORD + " "])
-def test_a_signature_with_a_wrong_or_empty_password_is_refused_signs_nothing_and_is_audited(make_user, password):
+def test_a_signature_with_a_wrong_or_empty_password_is_refused_signs_nothing_and_is_audited(make_user, make_lot,
+                                                                                          password):
+    lot = make_lot(release=False)
     pharmacist = make_user("pharmacist")
     before = count_rows(Signature), count_rows(AuditEvent)
     with pytest.raises(SignatureRejected) as refused:
-        signatures.sign(pharmacist, password, "released", "lot", 1)
+        signatures.sign(pharmacist, password, "released", "lot", lot.id)
     assert refused.value.field == "password"
     assert refused.value.status_code == 403
     db.session.commit()
     # The only row written is the refusal itself (DESIGN 10.11: each failure audited).
     assert (count_rows(Signature), count_rows(AuditEvent)) == (before[0], before[1] + 1)
-    [event] = audit_rows("signature.refused", "lot", 1)
+    [event] = audit_rows("signature.refused", "lot", lot.id)
     assert event.actor_id == pharmacist.id and event.new_values == {"meaning": "released"}
 
 

@@ -8,6 +8,8 @@ starts the count afresh.
 """
 
 import math
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -54,6 +56,8 @@ def blocked_until(user: User, at: datetime | None = None) -> datetime | None:
     """The moment this account may give a password again, or None when it may now."""
     at = at or utcnow()
     failures = recent_failures(user, at)
+    # Refusals of this process whose failure row is not written yet count as of now.
+    failures = [at] * _unwritten.get(user.id, 0) + failures
     delay = delay_after(len(failures), max_failures=current_app.config["LOGIN_MAX_FAILURES"],
                         cap=_window())
     if not delay:
@@ -106,8 +110,32 @@ def check_signing_password(user: User, password: str, *, doing: str, subject: di
                              "nothing was changed.", field="password")
         if _password_matches(user, password):
             return
-        _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
+        with _counted_until_written(user.id):
+            _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
         raise refused
+
+
+# Per account, wrong signatures found by this process whose failure row is not committed yet.
+_unwritten: Counter[int] = Counter()
+_unwritten_lock = threading.Lock()
+
+
+@contextmanager
+def _counted_until_written(user_id: int) -> Iterator[None]:
+    """Count a wrong signature from the moment it is found until its row is committed.
+
+    A refusal first rolls back the caller's work, which on SQLite lets the next writer in
+    before the failure row is written: that writer must still see this failure.
+    """
+    with _unwritten_lock:
+        _unwritten[user_id] += 1
+    try:
+        yield
+    finally:
+        with _unwritten_lock:
+            _unwritten[user_id] -= 1
+            if not _unwritten[user_id]:
+                del _unwritten[user_id]
 
 
 # The first key of the advisory lock that puts one account's password checks in a line.
