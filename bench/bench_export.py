@@ -99,7 +99,9 @@ def make_app(db_path: Path):
     from compounding import create_app
 
     return create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SECRET_KEY": "bench", "TESTING": False,
-                       "AUTO_MIGRATE": False, "CLINIC_TIMEZONE": ZONE, "CLINIC_NAME": "Bench Clinic"})
+                       "AUTO_MIGRATE": False, "CLINIC_TIMEZONE": ZONE, "CLINIC_NAME": "Bench Clinic",
+                       # The workbook's cover writes an audit checkpoint: keep it beside the bench database.
+                       "AUDIT_KEY": "bench", "AUDIT_CHECKPOINT_FILE": str(db_path.with_suffix(".checkpoints"))})
 
 
 def chunks(iterable, size: int = 10_000):
@@ -118,6 +120,7 @@ def build(db_path: Path, sizes: dict) -> None:
 
     from compounding.extensions import db
     from compounding.models import Batch, Formula, Patient, SessionUse, TreatmentSession, User
+    from compounding.models.patient import fold
 
     app = make_app(db_path)
     with app.app_context():
@@ -125,8 +128,8 @@ def build(db_path: Path, sizes: dict) -> None:
         before = RANGE_END - timedelta(days=DAYS + 5)  # reference rows fall before the range
         with db.engine.begin() as connection:
             connection.execute(sa.insert(User.__table__), [
-                {"id": i, "username": f"bench{i}", "display_name": name, "role": "practitioner",
-                 "password_hash": "x", "active": True, "created_at": before}
+                {"id": i, "username": f"bench{i}", "display_name": name, "display_name_key": fold(name),
+                 "role": "practitioner", "password_hash": "x", "active": True, "created_at": before}
                 for i, name in enumerate(PRACTITIONERS, 1)])
             connection.execute(sa.insert(Formula.__table__), [{
                 "id": 1, "code": "BENCH", "version": 1, "name": "Bench mix", "indication": "other",
@@ -138,8 +141,9 @@ def build(db_path: Path, sizes: dict) -> None:
                 "remaining_volume_ml": Decimal("0"), "compounded_at": before, "compounded_by_id": 1,
                 "beyond_use_at": RANGE_END + timedelta(days=30), "storage": "fridge", "status": "released"}
                 for b in range(1, sizes["batches"] + 1)])
-            for chunk in chunks({"id": p, "chart_number": f"CH-{p:06d}", "name": f"Patient {p}",
-                                 "created_at": before} for p in range(1, sizes["patients"] + 1)):
+            for chunk in chunks({"id": p, "chart_number": f"CH-{p:06d}", "chart_key": f"ch-{p:06d}",
+                                 "name": f"Patient {p}", "name_key": f"patient {p}", "created_at": before}
+                                for p in range(1, sizes["patients"] + 1)):
                 connection.execute(sa.insert(Patient.__table__), chunk)
             for chunk in chunks(session_rows(sizes)):
                 connection.execute(sa.insert(TreatmentSession.__table__), chunk)
