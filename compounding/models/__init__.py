@@ -3,22 +3,26 @@
 from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
-from .batch import Batch, BatchComponent
+from .batch import Batch, BatchComponent, BatchStatus
 from .counter import CodeCounter
-from .formula import Formula, FormulaComponent
+from .formula import Formula, FormulaComponent, FormulaStatus
 from .history import StatusChange
 from .hold import Hold
 from .idempotency import IdempotencyKey
 from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
-from .lot import Lot
+from .lot import Lot, LotStatus
 from .patient import Patient
-from .recall import Recall, RecallContact
+from .recall import Recall, RecallContact, RecallStatus
 from .treatment import AdverseEvent, SessionUse, TreatmentSession
 from .user import ApiToken, User
 from .user_session import UserSession
 
 __all__ = [
+    "RecallStatus",
+    "LotStatus",
+    "FormulaStatus",
+    "BatchStatus",
     "AdverseEvent",
     "ApiToken",
     "AuditEvent",

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -12,7 +13,20 @@ from .formula import Formula
 from .lot import Lot
 from .user import User
 
-BATCH_STATUSES = ("prepared", "released", "rejected", "recalled", "discarded", "depleted", "on_hold")
+
+class BatchStatus(StrEnum):
+    """Where a batch stands; each member equals the string stored in `batches.status`."""
+
+    PREPARED = "prepared"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    RECALLED = "recalled"
+    DISCARDED = "discarded"
+    DEPLETED = "depleted"
+    ON_HOLD = "on_hold"
+
+
+BATCH_STATUSES = tuple(BatchStatus)
 DISCARD_REASONS = ("expired", "damaged", "contaminated", "out_of_specification", "other")
 
 

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,7 +11,16 @@ from ..extensions import db
 from ._common import one_of, utcnow
 from .ingredient import Ingredient
 
-FORMULA_STATUSES = ("draft", "approved", "retired")
+
+class FormulaStatus(StrEnum):
+    """Where a formula version stands; each member equals the string stored in `formulas.status`."""
+
+    DRAFT = "draft"
+    APPROVED = "approved"
+    RETIRED = "retired"
+
+
+FORMULA_STATUSES = tuple(FormulaStatus)
 INDICATIONS = ("fat_reduction", "skin_rejuvenation", "hair_loss", "other")
 ROUTES = ("intradermal", "subcutaneous")
 

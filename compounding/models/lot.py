@@ -2,6 +2,7 @@
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,7 +12,19 @@ from ._common import one_of, utcnow
 from .ingredient import Ingredient
 from .user import User
 
-LOT_STATUSES = ("quarantine", "released", "rejected", "recalled", "depleted", "on_hold")
+
+class LotStatus(StrEnum):
+    """Where a lot stands; each member equals the string stored in `lots.status`."""
+
+    QUARANTINE = "quarantine"
+    RELEASED = "released"
+    REJECTED = "rejected"
+    RECALLED = "recalled"
+    DEPLETED = "depleted"
+    ON_HOLD = "on_hold"
+
+
+LOT_STATUSES = tuple(LotStatus)
 
 
 class Lot(db.Model):

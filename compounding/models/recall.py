@@ -1,6 +1,7 @@
 """Recalls of a lot or a batch; the scope is computed from the links, never typed in."""
 
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -11,7 +12,15 @@ from .batch import Batch
 from .lot import Lot
 from .patient import Patient
 
-RECALL_STATUSES = ("open", "closed")
+
+class RecallStatus(StrEnum):
+    """Whether a recall is still being worked; each member equals `recalls.status`."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+RECALL_STATUSES = tuple(RecallStatus)
 CONTACT_METHODS = ("phone", "email", "in_person", "letter", "other")
 # What came of trying to reach a patient (DESIGN 10.1 rule 8). Every outcome but a failed
 # attempt is final: a patient's latest final outcome is their outcome in the recall.
