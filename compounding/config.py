@@ -132,7 +132,6 @@ DEFAULTS = {
     # zxcvbn's 0-4 estimate a new password must reach (3: "safely unguessable").
     "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_METHOD": "scrypt",
-    "PER_PAGE": 50,
     "SESSION_IDLE_MINUTES": 30,
     # A new API token answers for this many days unless revoked first (DESIGN 10.11).
     "API_TOKEN_DAYS": 90,
