@@ -6,11 +6,12 @@ from pathlib import Path
 
 import cairosvg
 import pytest
+import sqlalchemy as sa
 import zxingcpp
 from PIL import Image
 
 from compounding.extensions import db
-from compounding.models import CodeCounter
+from compounding.models import CodeCounter, Lot
 from compounding.services.clock import to_clinic, utcnow
 from compounding.services.codes import BATCH_CODE, LOT_CODE
 
@@ -55,6 +56,19 @@ def test_a_days_ten_thousandth_batch_gets_five_digits_and_scans_and_prints(clien
     assert batch.code == f"B{to_clinic(batch.compounded_at):%y%m%d}10000"
     as_role("practitioner")
     assert_scans_and_prints(client, "batch", batch, "batches")
+
+
+def test_seed_scale_continues_after_the_longest_lot_code_not_the_highest_string(runner, make_lot):
+    set_counter("lot", 999_998)
+    assert [make_lot().code, make_lot().code] == ["L999999", "L1000000"]
+    set_counter("lot", 5)  # a counter behind the codes: the codes themselves say where to go on
+    db.session.remove()
+    result = runner.invoke(args=["seed-scale", "--lots", "3", "--batches", "4", "--sessions", "5", "--patients", "2",
+                                 "--force"])
+    assert result.exit_code == 0, result.output
+    codes = db.session.scalars(sa.select(Lot.code).where(Lot.supplier == "Scale Supplies Ltd")).all()
+    numbers = sorted(int(code[1:]) for code in codes)
+    assert numbers == list(range(1_000_001, 1_000_001 + len(codes)))
 
 
 @pytest.mark.parametrize(("code", "lot", "batch"), [
