@@ -40,8 +40,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     templating.init_app(app)
     cli.init_app(app)
     register_blueprints(app)
-    # DESIGN 10.11: a web worker's boot never touches the database; the command line may
-    # upgrade the schema, and settings are recorded (DESIGN 10.1 rule 4).
+    # A web worker's boot never touches the database; the command line may upgrade the
+    # schema and records a change of the second-person rules.
     startup.init_app(app)
     return app
 

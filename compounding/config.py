@@ -71,7 +71,7 @@ def from_environment() -> dict:
     return {
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SECRET_KEY": os.environ.get("SECRET_KEY"),
-        # DESIGN 10.11: the audit chain's key and its checkpoints live outside the database
+        # The audit chain's key and its checkpoints live outside the database
         # (default: instance/audit_key, instance/audit_checkpoints.jsonl).
         "AUDIT_KEY": os.environ.get("AUDIT_KEY"),
         "AUDIT_CHECKPOINT_FILE": os.environ.get("AUDIT_CHECKPOINT_FILE"),
@@ -86,12 +86,12 @@ def from_environment() -> dict:
         "API_TOKEN_DAYS": int(os.environ.get("API_TOKEN_DAYS", "90") or 90),
         "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
         "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
-        # DESIGN 10.1 rule 7: every container scanned at the bench unless a clinic turns it off.
+        # Every container scanned at the bench unless a clinic turns it off.
         "REQUIRE_SCAN_CONFIRMATION": _bool("REQUIRE_SCAN_CONFIRMATION", True),
-        # DESIGN 10.1 rule 4: `verify-only` lets a single pharmacist receive-and-release and
+        # `verify-only` lets a single pharmacist receive-and-release and
         # write-and-approve; anything else keeps every second-person rule.
         "SECOND_PERSON_RULES": second_person_rules(os.environ.get("SECOND_PERSON_RULES")),
-        # DESIGN 10.11: a dead or hung database answers 503 within seconds (compounding.database).
+        # A dead or hung database answers 503 within seconds (compounding.database).
         "DB_CONNECT_TIMEOUT": int(os.environ.get("DB_CONNECT_TIMEOUT") or 3),
         "DB_STATEMENT_TIMEOUT_MS": int(os.environ.get("DB_STATEMENT_TIMEOUT_MS") or 5000),
         # Sign-in limits per client address are counted in memory (one process) unless a
@@ -114,7 +114,7 @@ DEFAULTS = {
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "WTF_CSRF_TIME_LIMIT": None,
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
-    # DESIGN 10.11: this many wrong passwords (sign-in or signature) within the minutes below
+    # This many wrong passwords (sign-in or signature) within the minutes below
     # make the account wait 1, 2, 4... minutes, at most LOGIN_LOCKOUT_MINUTES, between tries.
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_LOCKOUT_MINUTES": 15,
@@ -132,9 +132,8 @@ DEFAULTS = {
     # zxcvbn's 0-4 estimate a new password must reach (3: "safely unguessable").
     "PASSWORD_MIN_SCORE": 3,
     "PASSWORD_HASH_METHOD": "scrypt",
-    "PER_PAGE": 50,
     "SESSION_IDLE_MINUTES": 30,
-    # A new API token answers for this many days unless revoked first (DESIGN 10.11).
+    # A new API token answers for this many days unless revoked first.
     "API_TOKEN_DAYS": 90,
     "TRUSTED_PROXIES": 0,
     # Quality signal: flag a batch or lot above this adverse-event rate per session...
@@ -143,12 +142,12 @@ DEFAULTS = {
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": True,
     "SECOND_PERSON_RULES": "all",
-    # Failed attempts to record for a patient before a recall may call them unreachable (DESIGN 10.1 rule 8).
+    # Failed attempts to record for a patient before a recall may call them unreachable.
     "RECALL_MIN_ATTEMPTS": 2,
     # A form POST without its one-time key is refused when this is true; None follows
     # WTF_CSRF_ENABLED, which production never turns off (compounding.idempotency).
     "SUBMISSION_KEYS_REQUIRED": None,
-    # A session dated further back than this needs a pharmacist's signature (DESIGN 10.1.2).
+    # A session dated further back than this needs a pharmacist's signature.
     "BACKDATE_HOURS": 72,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",

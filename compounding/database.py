@@ -1,4 +1,4 @@
-"""Limits on every PostgreSQL connection, so a dead or hung database fails in seconds (DESIGN 10.11).
+"""Limits on every PostgreSQL connection, so a dead or hung database fails in seconds.
 
 Three limits, because each catches a different failure:
 

@@ -173,7 +173,7 @@ def load_lot(lot_id: int) -> Lot:
 
 
 def refuse_if_held(kind: str, item) -> None:
-    """No label for held stock (DESIGN 10.1.3): a fresh label would make it look usable."""
+    """No label for held stock: a fresh label would make it look usable."""
     held = hold_texts(kind, item.id)
     if held or item.status == "on_hold":
         raise InvalidState(f"{item.code} is on hold ({'; '.join(held) or 'hold'}): no label is printed until a "

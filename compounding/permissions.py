@@ -14,8 +14,8 @@ EVERYONE = frozenset(ROLES)
 STAFF = frozenset({"pharmacist", "technician", "practitioner"})
 
 # permission -> roles that hold it. Reading stock records is open to every signed-in role;
-# each change names exactly who may make it. Admins manage accounts, not patients (DESIGN
-# 10.11): no permission over patient data is theirs, and pages open to them leave patients out.
+# each change names exactly who may make it. Admins manage accounts, not patients: no
+# permission over patient data is theirs, and pages open to them leave patients out.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "dashboard.view": EVERYONE,
     "users.manage": frozenset({"admin"}),

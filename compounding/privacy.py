@@ -1,4 +1,4 @@
-"""Need-to-know (DESIGN 10.1 rule 10, 10.11): who may see patients, one access row a request, no copies kept.
+"""Need-to-know: who may see patients, one access row a request, no copies kept.
 
 A view that shows or exports patient data calls `note_access` once it has found its record;
 after the response is made, the request writes one row to the patient access log. Rows are

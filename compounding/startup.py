@@ -1,4 +1,4 @@
-"""What runs once when the service starts, and never in a web worker's boot (DESIGN 10.11).
+"""What runs once when the service starts, and never in a web worker's boot.
 
 A web worker (gunicorn, any WSGI server) builds the app without touching the database, so a
 worker that restarts during an outage boots, answers 503, and serves again when the database
@@ -63,7 +63,7 @@ def upgrade_schema_or_log(app: Flask, log=None) -> bool:
 
 
 def record_settings_or_log(app: Flask) -> bool:
-    """DESIGN 10.1 rule 4: record a change of SECOND_PERSON_RULES, or say why it waits."""
+    """Record a change of SECOND_PERSON_RULES (which second-person checks apply), or say why it waits."""
     try:
         duties.record_settings_on_start(app)
     except OperationalError as exc:

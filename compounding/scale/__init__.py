@@ -73,7 +73,7 @@ def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None]
                 else:
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.AUDIT_CHAIN_LOCK})
                     connection.exec_driver_sql("LOCK TABLE code_counters IN EXCLUSIVE MODE")
-                start = find_start(connection, plan)
+                start = find_start(connection)
                 summary = write_all(Writer(connection, report), plan, start, AuditLog())
                 stage = time.perf_counter()
             report(f"  committed                                {time.perf_counter() - stage:6.1f} s")

@@ -23,15 +23,15 @@ class Start:
     last_hash: str
 
 
-def find_start(connection: sa.Connection, plan: Plan) -> Start:
+def find_start(connection: sa.Connection) -> Start:
     counters = dict(connection.execute(sa.select(CodeCounter.key, CodeCounter.value)).all())
-    highest_lot = connection.scalar(sa.select(sa.func.max(Lot.code)).where(Lot.code.like("L%"))) or "L0"
+    # Codes grow past their 6 digits, so the highest is the longest first: "L999999" < "L1000000".
+    highest_lot = connection.scalar(sa.select(Lot.code).where(Lot.code.like("L%"))
+                                    .order_by(sa.func.length(Lot.code).desc(), Lot.code.desc()).limit(1)) or "L0"
     lot_number = max(counters.get("lot", 0), int(highest_lot[1:] or 0)) + 1
-    if lot_number + len(plan.l_received) > 999_999:
-        raise ValueError("Lot codes would pass L999999: use a fresh database.")
     day_counters = defaultdict(int, {k[5:]: v for k, v in counters.items() if k.startswith("batch")})
     for code in connection.scalars(sa.select(Batch.code)):
-        if len(code) == 11 and code[1:].isdigit():
+        if len(code) >= 11 and code[1:].isdigit():
             day_counters[code[1:7]] = max(day_counters[code[1:7]], int(code[7:]))
     highest_chart = connection.scalar(sa.select(sa.func.max(Patient.chart_number))
                                       .where(Patient.chart_number.like("SC_______"))) or "SC0000000"
@@ -47,8 +47,6 @@ def new_batch_codes(plan: Plan, start: Start) -> list[str]:
     for seconds in plan.b_time.tolist():
         day = moment(seconds).astimezone(zone).strftime("%y%m%d")
         counters[day] += 1
-        if counters[day] > 9999:
-            raise ValueError(f"More than 9,999 batches on {day}: use fewer batches.")
         codes.append(f"B{day}{counters[day]:04d}")
     return codes
 

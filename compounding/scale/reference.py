@@ -21,7 +21,7 @@ def ensure_reference_rows() -> None:
         if username not in existing:
             users.create_user(None, username=username, display_name=name, role=role, password=SCALE_PASSWORD)
     pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
-    # DESIGN 10.1 rule 4: the other pharmacist approves what the first wrote.
+    # Who wrote a formula does not approve it: the other pharmacist does.
     approver = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist2"))
     names = {n.lower() for n in db.session.scalars(sa.select(Ingredient.name))}
     for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:

@@ -68,204 +68,255 @@ class AuditLog:
 
 
 def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summary:
-    connection, refs, rng = writer.connection, plan.refs, plan.rng
-    now = utcnow()
-    people = refs.users
-    pharmacist1, pharmacist2 = people["scale.pharmacist1"], people["scale.pharmacist2"]
-    technician = people["scale.technician"]
-    practitioners = [people[u] for u, _, r in SCALE_USERS if r == "practitioner"] + [pharmacist1]
-    by_id = {v[0]: v for v in people.values()}
-    n_lots, n_batches, n_sessions = len(plan.l_received), plan.size.batches, len(plan.s_time)
-    n_uses, n_components = len(plan.u_batch), len(plan.c_batch)
-    n_events = max(1, n_sessions // 1000) if n_sessions else 0
-    lot_moves = n_lots + n_components + int((plan.l_waste > 0).sum())
-    batch_moves = n_batches + n_uses + int((plan.b_status == "discarded").sum())
-    ids = reserve_ids(connection, {
-        Patient.__table__: plan.size.patients, Lot.__table__: n_lots, Batch.__table__: n_batches,
-        BatchComponent.__table__: n_components, TreatmentSession.__table__: n_sessions,
-        SessionUse.__table__: n_uses, StockMovement.__table__: lot_moves + batch_moves,
-        Signature.__table__: n_lots + n_batches, AdverseEvent.__table__: n_events})
-    lot_id0, batch_id0, patient_id0 = ids["lots"], ids["batches"], ids["patients"]
-    session_id0, use_id0 = ids["treatment_sessions"], ids["session_uses"]
-    ingredient_names = {v[0]: k for k, v in refs.ingredients.items()}
-    ingredient_meta = {v[0]: v for v in refs.ingredients.values()}
-    lot_codes = [f"L{start.lot_number + i:06d}" for i in range(n_lots)]
-    batch_codes = new_batch_codes(plan, start)
-
-    # Patients.
-    patient_count = plan.size.patients
-    first, last = rng.integers(0, len(FIRST_NAMES), patient_count), rng.integers(0, len(LAST_NAMES), patient_count)
-    births = rng.integers(-7300, 12800, patient_count)  # 1950 to 2005
-    created = plan.start - rng.integers(DAY, 365 * DAY, patient_count)
-
-    def patient_rows():
-        for i in range(patient_count):
-            chart, name = f"SC{start.chart_number + i:07d}", f"{FIRST_NAMES[first[i]]} {LAST_NAMES[last[i]]}"
-            yield {"id": patient_id0 + i, "chart_number": chart, "chart_key": fold(chart), "name": name,
-                   "name_key": fold(name), "birth_on": date(1970, 1, 1)
-                   + timedelta(days=int(births[i])), "phone": f"+44 20 7946 {i % 10000:04d}" if i % 5 < 2 else "",
-                   "email": f"patient{start.chart_number + i}@example.org" if i % 2 else "",
-                   "created_at": moment(created[i])}
-
-    writer.insert(Patient.__table__, patient_rows())
-
-    # Lots: received by the technician, released an hour later by a pharmacist (signed, audited).
-    signature_id0 = ids["signatures"]
-
-    def lot_rows():
-        for i in range(n_lots):
-            ingredient_id = int(plan.l_ingredient[i])
-            _, unit, gtin = ingredient_meta[ingredient_id]
-            received = int(plan.l_received[i])
-            trace = i == plan.trace_lot
-            number = f"{TRACE_LOT_PREFIX}{lot_codes[i]}" if trace else f"SC-{lot_codes[i]}"
-            quantity = dec(plan.l_quantity[i], 3)
-            yield {"id": lot_id0 + i, "code": lot_codes[i], "ingredient_id": ingredient_id,
-                   "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
-                   "received_at": moment(received), "received_by_id": technician[0], "expires_on": plan.l_expires[i],
-                   "quantity_received": quantity, "remaining": dec(plan.l_remaining[i], 3),
-                   "coa_reference": f"CoA {number}", "location": "Store " + "ABCD"[i % 4],
-                   "status": str(plan.l_status[i]), "status_reason": "", "released_at": moment(received + HOUR),
-                   "released_by_id": pharmacist1[0]}
-            log.add(received, technician, "lot.received", "lot", lot_id0 + i, new={
-                "code": lot_codes[i], "ingredient": ingredient_names[ingredient_id], "supplier": "Scale Supplies Ltd",
-                "supplier_lot_number": number, "gtin": gtin, "expires_on": plan.l_expires[i], "quantity": quantity,
-                "coa_reference": f"CoA {number}", "location": "Store " + "ABCD"[i % 4], "status": "quarantine"})
-            snapshot = {"remaining": quantity, "status_reason": ""}
-            log.add(received + HOUR, pharmacist1, "lot.released", "lot", lot_id0 + i,
-                    old={"status": "quarantine", **snapshot}, new={"status": "released", **snapshot})
-
-    writer.insert(Lot.__table__, lot_rows())
-
-    # Batches: compounded, then verified (signed) by a pharmacist who did not compound them.
-    formulas_ = refs.formulas
-    compounder = np.where(plan.b_by_pharmacist, pharmacist1[0], technician[0])
-    verifier = np.where(plan.b_by_pharmacist, pharmacist2[0],
-                        np.where(rng.random(n_batches) < 0.5, pharmacist1[0], pharmacist2[0]))
-    component_start = np.searchsorted(plan.c_batch, np.arange(n_batches + 1))
-
-    def batch_rows():
-        for i in range(n_batches):
-            formula = formulas_[plan.b_formula[i]]
-            status, compounded = str(plan.b_status[i]), int(plan.b_time[i])
-            verified = status not in ("prepared", "rejected")
-            total = dec(plan.b_total[i], 1)
-            yield {"id": batch_id0 + i, "code": batch_codes[i], "formula_id": formula.id,
-                   "units": int(plan.b_units[i]), "total_volume_ml": total,
-                   "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
-                   "compounded_at": moment(compounded), "compounded_by_id": int(compounder[i]),
-                   "verified_at": moment(plan.b_verified[i]) if verified else None,
-                   "verified_by_id": int(verifier[i]) if verified else None, "beyond_use_at": moment(plan.b_bud[i]),
-                   "storage": formula.storage, "notes": "", "deviations": "", "status": status,
-                   "status_reason": "failed visual inspection (synthetic)" if status == "rejected" else "",
-                   "discard_reason": "expired" if status == "discarded" else None}
-            parts = range(component_start[i], component_start[i + 1])
-            log.add(compounded, by_id[int(compounder[i])], "batch.compounded", "batch", batch_id0 + i, new={
-                "code": batch_codes[i], "formula": formula.label, "units": int(plan.b_units[i]),
-                "total_volume_ml": total, "beyond_use_at": moment(plan.b_bud[i]), "bud_table": BUD_TABLE_VERSION,
-                "deviations": "", "components": [{"lot": lot_codes[plan.c_lot[k]], "quantity": dec(plan.c_qty[k], 3),
-                                                  "scanned": bool(plan.c_scanned[k])} for k in parts]})
-            if status != "prepared":
-                old = {"status": "prepared", "remaining_volume_ml": total, "status_reason": "", "discard_reason": None}
-                new = {**old, "status": "rejected" if status == "rejected" else "released"}
-                action = "batch.rejected" if status == "rejected" else "batch.released"
-                log.add(int(plan.b_verified[i]), by_id[int(verifier[i])], action, "batch", batch_id0 + i,
-                        old=old, new=new)
-            if status == "discarded":
-                left = dec(plan.b_remaining[i], 1)
-                log.add(int(plan.b_discard_time[i]), pharmacist1, "batch.discarded", "batch", batch_id0 + i,
-                        old={"status": "released", "remaining_volume_ml": left, "status_reason": "",
-                             "discard_reason": None},
-                        new={"status": "discarded", "remaining_volume_ml": Decimal(0), "status_reason": "",
-                             "discard_reason": "expired"}, reason="expired")
-
-    writer.insert(Batch.__table__, batch_rows())
-    writer.insert(BatchComponent.__table__, (
-        {"id": ids["batch_components"] + k, "batch_id": batch_id0 + int(plan.c_batch[k]),
-         "lot_id": lot_id0 + int(plan.c_lot[k]), "ingredient_id": int(plan.l_ingredient[plan.c_lot[k]]),
-         "theoretical_quantity": dec(plan.c_qty[k], 3), "quantity": dec(plan.c_qty[k], 3),
-         "scanned": bool(plan.c_scanned[k])} for k in range(n_components)))
-
-    def signature_rows():
-        next_id = itertools.count(signature_id0)
-        for i in range(n_lots):
-            yield {"id": next(next_id), "signer_id": pharmacist1[0], "signer_name": pharmacist1[1],
-                   "signed_at": moment(plan.l_received[i] + HOUR), "meaning": "released", "entity_type": "lot",
-                   "entity_id": lot_id0 + i}
-        for i in range(n_batches):
-            status = str(plan.b_status[i])
-            if status != "prepared":
-                signer = by_id[int(verifier[i])]
-                yield {"id": next(next_id), "signer_id": signer[0], "signer_name": signer[1],
-                       "signed_at": moment(plan.b_verified[i]), "meaning": "rejected" if status == "rejected"
-                       else "verified", "entity_type": "batch", "entity_id": batch_id0 + i}
-
-    writer.insert(Signature.__table__, signature_rows())
-
-    # Sessions and their uses.
-    s_patient = rng.integers(0, patient_count, n_sessions)
-    s_practitioner = rng.integers(0, len(practitioners), n_sessions)
-    first_use = np.searchsorted(plan.u_session, np.arange(n_sessions))
-
-    def session_rows():
-        for s in range(n_sessions):
-            performed = int(plan.s_time[s])
-            formula = formulas_[plan.b_formula[plan.u_batch[first_use[s]]]]
-            yield {"id": session_id0 + s, "patient_id": patient_id0 + int(s_patient[s]),
-                   "practitioner_id": practitioners[s_practitioner[s]][0], "performed_at": moment(performed),
-                   "indication": formula.indication, "notes": "", "recorded_at": moment(min(performed + 600, plan.now)),
-                   "voided_at": None, "voided_by_id": None, "void_reason": ""}
-
-    writer.insert(TreatmentSession.__table__, session_rows())
-    area_pick = rng.integers(0, 4, n_uses)
-    writer.insert(SessionUse.__table__, (
-        {"id": use_id0 + k, "session_id": session_id0 + int(plan.u_session[k]),
-         "batch_id": batch_id0 + int(plan.u_batch[k]), "volume_ml": dec(plan.u_tenths[k], 1),
-         "area": (areas := formulas_[plan.b_formula[plan.u_batch[k]]].areas)[area_pick[k] % len(areas)]}
-        for k in range(n_uses)))
-
-    # The ledger: per owner in time order with running balances, written in global time order.
-    writer.insert(StockMovement.__table__, _movements(plan, ids, batch_codes, (technician, pharmacist1), compounder,
-                                                      practitioners, s_practitioner, s_patient, start))
-
-    # A few adverse events (a handful severe, so quality signals show).
-    event_sessions = np.sort(rng.choice(n_sessions, size=n_events, replace=False)) if n_events else []
-    event_types = rng.choice(len(EVENT_TYPES), p=EVENT_WEIGHTS, size=n_events)
-    today = plan.today
-
-    def event_rows():
-        for k, s in enumerate(event_sessions):
-            performed = int(plan.s_time[s])
-            kind = EVENT_TYPES[event_types[k]]
-            severe = kind in ("infection", "necrosis", "allergic_reaction")
-            onset = min((moment(performed).astimezone(clinic_zone()).date() + timedelta(days=k % 3)), today)
-            yield {"id": ids["adverse_events"] + k, "session_id": session_id0 + int(s), "type": kind,
-                   "severity": "severe" if severe else ("mild", "moderate")[k % 2], "onset_on": onset,
-                   "outcome": "resolved" if not severe else "referred", "notes": "",
-                   "recorded_at": moment(min(performed + (1 + k % 4) * DAY, plan.now - 60)),
-                   "recorded_by_id": practitioners[s_practitioner[s]][0]}
-
-    writer.insert(AdverseEvent.__table__, event_rows())
-
-    counts = dict(writer.counts)
-    trace = None
-    if plan.trace_lot is not None:
-        trace_batches = set(plan.trace_batches.tolist())
-        trace = (lot_id0 + plan.trace_lot, lot_codes[plan.trace_lot], len(trace_batches),
-                 int(sum(1 for b in plan.u_batch.tolist() if b in trace_batches)))
-    for table, first_id in (("patients", patient_id0), ("treatment_sessions", session_id0),
-                            ("session_uses", use_id0), ("stock_movements", ids["stock_movements"]),
-                            ("adverse_events", ids["adverse_events"]), ("batch_components", ids["batch_components"]),
-                            ("signatures", signature_id0)):
-        if counts.get(table):
-            log.add(int(now.timestamp()), None, "scale.rows_loaded", table, None,
-                    new={"first_id": first_id, "last_id": first_id + counts[table] - 1, "rows": counts[table]})
-    log.add(int(now.timestamp()), None, "scale.seeded", "scale", None, new={
-        "seed": plan.size.seed, "counts": counts, "trace_lot": trace and {"id": trace[0], "code": trace[1]}})
-    audit_id0 = reserve_ids(connection, {AuditEvent.__table__: len(log.pending)})["audit_events"]
-    writer.insert(AuditEvent.__table__, log.rows(audit_id0, start.last_hash))
-    move_counters(connection, start, lot_codes)
+    """Every bulk table in turn; the order is fixed, as each step draws from the plan's random generator."""
+    rows = _Rows(writer, plan, start, log)
+    rows.patients()
+    rows.lots()
+    rows.batches()
+    rows.batch_components()
+    rows.signatures()
+    rows.sessions()
+    rows.session_uses()
+    rows.stock_movements()
+    rows.adverse_events()
+    trace = rows.audit_events()
+    move_counters(writer.connection, start, rows.lot_codes)
     return Summary(counts=writer.counts, trace_lot=trace)
+
+
+class _Rows:
+    """What the tables share: reserved ids, the new codes, the staff, and who did what in each batch."""
+
+    def __init__(self, writer: Writer, plan: Plan, start: Start, log: AuditLog):
+        self.writer, self.plan, self.start, self.log = writer, plan, start, log
+        self.rng, refs = plan.rng, plan.refs
+        self.now = utcnow()
+        people = refs.users
+        self.pharmacist1, self.pharmacist2 = people["scale.pharmacist1"], people["scale.pharmacist2"]
+        self.technician = people["scale.technician"]
+        self.practitioners = [people[u] for u, _, r in SCALE_USERS if r == "practitioner"] + [self.pharmacist1]
+        self.by_id = {v[0]: v for v in people.values()}
+        self.n_lots, self.n_batches, self.n_sessions = len(plan.l_received), plan.size.batches, len(plan.s_time)
+        self.n_uses, self.n_components = len(plan.u_batch), len(plan.c_batch)
+        self.n_events = max(1, self.n_sessions // 1000) if self.n_sessions else 0
+        lot_moves = self.n_lots + self.n_components + int((plan.l_waste > 0).sum())
+        batch_moves = self.n_batches + self.n_uses + int((plan.b_status == "discarded").sum())
+        self.ids = ids = reserve_ids(writer.connection, {
+            Patient.__table__: plan.size.patients, Lot.__table__: self.n_lots, Batch.__table__: self.n_batches,
+            BatchComponent.__table__: self.n_components, TreatmentSession.__table__: self.n_sessions,
+            SessionUse.__table__: self.n_uses, StockMovement.__table__: lot_moves + batch_moves,
+            Signature.__table__: self.n_lots + self.n_batches, AdverseEvent.__table__: self.n_events})
+        self.lot_id0, self.batch_id0, self.patient_id0 = ids["lots"], ids["batches"], ids["patients"]
+        self.session_id0, self.use_id0 = ids["treatment_sessions"], ids["session_uses"]
+        self.ingredient_names = {v[0]: k for k, v in refs.ingredients.items()}
+        self.ingredient_meta = {v[0]: v for v in refs.ingredients.values()}
+        self.lot_codes = [f"L{start.lot_number + i:06d}" for i in range(self.n_lots)]
+        self.batch_codes = new_batch_codes(plan, start)
+
+    def patients(self) -> None:
+        plan, rng, start, patient_id0 = self.plan, self.rng, self.start, self.patient_id0
+        patient_count = plan.size.patients
+        first = rng.integers(0, len(FIRST_NAMES), patient_count)
+        last = rng.integers(0, len(LAST_NAMES), patient_count)
+        births = rng.integers(-7300, 12800, patient_count)  # 1950 to 2005
+        created = plan.start - rng.integers(DAY, 365 * DAY, patient_count)
+
+        def patient_rows():
+            for i in range(patient_count):
+                chart, name = f"SC{start.chart_number + i:07d}", f"{FIRST_NAMES[first[i]]} {LAST_NAMES[last[i]]}"
+                yield {"id": patient_id0 + i, "chart_number": chart, "chart_key": fold(chart), "name": name,
+                       "name_key": fold(name), "birth_on": date(1970, 1, 1) + timedelta(days=int(births[i])),
+                       "phone": f"+44 20 7946 {i % 10000:04d}" if i % 5 < 2 else "",
+                       "email": f"patient{start.chart_number + i}@example.org" if i % 2 else "",
+                       "created_at": moment(created[i])}
+
+        self.writer.insert(Patient.__table__, patient_rows())
+
+    def lots(self) -> None:
+        """Received by the technician, released an hour later by a pharmacist (signed, audited)."""
+        plan, log, lot_codes, lot_id0 = self.plan, self.log, self.lot_codes, self.lot_id0
+        technician, pharmacist1 = self.technician, self.pharmacist1
+
+        def lot_rows():
+            for i in range(self.n_lots):
+                ingredient_id = int(plan.l_ingredient[i])
+                _, unit, gtin = self.ingredient_meta[ingredient_id]
+                received = int(plan.l_received[i])
+                trace = i == plan.trace_lot
+                number = f"{TRACE_LOT_PREFIX}{lot_codes[i]}" if trace else f"SC-{lot_codes[i]}"
+                quantity = dec(plan.l_quantity[i], 3)
+                yield {"id": lot_id0 + i, "code": lot_codes[i], "ingredient_id": ingredient_id,
+                       "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
+                       "received_at": moment(received), "received_by_id": technician[0],
+                       "expires_on": plan.l_expires[i], "quantity_received": quantity,
+                       "remaining": dec(plan.l_remaining[i], 3), "coa_reference": f"CoA {number}",
+                       "location": "Store " + "ABCD"[i % 4], "status": str(plan.l_status[i]), "status_reason": "",
+                       "released_at": moment(received + HOUR), "released_by_id": pharmacist1[0]}
+                log.add(received, technician, "lot.received", "lot", lot_id0 + i, new={
+                    "code": lot_codes[i], "ingredient": self.ingredient_names[ingredient_id],
+                    "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
+                    "expires_on": plan.l_expires[i], "quantity": quantity, "coa_reference": f"CoA {number}",
+                    "location": "Store " + "ABCD"[i % 4], "status": "quarantine"})
+                snapshot = {"remaining": quantity, "status_reason": ""}
+                log.add(received + HOUR, pharmacist1, "lot.released", "lot", lot_id0 + i,
+                        old={"status": "quarantine", **snapshot}, new={"status": "released", **snapshot})
+
+        self.writer.insert(Lot.__table__, lot_rows())
+
+    def batches(self) -> None:
+        """Compounded, then verified (signed) by a pharmacist who did not compound them."""
+        plan, log, batch_codes, lot_codes = self.plan, self.log, self.batch_codes, self.lot_codes
+        batch_id0 = self.batch_id0
+        pharmacist1, pharmacist2, by_id, n_batches = self.pharmacist1, self.pharmacist2, self.by_id, self.n_batches
+        formulas_ = plan.refs.formulas
+        self.compounder = compounder = np.where(plan.b_by_pharmacist, pharmacist1[0], self.technician[0])
+        self.verifier = verifier = np.where(plan.b_by_pharmacist, pharmacist2[0],
+                                            np.where(self.rng.random(n_batches) < 0.5, pharmacist1[0], pharmacist2[0]))
+        component_start = np.searchsorted(plan.c_batch, np.arange(n_batches + 1))
+
+        def batch_rows():
+            for i in range(n_batches):
+                formula = formulas_[plan.b_formula[i]]
+                status, compounded = str(plan.b_status[i]), int(plan.b_time[i])
+                verified = status not in ("prepared", "rejected")
+                total = dec(plan.b_total[i], 1)
+                yield {"id": batch_id0 + i, "code": batch_codes[i], "formula_id": formula.id,
+                       "units": int(plan.b_units[i]), "total_volume_ml": total,
+                       "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
+                       "compounded_at": moment(compounded), "compounded_by_id": int(compounder[i]),
+                       "verified_at": moment(plan.b_verified[i]) if verified else None,
+                       "verified_by_id": int(verifier[i]) if verified else None,
+                       "beyond_use_at": moment(plan.b_bud[i]), "storage": formula.storage, "notes": "",
+                       "deviations": "", "status": status,
+                       "status_reason": "failed visual inspection (synthetic)" if status == "rejected" else "",
+                       "discard_reason": "expired" if status == "discarded" else None}
+                parts = range(component_start[i], component_start[i + 1])
+                log.add(compounded, by_id[int(compounder[i])], "batch.compounded", "batch", batch_id0 + i, new={
+                    "code": batch_codes[i], "formula": formula.label, "units": int(plan.b_units[i]),
+                    "total_volume_ml": total, "beyond_use_at": moment(plan.b_bud[i]),
+                    "bud_table": BUD_TABLE_VERSION, "deviations": "",
+                    "components": [{"lot": lot_codes[plan.c_lot[k]], "quantity": dec(plan.c_qty[k], 3),
+                                    "scanned": bool(plan.c_scanned[k])} for k in parts]})
+                if status != "prepared":
+                    old = {"status": "prepared", "remaining_volume_ml": total, "status_reason": "",
+                           "discard_reason": None}
+                    new = {**old, "status": "rejected" if status == "rejected" else "released"}
+                    action = "batch.rejected" if status == "rejected" else "batch.released"
+                    log.add(int(plan.b_verified[i]), by_id[int(verifier[i])], action, "batch", batch_id0 + i,
+                            old=old, new=new)
+                if status == "discarded":
+                    left = dec(plan.b_remaining[i], 1)
+                    log.add(int(plan.b_discard_time[i]), pharmacist1, "batch.discarded", "batch", batch_id0 + i,
+                            old={"status": "released", "remaining_volume_ml": left, "status_reason": "",
+                                 "discard_reason": None},
+                            new={"status": "discarded", "remaining_volume_ml": Decimal(0), "status_reason": "",
+                                 "discard_reason": "expired"}, reason="expired")
+
+        self.writer.insert(Batch.__table__, batch_rows())
+
+    def batch_components(self) -> None:
+        plan, first_id, lot_id0, batch_id0 = self.plan, self.ids["batch_components"], self.lot_id0, self.batch_id0
+        self.writer.insert(BatchComponent.__table__, (
+            {"id": first_id + k, "batch_id": batch_id0 + int(plan.c_batch[k]),
+             "lot_id": lot_id0 + int(plan.c_lot[k]), "ingredient_id": int(plan.l_ingredient[plan.c_lot[k]]),
+             "theoretical_quantity": dec(plan.c_qty[k], 3), "quantity": dec(plan.c_qty[k], 3),
+             "scanned": bool(plan.c_scanned[k])} for k in range(self.n_components)))
+
+    def signatures(self) -> None:
+        """A pharmacist's release of each lot, then each batch's verification or rejection."""
+        plan, pharmacist1 = self.plan, self.pharmacist1
+
+        def signature_rows():
+            next_id = itertools.count(self.ids["signatures"])
+            for i in range(self.n_lots):
+                yield {"id": next(next_id), "signer_id": pharmacist1[0], "signer_name": pharmacist1[1],
+                       "signed_at": moment(plan.l_received[i] + HOUR), "meaning": "released", "entity_type": "lot",
+                       "entity_id": self.lot_id0 + i}
+            for i in range(self.n_batches):
+                status = str(plan.b_status[i])
+                if status != "prepared":
+                    signer = self.by_id[int(self.verifier[i])]
+                    yield {"id": next(next_id), "signer_id": signer[0], "signer_name": signer[1],
+                           "signed_at": moment(plan.b_verified[i]), "meaning": "rejected" if status == "rejected"
+                           else "verified", "entity_type": "batch", "entity_id": self.batch_id0 + i}
+
+        self.writer.insert(Signature.__table__, signature_rows())
+
+    def sessions(self) -> None:
+        plan, rng, n_sessions = self.plan, self.rng, self.n_sessions
+        self.s_patient = s_patient = rng.integers(0, plan.size.patients, n_sessions)
+        self.s_practitioner = s_practitioner = rng.integers(0, len(self.practitioners), n_sessions)
+        first_use = np.searchsorted(plan.u_session, np.arange(n_sessions))
+
+        def session_rows():
+            for s in range(n_sessions):
+                performed = int(plan.s_time[s])
+                formula = plan.refs.formulas[plan.b_formula[plan.u_batch[first_use[s]]]]
+                yield {"id": self.session_id0 + s, "patient_id": self.patient_id0 + int(s_patient[s]),
+                       "practitioner_id": self.practitioners[s_practitioner[s]][0],
+                       "performed_at": moment(performed), "indication": formula.indication, "notes": "",
+                       "recorded_at": moment(min(performed + 600, plan.now)),
+                       "voided_at": None, "voided_by_id": None, "void_reason": ""}
+
+        self.writer.insert(TreatmentSession.__table__, session_rows())
+
+    def session_uses(self) -> None:
+        plan, formulas_, session_id0, batch_id0 = self.plan, self.plan.refs.formulas, self.session_id0, self.batch_id0
+        area_pick = self.rng.integers(0, 4, self.n_uses)
+        self.writer.insert(SessionUse.__table__, (
+            {"id": self.use_id0 + k, "session_id": session_id0 + int(plan.u_session[k]),
+             "batch_id": batch_id0 + int(plan.u_batch[k]), "volume_ml": dec(plan.u_tenths[k], 1),
+             "area": (areas := formulas_[plan.b_formula[plan.u_batch[k]]].areas)[area_pick[k] % len(areas)]}
+            for k in range(self.n_uses)))
+
+    def stock_movements(self) -> None:
+        """The ledger: per owner in time order with running balances, written in global time order."""
+        self.writer.insert(StockMovement.__table__, _movements(
+            self.plan, self.ids, self.batch_codes, (self.technician, self.pharmacist1), self.compounder,
+            self.practitioners, self.s_practitioner, self.s_patient, self.start))
+
+    def adverse_events(self) -> None:
+        """A few, a handful of them severe, so quality signals show."""
+        plan, rng, n_events, s_practitioner = self.plan, self.rng, self.n_events, self.s_practitioner
+        event_sessions = np.sort(rng.choice(self.n_sessions, size=n_events, replace=False)) if n_events else []
+        event_types = rng.choice(len(EVENT_TYPES), p=EVENT_WEIGHTS, size=n_events)
+        today = plan.today
+
+        def event_rows():
+            for k, s in enumerate(event_sessions):
+                performed = int(plan.s_time[s])
+                kind = EVENT_TYPES[event_types[k]]
+                severe = kind in ("infection", "necrosis", "allergic_reaction")
+                onset = min((moment(performed).astimezone(clinic_zone()).date() + timedelta(days=k % 3)), today)
+                yield {"id": self.ids["adverse_events"] + k, "session_id": self.session_id0 + int(s), "type": kind,
+                       "severity": "severe" if severe else ("mild", "moderate")[k % 2], "onset_on": onset,
+                       "outcome": "resolved" if not severe else "referred", "notes": "",
+                       "recorded_at": moment(min(performed + (1 + k % 4) * DAY, plan.now - 60)),
+                       "recorded_by_id": self.practitioners[s_practitioner[s]][0]}
+
+        self.writer.insert(AdverseEvent.__table__, event_rows())
+
+    def audit_events(self) -> tuple | None:
+        """One summary row per bulk table, then every audit row in time order; returns the trace lot."""
+        plan, log, ids, writer = self.plan, self.log, self.ids, self.writer
+        counts = dict(writer.counts)
+        trace = None
+        if plan.trace_lot is not None:
+            trace_batches = set(plan.trace_batches.tolist())
+            trace = (self.lot_id0 + plan.trace_lot, self.lot_codes[plan.trace_lot], len(trace_batches),
+                     int(sum(1 for b in plan.u_batch.tolist() if b in trace_batches)))
+        for table, first_id in (("patients", self.patient_id0), ("treatment_sessions", self.session_id0),
+                                ("session_uses", self.use_id0), ("stock_movements", ids["stock_movements"]),
+                                ("adverse_events", ids["adverse_events"]),
+                                ("batch_components", ids["batch_components"]), ("signatures", ids["signatures"])):
+            if counts.get(table):
+                log.add(int(self.now.timestamp()), None, "scale.rows_loaded", table, None,
+                        new={"first_id": first_id, "last_id": first_id + counts[table] - 1, "rows": counts[table]})
+        log.add(int(self.now.timestamp()), None, "scale.seeded", "scale", None, new={
+            "seed": plan.size.seed, "counts": counts, "trace_lot": trace and {"id": trace[0], "code": trace[1]}})
+        audit_id0 = reserve_ids(writer.connection, {AuditEvent.__table__: len(log.pending)})["audit_events"]
+        writer.insert(AuditEvent.__table__, log.rows(audit_id0, self.start.last_hash))
+        return trace
 
 
 def _movements(plan: Plan, ids, batch_codes, staff, compounder, practitioners, s_practitioner,

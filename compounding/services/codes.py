@@ -1,10 +1,19 @@
-"""Our scannable codes: lots L + 6 digits, batches B + yymmdd + 4-digit sequence."""
+"""Our scannable codes: lots L + 6 digits, batches B + yymmdd + 4-digit sequence.
 
+The widths are minimums: lot 1,000,000 is L1000000 and a day's 10,000th batch ends in 10000.
+The patterns below are the one place that says what our codes look like, so a grown code
+still scans.
+"""
+
+import re
 from datetime import datetime
 
 from ..extensions import db
 from ..models import CodeCounter
 from .clock import to_clinic
+
+LOT_CODE = re.compile(r"^L\d{6,}$")
+BATCH_CODE = re.compile(r"^B\d{10,}$")  # yymmdd, then the day's sequence of 4 or more digits
 
 
 def _next(key: str) -> int:

@@ -4,7 +4,6 @@ Our batch code first, then our lot code, then a supplier's GS1 string (matched t
 GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
 """
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,11 +16,10 @@ from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
 from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot
 from .batches import unusable_reasons
 from .clock import utcnow
+from .codes import BATCH_CODE, LOT_CODE
 from .expiry import is_expired
 from .holds import hold_texts
 
-BATCH_CODE = re.compile(r"^B\d{10}$")
-LOT_CODE = re.compile(r"^L\d{6}$")
 SHOWN_LENGTH = 200
 
 

@@ -282,7 +282,7 @@ def audit_workbook(out, start: date, end: date, *, generated_by: str, clinic_nam
     cover = book.cover()
     context = _AuditContext(names=user_names(), now=utcnow())
     # The whole trail as it stands (not just the period): an inspector holding an earlier
-    # workbook compares, and the same checkpoint goes to AUDIT_CHECKPOINT_FILE (DESIGN 10.11).
+    # workbook compares, and the same checkpoint goes to AUDIT_CHECKPOINT_FILE.
     trail_rows, head_id, head_hash = trail_head()
     for spec in AUDIT_SHEETS:
         book.table(spec.title, spec.columns(book.zone), spec.rows(spec.query(start_at, end_at), context), max_rows)

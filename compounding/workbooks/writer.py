@@ -36,8 +36,9 @@ def safe_text(value: Any) -> str:
     """Text as typed, fit for a cell: the one gate for every text cell.
 
     Characters XML cannot hold are dropped, and text past Excel's cell limit is cut with a
-    marker. Nothing is put in front (DESIGN 10.1 rule 12): a cell that a spreadsheet could
-    take for a formula gets the quote-prefix style instead (see `needs_quote_prefix`).
+    marker. Nothing is put in front, so the cell holds exactly what was typed: a cell that a
+    spreadsheet could take for a formula gets the quote-prefix style instead (see
+    `needs_quote_prefix`).
     """
     text = value if isinstance(value, str) else str(value)
     text = _ILLEGAL_CHARACTERS.sub("", text)

@@ -1,4 +1,4 @@
-"""Status history and hold reasons (DESIGN 10.1.2 and 10.1.3).
+"""Status history and hold reasons.
 
 Adds `status_changes` (every status change of a lot, batch or recall, with its time) and
 `holds` (hold reasons on lots and batches); lots and batches may be `on_hold`; adverse

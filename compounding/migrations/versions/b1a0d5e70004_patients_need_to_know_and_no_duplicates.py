@@ -1,9 +1,9 @@
 """Patients: chart numbers unique ignoring case and spaces, accent-free search, access log.
 
-DESIGN 10.1 rules 9 and 10. `chart_key` and `name_key` are the folded chart number and name
-(no surrounding spaces, case or accents). Existing chart numbers that fold alike are listed
-and the upgrade stops: which of two records is the real patient is a clinic's decision, not
-the migration's. `patient_access_log` records who saw or exported patient data.
+`chart_key` and `name_key` are the folded chart number and name (no surrounding spaces,
+case or accents). Existing chart numbers that fold alike are listed and the upgrade stops:
+which of two records is the real patient is a clinic's decision, not the migration's.
+`patient_access_log` records who saw or exported patient data.
 
 Revision ID: b1a0d5e70004
 Revises: 3c1e9a7d2b40

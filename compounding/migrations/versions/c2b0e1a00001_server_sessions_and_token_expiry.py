@@ -1,4 +1,4 @@
-"""Server-side sign-in sessions; API tokens that expire and can be revoked (DESIGN 10.11).
+"""Server-side sign-in sessions; API tokens that expire and can be revoked.
 
 Adds `user_sessions` (one row per sign-in; the cookie carries a random id whose SHA-256 is
 stored). API tokens gain `expires_at` (existing tokens: created_at + 90 days), who revoked

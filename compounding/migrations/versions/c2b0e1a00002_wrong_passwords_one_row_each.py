@@ -1,4 +1,4 @@
-"""Wrong passwords one row each, at sign-in and when signing (DESIGN 10.11).
+"""Wrong passwords one row each, at sign-in and when signing.
 
 Adds `auth_failures` (a row per wrong password of a known account: when, sign-in or
 signature, from which address) and drops `users.failed_logins` and `users.locked_until`,

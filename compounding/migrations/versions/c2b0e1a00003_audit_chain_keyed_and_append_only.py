@@ -1,4 +1,4 @@
-"""The audit chain is keyed and append-only (DESIGN 10.11).
+"""The audit chain is keyed and append-only.
 
 Adds `audit_events.hash_scheme`: the rows already written keep their plain SHA-256 hashes
 (`sha256`) and keep verifying; every new row is an HMAC-SHA256 under the audit key

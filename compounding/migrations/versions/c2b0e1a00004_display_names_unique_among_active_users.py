@@ -1,4 +1,4 @@
-"""Printed names unique among active accounts (DESIGN 10.11).
+"""Printed names unique among active accounts.
 
 `display_name_key` is the folded printed name (no surrounding or doubled spaces, case or
 accents); a partial unique index keeps it unique among active accounts, so a signature's
