@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ._common import one_of, utcnow
+from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
 
 
@@ -21,6 +21,20 @@ class FormulaStatus(StrEnum):
 
 
 FORMULA_STATUSES = tuple(FormulaStatus)
+# What may happen to a formula version in each status, and what a refusal says.
+FORMULA_TRANSITIONS = {
+    "edit": transition({FormulaStatus.DRAFT}, None, "{label} is {status} and read-only; make a new version."),
+    "new_version": transition({FormulaStatus.APPROVED, FormulaStatus.RETIRED}, None,
+                              "{label} is still a draft: edit it directly."),
+    "approve": transition({FormulaStatus.DRAFT}, FormulaStatus.APPROVED,
+                          "{label} is {status}; only a draft can be approved."),
+    # Approving a version retires the approved one it replaces.
+    "replace": transition({FormulaStatus.APPROVED}, FormulaStatus.RETIRED, "{label} is {status}."),
+    "retire": transition({FormulaStatus.DRAFT, FormulaStatus.APPROVED}, FormulaStatus.RETIRED,
+                         "{label} is already retired."),
+    "compound": transition({FormulaStatus.APPROVED}, None,
+                           "{label} is {status}; only an approved formula can be compounded."),
+}
 INDICATIONS = ("fat_reduction", "skin_rejuvenation", "hair_loss", "other")
 ROUTES = ("intradermal", "subcutaneous")
 

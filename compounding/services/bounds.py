@@ -20,7 +20,8 @@ DAY_MESSAGE = "Give a date between 1900 and 2100."
 # Python also reads "20261127" and ISO week dates; a person never types a day so.
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-__all__ = ["DAY_MESSAGE", "FIRST_DAY", "LAST_DAY", "MAX_RECORD_ID", "check_day", "day_in_range", "read_day"]
+__all__ = ["DAY_MESSAGE", "FIRST_DAY", "LAST_DAY", "MAX_RECORD_ID", "check_day", "checked_text", "day_in_range",
+           "read_day"]
 
 
 def day_in_range(day: date) -> bool:
@@ -50,3 +51,16 @@ def read_day(text: str | None) -> date | None:
     if not day_in_range(day):
         raise ValueError(DAY_MESSAGE)
     return day
+
+
+def checked_text(value, field: str, maximum: int, *, required: str = "") -> str:
+    """`value` stripped, refused (422 naming `field`) when longer than `maximum` or, with `required`, empty.
+
+    Never cut: forms and API schemas refuse the same length, so every way in says the same.
+    """
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidInput(required, field=field)
+    if len(text) > maximum:
+        raise InvalidInput(f"At most {maximum} characters.", field=field)
+    return text

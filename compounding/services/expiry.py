@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
+from ..models.lot import expired_by
 from .bounds import day_in_range
 from .clock import clinic_today, utcnow
 
@@ -49,7 +50,7 @@ def last_usable_day(at: datetime | None = None) -> date:
 
 
 def is_expired(expires_on: date, at: datetime | None = None) -> bool:
-    return expires_on < last_usable_day(at)
+    return expired_by(expires_on, last_usable_day(at))
 
 
 def expired_clause(column, at: datetime | None = None) -> sa.ColumnElement[bool]:
