@@ -7,7 +7,19 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Batch, BatchStatus, Formula, Hold, Ingredient, Lot, Patient, Recall, TreatmentSession, User
+from .models import (
+    Batch,
+    BatchStatus,
+    Formula,
+    FormulaStatus,
+    Hold,
+    Ingredient,
+    Lot,
+    Patient,
+    Recall,
+    TreatmentSession,
+    User,
+)
 from .services import batches, formulas, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
 from .services.passwords import DEMO_PASSWORD
@@ -208,7 +220,8 @@ def _seed_batches() -> Iterator[str]:
         return
     technician, verifier = _user("technician"), _user("pharmacist2")
     for code, units, verified in DEMO_BATCHES:
-        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
+        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code,
+                                                             Formula.status == FormulaStatus.APPROVED))
         batch = _compound_scanned(technician, formula, units)
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
@@ -272,7 +285,8 @@ def _seed_held_batch() -> Iterator[str]:
     if db.session.scalar(sa.select(Hold.id).limit(1)):
         return
     technician, verifier, practitioner = _user("technician"), _user("pharmacist2"), _user("practitioner")
-    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT", Formula.status == "approved"))
+    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT",
+                                                         Formula.status == FormulaStatus.APPROVED))
     batch = _compound_scanned(technician, formula, 1)
     batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
     patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))

@@ -75,7 +75,7 @@ class Batch(db.Model):
     storage: Mapped[str] = mapped_column(sa.String(30))
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     deviations: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="prepared")
+    status: Mapped[str] = mapped_column(sa.String(20), default=BatchStatus.PREPARED)
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     discard_reason: Mapped[str | None] = mapped_column(sa.String(30))
 

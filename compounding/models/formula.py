@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from ..limits import SHORT_TEXT_MAX
 from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
 
@@ -53,7 +54,7 @@ class Formula(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(30), index=True)
     version: Mapped[int] = mapped_column(default=1)
-    name: Mapped[str] = mapped_column(sa.String(160))
+    name: Mapped[str] = mapped_column(sa.String(SHORT_TEXT_MAX))
     indication: Mapped[str] = mapped_column(sa.String(30))
     route: Mapped[str] = mapped_column(sa.String(20))
     dosage_form: Mapped[str] = mapped_column(sa.String(60), default="solution for injection")
@@ -64,7 +65,7 @@ class Formula(db.Model):
     bud_category: Mapped[str] = mapped_column(sa.String(60))
     bud_hours: Mapped[int | None]
     bud_reason: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="draft", index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default=FormulaStatus.DRAFT, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     approved_at: Mapped[datetime | None]

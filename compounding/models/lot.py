@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ..services.clock import clinic_today
 from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
@@ -66,7 +67,7 @@ class Lot(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(12), unique=True)
     ingredient_id: Mapped[int] = mapped_column(sa.ForeignKey("ingredients.id"))
-    supplier: Mapped[str] = mapped_column(sa.String(120))
+    supplier: Mapped[str] = mapped_column(sa.String(NAME_MAX))
     supplier_lot_number: Mapped[str] = mapped_column(sa.String(60))
     gtin: Mapped[str | None] = mapped_column(sa.String(14), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -74,9 +75,9 @@ class Lot(db.Model):
     expires_on: Mapped[date]
     quantity_received: Mapped[Decimal]
     remaining: Mapped[Decimal]
-    coa_reference: Mapped[str] = mapped_column(sa.String(120), default="")
-    location: Mapped[str] = mapped_column(sa.String(120), default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="quarantine", index=True)
+    coa_reference: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
+    location: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
+    status: Mapped[str] = mapped_column(sa.String(20), default=LotStatus.QUARANTINE, index=True)
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     released_at: Mapped[datetime | None]
     released_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))

@@ -50,7 +50,7 @@ class Recall(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     opened_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(sa.String(10), default="open", index=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default=RecallStatus.OPEN, index=True)
     closed_at: Mapped[datetime | None]
     closed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     outcome: Mapped[str] = mapped_column(sa.Text, default="")

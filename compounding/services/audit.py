@@ -22,6 +22,8 @@ from .clock import utcnow
 GENESIS_HASH = "0" * 64
 # Any constant; PostgreSQL advisory locks are keyed by a 64-bit integer.
 AUDIT_CHAIN_LOCK = 7_150_422_001
+# Rows read at a time when the whole trail is walked.
+TRAIL_CHUNK = 5000
 
 
 def jsonable(value):
@@ -202,7 +204,7 @@ class ChainReport:
                 f"({self.checked} rows before it verified).")
 
 
-def trail_rows(connection=None, *, chunk: int = 5000, legacy_only: bool = False) -> Iterator[sa.Row]:
+def trail_rows(connection=None, *, chunk: int = TRAIL_CHUNK, legacy_only: bool = False) -> Iterator[sa.Row]:
     """Plain rows in id order, read in keyset chunks so memory stays flat.
 
     `connection` reads another database (a backup); `legacy_only` is for a trail from before

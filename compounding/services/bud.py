@@ -1,6 +1,6 @@
 """Beyond-use dates: the USP <797> (2023) table as data, and the BUD rule.
 
-Values as commonly published; the clinic's pharmacist confirms them (DESIGN section 4).
+Values as commonly published; the clinic's pharmacist confirms them.
 Bump BUD_TABLE_VERSION whenever a value changes: batches record the version they used.
 """
 

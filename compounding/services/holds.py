@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..limits import REASON_MAX
-from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, SessionUse, User
+from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, RecallStatus, SessionUse, User
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
 from . import audit
@@ -99,7 +99,7 @@ def open_recall_of(kind: str, item_id: int) -> int | None:
     target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
         Recall.batch_id == item_id,
         Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
-    return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == "open").limit(1))
+    return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == RecallStatus.OPEN).limit(1))
 
 
 @transactional

@@ -53,7 +53,7 @@ class SheetColumn:
 COLUMNS = (
     SheetColumn("ingredient", "Ingredient (name or GTIN)", True,
                 "The ingredient's name as in the app, or one of its GTINs.", ("ingredient", "ingredient name")),
-    SheetColumn("supplier", "Supplier", True, "1 to 120 characters.", ("supplier", "supplier name")),
+    SheetColumn("supplier", "Supplier", True, f"1 to {NAME_MAX} characters.", ("supplier", "supplier name")),
     SheetColumn("lot_number", "Lot number", True, "The supplier's lot number, 1 to 60 characters, kept as typed.",
                 ("lot number", "lot", "lot no", "supplier lot number", "batch number")),
     SheetColumn("expiry", "Expiry (YYYY-MM-DD or YYYY-MM)", True,
@@ -66,7 +66,7 @@ COLUMNS = (
                  "certificate of analysis reference", "certificate of analysis")),
     SheetColumn("gtin", "GTIN", False, "From the supplier's barcode, optional: 8, 12, 13 or 14 digits.",
                 ("gtin", "ean", "gtin 14")),
-    SheetColumn("location", "Location", False, "Storage location, optional, at most 120 characters.",
+    SheetColumn("location", "Location", False, f"Storage location, optional, at most {NAME_MAX} characters.",
                 ("location", "storage location")),
 )
 _BY_KEY = {column.key: column for column in COLUMNS}

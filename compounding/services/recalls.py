@@ -108,7 +108,7 @@ def _recall_item(actor: User, item, recall: Recall, reason: str) -> None:
 
 
 def join_recalls_opened_since(actor: User, session_row: TreatmentSession, batch_ids: list[int]) -> list[int]:
-    """Rule 10.1.2: a session performed before a recall opened but entered after it.
+    """A session performed before a recall opened but entered after it.
 
     The scope is computed from the links, so the session is in it at once; this reopens
     each closed one (its patient must be contacted) and answers the recalls reached, whose

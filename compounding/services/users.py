@@ -9,6 +9,7 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ..models import ApiToken, User
 from ..models.patient import fold
 from ..models.user import TOKEN_NAME_LENGTH
@@ -54,7 +55,7 @@ def ensure_display_name_free(display_name: str, *, other_than: int | None = None
     partial unique index on `display_name_key` holds the same rule in the database.
     """
     query = sa.select(User.username, User.display_name).where(User.active.is_(True),
-                                                              User.display_name_key == fold(display_name)[:120])
+                                                              User.display_name_key == fold(display_name)[:NAME_MAX])
     if other_than is not None:
         query = query.where(User.id != other_than)
     clash = db.session.execute(query.limit(1)).first()
