@@ -23,11 +23,11 @@ def clinic_today(now: datetime | None = None, zone: tzinfo | None = None) -> dat
     return to_clinic(now or utcnow(), zone).date()
 
 
-def start_of_clinic_day(day: date) -> datetime:
-    """The first instant of `day` in the clinic's zone, as UTC."""
-    return datetime.combine(day, time.min, tzinfo=clinic_zone()).astimezone(UTC)
+def start_of_clinic_day(day: date, zone: tzinfo | None = None) -> datetime:
+    """The first instant of `day` in the clinic's zone (or `zone`), as UTC."""
+    return datetime.combine(day, time.min, tzinfo=zone or clinic_zone()).astimezone(UTC)
 
 
-def end_of_clinic_day(day: date) -> datetime:
+def end_of_clinic_day(day: date, zone: tzinfo | None = None) -> datetime:
     """The first instant after `day` ends in the clinic's zone (an exclusive bound), as UTC."""
-    return start_of_clinic_day(day + timedelta(days=1))
+    return start_of_clinic_day(day + timedelta(days=1), zone)
