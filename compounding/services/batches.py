@@ -26,7 +26,16 @@ from .codes import next_batch_code
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .fefo import Candidate, allocate, fefo_order
-from .history import ensure_transition, record_created, record_depletion, standing_holds, status_at, transition
+from .history import (
+    ensure_transition,
+    explained_change,
+    record_created,
+    record_depletion,
+    signed_into_use,
+    standing_holds,
+    status_at,
+    transition,
+)
 from .ledger import move_batch, move_lot
 from .signatures import sign
 from .transaction import transactional
@@ -349,10 +358,7 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
-    with audit.change(actor, "batch.released", batch, BATCH_FIELDS):
-        batch.verified_at = utcnow()
-        batch.verified_by_id = actor.id
-        transition(batch, "verify", actor, reason="verified", at=batch.verified_at)
+    signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")
     return batch
 
 
@@ -367,9 +373,7 @@ def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batc
     batch = _judging(actor, batch_id, "reject")
     ensure_transition(batch, "reject")
     sign(actor, password, "rejected", "batch", batch.id)
-    with audit.change(actor, "batch.rejected", batch, BATCH_FIELDS, reason=reason):
-        transition(batch, "reject", actor, reason=reason)
-        batch.status_reason = reason
+    explained_change(actor, batch, "reject", "batch.rejected", BATCH_FIELDS, reason)
     return batch
 
 

@@ -23,6 +23,7 @@ from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
 from .history import ensure_transition
 from .inventory import check_quantity
+from .lookup import fetch
 from .signatures import sign
 from .transaction import transactional
 
@@ -35,10 +36,7 @@ _CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,29}$")
 
 
 def get_formula(formula_id, *, field: str = "formula_id") -> Formula:
-    formula = db.session.get(Formula, formula_id) if formula_id else None
-    if formula is None:
-        raise NotFound("There is no such formula.", field=field)
-    return formula
+    return fetch(Formula, formula_id, NotFound("There is no such formula.", field=field))
 
 
 def _text(data: dict, key: str, maximum: int, *, required: bool = True) -> str:

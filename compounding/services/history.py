@@ -67,6 +67,24 @@ def transition(item, action: str, actor: User | None, *, reason: str = "", refer
     change_status(item, rule.to, actor, reason=reason, reference=reference, at=at)
 
 
+def signed_into_use(actor: User, item, action: str, audit_action: str, fields, *, stamp: str) -> None:
+    """The signed step that makes an item usable: who and when (`<stamp>_at`, `<stamp>_by_id`), its new
+    status, one audit row of `fields` before and after. The caller has checked and signed."""
+    with audit.change(actor, audit_action, item, fields):
+        at = utcnow()
+        setattr(item, f"{stamp}_at", at)
+        setattr(item, f"{stamp}_by_id", actor.id)
+        transition(item, action, actor, reason=stamp, at=at)
+
+
+def explained_change(actor: User, item, action: str, audit_action: str, fields, reason: str, *,
+                     old: dict | None = None) -> None:
+    """A status change a person explains: the new status, `status_reason`, one audit row with the reason."""
+    with audit.change(actor, audit_action, item, fields, reason=reason, old=old):
+        transition(item, action, actor, reason=reason)
+        item.status_reason = reason
+
+
 def record_created(item, actor: User | None, *, at: datetime | None = None, reason: str = "") -> None:
     """The first row of an item's history: it came into being with its current status."""
     _row(item, None, item.status, actor, reason, "", at)

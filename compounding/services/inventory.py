@@ -21,8 +21,9 @@ from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import EXPIRY_RANGE_MESSAGE, expired_clause, is_expired
 from .fefo import Candidate
-from .history import deplete_if_empty, ensure_transition, record_created, transition
+from .history import deplete_if_empty, ensure_transition, explained_change, record_created, signed_into_use
 from .ledger import move_lot
+from .lookup import fetch
 from .signatures import pharmacist_signs, sign
 from .transaction import transactional
 
@@ -154,10 +155,7 @@ def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingred
 
 
 def get_ingredient(ingredient_id) -> Ingredient:
-    ingredient = db.session.get(Ingredient, ingredient_id) if ingredient_id else None
-    if ingredient is None:
-        raise InvalidInput("Unknown ingredient.", field="ingredient_id")
-    return ingredient
+    return fetch(Ingredient, ingredient_id, InvalidInput("Unknown ingredient.", field="ingredient_id"))
 
 
 def ingredient_by_gtin(gtin: str) -> Ingredient | None:
@@ -299,10 +297,7 @@ def release_lot(actor: User, lot_id: int, password: str) -> Lot:
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
     ensure_second_person(actor, lot.received_by_id, f"You received {lot.code}: a second person must release it.")
     sign(actor, password, "released", "lot", lot.id)
-    with audit.change(actor, "lot.released", lot, LOT_FIELDS):
-        lot.released_at = utcnow()
-        lot.released_by_id = actor.id
-        transition(lot, "release", actor, reason="released", at=lot.released_at)
+    signed_into_use(actor, lot, "release", "lot.released", LOT_FIELDS, stamp="released")
     return lot
 
 
@@ -314,9 +309,7 @@ def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
     lot = get_lot(lot_id, for_update=True)
     ensure_transition(lot, "reject")
     sign(actor, password, "rejected", "lot", lot.id)
-    with audit.change(actor, "lot.rejected", lot, LOT_FIELDS, reason=reason):
-        transition(lot, "reject", actor, reason=reason)
-        lot.status_reason = reason
+    explained_change(actor, lot, "reject", "lot.rejected", LOT_FIELDS, reason)
     return lot
 
 
@@ -331,13 +324,11 @@ def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the lot is quarantined.")
     lot = get_lot(lot_id, for_update=True)
     ensure_transition(lot, "quarantine")
-    with audit.change(actor, "lot.quarantined", lot, LOT_FIELDS, reason=reason,
-                      old={"released_at": lot.released_at, "released_by_id": lot.released_by_id}):
-        transition(lot, "quarantine", actor, reason=reason)
-        lot.status_reason = reason
-        # The release no longer holds: a new release needs a new signature (the old one stays on record).
-        lot.released_at = None
-        lot.released_by_id = None
+    explained_change(actor, lot, "quarantine", "lot.quarantined", LOT_FIELDS, reason,
+                     old={"released_at": lot.released_at, "released_by_id": lot.released_by_id})
+    # The release no longer holds: a new release needs a new signature (the old one stays on record).
+    lot.released_at = None
+    lot.released_by_id = None
     return lot
 
 

@@ -30,6 +30,7 @@ from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
 from .history import ensure_transition, entity_type, may, record_created, transition
 from .inventory import get_lot
+from .lookup import fetch
 from .signatures import pharmacist_signs, sign
 from .trace import TRACE_PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patient_ids, trace_batch, trace_lot
 from .transaction import transactional
@@ -43,10 +44,7 @@ RECALLABLE_BATCH_STATUSES = tuple(BATCH_TRANSITIONS["recall"].sources)
 
 
 def get_recall(recall_id) -> Recall:
-    recall = db.session.get(Recall, recall_id) if recall_id else None
-    if recall is None:
-        raise NotFound("There is no such recall.")
-    return recall
+    return fetch(Recall, recall_id, NotFound("There is no such recall."))
 
 
 def recall_scope(recall: Recall, page: int = 1, per_page: int | None = TRACE_PER_PAGE) -> Trace:

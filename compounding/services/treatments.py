@@ -28,6 +28,7 @@ from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
 from .history import record_depletion
 from .holds import hold_batches_for_event
 from .ledger import move_batch
+from .lookup import fetch
 from .recalls import join_recalls_opened_since
 from .signatures import pharmacist_signs
 from .transaction import transactional
@@ -126,10 +127,7 @@ def update_patient(actor: User, patient_id: int, data: dict) -> Patient:
 
 
 def get_patient(patient_id) -> Patient:
-    patient = db.session.get(Patient, patient_id) if patient_id else None
-    if patient is None:
-        raise NotFound("There is no such patient.", field="patient_id")
-    return patient
+    return fetch(Patient, patient_id, NotFound("There is no such patient.", field="patient_id"))
 
 
 def _volume(value, index: int) -> Decimal:

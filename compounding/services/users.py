@@ -17,6 +17,7 @@ from ..permissions import ROLES
 from . import attempts, audit, passwords, user_sessions
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
+from .lookup import fetch
 from .passwords import DEMO_PASSWORD
 from .transaction import transactional
 
@@ -383,7 +384,4 @@ def end_all_access_after_restore() -> tuple[int, int]:
 
 
 def get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such user.")
-    return user
+    return fetch(User, user_id, NotFound("No such user."))
