@@ -103,6 +103,39 @@ def _eligible_lots(ingredient_ids, at: datetime, *, lock: bool) -> dict[int, lis
     return by_ingredient
 
 
+def _picked(formula: Formula, allocations: list[dict] | None, eligible: dict[int, list[Lot]],
+            at: datetime) -> dict[int, list[tuple[Lot, Decimal]]]:
+    """The lots the user picked, by ingredient: each eligible, of the formula, with the quantity it has."""
+    components = {c.ingredient_id: c for c in formula.components}
+    picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
+    for row in allocations or []:
+        lot_id = row.get("lot_id")
+        lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
+        if lot is None:
+            _refuse_ineligible(formula, lot_id, components, at)
+        quantity = Decimal(str(row.get("quantity")))
+        if quantity <= 0 or quantity.as_tuple().exponent < -3:
+            raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
+        if quantity > lot.remaining:
+            raise InsufficientStock(
+                f"{lot.code} has {lot.remaining.normalize():f} {components[lot.ingredient_id].ingredient.unit} "
+                f"left; {quantity} was allocated.", field="allocations")
+        picked[lot.ingredient_id].append((lot, quantity))
+    return picked
+
+
+def _refuse_ineligible(formula: Formula, lot_id, components: dict, at: datetime) -> None:
+    other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
+    if other is None:
+        raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
+    if other.ingredient_id not in components:
+        raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
+    raise InvalidState(
+        f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
+        f"(it is {other.status}{', expired' if other.is_expired(at) else ''}).",
+        field="allocations")
+
+
 def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = None,
                scanned_lot_ids=(), at: datetime | None = None) -> CompoundingPlan:
     """Choose the lots: FEFO per ingredient unless the user picked lots for it.
@@ -112,50 +145,27 @@ def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = No
     """
     at = at or utcnow()
     plan = CompoundingPlan(formula, units)
-    components = {c.ingredient_id: c for c in formula.components}
-    eligible = _eligible_lots(list(components), at, lock=True)
-    picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
-    for row in allocations or []:
-        lot_id = row.get("lot_id")
-        lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
-        if lot is None:
-            other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
-            if other is None:
-                raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
-            if other.ingredient_id not in components:
-                raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
-            raise InvalidState(
-                f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
-                f"(it is {other.status}{', expired' if other.is_expired(at) else ''}).",
-                field="allocations")
-        quantity = Decimal(str(row.get("quantity")))
-        if quantity <= 0 or quantity.as_tuple().exponent < -3:
-            raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
-        if quantity > lot.remaining:
-            raise InsufficientStock(
-                f"{lot.code} has {lot.remaining.normalize():f} {components[lot.ingredient_id].ingredient.unit} "
-                f"left; {quantity} was allocated.", field="allocations")
-        picked[lot.ingredient_id].append((lot, quantity))
+    eligible = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=True)
+    picked = _picked(formula, allocations, eligible, at)
     scanned = set(scanned_lot_ids)
-    for ingredient_id, component in components.items():
+    for component in formula.components:
         ingredient = component.ingredient
         theoretical = component.quantity * units
-        if picked.get(ingredient_id):
-            chosen = picked[ingredient_id]
+        if picked.get(ingredient.id):
+            chosen = picked[ingredient.id]
             actual = sum(q for _, q in chosen)
             if actual != theoretical:
                 plan.deviations.append(
                     f"{ingredient.name}: {actual.normalize():f} {ingredient.unit} used instead of "
                     f"{theoretical.normalize():f} {ingredient.unit}")
         else:
-            candidates = [Candidate.of(lot)
-                          for lot in eligible.get(ingredient_id, [])]
-            by_id = {lot.id: lot for lot in eligible.get(ingredient_id, [])}
-            chosen = [(by_id[a.lot_id], a.quantity)
-                      for a in allocate(candidates, theoretical, what=ingredient.name, unit=ingredient.unit)]
+            lots = eligible.get(ingredient.id, [])
+            by_id = {lot.id: lot for lot in lots}
+            chosen = [(by_id[a.lot_id], a.quantity) for a in allocate(
+                [Candidate.of(lot) for lot in lots], theoretical, what=ingredient.name, unit=ingredient.unit)]
         for lot, quantity in chosen:
             plan.components.append(PlannedComponent(
-                ingredient_id, ingredient.name, ingredient.unit, lot, quantity,
+                component.ingredient_id, ingredient.name, ingredient.unit, lot, quantity,
                 theoretical, scanned=lot.id in scanned))
     return plan
 
