@@ -43,7 +43,8 @@ def backup_to(path: str | Path) -> int:
     if path.exists():
         raise BackupError(f"{path} exists already; choose a new file name.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    db.session.commit()  # no transaction of ours is left open while pages are copied
+    # Not a use case: the command ends the session's transaction so none of ours is open while pages are copied.
+    db.session.commit()
     target = sqlite3.connect(path)
     try:
         with _live_connection() as source:
@@ -118,6 +119,7 @@ def restore_from(path: str | Path) -> int:
         if not report.ok:
             raise BackupError(f"Refused: the audit trail in {path} does not verify, so nothing was restored. "
                               f"{report.message}")
+        # As for a backup: no transaction of ours may be open while the live database's pages are replaced.
         db.session.commit()
         with _live_connection() as live:
             backup.backup(live)

@@ -99,7 +99,6 @@ def create_user_command(username, role, password, display_name):
         user = users.create_user(None, username=username, display_name=display_name or username,
                                  role=role, password=password)
     except DomainError as exc:
-        db.session.rollback()
         _fail(exc.message)
     click.echo(f"Created {user.username} ({user.role}).")
 
@@ -115,7 +114,6 @@ def create_token_command(username, name, days):
     try:
         token = users.create_token(None, user, name, days=days)
     except DomainError as exc:
-        db.session.rollback()
         _fail(exc.message)
     click.echo(token)
 
@@ -223,6 +221,7 @@ def seed_scale_command(lots, batches, sessions, patients, scale, seed, force):
     try:
         summary = seed_scale(size, force=force, report=click.echo)
     except (ForeignData, ValueError) as exc:
+        # The bulk loader commits in chunks of its own, outside the services' boundary: drop its unfinished one.
         db.session.rollback()
         _fail(str(exc))
     if summary.trace_lot:

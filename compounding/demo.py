@@ -7,7 +7,19 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from .extensions import db
-from .models import Batch, Formula, Hold, Ingredient, Lot, Patient, Recall, TreatmentSession, User
+from .models import (
+    Batch,
+    BatchStatus,
+    Formula,
+    FormulaStatus,
+    Hold,
+    Ingredient,
+    Lot,
+    Patient,
+    Recall,
+    TreatmentSession,
+    User,
+)
 from .services import batches, formulas, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
 from .services.passwords import DEMO_PASSWORD
@@ -75,7 +87,7 @@ def _user(username: str) -> User:
 
 
 def _seed_lots() -> Iterator[str]:
-    # DESIGN 10.1 rule 4: who received a lot does not release it.
+    # Who received a lot does not release it.
     technician, pharmacist = _user("technician"), _user("pharmacist")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for name, supplier, number, days, quantity, released in DEMO_LOTS:
@@ -158,7 +170,7 @@ DEMO_FORMULAS = [
 
 
 def _seed_formulas() -> Iterator[str]:
-    # DESIGN 10.1 rule 4: one pharmacist writes, the other approves.
+    # One pharmacist writes, the other approves.
     pharmacist, approver = _user("pharmacist"), _user("pharmacist2")
     names = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for spec in DEMO_FORMULAS:
@@ -196,7 +208,7 @@ DEMO_SESSIONS = [
 
 
 def _compound_scanned(technician: User, formula: Formula, units: int) -> Batch:
-    """As at the bench: the FEFO lots, each container scanned (DESIGN 10.1 rule 7)."""
+    """As at the bench: the FEFO lots, each container scanned."""
     allocations = [{"lot_id": lot_id, "quantity": quantity} for component in batches.propose(formula, units)
                    for lot_id, quantity in component.proposed.items()]
     return batches.compound_batch(technician, formula.id, units, notes="demo batch", allocations=allocations,
@@ -208,7 +220,8 @@ def _seed_batches() -> Iterator[str]:
         return
     technician, verifier = _user("technician"), _user("pharmacist2")
     for code, units, verified in DEMO_BATCHES:
-        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
+        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code,
+                                                             Formula.status == FormulaStatus.APPROVED))
         batch = _compound_scanned(technician, formula, units)
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
@@ -225,7 +238,7 @@ def _seed_patients_and_sessions() -> Iterator[str]:
     if db.session.scalar(sa.select(sa.func.count()).select_from(TreatmentSession)):
         return
     released = {b.formula.code: b for b in db.session.scalars(
-        sa.select(Batch).where(Batch.status == "released").options(sa.orm.selectinload(Batch.formula))
+        sa.select(Batch).where(Batch.status == BatchStatus.RELEASED).options(sa.orm.selectinload(Batch.formula))
         .order_by(Batch.id))}
     patients = dict(db.session.execute(sa.select(Patient.chart_number, Patient.id)).all())
     recorded = []
@@ -251,7 +264,8 @@ def _seed_recall() -> Iterator[str]:
     if db.session.scalar(sa.select(Recall.id).where(Recall.reason == DEMO_RECALL_REASON)):
         return
     batch = db.session.scalar(sa.select(Batch).join(Formula, Formula.id == Batch.formula_id)
-                              .where(Formula.code == "HAIR-MXBT", Batch.status.in_(("released", "depleted")))
+                              .where(Formula.code == "HAIR-MXBT",
+                                     Batch.status.in_((BatchStatus.RELEASED, BatchStatus.DEPLETED)))
                               .order_by(Batch.id))
     if batch is None:
         return
@@ -267,11 +281,12 @@ def _seed_recall() -> Iterator[str]:
 
 
 def _seed_held_batch() -> Iterator[str]:
-    """A batch on hold after a severe adverse event (DESIGN 10.1.3), to show holds and their release."""
+    """A batch on hold after a severe adverse event, to show holds and their release."""
     if db.session.scalar(sa.select(Hold.id).limit(1)):
         return
     technician, verifier, practitioner = _user("technician"), _user("pharmacist2"), _user("practitioner")
-    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT", Formula.status == "approved"))
+    formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT",
+                                                         Formula.status == FormulaStatus.APPROVED))
     batch = _compound_scanned(technician, formula, 1)
     batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
     patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))

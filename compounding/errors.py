@@ -58,6 +58,7 @@ def _http_error(exc: HTTPException):
 
 
 def _domain_error(exc: DomainError):
+    # A service's boundary already rolled its work back; a refusal raised in a view, outside one, is undone here.
     db.session.rollback()
     return error_response(exc.status_code, exc.message, exc.to_details())
 
@@ -65,6 +66,7 @@ def _domain_error(exc: DomainError):
 def _conflict(exc: IntegrityError):
     # The services check uniqueness before writing, so this is two writers racing (e.g. the
     # same supplier lot received twice at the same instant): the database refused the second.
+    # Raised by the commit itself, after the boundary: what is left in the session is thrown away here.
     db.session.rollback()
     current_app.logger.warning("Integrity conflict on %s %s: %s", request.method, request.path, exc.orig)
     return error_response(409, CONFLICT_MESSAGE)
@@ -92,6 +94,7 @@ def _database_unavailable(exc: Exception):
 
 
 def _unexpected(exc: Exception):
+    # Whatever failed may have been outside any boundary: the request's unsaved work never goes in.
     db.session.rollback()
     if isinstance(exc, HTTPException):
         return _http_error(exc)

@@ -8,12 +8,12 @@ from markupsafe import Markup
 from wtforms import PasswordField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, StopValidation
 
-from .extensions import db
 from .idempotency import submission_key_input
 from .models._common import MAX_RECORD_ID
 from .models.hold import HOLD_KINDS
 from .services.bounds import DAY_MESSAGE, day_in_range, read_day
 from .services.errors import DomainError
+from .services.transaction import transaction
 
 
 class AppForm(FlaskForm):
@@ -101,22 +101,22 @@ def choices(pairs) -> list[SelectChoice]:
 
 
 def submit(form: FlaskForm, action):
-    """Validate `form` and run `action()`; a service's refusal is rolled back and shown on the form.
+    """Validate `form` and run `action()` as one transaction; a refusal is shown on the form.
 
     Returns what the action returned, or None when the form or the rules said no.
     """
     if not form.validate_on_submit():
         return None
     try:
-        return action()
+        with transaction():
+            return action()
     except DomainError as exc:
-        db.session.rollback()
         apply_domain_error(form, exc)
         return None
 
 
 class ReleaseHoldForm(AppForm):
-    """A pharmacist releases one hold reason of a lot or batch (DESIGN 10.1.3)."""
+    """A pharmacist releases one hold reason of a lot or batch."""
 
     hold = SelectField("Hold reason", choices=choices(HOLD_KINDS), validators=[DataRequired()])
     reason = TextAreaField("Why it may be used again", render_kw={"rows": 2},

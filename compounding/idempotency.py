@@ -1,4 +1,4 @@
-"""A submission counts once: forms' one-time keys and the API's `Idempotency-Key` header (DESIGN 10.1 rule 11).
+"""A submission counts once: forms' one-time keys and the API's `Idempotency-Key` header.
 
 A POST carrying a key first claims it (a row committed `in_flight`, so a concurrent repeat
 sees it), then runs. The row turns `done` inside the transaction that commits the
@@ -28,6 +28,7 @@ from .extensions import db
 from .models import IdempotencyKey
 from .models._common import utcnow
 from .models.idempotency import MAX_KEY_LENGTH
+from .services.transaction import transaction, transactional
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -100,8 +101,13 @@ def _first_use(user_id: int, key: str):
         .where(_KEYS.c.user_id == user_id, _KEYS.c.key == key)).first()
 
 
+@transactional
 def claim(user_id: int, key: str, fingerprint: str):
-    """Take `key` for this request: (row id, None), or (None, the first request's row) if it is taken."""
+    """Take `key` for this request: (row id, None), or (None, the first request's row) if it is taken.
+
+    A transaction of its own, committed at once: a repeat arriving while this request runs
+    must see the key taken.
+    """
     now = utcnow()
     db.session.execute(sa.delete(_KEYS).where(_KEYS.c.user_id == user_id, _KEYS.c.created_at < now - KEEP_FOR))
     first = _first_use(user_id, key)
@@ -117,8 +123,6 @@ def claim(user_id: int, key: str, fingerprint: str):
                     created_at=now)).inserted_primary_key[0]
         except IntegrityError:  # a concurrent request took the key a moment ago
             first = _first_use(user_id, key)
-    # Committed at once: a repeat arriving while this request runs must see the key taken.
-    db.session.commit()
     return row_id, first
 
 
@@ -215,7 +219,13 @@ def _spend_the_key_with_the_change(session):
 def _settle(held: Claim, response) -> None:
     """Keep the answer of a request that saved its change; give the key back otherwise."""
     held.armed = False
-    db.session.rollback()  # nothing the request left unsaved goes in with our bookkeeping
+    # After the request's own boundary: nothing it left unsaved goes in with our bookkeeping.
+    db.session.rollback()
+    with transaction():
+        _keep_or_free(held, response)
+
+
+def _keep_or_free(held: Claim, response) -> None:
     status = response.status_code if response is not None else 500
     saved = db.session.scalar(sa.select(_KEYS.c.state).where(_KEYS.c.id == held.row_id)) == "done"
     # A 4xx after a commit is a refusal that recorded only the attempt (a failed signature):
@@ -224,7 +234,6 @@ def _settle(held: Claim, response) -> None:
         db.session.execute(sa.update(_KEYS).where(_KEYS.c.id == held.row_id).values(**_answer_of(held, response)))
     else:
         db.session.execute(sa.delete(_KEYS).where(_KEYS.c.id == held.row_id))
-    db.session.commit()
 
 
 def _answer_of(held: Claim, response) -> dict:
@@ -261,6 +270,7 @@ def _settle_on_teardown(exc) -> None:
         try:
             _settle(held, None)
         except Exception:  # never hide the request's own error behind ours
+            # Not a use case's boundary: the bookkeeping failed and is thrown away before the teardown ends.
             db.session.rollback()
             current_app.logger.exception("Could not settle the submission key of %s %s", request.method,
                                          request.path)

@@ -48,7 +48,6 @@ def user_create():
                 role=form.role.data, password=form.temporary_password.data,
                 must_change_password=True, actor_password=form.password.data)
         except DomainError as exc:
-            db.session.rollback()
             if exc.field == "password" and exc.status_code == 422:  # the new user's password broke a rule
                 exc.field = "temporary_password"
             apply_domain_error(form, exc)
@@ -80,7 +79,6 @@ def user_detail(user_id: int):
             users.update_user(current_user, user, display_name=form.display_name.data,
                               role=form.role.data, actor_password=form.password.data)
         except DomainError as exc:
-            db.session.rollback()
             apply_domain_error(form, exc)
             refused = _refusal_status(exc)
         else:
@@ -123,7 +121,6 @@ def user_set_active(user_id: int):
     try:
         users.set_active(current_user, user, active, form.reason.data or "")
     except DomainError as exc:
-        db.session.rollback()
         if exc.field == "display_name":  # reactivating would give two active people one printed name
             flash(exc.message, "danger")
             return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),

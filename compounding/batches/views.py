@@ -154,7 +154,6 @@ def batch_compound():
                     deviation_note=form.deviation_note.data or "", notes=form.notes.data or "",
                     scanned_lot_ids=confirmed, require_scan=require_scan)
             except DomainError as exc:
-                db.session.rollback()
                 apply_domain_error(form, exc)
             else:
                 flash(f"Batch {batch.code} compounded and awaiting verification by a second pharmacist.", "success")

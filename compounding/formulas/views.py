@@ -190,7 +190,6 @@ def formula_new_version(formula_id: int):
     try:
         draft = formulas.new_version(current_user, formula_id)
     except DomainError as exc:
-        db.session.rollback()
         draft_id = exc.details.get("draft_id") if isinstance(exc.details, dict) else None
         if exc.status_code == 404:
             return _render_detail(formula_id)

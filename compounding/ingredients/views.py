@@ -67,7 +67,6 @@ def ingredient_edit(ingredient_id: int):
         try:
             inventory.update_ingredient(current_user, ingredient, form.data_for_service())
         except DomainError as exc:
-            db.session.rollback()
             apply_domain_error(form, exc)
         else:
             flash(f"{ingredient.name} saved.", "success")

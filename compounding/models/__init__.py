@@ -3,22 +3,27 @@
 from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
-from .batch import Batch, BatchComponent, BatchStatus
+from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus
 from .counter import CodeCounter
-from .formula import Formula, FormulaComponent, FormulaStatus
+from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
 from .history import StatusChange
 from .hold import Hold
 from .idempotency import IdempotencyKey
 from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
-from .lot import Lot, LotStatus
+from .lot import LOT_TRANSITIONS, Lot, LotStatus
 from .patient import Patient
-from .recall import Recall, RecallContact, RecallStatus
+from .recall import RECALL_TRANSITIONS, Recall, RecallContact, RecallStatus
 from .treatment import AdverseEvent, SessionUse, TreatmentSession
 from .user import ApiToken, User
 from .user_session import UserSession
 
+# Every status change of every kind of item, by entity type and action (see _common.Transition).
+STATUS_TRANSITIONS = {"lot": LOT_TRANSITIONS, "batch": BATCH_TRANSITIONS, "formula": FORMULA_TRANSITIONS,
+                      "recall": RECALL_TRANSITIONS}
+
 __all__ = [
+    "STATUS_TRANSITIONS",
     "RecallStatus",
     "LotStatus",
     "FormulaStatus",

@@ -1,4 +1,4 @@
-"""Who saw or exported patient data, when, and what (DESIGN 10.1 rule 10): one row a request."""
+"""Who saw or exported patient data, when, and what: one row a request."""
 
 from datetime import datetime
 
@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ._common import utcnow
 
 
@@ -25,7 +26,7 @@ class PatientAccess(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    user_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    user_name: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
     role: Mapped[str] = mapped_column(sa.String(20), default="")
     action: Mapped[str] = mapped_column(sa.String(40))
     patient_id: Mapped[int | None] = mapped_column(sa.ForeignKey("patients.id"), index=True)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ._common import utcnow
 
 KEYED_SCHEME = "hmac-sha256"
@@ -14,9 +15,9 @@ LEGACY_SCHEME = "sha256"
 
 SIGNATURE_MEANINGS = (
     "released", "rejected", "verified", "approved", "recall opened", "recall closed",
-    # Second tranche, rule 10.1: corrections and overrides a pharmacist answers for.
+    # Corrections and overrides a pharmacist answers for.
     "voided", "patient corrected", "not exposed", "hold released", "stock raised", "back-dated",
-    # DESIGN 10.11: an admin answers for every new admin and every change to or from the admin role.
+    # An admin answers for every new admin and every change to or from the admin role.
     "admin created", "role changed",
 )
 
@@ -28,7 +29,7 @@ class AuditEvent(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    actor_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    actor_name: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
     action: Mapped[str] = mapped_column(sa.String(60), index=True)
     entity_type: Mapped[str] = mapped_column(sa.String(40))
     entity_id: Mapped[int | None]
@@ -42,7 +43,7 @@ class AuditEvent(db.Model):
     hash_scheme: Mapped[str] = mapped_column(sa.String(16), default=KEYED_SCHEME)
 
 
-# The database refuses to change or remove an audit row (DESIGN 10.11): a correction is a new
+# The database refuses to change or remove an audit row: a correction is a new
 # row. The same triggers are created by the migration that introduced them; an insider with
 # DDL rights can still drop them, which is why `audit verify` also checks outside checkpoints.
 APPEND_ONLY_MESSAGE = "audit rows are append-only"
@@ -82,7 +83,7 @@ class Signature(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     signer_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
-    signer_name: Mapped[str] = mapped_column(sa.String(120))
+    signer_name: Mapped[str] = mapped_column(sa.String(NAME_MAX))
     signed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     meaning: Mapped[str] = mapped_column(sa.String(30))
     entity_type: Mapped[str] = mapped_column(sa.String(40))

@@ -1,4 +1,4 @@
-"""Wrong passwords, one row each: at sign-in and when signing (DESIGN 10.11)."""
+"""Wrong passwords, one row each: at sign-in and when signing."""
 
 from datetime import datetime
 

@@ -1,6 +1,6 @@
 """Compounding records: a batch made from a formula version and the lots it consumed."""
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ._common import one_of, utcnow
+from ..services.clock import to_clinic
+from ._common import one_of, transition, utcnow
 from .formula import Formula
 from .lot import Lot
 from .user import User
@@ -27,6 +28,22 @@ class BatchStatus(StrEnum):
 
 
 BATCH_STATUSES = tuple(BatchStatus)
+# The statuses a hold suspends; the last is where a batch returns when its history says nothing.
+BATCH_HOLDABLE = (BatchStatus.PREPARED, BatchStatus.RELEASED)
+# Every change of a batch's status: where it may start, where it leads, what a refusal says.
+BATCH_TRANSITIONS = {
+    "verify": transition({BatchStatus.PREPARED}, BatchStatus.RELEASED,
+                         "{label} is {status}; only a prepared batch can be verified."),
+    "reject": transition({BatchStatus.PREPARED}, BatchStatus.REJECTED,
+                         "{label} is {status}; only a prepared batch can be rejected."),
+    "discard": transition(set(BatchStatus) - {BatchStatus.DISCARDED, BatchStatus.DEPLETED}, BatchStatus.DISCARDED,
+                          "{label} is already {status}."),
+    # Rejected and discarded batches never reached anyone: a recall leaves them as they are.
+    "recall": transition({BatchStatus.PREPARED, BatchStatus.RELEASED, BatchStatus.DEPLETED, BatchStatus.ON_HOLD},
+                         BatchStatus.RECALLED, "{label} is {status}."),
+    "hold": transition(BATCH_HOLDABLE, BatchStatus.ON_HOLD, "{label} is {status}."),
+    "deplete": transition({*BATCH_HOLDABLE, BatchStatus.ON_HOLD}, BatchStatus.DEPLETED, "{label} is {status}."),
+}
 DISCARD_REASONS = ("expired", "damaged", "contaminated", "out_of_specification", "other")
 
 
@@ -58,7 +75,7 @@ class Batch(db.Model):
     storage: Mapped[str] = mapped_column(sa.String(30))
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     deviations: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="prepared")
+    status: Mapped[str] = mapped_column(sa.String(20), default=BatchStatus.PREPARED)
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     discard_reason: Mapped[str | None] = mapped_column(sa.String(30))
 
@@ -69,8 +86,48 @@ class Batch(db.Model):
         back_populates="batch", order_by="BatchComponent.id", lazy="raise"
     )
 
+    def is_expired(self, at: datetime | None = None) -> bool:
+        """A batch is expired from its beyond-use date and time on."""
+        return (at or utcnow()) >= self.beyond_use_at
+
+    def unusable_reasons(self, at: datetime | None = None, volume_ml: Decimal | None = None, *,
+                         status: str | None = None, holds: list[str] | None = None,
+                         zone: tzinfo | None = None) -> list[str]:
+        """Every reason this batch may not be injected at `at` (empty list: usable).
+
+        Pure: `status` is the batch's status at `at` (its current one when None) and `holds`
+        the hold reasons standing then (services.batches.reasons_at reads both from the
+        history). Times are shown in `zone`, the clinic's when None.
+        """
+        reasons = []
+        status = status or self.status
+        if at is not None and at < self.compounded_at:
+            reasons.append("it had not been compounded yet at that time")
+        elif at is not None and self.verified_at is not None and at < self.verified_at:
+            reasons.append(f"not verified yet at that time (verified {_shown(self.verified_at, zone)})")
+        elif status == BatchStatus.PREPARED:
+            reasons.append("not released: awaiting verification by a second pharmacist")
+        if status in (BatchStatus.REJECTED, BatchStatus.RECALLED, BatchStatus.DISCARDED):
+            reasons.append(status + (f": {self.status_reason}" if self.status_reason else ""))
+        if holds:
+            reasons.append("on hold: " + "; ".join(holds))
+        elif status == BatchStatus.ON_HOLD:
+            reasons.append("on hold")
+        if self.is_expired(at):
+            reasons.append(f"expired at {_shown(self.beyond_use_at, zone)} (beyond-use date)")
+        if self.remaining_volume_ml <= 0:
+            reasons.append("empty: no volume left")
+        elif volume_ml is not None and volume_ml > self.remaining_volume_ml:
+            reasons.append(f"only {self.remaining_volume_ml.normalize():f} mL left, {volume_ml} mL asked")
+        return reasons
+
     def __repr__(self) -> str:
         return f"<Batch {self.code} {self.status}>"
+
+
+def _shown(moment: datetime, zone: tzinfo | None) -> str:
+    local = to_clinic(moment, zone)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 class BatchComponent(db.Model):

@@ -8,7 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ._common import one_of, utcnow
+from ..limits import SHORT_TEXT_MAX
+from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
 
 
@@ -21,6 +22,20 @@ class FormulaStatus(StrEnum):
 
 
 FORMULA_STATUSES = tuple(FormulaStatus)
+# What may happen to a formula version in each status, and what a refusal says.
+FORMULA_TRANSITIONS = {
+    "edit": transition({FormulaStatus.DRAFT}, None, "{label} is {status} and read-only; make a new version."),
+    "new_version": transition({FormulaStatus.APPROVED, FormulaStatus.RETIRED}, None,
+                              "{label} is still a draft: edit it directly."),
+    "approve": transition({FormulaStatus.DRAFT}, FormulaStatus.APPROVED,
+                          "{label} is {status}; only a draft can be approved."),
+    # Approving a version retires the approved one it replaces.
+    "replace": transition({FormulaStatus.APPROVED}, FormulaStatus.RETIRED, "{label} is {status}."),
+    "retire": transition({FormulaStatus.DRAFT, FormulaStatus.APPROVED}, FormulaStatus.RETIRED,
+                         "{label} is already retired."),
+    "compound": transition({FormulaStatus.APPROVED}, None,
+                           "{label} is {status}; only an approved formula can be compounded."),
+}
 INDICATIONS = ("fat_reduction", "skin_rejuvenation", "hair_loss", "other")
 ROUTES = ("intradermal", "subcutaneous")
 
@@ -39,7 +54,7 @@ class Formula(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(30), index=True)
     version: Mapped[int] = mapped_column(default=1)
-    name: Mapped[str] = mapped_column(sa.String(160))
+    name: Mapped[str] = mapped_column(sa.String(SHORT_TEXT_MAX))
     indication: Mapped[str] = mapped_column(sa.String(30))
     route: Mapped[str] = mapped_column(sa.String(20))
     dosage_form: Mapped[str] = mapped_column(sa.String(60), default="solution for injection")
@@ -50,7 +65,7 @@ class Formula(db.Model):
     bud_category: Mapped[str] = mapped_column(sa.String(60))
     bud_hours: Mapped[int | None]
     bud_reason: Mapped[str] = mapped_column(sa.Text, default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="draft", index=True)
+    status: Mapped[str] = mapped_column(sa.String(20), default=FormulaStatus.DRAFT, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     approved_at: Mapped[datetime | None]

@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ._common import utcnow
 
 
@@ -26,7 +27,7 @@ class StatusChange(db.Model):
     to_status: Mapped[str] = mapped_column(sa.String(20))
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
-    actor_name: Mapped[str] = mapped_column(sa.String(120), default="")
+    actor_name: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
     reason: Mapped[str] = mapped_column(sa.Text, default="")
     # What caused it, e.g. "recall 4", "adverse_event 12", "session 31".
-    reference: Mapped[str] = mapped_column(sa.String(120), default="")
+    reference: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")

@@ -1,4 +1,4 @@
-"""Hold reasons on stock (DESIGN 10.1.3): while any stands, the item is `on_hold`."""
+"""Hold reasons on stock: while any stands, the item is `on_hold`."""
 
 from datetime import datetime
 
@@ -7,13 +7,15 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import db
 from ._common import one_of, utcnow
+from .batch import BATCH_HOLDABLE
+from .lot import LOT_HOLDABLE
 
 HOLD_KINDS = ("adverse_event", "excursion", "quality_signal")
 # Vials join this list when they exist; a hold names its item by type and id.
 HOLD_ENTITY_TYPES = ("lot", "batch")
 # The statuses a hold suspends (and that the item returns to when the last hold is released).
 # Any other status (recalled, depleted, rejected, discarded) stays; the hold is still recorded.
-HOLDABLE_STATUSES = {"lot": ("quarantine", "released"), "batch": ("prepared", "released")}
+HOLDABLE_STATUSES = {"lot": LOT_HOLDABLE, "batch": BATCH_HOLDABLE}
 HOLD_KIND_TEXT = {"adverse_event": "adverse event", "excursion": "temperature excursion",
                   "quality_signal": "quality signal"}
 

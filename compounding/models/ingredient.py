@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ._common import one_of, utcnow
 
 INGREDIENT_KINDS = ("active", "excipient", "diluent")
@@ -24,7 +25,7 @@ class Ingredient(db.Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    name: Mapped[str] = mapped_column(sa.String(NAME_MAX), unique=True)
     kind: Mapped[str] = mapped_column(sa.String(20))
     unit: Mapped[str] = mapped_column(sa.String(10))
     strength: Mapped[str] = mapped_column(sa.String(60), default="")

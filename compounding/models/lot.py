@@ -1,6 +1,6 @@
 """A received lot of an ingredient, from quarantine to release and depletion."""
 
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from enum import StrEnum
 
@@ -8,7 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ._common import one_of, utcnow
+from ..limits import NAME_MAX
+from ..services.clock import clinic_today
+from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
 from .user import User
 
@@ -25,6 +27,29 @@ class LotStatus(StrEnum):
 
 
 LOT_STATUSES = tuple(LotStatus)
+# The statuses a hold suspends; the last is where a lot returns when its history says nothing.
+LOT_HOLDABLE = (LotStatus.QUARANTINE, LotStatus.RELEASED)
+# Every change of a lot's status: where it may start, where it leads, what a refusal says.
+LOT_TRANSITIONS = {
+    "release": transition({LotStatus.QUARANTINE}, LotStatus.RELEASED,
+                          "{label} is {status}; only a lot in quarantine can be released."),
+    "reject": transition({LotStatus.QUARANTINE}, LotStatus.REJECTED,
+                         "{label} is {status}; only a lot in quarantine can be rejected."),
+    "quarantine": transition({LotStatus.RELEASED}, LotStatus.QUARANTINE,
+                             "{label} is {status}; only a released lot can be put back into quarantine."),
+    # Stock raised by a signed adjustment never brings a finished lot back.
+    "raise_stock": transition(set(LotStatus) - {LotStatus.REJECTED, LotStatus.RECALLED, LotStatus.DEPLETED},
+                              None, "{label} is {status}: an adjustment does not bring it back."),
+    "recall": transition(set(LotStatus), LotStatus.RECALLED, "{label} is {status}."),
+    "hold": transition(LOT_HOLDABLE, LotStatus.ON_HOLD, "{label} is {status}."),
+    # Rejected and recalled say more about a lot than that it is empty.
+    "deplete": transition({*LOT_HOLDABLE, LotStatus.ON_HOLD}, LotStatus.DEPLETED, "{label} is {status}."),
+}
+
+
+def expired_by(expires_on: date, day: date) -> bool:
+    """A lot is expired from the start of the day after its expiry date (`day` is the clinic's)."""
+    return expires_on < day
 
 
 class Lot(db.Model):
@@ -42,7 +67,7 @@ class Lot(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(sa.String(12), unique=True)
     ingredient_id: Mapped[int] = mapped_column(sa.ForeignKey("ingredients.id"))
-    supplier: Mapped[str] = mapped_column(sa.String(120))
+    supplier: Mapped[str] = mapped_column(sa.String(NAME_MAX))
     supplier_lot_number: Mapped[str] = mapped_column(sa.String(60))
     gtin: Mapped[str | None] = mapped_column(sa.String(14), index=True)
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
@@ -50,9 +75,9 @@ class Lot(db.Model):
     expires_on: Mapped[date]
     quantity_received: Mapped[Decimal]
     remaining: Mapped[Decimal]
-    coa_reference: Mapped[str] = mapped_column(sa.String(120), default="")
-    location: Mapped[str] = mapped_column(sa.String(120), default="")
-    status: Mapped[str] = mapped_column(sa.String(20), default="quarantine", index=True)
+    coa_reference: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
+    location: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
+    status: Mapped[str] = mapped_column(sa.String(20), default=LotStatus.QUARANTINE, index=True)
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     released_at: Mapped[datetime | None]
     released_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
@@ -60,6 +85,10 @@ class Lot(db.Model):
     ingredient: Mapped[Ingredient] = relationship(lazy="raise")
     received_by: Mapped[User] = relationship(foreign_keys=[received_by_id], lazy="raise")
     released_by: Mapped[User | None] = relationship(foreign_keys=[released_by_id], lazy="raise")
+
+    def is_expired(self, at: datetime | None = None, zone: tzinfo | None = None) -> bool:
+        """Expired at `at` (now when None), judged on the clinic's day (`zone`, the clinic's when None)."""
+        return expired_by(self.expires_on, clinic_today(at, zone))
 
     def __repr__(self) -> str:
         return f"<Lot {self.code} {self.status}>"

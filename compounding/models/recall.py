@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ._common import one_of, utcnow
+from ._common import one_of, transition, utcnow
 from .batch import Batch
 from .lot import Lot
 from .patient import Patient
@@ -21,8 +21,15 @@ class RecallStatus(StrEnum):
 
 
 RECALL_STATUSES = tuple(RecallStatus)
+# What may happen to a recall in each status, and what a refusal says.
+RECALL_TRANSITIONS = {
+    "contact": transition({RecallStatus.OPEN}, None, "This recall is closed."),
+    "close": transition({RecallStatus.OPEN}, RecallStatus.CLOSED, "This recall is already closed."),
+    # A session entered late that reaches a closed recall reopens it: its patient must be contacted.
+    "reopen": transition({RecallStatus.CLOSED}, RecallStatus.OPEN, "This recall is open."),
+}
 CONTACT_METHODS = ("phone", "email", "in_person", "letter", "other")
-# What came of trying to reach a patient (DESIGN 10.1 rule 8). Every outcome but a failed
+# What came of trying to reach a patient. Every outcome but a failed
 # attempt is final: a patient's latest final outcome is their outcome in the recall.
 CONTACT_OUTCOMES = ("reached", "attempt_failed", "unreachable", "declined", "not_exposed")
 FINAL_OUTCOMES = tuple(outcome for outcome in CONTACT_OUTCOMES if outcome != "attempt_failed")
@@ -43,7 +50,7 @@ class Recall(db.Model):
     reason: Mapped[str] = mapped_column(sa.Text)
     opened_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     opened_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(sa.String(10), default="open", index=True)
+    status: Mapped[str] = mapped_column(sa.String(10), default=RecallStatus.OPEN, index=True)
     closed_at: Mapped[datetime | None]
     closed_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     outcome: Mapped[str] = mapped_column(sa.Text, default="")

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
+from ..limits import NAME_MAX, SHORT_TEXT_MAX
 from ._common import one_of, utcnow
 from .batch import Batch
 from .patient import Patient
@@ -26,10 +27,10 @@ ADVERSE_EVENT_TYPES = (
     "other",
 )
 SEVERE_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction")
-# Rule 10.1.3: these hold the batch used at any severity (any type holds it when severe).
+# These hold the batch used at any severity (any type holds it when severe).
 HOLDING_EVENT_TYPES = ("infection", "necrosis", "allergic_reaction", "nodule", "abscess", "granuloma")
 SEVERITIES = ("mild", "moderate", "severe")
-# Why a session was voided (DESIGN 10.1 rule 1): the code is required, the free text explains.
+# Why a session was voided: the code is required, the free text explains.
 VOID_CODES = ("entered_in_error", "wrong_patient", "not_administered", "duplicate")
 # `wrong_patient` is written only by a patient correction, which keeps the volume taken and
 # moves the uses to the right patient; a plain void with it would lose the real recipient.
@@ -53,7 +54,7 @@ class TreatmentSession(db.Model):
     patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patients.id"))
     practitioner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
     performed_at: Mapped[datetime] = mapped_column(default=utcnow)
-    indication: Mapped[str] = mapped_column(sa.String(160), default="")
+    indication: Mapped[str] = mapped_column(sa.String(SHORT_TEXT_MAX), default="")
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     voided_at: Mapped[datetime | None]
@@ -84,7 +85,7 @@ class SessionUse(db.Model):
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
     volume_ml: Mapped[Decimal]
-    area: Mapped[str] = mapped_column(sa.String(120), default="")
+    area: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
 
     treatment_session: Mapped[TreatmentSession] = relationship(back_populates="uses")
     batch: Mapped[Batch] = relationship(lazy="raise")
@@ -102,7 +103,7 @@ class AdverseEvent(db.Model):
     type: Mapped[str] = mapped_column(sa.String(30), index=True)
     severity: Mapped[str] = mapped_column(sa.String(10))
     onset_on: Mapped[date | None]
-    outcome: Mapped[str] = mapped_column(sa.String(160), default="")
+    outcome: Mapped[str] = mapped_column(sa.String(SHORT_TEXT_MAX), default="")
     notes: Mapped[str] = mapped_column(sa.Text, default="")
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     recorded_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))

@@ -7,6 +7,7 @@ from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ..permissions import ROLES, role_can
 from ._common import one_of, utcnow
 from .patient import fold
@@ -18,7 +19,7 @@ class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
         one_of("role", ROLES, "role_known"),
-        # DESIGN 10.11: a printed name on a signature names one active person. Inactive accounts
+        # A printed name on a signature names one active person. Inactive accounts
         # keep theirs (old signatures still read right), so the index is partial.
         sa.Index("uq_users_display_name_key_active", "display_name_key", unique=True,
                  sqlite_where=sa.text("active"), postgresql_where=sa.text("active")),
@@ -26,9 +27,9 @@ class User(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    display_name: Mapped[str] = mapped_column(sa.String(120))
+    display_name: Mapped[str] = mapped_column(sa.String(NAME_MAX))
     # fold(display_name): no surrounding or doubled spaces, case or accents ("dr  ana" is "Dr Ana").
-    display_name_key: Mapped[str] = mapped_column(sa.String(120))
+    display_name_key: Mapped[str] = mapped_column(sa.String(NAME_MAX))
     role: Mapped[str] = mapped_column(sa.String(20), index=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     active: Mapped[bool] = mapped_column(default=True)
@@ -48,7 +49,7 @@ class User(UserMixin, db.Model):
     def _keep_key(self, _key: str, value: str) -> str:
         # Folding can lengthen a name (one ligature becomes several letters): the key keeps
         # the column's length rather than overflow it.
-        self.display_name_key = fold(value)[:120]
+        self.display_name_key = fold(value)[:NAME_MAX]
         return value
 
     def can(self, permission: str) -> bool:

@@ -3,7 +3,6 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..extensions import db
 from ..forms import apply_domain_error, record_id, submit
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
@@ -164,7 +163,6 @@ def recall_contact(recall_id: int, patient_id: int):
         except NotFound:
             abort(404)
         except DomainError as exc:
-            db.session.rollback()
             apply_domain_error(form, exc)
             # Refusals about the row itself (closed recall, out of scope) may have no form left to show on.
             for message in form.form_errors:
@@ -220,7 +218,6 @@ def quarantine_lot(lot_id: int):
     except NotFound:
         abort(404)
     except DomainError as exc:
-        db.session.rollback()
         flash(exc.message, "danger")
         return redirect(back)
     flash(f"{lot.code} is back in quarantine: it cannot go into a batch until a pharmacist releases it "
@@ -242,7 +239,6 @@ def hold_item(kind: str, item_id: int):
     except NotFound:
         abort(404)
     except DomainError as exc:
-        db.session.rollback()
         flash(exc.message, "danger")
         return redirect(url_for("main.dashboard"))
     flash(f"The {kind} is on hold (quality signal): usable nowhere until a pharmacist releases the hold "

@@ -1,1 +1,1 @@
-"""The rules: small functions that check, change, write ledger and audit rows, and commit once."""
+"""The rules: small functions that check, change, write ledger and audit rows, and commit at one boundary."""

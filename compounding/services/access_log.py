@@ -1,17 +1,19 @@
-"""The patient access log (DESIGN 10.1 rule 10): who saw or exported patient data, and what."""
+"""The patient access log: who saw or exported patient data, and what."""
 
 import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import PatientAccess, User
 from .clock import utcnow
+from .transaction import transactional
 
 DETAIL_LIMIT = 500
 
 
+@transactional
 def record(actor: User, action: str, *, patient_id: int | None = None, target_type: str = "",
            target_id: int | None = None, detail: str = "") -> PatientAccess:
-    """One row for one request that showed or exported patient data; commits it.
+    """One row for one request that showed or exported patient data (its own transaction).
 
     Written after the page or workbook is made, whatever it showed: the log answers "who
     looked", so it is never skipped for an empty list.
@@ -20,7 +22,6 @@ def record(actor: User, action: str, *, patient_id: int | None = None, target_ty
                         action=action, patient_id=patient_id, target_type=target_type, target_id=target_id,
                         detail=detail[:DETAIL_LIMIT])
     db.session.add(row)
-    db.session.commit()
     return row
 
 

@@ -1,4 +1,4 @@
-"""Wrong passwords counted together, at sign-in and when signing (DESIGN 10.11).
+"""Wrong passwords counted together, at sign-in and when signing.
 
 Each wrong password is a row (`AuthFailure`). After LOGIN_MAX_FAILURES of them within
 LOGIN_LOCKOUT_MINUTES the account waits before its next password is even checked: one
@@ -22,6 +22,7 @@ from ..models import AuthFailure, User
 from . import audit
 from .clock import utcnow
 from .errors import DomainError, NotAllowed
+from .transaction import refusal
 
 
 def _window() -> timedelta:
@@ -97,21 +98,21 @@ def check_signing_password(user: User, password: str, *, doing: str, subject: di
 
     A paused account is refused at once (403, saying for how long) without the password
     being checked. A wrong password is counted and audited with what was being signed, and
-    `refused` is raised. Both discard the caller's unfinished work (rollback) and commit
-    the failure on its own, so the count survives the refusal.
+    `refused` is raised. Both discard the caller's unfinished work and commit the failure on
+    its own (transaction.refusal), so the count survives the refusal.
     """
     with _one_check_at_a_time(user.id):
         at = utcnow()
         until = blocked_until(user, at)
         if until is not None:
             minutes = minutes_left(until, at)
-            _commit_refusal(user, "signature.blocked", subject, doing)
+            _keep_refusal(user, "signature.blocked", subject, doing)
             raise NotAllowed(f"Signing is blocked for {minutes} min after too many wrong passwords; "
                              "nothing was changed.", field="password")
         if _password_matches(user, password):
             return
         with _counted_until_written(user.id):
-            _commit_refusal(user, "signature.refused", subject, doing, failed_at=at)
+            _keep_refusal(user, "signature.refused", subject, doing, failed_at=at)
         raise refused
 
 
@@ -165,23 +166,23 @@ def _password_matches(user: User, password: str) -> bool:
     return user.active and verify_password(user, password or "")
 
 
-def _commit_refusal(user: User, action: str, subject: dict, doing: str,
-                    failed_at: datetime | None = None) -> None:
+def _keep_refusal(user: User, action: str, subject: dict, doing: str,
+                  failed_at: datetime | None = None) -> None:
+    """Throw away the caller's work and commit only the refusal: its audit row and any failure row."""
     user_id = user.id
-    db.session.rollback()
-    user = db.session.get(User, user_id)
-    if failed_at is not None:
-        record_failure(user, "signature", request_address(), failed_at)
-    entity_type = subject.get("entity_type", "user")
-    entity_id = subject.get("entity_id", user_id)
-    new = {key: value for key, value in subject.items() if key not in ("entity_type", "entity_id")}
-    if entity_id is not None and not _exists(entity_type, entity_id):
-        # The record being signed was created in the work just rolled back (a new account, a
-        # recall): its id names nothing, or later something else. Keep it as what was intended.
-        new["not_created"] = f"{entity_type} {entity_id}"
-        entity_id = None
-    audit.record(user, action, entity_type, entity_id, new=new, reason=doing)
-    db.session.commit()
+    with refusal():
+        user = db.session.get(User, user_id)
+        if failed_at is not None:
+            record_failure(user, "signature", request_address(), failed_at)
+        entity_type = subject.get("entity_type", "user")
+        entity_id = subject.get("entity_id", user_id)
+        new = {key: value for key, value in subject.items() if key not in ("entity_type", "entity_id")}
+        if entity_id is not None and not _exists(entity_type, entity_id):
+            # The record being signed was created in the work just rolled back (a new account, a
+            # recall): its id names nothing, or later something else. Keep it as what was intended.
+            new["not_created"] = f"{entity_type} {entity_id}"
+            entity_id = None
+        audit.record(user, action, entity_type, entity_id, new=new, reason=doing)
 
 
 def _exists(entity_type: str, entity_id: int) -> bool:

@@ -1,4 +1,4 @@
-"""Checkpoints of the audit trail kept outside the database, so truncation shows (DESIGN 10.11).
+"""Checkpoints of the audit trail kept outside the database, so truncation shows.
 
 Each `audit verify`, audit workbook, backup and restore appends one JSON line (time, row
 count, head row id and hash) to AUDIT_CHECKPOINT_FILE. Someone who can write the database

@@ -1,8 +1,8 @@
 """Compounding records: make a batch from an approved formula, verify, reject, discard.
 
-Rules (DESIGN section 3): only released, unexpired, unrecalled lots with enough quantity go
-into a batch, FEFO by default; the verifier is a different pharmacist who e-signs; a
-batch's expiry is its beyond-use date and time, derived by one function.
+Only released, unexpired, unrecalled lots with enough quantity go into a batch, FEFO by
+default; the verifier is a different pharmacist who e-signs; a batch's expiry is its
+beyond-use date and time, derived by one function.
 """
 
 from collections import defaultdict
@@ -14,20 +14,31 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Batch, BatchComponent, Formula, Lot, User
+from ..limits import NOTE_MAX, NOTES_MAX, REASON_MAX
+from ..models import Batch, BatchComponent, BatchStatus, Formula, Lot, LotStatus, User
 from ..models.batch import DISCARD_REASONS
 from . import audit
 from .access import ensure_can
+from .bounds import checked_text
 from .bud import BUD_TABLE_VERSION, beyond_use_at, bud_duration
-from .clock import to_clinic, utcnow
+from .clock import utcnow
 from .codes import next_batch_code
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
-from .expiry import is_expired
-from .fefo import Candidate, allocate
-from .history import change_status, deplete_if_empty, record_created, standing_holds, status_at
+from .fefo import Candidate, allocate, fefo_order
+from .history import (
+    ensure_transition,
+    explained_change,
+    record_created,
+    record_depletion,
+    signed_into_use,
+    standing_holds,
+    status_at,
+    transition,
+)
 from .ledger import move_batch, move_lot
 from .signatures import sign
+from .transaction import transactional
 
 MAX_UNITS = 10_000
 BATCH_FIELDS = ("status", "remaining_volume_ml", "status_reason", "discard_reason")
@@ -64,64 +75,65 @@ def get_batch(batch_id, *, for_update: bool = False) -> Batch:
     return batch
 
 
-def is_batch_expired(batch: Batch, at: datetime | None = None) -> bool:
-    """A batch is expired from its beyond-use date and time on."""
-    return (at or utcnow()) >= batch.beyond_use_at
-
-
-def unusable_reasons(batch: Batch, at: datetime | None = None, volume_ml: Decimal | None = None, *,
-                     status: str | None = None, holds: list[str] | None = None) -> list[str]:
-    """Every reason a batch may not be injected at `at` (empty list: usable).
-
-    Pure: `status` is the batch's status at `at` (its current one when None) and `holds`
-    the hold reasons standing then; `reasons_at` reads both from the history.
-    """
-    reasons = []
-    status = status or batch.status
-    if at is not None and at < batch.compounded_at:
-        reasons.append("it had not been compounded yet at that time")
-    elif at is not None and batch.verified_at is not None and at < batch.verified_at:
-        local = to_clinic(batch.verified_at)
-        reasons.append(f"not verified yet at that time (verified {local:%Y-%m-%d %H:%M} {local.tzname()})")
-    elif status == "prepared":
-        reasons.append("not released: awaiting verification by a second pharmacist")
-    if status in ("rejected", "recalled", "discarded"):
-        reasons.append(status + (f": {batch.status_reason}" if batch.status_reason else ""))
-    if holds:
-        reasons.append("on hold: " + "; ".join(holds))
-    elif status == "on_hold":
-        reasons.append("on hold")
-    if is_batch_expired(batch, at):
-        local = to_clinic(batch.beyond_use_at)
-        reasons.append(f"expired at {local:%Y-%m-%d %H:%M} {local.tzname()} (beyond-use date)")
-    if batch.remaining_volume_ml <= 0:
-        reasons.append("empty: no volume left")
-    elif volume_ml is not None and volume_ml > batch.remaining_volume_ml:
-        reasons.append(f"only {batch.remaining_volume_ml.normalize():f} mL left, {volume_ml} mL asked")
-    return reasons
+# The rules live on the model (pure, testable without a database); these names are the services'.
+is_batch_expired = Batch.is_expired
+unusable_reasons = Batch.unusable_reasons
 
 
 def reasons_at(batch: Batch, at: datetime, volume_ml: Decimal | None = None) -> list[str]:
     """`unusable_reasons` judged against the history: the status and the holds standing at `at`."""
     status = status_at("batch", batch.id, at, batch.status)
     holds = [h.text for h in standing_holds("batch", batch.id, at)]
-    return unusable_reasons(batch, at, volume_ml, status=status, holds=holds)
+    return batch.unusable_reasons(at, volume_ml, status=status, holds=holds)
 
 
-def _locked_eligible_lots(ingredient_ids, at: datetime) -> dict[int, list[Lot]]:
-    """Released lots with stock for these ingredients, row-locked in id order (no deadlocks)."""
-    lots = db.session.scalars(
-        sa.select(Lot)
-        .where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == "released", Lot.remaining > 0)
-        .order_by(Lot.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
+def _eligible_lots(ingredient_ids, at: datetime, *, lock: bool) -> dict[int, list[Lot]]:
+    """Released, unexpired lots with stock for these ingredients, by ingredient.
+
+    `lock`: row-locked in id order (no deadlocks), for a batch about to be written.
+    """
+    query = sa.select(Lot).where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == LotStatus.RELEASED,
+                                 Lot.remaining > 0)
+    if lock:
+        query = query.order_by(Lot.id).with_for_update().execution_options(populate_existing=True)
     by_ingredient: dict[int, list[Lot]] = defaultdict(list)
-    for lot in lots:
-        if not is_expired(lot.expires_on, at):
+    for lot in db.session.scalars(query):
+        if not lot.is_expired(at):
             by_ingredient[lot.ingredient_id].append(lot)
     return by_ingredient
+
+
+def _picked(formula: Formula, allocations: list[dict] | None, eligible: dict[int, list[Lot]],
+            at: datetime) -> dict[int, list[tuple[Lot, Decimal]]]:
+    """The lots the user picked, by ingredient: each eligible, of the formula, with the quantity it has."""
+    components = {c.ingredient_id: c for c in formula.components}
+    picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
+    for row in allocations or []:
+        lot_id = row.get("lot_id")
+        lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
+        if lot is None:
+            _refuse_ineligible(formula, lot_id, components, at)
+        quantity = Decimal(str(row.get("quantity")))
+        if quantity <= 0 or quantity.as_tuple().exponent < -3:
+            raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
+        if quantity > lot.remaining:
+            raise InsufficientStock(
+                f"{lot.code} has {lot.remaining.normalize():f} {components[lot.ingredient_id].ingredient.unit} "
+                f"left; {quantity} was allocated.", field="allocations")
+        picked[lot.ingredient_id].append((lot, quantity))
+    return picked
+
+
+def _refuse_ineligible(formula: Formula, lot_id, components: dict, at: datetime) -> None:
+    other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
+    if other is None:
+        raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
+    if other.ingredient_id not in components:
+        raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
+    raise InvalidState(
+        f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
+        f"(it is {other.status}{', expired' if other.is_expired(at) else ''}).",
+        field="allocations")
 
 
 def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = None,
@@ -133,50 +145,27 @@ def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = No
     """
     at = at or utcnow()
     plan = CompoundingPlan(formula, units)
-    components = {c.ingredient_id: c for c in formula.components}
-    eligible = _locked_eligible_lots(list(components), at)
-    picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
-    for row in allocations or []:
-        lot_id = row.get("lot_id")
-        lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
-        if lot is None:
-            other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
-            if other is None:
-                raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
-            if other.ingredient_id not in components:
-                raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
-            raise InvalidState(
-                f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
-                f"(it is {other.status}{', expired' if is_expired(other.expires_on, at) else ''}).",
-                field="allocations")
-        quantity = Decimal(str(row.get("quantity")))
-        if quantity <= 0 or quantity.as_tuple().exponent < -3:
-            raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
-        if quantity > lot.remaining:
-            raise InsufficientStock(
-                f"{lot.code} has {lot.remaining.normalize():f} {components[lot.ingredient_id].ingredient.unit} "
-                f"left; {quantity} was allocated.", field="allocations")
-        picked[lot.ingredient_id].append((lot, quantity))
+    eligible = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=True)
+    picked = _picked(formula, allocations, eligible, at)
     scanned = set(scanned_lot_ids)
-    for ingredient_id, component in components.items():
+    for component in formula.components:
         ingredient = component.ingredient
         theoretical = component.quantity * units
-        if picked.get(ingredient_id):
-            chosen = picked[ingredient_id]
+        if picked.get(ingredient.id):
+            chosen = picked[ingredient.id]
             actual = sum(q for _, q in chosen)
             if actual != theoretical:
                 plan.deviations.append(
                     f"{ingredient.name}: {actual.normalize():f} {ingredient.unit} used instead of "
                     f"{theoretical.normalize():f} {ingredient.unit}")
         else:
-            candidates = [Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
-                          for lot in eligible.get(ingredient_id, [])]
-            by_id = {lot.id: lot for lot in eligible.get(ingredient_id, [])}
-            chosen = [(by_id[a.lot_id], a.quantity)
-                      for a in allocate(candidates, theoretical, what=ingredient.name, unit=ingredient.unit)]
+            lots = eligible.get(ingredient.id, [])
+            by_id = {lot.id: lot for lot in lots}
+            chosen = [(by_id[a.lot_id], a.quantity) for a in allocate(
+                [Candidate.of(lot) for lot in lots], theoretical, what=ingredient.name, unit=ingredient.unit)]
         for lot, quantity in chosen:
             plan.components.append(PlannedComponent(
-                ingredient_id, ingredient.name, ingredient.unit, lot, quantity,
+                component.ingredient_id, ingredient.name, ingredient.unit, lot, quantity,
                 theoretical, scanned=lot.id in scanned))
     return plan
 
@@ -195,23 +184,15 @@ class ProposedComponent:
 def propose(formula: Formula, units: int, at: datetime | None = None) -> list[ProposedComponent]:
     """The FEFO proposal for every component, read in one statement (no locks: nothing is saved)."""
     at = at or utcnow()
-    ingredient_ids = [c.ingredient_id for c in formula.components]
-    lots = db.session.scalars(
-        sa.select(Lot).where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == "released", Lot.remaining > 0)
-    ).all()
-    by_ingredient: dict[int, list[Lot]] = defaultdict(list)
-    for lot in lots:
-        if not is_expired(lot.expires_on, at):
-            by_ingredient[lot.ingredient_id].append(lot)
+    by_ingredient = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=False)
     result = []
     for component in formula.components:
         ingredient = component.ingredient
-        eligible = sorted(by_ingredient[ingredient.id], key=lambda lot: (lot.expires_on, lot.received_at, lot.code))
+        eligible = fefo_order(by_ingredient[ingredient.id])
         theoretical = component.quantity * units
         proposed, shortfall = {}, ""
         try:
-            candidates = [Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
-                          for lot in eligible]
+            candidates = [Candidate.of(lot) for lot in eligible]
             proposed = {a.lot_id: a.quantity for a in allocate(candidates, theoretical, what=ingredient.name,
                                                                   unit=ingredient.unit)}
         except InsufficientStock as exc:
@@ -225,7 +206,7 @@ def check_scans(expected: dict[int, str], scans: dict[int, str]) -> set[int]:
 
     `expected` maps lot id -> lot code, `scans` lot id -> what the scanner sent: our lot
     code or the supplier's GS1 barcode, which must match the allocated lot's GTIN, (10)
-    and (17) (DESIGN 10.1 rule 6). Returns the confirmed lot ids; anything else is refused
+    and (17). Returns the confirmed lot ids; anything else is refused
     with the reason (and, for another eligible lot of the same ingredient, the offer to use
     it instead).
     """
@@ -271,7 +252,7 @@ def _scan_refusal(lot_id: int, raw: str) -> str | None:
 
 
 def _ensure_scanned(plan: CompoundingPlan, allocations: list[dict] | None) -> None:
-    """Every container scanned (DESIGN 10.1 rule 7), else 409 naming the lots.
+    """Every container scanned, else 409 naming the lots.
 
     Where some lots were left to FEFO, the answer proposes every lot of the plan
     (`details.proposed_lots`): the client scans them and sends them back as `allocations`
@@ -293,29 +274,57 @@ def _ensure_scanned(plan: CompoundingPlan, allocations: list[dict] | None) -> No
                        details=details)
 
 
-def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
-                   deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
-                   require_scan: bool = False, compounded_at: datetime | None = None) -> Batch:
-    """Make a batch: consume the lots (ledger rows), compute the BUD, status `prepared`."""
-    ensure_can(actor, "batches.compound", "compound batches")
+def _formula_to_compound(formula_id) -> Formula:
     formula = db.session.scalar(sa.select(Formula).where(Formula.id == formula_id)) if formula_id else None
     if formula is None:
         raise InvalidInput("Choose a formula.", field="formula_id")
-    if formula.status != "approved":
-        raise InvalidState(f"{formula.label} is {formula.status}; only an approved formula can be compounded.",
-                           field="formula_id")
+    ensure_transition(formula, "compound", field="formula_id")
+    return formula
+
+
+def _checked_units(units) -> int:
     try:
         units = int(units)
     except (TypeError, ValueError):
         raise InvalidInput("Units must be a whole number.", field="units") from None
     if not 1 <= units <= MAX_UNITS:
         raise InvalidInput(f"Units must be between 1 and {MAX_UNITS}.", field="units")
-    compounded_at = compounded_at or utcnow()
-    plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
-    deviation_note = (deviation_note or "").strip()
+    return units
+
+
+def _deviations(plan: CompoundingPlan, deviation_note: str) -> str:
+    """The batch's deviation text; refused when quantities differ from the formula unexplained."""
+    deviation_note = checked_text(deviation_note, "deviation_note", NOTE_MAX)
     if plan.deviations and not deviation_note:
         raise InvalidInput("Actual quantities differ from the formula: explain the deviation. "
                            + "; ".join(plan.deviations), field="deviation_note")
+    return "\n".join([*plan.deviations, deviation_note]) if plan.deviations or deviation_note else ""
+
+
+def _consume(actor: User, batch: Batch, plan: CompoundingPlan) -> None:
+    """One component row and one `consume` ledger row per planned lot; a lot emptied is depleted."""
+    for planned in plan.components:
+        db.session.add(BatchComponent(batch_id=batch.id, lot_id=planned.lot.id, ingredient_id=planned.ingredient_id,
+                                      theoretical_quantity=planned.theoretical, quantity=planned.quantity,
+                                      scanned=planned.scanned))
+        move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
+                 reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=batch.compounded_at)
+        record_depletion(actor, planned.lot, f"consumed by {batch.code}", reference=f"batch {batch.id}",
+                         at=batch.compounded_at)
+
+
+@transactional
+def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
+                   deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
+                   require_scan: bool = False, compounded_at: datetime | None = None) -> Batch:
+    """Make a batch: consume the lots (ledger rows), compute the BUD, status `prepared`."""
+    ensure_can(actor, "batches.compound", "compound batches")
+    formula = _formula_to_compound(formula_id)
+    units = _checked_units(units)
+    notes = checked_text(notes, "notes", NOTES_MAX)
+    compounded_at = compounded_at or utcnow()
+    plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
+    deviations = _deviations(plan, deviation_note)
     if require_scan:
         _ensure_scanned(plan, allocations)
     total_volume = formula.unit_volume_ml * units
@@ -324,26 +333,13 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     batch = Batch(
         code=next_batch_code(compounded_at), formula_id=formula.id, units=units,
         total_volume_ml=total_volume, remaining_volume_ml=Decimal("0"), compounded_at=compounded_at,
-        compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage,
-        notes=(notes or "").strip()[:5000],
-        deviations="\n".join([*plan.deviations, deviation_note]) if plan.deviations or deviation_note else "",
-        status="prepared",
+        compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage, notes=notes, deviations=deviations,
+        status=BatchStatus.PREPARED,
     )
     db.session.add(batch)
     db.session.flush()
     record_created(batch, actor, at=compounded_at, reason="compounded")
-    for planned in plan.components:
-        component = BatchComponent(batch_id=batch.id, lot_id=planned.lot.id, ingredient_id=planned.ingredient_id,
-                                   theoretical_quantity=planned.theoretical, quantity=planned.quantity,
-                                   scanned=planned.scanned)
-        db.session.add(component)
-        move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
-                 reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=compounded_at)
-        before = deplete_if_empty(planned.lot, actor, reason=f"consumed by {batch.code}",
-                                  reference=f"batch {batch.id}", at=compounded_at)
-        if before:
-            audit.record(actor, "lot.depleted", "lot", planned.lot.id, old={"status": before},
-                         new={"status": "depleted"}, reason=f"consumed by {batch.code}")
+    _consume(actor, batch, plan)
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
                note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")
     audit.record(actor, "batch.compounded", "batch", batch.id, new={
@@ -351,76 +347,63 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
         "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION, "deviations": batch.deviations,
         "components": [{"lot": c.lot.code, "quantity": c.quantity, "scanned": c.scanned}
                        for c in plan.components]})
-    db.session.commit()
     return batch
 
 
+def _judging(actor: User, batch_id: int, doing: str) -> Batch:
+    """The batch locked for its verifier: who compounded it never judges it (403, never turned off)."""
+    batch = get_batch(batch_id, for_update=True)
+    ensure_second_person(actor, batch.compounded_by_id,
+                         f"The person who compounded a batch cannot {doing} it: a second pharmacist must.",
+                         always=True)
+    return batch
+
+
+@transactional
 def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     """A pharmacist other than the compounder verifies with an e-signature: `released`."""
     ensure_can(actor, "batches.verify", "verify batches")
-    batch = get_batch(batch_id, for_update=True)
-    ensure_second_person(actor, batch.compounded_by_id,
-                         "The person who compounded a batch cannot verify it: a second pharmacist must.",
-                         always=True)
-    if batch.status != "prepared":
-        raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be verified.")
-    if is_batch_expired(batch):
+    batch = _judging(actor, batch_id, "verify")
+    ensure_transition(batch, "verify")
+    if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
-    old = audit.snapshot(batch, BATCH_FIELDS)
-    batch.verified_at = utcnow()
-    batch.verified_by_id = actor.id
-    change_status(batch, "released", actor, reason="verified", at=batch.verified_at)
-    audit.record(actor, "batch.released", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS))
-    db.session.commit()
+    signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")
     return batch
 
 
+@transactional
 def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batch:
     """The verifier rejects a prepared batch; the lots it consumed stay consumed.
 
-    As with verifying (DESIGN 10.1 rule 4, never turned off), who compounded the batch does
-    not judge it: 403.
+    As with verifying (a rule never turned off), who compounded the batch does not judge it: 403.
     """
     ensure_can(actor, "batches.verify", "reject batches")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the batch is rejected.", field="reason")
-    batch = get_batch(batch_id, for_update=True)
-    ensure_second_person(actor, batch.compounded_by_id,
-                         "The person who compounded a batch cannot reject it: a second pharmacist must.",
-                         always=True)
-    if batch.status != "prepared":
-        raise InvalidState(f"{batch.code} is {batch.status}; only a prepared batch can be rejected.")
+    reason = checked_text(reason, "reason", REASON_MAX, required="Say why the batch is rejected.")
+    batch = _judging(actor, batch_id, "reject")
+    ensure_transition(batch, "reject")
     sign(actor, password, "rejected", "batch", batch.id)
-    old = audit.snapshot(batch, BATCH_FIELDS)
-    change_status(batch, "rejected", actor, reason=reason)
-    batch.status_reason = reason[:2000]
-    audit.record(actor, "batch.rejected", "batch", batch.id, old=old, new=audit.snapshot(batch, BATCH_FIELDS),
-                 reason=reason)
-    db.session.commit()
+    explained_change(actor, batch, "reject", "batch.rejected", BATCH_FIELDS, reason)
     return batch
 
 
+@transactional
 def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Batch:
     """Discard a batch with a coded reason: its remaining volume is written off as waste."""
     ensure_can(actor, "batches.discard", "discard batches")
     if reason not in DISCARD_REASONS:
         raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
-    note = (note or "").strip()
+    note = checked_text(note, "note", NOTE_MAX)
     if reason == "other" and not note:
         raise InvalidInput("Describe the reason.", field="note")
     batch = get_batch(batch_id, for_update=True)
-    if batch.status in ("discarded", "depleted"):
-        raise InvalidState(f"{batch.code} is already {batch.status}.")
-    old = audit.snapshot(batch, BATCH_FIELDS)
-    if batch.remaining_volume_ml > 0:
-        move_batch(batch, "waste", -batch.remaining_volume_ml, actor, reason=reason, note=note,
-                   reference_type="discard")
-    change_status(batch, "discarded", actor, reason=f"{reason}: {note}" if note else reason)
-    batch.discard_reason = reason
-    batch.status_reason = note[:2000]
-    audit.record(actor, "batch.discarded", "batch", batch.id, old=old,
-                 new=audit.snapshot(batch, BATCH_FIELDS), reason=f"{reason}: {note}" if note else reason)
-    db.session.commit()
+    ensure_transition(batch, "discard")
+    why = f"{reason}: {note}" if note else reason
+    with audit.change(actor, "batch.discarded", batch, BATCH_FIELDS, reason=why):
+        if batch.remaining_volume_ml > 0:
+            move_batch(batch, "waste", -batch.remaining_volume_ml, actor, reason=reason, note=note,
+                       reference_type="discard")
+        transition(batch, "discard", actor, reason=why)
+        batch.discard_reason = reason
+        batch.status_reason = note
     return batch

@@ -20,7 +20,8 @@ DAY_MESSAGE = "Give a date between 1900 and 2100."
 # Python also reads "20261127" and ISO week dates; a person never types a day so.
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-__all__ = ["DAY_MESSAGE", "FIRST_DAY", "LAST_DAY", "MAX_RECORD_ID", "check_day", "day_in_range", "read_day"]
+__all__ = ["DAY_MESSAGE", "FIRST_DAY", "LAST_DAY", "MAX_RECORD_ID", "check_day", "checked_text", "day_in_range",
+           "iso_day", "read_day"]
 
 
 def day_in_range(day: date) -> bool:
@@ -39,14 +40,30 @@ def check_day(day: date, field: str | None = None) -> date:
 def read_day(text: str | None) -> date | None:
     """A query string's day (YYYY-MM-DD): None when blank; ValueError when malformed or outside 1900-2100."""
     text = (text or "").strip()
-    if not text:
-        return None
+    return iso_day(text, "Use a date such as 2026-11-27.") if text else None
+
+
+def iso_day(text: str, malformed: str, out_of_range: str = DAY_MESSAGE) -> date:
+    """`text` as YYYY-MM-DD within 1900-2100; ValueError(`malformed` or `out_of_range`) otherwise."""
     if not _ISO_DAY.match(text):
-        raise ValueError("Use a date such as 2026-11-27.")
+        raise ValueError(malformed)
     try:
         day = date.fromisoformat(text)
     except ValueError:
-        raise ValueError("Use a date such as 2026-11-27.") from None
+        raise ValueError(malformed) from None
     if not day_in_range(day):
-        raise ValueError(DAY_MESSAGE)
+        raise ValueError(out_of_range)
     return day
+
+
+def checked_text(value, field: str, maximum: int, *, required: str = "") -> str:
+    """`value` stripped, refused (422 naming `field`) when longer than `maximum` or, with `required`, empty.
+
+    Never cut: forms and API schemas refuse the same length, so every way in says the same.
+    """
+    text = (value or "").strip()
+    if required and not text:
+        raise InvalidInput(required, field=field)
+    if len(text) > maximum:
+        raise InvalidInput(f"At most {maximum} characters.", field=field)
+    return text

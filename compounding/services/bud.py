@@ -1,11 +1,11 @@
 """Beyond-use dates: the USP <797> (2023) table as data, and the BUD rule.
 
-Values as commonly published; the clinic's pharmacist confirms them (DESIGN section 4).
+Values as commonly published; the clinic's pharmacist confirms them.
 Bump BUD_TABLE_VERSION whenever a value changes: batches record the version they used.
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 
 from .clock import end_of_clinic_day
 
@@ -67,12 +67,16 @@ def bud_duration(category: str, storage: str, shorter_hours: int | None = None) 
     return maximum
 
 
-def beyond_use_at(compounded_at: datetime, duration: timedelta, component_expiries: list[date]) -> datetime:
-    """BUD = min(compounded at + duration, end of the earliest component expiry day)."""
+def beyond_use_at(compounded_at: datetime, duration: timedelta, component_expiries: list[date],
+                  zone: tzinfo | None = None) -> datetime:
+    """BUD = min(compounded at + duration, end of the earliest component expiry day).
+
+    Days end in the clinic's time zone (`zone` when given, for a rule judged without the application).
+    """
     candidates = [compounded_at + duration]
     earliest = min(component_expiries, default=None)
     # An expiry days after the duration's end cannot shorten it; skipping it also keeps a
     # stored 9999-12-31 from asking for the day after the calendar's last.
     if earliest is not None and earliest <= (compounded_at + duration).date() + timedelta(days=1):
-        candidates.append(end_of_clinic_day(earliest))
+        candidates.append(end_of_clinic_day(earliest, zone))
     return min(candidates)

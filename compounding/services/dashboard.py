@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ..charts import Series
 from ..extensions import db
-from ..models import AdverseEvent, Batch, Formula, Lot, Patient, SessionUse, TreatmentSession
+from ..models import AdverseEvent, Batch, BatchStatus, Formula, Lot, LotStatus, Patient, SessionUse, TreatmentSession
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from .clock import clinic_today, start_of_clinic_day, utcnow
 
@@ -26,13 +26,13 @@ def expiry_by_week(today: date | None = None):
     rows = db.session.execute(
         sa.select(Lot.expires_on, Lot.status, sa.func.count(Lot.id))
         .where(Lot.expires_on >= today, Lot.expires_on < end, Lot.remaining > 0,
-               Lot.status.in_(("released", "quarantine")))
+               Lot.status.in_((LotStatus.RELEASED, LotStatus.QUARANTINE)))
         .group_by(Lot.expires_on, Lot.status)).all()
-    counts = {status: [0] * WEEKS for status in ("released", "quarantine")}
+    counts = {status: [0] * WEEKS for status in (LotStatus.RELEASED, LotStatus.QUARANTINE)}
     for expires_on, status, count in rows:
         counts[status][(expires_on - today).days // 7] += count
-    return _week_labels(today), [Series("released", counts["released"], "#0f766e"),
-                                 Series("in quarantine", counts["quarantine"], "#b45309")]
+    return _week_labels(today), [Series("released", counts[LotStatus.RELEASED], "#0f766e"),
+                                 Series("in quarantine", counts[LotStatus.QUARANTINE], "#b45309")]
 
 
 def activity_by_week(today: date | None = None):
@@ -79,7 +79,7 @@ def released_batches_by_bud(now: datetime | None = None, limit: int = 12):
     now = now or utcnow()
     rows = db.session.execute(
         sa.select(Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at)
-        .where(Batch.status == "released", Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
         .order_by(Batch.beyond_use_at).limit(limit)).all()
     labels = [f"{code[-4:]} · {max(0, int((bud - now).total_seconds() // 3600))} h" for code, _, bud in rows]
     return labels, [Series("remaining mL", [float(volume) for _, volume, _ in rows], "#6d28d9")], rows
@@ -89,7 +89,7 @@ def batches_awaiting_verification(limit: int = 10):
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.compounded_at, Batch.beyond_use_at, Formula.code.label("formula"))
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(Batch.status == "prepared").order_by(Batch.compounded_at).limit(limit)).all()
+        .where(Batch.status == BatchStatus.PREPARED).order_by(Batch.compounded_at).limit(limit)).all()
 
 
 def batches_usable_now(now: datetime | None = None, limit: int = 12):
@@ -97,7 +97,7 @@ def batches_usable_now(now: datetime | None = None, limit: int = 12):
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at, Formula.name.label("formula"))
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(Batch.status == "released", Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
         .order_by(Batch.beyond_use_at).limit(limit)).all()
 
 
@@ -124,10 +124,10 @@ def batch_counts(now: datetime | None = None) -> dict:
     than one pass over every batch ever made.
     """
     now = now or utcnow()
-    awaiting = sa.select(sa.func.count(Batch.id)).where(Batch.status == "prepared").scalar_subquery()
+    awaiting = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.PREPARED).scalar_subquery()
     expiring = sa.select(sa.func.count(Batch.id)).where(
-        Batch.status == "released", Batch.beyond_use_at > now, Batch.beyond_use_at <= now + timedelta(hours=24),
-        Batch.remaining_volume_ml > 0).scalar_subquery()
+        Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now,
+        Batch.beyond_use_at <= now + timedelta(hours=24), Batch.remaining_volume_ml > 0).scalar_subquery()
     row = db.session.execute(sa.select(awaiting.label("awaiting_verification"),
                                        expiring.label("expiring_24h"))).one()
     return row._asdict()

@@ -1,4 +1,4 @@
-"""Separation of duties (DESIGN 10.1 rule 4): who did the first step does not sign the second."""
+"""Separation of duties: who did the first step does not sign the second."""
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -7,6 +7,7 @@ from ..extensions import db
 from ..models import AuditEvent, User
 from . import audit
 from .errors import NotAllowed
+from .transaction import transaction, transactional
 
 SETTING_ACTION = "setting.second_person_rules"
 
@@ -42,23 +43,28 @@ def record_second_person_rules() -> bool:
     setting (every start but the first after a change) writes nothing and blocks no one;
     on a difference the audit chain's write lock is taken (PostgreSQL advisory lock, SQLite
     write lock) and the value read again, so only the first worker writes the row.
-    Returns whether a row was written. Commits.
+    Returns whether a row was written.
     """
     current = second_person_rules()
-    unchanged = recorded_second_person_rules() == current
-    db.session.rollback()
+    # The first read is a transaction of its own: on SQLite a read snapshot kept open could
+    # not take the write lock below once another worker has written.
+    with transaction():
+        unchanged = recorded_second_person_rules() == current
     if unchanged:
         return False
+    return _record_under_lock(current)
+
+
+@transactional
+def _record_under_lock(current: str) -> bool:
     _lock_audit_chain()
-    if recorded_second_person_rules() == current:
-        db.session.rollback()
-        return False
     recorded = recorded_second_person_rules()
+    if recorded == current:  # another worker wrote it while this one waited for the lock
+        return False
     audit.record(None, SETTING_ACTION, "setting", None,
                  old={"SECOND_PERSON_RULES": recorded} if recorded is not None else None,
                  new={"SECOND_PERSON_RULES": current},
                  reason="setting at application start differs from the one last recorded")
-    db.session.commit()
     return True
 
 

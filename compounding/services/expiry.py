@@ -10,12 +10,11 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from .bounds import day_in_range
+from ..models.lot import expired_by
+from .bounds import day_in_range, iso_day
 from .clock import clinic_today, utcnow
 
 _MONTH_ONLY = re.compile(r"^(\d{4})-(\d{1,2})$")
-# Python 3.11 also reads ISO week dates and "20261231"; a label date is never written so.
-_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def last_day_of_month(year: int, month: int) -> date:
@@ -23,21 +22,19 @@ def last_day_of_month(year: int, month: int) -> date:
 
 
 EXPIRY_RANGE_MESSAGE = "Give an expiry between 1900 and 2100, as YYYY-MM-DD or YYYY-MM."
+EXPIRY_MALFORMED_MESSAGE = "Give a real date as YYYY-MM-DD, or a month as YYYY-MM."
 
 
 def parse_expiry(text: str) -> date:
     """Read `YYYY-MM-DD` or a month-only `YYYY-MM` (stored as the month's last day), within 1900-2100."""
     text = (text or "").strip()
     match = _MONTH_ONLY.match(text)
+    if not match:
+        return iso_day(text, EXPIRY_MALFORMED_MESSAGE, EXPIRY_RANGE_MESSAGE)
     try:
-        if match:
-            day = last_day_of_month(int(match.group(1)), int(match.group(2)))
-        elif not _FULL_DATE.match(text):
-            raise ValueError(text)
-        else:
-            day = date.fromisoformat(text)
+        day = last_day_of_month(int(match.group(1)), int(match.group(2)))
     except ValueError:
-        raise ValueError("Give a real date as YYYY-MM-DD, or a month as YYYY-MM.") from None
+        raise ValueError(EXPIRY_MALFORMED_MESSAGE) from None
     if not day_in_range(day):
         raise ValueError(EXPIRY_RANGE_MESSAGE)
     return day
@@ -49,7 +46,7 @@ def last_usable_day(at: datetime | None = None) -> date:
 
 
 def is_expired(expires_on: date, at: datetime | None = None) -> bool:
-    return expires_on < last_usable_day(at)
+    return expired_by(expires_on, last_usable_day(at))
 
 
 def expired_clause(column, at: datetime | None = None) -> sa.ColumnElement[bool]:

@@ -17,6 +17,11 @@ class Candidate:
     received_at: datetime
     remaining: Decimal
 
+    @classmethod
+    def of(cls, lot) -> "Candidate":
+        """A lot (anything with these attributes) as a candidate."""
+        return cls(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
+
 
 @dataclass(frozen=True)
 class Allocation:

@@ -10,38 +10,38 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AuditEvent, Formula, FormulaComponent, Ingredient, User
+from ..limits import INSTRUCTIONS_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ..models import AuditEvent, Formula, FormulaComponent, FormulaStatus, Ingredient, User
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from . import audit
 from .access import ensure_can
+from .bounds import checked_text
 from .bud import BUD_TABLE, table_duration
 from .clock import utcnow
 from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
+from .history import ensure_transition
 from .inventory import check_quantity
+from .lookup import fetch
 from .signatures import sign
+from .transaction import transactional
 
 FORMULA_FIELDS = ("code", "version", "name", "indication", "route", "dosage_form", "unit_label",
                   "unit_volume_ml", "instructions", "storage", "bud_category", "bud_hours",
                   "bud_reason", "status")
+# What the audit rows of a status change show.
+STATUS = ("status",)
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,29}$")
 
 
 def get_formula(formula_id, *, field: str = "formula_id") -> Formula:
-    formula = db.session.get(Formula, formula_id) if formula_id else None
-    if formula is None:
-        raise NotFound("There is no such formula.", field=field)
-    return formula
+    return fetch(Formula, formula_id, NotFound("There is no such formula.", field=field))
 
 
-def _text(data: dict, key: str, maximum: int, *, required: bool = True, label: str = "") -> str:
-    value = (data.get(key) or "").strip()
-    if required and not value:
-        raise InvalidInput(f"{label or key.replace('_', ' ').capitalize()} is required.", field=key)
-    if len(value) > maximum:
-        raise InvalidInput(f"At most {maximum} characters.", field=key)
-    return value
+def _text(data: dict, key: str, maximum: int, *, required: bool = True) -> str:
+    return checked_text(data.get(key), key, maximum,
+                        required=f"{key.replace('_', ' ').capitalize()} is required." if required else "")
 
 
 def _checked(data: dict) -> dict:
@@ -51,11 +51,11 @@ def _checked(data: dict) -> dict:
         raise InvalidInput("Use capitals, digits and dashes, e.g. LIPO-PCDC.", field="code")
     clean = {
         "code": code,
-        "name": _text(data, "name", 160),
+        "name": _text(data, "name", SHORT_TEXT_MAX),
         "dosage_form": _text(data, "dosage_form", 60),
         "unit_label": _text(data, "unit_label", 60, required=False) or "vial",
-        "instructions": _text(data, "instructions", 20000, required=False),
-        "bud_reason": _text(data, "bud_reason", 2000, required=False),
+        "instructions": _text(data, "instructions", INSTRUCTIONS_MAX, required=False),
+        "bud_reason": _text(data, "bud_reason", REASON_MAX, required=False),
     }
     for key, allowed in (("indication", INDICATIONS), ("route", ROUTES),
                          ("storage", STORAGE_CONDITIONS), ("bud_category", tuple(BUD_TABLE))):
@@ -127,49 +127,47 @@ def _snapshot(formula: Formula) -> dict:
                            for c in formula.components]}
 
 
+@transactional
 def create_formula(actor: User, data: dict) -> Formula:
     """Create version 1 of a new formula code as a draft."""
     ensure_can(actor, "formulas.write", "write formulas")
     clean = _checked(data)
     if db.session.scalar(sa.select(Formula.id).where(Formula.code == clean["code"])):
         raise InvalidState(f"Formula {clean['code']} exists; edit it to make a new version.", field="code")
-    formula = Formula(version=1, status="draft", created_by_id=actor.id, created_at=utcnow())
+    formula = Formula(version=1, status=FormulaStatus.DRAFT, created_by_id=actor.id, created_at=utcnow())
     _apply(formula, clean)
     db.session.add(formula)
     db.session.flush()
-    audit.record(actor, "formula.created", "formula", formula.id, new=_snapshot(formula))
-    db.session.commit()
+    audit.created(actor, "formula.created", formula, _snapshot)
     return formula
 
 
+@transactional
 def update_draft(actor: User, formula_id: int, data: dict) -> Formula:
     """Change a draft. An approved or retired version is read-only."""
     ensure_can(actor, "formulas.write", "write formulas")
     formula = get_formula(formula_id)
-    if formula.status != "draft":
-        raise InvalidState(f"{formula.label} is {formula.status} and read-only; make a new version.")
+    ensure_transition(formula, "edit")
     clean = _checked({**data, "code": formula.code})
-    old = _snapshot(formula)
-    _apply(formula, clean)
-    db.session.flush()
-    audit.record(actor, "formula.updated", "formula", formula.id, old=old, new=_snapshot(formula))
-    db.session.commit()
+    with audit.change(actor, "formula.updated", formula, _snapshot):
+        _apply(formula, clean)
+        db.session.flush()
     return formula
 
 
+@transactional
 def new_version(actor: User, formula_id: int) -> Formula:
     """Start the next version as a draft copy of an approved or retired one."""
     ensure_can(actor, "formulas.write", "write formulas")
     source = get_formula(formula_id)
-    if source.status == "draft":
-        raise InvalidState(f"{source.label} is still a draft: edit it directly.")
+    ensure_transition(source, "new_version")
     pending = db.session.scalar(sa.select(Formula).where(Formula.code == source.code,
-                                                         Formula.status == "draft"))
+                                                         Formula.status == FormulaStatus.DRAFT))
     if pending is not None:
         raise InvalidState(f"{pending.label} is already a draft of this formula.",
                            details={"draft_id": pending.id})
     latest = db.session.scalar(sa.select(sa.func.max(Formula.version)).where(Formula.code == source.code))
-    draft = Formula(code=source.code, version=latest + 1, status="draft", created_by_id=actor.id,
+    draft = Formula(code=source.code, version=latest + 1, status=FormulaStatus.DRAFT, created_by_id=actor.id,
                     created_at=utcnow(), previous_version_id=source.id)
     for key in FORMULA_FIELDS:
         if key not in ("code", "version", "status"):
@@ -178,18 +176,16 @@ def new_version(actor: User, formula_id: int) -> Formula:
                                          position=c.position) for c in source.components]
     db.session.add(draft)
     db.session.flush()
-    audit.record(actor, "formula.version_created", "formula", draft.id, new=_snapshot(draft),
-                 reason=f"from {source.label}")
-    db.session.commit()
+    audit.created(actor, "formula.version_created", draft, _snapshot, reason=f"from {source.label}")
     return draft
 
 
+@transactional
 def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
     """A pharmacist approves a draft with an e-signature; it replaces the approved version."""
     ensure_can(actor, "formulas.approve", "approve formulas")
     formula = get_formula(formula_id)
-    if formula.status != "draft":
-        raise InvalidState(f"{formula.label} is {formula.status}; only a draft can be approved.")
+    ensure_transition(formula, "approve")
     if not formula.components:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():
@@ -200,17 +196,14 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
     sign(actor, password, "approved", "formula", formula.id)
     now = utcnow()
     for previous in db.session.scalars(sa.select(Formula).where(
-            Formula.code == formula.code, Formula.status == "approved")):
-        previous.status = "retired"
-        previous.retired_at = now
-        audit.record(actor, "formula.retired", "formula", previous.id, old={"status": "approved"},
-                     new={"status": "retired"}, reason=f"replaced by {formula.label}")
-    formula.status = "approved"
-    formula.approved_at = now
-    formula.approved_by_id = actor.id
-    audit.record(actor, "formula.approved", "formula", formula.id, old={"status": "draft"},
-                 new={"status": "approved"})
-    db.session.commit()
+            Formula.code == formula.code, Formula.status == FormulaStatus.APPROVED)):
+        with audit.change(actor, "formula.retired", previous, STATUS, reason=f"replaced by {formula.label}"):
+            previous.status = ensure_transition(previous, "replace").to
+            previous.retired_at = now
+    with audit.change(actor, "formula.approved", formula, STATUS):
+        formula.status = ensure_transition(formula, "approve").to
+        formula.approved_at = now
+        formula.approved_by_id = actor.id
     return formula
 
 
@@ -226,21 +219,16 @@ def _writers(formula: Formula) -> set[int]:
     return {formula.created_by_id, *editors} - {None}
 
 
+@transactional
 def retire_formula(actor: User, formula_id: int, reason: str) -> Formula:
     """Withdraw a version from use; batches already made keep pointing to it."""
     ensure_can(actor, "formulas.write", "retire formulas")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the formula is retired.", field="reason")
+    reason = checked_text(reason, "reason", REASON_MAX, required="Say why the formula is retired.")
     formula = get_formula(formula_id)
-    if formula.status == "retired":
-        raise InvalidState(f"{formula.label} is already retired.")
-    old = {"status": formula.status}
-    formula.status = "retired"
-    formula.retired_at = utcnow()
-    audit.record(actor, "formula.retired", "formula", formula.id, old=old, new={"status": "retired"},
-                 reason=reason)
-    db.session.commit()
+    rule = ensure_transition(formula, "retire")
+    with audit.change(actor, "formula.retired", formula, STATUS, reason=reason):
+        formula.status = rule.to
+        formula.retired_at = utcnow()
     return formula
 
 

@@ -1,4 +1,5 @@
-"""Status history (DESIGN 10.1.2): every status change goes through `change_status`.
+"""Status history: every status change goes through `change_status`, checked against the
+transition tables beside the statuses (models.STATUS_TRANSITIONS) by `ensure_transition`.
 
 The rows let a rule ask what an item's status was at the moment it judges (`status_at`),
 so a session entered late is judged at the time it was performed, not at the time typed.
@@ -10,14 +11,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import Batch, Hold, Lot, Recall, StatusChange, User
+from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, LotStatus, Recall, StatusChange, User
+from ..models._common import Transition
 from ..models.hold import HOLDABLE_STATUSES
+from . import audit
 from .clock import utcnow
+from .errors import InvalidState
 
 ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall"}
-# The statuses an emptied lot or batch leaves for `depleted`: usable or merely held ones
-# (rejected, recalled and discarded say more about the item than that it is empty).
-DEPLETABLE_STATUSES = {kind: (*statuses, "on_hold") for kind, statuses in HOLDABLE_STATUSES.items()}
+# Formulas change status too, but keep no history rows (their versions are their history).
+_TRANSITION_KINDS = {**ENTITY_TYPES, Formula: "formula"}
+# The column's width; references are made here ("recall 12", "session 40"), never typed.
+REFERENCE_MAX = 120
 # Set on an item by change_status: the status its history row was written for.
 _RECORDED = "_status_change_recorded"
 
@@ -30,15 +35,69 @@ def _row(item, from_status: str | None, to_status: str, actor: User | None, reas
          at: datetime | None) -> StatusChange:
     row = StatusChange(entity_type=entity_type(item), entity_id=item.id, from_status=from_status,
                        to_status=to_status, changed_at=at or utcnow(), actor_id=actor.id if actor else None,
-                       actor_name=actor.display_name if actor else "", reason=(reason or "")[:2000],
-                       reference=(reference or "")[:120])
+                       actor_name=actor.display_name if actor else "", reason=reason or "",
+                       reference=(reference or "")[:REFERENCE_MAX])
     db.session.add(row)
     return row
+
+
+def transition_of(item, action: str) -> Transition:
+    """The table's row for doing `action` to this kind of item."""
+    return STATUS_TRANSITIONS[_TRANSITION_KINDS[type(item)]][action]
+
+
+def may(item, action: str) -> bool:
+    """Whether the item's current status allows `action` (the same table `ensure_transition` reads)."""
+    return transition_of(item, action).allows(item.status)
+
+
+def ensure_transition(item, action: str, *, field: str | None = None) -> Transition:
+    """Refuse (409, with the table's message) an action the item's status does not allow."""
+    rule = transition_of(item, action)
+    if not rule.allows(item.status):
+        label = getattr(item, "label", None) or getattr(item, "code", "")
+        raise InvalidState(rule.refusal_for(label, item.status), field=field)
+    return rule
+
+
+def transition(item, action: str, actor: User | None, *, reason: str = "", reference: str = "",
+               at: datetime | None = None) -> None:
+    """Check `action` against the table, then change the status it leads to (with its history row)."""
+    rule = ensure_transition(item, action)
+    change_status(item, rule.to, actor, reason=reason, reference=reference, at=at)
+
+
+def signed_into_use(actor: User, item, action: str, audit_action: str, fields, *, stamp: str) -> None:
+    """The signed step that makes an item usable: who and when (`<stamp>_at`, `<stamp>_by_id`), its new
+    status, one audit row of `fields` before and after. The caller has checked and signed."""
+    with audit.change(actor, audit_action, item, fields):
+        at = utcnow()
+        setattr(item, f"{stamp}_at", at)
+        setattr(item, f"{stamp}_by_id", actor.id)
+        transition(item, action, actor, reason=stamp, at=at)
+
+
+def explained_change(actor: User, item, action: str, audit_action: str, fields, reason: str, *,
+                     old: dict | None = None) -> None:
+    """A status change a person explains: the new status, `status_reason`, one audit row with the reason."""
+    with audit.change(actor, audit_action, item, fields, reason=reason, old=old):
+        transition(item, action, actor, reason=reason)
+        item.status_reason = reason
 
 
 def record_created(item, actor: User | None, *, at: datetime | None = None, reason: str = "") -> None:
     """The first row of an item's history: it came into being with its current status."""
     _row(item, None, item.status, actor, reason, "", at)
+
+
+def record_depletion(actor: User | None, item, reason: str, *, reference: str = "",
+                     at: datetime | None = None) -> None:
+    """Deplete an emptied lot or batch (deplete_if_empty) and audit it with the status it left."""
+    before = deplete_if_empty(item, actor, reason=reason, reference=reference, at=at)
+    if before:
+        kind = entity_type(item)
+        audit.record(actor, f"{kind}.depleted", kind, item.id, old={"status": before},
+                     new={"status": item.status}, reason=reason)
 
 
 def standing_holds(kind: str, item_id: int, at: datetime | None = None) -> list[Hold]:
@@ -68,23 +127,24 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
     if to_status in HOLDABLE_STATUSES.get(kind, ()):
         holds = standing_holds(kind, item.id)
         if holds:
-            item.status = "on_hold"
-            item.__dict__[_RECORDED] = "on_hold"
-            _row(item, to_status, "on_hold", actor, "; ".join(h.text for h in holds), "", at)
+            held = STATUS_TRANSITIONS[kind]["hold"].to
+            item.status = held
+            item.__dict__[_RECORDED] = held
+            _row(item, to_status, held, actor, "; ".join(h.text for h in holds), "", at)
 
 
 def deplete_if_empty(item, actor: User | None, *, reason: str, reference: str = "",
                      at: datetime | None = None) -> str | None:
-    """A lot or batch with nothing left is `depleted`, held or not (DESIGN 10.1.3).
+    """A lot or batch with nothing left is `depleted`, held or not.
 
     Returns the status it left (for the caller's audit row), None when nothing changed.
     A held item stays depleted when its holds are released: nothing brings it back.
     """
     remaining = item.remaining if isinstance(item, Lot) else item.remaining_volume_ml
     before = item.status
-    if remaining != 0 or before not in DEPLETABLE_STATUSES[entity_type(item)]:
+    if remaining != 0 or not may(item, "deplete"):
         return None
-    change_status(item, "depleted", actor, reason=reason, reference=reference, at=at)
+    change_status(item, transition_of(item, "deplete").to, actor, reason=reason, reference=reference, at=at)
     return before
 
 
@@ -127,7 +187,7 @@ def status_before_hold(kind: str, item_id: int) -> str | None:
     return db.session.scalar(
         sa.select(StatusChange.from_status).where(StatusChange.entity_type == kind,
                                                   StatusChange.entity_id == item_id,
-                                                  StatusChange.to_status == "on_hold")
+                                                  StatusChange.to_status == LotStatus.ON_HOLD)
         .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc()).limit(1))
 
 

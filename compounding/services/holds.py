@@ -1,4 +1,4 @@
-"""Hold reasons on lots and batches (DESIGN 10.1.3).
+"""Hold reasons on lots and batches.
 
 An item may carry several hold reasons at once (adverse event, temperature excursion,
 quality signal); while any stands it is `on_hold`, usable nowhere. A pharmacist releases
@@ -12,30 +12,43 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, SessionUse, User
+from ..limits import REASON_MAX
+from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, RecallStatus, SessionUse, User
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
 from . import audit
 from .access import ensure_can
+from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
-from .history import change_status, deplete_if_empty, entity_type, standing_holds, status_before_hold
+from .history import (
+    change_status,
+    deplete_if_empty,
+    entity_type,
+    may,
+    standing_holds,
+    status_before_hold,
+    transition,
+    transition_of,
+)
 from .signatures import pharmacist_signs
+from .transaction import transactional
 
 MODELS = {"lot": Lot, "batch": Batch}
 
 
+@transactional
 def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type: str = "",
                source_id: int | None = None, at: datetime | None = None) -> Hold:
-    """Add a hold reason to a lot or batch in the caller's transaction (no commit)."""
+    """Add a hold reason to a lot or batch (part of the caller's transaction when there is one)."""
     at = at or utcnow()
-    hold = Hold(entity_type=entity_type(item), entity_id=item.id, kind=kind, detail=(detail or "")[:2000],
+    hold = Hold(entity_type=entity_type(item), entity_id=item.id, kind=kind, detail=detail or "",
                 source_type=source_type, source_id=source_id, placed_at=at,
                 placed_by_id=actor.id if actor else None)
     db.session.add(hold)
     db.session.flush()
-    if item.status in HOLDABLE_STATUSES[hold.entity_type]:
-        change_status(item, "on_hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at)
+    if may(item, "hold"):
+        transition(item, "hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at)
     audit.record(actor, f"{hold.entity_type}.hold_placed", hold.entity_type, item.id,
                  new={"hold_id": hold.id, "kind": kind, "detail": hold.detail, "status": item.status,
                       "source": f"{source_type} {source_id}".strip() if source_type else ""})
@@ -43,7 +56,7 @@ def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type:
 
 
 def event_holds_stock(event: AdverseEvent) -> bool:
-    """Rule 10.1.3: a severe event, or one of the holding types at any severity."""
+    """A severe event, or one of the holding types at any severity."""
     return event.severity == "severe" or event.type in HOLDING_EVENT_TYPES
 
 
@@ -60,18 +73,15 @@ def hold_batches_for_event(actor: User, event: AdverseEvent) -> list[Hold]:
                        at=event.recorded_at) for batch in batches]
 
 
+@transactional
 def quality_signal_hold(actor: User, kind: str, item_id: int, detail: str) -> Hold:
     """The dashboard's one click on a flagged batch or lot: a `quality_signal` hold."""
     ensure_can(actor, "lots.release", "place holds")
     item = _locked(kind, item_id)
-    detail = (detail or "").strip()
-    if not detail:
-        raise InvalidInput("Say why the item is held.", field="reason")
+    detail = checked_text(detail, "reason", REASON_MAX, required="Say why the item is held.")
     if any(h.kind == "quality_signal" for h in standing_holds(kind, item.id)):
         raise InvalidState(f"{item.code} already carries a quality-signal hold.")
-    hold = place_hold(actor, item, "quality_signal", detail)
-    db.session.commit()
-    return hold
+    return place_hold(actor, item, "quality_signal", detail)
 
 
 def _locked(kind: str, item_id: int):
@@ -89,9 +99,10 @@ def open_recall_of(kind: str, item_id: int) -> int | None:
     target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
         Recall.batch_id == item_id,
         Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
-    return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == "open").limit(1))
+    return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == RecallStatus.OPEN).limit(1))
 
 
+@transactional
 def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: str, password: str):
     """A pharmacist releases one hold reason (every standing hold of that kind) by signature.
 
@@ -102,9 +113,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
         raise NotAllowed("Only a pharmacist's signature can release a hold.", field="password")
     if hold_kind not in HOLD_KINDS:
         raise InvalidInput(f"Choose the hold: {', '.join(HOLD_KINDS)}.", field="hold")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the hold is released.", field="reason")
+    reason = checked_text(reason, "reason", REASON_MAX, required="Say why the hold is released.")
     item = _locked(kind, item_id)
     standing = standing_holds(kind, item.id)
     releasing = [h for h in standing if h.kind == hold_kind]
@@ -117,9 +126,9 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     pharmacist_signs(actor, password, "hold released", kind, item.id, "release a hold")
     now = utcnow()
     for hold in releasing:
-        hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason[:2000]
+        hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
     left = [h for h in standing if h.kind != hold_kind]
-    if not left and item.status == "on_hold":
+    if not left and item.status == transition_of(item, "hold").to:
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
         # An item emptied while held (before held stock was depleted at zero) is not usable again.
@@ -128,7 +137,6 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
                  old={"holds": [h.text for h in standing]},
                  new={"released": [h.id for h in releasing], "holds": [h.text for h in left], "status": item.status},
                  reason=reason)
-    db.session.commit()
     return item
 
 

@@ -18,13 +18,15 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ..models import Ingredient, IngredientGtin, Lot, User
 from . import audit
 from .access import ensure_can
 from .clock import utcnow
 from .errors import DomainError, InvalidInput, InvalidState
 from .expiry import parse_expiry
-from .inventory import Receipt, apply_receipt, check_quantity, normalise_gtin, validate_receipt
+from .inventory import Receipt, check_quantity, normalise_gtin, receive_lot, validate_receipt
+from .transaction import transactional
 
 MAX_IMPORT_ROWS = 2000
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
@@ -51,7 +53,7 @@ class SheetColumn:
 COLUMNS = (
     SheetColumn("ingredient", "Ingredient (name or GTIN)", True,
                 "The ingredient's name as in the app, or one of its GTINs.", ("ingredient", "ingredient name")),
-    SheetColumn("supplier", "Supplier", True, "1 to 120 characters.", ("supplier", "supplier name")),
+    SheetColumn("supplier", "Supplier", True, f"1 to {NAME_MAX} characters.", ("supplier", "supplier name")),
     SheetColumn("lot_number", "Lot number", True, "The supplier's lot number, 1 to 60 characters, kept as typed.",
                 ("lot number", "lot", "lot no", "supplier lot number", "batch number")),
     SheetColumn("expiry", "Expiry (YYYY-MM-DD or YYYY-MM)", True,
@@ -64,7 +66,7 @@ COLUMNS = (
                  "certificate of analysis reference", "certificate of analysis")),
     SheetColumn("gtin", "GTIN", False, "From the supplier's barcode, optional: 8, 12, 13 or 14 digits.",
                 ("gtin", "ean", "gtin 14")),
-    SheetColumn("location", "Location", False, "Storage location, optional, at most 120 characters.",
+    SheetColumn("location", "Location", False, f"Storage location, optional, at most {NAME_MAX} characters.",
                 ("location", "storage location")),
 )
 _BY_KEY = {column.key: column for column in COLUMNS}
@@ -280,14 +282,14 @@ def _check_row(actor: User, row: SheetRow, raw: dict, lookups, received_at: date
             ingredient = by_gtin.get(normalise_gtin(name))
         if ingredient is None:
             errors["ingredient"] = f"No ingredient is named {name!r} or has this GTIN."
-    for key, limit in (("supplier", 120), ("lot_number", 60)):
+    for key, limit in (("supplier", NAME_MAX), ("lot_number", 60)):
         if not values[key]:
             errors[key] = "This field is required."
         elif len(values[key]) > limit:
             errors[key] = f"At most {limit} characters."
     for key in ("coa_reference", "location"):
-        if len(values[key]) > 120:
-            errors[key] = "At most 120 characters."
+        if len(values[key]) > NAME_MAX:
+            errors[key] = f"At most {NAME_MAX} characters."
     gtin = values["gtin"]
     if gtin and not (gtin.isdigit() and 8 <= len(gtin) <= 14):
         errors["gtin"] = "8 to 14 digits."
@@ -343,6 +345,7 @@ def check_delivery(actor: User, data: bytes, filename: str) -> DeliverySheet:
     return sheet
 
 
+@transactional
 def import_delivery(actor: User, data: bytes, filename: str) -> list[Lot]:
     """Receive every lot of a delivery sheet into quarantine, or none.
 
@@ -354,8 +357,7 @@ def import_delivery(actor: User, data: bytes, filename: str) -> list[Lot]:
     sheet = check_delivery(actor, data, filename)
     if not sheet.ok:
         raise RowsRefused(sheet.summary(), sheet)
-    lots = [apply_receipt(actor, row.receipt) for row in sheet.rows]
+    lots = [receive_lot(actor, **row.receipt.arguments()) for row in sheet.rows]
     audit.record(actor, "lots.imported", "delivery_sheet", None, new={
         "file": filename, "sha256": sheet.sha256, "count": len(lots), "lots": [lot.code for lot in lots]})
-    db.session.commit()
     return lots

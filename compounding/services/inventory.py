@@ -9,20 +9,23 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..models import Ingredient, IngredientGtin, Lot, User
+from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
+from ..models import Ingredient, IngredientGtin, Lot, LotStatus, User
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
 from . import audit
 from .access import ensure_can
-from .bounds import day_in_range
+from .bounds import checked_text, day_in_range
 from .clock import utcnow
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import EXPIRY_RANGE_MESSAGE, expired_clause, is_expired
 from .fefo import Candidate
-from .history import change_status, deplete_if_empty, record_created
+from .history import deplete_if_empty, ensure_transition, explained_change, record_created, signed_into_use
 from .ledger import move_lot
+from .lookup import fetch
 from .signatures import pharmacist_signs, sign
+from .transaction import transactional
 
 INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "reorder_level", "active")
 LOT_FIELDS = ("status", "remaining", "status_reason")
@@ -36,7 +39,7 @@ REASON_KIND = {
     "returned_to_supplier": "return",
     "returned_to_stock": "return",
 }
-# The reasons that may add stock (DESIGN 10.1 rule 5: each needs a pharmacist's signature).
+# The reasons that may add stock (each needs a pharmacist's signature).
 RAISING_REASONS = ("count_correction", "returned_to_stock")
 
 
@@ -76,8 +79,8 @@ def check_quantity(value, field: str = "quantity") -> Decimal:
 
 def _check_ingredient_fields(data: dict, ingredient: Ingredient | None = None) -> list[str]:
     name = (data.get("name") or "").strip()
-    if not name or len(name) > 120:
-        raise InvalidInput("A name of 1 to 120 characters is required.", field="name")
+    if not name or len(name) > NAME_MAX:
+        raise InvalidInput(f"A name of 1 to {NAME_MAX} characters is required.", field="name")
     existing = db.session.scalar(sa.select(Ingredient).where(sa.func.lower(Ingredient.name) == name.lower()))
     if existing is not None and existing is not ingredient:
         raise InvalidState(f"An ingredient named {existing.name!r} already exists.", field="name",
@@ -109,6 +112,7 @@ def _check_ingredient_fields(data: dict, ingredient: Ingredient | None = None) -
     return gtins
 
 
+@transactional
 def create_ingredient(actor: User, data: dict) -> Ingredient:
     """Add a raw material. Names are unique (case-insensitive); GTINs are valid and unclaimed."""
     ensure_can(actor, "ingredients.write", "create ingredients")
@@ -121,12 +125,11 @@ def create_ingredient(actor: User, data: dict) -> Ingredient:
     )
     db.session.add(ingredient)
     db.session.flush()
-    audit.record(actor, "ingredient.created", "ingredient", ingredient.id,
-                 new={**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": gtins})
-    db.session.commit()
+    audit.created(actor, "ingredient.created", ingredient, INGREDIENT_FIELDS, extra={"gtins": gtins})
     return ingredient
 
 
+@transactional
 def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingredient:
     """Edit an ingredient. Its unit cannot change once lots exist (quantities would lie)."""
     ensure_can(actor, "ingredients.write", "edit ingredients")
@@ -135,29 +138,24 @@ def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingred
         sa.select(Lot.id).where(Lot.ingredient_id == ingredient.id).limit(1)
     ):
         raise InvalidState("The stock unit cannot change once lots have been received.", field="unit")
-    old = {**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": ingredient.gtin_list}
-    ingredient.name = data["name"].strip()
-    ingredient.kind = data["kind"]
-    ingredient.unit = data["unit"]
-    ingredient.strength = (data.get("strength") or "").strip()
-    ingredient.storage = data["storage"]
-    ingredient.reorder_level = Decimal(str(data.get("reorder_level") or "0"))
-    if "active" in data and data["active"] is not None:
-        ingredient.active = bool(data["active"])
-    current = {g.gtin: g for g in ingredient.gtins}
-    ingredient.gtins = [current.get(g) or IngredientGtin(gtin=g) for g in gtins]
-    new = {**audit.snapshot(ingredient, INGREDIENT_FIELDS), "gtins": gtins}
-    if new != old:
-        audit.record(actor, "ingredient.updated", "ingredient", ingredient.id, old=old, new=new)
-    db.session.commit()
+    with audit.change(actor, "ingredient.updated", ingredient, INGREDIENT_FIELDS,
+                      old={"gtins": ingredient.gtin_list}, only_if_changed=True) as change:
+        ingredient.name = data["name"].strip()
+        ingredient.kind = data["kind"]
+        ingredient.unit = data["unit"]
+        ingredient.strength = (data.get("strength") or "").strip()
+        ingredient.storage = data["storage"]
+        ingredient.reorder_level = Decimal(str(data.get("reorder_level") or "0"))
+        if "active" in data and data["active"] is not None:
+            ingredient.active = bool(data["active"])
+        current = {g.gtin: g for g in ingredient.gtins}
+        ingredient.gtins = [current.get(g) or IngredientGtin(gtin=g) for g in gtins]
+        change.new["gtins"] = gtins
     return ingredient
 
 
 def get_ingredient(ingredient_id) -> Ingredient:
-    ingredient = db.session.get(Ingredient, ingredient_id) if ingredient_id else None
-    if ingredient is None:
-        raise InvalidInput("Unknown ingredient.", field="ingredient_id")
-    return ingredient
+    return fetch(Ingredient, ingredient_id, InvalidInput("Unknown ingredient.", field="ingredient_id"))
 
 
 def ingredient_by_gtin(gtin: str) -> Ingredient | None:
@@ -193,6 +191,13 @@ class Receipt:
     location: str
     received_at: datetime
 
+    def arguments(self) -> dict:
+        """The receipt as receive_lot's keyword arguments (it checks them again as it writes)."""
+        return {"ingredient_id": self.ingredient.id, "supplier": self.supplier,
+                "supplier_lot_number": self.supplier_lot_number, "expires_on": self.expires_on,
+                "quantity": self.quantity, "gtin": self.gtin, "coa_reference": self.coa_reference,
+                "location": self.location, "received_at": self.received_at}
+
 
 def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
                      expires_on, quantity, gtin: str = "", coa_reference: str = "",
@@ -209,8 +214,8 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
         raise InvalidInput(f"{ingredient.name} is inactive and cannot be received.", field="ingredient_id")
     supplier = (supplier or "").strip()
     supplier_lot_number = (supplier_lot_number or "").strip()
-    if not supplier or len(supplier) > 120:
-        raise InvalidInput("The supplier (1 to 120 characters) is required.", field="supplier")
+    if not supplier or len(supplier) > NAME_MAX:
+        raise InvalidInput(f"The supplier (1 to {NAME_MAX} characters) is required.", field="supplier")
     if not supplier_lot_number or len(supplier_lot_number) > 60:
         raise InvalidInput("The supplier's lot number (1 to 60 characters) is required.",
                            field="lot_number")
@@ -240,23 +245,31 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
         )
     return Receipt(ingredient=ingredient, supplier=supplier, supplier_lot_number=supplier_lot_number,
                    expires_on=expires_on, quantity=quantity, gtin=gtin,
-                   coa_reference=(coa_reference or "").strip()[:120], location=(location or "").strip()[:120],
-                   received_at=received_at)
+                   coa_reference=checked_text(coa_reference, "coa_reference", NAME_MAX),
+                   location=checked_text(location, "location", NAME_MAX), received_at=received_at)
 
 
-def apply_receipt(actor: User, receipt: Receipt) -> Lot:
-    """Write a validated receipt: the lot in quarantine, its `receive` ledger row, its audit row.
+@transactional
+def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
+                expires_on, quantity, gtin: str = "", coa_reference: str = "",
+                location: str = "", received_at: datetime | None = None) -> Lot:
+    """Receive a lot into quarantine with its internal code and a `receive` ledger row.
 
-    Does everything but commit, so that an import of many lots is one transaction.
+    Refused on any of validate_receipt's rules, before anything is written. An import of
+    many lots calls it inside its own transaction: all the lots go in, or none.
     """
     from .codes import next_lot_code
 
+    receipt = validate_receipt(
+        actor, ingredient_id=ingredient_id, supplier=supplier, supplier_lot_number=supplier_lot_number,
+        expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=coa_reference, location=location,
+        received_at=received_at)
     lot = Lot(
         code=next_lot_code(), ingredient_id=receipt.ingredient.id, supplier=receipt.supplier,
         supplier_lot_number=receipt.supplier_lot_number, gtin=receipt.gtin or None,
         received_at=receipt.received_at, received_by_id=actor.id, expires_on=receipt.expires_on,
         quantity_received=receipt.quantity, remaining=Decimal("0"), coa_reference=receipt.coa_reference,
-        location=receipt.location, status="quarantine",
+        location=receipt.location, status=LotStatus.QUARANTINE,
     )
     db.session.add(lot)
     db.session.flush()
@@ -271,63 +284,36 @@ def apply_receipt(actor: User, receipt: Receipt) -> Lot:
     return lot
 
 
-def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
-                expires_on, quantity, gtin: str = "", coa_reference: str = "",
-                location: str = "", received_at: datetime | None = None) -> Lot:
-    """Receive a lot into quarantine with its internal code and a `receive` ledger row.
-
-    Refused on any of validate_receipt's rules, before anything is written.
-    """
-    receipt = validate_receipt(
-        actor, ingredient_id=ingredient_id, supplier=supplier, supplier_lot_number=supplier_lot_number,
-        expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=coa_reference, location=location,
-        received_at=received_at)
-    lot = apply_receipt(actor, receipt)
-    db.session.commit()
-    return lot
-
-
+@transactional
 def release_lot(actor: User, lot_id: int, password: str) -> Lot:
     """A pharmacist releases a quarantined, unexpired lot with an e-signature.
 
-    Not the person who received it (DESIGN 10.1 rule 4), unless SECOND_PERSON_RULES=verify-only.
+    Not the person who received it, unless SECOND_PERSON_RULES=verify-only.
     """
     ensure_can(actor, "lots.release", "release lots")
     lot = get_lot(lot_id, for_update=True)
-    if lot.status != "quarantine":
-        raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be released.")
-    if is_expired(lot.expires_on):
+    ensure_transition(lot, "release")
+    if lot.is_expired():
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
     ensure_second_person(actor, lot.received_by_id, f"You received {lot.code}: a second person must release it.")
     sign(actor, password, "released", "lot", lot.id)
-    old = audit.snapshot(lot, LOT_FIELDS)
-    lot.released_at = utcnow()
-    lot.released_by_id = actor.id
-    change_status(lot, "released", actor, reason="released", at=lot.released_at)
-    audit.record(actor, "lot.released", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS))
-    db.session.commit()
+    signed_into_use(actor, lot, "release", "lot.released", LOT_FIELDS, stamp="released")
     return lot
 
 
+@transactional
 def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
     """A pharmacist rejects a quarantined lot with an e-signature and a reason."""
     ensure_can(actor, "lots.release", "reject lots")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the lot is rejected.", field="reason")
+    reason = checked_text(reason, "reason", REASON_MAX, required="Say why the lot is rejected.")
     lot = get_lot(lot_id, for_update=True)
-    if lot.status != "quarantine":
-        raise InvalidState(f"{lot.code} is {lot.status}; only a lot in quarantine can be rejected.")
+    ensure_transition(lot, "reject")
     sign(actor, password, "rejected", "lot", lot.id)
-    old = audit.snapshot(lot, LOT_FIELDS)
-    change_status(lot, "rejected", actor, reason=reason)
-    lot.status_reason = reason[:2000]
-    audit.record(actor, "lot.rejected", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
-                 reason=reason)
-    db.session.commit()
+    explained_change(actor, lot, "reject", "lot.rejected", LOT_FIELDS, reason)
     return lot
 
 
+@transactional
 def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
     """A pharmacist puts a released lot back into quarantine (a quality signal, a supplier alert).
 
@@ -335,29 +321,23 @@ def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
     usual e-signature. A quarantined lot is not eligible for compounding.
     """
     ensure_can(actor, "lots.release", "quarantine lots")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the lot is quarantined.", field="reason")
+    reason = checked_text(reason, "reason", REASON_MAX, required="Say why the lot is quarantined.")
     lot = get_lot(lot_id, for_update=True)
-    if lot.status != "released":
-        raise InvalidState(f"{lot.code} is {lot.status}; only a released lot can be put back into quarantine.")
-    old = {**audit.snapshot(lot, LOT_FIELDS), "released_at": lot.released_at, "released_by_id": lot.released_by_id}
-    change_status(lot, "quarantine", actor, reason=reason)
-    lot.status_reason = reason[:2000]
+    ensure_transition(lot, "quarantine")
+    explained_change(actor, lot, "quarantine", "lot.quarantined", LOT_FIELDS, reason,
+                     old={"released_at": lot.released_at, "released_by_id": lot.released_by_id})
     # The release no longer holds: a new release needs a new signature (the old one stays on record).
     lot.released_at = None
     lot.released_by_id = None
-    audit.record(actor, "lot.quarantined", "lot", lot.id, old=old, new=audit.snapshot(lot, LOT_FIELDS),
-                 reason=reason)
-    db.session.commit()
     return lot
 
 
+@transactional
 def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: str = "out",
                note: str = "", password: str | None = None) -> Lot:
     """Waste, return or correct a lot's count with a coded reason.
 
-    Stock only goes up with a signature (DESIGN 10.1 rule 5): a count correction upwards or
+    Stock only goes up with a signature: a count correction upwards or
     a return to stock is a pharmacist's signed action ("stock raised"), never above the
     quantity received, and never brings back a depleted, rejected, recalled or expired lot.
     Nothing may take a lot below zero; a lot at zero is `depleted` (held or not).
@@ -376,21 +356,15 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
             field="quantity")
     if direction == "in":
         pharmacist_signs(actor, password, "stock raised", "lot", lot.id, "raise a lot's stock")
-    old = audit.snapshot(lot, LOT_FIELDS)
-    movement = move_lot(lot, REASON_KIND[reason], signed, actor, reason=reason, note=note,
-                        reference_type="adjustment")
-    _update_depletion(lot, actor)
-    db.session.flush()
-    audit.record(actor, f"lot.{REASON_KIND[reason]}", "lot", lot.id, old=old,
-                 new={**audit.snapshot(lot, LOT_FIELDS), "movement_id": movement.id,
-                      "quantity": signed}, reason=f"{reason}: {note}" if note else reason)
-    db.session.commit()
+    with audit.change(actor, f"lot.{REASON_KIND[reason]}", lot, LOT_FIELDS,
+                      reason=f"{reason}: {note}" if note else reason) as change:
+        movement = move_lot(lot, REASON_KIND[reason], signed, actor, reason=reason, note=note,
+                            reference_type="adjustment")
+        # A lot at zero is depleted, held or not; nothing brings a depleted lot back.
+        deplete_if_empty(lot, actor, reason="adjusted to zero")
+        db.session.flush()
+        change.new.update(movement_id=movement.id, quantity=signed)
     return lot
-
-
-def _update_depletion(lot: Lot, actor: User) -> None:
-    """A lot at zero is depleted, held or not; nothing brings a depleted lot back (DESIGN 10.1 rule 5)."""
-    deplete_if_empty(lot, actor, reason="adjusted to zero")
 
 
 def _check_adjustment(reason: str, quantity, direction: str, note: str) -> tuple[Decimal, str]:
@@ -400,23 +374,21 @@ def _check_adjustment(reason: str, quantity, direction: str, note: str) -> tuple
     if direction not in ("in", "out"):
         raise InvalidInput("The direction is 'in' or 'out'.", field="direction")
     quantity = check_quantity(quantity)
-    note = (note or "").strip()
+    note = checked_text(note, "note", NOTE_MAX)
     if direction == "in" and reason not in RAISING_REASONS:
         raise InvalidInput("Only a count correction or a return to stock can add stock.", field="direction")
     if direction == "out" and reason == "returned_to_stock":
         raise InvalidInput("A return to stock adds stock: choose the direction 'in'.", field="direction")
-    if reason in ("count_correction", "returned_to_stock") and not note:
+    if reason in RAISING_REASONS and not note:
         raise InvalidInput("Explain the count correction or the return in the note.", field="note")
     return quantity, note
 
 
 def _check_rise(lot: Lot, quantity: Decimal) -> None:
     """A rise (409 otherwise): a lot still in use, and never above what was received."""
-    if is_expired(lot.expires_on):
+    if lot.is_expired():
         raise InvalidState(f"{lot.code} is expired: its stock can only leave, never grow.", field="direction")
-    if lot.status in ("rejected", "recalled", "depleted"):
-        raise InvalidState(f"{lot.code} is {lot.status}: an adjustment does not bring it back.",
-                           field="direction")
+    ensure_transition(lot, "raise_stock", field="direction")
     if lot.remaining + quantity > lot.quantity_received:
         unit = lot.ingredient.unit
         raise InvalidState(
@@ -432,7 +404,7 @@ def eligible_lot_query(ingredient_id: int, at: datetime | None = None):
     """Lots that may go into a batch: released, unexpired at `at`, with stock left."""
     return sa.select(Lot).where(
         Lot.ingredient_id == ingredient_id,
-        Lot.status == "released",
+        Lot.status == LotStatus.RELEASED,
         Lot.remaining > 0,
         sa.not_(expired_clause(Lot.expires_on, at)),
     )
@@ -440,6 +412,5 @@ def eligible_lot_query(ingredient_id: int, at: datetime | None = None):
 
 def eligible_candidates(ingredient_id: int, at: datetime | None = None) -> list[Candidate]:
     return [
-        Candidate(lot.id, lot.code, lot.expires_on, lot.received_at, lot.remaining)
-        for lot in db.session.scalars(eligible_lot_query(ingredient_id, at))
+        Candidate.of(lot) for lot in db.session.scalars(eligible_lot_query(ingredient_id, at))
     ]

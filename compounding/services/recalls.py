@@ -2,56 +2,70 @@
 
 The scope (batches, sessions, patients) is computed from the links by services.trace,
 never typed in. Staff record each attempt to reach a patient and its outcome; a recall
-closes only when every patient in its scope has an outcome (DESIGN 10.1 rule 8).
+closes only when every patient in its scope has an outcome.
 """
 
 import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import Batch, BatchComponent, Patient, Recall, RecallContact, SessionUse, TreatmentSession, User
+from ..limits import NOTE_MAX, NOTES_MAX
+from ..models import (
+    BATCH_TRANSITIONS,
+    Batch,
+    BatchComponent,
+    Patient,
+    Recall,
+    RecallContact,
+    RecallStatus,
+    SessionUse,
+    TreatmentSession,
+    User,
+)
 from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, FINAL_OUTCOMES
 from . import audit
 from .access import ensure_can
+from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotFound
-from .history import change_status, record_created
+from .history import ensure_transition, entity_type, may, record_created, transition
 from .inventory import get_lot
+from .lookup import fetch
 from .signatures import pharmacist_signs, sign
-from .trace import PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patient_ids, trace_batch, trace_lot
+from .trace import TRACE_PER_PAGE, Trace, lot_batch_ids, patient_in_scope, scope_patient_ids, trace_batch, trace_lot
+from .transaction import transactional
 
+# What the audit rows of a status change show.
+STATUS = ("status",)
 # The outcomes that say how the patient was (or was not) reached.
 METHOD_REQUIRED = ("reached", "attempt_failed")
-
-RECALLABLE_BATCH_STATUSES = ("prepared", "released", "depleted", "on_hold")
+# The batch statuses a recall reaches (rejected and discarded ones never reached anyone).
+RECALLABLE_BATCH_STATUSES = tuple(BATCH_TRANSITIONS["recall"].sources)
 
 
 def get_recall(recall_id) -> Recall:
-    recall = db.session.get(Recall, recall_id) if recall_id else None
-    if recall is None:
-        raise NotFound("There is no such recall.")
-    return recall
+    return fetch(Recall, recall_id, NotFound("There is no such recall."))
 
 
-def recall_scope(recall: Recall, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
+def recall_scope(recall: Recall, page: int = 1, per_page: int | None = TRACE_PER_PAGE) -> Trace:
     """What the recall reached: counts over all of it, and one page of each list (`per_page=None`: all)."""
     if recall.lot_id:
         return trace_lot(recall.lot_id, page, per_page)
     return trace_batch(recall.batch_id, page, per_page)
 
 
+@transactional
 def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None = None,
                 batch_id: int | None = None) -> Recall:
     """A pharmacist opens a recall (e-signature); the target and every batch it reached are recalled."""
     ensure_can(actor, "recalls.open", "open recalls")
-    reason = (reason or "").strip()
-    if not reason:
-        raise InvalidInput("Say why the recall is opened.", field="reason")
+    reason = checked_text(reason, "reason", NOTES_MAX, required="Say why the recall is opened.")
     if bool(lot_id) == bool(batch_id):
         raise InvalidInput("Recall either a lot or a batch.", field="lot_id")
     if lot_id:
         lot = get_lot(lot_id, for_update=True)
-        open_already = db.session.scalar(sa.select(Recall.id).where(Recall.lot_id == lot.id, Recall.status == "open"))
+        open_already = db.session.scalar(sa.select(Recall.id).where(Recall.lot_id == lot.id,
+                                                                     Recall.status == RecallStatus.OPEN))
         batch_ids = lot_batch_ids(lot.id)
         target = ("lot", lot.id, lot.code)
     else:
@@ -60,40 +74,39 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
         if batch is None:
             raise NotFound("There is no such batch.", field="batch_id")
         open_already = db.session.scalar(sa.select(Recall.id).where(Recall.batch_id == batch.id,
-                                                                     Recall.status == "open"))
+                                                                     Recall.status == RecallStatus.OPEN))
         batch_ids = [batch.id]
         target = ("batch", batch.id, batch.code)
     if open_already:
         raise InvalidState(f"{target[2]} already has an open recall.", details={"recall_id": open_already})
-    recall = Recall(lot_id=lot_id or None, batch_id=batch_id or None, reason=reason[:5000], opened_at=utcnow(),
-                    opened_by_id=actor.id, status="open")
+    recall = Recall(lot_id=lot_id or None, batch_id=batch_id or None, reason=reason, opened_at=utcnow(),
+                    opened_by_id=actor.id, status=RecallStatus.OPEN)
     db.session.add(recall)
     db.session.flush()
     sign(actor, password, "recall opened", "recall", recall.id)
     record_created(recall, actor, at=recall.opened_at, reason=reason)
-    if lot_id:
-        old_status = lot.status
-        change_status(lot, "recalled", actor, reason=reason, reference=f"recall {recall.id}", at=recall.opened_at)
-        lot.status_reason = f"recall {recall.id}: {reason}"[:2000]
-        audit.record(actor, "lot.recalled", "lot", lot.id, old={"status": old_status},
-                     new={"status": "recalled", "recall_id": recall.id}, reason=reason)
     affected = db.session.scalars(
         sa.select(Batch).where(Batch.id.in_(batch_ids), Batch.status.in_(RECALLABLE_BATCH_STATUSES))
         .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)).all()
-    for batch in affected:
-        audit.record(actor, "batch.recalled", "batch", batch.id, old={"status": batch.status},
-                     new={"status": "recalled", "recall_id": recall.id}, reason=reason)
-        change_status(batch, "recalled", actor, reason=reason, reference=f"recall {recall.id}", at=recall.opened_at)
-        batch.status_reason = f"recall {recall.id}: {reason}"[:2000]
+    for item in ([lot] if lot_id else []) + affected:
+        _recall_item(actor, item, recall, reason)
     audit.record(actor, "recall.opened", "recall", recall.id, new={
         "target": f"{target[0]} {target[2]}", "reason": reason,
         "batches_recalled": [b.code for b in affected]})
-    db.session.commit()
     return recall
 
 
+def _recall_item(actor: User, item, recall: Recall, reason: str) -> None:
+    """The recall's target or a batch it reached: `recalled`, saying by which recall and why."""
+    kind = entity_type(item)
+    with audit.change(actor, f"{kind}.recalled", item, STATUS, reason=reason) as change:
+        transition(item, "recall", actor, reason=reason, reference=f"recall {recall.id}", at=recall.opened_at)
+        item.status_reason = f"recall {recall.id}: {reason}"
+        change.new["recall_id"] = recall.id
+
+
 def join_recalls_opened_since(actor: User, session_row: TreatmentSession, batch_ids: list[int]) -> list[int]:
-    """Rule 10.1.2: a session performed before a recall opened but entered after it.
+    """A session performed before a recall opened but entered after it.
 
     The scope is computed from the links, so the session is in it at once; this reopens
     each closed one (its patient must be contacted) and answers the recalls reached, whose
@@ -105,15 +118,15 @@ def join_recalls_opened_since(actor: User, session_row: TreatmentSession, batch_
                                 Recall.opened_at > session_row.performed_at)
         .order_by(Recall.id).with_for_update().execution_options(populate_existing=True)).all()
     for recall in reached:
-        if recall.status != "closed":
+        if not may(recall, "reopen"):
             continue
         why = f"session {session_row.id}, performed before the recall opened, was recorded after it"
-        old = {"status": recall.status, "closed_at": recall.closed_at, "closed_by_id": recall.closed_by_id}
-        change_status(recall, "open", actor, reason=why, reference=f"session {session_row.id}")
-        recall.closed_at = None
-        recall.closed_by_id = None
-        audit.record(actor, "recall.reopened", "recall", recall.id, old=old,
-                     new={"status": "open", "session_id": session_row.id}, reason=why)
+        with audit.change(actor, "recall.reopened", recall, STATUS, reason=why,
+                          old={"closed_at": recall.closed_at, "closed_by_id": recall.closed_by_id}) as change:
+            transition(recall, "reopen", actor, reason=why, reference=f"session {session_row.id}")
+            recall.closed_at = None
+            recall.closed_by_id = None
+            change.new["session_id"] = session_row.id
     return [recall.id for recall in reached]
 
 
@@ -122,7 +135,7 @@ def add_outcome(actor: User, recall: Recall, patient: Patient, outcome: str, met
     """Write one contact row and its audit row, in the caller's transaction (its checks are the caller's)."""
     contact = RecallContact(recall_id=recall.id, patient_id=patient.id, contacted_at=utcnow(),
                             contacted_by_id=actor.id, outcome=outcome, method=method,
-                            note=(note or "").strip()[:2000])
+                            note=checked_text(note, "note", NOTE_MAX))
     db.session.add(contact)
     db.session.flush()
     audit.record(actor, "recall.contact", "recall", recall.id,
@@ -145,6 +158,7 @@ def _check_contact(outcome: str, method: str | None) -> None:
         raise InvalidInput(f"Say how the patient was contacted ({outcome.replace('_', ' ')}).", field="method")
 
 
+@transactional
 def record_contact(actor: User, recall_id: int, patient_id: int, method: str | None = None, note: str = "", *,
                    outcome: str = "reached", password: str | None = None) -> RecallContact:
     """Record an attempt to reach a patient in the recall's scope and its outcome (who, when, how).
@@ -158,8 +172,7 @@ def record_contact(actor: User, recall_id: int, patient_id: int, method: str | N
     recall = get_recall(recall_id)
     method = method or None
     _check_contact(outcome, method)
-    if recall.status != "open":
-        raise InvalidState("This recall is closed.")
+    ensure_transition(recall, "contact")
     patient = db.session.get(Patient, patient_id) if patient_id else None
     if patient is None or not patient_in_scope(patient.id, lot_id=recall.lot_id, batch_id=recall.batch_id):
         raise InvalidInput("This patient is not in the recall's scope.", field="patient_id")
@@ -172,16 +185,14 @@ def record_contact(actor: User, recall_id: int, patient_id: int, method: str | N
                                         "needed": needed})
     if outcome == "not_exposed" and patient_in_scope(patient.id, lot_id=recall.lot_id, batch_id=recall.batch_id,
                                                      standing_only=True):
-        # Only a void or a patient correction takes a patient out of exposure (rule 10.1.1).
+        # Only a void or a patient correction takes a patient out of exposure.
         raise InvalidState("This patient received the recalled stock in a session that stands: record how they "
                            "were contacted, or void or correct that session first.", field="outcome",
                            details={"outcome": ["Not exposed only once no session of the patient stands."]})
     if outcome == "not_exposed":
         pharmacist_signs(actor, password, "not exposed", "recall", recall.id,
                          doing="record that a patient was not exposed")
-    contact = add_outcome(actor, recall, patient, outcome, method, note)
-    db.session.commit()
-    return contact
+    return add_outcome(actor, recall, patient, outcome, method, note)
 
 
 def counted_outcomes(recall_ids, patient_ids=None):
@@ -215,19 +226,17 @@ def patients_without_outcome(recall: Recall) -> int:
                              .where(scope.c.patient_id.not_in(sa.select(with_outcome.c.patient_id))))
 
 
+@transactional
 def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Recall:
     """Close a recall with its outcome (e-signature) once every patient in scope has one. Stock stays recalled."""
     ensure_can(actor, "recalls.open", "close recalls")
-    outcome = (outcome or "").strip()
-    if not outcome:
-        raise InvalidInput("Record the outcome of the recall.", field="outcome")
+    outcome = checked_text(outcome, "outcome", NOTES_MAX, required="Record the outcome of the recall.")
     # Locked: a late entry reopening or joining this recall waits, so the count below stays true.
     recall = db.session.scalar(sa.select(Recall).where(Recall.id == recall_id).with_for_update()
                                .execution_options(populate_existing=True)) if recall_id else None
     if recall is None:
         raise NotFound("There is no such recall.")
-    if recall.status != "open":
-        raise InvalidState("This recall is already closed.")
+    ensure_transition(recall, "close")
     missing = patients_without_outcome(recall)
     if missing:
         raise InvalidState(f"{missing} patient{'s' if missing != 1 else ''} in the recall's scope "
@@ -235,13 +244,12 @@ def close_recall(actor: User, recall_id: int, outcome: str, password: str) -> Re
                            details={"outcome": ["Every patient needs an outcome first."],
                                     "patients_without_outcome": missing})
     sign(actor, password, "recall closed", "recall", recall.id)
-    change_status(recall, "closed", actor, reason=outcome[:2000])
-    recall.closed_at = utcnow()
-    recall.closed_by_id = actor.id
-    recall.outcome = outcome[:5000]
-    audit.record(actor, "recall.closed", "recall", recall.id, old={"status": "open"},
-                 new={"status": "closed", "outcome": recall.outcome})
-    db.session.commit()
+    with audit.change(actor, "recall.closed", recall, STATUS) as change:
+        transition(recall, "close", actor, reason=outcome)
+        recall.closed_at = utcnow()
+        recall.closed_by_id = actor.id
+        recall.outcome = outcome
+        change.new["outcome"] = outcome
     return recall
 
 

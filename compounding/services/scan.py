@@ -1,4 +1,4 @@
-"""What a scanned code is, and whether it may be used: DESIGN section 5's resolution order.
+"""What a scanned code is, and whether it may be used, in the order codes are resolved.
 
 Our batch code first, then our lot code, then a supplier's GS1 string (matched to a lot by
 GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot
+from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot, LotStatus
 from .batches import unusable_reasons
 from .clock import utcnow
 from .codes import BATCH_CODE, LOT_CODE
@@ -50,18 +50,18 @@ def lot_reasons(lot: Lot, at: datetime | None = None, holds: list[str] | None = 
     """Every reason a lot may not go into a batch now (`holds`: the hold reasons standing): the one lot verdict.
 
     Used for our lot code and for a supplier's GS1 code alike, so both answer the same
-    DO NOT USE with the same reasons (DESIGN 10.1 rule 6).
+    DO NOT USE with the same reasons.
     """
     reasons = []
     if holds:
         reasons.append("on hold: " + "; ".join(holds))
-    elif lot.status == "on_hold":
+    elif lot.status == LotStatus.ON_HOLD:
         reasons.append("on hold")
-    if lot.status not in ("released", "on_hold"):
-        reasons.append({"quarantine": "in quarantine: not released yet"}.get(lot.status, lot.status))
+    if lot.status not in (LotStatus.RELEASED, LotStatus.ON_HOLD):
+        reasons.append({LotStatus.QUARANTINE: "in quarantine: not released yet"}.get(lot.status, lot.status))
     if is_expired(lot.expires_on, at):
         reasons.append(f"expired on {lot.expires_on.isoformat()}")
-    if lot.remaining <= 0 and lot.status != "depleted":
+    if lot.remaining <= 0 and lot.status != LotStatus.DEPLETED:
         reasons.append("empty")
     return reasons
 

@@ -47,7 +47,7 @@ def sign(signer: User, password: str, meaning: str, entity_type: str, entity_id:
 
 def pharmacist_signs(signer: User, password: str, meaning: str, entity_type: str, entity_id: int,
                      doing: str) -> Signature:
-    """A pharmacist's signature (DESIGN 10): the caller must be a pharmacist signing with their own password.
+    """A pharmacist's signature: the caller must be a pharmacist signing with their own password.
 
     Anyone else, or a wrong password, is refused (403) before anything is written.
     """

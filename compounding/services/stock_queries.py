@@ -6,7 +6,7 @@ from datetime import date, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
-from ..models import Ingredient, Lot
+from ..models import Ingredient, Lot, LotStatus
 from .expiry import expired_clause, last_usable_day
 
 LOT_SORTS = {
@@ -16,6 +16,9 @@ LOT_SORTS = {
     "-received": (Lot.received_at.desc(), Lot.id.desc()),
     "code": (Lot.code.asc(),),
 }
+
+# Lots still counted as stock: awaiting release or released (held, finished and recalled ones are not).
+IN_STOCK = (LotStatus.QUARANTINE, LotStatus.RELEASED)
 
 
 @dataclass
@@ -37,7 +40,7 @@ def usable_stock_subquery():
             sa.func.min(Lot.expires_on).label("nearest_expiry"),
             sa.func.count(Lot.id).label("lot_count"),
         )
-        .where(Lot.status == "released", Lot.remaining > 0, sa.not_(expired_clause(Lot.expires_on)))
+        .where(Lot.status == LotStatus.RELEASED, Lot.remaining > 0, sa.not_(expired_clause(Lot.expires_on)))
         .group_by(Lot.ingredient_id)
         .subquery()
     )
@@ -82,12 +85,12 @@ def lot_list_query(filters: LotFilters):
         query = query.where(
             Lot.expires_on >= today,
             Lot.expires_on <= today + timedelta(days=filters.expiring_within_days),
-            Lot.status.in_(("quarantine", "released")),
+            Lot.status.in_(IN_STOCK),
             Lot.remaining > 0,
         )
     if filters.expired_in_stock:
         query = query.where(expired_clause(Lot.expires_on), Lot.remaining > 0,
-                            Lot.status.in_(("quarantine", "released")))
+                            Lot.status.in_(IN_STOCK))
     if filters.q:
         pattern = f"%{_escape_like(filters.q.strip())}%"
         query = query.where(sa.or_(Lot.code.ilike(pattern, escape="\\"),
@@ -107,9 +110,9 @@ def inventory_counts(expiring_days: int = 30):
     def count(*where):
         return sa.select(sa.func.count()).select_from(Lot).where(*where).scalar_subquery()
 
-    in_stock = (Lot.status.in_(("quarantine", "released")), Lot.remaining > 0)
+    in_stock = (Lot.status.in_(IN_STOCK), Lot.remaining > 0)
     return sa.select(
-        count(Lot.status == "quarantine").label("awaiting_release"),
+        count(Lot.status == LotStatus.QUARANTINE).label("awaiting_release"),
         count(*in_stock, Lot.expires_on >= today, Lot.expires_on <= today + timedelta(days=expiring_days))
         .label("expiring_soon"),
         count(*in_stock, Lot.expires_on < today).label("expired_in_stock"),

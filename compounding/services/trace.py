@@ -1,7 +1,7 @@
 """Traceability and quality signals: a handful of set-based queries, never one per row.
 
 Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> sessions -> patients.
-A correction never shrinks a trace (DESIGN 10.1 rule 1): a voided session stays in every
+A correction never shrinks a trace: a voided session stays in every
 scope, flagged, with its patient and its adverse events; only the volume injected in all
 leaves it out (a voided use was not injected, or moved to the corrected session).
 
@@ -33,7 +33,10 @@ from ..models import (
 from ..models.treatment import SEVERE_EVENT_TYPES
 from .errors import NotFound
 
-PER_PAGE = 100
+# Rows of each list on one page of a trace or a recall's scope (a trace shows more than a list page).
+TRACE_PER_PAGE = 100
+# The former name, still read by the recall pages and API.
+PER_PAGE = TRACE_PER_PAGE
 CHUNK = 2_000  # rows read at a time when every row is asked for
 
 
@@ -65,7 +68,7 @@ class Trace:
     voided_sessions: int = 0  # of counts["sessions"], those voided (they stay in the scope, flagged)
     total_volume_ml: Decimal = Decimal("0")  # injected in all, over the whole scope
     page: int = 1
-    per_page: int | None = PER_PAGE  # None: every row on one page
+    per_page: int | None = TRACE_PER_PAGE  # None: every row on one page
 
     @property
     def pages(self) -> int:
@@ -226,7 +229,7 @@ def scope_patient_ids(*, lot_id: int | None = None, batch_id: int | None = None)
     return sa.select(TreatmentSession.patient_id).where(TreatmentSession.id.in_(used)).distinct()
 
 
-def trace_lot(lot_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
+def trace_lot(lot_id: int, page: int = 1, per_page: int | None = TRACE_PER_PAGE) -> Trace:
     """Every batch that used the lot, every session that used those batches, every patient."""
     lot = db.session.scalar(sa.select(Lot).where(Lot.id == lot_id).options(sa.orm.selectinload(Lot.ingredient)))
     if lot is None:
@@ -234,7 +237,7 @@ def trace_lot(lot_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Tr
     return _downstream(Trace(lot=lot, page=page, per_page=per_page), lot_batch_ids(lot_id), _lot_member(lot_id))
 
 
-def trace_batch(batch_id: int, page: int = 1, per_page: int | None = PER_PAGE) -> Trace:
+def trace_batch(batch_id: int, page: int = 1, per_page: int | None = TRACE_PER_PAGE) -> Trace:
     """The lots a batch consumed upstream; its sessions and patients downstream."""
     batch = db.session.scalar(sa.select(Batch).where(Batch.id == batch_id)
                               .options(sa.orm.selectinload(Batch.formula)))
@@ -294,7 +297,7 @@ def quality_signals(limit: int = 50) -> list[Signal]:
     made from it), so they are counted only for the lots that can be flagged and could still
     rank among the first `limit`. Three statements whatever the size of the data.
 
-    A voided session keeps counting, with its events (DESIGN 10.1 rule 1): a void must not
+    A voided session keeps counting, with its events: a void must not
     hide a reaction from the signals.
     """
     uses = (sa.select(SessionUse.batch_id)

@@ -1,7 +1,7 @@
 """Patients, treatment sessions (the batches injected) and adverse events.
 
-Rules (DESIGN 3 and 10.1.2-3): a batch is used only if it was released, verified, not
-recalled, not held and not expired at the time of the session (per its status history)
+A batch is used only if it was released, verified, not recalled, not held and not
+expired at the time of the session (per its status history)
 and has enough volume now; the volume drops in the same transaction, with a ledger row per
 use. Adverse events that call for it hold the batches used.
 """
@@ -15,20 +15,23 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
+from ..limits import NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
 from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from . import audit
 from .access import ensure_can
 from .batches import reasons_at
-from .bounds import check_day
+from .bounds import check_day, checked_text
 from .clock import clinic_today, to_clinic, utcnow
 from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
-from .history import deplete_if_empty
+from .history import record_depletion
 from .holds import hold_batches_for_event
 from .ledger import move_batch
+from .lookup import fetch
 from .recalls import join_recalls_opened_since
 from .signatures import pharmacist_signs
+from .transaction import transactional
 
 PATIENT_FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -40,11 +43,8 @@ def _patient_fields(data: dict) -> dict:
     if not chart or len(chart) > 40:
         raise InvalidInput("The chart number (1 to 40 characters) is required.", field="chart_number")
     clean = {"chart_number": chart}
-    for key, maximum in (("name", 160), ("phone", 40), ("email", 160)):
-        value = (data.get(key) or "").strip()
-        if len(value) > maximum:
-            raise InvalidInput(f"At most {maximum} characters.", field=key)
-        clean[key] = value
+    for key, maximum in (("name", SHORT_TEXT_MAX), ("phone", 40), ("email", SHORT_TEXT_MAX)):
+        clean[key] = checked_text(data.get(key), key, maximum)
     if clean["email"] and not _EMAIL.match(clean["email"]):
         raise InvalidInput("This is not an e-mail address.", field="email")
     birth = data.get("birth_on")
@@ -80,8 +80,9 @@ def same_person(name: str, birth_on: date | None) -> Patient | None:
                              .order_by(Patient.id).limit(1))
 
 
+@transactional
 def create_patient(actor: User, data: dict, *, confirm_duplicate: bool = False) -> Patient:
-    """Register a patient by chart number, unique ignoring case and surrounding spaces (rule 10.1.9).
+    """Register a patient by chart number, unique ignoring case and surrounding spaces.
 
     Someone with the same name and birth date as a registered patient is refused (409, with
     `existing_patient_id`) until the caller confirms it is another person.
@@ -102,13 +103,13 @@ def create_patient(actor: User, data: dict, *, confirm_duplicate: bool = False) 
     patient.set_keys()
     db.session.add(patient)
     db.session.flush()
-    audit.record(actor, "patient.created", "patient", patient.id, new=audit.snapshot(patient, PATIENT_FIELDS),
-                 reason=f"Another person than {twin.chart_number} (same name and date of birth), as confirmed."
-                 if twin is not None else "")
-    db.session.commit()
+    audit.created(actor, "patient.created", patient, PATIENT_FIELDS,
+                  reason=f"Another person than {twin.chart_number} (same name and date of birth), as confirmed."
+                  if twin is not None else "")
     return patient
 
 
+@transactional
 def update_patient(actor: User, patient_id: int, data: dict) -> Patient:
     """Change a patient's details; fields left out of `data` keep their current values."""
     ensure_can(actor, "patients.write", "edit patients")
@@ -118,22 +119,15 @@ def update_patient(actor: User, patient_id: int, data: dict) -> Patient:
     existing = _same_chart_number(clean["chart_number"], other_than=patient.id)
     if existing is not None:
         raise _chart_number_taken(existing)
-    old = audit.snapshot(patient, PATIENT_FIELDS)
-    for key, value in clean.items():
-        setattr(patient, key, value)
-    patient.set_keys()
-    new = audit.snapshot(patient, PATIENT_FIELDS)
-    if new != old:
-        audit.record(actor, "patient.updated", "patient", patient.id, old=old, new=new)
-    db.session.commit()
+    with audit.change(actor, "patient.updated", patient, PATIENT_FIELDS, only_if_changed=True):
+        for key, value in clean.items():
+            setattr(patient, key, value)
+        patient.set_keys()
     return patient
 
 
 def get_patient(patient_id) -> Patient:
-    patient = db.session.get(Patient, patient_id) if patient_id else None
-    if patient is None:
-        raise NotFound("There is no such patient.", field="patient_id")
-    return patient
+    return fetch(Patient, patient_id, NotFound("There is no such patient.", field="patient_id"))
 
 
 def _volume(value, index: int) -> Decimal:
@@ -152,7 +146,7 @@ def _backdate_limit() -> timedelta:
 
 
 def _sign_backdating(actor: User, password: str | None, session_id: int) -> None:
-    """Rule 10.1.2: a session dated further back than BACKDATE_HOURS is a pharmacist's signed entry."""
+    """A session dated further back than BACKDATE_HOURS is a pharmacist's signed entry."""
     hours = current_app.config.get("BACKDATE_HOURS", 72)
     if actor.role == "pharmacist" and not password:
         raise SignatureRejected(f"This session is more than {hours} hours back: a pharmacist's signature is "
@@ -173,8 +167,8 @@ def _parse_uses(uses: list[dict]) -> list[tuple]:
             raise InvalidInput(f"Use {index + 1}: scan or type the batch code.", field="uses")
         volume = _volume(use.get("volume_ml"), index)
         area = (use.get("area") or "").strip()
-        if len(area) > 120:
-            raise InvalidInput(f"Use {index + 1}: the area has at most 120 characters.", field="uses")
+        if len(area) > NAME_MAX:
+            raise InvalidInput(f"Use {index + 1}: the area has at most {NAME_MAX} characters.", field="uses")
         parsed.append((key, volume, area))
     return parsed
 
@@ -199,7 +193,7 @@ def _lock_batches(parsed: list[tuple]) -> list[tuple]:
 
 
 def _refuse_unusable(resolved: list[tuple], performed_at: datetime) -> None:
-    """Rule 10.1.2: each batch judged as it was at `performed_at` (history), with the volume it has now."""
+    """Each batch judged as it was at `performed_at` (its history), with the volume it has now."""
     wanted: dict[str, Decimal] = defaultdict(Decimal)
     for batch, volume, _ in resolved:
         wanted[batch.code] += volume
@@ -214,6 +208,39 @@ def _refuse_unusable(resolved: list[tuple], performed_at: datetime) -> None:
                            details={"reasons": problems, "uses": [summary]})
 
 
+def _practitioner(actor: User, practitioner: User | None) -> User:
+    practitioner = practitioner or actor
+    if not practitioner.can("treatments.write"):
+        raise InvalidInput(f"{practitioner.display_name} is not an active practitioner or pharmacist.",
+                           field="practitioner_id")
+    return practitioner
+
+
+def _performed_at(performed_at: datetime | None, now: datetime) -> datetime:
+    """When the session took place: now when not given, never in the future, with its time zone."""
+    performed_at = performed_at or now
+    if performed_at.tzinfo is None:
+        raise InvalidInput("The session time needs its time zone.", field="performed_at")
+    check_day(performed_at, field="performed_at")
+    if performed_at > now:
+        raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
+    return performed_at
+
+
+def _take_volumes(actor: User, session_row: TreatmentSession, patient: Patient, resolved: list[tuple]) -> None:
+    """One use row and one `use` ledger row per use; a batch emptied is depleted."""
+    for batch, volume, area in resolved:
+        use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
+        db.session.add(use)
+        db.session.flush()
+        move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
+                   note=f"patient {patient.chart_number}", occurred_at=session_row.performed_at)
+        # A batch held since the session it empties (entered late) is depleted all the same.
+        record_depletion(actor, batch, f"used up in session {session_row.id}",
+                         reference=f"session {session_row.id}")
+
+
+@transactional
 def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
                    indication: str = "", notes: str = "", practitioner: User | None = None,
                    password: str | None = None) -> TreatmentSession:
@@ -227,48 +254,30 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     """
     ensure_can(actor, "treatments.write", "record treatment sessions")
     patient = get_patient(patient_id)
-    practitioner = practitioner or actor
-    if not practitioner.can("treatments.write"):
-        raise InvalidInput(f"{practitioner.display_name} is not an active practitioner or pharmacist.",
-                           field="practitioner_id")
+    practitioner = _practitioner(actor, practitioner)
     now = utcnow()
-    performed_at = performed_at or now
-    if performed_at.tzinfo is None:
-        raise InvalidInput("The session time needs its time zone.", field="performed_at")
-    check_day(performed_at, field="performed_at")
-    if performed_at > now:
-        raise InvalidInput("A session cannot be recorded in the future.", field="performed_at")
+    performed_at = _performed_at(performed_at, now)
+    indication = checked_text(indication, "indication", SHORT_TEXT_MAX)
+    notes = checked_text(notes, "notes", NOTES_MAX)
     resolved = _lock_batches(_parse_uses(uses))
     _refuse_unusable(resolved, performed_at)
-    session_row = TreatmentSession(
-        patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
-        indication=(indication or "").strip()[:160], notes=(notes or "").strip()[:5000], recorded_at=now)
+    session_row = TreatmentSession(patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
+                                   indication=indication, notes=notes, recorded_at=now)
     db.session.add(session_row)
     db.session.flush()
     if now - performed_at > _backdate_limit():
         _sign_backdating(actor, password, session_row.id)
-    for batch, volume, area in resolved:
-        use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
-        db.session.add(use)
-        db.session.flush()
-        move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
-                   note=f"patient {patient.chart_number}", occurred_at=performed_at)
-        # A batch held since the session it empties (entered late) is depleted all the same.
-        before = deplete_if_empty(batch, actor, reason=f"used up in session {session_row.id}",
-                                  reference=f"session {session_row.id}")
-        if before:
-            audit.record(actor, "batch.depleted", "batch", batch.id, old={"status": before},
-                         new={"status": "depleted"}, reason=f"used up in session {session_row.id}")
+    _take_volumes(actor, session_row, patient, resolved)
     late = join_recalls_opened_since(actor, session_row, [b.id for b, _, _ in resolved])
     audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
         "patient": patient.chart_number, "practitioner": practitioner.display_name, "performed_at": performed_at,
         "indication": session_row.indication,
         "uses": [{"batch": b.code, "volume_ml": v, "area": a} for b, v, a in resolved],
         **({"recorded_after_recalls": late} if late else {})})
-    db.session.commit()
     return session_row
 
 
+@transactional
 def record_adverse_event(actor: User, *, session_id: int, type: str, severity: str, onset_on=None,
                          outcome: str = "", notes: str = "") -> AdverseEvent:
     """Record an adverse event after a session (it feeds the quality signals).
@@ -298,14 +307,14 @@ def record_adverse_event(actor: User, *, session_id: int, type: str, severity: s
     if onset_on and (onset_on > clinic_today() or onset_on < to_clinic(session_row.performed_at).date()):
         raise InvalidInput("The onset is between the session and today.", field="onset_on")
     event = AdverseEvent(session_id=session_row.id, type=type, severity=severity, onset_on=onset_on or None,
-                         outcome=(outcome or "").strip()[:160], notes=(notes or "").strip()[:5000],
+                         outcome=checked_text(outcome, "outcome", SHORT_TEXT_MAX),
+                         notes=checked_text(notes, "notes", NOTES_MAX),
                          recorded_at=utcnow(), recorded_by_id=actor.id)
     db.session.add(event)
     db.session.flush()
     audit.record(actor, "adverse_event.recorded", "adverse_event", event.id, new={
         "session_id": session_row.id, "type": type, "severity": severity, "onset_on": onset_on,
         "outcome": event.outcome})
-    # Rule 10.1.3: in the same transaction, so no one can use the batch between the two.
+    # In the same transaction, so no one can use the batch between the two.
     hold_batches_for_event(actor, event)
-    db.session.commit()
     return event

@@ -13,6 +13,7 @@ from ..models import User, UserSession
 from ..models.user_session import CLIENT_ADDRESS_LENGTH, USER_AGENT_LENGTH
 from . import audit
 from .clock import utcnow
+from .transaction import transaction, transactional
 
 # last_seen_at is written at most this often per session, not on every request.
 TOUCH_EVERY = timedelta(minutes=1)
@@ -22,6 +23,7 @@ def hash_session_id(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("utf-8")).hexdigest()
 
 
+@transactional
 def start_session(user: User, *, client_address: str | None, user_agent: str | None,
                   at: datetime | None = None) -> str:
     """Open a session after a successful sign-in; return the random id for the cookie.
@@ -35,7 +37,6 @@ def start_session(user: User, *, client_address: str | None, user_agent: str | N
         client_address=(client_address or "")[:CLIENT_ADDRESS_LENGTH] or None,
         user_agent=(user_agent or "")[:USER_AGENT_LENGTH] or None,
     ))
-    db.session.commit()
     return session_id
 
 
@@ -61,8 +62,8 @@ def live_session(session_id: str | None, *, at: datetime, idle_limit: timedelta)
     if row is None or row.ended_at is not None or not row.user.active:
         return None
     if at - row.last_seen_at > idle_limit:
-        _end([row], "idle", at)
-        db.session.commit()
+        with transaction():
+            _end([row], "idle", at)
         return None
     if at - row.last_seen_at >= TOUCH_EVERY:
         record_seen(row, "last_seen_at", at)
@@ -80,10 +81,9 @@ def record_seen(row, column: str, at: datetime) -> None:
     for obj in keep:
         db.session.expunge(obj)
     try:
-        db.session.execute(sa.update(type(row)).where(type(row).id == row.id).values({column: at}))
-        db.session.commit()
+        with transaction():
+            db.session.execute(sa.update(type(row)).where(type(row).id == row.id).values({column: at}))
     except sa.exc.OperationalError:
-        db.session.rollback()
         current_app.logger.warning("Could not record the last use of %s %s", type(row).__name__, row.id)
     finally:
         for obj in keep:
@@ -114,6 +114,7 @@ def end_sessions(user: User, reason: str, *, at: datetime | None = None) -> int:
     return _end(rows, reason, at or utcnow())
 
 
+@transactional
 def sign_out(session_id: str | None) -> None:
     """End the session a cookie names (sign-out); a copy of the cookie opens nothing afterwards."""
     row = _find(session_id)
@@ -121,12 +122,11 @@ def sign_out(session_id: str | None) -> None:
         return
     _end([row], "logout", utcnow())
     audit.record(row.user, "user.signed_out", "user", row.user_id)
-    db.session.commit()
 
 
+@transactional
 def sign_out_everywhere(actor: User, user: User) -> int:
     """End every session of `user` (the actor's own included); audited. Returns how many ended."""
     count = end_sessions(user, "signed_out_everywhere")
     audit.record(actor, "user.signed_out_everywhere", "user", user.id, new={"sessions_ended": count})
-    db.session.commit()
     return count

@@ -9,6 +9,7 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
+from ..limits import NAME_MAX
 from ..models import ApiToken, User
 from ..models.patient import fold
 from ..models.user import TOKEN_NAME_LENGTH
@@ -16,7 +17,9 @@ from ..permissions import ROLES
 from . import attempts, audit, passwords, user_sessions
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
+from .lookup import fetch
 from .passwords import DEMO_PASSWORD
+from .transaction import transactional
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
 
@@ -49,11 +52,11 @@ ADMIN = "admin"
 def ensure_display_name_free(display_name: str, *, other_than: int | None = None) -> None:
     """Refuse (409) a printed name an active account already uses, ignoring case, spaces and accents.
 
-    DESIGN 10.11: a signature shows the signer's printed name, so two active people never share
-    one. The partial unique index on `display_name_key` holds the same rule in the database.
+    A signature shows the signer's printed name, so two active people never share one. The
+    partial unique index on `display_name_key` holds the same rule in the database.
     """
     query = sa.select(User.username, User.display_name).where(User.active.is_(True),
-                                                              User.display_name_key == fold(display_name)[:120])
+                                                              User.display_name_key == fold(display_name)[:NAME_MAX])
     if other_than is not None:
         query = query.where(User.id != other_than)
     clash = db.session.execute(query.limit(1)).first()
@@ -73,24 +76,21 @@ def _ensure_may_sign_for_admins(actor: User, actor_password: str | None, doing: 
 
 
 def _sign_for_admins(actor: User, actor_password: str, meaning: str, user: User) -> None:
-    """The admin's e-signature on the account; a refusal undoes the whole change."""
+    """The admin's e-signature on the account; a refusal undoes the whole change (the boundary rolls back)."""
     # Imported here: signatures imports this module for verify_password.
     from .signatures import sign
 
-    try:
-        sign(actor, actor_password, meaning, "user", user.id)
-    except SignatureRejected:
-        db.session.rollback()
-        raise
+    sign(actor, actor_password, meaning, "user", user.id)
 
 
+@transactional
 def create_user(actor: User | None, *, username: str, display_name: str, role: str,
                 password: str, must_change_password: bool = False, actor_password: str | None = None,
                 allow_demo_password: bool = False) -> User:
     """Create an account. The username is unique, the printed name unused by any active account,
     and the password obeys the rules.
 
-    Creating an admin is the acting admin's signed action (DESIGN 10.11): their own password,
+    Creating an admin is the acting admin's signed action: their own password,
     403 when missing or wrong. `actor` None is the operator at the server's command line
     (`flask create-user`, `seed-demo`): whoever can run it already holds the database and the
     secret key, so a password would guard nothing, and it is how the first admin comes to be.
@@ -121,9 +121,8 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     db.session.flush()
     if signed:
         _sign_for_admins(actor, actor_password, "admin created", user)
-    audit.record(actor, "user.created", "user", user.id, new=audit.snapshot(user, USER_FIELDS),
-                 reason="" if actor is not None else "by the operator at the command line")
-    db.session.commit()
+    audit.created(actor, "user.created", user, USER_FIELDS,
+                  reason="" if actor is not None else "by the operator at the command line")
     return user
 
 
@@ -138,21 +137,30 @@ def authenticate(username: str, password: str, *, client_address: str | None = N
     account's row is locked while its password is checked and its failure recorded, so
     simultaneous guesses are checked one at a time and every failure is counted.
     """
+    user = _check_sign_in(username, password, client_address)
+    if user is None:
+        raise InvalidInput(SIGN_IN_REFUSED, field="password")
+    return user
+
+
+@transactional
+def _check_sign_in(username: str, password: str, client_address: str | None) -> User | None:
+    """The signed-in user, or None: then a wrong password's failure is committed with the refusal.
+
+    Answering None rather than raising keeps the failure row, written under the account's
+    row lock, in the commit that ends the check.
+    """
     user = db.session.scalar(sa.select(User).where(User.username == username.strip().lower())
                              .with_for_update(key_share=True))
     now = utcnow()
-    refused = InvalidInput(SIGN_IN_REFUSED, field="password")
     if user is None or not user.active or attempts.blocked_until(user, now) is not None:
         check_password_hash(_dummy_hash(), password)
-        db.session.rollback()
-        raise refused
+        return None
     if not check_password_hash(user.password_hash, password):
         attempts.record_failure(user, "login", client_address, now)
-        db.session.commit()
-        raise refused
+        return None
     user.last_login_at = now
     audit.record(user, "user.signed_in", "user", user.id)
-    db.session.commit()
     return user
 
 
@@ -171,6 +179,7 @@ def verify_password(user: User, password: str) -> bool:
     return bool(password) and check_password_hash(user.password_hash, password)
 
 
+@transactional
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
     """A user changes their own password; the current one must be given."""
     attempts.check_signing_password(
@@ -185,9 +194,9 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     user.password_changed_at = utcnow()
     end_access(user, user, "password_changed")
     audit.record(user, "user.password_changed", "user", user.id)
-    db.session.commit()
 
 
+@transactional
 def set_temporary_password(actor: User, user: User, temporary_password: str) -> None:
     """An admin sets a temporary password; the user must replace it at next sign-in."""
     check_password_rules(temporary_password, username=user.username)
@@ -197,9 +206,9 @@ def set_temporary_password(actor: User, user: User, temporary_password: str) -> 
     end_access(actor, user, "password_reset")
     audit.record(actor, "user.password_reset", "user", user.id,
                  new={"must_change_password": True})
-    db.session.commit()
 
 
+@transactional
 def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
     """Deactivate or reactivate an account (accounts are never deleted)."""
     if user.id == actor.id and not active:
@@ -208,21 +217,19 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
         return
     if active:
         ensure_display_name_free(user.display_name, other_than=user.id)
-    old = {"active": user.active}
-    user.active = active
-    if not active:
-        end_access(actor, user, "deactivated")
-    audit.record(actor, "user.activated" if active else "user.deactivated", "user", user.id,
-                 old=old, new={"active": active}, reason=reason)
-    db.session.commit()
+    with audit.change(actor, "user.activated" if active else "user.deactivated", user, ("active",), reason=reason):
+        user.active = active
+        if not active:
+            end_access(actor, user, "deactivated")
 
 
+@transactional
 def update_user(actor: User, user: User, *, display_name: str, role: str,
                 actor_password: str | None = None) -> None:
     """Rename an account or change its role.
 
     The printed name stays unique among active accounts (409). A change to or from the admin
-    role is the acting admin's signed action (DESIGN 10.11): their own password, 403 when
+    role is the acting admin's signed action: their own password, 403 when
     missing or wrong, so no admin quietly demotes another or makes a new one.
     """
     if role not in ROLES:
@@ -237,13 +244,9 @@ def update_user(actor: User, user: User, *, display_name: str, role: str,
         _ensure_may_sign_for_admins(actor, actor_password, "change an administrator's role" if user.role == ADMIN
                                     else "make someone an administrator")
         _sign_for_admins(actor, actor_password, "role changed", user)
-    old = audit.snapshot(user, ("display_name", "role"))
-    user.display_name = display_name
-    user.role = role
-    new = audit.snapshot(user, ("display_name", "role"))
-    if new != old:
-        audit.record(actor, "user.updated", "user", user.id, old=old, new=new)
-    db.session.commit()
+    with audit.change(actor, "user.updated", user, ("display_name", "role"), only_if_changed=True):
+        user.display_name = display_name
+        user.role = role
 
 
 def hash_token(token: str) -> str:
@@ -255,6 +258,7 @@ TOKEN_TOUCH_EVERY = timedelta(minutes=1)
 MAX_TOKEN_DAYS = 3650
 
 
+@transactional
 def create_token(actor: User | None, user: User, name: str, *, days: int | None = None) -> str:
     """Issue a named API token for `user`, answering for `days` (API_TOKEN_DAYS) unless revoked.
 
@@ -279,7 +283,6 @@ def create_token(actor: User | None, user: User, name: str, *, days: int | None 
     audit.record(actor, "token.created", "api_token", row.id,
                  new={"user": user.username, "prefix": row.prefix, "name": row.name,
                       "expires_at": row.expires_at})
-    db.session.commit()
     return token
 
 
@@ -326,6 +329,7 @@ def user_tokens(user: User) -> list[ApiToken]:
         sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())))
 
 
+@transactional
 def revoke_token(actor: User | None, token_id: int, *, owner: User) -> ApiToken:
     """Revoke one of `owner`'s live tokens. Another account's token is unknown here (404)."""
     row = db.session.get(ApiToken, token_id)
@@ -336,14 +340,13 @@ def revoke_token(actor: User | None, token_id: int, *, owner: User) -> ApiToken:
     if status != "live":
         raise InvalidState(f"The token {row.name or row.prefix} is already {status}.")
     _revoke(actor, [row], "revoked", now)
-    db.session.commit()
     return row
 
 
+@transactional
 def revoke_tokens(actor: User | None, user: User) -> list[ApiToken]:
     """Revoke every live token of `user` (the CLI, the API's `all`); each revocation audited."""
     rows = _revoke(actor, _live_tokens(user, utcnow()), "revoked", utcnow())
-    db.session.commit()
     return rows
 
 
@@ -361,6 +364,7 @@ def end_access(actor: User | None, user: User, reason: str) -> None:
     _revoke(actor, _live_tokens(user, now), reason, now)
 
 
+@transactional
 def end_all_access_after_restore() -> tuple[int, int]:
     """After a restore: every session ends and every token is revoked, for every account.
 
@@ -376,12 +380,8 @@ def end_all_access_after_restore() -> tuple[int, int]:
     audit.record(None, "backup.restored_access_ended", "user", None,
                  new={"sessions_ended": ended, "tokens_revoked": revoked},
                  reason="a restore brings back the backup's sessions and tokens")
-    db.session.commit()
     return ended, revoked
 
 
 def get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        raise NotFound("No such user.")
-    return user
+    return fetch(User, user_id, NotFound("No such user."))

@@ -1,4 +1,4 @@
-"""Voiding a treatment session and correcting a wrongly named patient (DESIGN 10.1 rule 1).
+"""Voiding a treatment session and correcting a wrongly named patient.
 
 A correction never shrinks a trace: the voided session stays, flagged, with who, when, the
 reason code and why, in every trace and recall, and its adverse events keep counting.
@@ -9,29 +9,38 @@ pool); a depleted, recalled, discarded or expired batch is never brought back.
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import AdverseEvent, AuditEvent, Batch, BatchComponent, Recall, SessionUse, TreatmentSession, User
+from ..limits import REASON_MAX
+from ..models import (
+    AdverseEvent,
+    AuditEvent,
+    Batch,
+    BatchComponent,
+    BatchStatus,
+    Recall,
+    RecallStatus,
+    SessionUse,
+    TreatmentSession,
+    User,
+)
 from ..models.treatment import PLAIN_VOID_CODES, VOID_CODES
 from . import audit
 from .access import ensure_can
-from .batches import is_batch_expired
+from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .ledger import move_batch
 from .recalls import add_outcome, join_recalls_opened_since
 from .signatures import pharmacist_signs, sign
 from .trace import patient_in_scope
+from .transaction import transactional
 from .treatments import get_patient
 
-MAX_REASON = 2000
 # The audit actions that enter a session: whoever wrote one answers for the entry.
 RECORDING_ACTIONS = ("session.recorded", "session.patient_corrected")
 
 
 def _reason(text: str, what: str) -> str:
-    text = (text or "").strip()
-    if not text:
-        raise InvalidInput(f"Say why {what}.", field="reason")
-    return text[:MAX_REASON]
+    return checked_text(text, "reason", REASON_MAX, required=f"Say why {what}.")
 
 
 def _locked_session(session_id: int) -> TreatmentSession:
@@ -58,7 +67,7 @@ def recorded_by(session_id: int) -> int | None:
 def may_void(actor: User, session_row: TreatmentSession) -> bool:
     """A pharmacist voids any session; anyone else only one they performed or entered themselves.
 
-    DESIGN 10.1 rule 1 makes a pharmacist answer for corrections; a practitioner answers for
+    A pharmacist answers for corrections; a practitioner answers for
     their own work: the session names them, or they typed it in for a colleague.
     """
     if actor.role == "pharmacist":
@@ -84,7 +93,7 @@ def recalls_reaching(session_id: int, *, open_only: bool = True) -> list[Recall]
     lot_ids = sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids))
     query = sa.select(Recall).where(sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(lot_ids)))
     if open_only:
-        query = query.where(Recall.status == "open")
+        query = query.where(Recall.status == RecallStatus.OPEN)
     return list(db.session.scalars(query.order_by(Recall.id)))
 
 
@@ -111,13 +120,13 @@ def _mark_voided(actor: User, session_row: TreatmentSession, code: str, reason: 
         line = {"batch": batch.code, "volume_ml": use.volume_ml}
         if not return_volume:
             kept.append({**line, "why": "moved to the corrected session"})
-        elif batch.status == "released" and not is_batch_expired(batch, now):
+        elif batch.status == BatchStatus.RELEASED and not batch.is_expired(now):
             move_batch(batch, "return", use.volume_ml, actor, reference_type="session_use", reference_id=use.id,
                        note=f"session {session_row.id} voided")
             returned.append(line)
         else:
             # A spent or blocked batch is never brought back by a void.
-            why = "expired" if batch.status == "released" else batch.status
+            why = "expired" if batch.status == BatchStatus.RELEASED else batch.status
             kept.append({**line, "why": f"not returned: the batch is {why}"})
     session_row.voided_at = now
     session_row.voided_by_id = actor.id
@@ -126,6 +135,7 @@ def _mark_voided(actor: User, session_row: TreatmentSession, code: str, reason: 
     return {"returned": returned, "not_returned": kept}
 
 
+@transactional
 def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
                  password: str | None = None) -> TreatmentSession:
     """Void a session recorded by mistake, with a reason code and a reason; the record stays, flagged.
@@ -153,7 +163,6 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
                  new={"voided": True, "void_code": reason_code, **moved,
                       "signed": bool(needs), "signature_needed_because": needs},
                  reason=f"{reason_code}: {reason}")
-    db.session.commit()
     return session_row
 
 
@@ -173,6 +182,7 @@ def _copy_session(session_row: TreatmentSession, patient_id: int) -> tuple[Treat
     return new, uses
 
 
+@transactional
 def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: str,
                     password: str | None) -> TreatmentSession:
     """Move a session recorded on the wrong patient to the right one, in one transaction (a pharmacist signs).
@@ -199,7 +209,7 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
     if events:
         db.session.execute(sa.update(AdverseEvent).where(AdverseEvent.id.in_(events)).values(session_id=new.id))
     reaching = recalls_reaching(session_row.id, open_only=False)
-    closed_before = [r.id for r in reaching if r.status != "open"]
+    closed_before = [r.id for r in reaching if r.status != RecallStatus.OPEN]
     # The right patient joins every recall this session is in; a closed one reopens so they get an outcome.
     join_recalls_opened_since(actor, new, sorted({u.batch_id for u in uses}))
     recalls = [r for r in reaching
@@ -219,5 +229,4 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
     audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
                  new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,
                       "volume": "stays taken: the uses moved to the corrected session"}, reason=reason)
-    db.session.commit()
     return new

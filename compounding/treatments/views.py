@@ -141,7 +141,6 @@ def patient_create():
             patient = treatments.create_patient(current_user, form.service_data(),
                                                 confirm_duplicate=form.confirm_duplicate.data)
         except DomainError as exc:
-            db.session.rollback()
             apply_domain_error(form, exc)
             existing = exc.details if isinstance(exc.details, dict) else {}
             if existing.get("existing_patient_id"):  # the page names and links the patient on file
@@ -254,7 +253,6 @@ def treatment_record(patient_id: int):
                 notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data),
                 password=form.password.data or None)
         except DomainError as exc:
-            db.session.rollback()
             if isinstance(exc.details, dict) and exc.details.get("reasons"):
                 refusals = exc.details["reasons"]
             else:
