@@ -121,3 +121,27 @@ def test_refusal_commits_what_is_written_inside_it(make_user):
             db.session.add(AuthFailure(user_id=user.id, occurred_at=user.password_changed_at, kind="signature"))
         raise Boom
     assert list(db.session.scalars(sa.select(AuthFailure.kind))) == ["signature"]
+
+
+def test_a_use_case_inside_a_refusal_joins_its_single_commit(make_user):
+    """A decorated service called while a refusal writes its record commits with it, not alone."""
+    user = make_user("pharmacist")
+    commits = []
+
+    def count(session):
+        commits.append(1)
+
+    @transactional
+    def note_failure():
+        assert in_transaction()
+        db.session.add(AuthFailure(user_id=user.id, occurred_at=user.password_changed_at, kind="signature"))
+
+    sa.event.listen(db.session(), "after_commit", count)
+    try:
+        with refusal():
+            note_failure()
+            note_failure()
+    finally:
+        sa.event.remove(db.session(), "after_commit", count)
+    assert len(commits) == 1
+    assert count_rows(AuthFailure) == 2

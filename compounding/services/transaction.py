@@ -72,9 +72,13 @@ def refusal() -> Iterator[None]:
     nothing left to roll back.
     """
     db.session.rollback()
+    depth = _depth()
+    db.session.info[_DEPTH] = depth + 1  # use cases called inside join the refusal's commit
     try:
         yield
         db.session.commit()
     except BaseException:
         db.session.rollback()
         raise
+    finally:
+        db.session.info[_DEPTH] = depth
