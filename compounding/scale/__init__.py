@@ -55,6 +55,8 @@ def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None]
                           "seed-scale is for benchmark databases (use --force to add to it anyway).")
     ensure_reference_rows()
     refs = load_refs()
+    # A bulk loader, not a use case: the reference rows (accounts, ingredients, formulas) are
+    # committed before the raw-connection bulk write, which runs on a connection of its own.
     db.session.commit()
     db.session.close()
     now = utcnow()
