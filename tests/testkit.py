@@ -1,7 +1,9 @@
-"""Test helpers shared by the test modules: settings, sign-in, query counting, audit look-ups.
+"""Test helpers shared by the test modules: settings, sign-in, query counting, audit look-ups,
+and the browser journeys' sign-in and screenshots.
 
-Imported as `testkit` (pytest puts tests/ on the path), never as `tests.conftest`: a
-site-packages `tests` package (python-barcode ships one) would shadow `tests.` imports.
+Imported as `testkit` (pytest puts tests/ on the path), never as `tests.testkit`: a
+site-packages `tests` package would shadow `tests.` imports. Fixtures live in conftest.py and
+are asked for by name; no module imports a conftest.
 """
 
 import itertools
@@ -9,11 +11,14 @@ import os
 import re
 import subprocess
 import tempfile
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from compounding.extensions import db
 from compounding.models.audit import POSTGRESQL_GUARDS
+from compounding.services.passwords import DEMO_PASSWORD
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
 
@@ -211,3 +216,65 @@ def stop_process(process, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def tool_missing(reason: str) -> None:
+    """Skip a test whose outside tool (a browser, LibreOffice, Redis) is missing; on CI, fail it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must have every tool the suite uses, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# --- browser journeys (tests/e2e) ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def fill_login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Sign in on the login page the browser is showing; waits until it has left it."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+_signed_in: dict[tuple[str, str], list[dict]] = {}
+
+
+def login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Be `username` in this page's browser context (any earlier user is signed out).
+
+    The first time, through the login form (which then shows the dashboard); after that the
+    session cookie it earned is reused, which saves a form and a dashboard per switch of user.
+    """
+    context = page.context
+    context.clear_cookies()
+    key = (username, password)
+    if key in _signed_in:
+        context.add_cookies(_signed_in[key])
+        return
+    page.goto("/login")
+    fill_login(page, username, password)
+    _signed_in[key] = context.cookies()
+
+
+def forget_sign_in(username: str, password: str = DEMO_PASSWORD) -> None:
+    """Drop a cached cookie whose server-side session has ended: the next login() uses the form."""
+    _signed_in.pop((username, password), None)
+
+
+def save_screenshot(page, name: str) -> Path:
+    """A README screenshot: written into docs/screenshots when missing or when UPDATE_SCREENSHOTS=1.
+
+    Otherwise it goes to test-artifacts/ (gitignored), so an ordinary test run leaves the
+    committed images alone.
+    """
+    target = SCREENSHOTS / f"{name}.png"
+    if target.exists() and not os.environ.get("UPDATE_SCREENSHOTS"):
+        target = ARTIFACTS / "screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=target)
+    return target
