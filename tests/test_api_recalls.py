@@ -8,40 +8,11 @@ from testkit import PASSWORD, QueryCounter, bearer
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact, Signature
-from compounding.services import batches, recalls, treatments
-
-
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
+from compounding.services import recalls, treatments
 
 
 def use(batch, volume):
     return {"batch_code": batch.code, "volume_ml": volume}
-
-
-@pytest.fixture
-def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch):
-    """One lot in two batches reaching three patients (3, 3 and 5 mL); a fourth patient elsewhere."""
-    pc = make_ingredient(name="Phosphatidylcholine")
-    saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
-    suspect = make_lot(pc, quantity="8")
-    make_lot(saline, quantity="1000")
-    first = batches.compound_batch(technician, formula.id, 2)
-    second = batches.compound_batch(technician, formula.id, 2)
-    for batch in (first, second):
-        batches.verify_batch(pharmacist, batch.id, PASSWORD)
-    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
-    sessions = [
-        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
-        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
-    ]
-    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
-    return {"lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
-            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist, "technician": technician}
 
 
 @pytest.fixture

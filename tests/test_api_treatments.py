@@ -36,11 +36,6 @@ def auth(make_user):
     return headers
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 

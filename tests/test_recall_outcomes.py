@@ -10,11 +10,6 @@ from compounding.services import recalls, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": "face"}
 

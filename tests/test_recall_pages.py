@@ -8,50 +8,13 @@ from testkit import PASSWORD, QueryCounter, audit_rows, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
-from compounding.services import batches, inventory, recalls, treatments, voids
+from compounding.services import inventory, recalls, treatments, voids
 from compounding.services.errors import InvalidState
 from compounding.services.holds import release_hold
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume):
     return {"batch_code": batch.code, "volume_ml": volume}
-
-
-@pytest.fixture
-def suspect_quantity() -> str:
-    """Enough for both batches and no more: the suspect lot ends depleted (a test may ask for more)."""
-    return "8"
-
-
-@pytest.fixture
-def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch,
-          suspect_quantity):
-    """One phosphatidylcholine lot in two batches, reaching three patients (3, 3 and 5 mL); a fourth
-    patient got a batch made from other lots."""
-    pc = make_ingredient(name="Phosphatidylcholine")
-    saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
-    suspect = make_lot(pc, quantity=suspect_quantity)
-    make_lot(saline, quantity="1000")
-    first = batches.compound_batch(technician, formula.id, 2)
-    second = batches.compound_batch(technician, formula.id, 2)
-    for batch in (first, second):
-        batches.verify_batch(pharmacist, batch.id, PASSWORD)
-    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
-    sessions = [
-        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
-        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
-    ]
-    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
-    return {"pc": pc, "lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
-            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist}
 
 
 def patient_rows(page: str) -> dict[int, str]:

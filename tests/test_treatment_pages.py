@@ -14,11 +14,6 @@ from compounding.services import treatments, voids
 from compounding.services.clock import clinic_today, to_clinic, utcnow
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 
