@@ -147,9 +147,7 @@ def test_after_sign_in_a_foreign_next_is_ignored(client, make_user, next_url):
     user = make_user("pharmacist")
     response = _post_login(client, user.username, PASSWORD, next_url=next_url)
     assert response.status_code == 302
-    location = urlsplit(response.headers["Location"])
-    assert location.netloc in ("", "localhost")
-    assert location.path == "/"
+    assert response.headers["Location"] == "/"  # the dashboard, on this site, whatever `next` said
 
 
 def test_a_signed_in_user_opening_login_with_a_foreign_next_stays_here(client, make_user):
