@@ -3,7 +3,7 @@
 
 import flask
 import pytest
-from testkit import PASSWORD, base_config, reset_database, sign_in
+from testkit import PASSWORD, TEST_DATABASE_URL, base_config, empty_postgresql_database, reset_database, sign_in
 
 from compounding import create_app
 from compounding.extensions import db
@@ -283,3 +283,13 @@ def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_
     treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
     return {"pc": pc, "lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
             "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist, "technician": technician}
+
+
+@pytest.fixture
+def empty_database_url(tmp_path):
+    """A database with no tables: a fresh one on the PostgreSQL server under test, else a new SQLite file."""
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        with empty_postgresql_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"

@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -206,6 +208,84 @@ def fresh(model, record_id: int):
     """The record as the database holds it now, not as this session last saw it."""
     db.session.expire_all()
     return db.session.get(model, record_id)
+
+
+@contextmanager
+def app_on(url: str, **overrides):
+    """An app of its own on the database at `url`, inside its app context; its connections closed after."""
+    from compounding import create_app
+
+    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=url, **overrides))
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@contextmanager
+def empty_postgresql_database():
+    """A throwaway database on the TEST_DATABASE_URL server, dropped afterwards."""
+    server = sa.make_url(TEST_DATABASE_URL)
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def current_revision() -> str | None:
+    """The migration revision the current app's database is at (None before the first)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+# An id no record has: route sweeps fill every integer part of a URL with it.
+MISSING_ID = 999999
+
+
+def routes(app):
+    """(rule, view function) of every route but the static files."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            yield rule, app.view_functions[rule.endpoint]
+
+
+def placeholder_url(rule) -> str:
+    """A URL of the rule with a value of the right type in each part: a missing id, a nil UUID, ..."""
+    from werkzeug.routing import AnyConverter, IntegerConverter, UUIDConverter
+
+    values = {}
+    for name, converter in rule._converters.items():
+        if isinstance(converter, IntegerConverter):
+            values[name] = MISSING_ID
+        elif isinstance(converter, UUIDConverter):
+            values[name] = "00000000-0000-0000-0000-000000000000"
+        elif isinstance(converter, AnyConverter):
+            values[name] = sorted(converter.items)[0]
+        else:
+            values[name] = "x"
+    return rule.build(values, append_unknown=False)[1]
+
+
+def first_role_allowed(permission) -> str | None:
+    """The first role (in ROLES order) that holds the permission; None for an open route."""
+    from compounding.permissions import ROLES, role_can
+
+    if permission is None:
+        return None
+    return next(role for role in ROLES if permission == "signed_in" or role_can(role, permission))
 
 
 def stop_process(process, timeout: float = 15) -> None:
