@@ -3,7 +3,15 @@
 
 import flask
 import pytest
-from testkit import PASSWORD, TEST_DATABASE_URL, base_config, empty_postgresql_database, reset_database, sign_in
+from testkit import (
+    PASSWORD,
+    TEST_DATABASE_URL,
+    base_config,
+    bearer,
+    empty_postgresql_database,
+    reset_database,
+    sign_in,
+)
 
 from compounding import create_app
 from compounding.extensions import db
@@ -142,6 +150,24 @@ def make_lot(app, make_user, make_ingredient):
 
 
 # --- Helpers for the foundation tests (accounts, audit trail, API) ---------------------------
+
+
+@pytest.fixture
+def auth_role() -> str:
+    """The role `auth()` makes an account of when it is given none (a module may override it)."""
+    return "pharmacist"
+
+
+@pytest.fixture
+def auth(make_user, auth_role):
+    """Bearer headers for a fresh account of a role (`auth_role` unless named), or for the given user."""
+
+    def headers(who=None):
+        who = auth_role if who is None else who
+        user = make_user(who) if isinstance(who, str) else who
+        return bearer(users.create_token(None, user, "test"))
+
+    return headers
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, age_batch, bearer, sign_in_session
+from testkit import QueryCounter, age_batch, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User
-from compounding.services import treatments, users, voids
+from compounding.services import treatments, voids
 from compounding.services.clock import clinic_today, utcnow
 from compounding.services.errors import DomainError
 from compounding.services.ledger import ledger_balance
@@ -26,14 +26,9 @@ EVENT_FIELDS = {"id", "session_id", "patient_id", "type", "severity", "onset_on"
 
 
 @pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="practitioner"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
+def auth_role() -> str:
+    """The role `auth()` makes an account of when it is given none."""
+    return "practitioner"
 
 
 def use(batch, volume="2", area="abdomen"):
