@@ -4,10 +4,10 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, bearer
+from testkit import PASSWORD, QueryCounter, bearer, lot_used_by_sessions
 
 from compounding.extensions import db
-from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact, Signature
+from compounding.models import Batch, Lot, Recall, RecallContact, Signature
 from compounding.services import recalls, treatments
 
 
@@ -226,17 +226,10 @@ def test_the_openapi_document_describes_the_recall_and_trace_routes(client):
         assert method in paths[path], (path, method)
 
 
-def _lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
-    batch = make_batch(units=20)  # 200 mL
-    for _ in range(count):
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
-    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
-
-
 def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
         client, make_batch, make_patient, practitioner, token_for):
-    small = _lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
-    large = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    small = lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
+    large = lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
     headers = token_for("pharmacist")
     client.get(f"/api/v1/trace/lots/{small}", headers=headers)  # warm-up
     counted, answers = {}, {}
@@ -269,7 +262,7 @@ def test_a_trace_page_out_of_range_is_refused_with_a_message(client, make_batch,
 
 def test_a_recall_answers_its_scope_a_page_at_a_time_and_ticks_a_patient_of_any_page(
         client, make_batch, make_patient, practitioner, token_for):
-    lot_id = _lot_used_by_sessions(make_batch, make_patient, practitioner, 12)
+    lot_id = lot_used_by_sessions(make_batch, make_patient, practitioner, 12)
     headers = token_for("pharmacist")
     opened = client.post("/api/v1/recalls", headers=headers,
                          json={"lot_id": lot_id, "reason": "Supplier alert", "password": PASSWORD})

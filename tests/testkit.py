@@ -204,6 +204,36 @@ def age_batch(batch, delta) -> None:
     db.session.commit()
 
 
+def spoil_batch(state: str, batch, practitioner, make_patient) -> None:
+    """Make a released batch unusable: "recalled", "expired" or "empty" (all 20 mL used); "prepared" stays."""
+    from datetime import timedelta
+
+    from compounding.services import treatments
+    from compounding.services.clock import utcnow
+
+    if state == "recalled":
+        batch.status, batch.status_reason = "recalled", "supplier alert"
+    elif state == "expired":
+        age_batch(batch, timedelta(hours=3))
+        batch.beyond_use_at = utcnow() - timedelta(hours=1)
+    elif state == "empty":
+        treatments.record_session(practitioner, patient_id=make_patient().id,
+                                  uses=[{"batch_code": batch.code, "volume_ml": "20", "area": "abdomen"}])
+    db.session.commit()
+
+
+def lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
+    """The id of a lot whose one batch (200 mL) was used by `count` sessions, 1 mL each."""
+    from compounding.models import BatchComponent
+    from compounding.services import treatments
+
+    batch = make_batch(units=20)
+    for _ in range(count):
+        treatments.record_session(practitioner, patient_id=make_patient().id,
+                                  uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
+
+
 def fresh(model, record_id: int):
     """The record as the database holds it now, not as this session last saw it."""
     db.session.expire_all()
