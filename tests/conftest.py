@@ -3,7 +3,15 @@
 
 import flask
 import pytest
-from testkit import PASSWORD, base_config, reset_database, sign_in
+from testkit import (
+    PASSWORD,
+    TEST_DATABASE_URL,
+    base_config,
+    bearer,
+    empty_postgresql_database,
+    reset_database,
+    sign_in,
+)
 
 from compounding import create_app
 from compounding.extensions import db
@@ -145,6 +153,24 @@ def make_lot(app, make_user, make_ingredient):
 
 
 @pytest.fixture
+def auth_role() -> str:
+    """The role `auth()` makes an account of when it is given none (a module may override it)."""
+    return "pharmacist"
+
+
+@pytest.fixture
+def auth(make_user, auth_role):
+    """Bearer headers for a fresh account of a role (`auth_role` unless named), or for the given user."""
+
+    def headers(who=None):
+        who = auth_role if who is None else who
+        user = make_user(who) if isinstance(who, str) else who
+        return bearer(users.create_token(None, user, "test"))
+
+    return headers
+
+
+@pytest.fixture
 def make_token(app):
     """A fresh API token for a user, made by the real service."""
 
@@ -241,3 +267,55 @@ def make_patient(app, make_user):
         return treatments.create_patient(staff["practitioner"], data)
 
     return make
+
+
+@pytest.fixture
+def practitioner(make_user):
+    return make_user("practitioner", display_name="Dr Nina Costa")
+
+
+@pytest.fixture
+def suspect_quantity() -> str:
+    """Enough for both batches of `chain` and no more: the suspect lot ends depleted (a test may ask for more)."""
+    return "8"
+
+
+@pytest.fixture
+def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch,
+          suspect_quantity):
+    """One phosphatidylcholine lot in two batches, reaching three patients (3, 3 and 5 mL); a fourth
+    patient got a batch made from other lots."""
+    from compounding.services import batches, treatments
+
+    def use(batch, volume):
+        return {"batch_code": batch.code, "volume_ml": volume}
+
+    pc = make_ingredient(name="Phosphatidylcholine")
+    saline = make_ingredient(name="Saline", kind="diluent")
+    formula = make_formula([(pc, "2"), (saline, "8")])
+    suspect = make_lot(pc, quantity=suspect_quantity)
+    make_lot(saline, quantity="1000")
+    first = batches.compound_batch(technician, formula.id, 2)
+    second = batches.compound_batch(technician, formula.id, 2)
+    for batch in (first, second):
+        batches.verify_batch(pharmacist, batch.id, PASSWORD)
+    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
+    sessions = [
+        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
+        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
+        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
+    ]
+    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
+    return {"pc": pc, "lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
+            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist, "technician": technician}
+
+
+@pytest.fixture
+def empty_database_url(tmp_path):
+    """A database with no tables: a fresh one on the PostgreSQL server under test, else a new SQLite file."""
+    if TEST_DATABASE_URL.startswith("postgresql"):
+        with empty_postgresql_database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"

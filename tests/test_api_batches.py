@@ -6,12 +6,12 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, bearer, sign_in_session
+from testkit import PASSWORD, QueryCounter, sign_in_session
 
 from compounding.errors import CONFLICT_MESSAGE
 from compounding.extensions import db
 from compounding.models import AuditEvent, Batch, Ingredient, Lot, Signature, StockMovement, User
-from compounding.services import batches, inventory, users
+from compounding.services import batches, inventory
 from compounding.services.audit import verify_chain
 from compounding.services.clock import clinic_today, utcnow
 from compounding.services.errors import InsufficientStock
@@ -27,14 +27,9 @@ COMPONENT_FIELDS = {"lot_id", "lot_code", "ingredient_id", "ingredient_name", "u
 
 
 @pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="technician"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
+def auth_role() -> str:
+    """The role `auth()` makes an account of when it is given none."""
+    return "technician"
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 from openapi_spec_validator import validate as validate_openapi
-from testkit import PASSWORD, QueryCounter, bearer
+from testkit import PASSWORD, QueryCounter
 
 from compounding.extensions import db
 from compounding.models import Formula, FormulaComponent, Signature, User
-from compounding.services import users
 from compounding.services.clock import utcnow
 
 FORMULA_FIELDS = {
@@ -19,17 +18,6 @@ FORMULA_FIELDS = {
     "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
     "previous_version_id", "components",
 }
-
-
-@pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="pharmacist"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
 
 
 @pytest.fixture

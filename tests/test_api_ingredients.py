@@ -5,26 +5,15 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, bearer
+from testkit import QueryCounter
 
 from compounding.extensions import db
 from compounding.models import AuditEvent, Ingredient, IngredientGtin, Lot, User
-from compounding.services import inventory, users
+from compounding.services import inventory
 from compounding.services.clock import clinic_today, utcnow
 
 FULL_BODY = {"name": "Phosphatidylcholine", "kind": "active", "unit": "mL", "strength": "50 mg/mL",
              "storage": "fridge", "gtins": ["5012345678900"], "reorder_level": "20.5"}
-
-
-@pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="pharmacist"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
 
 
 def _ingredient_count() -> int:

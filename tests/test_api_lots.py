@@ -5,11 +5,10 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, bearer
+from testkit import PASSWORD, QueryCounter
 
 from compounding.extensions import db
 from compounding.models import Ingredient, IngredientGtin, Lot, Signature, StockMovement, User
-from compounding.services import users
 from compounding.services.clock import clinic_today, utcnow
 
 LOT_FIELDS = {
@@ -17,17 +16,6 @@ LOT_FIELDS = {
     "expiry_date", "expired", "quantity_received", "remaining", "status", "status_reason",
     "coa_reference", "location", "received_at", "released_at", "released_by",
 }
-
-
-@pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="pharmacist"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
 
 
 @pytest.fixture

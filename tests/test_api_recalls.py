@@ -4,44 +4,15 @@ from datetime import datetime
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, bearer
+from testkit import PASSWORD, QueryCounter, bearer, lot_used_by_sessions
 
 from compounding.extensions import db
-from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact, Signature
-from compounding.services import batches, recalls, treatments
-
-
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
+from compounding.models import Batch, Lot, Recall, RecallContact, Signature
+from compounding.services import recalls, treatments
 
 
 def use(batch, volume):
     return {"batch_code": batch.code, "volume_ml": volume}
-
-
-@pytest.fixture
-def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch):
-    """One lot in two batches reaching three patients (3, 3 and 5 mL); a fourth patient elsewhere."""
-    pc = make_ingredient(name="Phosphatidylcholine")
-    saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
-    suspect = make_lot(pc, quantity="8")
-    make_lot(saline, quantity="1000")
-    first = batches.compound_batch(technician, formula.id, 2)
-    second = batches.compound_batch(technician, formula.id, 2)
-    for batch in (first, second):
-        batches.verify_batch(pharmacist, batch.id, PASSWORD)
-    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
-    sessions = [
-        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
-        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
-    ]
-    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
-    return {"lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
-            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist, "technician": technician}
 
 
 @pytest.fixture
@@ -255,17 +226,10 @@ def test_the_openapi_document_describes_the_recall_and_trace_routes(client):
         assert method in paths[path], (path, method)
 
 
-def _lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
-    batch = make_batch(units=20)  # 200 mL
-    for _ in range(count):
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
-    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
-
-
 def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
         client, make_batch, make_patient, practitioner, token_for):
-    small = _lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
-    large = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    small = lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
+    large = lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
     headers = token_for("pharmacist")
     client.get(f"/api/v1/trace/lots/{small}", headers=headers)  # warm-up
     counted, answers = {}, {}
@@ -298,7 +262,7 @@ def test_a_trace_page_out_of_range_is_refused_with_a_message(client, make_batch,
 
 def test_a_recall_answers_its_scope_a_page_at_a_time_and_ticks_a_patient_of_any_page(
         client, make_batch, make_patient, practitioner, token_for):
-    lot_id = _lot_used_by_sessions(make_batch, make_patient, practitioner, 12)
+    lot_id = lot_used_by_sessions(make_batch, make_patient, practitioner, 12)
     headers = token_for("pharmacist")
     opened = client.post("/api/v1/recalls", headers=headers,
                          json={"lot_id": lot_id, "reason": "Supplier alert", "password": PASSWORD})

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, age_batch, bearer, sign_in_session
+from testkit import QueryCounter, age_batch, sign_in_session, spoil_batch
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User
-from compounding.services import treatments, users, voids
+from compounding.services import treatments, voids
 from compounding.services.clock import clinic_today, utcnow
 from compounding.services.errors import DomainError
 from compounding.services.ledger import ledger_balance
@@ -26,19 +26,9 @@ EVENT_FIELDS = {"id", "session_id", "patient_id", "type", "severity", "onset_on"
 
 
 @pytest.fixture
-def auth(make_user):
-    """Bearer headers for a fresh account of `role`, or for the given user."""
-
-    def headers(who="practitioner"):
-        user = make_user(who) if isinstance(who, str) else who
-        return bearer(users.create_token(None, user, "test"))
-
-    return headers
-
-
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
+def auth_role() -> str:
+    """The role `auth()` makes an account of when it is given none."""
+    return "practitioner"
 
 
 def use(batch, volume="2", area="abdomen"):
@@ -160,17 +150,6 @@ def test_a_late_entry_keeps_its_offset_time_and_a_time_without_offset_is_refused
     assert response.status_code == 422 and "performed_at" in response.get_json()["details"]
 
 
-def _spoil(state, batch, practitioner, make_patient):
-    if state == "recalled":
-        batch.status, batch.status_reason = "recalled", "supplier alert"
-    elif state == "expired":
-        age_batch(batch, timedelta(hours=3))
-        batch.beyond_use_at = utcnow() - timedelta(hours=1)
-    elif state == "empty":
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
-    db.session.commit()
-
-
 @pytest.mark.parametrize("state, reason", [
     ("prepared", "not released"), ("recalled", "recalled: supplier alert"), ("expired", "expired at"),
     ("empty", "empty: no volume left"),
@@ -179,7 +158,7 @@ def test_an_unusable_batch_is_a_409_with_its_reasons_and_nothing_is_saved(
         client, auth, practitioner, make_patient, make_batch, state, reason):
     patient, good = make_patient(), make_batch()
     bad = make_batch(release=state != "prepared")
-    _spoil(state, bad, practitioner, make_patient)
+    spoil_batch(state, bad, practitioner, make_patient)
     before, good_before = rows(), remaining(good)
     response = client.post("/api/v1/treatment-sessions", headers=auth(practitioner), json={
         "patient_id": patient.id, "uses": [use(good, "1"), use(bad, "1")]})

@@ -147,9 +147,7 @@ def test_after_sign_in_a_foreign_next_is_ignored(client, make_user, next_url):
     user = make_user("pharmacist")
     response = _post_login(client, user.username, PASSWORD, next_url=next_url)
     assert response.status_code == 302
-    location = urlsplit(response.headers["Location"])
-    assert location.netloc in ("", "localhost")
-    assert location.path == "/"
+    assert response.headers["Location"] == "/"  # the dashboard, on this site, whatever `next` said
 
 
 def test_a_signed_in_user_opening_login_with_a_foreign_next_stays_here(client, make_user):
@@ -256,8 +254,14 @@ def test_over_long_sign_in_input_gets_a_clear_message_and_counts_nothing(
     assert audit_rows("user.signed_in") == []
 
 
-@pytest.mark.parametrize("field", ["current_password", "new_password", "confirm"])
-def test_an_over_long_password_change_gets_a_clear_message_and_changes_nothing(client, make_user, field):
+@pytest.mark.parametrize(("field", "message", "not_shown"), [
+    ("current_password", "Field cannot be longer than 200 characters.", "The two passwords differ."),
+    ("new_password", "Field cannot be longer than 200 characters.", "The two passwords differ."),
+    # The confirmation is only compared with the new password, which it no longer matches.
+    ("confirm", "The two passwords differ.", "Field cannot be longer than 200 characters."),
+])
+def test_an_over_long_password_change_gets_a_clear_message_and_changes_nothing(client, make_user, field, message,
+                                                                                not_shown):
     user = make_user("pharmacist")
     sign_in(client, user)
     data = {"current_password": PASSWORD, "new_password": NEW_PASSWORD, "confirm": NEW_PASSWORD}
@@ -267,7 +271,7 @@ def test_an_over_long_password_change_gets_a_clear_message_and_changes_nothing(c
     response = client.post("/account/password", data=data)
     assert response.status_code == 422
     page = response.get_data(as_text=True)
-    assert "Field cannot be longer than 200 characters." in page or "The two passwords differ." in page
+    assert message in page and not_shown not in page
     assert _fresh(user).password_hash == user.password_hash
     assert audit_rows("user.password_changed") == []
 

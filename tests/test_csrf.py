@@ -5,31 +5,24 @@ Built from `app.url_map` like the route-permission test, so new forms are covere
 
 import pytest
 import sqlalchemy as sa
-from test_route_permissions import _routes, _url
-from testkit import sign_in_session
+from testkit import first_role_allowed, placeholder_url, routes, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import AuditEvent
-from compounding.permissions import ROLES, role_can
+from compounding.permissions import ROLES
 
 pytestmark = pytest.mark.parametrize("config_overrides", [{"WTF_CSRF_ENABLED": True}], indirect=True)
-
-
-def _role_allowed(permission) -> str | None:
-    if permission is None:
-        return None
-    return next(role for role in ROLES if permission == "signed_in" or role_can(role, permission))
 
 
 def test_every_post_without_a_csrf_token_is_refused_and_changes_nothing(app, client, make_user):
     accounts = {role: make_user(role) for role in ROLES}
     audit_rows = db.session.scalar(sa.select(sa.func.count(AuditEvent.id)))
     refused, failures = 0, []
-    for rule, view in sorted(_routes(app), key=lambda item: item[0].rule):
+    for rule, view in sorted(routes(app), key=lambda item: item[0].rule):
         for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"}):
-            role = _role_allowed(view.required_permission)
+            role = first_role_allowed(view.required_permission)
             sign_in_session(client, accounts[role] if role else None)
-            response = client.open(_url(rule), method=method, data={"password": "x"},
+            response = client.open(placeholder_url(rule), method=method, data={"password": "x"},
                                    headers={"Accept": "application/json"} if rule.rule.startswith("/api/") else {})
             if response.status_code == 400:
                 refused += 1

@@ -4,8 +4,7 @@ import flask_migrate
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from test_migrations import _app_on, _current_revision, empty_database_url  # noqa: F401  (a fixture)
-from testkit import PASSWORD, audit_rows, count_rows, fresh
+from testkit import PASSWORD, app_on, audit_rows, count_rows, current_revision, fresh
 
 from compounding.extensions import db, migrate
 from compounding.models import AuditEvent, Signature, User
@@ -115,7 +114,7 @@ def _accounts_before_the_key(rows) -> None:
 
 
 def test_the_migration_lists_active_accounts_sharing_a_printed_name_and_stops(empty_database_url, capfd):  # noqa: F811
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         _accounts_before_the_key([("pia", "Dr Pia Grau", True), ("pia2", " dr pia grau", True),
                                   ("pia.old", "Dr Pia Grau", False), ("tom", "Tom", True)])
         with pytest.raises(SystemExit):  # flask_migrate logs the error and exits
@@ -123,13 +122,13 @@ def test_the_migration_lists_active_accounts_sharing_a_printed_name_and_stops(em
         logged = capfd.readouterr().err
         assert "'Dr Pia Grau' (user pia, id 1), ' dr pia grau' (user pia2, id 2)" in logged
         assert "pia.old" not in logged and "'Tom'" not in logged
-        assert _current_revision() == BEFORE_KEYS
+        assert current_revision() == BEFORE_KEYS
         with db.engine.connect() as connection:  # stopped before any change: fix the data and run it again
             assert "display_name_key" not in {c["name"] for c in sa.inspect(connection).get_columns("users")}
 
 
 def test_the_migration_folds_existing_names_and_lets_an_inactive_account_keep_its_own(empty_database_url):  # noqa: F811
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         _accounts_before_the_key([("pia", " Dr  Pia Gräu", True), ("pia.old", "Dr Pia Grau", False)])
         flask_migrate.upgrade(directory=migrate.directory, revision="c2b0e1a00004")
         with db.engine.connect() as connection:

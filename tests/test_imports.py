@@ -272,7 +272,7 @@ def test_an_inactive_ingredient_or_a_lot_already_received_is_refused_by_the_rece
     response = upload(client, sheet_bytes([row(lot="DUP"), row(ingredient="Old stuff"), row(lot="OK")]))
     html = response.get_data(as_text=True)
     assert response.status_code == 422
-    assert f"Already received as {existing.code}" in html or f"was already received as {existing.code}" in html
+    assert f"Lot DUP of Biotin from Pharma Ltd was already received as {existing.code}." in html
     assert "Old stuff is inactive and cannot be received." in html
     assert "2 rows have errors" in html
     assert [lot.id for lot in lots()] == [existing.id]

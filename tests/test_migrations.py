@@ -1,76 +1,28 @@
 """The Alembic migrations build exactly the models' schema, and first start creates it."""
 
-import uuid
-from contextlib import contextmanager
-
 import flask_migrate
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from testkit import TEST_DATABASE_URL, base_config, drop_audit_guards, start_on_the_command_line
+from testkit import app_on, current_revision, drop_audit_guards, start_on_the_command_line
 
-from compounding import create_app
 from compounding.extensions import db, migrate
 from compounding.models import AuditEvent, Ingredient
 from compounding.services import audit
-
-
-@contextmanager
-def _app_on(url: str, **overrides):
-    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=url, **overrides))
-    try:
-        with app.app_context():
-            yield app
-    finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-
-
-@contextmanager
-def _empty_postgresql_database():
-    """A throwaway database on the TEST_DATABASE_URL server, dropped afterwards."""
-    server = sa.make_url(TEST_DATABASE_URL)
-    name = f"migrations_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield server.set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as connection:
-                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture
-def empty_database_url(tmp_path):
-    if TEST_DATABASE_URL.startswith("postgresql"):
-        with _empty_postgresql_database() as url:
-            yield url
-    else:
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
 
 
 def _head_revision() -> str:
     return ScriptDirectory.from_config(migrate.get_config(migrate.directory)).get_current_head()
 
 
-def _current_revision() -> str | None:
-    with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
-
-
 def test_the_migrations_build_exactly_the_models_schema_on_an_empty_database(empty_database_url):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         with db.engine.connect() as connection:
             assert sa.inspect(connection).get_table_names() == []
         flask_migrate.upgrade(directory=migrate.directory)
-        assert _current_revision() == _head_revision()
+        assert current_revision() == _head_revision()
         with db.engine.connect() as connection:
             context = MigrationContext.configure(connection, opts={"compare_type": True})
             differences = compare_metadata(context, db.metadata)
@@ -84,8 +36,8 @@ def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_p
     url = f"sqlite:///{tmp_path / 'instance' / 'clinic.db'}"
     started = start_on_the_command_line(monkeypatch, SQLALCHEMY_DATABASE_URI=url, AUTO_MIGRATE=True)
     assert started.exit_code == 0, started.output
-    with _app_on(url):
-        assert _current_revision() == _head_revision()
+    with app_on(url):
+        assert current_revision() == _head_revision()
         db.session.add(Ingredient(name="Biotin", kind="active", unit="mL"))
         db.session.commit()
 
@@ -95,8 +47,8 @@ def test_first_start_creates_the_schema_and_a_second_start_changes_nothing(tmp_p
     monkeypatch.setattr(flask_migrate, "upgrade", no_second_upgrade)
     started = start_on_the_command_line(monkeypatch, SQLALCHEMY_DATABASE_URI=url, AUTO_MIGRATE=True)
     assert started.exit_code == 0, started.output
-    with _app_on(url):
-        assert _current_revision() == _head_revision()
+    with app_on(url):
+        assert current_revision() == _head_revision()
         assert db.session.scalar(sa.select(Ingredient.name)) == "Biotin"
 
 
@@ -112,20 +64,20 @@ def _patients_before_the_chart_key(rows) -> None:
 
 def test_the_chart_key_migration_lists_chart_numbers_that_differ_only_by_case_and_stops(empty_database_url,
                                                                                          capfd):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         _patients_before_the_chart_key([("CH-2001", "Ana Núñez"), (" ch-2001", "Ana Nunez"), ("CH-2002", "")])
         with pytest.raises(SystemExit):  # flask_migrate logs the error and exits
             flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70004")
         logged = capfd.readouterr().err  # the migrations' logging config writes to stderr
         assert "'CH-2001' (patient 1), ' ch-2001' (patient 2)" in logged
         assert "CH-2002" not in logged
-        assert _current_revision() == "3c1e9a7d2b40"
+        assert current_revision() == "3c1e9a7d2b40"
         with db.engine.connect() as connection:  # stopped before any change: fix the data and run it again
             assert "chart_key" not in {column["name"] for column in sa.inspect(connection).get_columns("patients")}
 
 
 def test_the_chart_key_migration_folds_existing_chart_numbers_and_names(empty_database_url):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         _patients_before_the_chart_key([(" CH-2001 ", "Ana  Núñez"), ("CH-2002", "")])
         flask_migrate.upgrade(directory=migrate.directory, revision="b1a0d5e70004")
         with db.engine.connect() as connection:
@@ -137,7 +89,7 @@ def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_rec
     from compounding.demo import seed_demo
     from compounding.models import Batch, Lot, StatusChange
 
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo():
             pass
@@ -166,7 +118,7 @@ def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_rec
 
 @pytest.mark.parametrize("statement", ["UPDATE audit_events SET reason = 'edited'", "DELETE FROM audit_events"])
 def test_the_migrated_schema_refuses_to_update_or_delete_audit_rows(empty_database_url, statement):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
         audit.record(None, "test.event", "lot", 1)
         db.session.commit()
@@ -195,7 +147,7 @@ def _unkeyed_rows_before_the_key(count: int) -> None:
 
 
 def test_the_upgrade_keeps_old_unkeyed_rows_verifying_seals_them_and_keys_every_new_row(empty_database_url):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         _unkeyed_rows_before_the_key(3)
         flask_migrate.upgrade(directory=migrate.directory)
         audit.record(None, "test.event", "lot", 9)
@@ -218,7 +170,7 @@ def test_the_upgrade_keeps_old_unkeyed_rows_verifying_seals_them_and_keys_every_
 
 
 def test_a_downgrade_and_upgrade_again_keeps_keyed_rows_keyed(empty_database_url):
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
         audit.record(None, "test.event", "lot", 1)
         db.session.commit()

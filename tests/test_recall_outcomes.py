@@ -10,11 +10,6 @@ from compounding.services import recalls, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": "face"}
 
@@ -286,7 +281,7 @@ def test_a_pharmacist_corrects_the_patient_from_the_session_page(client, recalle
     page = moved.get_data(as_text=True)
     assert moved.status_code == 200 and "Patient corrected" in page and f"session #{old.id}" in page
     old_page = client.get(f"/treatments/sessions/{old.id}").get_data(as_text=True)
-    assert "Wrong patient" in old_page or "wrong patient" in old_page
+    assert "(wrong patient): wrong chart." in old_page  # the void code, then the reason the pharmacist gave
     recall_page = client.get(f"/recalls/{recalled['recall'].id}").get_data(as_text=True)
     assert "Not exposed</span>" in recall_page and "voided</span>" in recall_page
 

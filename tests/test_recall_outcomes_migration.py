@@ -2,7 +2,7 @@
 
 import flask_migrate
 import sqlalchemy as sa
-from test_migrations import _app_on, empty_database_url  # noqa: F401 (a fixture)
+from testkit import app_on
 
 from compounding.extensions import db, migrate
 
@@ -33,7 +33,7 @@ def _raw(*statements) -> list:
 
 
 def test_existing_contacts_become_reached_and_a_patient_may_then_have_several_rows(empty_database_url):  # noqa: F811
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory, revision=BEFORE)
         _raw(INSERT)
         flask_migrate.upgrade(directory=migrate.directory)

@@ -4,54 +4,17 @@ import re
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, audit_rows, sign_in_session
+from testkit import PASSWORD, QueryCounter, audit_rows, lot_used_by_sessions, sign_in_session
 
 from compounding.extensions import db
-from compounding.models import Batch, BatchComponent, Lot, Recall, RecallContact
-from compounding.services import batches, inventory, recalls, treatments, voids
+from compounding.models import Batch, Lot, Recall, RecallContact
+from compounding.services import inventory, recalls, treatments, voids
 from compounding.services.errors import InvalidState
 from compounding.services.holds import release_hold
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume):
     return {"batch_code": batch.code, "volume_ml": volume}
-
-
-@pytest.fixture
-def suspect_quantity() -> str:
-    """Enough for both batches and no more: the suspect lot ends depleted (a test may ask for more)."""
-    return "8"
-
-
-@pytest.fixture
-def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient, make_batch,
-          suspect_quantity):
-    """One phosphatidylcholine lot in two batches, reaching three patients (3, 3 and 5 mL); a fourth
-    patient got a batch made from other lots."""
-    pc = make_ingredient(name="Phosphatidylcholine")
-    saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
-    suspect = make_lot(pc, quantity=suspect_quantity)
-    make_lot(saline, quantity="1000")
-    first = batches.compound_batch(technician, formula.id, 2)
-    second = batches.compound_batch(technician, formula.id, 2)
-    for batch in (first, second):
-        batches.verify_batch(pharmacist, batch.id, PASSWORD)
-    a, b, c, other = make_patient(), make_patient(), make_patient(), make_patient()
-    sessions = [
-        treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")]),
-        treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")]),
-        treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")]),
-    ]
-    treatments.record_session(practitioner, patient_id=other.id, uses=[use(make_batch(), "2")])
-    return {"pc": pc, "lot": suspect, "first": first, "second": second, "a": a, "b": b, "c": c, "other": other,
-            "sessions": sessions, "practitioner": practitioner, "pharmacist": pharmacist}
 
 
 def patient_rows(page: str) -> dict[int, str]:
@@ -311,17 +274,10 @@ def test_no_page_here_carries_inline_styles_or_inline_scripts(client, as_role, c
         assert not re.search(r"<script(?![^>]*\bsrc=)", page), url
 
 
-def _lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
-    batch = make_batch(units=20)  # 200 mL
-    for _ in range(count):
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
-    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
-
-
 def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
         client, make_user, make_batch, make_patient, practitioner):
-    small = _lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
-    large = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    small = lot_used_by_sessions(make_batch, make_patient, practitioner, 10)
+    large = lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
     sign_in_session(client, make_user("pharmacist"))
     client.get(f"/trace/lots/{small}")  # warm-up: first-request work is not the page's
     counted = {}
@@ -364,7 +320,7 @@ def test_a_voided_session_stays_in_the_counts_and_the_recall_scope_but_leaves_th
 
 
 def test_a_large_recall_is_worked_page_by_page(client, as_role, make_batch, make_patient, practitioner, pharmacist):
-    lot_id = _lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
+    lot_id = lot_used_by_sessions(make_batch, make_patient, practitioner, 120)
     recall = recalls.open_recall(pharmacist, lot_id=lot_id, reason="Supplier alert", password=PASSWORD)
     as_role("technician")
     second = client.get(f"/recalls/{recall.id}?page=2").get_data(as_text=True)

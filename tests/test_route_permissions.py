@@ -5,32 +5,9 @@ Built from `app.url_map`: a new route is covered the moment it is registered.
 
 from urllib.parse import urlsplit
 
-from testkit import sign_in_session
-from werkzeug.routing import AnyConverter, IntegerConverter, UUIDConverter
+from testkit import placeholder_url, routes, sign_in_session
 
 from compounding.permissions import PERMISSIONS, ROLES, role_can
-
-MISSING_ID = 999999
-
-
-def _routes(app):
-    for rule in app.url_map.iter_rules():
-        if rule.endpoint != "static":
-            yield rule, app.view_functions[rule.endpoint]
-
-
-def _url(rule) -> str:
-    values = {}
-    for name, converter in rule._converters.items():
-        if isinstance(converter, IntegerConverter):
-            values[name] = MISSING_ID
-        elif isinstance(converter, UUIDConverter):
-            values[name] = "00000000-0000-0000-0000-000000000000"
-        elif isinstance(converter, AnyConverter):
-            values[name] = sorted(converter.items)[0]
-        else:
-            values[name] = "x"
-    return rule.build(values, append_unknown=False)[1]
 
 
 def _expectation(permission: str | None, role: str | None) -> str:
@@ -67,13 +44,13 @@ def _check(response, expectation: str, is_api: bool) -> str | None:
 
 
 def test_every_route_declares_its_permission(app):
-    missing = [f"{rule.rule} ({rule.endpoint})" for rule, view in _routes(app)
+    missing = [f"{rule.rule} ({rule.endpoint})" for rule, view in routes(app)
                if not hasattr(view, "required_permission")]
     assert not missing, ("routes without @requires / @public / @signed_in: " + ", ".join(missing))
 
 
 def test_every_declared_permission_is_a_known_one(app):
-    unknown = [f"{rule.endpoint}: {view.required_permission!r}" for rule, view in _routes(app)
+    unknown = [f"{rule.endpoint}: {view.required_permission!r}" for rule, view in routes(app)
                if view.required_permission not in (None, "signed_in", *PERMISSIONS)]
     assert not unknown, unknown
 
@@ -81,11 +58,11 @@ def test_every_declared_permission_is_a_known_one(app):
 def test_every_route_answers_every_role_as_the_permission_map_says(app, client, make_user):
     accounts = {None: None, **{role: make_user(role) for role in ROLES}}
     failures, checks = [], 0
-    for rule, view in sorted(_routes(app), key=lambda item: item[0].rule):
+    for rule, view in sorted(routes(app), key=lambda item: item[0].rule):
         permission = getattr(view, "required_permission", "missing")
         if permission == "missing":
             continue  # reported by test_every_route_declares_its_permission
-        url = _url(rule)
+        url = placeholder_url(rule)
         is_api = url.startswith("/api/")
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             for role, user in accounts.items():
@@ -102,7 +79,7 @@ def test_every_route_answers_every_role_as_the_permission_map_says(app, client, 
                 if problem:
                     failures.append(f"{method} {url} [{permission}] as {role or 'visitor'}: {problem}")
     print(f"\n{checks} (route, method, role) checks")
-    assert checks >= 6 * len(list(_routes(app)))
+    assert checks >= 6 * len(list(routes(app)))
     assert not failures, f"{len(failures)} of {checks} checks failed:\n" + "\n".join(failures)
 
 
@@ -121,7 +98,7 @@ EXPORT_PAGES = {
 
 def _export_rules(app) -> dict:
     """Every route under /exports and every .xlsx download, by endpoint."""
-    return {rule.endpoint: rule for rule, _ in _routes(app)
+    return {rule.endpoint: rule for rule, _ in routes(app)
             if rule.rule.startswith("/exports") or rule.rule.endswith(".xlsx")}
 
 
@@ -148,7 +125,7 @@ def test_every_export_url_answers_every_role_as_its_page_does(app, client, make_
         sign_in_session(client, make_user(role))
         for export, page in EXPORT_PAGES.items():
             expectation = _expectation(app.view_functions[page].required_permission, role)
-            problem = _check(client.get(_url(rules[export])), expectation, False)
+            problem = _check(client.get(placeholder_url(rules[export])), expectation, False)
             checks += 1
             if problem:
                 failures.append(f"{rules[export].rule} as {role} ({page} is {expectation}): {problem}")

@@ -1,11 +1,14 @@
 """Scanning: the scan station, the scan API, receiving by scan and the scanner set-up page."""
 
+import re
 from datetime import date
 from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
+from markupsafe import escape
 
+from compounding.errors import NUL_MESSAGE
 from compounding.extensions import db
 from compounding.gs1 import GS
 from compounding.models import Lot
@@ -62,8 +65,7 @@ def test_receiving_by_scan_fills_ingredient_lot_number_and_expiry(client, as_rol
     as_role("technician")
     page = client.get("/lots/receive?scan=" + quote(gs1(lot_number="BT-4242", expiry="301100"))).get_data(as_text=True)
     assert 'value="BT-4242"' in page and 'value="2030-11-30"' in page
-    assert f'<option selected value="{supplier_lot.ingredient_id}"' in page or (
-        f'value="{supplier_lot.ingredient_id}" selected' in page)
+    assert f'<option selected value="{supplier_lot.ingredient_id}">' in page
 
 
 def test_receiving_by_scan_with_a_bad_barcode_says_why(client, as_role, supplier_lot):
@@ -101,17 +103,64 @@ def test_a_recalled_batch_scanned_over_the_api_is_not_usable(client, make_user, 
     assert answer["usable"] is False and "recalled" in answer["reasons"][0]
 
 
-@pytest.mark.parametrize("junk", [
-    " ", "\x1d\x1d\x1d", "\x01\x02\x03", "9" * 5000, "<script>alert(1)</script>", f"01{GTIN}10AB",
-    "]C1", "]d2", "]", "]0", "(01)", "https://example.org/x", "B26112700", "L12", "\u202e\u0000",
-])
-def test_junk_never_causes_a_server_error(client, as_role, junk):
+NOT_GS1 = "unknown code"
+NO_GTIN = "no ingredient has this GTIN"
+PREFIX_ONLY = "Only a symbology prefix or separators were received, no data."
+TOO_LONG = "This is far too long to be a GS1 barcode."
+EMPTY_HRI = ("Not a valid GS1 human-readable string: Could not find any GS1 Application Identifiers in '(01)'. "
+             "Expected format: '(AI)DATA(AI)DATA'.")
+NO_PRIMARY = "Expected a primary identifier in the path, got '/x'."
+# Each junk scan and its one answer. A scan resolves anything to a card and never raises: a code
+# that is not ours and does not look like GS1 is an "unknown code"; one that looks like GS1 but
+# does not parse is unknown with the parser's reason, shown on the card; a GS1 code of a GTIN
+# we do not stock is a supplier barcode with no ingredient. A blank scan shows no card.
+JUNK = [
+    # (junk, the page's card (None: no card), the API's one reason, the reason the card shows in red)
+    pytest.param(" ", None, NOT_GS1, None, id="blank"),
+    pytest.param("\x1d\x1d\x1d", "unknown", NOT_GS1, None, id="separators"),
+    pytest.param("\x01\x02\x03", "unknown", NOT_GS1, None, id="control-characters"),
+    pytest.param("9" * 5000, "unknown", TOO_LONG, TOO_LONG, id="5000-digits"),
+    pytest.param("<script>alert(1)</script>", "unknown", NOT_GS1, None, id="markup"),
+    pytest.param(f"01{GTIN}10AB", "gs1", NO_GTIN, None, id="gs1-of-an-unknown-gtin"),
+    pytest.param("]C1", "unknown", PREFIX_ONLY, PREFIX_ONLY, id="code128-prefix-only"),
+    pytest.param("]d2", "unknown", PREFIX_ONLY, PREFIX_ONLY, id="datamatrix-prefix-only"),
+    pytest.param("]", "unknown", NOT_GS1, None, id="bracket"),
+    pytest.param("]0", "unknown", NOT_GS1, None, id="bracket-zero"),
+    pytest.param("(01)", "unknown", EMPTY_HRI, EMPTY_HRI, id="empty-human-readable"),
+    pytest.param("https://example.org/x", "unknown", NO_PRIMARY, NO_PRIMARY, id="digital-link-without-gtin"),
+    pytest.param("B26112700", "unknown", NOT_GS1, None, id="batch-code-of-no-batch"),
+    pytest.param("L12", "unknown", NOT_GS1, None, id="lot-code-of-no-lot"),
+]
+
+
+@pytest.mark.parametrize(("junk", "card", "reason", "shown_error"), JUNK)
+def test_junk_gets_its_one_answer_and_never_a_server_error(client, as_role, junk, card, reason, shown_error):
     as_role("practitioner")
     page = client.get("/scan/?code=" + quote(junk))
-    assert page.status_code in (200, 400)  # 400: a NUL character is refused before any lookup
-    assert "<script>alert(1)</script>" not in page.get_data(as_text=True)
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert "<script>alert(1)</script>" not in html
+    cards = re.findall(r'id="scan-result" data-kind="(\w+)" data-usable="(\w+)"', html)
+    assert cards == ([] if card is None else [(card, "no")])
+    errors = re.findall(r'<p class="text-danger">(.*?)</p>', html)
+    assert errors == ([] if shown_error is None else [str(escape(shown_error))])
+    if card == "gs1":
+        assert f"This lot has not been received, and {NO_GTIN}." in html
     api = client.get("/api/v1/scan?code=" + quote(junk))
-    assert api.status_code in (200, 422)
+    assert api.status_code == 200
+    answer = api.get_json()
+    api_kind = "unknown" if card is None else card  # a blank scan has no card, and is unknown to the API
+    assert (answer["kind"], answer["usable"], answer["reasons"]) == (api_kind, False, [reason])
+    assert answer.get("error") == shown_error
+
+
+def test_a_nul_in_a_scan_is_refused_before_any_lookup(client, as_role):
+    as_role("practitioner")
+    page = client.get("/scan/?code=" + quote("\u202e\u0000"))
+    assert page.status_code == 400 and NUL_MESSAGE in page.get_data(as_text=True)
+    api = client.get("/api/v1/scan?code=" + quote("\u202e\u0000"))
+    assert api.status_code == 422
+    assert api.get_json() == {"error": NUL_MESSAGE, "details": {"code": [NUL_MESSAGE]}}
 
 
 def test_unknown_codes_show_the_characters_received_with_control_characters_visible(client, as_role):

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import flask_migrate
 import sqlalchemy as sa
-from test_migrations import _app_on, empty_database_url  # noqa: F401 (a fixture)
+from testkit import app_on
 
 from compounding.extensions import UTCDateTime, db, migrate
 from compounding.models import ApiToken
@@ -14,7 +14,7 @@ CREATED = datetime(2026, 10, 1, 9, 30, tzinfo=UTC)
 
 
 def test_existing_tokens_keep_their_name_and_expire_ninety_days_after_creation(empty_database_url):  # noqa: F811
-    with _app_on(empty_database_url):
+    with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory, revision=BEFORE)
         users = sa.table("users", sa.column("id"), sa.column("username"), sa.column("display_name"),
                          sa.column("role"), sa.column("password_hash"), sa.column("active"),

@@ -7,7 +7,7 @@ from testkit import PASSWORD, audit_rows, count_rows, fresh
 from compounding.extensions import db
 from compounding.models import AuditEvent, Signature, User
 from compounding.services import users
-from compounding.services.errors import NotAllowed, SignatureRejected
+from compounding.services.errors import SignatureRejected
 
 
 def _fresh(user_id: int) -> User:
@@ -26,13 +26,18 @@ def _new_admin(**overrides) -> dict:
     return data
 
 
-@pytest.mark.parametrize("password", [None, "", "not-my-password"])
-def test_creating_an_admin_without_the_acting_admin_s_own_password_is_refused(admin, password):
+NO_SIGNATURE = "To create an administrator, sign with your own password (e-signature). Nothing was changed."
+WRONG_PASSWORD = "Signature refused: the password is not correct. Nothing was signed."
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    (None, NO_SIGNATURE), ("", NO_SIGNATURE), ("not-my-password", WRONG_PASSWORD)])
+def test_creating_an_admin_without_the_acting_admin_s_own_password_is_refused(admin, password, message):
     before = count_rows(User), count_rows(AuditEvent), count_rows(Signature)
-    with pytest.raises((SignatureRejected, NotAllowed)) as caught:
+    with pytest.raises(SignatureRejected) as caught:
         users.create_user(admin, username="second.admin", display_name="Sam", role="admin", password=PASSWORD,
                           actor_password=password)
-    assert caught.value.status_code == 403
+    assert (caught.value.status_code, caught.value.field, caught.value.message) == (403, "password", message)
     db.session.rollback()
     # A wrong password is a failed signature: counted and audited (DESIGN 10.11), nothing else written.
     refused = 1 if password else 0

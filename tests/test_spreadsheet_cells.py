@@ -2,13 +2,12 @@
 
 import csv
 import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 from openpyxl import load_workbook
+from testkit import tool_missing
 
 from compounding import workbooks
 from compounding.services import recalls, trace, treatments
@@ -21,9 +20,7 @@ def soffice() -> str:
     """LibreOffice, or a skip where it is missing (a failure on CI, where it must be there)."""
     found = shutil.which("soffice")
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("LibreOffice (soffice) is required on CI to check what a spreadsheet shows.")
-        pytest.skip("LibreOffice (soffice) is not installed")
+        tool_missing("LibreOffice (soffice) is not installed: it checks what a spreadsheet shows")
     return found
 
 

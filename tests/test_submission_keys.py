@@ -5,7 +5,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from flask_wtf import FlaskForm
-from testkit import PASSWORD, csrf_token_from, sign_in, sign_in_session
+from testkit import PASSWORD, csrf_token_from, first_role_allowed, placeholder_url, routes, sign_in, sign_in_session
 
 from compounding import idempotency
 from compounding.extensions import db
@@ -198,21 +198,18 @@ def test_with_csrf_on_the_session_form_sent_twice_with_its_tokens_records_one_se
 
 @CSRF_ON
 def test_with_csrf_on_every_form_post_without_a_key_is_refused_and_changes_nothing(app, client, make_user):
-    from test_csrf import _role_allowed
-    from test_route_permissions import _routes, _url
-
     from compounding.models import AuditEvent
 
     accounts = {role: make_user(role) for role in ("admin", "pharmacist", "technician", "practitioner")}
     audit_rows = db.session.scalar(sa.select(sa.func.count(AuditEvent.id)))
     refused, failures = 0, []
-    for rule, view in sorted(_routes(app), key=lambda item: item[0].rule):
+    for rule, view in sorted(routes(app), key=lambda item: item[0].rule):
         if ("POST" not in rule.methods or rule.rule.startswith("/api/") or view.required_permission is None
                 or rule.endpoint in idempotency.EXEMPT_ENDPOINTS):
             continue
-        sign_in_session(client, accounts[_role_allowed(view.required_permission)])
+        sign_in_session(client, accounts[first_role_allowed(view.required_permission)])
         token = csrf_token_from(client.get("/account/password").get_data(as_text=True))
-        response = client.post(_url(rule), data={"csrf_token": token, "password": "x", "reason": "x"})
+        response = client.post(placeholder_url(rule), data={"csrf_token": token, "password": "x", "reason": "x"})
         if response.status_code == 400 and idempotency.MISSING_KEY_MESSAGE in response.get_data(as_text=True):
             refused += 1
         else:

@@ -6,17 +6,12 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, age_batch, sign_in
+from testkit import PASSWORD, QueryCounter, age_batch, sign_in, spoil_batch
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession
 from compounding.services import treatments, voids
 from compounding.services.clock import clinic_today, to_clinic, utcnow
-
-
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
 
 
 def use(batch, volume="2", area="abdomen"):
@@ -218,17 +213,6 @@ def test_a_session_in_the_future_is_refused_next_to_the_time(client, practitione
     assert counts()[0] == 0
 
 
-def _make_unusable(state, batch, pharmacist, practitioner, make_patient):
-    if state == "recalled":
-        batch.status, batch.status_reason = "recalled", "supplier alert"
-    elif state == "expired":
-        age_batch(batch, timedelta(hours=3))
-        batch.beyond_use_at = utcnow() - timedelta(hours=1)
-    elif state == "empty":
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
-    db.session.commit()
-
-
 @pytest.mark.parametrize("state, reason", [
     ("prepared", "not released"), ("recalled", "recalled: supplier alert"), ("expired", "expired at"),
     ("empty", "empty: no volume left"),
@@ -238,7 +222,7 @@ def test_an_unusable_batch_is_refused_on_the_page_with_its_reasons_keeping_the_i
     patient = make_patient()
     good = make_batch()
     bad = make_batch(release=state != "prepared")
-    _make_unusable(state, bad, pharmacist, practitioner, make_patient)
+    spoil_batch(state, bad, practitioner, make_patient)
     before, good_before = counts(), remaining(good)
     sign_in(client, practitioner)
     response = client.post(f"/treatments/patients/{patient.id}/sessions/new", data=session_form(

@@ -14,11 +14,6 @@ from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, 
 from compounding.services.ledger import ledger_balance
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 
@@ -117,25 +112,11 @@ def test_chart_numbers_are_unique(make_patient):
         make_patient(chart_number="A-1")
 
 
-def test_the_full_chain_traces_one_lot_to_exactly_its_three_patients_and_a_recall_blocks_both_batches(
-        practitioner, pharmacist, technician, make_ingredient, make_lot, make_formula, make_patient):
-    pc = make_ingredient(name="Phosphatidylcholine")
-    saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
-    suspect = make_lot(pc, quantity="8")
-    make_lot(saline, quantity="1000")
-    first = batches.compound_batch(technician, formula.id, 2)
-    second = batches.compound_batch(technician, formula.id, 2)
-    assert suspect.remaining == 0  # both batches drew on the suspect lot
-    for batch in (first, second):
-        batches.verify_batch(pharmacist, batch.id, PASSWORD)
-    other_lot_patient = make_patient()
-    a, b, c = make_patient(), make_patient(), make_patient()
-    treatments.record_session(practitioner, patient_id=a.id, uses=[use(first, "3")])
-    treatments.record_session(practitioner, patient_id=b.id, uses=[use(first, "1"), use(second, "2")])
-    treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "4")])
-    treatments.record_session(practitioner, patient_id=c.id, uses=[use(second, "1")])
-    assert other_lot_patient.id not in {a.id, b.id, c.id}
+def test_the_full_chain_traces_one_lot_to_exactly_its_three_patients_and_a_recall_blocks_both_batches(chain):
+    practitioner, pharmacist, technician = chain["practitioner"], chain["pharmacist"], chain["technician"]
+    suspect, first, second = chain["lot"], chain["first"], chain["second"]
+    a, b, c, other_lot_patient = chain["a"], chain["b"], chain["c"], chain["other"]
+    assert db.session.get(Lot, suspect.id).remaining == 0  # both batches drew on the suspect lot
 
     traced = trace.trace_lot(suspect.id)
     assert {p.id for p in traced.patients} == {a.id, b.id, c.id}

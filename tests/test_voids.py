@@ -13,11 +13,6 @@ from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, 
 from compounding.services.ledger import ledger_balance
 
 
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner", display_name="Dr Nina Costa")
-
-
 def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 

@@ -1,7 +1,9 @@
-"""Test helpers shared by the test modules: settings, sign-in, query counting, audit look-ups.
+"""Test helpers shared by the test modules: settings, sign-in, query counting, audit look-ups,
+and the browser journeys' sign-in and screenshots.
 
-Imported as `testkit` (pytest puts tests/ on the path), never as `tests.conftest`: a
-site-packages `tests` package (python-barcode ships one) would shadow `tests.` imports.
+Imported as `testkit` (pytest puts tests/ on the path), never as `tests.testkit`: a
+site-packages `tests` package would shadow `tests.` imports. Fixtures live in conftest.py and
+are asked for by name; no module imports a conftest.
 """
 
 import itertools
@@ -9,11 +11,16 @@ import os
 import re
 import subprocess
 import tempfile
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from compounding.extensions import db
 from compounding.models.audit import POSTGRESQL_GUARDS
+from compounding.services.passwords import DEMO_PASSWORD
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
 
@@ -197,10 +204,118 @@ def age_batch(batch, delta) -> None:
     db.session.commit()
 
 
+def spoil_batch(state: str, batch, practitioner, make_patient) -> None:
+    """Make a released batch unusable: "recalled", "expired" or "empty" (all 20 mL used); "prepared" stays."""
+    from datetime import timedelta
+
+    from compounding.services import treatments
+    from compounding.services.clock import utcnow
+
+    if state == "recalled":
+        batch.status, batch.status_reason = "recalled", "supplier alert"
+    elif state == "expired":
+        age_batch(batch, timedelta(hours=3))
+        batch.beyond_use_at = utcnow() - timedelta(hours=1)
+    elif state == "empty":
+        treatments.record_session(practitioner, patient_id=make_patient().id,
+                                  uses=[{"batch_code": batch.code, "volume_ml": "20", "area": "abdomen"}])
+    db.session.commit()
+
+
+def lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
+    """The id of a lot whose one batch (200 mL) was used by `count` sessions, 1 mL each."""
+    from compounding.models import BatchComponent
+    from compounding.services import treatments
+
+    batch = make_batch(units=20)
+    for _ in range(count):
+        treatments.record_session(practitioner, patient_id=make_patient().id,
+                                  uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    return db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
+
+
 def fresh(model, record_id: int):
     """The record as the database holds it now, not as this session last saw it."""
     db.session.expire_all()
     return db.session.get(model, record_id)
+
+
+@contextmanager
+def app_on(url: str, **overrides):
+    """An app of its own on the database at `url`, inside its app context; its connections closed after."""
+    from compounding import create_app
+
+    app = create_app(base_config(SQLALCHEMY_DATABASE_URI=url, **overrides))
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@contextmanager
+def empty_postgresql_database():
+    """A throwaway database on the TEST_DATABASE_URL server, dropped afterwards."""
+    server = sa.make_url(TEST_DATABASE_URL)
+    name = f"migrations_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield server.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as connection:
+                connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def current_revision() -> str | None:
+    """The migration revision the current app's database is at (None before the first)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+# An id no record has: route sweeps fill every integer part of a URL with it.
+MISSING_ID = 999999
+
+
+def routes(app):
+    """(rule, view function) of every route but the static files."""
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint != "static":
+            yield rule, app.view_functions[rule.endpoint]
+
+
+def placeholder_url(rule) -> str:
+    """A URL of the rule with a value of the right type in each part: a missing id, a nil UUID, ..."""
+    from werkzeug.routing import AnyConverter, IntegerConverter, UUIDConverter
+
+    values = {}
+    for name, converter in rule._converters.items():
+        if isinstance(converter, IntegerConverter):
+            values[name] = MISSING_ID
+        elif isinstance(converter, UUIDConverter):
+            values[name] = "00000000-0000-0000-0000-000000000000"
+        elif isinstance(converter, AnyConverter):
+            values[name] = sorted(converter.items)[0]
+        else:
+            values[name] = "x"
+    return rule.build(values, append_unknown=False)[1]
+
+
+def first_role_allowed(permission) -> str | None:
+    """The first role (in ROLES order) that holds the permission; None for an open route."""
+    from compounding.permissions import ROLES, role_can
+
+    if permission is None:
+        return None
+    return next(role for role in ROLES if permission == "signed_in" or role_can(role, permission))
 
 
 def stop_process(process, timeout: float = 15) -> None:
@@ -211,3 +326,65 @@ def stop_process(process, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def tool_missing(reason: str) -> None:
+    """Skip a test whose outside tool (a browser, LibreOffice, Redis) is missing; on CI, fail it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must have every tool the suite uses, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# --- browser journeys (tests/e2e) ---------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+
+
+def fill_login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Sign in on the login page the browser is showing; waits until it has left it."""
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+
+
+_signed_in: dict[tuple[str, str], list[dict]] = {}
+
+
+def login(page, username: str, password: str = DEMO_PASSWORD) -> None:
+    """Be `username` in this page's browser context (any earlier user is signed out).
+
+    The first time, through the login form (which then shows the dashboard); after that the
+    session cookie it earned is reused, which saves a form and a dashboard per switch of user.
+    """
+    context = page.context
+    context.clear_cookies()
+    key = (username, password)
+    if key in _signed_in:
+        context.add_cookies(_signed_in[key])
+        return
+    page.goto("/login")
+    fill_login(page, username, password)
+    _signed_in[key] = context.cookies()
+
+
+def forget_sign_in(username: str, password: str = DEMO_PASSWORD) -> None:
+    """Drop a cached cookie whose server-side session has ended: the next login() uses the form."""
+    _signed_in.pop((username, password), None)
+
+
+def save_screenshot(page, name: str) -> Path:
+    """A README screenshot: written into docs/screenshots when missing or when UPDATE_SCREENSHOTS=1.
+
+    Otherwise it goes to test-artifacts/ (gitignored), so an ordinary test run leaves the
+    committed images alone.
+    """
+    target = SCREENSHOTS / f"{name}.png"
+    if target.exists() and not os.environ.get("UPDATE_SCREENSHOTS"):
+        target = ARTIFACTS / "screenshots" / f"{name}.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=target)
+    return target

@@ -5,7 +5,6 @@ always uses its own SQLite file, so the two passes of CI never share data or fig
 database (and truncating PostgreSQL between tests cannot pull rows from under a page).
 """
 
-import os
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -13,27 +12,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testkit import base_config
+from playwright.sync_api import sync_playwright
+from testkit import ARTIFACTS, VIEWPORT, base_config, tool_missing
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from compounding import create_app
 from compounding.demo import DEMO_PASSWORD, seed_demo
 from compounding.extensions import db
 
-try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:  # the `test` extra brings it; CI must have it (the `browser` fixture skips elsewhere)
-    if os.environ.get("CI"):
-        raise
-    expect = sync_playwright = None
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
-VIEWPORT = {"width": 1280, "height": 800}
 REPORTS = pytest.StashKey[dict]()
 
 
@@ -156,21 +145,10 @@ def live_server(tmp_path_factory):
 # --- the browser ------------------------------------------------------------------------------------
 
 
-def _browser_missing() -> str | None:
-    if sync_playwright is None:
-        return "Playwright is not installed: pip install -e '.[test]'"
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing: apt-get install chromium fonts-liberation"
-    return None
-
-
 @pytest.fixture(scope="session")
 def browser():
-    missing = _browser_missing()
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must prove the browser journeys, but {missing}", pytrace=False)
-        pytest.skip(missing)
+    if not CHROMIUM.exists():
+        tool_missing(f"{CHROMIUM} is missing: apt-get install chromium fonts-liberation")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -221,53 +199,3 @@ def pytest_runtest_makereport(item, call):
     report = yield
     item.stash.setdefault(REPORTS, {})[report.when] = report
     return report
-
-
-# --- helpers for the journeys -----------------------------------------------------------------------
-
-
-def fill_login(page, username: str, password: str = DEMO_PASSWORD) -> None:
-    """Sign in on the login page the browser is showing; waits until it has left it."""
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/login" not in url)
-
-
-_signed_in: dict[tuple[str, str], list[dict]] = {}
-
-
-def login(page, username: str, password: str = DEMO_PASSWORD) -> None:
-    """Be `username` in this page's browser context (any earlier user is signed out).
-
-    The first time, through the login form (which then shows the dashboard); after that the
-    session cookie it earned is reused, which saves a form and a dashboard per switch of user.
-    """
-    context = page.context
-    context.clear_cookies()
-    key = (username, password)
-    if key in _signed_in:
-        context.add_cookies(_signed_in[key])
-        return
-    page.goto("/login")
-    fill_login(page, username, password)
-    _signed_in[key] = context.cookies()
-
-
-def forget_sign_in(username: str, password: str = DEMO_PASSWORD) -> None:
-    """Drop a cached cookie whose server-side session has ended: the next login() uses the form."""
-    _signed_in.pop((username, password), None)
-
-
-def save_screenshot(page, name: str) -> Path:
-    """A README screenshot: written into docs/screenshots when missing or when UPDATE_SCREENSHOTS=1.
-
-    Otherwise it goes to test-artifacts/ (gitignored), so an ordinary test run leaves the
-    committed images alone.
-    """
-    target = SCREENSHOTS / f"{name}.png"
-    if target.exists() and not os.environ.get("UPDATE_SCREENSHOTS"):
-        target = ARTIFACTS / "screenshots" / f"{name}.png"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=target)
-    return target

@@ -1,10 +1,9 @@
 """axe-core (vendored, served from /static like any script, so the CSP allows it) on the main pages."""
 
 import sqlalchemy as sa
+from testkit import login
 
 from compounding.models import Lot, Patient
-
-from .conftest import login
 
 AXE = "/static/vendor/axe-core-4.14.1/axe.min.js"
 BLOCKING = ("serious", "critical")

@@ -2,7 +2,8 @@
 
 import re
 
-from .conftest import ARTIFACTS, expect, fill_login, forget_sign_in, save_screenshot
+from playwright.sync_api import expect
+from testkit import ARTIFACTS, fill_login, forget_sign_in, save_screenshot
 
 
 def test_signing_out_everywhere_ends_the_session_of_another_browser(new_context):

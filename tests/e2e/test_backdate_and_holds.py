@@ -3,11 +3,11 @@
 from datetime import timedelta
 
 import sqlalchemy as sa
+from playwright.sync_api import expect
+from testkit import login
 
 from compounding.models import Batch, Hold
 from compounding.services.clock import to_clinic, utcnow
-
-from .conftest import expect, login
 
 
 def test_the_session_form_asks_for_a_signature_only_for_a_time_older_than_the_limit(page, live_server):

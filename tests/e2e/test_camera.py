@@ -3,10 +3,10 @@
 import json
 
 import sqlalchemy as sa
+from playwright.sync_api import expect
+from testkit import login
 
 from compounding.models import Patient
-
-from .conftest import expect, login
 
 NO_CAMERA_API = "Object.defineProperty(Navigator.prototype, 'mediaDevices', {get: () => undefined});"
 REFUSED_CAMERA = ("navigator.mediaDevices.getUserMedia = () => "

@@ -1,10 +1,10 @@
 """The README's screenshots, taken from the seeded demo at 1280 × 800 (see save_screenshot)."""
 
 import sqlalchemy as sa
+from playwright.sync_api import expect
+from testkit import VIEWPORT, login, save_screenshot
 
 from compounding.models import Patient
-
-from .conftest import VIEWPORT, expect, login, save_screenshot
 
 
 def test_the_main_screens_render_for_the_readme(page, live_server):
