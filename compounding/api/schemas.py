@@ -15,7 +15,7 @@ from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ..pagination import MAX_PAGE
 from ..privacy import withhold_identity
-from ..recalls.records import trace_counts
+from ..queries.recalls import trace_counts
 from ..services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ..services.bounds import DAY_MESSAGE, day_in_range
 from ..services.bud import BUD_TABLE, bud_duration
@@ -23,7 +23,7 @@ from ..services.clock import utcnow
 from ..services.errors import InvalidInput
 from ..services.expiry import is_expired, parse_expiry
 from ..services.inventory import check_quantity
-from ..services.stock_queries import LOT_SORTS
+from ..queries.lots import LOT_SORTS
 from ..services.trace import PER_PAGE as TRACE_PER_PAGE
 
 # Record ids are database integers: a larger one names no record, and is refused here (422,
@@ -734,7 +734,7 @@ class RecallSummarySchema(Schema):
 
 
 class RecallSchema(Schema):
-    """A recall with its computed scope, the contacts made and the signatures (a recalls.records.RecallRecord)."""
+    """A recall with its computed scope, the contacts made and the signatures (a queries.recalls.RecallRecord)."""
 
     id = fields.Integer(attribute="recall.id")
     status = fields.String(attribute="recall.status", metadata={"enum": list(RECALL_STATUSES)})

@@ -11,17 +11,16 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user
 
 from .. import workbooks
-from ..batches.views import batch_list_query, day_filter_errors
 from ..extensions import csrf, db
 from ..forms import apply_domain_error
-from ..lots.views import filters_from_args
 from ..models import Ingredient, User
 from ..privacy import may_identify, note_access
-from ..recalls.records import recall_record
+from ..queries.batches import BatchFilters, batch_list_query
+from ..queries.lots import LotFilters, lot_list_query
+from ..queries.recalls import recall_record
 from ..security import requires
 from ..services import imports, trace
 from ..services.clock import clinic_today
-from ..services.stock_queries import lot_list_query
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
@@ -107,22 +106,25 @@ def audit():
 @bp.route("/lots.xlsx")
 @requires("lots.read")
 def lots():
-    query = lot_list_query(filters_from_args(request.args))
+    filters = LotFilters.from_args(request.args)
+    if filters.errors:
+        abort(422, " ".join(filters.errors.values()))
+    query = lot_list_query(filters)
     return send_workbook(lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx")
 
 
 @bp.route("/batches.xlsx")
 @requires("batches.read")
 def batches():
-    errors = day_filter_errors(request.args)
-    if errors:
-        abort(422, " ".join(errors))
-    query = batch_list_query(request.args)
+    filters = BatchFilters.from_args(request.args)
+    if filters.errors:
+        abort(422, " ".join(filters.errors.values()))
+    query = batch_list_query(filters)
     return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
                          f"batches-{clinic_today().isoformat()}.xlsx")
 
 
-# Exactly the permission of the page that offers it (rule 10.1.10): the sessions form is on /exports/.
+# Exactly the permission of the page that offers it: the sessions form is on /exports/.
 @bp.route("/sessions.xlsx")
 @requires("exports.audit")
 def sessions():

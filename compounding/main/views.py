@@ -6,13 +6,14 @@ from flask_login import current_user
 
 from ..charts import bar_chart
 from ..extensions import db
-from ..models import AuditEvent, Recall
+from ..models import AuditEvent, Recall, RecallStatus
 from ..privacy import note_access
-from ..recalls.records import open_recall_ids
+from ..queries.ingredients import below_reorder_count_query
+from ..queries.lots import inventory_counts
+from ..queries.recalls import open_recall_ids
 from ..security import public, requires
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
-from ..services.stock_queries import below_reorder_count_query, inventory_counts
 from ..services.trace import quality_signals
 
 bp = Blueprint("main", __name__)
@@ -61,7 +62,7 @@ def dashboard():
         context["awaiting_verification"] = figures.batches_awaiting_verification()
     if "quality" in sections:
         context["open_recalls"] = db.session.scalar(
-            sa.select(sa.func.count(Recall.id)).where(Recall.status == "open"))
+            sa.select(sa.func.count(Recall.id)).where(Recall.status == RecallStatus.OPEN))
         context["signals"], context["recall_targets"] = quality_signals(limit=20), open_recall_ids()
     if "charts" in sections:
         context["charts"] = _charts()
