@@ -13,7 +13,7 @@ from flask_login import current_user
 from .. import workbooks
 from ..extensions import csrf, db
 from ..forms import apply_domain_error
-from ..models import Ingredient, User
+from ..models import Ingredient, LotStatus, User
 from ..privacy import may_identify, note_access
 from ..queries.batches import BatchFilters, batch_list_query
 from ..queries.lots import LotFilters, lot_list_query
@@ -230,7 +230,7 @@ def lot_import_confirm():
         return _render_preview(exc.sheet, data)
     flash(f"{len(lots)} lots imported from {filename} into quarantine ({lots[0].code} to {lots[-1].code}). "
           "A pharmacist must release each one before use.", "success")
-    return redirect(url_for("lots.lot_list", status="quarantine", sort="-received"))
+    return redirect(url_for("lots.lot_list", status=LotStatus.QUARANTINE, sort="-received"))
 
 
 # The global CSRF hook would parse the form before the limit above is raised; the view checks it.

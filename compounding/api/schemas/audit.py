@@ -2,6 +2,7 @@
 
 from marshmallow import Schema, fields, validate
 
+from ...limits import CODE_MAX, LABEL_MAX
 from ...models._common import MAX_RECORD_ID
 
 
@@ -22,7 +23,7 @@ class AuditEventSchema(Schema):
 
 
 class AuditEventQuerySchema(Schema):
-    entity_type = fields.String(validate=validate.Length(min=1, max=40))
+    entity_type = fields.String(validate=validate.Length(min=1, max=CODE_MAX))
     entity_id = fields.Integer(validate=validate.Range(min=0, max=MAX_RECORD_ID))
-    action = fields.String(validate=validate.Length(min=1, max=60),
+    action = fields.String(validate=validate.Length(min=1, max=LABEL_MAX),
                            metadata={"description": "An action or its prefix, e.g. `user.`"})

@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, REASON_MAX, SEARCH_MAX
 from ...models.batch import BATCH_STATUSES, DISCARD_REASONS
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
@@ -89,9 +90,9 @@ class BatchCompoundSchema(Schema):
         fields.Nested(BatchAllocationSchema), load_default=None, allow_none=True,
         validate=validate.Length(max=200),
         metadata={"description": "Lots picked by hand; ingredients left out are taken FEFO"})
-    deviation_note = fields.String(load_default="", validate=validate.Length(max=2000),
+    deviation_note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX),
                                    metadata={"description": "Required when quantities differ from the formula"})
-    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    notes = fields.String(load_default="", validate=validate.Length(max=NOTES_MAX))
     scanned_lot_ids = fields.List(fields.Integer(strict=True, validate=RECORD_ID), load_default=list,
                                   validate=validate.Length(max=200),
                                   metadata={"description": "Lots whose containers were confirmed by scanning"})
@@ -109,12 +110,12 @@ class BatchVerifySchema(Schema):
 
 class BatchRejectSchema(Schema):
     password = fields.String(required=True, metadata={"description": "The signer's password"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
 
 
 class BatchDiscardSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(DISCARD_REASONS))
-    note = fields.String(load_default="", validate=validate.Length(max=2000),
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX),
                          metadata={"description": "Required when the reason is `other`"})
 
 
@@ -124,11 +125,12 @@ class BatchQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    formula = fields.String(validate=validate.Length(max=30), metadata={"description": "A formula code (any version)"})
+    formula = fields.String(validate=validate.Length(max=FORMULA_CODE_MAX),
+                            metadata={"description": "A formula code (any version)"})
     status = fields.String(validate=validate.OneOf(BATCH_STATUSES))
     bud_within_hours = fields.Integer(
         validate=validate.Range(min=0, max=24 * 3650),
         metadata={"description": "Prepared or released batches whose BUD falls within this many hours"})
     compounded_from = Day(metadata={"description": "First clinic day, YYYY-MM-DD"})
     compounded_to = Day(metadata={"description": "Last clinic day, YYYY-MM-DD"})
-    q = fields.String(validate=validate.Length(max=20), metadata={"description": "Part of the batch code"})
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the batch code"})

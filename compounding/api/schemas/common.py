@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from ...limits import REASON_MAX
 from ...models._common import MAX_RECORD_ID
 from ...models.hold import HOLD_KINDS
 from ...services.bounds import DAY_MESSAGE, day_in_range
@@ -107,5 +108,5 @@ class HoldSchema(Schema):
 
 class HoldReleaseSchema(Schema):
     hold = fields.String(required=True, validate=validate.OneOf(HOLD_KINDS))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
     password = fields.String(required=True, metadata={"description": "The releasing pharmacist's password"})

@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SEARCH_MAX, SHORT_TEXT_MAX
 from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ...models.ingredient import STORAGE_CONDITIONS
 from ...services.bud import BUD_TABLE, bud_duration
@@ -52,23 +53,23 @@ class FormulaSchema(Schema):
 
 
 class FormulaCreateSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=30),
+    code = fields.String(required=True, validate=validate.Length(min=1, max=FORMULA_CODE_MAX),
                          metadata={"description": "Capitals, digits and dashes, e.g. LIPO-PCDC"})
-    name = fields.String(required=True, validate=validate.Length(min=1, max=160))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=SHORT_TEXT_MAX))
     indication = fields.String(required=True, validate=validate.OneOf(INDICATIONS))
     route = fields.String(required=True, validate=validate.OneOf(ROUTES))
-    dosage_form = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    dosage_form = fields.String(required=True, validate=validate.Length(min=1, max=LABEL_MAX))
     unit_volume_ml = Quantity(required=True)
     bud_category = fields.String(required=True, validate=validate.OneOf(tuple(BUD_TABLE)))
     storage = fields.String(required=True, validate=validate.OneOf(STORAGE_CONDITIONS))
     components = fields.List(fields.Nested(FormulaComponentSchema), required=True, validate=validate.Length(max=40))
-    instructions = fields.String(load_default="", validate=validate.Length(max=20000),
+    instructions = fields.String(load_default="", validate=validate.Length(max=INSTRUCTIONS_MAX),
                                  metadata={"description": "Step by step; required before approval"})
     bud_hours = fields.Integer(load_default=None, allow_none=True, strict=True,
                                validate=validate.Range(min=1, max=100000),
                                metadata={"description": "Shorter than the table's duration, with bud_reason"})
-    bud_reason = fields.String(load_default="", validate=validate.Length(max=2000))
-    unit_label = fields.String(load_default="vial", validate=validate.Length(max=60),
+    bud_reason = fields.String(load_default="", validate=validate.Length(max=REASON_MAX))
+    unit_label = fields.String(load_default="vial", validate=validate.Length(max=LABEL_MAX),
                                metadata={"example": "vial 10 mL"})
 
 
@@ -88,7 +89,7 @@ class FormulaApproveSchema(Schema):
 
 
 class FormulaRetireSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
 
 
 class FormulaQuerySchema(Schema):
@@ -96,6 +97,7 @@ class FormulaQuerySchema(Schema):
         unknown = EXCLUDE
 
     status = fields.String(validate=validate.OneOf(FORMULA_STATUSES))
-    code = fields.String(validate=validate.Length(max=30), metadata={"description": "A formula code (all versions)"})
+    code = fields.String(validate=validate.Length(max=FORMULA_CODE_MAX),
+                         metadata={"description": "A formula code (all versions)"})
     indication = fields.String(validate=validate.OneOf(INDICATIONS))
-    q = fields.String(validate=validate.Length(max=60), metadata={"description": "Part of the code or name"})
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the code or name"})

@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX, SEARCH_MAX
 from ...models.ledger import ADJUST_REASONS
 from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
@@ -40,14 +41,14 @@ class LotSchema(Schema):
 
 class LotReceiveSchema(Schema):
     ingredient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID)
-    supplier = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    lot_number = fields.String(required=True, validate=validate.Length(min=1, max=60))
+    supplier = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX))
+    lot_number = fields.String(required=True, validate=validate.Length(min=1, max=LABEL_MAX))
     expiry_date = ExpiryDate(required=True, metadata={"description": "YYYY-MM-DD, or YYYY-MM for the "
                                                                        "month's last day"})
     quantity = Quantity(required=True)
     gtin = fields.String(load_default="", validate=validate.Length(max=14))
-    coa_reference = fields.String(load_default="", validate=validate.Length(max=120))
-    location = fields.String(load_default="", validate=validate.Length(max=120))
+    coa_reference = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    location = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
 
 
 class LotReleaseSchema(Schema):
@@ -56,14 +57,14 @@ class LotReleaseSchema(Schema):
 
 class LotRejectSchema(Schema):
     password = fields.String(required=True, metadata={"description": "The signer's password"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
 
 
 class LotAdjustSchema(Schema):
     reason = fields.String(required=True, validate=validate.OneOf(ADJUST_REASONS))
     quantity = Quantity(required=True)
     direction = fields.String(load_default="out", validate=validate.OneOf(("in", "out")))
-    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
     password = fields.String(load_default=None, allow_none=True, metadata={
         "description": "A pharmacist's password: required to raise stock (direction `in`)"})
 
@@ -76,6 +77,6 @@ class LotQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(LOT_STATUSES))
     expiring_within_days = fields.Integer(validate=validate.Range(min=0, max=3650))
     expired_in_stock = fields.Boolean()
-    q = fields.String(validate=validate.Length(max=120),
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX),
                       metadata={"description": "Part of our code, the supplier or its lot number"})
     sort = fields.String(validate=validate.OneOf(tuple(LOT_SORTS)))

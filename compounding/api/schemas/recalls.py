@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from ...limits import NOTE_MAX, NOTES_MAX
 from ...models.batch import BATCH_STATUSES
 from ...models.lot import LOT_STATUSES
 from ...models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
@@ -262,7 +263,7 @@ class RecallSchema(Schema):
 class RecallOpenSchema(Schema):
     lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
     batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
     password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
 
     @validates_schema
@@ -276,13 +277,13 @@ class RecallContactCreateSchema(Schema):
     outcome = fields.String(load_default="reached", validate=validate.OneOf(CONTACT_OUTCOMES))
     method = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CONTACT_METHODS),
                            metadata={"description": "Required for reached and attempt_failed"})
-    note = fields.String(load_default="", validate=validate.Length(max=2000))
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
     password = fields.String(load_default=None, allow_none=True,
                              metadata={"description": "A pharmacist's password, for not_exposed"})
 
 
 class RecallCloseSchema(Schema):
-    outcome = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
     password = fields.String(required=True, metadata={"description": "The closing pharmacist's password"})
 
 

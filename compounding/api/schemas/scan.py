@@ -2,11 +2,12 @@
 
 from marshmallow import Schema, fields, validate
 
+from ...limits import SCAN_MAX
 from .common import Quantity
 
 
 class ScanQuerySchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=5000))
+    code = fields.String(required=True, validate=validate.Length(min=1, max=SCAN_MAX))
 
 
 class ScanLotRefSchema(Schema):

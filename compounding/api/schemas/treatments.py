@@ -2,6 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
+from ...limits import CODE_MAX, NAME_MAX, NOTES_MAX, REASON_MAX, SEARCH_MAX, SHORT_TEXT_MAX
 from ...models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ...privacy import withhold_identity
 from .common import RECORD_ID, Day, Moment, Quantity
@@ -11,12 +12,12 @@ class PatientSchema(Schema):
     """A patient; `birth_date` and the contact details are optional (needed only for recalls)."""
 
     id = fields.Integer(dump_only=True)
-    chart_number = fields.String(required=True, validate=validate.Length(min=1, max=40),
+    chart_number = fields.String(required=True, validate=validate.Length(min=1, max=CODE_MAX),
                                  metadata={"description": "The clinic's chart number (unique)"})
-    name = fields.String(load_default="", validate=validate.Length(max=160))
+    name = fields.String(load_default="", validate=validate.Length(max=SHORT_TEXT_MAX))
     birth_date = Day(attribute="birth_on", data_key="birth_date", load_default=None, allow_none=True)
-    phone = fields.String(load_default="", validate=validate.Length(max=40))
-    email = fields.String(load_default="", validate=validate.Length(max=160))
+    phone = fields.String(load_default="", validate=validate.Length(max=CODE_MAX))
+    email = fields.String(load_default="", validate=validate.Length(max=SHORT_TEXT_MAX))
     created_at = fields.DateTime(dump_only=True)
     confirm_duplicate = fields.Boolean(
         load_only=True, load_default=False,
@@ -31,18 +32,19 @@ class PatientSchema(Schema):
 class PatientUpdateSchema(Schema):
     """A partial update: fields left out keep their current values."""
 
-    chart_number = fields.String(validate=validate.Length(min=1, max=40))
-    name = fields.String(validate=validate.Length(max=160))
+    chart_number = fields.String(validate=validate.Length(min=1, max=CODE_MAX))
+    name = fields.String(validate=validate.Length(max=SHORT_TEXT_MAX))
     birth_date = Day(attribute="birth_on", data_key="birth_date", allow_none=True)
-    phone = fields.String(validate=validate.Length(max=40))
-    email = fields.String(validate=validate.Length(max=160))
+    phone = fields.String(validate=validate.Length(max=CODE_MAX))
+    email = fields.String(validate=validate.Length(max=SHORT_TEXT_MAX))
 
 
 class PatientQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(validate=validate.Length(max=60), metadata={"description": "Part of the chart number or name"})
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX),
+                      metadata={"description": "Part of the chart number or name"})
 
 
 class SessionUseSchema(Schema):
@@ -61,10 +63,10 @@ class SessionUseSchema(Schema):
 class SessionUseInSchema(Schema):
     """A use to record: the batch by its code (as scanned) or its id, and the volume in mL."""
 
-    batch_code = fields.String(validate=validate.Length(min=1, max=40), metadata={"example": "B2611270003"})
+    batch_code = fields.String(validate=validate.Length(min=1, max=CODE_MAX), metadata={"example": "B2611270003"})
     batch_id = fields.Integer(strict=True, validate=RECORD_ID)
     volume_ml = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5"})
-    area = fields.String(load_default="", validate=validate.Length(max=120))
+    area = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
 
     @validates_schema
     def _names_a_batch(self, data, **kwargs):
@@ -101,16 +103,16 @@ class TreatmentSessionCreateSchema(Schema):
     uses = fields.List(fields.Nested(SessionUseInSchema), required=True, validate=validate.Length(min=1, max=50))
     performed_at = Moment(load_default=None, allow_none=True, metadata={
         "description": "ISO 8601 with its offset; now when left out; never in the future"})
-    indication = fields.String(load_default="", validate=validate.Length(max=160),
+    indication = fields.String(load_default="", validate=validate.Length(max=SHORT_TEXT_MAX),
                                metadata={"description": "Indication / treated area"})
-    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    notes = fields.String(load_default="", validate=validate.Length(max=NOTES_MAX))
     practitioner_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID, metadata={
         "description": "Who treated (a practitioner or pharmacist); the caller when left out"})
 
 
 class TreatmentSessionVoidSchema(Schema):
     reason_code = fields.String(required=True, validate=validate.OneOf(VOID_CODES))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
     password = fields.String(load_default=None, allow_none=True, metadata={
         "description": "A pharmacist's password: needed when the session is in an open recall's scope or "
                        "carries an adverse event"})
@@ -119,7 +121,7 @@ class TreatmentSessionVoidSchema(Schema):
 class TreatmentSessionCorrectSchema(Schema):
     patient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID,
                                 metadata={"description": "The patient who really received the session"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=2000))
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
     password = fields.String(required=True, metadata={"description": "The correcting pharmacist's password"})
 
 
@@ -141,8 +143,8 @@ class AdverseEventSchema(Schema):
     severity = fields.String(required=True, validate=validate.OneOf(SEVERITIES))
     onset_on = Day(load_default=None, allow_none=True,
                            metadata={"description": "Between the session's day and today (clinic days)"})
-    outcome = fields.String(load_default="", validate=validate.Length(max=160))
-    notes = fields.String(load_default="", validate=validate.Length(max=5000))
+    outcome = fields.String(load_default="", validate=validate.Length(max=SHORT_TEXT_MAX))
+    notes = fields.String(load_default="", validate=validate.Length(max=NOTES_MAX))
     recorded_at = fields.DateTime(dump_only=True)
     recorded_by_id = fields.Integer(dump_only=True)
 
