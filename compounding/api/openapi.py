@@ -22,7 +22,7 @@ _ERROR_TEXT = {
 # Path ids are database integers; an unknown one, however large, answers 404 (compounding.RecordId).
 _RECORD_ID = {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID}
 
-# Every POST honours the header (compounding.idempotency, DESIGN 10.1 rule 11).
+# Every POST honours the header (compounding.idempotency): a retried request is answered, not run again.
 _IDEMPOTENCY_KEY = {
     "name": HEADER, "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 8, "maxLength": MAX_KEY_LENGTH, "pattern": f"^{KEY_PATTERN.pattern}$"},

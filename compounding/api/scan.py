@@ -1,4 +1,4 @@
-"""API: resolve a scanned code (DESIGN 8.1 `GET /api/v1/scan?code=...`)."""
+"""API: resolve a scanned code (`GET /api/v1/scan?code=...`)."""
 
 from flask import jsonify, request
 

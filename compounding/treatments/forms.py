@@ -54,7 +54,7 @@ class PatientForm(AppForm):
                         render_kw={"inputmode": "tel", "autocomplete": "off"})
     email = EmailField("E-mail", validators=[Optional(), Length(max=SHORT_TEXT_MAX)], filters=[_strip],
                        render_kw={"autocomplete": "off"})
-    # Shown only after the service found someone with the same name and birth date (rule 10.1.9).
+    # Shown only after the service found someone with the same name and birth date.
     confirm_duplicate = BooleanField("Register anyway: this is another person with the same name and date of birth")
 
     FIELDS = ("chart_number", "name", "birth_on", "phone", "email")

@@ -120,7 +120,7 @@ class BatchDiscardSchema(Schema):
 
 
 class BatchQuerySchema(Schema):
-    """The batch page's filters (batches.views.batch_list_query), checked before use."""
+    """The batch page's filters (queries.batches.BatchFilters), checked before use."""
 
     class Meta:
         unknown = EXCLUDE

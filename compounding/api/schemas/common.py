@@ -91,7 +91,7 @@ class ErrorSchema(Schema):
 
 
 class HoldSchema(Schema):
-    """A hold reason on a lot or batch (DESIGN 10.1.3); standing while `released_at` is null."""
+    """A hold reason on a lot or batch; standing while `released_at` is null."""
 
     id = fields.Integer()
     kind = fields.String(metadata={"enum": list(HOLD_KINDS)})

@@ -83,7 +83,8 @@ class TraceBatchRowSchema(Schema):
 
 
 class TraceSessionRowSchema(Schema):
-    """A treatment session that used the traced batches; a voided one stays, flagged (DESIGN 10.1 rule 1)."""
+    """A treatment session that used the traced batches; a voided one stays, flagged: a correction never
+    shrinks a trace."""
 
     id = fields.Integer()
     performed_at = fields.DateTime()
