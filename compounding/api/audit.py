@@ -5,7 +5,7 @@ from marshmallow import EXCLUDE
 
 from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..queries.audit import AuditFilters, audit_list_query
-from .schemas import AuditEventQuerySchema, AuditEventSchema
+from .schemas.audit import AuditEventQuerySchema, AuditEventSchema
 from .views import load, paginated, route
 
 

@@ -10,16 +10,15 @@ from ..queries.batches import BatchFilters, batch_list_query
 from ..services import batches, holds
 from ..services.batches import unusable_reasons
 from ..services.clock import utcnow
-from .schemas import (
+from .schemas.batches import (
     BatchCompoundSchema,
     BatchDiscardSchema,
     BatchQuerySchema,
     BatchRejectSchema,
     BatchSchema,
     BatchVerifySchema,
-    HoldReleaseSchema,
-    HoldSchema,
 )
+from .schemas.common import HoldReleaseSchema, HoldSchema
 from .views import answer_one, json_body, load, paginated, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are

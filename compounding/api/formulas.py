@@ -8,7 +8,7 @@ from ..models import Formula
 from ..pagination import paginate_rows, per_page_arg
 from ..queries.formulas import FormulaFilters, filter_formulas, formulas_with_people
 from ..services import formulas
-from .schemas import (
+from .schemas.formulas import (
     FormulaApproveSchema,
     FormulaCreateSchema,
     FormulaQuerySchema,

@@ -9,7 +9,7 @@ from ..models import Ingredient
 from ..pagination import paginate_rows, per_page_arg
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..services import inventory
-from .schemas import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
+from .schemas.ingredients import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
 from .views import answer_one, json_body, load, page_answer, route
 
 _STOCK_FIGURES = ("on_hand", "nearest_expiry", "below_reorder")

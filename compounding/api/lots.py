@@ -9,9 +9,8 @@ from sqlalchemy.orm import defaultload, joinedload
 from ..models import Ingredient, Lot
 from ..queries.lots import LotFilters, lot_list_query
 from ..services import holds, inventory
-from .schemas import (
-    HoldReleaseSchema,
-    HoldSchema,
+from .schemas.common import HoldReleaseSchema, HoldSchema
+from .schemas.lots import (
     LotAdjustSchema,
     LotQuerySchema,
     LotReceiveSchema,

@@ -10,7 +10,7 @@ from ..idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from ..models._common import MAX_RECORD_ID
 from ..models.idempotency import MAX_KEY_LENGTH
 from ..pagination import MAX_PAGE
-from .schemas import ErrorSchema
+from .schemas.common import ErrorSchema
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _ERROR_TEXT = {

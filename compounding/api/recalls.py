@@ -7,7 +7,7 @@ from ..pagination import page_arg, paginate_rows, per_page_arg
 from ..privacy import note_access
 from ..queries import recalls as records
 from ..services import recalls, trace
-from .schemas import (
+from .schemas.recalls import (
     BatchTraceSchema,
     LotTraceSchema,
     QualitySignalSchema,

@@ -3,7 +3,7 @@
 from flask import jsonify, request
 
 from ..services.scan import resolve
-from .schemas import ScanQuerySchema, ScanResultSchema
+from .schemas.scan import ScanQuerySchema, ScanResultSchema
 from .views import load, route, shared
 
 

@@ -18,7 +18,7 @@ from ..queries.treatments import (
 )
 from ..services import treatments, voids
 from ..services.errors import InvalidInput
-from .schemas import (
+from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,
     PatientQuerySchema,
