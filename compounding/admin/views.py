@@ -13,6 +13,7 @@ from ..models import Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..queries.audit import AuditFilters, audit_list_query
+from ..queries.users import account_names, user_list_query
 from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users
 from ..services.bounds import read_day
@@ -30,11 +31,8 @@ def _page() -> int:
 @bp.route("/admin/users")
 @requires("users.manage")
 def user_list():
-    query = sa.select(User).order_by(User.active.desc(), User.username)
     role = request.args.get("role", "")
-    if role:
-        query = query.where(User.role == role)
-    pagination = db.paginate(query, page=_page(), per_page=PER_PAGE_DEFAULT, error_out=False)
+    pagination = db.paginate(user_list_query(role), page=_page(), per_page=PER_PAGE_DEFAULT, error_out=False)
     return render_template("admin/users.html", pagination=pagination, role=role)
 
 
@@ -209,6 +207,6 @@ def patient_access():
     if any(access.patient_id or "?" in access.detail for access, _ in pagination.items):
         # A chart number, or a search typed (perhaps a name), is patient data in its own right.
         note_access("access_log.view", target_type="patient_access")
-    accounts = db.session.execute(sa.select(User.id, User.display_name, User.role).order_by(User.display_name)).all()
+    accounts = account_names()
     return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
                            start=start, end=end, errors=errors, raw=request.args)

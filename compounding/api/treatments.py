@@ -1,7 +1,7 @@
 """API: patients, treatment sessions (batches injected, refused with reasons when unusable), adverse events."""
 
 import sqlalchemy as sa
-from flask import abort, request
+from flask import request
 from flask_login import current_user
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -30,7 +30,7 @@ from .schemas.treatments import (
     TreatmentSessionSchema,
     TreatmentSessionVoidSchema,
 )
-from .views import answer, json_body, load, paginated, route
+from .views import answer, answer_one, json_body, load, paginated, route
 
 # Everything TreatmentSessionSchema reads (the relationships are lazy="raise"): patient and
 # practitioner in the session's own statement, the uses with batch and formula in one more,
@@ -84,14 +84,15 @@ def patient_update(patient_id: int):
 # --- treatment sessions ---------------------------------------------------------------------------
 
 
-def _session_answer(session_id: int, status: int = 200):
-    found = db.session.scalar(
-        sa.select(TreatmentSession).where(TreatmentSession.id == session_id).options(*_SESSION_LOADED)
-        .execution_options(populate_existing=True))
-    if found is None:
-        abort(404)
+def _dump_session(row) -> dict:
+    found = row.TreatmentSession
     note_access("session.view", patient_id=found.patient_id, target_type="treatment_session", target_id=found.id)
-    return answer(TreatmentSessionSchema().dump(found), status)
+    return TreatmentSessionSchema().dump(found)
+
+
+def _session_answer(session_id: int, status: int = 200):
+    return answer_one(sa.select(TreatmentSession).where(TreatmentSession.id == session_id).options(*_SESSION_LOADED)
+                      .execution_options(populate_existing=True), _dump_session, status)
 
 
 @route("/treatment-sessions", permission="patients.read",
@@ -150,14 +151,16 @@ def treatment_session_correct(session_id: int):
 # --- adverse events -------------------------------------------------------------------------------
 
 
-def _event_answer(event_id: int, status: int = 200):
-    event = db.session.scalar(sa.select(AdverseEvent).where(AdverseEvent.id == event_id)
-                              .options(joinedload(AdverseEvent.treatment_session)))
-    if event is None:
-        abort(404)
+def _dump_event(row) -> dict:
+    event = row.AdverseEvent
     note_access("adverse_event.view", patient_id=event.treatment_session.patient_id, target_type="adverse_event",
                 target_id=event.id)
-    return answer(AdverseEventSchema().dump(event), status)
+    return AdverseEventSchema().dump(event)
+
+
+def _event_answer(event_id: int, status: int = 200):
+    return answer_one(sa.select(AdverseEvent).where(AdverseEvent.id == event_id)
+                      .options(joinedload(AdverseEvent.treatment_session)), _dump_event, status)
 
 
 @route("/adverse-events", permission="patients.read", summary="List adverse events, newest first",

@@ -6,18 +6,19 @@ import re
 import tempfile
 from datetime import timedelta
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from .. import workbooks
-from ..extensions import csrf, db
+from ..extensions import csrf
 from ..forms import apply_domain_error
-from ..models import Ingredient, LotStatus, User
+from ..models import LotStatus
 from ..privacy import may_identify, note_access
 from ..queries.batches import BatchFilters, batch_list_query
+from ..queries.ingredients import all_ingredients
 from ..queries.lots import LotFilters, lot_list_query
 from ..queries.recalls import recall_record
+from ..queries.treatments import session_practitioners
 from ..security import requires
 from ..services import imports, trace
 from ..services.clock import clinic_today
@@ -70,16 +71,10 @@ def _clinic_name() -> str:
     return current_app.config["CLINIC_NAME"]
 
 
-def _practitioners():
-    return db.session.execute(
-        sa.select(User.id, User.display_name).where(User.role.in_(("practitioner", "pharmacist")))
-        .order_by(User.display_name)).all()
-
-
 def _render_index(form: AuditExportForm, status: int = 200):
     session_form = SessionExportForm(formdata=None)
     return render_template("exports/index.html", form=form, session_form=session_form,
-                           practitioners=_practitioners()), status
+                           practitioners=session_practitioners()), status
 
 
 @bp.route("/")
@@ -241,6 +236,6 @@ lot_import_confirm.max_form_memory_size = CONFIRM_FORM_LIMIT
 @bp.route("/import/template.xlsx")
 @requires("imports.lots")
 def lot_import_template():
-    ingredients = db.session.scalars(sa.select(Ingredient).order_by(Ingredient.name)).all()
+    ingredients = all_ingredients()
     return send_workbook(lambda out: workbooks.delivery_template(out, imports.COLUMNS, ingredients),
                          "delivery-sheet-template.xlsx")

@@ -3,17 +3,17 @@
 import re
 from datetime import timedelta
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
 from ..forms import submit
-from ..models import Formula, FormulaStatus, Ingredient
+from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
 from ..pagination import paginate_rows
 from ..queries.formulas import FormulaFilters, formula_list_query, formula_record
+from ..queries.ingredients import ingredients_to_choose
 from ..security import requires
 from ..services import formulas
 from ..services.bud import BUD_TABLE, bud_duration, table_duration
@@ -56,9 +56,7 @@ def history_rows(events) -> list[tuple]:
 def _ingredient_choices(formula: Formula | None = None) -> list[SelectChoice]:
     """Active ingredients, plus any inactive one the draft already lists (so it can be kept)."""
     used = [c.ingredient_id for c in formula.components] if formula is not None else []
-    ingredients = db.session.scalars(
-        sa.select(Ingredient).where(sa.or_(Ingredient.active.is_(True), Ingredient.id.in_(used)))
-        .order_by(Ingredient.name))
+    ingredients = ingredients_to_choose(used)
     return [SelectChoice(0, "—"), *(
         SelectChoice(i.id, f"{i.name} ({i.unit})" + ("" if i.active else " — inactive")) for i in ingredients)]
 

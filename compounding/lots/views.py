@@ -1,16 +1,15 @@
 """Lot list, receiving, detail with ledger and history, release, reject, adjust."""
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..extensions import db
 from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, record_id, submit
 from ..gs1 import GS1Error, parse_gs1
-from ..models import Ingredient, Lot
+from ..models import Lot
 from ..models.lot import LOT_STATUSES
 from ..pagination import paginate_entities
+from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires
 from ..services import holds, inventory
@@ -23,8 +22,7 @@ bp = Blueprint("lots", __name__, url_prefix="/lots")
 
 
 def _ingredient_choices():
-    return [SelectChoice(i.id, f"{i.name} ({i.unit})") for i in db.session.scalars(
-        sa.select(Ingredient).where(Ingredient.active.is_(True)).order_by(Ingredient.name))]
+    return [SelectChoice(i.id, f"{i.name} ({i.unit})") for i in ingredients_to_choose()]
 
 
 @bp.route("/")
@@ -34,10 +32,8 @@ def lot_list():
     for message in filters.errors.values():
         flash(message, "danger")
     pagination = paginate_entities(lot_list_query(filters), Lot.id)
-    ingredients = db.session.execute(
-        sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()
     return render_template("lots/list.html", pagination=pagination, filters=filters,
-                           ingredients=ingredients, statuses=LOT_STATUSES), 422 if filters.errors else 200
+                           ingredients=ingredient_names(), statuses=LOT_STATUSES), 422 if filters.errors else 200
 
 
 @bp.route("/receive", methods=["GET", "POST"])

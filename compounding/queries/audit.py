@@ -18,6 +18,10 @@ def audit_history(entity_type: str, entity_id: int, limit: int = 100) -> list[Au
         .order_by(AuditEvent.id.desc()).limit(limit)).all()
 
 
+def recent_audit_events(limit: int) -> list[AuditEvent]:
+    return db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)).all()
+
+
 @dataclass
 class AuditFilters:
     """Each filter applies on its own; None is no filter."""

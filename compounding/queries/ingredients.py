@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from ..extensions import db
 from ..models import Ingredient, Lot, LotStatus
 from ..services.expiry import expired_clause
 from .common import contains, search_arg
@@ -72,3 +73,19 @@ def below_reorder_count_query():
         .where(Ingredient.active.is_(True),
                sa.func.coalesce(stock.c.on_hand, 0) < Ingredient.reorder_level)
     )
+
+
+def ingredients_to_choose(keep_ids=()) -> list[Ingredient]:
+    """Active ingredients by name, with any inactive one of `keep_ids` (a draft already lists it)."""
+    return db.session.scalars(
+        sa.select(Ingredient).where(sa.or_(Ingredient.active.is_(True), Ingredient.id.in_(keep_ids)))
+        .order_by(Ingredient.name)).all()
+
+
+def ingredient_names() -> list:
+    """(id, name) of every ingredient, active or not, by name: a list filter's choices."""
+    return db.session.execute(sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()
+
+
+def all_ingredients() -> list[Ingredient]:
+    return db.session.scalars(sa.select(Ingredient).order_by(Ingredient.name)).all()

@@ -57,6 +57,10 @@ def open_recall_ids() -> dict[tuple[str, int], int]:
     return {("lot", r.lot_id) if r.lot_id else ("batch", r.batch_id): r.id for r in rows}
 
 
+def open_recall_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Recall.id)).where(Recall.status == RecallStatus.OPEN))
+
+
 def trace_counts(scope: trace.Trace) -> dict:
     """Batches, sessions and patients over the whole scope (and a batch's lots upstream)."""
     return dict(scope.counts)

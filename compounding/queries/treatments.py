@@ -223,6 +223,13 @@ def practitioners() -> list:
         .order_by(User.display_name)).all()
 
 
+def session_practitioners() -> list:
+    """(id, display_name) of every practitioner and pharmacist, active or not: who may have recorded a session."""
+    return db.session.execute(
+        sa.select(User.id, User.display_name).where(User.role.in_(("practitioner", "pharmacist")))
+        .order_by(User.display_name)).all()
+
+
 @dataclass
 class SessionRecord:
     """A session's page: the session, its patient and people, uses, adverse events, corrections."""
