@@ -1,7 +1,7 @@
 """Pagination of multi-column selects (rows, not just the first entity)."""
 
 import sqlalchemy as sa
-from flask import request
+from flask import flash, request
 from flask_sqlalchemy.pagination import SelectPagination
 
 from .extensions import db
@@ -19,6 +19,13 @@ def page_arg() -> int:
 def per_page_arg() -> int:
     """The `per_page` query argument, within 1..PER_PAGE_MAX; PER_PAGE_DEFAULT when missing or not a number."""
     return min(max(request.args.get("per_page", PER_PAGE_DEFAULT, type=int) or PER_PAGE_DEFAULT, 1), PER_PAGE_MAX)
+
+
+def filter_status(errors: dict[str, str]) -> int:
+    """Flash what a list page could not read in its filters (each one is left out): 422 if anything, else 200."""
+    for message in errors.values():
+        flash(message, "danger")
+    return 422 if errors else 200
 
 
 class RowPagination(SelectPagination):

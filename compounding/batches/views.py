@@ -12,7 +12,7 @@ from ..limits import PER_PAGE_DEFAULT
 from ..models import Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
-from ..pagination import page_arg
+from ..pagination import filter_status, page_arg
 from ..privacy import may_read_patients, note_access
 from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
 from ..security import requires
@@ -30,11 +30,10 @@ bp = Blueprint("batches", __name__, url_prefix="/batches")
 @requires("batches.read")
 def batch_list():
     filters = BatchFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     pagination = db.paginate(batch_list_query(filters), page=page_arg(), per_page=PER_PAGE_DEFAULT, error_out=False)
     return render_template("batches/list.html", pagination=pagination, formula_codes=formula_codes(),
-                           statuses=BATCH_STATUSES, now=utcnow()), 422 if filters.errors else 200
+                           statuses=BATCH_STATUSES, now=utcnow()), status
 
 
 def _formula_choices():

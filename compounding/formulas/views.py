@@ -11,7 +11,7 @@ from ..extensions import db
 from ..forms import submit
 from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
-from ..pagination import paginate_rows
+from ..pagination import filter_status, paginate_rows
 from ..queries.formulas import FormulaFilters, formula_list_query, formula_record
 from ..queries.ingredients import ingredients_to_choose
 from ..security import requires
@@ -65,11 +65,10 @@ def _ingredient_choices(formula: Formula | None = None) -> list[SelectChoice]:
 @requires("formulas.read")
 def formula_list():
     filters = FormulaFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     return render_template("formulas/list.html", pagination=paginate_rows(formula_list_query(filters)),
                            filters=filters, statuses=FORMULA_STATUSES, indications=INDICATIONS,
-                           bud_table=BUD_TABLE), 422 if filters.errors else 200
+                           bud_table=BUD_TABLE), status
 
 
 def _render_form(form: FormulaForm, formula: Formula | None, status: int = 200):

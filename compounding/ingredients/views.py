@@ -6,7 +6,7 @@ from flask_login import current_user
 from ..extensions import db
 from ..forms import apply_domain_error
 from ..models import Ingredient, Lot
-from ..pagination import paginate_entities, paginate_rows
+from ..pagination import filter_status, paginate_entities, paginate_rows
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..queries.lots import LotFilters, lot_list_query
 from ..security import requires
@@ -21,12 +21,10 @@ bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
 @requires("ingredients.read")
 def ingredient_list():
     filters = IngredientFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     pagination = paginate_rows(ingredient_overview_query(filters))
     return render_template("ingredients/list.html", pagination=pagination, search=filters.q,
-                           below=filters.below_reorder, inactive=filters.include_inactive
-                           ), 422 if filters.errors else 200
+                           below=filters.below_reorder, inactive=filters.include_inactive), status
 
 
 @bp.route("/new", methods=["GET", "POST"])

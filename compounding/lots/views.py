@@ -8,7 +8,7 @@ from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, record_i
 from ..gs1 import GS1Error, parse_gs1
 from ..models import Lot
 from ..models.lot import LOT_STATUSES
-from ..pagination import paginate_entities
+from ..pagination import filter_status, paginate_entities
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires
@@ -29,11 +29,10 @@ def _ingredient_choices():
 @requires("lots.read")
 def lot_list():
     filters = LotFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     pagination = paginate_entities(lot_list_query(filters), Lot.id)
     return render_template("lots/list.html", pagination=pagination, filters=filters,
-                           ingredients=ingredient_names(), statuses=LOT_STATUSES), 422 if filters.errors else 200
+                           ingredients=ingredient_names(), statuses=LOT_STATUSES), status
 
 
 @bp.route("/receive", methods=["GET", "POST"])

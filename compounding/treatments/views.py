@@ -7,7 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from ..extensions import db
 from ..forms import apply_domain_error, submit
 from ..models import Patient, User
-from ..pagination import paginate_rows
+from ..pagination import filter_status, paginate_rows
 from ..privacy import note_access
 from ..queries.treatments import (
     PatientFilters,
@@ -47,11 +47,10 @@ def index():
 @requires("patients.read")
 def patient_list():
     filters = PatientFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     note_access("patient.list", target_type="patients")
     return render_template("treatments/patient_list.html", pagination=paginate_rows(patient_list_query(filters)),
-                           q=filters.q, today_iso=clinic_today().isoformat()), 422 if filters.errors else 200
+                           q=filters.q, today_iso=clinic_today().isoformat()), status
 
 
 def _render_patient_form(form, patient=None, existing=None):
@@ -236,8 +235,7 @@ def adverse_event_add(treatment_id: int):
 @requires("patients.read")
 def treatment_list():
     filters = SessionFilters.from_args(request.args)
-    for message in filters.errors.values():
-        flash(message, "danger")
+    status = filter_status(filters.errors)
     rows, keys = session_list_rows(filters)
     pagination = paginate_rows(rows, keys=keys)
     note_access("session.list", target_type="treatment_sessions")
@@ -245,4 +243,4 @@ def treatment_list():
     return render_template(
         "treatments/list.html", pagination=pagination, uses=uses, practitioners=_practitioner_choices(),
         first_day=filters.first_day, last_day=filters.last_day, practitioner_id=filters.practitioner_id,
-        today=clinic_today()), 422 if filters.errors else 200
+        today=clinic_today()), status
