@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..limits import CODE_MAX
 from ..models import (
     Batch,
     BatchComponent,
@@ -31,7 +32,7 @@ from ..services.signatures import signatures_for
 
 def normalise_code(raw: str | None) -> str:
     """What a person types or a scanner sends: spaces dropped, any case (our codes are capitals)."""
-    return "".join((raw or "").split()).upper()[:40]
+    return "".join((raw or "").split()).upper()[:CODE_MAX]
 
 
 def resolve_code(code: str) -> tuple[str, int] | None:

@@ -9,7 +9,7 @@ from ...models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
 from ...models.treatment import VOID_CODES
 from ...pagination import MAX_PAGE
 from ...privacy import withhold_identity
-from ...queries.recalls import trace_counts
+from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import PER_PAGE as TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity
@@ -92,9 +92,8 @@ class TraceSessionRowSchema(Schema):
     chart_number = fields.String()
     volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
                                    "description": "Of the traced batches, in this session"})
-    batch_codes = fields.Function(
-        lambda row: sorted({c.strip() for c in (row.batch_codes or "").split(",") if c.strip()}),
-        metadata={"type": "array", "items": {"type": "string"}})
+    batch_codes = fields.Function(lambda row: split_codes(row.batch_codes),
+                                  metadata={"type": "array", "items": {"type": "string"}})
     voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
     voided_at = fields.DateTime(allow_none=True)
     void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
