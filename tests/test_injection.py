@@ -13,6 +13,7 @@ from testkit import PASSWORD, bearer, sign_in_session
 
 from compounding.demo import DEMO_PASSWORD, seed_demo
 from compounding.extensions import db
+from compounding.limits import SEARCH_MAX
 from compounding.models import (
     AuditEvent,
     Batch,
@@ -196,11 +197,11 @@ def _table_counts() -> dict:
 
 SEARCHES = [
     # list, its search argument's model and columns, the longest search the API accepts / the page keeps
-    ("lots", Lot, ("code", "supplier_lot_number", "supplier"), 120, 60),
-    ("ingredients", Ingredient, ("name",), 120, 120),
-    ("batches", Batch, ("code",), 20, 20),
-    ("patients", Patient, ("chart_number", "name"), 60, 60),
-    ("formulas", Formula, ("code", "name"), 60, 60),
+    ("lots", Lot, ("code", "supplier_lot_number", "supplier"), SEARCH_MAX, SEARCH_MAX),
+    ("ingredients", Ingredient, ("name",), SEARCH_MAX, SEARCH_MAX),
+    ("batches", Batch, ("code",), SEARCH_MAX, SEARCH_MAX),
+    ("patients", Patient, ("chart_number", "name"), SEARCH_MAX, SEARCH_MAX),
+    ("formulas", Formula, ("code", "name"), SEARCH_MAX, SEARCH_MAX),
 ]
 PAGES_OF = {"lots": "/lots/", "ingredients": "/ingredients/", "batches": "/batches/",
             "patients": "/treatments/patients/", "formulas": "/formulas/"}

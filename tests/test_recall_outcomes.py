@@ -51,7 +51,7 @@ def test_a_failed_attempt_is_no_outcome_and_the_latest_final_outcome_counts(reca
     recalls.record_contact(practitioner, recall.id, first.id, None, outcome="declined")
     recalls.record_contact(practitioner, recall.id, first.id, "phone", "called back", outcome="reached")
     assert recalls.patients_without_outcome(recall) == 1
-    from compounding.recalls.records import recall_record
+    from compounding.queries.recalls import recall_record
 
     record = recall_record(recall.id)
     assert record.contacts[first.id].outcome == "reached"
@@ -142,7 +142,7 @@ def _late_entry_after_an_outcome(practitioner, pharmacist, make_batch, make_pati
 
 def test_a_late_entry_needs_a_new_outcome_for_a_patient_reached_before_it_was_recorded(
         client, practitioner, pharmacist, make_batch, make_patient):
-    from compounding.recalls.records import progress_for, recall_record
+    from compounding.queries.recalls import progress_for, recall_record
 
     recall, patient = _late_entry_after_an_outcome(practitioner, pharmacist, make_batch, make_patient)
     assert recall.status == "open" and recalls.patients_without_outcome(recall) == 1

@@ -105,7 +105,7 @@ def test_the_recall_export_flags_sessions_recorded_after_the_recall_opened(
 
 
 def test_a_session_entered_in_time_is_not_flagged_late(practitioner, pharmacist, make_batch, make_patient):
-    from compounding.recalls.records import recall_record
+    from compounding.queries.recalls import recall_record
 
     batch = make_batch()
     in_time = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])

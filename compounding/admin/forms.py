@@ -4,6 +4,7 @@ from wtforms import PasswordField, SelectField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..forms import AppForm, choices
+from ..limits import CODE_MAX, LABEL_MAX, NAME_MAX
 from ..permissions import ROLE_LABELS, ROLES
 
 ROLE_CHOICES = choices((role, ROLE_LABELS[role]) for role in ROLES)
@@ -15,7 +16,7 @@ class UserCreateForm(AppForm):
         Regexp(r"^[A-Za-z0-9._-]+$", message="Letters, digits, dot, dash and underscore only."),
     ])
     display_name = StringField("Printed name (shown on signatures)",
-                               validators=[DataRequired(), Length(max=120)])
+                               validators=[DataRequired(), Length(max=NAME_MAX)])
     role = SelectField("Role", choices=ROLE_CHOICES)
     temporary_password = PasswordField(
         "Temporary password", validators=[DataRequired(), Length(max=200)],
@@ -28,7 +29,7 @@ class UserCreateForm(AppForm):
 
 
 class UserEditForm(AppForm):
-    display_name = StringField("Printed name", validators=[DataRequired(), Length(max=120)])
+    display_name = StringField("Printed name", validators=[DataRequired(), Length(max=NAME_MAX)])
     role = SelectField("Role", choices=ROLE_CHOICES)
     password = PasswordField(
         "Your password (e-signature)", validators=[Optional(), Length(max=200)],
@@ -54,11 +55,11 @@ class AuditFilterForm(AppForm):
     class Meta:
         csrf = False
 
-    entity_type = StringField("Entity", validators=[Optional(), Length(max=40)])
+    entity_type = StringField("Entity", validators=[Optional(), Length(max=CODE_MAX)])
     # Stripped, so a blank is no filter; at most 9 digits, so it fits the database's integer.
     entity_id = StringField("Record id", validators=[Optional(), Regexp(r"^\d{1,9}$", message="Up to 9 digits.")],
                             filters=[lambda value: value.strip() if isinstance(value, str) else value])
     user = StringField("User", validators=[Optional(), Length(max=64)])
-    action = StringField("Action", validators=[Optional(), Length(max=60)])
+    action = StringField("Action", validators=[Optional(), Length(max=LABEL_MAX)])
     start = StringField("From (date)", validators=[Optional()], render_kw={"type": "date"})
     end = StringField("To (date)", validators=[Optional()], render_kw={"type": "date"})

@@ -8,9 +8,12 @@ from flask_login import current_user
 
 from ..extensions import db
 from ..forms import apply_domain_error, record_id
-from ..models import AuditEvent, Patient, PatientAccess, User
+from ..limits import PER_PAGE_DEFAULT
+from ..models import Patient, PatientAccess, User
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
+from ..queries.audit import AuditFilters, audit_list_query
+from ..queries.users import account_names, user_list_query
 from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users
 from ..services.bounds import read_day
@@ -28,11 +31,8 @@ def _page() -> int:
 @bp.route("/admin/users")
 @requires("users.manage")
 def user_list():
-    query = sa.select(User).order_by(User.active.desc(), User.username)
     role = request.args.get("role", "")
-    if role:
-        query = query.where(User.role == role)
-    pagination = db.paginate(query, page=_page(), per_page=50, error_out=False)
+    pagination = db.paginate(user_list_query(role), page=_page(), per_page=PER_PAGE_DEFAULT, error_out=False)
     return render_template("admin/users.html", pagination=pagination, role=role)
 
 
@@ -61,8 +61,8 @@ def user_create():
 
 
 def _refusal_status(exc: DomainError) -> int:
-    """The page's status after a refusal: DESIGN 10.11's rules keep theirs (403 a signature, 409 a printed
-    name in use); other refusals are shown on the form as before (422)."""
+    """The page's status after a refusal: a signature refused keeps its 403 and a printed name in use its
+    409; other refusals are shown on the form (422)."""
     if exc.status_code == 403 or (exc.status_code == 409 and exc.field == "display_name"):
         return exc.status_code
     return 422
@@ -172,35 +172,11 @@ def user_token_revoke(user_id: int, token_id: int):
 @requires("audit.read")
 def audit_trail():
     form = AuditFilterForm(request.args)
-    query = sa.select(AuditEvent).order_by(AuditEvent.id.desc())
     form.validate()
     # Each filter applies on its own: one bad field shows its error without dropping the others.
-    if form.entity_type.data and not form.entity_type.errors:
-        query = query.where(AuditEvent.entity_type == form.entity_type.data.strip())
-    if form.entity_id.data and not form.entity_id.errors:
-        query = query.where(AuditEvent.entity_id == int(form.entity_id.data))
-    if form.action.data and not form.action.errors:
-        query = query.where(AuditEvent.action.startswith(form.action.data.strip(), autoescape=True))
-    if form.user.data and not form.user.errors:
-        query = query.join(User, User.id == AuditEvent.actor_id).where(
-            User.username == form.user.data.strip().lower())
-    for name in ("start", "end"):
-        field = getattr(form, name)
-        if not field.data:
-            continue
-        try:
-            day = read_day(field.data)
-        except ValueError as exc:
-            field.errors = [str(exc)]
-            continue
-        if day is None:
-            continue
-        if name == "start":
-            query = query.where(AuditEvent.occurred_at >= start_of_clinic_day(day))
-        else:
-            query = query.where(AuditEvent.occurred_at < end_of_clinic_day(day))
-    pagination = db.paginate(audit_events_shown(query), page=_page(), per_page=50, error_out=False)
-    if may_read_patients():  # patient rows carry snapshots of names, birth dates and contacts (rule 10.1.10)
+    query = audit_list_query(AuditFilters.from_form(form))
+    pagination = db.paginate(audit_events_shown(query), page=_page(), per_page=PER_PAGE_DEFAULT, error_out=False)
+    if may_read_patients():  # patient rows carry snapshots of names, birth dates and contacts
         note_access("audit.view", target_type="audit")
     return render_template("admin/audit.html", pagination=pagination, form=form)
 
@@ -216,7 +192,7 @@ def _day_arg(name: str, errors: dict) -> date | None:
 @bp.route("/audit/patient-access")
 @requires("patients.access_log")
 def patient_access():
-    """Rule 10.1.10: who saw or exported patient data, newest first, by user and clinic days."""
+    """Who saw or exported patient data, newest first, by user and clinic days."""
     errors: dict[str, str] = {}
     user_id = request.args.get("user_id", type=record_id)
     start, end = _day_arg("start", errors), _day_arg("end", errors)
@@ -228,6 +204,6 @@ def patient_access():
     if any(access.patient_id or "?" in access.detail for access, _ in pagination.items):
         # A chart number, or a search typed (perhaps a name), is patient data in its own right.
         note_access("access_log.view", target_type="patient_access")
-    accounts = db.session.execute(sa.select(User.id, User.display_name, User.role).order_by(User.display_name)).all()
+    accounts = account_names()
     return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
                            start=start, end=end, errors=errors, raw=request.args)

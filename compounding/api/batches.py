@@ -1,27 +1,25 @@
 """API: batches, compounded from an approved formula, verified by a second pharmacist, rejected or discarded."""
 
 import sqlalchemy as sa
-from flask import abort, current_app, jsonify, request
+from flask import current_app, request
 from flask_login import current_user
 from sqlalchemy.orm import defaultload, joinedload, selectinload
 
-from ..batches.views import batch_list_query
-from ..extensions import db
 from ..models import Batch, BatchComponent, Formula, Ingredient, Lot
+from ..queries.batches import BatchFilters, batch_list_query
 from ..services import batches, holds
 from ..services.batches import unusable_reasons
 from ..services.clock import utcnow
-from .schemas import (
+from .schemas.batches import (
     BatchCompoundSchema,
     BatchDiscardSchema,
     BatchQuerySchema,
     BatchRejectSchema,
     BatchSchema,
     BatchVerifySchema,
-    HoldReleaseSchema,
-    HoldSchema,
 )
-from .views import json_body, load, paginated, route
+from .schemas.common import HoldReleaseSchema, HoldSchema
+from .views import answer_one, json_body, load, paginated, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are
 # lazy="raise"): the components with their lots and ingredients in one more statement, so
@@ -33,30 +31,29 @@ _COMPONENTS = (
 )
 
 
-def _answer(batch_id: int, status: int = 200):
-    batch = db.session.scalar(
-        sa.select(Batch).where(Batch.id == batch_id).options(
-            joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by),
-            *_COMPONENTS)
-    )
-    if batch is None:
-        abort(404)
+def _dump(row) -> dict:
+    """A batch with every hold reason, standing or released; the standing ones are among its reasons."""
+    batch = row.Batch
     data = BatchSchema().dump(batch)
     data["holds"] = HoldSchema(many=True).dump(holds.holds_of("batch", batch.id))
     standing = [h["text"] for h in data["holds"] if h["released_at"] is None]
     if standing:
         data["reasons"] = unusable_reasons(batch, utcnow(), holds=standing)
-    response = jsonify(data)
-    response.status_code = status
-    return response
+    return data
+
+
+def _answer(batch_id: int, status: int = 200):
+    return answer_one(sa.select(Batch).where(Batch.id == batch_id).options(
+        joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by), *_COMPONENTS),
+        _dump, status)
 
 
 @route("/batches", permission="batches.read", summary="List batches, filtered as on the batch page",
        response=BatchSchema, many=True, query=BatchQuerySchema, errors=(422,))
 def batch_list():
     load(BatchQuerySchema, request.args.to_dict())
-    # The page's own query reads the raw arguments: the filters stay identical by construction.
-    return paginated(batch_list_query(request.args).options(*_COMPONENTS), BatchSchema)
+    # Checked by the schema, then read as the page reads them: the filters stay identical by construction.
+    return paginated(batch_list_query(BatchFilters.from_args(request.args)).options(*_COMPONENTS), BatchSchema)
 
 
 @route("/batches", "POST", permission="batches.compound",

@@ -1,16 +1,14 @@
 """API: formulas, from draft to e-signed approval, new versions and retirement."""
 
-import sqlalchemy as sa
-from flask import abort, jsonify, request
+from flask import jsonify, request
 from flask_login import current_user
 from marshmallow import EXCLUDE
-from sqlalchemy.orm import aliased, selectinload
 
-from ..extensions import db
-from ..models import Formula, FormulaComponent, Ingredient, User
-from ..pagination import paginate_rows
+from ..models import Formula
+from ..pagination import paginate_rows, per_page_arg
+from ..queries.formulas import FormulaFilters, filter_formulas, formulas_with_people
 from ..services import formulas
-from .schemas import (
+from .schemas.formulas import (
     FormulaApproveSchema,
     FormulaCreateSchema,
     FormulaQuerySchema,
@@ -18,21 +16,9 @@ from .schemas import (
     FormulaSchema,
     FormulaUpdateSchema,
 )
-from .views import json_body, load, route
+from .views import answer_one, json_body, load, page_answer, route
 
 _NAMES = ("created_by", "approved_by")
-
-
-def _formulas_query():
-    """Formulas with their authors' and approvers' names and their components, in fixed statements."""
-    creator, approver = aliased(User), aliased(User)
-    return (
-        sa.select(Formula, creator.display_name.label("created_by"), approver.display_name.label("approved_by"))
-        .join(creator, creator.id == Formula.created_by_id)
-        .outerjoin(approver, approver.id == Formula.approved_by_id)
-        .options(selectinload(Formula.components).joinedload(FormulaComponent.ingredient)
-                 .raiseload(Ingredient.gtins))
-    )
 
 
 def _dump(row) -> dict:
@@ -40,32 +26,15 @@ def _dump(row) -> dict:
 
 
 def _answer(formula_id: int, status: int = 200):
-    row = db.session.execute(_formulas_query().where(Formula.id == formula_id)).first()
-    if row is None:
-        abort(404)
-    response = jsonify(_dump(row))
-    response.status_code = status
-    return response
+    return answer_one(formulas_with_people().where(Formula.id == formula_id), _dump, status)
 
 
 @route("/formulas", permission="formulas.read", summary="List formula versions, filtered",
        response=FormulaSchema, many=True, query=FormulaQuerySchema, errors=(422,))
 def formula_list():
-    filters = load(FormulaQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
-    query = _formulas_query().order_by(Formula.code, Formula.version.desc())
-    if "status" in filters:
-        query = query.where(Formula.status == filters["status"])
-    if "indication" in filters:
-        query = query.where(Formula.indication == filters["indication"])
-    if "code" in filters:
-        query = query.where(Formula.code == filters["code"].strip().upper())
-    if filters.get("q"):
-        query = query.where(sa.or_(Formula.code.icontains(filters["q"], autoescape=True),
-                                   Formula.name.icontains(filters["q"], autoescape=True)))
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
-    pagination = paginate_rows(query, per_page=per_page)
-    return jsonify({"items": [_dump(row) for row in pagination.items], "page": pagination.page,
-                    "per_page": pagination.per_page, "total": pagination.total})
+    filters = FormulaFilters(**load(FormulaQuerySchema, request.args.to_dict(), unknown=EXCLUDE))
+    pagination = paginate_rows(filter_formulas(formulas_with_people(), filters), per_page=per_page_arg())
+    return jsonify(page_answer([_dump(row) for row in pagination.items], pagination))
 
 
 @route("/formulas", "POST", permission="formulas.write", summary="Create version 1 of a formula as a draft",

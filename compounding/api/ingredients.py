@@ -1,17 +1,16 @@
 """API: ingredients, with their released, unexpired stock on hand."""
 
-import sqlalchemy as sa
-from flask import abort, jsonify, request
+from flask import jsonify, request
 from flask_login import current_user
 from marshmallow import EXCLUDE
 
 from ..extensions import db
 from ..models import Ingredient
-from ..pagination import page_arg
+from ..pagination import paginate_rows, per_page_arg
+from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..services import inventory
-from ..services.stock_queries import ingredient_overview_query
-from .schemas import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
-from .views import json_body, load, route
+from .schemas.ingredients import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
+from .views import answer_one, json_body, load, page_answer, route
 
 _STOCK_FIGURES = ("on_hand", "nearest_expiry", "below_reorder")
 
@@ -23,28 +22,18 @@ def _dump(row) -> dict:
 
 
 def _answer(ingredient_id: int, status: int = 200):
-    row = db.session.execute(
-        ingredient_overview_query(include_inactive=True).where(Ingredient.id == ingredient_id)
-    ).first()
-    if row is None:
-        abort(404)
-    response = jsonify(_dump(row))
-    response.status_code = status
-    return response
+    return answer_one(ingredient_row_query(ingredient_id), _dump, status)
 
 
 @route("/ingredients", permission="ingredients.read", summary="List ingredients with stock on hand",
        response=IngredientSchema, many=True, query=IngredientQuerySchema, errors=(422,))
 def ingredient_list():
     args = load(IngredientQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
-    query = ingredient_overview_query(args["q"].strip(), args["below_reorder"], args["include_inactive"])
+    query = ingredient_overview_query(IngredientFilters(q=args["q"].strip(), below_reorder=args["below_reorder"],
+                                                        include_inactive=args["include_inactive"]))
     # The rows carry computed columns, so db.paginate (entities only) cannot page them.
-    page = page_arg()
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    rows = db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).all()
-    return jsonify({"items": [_dump(row) for row in rows], "page": page, "per_page": per_page,
-                    "total": total})
+    pagination = paginate_rows(query, per_page=per_page_arg())
+    return jsonify(page_answer([_dump(row) for row in pagination.items], pagination))
 
 
 @route("/ingredients", "POST", permission="ingredients.write", summary="Create an ingredient",

@@ -1,18 +1,16 @@
 """API: lots, from receipt into quarantine to release or rejection, adjustments and the list."""
 
 import sqlalchemy as sa
-from flask import abort, jsonify, request
+from flask import request
 from flask_login import current_user
 from marshmallow import EXCLUDE
 from sqlalchemy.orm import defaultload, joinedload
 
-from ..extensions import db
 from ..models import Ingredient, Lot
+from ..queries.lots import LotFilters, lot_list_query
 from ..services import holds, inventory
-from ..services.stock_queries import LotFilters, lot_list_query
-from .schemas import (
-    HoldReleaseSchema,
-    HoldSchema,
+from .schemas.common import HoldReleaseSchema, HoldSchema
+from .schemas.lots import (
     LotAdjustSchema,
     LotQuerySchema,
     LotReceiveSchema,
@@ -20,7 +18,7 @@ from .schemas import (
     LotReleaseSchema,
     LotSchema,
 )
-from .views import json_body, load, paginated, route
+from .views import answer_one, json_body, load, paginated, route
 
 # Everything LotSchema reads, in the lot's own statement (the relationships are lazy="raise"),
 # so a page of lots costs the same number of statements whatever its length.
@@ -31,17 +29,15 @@ _ANSWERED = (
 )
 
 
+def _dump(row) -> dict:
+    """A lot with every hold reason, standing or released."""
+    lot = row.Lot
+    return {**LotSchema().dump(lot), "holds": HoldSchema(many=True).dump(holds.holds_of("lot", lot.id))}
+
+
 def _answer(lot_id: int, status: int = 200):
-    lot = db.session.scalar(
-        sa.select(Lot).where(Lot.id == lot_id).options(joinedload(Lot.ingredient), *_ANSWERED)
-    )
-    if lot is None:
-        abort(404)
-    data = LotSchema().dump(lot)
-    data["holds"] = HoldSchema(many=True).dump(holds.holds_of("lot", lot.id))
-    response = jsonify(data)
-    response.status_code = status
-    return response
+    return answer_one(sa.select(Lot).where(Lot.id == lot_id).options(joinedload(Lot.ingredient), *_ANSWERED),
+                      _dump, status)
 
 
 @route("/lots", permission="lots.read", summary="List lots, filtered", response=LotSchema, many=True,

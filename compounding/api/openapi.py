@@ -10,7 +10,7 @@ from ..idempotency import HEADER, KEY_PATTERN, REPLAYED_HEADER
 from ..models._common import MAX_RECORD_ID
 from ..models.idempotency import MAX_KEY_LENGTH
 from ..pagination import MAX_PAGE
-from .schemas import ErrorSchema
+from .schemas.common import ErrorSchema
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _ERROR_TEXT = {
@@ -22,7 +22,7 @@ _ERROR_TEXT = {
 # Path ids are database integers; an unknown one, however large, answers 404 (compounding.RecordId).
 _RECORD_ID = {"type": "integer", "minimum": 1, "maximum": MAX_RECORD_ID}
 
-# Every POST honours the header (compounding.idempotency, DESIGN 10.1 rule 11).
+# Every POST honours the header (compounding.idempotency): a retried request is answered, not run again.
 _IDEMPOTENCY_KEY = {
     "name": HEADER, "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 8, "maxLength": MAX_KEY_LENGTH, "pattern": f"^{KEY_PATTERN.pattern}$"},

@@ -1,15 +1,13 @@
 """API: trace a lot or a batch, open and work recalls (contacts, close), and the quality signals."""
 
-from flask import abort, jsonify, request
+from flask import jsonify, request
 from flask_login import current_user
 
-from ..extensions import db
-from ..pagination import RowPagination, page_arg
+from ..pagination import page_arg, paginate_rows, per_page_arg
 from ..privacy import note_access
-from ..recalls import records
+from ..queries import recalls as records
 from ..services import recalls, trace
-from ..services.errors import NotFound
-from .schemas import (
+from .schemas.recalls import (
     BatchTraceSchema,
     LotTraceSchema,
     QualitySignalSchema,
@@ -22,24 +20,13 @@ from .schemas import (
     RecallSummarySchema,
     ScopePageSchema,
 )
-from .views import json_body, load, route
-
-
-def _page_args() -> tuple[int, int]:
-    page = page_arg()
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
-    return page, per_page
+from .views import answer, json_body, load, page_answer, route
 
 
 def _answer(recall_id: int, status: int = 200, page: int = 1, per_page: int = trace.PER_PAGE):
-    try:
-        record = records.recall_record(recall_id, page, per_page)
-    except NotFound:
-        abort(404)
+    record = records.recall_record(recall_id, page, per_page)
     note_access("recall.view", target_type="recall", target_id=recall_id)
-    response = jsonify(RecallSchema().dump(record))
-    response.status_code = status
-    return response
+    return answer(RecallSchema().dump(record), status)
 
 
 def _scope_page() -> tuple[int, int]:
@@ -69,7 +56,7 @@ def trace_batch(batch_id: int):
        summary="Batches and lots flagged by adverse events (a severe one, or a rate over the threshold)",
        response=QualitySignalSchema, many=True)
 def quality_signal_list():
-    page, per_page = _page_args()
+    page, per_page = page_arg(), per_page_arg()
     signals = trace.quality_signals(limit=10_000)
     recall_ids = records.open_recall_ids()
     items = [{**vars(s), "rate": f"{s.rate:.4f}", "open_recall_id": recall_ids.get((s.kind, s.id))}
@@ -81,15 +68,12 @@ def quality_signal_list():
 @route("/recalls", permission="recalls.read", summary="List recalls, the open ones first",
        response=RecallSummarySchema, many=True, query=RecallQuerySchema, errors=(422,))
 def recall_list():
-    status = load(RecallQuerySchema, request.args.to_dict()).get("status")
-    page, per_page = _page_args()
-    pagination = RowPagination(select=records.recall_list_query(status), session=db.session(), page=page,
-                               per_page=per_page, max_per_page=200, error_out=False, count=True)
+    filters = records.RecallFilters(**load(RecallQuerySchema, request.args.to_dict()))
+    pagination = paginate_rows(records.recall_list_query(filters), per_page=per_page_arg())
     progress = records.progress_for([row.Recall.id for row in pagination.items])
-    return jsonify({
-        "items": RecallSummarySchema(many=True).dump([records.summary(row, progress) for row in pagination.items]),
-        "page": pagination.page, "per_page": pagination.per_page, "total": pagination.total,
-    })
+    return jsonify(page_answer(
+        RecallSummarySchema(many=True).dump([records.summary(row, progress) for row in pagination.items]),
+        pagination))
 
 
 @route("/recalls", "POST", permission="recalls.open",
@@ -119,11 +103,9 @@ def recall_contact_create(recall_id: int):
                                      outcome=data["outcome"], password=data["password"])
     note_access("recall.contact", patient_id=contact.patient_id, target_type="recall", target_id=recall_id)
     contacted, total = records.progress_for([recall_id])[recall_id]
-    response = jsonify(RecallContactAnswerSchema().dump(
+    return answer(RecallContactAnswerSchema().dump(
         {**vars(records.contact_answer(contact.id)), "recall_id": recall_id,
-         "progress": {"contacted": contacted, "total": total}}))
-    response.status_code = 201
-    return response
+         "progress": {"contacted": contacted, "total": total}}), 201)
 
 
 @route("/recalls/<int:recall_id>/close", "POST", permission="recalls.open",

@@ -1,9 +1,9 @@
-"""API: resolve a scanned code (DESIGN 8.1 `GET /api/v1/scan?code=...`)."""
+"""API: resolve a scanned code (`GET /api/v1/scan?code=...`)."""
 
 from flask import jsonify, request
 
 from ..services.scan import resolve
-from .schemas import ScanQuerySchema, ScanResultSchema
+from .schemas.scan import ScanQuerySchema, ScanResultSchema
 from .views import load, route, shared
 
 

@@ -1,4 +1,4 @@
-"""API: a caller revokes their own API tokens (DESIGN 10.11)."""
+"""API: a caller revokes their own API tokens."""
 
 from flask import jsonify, request
 from flask_login import current_user

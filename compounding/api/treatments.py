@@ -1,17 +1,24 @@
 """API: patients, treatment sessions (batches injected, refused with reasons when unusable), adverse events."""
 
 import sqlalchemy as sa
-from flask import abort, jsonify, request
+from flask import request
 from flask_login import current_user
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
 from ..privacy import note_access
+from ..queries.treatments import (
+    AdverseEventFilters,
+    PatientFilters,
+    SessionFilters,
+    adverse_event_list_query,
+    patient_search,
+    session_filters,
+)
 from ..services import treatments, voids
 from ..services.errors import InvalidInput
-from ..treatments.views import patient_search, treatment_filters
-from .schemas import (
+from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,
     PatientQuerySchema,
@@ -23,7 +30,7 @@ from .schemas import (
     TreatmentSessionSchema,
     TreatmentSessionVoidSchema,
 )
-from .views import json_body, load, paginated, route
+from .views import answer, answer_one, json_body, load, paginated, route
 
 # Everything TreatmentSessionSchema reads (the relationships are lazy="raise"): patient and
 # practitioner in the session's own statement, the uses with batch and formula in one more,
@@ -35,20 +42,14 @@ _SESSION_LOADED = (
 )
 
 
-def _json(data, status: int):
-    response = jsonify(data)
-    response.status_code = status
-    return response
-
-
 # --- patients -------------------------------------------------------------------------------------
 
 
 @route("/patients", permission="patients.read", summary="List patients, searched by chart number or name",
        response=PatientSchema, many=True, query=PatientQuerySchema, errors=(422,))
 def patient_list():
-    args = load(PatientQuerySchema, request.args.to_dict())
-    query = sa.select(Patient).where(patient_search(args.get("q"))).order_by(Patient.chart_number)
+    filters = PatientFilters(**load(PatientQuerySchema, request.args.to_dict()))
+    query = sa.select(Patient).where(patient_search(filters.q)).order_by(Patient.chart_number)
     note_access("patient.list", target_type="patients")
     return paginated(query, PatientSchema)
 
@@ -60,14 +61,14 @@ def patient_create():
     confirm_duplicate = data.pop("confirm_duplicate")
     patient = treatments.create_patient(current_user, data, confirm_duplicate=confirm_duplicate)
     note_access("patient.create", patient_id=patient.id)
-    return _json(PatientSchema().dump(patient), 201)
+    return answer(PatientSchema().dump(patient), 201)
 
 
 @route("/patients/<int:patient_id>", permission="patients.read", summary="One patient", response=PatientSchema)
 def patient_detail(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
     note_access("patient.view", patient_id=patient.id)
-    return _json(PatientSchema().dump(patient), 200)
+    return answer(PatientSchema().dump(patient), 200)
 
 
 @route("/patients/<int:patient_id>", "PATCH", permission="patients.write",
@@ -77,28 +78,29 @@ def patient_update(patient_id: int):
     data = load(PatientUpdateSchema, json_body())
     patient = treatments.update_patient(current_user, patient_id, data)
     note_access("patient.edit", patient_id=patient.id)
-    return _json(PatientSchema().dump(patient), 200)
+    return answer(PatientSchema().dump(patient), 200)
 
 
 # --- treatment sessions ---------------------------------------------------------------------------
 
 
-def _session_answer(session_id: int, status: int = 200):
-    found = db.session.scalar(
-        sa.select(TreatmentSession).where(TreatmentSession.id == session_id).options(*_SESSION_LOADED)
-        .execution_options(populate_existing=True))
-    if found is None:
-        abort(404)
+def _dump_session(row) -> dict:
+    found = row.TreatmentSession
     note_access("session.view", patient_id=found.patient_id, target_type="treatment_session", target_id=found.id)
-    return _json(TreatmentSessionSchema().dump(found), status)
+    return TreatmentSessionSchema().dump(found)
+
+
+def _session_answer(session_id: int, status: int = 200):
+    return answer_one(sa.select(TreatmentSession).where(TreatmentSession.id == session_id).options(*_SESSION_LOADED)
+                      .execution_options(populate_existing=True), _dump_session, status)
 
 
 @route("/treatment-sessions", permission="patients.read",
        summary="List treatment sessions, newest first, by patient, practitioner and clinic days",
        response=TreatmentSessionSchema, many=True, query=TreatmentSessionQuerySchema, errors=(422,))
 def treatment_session_list():
-    args = load(TreatmentSessionQuerySchema, request.args.to_dict())
-    query = treatment_filters(sa.select(TreatmentSession), **args).options(*_SESSION_LOADED)
+    filters = SessionFilters(**load(TreatmentSessionQuerySchema, request.args.to_dict()))
+    query = session_filters(sa.select(TreatmentSession), filters).options(*_SESSION_LOADED)
     note_access("session.list", target_type="treatment_sessions")  # filters, with any patient, in the detail
     return paginated(query, TreatmentSessionSchema)
 
@@ -149,28 +151,24 @@ def treatment_session_correct(session_id: int):
 # --- adverse events -------------------------------------------------------------------------------
 
 
-def _event_answer(event_id: int, status: int = 200):
-    event = db.session.scalar(sa.select(AdverseEvent).where(AdverseEvent.id == event_id)
-                              .options(joinedload(AdverseEvent.treatment_session)))
-    if event is None:
-        abort(404)
+def _dump_event(row) -> dict:
+    event = row.AdverseEvent
     note_access("adverse_event.view", patient_id=event.treatment_session.patient_id, target_type="adverse_event",
                 target_id=event.id)
-    return _json(AdverseEventSchema().dump(event), status)
+    return AdverseEventSchema().dump(event)
+
+
+def _event_answer(event_id: int, status: int = 200):
+    return answer_one(sa.select(AdverseEvent).where(AdverseEvent.id == event_id)
+                      .options(joinedload(AdverseEvent.treatment_session)), _dump_event, status)
 
 
 @route("/adverse-events", permission="patients.read", summary="List adverse events, newest first",
        response=AdverseEventSchema, many=True, query=AdverseEventQuerySchema, errors=(422,))
 def adverse_event_list():
-    args = load(AdverseEventQuerySchema, request.args.to_dict())
-    query = (sa.select(AdverseEvent).join(AdverseEvent.treatment_session)
-             .options(contains_eager(AdverseEvent.treatment_session)))
-    for name, column in (("session_id", AdverseEvent.session_id), ("patient_id", TreatmentSession.patient_id),
-                         ("type", AdverseEvent.type), ("severity", AdverseEvent.severity)):
-        if args.get(name) is not None:
-            query = query.where(column == args[name])
+    filters = AdverseEventFilters(**load(AdverseEventQuerySchema, request.args.to_dict()))
     note_access("adverse_event.list", target_type="adverse_events")
-    return paginated(query.order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc()), AdverseEventSchema)
+    return paginated(adverse_event_list_query(filters), AdverseEventSchema)
 
 
 @route("/adverse-events", "POST", permission="adverse_events.write",

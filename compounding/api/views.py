@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError
 
 from .. import idempotency
 from ..extensions import csrf, db
-from ..pagination import page_arg, paginate_entities
+from ..pagination import page_arg, paginate_entities, per_page_arg
 from ..security import public, requires, signed_in, user_for_bearer
 from .openapi import build_spec
 
@@ -112,20 +112,35 @@ def load(schema: type[Schema], data: dict, **kwargs) -> dict:
         abort(response)
 
 
+def answer(data, status: int = 200):
+    """A JSON answer with its status."""
+    response = jsonify(data)
+    response.status_code = status
+    return response
+
+
+def answer_one(statement, dump, status: int = 200):
+    """The first row `statement` finds, as `dump(row)` answers it; 404 when there is none."""
+    row = db.session.execute(statement).first()
+    if row is None:
+        abort(404)
+    return answer(dump(row), status)
+
+
+def page_answer(items: list, pagination) -> dict:
+    """A list answer's body: this page's items, where the page is, and how many rows in all."""
+    return {"items": items, "page": pagination.page, "per_page": pagination.per_page, "total": pagination.total}
+
+
 def paginated(query, schema: type[Schema], id_column=None):
     """A list answer; given the listed entity's `id_column`, a page's ids are picked on it first
     (pagination.paginate_entities), so deep pages of long lists stay as quick as the first."""
-    per_page = min(max(request.args.get("per_page", 50, type=int) or 50, 1), 200)
+    per_page = per_page_arg()
     if id_column is not None:
         pagination = paginate_entities(query, id_column, per_page=per_page)
     else:
         pagination = db.paginate(query, page=page_arg(), per_page=per_page, error_out=False)
-    return jsonify({
-        "items": schema(many=True).dump(pagination.items),
-        "page": pagination.page,
-        "per_page": pagination.per_page,
-        "total": pagination.total,
-    })
+    return jsonify(page_answer(schema(many=True).dump(pagination.items), pagination))
 
 
 @bp.route("/openapi.json")

@@ -4,6 +4,7 @@ from wtforms import IntegerField, PasswordField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..forms import AppForm, Between, choices
+from ..limits import NOTE_MAX, NOTES_MAX, REASON_MAX
 from ..models.batch import DISCARD_REASONS
 from ..services.batches import MAX_UNITS
 
@@ -14,10 +15,10 @@ class CompoundForm(AppForm):
     units = IntegerField("Units", validators=[InputRequired("How many units?"),
                                               Between(1, MAX_UNITS, f"Between 1 and {MAX_UNITS}.")],
                          render_kw={"inputmode": "numeric"})
-    deviation_note = TextAreaField("Deviation note", validators=[Optional(), Length(max=2000)],
+    deviation_note = TextAreaField("Deviation note", validators=[Optional(), Length(max=NOTE_MAX)],
                                    render_kw={"rows": 2},
                                    description="Required when an actual quantity differs from the formula.")
-    notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], render_kw={"rows": 2})
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=NOTES_MAX)], render_kw={"rows": 2})
 
 
 class VerifyForm(AppForm):
@@ -26,10 +27,10 @@ class VerifyForm(AppForm):
 
 
 class RejectBatchForm(VerifyForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
 
 
 class DiscardForm(AppForm):
     reason = SelectField("Reason", choices=choices(DISCARD_REASONS))
-    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
+    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)], render_kw={"rows": 2},
                          description="Required for 'other'.")

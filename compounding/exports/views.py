@@ -6,22 +6,22 @@ import re
 import tempfile
 from datetime import timedelta
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
 from .. import workbooks
-from ..batches.views import batch_list_query, day_filter_errors
-from ..extensions import csrf, db
+from ..extensions import csrf
 from ..forms import apply_domain_error
-from ..lots.views import filters_from_args
-from ..models import Ingredient, User
+from ..models import LotStatus
 from ..privacy import may_identify, note_access
-from ..recalls.records import recall_record
+from ..queries.batches import BatchFilters, batch_list_query
+from ..queries.ingredients import all_ingredients
+from ..queries.lots import LotFilters, lot_list_query
+from ..queries.recalls import recall_record
+from ..queries.treatments import session_practitioners
 from ..security import requires
 from ..services import imports, trace
 from ..services.clock import clinic_today
-from ..services.stock_queries import lot_list_query
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
@@ -71,16 +71,10 @@ def _clinic_name() -> str:
     return current_app.config["CLINIC_NAME"]
 
 
-def _practitioners():
-    return db.session.execute(
-        sa.select(User.id, User.display_name).where(User.role.in_(("practitioner", "pharmacist")))
-        .order_by(User.display_name)).all()
-
-
 def _render_index(form: AuditExportForm, status: int = 200):
     session_form = SessionExportForm(formdata=None)
     return render_template("exports/index.html", form=form, session_form=session_form,
-                           practitioners=_practitioners()), status
+                           practitioners=session_practitioners()), status
 
 
 @bp.route("/")
@@ -104,25 +98,30 @@ def audit():
         f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
 
 
+def _list_filters(filters_class):
+    """A list's filters from the query string: the download refuses (422) what its page would flag."""
+    filters = filters_class.from_args(request.args)
+    if filters.errors:
+        abort(422, " ".join(filters.errors.values()))
+    return filters
+
+
 @bp.route("/lots.xlsx")
 @requires("lots.read")
 def lots():
-    query = lot_list_query(filters_from_args(request.args))
+    query = lot_list_query(_list_filters(LotFilters))
     return send_workbook(lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx")
 
 
 @bp.route("/batches.xlsx")
 @requires("batches.read")
 def batches():
-    errors = day_filter_errors(request.args)
-    if errors:
-        abort(422, " ".join(errors))
-    query = batch_list_query(request.args)
+    query = batch_list_query(_list_filters(BatchFilters))
     return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
                          f"batches-{clinic_today().isoformat()}.xlsx")
 
 
-# Exactly the permission of the page that offers it (rule 10.1.10): the sessions form is on /exports/.
+# Exactly the permission of the page that offers it: the sessions form is on /exports/.
 @bp.route("/sessions.xlsx")
 @requires("exports.audit")
 def sessions():
@@ -228,7 +227,7 @@ def lot_import_confirm():
         return _render_preview(exc.sheet, data)
     flash(f"{len(lots)} lots imported from {filename} into quarantine ({lots[0].code} to {lots[-1].code}). "
           "A pharmacist must release each one before use.", "success")
-    return redirect(url_for("lots.lot_list", status="quarantine", sort="-received"))
+    return redirect(url_for("lots.lot_list", status=LotStatus.QUARANTINE, sort="-received"))
 
 
 # The global CSRF hook would parse the form before the limit above is raised; the view checks it.
@@ -239,6 +238,6 @@ lot_import_confirm.max_form_memory_size = CONFIRM_FORM_LIMIT
 @bp.route("/import/template.xlsx")
 @requires("imports.lots")
 def lot_import_template():
-    ingredients = db.session.scalars(sa.select(Ingredient).order_by(Ingredient.name)).all()
+    ingredients = all_ingredients()
     return send_workbook(lambda out: workbooks.delivery_template(out, imports.COLUMNS, ingredients),
                          "delivery-sheet-template.xlsx")

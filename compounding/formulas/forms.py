@@ -17,6 +17,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..forms import AppForm, Between, choices
+from ..limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from ..services.bud import BUD_TABLE
@@ -72,17 +73,17 @@ class FormulaForm(AppForm):
     EDITABLE = ("name", "indication", "route", "dosage_form", "unit_label", "instructions", "storage",
                 "bud_category", "bud_hours", "bud_reason")
 
-    name = StringField("Name", validators=[DataRequired(), Length(max=160)],
+    name = StringField("Name", validators=[DataRequired(), Length(max=SHORT_TEXT_MAX)],
                        render_kw={"placeholder": "e.g. Lipolytic PC/DC 10 mL"})
     indication = SelectField("Indication", choices=choices(INDICATIONS))
     route = SelectField("Route", choices=choices(ROUTES))
     dosage_form = StringField("Dosage form", default="solution for injection",
-                              validators=[DataRequired(), Length(max=60)])
-    unit_label = StringField("Unit", default="vial", validators=[Optional(), Length(max=60)],
+                              validators=[DataRequired(), Length(max=LABEL_MAX)])
+    unit_label = StringField("Unit", default="vial", validators=[Optional(), Length(max=LABEL_MAX)],
                              description='What one unit is, e.g. "vial 10 mL".')
     unit_volume_ml = StringField("Unit volume (mL)", validators=[DataRequired(), validate_volume],
                                  render_kw={"inputmode": "decimal"})
-    instructions = TextAreaField("Compounding instructions", validators=[Optional(), Length(max=20000)],
+    instructions = TextAreaField("Compounding instructions", validators=[Optional(), Length(max=INSTRUCTIONS_MAX)],
                                  filters=[_one_newline],
                                  description="Step by step, one step per line. Required before approval.",
                                  render_kw={"rows": 8})
@@ -93,7 +94,7 @@ class FormulaForm(AppForm):
                              validators=[Optional(), Between(1, 100000)],
                              description="Leave empty to use the table's duration. Never longer than the table.",
                              render_kw={"inputmode": "numeric"})
-    bud_reason = TextAreaField("Reason for the shorter duration", validators=[Optional(), Length(max=2000)],
+    bud_reason = TextAreaField("Reason for the shorter duration", validators=[Optional(), Length(max=REASON_MAX)],
                                filters=[_one_newline], render_kw={"rows": 2})
     components = FieldList(FormField(ComponentForm), min_entries=COMPONENT_ROWS,
                            max_entries=MAX_COMPONENT_ROWS)
@@ -118,7 +119,7 @@ class FormulaForm(AppForm):
 
 
 class NewFormulaForm(FormulaForm):
-    code = StringField("Code", validators=[DataRequired(), Length(max=30)],
+    code = StringField("Code", validators=[DataRequired(), Length(max=FORMULA_CODE_MAX)],
                        filters=[lambda v: v.strip().upper() if isinstance(v, str) else v],
                        description="Capitals, digits and dashes, e.g. LIPO-PCDC. Kept by every version.")
 
@@ -129,7 +130,7 @@ class ApproveForm(AppForm):
 
 
 class RetireForm(AppForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
 
 
 class NewVersionForm(AppForm):

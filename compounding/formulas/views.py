@@ -1,45 +1,29 @@
 """Formula list, detail with versions and signatures, create, edit a draft, new version, approve, retire."""
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm import raiseload
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
 from ..forms import submit
-from ..models import AuditEvent, Formula, Ingredient, User
+from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
-from ..pagination import paginate_rows
+from ..pagination import filter_status, paginate_rows
+from ..queries.formulas import FormulaFilters, formula_list_query, formula_record
+from ..queries.ingredients import ingredients_to_choose
 from ..security import requires
 from ..services import formulas
 from ..services.bud import BUD_TABLE, bud_duration, table_duration
-from ..services.errors import DomainError
+from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..templating import quantity
 from .forms import COMPONENT_ROWS, ApproveForm, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
 
 bp = Blueprint("formulas", __name__, url_prefix="/formulas")
 _STEP_NUMBER = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]?|\d+[.)])\s+", re.IGNORECASE)
-
-
-@dataclass
-class FormulaFilters:
-    status: str = ""
-    indication: str = ""
-    q: str = ""
-
-
-def filters_from_args(args) -> FormulaFilters:
-    return FormulaFilters(
-        status=args.get("status", "") if args.get("status") in FORMULA_STATUSES else "",
-        indication=args.get("indication", "") if args.get("indication") in INDICATIONS else "",
-        q=args.get("q", "").strip()[:60],
-    )
 
 
 def duration_words(duration: timedelta | None) -> str:
@@ -72,9 +56,7 @@ def history_rows(events) -> list[tuple]:
 def _ingredient_choices(formula: Formula | None = None) -> list[SelectChoice]:
     """Active ingredients, plus any inactive one the draft already lists (so it can be kept)."""
     used = [c.ingredient_id for c in formula.components] if formula is not None else []
-    ingredients = db.session.scalars(
-        sa.select(Ingredient).where(sa.or_(Ingredient.active.is_(True), Ingredient.id.in_(used)))
-        .order_by(Ingredient.name))
+    ingredients = ingredients_to_choose(used)
     return [SelectChoice(0, "—"), *(
         SelectChoice(i.id, f"{i.name} ({i.unit})" + ("" if i.active else " — inactive")) for i in ingredients)]
 
@@ -82,22 +64,11 @@ def _ingredient_choices(formula: Formula | None = None) -> list[SelectChoice]:
 @bp.route("/")
 @requires("formulas.read")
 def formula_list():
-    filters = filters_from_args(request.args)
-    query = (
-        sa.select(Formula, User.display_name.label("approved_by"))
-        .outerjoin(User, User.id == Formula.approved_by_id)
-        .options(raiseload(Formula.components))
-        .order_by(Formula.code, Formula.version.desc())
-    )
-    if filters.status:
-        query = query.where(Formula.status == filters.status)
-    if filters.indication:
-        query = query.where(Formula.indication == filters.indication)
-    if filters.q:
-        query = query.where(sa.or_(Formula.code.icontains(filters.q, autoescape=True),
-                                   Formula.name.icontains(filters.q, autoescape=True)))
-    return render_template("formulas/list.html", pagination=paginate_rows(query), filters=filters,
-                           statuses=FORMULA_STATUSES, indications=INDICATIONS, bud_table=BUD_TABLE)
+    filters = FormulaFilters.from_args(request.args)
+    status = filter_status(filters.errors)
+    return render_template("formulas/list.html", pagination=paginate_rows(formula_list_query(filters)),
+                           filters=filters, statuses=FORMULA_STATUSES, indications=INDICATIONS,
+                           bud_table=BUD_TABLE), status
 
 
 def _render_form(form: FormulaForm, formula: Formula | None, status: int = 200):
@@ -121,7 +92,7 @@ def formula_create():
 @requires("formulas.write")
 def formula_edit(formula_id: int):
     formula = db.get_or_404(Formula, formula_id)
-    if formula.status != "draft":
+    if formula.status != FormulaStatus.DRAFT:
         flash(f"{formula.label} is {formula.status} and is never edited: start a new version to change it.",
               "warning")
         return redirect(url_for("formulas.formula_detail", formula_id=formula.id))
@@ -145,18 +116,10 @@ def formula_edit(formula_id: int):
 
 
 def _render_detail(formula_id: int, status: int = 200, **forms):
-    formula = db.session.get(Formula, formula_id)
-    if formula is None:
-        return render_template("errors/404.html", status=404, message="There is no such formula."), 404
-    people = dict(db.session.execute(sa.select(User.id, User.display_name).where(
-        User.id.in_({formula.created_by_id, formula.approved_by_id} - {None}))).all())
-    versions = db.session.execute(
-        sa.select(Formula.id, Formula.version, Formula.status, Formula.approved_at)
-        .where(Formula.code == formula.code, Formula.id != formula.id)
-        .order_by(Formula.version.desc())).all()
-    history = history_rows(db.session.scalars(
-        sa.select(AuditEvent).where(AuditEvent.entity_type == "formula", AuditEvent.entity_id == formula.id)
-        .order_by(AuditEvent.id.desc()).limit(100)))
+    detail = formula_record(formula_id)
+    if detail is None:
+        raise NotFound("There is no such formula.")
+    formula = detail.formula
     table = table_duration(formula.bud_category, formula.storage)
     bud = {
         "label": BUD_TABLE[formula.bud_category].label,
@@ -170,7 +133,8 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
     forms.setdefault("retire_form", RetireForm(prefix="retire"))
     forms.setdefault("version_form", NewVersionForm(prefix="version"))
     return render_template(
-        "formulas/detail.html", formula=formula, people=people, versions=versions, history=history, bud=bud,
+        "formulas/detail.html", formula=formula, people=detail.people, versions=detail.versions,
+        history=history_rows(detail.history), bud=bud,
         steps=instruction_steps(formula.instructions),
         signatures=signatures_for("formula", formula.id), **forms), status
 

@@ -4,14 +4,15 @@ from wtforms import BooleanField, DecimalField, SelectField, StringField, TextAr
 from wtforms.validators import DataRequired, Length, Optional
 
 from ..forms import AppForm, Between, choices
+from ..limits import LABEL_MAX, NAME_MAX
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 
 
 class IngredientForm(AppForm):
-    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    name = StringField("Name", validators=[DataRequired(), Length(max=NAME_MAX)])
     kind = SelectField("Kind", choices=choices(INGREDIENT_KINDS))
     unit = SelectField("Stock unit", choices=choices(STOCK_UNITS))
-    strength = StringField("Strength", validators=[Optional(), Length(max=60)],
+    strength = StringField("Strength", validators=[Optional(), Length(max=LABEL_MAX)],
                            description='As on the container, e.g. "50 mg/mL".')
     storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS))
     reorder_level = DecimalField("Reorder level", places=3, default=0,

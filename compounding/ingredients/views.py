@@ -6,11 +6,12 @@ from flask_login import current_user
 from ..extensions import db
 from ..forms import apply_domain_error
 from ..models import Ingredient, Lot
-from ..pagination import paginate_entities, paginate_rows
+from ..pagination import filter_status, paginate_entities, paginate_rows
+from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
+from ..queries.lots import LotFilters, lot_list_query
 from ..security import requires
 from ..services import inventory
 from ..services.errors import DomainError
-from ..services.stock_queries import LotFilters, ingredient_overview_query, lot_list_query
 from .forms import IngredientForm
 
 bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
@@ -19,13 +20,11 @@ bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
 @bp.route("/")
 @requires("ingredients.read")
 def ingredient_list():
-    search = request.args.get("q", "").strip()[:120]
-    below = request.args.get("below_reorder") == "1"
-    inactive = request.args.get("inactive") == "1"
-    query = ingredient_overview_query(search, below_reorder=below, include_inactive=inactive)
-    pagination = paginate_rows(query)
-    return render_template("ingredients/list.html", pagination=pagination, search=search,
-                           below=below, inactive=inactive)
+    filters = IngredientFilters.from_args(request.args)
+    status = filter_status(filters.errors)
+    pagination = paginate_rows(ingredient_overview_query(filters))
+    return render_template("ingredients/list.html", pagination=pagination, search=filters.q,
+                           below=filters.below_reorder, inactive=filters.include_inactive), status
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -47,9 +46,7 @@ def ingredient_create():
 @requires("ingredients.read")
 def ingredient_detail(ingredient_id: int):
     ingredient = db.get_or_404(Ingredient, ingredient_id)
-    overview = db.session.execute(
-        ingredient_overview_query(include_inactive=True).where(Ingredient.id == ingredient_id)
-    ).one()
+    overview = db.session.execute(ingredient_row_query(ingredient_id)).one()
     lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")), Lot.id,
                              per_page=25)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,

@@ -4,6 +4,7 @@ from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from ..forms import AppForm, choices
+from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models.ledger import ADJUST_REASONS
 from ..services.errors import DomainError
 from ..services.expiry import parse_expiry
@@ -28,8 +29,8 @@ def validate_expiry(form, field):
 
 class ReceiveLotForm(AppForm):
     ingredient_id = SelectField("Ingredient", coerce=int, validators=[DataRequired("Choose the ingredient.")])
-    supplier = StringField("Supplier", validators=[DataRequired(), Length(max=120)])
-    lot_number = StringField("Supplier lot number", validators=[DataRequired(), Length(max=60)])
+    supplier = StringField("Supplier", validators=[DataRequired(), Length(max=NAME_MAX)])
+    lot_number = StringField("Supplier lot number", validators=[DataRequired(), Length(max=LABEL_MAX)])
     gtin = StringField("GTIN", validators=[Optional(), Regexp(r"^\d{8,14}$", message="8 to 14 digits.")],
                        description="From the supplier's barcode, if it has one.")
     expiry_date = StringField("Expiry", validators=[DataRequired(), validate_expiry],
@@ -38,8 +39,8 @@ class ReceiveLotForm(AppForm):
                               render_kw={"placeholder": "2027-06-30 or 2027-06"})
     quantity = StringField("Quantity received", validators=[DataRequired(), validate_quantity],
                            description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
-    coa_reference = StringField("Certificate of analysis reference", validators=[Optional(), Length(max=120)])
-    location = StringField("Storage location", validators=[Optional(), Length(max=120)],
+    coa_reference = StringField("Certificate of analysis reference", validators=[Optional(), Length(max=NAME_MAX)])
+    location = StringField("Storage location", validators=[Optional(), Length(max=NAME_MAX)],
                            render_kw={"placeholder": "e.g. Fridge 2, shelf B"})
 
 
@@ -49,7 +50,7 @@ class SignatureForm(AppForm):
 
 
 class RejectForm(SignatureForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=2000)], render_kw={"rows": 2})
+    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
 
 
 class AdjustForm(AppForm):
@@ -59,7 +60,7 @@ class AdjustForm(AppForm):
         ("in", "Add to stock (count correction or return: a pharmacist signs)")]))
     quantity = StringField("Quantity", validators=[DataRequired(), validate_quantity],
                            description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
-    note = TextAreaField("Note", validators=[Optional(), Length(max=2000)], render_kw={"rows": 2},
+    note = TextAreaField("Note", validators=[Optional(), Length(max=NOTE_MAX)], render_kw={"rows": 2},
                          description="Required for a count correction or a return to stock.")
     password = PasswordField("Your password (e-signature, to add stock)", validators=[Optional()],
                              render_kw={"autocomplete": "current-password"},

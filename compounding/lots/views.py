@@ -1,53 +1,38 @@
 """Lot list, receiving, detail with ledger and history, release, reject, adjust."""
 
-import sqlalchemy as sa
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..extensions import db
 from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, record_id, submit
 from ..gs1 import GS1Error, parse_gs1
-from ..models import AuditEvent, Batch, BatchComponent, Ingredient, Lot, StockMovement, User
+from ..models import Lot
 from ..models.lot import LOT_STATUSES
-from ..pagination import paginate_entities
+from ..pagination import filter_status, paginate_entities
+from ..queries.ingredients import ingredient_names, ingredients_to_choose
+from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires
 from ..services import holds, inventory
-from ..services.errors import DomainError
+from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
-from ..services.stock_queries import LOT_SORTS, LotFilters, lot_list_query
 from ..services.trace import adverse_event_counts
 from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 
 
-def filters_from_args(args) -> LotFilters:
-    days = args.get("expiring_within_days", type=int)
-    return LotFilters(
-        ingredient_id=args.get("ingredient_id", type=record_id),
-        status=args.get("status", "") if args.get("status") in LOT_STATUSES else "",
-        expiring_within_days=min(max(days, 0), 3650) if days is not None else None,
-        expired_in_stock=args.get("expired_in_stock") == "1",
-        q=args.get("q", "")[:60],
-        sort=args.get("sort", "expiry") if args.get("sort") in LOT_SORTS else "expiry",
-    )
-
-
 def _ingredient_choices():
-    return [SelectChoice(i.id, f"{i.name} ({i.unit})") for i in db.session.scalars(
-        sa.select(Ingredient).where(Ingredient.active.is_(True)).order_by(Ingredient.name))]
+    return [SelectChoice(i.id, f"{i.name} ({i.unit})") for i in ingredients_to_choose()]
 
 
 @bp.route("/")
 @requires("lots.read")
 def lot_list():
-    filters = filters_from_args(request.args)
+    filters = LotFilters.from_args(request.args)
+    status = filter_status(filters.errors)
     pagination = paginate_entities(lot_list_query(filters), Lot.id)
-    ingredients = db.session.execute(
-        sa.select(Ingredient.id, Ingredient.name).order_by(Ingredient.name)).all()
     return render_template("lots/list.html", pagination=pagination, filters=filters,
-                           ingredients=ingredients, statuses=LOT_STATUSES)
+                           ingredients=ingredient_names(), statuses=LOT_STATUSES), status
 
 
 @bp.route("/receive", methods=["GET", "POST"])
@@ -100,30 +85,17 @@ def _prefill_from_scan(form: ReceiveLotForm, args) -> str | None:
 
 
 def _render_detail(lot_id: int, status: int = 200, **forms):
-    lot = db.session.scalar(
-        sa.select(Lot).where(Lot.id == lot_id).options(
-            sa.orm.selectinload(Lot.ingredient), sa.orm.selectinload(Lot.received_by),
-            sa.orm.selectinload(Lot.released_by)))
-    if lot is None:
-        return render_template("errors/404.html", status=404, message="There is no such lot."), 404
-    movements = db.session.execute(
-        sa.select(StockMovement, User.display_name)
-        .join(User, User.id == StockMovement.actor_id)
-        .where(StockMovement.lot_id == lot.id).order_by(StockMovement.id.desc()).limit(200)).all()
-    history = db.session.scalars(
-        sa.select(AuditEvent).where(AuditEvent.entity_type == "lot", AuditEvent.entity_id == lot.id)
-        .order_by(AuditEvent.id.desc()).limit(100)).all()
-    used_in = db.session.execute(
-        sa.select(BatchComponent, Batch.code, Batch.status, Batch.compounded_at)
-        .join(Batch, Batch.id == BatchComponent.batch_id)
-        .where(BatchComponent.lot_id == lot.id).order_by(Batch.compounded_at.desc()).limit(200)).all()
+    detail = lot_record(lot_id)
+    if detail is None:
+        raise NotFound("There is no such lot.")
+    lot = detail.lot
     forms.setdefault("release_form", SignatureForm(prefix="release"))
     forms.setdefault("reject_form", RejectForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     item_holds = holds.holds_of("lot", lot.id)
     forms.setdefault("hold_form", hold_form_for(item_holds))
-    return render_template("lots/detail.html", lot=lot, movements=movements, history=history, holds=item_holds,
-                           used_in=used_in, signatures=signatures_for("lot", lot.id),
+    return render_template("lots/detail.html", lot=lot, movements=detail.movements, history=detail.history,
+                           holds=item_holds, used_in=detail.used_in, signatures=signatures_for("lot", lot.id),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 
 

@@ -6,13 +6,14 @@ from flask_login import current_user
 
 from ..charts import bar_chart
 from ..extensions import db
-from ..models import AuditEvent, Recall
 from ..privacy import note_access
-from ..recalls.records import open_recall_ids
+from ..queries.audit import recent_audit_events
+from ..queries.ingredients import below_reorder_count_query
+from ..queries.lots import inventory_counts
+from ..queries.recalls import open_recall_count, open_recall_ids
 from ..security import public, requires
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
-from ..services.stock_queries import below_reorder_count_query, inventory_counts
 from ..services.trace import quality_signals
 
 bp = Blueprint("main", __name__)
@@ -60,8 +61,7 @@ def dashboard():
         context["batch_counts"] = figures.batch_counts()
         context["awaiting_verification"] = figures.batches_awaiting_verification()
     if "quality" in sections:
-        context["open_recalls"] = db.session.scalar(
-            sa.select(sa.func.count(Recall.id)).where(Recall.status == "open"))
+        context["open_recalls"] = open_recall_count()
         context["signals"], context["recall_targets"] = quality_signals(limit=20), open_recall_ids()
     if "charts" in sections:
         context["charts"] = _charts()
@@ -71,8 +71,7 @@ def dashboard():
             note_access("dashboard.sessions", target_type="treatment_sessions")
         context["usable_batches"] = figures.batches_usable_now()
     if "audit" in sections:
-        context["recent_events"] = db.session.scalars(
-            sa.select(AuditEvent).order_by(AuditEvent.id.desc()).limit(10)).all()
+        context["recent_events"] = recent_audit_events(10)
     return render_template("main/dashboard.html", **context)
 
 

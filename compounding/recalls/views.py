@@ -1,16 +1,19 @@
 """Trace search and pages, recalls (open, contact, close, printable report), one-click quarantine."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from ..forms import apply_domain_error, record_id, submit
+from ..limits import PER_PAGE_DEFAULT
+from ..models import RecallStatus
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
+from ..queries import recalls as records
 from ..security import requires
 from ..services import holds, inventory, recalls, trace
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
-from . import records
+from ..services.trace import adverse_event_counts
 from .forms import CloseRecallForm, ContactForm, OpenRecallForm, QuarantineForm
 
 bp = Blueprint("recalls", __name__)
@@ -45,11 +48,11 @@ def quarantine_reason(events: int, severe: int) -> str:
 
 def _render_trace(scope: trace.Trace, kind: str, target_id: int):
     note_access(f"trace.{kind}", target_type=kind, target_id=target_id)
-    events, severe = records.event_counts(kind, [target_id]).get(target_id, (0, 0))
+    events, severe = adverse_event_counts(kind, [target_id]).get(target_id, (0, 0))
     return render_template(
         "recalls/trace.html", code=(scope.lot or scope.batch).code, scope=scope, kind=kind,
         counts=records.trace_counts(scope), target_events=(events, severe),
-        batch_events=records.event_counts("batch", [row.id for row in scope.batches]),
+        batch_events=adverse_event_counts("batch", [row.id for row in scope.batches]),
         open_recall_id=records.open_recall_ids().get((kind, target_id)),
         quarantine_form=QuarantineForm(formdata=None, back="trace", reason=quarantine_reason(events, severe)))
 
@@ -57,21 +60,13 @@ def _render_trace(scope: trace.Trace, kind: str, target_id: int):
 @bp.route("/trace/lots/<int:lot_id>")
 @requires("patients.read")
 def trace_lot(lot_id: int):
-    try:
-        scope = trace.trace_lot(lot_id, page_arg())
-    except NotFound:
-        abort(404)
-    return _render_trace(scope, "lot", lot_id)
+    return _render_trace(trace.trace_lot(lot_id, page_arg()), "lot", lot_id)
 
 
 @bp.route("/trace/batches/<int:batch_id>")
 @requires("patients.read")
 def trace_batch(batch_id: int):
-    try:
-        scope = trace.trace_batch(batch_id, page_arg())
-    except NotFound:
-        abort(404)
-    return _render_trace(scope, "batch", batch_id)
+    return _render_trace(trace.trace_batch(batch_id, page_arg()), "batch", batch_id)
 
 
 # --- recalls -----------------------------------------------------------------------------------
@@ -80,12 +75,11 @@ def trace_batch(batch_id: int):
 @bp.route("/recalls/")
 @requires("recalls.read")
 def recall_list():
-    status = request.args.get("status", "")
-    pagination = paginate_rows(records.recall_list_query(status), per_page=50)
+    filters = records.RecallFilters.from_args(request.args)
+    pagination = paginate_rows(records.recall_list_query(filters), per_page=PER_PAGE_DEFAULT)
     progress = records.progress_for([row.Recall.id for row in pagination.items])
     items = [records.summary(row, progress) for row in pagination.items]
-    return render_template("recalls/list.html", pagination=pagination, items=items,
-                           status=status if status in ("open", "closed") else "")
+    return render_template("recalls/list.html", pagination=pagination, items=items, status=filters.status)
 
 
 def _target_from_args():
@@ -94,12 +88,9 @@ def _target_from_args():
     batch_id = request.args.get("batch_id", type=record_id)
     if bool(lot_id) == bool(batch_id):
         return None, None
-    try:
-        if lot_id:
-            return ("lot", lot_id), trace.trace_lot(lot_id)
-        return ("batch", batch_id), trace.trace_batch(batch_id)
-    except NotFound:
-        abort(404)
+    if lot_id:
+        return ("lot", lot_id), trace.trace_lot(lot_id)
+    return ("batch", batch_id), trace.trace_batch(batch_id)
 
 
 @bp.route("/recalls/new", methods=["GET", "POST"])
@@ -130,12 +121,9 @@ def recall_open():
 
 def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None = None,
                    close_form: CloseRecallForm | None = None):
-    try:
-        record = records.recall_record(recall_id, page_arg())
-    except NotFound:
-        abort(404)
+    record = records.recall_record(recall_id, page_arg())
     forms = {}
-    if record.recall.status == "open" and current_user.can("recalls.contact"):
+    if record.recall.status == RecallStatus.OPEN and current_user.can("recalls.contact"):
         forms = {p.id: ContactForm(formdata=None, prefix=f"contact-{p.id}") for p in record.scope.patients}
         forms.update(contact_forms or {})
     note_access("recall.view", target_type="recall", target_id=recall_id)
@@ -144,7 +132,7 @@ def _render_detail(recall_id: int, status: int = 200, contact_forms: dict | None
                            counts=records.trace_counts(record.scope)), status
 
 
-# A recall's page is its contact list: patient data (rule 10.1.10), unlike the list of recalls.
+# A recall's page is its contact list: patient data, unlike the list of recalls.
 @bp.route("/recalls/<int:recall_id>")
 @requires("patients.read")
 def recall_detail(recall_id: int):
@@ -161,7 +149,7 @@ def recall_contact(recall_id: int, patient_id: int):
                                              form.note.data or "", outcome=form.outcome.data,
                                              password=form.password.data or None)
         except NotFound:
-            abort(404)
+            raise  # the app's 404 page, with its message
         except DomainError as exc:
             apply_domain_error(form, exc)
             # Refusals about the row itself (closed recall, out of scope) may have no form left to show on.
@@ -191,10 +179,7 @@ def recall_close(recall_id: int):
 @bp.route("/recalls/<int:recall_id>/report")
 @requires("patients.read")
 def recall_report(recall_id: int):
-    try:
-        record = records.recall_record(recall_id, per_page=None)  # a printed report holds everything
-    except NotFound:
-        abort(404)
+    record = records.recall_record(recall_id, per_page=None)  # a printed report holds everything
     note_access("recall.report", target_type="recall", target_id=recall_id)
     return render_template("recalls/report.html", record=record, recall=record.recall, scope=record.scope,
                            counts=records.trace_counts(record.scope), printed_at=utcnow())
@@ -216,7 +201,7 @@ def quarantine_lot(lot_id: int):
     try:
         lot = inventory.quarantine_lot(current_user, lot_id, form.reason.data)
     except NotFound:
-        abort(404)
+        raise  # the app's 404 page, with its message
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(back)
@@ -229,7 +214,7 @@ def quarantine_lot(lot_id: int):
 @bp.route("/quality-signals/<any(batch, lot):kind>/<int:item_id>/hold", methods=["POST"])
 @requires("lots.release")
 def hold_item(kind: str, item_id: int):
-    """The dashboard's one click for a flagged batch or lot: a quality-signal hold (DESIGN 10.1.3)."""
+    """The dashboard's one click for a flagged batch or lot: a quality-signal hold, released by a pharmacist."""
     form = QuarantineForm()
     if not form.validate_on_submit():
         flash(" ".join(e for errors in form.errors.values() for e in errors), "danger")
@@ -237,7 +222,7 @@ def hold_item(kind: str, item_id: int):
     try:
         hold = holds.quality_signal_hold(current_user, kind, item_id, form.reason.data)
     except NotFound:
-        abort(404)
+        raise  # the app's 404 page, with its message
     except DomainError as exc:
         flash(exc.message, "danger")
         return redirect(url_for("main.dashboard"))

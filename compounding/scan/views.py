@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, render_template, request, session, url
 from markupsafe import Markup
 
 from ..gs1 import GS, GS1Error, parse_gs1
+from ..limits import SCAN_MAX
 from ..security import requires
 from ..services.clock import to_clinic, utcnow
 from ..services.scan import resolve, visible
@@ -11,14 +12,13 @@ from ..services.scan import resolve, visible
 bp = Blueprint("scan", __name__, url_prefix="/scan")
 RECENT_KEY = "recent_scans"
 RECENT_MAX = 8
-MAX_INPUT = 5000
 
 
 def _remember(result) -> list[dict]:
     """The last scans of this browser, kept in its signed session cookie (no server state).
 
     The cookie is signed, not encrypted: an unknown code (a patient's chart number or name typed
-    in the wrong box) is remembered as unknown, never by its text (DESIGN 10.11).
+    in the wrong box) is remembered as unknown, never by its text.
     """
     shown = result.shown[:60] if result.kind != "unknown" else "not one of our codes"
     entry = {"shown": shown, "kind": result.kind, "usable": result.usable,
@@ -35,7 +35,7 @@ def station():
     raw = request.args.get("code")
     result = None
     if raw is not None and raw.strip(" \r\n"):
-        result = resolve(raw[:MAX_INPUT])
+        result = resolve(raw[:SCAN_MAX])
         recent = _remember(result)
     else:
         recent = session.get(RECENT_KEY, [])
@@ -56,7 +56,7 @@ def _receive_url(result) -> str | None:
 @requires("scan.use")
 def setup():
     """Show exactly what a test scan delivered, and which separator setting would fit."""
-    raw = request.args.get("test", "")[:MAX_INPUT]
+    raw = request.args.get("test", "")[:SCAN_MAX]
     report = None
     if raw:
         configured = current_app.config.get("GS1_SEPARATOR", "")

@@ -24,6 +24,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..forms import AppForm, choices, in_day_range
+from ..limits import CODE_MAX, NAME_MAX, NOTES_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models.treatment import ADVERSE_EVENT_TYPES, PLAIN_VOID_CODES, SEVERITIES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
@@ -45,15 +46,15 @@ def _one_newline(value):
 
 
 class PatientForm(AppForm):
-    chart_number = StringField("Chart number", validators=[DataRequired(), Length(max=40)], filters=[_strip],
+    chart_number = StringField("Chart number", validators=[DataRequired(), Length(max=CODE_MAX)], filters=[_strip],
                                render_kw={"autocomplete": "off", "autocapitalize": "characters"})
-    name = StringField("Name", validators=[Optional(), Length(max=160)], filters=[_strip])
+    name = StringField("Name", validators=[Optional(), Length(max=SHORT_TEXT_MAX)], filters=[_strip])
     birth_on = DateField("Date of birth", validators=[Optional(), in_day_range])
-    phone = StringField("Phone", validators=[Optional(), Length(max=40)], filters=[_strip],
+    phone = StringField("Phone", validators=[Optional(), Length(max=CODE_MAX)], filters=[_strip],
                         render_kw={"inputmode": "tel", "autocomplete": "off"})
-    email = EmailField("E-mail", validators=[Optional(), Length(max=160)], filters=[_strip],
+    email = EmailField("E-mail", validators=[Optional(), Length(max=SHORT_TEXT_MAX)], filters=[_strip],
                        render_kw={"autocomplete": "off"})
-    # Shown only after the service found someone with the same name and birth date (rule 10.1.9).
+    # Shown only after the service found someone with the same name and birth date.
     confirm_duplicate = BooleanField("Register anyway: this is another person with the same name and date of birth")
 
     FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
@@ -66,9 +67,9 @@ class UseForm(Form):
     """One vial injected; a row with neither batch code nor volume is blank."""
 
     # No Optional(): it would stop the chain before validate_batch_code sees a volume without a code.
-    batch_code = StringField("Batch code", filters=[_strip], validators=[Length(max=40)])
+    batch_code = StringField("Batch code", filters=[_strip], validators=[Length(max=CODE_MAX)])
     volume_ml = StringField("Volume (mL)", filters=[_strip])
-    area = StringField("Injection area", filters=[_strip], validators=[Optional(), Length(max=120)])
+    area = StringField("Injection area", filters=[_strip], validators=[Optional(), Length(max=NAME_MAX)])
 
     @property
     def is_blank(self) -> bool:
@@ -95,9 +96,9 @@ class TreatmentForm(AppForm):
                                       validators=[Optional(), in_day_range])
     # The time the page offered: sent back unchanged, it means "now" (see performed_at_utc).
     offered_at = HiddenField()
-    indication = StringField("Indication / treated area", validators=[Optional(), Length(max=160)],
+    indication = StringField("Indication / treated area", validators=[Optional(), Length(max=SHORT_TEXT_MAX)],
                              filters=[_strip], render_kw={"placeholder": "e.g. submental fat, face rejuvenation"})
-    notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], filters=[_one_newline],
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=NOTES_MAX)], filters=[_one_newline],
                           render_kw={"rows": 3})
     uses = FieldList(FormField(UseForm), min_entries=USE_ROWS, max_entries=USE_ROWS)
     # Only for a session dated further back than BACKDATE_HOURS: the signed-in pharmacist signs it.
@@ -144,9 +145,9 @@ class AdverseEventForm(AppForm):
     severity = SelectField("Severity", choices=choices([("", "Choose…"), *SEVERITIES]),
                            validators=[DataRequired("Choose the severity.")])
     onset_on = DateField("Onset date", validators=[Optional(), in_day_range])
-    outcome = StringField("Outcome", validators=[Optional(), Length(max=160)], filters=[_strip],
+    outcome = StringField("Outcome", validators=[Optional(), Length(max=SHORT_TEXT_MAX)], filters=[_strip],
                           render_kw={"placeholder": "e.g. resolved in 3 days with cold compresses"})
-    notes = TextAreaField("Notes", validators=[Optional(), Length(max=5000)], filters=[_one_newline],
+    notes = TextAreaField("Notes", validators=[Optional(), Length(max=NOTES_MAX)], filters=[_one_newline],
                           render_kw={"rows": 2})
 
 
@@ -157,7 +158,8 @@ class VoidForm(AppForm):
     # No default: the code says what went wrong, and a guess would mislead the trace.
     reason_code = SelectField("Reason code", choices=choices([("", "Choose…"), *PLAIN_VOID_CODES]),
                               validators=[DataRequired("Choose the reason code.")])
-    reason = TextAreaField("Reason", validators=[DataRequired("Say why the session is voided."), Length(max=2000)],
+    reason = TextAreaField("Reason", validators=[DataRequired("Say why the session is voided."),
+                                                 Length(max=REASON_MAX)],
                            filters=[_strip], render_kw={"rows": 2},
                            description="The record stays in traces and recalls, flagged voided.")
     password = PasswordField(SIGNATURE_LABEL, validators=[Optional()],
@@ -168,9 +170,9 @@ class VoidForm(AppForm):
 
 class CorrectPatientForm(AppForm):
     chart_number = StringField("Right patient's chart number", validators=[DataRequired("Type the chart number."),
-                                                                           Length(max=40)],
+                                                                           Length(max=CODE_MAX)],
                                filters=[_strip], render_kw={"autocomplete": "off", "autocapitalize": "characters"})
     reason = TextAreaField("Reason", validators=[DataRequired("Say why the patient is corrected."),
-                                                 Length(max=2000)], filters=[_strip], render_kw={"rows": 2})
+                                                 Length(max=REASON_MAX)], filters=[_strip], render_kw={"rows": 2})
     password = PasswordField(SIGNATURE_LABEL, validators=[DataRequired("Sign with your password.")],
                              render_kw={"autocomplete": "current-password"})

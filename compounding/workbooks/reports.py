@@ -22,7 +22,7 @@ from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, Workbook
 
 
 def lot_list_workbook(out, query) -> WorkbookSummary:
-    """The lots a list filter shows (lots.views.filters_from_args + lot_list_query), every page."""
+    """The lots a list filter shows (queries.lots.lot_list_query), every page."""
     book = WorkbookWriter()
     names, now = user_names(), utcnow()
     book.table("Lots", lot_columns(book.zone), (lot_values(lot, names, now) for lot in stream_scalars(query)))
@@ -31,7 +31,7 @@ def lot_list_workbook(out, query) -> WorkbookSummary:
 
 
 def batch_list_workbook(out, query) -> WorkbookSummary:
-    """The batches a list filter shows (batches.views.batch_list_query), every page."""
+    """The batches a list filter shows (queries.batches.batch_list_query), every page."""
     book = WorkbookWriter()
     names, now = user_names(), utcnow()
     book.table("Batches", batch_columns(book.zone),
@@ -142,7 +142,7 @@ def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, ti
                   late: Collection[int] | None = None) -> WorkbookSummary:
     """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets.
 
-    Without `identify` (a technician's download, rule 10.1.10) patients are chart numbers only.
+    Without `identify` (a technician's download) patients are chart numbers only.
     """
     book = WorkbookWriter()
     cover = book.cover(sheet)

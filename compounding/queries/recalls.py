@@ -1,6 +1,7 @@
-"""Read models of recalls and traces, shared by the pages, the printable report and the API.
+"""Recalls and traces: the list and its filter, one recall with its scope and contacts, what a code names.
 
-Each is a fixed handful of statements whatever the number of batches, sessions or patients.
+Shared by the pages, the printable report, the workbook and the API. Each is a fixed
+handful of statements whatever the number of batches, sessions or patients.
 """
 
 from dataclasses import dataclass, field
@@ -9,20 +10,20 @@ import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
 
 from ..extensions import db
+from ..limits import CODE_MAX
 from ..models import (
-    AdverseEvent,
     Batch,
     BatchComponent,
     Lot,
     Patient,
     Recall,
     RecallContact,
+    RecallStatus,
     SessionUse,
     TreatmentSession,
     User,
 )
-from ..models.recall import FINAL_OUTCOMES
-from ..models.treatment import SEVERE_EVENT_TYPES
+from ..models.recall import FINAL_OUTCOMES, RECALL_STATUSES
 from ..services import recalls, trace
 from ..services.errors import NotFound
 from ..services.history import history_of
@@ -31,7 +32,7 @@ from ..services.signatures import signatures_for
 
 def normalise_code(raw: str | None) -> str:
     """What a person types or a scanner sends: spaces dropped, any case (our codes are capitals)."""
-    return "".join((raw or "").split()).upper()[:40]
+    return "".join((raw or "").split()).upper()[:CODE_MAX]
 
 
 def resolve_code(code: str) -> tuple[str, int] | None:
@@ -52,29 +53,13 @@ def split_codes(value: str | None) -> list[str]:
 
 def open_recall_ids() -> dict[tuple[str, int], int]:
     """{("lot"|"batch", target id): recall id} for every open recall, in one statement."""
-    rows = db.session.execute(sa.select(Recall.id, Recall.lot_id, Recall.batch_id).where(Recall.status == "open"))
+    rows = db.session.execute(sa.select(Recall.id, Recall.lot_id, Recall.batch_id)
+                              .where(Recall.status == RecallStatus.OPEN))
     return {("lot", r.lot_id) if r.lot_id else ("batch", r.batch_id): r.id for r in rows}
 
 
-def event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
-    """(adverse events, severe ones) per batch or per lot: one statement.
-
-    services.trace.adverse_event_counts("lot", ...) cannot pick its FROM clause (no
-    select_from), so lots are counted here with the same rule until it is fixed there.
-    """
-    if kind == "batch":
-        return trace.adverse_event_counts("batch", ids)
-    if not ids:
-        return {}
-    severe = sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
-    query = (sa.select(BatchComponent.lot_id, sa.func.count(sa.distinct(AdverseEvent.id)),
-                       sa.func.count(sa.distinct(sa.case((severe, AdverseEvent.id)))))
-             .select_from(SessionUse)
-             .join(AdverseEvent, AdverseEvent.session_id == SessionUse.session_id)
-             .join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
-             .where(BatchComponent.lot_id.in_(ids))
-             .group_by(BatchComponent.lot_id))
-    return {row[0]: (row[1], row[2]) for row in db.session.execute(query)}
+def open_recall_count() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Recall.id)).where(Recall.status == RecallStatus.OPEN))
 
 
 def trace_counts(scope: trace.Trace) -> dict:
@@ -94,7 +79,7 @@ class RecallRecord:
     contacts: dict = field(default_factory=dict)  # patient id -> their outcome's ContactRow, for this page
     attempts: dict = field(default_factory=dict)  # patient id -> every ContactRow, oldest first, for this page
     contacted: int = 0  # patients with an outcome, over the whole scope
-    # Sessions performed before the recall opened but recorded after it (rule 10.1.2): session id -> row.
+    # Sessions performed before the recall opened but recorded after it: session id -> row.
     late_sessions: dict = field(default_factory=dict)
     reopenings: list = field(default_factory=list)  # StatusChange rows closed -> open
 
@@ -179,8 +164,8 @@ def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PE
     counted = {row.patient_id for row in db.session.execute(recalls.counted_outcomes([recall.id], page_ids))}
     outcomes = {patient_id: row for patient_id, row in outcomes.items() if patient_id in counted}
     contacted, _ = recalls.contact_progress(recall, scope)
-    reopenings = [row for row in history_of("recall", recall.id) if (row.from_status, row.to_status) == (
-        "closed", "open")]
+    reopenings = [row for row in history_of("recall", recall.id)
+                  if (row.from_status, row.to_status) == (RecallStatus.CLOSED, RecallStatus.OPEN)]
     return RecallRecord(recall=recall, opened_by=people.get(recall.opened_by_id, ""),
                         closed_by=people.get(recall.closed_by_id) if recall.closed_by_id else None,
                         signatures=signatures_for("recall", recall.id), scope=scope, contacts=outcomes,
@@ -194,11 +179,7 @@ def late_sessions(recall: Recall) -> dict:
     Their patients joined the scope when the session was entered, so staff contact them
     even if everyone else was reached already.
     """
-    if recall.batch_id:
-        in_scope = SessionUse.batch_id == recall.batch_id
-    else:
-        in_scope = SessionUse.batch_id.in_(sa.select(BatchComponent.batch_id)
-                                           .where(BatchComponent.lot_id == recall.lot_id))
+    in_scope = SessionUse.batch_id.in_(sa.select(reached_batches([recall.id]).c.batch_id))
     rows = db.session.execute(
         sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.recorded_at,
                   TreatmentSession.patient_id, Patient.chart_number)
@@ -227,7 +208,18 @@ def contact_answer(contact_id: int) -> ContactRow:
     return contact_row(*db.session.execute(_contacts().where(RecallContact.id == contact_id)).one())
 
 
-def recall_list_query(status: str | None = None):
+@dataclass
+class RecallFilters:
+    status: str = ""  # open or closed; blank: both
+
+    @classmethod
+    def from_args(cls, args) -> "RecallFilters":
+        """The list page's query string: an unknown status is no filter."""
+        status = args.get("status", "")
+        return cls(status=status if status in RECALL_STATUSES else "")
+
+
+def recall_list_query(filters: RecallFilters):
     """Recalls with their target's code and opener, the open ones first, newest first."""
     query = (
         sa.select(Recall, Lot.code.label("lot_code"), Batch.code.label("batch_code"),
@@ -235,25 +227,30 @@ def recall_list_query(status: str | None = None):
         .outerjoin(Lot, Lot.id == Recall.lot_id).outerjoin(Batch, Batch.id == Recall.batch_id)
         .join(User, User.id == Recall.opened_by_id)
     )
-    if status in ("open", "closed"):
-        query = query.where(Recall.status == status)
-    return query.order_by(sa.case((Recall.status == "open", 0), else_=1), Recall.opened_at.desc(),
+    if filters.status:
+        query = query.where(Recall.status == filters.status)
+    return query.order_by(sa.case((Recall.status == RecallStatus.OPEN, 0), else_=1), Recall.opened_at.desc(),
                           Recall.id.desc())
 
 
-def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
-    """{recall id: (patients with an outcome that counts, patients in scope)} for a page of recalls: two statements.
-
-    Voided sessions stay in the scope: their patients count too (DESIGN 10.1 rule 1).
-    """
-    if not recall_ids:
-        return {}
-    targets = sa.union(
+def reached_batches(recall_ids):
+    """A subquery of (recall_id, batch_id): the batches each recall reached (its batch, or its lot's batches)."""
+    return sa.union(
         sa.select(Recall.id.label("recall_id"), Recall.batch_id.label("batch_id"))
         .where(Recall.id.in_(recall_ids), Recall.batch_id.is_not(None)),
         sa.select(Recall.id, BatchComponent.batch_id).join(BatchComponent, BatchComponent.lot_id == Recall.lot_id)
         .where(Recall.id.in_(recall_ids)),
     ).subquery()
+
+
+def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """{recall id: (patients with an outcome that counts, patients in scope)} for a page of recalls: two statements.
+
+    A correction never shrinks a recall: the patients of voided sessions stay in the scope and count.
+    """
+    if not recall_ids:
+        return {}
+    targets = reached_batches(recall_ids)
     totals = dict(db.session.execute(
         sa.select(targets.c.recall_id, sa.func.count(sa.distinct(TreatmentSession.patient_id)))
         .join(SessionUse, SessionUse.batch_id == targets.c.batch_id)

@@ -1,0 +1,136 @@
+"""Batches: compounding, verification, rejection, discard, the list."""
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
+
+from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, REASON_MAX, SEARCH_MAX
+from ...models.batch import BATCH_STATUSES, DISCARD_REASONS
+from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
+from ...services.clock import utcnow
+from .common import RECORD_ID, Day, HoldSchema, Quantity
+
+
+class BatchFormulaSchema(Schema):
+    """The formula version a batch was made from."""
+
+    id = fields.Integer()
+    code = fields.String()
+    version = fields.Integer()
+    name = fields.String()
+
+
+class BatchComponentSchema(Schema):
+    """One lot a batch consumed; the lot and its ingredient come loaded with it (lazy="raise")."""
+
+    lot_id = fields.Integer()
+    lot_code = fields.String(attribute="lot.code")
+    lot_expiry_date = fields.Date(attribute="lot.expires_on")
+    ingredient_id = fields.Integer()
+    ingredient_name = fields.String(attribute="lot.ingredient.name")
+    unit = fields.String(attribute="lot.ingredient.unit")
+    theoretical_quantity = Quantity(metadata={"type": "string", "format": "decimal",
+                                              "description": "What the formula asks for, for all units"})
+    quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "What was taken from this lot"})
+    scanned = fields.Boolean(metadata={"description": "The container was confirmed by scanning it"})
+
+
+class BatchSchema(Schema):
+    """A batch as answered; formula, people and components come loaded with it (lazy="raise").
+
+    `usable`, `reasons` and `expired` come from services.batches, the one rule, at one instant.
+    """
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    status_reason = fields.String()
+    discard_reason = fields.String(allow_none=True, metadata={"enum": list(DISCARD_REASONS)})
+    formula = fields.Nested(BatchFormulaSchema)
+    units = fields.Integer()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    storage = fields.String()
+    beyond_use_at = fields.DateTime()
+    compounded_at = fields.DateTime()
+    compounded_by_id = fields.Integer()
+    compounded_by = fields.Function(lambda batch: batch.compounded_by.display_name, metadata={"type": "string"})
+    verified_at = fields.DateTime(allow_none=True)
+    verified_by_id = fields.Integer(allow_none=True)
+    verified_by = fields.Function(
+        lambda batch: batch.verified_by.display_name if batch.verified_by_id is not None else None,
+        metadata={"type": "string", "nullable": True, "description": "The verifying pharmacist's name"})
+    deviations = fields.String()
+    notes = fields.String()
+    components = fields.List(fields.Nested(BatchComponentSchema))
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
+    # Filled by _usability below (a batch has no such attributes).
+    expired = fields.Boolean(dump_only=True)
+    usable = fields.Boolean(dump_only=True)
+    reasons = fields.List(fields.String(), dump_only=True,
+                          metadata={"description": "Why the batch may not be injected now (empty: usable)"})
+
+    @post_dump(pass_original=True)
+    def _usability(self, data, batch, **kwargs):
+        now = utcnow()
+        reasons = unusable_reasons(batch, now)
+        data.update(expired=is_batch_expired(batch, now), usable=not reasons, reasons=reasons)
+        return data
+
+
+class BatchAllocationSchema(Schema):
+    lot_id = fields.Integer(required=True, strict=True, validate=RECORD_ID)
+    quantity = Quantity(required=True)
+
+
+class BatchCompoundSchema(Schema):
+    formula_id = fields.Integer(required=True, strict=True, validate=RECORD_ID,
+                                metadata={"description": "An approved formula version"})
+    units = fields.Integer(required=True, strict=True, validate=validate.Range(min=1, max=MAX_UNITS))
+    allocations = fields.List(
+        fields.Nested(BatchAllocationSchema), load_default=None, allow_none=True,
+        validate=validate.Length(max=200),
+        metadata={"description": "Lots picked by hand; ingredients left out are taken FEFO"})
+    deviation_note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX),
+                                   metadata={"description": "Required when quantities differ from the formula"})
+    notes = fields.String(load_default="", validate=validate.Length(max=NOTES_MAX))
+    scanned_lot_ids = fields.List(fields.Integer(strict=True, validate=RECORD_ID), load_default=list,
+                                  validate=validate.Length(max=200),
+                                  metadata={"description": "Lots whose containers were confirmed by scanning"})
+
+    @validates_schema
+    def _each_lot_once(self, data, **kwargs):
+        lot_ids = [row["lot_id"] for row in data.get("allocations") or []]
+        if len(lot_ids) != len(set(lot_ids)):
+            raise ValidationError("Allocate each lot once.", field_name="allocations")
+
+
+class BatchVerifySchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The verifying pharmacist's password"})
+
+
+class BatchRejectSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The signer's password"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+
+
+class BatchDiscardSchema(Schema):
+    reason = fields.String(required=True, validate=validate.OneOf(DISCARD_REASONS))
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX),
+                         metadata={"description": "Required when the reason is `other`"})
+
+
+class BatchQuerySchema(Schema):
+    """The batch page's filters (queries.batches.BatchFilters), checked before use."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    formula = fields.String(validate=validate.Length(max=FORMULA_CODE_MAX),
+                            metadata={"description": "A formula code (any version)"})
+    status = fields.String(validate=validate.OneOf(BATCH_STATUSES))
+    bud_within_hours = fields.Integer(
+        validate=validate.Range(min=0, max=24 * 3650),
+        metadata={"description": "Prepared or released batches whose BUD falls within this many hours"})
+    compounded_from = Day(metadata={"description": "First clinic day, YYYY-MM-DD"})
+    compounded_to = Day(metadata={"description": "Last clinic day, YYYY-MM-DD"})
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the batch code"})

@@ -1,0 +1,103 @@
+"""Formulas: versions from draft to approval and retirement."""
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SEARCH_MAX, SHORT_TEXT_MAX
+from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
+from ...models.ingredient import STORAGE_CONDITIONS
+from ...services.bud import BUD_TABLE, bud_duration
+from .common import RECORD_ID, Quantity
+
+
+class FormulaComponentSchema(Schema):
+    """One component per unit; its ingredient comes loaded with it."""
+
+    ingredient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID)
+    ingredient_name = fields.String(dump_only=True, attribute="ingredient.name")
+    strength = fields.String(dump_only=True, attribute="ingredient.strength")
+    unit = fields.String(dump_only=True, attribute="ingredient.unit",
+                         metadata={"description": "The ingredient's stock unit, in which the quantity is given"})
+    quantity = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5",
+                                                 "description": "Per unit, in the ingredient's stock unit"})
+
+
+class FormulaSchema(Schema):
+    """A formula version as answered; `created_by` and `approved_by` are the people's names."""
+
+    id = fields.Integer()
+    code = fields.String()
+    version = fields.Integer()
+    name = fields.String()
+    indication = fields.String(metadata={"enum": list(INDICATIONS)})
+    route = fields.String(metadata={"enum": list(ROUTES)})
+    dosage_form = fields.String()
+    unit_label = fields.String()
+    unit_volume_ml = Quantity()
+    instructions = fields.String()
+    storage = fields.String(metadata={"enum": list(STORAGE_CONDITIONS)})
+    bud_category = fields.String(metadata={"enum": list(BUD_TABLE)})
+    bud_category_label = fields.Function(lambda f: BUD_TABLE[f.bud_category].label, metadata={"type": "string"})
+    bud_hours = fields.Integer(allow_none=True, metadata={"description": "A shorter duration than the table's"})
+    bud_reason = fields.String()
+    bud_duration_hours = fields.Function(
+        lambda f: int(bud_duration(f.bud_category, f.storage, f.bud_hours).total_seconds() // 3600),
+        metadata={"type": "integer", "description": "The duration batches get: the table's, or the shorter one"})
+    status = fields.String(metadata={"enum": list(FORMULA_STATUSES)})
+    created_at = fields.DateTime()
+    created_by = fields.String()
+    approved_at = fields.DateTime(allow_none=True)
+    approved_by = fields.String(allow_none=True)
+    retired_at = fields.DateTime(allow_none=True)
+    previous_version_id = fields.Integer(allow_none=True)
+    components = fields.List(fields.Nested(FormulaComponentSchema))
+
+
+class FormulaCreateSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=FORMULA_CODE_MAX),
+                         metadata={"description": "Capitals, digits and dashes, e.g. LIPO-PCDC"})
+    name = fields.String(required=True, validate=validate.Length(min=1, max=SHORT_TEXT_MAX))
+    indication = fields.String(required=True, validate=validate.OneOf(INDICATIONS))
+    route = fields.String(required=True, validate=validate.OneOf(ROUTES))
+    dosage_form = fields.String(required=True, validate=validate.Length(min=1, max=LABEL_MAX))
+    unit_volume_ml = Quantity(required=True)
+    bud_category = fields.String(required=True, validate=validate.OneOf(tuple(BUD_TABLE)))
+    storage = fields.String(required=True, validate=validate.OneOf(STORAGE_CONDITIONS))
+    components = fields.List(fields.Nested(FormulaComponentSchema), required=True, validate=validate.Length(max=40))
+    instructions = fields.String(load_default="", validate=validate.Length(max=INSTRUCTIONS_MAX),
+                                 metadata={"description": "Step by step; required before approval"})
+    bud_hours = fields.Integer(load_default=None, allow_none=True, strict=True,
+                               validate=validate.Range(min=1, max=100000),
+                               metadata={"description": "Shorter than the table's duration, with bud_reason"})
+    bud_reason = fields.String(load_default="", validate=validate.Length(max=REASON_MAX))
+    unit_label = fields.String(load_default="vial", validate=validate.Length(max=LABEL_MAX),
+                               metadata={"example": "vial 10 mL"})
+
+
+class FormulaUpdateSchema(FormulaCreateSchema):
+    """A partial update of a draft: fields left out keep their values; the code never changes."""
+
+    class Meta:
+        exclude = ("code",)
+
+    def __init__(self, **kwargs):
+        # Top-level fields may be left out (and get no defaults); component rows stay complete.
+        super().__init__(partial=tuple(name for name in self._declared_fields if name != "code"), **kwargs)
+
+
+class FormulaApproveSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The approving pharmacist's password"})
+
+
+class FormulaRetireSchema(Schema):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+
+
+class FormulaQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(validate=validate.OneOf(FORMULA_STATUSES))
+    code = fields.String(validate=validate.Length(max=FORMULA_CODE_MAX),
+                         metadata={"description": "A formula code (all versions)"})
+    indication = fields.String(validate=validate.OneOf(INDICATIONS))
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the code or name"})

@@ -1,0 +1,82 @@
+"""Lots: receipt, release, rejection, adjustment, the list."""
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX, SEARCH_MAX
+from ...models.ledger import ADJUST_REASONS
+from ...models.lot import LOT_STATUSES
+from ...queries.lots import LOT_SORTS
+from ...services.expiry import is_expired
+from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity
+
+
+class LotSchema(Schema):
+    """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
+
+    id = fields.Integer()
+    code = fields.String()
+    ingredient_id = fields.Integer()
+    ingredient_name = fields.String(attribute="ingredient.name")
+    unit = fields.String(attribute="ingredient.unit")
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    gtin = fields.String(allow_none=True)
+    expiry_date = fields.Date(attribute="expires_on")
+    expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
+    quantity_received = Quantity()
+    remaining = Quantity()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    status_reason = fields.String()
+    coa_reference = fields.String()
+    location = fields.String()
+    received_at = fields.DateTime()
+    received_by = fields.Function(lambda lot: lot.received_by.display_name, metadata={"type": "string"})
+    released_at = fields.DateTime(allow_none=True)
+    released_by = fields.Function(
+        lambda lot: lot.released_by.display_name if lot.released_by_id is not None else None,
+        metadata={"type": "string", "nullable": True, "description": "The releasing pharmacist's name"})
+    holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
+                        metadata={"description": "Every hold reason, standing or released (one lot's answer only)"})
+
+
+class LotReceiveSchema(Schema):
+    ingredient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID)
+    supplier = fields.String(required=True, validate=validate.Length(min=1, max=NAME_MAX))
+    lot_number = fields.String(required=True, validate=validate.Length(min=1, max=LABEL_MAX))
+    expiry_date = ExpiryDate(required=True, metadata={"description": "YYYY-MM-DD, or YYYY-MM for the "
+                                                                       "month's last day"})
+    quantity = Quantity(required=True)
+    gtin = fields.String(load_default="", validate=validate.Length(max=14))
+    coa_reference = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    location = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+
+
+class LotReleaseSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The signer's password"})
+
+
+class LotRejectSchema(Schema):
+    password = fields.String(required=True, metadata={"description": "The signer's password"})
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+
+
+class LotAdjustSchema(Schema):
+    reason = fields.String(required=True, validate=validate.OneOf(ADJUST_REASONS))
+    quantity = Quantity(required=True)
+    direction = fields.String(load_default="out", validate=validate.OneOf(("in", "out")))
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
+    password = fields.String(load_default=None, allow_none=True, metadata={
+        "description": "A pharmacist's password: required to raise stock (direction `in`)"})
+
+
+class LotQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    ingredient_id = fields.Integer(validate=RECORD_ID)
+    status = fields.String(validate=validate.OneOf(LOT_STATUSES))
+    expiring_within_days = fields.Integer(validate=validate.Range(min=0, max=3650))
+    expired_in_stock = fields.Boolean()
+    q = fields.String(validate=validate.Length(max=SEARCH_MAX),
+                      metadata={"description": "Part of our code, the supplier or its lot number"})
+    sort = fields.String(validate=validate.OneOf(tuple(LOT_SORTS)))

@@ -1,0 +1,315 @@
+"""Traces, recalls and their contacts, quality signals."""
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
+
+from ...limits import NOTE_MAX, NOTES_MAX
+from ...models.batch import BATCH_STATUSES
+from ...models.lot import LOT_STATUSES
+from ...models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
+from ...models.treatment import VOID_CODES
+from ...pagination import MAX_PAGE
+from ...privacy import withhold_identity
+from ...queries.recalls import split_codes, trace_counts
+from ...services.trace import PER_PAGE as TRACE_PER_PAGE
+from .batches import BatchFormulaSchema
+from .common import RECORD_ID, Quantity
+
+# Trace rows are database rows (services.trace): every field below is read by name from them.
+
+
+class TraceLotSchema(Schema):
+    """The traced lot; its ingredient comes loaded with it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    status_reason = fields.String()
+    ingredient_id = fields.Integer()
+    ingredient_name = fields.String(attribute="ingredient.name")
+    unit = fields.String(attribute="ingredient.unit")
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+    quantity_received = Quantity()
+    remaining = Quantity()
+
+
+class TraceBatchSchema(Schema):
+    """The traced batch; its formula comes loaded with it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    status_reason = fields.String()
+    formula = fields.Nested(BatchFormulaSchema)
+    units = fields.Integer()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    compounded_at = fields.DateTime()
+    verified_at = fields.DateTime(allow_none=True)
+    beyond_use_at = fields.DateTime()
+
+
+class TraceUpstreamLotSchema(Schema):
+    """A lot a batch consumed, with how much of it."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    ingredient_name = fields.String()
+    unit = fields.String()
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+    quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "Taken from this lot"})
+
+
+class TraceBatchRowSchema(Schema):
+    """A batch downstream of a lot (or the traced batch itself)."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    formula_code = fields.String()
+    formula_version = fields.Integer()
+    formula_name = fields.String()
+    compounded_at = fields.DateTime()
+    beyond_use_at = fields.DateTime()
+    total_volume_ml = Quantity()
+    remaining_volume_ml = Quantity()
+    quantity_from_lot = Quantity(allow_none=True, metadata={
+        "type": "string", "format": "decimal", "nullable": True,
+        "description": "For a lot's trace: what this batch took from the lot, in the ingredient's unit"})
+
+
+class TraceSessionRowSchema(Schema):
+    """A treatment session that used the traced batches; a voided one stays, flagged: a correction never
+    shrinks a trace."""
+
+    id = fields.Integer()
+    performed_at = fields.DateTime()
+    patient_id = fields.Integer()
+    chart_number = fields.String()
+    volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                   "description": "Of the traced batches, in this session"})
+    batch_codes = fields.Function(lambda row: split_codes(row.batch_codes),
+                                  metadata={"type": "array", "items": {"type": "string"}})
+    voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
+    voided_at = fields.DateTime(allow_none=True)
+    void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
+
+
+class TracePatientRowSchema(Schema):
+    """A patient reached, with the contact details a recall needs and the volume received."""
+
+    id = fields.Integer()
+    chart_number = fields.String()
+    name = fields.String()
+    phone = fields.String()
+    email = fields.String()
+    sessions = fields.Integer()
+    volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                   "description": "Of the traced batches, over the sessions that stand"})
+    first_at = fields.DateTime()
+    last_at = fields.DateTime()
+    voided_sessions = fields.Integer(metadata={"description": "Of `sessions`, those voided"})
+
+    @post_dump
+    def _need_to_know(self, data, **kwargs):
+        return withhold_identity(data)
+
+
+class TraceCountsSchema(Schema):
+    lots = fields.Integer(metadata={"description": "A batch's trace only"})
+    batches = fields.Integer()
+    sessions = fields.Integer()
+    patients = fields.Integer()
+
+
+class ScopePageSchema(Schema):
+    """Which page of a trace's or a recall's lists: batches, sessions and patients are paged together."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
+    per_page = fields.Integer(load_default=TRACE_PER_PAGE, validate=validate.Range(min=1, max=500),
+                              metadata={"description": "Rows of each list per page"})
+
+
+_SCOPE_COUNTS = {"type": "object", "description": "Over the whole scope, whatever the page", "properties": {
+    name: {"type": "integer"} for name in ("lots", "batches", "sessions", "patients")}}
+_PAGES = "Pages of the longest list; `counts` tells how many rows each list has in all"
+
+
+class _TraceScopeSchema(Schema):
+    batches = fields.List(fields.Nested(TraceBatchRowSchema), metadata={"description": "This page's"})
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema), metadata={"description": "This page's"})
+    patients = fields.List(fields.Nested(TracePatientRowSchema), metadata={"description": "This page's"})
+    counts = fields.Function(trace_counts, metadata=_SCOPE_COUNTS)
+    total_volume_ml = Quantity(metadata={"type": "string", "format": "decimal",
+                                         "description": "Injected in all, over the whole scope"})
+    voided_sessions = fields.Integer(metadata={"description": "Of counts.sessions, those voided (kept, flagged)"})
+    page = fields.Integer()
+    per_page = fields.Integer()
+    pages = fields.Integer(metadata={"description": _PAGES})
+
+
+class LotTraceSchema(_TraceScopeSchema):
+    """Downstream of a lot: every batch that used it, every session, every patient."""
+
+    lot = fields.Nested(TraceLotSchema)
+
+
+class BatchTraceSchema(_TraceScopeSchema):
+    """Upstream lots of a batch, and its sessions and patients downstream."""
+
+    batch = fields.Nested(TraceBatchSchema)
+    lots = fields.List(fields.Nested(TraceUpstreamLotSchema))
+
+
+class RecallTargetSchema(Schema):
+    kind = fields.String(metadata={"enum": ["lot", "batch"]})
+    id = fields.Integer()
+    code = fields.String()
+
+
+class RecallProgressSchema(Schema):
+    contacted = fields.Integer(metadata={"description": "Patients with an outcome (anything but attempt_failed)"})
+    total = fields.Integer(metadata={"description": "Patients in the recall's scope"})
+
+
+class SignatureSchema(Schema):
+    meaning = fields.String()
+    signer_id = fields.Integer()
+    signer_name = fields.String()
+    signed_at = fields.DateTime()
+
+
+class RecallContactSchema(Schema):
+    """One attempt to reach a patient and its outcome: who, when, how."""
+
+    id = fields.Integer()
+    patient_id = fields.Integer()
+    chart_number = fields.String()
+    outcome = fields.String(metadata={"enum": list(CONTACT_OUTCOMES)})
+    contacted_at = fields.DateTime()
+    contacted_by_id = fields.Integer()
+    contacted_by = fields.String()
+    method = fields.String(allow_none=True, metadata={"enum": list(CONTACT_METHODS)})
+    note = fields.String()
+
+
+class RecallPatientRowSchema(TracePatientRowSchema):
+    """A patient in a recall's scope, with their attempts and outcome (the latest that is not a failed attempt)."""
+
+    contacted = fields.Boolean(metadata={"description": "Whether the patient has an outcome"})
+    outcome = fields.String(allow_none=True, metadata={"enum": list(CONTACT_OUTCOMES)})
+    contact = fields.Nested(RecallContactSchema, allow_none=True, metadata={"description": "The outcome's row"})
+    attempts = fields.List(fields.Nested(RecallContactSchema), metadata={"description": "Every row, oldest first"})
+
+
+class RecallSummarySchema(Schema):
+    """A recall in the list."""
+
+    id = fields.Integer()
+    status = fields.String(metadata={"enum": list(RECALL_STATUSES)})
+    target = fields.Nested(RecallTargetSchema)
+    reason = fields.String()
+    opened_at = fields.DateTime()
+    opened_by = fields.String()
+    closed_at = fields.DateTime(allow_none=True)
+    outcome = fields.String()
+    progress = fields.Nested(RecallProgressSchema)
+
+
+class RecallSchema(Schema):
+    """A recall with its computed scope, the contacts made and the signatures (a queries.recalls.RecallRecord)."""
+
+    id = fields.Integer(attribute="recall.id")
+    status = fields.String(attribute="recall.status", metadata={"enum": list(RECALL_STATUSES)})
+    target = fields.Nested(RecallTargetSchema)
+    lot_id = fields.Integer(attribute="recall.lot_id", allow_none=True)
+    batch_id = fields.Integer(attribute="recall.batch_id", allow_none=True)
+    reason = fields.String(attribute="recall.reason")
+    opened_at = fields.DateTime(attribute="recall.opened_at")
+    opened_by_id = fields.Integer(attribute="recall.opened_by_id")
+    opened_by = fields.String()
+    closed_at = fields.DateTime(attribute="recall.closed_at", allow_none=True)
+    closed_by_id = fields.Integer(attribute="recall.closed_by_id", allow_none=True)
+    closed_by = fields.String(allow_none=True)
+    outcome = fields.String(attribute="recall.outcome")
+    signatures = fields.List(fields.Nested(SignatureSchema))
+    progress = fields.Nested(RecallProgressSchema)
+    recorded_after_opening = fields.Function(
+        lambda record: list(record.late_sessions), metadata={
+            "type": "array", "items": {"type": "integer"},
+            "description": "Sessions performed before the recall opened but recorded after it (contact them)"})
+    batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches",
+                          metadata={"description": "This page's"})
+    sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions",
+                           metadata={"description": "This page's"})
+    patients = fields.List(fields.Nested(RecallPatientRowSchema), metadata={"description": "This page's"})
+    counts = fields.Function(lambda record: trace_counts(record.scope), metadata=_SCOPE_COUNTS)
+    total_volume_ml = Quantity(attribute="scope.total_volume_ml")
+    contacts = fields.List(fields.Nested(RecallContactSchema), attribute="contact_list",
+                           metadata={"description": "Every attempt and outcome of this page's patients"})
+    voided_sessions = fields.Integer(attribute="scope.voided_sessions")
+    page = fields.Integer(attribute="scope.page")
+    per_page = fields.Integer(attribute="scope.per_page")
+    pages = fields.Integer(attribute="scope.pages", metadata={"description": _PAGES})
+
+
+class RecallOpenSchema(Schema):
+    lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
+    batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
+    password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
+
+    @validates_schema
+    def _one_target(self, data, **kwargs):
+        if bool(data.get("lot_id")) == bool(data.get("batch_id")):
+            raise ValidationError("Give either lot_id or batch_id.", field_name="lot_id")
+
+
+class RecallContactCreateSchema(Schema):
+    patient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID)
+    outcome = fields.String(load_default="reached", validate=validate.OneOf(CONTACT_OUTCOMES))
+    method = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CONTACT_METHODS),
+                           metadata={"description": "Required for reached and attempt_failed"})
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
+    password = fields.String(load_default=None, allow_none=True,
+                             metadata={"description": "A pharmacist's password, for not_exposed"})
+
+
+class RecallCloseSchema(Schema):
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
+    password = fields.String(required=True, metadata={"description": "The closing pharmacist's password"})
+
+
+class RecallQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    status = fields.String(validate=validate.OneOf(RECALL_STATUSES))
+
+
+class QualitySignalSchema(Schema):
+    """A batch or lot flagged by its adverse events (services.trace.quality_signals)."""
+
+    kind = fields.String(metadata={"enum": ["batch", "lot"]})
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    events = fields.Integer()
+    severe = fields.Integer()
+    sessions = fields.Integer()
+    rate = fields.String(metadata={"format": "decimal", "description": "Events per session, e.g. \"0.0667\""})
+    open_recall_id = fields.Integer(allow_none=True)
+
+
+class RecallContactAnswerSchema(RecallContactSchema):
+    """An attempt or outcome just recorded, with the recall's progress after it."""
+
+    recall_id = fields.Integer()
+    progress = fields.Nested(RecallProgressSchema)

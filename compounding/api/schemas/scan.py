@@ -1,0 +1,39 @@
+"""The scan station: a scanned code and what it names."""
+
+from marshmallow import Schema, fields, validate
+
+from ...limits import SCAN_MAX
+from .common import Quantity
+
+
+class ScanQuerySchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=SCAN_MAX))
+
+
+class ScanLotRefSchema(Schema):
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    expiry_date = fields.Date(metadata={"description": "the lot's recorded expiry, to set beside the barcode's"})
+
+
+class ScanResultSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["batch", "lot", "gs1", "unknown"]))
+    usable = fields.Boolean(required=True)
+    reasons = fields.List(fields.String(), required=True)
+    received = fields.String(metadata={"description": "what arrived, control characters made visible"})
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    formula = fields.String()
+    ingredient = fields.String()
+    beyond_use_at = fields.AwareDateTime()
+    remaining_volume_ml = Quantity()
+    remaining = Quantity()
+    expiry_date = fields.Date(allow_none=True)
+    gtin = fields.String(allow_none=True)
+    lot_number = fields.String(allow_none=True)
+    serial = fields.String(allow_none=True)
+    ingredient_id = fields.Integer(allow_none=True)
+    lot = fields.Nested(ScanLotRefSchema, allow_none=True)
+    error = fields.String()

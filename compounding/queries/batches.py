@@ -1,0 +1,134 @@
+"""Batches: the list and its filters (page, API, export), one batch's page, the formulas to compound."""
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
+from ..extensions import db
+from ..forms import day_args
+from ..models import (
+    Batch,
+    BatchComponent,
+    BatchStatus,
+    Formula,
+    FormulaStatus,
+    Ingredient,
+    Lot,
+    Patient,
+    SessionUse,
+    TreatmentSession,
+    User,
+)
+from ..models.batch import BATCH_STATUSES
+from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
+from .audit import audit_history
+from .common import search_arg
+
+DAY_FILTERS = {"compounded_from": "Compounded from", "compounded_to": "Compounded to"}
+# The longest "beyond-use date within" window a list takes: ten years of hours.
+MAX_BUD_WINDOW_HOURS = 24 * 3650
+# Batches whose beyond-use date still matters: they may yet be injected.
+IN_USE = (BatchStatus.PREPARED, BatchStatus.RELEASED)
+
+
+def _hours(value) -> int | None:
+    try:
+        return max(0, min(int(value), MAX_BUD_WINDOW_HOURS)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+@dataclass
+class BatchFilters:
+    formula: str = ""  # a formula code, any version
+    status: str = ""
+    bud_within_hours: int | None = None
+    compounded_from: date | None = None
+    compounded_to: date | None = None
+    q: str = ""  # part of the batch code
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_args(cls, args) -> "BatchFilters":
+        """The query string of the page, the API (checked by its schema first) and the export.
+
+        An unknown status or a count that is not a number is no filter; a malformed day or a
+        search too long is left out and named in `errors`.
+        """
+        days, day_errors = day_args(args, *DAY_FILTERS)
+        errors = {name: f"{DAY_FILTERS[name]}: {message}" for name, message in day_errors.items()}
+        return cls(
+            formula=(args.get("formula") or "").strip().upper(),
+            status=args.get("status") if args.get("status") in BATCH_STATUSES else "",
+            bud_within_hours=_hours(args.get("bud_within_hours")),
+            compounded_from=days["compounded_from"], compounded_to=days["compounded_to"],
+            q=search_arg(args, errors), errors=errors,
+        )
+
+
+def batch_list_query(filters: BatchFilters):
+    """The batch list, newest first, with its formula and people in two more statements."""
+    query = sa.select(Batch).options(
+        selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by))
+    if filters.formula:
+        # Joined only to filter: on deep pages a join for every skipped row would dominate.
+        query = query.join(Batch.formula).where(Formula.code == filters.formula)
+    if filters.status:
+        query = query.where(Batch.status == filters.status)
+    if filters.bud_within_hours is not None:
+        now = utcnow()
+        query = query.where(Batch.beyond_use_at > now, Batch.beyond_use_at <= now + timedelta(
+            hours=filters.bud_within_hours), Batch.status.in_(IN_USE))
+    if filters.compounded_from is not None:
+        query = query.where(Batch.compounded_at >= start_of_clinic_day(filters.compounded_from))
+    if filters.compounded_to is not None:
+        query = query.where(Batch.compounded_at < end_of_clinic_day(filters.compounded_to))
+    if filters.q:
+        # Taken literally: a typed % or _ is a character to find, not a wildcard.
+        query = query.where(Batch.code.icontains(filters.q, autoescape=True))
+    return query.order_by(Batch.compounded_at.desc(), Batch.id.desc())
+
+
+def formula_codes() -> list[str]:
+    """Every formula code, for the list's filter."""
+    return db.session.scalars(sa.select(Formula.code).distinct().order_by(Formula.code)).all()
+
+
+def approved_formulas() -> list[Formula]:
+    """The formula versions that may be compounded, by code."""
+    return db.session.scalars(
+        sa.select(Formula).where(Formula.status == FormulaStatus.APPROVED).order_by(Formula.code)).all()
+
+
+@dataclass
+class BatchRecord:
+    """What a batch's page shows beside its forms."""
+
+    batch: Batch
+    components: list
+    uses: list | None  # None: the reader may not see who received the batch
+    history: list
+
+
+def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
+    """A batch with its formula and people, the lots it consumed, its sessions (`with_uses`) and audit rows."""
+    batch = db.session.scalar(sa.select(Batch).where(Batch.id == batch_id).options(
+        selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by)))
+    if batch is None:
+        return None
+    components = db.session.execute(
+        sa.select(BatchComponent, Lot.code, Lot.expires_on, Ingredient.name, Ingredient.unit)
+        .join(Lot, Lot.id == BatchComponent.lot_id).join(Ingredient, Ingredient.id == BatchComponent.ingredient_id)
+        .where(BatchComponent.batch_id == batch.id).order_by(BatchComponent.id)).all()
+    uses = None
+    if with_uses:
+        uses = db.session.execute(
+            sa.select(SessionUse, TreatmentSession.performed_at, TreatmentSession.voided_at, Patient.chart_number,
+                      Patient.id.label("patient_id"), User.display_name)
+            .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+            .join(Patient, Patient.id == TreatmentSession.patient_id)
+            .join(User, User.id == TreatmentSession.practitioner_id)
+            .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
+    return BatchRecord(batch=batch, components=components, uses=uses, history=audit_history("batch", batch.id))
