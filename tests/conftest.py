@@ -117,7 +117,7 @@ def make_ingredient(app, make_user):
 def make_lot(app, make_user, make_ingredient):
     """Receive (and by default release) a lot through the real services.
 
-    A technician receives and a pharmacist releases (DESIGN 10.1 rule 4: never the same person).
+    A technician receives and a pharmacist releases.
     """
     from datetime import date, timedelta
     from decimal import Decimal
@@ -201,7 +201,7 @@ def make_formula(app, make_user, make_ingredient):
         counter["n"] += 1
         if not staff:
             staff["pharmacist"] = make_user("pharmacist", username=f"formula-author-{id(counter)}")
-            # DESIGN 10.1 rule 4: who wrote a version does not approve it.
+            # Who wrote a version does not approve it.
             staff["approver"] = make_user("pharmacist", username=f"formula-approver-{id(counter)}")
         if components is None:
             components = [(make_ingredient(), "2"), (make_ingredient(kind="diluent"), "8")]
@@ -236,7 +236,7 @@ def make_batch(app, make_user, make_ingredient, make_lot, make_formula):
             formula = make_formula()
             for component in formula.components:
                 make_lot(component.ingredient, quantity="1000")
-        # DESIGN 10.1 rule 7: the FEFO lots are allocated explicitly and every container scanned.
+        # The FEFO lots are allocated explicitly and every container scanned.
         allocations = [{"lot_id": lot_id, "quantity": quantity}
                        for component in batches.propose(formula, units)
                        for lot_id, quantity in component.proposed.items()]

@@ -1,4 +1,4 @@
-"""Admins manage accounts, not patients (DESIGN 10.11, 10.1 rule 10): no page, export or answer shows them one."""
+"""Admins manage accounts, not patients: no page, export or answer shows them one."""
 
 import pytest
 import sqlalchemy as sa

@@ -70,7 +70,7 @@ def _status(batch_id: int) -> str:
 
 
 def _compound(client, headers, formula, units=3, **body):
-    """Compound as a scanning client does (DESIGN 10.1 rule 7): every container is scanned.
+    """Compound as a scanning client does: every container is scanned.
 
     Lots left to FEFO come back as `details.proposed_lots` (409); the client scans them and
     sends them as `allocations` with `scanned_lot_ids`. A body naming `scanned_lot_ids`
@@ -100,7 +100,7 @@ def prepared(client, auth, technician, stocked, formula):
 # --- compounding ----------------------------------------------------------------------------------
 
 
-# A partly scanned batch can only be saved where the clinic turned scan confirmation off (DESIGN 10.1 rule 7).
+# A partly scanned batch can only be saved where the clinic turned scan confirmation off.
 @pytest.mark.parametrize("config_overrides", [{"REQUIRE_SCAN_CONFIRMATION": False}], indirect=True)
 def test_compounding_answers_201_prepared_with_the_design_shape(client, auth, make_user, stocked, formula):
     tech = make_user("technician", display_name="Tom Bench")

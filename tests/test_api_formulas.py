@@ -69,7 +69,7 @@ def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client,
 def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha):
     pharmacist = make_user("pharmacist", display_name="Dr Omar Haddad")
     headers = auth(pharmacist)
-    # DESIGN 10.1 rule 4: another pharmacist wrote it.
+    # Another pharmacist wrote it.
     created = client.post("/api/v1/formulas", headers=auth("pharmacist"),
                           json=_body([(vitamin_c_and_ha[0], "1")])).json
 
@@ -185,7 +185,7 @@ def test_a_new_version_is_a_draft_copy_and_approving_it_retires_the_old_one(clie
     assert changed.json["name"] == "Hair mix, more biotin" and changed.json["unit_volume_ml"] == "10"
     assert [c["quantity"] for c in changed.json["components"]] == ["3", "3"]
 
-    # DESIGN 10.1 rule 4: a second pharmacist approves the version.
+    # A second pharmacist approves the version.
     client.post(f"/api/v1/formulas/{draft['id']}/approve", headers=auth(), json={"password": PASSWORD})
 
     versions = client.get("/api/v1/formulas?code=hair-mxbt", headers=headers).json

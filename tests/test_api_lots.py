@@ -313,7 +313,7 @@ def test_adjusting_a_released_lot_to_zero_makes_it_depleted(client, auth, make_l
 
 
 def test_a_count_correction_can_add_stock_with_a_note(client, auth, make_lot):
-    # DESIGN 10.1 rule 5: signed by a pharmacist, and never above the 10 received.
+    # Signed by a pharmacist, and never above the 10 received.
     lot = make_lot(quantity="10")
     client.post(f"/api/v1/lots/{lot.id}/adjust", headers=auth("technician"), json={
         "reason": "damaged", "quantity": "3", "direction": "out"})

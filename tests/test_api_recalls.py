@@ -1,4 +1,4 @@
-"""API: trace a lot or batch, open and work a recall, quality signals (DESIGN 8.1)."""
+"""API: trace a lot or batch, open and work a recall, quality signals."""
 
 from datetime import datetime
 

@@ -1,5 +1,5 @@
 """API tokens expire, record their last use, and are revoked by hand, by the CLI, by the API
-and by every password change or reset and deactivation (DESIGN 10.11)."""
+and by every password change or reset and deactivation."""
 
 from datetime import timedelta
 

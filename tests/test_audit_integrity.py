@@ -1,4 +1,4 @@
-"""An audit chain an insider cannot quietly shorten or rewrite (DESIGN 10.11).
+"""An audit chain an insider cannot quietly shorten or rewrite.
 
 Keyed hashes, a database that refuses UPDATE and DELETE of audit rows, and checkpoints
 outside the database that `audit verify` and `restore` check.

@@ -219,7 +219,7 @@ def test_a_temporary_password_forces_a_change_before_anything_else(app, make_use
     for url in ("/", "/audit", "/admin/users", "/no-such-page"):
         assert _path(user_client.get(url)) == "/account/password", url
     assert user_client.get("/account/password").status_code == 200
-    # The reset revoked the token made before it (DESIGN 10.11); one made since waits for the change.
+    # The reset revoked the token made before it; one made since waits for the change.
     device = app.test_client()  # a token client: no browser cookie
     assert device.get("/api/v1/ingredients", headers=bearer(token)).status_code == 401
     since_reset = make_token(user)

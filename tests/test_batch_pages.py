@@ -41,7 +41,7 @@ def test_the_compounding_page_proposes_the_earliest_expiring_lots(client, as_rol
     assert "needs 24 mL" in page
 
 
-# Only a clinic that turned scan confirmation off saves a partly scanned batch (DESIGN 10.1 rule 7).
+# Only a clinic that turned scan confirmation off saves a partly scanned batch.
 @pytest.mark.parametrize("config_overrides", [{"REQUIRE_SCAN_CONFIRMATION": False}], indirect=True)
 def test_a_technician_compounds_with_scanned_containers_and_the_record_shows_it(client, as_role, bench):
     formula, pc_soon, pc_late, saline_lot = bench

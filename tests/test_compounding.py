@@ -88,7 +88,7 @@ def test_an_approved_formula_is_read_only_and_edit_makes_a_new_version(make_form
     draft = formulas.new_version(pharmacist, formula.id)
     assert (draft.code, draft.version, draft.status) == (formula.code, 2, "draft")
     assert [c.quantity for c in draft.components] == [c.quantity for c in formula.components]
-    # DESIGN 10.1 rule 4: who wrote the version does not approve it.
+    # Who wrote the version does not approve it.
     formulas.approve_formula(make_user("pharmacist"), draft.id, PASSWORD)
     assert db.session.get(type(formula), formula.id).status == "retired"
     assert draft.status == "approved"

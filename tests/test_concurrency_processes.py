@@ -127,7 +127,7 @@ def _setup_formula():
         "dosage_form": "solution", "unit_volume_ml": "5", "instructions": "Mix.", "storage": "fridge",
         "bud_category": "category_2_aseptic_sterile_components",
         "components": [{"ingredient_id": active.id, "quantity": "1"}]})
-    formulas.approve_formula(verifier, formula.id, PASSWORD)  # not its author (DESIGN 10.1 rule 4)
+    formulas.approve_formula(verifier, formula.id, PASSWORD)  # not its author
     return pharmacist, verifier, technician, active, formula
 
 
@@ -154,7 +154,7 @@ def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
     token = users.create_token(None, technician, "test")
     attempts = 12  # each batch of 2 units needs 2 mL: exactly 2 can be made from 5 mL
-    # Each client scanned the container (DESIGN 10.1 rule 7) and allocates it explicitly.
+    # Each client scanned the container and allocates it explicitly.
     body = {"formula_id": formula.id, "units": 2, "allocations": [{"lot_id": lot.id, "quantity": "2"}],
             "scanned_lot_ids": [lot.id]}
     answers = _fire(port, [("POST", "/api/v1/batches", body, {"Authorization": f"Bearer {token}"})] * attempts)

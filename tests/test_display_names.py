@@ -1,4 +1,4 @@
-"""Printed names are unique among active accounts (DESIGN 10.11): a signature names one person."""
+"""Printed names are unique among active accounts: a signature names one person."""
 
 import flask_migrate
 import pytest

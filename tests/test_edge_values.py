@@ -1,4 +1,4 @@
-"""Edge values (DESIGN 10.11): far dates, NaN, numbers of 400 digits and ids past the integer range.
+"""Edge values: far dates, NaN, numbers of 400 digits and ids past the integer range.
 
 Every API write and every list or export filter is swept: never a 500; a malformed value
 is refused (422, an id with "No record has this id.") and changes nothing. Run on PostgreSQL too:

@@ -260,7 +260,7 @@ def test_the_usability_rule_names_the_hold_reasons_without_a_database(app):
     assert unusable_reasons(batch, at, status="recalled") == ["recalled"]
 
 
-# --- held stock that reaches zero (DESIGN 10.1.3: a depleted item stays depleted) -------------------
+# --- held stock that reaches zero -------------------
 
 
 def _waste_all(actor, lot):

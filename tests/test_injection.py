@@ -319,7 +319,7 @@ def test_a_pharmacist_cannot_sign_with_another_pharmacists_password(client, sign
         assert response.status_code == 403, url
         assert response.get_json()["details"] == {"password": [response.get_json()["error"]]}
     assert _signatures() == signed
-    # Each refusal is audited (DESIGN 10.11), and nothing else is written.
+    # Each refusal is audited, and nothing else is written.
     new_actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.id > last_event)).all()
     assert set(new_actions) <= {"signature.refused", "signature.blocked", "user.password_attempts_paused"}
     assert len([a for a in new_actions if a.startswith("signature.")]) == len(calls)

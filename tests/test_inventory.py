@@ -179,7 +179,7 @@ def test_wasting_the_last_of_a_released_lot_makes_it_depleted(make_lot, technici
 
 
 def test_only_a_count_correction_with_a_note_can_add_stock(make_lot, technician, pharmacist):
-    # DESIGN 10.1 rule 5: a rise is a pharmacist's signed action, never above the quantity received.
+    # A rise is a pharmacist's signed action, never above the quantity received.
     lot = make_lot(quantity="5")
     inventory.adjust_lot(technician, lot.id, reason="damaged", quantity="1", note="vial cracked")
     with pytest.raises(InvalidInput):

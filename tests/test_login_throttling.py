@@ -1,4 +1,4 @@
-"""Sign-in throttled by client address and by account, with one answer for every refusal (DESIGN 10.11)."""
+"""Sign-in throttled by client address and by account, with one answer for every refusal."""
 
 import re
 import socket

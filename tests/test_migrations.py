@@ -113,7 +113,7 @@ def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_rec
             StatusChange.to_status == "released")) == verified.verified_at
 
 
-# --- DESIGN 10.11: the audit chain keyed and append-only ------------------------------------
+# --- the audit chain keyed and append-only ------------------------------------
 
 
 @pytest.mark.parametrize("statement", ["UPDATE audit_events SET reason = 'edited'", "DELETE FROM audit_events"])

@@ -1,4 +1,4 @@
-"""Outages (DESIGN 10.11): gunicorn starts and runs through a dead or hung database, and recovers.
+"""Outages: gunicorn starts and runs through a dead or hung database, and recovers.
 
 A real gunicorn (2 workers) reaches PostgreSQL through a TCP proxy that the test cuts
 (connections refused, open ones dropped), hangs (accepted, never answered) and restores.

@@ -1,4 +1,4 @@
-"""Wrong passwords count together, at sign-in and when signing, and pause the account (DESIGN 10.11)."""
+"""Wrong passwords count together, at sign-in and when signing, and pause the account."""
 
 import re
 from datetime import timedelta

@@ -1,4 +1,4 @@
-"""Answers with patient data (DESIGN 10.1 rule 10, 10.11): each one logged, none kept in a cache or a cookie.
+"""Answers with patient data: each one logged, none kept in a cache or a cookie.
 
 Also HSTS behind TLS, so a browser never sends the session over plain HTTP again.
 """

@@ -1,4 +1,4 @@
-"""Recall outcomes per patient (DESIGN 10.1 rule 8): attempts, outcomes, closing; pages and API."""
+"""Recall outcomes per patient: attempts, outcomes, closing; pages and API."""
 
 import pytest
 import sqlalchemy as sa

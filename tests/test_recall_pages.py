@@ -177,8 +177,7 @@ def test_an_auditor_reads_every_page_but_every_post_is_forbidden(client, as_role
     assert db.session.scalar(sa.select(sa.func.count(RecallContact.id))) == 0
 
 
-# A lot with stock left, so it is still eligible for compounding when flagged (DESIGN 10.1 rule 5:
-# a depleted lot is no longer topped up to bring it back).
+# A lot with stock left, so it is still eligible for compounding when flagged.
 @pytest.mark.parametrize("suspect_quantity", ["58"])
 def test_a_severe_event_flags_the_lot_and_one_click_hold_makes_it_ineligible_and_is_audited(
         client, as_role, chain):

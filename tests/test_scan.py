@@ -216,7 +216,7 @@ def test_the_bench_accepts_the_suppliers_gs1_barcode_for_the_allocated_lot(suppl
     assert batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1()}) == {supplier_lot.id}
     with pytest.raises(InvalidInput) as caught:
         batches.check_scans({supplier_lot.id: supplier_lot.code}, {supplier_lot.id: gs1(lot_number="ZZ-1")})
-    # DESIGN 10.1 rule 6: the refusal names the part of the barcode that differs.
+    # The refusal names the part of the barcode that differs.
     assert "lot (10) ZZ-1 is not the lot's BT-3310" in caught.value.message
 
 

@@ -1,4 +1,4 @@
-"""Every container is scanned by default (DESIGN 10.1 rule 7), at the bench and over the API."""
+"""Every container is scanned by default, at the bench and over the API."""
 
 import re
 

@@ -1,4 +1,4 @@
-"""Supplier barcodes are checked against the record (DESIGN 10.1 rule 6)."""
+"""Supplier barcodes are checked against the record."""
 
 from datetime import date
 from urllib.parse import quote

@@ -1,4 +1,4 @@
-"""Separation of duties by default (DESIGN 10.1 rule 4; SECOND_PERSON_RULES)."""
+"""Separation of duties by default (SECOND_PERSON_RULES)."""
 
 import pytest
 import sqlalchemy as sa

@@ -63,7 +63,7 @@ def test_a_signature_with_a_wrong_or_empty_password_is_refused_signs_nothing_and
     assert refused.value.field == "password"
     assert refused.value.status_code == 403
     db.session.commit()
-    # The only row written is the refusal itself (DESIGN 10.11: each failure audited).
+    # The only row written is the refusal itself.
     assert (count_rows(Signature), count_rows(AuditEvent)) == (before[0], before[1] + 1)
     [event] = audit_rows("signature.refused", "lot", lot.id)
     assert event.actor_id == pharmacist.id and event.new_values == {"meaning": "released"}

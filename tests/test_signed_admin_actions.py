@@ -1,4 +1,4 @@
-"""Making an admin, or changing an admin's role, is the acting admin's signed action (DESIGN 10.11)."""
+"""Making an admin, or changing an admin's role, is the acting admin's signed action."""
 
 import pytest
 import sqlalchemy as sa
@@ -39,7 +39,7 @@ def test_creating_an_admin_without_the_acting_admin_s_own_password_is_refused(ad
                           actor_password=password)
     assert (caught.value.status_code, caught.value.field, caught.value.message) == (403, "password", message)
     db.session.rollback()
-    # A wrong password is a failed signature: counted and audited (DESIGN 10.11), nothing else written.
+    # A wrong password is a failed signature: counted and audited, nothing else written.
     refused = 1 if password else 0
     assert (count_rows(User), count_rows(AuditEvent), count_rows(Signature)) == (
         before[0], before[1] + refused, before[2])

@@ -1,4 +1,4 @@
-"""Starting the service (DESIGN 10.11): a web worker boots without the database; limits on connections."""
+"""Starting the service: a web worker boots without the database; limits on connections."""
 
 import socket
 import threading

@@ -1,4 +1,4 @@
-"""Stock only goes up with a signature (DESIGN 10.1 rule 5): rises signed, capped, never a revival."""
+"""Stock only goes up with a signature: rises signed, capped, never a revival."""
 
 from decimal import Decimal
 

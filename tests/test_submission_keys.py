@@ -1,4 +1,4 @@
-"""A form submission counts once: the one-time key every state-changing form carries (DESIGN 10.1 rule 11)."""
+"""A form submission counts once: the one-time key every state-changing form carries."""
 
 import re
 

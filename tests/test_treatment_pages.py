@@ -532,6 +532,6 @@ def test_a_released_batch_used_to_the_last_drop_is_depleted_and_a_void_leaves_it
                        data={"void-reason_code": "entered_in_error", "void-reason": "wrong vial"},
                        follow_redirects=True).get_data(as_text=True)
     db.session.expire_all()
-    # DESIGN 10.1 rule 1: a void never brings a spent batch back; the page says so for the use.
+    # A void never brings a spent batch back; the page says so for the use.
     assert db.session.get(Batch, batch.id).status == "depleted"
     assert "not returned: a depleted batch is never brought back" in page

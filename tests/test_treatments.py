@@ -72,7 +72,7 @@ def test_more_volume_than_remains_is_refused(practitioner, make_batch, make_pati
 def test_a_batch_is_judged_at_the_time_of_the_session(practitioner, make_batch, make_patient):
     batch = make_batch()
     now = batch.compounded_at
-    # Made and verified 3 hours ago (rule 10.1.2: a session before the verification is refused).
+    # Made and verified 3 hours ago (a session before the verification is refused).
     age_batch(batch, timedelta(hours=3))
     batch.beyond_use_at = now - timedelta(hours=1)
     db.session.commit()
@@ -96,7 +96,7 @@ def test_the_last_drop_makes_a_batch_depleted_and_a_void_does_not_bring_it_back(
     voids.void_session(practitioner, session_row.id, reason_code="entered_in_error",
                        reason="recorded on the wrong day")
     batch = db.session.get(Batch, batch.id)
-    # DESIGN 10.1 rule 1: a void never brings a spent batch back.
+    # A void never brings a spent batch back.
     assert (batch.status, batch.remaining_volume_ml) == ("depleted", Decimal("0"))
     assert ledger_balance(batch_id=batch.id) == Decimal("0")
 

@@ -1,4 +1,4 @@
-"""Voids keep the trace (DESIGN 10.1 rule 1): reason codes, signatures, volume, patient corrections."""
+"""Voids keep the trace: reason codes, signatures, volume, patient corrections."""
 
 from decimal import Decimal
 

@@ -1,7 +1,4 @@
-"""Who may undo whose work: a practitioner voids only their own sessions; a compounder never rejects their batch.
-
-DESIGN 10.1 rules 1 and 4, issue 02/11 item 11.
-"""
+"""Who may undo whose work: a practitioner voids only their own sessions; a compounder never rejects their batch."""
 
 import pytest
 import sqlalchemy as sa

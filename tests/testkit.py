@@ -168,7 +168,7 @@ def reset_database(app) -> None:
             return
         tables = ", ".join(t.name for t in db.metadata.sorted_tables)
         with db.engine.begin() as connection:
-            # The audit table refuses TRUNCATE (DESIGN 10.11); a test database starts empty anyway.
+            # The audit table refuses TRUNCATE; a test database starts empty anyway.
             connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
             connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             # A test may have dropped the audit guards to play an insider: put them back.

@@ -52,7 +52,7 @@
 // Scan-to-confirm fields at the bench: a scanner's Enter does not submit the form half-scanned.
 (function () {
   "use strict";
-  // The expected code is not on the page (DESIGN 10.1 rule 7): the server checks each scan on saving.
+  // The expected code is not on the page: the server checks each scan on saving.
   document.querySelectorAll("input.scan-confirm").forEach(function (input) {
     input.addEventListener("keydown", function (event) {
       // A keyboard-wedge scanner ends with Enter: stay on the row instead of submitting the form.

@@ -82,7 +82,7 @@ class LiveServer:
         with self.app.app_context():
             formula = db.session.scalar(sa.select(Formula).where(Formula.code == formula_code,
                                                                  Formula.status == "approved"))
-            # As at the bench: the FEFO lots, each container scanned (DESIGN 10.1 rule 7).
+            # As at the bench: the FEFO lots, each container scanned.
             allocations = [{"lot_id": lot_id, "quantity": quantity}
                            for component in batches.propose(formula, units)
                            for lot_id, quantity in component.proposed.items()]

@@ -88,7 +88,7 @@ def test_b_a_technician_compounds_a_batch_scanning_each_lot_and_a_second_pharmac
         if not quantity.count() or not quantity.input_value():
             continue  # an alternative lot, not proposed: left unscanned and unused
         scan = row.locator("input.scan-confirm")
-        # The field never shows the code (DESIGN 10.1 rule 7): it is read off the container's label,
+        # The field never shows the code: it is read off the container's label,
         # here the lot code printed in the row's first cell.
         expect(scan).not_to_have_attribute("placeholder", re.compile(r"L\d{6}"))
         scan.press_sequentially(row.locator("td.code").first.inner_text().split()[0])
