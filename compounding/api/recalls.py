@@ -23,7 +23,7 @@ from .schemas.recalls import (
 from .views import answer, json_body, load, page_answer, route
 
 
-def _answer(recall_id: int, status: int = 200, page: int = 1, per_page: int = trace.PER_PAGE):
+def _answer(recall_id: int, status: int = 200, page: int = 1, per_page: int = trace.TRACE_PER_PAGE):
     record = records.recall_record(recall_id, page, per_page)
     note_access("recall.view", target_type="recall", target_id=recall_id)
     return answer(RecallSchema().dump(record), status)

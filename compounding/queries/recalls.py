@@ -139,7 +139,7 @@ class ContactRow:
         return self.outcome in FINAL_OUTCOMES
 
 
-def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.PER_PAGE) -> RecallRecord:
+def recall_record(recall_id: int, page: int = 1, per_page: int | None = trace.TRACE_PER_PAGE) -> RecallRecord:
     """A recall with one page of its scope (`per_page=None`: all of it) and those patients' contacts."""
     recall = db.session.scalar(sa.select(Recall).where(Recall.id == recall_id).options(
         joinedload(Recall.lot), joinedload(Recall.batch)))

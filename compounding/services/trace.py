@@ -35,8 +35,6 @@ from .errors import NotFound
 
 # Rows of each list on one page of a trace or a recall's scope (a trace shows more than a list page).
 TRACE_PER_PAGE = 100
-# The former name, still read by the recall pages and API.
-PER_PAGE = TRACE_PER_PAGE
 CHUNK = 2_000  # rows read at a time when every row is asked for
 
 
