@@ -9,6 +9,7 @@ from wtforms import PasswordField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, StopValidation
 
 from .idempotency import submission_key_input
+from .limits import REASON_MAX
 from .models._common import MAX_RECORD_ID
 from .models.hold import HOLD_KINDS
 from .services.bounds import DAY_MESSAGE, day_in_range, read_day
@@ -120,7 +121,7 @@ class ReleaseHoldForm(AppForm):
 
     hold = SelectField("Hold reason", choices=choices(HOLD_KINDS), validators=[DataRequired()])
     reason = TextAreaField("Why it may be used again", render_kw={"rows": 2},
-                           validators=[DataRequired("Say why the hold is released."), Length(max=2000)])
+                           validators=[DataRequired("Say why the hold is released."), Length(max=REASON_MAX)])
     password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
                              render_kw={"autocomplete": "current-password"})
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from . import barcodes
 from .extensions import db
-from .models import Batch, Lot
+from .models import Batch, BatchStatus, Lot, LotStatus
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
 from .services.errors import InvalidState, NotFound
@@ -33,18 +33,10 @@ STORAGE_TEXT = {
     "protect_from_light": "Protect from light",
 }
 # Status warnings printed across a label (an unverified batch says so in its "verified by" place).
-BATCH_WARNINGS = {
-    "rejected": "REJECTED — do not use",
-    "recalled": "RECALLED — do not use",
-    "discarded": "DISCARDED — do not use",
-    "on_hold": "ON HOLD — do not use",
-}
-LOT_WARNINGS = {
-    "quarantine": "QUARANTINE — do not use",
-    "rejected": "REJECTED — do not use",
-    "recalled": "RECALLED — do not use",
-    "on_hold": "ON HOLD — do not use",
-}
+BATCH_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
+    BatchStatus.REJECTED, BatchStatus.RECALLED, BatchStatus.DISCARDED, BatchStatus.ON_HOLD)}
+LOT_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
+    LotStatus.QUARANTINE, LotStatus.REJECTED, LotStatus.RECALLED, LotStatus.ON_HOLD)}
 # Wide enough (~39 mm for a batch code) for a 203 dpi thermal printer; short enough for 50 mm.
 BARCODE_OPTIONS = {"module_width": 0.3, "module_height": 5.5}
 # A concentration printed as the ingredient's own strength, e.g. "50 mg/mL" or "2 %" (w/v).

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from ..demo import DEMO_INGREDIENTS, DEMO_USERS
 from ..extensions import db
-from ..models import Batch, Formula, Ingredient, Lot, TreatmentSession, User
+from ..models import Batch, Formula, FormulaStatus, Ingredient, Lot, TreatmentSession, User
 from ..services import formulas, inventory, users
 from ..services.bud import bud_duration
 from .spec import _INSTRUCTIONS, SCALE_FORMULAS, SCALE_PASSWORD, SCALE_USERS
@@ -32,9 +32,10 @@ def ensure_reference_rows() -> None:
                 "reorder_level": Decimal(reorder), "gtins": [] if claimed else [gtin]})
     ingredient_ids = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for code, name, indication, route, volume, storage, category, components, _ in SCALE_FORMULAS:
-        if db.session.scalar(sa.select(Formula.id).where(Formula.code == code, Formula.status == "approved")):
+        approved = Formula.code == code, Formula.status == FormulaStatus.APPROVED
+        if db.session.scalar(sa.select(Formula.id).where(*approved)):
             continue
-        draft = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "draft"))
+        draft = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == FormulaStatus.DRAFT))
         if draft is None:
             draft = formulas.create_formula(pharmacist, {
                 "code": code, "name": name, "indication": indication, "route": route,
@@ -60,7 +61,8 @@ def load_refs() -> Refs:
         ingredients[ingredient.name] = (ingredient.id, ingredient.unit, (ingredient.gtin_list or [None])[0])
     rows = []
     for code, _, indication, _, _, _, _, _, areas in SCALE_FORMULAS:
-        formula = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == "approved"))
+        formula = db.session.scalar(
+            sa.select(Formula).where(Formula.code == code, Formula.status == FormulaStatus.APPROVED))
         duration = bud_duration(formula.bud_category, formula.storage, formula.bud_hours)
         rows.append(SimpleNamespace(
             id=formula.id, label=formula.label, indication=indication.replace("_", " "), areas=areas,
