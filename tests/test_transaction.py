@@ -1,6 +1,7 @@
 """The transaction boundary: a use case commits on return, writes nothing when it fails, and
 one made of others is still one transaction; a refusal keeps only its own record."""
 
+import contextlib
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -12,7 +13,7 @@ from compounding.extensions import db
 from compounding.models import AuditEvent, AuthFailure, Lot, LotStatus, StockMovement
 from compounding.services import inventory
 from compounding.services.errors import InvalidState, SignatureRejected
-from compounding.services.transaction import in_transaction, refusal, transaction, transactional
+from compounding.services.transaction import UseCaseFailed, alone, in_transaction, refusal, transaction, transactional
 
 
 class Boom(Exception):
@@ -145,3 +146,29 @@ def test_a_use_case_inside_a_refusal_joins_its_single_commit(make_user):
         sa.event.remove(db.session(), "after_commit", count)
     assert len(commits) == 1
     assert count_rows(AuthFailure) == 2
+
+
+def test_a_caught_failure_of_a_joined_use_case_saves_nothing(make_user, make_ingredient):
+    """No savepoints: a step that failed and was swallowed must not be committed as if it had worked."""
+    technician, pharmacist, ingredient = make_user("technician"), make_user("pharmacist"), make_ingredient()
+    lot = _receive(technician, ingredient)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    before = _counts()
+    with pytest.raises(UseCaseFailed), transaction():
+        _receive(technician, ingredient, "SL-2")
+        with contextlib.suppress(InvalidState):
+            inventory.release_lot(pharmacist, lot.id, PASSWORD)  # released already: refused
+    assert _counts() == before
+    # The session is usable again afterwards, and the next use case commits as usual.
+    _receive(technician, ingredient, "SL-3")
+    assert _counts()[0] == before[0] + 1
+
+
+def test_a_write_that_commits_alone_refuses_to_join_another(make_user):
+    user = make_user("pharmacist")
+    with pytest.raises(RuntimeError, match="commits on its own"), transaction(), alone():
+        db.session.add(AuthFailure(user_id=user.id, occurred_at=user.password_changed_at, kind="login"))
+    assert count_rows(AuthFailure) == 0
+    with alone():
+        db.session.add(AuthFailure(user_id=user.id, occurred_at=user.password_changed_at, kind="login"))
+    assert count_rows(AuthFailure) == 1

@@ -13,7 +13,7 @@ from ..models import User, UserSession
 from ..models.user_session import CLIENT_ADDRESS_LENGTH, USER_AGENT_LENGTH
 from . import audit
 from .clock import utcnow
-from .transaction import transaction, transactional
+from .transaction import alone, transaction, transactional
 
 # last_seen_at is written at most this often per session, not on every request.
 TOUCH_EVERY = timedelta(minutes=1)
@@ -81,7 +81,7 @@ def record_seen(row, column: str, at: datetime) -> None:
     for obj in keep:
         db.session.expunge(obj)
     try:
-        with transaction():
+        with alone():
             db.session.execute(sa.update(type(row)).where(type(row).id == row.id).values({column: at}))
     except sa.exc.OperationalError:
         current_app.logger.warning("Could not record the last use of %s %s", type(row).__name__, row.id)

@@ -19,7 +19,7 @@ from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .lookup import fetch
 from .passwords import DEMO_PASSWORD
-from .transaction import transactional
+from .transaction import alone, transactional
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
 
@@ -137,13 +137,13 @@ def authenticate(username: str, password: str, *, client_address: str | None = N
     account's row is locked while its password is checked and its failure recorded, so
     simultaneous guesses are checked one at a time and every failure is counted.
     """
-    user = _check_sign_in(username, password, client_address)
+    with alone():  # the failure row commits with the check, never as part of another change
+        user = _check_sign_in(username, password, client_address)
     if user is None:
         raise InvalidInput(SIGN_IN_REFUSED, field="password")
     return user
 
 
-@transactional
 def _check_sign_in(username: str, password: str, client_address: str | None) -> User | None:
     """The signed-in user, or None: then a wrong password's failure is committed with the refusal.
 
