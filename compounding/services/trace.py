@@ -151,17 +151,13 @@ def _page_of_ids(query, page: int, per_page: int):
     return [], db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
 
 
-def _downstream(trace: Trace, batch_ids, member) -> Trace:
-    """Counts and totals over the whole scope, then one page of batches, sessions and patients.
+def _scope_totals(trace: Trace, batch_ids, used) -> int:
+    """Set the voided sessions and the volume injected; answer the batches: one statement.
 
-    `batch_ids` selects the traced batches; `member(column)` tests one batch id against them
-    row by row. Sessions and patients are paged by id first, each with its total counted in
-    the same pass, and only the rows of the page are aggregated: the cost of a page stays a
-    few index walks over the scope, whatever its size. Voided sessions are few, so they are
-    counted, and left out of the total volume, by id: the volume is read off the uses' index alone.
+    Voided sessions are few, so they are counted, and left out of the total volume, by id:
+    the volume is read off the uses' index alone.
     """
     voided = sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None))
-    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
     batch_count = sa.select(sa.func.count(Batch.id)).where(Batch.id.in_(batch_ids)).scalar_subquery()
     volume = (sa.select(sa.func.coalesce(sa.func.sum(SessionUse.volume_ml), 0))
               .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
@@ -170,29 +166,56 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
     batches, total_volume, trace.voided_sessions = db.session.execute(
         sa.select(batch_count, volume, voided_count)).one()
     trace.total_volume_ml = Decimal(total_volume)
+    return batches
+
+
+def _every_row(trace: Trace, batch_ids, standing, batch_rows) -> tuple[int, int]:
+    """Set every row of each list, read as iterated; answer the sessions and patients in all."""
+    sessions, patients = db.session.execute(sa.select(
+        sa.func.count(), sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(*standing)).one()
+    trace.batches = Rows(batch_rows)
+    trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
+    trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
+    return sessions, patients
+
+
+def _one_page(trace: Trace, member, standing, batch_rows) -> tuple[int, int]:
+    """Set one page of each list; answer the sessions and patients in all.
+
+    Sessions and patients are paged by id first, each with its total counted in the same
+    pass, and only the rows of the page are aggregated.
+    """
+    page, per_page = trace.page, trace.per_page
+    session_ids, sessions = _page_of_ids(
+        sa.select(TreatmentSession.id).where(*standing)
+        .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
+    patient_ids, patients = _page_of_ids(
+        sa.select(Patient.id).where(Patient.id.in_(sa.select(TreatmentSession.patient_id).where(*standing)))
+        .order_by(Patient.chart_number, Patient.id), page, per_page)
+    trace.batches = db.session.execute(batch_rows.limit(per_page).offset((page - 1) * per_page)).all()
+    # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
+    trace.sessions = db.session.execute(_session_rows(sa.and_(
+        SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
+    trace.patients = db.session.execute(_patient_rows(sa.and_(
+        TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
+    return sessions, patients
+
+
+def _downstream(trace: Trace, batch_ids, member) -> Trace:
+    """Counts and totals over the whole scope, then one page of batches, sessions and patients.
+
+    `batch_ids` selects the traced batches; `member(column)` tests one batch id against them
+    row by row. The cost of a page stays a few index walks over the scope, whatever its size.
+    """
+    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
+    batches = _scope_totals(trace, batch_ids, used)
     # Every session that used these batches, voided or not: a correction never shrinks a trace.
     standing = (TreatmentSession.id.in_(used),)
     batch_rows = _batch_rows(batch_ids, trace.lot.id if trace.lot else None)
-    page, per_page = trace.page, trace.per_page
-    if per_page is None:
-        sessions, patients = db.session.execute(sa.select(
-            sa.func.count(), sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(*standing)).one()
-        trace.batches = Rows(batch_rows)
-        trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
-        trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
+    if trace.per_page is None:
+        sessions, patients = _every_row(trace, batch_ids, standing, batch_rows)
     else:
-        session_ids, sessions = _page_of_ids(
-            sa.select(TreatmentSession.id).where(*standing)
-            .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
-        patient_ids, patients = _page_of_ids(
-            sa.select(Patient.id).where(Patient.id.in_(sa.select(TreatmentSession.patient_id).where(*standing)))
-            .order_by(Patient.chart_number, Patient.id), page, per_page)
-        trace.batches = db.session.execute(batch_rows.limit(per_page).offset((page - 1) * per_page)).all()
-        # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
-        trace.sessions = db.session.execute(_session_rows(sa.and_(
-            SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
-        trace.patients = db.session.execute(_patient_rows(sa.and_(
-            TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
+        sessions, patients = _one_page(trace, member, standing, batch_rows)
     trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
     return trace
 
