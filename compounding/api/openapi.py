@@ -43,7 +43,8 @@ def _schema_name(schema) -> str:
     return schema.__name__.removesuffix("Schema")
 
 
-def build_spec(app: Flask) -> dict:
+def _new_spec(app: Flask) -> APISpec:
+    """The document's header, the bearer scheme and the shared Error schema."""
     spec = APISpec(
         title=f"{app.config['CLINIC_NAME']} compounding tracker API",
         version="1.0.0",
@@ -54,6 +55,11 @@ def build_spec(app: Flask) -> dict:
     )
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.schema("Error", schema=ErrorSchema)
+    return spec
+
+
+def _registrar(spec: APISpec):
+    """A function that names a schema, adding it to the components the first time it is seen."""
     seen: set = set()
 
     def ref(schema):
@@ -62,6 +68,85 @@ def build_spec(app: Flask) -> dict:
             spec.components.schema(_schema_name(schema), schema=schema)
         return _schema_name(schema)
 
+    return ref
+
+
+def _parameters(rule, method: str, doc: dict) -> list[dict]:
+    """Path ids, the query schema, the idempotency header on a POST, and paging on a list."""
+    parameters = [
+        {"name": name, "in": "path", "required": True,
+         "schema": _RECORD_ID if "int:" in rule.rule else {"type": "string"}}
+        for name in rule.arguments
+    ]
+    if doc["query"]:
+        parameters.append({"in": "query", "schema": doc["query"]})
+    if method == "post":
+        parameters.append(_IDEMPOTENCY_KEY)
+    if doc["many"]:
+        parameters += [
+            {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
+            {"name": "per_page", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+        ]
+    return parameters
+
+
+def _success(doc: dict, ref) -> dict:
+    """The success response: the schema, wrapped in a page envelope for a list."""
+    if not doc["response"]:
+        return {"description": "Success"}
+    item = _ref(ref(doc["response"]))
+    schema = item
+    if doc["many"]:
+        schema = {"type": "object", "required": ["items", "page", "per_page", "total"],
+                  "properties": {"items": {"type": "array", "items": item},
+                                 "page": {"type": "integer"},
+                                 "per_page": {"type": "integer"},
+                                 "total": {"type": "integer"}}}
+    return {"description": "Success", "content": {"application/json": {"schema": schema}}}
+
+
+def _error_statuses(rule, method: str, doc: dict) -> list[int]:
+    """The error statuses a route can answer: its own, and those its method, token, body and ids imply."""
+    statuses = set(doc["errors"])
+    if method == "post":
+        statuses |= {409, 422}
+    if doc["permission"]:
+        statuses |= {401, 403}
+    if doc["body"]:
+        statuses |= {400, 422}
+    if rule.arguments:
+        statuses.add(404)
+    return sorted(statuses)
+
+
+def _operation(rule, method: str, doc: dict, ref) -> dict:
+    """One route's operation object, its keys in a fixed order."""
+    operation: dict = {"summary": doc["summary"], "operationId": rule.endpoint,
+                       "responses": {}}
+    parameters = _parameters(rule, method, doc)
+    if parameters:
+        operation["parameters"] = parameters
+    if doc["body"]:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(ref(doc["body"]))}},
+        }
+    operation["responses"][str(doc["status"])] = _success(doc, ref)
+    if doc["permission"]:
+        operation["security"] = [{"bearer": []}]
+    for status in _error_statuses(rule, method, doc):
+        operation["responses"][str(status)] = {
+            "description": _ERROR_TEXT[status],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+    return operation
+
+
+def build_spec(app: Flask) -> dict:
+    """Every documented route as an operation, paths in order; schemas are added as routes name them."""
+    spec = _new_spec(app)
+    ref = _registrar(spec)
     paths: dict[str, dict] = {}
     for rule in app.url_map.iter_rules():
         view = app.view_functions.get(rule.endpoint)
@@ -70,59 +155,7 @@ def build_spec(app: Flask) -> dict:
             continue
         path = _CONVERTER.sub(r"{\1}", rule.rule)
         method = next(m for m in rule.methods if m not in ("HEAD", "OPTIONS")).lower()
-        operation: dict = {"summary": doc["summary"], "operationId": rule.endpoint,
-                           "responses": {}}
-        parameters = [
-            {"name": name, "in": "path", "required": True,
-             "schema": _RECORD_ID if "int:" in rule.rule else {"type": "string"}}
-            for name in rule.arguments
-        ]
-        if doc["query"]:
-            parameters.append({"in": "query", "schema": doc["query"]})
-        if method == "post":
-            parameters.append(_IDEMPOTENCY_KEY)
-        if doc["many"]:
-            parameters += [
-                {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}},
-                {"name": "per_page", "in": "query",
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
-            ]
-        if parameters:
-            operation["parameters"] = parameters
-        if doc["body"]:
-            operation["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": _ref(ref(doc["body"]))}},
-            }
-        if doc["response"]:
-            item = _ref(ref(doc["response"]))
-            schema = item
-            if doc["many"]:
-                schema = {"type": "object", "required": ["items", "page", "per_page", "total"],
-                          "properties": {"items": {"type": "array", "items": item},
-                                         "page": {"type": "integer"},
-                                         "per_page": {"type": "integer"},
-                                         "total": {"type": "integer"}}}
-            operation["responses"][str(doc["status"])] = {
-                "description": "Success", "content": {"application/json": {"schema": schema}}}
-        else:
-            operation["responses"][str(doc["status"])] = {"description": "Success"}
-        statuses = set(doc["errors"])
-        if method == "post":
-            statuses |= {409, 422}
-        if doc["permission"]:
-            operation["security"] = [{"bearer": []}]
-            statuses |= {401, 403}
-        if doc["body"]:
-            statuses |= {400, 422}
-        if rule.arguments:
-            statuses.add(404)
-        for status in sorted(statuses):
-            operation["responses"][str(status)] = {
-                "description": _ERROR_TEXT[status],
-                "content": {"application/json": {"schema": _ref("Error")}},
-            }
-        paths.setdefault(path, {})[method] = operation
+        paths.setdefault(path, {})[method] = _operation(rule, method, doc, ref)
     for path, operations in sorted(paths.items()):
         spec.path(path=path, operations=operations)
     return spec.to_dict()

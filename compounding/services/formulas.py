@@ -44,12 +44,12 @@ def _text(data: dict, key: str, maximum: int, *, required: bool = True) -> str:
                         required=f"{key.replace('_', ' ').capitalize()} is required." if required else "")
 
 
-def _checked(data: dict) -> dict:
-    """Check a formula's fields and components; return clean values (nothing is written)."""
+def _checked_texts(data: dict) -> dict:
+    """The code (upper-cased, checked against its pattern) and the free-text fields."""
     code = _text(data, "code", 30).upper()
     if not _CODE.match(code):
         raise InvalidInput("Use capitals, digits and dashes, e.g. LIPO-PCDC.", field="code")
-    clean = {
+    return {
         "code": code,
         "name": _text(data, "name", SHORT_TEXT_MAX),
         "dosage_form": _text(data, "dosage_form", 60),
@@ -57,36 +57,48 @@ def _checked(data: dict) -> dict:
         "instructions": _text(data, "instructions", INSTRUCTIONS_MAX, required=False),
         "bud_reason": _text(data, "bud_reason", REASON_MAX, required=False),
     }
+
+
+def _checked_choices(data: dict) -> dict:
+    """The fields picked from a fixed list, in the order they are checked."""
+    clean = {}
     for key, allowed in (("indication", INDICATIONS), ("route", ROUTES),
                          ("storage", STORAGE_CONDITIONS), ("bud_category", tuple(BUD_TABLE))):
         if data.get(key) not in allowed:
             raise InvalidInput(f"Choose one of: {', '.join(allowed)}.", field=key)
         clean[key] = data[key]
-    clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
+    return clean
+
+
+def _checked_bud_hours(data: dict, clean: dict) -> int | None:
+    """A formula may shorten the table's beyond-use duration, with a reason, never lengthen it."""
     maximum = table_duration(clean["bud_category"], clean["storage"])
     if maximum is None:
         raise InvalidInput(f"{BUD_TABLE[clean['bud_category']].label} preparations cannot be stored frozen.",
                            field="storage")
     hours = data.get("bud_hours")
     if hours in ("", None):
-        clean["bud_hours"] = None
-    else:
-        try:
-            hours = int(hours)
-        except (TypeError, ValueError):
-            raise InvalidInput("Give whole hours.", field="bud_hours") from None
-        if hours <= 0:
-            raise InvalidInput("The duration must be at least one hour.", field="bud_hours")
-        if hours > maximum.total_seconds() // 3600:
-            raise InvalidInput(
-                f"A formula may shorten the beyond-use duration, never lengthen it: the table allows "
-                f"{int(maximum.total_seconds() // 3600)} h for this category and storage.", field="bud_hours")
-        if not clean["bud_reason"]:
-            raise InvalidInput("Document why the duration is shorter than the table's.", field="bud_reason")
-        clean["bud_hours"] = hours
+        return None
+    try:
+        hours = int(hours)
+    except (TypeError, ValueError):
+        raise InvalidInput("Give whole hours.", field="bud_hours") from None
+    if hours <= 0:
+        raise InvalidInput("The duration must be at least one hour.", field="bud_hours")
+    if hours > maximum.total_seconds() // 3600:
+        raise InvalidInput(
+            f"A formula may shorten the beyond-use duration, never lengthen it: the table allows "
+            f"{int(maximum.total_seconds() // 3600)} h for this category and storage.", field="bud_hours")
+    if not clean["bud_reason"]:
+        raise InvalidInput("Document why the duration is shorter than the table's.", field="bud_reason")
+    return hours
+
+
+def _checked_components(rows) -> list:
+    """(ingredient, quantity, position) for each filled row; blank rows are skipped, an ingredient once."""
     components = []
     seen = set()
-    for position, row in enumerate(data.get("components") or []):
+    for position, row in enumerate(rows):
         ingredient_id = row.get("ingredient_id")
         if not ingredient_id:
             continue
@@ -101,7 +113,16 @@ def _checked(data: dict) -> dict:
         seen.add(ingredient.id)
         quantity = check_quantity(row.get("quantity"), "components")
         components.append((ingredient, quantity, position))
-    clean["components"] = components
+    return components
+
+
+def _checked(data: dict) -> dict:
+    """Check a formula's fields and components; return clean values (nothing is written)."""
+    clean = _checked_texts(data)
+    clean.update(_checked_choices(data))
+    clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
+    clean["bud_hours"] = _checked_bud_hours(data, clean)
+    clean["components"] = _checked_components(data.get("components") or [])
     return clean
 
 

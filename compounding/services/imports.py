@@ -268,20 +268,22 @@ def _ingredient_lookup():
     return by_name, by_gtin
 
 
-def _check_row(actor: User, row: SheetRow, raw: dict, lookups, received_at: datetime) -> None:
-    """Shape first (as the receive form), then the receiving rules (as receive_lot)."""
+def _row_ingredient(name: str, lookups, errors: dict) -> Ingredient | None:
+    """The ingredient by its name, or by its GTIN when the cell holds digits."""
     by_name, by_gtin = lookups
-    values, errors = row.values, row.errors
-    ingredient = None
-    name = values["ingredient"]
     if not name:
         errors["ingredient"] = "Give the ingredient's name or GTIN."
-    else:
-        ingredient = by_name.get(name.lower())
-        if ingredient is None and name.isdigit():
-            ingredient = by_gtin.get(normalise_gtin(name))
-        if ingredient is None:
-            errors["ingredient"] = f"No ingredient is named {name!r} or has this GTIN."
+        return None
+    ingredient = by_name.get(name.lower())
+    if ingredient is None and name.isdigit():
+        ingredient = by_gtin.get(normalise_gtin(name))
+    if ingredient is None:
+        errors["ingredient"] = f"No ingredient is named {name!r} or has this GTIN."
+    return ingredient
+
+
+def _check_row_texts(values: dict, errors: dict) -> None:
+    """Required texts, their lengths, and the GTIN's shape."""
     for key, limit in (("supplier", NAME_MAX), ("lot_number", 60)):
         if not values[key]:
             errors[key] = "This field is required."
@@ -293,25 +295,43 @@ def _check_row(actor: User, row: SheetRow, raw: dict, lookups, received_at: date
     gtin = values["gtin"]
     if gtin and not (gtin.isdigit() and 8 <= len(gtin) <= 14):
         errors["gtin"] = "8 to 14 digits."
-    expires_on = raw["expiry"]
+
+
+def _row_expiry(cell, text: str, errors: dict):
+    """The expiry as a date: a date cell as it is, a text cell parsed."""
+    expires_on = cell
     if isinstance(expires_on, datetime):
         expires_on = expires_on.date()
     if not isinstance(expires_on, date):
         try:
-            expires_on = parse_expiry(values["expiry"])
+            expires_on = parse_expiry(text)
         except ValueError as exc:
-            errors["expiry"] = str(exc) if values["expiry"] else "This field is required."
-    quantity = raw["quantity"]
+            errors["expiry"] = str(exc) if text else "This field is required."
+    return expires_on
+
+
+def _row_quantity(cell, text: str, errors: dict):
+    quantity = cell
     try:
         quantity = check_quantity(_cell_text(quantity) if quantity is not None else "", "quantity")
     except DomainError as exc:
-        errors["quantity"] = exc.message if values["quantity"] else "This field is required."
+        errors["quantity"] = exc.message if text else "This field is required."
+    return quantity
+
+
+def _check_row(actor: User, row: SheetRow, raw: dict, lookups, received_at: datetime) -> None:
+    """Shape first (as the receive form), then the receiving rules (as receive_lot)."""
+    values, errors = row.values, row.errors
+    ingredient = _row_ingredient(values["ingredient"], lookups, errors)
+    _check_row_texts(values, errors)
+    expires_on = _row_expiry(raw["expiry"], values["expiry"], errors)
+    quantity = _row_quantity(raw["quantity"], values["quantity"], errors)
     if errors:
         return
     try:
         row.receipt = validate_receipt(
             actor, ingredient_id=ingredient.id, supplier=values["supplier"], supplier_lot_number=values["lot_number"],
-            expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=values["coa_reference"],
+            expires_on=expires_on, quantity=quantity, gtin=values["gtin"], coa_reference=values["coa_reference"],
             location=values["location"], received_at=received_at)
     except (InvalidInput, InvalidState) as exc:
         key = _FIELD_COLUMN.get(exc.field, exc.field) if exc.field else "row"

@@ -199,19 +199,15 @@ class Receipt:
                 "location": self.location, "received_at": self.received_at}
 
 
-def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
-                     expires_on, quantity, gtin: str = "", coa_reference: str = "",
-                     location: str = "", received_at: datetime | None = None) -> Receipt:
-    """Check a delivery against the receiving rules without changing anything.
-
-    Refused: unknown or inactive ingredient, a lot already expired at receipt, the same
-    supplier lot for the same ingredient and supplier twice, an invalid GTIN. Used by
-    receive_lot and by the delivery-sheet import, so both apply the same rules.
-    """
-    ensure_can(actor, "lots.receive", "receive lots")
+def _receivable_ingredient(ingredient_id: int) -> Ingredient:
     ingredient = get_ingredient(ingredient_id)
     if not ingredient.active:
         raise InvalidInput(f"{ingredient.name} is inactive and cannot be received.", field="ingredient_id")
+    return ingredient
+
+
+def _checked_supplier_lot(supplier: str, supplier_lot_number: str) -> tuple[str, str]:
+    """The supplier and their lot number, stripped; both are required."""
     supplier = (supplier or "").strip()
     supplier_lot_number = (supplier_lot_number or "").strip()
     if not supplier or len(supplier) > NAME_MAX:
@@ -219,19 +215,29 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
     if not supplier_lot_number or len(supplier_lot_number) > 60:
         raise InvalidInput("The supplier's lot number (1 to 60 characters) is required.",
                            field="lot_number")
-    quantity = check_quantity(quantity)
-    received_at = received_at or utcnow()
+    return supplier, supplier_lot_number
+
+
+def _check_receivable_expiry(expires_on, received_at: datetime) -> None:
     # A far-off expiry (9999-12-31) would be picked last by FEFO and then overflow the BUD's day sums.
     if not isinstance(expires_on, date) or not day_in_range(expires_on):
         raise InvalidInput(EXPIRY_RANGE_MESSAGE, field="expiry_date")
     if is_expired(expires_on, received_at):
         raise InvalidInput(f"This lot expired on {expires_on.isoformat()}: it cannot be received.",
                            field="expiry_date")
+
+
+def _checked_gtin(gtin: str) -> str:
+    """The GTIN normalised, or "" when none is given."""
     gtin = (gtin or "").strip()
     if gtin:
         if not gtin_is_valid(gtin):
             raise InvalidInput(f"{gtin} is not a valid GTIN (check digit or length).", field="gtin")
         gtin = normalise_gtin(gtin)
+    return gtin
+
+
+def _refuse_received_twice(ingredient: Ingredient, supplier: str, supplier_lot_number: str) -> None:
     duplicate = db.session.scalar(sa.select(Lot).where(
         Lot.ingredient_id == ingredient.id, Lot.supplier == supplier,
         Lot.supplier_lot_number == supplier_lot_number))
@@ -243,6 +249,25 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
             details={"lot_number": [f"Already received as {duplicate.code}."],
                      "existing_lot_id": duplicate.id, "existing_lot_code": duplicate.code},
         )
+
+
+def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
+                     expires_on, quantity, gtin: str = "", coa_reference: str = "",
+                     location: str = "", received_at: datetime | None = None) -> Receipt:
+    """Check a delivery against the receiving rules without changing anything.
+
+    Refused: unknown or inactive ingredient, a lot already expired at receipt, the same
+    supplier lot for the same ingredient and supplier twice, an invalid GTIN. Used by
+    receive_lot and by the delivery-sheet import, so both apply the same rules.
+    """
+    ensure_can(actor, "lots.receive", "receive lots")
+    ingredient = _receivable_ingredient(ingredient_id)
+    supplier, supplier_lot_number = _checked_supplier_lot(supplier, supplier_lot_number)
+    quantity = check_quantity(quantity)
+    received_at = received_at or utcnow()
+    _check_receivable_expiry(expires_on, received_at)
+    gtin = _checked_gtin(gtin)
+    _refuse_received_twice(ingredient, supplier, supplier_lot_number)
     return Receipt(ingredient=ingredient, supplier=supplier, supplier_lot_number=supplier_lot_number,
                    expires_on=expires_on, quantity=quantity, gtin=gtin,
                    coa_reference=checked_text(coa_reference, "coa_reference", NAME_MAX),

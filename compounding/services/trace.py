@@ -151,17 +151,13 @@ def _page_of_ids(query, page: int, per_page: int):
     return [], db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
 
 
-def _downstream(trace: Trace, batch_ids, member) -> Trace:
-    """Counts and totals over the whole scope, then one page of batches, sessions and patients.
+def _scope_totals(trace: Trace, batch_ids, used) -> int:
+    """Set the voided sessions and the volume injected; answer the batches: one statement.
 
-    `batch_ids` selects the traced batches; `member(column)` tests one batch id against them
-    row by row. Sessions and patients are paged by id first, each with its total counted in
-    the same pass, and only the rows of the page are aggregated: the cost of a page stays a
-    few index walks over the scope, whatever its size. Voided sessions are few, so they are
-    counted, and left out of the total volume, by id: the volume is read off the uses' index alone.
+    Voided sessions are few, so they are counted, and left out of the total volume, by id:
+    the volume is read off the uses' index alone.
     """
     voided = sa.select(TreatmentSession.id).where(TreatmentSession.voided_at.is_not(None))
-    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
     batch_count = sa.select(sa.func.count(Batch.id)).where(Batch.id.in_(batch_ids)).scalar_subquery()
     volume = (sa.select(sa.func.coalesce(sa.func.sum(SessionUse.volume_ml), 0))
               .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
@@ -170,29 +166,56 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
     batches, total_volume, trace.voided_sessions = db.session.execute(
         sa.select(batch_count, volume, voided_count)).one()
     trace.total_volume_ml = Decimal(total_volume)
+    return batches
+
+
+def _every_row(trace: Trace, batch_ids, standing, batch_rows) -> tuple[int, int]:
+    """Set every row of each list, read as iterated; answer the sessions and patients in all."""
+    sessions, patients = db.session.execute(sa.select(
+        sa.func.count(), sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(*standing)).one()
+    trace.batches = Rows(batch_rows)
+    trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
+    trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
+    return sessions, patients
+
+
+def _one_page(trace: Trace, member, standing, batch_rows) -> tuple[int, int]:
+    """Set one page of each list; answer the sessions and patients in all.
+
+    Sessions and patients are paged by id first, each with its total counted in the same
+    pass, and only the rows of the page are aggregated.
+    """
+    page, per_page = trace.page, trace.per_page
+    session_ids, sessions = _page_of_ids(
+        sa.select(TreatmentSession.id).where(*standing)
+        .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
+    patient_ids, patients = _page_of_ids(
+        sa.select(Patient.id).where(Patient.id.in_(sa.select(TreatmentSession.patient_id).where(*standing)))
+        .order_by(Patient.chart_number, Patient.id), page, per_page)
+    trace.batches = db.session.execute(batch_rows.limit(per_page).offset((page - 1) * per_page)).all()
+    # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
+    trace.sessions = db.session.execute(_session_rows(sa.and_(
+        SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
+    trace.patients = db.session.execute(_patient_rows(sa.and_(
+        TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
+    return sessions, patients
+
+
+def _downstream(trace: Trace, batch_ids, member) -> Trace:
+    """Counts and totals over the whole scope, then one page of batches, sessions and patients.
+
+    `batch_ids` selects the traced batches; `member(column)` tests one batch id against them
+    row by row. The cost of a page stays a few index walks over the scope, whatever its size.
+    """
+    used = sa.select(SessionUse.session_id).where(SessionUse.batch_id.in_(batch_ids))
+    batches = _scope_totals(trace, batch_ids, used)
     # Every session that used these batches, voided or not: a correction never shrinks a trace.
     standing = (TreatmentSession.id.in_(used),)
     batch_rows = _batch_rows(batch_ids, trace.lot.id if trace.lot else None)
-    page, per_page = trace.page, trace.per_page
-    if per_page is None:
-        sessions, patients = db.session.execute(sa.select(
-            sa.func.count(), sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(*standing)).one()
-        trace.batches = Rows(batch_rows)
-        trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
-        trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
+    if trace.per_page is None:
+        sessions, patients = _every_row(trace, batch_ids, standing, batch_rows)
     else:
-        session_ids, sessions = _page_of_ids(
-            sa.select(TreatmentSession.id).where(*standing)
-            .order_by(TreatmentSession.performed_at, TreatmentSession.id), page, per_page)
-        patient_ids, patients = _page_of_ids(
-            sa.select(Patient.id).where(Patient.id.in_(sa.select(TreatmentSession.patient_id).where(*standing)))
-            .order_by(Patient.chart_number, Patient.id), page, per_page)
-        trace.batches = db.session.execute(batch_rows.limit(per_page).offset((page - 1) * per_page)).all()
-        # Driven from the page's ids; `member` keeps the planner from walking every use of the scope.
-        trace.sessions = db.session.execute(_session_rows(sa.and_(
-            SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
-        trace.patients = db.session.execute(_patient_rows(sa.and_(
-            TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
+        sessions, patients = _one_page(trace, member, standing, batch_rows)
     trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
     return trace
 
@@ -286,22 +309,17 @@ def _severe_clause():
     return sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
 
 
-def quality_signals(limit: int = 50) -> list[Signal]:
-    """Batches and lots whose adverse events call for quarantine or recall, worst first.
-
-    Bounded by the adverse events, not by the uses (events are few, uses are millions): the
-    events are read with the batches and lots they touch, then the sessions of each of those
-    batches are counted on the index. A lot's sessions cost far more (every use of every batch
-    made from it), so they are counted only for the lots that can be flagged and could still
-    rank among the first `limit`. Three statements whatever the size of the data.
-
-    A voided session keeps counting, with its events: a void must not
-    hide a reaction from the signals.
-    """
-    uses = (sa.select(SessionUse.batch_id)
+def _event_batches():
+    """The batches used in a session that had an adverse event (a batch once per event)."""
+    return (sa.select(SessionUse.batch_id)
             .select_from(AdverseEvent)
             .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id))
-    touched = (uses.add_columns(BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
+
+
+def _events_touched():
+    """Event ids by batch and by lot, each lot's batches among them, and the severe event ids: one statement."""
+    touched = (_event_batches()
+               .add_columns(BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
                .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
     by_batch: dict[int, set[int]] = defaultdict(set)
     by_lot: dict[int, set[int]] = defaultdict(set)
@@ -314,31 +332,42 @@ def quality_signals(limit: int = 50) -> list[Signal]:
         if lot_id is not None:
             by_lot[lot_id].add(event_id)
             lot_batches[lot_id].add(batch_id)
-    if not by_batch:
-        return []
-    sessions = sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse)
-    signals: list[Signal] = []
+    return by_batch, by_lot, lot_batches, severe
 
-    def add(kind: str, events: set[int], row) -> None:
-        figures = (len(events), len(events & severe), row.sessions)
-        if _is_flagged(*figures):
-            signals.append(Signal(kind, row.id, row.code, row.status, *figures))
 
-    def rank(signal: Signal) -> tuple:
-        return (-signal.severe, -signal.rate, signal.code)
+def _session_count():
+    return sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse)
 
+
+def _add_if_flagged(signals: list[Signal], kind: str, events: set[int], severe: set[int], row) -> None:
+    figures = (len(events), len(events & severe), row.sessions)
+    if _is_flagged(*figures):
+        signals.append(Signal(kind, row.id, row.code, row.status, *figures))
+
+
+def _rank(signal: Signal) -> tuple:
+    return (-signal.severe, -signal.rate, signal.code)
+
+
+def _add_batch_signals(signals: list[Signal], by_batch, severe: set[int]) -> dict[int, int]:
+    """Add the flagged batches; answer the sessions of every batch the events touch, counted on the index."""
     batch_sessions = {}
     for row in db.session.execute(
             sa.select(Batch.id, Batch.code, Batch.status,
-                      sessions.where(SessionUse.batch_id == Batch.id).scalar_subquery().label("sessions"))
-            .where(Batch.id.in_(uses))):
+                      _session_count().where(SessionUse.batch_id == Batch.id).scalar_subquery().label("sessions"))
+            .where(Batch.id.in_(_event_batches()))):
         batch_sessions[row.id] = row.sessions
-        add("batch", by_batch[row.id], row)
-    signals.sort(key=rank)
-    # A lot has at least as many sessions as its busiest batch, so its rate is at most its
-    # events over that batch's sessions: a lot that cannot pass the `limit`-th flagged batch
-    # even at that rate is not counted.
-    bar = rank(signals[limit - 1])[:2] if 0 < limit <= len(signals) else None
+        _add_if_flagged(signals, "batch", by_batch[row.id], severe, row)
+    return batch_sessions
+
+
+def _lot_contenders(by_lot, lot_batches, severe: set[int], batch_sessions: dict[int, int], bar) -> list[int]:
+    """The lots that can be flagged and, at their best possible rate, could still rank above `bar`.
+
+    A lot has at least as many sessions as its busiest batch, so its rate is at most its
+    events over that batch's sessions: a lot that cannot pass the bar even at that rate is
+    not counted. No bar (fewer flagged batches than the limit) lets every flaggable lot in.
+    """
     minimum = current_app.config["QUALITY_MIN_EVENTS"]
     contenders = []
     for lot_id, events in by_lot.items():
@@ -349,13 +378,42 @@ def quality_signals(limit: int = 50) -> list[Signal]:
         best_rate = len(events) / busiest if busiest else float("inf")
         if bar is None or (-n_severe, -best_rate) <= bar:
             contenders.append(lot_id)
+    return contenders
+
+
+def _add_lot_signals(signals: list[Signal], contenders: list[int], by_lot, severe: set[int]) -> None:
+    """Count the sessions of the contending lots (every use of every batch made from them) and add the flagged."""
+    lot_sessions = (_session_count().join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+                    .where(BatchComponent.lot_id == Lot.id).scalar_subquery().label("sessions"))
+    for row in db.session.execute(sa.select(Lot.id, Lot.code, Lot.status, lot_sessions)
+                                  .where(Lot.id.in_(contenders))):
+        _add_if_flagged(signals, "lot", by_lot[row.id], severe, row)
+
+
+def quality_signals(limit: int = 50) -> list[Signal]:
+    """Batches and lots whose adverse events call for quarantine or recall, worst first.
+
+    Bounded by the adverse events, not by the uses (events are few, uses are millions): the
+    events are read with the batches and lots they touch, then the sessions of each of those
+    batches are counted on the index. A lot's sessions cost far more (every use of every batch
+    made from it), so they are counted only for the lots that can be flagged and could still
+    rank among the first `limit`. Three statements whatever the size of the data.
+
+    A voided session keeps counting, with its events: a void must not
+    hide a reaction from the signals.
+    """
+    by_batch, by_lot, lot_batches, severe = _events_touched()
+    if not by_batch:
+        return []
+    signals: list[Signal] = []
+    batch_sessions = _add_batch_signals(signals, by_batch, severe)
+    signals.sort(key=_rank)
+    # The `limit`-th flagged batch sets the bar a lot must be able to reach.
+    bar = _rank(signals[limit - 1])[:2] if 0 < limit <= len(signals) else None
+    contenders = _lot_contenders(by_lot, lot_batches, severe, batch_sessions, bar)
     if contenders:
-        lot_sessions = (sessions.join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
-                        .where(BatchComponent.lot_id == Lot.id).scalar_subquery().label("sessions"))
-        for row in db.session.execute(sa.select(Lot.id, Lot.code, Lot.status, lot_sessions)
-                                      .where(Lot.id.in_(contenders))):
-            add("lot", by_lot[row.id], row)
-    signals.sort(key=rank)
+        _add_lot_signals(signals, contenders, by_lot, severe)
+    signals.sort(key=_rank)
     return signals[:limit]
 
 

@@ -182,6 +182,51 @@ def _copy_session(session_row: TreatmentSession, patient_id: int) -> tuple[Treat
     return new, uses
 
 
+def _move_adverse_events(from_session_id: int, to_session_id: int) -> list[int]:
+    """The events happened to the right patient: they follow the session, counted once in the signals."""
+    events = list(db.session.scalars(sa.select(AdverseEvent.id).where(AdverseEvent.session_id == from_session_id)
+                                     .order_by(AdverseEvent.id)))
+    if events:
+        db.session.execute(sa.update(AdverseEvent).where(AdverseEvent.id.in_(events)).values(session_id=to_session_id))
+    return events
+
+
+def _settle_recalls(actor: User, password: str | None, session_row: TreatmentSession, new: TreatmentSession,
+                    uses: list[SessionUse], wrong, right) -> tuple[list[Recall], list[int]]:
+    """The right patient joins the session's recalls; the wrong one is `not_exposed` where only it held them.
+
+    Answers the recalls the wrong patient left and the ids of those that were closed before.
+    """
+    reaching = recalls_reaching(session_row.id, open_only=False)
+    closed_before = [r.id for r in reaching if r.status != RecallStatus.OPEN]
+    # The right patient joins every recall this session is in; a closed one reopens so they get an outcome.
+    join_recalls_opened_since(actor, new, sorted({u.batch_id for u in uses}))
+    recalls = [r for r in reaching
+               if not patient_in_scope(wrong.id, lot_id=r.lot_id, batch_id=r.batch_id, standing_only=True)]
+    for recall in recalls:
+        sign(actor, password, "not exposed", "recall", recall.id)
+        add_outcome(actor, recall, wrong, "not_exposed", None,
+                    f"session {session_row.id} was recorded on the wrong patient; moved to {right.chart_number}")
+    return recalls, closed_before
+
+
+def _audit_correction(actor: User, session_row: TreatmentSession, new: TreatmentSession, uses: list[SessionUse],
+                      wrong, right, events: list[int], recalls: list[Recall], closed_before: list[int],
+                      reason: str) -> None:
+    """The new session's row (what moved where), then the old session's void."""
+    audit.record(actor, "session.patient_corrected", "treatment_session", new.id,
+                 old={"session_id": session_row.id, "patient": wrong.chart_number},
+                 new={"session_id": new.id, "patient": right.chart_number,
+                      "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
+                      "adverse_events_moved": events,
+                      "not_exposed_in_recalls": [r.id for r in recalls],
+                      "recalls_reopened": closed_before},
+                 reason=reason)
+    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
+                 new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,
+                      "volume": "stays taken: the uses moved to the corrected session"}, reason=reason)
+
+
 @transactional
 def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: str,
                     password: str | None) -> TreatmentSession:
@@ -203,30 +248,7 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                      doing="correct the patient of a session")
     _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
     new, uses = _copy_session(session_row, right.id)
-    # The events happened to the right patient: they follow the session, counted once in the signals.
-    events = list(db.session.scalars(sa.select(AdverseEvent.id).where(AdverseEvent.session_id == session_row.id)
-                                     .order_by(AdverseEvent.id)))
-    if events:
-        db.session.execute(sa.update(AdverseEvent).where(AdverseEvent.id.in_(events)).values(session_id=new.id))
-    reaching = recalls_reaching(session_row.id, open_only=False)
-    closed_before = [r.id for r in reaching if r.status != RecallStatus.OPEN]
-    # The right patient joins every recall this session is in; a closed one reopens so they get an outcome.
-    join_recalls_opened_since(actor, new, sorted({u.batch_id for u in uses}))
-    recalls = [r for r in reaching
-               if not patient_in_scope(wrong.id, lot_id=r.lot_id, batch_id=r.batch_id, standing_only=True)]
-    for recall in recalls:
-        sign(actor, password, "not exposed", "recall", recall.id)
-        add_outcome(actor, recall, wrong, "not_exposed", None,
-                    f"session {session_row.id} was recorded on the wrong patient; moved to {right.chart_number}")
-    audit.record(actor, "session.patient_corrected", "treatment_session", new.id,
-                 old={"session_id": session_row.id, "patient": wrong.chart_number},
-                 new={"session_id": new.id, "patient": right.chart_number,
-                      "uses": [{"batch_id": u.batch_id, "volume_ml": u.volume_ml, "area": u.area} for u in uses],
-                      "adverse_events_moved": events,
-                      "not_exposed_in_recalls": [r.id for r in recalls],
-                      "recalls_reopened": closed_before},
-                 reason=reason)
-    audit.record(actor, "session.voided", "treatment_session", session_row.id, old={"voided": False},
-                 new={"voided": True, "void_code": "wrong_patient", "corrected_by_session": new.id,
-                      "volume": "stays taken: the uses moved to the corrected session"}, reason=reason)
+    events = _move_adverse_events(session_row.id, new.id)
+    recalls, closed_before = _settle_recalls(actor, password, session_row, new, uses, wrong, right)
+    _audit_correction(actor, session_row, new, uses, wrong, right, events, recalls, closed_before, reason)
     return new
