@@ -42,6 +42,8 @@ BATCH_TRANSITIONS = {
     "recall": transition({BatchStatus.PREPARED, BatchStatus.RELEASED, BatchStatus.DEPLETED, BatchStatus.ON_HOLD},
                          BatchStatus.RECALLED, "{label} is {status}."),
     "hold": transition(BATCH_HOLDABLE, BatchStatus.ON_HOLD, "{label} is {status}."),
+    # The last hold released: back to the status the history shows before the hold (`to` is read there).
+    "unhold": transition({BatchStatus.ON_HOLD}, None, "{label} is {status}, not on hold."),
     "deplete": transition({*BATCH_HOLDABLE, BatchStatus.ON_HOLD}, BatchStatus.DEPLETED, "{label} is {status}."),
 }
 DISCARD_REASONS = ("expired", "damaged", "contaminated", "out_of_specification", "other")

@@ -42,6 +42,8 @@ LOT_TRANSITIONS = {
                               None, "{label} is {status}: an adjustment does not bring it back."),
     "recall": transition(set(LotStatus), LotStatus.RECALLED, "{label} is {status}."),
     "hold": transition(LOT_HOLDABLE, LotStatus.ON_HOLD, "{label} is {status}."),
+    # The last hold released: back to the status the history shows before the hold (`to` is read there).
+    "unhold": transition({LotStatus.ON_HOLD}, None, "{label} is {status}, not on hold."),
     # Rejected and recalled say more about a lot than that it is empty.
     "deplete": transition({*LOT_HOLDABLE, LotStatus.ON_HOLD}, LotStatus.DEPLETED, "{label} is {status}."),
 }

@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, LotStatus, Recall, StatusChange, User
+from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, Recall, StatusChange, User
 from ..models._common import Transition
-from ..models.hold import HOLDABLE_STATUSES
 from . import audit
 from .clock import utcnow
 from .errors import InvalidState
@@ -124,10 +123,11 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
     item.__dict__[_RECORDED] = to_status
     _row(item, from_status, to_status, actor, reason, reference, at)
     kind = entity_type(item)
-    if to_status in HOLDABLE_STATUSES.get(kind, ()):
+    hold = STATUS_TRANSITIONS.get(kind, {}).get("hold")
+    if hold is not None and hold.allows(to_status):
         holds = standing_holds(kind, item.id)
         if holds:
-            held = STATUS_TRANSITIONS[kind]["hold"].to
+            held = hold.to
             item.status = held
             item.__dict__[_RECORDED] = held
             _row(item, to_status, held, actor, "; ".join(h.text for h in holds), "", at)
@@ -187,7 +187,7 @@ def status_before_hold(kind: str, item_id: int) -> str | None:
     return db.session.scalar(
         sa.select(StatusChange.from_status).where(StatusChange.entity_type == kind,
                                                   StatusChange.entity_id == item_id,
-                                                  StatusChange.to_status == LotStatus.ON_HOLD)
+                                                  StatusChange.to_status == STATUS_TRANSITIONS[kind]["hold"].to)
         .order_by(StatusChange.changed_at.desc(), StatusChange.id.desc()).limit(1))
 
 

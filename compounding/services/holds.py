@@ -29,7 +29,6 @@ from .history import (
     standing_holds,
     status_before_hold,
     transition,
-    transition_of,
 )
 from .signatures import pharmacist_signs
 from .transaction import transactional
@@ -128,7 +127,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     for hold in releasing:
         hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
     left = [h for h in standing if h.kind != hold_kind]
-    if not left and item.status == transition_of(item, "hold").to:
+    if not left and may(item, "unhold"):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
         # An item emptied while held (before held stock was depleted at zero) is not usable again.
