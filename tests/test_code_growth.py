@@ -86,3 +86,25 @@ def test_the_browser_scripts_leave_recognising_codes_to_the_server():
     for script in STATIC_JS.glob("*.js"):
         text = script.read_text(encoding="utf-8")
         assert not re.search(r"[LB]\\d|\\d\{\d", text), script.name
+
+
+def test_the_lot_list_sorted_by_code_puts_l999999_before_l1000000(client, as_role, make_lot):
+    set_counter("lot", 999_998)
+    first, second = make_lot(), make_lot()
+    assert (first.code, second.code) == ("L999999", "L1000000")
+    as_role("technician")
+    page = client.get("/lots/?sort=code").get_data(as_text=True)
+    assert page.index(first.code) < page.index(second.code)
+    answer = client.get("/api/v1/lots?sort=code").get_json()
+    codes = [item["code"] for item in answer["items"]]
+    assert codes.index(first.code) < codes.index(second.code)
+
+
+def test_the_dashboard_names_a_grown_batch_by_its_whole_sequence_number(make_batch):
+    from compounding.services.dashboard import released_batches_by_bud
+
+    day = to_clinic(utcnow()).strftime("%y%m%d")
+    set_counter("batch" + day, 9_999)
+    batch = make_batch()
+    labels = released_batches_by_bud()[0]
+    assert any(label.startswith("10000 · ") for label in labels), (batch.code, labels)

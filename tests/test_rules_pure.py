@@ -91,6 +91,13 @@ def test_fefo_takes_the_earliest_expiry_first_then_the_oldest_receipt():
     assert [c.lot_id for c in fefo_order([later, sooner_newer, sooner_older])] == [3, 2, 1]
 
 
+def test_fefo_ties_go_to_the_lower_code_even_past_six_digits():
+    received = datetime(2026, 1, 1, tzinfo=UTC)
+    grown = Candidate(1, "L1000000", date(2026, 7, 1), received, Decimal("5"))
+    older = Candidate(2, "L999999", date(2026, 7, 1), received, Decimal("5"))
+    assert [c.code for c in fefo_order([grown, older])] == ["L999999", "L1000000"]
+
+
 def test_fefo_spans_lots_and_names_the_shortfall():
     lots = [_candidate(1, date(2026, 9, 1), "5"), _candidate(2, date(2026, 7, 1), "3")]
     assert [(a.lot_id, a.quantity) for a in allocate(lots, Decimal("6"))] == [(2, Decimal("3")), (1, Decimal("3"))]

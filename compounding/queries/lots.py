@@ -19,7 +19,8 @@ LOT_SORTS = {
     "-expiry": (Lot.expires_on.desc(), Lot.id.desc()),
     "received": (Lot.received_at.asc(), Lot.id.asc()),
     "-received": (Lot.received_at.desc(), Lot.id.desc()),
-    "code": (Lot.code.asc(),),
+    # Codes grow past their six digits (L1000000 after L999999): shorter codes first.
+    "code": (sa.func.length(Lot.code).asc(), Lot.code.asc()),
 }
 # Lots that still hold stock someone may use, once released.
 IN_STOCK = (LotStatus.QUARANTINE, LotStatus.RELEASED)

@@ -81,7 +81,8 @@ def released_batches_by_bud(now: datetime | None = None, limit: int = 12):
         sa.select(Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at)
         .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
         .order_by(Batch.beyond_use_at).limit(limit)).all()
-    labels = [f"{code[-4:]} · {max(0, int((bud - now).total_seconds() // 3600))} h" for code, _, bud in rows]
+    # The day's sequence number after "B" and the six digits of the date (four digits, or more).
+    labels = [f"{code[7:]} · {max(0, int((bud - now).total_seconds() // 3600))} h" for code, _, bud in rows]
     return labels, [Series("remaining mL", [float(volume) for _, volume, _ in rows], "#6d28d9")], rows
 
 

@@ -37,8 +37,8 @@ def _fmt(value: Decimal) -> str:
 
 
 def fefo_order(candidates):
-    """Earliest expiry first; ties go to the oldest receipt, then the lowest code."""
-    return sorted(candidates, key=lambda c: (c.expires_on, c.received_at, c.code))
+    """Earliest expiry first; ties go to the oldest receipt, then the lowest code (L999999 before L1000000)."""
+    return sorted(candidates, key=lambda c: (c.expires_on, c.received_at, len(c.code), c.code))
 
 
 def allocate(candidates, required: Decimal, *, what: str = "this ingredient",
