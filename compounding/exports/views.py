@@ -18,7 +18,7 @@ from ..queries.batches import BatchFilters, batch_list_query
 from ..queries.ingredients import all_ingredients
 from ..queries.lots import LotFilters, lot_list_query
 from ..queries.recalls import recall_record
-from ..queries.treatments import session_practitioners
+from ..queries.treatments import SessionFilters, session_practitioners
 from ..security import requires
 from ..services import imports, trace
 from ..services.clock import clinic_today
@@ -128,8 +128,9 @@ def sessions():
     form = SessionExportForm(request.args)
     if not form.validate():
         abort(422, " ".join(error for errors in form.errors.values() for error in errors))
-    query = workbooks.session_list_query(start=form.start.data, end=form.end.data,
-                                         practitioner_id=form.practitioner_id.data, patient_id=form.patient_id.data)
+    query = workbooks.session_list_query(SessionFilters(
+        patient_id=form.patient_id.data, practitioner_id=form.practitioner_id.data,
+        first_day=form.start.data, last_day=form.end.data))
     days = "_".join(day.isoformat() for day in (form.start.data, form.end.data) if day) or clinic_today().isoformat()
     note_access("export.sessions", target_type="treatment_sessions")
     return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")

@@ -168,6 +168,12 @@ class SessionFilters:
 
 def session_filters(query, filters: SessionFilters):
     """`query` (of sessions) under the filters, newest first."""
+    return sessions_within(query, filters).order_by(TreatmentSession.performed_at.desc(),
+                                                    TreatmentSession.id.desc())
+
+
+def sessions_within(query, filters: SessionFilters):
+    """`query` (of sessions, or of rows joined to them) limited to the filters, in its own order."""
     if filters.patient_id:
         query = query.where(TreatmentSession.patient_id == filters.patient_id)
     if filters.practitioner_id:
@@ -176,7 +182,7 @@ def session_filters(query, filters: SessionFilters):
         query = query.where(TreatmentSession.performed_at >= start_of_clinic_day(filters.first_day))
     if filters.last_day:
         query = query.where(TreatmentSession.performed_at < end_of_clinic_day(filters.last_day))
-    return query.order_by(TreatmentSession.performed_at.desc(), TreatmentSession.id.desc())
+    return query
 
 
 def session_list_rows(filters: SessionFilters):

@@ -1,11 +1,11 @@
 """List exports (what a filtered list shows, every page), trace and recall reports."""
 
 from collections.abc import Collection, Mapping
-from datetime import date
 from typing import Any
 
-from ..models import Recall, TreatmentSession
-from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
+from ..models import Recall
+from ..queries.treatments import SessionFilters, sessions_within
+from ..services.clock import utcnow
 from .records import (
     batch_columns,
     batch_values,
@@ -40,19 +40,9 @@ def batch_list_workbook(out, query) -> WorkbookSummary:
     return WorkbookSummary(book.parts)
 
 
-def session_list_query(*, start: date | None = None, end: date | None = None, practitioner_id: int | None = None,
-                       patient_id: int | None = None):
-    """Session uses performed within clinic days `start`..`end`, by one practitioner or patient if given."""
-    query = session_use_query()
-    if start is not None:
-        query = query.where(TreatmentSession.performed_at >= start_of_clinic_day(start))
-    if end is not None:
-        query = query.where(TreatmentSession.performed_at < end_of_clinic_day(end))
-    if practitioner_id:
-        query = query.where(TreatmentSession.practitioner_id == practitioner_id)
-    if patient_id:
-        query = query.where(TreatmentSession.patient_id == patient_id)
-    return query
+def session_list_query(filters: SessionFilters):
+    """Session uses of the sessions the filters take in (the session list's own filters)."""
+    return sessions_within(session_use_query(), filters)
 
 
 def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
