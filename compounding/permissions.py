@@ -33,7 +33,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "batches.compound": frozenset({"pharmacist", "technician"}),
     "batches.verify": frozenset({"pharmacist"}),
     "batches.discard": frozenset({"pharmacist"}),
-    # Rule 10.1.10, need-to-know: every page, export or answer that names a patient, even by chart
+    # Need-to-know: every page, export or answer that names a patient, even by chart
     # number alone (patients, sessions, traces, a recall's contact list, adverse events).
     "patients.read": frozenset({"pharmacist", "technician", "practitioner", "auditor"}),
     # Who may see who a patient is (name, birth date, contacts). Technicians work by chart number alone.

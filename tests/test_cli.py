@@ -8,7 +8,7 @@ from compounding.extensions import db
 from compounding.models import ApiToken, AuditEvent, Ingredient, User
 from compounding.services import users
 
-DESIGN_INGREDIENTS = ("phosphatidylcholine", "sodium deoxycholate", "ascorbic acid", "hyaluronic acid",
+MESOTHERAPY_INGREDIENTS = ("phosphatidylcholine", "sodium deoxycholate", "ascorbic acid", "hyaluronic acid",
                       "minoxidil", "biotin", "lidocaine", "sodium chloride 0.9")
 
 
@@ -95,7 +95,7 @@ def test_seed_demo_is_idempotent_and_has_the_eight_ingredients_of_the_design(run
     roles = set(db.session.scalars(sa.select(User.role)))
     assert roles == {"admin", "pharmacist", "technician", "practitioner", "auditor"}
     names = [name.lower() for name in db.session.scalars(sa.select(Ingredient.name))]
-    for wanted in DESIGN_INGREDIENTS:
+    for wanted in MESOTHERAPY_INGREDIENTS:
         assert any(name.startswith(wanted) for name in names), wanted
     assert _run(runner, "audit", "verify")[0] == 0
 

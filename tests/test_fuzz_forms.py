@@ -79,8 +79,8 @@ def submissions(draw, good: dict, extra=()):
 def row_counts() -> dict:
     """Rows in every table, in one statement.
 
-    Not the patient access log: a refused form shown again still shows the patient (rule
-    10.1.10), and that look is logged; it is no record the form saved.
+    Not the patient access log: a refused form shown again still shows the patient, and
+    that look is logged; it is no record the form saved.
     """
     tables = [table for table in db.metadata.sorted_tables if table.name != "patient_access_log"]
     row = db.session.execute(sa.select(*[

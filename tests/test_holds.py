@@ -1,4 +1,4 @@
-"""Rule 10.1.3: serious adverse events hold the batches used; held stock is usable nowhere."""
+"""Serious adverse events hold the batches used; held stock is usable nowhere."""
 
 from datetime import timedelta
 

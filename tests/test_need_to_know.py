@@ -1,4 +1,4 @@
-"""Rule 10.1.10: technicians get chart numbers only, and every look at patient data is logged."""
+"""Technicians get chart numbers only, and every look at patient data is logged."""
 
 import io
 from datetime import timedelta

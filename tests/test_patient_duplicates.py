@@ -1,4 +1,4 @@
-"""Rule 10.1.9: patients are not duplicated by accident (chart numbers, search, same name and birth date)."""
+"""Patients are not duplicated by accident (chart numbers, search, same name and birth date)."""
 
 import pytest
 import sqlalchemy as sa

@@ -188,7 +188,7 @@ def test_a_severe_event_flags_the_lot_and_one_click_hold_makes_it_ineligible_and
     as_role("pharmacist")
     page = client.get("/").get_data(as_text=True)
     assert "Quality signals" in page and lot.code in page and chain["first"].code in page
-    # Rule 10.1.3: the one click places a quality-signal hold (it used to put the lot back into quarantine).
+    # The one click places a quality-signal hold (it used to put the lot back into quarantine).
     assert "Hold lot" in page and "Open recall</a>" in page and f"lot_id={lot.id}" in page
     reason = re.search(r'name="reason" value="([^"]+)"', page).group(1)
     assert reason == "1 adverse event (1 severe) in 4 sessions"

@@ -83,7 +83,7 @@ def test_every_route_answers_every_role_as_the_permission_map_says(app, client, 
     assert not failures, f"{len(failures)} of {checks} checks failed:\n" + "\n".join(failures)
 
 
-# Rule 10.1.10: every download has exactly the permission of the page that offers it.
+# Every download has exactly the permission of the page that offers it.
 EXPORT_PAGES = {
     "exports.audit": "exports.index",
     "exports.sessions": "exports.index",

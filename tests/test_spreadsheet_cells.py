@@ -1,4 +1,4 @@
-"""Rule 10.1.12: a spreadsheet shows every text cell as typed, checked by opening it in LibreOffice."""
+"""A spreadsheet shows every text cell as typed, checked by opening it in LibreOffice."""
 
 import csv
 import io

@@ -1,4 +1,4 @@
-"""Rule 10.1.2: a use is judged at its time against the status history; late entries join recalls."""
+"""A use is judged at its time against the status history; late entries join recalls."""
 
 from datetime import timedelta
 

@@ -223,7 +223,7 @@ def _access_columns(zone):
 
 
 def _access_query(start_at, end_at):
-    """Rule 10.1.10: who saw or exported patient data, one row per request, oldest first."""
+    """Who saw or exported patient data, one row per request, oldest first."""
     return (
         sa.select(PatientAccess.id, PatientAccess.occurred_at, PatientAccess.user_name, PatientAccess.role,
                   PatientAccess.action, Patient.chart_number, PatientAccess.target_type, PatientAccess.target_id,
