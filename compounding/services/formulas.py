@@ -10,7 +10,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..limits import INSTRUCTIONS_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ..limits import INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models import AuditEvent, Formula, FormulaComponent, FormulaStatus, Ingredient, User
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
@@ -52,8 +52,8 @@ def _checked_texts(data: dict) -> dict:
     return {
         "code": code,
         "name": _text(data, "name", SHORT_TEXT_MAX),
-        "dosage_form": _text(data, "dosage_form", 60),
-        "unit_label": _text(data, "unit_label", 60, required=False) or "vial",
+        "dosage_form": _text(data, "dosage_form", LABEL_MAX),
+        "unit_label": _text(data, "unit_label", LABEL_MAX, required=False) or "vial",
         "instructions": _text(data, "instructions", INSTRUCTIONS_MAX, required=False),
         "bud_reason": _text(data, "bud_reason", REASON_MAX, required=False),
     }

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from openpyxl import load_workbook
 
 from ..extensions import db
-from ..limits import NAME_MAX
+from ..limits import LABEL_MAX, NAME_MAX
 from ..models import Ingredient, IngredientGtin, Lot, User
 from . import audit
 from .access import ensure_can
@@ -54,7 +54,8 @@ COLUMNS = (
     SheetColumn("ingredient", "Ingredient (name or GTIN)", True,
                 "The ingredient's name as in the app, or one of its GTINs.", ("ingredient", "ingredient name")),
     SheetColumn("supplier", "Supplier", True, f"1 to {NAME_MAX} characters.", ("supplier", "supplier name")),
-    SheetColumn("lot_number", "Lot number", True, "The supplier's lot number, 1 to 60 characters, kept as typed.",
+    SheetColumn("lot_number", "Lot number", True,
+                f"The supplier's lot number, 1 to {LABEL_MAX} characters, kept as typed.",
                 ("lot number", "lot", "lot no", "supplier lot number", "batch number")),
     SheetColumn("expiry", "Expiry (YYYY-MM-DD or YYYY-MM)", True,
                 "A date, or a month as YYYY-MM (stored as the month's last day). Expired lots are refused.",
@@ -284,7 +285,7 @@ def _row_ingredient(name: str, lookups, errors: dict) -> Ingredient | None:
 
 def _check_row_texts(values: dict, errors: dict) -> None:
     """Required texts, their lengths, and the GTIN's shape."""
-    for key, limit in (("supplier", NAME_MAX), ("lot_number", 60)):
+    for key, limit in (("supplier", NAME_MAX), ("lot_number", LABEL_MAX)):
         if not values[key]:
             errors[key] = "This field is required."
         elif len(values[key]) > limit:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
+from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models import Ingredient, IngredientGtin, Lot, LotStatus, User
 from ..models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
 from ..models.ledger import ADJUST_REASONS
@@ -212,8 +212,8 @@ def _checked_supplier_lot(supplier: str, supplier_lot_number: str) -> tuple[str,
     supplier_lot_number = (supplier_lot_number or "").strip()
     if not supplier or len(supplier) > NAME_MAX:
         raise InvalidInput(f"The supplier (1 to {NAME_MAX} characters) is required.", field="supplier")
-    if not supplier_lot_number or len(supplier_lot_number) > 60:
-        raise InvalidInput("The supplier's lot number (1 to 60 characters) is required.",
+    if not supplier_lot_number or len(supplier_lot_number) > LABEL_MAX:
+        raise InvalidInput(f"The supplier's lot number (1 to {LABEL_MAX} characters) is required.",
                            field="lot_number")
     return supplier, supplier_lot_number
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..limits import NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
+from ..limits import CODE_MAX, NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
 from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
@@ -40,10 +40,10 @@ MAX_USE_ML = Decimal("1000")
 
 def _patient_fields(data: dict) -> dict:
     chart = (data.get("chart_number") or "").strip()
-    if not chart or len(chart) > 40:
-        raise InvalidInput("The chart number (1 to 40 characters) is required.", field="chart_number")
+    if not chart or len(chart) > CODE_MAX:
+        raise InvalidInput(f"The chart number (1 to {CODE_MAX} characters) is required.", field="chart_number")
     clean = {"chart_number": chart}
-    for key, maximum in (("name", SHORT_TEXT_MAX), ("phone", 40), ("email", SHORT_TEXT_MAX)):
+    for key, maximum in (("name", SHORT_TEXT_MAX), ("phone", CODE_MAX), ("email", SHORT_TEXT_MAX)):
         clean[key] = checked_text(data.get(key), key, maximum)
     if clean["email"] and not _EMAIL.match(clean["email"]):
         raise InvalidInput("This is not an e-mail address.", field="email")
