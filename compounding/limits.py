@@ -15,6 +15,9 @@ LABEL_MAX = 60
 CODE_MAX = 40
 # A formula's code, kept by every version.
 FORMULA_CODE_MAX = 30
+# An account's username, and a password as typed (long passphrases welcome; a hash costs the same).
+USERNAME_MAX = 64
+PASSWORD_MAX = 200
 # Why something was done: a release, a rejection, a void, a hold, a count correction.
 REASON_MAX = 2000
 # A note beside a reason, or a deviation note.

@@ -155,3 +155,19 @@ def test_roles_other_than_admin_get_403_on_account_pages(client, make_user, role
     assert (after.display_name, after.role, after.active, after.must_change_password) == (
         "Target", "technician", True, False)
     assert (count_rows(User), count_rows(AuditEvent)) == before
+
+
+def test_a_deactivation_reason_longer_than_the_limit_is_refused_and_changes_nothing(make_user):
+    from compounding.limits import REASON_MAX
+    from compounding.services import users
+    from compounding.services.errors import InvalidInput
+
+    admin, technician = make_user("admin"), make_user("technician")
+    before = count_rows(AuditEvent)
+    with pytest.raises(InvalidInput) as refused:
+        users.set_active(admin, technician, False, "x" * (REASON_MAX + 1))
+    assert refused.value.field == "reason"
+    assert fresh(User, technician.id).active is True
+    assert count_rows(AuditEvent) == before
+    users.set_active(admin, technician, False, "x" * REASON_MAX)
+    assert fresh(User, technician.id).active is False

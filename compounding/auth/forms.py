@@ -4,21 +4,22 @@ from wtforms import IntegerField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optional
 
 from ..forms import AppForm
+from ..limits import PASSWORD_MAX, USERNAME_MAX
 from ..models.user import TOKEN_NAME_LENGTH
 from ..services.users import MAX_TOKEN_DAYS
 
 
 class LoginForm(AppForm):
-    username = StringField("Username", validators=[DataRequired(), Length(max=64)],
+    username = StringField("Username", validators=[DataRequired(), Length(max=USERNAME_MAX)],
                            render_kw={"autocomplete": "username", "autofocus": True})
-    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)],
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=PASSWORD_MAX)],
                              render_kw={"autocomplete": "current-password"})
 
 
 class ChangePasswordForm(AppForm):
-    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=200)],
+    current_password = PasswordField("Current password", validators=[DataRequired(), Length(max=PASSWORD_MAX)],
                                      render_kw={"autocomplete": "current-password"})
-    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=200)],
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=PASSWORD_MAX)],
                                  render_kw={"autocomplete": "new-password"})
     confirm = PasswordField("Repeat the new password",
                             validators=[DataRequired(), EqualTo("new_password",

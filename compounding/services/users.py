@@ -9,12 +9,13 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
-from ..limits import NAME_MAX
+from ..limits import NAME_MAX, PASSWORD_MAX, REASON_MAX, USERNAME_MAX
 from ..models import ApiToken, User
 from ..models.patient import fold
 from ..models.user import TOKEN_NAME_LENGTH
 from ..permissions import ROLES
 from . import attempts, audit, passwords, user_sessions
+from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .lookup import fetch
@@ -34,8 +35,8 @@ def check_password_rules(password: str, *, username: str = "", field: str = "pas
     minimum = current_app.config["PASSWORD_MIN_LENGTH"]
     if len(password) < minimum:
         raise InvalidInput(f"The password must have at least {minimum} characters.", field=field)
-    if len(password) > 200:
-        raise InvalidInput("The password must have at most 200 characters.", field=field)
+    if len(password) > PASSWORD_MAX:
+        raise InvalidInput(f"The password must have at most {PASSWORD_MAX} characters.", field=field)
     if allow_demo_password and password == DEMO_PASSWORD:
         return
     if username and username.lower() in password.lower():
@@ -99,8 +100,8 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     username = username.strip().lower()
     if role not in ROLES:
         raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", field="role")
-    if not username or len(username) > 64:
-        raise InvalidInput("A username of 1 to 64 characters is required.", field="username")
+    if not username or len(username) > USERNAME_MAX:
+        raise InvalidInput(f"A username of 1 to {USERNAME_MAX} characters is required.", field="username")
     if db.session.scalar(sa.select(User.id).where(User.username == username)):
         raise InvalidState(f"The username {username!r} is taken.", field="username")
     display_name = display_name.strip() or username
@@ -215,6 +216,7 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
         raise InvalidState("You cannot deactivate your own account.")
     if user.active == active:
         return
+    reason = checked_text(reason, "reason", REASON_MAX)
     if active:
         ensure_display_name_free(user.display_name, other_than=user.id)
     with audit.change(actor, "user.activated" if active else "user.deactivated", user, ("active",), reason=reason):
