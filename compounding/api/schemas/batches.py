@@ -2,11 +2,11 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, REASON_MAX, SEARCH_MAX
+from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, REASON_MAX
 from ...models.batch import BATCH_STATUSES, DISCARD_REASONS
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
-from .common import RECORD_ID, Day, HoldSchema, Quantity
+from .common import RECORD_ID, Day, HoldSchema, Quantity, Search
 
 
 class BatchFormulaSchema(Schema):
@@ -133,4 +133,4 @@ class BatchQuerySchema(Schema):
         metadata={"description": "Prepared or released batches whose BUD falls within this many hours"})
     compounded_from = Day(metadata={"description": "First clinic day, YYYY-MM-DD"})
     compounded_to = Day(metadata={"description": "Last clinic day, YYYY-MM-DD"})
-    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the batch code"})
+    q = Search(metadata={"description": "Part of the batch code"})

@@ -4,9 +4,10 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from ...limits import REASON_MAX
+from ...limits import REASON_MAX, SEARCH_MAX
 from ...models._common import MAX_RECORD_ID
 from ...models.hold import HOLD_KINDS
+from ...queries.common import SEARCH_MESSAGE
 from ...services.bounds import DAY_MESSAGE, day_in_range
 from ...services.errors import InvalidInput
 from ...services.expiry import parse_expiry
@@ -15,6 +16,16 @@ from ...services.inventory import check_quantity
 # Record ids are database integers: a larger one names no record, and is refused here (422,
 # naming the field) rather than overflowing the driver.
 RECORD_ID = validate.Range(min=1, max=MAX_RECORD_ID, error="No record has this id.")
+
+
+class Search(fields.String):
+    """A search box's text, stripped before its length is checked, as the pages read it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(validate=validate.Length(max=SEARCH_MAX, error=SEARCH_MESSAGE), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 class Quantity(fields.Decimal):

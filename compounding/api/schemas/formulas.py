@@ -2,11 +2,11 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SEARCH_MAX, SHORT_TEXT_MAX
+from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ...models.ingredient import STORAGE_CONDITIONS
 from ...services.bud import BUD_TABLE, bud_duration
-from .common import RECORD_ID, Quantity
+from .common import RECORD_ID, Quantity, Search
 
 
 class FormulaComponentSchema(Schema):
@@ -100,4 +100,4 @@ class FormulaQuerySchema(Schema):
     code = fields.String(validate=validate.Length(max=FORMULA_CODE_MAX),
                          metadata={"description": "A formula code (all versions)"})
     indication = fields.String(validate=validate.OneOf(INDICATIONS))
-    q = fields.String(validate=validate.Length(max=SEARCH_MAX), metadata={"description": "Part of the code or name"})
+    q = Search(metadata={"description": "Part of the code or name"})

@@ -4,9 +4,9 @@ from decimal import Decimal
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import LABEL_MAX, NAME_MAX, SEARCH_MAX
+from ...limits import LABEL_MAX, NAME_MAX
 from ...models.ingredient import INGREDIENT_KINDS, STOCK_UNITS, STORAGE_CONDITIONS
-from .common import Quantity
+from .common import Quantity, Search
 
 
 class IngredientSchema(Schema):
@@ -43,7 +43,6 @@ class IngredientQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(load_default="", validate=validate.Length(max=SEARCH_MAX),
-                      metadata={"description": "Part of the name"})
+    q = Search(load_default="", metadata={"description": "Part of the name"})
     below_reorder = fields.Boolean(load_default=False)
     include_inactive = fields.Boolean(load_default=False)

@@ -2,12 +2,12 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX, SEARCH_MAX
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
 from ...models.ledger import ADJUST_REASONS
 from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
 from ...services.expiry import is_expired
-from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity
+from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, Search
 
 
 class LotSchema(Schema):
@@ -77,6 +77,5 @@ class LotQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(LOT_STATUSES))
     expiring_within_days = fields.Integer(validate=validate.Range(min=0, max=3650))
     expired_in_stock = fields.Boolean()
-    q = fields.String(validate=validate.Length(max=SEARCH_MAX),
-                      metadata={"description": "Part of our code, the supplier or its lot number"})
+    q = Search(metadata={"description": "Part of our code, the supplier or its lot number"})
     sort = fields.String(validate=validate.OneOf(tuple(LOT_SORTS)))

@@ -2,10 +2,10 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from ...limits import CODE_MAX, NAME_MAX, NOTES_MAX, REASON_MAX, SEARCH_MAX, SHORT_TEXT_MAX
+from ...limits import CODE_MAX, NAME_MAX, NOTES_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ...models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ...privacy import withhold_identity
-from .common import RECORD_ID, Day, Moment, Quantity
+from .common import RECORD_ID, Day, Moment, Quantity, Search
 
 
 class PatientSchema(Schema):
@@ -43,8 +43,7 @@ class PatientQuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    q = fields.String(validate=validate.Length(max=SEARCH_MAX),
-                      metadata={"description": "Part of the chart number or name"})
+    q = Search(metadata={"description": "Part of the chart number or name"})
 
 
 class SessionUseSchema(Schema):
