@@ -10,7 +10,7 @@ from ...models.treatment import VOID_CODES
 from ...pagination import MAX_PAGE
 from ...privacy import withhold_identity
 from ...queries.recalls import split_codes, trace_counts
-from ...services.trace import PER_PAGE as TRACE_PER_PAGE
+from ...services.trace import TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity
 
