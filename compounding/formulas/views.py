@@ -11,6 +11,7 @@ from ..extensions import db
 from ..forms import submit
 from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
+from ..pages import RecordPage
 from ..pagination import filter_status, paginate_rows
 from ..queries.formulas import FormulaFilters, formula_list_query, formula_record
 from ..queries.ingredients import ingredients_to_choose
@@ -139,6 +140,9 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
         signatures=signatures_for("formula", formula.id), **forms), status
 
 
+_PAGE = RecordPage("formulas.formula_detail", "formula_id", _render_detail)
+
+
 @bp.route("/<int:formula_id>")
 @requires("formulas.read")
 def formula_detail(formula_id: int):
@@ -167,20 +171,15 @@ def formula_new_version(formula_id: int):
 @requires("formulas.approve")
 def formula_approve(formula_id: int):
     form = ApproveForm(prefix="approve")
-    formula = submit(form, lambda: formulas.approve_formula(current_user, formula_id, form.password.data))
-    if formula is not None:
-        flash(f"{formula.label} approved, signed by {current_user.display_name}.", "success")
-        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
-    return _render_detail(formula_id, 422, approve_form=form)
+    return _PAGE.post(formula_id, "approve_form", form,
+                      lambda: formulas.approve_formula(current_user, formula_id, form.password.data),
+                      lambda formula: f"{formula.label} approved, signed by {current_user.display_name}.")
 
 
 @bp.route("/<int:formula_id>/retire", methods=["POST"])
 @requires("formulas.write")
 def formula_retire(formula_id: int):
     form = RetireForm(prefix="retire")
-    formula = submit(form, lambda: formulas.retire_formula(current_user, formula_id, form.reason.data))
-    if formula is not None:
-        flash(f"{formula.label} retired: it can no longer be compounded.", "warning")
-        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
-    return _render_detail(formula_id, 422, retire_form=form)
-
+    return _PAGE.post(formula_id, "retire_form", form,
+                      lambda: formulas.retire_formula(current_user, formula_id, form.reason.data),
+                      lambda formula: f"{formula.label} retired: it can no longer be compounded.", "warning")
