@@ -2,12 +2,12 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX, SEARCH_MAX
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, SEARCH_MAX
 from ...models.ledger import ADJUST_REASONS
 from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
 from ...services.expiry import is_expired
-from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity
+from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, reason_text, signature
 
 
 class LotSchema(Schema):
@@ -52,12 +52,12 @@ class LotReceiveSchema(Schema):
 
 
 class LotReleaseSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The signer's password"})
+    password = signature()
 
 
 class LotRejectSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The signer's password"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+    password = signature()
+    reason = reason_text()
 
 
 class LotAdjustSchema(Schema):

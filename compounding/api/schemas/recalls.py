@@ -12,7 +12,7 @@ from ...privacy import withhold_identity
 from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
-from .common import RECORD_ID, Quantity
+from .common import RECORD_ID, Quantity, reason_text, signature
 
 # Trace rows are database rows (services.trace): every field below is read by name from them.
 
@@ -263,8 +263,8 @@ class RecallSchema(Schema):
 class RecallOpenSchema(Schema):
     lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
     batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
-    password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
+    reason = reason_text(NOTES_MAX)
+    password = signature("The opening pharmacist's")
 
     @validates_schema
     def _one_target(self, data, **kwargs):
@@ -283,8 +283,8 @@ class RecallContactCreateSchema(Schema):
 
 
 class RecallCloseSchema(Schema):
-    outcome = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
-    password = fields.String(required=True, metadata={"description": "The closing pharmacist's password"})
+    outcome = reason_text(NOTES_MAX)
+    password = signature("The closing pharmacist's")
 
 
 class RecallQuerySchema(Schema):
