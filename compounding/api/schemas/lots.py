@@ -10,23 +10,28 @@ from ...services.expiry import is_expired
 from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, reason_text, signature
 
 
-class LotSchema(Schema):
-    """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
+class LotStockSchema(Schema):
+    """What a lot is and what is left of it: as a trace shows it, and the start of the lot's own answer."""
 
     id = fields.Integer()
     code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    status_reason = fields.String()
     ingredient_id = fields.Integer()
     ingredient_name = fields.String(attribute="ingredient.name")
     unit = fields.String(attribute="ingredient.unit")
     supplier = fields.String()
     lot_number = fields.String(attribute="supplier_lot_number")
-    gtin = fields.String(allow_none=True)
     expiry_date = fields.Date(attribute="expires_on")
-    expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     quantity_received = Quantity()
     remaining = Quantity()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
-    status_reason = fields.String()
+
+
+class LotSchema(LotStockSchema):
+    """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
+
+    gtin = fields.String(allow_none=True)
+    expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     coa_reference = fields.String()
     location = fields.String()
     received_at = fields.DateTime()

@@ -13,25 +13,13 @@ from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity, reason_text, signature
+from .lots import LotStockSchema
 
 # Trace rows are database rows (services.trace): every field below is read by name from them.
 
 
-class TraceLotSchema(Schema):
+class TraceLotSchema(LotStockSchema):
     """The traced lot; its ingredient comes loaded with it."""
-
-    id = fields.Integer()
-    code = fields.String()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
-    status_reason = fields.String()
-    ingredient_id = fields.Integer()
-    ingredient_name = fields.String(attribute="ingredient.name")
-    unit = fields.String(attribute="ingredient.unit")
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    expiry_date = fields.Date(attribute="expires_on")
-    quantity_received = Quantity()
-    remaining = Quantity()
 
 
 class TraceBatchSchema(Schema):
