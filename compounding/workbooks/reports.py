@@ -6,26 +6,16 @@ from typing import Any
 
 from ..models import Recall, TreatmentSession
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
-from .records import (
-    batch_columns,
-    batch_values,
-    codes,
-    lot_columns,
-    lot_values,
-    session_columns,
-    session_rows,
-    session_use_query,
-    stream_scalars,
-    user_names,
-)
+from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
 
 
 def lot_list_workbook(out, query) -> WorkbookSummary:
     """The lots a list filter shows (queries.lots.lot_list_query), every page."""
     book = WorkbookWriter()
-    names, now = user_names(), utcnow()
-    book.table("Lots", lot_columns(book.zone), (lot_values(lot, names, now) for lot in stream_scalars(query)))
+    names, now = records.user_names(), utcnow()
+    book.table("Lots", records.lot_columns(book.zone),
+               (records.lot_values(lot, names, now) for lot in records.stream_scalars(query)))
     book.save(out)
     return WorkbookSummary(book.parts)
 
@@ -33,9 +23,9 @@ def lot_list_workbook(out, query) -> WorkbookSummary:
 def batch_list_workbook(out, query) -> WorkbookSummary:
     """The batches a list filter shows (queries.batches.batch_list_query), every page."""
     book = WorkbookWriter()
-    names, now = user_names(), utcnow()
-    book.table("Batches", batch_columns(book.zone),
-               (batch_values(batch, names, now) for batch in stream_scalars(query)))
+    names, now = records.user_names(), utcnow()
+    book.table("Batches", records.batch_columns(book.zone),
+               (records.batch_values(batch, names, now) for batch in records.stream_scalars(query)))
     book.save(out)
     return WorkbookSummary(book.parts)
 
@@ -43,7 +33,7 @@ def batch_list_workbook(out, query) -> WorkbookSummary:
 def session_list_query(*, start: date | None = None, end: date | None = None, practitioner_id: int | None = None,
                        patient_id: int | None = None):
     """Session uses performed within clinic days `start`..`end`, by one practitioner or patient if given."""
-    query = session_use_query()
+    query = records.session_use_query()
     if start is not None:
         query = query.where(TreatmentSession.performed_at >= start_of_clinic_day(start))
     if end is not None:
@@ -57,7 +47,8 @@ def session_list_query(*, start: date | None = None, end: date | None = None, pr
 
 def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
     book = WorkbookWriter()
-    book.table("Sessions", session_columns(book.zone), session_rows(query, user_names()), max_rows)
+    book.table("Sessions", records.session_columns(book.zone), records.session_rows(query, records.user_names()),
+               max_rows)
     book.save(out)
     return WorkbookSummary(book.parts)
 
@@ -107,7 +98,7 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
     if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
         session_header.append(Column("Recorded after the recall opened", "bool"))
     book.table("Sessions", session_header, (
-        (s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes), s.voided_at is not None,
+        (s.id, s.performed_at, s.chart_number, s.volume_ml, records.codes(s.batch_codes), s.voided_at is not None,
          s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
