@@ -10,24 +10,23 @@ from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
 
 
-def lot_list_workbook(out, query) -> WorkbookSummary:
-    """The lots a list filter shows (queries.lots.lot_list_query), every page."""
+def _list_workbook(out, sheet: str, columns, values, query) -> WorkbookSummary:
+    """One sheet of the entities `query` finds, each row `values(entity, names, now)`."""
     book = WorkbookWriter()
     names, now = records.user_names(), utcnow()
-    book.table("Lots", records.lot_columns(book.zone),
-               (records.lot_values(lot, names, now) for lot in records.stream_scalars(query)))
+    book.table(sheet, columns(book.zone), (values(row, names, now) for row in records.stream_scalars(query)))
     book.save(out)
     return WorkbookSummary(book.parts)
+
+
+def lot_list_workbook(out, query) -> WorkbookSummary:
+    """The lots a list filter shows (queries.lots.lot_list_query), every page."""
+    return _list_workbook(out, "Lots", records.lot_columns, records.lot_values, query)
 
 
 def batch_list_workbook(out, query) -> WorkbookSummary:
     """The batches a list filter shows (queries.batches.batch_list_query), every page."""
-    book = WorkbookWriter()
-    names, now = records.user_names(), utcnow()
-    book.table("Batches", records.batch_columns(book.zone),
-               (records.batch_values(batch, names, now) for batch in records.stream_scalars(query)))
-    book.save(out)
-    return WorkbookSummary(book.parts)
+    return _list_workbook(out, "Batches", records.batch_columns, records.batch_values, query)
 
 
 def session_list_query(*, start: date | None = None, end: date | None = None, practitioner_id: int | None = None,
