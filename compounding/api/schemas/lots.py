@@ -10,19 +10,24 @@ from ...services.expiry import is_expired
 from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, reason_text, signature
 
 
-class LotStockSchema(Schema):
-    """What a lot is and what is left of it: as a trace shows it, and the start of the lot's own answer."""
+class LotRefSchema(Schema):
+    """How every answer names a lot: our code and status, the supplier's lot number and expiry."""
 
     id = fields.Integer()
     code = fields.String()
     status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+
+
+class LotStockSchema(LotRefSchema):
+    """What a lot is and what is left of it: as a trace shows it, and the start of the lot's own answer."""
+
     status_reason = fields.String()
     ingredient_id = fields.Integer()
     ingredient_name = fields.String(attribute="ingredient.name")
     unit = fields.String(attribute="ingredient.unit")
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    expiry_date = fields.Date(attribute="expires_on")
     quantity_received = Quantity()
     remaining = Quantity()
 

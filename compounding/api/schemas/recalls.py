@@ -4,7 +4,6 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, val
 
 from ...limits import NOTE_MAX, NOTES_MAX
 from ...models.batch import BATCH_STATUSES
-from ...models.lot import LOT_STATUSES
 from ...models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
 from ...models.treatment import VOID_CODES
 from ...pagination import MAX_PAGE
@@ -13,7 +12,7 @@ from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity, reason_text, signature
-from .lots import LotStockSchema
+from .lots import LotRefSchema, LotStockSchema
 
 # Trace rows are database rows (services.trace): every field below is read by name from them.
 
@@ -38,17 +37,11 @@ class TraceBatchSchema(Schema):
     beyond_use_at = fields.DateTime()
 
 
-class TraceUpstreamLotSchema(Schema):
+class TraceUpstreamLotSchema(LotRefSchema):
     """A lot a batch consumed, with how much of it."""
 
-    id = fields.Integer()
-    code = fields.String()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
     ingredient_name = fields.String()
     unit = fields.String()
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    expiry_date = fields.Date(attribute="expires_on")
     quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "Taken from this lot"})
 
 
