@@ -9,6 +9,7 @@ from wtforms import PasswordField, SelectChoice, SelectField, TextAreaField
 from wtforms.validators import DataRequired, Length, StopValidation
 
 from .idempotency import submission_key_input
+from .limits import REASON_MAX
 from .models._common import MAX_RECORD_ID
 from .models.hold import HOLD_KINDS
 from .services.bounds import DAY_MESSAGE, day_in_range, read_day
@@ -115,14 +116,36 @@ def submit(form: FlaskForm, action):
         return None
 
 
+def signature_field() -> PasswordField:
+    """The signer's password: the e-signature a release, rejection or approval asks for."""
+    return PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                         render_kw={"autocomplete": "current-password"})
+
+
+def reason_field() -> TextAreaField:
+    """Why a record is rejected or withdrawn: required, kept with its history."""
+    return TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
+
+
+class SignatureForm(AppForm):
+    """An action signed with the signer's password alone."""
+
+    password = signature_field()
+
+
+class SignedReasonForm(SignatureForm):
+    """A signed action that says why: a rejection."""
+
+    reason = reason_field()
+
+
 class ReleaseHoldForm(AppForm):
     """A pharmacist releases one hold reason of a lot or batch."""
 
     hold = SelectField("Hold reason", choices=choices(HOLD_KINDS), validators=[DataRequired()])
     reason = TextAreaField("Why it may be used again", render_kw={"rows": 2},
                            validators=[DataRequired("Say why the hold is released."), Length(max=2000)])
-    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
-                             render_kw={"autocomplete": "current-password"})
+    password = signature_field()
 
 
 def hold_form_for(item_holds, form: ReleaseHoldForm | None = None) -> ReleaseHoldForm:

@@ -7,7 +7,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import apply_domain_error, hold_form_for
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
@@ -22,7 +22,7 @@ from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..services.trace import adverse_event_counts
-from .forms import CompoundForm, DiscardForm, RejectBatchForm, VerifyForm
+from .forms import CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -128,8 +128,8 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     batch = detail.batch
     if detail.uses:  # the sessions name their patients' charts
         note_access("batch.sessions", target_type="batch", target_id=batch.id)
-    forms.setdefault("verify_form", VerifyForm(prefix="verify"))
-    forms.setdefault("reject_form", RejectBatchForm(prefix="reject"))
+    forms.setdefault("verify_form", SignatureForm(prefix="verify"))
+    forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("discard_form", DiscardForm(prefix="discard"))
     item_holds = holds.holds_of("batch", batch.id)
     forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
@@ -155,7 +155,7 @@ def batch_detail(batch_id: int):
 @bp.route("/<int:batch_id>/verify", methods=["POST"])
 @requires("batches.verify")
 def batch_verify(batch_id: int):
-    form = VerifyForm(prefix="verify")
+    form = SignatureForm(prefix="verify")
     return _PAGE.post(batch_id, "verify_form", form,
                       lambda: batches.verify_batch(current_user, batch_id, form.password.data),
                       lambda batch: f"{batch.code} verified and released, signed by {current_user.display_name}.")
@@ -164,7 +164,7 @@ def batch_verify(batch_id: int):
 @bp.route("/<int:batch_id>/reject", methods=["POST"])
 @requires("batches.verify")
 def batch_reject(batch_id: int):
-    form = RejectBatchForm(prefix="reject")
+    form = SignedReasonForm(prefix="reject")
     return _PAGE.post(batch_id, "reject_form", form,
                       lambda: batches.reject_batch(current_user, batch_id, form.password.data, form.reason.data),
                       lambda batch: f"{batch.code} rejected.", "warning")

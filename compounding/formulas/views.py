@@ -8,7 +8,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import submit
+from ..forms import SignatureForm, submit
 from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
 from ..pages import RecordPage
@@ -21,7 +21,7 @@ from ..services.bud import BUD_TABLE, bud_duration, table_duration
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..templating import quantity
-from .forms import COMPONENT_ROWS, ApproveForm, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
+from .forms import COMPONENT_ROWS, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
 
 bp = Blueprint("formulas", __name__, url_prefix="/formulas")
 _STEP_NUMBER = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]?|\d+[.)])\s+", re.IGNORECASE)
@@ -130,7 +130,7 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
         "shortened": formula.bud_hours is not None and table is not None
         and timedelta(hours=formula.bud_hours) < table,
     }
-    forms.setdefault("approve_form", ApproveForm(prefix="approve"))
+    forms.setdefault("approve_form", SignatureForm(prefix="approve"))
     forms.setdefault("retire_form", RetireForm(prefix="retire"))
     forms.setdefault("version_form", NewVersionForm(prefix="version"))
     return render_template(
@@ -170,7 +170,7 @@ def formula_new_version(formula_id: int):
 @bp.route("/<int:formula_id>/approve", methods=["POST"])
 @requires("formulas.approve")
 def formula_approve(formula_id: int):
-    form = ApproveForm(prefix="approve")
+    form = SignatureForm(prefix="approve")
     return _PAGE.post(formula_id, "approve_form", form,
                       lambda: formulas.approve_formula(current_user, formula_id, form.password.data),
                       lambda formula: f"{formula.label} approved, signed by {current_user.display_name}.")

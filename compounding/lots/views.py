@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..forms import apply_domain_error, hold_form_for, record_id
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for, record_id
 from ..gs1 import GS1Error, parse_gs1
 from ..models import Lot
 from ..models.lot import LOT_STATUSES
@@ -17,7 +17,7 @@ from ..services import holds, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..services.trace import adverse_event_counts
-from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
+from .forms import AdjustForm, ReceiveLotForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 
@@ -91,7 +91,7 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
         raise NotFound("There is no such lot.")
     lot = detail.lot
     forms.setdefault("release_form", SignatureForm(prefix="release"))
-    forms.setdefault("reject_form", RejectForm(prefix="reject"))
+    forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     item_holds = holds.holds_of("lot", lot.id)
     forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
@@ -121,7 +121,7 @@ def lot_release(lot_id: int):
 @bp.route("/<int:lot_id>/reject", methods=["POST"])
 @requires("lots.release")
 def lot_reject(lot_id: int):
-    form = RejectForm(prefix="reject")
+    form = SignedReasonForm(prefix="reject")
     return _PAGE.post(lot_id, "reject_form", form,
                       lambda: inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data),
                       lambda lot: f"{lot.code} rejected.", "warning")
