@@ -1,13 +1,15 @@
-"""What a record's page does with a form posted from it, the same for lots, batches, formulas and sessions."""
+"""What a page does with a form posted from it: a record's signed actions, revoking an API token."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import flash, redirect, url_for
+from flask import abort, flash, redirect, url_for
 from flask_login import current_user
 
+from .auth.forms import ConfirmForm
 from .forms import ReleaseHoldForm, submit
-from .services import holds
+from .services import holds, users
+from .services.errors import DomainError, NotFound
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,20 @@ class RecordPage:
                                        form.password.data),
             lambda item: f"{form.hold.data.replace('_', ' ').capitalize()} hold on {item.code} released, signed by "
                          f"{current_user.display_name}; it is now {item.status.replace('_', ' ')}.")
+
+
+def revoke_token(token_id: int, owner, revoked) -> None:
+    """Revoke one of `owner`'s API tokens from its confirm button; flash `revoked(token)` or the refusal.
+
+    A token that is not there, or not the owner's, is the app's 404 page.
+    """
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        token = users.revoke_token(current_user, token_id, owner=owner)
+    except NotFound:
+        raise  # the app's 404 page, with its message
+    except DomainError as exc:
+        flash(exc.message, "warning")
+    else:
+        flash(revoked(token), "success")
