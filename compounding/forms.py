@@ -29,6 +29,10 @@ class AppForm(FlaskForm):
         return super().hidden_tag(*fields) + Markup("\n") + submission_key_input()
 
 
+class ConfirmForm(AppForm):
+    """A button that changes state: only the CSRF token and the one-time submission key."""
+
+
 def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
     """Show a service's refusal next to the field it names, or at the top of the form."""
     field = getattr(form, exc.field, None) if exc.field else None

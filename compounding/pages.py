@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from flask import abort, flash, redirect, url_for
 from flask_login import current_user
 
-from .auth.forms import ConfirmForm
-from .forms import ReleaseHoldForm, submit
+from .forms import ConfirmForm, ReleaseHoldForm, submit
 from .services import holds, users
 from .services.errors import DomainError, NotFound
 

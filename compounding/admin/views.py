@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id
+from ..forms import ConfirmForm, apply_domain_error, record_id
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Patient, PatientAccess, User
 from ..pages import revoke_token
@@ -20,7 +20,7 @@ from ..services import access_log, user_sessions, users
 from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
-from .forms import ActiveForm, AuditFilterForm, ConfirmForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
+from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
 
 bp = Blueprint("admin", __name__)
 

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, logout_user
 
 from ..extensions import limiter
-from ..forms import apply_domain_error
+from ..forms import ConfirmForm, apply_domain_error
 from ..pages import revoke_token
 from ..security import (
     current_session_id,
@@ -19,7 +19,7 @@ from ..security import (
 from ..services import user_sessions, users
 from ..services.clock import utcnow
 from ..services.errors import DomainError
-from .forms import ChangePasswordForm, ConfirmForm, LoginForm, TokenCreateForm
+from .forms import ChangePasswordForm, LoginForm, TokenCreateForm
 
 bp = Blueprint("auth", __name__)
 
