@@ -29,6 +29,10 @@ class AppForm(FlaskForm):
         return super().hidden_tag(*fields) + Markup("\n") + submission_key_input()
 
 
+class ConfirmForm(AppForm):
+    """A button that changes state: only the CSRF token and the one-time submission key."""
+
+
 def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
     """Show a service's refusal next to the field it names, or at the top of the form."""
     field = getattr(form, exc.field, None) if exc.field else None
@@ -116,14 +120,36 @@ def submit(form: FlaskForm, action):
         return None
 
 
+def signature_field() -> PasswordField:
+    """The signer's password: the e-signature a release, rejection or approval asks for."""
+    return PasswordField("Your password (e-signature)", validators=[DataRequired()],
+                         render_kw={"autocomplete": "current-password"})
+
+
+def reason_field() -> TextAreaField:
+    """Why a record is rejected or withdrawn: required, kept with its history."""
+    return TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
+
+
+class SignatureForm(AppForm):
+    """An action signed with the signer's password alone."""
+
+    password = signature_field()
+
+
+class SignedReasonForm(SignatureForm):
+    """A signed action that says why: a rejection."""
+
+    reason = reason_field()
+
+
 class ReleaseHoldForm(AppForm):
     """A pharmacist releases one hold reason of a lot or batch."""
 
     hold = SelectField("Hold reason", choices=choices(HOLD_KINDS), validators=[DataRequired()])
     reason = TextAreaField("Why it may be used again", render_kw={"rows": 2},
                            validators=[DataRequired("Say why the hold is released."), Length(max=REASON_MAX)])
-    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
-                             render_kw={"autocomplete": "current-password"})
+    password = signature_field()
 
 
 def hold_form_for(item_holds, form: ReleaseHoldForm | None = None) -> ReleaseHoldForm:

@@ -47,10 +47,6 @@ class ActiveForm(AppForm):
     reason = StringField("Reason", validators=[Optional(), Length(max=REASON_MAX)])
 
 
-class ConfirmForm(AppForm):
-    """A button that changes state: only the CSRF token and the one-time submission key."""
-
-
 class AuditFilterForm(AppForm):
     class Meta:
         csrf = False

@@ -7,9 +7,10 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import apply_domain_error, record_id
+from ..forms import ConfirmForm, apply_domain_error, record_id
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Patient, PatientAccess, User
+from ..pages import revoke_token
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..queries.audit import AuditFilters, audit_list_query
@@ -18,8 +19,8 @@ from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users
 from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
-from ..services.errors import DomainError, NotFound
-from .forms import ActiveForm, AuditFilterForm, ConfirmForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
+from ..services.errors import DomainError
+from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
 
 bp = Blueprint("admin", __name__)
 
@@ -155,16 +156,7 @@ def user_sign_out_everywhere(user_id: int):
 @requires("users.manage")
 def user_token_revoke(user_id: int, token_id: int):
     user = db.get_or_404(User, user_id)
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    try:
-        token = users.revoke_token(current_user, token_id, owner=user)
-    except NotFound:
-        raise  # the app's 404 page, with its message
-    except DomainError as exc:
-        flash(exc.message, "warning")
-    else:
-        flash(f"Token {token.name or token.prefix} of {user.username} revoked.", "success")
+    revoke_token(token_id, user, lambda token: f"Token {token.name or token.prefix} of {user.username} revoked.")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

@@ -18,8 +18,8 @@ from .schemas.batches import (
     BatchSchema,
     BatchVerifySchema,
 )
-from .schemas.common import HoldReleaseSchema, HoldSchema
-from .views import answer_one, json_body, load, paginated, route
+from .schemas.common import HoldSchema
+from .views import answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are
 # lazy="raise"): the components with their lots and ingredients in one more statement, so
@@ -75,37 +75,26 @@ def batch_detail(batch_id: int):
     return _answer(batch_id)
 
 
-@route("/batches/<int:batch_id>/verify", "POST", permission="batches.verify",
-       summary="Verify and release a prepared batch (a pharmacist other than the compounder; e-signature)",
-       body=BatchVerifySchema, response=BatchSchema, errors=(409,))
-def batch_verify(batch_id: int):
-    data = load(BatchVerifySchema, json_body())
+@record_action("/batches/<int:batch_id>/verify", permission="batches.verify",
+               summary="Verify and release a prepared batch (a pharmacist other than the compounder; e-signature)",
+               body=BatchVerifySchema, response=BatchSchema, answer_with=_answer)
+def batch_verify(batch_id: int, data: dict):
     batches.verify_batch(current_user, batch_id, data["password"])
-    return _answer(batch_id)
 
 
-@route("/batches/<int:batch_id>/reject", "POST", permission="batches.verify",
-       summary="Reject a prepared batch (e-signature and a reason); its lots stay consumed",
-       body=BatchRejectSchema, response=BatchSchema, errors=(409,))
-def batch_reject(batch_id: int):
-    data = load(BatchRejectSchema, json_body())
+@record_action("/batches/<int:batch_id>/reject", permission="batches.verify",
+               summary="Reject a prepared batch (e-signature and a reason); its lots stay consumed",
+               body=BatchRejectSchema, response=BatchSchema, answer_with=_answer)
+def batch_reject(batch_id: int, data: dict):
     batches.reject_batch(current_user, batch_id, data["password"], data["reason"])
-    return _answer(batch_id)
 
 
-@route("/batches/<int:batch_id>/discard", "POST", permission="batches.discard",
-       summary="Discard a batch with a coded reason; its remaining volume is written off",
-       body=BatchDiscardSchema, response=BatchSchema, errors=(409,))
-def batch_discard(batch_id: int):
-    data = load(BatchDiscardSchema, json_body())
+@record_action("/batches/<int:batch_id>/discard", permission="batches.discard",
+               summary="Discard a batch with a coded reason; its remaining volume is written off",
+               body=BatchDiscardSchema, response=BatchSchema, answer_with=_answer)
+def batch_discard(batch_id: int, data: dict):
     batches.discard_batch(current_user, batch_id, data["reason"], data["note"])
-    return _answer(batch_id)
 
 
-@route("/batches/<int:batch_id>/release-hold", "POST", permission="batches.verify",
-       summary="Release one hold reason of a batch (a pharmacist's signature and a reason); 409 during a recall",
-       body=HoldReleaseSchema, response=BatchSchema, errors=(409,))
-def batch_release_hold(batch_id: int):
-    data = load(HoldReleaseSchema, json_body())
-    holds.release_hold(current_user, "batch", batch_id, data["hold"], data["reason"], data["password"])
-    return _answer(batch_id)
+hold_release_route("batch", "/batches/<int:batch_id>/release-hold",
+                   permission="batches.verify", response=BatchSchema, answer_with=_answer)

@@ -16,7 +16,7 @@ from .schemas.formulas import (
     FormulaSchema,
     FormulaUpdateSchema,
 )
-from .views import answer_one, json_body, load, page_answer, route
+from .views import answer_one, json_body, load, page_answer, record_action, route
 
 _NAMES = ("created_by", "approved_by")
 
@@ -62,13 +62,11 @@ def formula_update(formula_id: int):
     return _answer(formula_id)
 
 
-@route("/formulas/<int:formula_id>/approve", "POST", permission="formulas.approve",
-       summary="Approve a draft (e-signature: the pharmacist's password); it replaces the approved version",
-       body=FormulaApproveSchema, response=FormulaSchema, errors=(409,))
-def formula_approve(formula_id: int):
-    data = load(FormulaApproveSchema, json_body())
+@record_action("/formulas/<int:formula_id>/approve", permission="formulas.approve",
+               summary="Approve a draft (e-signature: the pharmacist's password); it replaces the approved version",
+               body=FormulaApproveSchema, response=FormulaSchema, answer_with=_answer)
+def formula_approve(formula_id: int, data: dict):
     formulas.approve_formula(current_user, formula_id, data["password"])
-    return _answer(formula_id)
 
 
 @route("/formulas/<int:formula_id>/versions", "POST", permission="formulas.write",
@@ -79,10 +77,8 @@ def formula_new_version(formula_id: int):
     return _answer(draft.id, 201)
 
 
-@route("/formulas/<int:formula_id>/retire", "POST", permission="formulas.write",
-       summary="Retire a version with a reason; batches made from it keep pointing to it",
-       body=FormulaRetireSchema, response=FormulaSchema, errors=(409,))
-def formula_retire(formula_id: int):
-    data = load(FormulaRetireSchema, json_body())
+@record_action("/formulas/<int:formula_id>/retire", permission="formulas.write",
+               summary="Retire a version with a reason; batches made from it keep pointing to it",
+               body=FormulaRetireSchema, response=FormulaSchema, answer_with=_answer)
+def formula_retire(formula_id: int, data: dict):
     formulas.retire_formula(current_user, formula_id, data["reason"])
-    return _answer(formula_id)

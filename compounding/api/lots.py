@@ -9,7 +9,7 @@ from sqlalchemy.orm import defaultload, joinedload
 from ..models import Ingredient, Lot
 from ..queries.lots import LotFilters, lot_list_query
 from ..services import holds, inventory
-from .schemas.common import HoldReleaseSchema, HoldSchema
+from .schemas.common import HoldSchema
 from .schemas.lots import (
     LotAdjustSchema,
     LotQuerySchema,
@@ -18,7 +18,7 @@ from .schemas.lots import (
     LotReleaseSchema,
     LotSchema,
 )
-from .views import answer_one, json_body, load, paginated, route
+from .views import answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything LotSchema reads, in the lot's own statement (the relationships are lazy="raise"),
 # so a page of lots costs the same number of statements whatever its length.
@@ -65,38 +65,27 @@ def lot_detail(lot_id: int):
     return _answer(lot_id)
 
 
-@route("/lots/<int:lot_id>/release", "POST", permission="lots.release",
-       summary="Release a quarantined lot (e-signature: the signer's password)",
-       body=LotReleaseSchema, response=LotSchema, errors=(409,))
-def lot_release(lot_id: int):
-    data = load(LotReleaseSchema, json_body())
+@record_action("/lots/<int:lot_id>/release", permission="lots.release",
+               summary="Release a quarantined lot (e-signature: the signer's password)",
+               body=LotReleaseSchema, response=LotSchema, answer_with=_answer)
+def lot_release(lot_id: int, data: dict):
     inventory.release_lot(current_user, lot_id, data["password"])
-    return _answer(lot_id)
 
 
-@route("/lots/<int:lot_id>/reject", "POST", permission="lots.release",
-       summary="Reject a quarantined lot (e-signature and a reason)",
-       body=LotRejectSchema, response=LotSchema, errors=(409,))
-def lot_reject(lot_id: int):
-    data = load(LotRejectSchema, json_body())
+@record_action("/lots/<int:lot_id>/reject", permission="lots.release",
+               summary="Reject a quarantined lot (e-signature and a reason)",
+               body=LotRejectSchema, response=LotSchema, answer_with=_answer)
+def lot_reject(lot_id: int, data: dict):
     inventory.reject_lot(current_user, lot_id, data["password"], data["reason"])
-    return _answer(lot_id)
 
 
-@route("/lots/<int:lot_id>/adjust", "POST", permission="lots.adjust",
-       summary="Waste, return or correct a lot's count with a coded reason (a rise: a pharmacist's password)",
-       body=LotAdjustSchema, response=LotSchema, errors=(403, 409))
-def lot_adjust(lot_id: int):
-    data = load(LotAdjustSchema, json_body())
+@record_action("/lots/<int:lot_id>/adjust", permission="lots.adjust",
+               summary="Waste, return or correct a lot's count with a coded reason (a rise: a pharmacist's password)",
+               body=LotAdjustSchema, response=LotSchema, answer_with=_answer, errors=(403, 409))
+def lot_adjust(lot_id: int, data: dict):
     inventory.adjust_lot(current_user, lot_id, reason=data["reason"], quantity=data["quantity"],
                          direction=data["direction"], note=data["note"], password=data["password"])
-    return _answer(lot_id)
 
 
-@route("/lots/<int:lot_id>/release-hold", "POST", permission="lots.release",
-       summary="Release one hold reason of a lot (a pharmacist's signature and a reason); 409 during a recall",
-       body=HoldReleaseSchema, response=LotSchema, errors=(409,))
-def lot_release_hold(lot_id: int):
-    data = load(HoldReleaseSchema, json_body())
-    holds.release_hold(current_user, "lot", lot_id, data["hold"], data["reason"], data["password"])
-    return _answer(lot_id)
+hold_release_route("lot", "/lots/<int:lot_id>/release-hold",
+                   permission="lots.release", response=LotSchema, answer_with=_answer)

@@ -2,6 +2,7 @@
 
 from flask import jsonify, request
 from flask_login import current_user
+from marshmallow import Schema
 
 from ..pagination import page_arg, paginate_rows, per_page_arg
 from ..privacy import note_access
@@ -34,22 +35,25 @@ def _scope_page() -> tuple[int, int]:
     return args["page"], args["per_page"]
 
 
+def _traced(kind: str, record_id: int, tracer, schema: type[Schema]):
+    """One page of a lot's or batch's trace; the reading is noted, as the trace names patients."""
+    scope = tracer(record_id, *_scope_page())
+    note_access(f"trace.{kind}", target_type=kind, target_id=record_id)
+    return jsonify(schema().dump(scope))
+
+
 @route("/trace/lots/<int:lot_id>", permission="patients.read",
        summary="Trace a lot downstream: the batches that used it, their sessions and patients (counts over "
                "all, one page of each list)", response=LotTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_lot(lot_id: int):
-    scope = trace.trace_lot(lot_id, *_scope_page())
-    note_access("trace.lot", target_type="lot", target_id=lot_id)
-    return jsonify(LotTraceSchema().dump(scope))
+    return _traced("lot", lot_id, trace.trace_lot, LotTraceSchema)
 
 
 @route("/trace/batches/<int:batch_id>", permission="patients.read",
        summary="Trace a batch: the lots it consumed upstream, its sessions and patients downstream (counts "
                "over all, one page of each list)", response=BatchTraceSchema, query=ScopePageSchema, errors=(422,))
 def trace_batch(batch_id: int):
-    scope = trace.trace_batch(batch_id, *_scope_page())
-    note_access("trace.batch", target_type="batch", target_id=batch_id)
-    return jsonify(BatchTraceSchema().dump(scope))
+    return _traced("batch", batch_id, trace.trace_batch, BatchTraceSchema)
 
 
 @route("/quality-signals", permission="recalls.read",

@@ -10,7 +10,9 @@ from .. import idempotency
 from ..extensions import csrf, db
 from ..pagination import page_arg, paginate_entities, per_page_arg
 from ..security import public, requires, signed_in, user_for_bearer
+from ..services import holds
 from .openapi import build_spec
+from .schemas.common import HoldReleaseSchema
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token clients carry no cookie, so CSRF cannot apply to them; browser-session calls are
@@ -56,6 +58,37 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
         return view
 
     return decorator
+
+
+def record_action(rule: str, *, permission: str, summary: str, body: type[Schema], response: type[Schema],
+                  answer_with, errors: tuple[int, ...] = (409,)):
+    """A POST that changes the one record `rule` names: the view gets the record's id and the loaded
+    body, and the answer is `answer_with(record_id)`, the record as it now stands."""
+
+    def decorator(fn):
+        @functools.wraps(fn)
+        def view(**ids):
+            (record_id,) = ids.values()
+            fn(record_id, load(body, json_body()))
+            return answer_with(record_id)
+
+        return route(rule, "POST", permission=permission, summary=summary, body=body, response=response,
+                     errors=errors)(view)
+
+    return decorator
+
+
+def hold_release_route(kind: str, rule: str, *, permission: str, response: type[Schema], answer_with) -> None:
+    """Register `<kind>_release_hold`: a pharmacist releases one hold reason of a lot or batch."""
+
+    def release_hold(record_id: int, data: dict):
+        holds.release_hold(current_user, kind, record_id, data["hold"], data["reason"], data["password"])
+
+    release_hold.__name__ = f"{kind}_release_hold"
+    record_action(rule, permission=permission,
+                  summary=f"Release one hold reason of a {kind} (a pharmacist's signature and a reason); "
+                          "409 during a recall",
+                  body=HoldReleaseSchema, response=response, answer_with=answer_with)(release_hold)
 
 
 def json_body() -> dict:

@@ -32,7 +32,3 @@ class TokenCreateForm(AppForm):
                        description="What uses it, e.g. \"scanner 1\" or \"stock sync\".")
     days = IntegerField("Days until it expires", validators=[Optional(), NumberRange(min=1, max=MAX_TOKEN_DAYS)],
                         description="Leave blank for the clinic's default.")
-
-
-class ConfirmForm(AppForm):
-    """A button that changes state: only the CSRF token and the one-time submission key."""

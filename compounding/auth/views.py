@@ -6,7 +6,8 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, logout_user
 
 from ..extensions import limiter
-from ..forms import apply_domain_error
+from ..forms import ConfirmForm, apply_domain_error
+from ..pages import revoke_token
 from ..security import (
     current_session_id,
     end_browser_session,
@@ -17,8 +18,8 @@ from ..security import (
 )
 from ..services import user_sessions, users
 from ..services.clock import utcnow
-from ..services.errors import DomainError, NotFound
-from .forms import ChangePasswordForm, ConfirmForm, LoginForm, TokenCreateForm
+from ..services.errors import DomainError
+from .forms import ChangePasswordForm, LoginForm, TokenCreateForm
 
 bp = Blueprint("auth", __name__)
 
@@ -127,16 +128,8 @@ def token_create():
 @bp.route("/account/tokens/<int:token_id>/revoke", methods=["POST"])
 @signed_in
 def token_revoke(token_id: int):
-    if not ConfirmForm().validate_on_submit():
-        abort(400)
-    try:
-        token = users.revoke_token(current_user, token_id, owner=current_user)
-    except NotFound:
-        raise  # the app's 404 page, with its message
-    except DomainError as exc:
-        flash(exc.message, "warning")
-    else:
-        flash(f"Token {token.name or token.prefix} revoked: it no longer opens the API.", "success")
+    revoke_token(token_id, current_user,
+                 lambda token: f"Token {token.name or token.prefix} revoked: it no longer opens the API.")
     return redirect(url_for("auth.account"))
 
 

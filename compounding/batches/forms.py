@@ -1,10 +1,10 @@
 """Batch forms: the fixed part of the compounding form, verification, rejection, discard."""
 
-from wtforms import IntegerField, PasswordField, SelectField, TextAreaField
+from wtforms import IntegerField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..forms import AppForm, Between, choices
-from ..limits import NOTE_MAX, NOTES_MAX, REASON_MAX
+from ..limits import NOTE_MAX, NOTES_MAX
 from ..models.batch import DISCARD_REASONS
 from ..services.batches import MAX_UNITS
 
@@ -19,15 +19,6 @@ class CompoundForm(AppForm):
                                    render_kw={"rows": 2},
                                    description="Required when an actual quantity differs from the formula.")
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=NOTES_MAX)], render_kw={"rows": 2})
-
-
-class VerifyForm(AppForm):
-    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
-                             render_kw={"autocomplete": "current-password"})
-
-
-class RejectBatchForm(VerifyForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
 
 
 class DiscardForm(AppForm):

@@ -7,11 +7,12 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, submit
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
+from ..pages import RecordPage
 from ..pagination import filter_status, page_arg
 from ..privacy import may_read_patients, note_access
 from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
@@ -21,7 +22,7 @@ from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..services.trace import adverse_event_counts
-from .forms import CompoundForm, DiscardForm, RejectBatchForm, VerifyForm
+from .forms import CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -127,11 +128,11 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     batch = detail.batch
     if detail.uses:  # the sessions name their patients' charts
         note_access("batch.sessions", target_type="batch", target_id=batch.id)
-    forms.setdefault("verify_form", VerifyForm(prefix="verify"))
-    forms.setdefault("reject_form", RejectBatchForm(prefix="reject"))
+    forms.setdefault("verify_form", SignatureForm(prefix="verify"))
+    forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("discard_form", DiscardForm(prefix="discard"))
     item_holds = holds.holds_of("batch", batch.id)
-    forms.setdefault("hold_form", hold_form_for(item_holds))
+    forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
     standing = [h.text for h in item_holds if h.released_at is None]
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
@@ -140,6 +141,9 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(),
         **forms), status
+
+
+_PAGE = RecordPage("batches.batch_detail", "batch_id", _render_detail)
 
 
 @bp.route("/<int:batch_id>")
@@ -151,44 +155,31 @@ def batch_detail(batch_id: int):
 @bp.route("/<int:batch_id>/verify", methods=["POST"])
 @requires("batches.verify")
 def batch_verify(batch_id: int):
-    form = VerifyForm(prefix="verify")
-    batch = submit(form, lambda: batches.verify_batch(current_user, batch_id, form.password.data))
-    if batch is not None:
-        flash(f"{batch.code} verified and released, signed by {current_user.display_name}.", "success")
-        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
-    return _render_detail(batch_id, 422, verify_form=form)
+    form = SignatureForm(prefix="verify")
+    return _PAGE.post(batch_id, "verify_form", form,
+                      lambda: batches.verify_batch(current_user, batch_id, form.password.data),
+                      lambda batch: f"{batch.code} verified and released, signed by {current_user.display_name}.")
 
 
 @bp.route("/<int:batch_id>/reject", methods=["POST"])
 @requires("batches.verify")
 def batch_reject(batch_id: int):
-    form = RejectBatchForm(prefix="reject")
-    batch = submit(form, lambda: batches.reject_batch(current_user, batch_id, form.password.data, form.reason.data))
-    if batch is not None:
-        flash(f"{batch.code} rejected.", "warning")
-        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
-    return _render_detail(batch_id, 422, reject_form=form)
+    form = SignedReasonForm(prefix="reject")
+    return _PAGE.post(batch_id, "reject_form", form,
+                      lambda: batches.reject_batch(current_user, batch_id, form.password.data, form.reason.data),
+                      lambda batch: f"{batch.code} rejected.", "warning")
 
 
 @bp.route("/<int:batch_id>/discard", methods=["POST"])
 @requires("batches.discard")
 def batch_discard(batch_id: int):
     form = DiscardForm(prefix="discard")
-    batch = submit(form, lambda: batches.discard_batch(current_user, batch_id, form.reason.data, form.note.data or ""))
-    if batch is not None:
-        flash(f"{batch.code} discarded.", "warning")
-        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
-    return _render_detail(batch_id, 422, discard_form=form)
+    return _PAGE.post(batch_id, "discard_form", form,
+                      lambda: batches.discard_batch(current_user, batch_id, form.reason.data, form.note.data or ""),
+                      lambda batch: f"{batch.code} discarded.", "warning")
 
 
 @bp.route("/<int:batch_id>/release-hold", methods=["POST"])
 @requires("batches.verify")
 def batch_release_hold(batch_id: int):
-    form = ReleaseHoldForm()
-    batch = submit(form, lambda: holds.release_hold(current_user, "batch", batch_id, form.hold.data,
-                                                     form.reason.data, form.password.data))
-    if batch is not None:
-        flash(f"{form.hold.data.replace('_', ' ').capitalize()} hold on {batch.code} released, signed by "
-              f"{current_user.display_name}; it is now {batch.status.replace('_', ' ')}.", "success")
-        return redirect(url_for("batches.batch_detail", batch_id=batch_id))
-    return _render_detail(batch_id, 422, hold_form=hold_form_for(holds.holds_of("batch", batch_id), form))
+    return _PAGE.release_hold("batch", batch_id)

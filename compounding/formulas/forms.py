@@ -9,14 +9,13 @@ from wtforms import (
     Form,
     FormField,
     IntegerField,
-    PasswordField,
     SelectField,
     StringField,
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from ..forms import AppForm, Between, choices
+from ..forms import AppForm, Between, choices, reason_field
 from ..limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
@@ -124,13 +123,8 @@ class NewFormulaForm(FormulaForm):
                        description="Capitals, digits and dashes, e.g. LIPO-PCDC. Kept by every version.")
 
 
-class ApproveForm(AppForm):
-    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
-                             render_kw={"autocomplete": "current-password"})
-
-
 class RetireForm(AppForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
+    reason = reason_field()
 
 
 class NewVersionForm(AppForm):

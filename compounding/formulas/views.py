@@ -8,9 +8,10 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import submit
+from ..forms import SignatureForm, submit
 from ..models import Formula, FormulaStatus
 from ..models.formula import FORMULA_STATUSES, INDICATIONS
+from ..pages import RecordPage
 from ..pagination import filter_status, paginate_rows
 from ..queries.formulas import FormulaFilters, formula_list_query, formula_record
 from ..queries.ingredients import ingredients_to_choose
@@ -20,7 +21,7 @@ from ..services.bud import BUD_TABLE, bud_duration, table_duration
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..templating import quantity
-from .forms import COMPONENT_ROWS, ApproveForm, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
+from .forms import COMPONENT_ROWS, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
 
 bp = Blueprint("formulas", __name__, url_prefix="/formulas")
 _STEP_NUMBER = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]?|\d+[.)])\s+", re.IGNORECASE)
@@ -129,7 +130,7 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
         "shortened": formula.bud_hours is not None and table is not None
         and timedelta(hours=formula.bud_hours) < table,
     }
-    forms.setdefault("approve_form", ApproveForm(prefix="approve"))
+    forms.setdefault("approve_form", SignatureForm(prefix="approve"))
     forms.setdefault("retire_form", RetireForm(prefix="retire"))
     forms.setdefault("version_form", NewVersionForm(prefix="version"))
     return render_template(
@@ -137,6 +138,9 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
         history=history_rows(detail.history), bud=bud,
         steps=instruction_steps(formula.instructions),
         signatures=signatures_for("formula", formula.id), **forms), status
+
+
+_PAGE = RecordPage("formulas.formula_detail", "formula_id", _render_detail)
 
 
 @bp.route("/<int:formula_id>")
@@ -166,21 +170,16 @@ def formula_new_version(formula_id: int):
 @bp.route("/<int:formula_id>/approve", methods=["POST"])
 @requires("formulas.approve")
 def formula_approve(formula_id: int):
-    form = ApproveForm(prefix="approve")
-    formula = submit(form, lambda: formulas.approve_formula(current_user, formula_id, form.password.data))
-    if formula is not None:
-        flash(f"{formula.label} approved, signed by {current_user.display_name}.", "success")
-        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
-    return _render_detail(formula_id, 422, approve_form=form)
+    form = SignatureForm(prefix="approve")
+    return _PAGE.post(formula_id, "approve_form", form,
+                      lambda: formulas.approve_formula(current_user, formula_id, form.password.data),
+                      lambda formula: f"{formula.label} approved, signed by {current_user.display_name}.")
 
 
 @bp.route("/<int:formula_id>/retire", methods=["POST"])
 @requires("formulas.write")
 def formula_retire(formula_id: int):
     form = RetireForm(prefix="retire")
-    formula = submit(form, lambda: formulas.retire_formula(current_user, formula_id, form.reason.data))
-    if formula is not None:
-        flash(f"{formula.label} retired: it can no longer be compounded.", "warning")
-        return redirect(url_for("formulas.formula_detail", formula_id=formula_id))
-    return _render_detail(formula_id, 422, retire_form=form)
-
+    return _PAGE.post(formula_id, "retire_form", form,
+                      lambda: formulas.retire_formula(current_user, formula_id, form.reason.data),
+                      lambda formula: f"{formula.label} retired: it can no longer be compounded.", "warning")

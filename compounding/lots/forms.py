@@ -4,7 +4,7 @@ from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from ..forms import AppForm, choices
-from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
+from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX
 from ..models.ledger import ADJUST_REASONS
 from ..services.errors import DomainError
 from ..services.expiry import parse_expiry
@@ -42,15 +42,6 @@ class ReceiveLotForm(AppForm):
     coa_reference = StringField("Certificate of analysis reference", validators=[Optional(), Length(max=NAME_MAX)])
     location = StringField("Storage location", validators=[Optional(), Length(max=NAME_MAX)],
                            render_kw={"placeholder": "e.g. Fridge 2, shelf B"})
-
-
-class SignatureForm(AppForm):
-    password = PasswordField("Your password (e-signature)", validators=[DataRequired()],
-                             render_kw={"autocomplete": "current-password"})
-
-
-class RejectForm(SignatureForm):
-    reason = TextAreaField("Reason", validators=[DataRequired(), Length(max=REASON_MAX)], render_kw={"rows": 2})
 
 
 class AdjustForm(AppForm):

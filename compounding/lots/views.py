@@ -4,10 +4,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..forms import ReleaseHoldForm, apply_domain_error, hold_form_for, record_id, submit
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for, record_id
 from ..gs1 import GS1Error, parse_gs1
 from ..models import Lot
 from ..models.lot import LOT_STATUSES
+from ..pages import RecordPage
 from ..pagination import filter_status, paginate_entities
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
@@ -16,7 +17,7 @@ from ..services import holds, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..services.trace import adverse_event_counts
-from .forms import AdjustForm, ReceiveLotForm, RejectForm, SignatureForm
+from .forms import AdjustForm, ReceiveLotForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 
@@ -90,13 +91,16 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
         raise NotFound("There is no such lot.")
     lot = detail.lot
     forms.setdefault("release_form", SignatureForm(prefix="release"))
-    forms.setdefault("reject_form", RejectForm(prefix="reject"))
+    forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     item_holds = holds.holds_of("lot", lot.id)
-    forms.setdefault("hold_form", hold_form_for(item_holds))
+    forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
     return render_template("lots/detail.html", lot=lot, movements=detail.movements, history=detail.history,
                            holds=item_holds, used_in=detail.used_in, signatures=signatures_for("lot", lot.id),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
+
+
+_PAGE = RecordPage("lots.lot_detail", "lot_id", _render_detail)
 
 
 @bp.route("/<int:lot_id>")
@@ -109,47 +113,37 @@ def lot_detail(lot_id: int):
 @requires("lots.release")
 def lot_release(lot_id: int):
     form = SignatureForm(prefix="release")
-    lot = submit(form, lambda: inventory.release_lot(current_user, lot_id, form.password.data))
-    if lot is not None:
-        flash(f"{lot.code} released, signed by {current_user.display_name}.", "success")
-        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
-    return _render_detail(lot_id, 422, release_form=form)
+    return _PAGE.post(lot_id, "release_form", form,
+                      lambda: inventory.release_lot(current_user, lot_id, form.password.data),
+                      lambda lot: f"{lot.code} released, signed by {current_user.display_name}.")
 
 
 @bp.route("/<int:lot_id>/reject", methods=["POST"])
 @requires("lots.release")
 def lot_reject(lot_id: int):
-    form = RejectForm(prefix="reject")
-    lot = submit(form, lambda: inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data))
-    if lot is not None:
-        flash(f"{lot.code} rejected.", "warning")
-        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
-    return _render_detail(lot_id, 422, reject_form=form)
+    form = SignedReasonForm(prefix="reject")
+    return _PAGE.post(lot_id, "reject_form", form,
+                      lambda: inventory.reject_lot(current_user, lot_id, form.password.data, form.reason.data),
+                      lambda lot: f"{lot.code} rejected.", "warning")
+
+
+def _adjusted(lot_id: int) -> str:
+    lot = inventory.get_lot(lot_id)  # reread after the commit, with its ingredient
+    return f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain."
 
 
 @bp.route("/<int:lot_id>/adjust", methods=["POST"])
 @requires("lots.adjust")
 def lot_adjust(lot_id: int):
     form = AdjustForm(prefix="adjust")
-    lot = submit(form, lambda: inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
-                                                    quantity=form.quantity.parsed, direction=form.direction.data,
-                                                    note=form.note.data or "",
-                                                    password=form.password.data or None))
-    if lot is not None:
-        lot = inventory.get_lot(lot_id)  # reread after the commit, with its ingredient
-        flash(f"{lot.code} adjusted: {lot.remaining} {lot.ingredient.unit} remain.", "success")
-        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
-    return _render_detail(lot_id, 422, adjust_form=form)
+    return _PAGE.post(lot_id, "adjust_form", form,
+                      lambda: inventory.adjust_lot(current_user, lot_id, reason=form.reason.data,
+                                                   quantity=form.quantity.parsed, direction=form.direction.data,
+                                                   note=form.note.data or "", password=form.password.data or None),
+                      lambda lot: _adjusted(lot_id))
 
 
 @bp.route("/<int:lot_id>/release-hold", methods=["POST"])
 @requires("lots.release")
 def lot_release_hold(lot_id: int):
-    form = ReleaseHoldForm()
-    lot = submit(form, lambda: holds.release_hold(current_user, "lot", lot_id, form.hold.data, form.reason.data,
-                                                   form.password.data))
-    if lot is not None:
-        flash(f"{form.hold.data.replace('_', ' ').capitalize()} hold on {lot.code} released, signed by "
-              f"{current_user.display_name}; it is now {lot.status.replace('_', ' ')}.", "success")
-        return redirect(url_for("lots.lot_detail", lot_id=lot_id))
-    return _render_detail(lot_id, 422, hold_form=hold_form_for(holds.holds_of("lot", lot_id), form))
+    return _PAGE.release_hold("lot", lot_id)

@@ -39,6 +39,15 @@ def get_formula(formula_id, *, field: str = "formula_id") -> Formula:
     return fetch(Formula, formula_id, NotFound("There is no such formula.", field=field))
 
 
+def _formula_for(actor: User, formula_id: int, step: str, permission: str = "formulas.write",
+                 doing: str = "write formulas") -> Formula:
+    """The formula `formula_id`, once `actor` holds `permission` and its status allows `step`."""
+    ensure_can(actor, permission, doing)
+    formula = get_formula(formula_id)
+    ensure_transition(formula, step)
+    return formula
+
+
 def _text(data: dict, key: str, maximum: int, *, required: bool = True) -> str:
     return checked_text(data.get(key), key, maximum,
                         required=f"{key.replace('_', ' ').capitalize()} is required." if required else "")
@@ -166,9 +175,7 @@ def create_formula(actor: User, data: dict) -> Formula:
 @transactional
 def update_draft(actor: User, formula_id: int, data: dict) -> Formula:
     """Change a draft. An approved or retired version is read-only."""
-    ensure_can(actor, "formulas.write", "write formulas")
-    formula = get_formula(formula_id)
-    ensure_transition(formula, "edit")
+    formula = _formula_for(actor, formula_id, "edit")
     clean = _checked({**data, "code": formula.code})
     with audit.change(actor, "formula.updated", formula, _snapshot):
         _apply(formula, clean)
@@ -179,9 +186,7 @@ def update_draft(actor: User, formula_id: int, data: dict) -> Formula:
 @transactional
 def new_version(actor: User, formula_id: int) -> Formula:
     """Start the next version as a draft copy of an approved or retired one."""
-    ensure_can(actor, "formulas.write", "write formulas")
-    source = get_formula(formula_id)
-    ensure_transition(source, "new_version")
+    source = _formula_for(actor, formula_id, "new_version")
     pending = db.session.scalar(sa.select(Formula).where(Formula.code == source.code,
                                                          Formula.status == FormulaStatus.DRAFT))
     if pending is not None:
@@ -204,9 +209,7 @@ def new_version(actor: User, formula_id: int) -> Formula:
 @transactional
 def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
     """A pharmacist approves a draft with an e-signature; it replaces the approved version."""
-    ensure_can(actor, "formulas.approve", "approve formulas")
-    formula = get_formula(formula_id)
-    ensure_transition(formula, "approve")
+    formula = _formula_for(actor, formula_id, "approve", "formulas.approve", "approve formulas")
     if not formula.components:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():

@@ -7,6 +7,7 @@ from wtforms.fields.choices import SelectChoice
 from ..extensions import db
 from ..forms import apply_domain_error, submit
 from ..models import Patient, User
+from ..pages import RecordPage
 from ..pagination import filter_status, paginate_rows
 from ..privacy import note_access
 from ..queries.treatments import (
@@ -174,6 +175,9 @@ def _render_treatment(treatment_id: int, status: int = 200, **forms):
         **forms), status
 
 
+_PAGE = RecordPage("treatments.treatment_detail", "treatment_id", _render_treatment)
+
+
 @bp.route("/sessions/<int:treatment_id>")
 @requires("patients.read")
 def treatment_detail(treatment_id: int):
@@ -186,13 +190,11 @@ def treatment_void(treatment_id: int):
     form = VoidForm(prefix="void")
     # A colleague's session offers no void form: refused outright (403), not shown again with errors.
     voids.ensure_may_void(current_user, treatment_id)
-    record = submit(form, lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
-                                                     reason=form.reason.data, password=form.password.data or None))
-    if record is not None:
-        flash("Session voided: it stays in traces and recalls, flagged. Volume went back only to batches "
-              "still released; see each batch below.", "warning")
-        return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
-    return _render_treatment(treatment_id, 422, void_form=form)
+    return _PAGE.post(treatment_id, "void_form", form,
+                      lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
+                                                 reason=form.reason.data, password=form.password.data or None),
+                      lambda record: "Session voided: it stays in traces and recalls, flagged. Volume went back "
+                                     "only to batches still released; see each batch below.", "warning")
 
 
 def _correct(form: CorrectPatientForm, treatment_id: int):
@@ -220,13 +222,11 @@ def treatment_correct(treatment_id: int):
 @requires("adverse_events.write")
 def adverse_event_add(treatment_id: int):
     form = AdverseEventForm(prefix="event")
-    event = submit(form, lambda: treatments.record_adverse_event(
-        current_user, session_id=treatment_id, type=form.type.data, severity=form.severity.data,
-        onset_on=form.onset_on.data, outcome=form.outcome.data or "", notes=form.notes.data or ""))
-    if event is not None:
-        flash(f"Adverse event recorded: {event.type.replace('_', ' ')} ({event.severity}).", "success")
-        return redirect(url_for("treatments.treatment_detail", treatment_id=treatment_id))
-    return _render_treatment(treatment_id, 422, event_form=form)
+    return _PAGE.post(treatment_id, "event_form", form,
+                      lambda: treatments.record_adverse_event(
+                          current_user, session_id=treatment_id, type=form.type.data, severity=form.severity.data,
+                          onset_on=form.onset_on.data, outcome=form.outcome.data or "", notes=form.notes.data or ""),
+                      lambda event: f"Adverse event recorded: {event.type.replace('_', ' ')} ({event.severity}).")
 
 
 @bp.route("/sessions")

@@ -6,48 +6,38 @@ from typing import Any
 from ..models import Recall
 from ..queries.treatments import SessionFilters, sessions_within
 from ..services.clock import utcnow
-from .records import (
-    batch_columns,
-    batch_values,
-    codes,
-    lot_columns,
-    lot_values,
-    session_columns,
-    session_rows,
-    session_use_query,
-    stream_scalars,
-    user_names,
-)
+from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
+
+
+def _list_workbook(out, sheet: str, columns, values, query) -> WorkbookSummary:
+    """One sheet of the entities `query` finds, each row `values(entity, names, now)`."""
+    book = WorkbookWriter()
+    names, now = records.user_names(), utcnow()
+    book.table(sheet, columns(book.zone), (values(row, names, now) for row in records.stream_scalars(query)))
+    book.save(out)
+    return WorkbookSummary(book.parts)
 
 
 def lot_list_workbook(out, query) -> WorkbookSummary:
     """The lots a list filter shows (queries.lots.lot_list_query), every page."""
-    book = WorkbookWriter()
-    names, now = user_names(), utcnow()
-    book.table("Lots", lot_columns(book.zone), (lot_values(lot, names, now) for lot in stream_scalars(query)))
-    book.save(out)
-    return WorkbookSummary(book.parts)
+    return _list_workbook(out, "Lots", records.lot_columns, records.lot_values, query)
 
 
 def batch_list_workbook(out, query) -> WorkbookSummary:
     """The batches a list filter shows (queries.batches.batch_list_query), every page."""
-    book = WorkbookWriter()
-    names, now = user_names(), utcnow()
-    book.table("Batches", batch_columns(book.zone),
-               (batch_values(batch, names, now) for batch in stream_scalars(query)))
-    book.save(out)
-    return WorkbookSummary(book.parts)
+    return _list_workbook(out, "Batches", records.batch_columns, records.batch_values, query)
 
 
 def session_list_query(filters: SessionFilters):
     """Session uses of the sessions the filters take in (the session list's own filters)."""
-    return sessions_within(session_use_query(), filters)
+    return sessions_within(records.session_use_query(), filters)
 
 
 def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
     book = WorkbookWriter()
-    book.table("Sessions", session_columns(book.zone), session_rows(query, user_names()), max_rows)
+    book.table("Sessions", records.session_columns(book.zone), records.session_rows(query, records.user_names()),
+               max_rows)
     book.save(out)
     return WorkbookSummary(book.parts)
 
@@ -97,7 +87,7 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
     if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
         session_header.append(Column("Recorded after the recall opened", "bool"))
     book.table("Sessions", session_header, (
-        (s.id, s.performed_at, s.chart_number, s.volume_ml, codes(s.batch_codes), s.voided_at is not None,
+        (s.id, s.performed_at, s.chart_number, s.volume_ml, records.codes(s.batch_codes), s.voided_at is not None,
          s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),

@@ -2,11 +2,11 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, REASON_MAX
+from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX
 from ...models.batch import BATCH_STATUSES, DISCARD_REASONS
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
-from .common import RECORD_ID, Day, HoldSchema, Quantity, Search
+from .common import RECORD_ID, Day, HoldSchema, Quantity, Search, reason_text, signature
 
 
 class BatchFormulaSchema(Schema):
@@ -105,12 +105,12 @@ class BatchCompoundSchema(Schema):
 
 
 class BatchVerifySchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The verifying pharmacist's password"})
+    password = signature("The verifying pharmacist's")
 
 
 class BatchRejectSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The signer's password"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+    password = signature()
+    reason = reason_text()
 
 
 class BatchDiscardSchema(Schema):

@@ -28,6 +28,16 @@ class Search(fields.String):
         return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
+def signature(whose: str = "The signer's") -> fields.String:
+    """A required e-signature: the password of the person `whose` names."""
+    return fields.String(required=True, metadata={"description": f"{whose} password"})
+
+
+def reason_text(maximum: int = REASON_MAX) -> fields.String:
+    """A required reason, kept with the record's history."""
+    return fields.String(required=True, validate=validate.Length(min=1, max=maximum))
+
+
 class Quantity(fields.Decimal):
     """A stock quantity: read by the services' rule (> 0, at most 3 decimals), answered as a string.
 
@@ -64,24 +74,22 @@ class Quantity(fields.Decimal):
             raise ValidationError(exc.message) from None
 
 
-class Day(fields.Date):
-    """`YYYY-MM-DD` within 1900-2100 (services.bounds): later sums of days never leave the calendar."""
+class _WithinDays:
+    """A date or date-time field whose value lies within 1900-2100 (services.bounds)."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        day = super()._deserialize(value, attr, data, **kwargs)
-        if not day_in_range(day):
+        read = super()._deserialize(value, attr, data, **kwargs)
+        if not day_in_range(read):
             raise ValidationError(DAY_MESSAGE)
-        return day
+        return read
 
 
-class Moment(fields.AwareDateTime):
+class Day(_WithinDays, fields.Date):
+    """`YYYY-MM-DD` within 1900-2100: later sums of days never leave the calendar."""
+
+
+class Moment(_WithinDays, fields.AwareDateTime):
     """ISO 8601 with its offset, within 1900-2100."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        at = super()._deserialize(value, attr, data, **kwargs)
-        if not day_in_range(at):
-            raise ValidationError(DAY_MESSAGE)
-        return at
 
 
 class ExpiryDate(fields.Date):
@@ -119,5 +127,5 @@ class HoldSchema(Schema):
 
 class HoldReleaseSchema(Schema):
     hold = fields.String(required=True, validate=validate.OneOf(HOLD_KINDS))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
-    password = fields.String(required=True, metadata={"description": "The releasing pharmacist's password"})
+    reason = reason_text()
+    password = signature("The releasing pharmacist's")

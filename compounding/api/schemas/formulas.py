@@ -6,7 +6,7 @@ from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX,
 from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ...models.ingredient import STORAGE_CONDITIONS
 from ...services.bud import BUD_TABLE, bud_duration
-from .common import RECORD_ID, Quantity, Search
+from .common import RECORD_ID, Quantity, Search, reason_text, signature
 
 
 class FormulaComponentSchema(Schema):
@@ -85,11 +85,11 @@ class FormulaUpdateSchema(FormulaCreateSchema):
 
 
 class FormulaApproveSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The approving pharmacist's password"})
+    password = signature("The approving pharmacist's")
 
 
 class FormulaRetireSchema(Schema):
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+    reason = reason_text()
 
 
 class FormulaQuerySchema(Schema):

@@ -2,31 +2,41 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX
 from ...models.ledger import ADJUST_REASONS
 from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
 from ...services.expiry import is_expired
-from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, Search
+from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, Search, reason_text, signature
 
 
-class LotSchema(Schema):
-    """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
+class LotRefSchema(Schema):
+    """How every answer names a lot: our code and status, the supplier's lot number and expiry."""
 
     id = fields.Integer()
     code = fields.String()
+    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
+    supplier = fields.String()
+    lot_number = fields.String(attribute="supplier_lot_number")
+    expiry_date = fields.Date(attribute="expires_on")
+
+
+class LotStockSchema(LotRefSchema):
+    """What a lot is and what is left of it: as a trace shows it, and the start of the lot's own answer."""
+
+    status_reason = fields.String()
     ingredient_id = fields.Integer()
     ingredient_name = fields.String(attribute="ingredient.name")
     unit = fields.String(attribute="ingredient.unit")
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    gtin = fields.String(allow_none=True)
-    expiry_date = fields.Date(attribute="expires_on")
-    expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     quantity_received = Quantity()
     remaining = Quantity()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
-    status_reason = fields.String()
+
+
+class LotSchema(LotStockSchema):
+    """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
+
+    gtin = fields.String(allow_none=True)
+    expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     coa_reference = fields.String()
     location = fields.String()
     received_at = fields.DateTime()
@@ -52,12 +62,12 @@ class LotReceiveSchema(Schema):
 
 
 class LotReleaseSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The signer's password"})
+    password = signature()
 
 
 class LotRejectSchema(Schema):
-    password = fields.String(required=True, metadata={"description": "The signer's password"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+    password = signature()
+    reason = reason_text()
 
 
 class LotAdjustSchema(Schema):

@@ -4,7 +4,6 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, val
 
 from ...limits import NOTE_MAX, NOTES_MAX
 from ...models.batch import BATCH_STATUSES
-from ...models.lot import LOT_STATUSES
 from ...models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, RECALL_STATUSES
 from ...models.treatment import VOID_CODES
 from ...pagination import MAX_PAGE
@@ -12,26 +11,14 @@ from ...privacy import withhold_identity
 from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import TRACE_PER_PAGE
 from .batches import BatchFormulaSchema
-from .common import RECORD_ID, Quantity
+from .common import RECORD_ID, Quantity, reason_text, signature
+from .lots import LotRefSchema, LotStockSchema
 
 # Trace rows are database rows (services.trace): every field below is read by name from them.
 
 
-class TraceLotSchema(Schema):
+class TraceLotSchema(LotStockSchema):
     """The traced lot; its ingredient comes loaded with it."""
-
-    id = fields.Integer()
-    code = fields.String()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
-    status_reason = fields.String()
-    ingredient_id = fields.Integer()
-    ingredient_name = fields.String(attribute="ingredient.name")
-    unit = fields.String(attribute="ingredient.unit")
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    expiry_date = fields.Date(attribute="expires_on")
-    quantity_received = Quantity()
-    remaining = Quantity()
 
 
 class TraceBatchSchema(Schema):
@@ -50,17 +37,11 @@ class TraceBatchSchema(Schema):
     beyond_use_at = fields.DateTime()
 
 
-class TraceUpstreamLotSchema(Schema):
+class TraceUpstreamLotSchema(LotRefSchema):
     """A lot a batch consumed, with how much of it."""
 
-    id = fields.Integer()
-    code = fields.String()
-    status = fields.String(metadata={"enum": list(LOT_STATUSES)})
     ingredient_name = fields.String()
     unit = fields.String()
-    supplier = fields.String()
-    lot_number = fields.String(attribute="supplier_lot_number")
-    expiry_date = fields.Date(attribute="expires_on")
     quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "Taken from this lot"})
 
 
@@ -263,8 +244,8 @@ class RecallSchema(Schema):
 class RecallOpenSchema(Schema):
     lot_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
     batch_id = fields.Integer(strict=True, allow_none=True, load_default=None, validate=RECORD_ID)
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
-    password = fields.String(required=True, metadata={"description": "The opening pharmacist's password"})
+    reason = reason_text(NOTES_MAX)
+    password = signature("The opening pharmacist's")
 
     @validates_schema
     def _one_target(self, data, **kwargs):
@@ -283,8 +264,8 @@ class RecallContactCreateSchema(Schema):
 
 
 class RecallCloseSchema(Schema):
-    outcome = fields.String(required=True, validate=validate.Length(min=1, max=NOTES_MAX))
-    password = fields.String(required=True, metadata={"description": "The closing pharmacist's password"})
+    outcome = reason_text(NOTES_MAX)
+    password = signature("The closing pharmacist's")
 
 
 class RecallQuerySchema(Schema):

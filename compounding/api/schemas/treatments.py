@@ -2,10 +2,10 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from ...limits import CODE_MAX, NAME_MAX, NOTES_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ...limits import CODE_MAX, NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ...models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES, VOID_CODES
 from ...privacy import withhold_identity
-from .common import RECORD_ID, Day, Moment, Quantity, Search
+from .common import RECORD_ID, Day, Moment, Quantity, Search, reason_text, signature
 
 
 class PatientSchema(Schema):
@@ -111,7 +111,7 @@ class TreatmentSessionCreateSchema(Schema):
 
 class TreatmentSessionVoidSchema(Schema):
     reason_code = fields.String(required=True, validate=validate.OneOf(VOID_CODES))
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
+    reason = reason_text()
     password = fields.String(load_default=None, allow_none=True, metadata={
         "description": "A pharmacist's password: needed when the session is in an open recall's scope or "
                        "carries an adverse event"})
@@ -120,8 +120,8 @@ class TreatmentSessionVoidSchema(Schema):
 class TreatmentSessionCorrectSchema(Schema):
     patient_id = fields.Integer(required=True, strict=True, validate=RECORD_ID,
                                 metadata={"description": "The patient who really received the session"})
-    reason = fields.String(required=True, validate=validate.Length(min=1, max=REASON_MAX))
-    password = fields.String(required=True, metadata={"description": "The correcting pharmacist's password"})
+    reason = reason_text()
+    password = signature("The correcting pharmacist's")
 
 
 class TreatmentSessionQuerySchema(Schema):
