@@ -10,9 +10,8 @@ from wtforms.validators import DataRequired, Length, StopValidation
 
 from .idempotency import submission_key_input
 from .limits import REASON_MAX
-from .models._common import MAX_RECORD_ID
 from .models.hold import HOLD_KINDS
-from .services.bounds import DAY_MESSAGE, day_in_range, read_day
+from .services.bounds import DAY_MESSAGE, day_in_range
 from .services.errors import DomainError
 from .services.transaction import transaction
 
@@ -40,29 +39,6 @@ def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message]
     else:
         form.form_errors.append(exc.message)
-
-
-def record_id(value: str) -> int:
-    """A query argument naming a record, for `args.get(name, type=record_id)`: None unless it could be an id.
-
-    A larger number would overflow the database driver (a 500) instead of finding nothing.
-    """
-    number = int(value)
-    if not 0 < number <= MAX_RECORD_ID:
-        raise ValueError(value)
-    return number
-
-
-def day_args(args, *names: str) -> tuple[dict[str, date | None], dict[str, str]]:
-    """The days a query string gives for `names`, and a message for each one that is malformed
-    or outside 1900-2100 (that filter is then left out, and the page answers 422)."""
-    days, errors = {}, {}
-    for name in names:
-        try:
-            days[name] = read_day(args.get(name))
-        except ValueError as exc:
-            days[name], errors[name] = None, str(exc)
-    return days, errors
 
 
 class Between:

@@ -7,13 +7,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 
 from ..extensions import db
-from ..forms import ConfirmForm, apply_domain_error, record_id
+from ..forms import ConfirmForm, apply_domain_error
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Patient, PatientAccess, User
 from ..pages import revoke_token
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
 from ..queries.audit import AuditFilters, audit_list_query
+from ..queries.common import record_id
 from ..queries.users import account_names, user_list_query
 from ..security import open_sessions, requires
 from ..services import access_log, user_sessions, users

@@ -4,12 +4,13 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for, record_id
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for
 from ..gs1 import GS1Error, parse_gs1
 from ..models import Lot
 from ..models.lot import LOT_STATUSES
 from ..pages import RecordPage
 from ..pagination import filter_status, paginate_entities
+from ..queries.common import record_id
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires

@@ -7,7 +7,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..forms import day_args
 from ..models import (
     Batch,
     BatchComponent,
@@ -24,7 +23,7 @@ from ..models import (
 from ..models.batch import BATCH_STATUSES
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from .audit import audit_history
-from .common import search_arg
+from .common import day_args, search_arg
 
 DAY_FILTERS = {"compounded_from": "Compounded from", "compounded_to": "Compounded to"}
 # The longest "beyond-use date within" window a list takes: ten years of hours.

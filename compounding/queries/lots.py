@@ -7,12 +7,11 @@ import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
-from ..forms import record_id
 from ..models import Batch, BatchComponent, Lot, LotStatus, StockMovement, User
 from ..models.lot import LOT_STATUSES
 from ..services.expiry import expired_clause, last_usable_day
 from .audit import audit_history
-from .common import contains, search_arg
+from .common import contains, record_id, search_arg
 
 LOT_SORTS = {
     "expiry": (Lot.expires_on.asc(), Lot.id.asc()),

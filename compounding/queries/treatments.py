@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased, contains_eager
 
 from ..extensions import db
-from ..forms import day_args, record_id
 from ..models import (
     AdverseEvent,
     Batch,
@@ -26,7 +25,7 @@ from ..models.patient import fold
 from ..permissions import PERMISSIONS
 from ..privacy import may_identify
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
-from .common import contains, search_arg
+from .common import contains, day_args, record_id, search_arg
 
 # --- patients ---------------------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..forms import apply_domain_error, record_id, submit
+from ..forms import apply_domain_error, submit
 from ..limits import PER_PAGE_DEFAULT
 from ..models import RecallStatus
 from ..pagination import page_arg, paginate_rows
 from ..privacy import note_access
 from ..queries import recalls as records
+from ..queries.common import record_id
 from ..security import requires
 from ..services import holds, inventory, recalls, trace
 from ..services.clock import utcnow
