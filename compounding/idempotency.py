@@ -38,6 +38,8 @@ KEEP_FOR = timedelta(hours=24)
 # (a killed worker, a lost database): its change never committed, since `done` is written
 # in the same transaction, so a repeat may take the key over rather than wait out 24 hours.
 LEASE = timedelta(minutes=5)
+# The width of idempotency_keys.response_location.
+LOCATION_MAX = 2000
 KEY_PATTERN = re.compile(rf"[A-Za-z0-9._:~+/=-]{{8,{MAX_KEY_LENGTH}}}")
 KEY_RULE = f"8 to {MAX_KEY_LENGTH} characters: letters, digits and . _ : ~ + / = -"
 # Signing in or out twice changes nothing worth guarding, and must work from any stale page.
@@ -241,7 +243,8 @@ def _answer_of(held: Claim, response) -> dict:
         body = {"error": "The request was saved, but its answer was lost; look the record up.", "details": None}
         return {"response_status": 500, "response_type": "application/json", "response_body": json.dumps(body)}
     values = {"response_status": response.status_code, "response_type": response.mimetype,
-              "response_location": (response.location or None) and response.location[:2000]}
+              # Our own redirects are short; the column's width bounds a pathological one.
+              "response_location": (response.location or None) and response.location[:LOCATION_MAX]}
     # Forms replay by leading to the page the first submission led to; pages are not kept.
     if held.kind == "api" and not response.is_streamed:
         values["response_body"] = response.get_data(as_text=True)

@@ -167,7 +167,7 @@ def load_lot(lot_id: int) -> Lot:
 def refuse_if_held(kind: str, item) -> None:
     """No label for held stock: a fresh label would make it look usable."""
     held = hold_texts(kind, item.id)
-    if held or item.status == "on_hold":
+    if held or item.status in (LotStatus.ON_HOLD, BatchStatus.ON_HOLD):
         raise InvalidState(f"{item.code} is on hold ({'; '.join(held) or 'hold'}): no label is printed until a "
                            "pharmacist releases every hold.", details={"holds": held})
 

@@ -42,13 +42,17 @@ def ingredient_create():
     return render_template("ingredients/form.html", form=form, ingredient=None), 422 if form.errors else 200
 
 
+# An ingredient's page lists its lots below the ingredient itself: a shorter page than the lot list.
+INGREDIENT_LOTS_PER_PAGE = 25
+
+
 @bp.route("/<int:ingredient_id>")
 @requires("ingredients.read")
 def ingredient_detail(ingredient_id: int):
     ingredient = db.get_or_404(Ingredient, ingredient_id)
     overview = db.session.execute(ingredient_row_query(ingredient_id)).one()
     lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")), Lot.id,
-                             per_page=25)
+                             per_page=INGREDIENT_LOTS_PER_PAGE)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,
                            lots=lots)
 

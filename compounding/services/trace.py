@@ -35,6 +35,8 @@ from .errors import NotFound
 
 # Rows of each list on one page of a trace or a recall's scope (a trace shows more than a list page).
 TRACE_PER_PAGE = 100
+# The most rows of each list one page of a trace may ask for (the API's per_page).
+TRACE_PER_PAGE_MAX = 500
 CHUNK = 2_000  # rows read at a time when every row is asked for
 
 

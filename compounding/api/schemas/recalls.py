@@ -9,7 +9,7 @@ from ...models.treatment import VOID_CODES
 from ...pagination import MAX_PAGE
 from ...privacy import withhold_identity
 from ...queries.recalls import split_codes, trace_counts
-from ...services.trace import TRACE_PER_PAGE
+from ...services.trace import TRACE_PER_PAGE, TRACE_PER_PAGE_MAX
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity, reason_text, signature
 from .lots import LotRefSchema, LotStockSchema
@@ -114,7 +114,7 @@ class ScopePageSchema(Schema):
         unknown = EXCLUDE
 
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
-    per_page = fields.Integer(load_default=TRACE_PER_PAGE, validate=validate.Range(min=1, max=500),
+    per_page = fields.Integer(load_default=TRACE_PER_PAGE, validate=validate.Range(min=1, max=TRACE_PER_PAGE_MAX),
                               metadata={"description": "Rows of each list per page"})
 
 
