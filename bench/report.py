@@ -103,4 +103,7 @@ def write_report(results: Path, out: Path) -> None:
             lines += ["", f"Audit workbook benchmark (bench.bench_export, exit {r['export']['returncode']}, "
                       f"{r['export']['seconds']} s):", "", "```", *r["export"]["output"], "```"]
         lines.append("")
+    comparisons = results.parent / "COMPARISONS.md"
+    if comparisons.exists():  # hand-written before/after figures of changes that promise "no slower"
+        lines += [comparisons.read_text().rstrip(), ""]
     out.write_text("\n".join(lines))
