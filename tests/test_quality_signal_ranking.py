@@ -1,6 +1,6 @@
 """Quality signals against a brute-force ranking of every batch and lot, on random data.
 
-`trace.quality_signals` reads only the batches and lots the adverse events touch, and counts a
+`signals.quality_signals` reads only the batches and lots the adverse events touch, and counts a
 lot's sessions only when the lot can still be flagged (a severe event, or at least the minimum
 number of events) and could still rank among the first `limit` (its rate is bounded by its
 busiest batch's). Here the same ranking is computed the slow way, over all rows, and the two
@@ -28,7 +28,7 @@ from compounding.models import (
 )
 from compounding.models.treatment import ADVERSE_EVENT_TYPES, SEVERE_EVENT_TYPES
 from compounding.services.clock import utcnow
-from compounding.services.trace import Signal, quality_signals
+from compounding.services.signals import Signal, quality_signals
 
 SEEDS = range(20)
 ROUNDS = 6  # random worlds per seed, on the same lots

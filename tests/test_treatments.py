@@ -9,7 +9,7 @@ from testkit import PASSWORD, age_batch
 
 from compounding.extensions import db
 from compounding.models import Batch, Formula, Lot, RecallContact, SessionUse, TreatmentSession
-from compounding.services import batches, recalls, trace, treatments, voids
+from compounding.services import batches, recalls, signals, trace, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
 from compounding.services.ledger import ledger_balance
 
@@ -163,9 +163,9 @@ def test_tracing_a_batch_lists_its_lots_upstream(technician, make_batch):
 def test_a_severe_event_flags_the_batch_and_its_lots(practitioner, make_batch, make_patient):
     batch = make_batch()
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
-    assert trace.quality_signals() == []
+    assert signals.quality_signals() == []
     treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="moderate")
-    flagged = {(s.kind, s.code) for s in trace.quality_signals()}
+    flagged = {(s.kind, s.code) for s in signals.quality_signals()}
     assert ("batch", batch.code) in flagged
     assert len([kind for kind, _ in flagged if kind == "lot"]) == 2
 
@@ -176,9 +176,9 @@ def test_mild_events_flag_only_above_the_rate_threshold_with_at_least_two_events
     sessions = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
                 for _ in range(30)]
     treatments.record_adverse_event(practitioner, session_id=sessions[0].id, type="redness", severity="mild")
-    assert trace.quality_signals() == []  # one event: below the minimum count
+    assert signals.quality_signals() == []  # one event: below the minimum count
     treatments.record_adverse_event(practitioner, session_id=sessions[1].id, type="bruising", severity="mild")
-    assert [s.code for s in trace.quality_signals() if s.kind == "batch"] == [batch.code]  # 2/30 > 5 %
+    assert [s.code for s in signals.quality_signals() if s.kind == "batch"] == [batch.code]  # 2/30 > 5 %
 
 
 def test_a_shorter_list_of_quality_signals_is_the_head_of_the_full_list(practitioner, make_batch, make_patient):
@@ -193,11 +193,11 @@ def test_a_shorter_list_of_quality_signals_is_the_head_of_the_full_list(practiti
         alone = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
                  for _ in range(3)]
         treatments.record_adverse_event(practitioner, session_id=alone[0].id, type="necrosis", severity="severe")
-    full = trace.quality_signals(limit=100)
+    full = signals.quality_signals(limit=100)
     assert [(s.kind, s.sessions) for s in full] == [("batch", 2)] * 2 + [("lot", 2)] * 2 + [("batch", 3)] * 2 + [
         ("lot", 3)] * 4
     for limit in range(1, len(full) + 1):
-        assert trace.quality_signals(limit=limit) == full[:limit]
+        assert signals.quality_signals(limit=limit) == full[:limit]
 
 
 def test_a_voided_session_stays_in_the_trace_flagged(practitioner, make_batch, make_patient):
@@ -225,9 +225,9 @@ def test_adverse_event_counts_are_given_per_batch_and_per_lot(practitioner, make
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
     treatments.record_adverse_event(practitioner, session_id=session_row.id, type="necrosis", severity="severe")
     treatments.record_adverse_event(practitioner, session_id=session_row.id, type="pain", severity="mild")
-    assert trace.adverse_event_counts("batch", [batch.id]) == {batch.id: (2, 1)}
+    assert signals.adverse_event_counts("batch", [batch.id]) == {batch.id: (2, 1)}
     lot_ids = [row.id for row in trace.trace_batch(batch.id).lots]
-    assert trace.adverse_event_counts("lot", lot_ids) == {lot_id: (2, 1) for lot_id in lot_ids}
+    assert signals.adverse_event_counts("lot", lot_ids) == {lot_id: (2, 1) for lot_id in lot_ids}
 
 
 def test_batch_and_lot_pages_show_their_adverse_events_and_link_to_the_trace(client, as_role, practitioner,

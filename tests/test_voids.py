@@ -8,7 +8,7 @@ from testkit import PASSWORD, audit_rows, sign_in
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, RecallContact, SessionUse, Signature, TreatmentSession
-from compounding.services import batches, recalls, trace, treatments, voids
+from compounding.services import batches, recalls, signals, treatments, voids
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from compounding.services.ledger import ledger_balance
 
@@ -51,13 +51,13 @@ def test_voiding_the_session_that_carried_an_infection_keeps_the_severe_count_in
     batch = make_batch()
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch)])
     treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="severe")
-    before = {(s.kind, s.code): s.severe for s in trace.quality_signals()}
+    before = {(s.kind, s.code): s.severe for s in signals.quality_signals()}
     assert before[("batch", batch.code)] == 1
     voids.void_session(pharmacist, session_row.id, reason_code="duplicate", reason="recorded twice",
                        password=PASSWORD)
-    after = {(s.kind, s.code): s.severe for s in trace.quality_signals()}
+    after = {(s.kind, s.code): s.severe for s in signals.quality_signals()}
     assert after == before
-    assert trace.adverse_event_counts("batch", [batch.id]) == {batch.id: (1, 1)}
+    assert signals.adverse_event_counts("batch", [batch.id]) == {batch.id: (1, 1)}
 
 
 # --- reason codes, 409, signatures ---------------------------------------------------------------------
@@ -252,7 +252,7 @@ def test_correcting_the_patient_moves_the_adverse_events_to_the_right_patient_on
     assert db.session.get(AdverseEvent, event.id).session_id == new.id
     moved = audit_rows("session.patient_corrected")[-1]
     assert moved.old_values["session_id"] == old.id and moved.new_values["adverse_events_moved"] == [event.id]
-    [signal] = [s for s in trace.quality_signals() if s.kind == "batch"]
+    [signal] = [s for s in signals.quality_signals() if s.kind == "batch"]
     assert (signal.id, signal.events, signal.severe) == (recalled["batch"].id, 1, 1)
     sign_in(client, pharmacist)
     right_page = client.get(f"/treatments/patients/{right.id}").get_data(as_text=True)

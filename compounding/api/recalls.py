@@ -8,6 +8,7 @@ from ..pagination import page_arg, paginate_rows, per_page_arg
 from ..privacy import note_access
 from ..queries import recalls as records
 from ..services import recalls, trace
+from ..services.signals import quality_signals
 from .schemas.recalls import (
     BatchTraceSchema,
     LotTraceSchema,
@@ -61,7 +62,7 @@ def trace_batch(batch_id: int):
        response=QualitySignalSchema, many=True)
 def quality_signal_list():
     page, per_page = page_arg(), per_page_arg()
-    signals = trace.quality_signals(limit=10_000)
+    signals = quality_signals(limit=10_000)
     recall_ids = records.open_recall_ids()
     items = [{**vars(s), "rate": f"{s.rate:.4f}", "open_recall_id": recall_ids.get((s.kind, s.id))}
              for s in signals[(page - 1) * per_page:page * per_page]]

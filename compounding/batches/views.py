@@ -20,8 +20,8 @@ from ..security import requires
 from ..services import batches, holds
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
+from ..services.signals import adverse_event_counts
 from ..services.signatures import signatures_for
-from ..services.trace import adverse_event_counts
 from .forms import CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")

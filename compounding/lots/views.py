@@ -16,8 +16,8 @@ from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires
 from ..services import holds, inventory
 from ..services.errors import DomainError, NotFound
+from ..services.signals import adverse_event_counts
 from ..services.signatures import signatures_for
-from ..services.trace import adverse_event_counts
 from .forms import AdjustForm, ReceiveLotForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")

@@ -14,7 +14,7 @@ from ..queries.recalls import open_recall_count, open_recall_ids
 from ..security import public, requires
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
-from ..services.trace import quality_signals
+from ..services.signals import quality_signals
 
 bp = Blueprint("main", __name__)
 

@@ -14,7 +14,7 @@ from ..security import requires
 from ..services import holds, inventory, recalls, trace
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
-from ..services.trace import adverse_event_counts
+from ..services.signals import adverse_event_counts
 from .forms import CloseRecallForm, ContactForm, OpenRecallForm, QuarantineForm
 
 bp = Blueprint("recalls", __name__)

@@ -276,7 +276,7 @@ class RecallQuerySchema(Schema):
 
 
 class QualitySignalSchema(Schema):
-    """A batch or lot flagged by its adverse events (services.trace.quality_signals)."""
+    """A batch or lot flagged by its adverse events (services.signals.quality_signals)."""
 
     kind = fields.String(metadata={"enum": ["batch", "lot"]})
     id = fields.Integer()
