@@ -20,7 +20,7 @@ from .models import (
     TreatmentSession,
     User,
 )
-from .services import batches, formulas, inventory, recalls, treatments, users
+from .services import batches, formulas, ingredients, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
 from .services.passwords import DEMO_PASSWORD
 
@@ -60,7 +60,7 @@ def _seed_ingredients() -> Iterator[str]:
     for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
         if db.session.scalar(sa.select(Ingredient.id).where(Ingredient.name == name)):
             continue
-        inventory.create_ingredient(pharmacist, {
+        ingredients.create_ingredient(pharmacist, {
             "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
             "reorder_level": Decimal(reorder), "gtins": [gtin]})
         yield f"  ingredient {name}"

@@ -96,7 +96,7 @@ def technician(make_user):
 @pytest.fixture
 def make_ingredient(app, make_user):
     """Create an ingredient through the real service (a pharmacist owns it)."""
-    from compounding.services import inventory
+    from compounding.services import ingredients
 
     counter = {"n": 0}
     owner = {}
@@ -108,7 +108,7 @@ def make_ingredient(app, make_user):
         data = {"name": f"Ingredient {counter['n']}", "kind": "active", "unit": "mL",
                 "strength": "10 mg/mL", "storage": "fridge", "reorder_level": "0", "gtins": []}
         data.update(overrides)
-        return inventory.create_ingredient(owner["user"], data)
+        return ingredients.create_ingredient(owner["user"], data)
 
     return make
 

@@ -11,7 +11,7 @@ from testkit import PASSWORD, QueryCounter, sign_in_session
 from compounding.errors import CONFLICT_MESSAGE
 from compounding.extensions import db
 from compounding.models import AuditEvent, Batch, Ingredient, Lot, Signature, StockMovement, User
-from compounding.services import batches, inventory
+from compounding.services import batches, ingredients
 from compounding.services.audit import verify_chain
 from compounding.services.clock import clinic_today, utcnow
 from compounding.services.errors import InsufficientStock
@@ -525,7 +525,7 @@ def test_a_duplicate_refused_by_the_database_shows_the_conflict_page(client, mak
                                                                      monkeypatch):
     make_ingredient(name="Biotin")
     # As if a colleague had saved "Biotin" between the service's check and our insert.
-    monkeypatch.setattr(inventory, "_check_ingredient_fields", lambda data, ingredient=None: [])
+    monkeypatch.setattr(ingredients, "_check_ingredient_fields", lambda data, ingredient=None: [])
     sign_in_session(client, make_user("pharmacist"))
     before = db.session.scalar(sa.select(sa.func.count()).select_from(Ingredient))
     response = client.post("/ingredients/new", data={"name": "Biotin", "kind": "active", "unit": "mg",

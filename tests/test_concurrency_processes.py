@@ -23,7 +23,7 @@ from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, stop_pr
 from compounding import create_app
 from compounding.extensions import db
 from compounding.models import Batch, Lot, StockMovement
-from compounding.services import audit, batches, formulas, inventory, treatments, users
+from compounding.services import audit, batches, formulas, ingredients, inventory, treatments, users
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
@@ -120,7 +120,7 @@ def _setup_formula():
                                  password=PASSWORD)
     technician = users.create_user(None, username="tech", display_name="Tech", role="technician",
                                    password=PASSWORD)
-    active = inventory.create_ingredient(pharmacist, {"name": "Biotin", "kind": "active", "unit": "mL",
+    active = ingredients.create_ingredient(pharmacist, {"name": "Biotin", "kind": "active", "unit": "mL",
                                                       "storage": "room", "gtins": []})
     formula = formulas.create_formula(pharmacist, {
         "code": "HAIR", "name": "Hair", "indication": "hair_loss", "route": "intradermal",

@@ -21,7 +21,7 @@ from compounding.models import (
     TreatmentSession,
     User,
 )
-from compounding.services import audit, batches, inventory
+from compounding.services import audit, batches, ingredients, inventory
 
 TINY = ["--lots", "30", "--batches", "60", "--sessions", "200", "--patients", "50"]
 
@@ -123,7 +123,7 @@ def test_seed_scale_appends_to_its_own_data_and_the_chain_still_verifies(runner)
 @pytest.mark.parametrize("force", [False, True])
 def test_seed_scale_refuses_a_clinic_database_unless_forced(runner, make_user, force):
     technician = make_user("technician")
-    ingredient = inventory.create_ingredient(make_user("pharmacist"), {
+    ingredient = ingredients.create_ingredient(make_user("pharmacist"), {
         "name": "Biotin", "kind": "active", "unit": "mL", "storage": "room"})
     inventory.receive_lot(technician, ingredient_id=ingredient.id, supplier="TrichoSource Ltd",
                           supplier_lot_number="BT-1", expires_on=date(2099, 1, 31), quantity="40")

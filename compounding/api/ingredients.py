@@ -8,7 +8,7 @@ from ..extensions import db
 from ..models import Ingredient
 from ..pagination import paginate_rows, per_page_arg
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
-from ..services import inventory
+from ..services import ingredients
 from .schemas.ingredients import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
 from .views import answer_one, json_body, load, page_answer, route
 
@@ -41,7 +41,7 @@ def ingredient_list():
 def ingredient_create():
     data = load(IngredientSchema, json_body())
     data["gtins"] = data.pop("gtin_list")
-    ingredient = inventory.create_ingredient(current_user, data)
+    ingredient = ingredients.create_ingredient(current_user, data)
     return _answer(ingredient.id, 201)
 
 
@@ -61,5 +61,5 @@ def ingredient_update(ingredient_id: int):
             "strength": ingredient.strength, "storage": ingredient.storage,
             "gtins": ingredient.gtin_list, "reorder_level": ingredient.reorder_level,
             "active": ingredient.active, **changes}
-    inventory.update_ingredient(current_user, ingredient, data)
+    ingredients.update_ingredient(current_user, ingredient, data)
     return _answer(ingredient_id)

@@ -10,7 +10,7 @@ from ..pagination import filter_status, paginate_entities, paginate_rows
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..queries.lots import LotFilters, lot_list_query
 from ..security import requires
-from ..services import inventory
+from ..services import ingredients
 from ..services.errors import DomainError
 from .forms import IngredientForm
 
@@ -33,7 +33,7 @@ def ingredient_create():
     form = IngredientForm()
     if form.validate_on_submit():
         try:
-            ingredient = inventory.create_ingredient(current_user, form.data_for_service())
+            ingredient = ingredients.create_ingredient(current_user, form.data_for_service())
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:
@@ -66,7 +66,7 @@ def ingredient_edit(ingredient_id: int):
         form.gtins.data = "\n".join(ingredient.gtin_list)
     if form.validate_on_submit():
         try:
-            inventory.update_ingredient(current_user, ingredient, form.data_for_service())
+            ingredients.update_ingredient(current_user, ingredient, form.data_for_service())
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:

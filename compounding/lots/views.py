@@ -14,7 +14,7 @@ from ..queries.common import record_id
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..security import requires
-from ..services import holds, inventory
+from ..services import holds, ingredients, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signals import adverse_event_counts
 from ..services.signatures import signatures_for
@@ -76,7 +76,7 @@ def _prefill_from_scan(form: ReceiveLotForm, args) -> str | None:
                   "expiry_date": data.expiry_date.isoformat() if data.expiry_date else None,
                   "ingredient_id": None}
     if values["gtin"] and not values["ingredient_id"]:
-        ingredient = inventory.ingredient_by_gtin(values["gtin"])
+        ingredient = ingredients.ingredient_by_gtin(values["gtin"])
         values["ingredient_id"] = ingredient.id if ingredient else None
         if ingredient is None and args.get("scan"):
             return f"No ingredient has GTIN {values['gtin']}: choose the ingredient (and add the GTIN to it)."

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from ..demo import DEMO_INGREDIENTS, DEMO_USERS
 from ..extensions import db
 from ..models import Batch, Formula, FormulaStatus, Ingredient, Lot, TreatmentSession, User
-from ..services import formulas, inventory, users
+from ..services import formulas, ingredients, users
 from ..services.bud import bud_duration
 from .spec import _INSTRUCTIONS, SCALE_FORMULAS, SCALE_PASSWORD, SCALE_USERS
 
@@ -26,8 +26,8 @@ def ensure_reference_rows() -> None:
     names = {n.lower() for n in db.session.scalars(sa.select(Ingredient.name))}
     for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
         if name.lower() not in names:
-            claimed = inventory.ingredient_by_gtin(gtin) is not None
-            inventory.create_ingredient(pharmacist, {
+            claimed = ingredients.ingredient_by_gtin(gtin) is not None
+            ingredients.create_ingredient(pharmacist, {
                 "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
                 "reorder_level": Decimal(reorder), "gtins": [] if claimed else [gtin]})
     ingredient_ids = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())

@@ -25,7 +25,8 @@ from .access import ensure_can
 from .clock import utcnow
 from .errors import DomainError, InvalidInput, InvalidState
 from .expiry import parse_expiry
-from .inventory import Receipt, check_quantity, normalise_gtin, receive_lot, validate_receipt
+from .ingredients import normalise_gtin
+from .inventory import Receipt, check_quantity, receive_lot, validate_receipt
 from .transaction import transactional
 
 MAX_IMPORT_ROWS = 2000
