@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, sign_in_session
+from testkit import PASSWORD, QueryCounter, run_at_once, sign_in_session
 
 from compounding.errors import CONFLICT_MESSAGE
 from compounding.extensions import db
@@ -486,13 +486,7 @@ def test_two_batches_racing_for_the_last_stock_of_a_lot_never_overdraw_it(app, m
                 db.session.rollback()
                 outcomes.append(("error", repr(exc)))
 
-    threads = [threading.Thread(target=compound, args=(user_id,)) for user_id in compounder_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
-    assert not any(thread.is_alive() for thread in threads)
+    run_at_once(compound, [(user_id,) for user_id in compounder_ids])  # fails if a thread hangs
     assert sorted(kind for kind, _ in outcomes) == ["made", "short"], outcomes
     db.session.expire_all()
     lot = db.session.get(Lot, lot_id)

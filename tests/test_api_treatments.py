@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from testkit import QueryCounter, age_batch, sign_in_session, spoil_batch
+from testkit import QueryCounter, age_batch, run_at_once, sign_in_session, spoil_batch
 
 from compounding.extensions import db
 from compounding.models import AdverseEvent, Batch, Patient, SessionUse, StockMovement, TreatmentSession, User
@@ -422,12 +422,7 @@ def _race(app, user_ids, work) -> list[tuple[str, str]]:
                 db.session.rollback()
                 outcomes.append(("error", repr(exc)))
 
-    threads = [threading.Thread(target=run, args=(user_id,)) for user_id in user_ids]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+    run_at_once(run, [(user_id,) for user_id in user_ids])
     return outcomes
 
 

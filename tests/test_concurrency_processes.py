@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, stop_process
+from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, run_at_once, stop_process
 
 from compounding import create_app
 from compounding.extensions import db
@@ -105,11 +105,7 @@ def _fire(port: int, requests: list[tuple[str, str, dict, dict]]) -> list[tuple[
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=one, args=(i, *request)) for i, request in enumerate(requests)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(90)
+    run_at_once(one, [(i, *request) for i, request in enumerate(requests)], timeout=90)
     return answers
 
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, reset_database, tool_missing
+from testkit import PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, reset_database, run_at_once, tool_missing
 
 from compounding import config, create_app
 from compounding.extensions import db
@@ -85,11 +85,7 @@ def test_simultaneous_wrong_passwords_are_each_counted_and_pause_the_account(thr
         start.wait()
         statuses.append(_login(client, "target", f"{WRONG}-{n}").status_code)
 
-    threads = [threading.Thread(target=guess, args=(n,)) for n in range(attempts_at_once)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_once(guess, [(n,) for n in range(attempts_at_once)])
 
     with threaded_app.app_context():
         assert statuses == [422] * attempts_at_once
@@ -241,11 +237,7 @@ def test_simultaneous_wrong_signatures_are_checked_one_at_a_time_and_pause_the_a
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=sign_wrong, args=(n,)) for n in range(attempts_at_once)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_once(sign_wrong, [(n,) for n in range(attempts_at_once)])
 
     with threaded_app.app_context():
         assert statuses == [403] * attempts_at_once

@@ -2,7 +2,7 @@
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, bearer
+from testkit import PASSWORD, bearer, run_at_once
 
 from compounding import config
 from compounding.extensions import db
@@ -137,11 +137,7 @@ def test_workers_starting_at_once_record_the_change_once(app):
             except Exception as exc:  # reported below: the test must not hang or hide it
                 outcomes.append(repr(exc))
 
-    threads = [threading.Thread(target=start) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    run_at_once(start, [()] * 4)
     assert sorted(outcomes, key=str) == [False, False, False, True], outcomes
     assert verify_chain().ok
 

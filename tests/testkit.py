@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import tempfile
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -388,3 +389,16 @@ def save_screenshot(page, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=target)
     return target
+
+
+def run_at_once(target, arguments, timeout: float = 60) -> None:
+    """Run `target(*args)` for each args tuple in its own thread, all started before any is awaited.
+
+    Fails the test if a thread is still running after `timeout` seconds (a lock never released).
+    """
+    threads = [threading.Thread(target=target, args=tuple(args)) for args in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a concurrent request did not finish"
