@@ -3,7 +3,7 @@
 from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
-from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus
+from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus, BatchTest
 from .counter import CodeCounter
 from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
 from .history import StatusChange
@@ -34,6 +34,7 @@ __all__ = [
     "AuthFailure",
     "Batch",
     "BatchComponent",
+    "BatchTest",
     "CodeCounter",
     "Formula",
     "FormulaComponent",

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from ..limits import SHORT_TEXT_MAX
 from ._common import one_of, transition, utcnow
-from .ingredient import Ingredient
+from .ingredient import STORAGE_CONDITIONS, Ingredient
 
 
 class FormulaStatus(StrEnum):
@@ -47,6 +47,7 @@ class Formula(db.Model):
         one_of("status", FORMULA_STATUSES, "status_known"),
         one_of("indication", INDICATIONS, "indication_known"),
         one_of("route", ROUTES, "route_known"),
+        one_of("storage", STORAGE_CONDITIONS, "storage_known"),
         sa.CheckConstraint("unit_volume_ml > 0", name="unit_volume_positive"),
         sa.CheckConstraint("bud_hours IS NULL OR bud_hours > 0", name="bud_hours_positive"),
     )
@@ -62,6 +63,7 @@ class Formula(db.Model):
     unit_volume_ml: Mapped[Decimal]
     instructions: Mapped[str] = mapped_column(sa.Text, default="")
     storage: Mapped[str] = mapped_column(sa.String(30), default="fridge")
+    protect_from_light: Mapped[bool] = mapped_column(default=False)
     bud_category: Mapped[str] = mapped_column(sa.String(60))
     bud_hours: Mapped[int | None]
     bud_reason: Mapped[str] = mapped_column(sa.Text, default="")
@@ -96,6 +98,8 @@ class FormulaComponent(db.Model):
     formula_id: Mapped[int] = mapped_column(sa.ForeignKey("formulas.id"), index=True)
     ingredient_id: Mapped[int] = mapped_column(sa.ForeignKey("ingredients.id"), index=True)
     quantity: Mapped[Decimal]  # per unit, in the ingredient's stock unit
+    # "To volume": the one diluent that fills the unit; its quantity is computed, never typed.
+    qs: Mapped[bool] = mapped_column(default=False)
     position: Mapped[int] = mapped_column(default=0)
 
     formula: Mapped[Formula] = relationship(back_populates="components")

@@ -12,7 +12,8 @@ from ._common import one_of, utcnow
 
 INGREDIENT_KINDS = ("active", "excipient", "diluent")
 STOCK_UNITS = ("mg", "g", "mL", "IU", "unit")
-STORAGE_CONDITIONS = ("room", "fridge", "freezer", "protect_from_light")
+# Storage is a temperature; light protection is a flag of its own (DESIGN 10.2).
+STORAGE_CONDITIONS = ("room", "fridge", "freezer")
 
 
 class Ingredient(db.Model):
@@ -30,6 +31,11 @@ class Ingredient(db.Model):
     unit: Mapped[str] = mapped_column(sa.String(10))
     strength: Mapped[str] = mapped_column(sa.String(60), default="")
     storage: Mapped[str] = mapped_column(sa.String(30), default="room")
+    protect_from_light: Mapped[bool] = mapped_column(default=False)
+    # Supplied sterile: the BUD categories that assume only sterile starting components check it.
+    sterile: Mapped[bool] = mapped_column(default=False)
+    # A pure vehicle (water for injection, sodium chloride 0.9 %): not a drug, so not named on a label.
+    vehicle: Mapped[bool] = mapped_column(default=False)
     reorder_level: Mapped[Decimal] = mapped_column(default=Decimal("0"))
     active: Mapped[bool] = mapped_column(default=True, index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -37,6 +37,12 @@ from .history import (
     transition,
 )
 from .ledger import move_batch, move_lot
+from .preparation import (
+    checked_preparation_start,
+    component_record,
+    ensure_immediate_use_limits,
+    tests_owed,
+)
 from .signatures import sign
 from .transaction import transactional
 
@@ -301,50 +307,63 @@ def _deviations(plan: CompoundingPlan, deviation_note: str) -> str:
     return "\n".join([*plan.deviations, deviation_note]) if plan.deviations or deviation_note else ""
 
 
-def _consume(actor: User, batch: Batch, plan: CompoundingPlan) -> None:
-    """One component row and one `consume` ledger row per planned lot; a lot emptied is depleted."""
+def _consume(actor: User, batch: Batch, plan: CompoundingPlan) -> list[BatchComponent]:
+    """One component row (with its copy) and one `consume` ledger row per planned lot; a lot emptied is depleted."""
+    ingredients = {c.ingredient_id: c.ingredient for c in plan.formula.components}
+    rows = []
     for planned in plan.components:
-        db.session.add(BatchComponent(batch_id=batch.id, lot_id=planned.lot.id, ingredient_id=planned.ingredient_id,
-                                      theoretical_quantity=planned.theoretical, quantity=planned.quantity,
-                                      scanned=planned.scanned))
+        rows.append(component_record(batch, planned, ingredients[planned.ingredient_id]))
+        db.session.add(rows[-1])
         move_lot(planned.lot, "consume", -planned.quantity, actor, reference_type="batch",
                  reference_id=batch.id, note=f"compounded into {batch.code}", occurred_at=batch.compounded_at)
         record_depletion(actor, planned.lot, f"consumed by {batch.code}", reference=f"batch {batch.id}",
                          at=batch.compounded_at)
+    return rows
 
 
 @transactional
 def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
-                   require_scan: bool = False, compounded_at: datetime | None = None) -> Batch:
-    """Make a batch: consume the lots (ledger rows), compute the BUD, status `prepared`."""
+                   require_scan: bool = False, compounded_at: datetime | None = None,
+                   preparation_started_at: datetime | None = None) -> Batch:
+    """Make a batch: consume the lots (ledger rows), copy them onto the record, compute the BUD, `prepared`.
+
+    The BUD clock starts when preparation started (default: now); immediate use is one unit
+    from at most three sterile products.
+    """
     ensure_can(actor, "batches.compound", "compound batches")
     formula = _formula_to_compound(formula_id)
     units = _checked_units(units)
     notes = checked_text(notes, "notes", NOTES_MAX)
     compounded_at = compounded_at or utcnow()
+    started_at = checked_preparation_start(preparation_started_at, compounded_at)
+    ensure_immediate_use_limits(formula, units)
     plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
     deviations = _deviations(plan, deviation_note)
     if require_scan:
         _ensure_scanned(plan, allocations)
     total_volume = formula.unit_volume_ml * units
-    bud = beyond_use_at(compounded_at, bud_duration(formula.bud_category, formula.storage, formula.bud_hours),
+    bud = beyond_use_at(started_at, bud_duration(formula.bud_category, formula.storage, formula.bud_hours),
                         [c.lot.expires_on for c in plan.components])
+    if bud <= compounded_at:
+        raise InvalidState("The beyond-use time counted from the start of preparation has already passed: "
+                           "this preparation cannot be recorded as usable.", field="preparation_started_at")
     batch = Batch(
         code=next_batch_code(compounded_at), formula_id=formula.id, units=units,
         total_volume_ml=total_volume, remaining_volume_ml=Decimal("0"), compounded_at=compounded_at,
         compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage, notes=notes, deviations=deviations,
-        status=BatchStatus.PREPARED,
+        status=BatchStatus.PREPARED, preparation_started_at=started_at, protect_from_light=formula.protect_from_light,
     )
     db.session.add(batch)
     db.session.flush()
     record_created(batch, actor, at=compounded_at, reason="compounded")
-    _consume(actor, batch, plan)
+    batch.required_tests = tests_owed(formula, _consume(actor, batch, plan))
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
                note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")
     audit.record(actor, "batch.compounded", "batch", batch.id, new={
         "code": batch.code, "formula": formula.label, "units": units, "total_volume_ml": total_volume,
-        "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION, "deviations": batch.deviations,
+        "preparation_started_at": started_at, "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION,
+        "required_tests": batch.required_tests, "deviations": batch.deviations,
         "components": [{"lot": c.lot.code, "quantity": c.quantity, "scanned": c.scanned}
                        for c in plan.components]})
     return batch
@@ -361,14 +380,21 @@ def _judging(actor: User, batch_id: int, doing: str) -> Batch:
 
 @transactional
 def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
-    """A pharmacist other than the compounder verifies with an e-signature: `released`."""
+    """A pharmacist other than the compounder verifies with an e-signature: `released`.
+
+    A batch whose BUD rests on tests goes `awaiting_tests` instead, unusable until each
+    required result is recorded (services.batch_tests).
+    """
     ensure_can(actor, "batches.verify", "verify batches")
     batch = _judging(actor, batch_id, "verify")
     ensure_transition(batch, "verify")
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
-    signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")
+    if batch.tests_required:
+        signed_into_use(actor, batch, "await_tests", "batch.awaiting_tests", BATCH_FIELDS, stamp="verified")
+    else:
+        signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")
     return batch
 
 

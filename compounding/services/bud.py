@@ -80,3 +80,39 @@ def beyond_use_at(compounded_at: datetime, duration: timedelta, component_expiri
     if earliest is not None and earliest <= (compounded_at + duration).date() + timedelta(days=1):
         candidates.append(end_of_clinic_day(earliest, zone))
     return min(candidates)
+
+
+# Categories whose duration rests on a passed sterility test (the batch waits for the result).
+TESTED_CATEGORIES = frozenset({
+    "category_2_aseptic_sterility_tested", "category_2_terminal_sterility_tested",
+    "category_3_aseptic_tested", "category_3_terminal_tested",
+})
+# Categories that assume every starting component is sterile.
+STERILE_ONLY_CATEGORIES = frozenset({"category_2_aseptic_sterile_components"})
+IMMEDIATE_USE = "immediate_use"
+# USP <797> immediate use: one unit, from at most three sterile products, given within 4 h of the start.
+IMMEDIATE_USE_MAX_PRODUCTS = 3
+IMMEDIATE_USE_UNITS = 1
+# A compendial (USP <71>) sterility test reads its result no earlier than 14 days after sampling.
+COMPENDIAL_STERILITY_DAYS = 14
+
+
+def required_tests(category: str, all_sterile: bool) -> tuple[str, ...]:
+    """The tests a batch of `category` owes before use: sterility, plus endotoxins when a component was non-sterile."""
+    if category not in TESTED_CATEGORIES:
+        return ()
+    return ("sterility",) if all_sterile else ("sterility", "endotoxin")
+
+
+def immediate_use_refusals(units: int | None, products: list[tuple[str, bool]]) -> list[str]:
+    """Why an immediate-use preparation breaks its limits; `products` is (name, sterile) per component."""
+    reasons = []
+    if units is not None and units != IMMEDIATE_USE_UNITS:
+        reasons.append(f"immediate use is one unit at a time ({units} asked)")
+    if len(products) > IMMEDIATE_USE_MAX_PRODUCTS:
+        reasons.append(f"immediate use takes at most {IMMEDIATE_USE_MAX_PRODUCTS} sterile products "
+                       f"({len(products)} components)")
+    unsterile = [name for name, sterile in products if not sterile]
+    if unsterile:
+        reasons.append("immediate use takes sterile products only: " + ", ".join(unsterile) + " is not sterile")
+    return reasons

@@ -22,13 +22,14 @@ from .clock import utcnow
 from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
 from .history import ensure_transition
+from .ingredients import with_light_as_flag
 from .inventory import check_quantity
 from .lookup import fetch
 from .signatures import sign
 from .transaction import transactional
 
 FORMULA_FIELDS = ("code", "version", "name", "indication", "route", "dosage_form", "unit_label",
-                  "unit_volume_ml", "instructions", "storage", "bud_category", "bud_hours",
+                  "unit_volume_ml", "instructions", "storage", "protect_from_light", "bud_category", "bud_hours",
                   "bud_reason", "status")
 # What the audit rows of a status change show.
 STATUS = ("status",)
@@ -127,8 +128,10 @@ def _checked_components(rows) -> list:
 
 def _checked(data: dict) -> dict:
     """Check a formula's fields and components; return clean values (nothing is written)."""
+    data = with_light_as_flag(data)
     clean = _checked_texts(data)
     clean.update(_checked_choices(data))
+    clean["protect_from_light"] = bool(data.get("protect_from_light"))
     clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
     clean["bud_hours"] = _checked_bud_hours(data, clean)
     clean["components"] = _checked_components(data.get("components") or [])

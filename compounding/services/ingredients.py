@@ -15,7 +15,22 @@ from .errors import InvalidInput, InvalidState
 from .lookup import fetch
 from .transaction import transactional
 
-INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "reorder_level", "active")
+INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "protect_from_light", "sterile", "vehicle",
+                     "reorder_level", "active")
+# Yes/no attributes: a change that leaves one out keeps its value.
+FLAGS = ("protect_from_light", "sterile", "vehicle")
+
+
+def with_light_as_flag(data: dict) -> dict:
+    """The first tranche's storage `protect_from_light` read as room temperature + the flag."""
+    if data.get("storage") == "protect_from_light":
+        return {**data, "storage": "room", "protect_from_light": True}
+    return data
+
+
+def _flags(data: dict, ingredient: Ingredient | None = None) -> dict:
+    return {flag: bool(data[flag]) if data.get(flag) is not None else bool(getattr(ingredient, flag, False))
+            for flag in FLAGS}
 
 
 def gtin_is_valid(gtin: str) -> bool:
@@ -71,12 +86,13 @@ def _check_ingredient_fields(data: dict, ingredient: Ingredient | None = None) -
 def create_ingredient(actor: User, data: dict) -> Ingredient:
     """Add a raw material. Names are unique (case-insensitive); GTINs are valid and unclaimed."""
     ensure_can(actor, "ingredients.write", "create ingredients")
+    data = with_light_as_flag(data)
     gtins = _check_ingredient_fields(data)
     ingredient = Ingredient(
         name=data["name"].strip(), kind=data["kind"], unit=data["unit"],
         strength=(data.get("strength") or "").strip(), storage=data["storage"],
         reorder_level=Decimal(str(data.get("reorder_level") or "0")),
-        gtins=[IngredientGtin(gtin=g) for g in gtins],
+        gtins=[IngredientGtin(gtin=g) for g in gtins], **_flags(data),
     )
     db.session.add(ingredient)
     db.session.flush()
@@ -88,6 +104,7 @@ def create_ingredient(actor: User, data: dict) -> Ingredient:
 def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingredient:
     """Edit an ingredient. Its unit cannot change once lots exist (quantities would lie)."""
     ensure_can(actor, "ingredients.write", "edit ingredients")
+    data = with_light_as_flag(data)
     gtins = _check_ingredient_fields(data, ingredient)
     if data["unit"] != ingredient.unit and db.session.scalar(
         sa.select(Lot.id).where(Lot.ingredient_id == ingredient.id).limit(1)
@@ -100,6 +117,8 @@ def update_ingredient(actor: User, ingredient: Ingredient, data: dict) -> Ingred
         ingredient.unit = data["unit"]
         ingredient.strength = (data.get("strength") or "").strip()
         ingredient.storage = data["storage"]
+        for flag, value in _flags(data, ingredient).items():
+            setattr(ingredient, flag, value)
         ingredient.reorder_level = Decimal(str(data.get("reorder_level") or "0"))
         if "active" in data and data["active"] is not None:
             ingredient.active = bool(data["active"])
