@@ -105,8 +105,9 @@ def make_ingredient(app, make_user):
         counter["n"] += 1
         if "user" not in owner:
             owner["user"] = make_user("pharmacist", username=f"ingredient-owner-{id(counter)}")
+        # Sterile by default: the default formula category assumes only sterile starting components.
         data = {"name": f"Ingredient {counter['n']}", "kind": "active", "unit": "mL",
-                "strength": "10 mg/mL", "storage": "fridge", "reorder_level": "0", "gtins": []}
+                "strength": "10 mg/mL", "storage": "fridge", "sterile": True, "reorder_level": "0", "gtins": []}
         data.update(overrides)
         return ingredients.create_ingredient(owner["user"], data)
 

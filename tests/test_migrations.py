@@ -178,3 +178,53 @@ def test_a_downgrade_and_upgrade_again_keeps_keyed_rows_keyed(empty_database_url
         flask_migrate.downgrade(directory=migrate.directory, revision="b1a0d5e70001")
         flask_migrate.upgrade(directory=migrate.directory)
         assert audit.verify_chain().ok and audit.verify_chain().checked == 1
+
+
+# --- batch records that tell the truth -----------------------------------------
+
+
+def test_the_upgrade_copies_each_component_as_its_ingredient_was_when_the_batch_was_made(empty_database_url):
+    from compounding.demo import seed_demo
+    from compounding.models import BatchComponent, User
+    from compounding.services import ingredients
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo():
+            pass
+        component = db.session.scalars(sa.select(BatchComponent).order_by(BatchComponent.id)).first()
+        ingredient = db.session.get(Ingredient, component.ingredient_id)
+        made_with = (ingredient.name, ingredient.strength)
+        pharmacist = db.session.scalar(sa.select(User).where(User.role == "pharmacist"))
+        data = {"name": ingredient.name + " (new supplier)", "kind": ingredient.kind, "unit": ingredient.unit,
+                "strength": "999 mg/mL", "storage": ingredient.storage}
+        ingredients.update_ingredient(pharmacist, ingredient, data)
+        component_id, ingredient_id = component.id, ingredient.id
+        db.session.remove()
+        # Back to before the copy (the light flag becomes the old storage value again), then forward.
+        flask_migrate.downgrade(directory=migrate.directory, revision="c2b0e1a00001")
+        with db.engine.connect() as connection:
+            old_storage = set(connection.execute(sa.text("SELECT storage FROM ingredients")).scalars())
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory)
+        copied = db.session.get(BatchComponent, component_id)
+        assert (copied.ingredient_name, copied.ingredient_strength) == made_with
+        assert db.session.get(Ingredient, ingredient_id).strength == "999 mg/mL"
+        assert copied.lot_code and copied.lot_expires_on and copied.ingredient_unit
+    assert "protect_from_light" in old_storage
+
+
+def test_the_upgrade_turns_light_protection_storage_into_room_temperature_and_the_flag(empty_database_url):
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory, revision="c2b0e1a00001")
+        with db.engine.begin() as connection:
+            connection.execute(sa.text(
+                "INSERT INTO ingredients (name, kind, unit, strength, storage, reorder_level, active, created_at) "
+                "VALUES ('Ascorbic acid', 'active', 'mL', '100 mg/mL', 'protect_from_light', 0, true, "
+                "'2026-01-01 00:00:00'), ('Sodium chloride 0.9 %', 'diluent', 'mL', '0.9 %', 'room', 0, true, "
+                "'2026-01-01 00:00:00')"))
+        flask_migrate.upgrade(directory=migrate.directory)
+        rows = {i.name: i for i in db.session.scalars(sa.select(Ingredient))}
+    vitamin_c, saline = rows["Ascorbic acid"], rows["Sodium chloride 0.9 %"]
+    assert (vitamin_c.storage, vitamin_c.protect_from_light, vitamin_c.vehicle) == ("room", True, False)
+    assert (saline.storage, saline.protect_from_light, saline.vehicle) == ("room", False, True)

@@ -333,3 +333,28 @@ def test_a_recall_workbook_gives_each_patient_with_their_contact(clinic):
     cover = {row[0].value: row[1].value for row in wb["Recall"].iter_rows() if row[0].value}
     assert cover["Reason"] == "=HYPERLINK(\"http://x\")" and cover["Patients with an outcome"] == "1 of 1"
     assert patient["Outcome"].value == "reached" and patient["Voided sessions"].value == 0
+
+
+def test_the_batch_sheets_show_the_record_as_made_not_the_ingredient_as_edited_later(
+        app, make_formula, make_lot, make_batch, pharmacist):
+    from compounding.services import ingredients
+
+    formula = make_formula()
+    for component in formula.components:
+        make_lot(component.ingredient, quantity="1000")
+    batch = make_batch(formula)
+    first = formula.components[0].ingredient
+    made_as = (first.name, first.strength)
+    ingredients.update_ingredient(pharmacist, first, {"name": "Renamed later", "kind": first.kind,
+                                                      "unit": first.unit, "strength": "999 mg/mL",
+                                                      "storage": first.storage})
+    wb, _ = build_audit()
+    rows = [r for r in table(wb["Batch components"]) if r["Batch code"].value == batch.code]
+    assert made_as in {(r["Ingredient"].value, r["Strength"].value) for r in rows}
+    assert "Renamed later" not in {r["Ingredient"].value for r in rows}
+    sheet = next(r for r in table(wb["Batches"]) if r["Batch code"].value == batch.code)
+    # The last usable minute, as the label prints it: one minute before the stored exclusive instant.
+    use_by = sheet["Use by (Europe/London)"].value
+    expected = (batch.beyond_use_at - timedelta(minutes=1)).astimezone(ZoneInfo("Europe/London"))
+    assert abs(use_by - expected.replace(tzinfo=None)) < timedelta(seconds=1)
+    assert sheet["Protect from light"].value == "no" and sheet["Required tests"].value in ("", None)

@@ -21,7 +21,6 @@ from ..models import (
     Batch,
     BatchComponent,
     Formula,
-    Ingredient,
     Lot,
     Patient,
     SessionUse,
@@ -263,14 +262,16 @@ def trace_batch(batch_id: int, page: int = 1, per_page: int | None = TRACE_PER_P
     if batch is None:
         raise NotFound("There is no such batch.")
     trace = Trace(batch=batch, page=page, per_page=per_page)
+    # Names, codes and expiries from the copy on the batch record; the lot's status as it stands now.
+    copy = BatchComponent
     trace.lots = db.session.execute(
-        sa.select(Lot.id, Lot.code, Lot.status, Lot.supplier, Lot.supplier_lot_number, Lot.expires_on,
-                  Ingredient.name.label("ingredient_name"), Ingredient.unit,
-                  sa.func.sum(BatchComponent.quantity).label("quantity"))
-        .join(BatchComponent, BatchComponent.lot_id == Lot.id).join(Ingredient, Ingredient.id == Lot.ingredient_id)
-        .where(BatchComponent.batch_id == batch_id)
-        .group_by(Lot.id, Lot.code, Lot.status, Lot.supplier, Lot.supplier_lot_number, Lot.expires_on,
-                  Ingredient.name, Ingredient.unit)
-        .order_by(Ingredient.name, Lot.code)).all()
+        sa.select(Lot.id, copy.lot_code.label("code"), Lot.status, Lot.supplier, copy.supplier_lot_number,
+                  copy.lot_expires_on.label("expires_on"), copy.ingredient_name,
+                  copy.ingredient_unit.label("unit"), sa.func.sum(copy.quantity).label("quantity"))
+        .join(copy, copy.lot_id == Lot.id)
+        .where(copy.batch_id == batch_id)
+        .group_by(Lot.id, copy.lot_code, Lot.status, Lot.supplier, copy.supplier_lot_number, copy.lot_expires_on,
+                  copy.ingredient_name, copy.ingredient_unit)
+        .order_by(copy.ingredient_name, copy.lot_code)).all()
     trace.counts = {"lots": len(trace.lots)}
     return _downstream(trace, [batch_id], _batch_member(batch_id))

@@ -16,7 +16,6 @@ from ..models import (
     Batch,
     BatchComponent,
     Formula,
-    Ingredient,
     Lot,
     Patient,
     PatientAccess,
@@ -79,19 +78,20 @@ def _batches_query(start_at, end_at):
 def _component_columns(zone):
     return [
         Column("Batch code", "code"), Column(zone_label("Compounded", zone), "datetime"), Column("Ingredient"),
-        Column("Lot code", "code"), Column("Supplier lot number", "code"), Column("Lot expiry", "date"),
+        Column("Strength"), Column("Lot code", "code"), Column("Supplier lot number", "code"), Column("Lot expiry", "date"),
         Column("Theoretical quantity", "decimal"), Column("Quantity used", "decimal"), Column("Unit"),
         Column("Container scanned", "bool"),
     ]
 
 
 def _components_query(start_at, end_at):
+    # The copy on the batch record: what the ingredient and lot were when the batch was made.
     return (
-        sa.select(Batch.code, Batch.compounded_at, Ingredient.name, Lot.code, Lot.supplier_lot_number, Lot.expires_on,
-                  BatchComponent.theoretical_quantity, BatchComponent.quantity, Ingredient.unit,
+        sa.select(Batch.code, Batch.compounded_at, BatchComponent.ingredient_name, BatchComponent.ingredient_strength,
+                  BatchComponent.lot_code, BatchComponent.supplier_lot_number, BatchComponent.lot_expires_on,
+                  BatchComponent.theoretical_quantity, BatchComponent.quantity, BatchComponent.ingredient_unit,
                   BatchComponent.scanned)
-        .join(Batch, Batch.id == BatchComponent.batch_id).join(Lot, Lot.id == BatchComponent.lot_id)
-        .join(Ingredient, Ingredient.id == BatchComponent.ingredient_id)
+        .join(Batch, Batch.id == BatchComponent.batch_id)
         .where(_in_range(Batch.compounded_at, start_at, end_at))
         .order_by(Batch.compounded_at, Batch.id, BatchComponent.id)
     )

@@ -1,7 +1,7 @@
 """Rows shared by the audit workbook and the list exports: how they are read, which columns they fill."""
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -62,22 +62,29 @@ def lot_values(lot: Lot, names: Mapping[int, str], now: datetime) -> tuple:
             lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None)
 
 
+LAST_MINUTE = timedelta(minutes=1)
+
+
 def batch_columns(zone: ZoneInfo) -> list[Column]:
     return [
         Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"), Column("Formula name"),
         Column("Units", "int"), Column("Total volume (mL)", "decimal"), Column("Remaining (mL)", "decimal"),
+        Column(zone_label("Preparation started", zone), "datetime"),
         Column(zone_label("Compounded", zone), "datetime"), Column("Compounded by"),
         Column(zone_label("Verified", zone), "datetime"), Column("Verified by"),
         Column(zone_label("Use by", zone), "datetime"), Column("Expired at export", "bool"), Column("Storage"),
-        Column("Status"), Column("Status reason"), Column("Discard reason"), Column("Notes"), Column("Deviations"),
+        Column("Protect from light", "bool"), Column("Required tests"), Column("Status"), Column("Status reason"), Column("Discard reason"), Column("Notes"), Column("Deviations"),
     ]
 
 
 def batch_values(batch: Batch, names: Mapping[int, str], now: datetime) -> tuple:
+    # "Use by" is the last usable minute, as the label prints it (beyond_use_at itself is the first unusable one).
     return (batch.code, batch.formula.code, batch.formula.version, batch.formula.name, batch.units,
-            batch.total_volume_ml, batch.remaining_volume_ml, batch.compounded_at, names.get(batch.compounded_by_id),
+            batch.total_volume_ml, batch.remaining_volume_ml, batch.preparation_started_at, batch.compounded_at,
+            names.get(batch.compounded_by_id),
             batch.verified_at, names.get(batch.verified_by_id) if batch.verified_by_id else None,
-            batch.beyond_use_at, is_batch_expired(batch, now), batch.storage, batch.status, batch.status_reason,
+            batch.beyond_use_at - LAST_MINUTE, is_batch_expired(batch, now), batch.storage, batch.protect_from_light,
+            ", ".join(batch.tests_required), batch.status, batch.status_reason,
             batch.discard_reason, batch.notes, batch.deviations)
 
 
