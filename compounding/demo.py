@@ -33,17 +33,17 @@ DEMO_USERS = [
     ("auditor", "Irene Auditor", "auditor"),
 ]
 
-# name, kind, unit, strength, storage, reorder level, GTIN
+# name, kind, unit, strength, storage, reorder level, GTIN, flags (sterile, vehicle, protect_from_light)
 DEMO_INGREDIENTS = [
-    ("Phosphatidylcholine", "active", "mL", "50 mg/mL", "fridge", "20", "05012345000015"),
-    ("Sodium deoxycholate", "active", "mL", "25 mg/mL", "fridge", "20", "05012345000022"),
-    ("Ascorbic acid (vitamin C)", "active", "mL", "100 mg/mL", "protect_from_light", "10",
-     "05012345000039"),
-    ("Hyaluronic acid", "active", "mL", "10 mg/mL", "fridge", "10", "05012345000046"),
-    ("Minoxidil", "active", "mL", "5 mg/mL", "room", "10", "05012345000053"),
-    ("Biotin", "active", "mL", "5 mg/mL", "room", "10", "05012345000060"),
-    ("Lidocaine", "diluent", "mL", "2 % (20 mg/mL)", "room", "20", "05012345000077"),
-    ("Sodium chloride 0.9 %", "diluent", "mL", "0.9 %", "room", "100", "05012345000084"),
+    ("Phosphatidylcholine", "active", "mL", "50 mg/mL", "fridge", "20", "05012345000015", ()),
+    ("Sodium deoxycholate", "active", "mL", "25 mg/mL", "fridge", "20", "05012345000022", ()),
+    ("Ascorbic acid (vitamin C)", "active", "mL", "100 mg/mL", "room", "10", "05012345000039",
+     ("sterile", "protect_from_light")),
+    ("Hyaluronic acid", "active", "mL", "10 mg/mL", "fridge", "10", "05012345000046", ("sterile",)),
+    ("Minoxidil", "active", "mL", "5 mg/mL", "room", "10", "05012345000053", ()),
+    ("Biotin", "active", "mL", "5 mg/mL", "room", "10", "05012345000060", ()),
+    ("Lidocaine", "diluent", "mL", "2 % (20 mg/mL)", "room", "20", "05012345000077", ("sterile",)),
+    ("Sodium chloride 0.9 %", "diluent", "mL", "0.9 %", "room", "100", "05012345000084", ("sterile", "vehicle")),
 ]
 
 
@@ -57,12 +57,12 @@ def _seed_users() -> Iterator[str]:
 
 def _seed_ingredients() -> Iterator[str]:
     pharmacist = _user("pharmacist")
-    for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
+    for name, kind, unit, strength, storage, reorder, gtin, flags in DEMO_INGREDIENTS:
         if db.session.scalar(sa.select(Ingredient.id).where(Ingredient.name == name)):
             continue
         ingredients.create_ingredient(pharmacist, {
             "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
-            "reorder_level": Decimal(reorder), "gtins": [gtin]})
+            "reorder_level": Decimal(reorder), "gtins": [gtin], **{flag: True for flag in flags}})
         yield f"  ingredient {name}"
 
 
@@ -112,7 +112,8 @@ def _seed_lots() -> Iterator[str]:
         yield f"  lot {lot.code} Minoxidil MX-6650 (expired, to discard)"
 
 
-# Three approved formulas, one per indication; components are per unit, in mL.
+# Approved formulas, one per indication and one sterility-tested; components are per unit, in mL,
+# the saline line "qs" (to volume): its quantity is what the unit volume leaves.
 DEMO_FORMULAS = [
     {
         "code": "LIPO-PCDC", "name": "Lipolytic phosphatidylcholine / deoxycholate 10 mL",
@@ -120,7 +121,7 @@ DEMO_FORMULAS = [
         "unit_label": "vial 10 mL", "unit_volume_ml": "10", "storage": "fridge",
         "bud_category": "category_2_aseptic_nonsterile_components",
         "components": [("Phosphatidylcholine", "5"), ("Sodium deoxycholate", "2.5"),
-                       ("Sodium chloride 0.9 %", "2.5")],
+                       ("Sodium chloride 0.9 %", "2.5", "qs")],
         "instructions": (
             "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
             "with sterile 70 % isopropyl alcohol.\n"
@@ -134,11 +135,11 @@ DEMO_FORMULAS = [
     {
         "code": "MESO-VCHA", "name": "Mesolift vitamin C + hyaluronic acid 5 mL",
         "indication": "skin_rejuvenation", "route": "intradermal", "dosage_form": "solution for injection",
-        "unit_label": "vial 5 mL", "unit_volume_ml": "5", "storage": "fridge",
+        "unit_label": "vial 5 mL", "unit_volume_ml": "5", "storage": "fridge", "protect_from_light": True,
         "bud_category": "category_2_aseptic_sterile_components", "bud_hours": 48,
         "bud_reason": "ascorbic acid oxidises once diluted",
         "components": [("Ascorbic acid (vitamin C)", "1"), ("Hyaluronic acid", "2"), ("Lidocaine", "0.5"),
-                       ("Sodium chloride 0.9 %", "1.5")],
+                       ("Sodium chloride 0.9 %", "1.5", "qs")],
         "instructions": (
             "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
             "with sterile 70 % isopropyl alcohol.\n"
@@ -155,7 +156,7 @@ DEMO_FORMULAS = [
         "code": "HAIR-MXBT", "name": "Hair mix minoxidil + biotin 5 mL",
         "indication": "hair_loss", "route": "intradermal", "dosage_form": "solution for injection",
         "unit_label": "vial 5 mL", "unit_volume_ml": "5", "storage": "room", "bud_category": "category_1",
-        "components": [("Minoxidil", "2"), ("Biotin", "1"), ("Sodium chloride 0.9 %", "2")],
+        "components": [("Minoxidil", "2"), ("Biotin", "1"), ("Sodium chloride 0.9 %", "2", "qs")],
         "instructions": (
             "1. Work in the segregated compounding area; disinfect the work surface and every vial "
             "stopper with sterile 70 % isopropyl alcohol.\n"
@@ -165,6 +166,21 @@ DEMO_FORMULAS = [
             "5. Swirl gently until clear.\n"
             "6. Inspect: clear, no particles or crystals.\n"
             "7. Seal, label and keep at room temperature; use within 12 hours."),
+    },
+    {
+        "code": "HA-LIDO", "name": "Hyaluronic acid + lidocaine 2 mL, sterility tested",
+        "indication": "skin_rejuvenation", "route": "intradermal", "dosage_form": "solution for injection",
+        "unit_label": "vial 2 mL", "unit_volume_ml": "2", "storage": "fridge",
+        "bud_category": "category_2_aseptic_sterility_tested",
+        "components": [("Hyaluronic acid", "1.5"), ("Lidocaine", "0.2"), ("Sodium chloride 0.9 %", "0.3", "qs")],
+        "instructions": (
+            "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
+            "with sterile 70 % isopropyl alcohol.\n"
+            "2. Scan each component lot and check that it is released and in date.\n"
+            "3. Draw 1.5 mL of hyaluronic acid with a wide-bore needle into a sterile empty 2 mL vial.\n"
+            "4. Add 0.2 mL of lidocaine, then sodium chloride 0.9 % to 2 mL.\n"
+            "5. Roll gently until homogeneous; inspect: clear, no particles.\n"
+            "6. Set aside the sterility sample units; the batch waits for the result before any use."),
     },
 ]
 
@@ -176,15 +192,17 @@ def _seed_formulas() -> Iterator[str]:
     for spec in DEMO_FORMULAS:
         if db.session.scalar(sa.select(Formula.id).where(Formula.code == spec["code"])):
             continue
-        data = {**spec, "components": [{"ingredient_id": names[name], "quantity": Decimal(quantity)}
-                                       for name, quantity in spec["components"]]}
+        data = {**spec, "components": [{"ingredient_id": names[name], "quantity": Decimal(quantity),
+                                        "qs": "qs" in flags} for name, quantity, *flags in spec["components"]]}
         formula = formulas.create_formula(pharmacist, data)
         formulas.approve_formula(approver, formula.id, DEMO_PASSWORD)
         yield f"  formula {formula.label} {formula.name} (approved)"
 
 
 # formula code, units, verified?
-DEMO_BATCHES = [("LIPO-PCDC", 6, True), ("MESO-VCHA", 4, True), ("HAIR-MXBT", 3, True), ("LIPO-PCDC", 2, False)]
+# A verified HA-LIDO batch waits for its sterility result (awaiting_tests).
+DEMO_BATCHES = [("LIPO-PCDC", 6, True), ("MESO-VCHA", 4, True), ("HAIR-MXBT", 3, True), ("LIPO-PCDC", 2, False),
+                ("HA-LIDO", 10, True)]
 
 DEMO_PATIENTS = [
     ("CH-1001", "Maria Gomez", "1984-03-12", "+44 20 7946 0101", "maria.gomez@example.org"),
@@ -225,7 +243,8 @@ def _seed_batches() -> Iterator[str]:
         batch = _compound_scanned(technician, formula, units)
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
-        yield f"  batch {batch.code} {code} × {units} ({'released' if verified else 'awaiting verification'})"
+        state = "awaiting verification" if not verified else batch.status.replace("_", " ")
+        yield f"  batch {batch.code} {code} × {units} ({state})"
 
 
 def _seed_patients_and_sessions() -> Iterator[str]:
