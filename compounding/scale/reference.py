@@ -24,12 +24,13 @@ def ensure_reference_rows() -> None:
     # Who wrote a formula does not approve it: the other pharmacist does.
     approver = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist2"))
     names = {n.lower() for n in db.session.scalars(sa.select(Ingredient.name))}
-    for name, kind, unit, strength, storage, reorder, gtin in DEMO_INGREDIENTS:
+    for name, kind, unit, strength, storage, reorder, gtin, flags in DEMO_INGREDIENTS:
         if name.lower() not in names:
             claimed = ingredients.ingredient_by_gtin(gtin) is not None
             ingredients.create_ingredient(pharmacist, {
                 "name": name, "kind": kind, "unit": unit, "strength": strength, "storage": storage,
-                "reorder_level": Decimal(reorder), "gtins": [] if claimed else [gtin]})
+                "reorder_level": Decimal(reorder), "gtins": [] if claimed else [gtin],
+                **{flag: True for flag in flags}})
     ingredient_ids = dict(db.session.execute(sa.select(Ingredient.name, Ingredient.id)).all())
     for code, name, indication, route, volume, storage, category, components, _ in SCALE_FORMULAS:
         approved = Formula.code == code, Formula.status == FormulaStatus.APPROVED
@@ -50,15 +51,20 @@ def ensure_reference_rows() -> None:
 class Refs:
     users: dict  # username -> (id, display name)
     ingredients: dict  # name -> (id, unit, gtin or None)
+    copies: dict  # id -> what a batch component copies of the ingredient
     formulas: list  # per SCALE_FORMULAS row: SimpleNamespace
 
 
 def load_refs() -> Refs:
     people = {u.username: (u.id, u.display_name) for u in db.session.scalars(
         sa.select(User).where(User.username.in_([u for u, _, _ in SCALE_USERS])))}
-    ingredients = {}
+    ingredients, copies = {}, {}
     for ingredient in db.session.scalars(sa.select(Ingredient)):
         ingredients[ingredient.name] = (ingredient.id, ingredient.unit, (ingredient.gtin_list or [None])[0])
+        copies[ingredient.id] = {
+            "ingredient_name": ingredient.name, "ingredient_kind": ingredient.kind,
+            "ingredient_strength": ingredient.strength, "ingredient_unit": ingredient.unit,
+            "ingredient_sterile": ingredient.sterile, "ingredient_vehicle": ingredient.vehicle}
     rows = []
     for code, _, indication, _, _, _, _, _, areas in SCALE_FORMULAS:
         formula = db.session.scalar(
@@ -66,10 +72,10 @@ def load_refs() -> Refs:
         duration = bud_duration(formula.bud_category, formula.storage, formula.bud_hours)
         rows.append(SimpleNamespace(
             id=formula.id, label=formula.label, indication=indication.replace("_", " "), areas=areas,
-            storage=formula.storage, unit_tenths=int(formula.unit_volume_ml * 10),
+            storage=formula.storage, protect_from_light=formula.protect_from_light, unit_tenths=int(formula.unit_volume_ml * 10),
             bud_seconds=int(duration.total_seconds()),
             components=[(c.ingredient_id, int(c.quantity * 1000)) for c in formula.components]))
-    return Refs(people, ingredients, rows)
+    return Refs(people, ingredients, copies, rows)
 
 
 def foreign_records() -> int:

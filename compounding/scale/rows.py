@@ -183,11 +183,12 @@ class _Rows:
                 yield {"id": batch_id0 + i, "code": batch_codes[i], "formula_id": formula.id,
                        "units": int(plan.b_units[i]), "total_volume_ml": total,
                        "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
-                       "compounded_at": moment(compounded), "compounded_by_id": int(compounder[i]),
+                       "preparation_started_at": moment(compounded), "compounded_at": moment(compounded),
+                       "compounded_by_id": int(compounder[i]), "protect_from_light": formula.protect_from_light,
                        "verified_at": moment(plan.b_verified[i]) if verified else None,
                        "verified_by_id": int(verifier[i]) if verified else None,
                        "beyond_use_at": moment(plan.b_bud[i]), "storage": formula.storage, "notes": "",
-                       "deviations": "", "status": status,
+                       "deviations": "", "status": status, "required_tests": "",
                        "status_reason": "failed visual inspection (synthetic)" if status == "rejected" else "",
                        "discard_reason": "expired" if status == "discarded" else None}
                 parts = range(component_start[i], component_start[i + 1])
@@ -215,12 +216,21 @@ class _Rows:
         self.writer.insert(Batch.__table__, batch_rows())
 
     def batch_components(self) -> None:
+        """Each with the copy of its ingredient and lot, as compounding writes it."""
         plan, first_id, lot_id0, batch_id0 = self.plan, self.ids["batch_components"], self.lot_id0, self.batch_id0
-        self.writer.insert(BatchComponent.__table__, (
-            {"id": first_id + k, "batch_id": batch_id0 + int(plan.c_batch[k]),
-             "lot_id": lot_id0 + int(plan.c_lot[k]), "ingredient_id": int(plan.l_ingredient[plan.c_lot[k]]),
-             "theoretical_quantity": dec(plan.c_qty[k], 3), "quantity": dec(plan.c_qty[k], 3),
-             "scanned": bool(plan.c_scanned[k])} for k in range(self.n_components)))
+        copies, lot_codes = plan.refs.copies, self.lot_codes
+
+        def component_rows():
+            for k in range(self.n_components):
+                lot, ingredient_id = int(plan.c_lot[k]), int(plan.l_ingredient[plan.c_lot[k]])
+                number = f"{TRACE_LOT_PREFIX}{lot_codes[lot]}" if lot == plan.trace_lot else f"SC-{lot_codes[lot]}"
+                yield {"id": first_id + k, "batch_id": batch_id0 + int(plan.c_batch[k]), "lot_id": lot_id0 + lot,
+                       "ingredient_id": ingredient_id, "theoretical_quantity": dec(plan.c_qty[k], 3),
+                       "quantity": dec(plan.c_qty[k], 3), "scanned": bool(plan.c_scanned[k]),
+                       **copies[ingredient_id], "lot_code": lot_codes[lot], "supplier_lot_number": number,
+                       "lot_expires_on": plan.l_expires[lot]}
+
+        self.writer.insert(BatchComponent.__table__, component_rows())
 
     def signatures(self) -> None:
         """A pharmacist's release of each lot, then each batch's verification or rejection."""
