@@ -1,7 +1,7 @@
 """The accompanying record of a batch: everything its label leaves out, for an A4 printout."""
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload, selectinload

@@ -110,7 +110,8 @@ def test_every_label_text_is_at_least_6_pt_and_nothing_overflows_the_label(new_c
     assert not small, small
     outside = [e["name"] for e in elements if e["width"] and min(e["left"], e["top"], e["right"], e["bottom"]) < -0.5]
     assert not outside, outside
-    clipped = [e["text"] or e["name"] for e in elements if (e["clientWidth"] and e["scrollWidth"] > e["clientWidth"] + 1)
+    clipped = [e["text"] or e["name"] for e in elements
+               if (e["clientWidth"] and e["scrollWidth"] > e["clientWidth"] + 1)
                or (e["clientHeight"] and e["scrollHeight"] > e["clientHeight"] + 1)]
     assert not clipped, clipped
 
