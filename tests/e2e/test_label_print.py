@@ -13,7 +13,7 @@ from testkit import ARTIFACTS, SCREENSHOTS, login
 
 from compounding.demo import DEMO_PASSWORD
 from compounding.extensions import db
-from compounding.models import Formula, Ingredient, User
+from compounding.models import Formula, Ingredient, Lot, User
 
 FORMULA_CODE = "LIPO-PCDCL"
 PX_PER_MM = 96 / 25.4
@@ -86,27 +86,23 @@ def _save(element, name: str) -> None:
     element.screenshot(path=target)
 
 
-@pytest.mark.parametrize("size", SIZES)
-def test_every_label_text_is_at_least_6_pt_and_nothing_overflows_the_label(new_context, three_drug_batch, size):
-    batch_id, code = three_drug_batch
+def _measured(new_context, path: str, size: str):
+    """The label at `path` as printed: its locator and every element's box and font size."""
     # Four device pixels per CSS pixel: the saved screenshot is readable when zoomed.
     page = new_context(device_scale_factor=4).new_page()
     login(page, "pharmacist")
-    page.goto(f"/batches/{batch_id}/label?size={size}")
-    assert page.locator("#label-overflow-warning").get_attribute("class").split().count("d-none") == 1
+    page.goto(path)
+    assert "d-none" in page.locator("#label-overflow-warning").get_attribute("class")
     page.emulate_media(media="print")
     label = page.locator("section.label")
-    elements = label.evaluate(MEASURE)
-
     width, height = SIZES[size]
     box = label.bounding_box()
     assert (round(box["width"] / PX_PER_MM, 1), round(box["height"] / PX_PER_MM, 1)) == (width, height)
-    texts = [e for e in elements if e["text"]]
-    shown = " ".join(label.inner_text().split())
-    for expected in ("Phosphatidylcholine 25 mg/mL", "Sodium deoxycholate 6.25 mg/mL", "Lidocaine 2 mg/mL",
-                     "Refrigerate 2–8 °C · Protect from light", "Single-dose: discard unused portion", code):
-        assert expected in shown, expected
-    small = [(e["text"], e["fontSize"]) for e in texts if e["fontSize"] < 8 - 0.01]  # 6 pt = 8 CSS px
+    return label, label.evaluate(MEASURE)
+
+
+def _assert_at_least_6_pt_and_inside(elements: list[dict]) -> None:
+    small = [(e["text"], e["fontSize"]) for e in elements if e["text"] and e["fontSize"] < 8 - 0.01]  # 6 pt = 8 px
     assert not small, small
     outside = [e["name"] for e in elements if e["width"] and min(e["left"], e["top"], e["right"], e["bottom"]) < -0.5]
     assert not outside, outside
@@ -115,11 +111,39 @@ def test_every_label_text_is_at_least_6_pt_and_nothing_overflows_the_label(new_c
                or (e["clientHeight"] and e["scrollHeight"] > e["clientHeight"] + 1)]
     assert not clipped, clipped
 
+
+def _assert_code_clear_of_the_bars(label) -> None:
     bars = label.locator("svg.label-barcode").bounding_box()
     text = label.locator(".label-code-text").bounding_box()
-    assert round(bars["width"] / PX_PER_MM, 1) == 33.0  # whole 0.25 mm modules and both quiet zones
     assert text["y"] - (bars["y"] + bars["height"]) >= 0.5 * PX_PER_MM  # the code never touches the bars
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_label_text_is_at_least_6_pt_and_nothing_overflows_the_label(new_context, three_drug_batch, size):
+    batch_id, code = three_drug_batch
+    label, elements = _measured(new_context, f"/batches/{batch_id}/label?size={size}", size)
+
+    shown = " ".join(label.inner_text().split())
+    for expected in ("Phosphatidylcholine 25 mg/mL", "Sodium deoxycholate 6.25 mg/mL", "Lidocaine 2 mg/mL",
+                     "Refrigerate 2–8 °C · Protect from light", "Single-dose: discard unused portion", code):
+        assert expected in shown, expected
+    _assert_at_least_6_pt_and_inside(elements)
+    bars = label.locator("svg.label-barcode").bounding_box()
+    assert round(bars["width"] / PX_PER_MM, 1) == 33.0  # whole 0.25 mm modules and both quiet zones
+    _assert_code_clear_of_the_bars(label)
     _save(label, f"label-{size}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_lot_label_keeps_its_text_at_6_pt_and_inside_at_either_size(new_context, live_server, size):
+    lot_id = live_server.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number == "PC-24117"))
+    label, elements = _measured(new_context, f"/lots/{lot_id}/label?size={size}", size)
+
+    assert "Expiry 20" in label.inner_text()
+    _assert_at_least_6_pt_and_inside(elements)
+    _assert_code_clear_of_the_bars(label)
+    ARTIFACTS.mkdir(exist_ok=True)
+    label.screenshot(path=ARTIFACTS / f"lot-label-{size}.png")
 
 
 @pytest.mark.parametrize("size", SIZES)
