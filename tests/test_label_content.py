@@ -405,3 +405,21 @@ def test_every_bar_is_a_whole_number_of_203_dpi_dots_with_quiet_zones(app):
     assert all(run % 2 == 0 for run in runs)  # 0.25 mm modules = 2 dots
     assert runs[0] >= 20 and runs[-1] >= 20  # 10-module quiet zones each side
     assert len(barcodes.code128_modules("B2612070001")) * 2 + 40 == grey.width
+
+
+# --- the API ----------------------------------------------------------------------------------------
+
+
+def test_the_label_api_answers_every_drug_storage_light_dose_and_the_last_usable_minute(reader, vitamin_c,
+                                                                                         make_batch):
+    batch = make_batch(vitamin_c)
+    body = reader.get(f"/api/v1/batches/{batch.id}/label").get_json()
+
+    assert [(d["name"], d["concentration"]) for d in body["drugs"]] == [
+        ("Ascorbic acid", "20 mg/mL"), ("Hyaluronic acid", "4 mg/mL"), ("Lidocaine", "2 mg/mL")]
+    assert (body["storage_lines"], body["protect_from_light"]) == (["Refrigerate 2–8 °C", "Protect from light"], True)
+    assert (body["dose"], body["dose_statement"]) == ("single", "Single-dose: discard unused portion")
+    assert (body["total_volume_text"], body["route_text"]) == ("5 mL", "Intradermal use")
+    use_by = datetime.fromisoformat(body["use_by_at"])
+    assert use_by == batch.beyond_use_at.replace(second=0, microsecond=0) - timedelta(minutes=1)
+    assert body["use_by_text"] == f"Use by {use_by:%Y-%m-%d %H:%M}"
