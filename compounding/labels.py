@@ -1,13 +1,14 @@
 """Vial and lot labels: the data a label prints, and its barcode, with no web request involved.
 
 A label is what the person holding the vial reads: every value on it comes from the batch
-record as stored (the formula version it was made from, the quantities actually consumed,
-the printed names on its signatures), never from the current state of a formula.
+record as stored (the components as copied at compounding, the formula version it was made
+from, the quantities actually consumed, the printed names on its signatures), never from
+the current state of an ingredient or a formula.
 """
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from . import barcodes
 from .extensions import db
-from .models import Batch, BatchStatus, Lot, LotStatus
+from .models import Batch, BatchComponent, BatchStatus, Lot, LotStatus
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
 from .services.errors import InvalidState, NotFound
@@ -30,33 +31,35 @@ STORAGE_TEXT = {
     "room": "Store at 20–25 °C",
     "fridge": "Refrigerate 2–8 °C",
     "freezer": "Freeze −25 to −10 °C",
-    "protect_from_light": "Protect from light",
 }
+LIGHT_TEXT = "Protect from light"
+# Every formula is single-dose for now; a multiple-dose one will print its in-use period here.
+DOSE_STATEMENTS = {"single": "Single-dose: discard unused portion"}
 # Status warnings printed across a label (an unverified batch says so in its "verified by" place).
 BATCH_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
-    BatchStatus.REJECTED, BatchStatus.RECALLED, BatchStatus.DISCARDED, BatchStatus.ON_HOLD)}
+    BatchStatus.REJECTED, BatchStatus.RECALLED, BatchStatus.DISCARDED, BatchStatus.ON_HOLD,
+    BatchStatus.AWAITING_TESTS)}
 LOT_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
     LotStatus.QUARANTINE, LotStatus.REJECTED, LotStatus.RECALLED, LotStatus.ON_HOLD)}
-# Wide enough (~39 mm for a batch code) for a 203 dpi thermal printer; short enough for 50 mm.
-BARCODE_OPTIONS = {"module_width": 0.3, "module_height": 5.5}
-# A concentration printed as the ingredient's own strength, e.g. "50 mg/mL" or "2 %" (w/v).
-_STRENGTH = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(mg|g|mcg|µg|IU|units?)\s*/\s*ml\s*$|^\s*(\d+(?:\.\d+)?)\s*(%)\s*$",
-                       re.IGNORECASE)
-_STYLE_FILL = re.compile(r'\sstyle="fill:\s*(black|white);?"')
-_ELEMENT_ID = re.compile(r'\sid="[^"]*"')
+# 0.25 mm modules are 2 dots at 203 dpi; 5 mm bars leave room for the text on a 30 mm label.
+BARCODE_OPTIONS = {"module_width": barcodes.MODULE_MM, "module_height": 5.0}
+# A stock strength we can compute with: "50 mg/mL", "2 %" (w/v), or both as "2 % (20 mg/mL)".
+_FIGURE = r"(\d+(?:\.\d+)?)\s*(?:(mg|g|mcg|µg|IU|units?)\s*/\s*ml|(%))"
+_STRENGTH = re.compile(rf"^\s*{_FIGURE}\s*(?:\(\s*{_FIGURE}\s*\)\s*)?$", re.IGNORECASE)
 
 
 @dataclass
-class ActiveLine:
-    """One active ingredient as it is in each unit of the preparation."""
+class DrugLine:
+    """One component (other than a pure vehicle) as it is in each unit of the preparation."""
 
     ingredient_id: int
     name: str
     strength: str
+    kind: str
     quantity_per_unit: str
     unit: str
-    unit_volume_ml: str
-    concentration: str | None  # in the final preparation, when it follows from exact figures
+    unit_volume_ml: str  # the volume the concentration is worked out over
+    concentration: str | None  # in the finished unit, when it follows from exact figures
     text: str
 
 
@@ -70,23 +73,36 @@ class BatchLabel:
     formula_code: str
     formula_name: str
     formula_version: int
-    actives: list[ActiveLine]
+    drugs: list[DrugLine]
     unit_label: str
     unit_volume_ml: str
+    total_volume_text: str
     route: str
+    route_text: str
     dosage_form: str
     storage: str
     storage_text: str
+    protect_from_light: bool
+    storage_lines: list[str]
+    dose: str
+    dose_statement: str
     compounded_at: datetime
     compounded_at_text: str
+    made_at_text: str
     beyond_use_at: datetime
     beyond_use_text: str
+    use_by_at: datetime
     use_by_text: str
     prepared_by: str
     verified_by: str | None
     verified_text: str
     verified: bool
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def actives(self) -> list[DrugLine]:
+        """The first name of `drugs`, kept for readers of the label API."""
+        return self.drugs
 
 
 @dataclass
@@ -104,7 +120,7 @@ class LotLabel:
     warnings: list[str] = field(default_factory=list)
 
 
-def _amount(value: Decimal) -> str:
+def amount_text(value: Decimal) -> str:
     """A quantity without float noise or trailing zeros, to 3 decimals (12.500 -> 12.5)."""
     text = format(Decimal(value).quantize(Decimal("0.001")), "f").rstrip("0").rstrip(".")
     return text or "0"
@@ -131,18 +147,95 @@ def final_concentration(strength: str, unit: str, quantity: Decimal, unit_volume
     if unit in ("mg", "g", "IU", "unit"):
         per = "units" if unit == "unit" else unit
         return f"{_three_figures(quantity / unit_volume_ml)} {per}/mL"
-    match = _STRENGTH.match(strength or "")
-    if unit != "mL" or not match:
+    figure = _stock_figure(strength)
+    if unit != "mL" or figure is None:
         return None
-    if match.group(4):
-        return f"{_three_figures(Decimal(match.group(3)) * quantity / unit_volume_ml)} %"
-    per = {"iu": "IU", "unit": "units"}.get(match.group(2).lower(), match.group(2).lower())
-    return f"{_three_figures(Decimal(match.group(1)) * quantity / unit_volume_ml)} {per}/mL"
+    number, per = figure
+    return f"{_three_figures(number * quantity / unit_volume_ml)} {per}"
 
 
-def _clinic_time(value: datetime) -> str:
+def _stock_figure(strength: str) -> tuple[Decimal, str] | None:
+    """(number, unit) of a stock strength, per mL when it is given so, else in % (w/v)."""
+    match = _STRENGTH.match(strength or "")
+    if not match:
+        return None
+    figures = [match.group(1, 2, 3), match.group(4, 5, 6)]
+    per_ml = [(n, u) for n, u, _ in figures if n and u]
+    if per_ml:
+        number, unit = per_ml[0]
+        return Decimal(number), {"iu": "IU", "unit": "units", "units": "units"}.get(unit.lower(), unit.lower()) + "/mL"
+    return Decimal(figures[0][0]), "%"
+
+
+@dataclass
+class UnitContent:
+    """One ingredient's share of a unit, summed over the lots it came from (read from the copies)."""
+
+    first: BatchComponent
+    per_unit: Decimal
+    theoretical_per_unit: Decimal
+    lots: list[BatchComponent]
+
+
+def unit_contents(components: list[BatchComponent], units: int) -> list[UnitContent]:
+    """Each ingredient of a batch once, in the order compounded, with its amount per unit."""
+    contents: dict[int, UnitContent] = {}
+    for component in components:
+        content = contents.setdefault(component.ingredient_id,
+                                      UnitContent(component, Decimal(0), Decimal(0), []))
+        content.per_unit += Decimal(component.quantity) / units
+        content.theoretical_per_unit += Decimal(component.theoretical_quantity) / units
+        content.lots.append(component)
+    return list(contents.values())
+
+
+def mixed_volume(contents: list[UnitContent], unit_volume_ml: Decimal) -> Decimal:
+    """The volume each unit's amounts are spread over.
+
+    A balanced formula (its liquids add up to the unit volume) fills the unit: the unit volume.
+    A formula recorded before formulas had to balance is divided by the liquid really mixed
+    (4 mL + 4 mL in a "5 mL" vial is 8 mL of mixture), so no concentration is overstated.
+    """
+    planned = sum((c.theoretical_per_unit for c in contents if c.first.ingredient_unit == "mL"), Decimal(0))
+    mixed = sum((c.per_unit for c in contents if c.first.ingredient_unit == "mL"), Decimal(0))
+    if planned == unit_volume_ml or mixed <= 0:
+        return unit_volume_ml
+    return mixed
+
+
+def drug_lines(contents: list[UnitContent], volume: Decimal) -> list[DrugLine]:
+    """Every component other than a pure vehicle (water, sodium chloride), with its concentration."""
+    lines = []
+    for content in contents:
+        copy = content.first
+        if copy.ingredient_vehicle:
+            continue
+        concentration = final_concentration(copy.ingredient_strength, copy.ingredient_unit, content.per_unit, volume)
+        amount = f"{amount_text(content.per_unit)} {copy.ingredient_unit} per {amount_text(volume)} mL"
+        text = (f"{copy.ingredient_name} {concentration}" if concentration
+                else f"{copy.ingredient_name} {copy.ingredient_strength}".strip() + f" — {amount}")
+        lines.append(DrugLine(
+            ingredient_id=copy.ingredient_id, name=copy.ingredient_name, strength=copy.ingredient_strength,
+            kind=copy.ingredient_kind, quantity_per_unit=amount_text(content.per_unit), unit=copy.ingredient_unit,
+            unit_volume_ml=amount_text(volume), concentration=concentration, text=text))
+    return lines
+
+
+def clinic_time(value: datetime) -> str:
     local = to_clinic(value)
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
+def last_usable_minute(beyond_use_at: datetime) -> datetime:
+    """The last whole minute before the (exclusive) beyond-use instant, in the clinic's zone."""
+    instant = beyond_use_at if beyond_use_at.tzinfo else beyond_use_at.replace(tzinfo=UTC)
+    return to_clinic(instant.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1))
+
+
+def storage_lines(storage: str, protect_from_light: bool) -> list[str]:
+    """What the label says about keeping it: the temperature unless room, and light."""
+    lines = [STORAGE_TEXT.get(storage, storage)] if storage != "room" else []
+    return lines + ([LIGHT_TEXT] if protect_from_light else [])
 
 
 def load_batch(batch_id: int) -> Batch:
@@ -172,44 +265,40 @@ def refuse_if_held(kind: str, item) -> None:
                            "pharmacist releases every hold.", details={"holds": held})
 
 
+def verifier_name(batch: Batch) -> str | None:
+    """The printed name on the verification signature (the account's name if none is found)."""
+    if batch.verified_by_id is None:
+        return None
+    signed = [s for s in signatures_for("batch", batch.id) if s.meaning == "verified"]
+    return signed[-1].signer_name if signed else batch.verified_by.display_name
+
+
 def batch_label(batch: Batch, at: datetime | None = None) -> BatchLabel:
     """Everything a vial label prints for `batch` (load it with `load_batch`)."""
-    formula = batch.formula
-    # What is in the vial is what was consumed, which differs from the formula after a deviation.
-    consumed: dict[int, Decimal] = {}
-    for component in batch.components:
-        consumed[component.ingredient_id] = consumed.get(component.ingredient_id, Decimal(0)) + component.quantity
+    formula = batch.formula  # an approved version is never edited: its name and volume stand
+    contents = unit_contents(batch.components, batch.units)
     volume = formula.unit_volume_ml
-    actives = []
-    for component in formula.components:
-        ingredient = component.ingredient
-        if ingredient.kind != "active":
-            continue
-        per_unit = consumed.get(ingredient.id, component.quantity * batch.units) / batch.units
-        head = f"{ingredient.name} {ingredient.strength}".strip()
-        actives.append(ActiveLine(
-            ingredient_id=ingredient.id, name=ingredient.name, strength=ingredient.strength,
-            quantity_per_unit=_amount(per_unit), unit=ingredient.unit, unit_volume_ml=_amount(volume),
-            concentration=final_concentration(ingredient.strength, ingredient.unit, per_unit, volume),
-            text=f"{head} — {_amount(per_unit)} {ingredient.unit} per {_amount(volume)} mL",
-        ))
-    verifier = None
-    if batch.verified_by_id is not None:
-        signed = [s for s in signatures_for("batch", batch.id) if s.meaning == "verified"]
-        verifier = signed[-1].signer_name if signed else batch.verified_by.display_name
+    verifier = verifier_name(batch)
     warnings = [BATCH_WARNINGS[batch.status]] if batch.status in BATCH_WARNINGS else []
     if is_batch_expired(batch, at):
         warnings.append("EXPIRED — do not use")
-    use_by = _clinic_time(batch.beyond_use_at)
+    use_by = last_usable_minute(batch.beyond_use_at)
     return BatchLabel(
         clinic_name=current_app.config["CLINIC_NAME"], statement=STATEMENT,
         batch_id=batch.id, batch_code=batch.code, status=batch.status,
         formula_code=formula.code, formula_name=formula.name, formula_version=formula.version,
-        actives=actives, unit_label=formula.unit_label, unit_volume_ml=_amount(volume),
-        route=formula.route, dosage_form=formula.dosage_form,
-        storage=batch.storage, storage_text=STORAGE_TEXT.get(batch.storage, batch.storage.replace("_", " ")),
-        compounded_at=batch.compounded_at, compounded_at_text=_clinic_time(batch.compounded_at),
-        beyond_use_at=batch.beyond_use_at, beyond_use_text=use_by, use_by_text=f"Use by {use_by}",
+        drugs=drug_lines(contents, mixed_volume(contents, volume)), unit_label=formula.unit_label,
+        unit_volume_ml=amount_text(volume), total_volume_text=f"{amount_text(volume)} mL",
+        route=formula.route, route_text=f"{formula.route.replace('_', ' ').capitalize()} use",
+        dosage_form=formula.dosage_form, storage=batch.storage,
+        storage_text=STORAGE_TEXT.get(batch.storage, batch.storage.replace("_", " ")),
+        protect_from_light=batch.protect_from_light,
+        storage_lines=storage_lines(batch.storage, batch.protect_from_light),
+        dose="single", dose_statement=DOSE_STATEMENTS["single"],
+        compounded_at=batch.compounded_at, compounded_at_text=clinic_time(batch.compounded_at),
+        made_at_text=f"{to_clinic(batch.compounded_at):%Y-%m-%d %H:%M}",
+        beyond_use_at=batch.beyond_use_at, beyond_use_text=clinic_time(batch.beyond_use_at),
+        use_by_at=use_by, use_by_text=f"Use by {use_by:%Y-%m-%d %H:%M}",
         prepared_by=batch.compounded_by.display_name, verified_by=verifier,
         verified_text=verifier or NOT_VERIFIED, verified=verifier is not None, warnings=warnings,
     )
@@ -229,18 +318,12 @@ def lot_label(lot: Lot, at: datetime | None = None) -> LotLabel:
     )
 
 
-def _without_inline_styles(svg: str) -> str:
-    # The Content-Security-Policy forbids style attributes, inline SVG included: fills become
-    # presentation attributes. Element ids go too, or several copies on a page would repeat them.
-    return _ELEMENT_ID.sub("", _STYLE_FILL.sub(r' fill="\1"', svg))
-
-
 def barcode_svg(code: str) -> str:
     """A standalone SVG document of one of our codes, as a label prints it."""
-    return _without_inline_styles(barcodes.code128_svg(code, **BARCODE_OPTIONS))
+    return barcodes.code128_document(code, **BARCODE_OPTIONS)
 
 
 def barcode_inline(code: str) -> str:
     """The same barcode as an <svg> element to embed in a label page."""
-    svg = _without_inline_styles(barcodes.code128_inline(code, **BARCODE_OPTIONS))
-    return svg.replace("<svg ", f'<svg class="label-barcode" role="img" aria-label="Barcode {code}" ', 1)
+    return barcodes.code128_svg(code, attributes=f'class="label-barcode" role="img" aria-label="Barcode {code}"',
+                                **BARCODE_OPTIONS)

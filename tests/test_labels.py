@@ -2,7 +2,7 @@
 
 import io
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import cairosvg
@@ -34,13 +34,14 @@ def label_sections(html: str) -> list[str]:
 
 @pytest.fixture
 def lipolytic(make_ingredient, make_lot, make_formula):
-    """An approved two-active lipolytic formula with a saline diluent, and stock for each."""
-    pc = make_ingredient(name="Phosphatidylcholine", kind="active", unit="mL", strength="50 mg/mL")
-    dc = make_ingredient(name="Sodium deoxycholate", kind="active", unit="mg", strength="")
-    saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", unit="mL", strength="0.9 %")
+    """An approved, balanced two-active lipolytic formula with a saline vehicle, and stock for each."""
+    pc = make_ingredient(name="Phosphatidylcholine", kind="active", unit="mL", strength="50 mg/mL", sterile=True)
+    dc = make_ingredient(name="Sodium deoxycholate", kind="active", unit="mg", strength="", sterile=True)
+    saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", unit="mL", strength="0.9 %",
+                             sterile=True, vehicle=True)
     for ingredient in (pc, dc, saline):
         make_lot(ingredient, quantity="1000")
-    return make_formula([(pc, "5"), (dc, "25"), (saline, "4.5")], name="Lipolytic PC/DC", unit_volume_ml="10")
+    return make_formula([(pc, "5"), (dc, "25"), (saline, "5")], name="Lipolytic PC/DC", unit_volume_ml="10")
 
 
 @pytest.fixture
@@ -69,15 +70,13 @@ def reader(client, make_user):
 # --- label data -------------------------------------------------------------------------------
 
 
-def test_a_batch_label_lists_each_active_with_its_amount_per_unit_volume_and_no_diluent(app, make_batch):
+def test_a_batch_label_lists_each_drug_with_its_concentration_per_unit_volume_and_no_vehicle(app, make_batch):
     label = labels.batch_label(labels.load_batch(make_batch().id))
 
-    assert [a.text for a in label.actives] == [
-        "Phosphatidylcholine 50 mg/mL — 5 mL per 10 mL",
-        "Sodium deoxycholate — 25 mg per 10 mL",
-    ]
-    assert [a.concentration for a in label.actives] == ["25 mg/mL", "2.5 mg/mL"]
-    assert "Sodium chloride 0.9 %" not in [a.name for a in label.actives]
+    assert [d.text for d in label.drugs] == ["Phosphatidylcholine 25 mg/mL", "Sodium deoxycholate 2.5 mg/mL"]
+    assert [(d.quantity_per_unit, d.unit, d.unit_volume_ml) for d in label.drugs] == [("5", "mL", "10"),
+                                                                                     ("25", "mg", "10")]
+    assert "Sodium chloride 0.9 %" not in [d.name for d in label.drugs]
 
 
 def test_a_batch_label_carries_the_record_as_stored(app, make_batch):
@@ -88,8 +87,8 @@ def test_a_batch_label_carries_the_record_as_stored(app, make_batch):
     assert (label.formula_name, label.formula_version, label.batch_code) == ("Lipolytic PC/DC", 1, batch.code)
     assert (label.unit_volume_ml, label.route, label.storage_text) == ("10", "subcutaneous", "Refrigerate 2–8 °C")
     assert (label.prepared_by, label.verified_by, label.verified) == ("Tess Technician", "Vera Verifier", True)
-    local = to_clinic(batch.beyond_use_at)
-    assert label.use_by_text == f"Use by {local:%Y-%m-%d %H:%M} {local.tzname()}"
+    last_minute = to_clinic(batch.beyond_use_at - timedelta(minutes=1))
+    assert label.use_by_text == f"Use by {last_minute:%Y-%m-%d %H:%M}"
     assert label.warnings == []
 
 
@@ -113,6 +112,8 @@ def test_an_expired_batch_label_warns_not_to_use_it(app, make_batch):
     ("5000 IU/mL", "mL", "1", "10", "500 IU/mL"),
     ("", "mg", "5", "10", "0.5 mg/mL"),
     ("", "unit", "100", "10", "10 units/mL"),
+    ("2 % (20 mg/mL)", "mL", "0.5", "5", "2 mg/mL"),
+    ("2 %", "mL", "0.5", "5", "0.2 %"),
     ("500 mg/5 mL", "mL", "1", "10", None),
     ("vial", "mL", "1", "10", None),
 ])
@@ -143,14 +144,14 @@ def test_the_batch_label_page_shows_what_the_vial_needs(reader, make_batch):
     batch = make_batch()
     html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
 
-    local = to_clinic(batch.beyond_use_at)
+    last_minute = to_clinic(batch.beyond_use_at - timedelta(minutes=1))
     [section] = label_sections(html)
-    assert f"Use by {local:%Y-%m-%d %H:%M} {local.tzname()}" in section
-    for text in ("Compounded preparation", "Tess Technician", "Vera Verifier", "Lipolytic PC/DC", "v1",
-                 "Phosphatidylcholine 50 mg/mL", "Sodium deoxycholate", "Test Clinic", "Refrigerate 2–8 °C"):
+    assert f"Use by {last_minute:%Y-%m-%d %H:%M}" in section
+    for text in ("Compounded preparation", "Lipolytic PC/DC", "v1", "Phosphatidylcholine", "25 mg/mL",
+                 "Sodium deoxycholate", "2.5 mg/mL", "Refrigerate 2–8 °C", "10 mL · Subcutaneous use",
+                 "Single-dose: discard unused portion"):
         assert text in section, text
-    actives = re.search(r'<ul class="label-actives">(.*?)</ul>', section, re.DOTALL).group(1)
-    assert "Sodium chloride" not in actives
+    assert "Sodium chloride" not in section
     assert f'<div class="label-code-text">{batch.code}</div>' in section
 
 
@@ -205,7 +206,7 @@ def test_sheet_a4_uses_the_a4_stylesheet_and_fills_pages_of_27(reader, make_batc
     html = response.get_data(as_text=True)
     assert response.status_code == 200
     assert "css/labels-a4.css" in html and "css/labels-roll.css" not in html
-    pages = re.findall(r'<div class="a4-page">(.*?)\n    </div>', html, re.DOTALL)
+    pages = re.findall(r'<div class="a4-page a4-50x30">(.*?)\n    </div>', html, re.DOTALL)
     assert [len(label_sections(page)) for page in pages] == [27, 3]
 
 
@@ -242,9 +243,12 @@ def test_a_missing_batch_or_lot_label_page_is_404(reader):
 
 def test_markup_in_a_formula_name_is_escaped_on_the_label(reader, make_ingredient, make_lot, make_formula,
                                                           make_batch):
-    active = make_ingredient(name="Biotin <b>bold</b>", unit="mg", strength="")
-    make_lot(active, quantity="1000")
-    formula = make_formula([(active, "5")], name="<script>alert(1)</script>")
+    active = make_ingredient(name="Biotin <b>bold</b>", unit="mg", strength="", sterile=True)
+    water = make_ingredient(name="Water for injection", kind="diluent", unit="mL", strength="", sterile=True,
+                            vehicle=True)
+    for ingredient in (active, water):
+        make_lot(ingredient, quantity="1000")
+    formula = make_formula([(active, "5"), (water, "10")], name="<script>alert(1)</script>")
     batch = make_batch(formula=formula)
 
     html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
@@ -282,6 +286,7 @@ def test_the_api_answers_the_label_data_as_json(reader, make_batch):
     assert body["statement"] == "Compounded preparation"
     assert body["verified"] is False and body["verified_text"] == "NOT VERIFIED — do not use"
     assert [a["name"] for a in body["actives"]] == ["Phosphatidylcholine", "Sodium deoxycholate"]
+    assert body["drugs"] == body["actives"]
     assert body["actives"][0]["quantity_per_unit"] == "5" and body["actives"][0]["concentration"] == "25 mg/mL"
     assert datetime.fromisoformat(body["beyond_use_at"]) == batch.beyond_use_at.astimezone(UTC)
     assert body["use_by_text"].startswith("Use by ")

@@ -11,16 +11,17 @@ from ..services.errors import NotFound
 from .views import route
 
 
-class ActiveLineSchema(Schema):
+class DrugLineSchema(Schema):
     ingredient_id = fields.Integer()
-    name = fields.String()
-    strength = fields.String()
+    name = fields.String(metadata={"description": "As copied onto the batch at compounding"})
+    strength = fields.String(metadata={"description": "The stock's strength, as copied at compounding"})
+    kind = fields.String()
     quantity_per_unit = fields.String(metadata={"description": "Per unit, in the ingredient's stock unit"})
     unit = fields.String()
-    unit_volume_ml = fields.String()
+    unit_volume_ml = fields.String(metadata={"description": "The volume the concentration is worked out over"})
     concentration = fields.String(allow_none=True, metadata={
         "description": "In the finished preparation, when it follows exactly from the figures; else null"})
-    text = fields.String(metadata={"example": "Phosphatidylcholine 50 mg/mL — 5 mL per 10 mL"})
+    text = fields.String(metadata={"example": "Phosphatidylcholine 25 mg/mL"})
 
 
 class BatchLabelSchema(Schema):
@@ -32,18 +33,29 @@ class BatchLabelSchema(Schema):
     formula_code = fields.String()
     formula_name = fields.String()
     formula_version = fields.Integer()
-    actives = fields.List(fields.Nested(ActiveLineSchema))
+    drugs = fields.List(fields.Nested(DrugLineSchema), metadata={
+        "description": "Every component other than a pure vehicle, with its concentration in the unit"})
+    actives = fields.List(fields.Nested(DrugLineSchema), metadata={"description": "The same list as `drugs`"})
     unit_label = fields.String()
     unit_volume_ml = fields.String()
+    total_volume_text = fields.String(metadata={"example": "5 mL"})
     route = fields.String()
+    route_text = fields.String(metadata={"example": "Subcutaneous use"})
     dosage_form = fields.String()
     storage = fields.String()
     storage_text = fields.String()
+    protect_from_light = fields.Boolean()
+    storage_lines = fields.List(fields.String(), metadata={
+        "description": "What the label prints: the temperature unless room, and light"})
+    dose = fields.String(metadata={"example": "single"})
+    dose_statement = fields.String(metadata={"example": labels.DOSE_STATEMENTS["single"]})
     compounded_at = fields.AwareDateTime()
     compounded_at_text = fields.String(metadata={"description": "In the clinic's time zone"})
-    beyond_use_at = fields.AwareDateTime()
+    made_at_text = fields.String(metadata={"description": "In the clinic's time zone, ISO date and minute"})
+    beyond_use_at = fields.AwareDateTime(metadata={"description": "The exclusive instant the batch stops being usable"})
     beyond_use_text = fields.String(metadata={"description": "In the clinic's time zone, with the zone"})
-    use_by_text = fields.String()
+    use_by_at = fields.AwareDateTime(metadata={"description": "The last usable minute, in the clinic's time zone"})
+    use_by_text = fields.String(metadata={"example": "Use by 2026-12-11 23:59"})
     prepared_by = fields.String()
     verified_by = fields.String(allow_none=True)
     verified_text = fields.String(metadata={"description": f"The verifier's printed name, or {labels.NOT_VERIFIED!r}"})
