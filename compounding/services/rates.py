@@ -34,3 +34,10 @@ def percent(fraction: float) -> str:
     if 0 < value < 1:
         return f"{value:.1f} %"
     return f"{value:.0f} %"
+
+
+def rate_with_interval(successes: int, trials: int) -> str:
+    """"12 % (95 % CI 6–21 %)": the rate and its Wilson interval as the pages and reasons print them."""
+    low, high = wilson_interval(successes, trials)
+    rate = successes / trials if trials else 0.0
+    return f"{percent(rate)} (95 % CI {percent(low).removesuffix(' %')}–{percent(high)})"
