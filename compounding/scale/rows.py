@@ -7,12 +7,15 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import numpy as np
+import sqlalchemy as sa
 
 from ..models import (
     AdverseEvent,
     AuditEvent,
     Batch,
     BatchComponent,
+    Formula,
+    Ingredient,
     Lot,
     Patient,
     SessionUse,
@@ -110,6 +113,12 @@ class _Rows:
         self.session_id0, self.use_id0 = ids["treatment_sessions"], ids["session_uses"]
         self.ingredient_names = {v[0]: k for k, v in refs.ingredients.items()}
         self.ingredient_meta = {v[0]: v for v in refs.ingredients.values()}
+        # What each batch component copies from its ingredient, and the formulas kept from light.
+        self.ingredient_copy = {row.id: row for row in writer.connection.execute(sa.select(
+            Ingredient.id, Ingredient.name, Ingredient.kind, Ingredient.strength, Ingredient.unit,
+            Ingredient.sterile, Ingredient.vehicle))}
+        self.dark_formulas = set(writer.connection.scalars(
+            sa.select(Formula.id).where(Formula.protect_from_light.is_(True))))
         self.lot_codes = [f"L{start.lot_number + i:06d}" for i in range(self.n_lots)]
         self.batch_codes = new_batch_codes(plan, start)
 
@@ -184,6 +193,8 @@ class _Rows:
                        "units": int(plan.b_units[i]), "total_volume_ml": total,
                        "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
                        "compounded_at": moment(compounded), "compounded_by_id": int(compounder[i]),
+                       "preparation_started_at": moment(compounded), "required_tests": "",
+                       "protect_from_light": formula.id in self.dark_formulas,
                        "verified_at": moment(plan.b_verified[i]) if verified else None,
                        "verified_by_id": int(verifier[i]) if verified else None,
                        "beyond_use_at": moment(plan.b_bud[i]), "storage": formula.storage, "notes": "",
@@ -215,12 +226,25 @@ class _Rows:
         self.writer.insert(Batch.__table__, batch_rows())
 
     def batch_components(self) -> None:
+        """Each component with its ingredient and lot copied as they were at compounding."""
         plan, first_id, lot_id0, batch_id0 = self.plan, self.ids["batch_components"], self.lot_id0, self.batch_id0
-        self.writer.insert(BatchComponent.__table__, (
-            {"id": first_id + k, "batch_id": batch_id0 + int(plan.c_batch[k]),
-             "lot_id": lot_id0 + int(plan.c_lot[k]), "ingredient_id": int(plan.l_ingredient[plan.c_lot[k]]),
-             "theoretical_quantity": dec(plan.c_qty[k], 3), "quantity": dec(plan.c_qty[k], 3),
-             "scanned": bool(plan.c_scanned[k])} for k in range(self.n_components)))
+        lot_codes, trace_lot = self.lot_codes, plan.trace_lot
+
+        def component_rows():
+            for k in range(self.n_components):
+                lot = int(plan.c_lot[k])
+                ingredient = self.ingredient_copy[int(plan.l_ingredient[lot])]
+                number = f"{TRACE_LOT_PREFIX}{lot_codes[lot]}" if lot == trace_lot else f"SC-{lot_codes[lot]}"
+                yield {"id": first_id + k, "batch_id": batch_id0 + int(plan.c_batch[k]), "lot_id": lot_id0 + lot,
+                       "ingredient_id": ingredient.id, "theoretical_quantity": dec(plan.c_qty[k], 3),
+                       "quantity": dec(plan.c_qty[k], 3), "scanned": bool(plan.c_scanned[k]),
+                       "ingredient_name": ingredient.name, "ingredient_kind": ingredient.kind,
+                       "ingredient_strength": ingredient.strength, "ingredient_unit": ingredient.unit,
+                       "ingredient_sterile": ingredient.sterile, "ingredient_vehicle": ingredient.vehicle,
+                       "lot_code": lot_codes[lot], "supplier_lot_number": number,
+                       "lot_expires_on": plan.l_expires[lot]}
+
+        self.writer.insert(BatchComponent.__table__, component_rows())
 
     def signatures(self) -> None:
         """A pharmacist's release of each lot, then each batch's verification or rejection."""
