@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchComponent, Lot, SessionUse, TreatmentSession
+from ..models import AdverseEvent, Batch, BatchComponent, Lot, Patient, SessionUse, TreatmentSession
 from ..models.treatment import SEVERE_EVENT_TYPES
 from .rates import QUALITY_EVENT_TYPES, percent, rate_with_interval, wilson_interval
 
@@ -206,15 +206,19 @@ def _read_events(kind: str | None = None, item_id: int | None = None):
 
 
 def _baseline() -> Baseline:
-    """The clinic's sessions with a use, their patients, and those of them with an event: one statement."""
-    used = sa.select(SessionUse.session_id)
-    event_sessions = sa.select(AdverseEvent.session_id).where(AdverseEvent.session_id.in_(used))
+    """The clinic's sessions, their patients, and those of them with an event: one statement.
+
+    Every session is saved with at least one use (the treatment service refuses one without), so
+    the sessions with uses are all the sessions: counted on an index, and the patients as those
+    with a session, rather than by reading every use. The events (few) are read in full.
+    """
     counts = (
-        sa.select(sa.func.count(sa.distinct(SessionUse.session_id))),
-        sa.select(sa.func.count(sa.distinct(TreatmentSession.patient_id))).where(TreatmentSession.id.in_(used)),
-        sa.select(sa.func.count(sa.distinct(AdverseEvent.session_id))).where(AdverseEvent.session_id.in_(used)),
+        sa.select(sa.func.count()).select_from(TreatmentSession),
+        sa.select(sa.func.count()).select_from(Patient).where(
+            sa.exists().where(TreatmentSession.patient_id == Patient.id)),
+        sa.select(sa.func.count(sa.distinct(AdverseEvent.session_id))),
         sa.select(sa.func.count(sa.distinct(TreatmentSession.patient_id)))
-        .where(TreatmentSession.id.in_(event_sessions)),
+        .where(TreatmentSession.id.in_(sa.select(AdverseEvent.session_id))),
     )
     return Baseline(*db.session.execute(sa.select(*(c.scalar_subquery() for c in counts))).one())
 
