@@ -67,7 +67,8 @@ def brute_force_ranking() -> list[tuple]:
         return (kind, item_id, len(reached), len(severe), len(sessions), len(patients),
                 len({e.session_id for e in reached}), len(event_patients), "quality" if quality else "expected")
 
-    candidates = [(figures("batch", b.id, sessions_of_batch[b.id]), b.code) for b in db.session.scalars(sa.select(Batch))]
+    candidates = [(figures("batch", b.id, sessions_of_batch[b.id]), b.code)
+                  for b in db.session.scalars(sa.select(Batch))]
     for lot in db.session.scalars(sa.select(Lot)):
         sessions = set().union(*(sessions_of_batch[b] for b in batches_of_lot[lot.id]))
         candidates.append((figures("lot", lot.id, sessions), lot.code))

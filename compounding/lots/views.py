@@ -100,7 +100,8 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     # Why the lot is (or is not) flagged by the adverse events after it, and any recall already open.
     signal = signal_for("lot", lot.id)
     signal_recall_id = open_recall_ids().get(("lot", lot.id)) if signal and signal.flagged else None
-    return render_template("lots/detail.html", lot=lot, signal=signal, signal_recall_id=signal_recall_id, movements=detail.movements, history=detail.history,
+    return render_template("lots/detail.html", lot=lot, signal=signal, signal_recall_id=signal_recall_id,
+                           movements=detail.movements, history=detail.history,
                            holds=item_holds, used_in=detail.used_in, signatures=signatures_for("lot", lot.id),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 

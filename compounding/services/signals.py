@@ -153,7 +153,8 @@ def _reasons(tally: Tally, patients: int, baseline: Baseline) -> list[str]:
     reasons += [f"{n} {_noun(t, n)} (expected-class)" for t, n in expected]
     low = wilson_interval(tally.event_patients, patients)[0]
     bar, clinic = _rate_bar(baseline), percent(baseline.patient_rate)
-    against = f"the clinic's {clinic}" if bar == baseline.patient_rate else f"the {percent(bar)} floor (clinic {clinic})"
+    floored = bar != baseline.patient_rate
+    against = f"the {percent(bar)} floor (clinic {clinic})" if floored else f"the clinic's {clinic}"
     reasons.append(f"patient rate {rate_with_interval(tally.event_patients, patients)} "
                    f"{'above' if low > bar else 'not above'} {against}")
     minimum = current_app.config["QUALITY_MIN_EVENTS"]
