@@ -251,3 +251,18 @@ def test_the_lot_page_says_why_its_lot_is_flagged(client, as_role, make_batch, m
     assert f"/quality-signals/lot/{lot_id}/hold" in page
     calm = make_batch()
     assert 'id="quality-signal"' not in client.get(f"/lots/{min(lot_ids(calm))}").get_data(as_text=True)
+
+
+def test_a_lot_with_one_mild_reaction_says_it_is_not_flagged_and_why(client, as_role, make_batch, make_patient,
+                                                                    treat):
+    batch = make_batch(units=4)
+    treat(batch, make_patient(), ("redness", "mild"))
+    treat(batch, make_patient())
+    treat.report()
+    lot_id = min(lot_ids(batch))
+    as_role("pharmacist")
+    page = client.get(f"/lots/{lot_id}").get_data(as_text=True)
+    section = page.split('id="quality-signal"')[1].split("</section>")[0]
+    assert "not flagged" in section and "1 redness (expected-class)" in section
+    assert "fewer than the 2 a rate needs to flag" in section
+    assert "/hold" not in section and "Open recall" not in section
