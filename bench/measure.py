@@ -19,7 +19,7 @@ from compounding import workbooks
 from compounding.extensions import db
 from compounding.models import Batch, Lot, User
 from compounding.scale import SCALE_PASSWORD, TRACE_LOT_PREFIX
-from compounding.services import trace, users
+from compounding.services import signals, trace, users
 
 from .app import make_app
 
@@ -162,6 +162,25 @@ def traces(client, app, fx: dict, n: int) -> dict:
     return results
 
 
+def quality_signals(client, app, fx, n: int) -> dict:
+    """The API's full list of quality signals, and the service alone (the dashboard's first 20)."""
+
+    def service():
+        with app.app_context():
+            found = signals.quality_signals(limit=20)
+            db.session.remove()
+        return found
+
+    auth = {"Authorization": f"Bearer {fx['token']}"}
+    results = {"service": percentiles(timed(service, n, warmup=1)),
+               "api": percentiles(timed(lambda: _get(client, "/api/v1/quality-signals", headers=auth), n, warmup=1))}
+    with app.app_context():
+        flagged = signals.quality_signals(limit=10_000)
+        results["flagged"] = {kind: sum(s.kind == kind for s in flagged) for kind in ("batch", "lot")}
+        db.session.remove()
+    return results
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     app = make_app()
@@ -173,6 +192,7 @@ def main() -> None:
     results["pages"] = pages(client, app, fx, 10 if quick else 30)
     results["trace"] = traces(client, app, fx, 5 if quick else 10)
     results["dashboard"] = percentiles(timed(lambda: _get(client, "/"), 10 if quick else 30))
+    results["quality_signals"] = quality_signals(client, app, fx, 5 if quick else 20)
     results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
     print(json.dumps(results, default=str))
 

@@ -136,9 +136,13 @@ DEFAULTS = {
     # A new API token answers for this many days unless revoked first.
     "API_TOKEN_DAYS": 90,
     "TRUSTED_PROXIES": 0,
-    # Quality signal: flag a batch or lot above this adverse-event rate per session...
+    # Quality signals (services.signals). One quality-class event (infection, necrosis, nodule,
+    # allergic reaction, abscess, granuloma) or one graded severe flags a batch or lot at once.
+    # Expected reactions flag only with at least QUALITY_MIN_EVENTS events and a patient rate whose
+    # 95 % Wilson lower bound is above the clinic's own patient rate; QUALITY_EVENT_RATE_THRESHOLD
+    # is now the floor under that baseline (a new clinic with almost no events does not flag every
+    # pair of reactions), no longer a rate of events per session.
     "QUALITY_EVENT_RATE_THRESHOLD": 0.05,
-    # ...once it has at least this many events (one severe event flags at once).
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": True,
     "SECOND_PERSON_RULES": "all",

@@ -59,7 +59,11 @@ def test_the_pharmacist_dashboard_costs_the_same_statements_with_more_data(clien
             treatments.record_adverse_event(practitioner, session_id=session_row.id, type="redness",
                                             severity="mild")
 
-    treat(2)  # already a flagged batch and its lots: every statement of the dashboard runs
+    nodule = make_batch()  # a flagged batch and its lots: every statement of the dashboard runs
+    session_row = treatments.record_session(practitioner, patient_id=make_patient().id,
+                                            uses=[{"batch_code": nodule.code, "volume_ml": "1"}])
+    treatments.record_adverse_event(practitioner, session_id=session_row.id, type="nodule", severity="moderate")
+    treat(2)
     with QueryCounter(db.engine) as small:
         assert client.get("/").status_code == 200
     for _ in range(3):

@@ -57,17 +57,27 @@ def trace_batch(batch_id: int):
     return _traced("batch", batch_id, trace.trace_batch, BatchTraceSchema)
 
 
+SIGNAL_RATES = ("rate", "session_rate", "session_ci_low", "session_ci_high", "patient_rate", "patient_ci_low",
+                "patient_ci_high", "baseline_session_rate", "baseline_patient_rate")
+
+
 @route("/quality-signals", permission="recalls.read",
-       summary="Batches and lots flagged by adverse events (a severe one, or a rate over the threshold)",
+       summary="Batches and lots flagged by adverse events: one quality-class or severe event, or a patient rate "
+               "whose 95 % lower bound is above the clinic's; each with its exposure, rates and reasons",
        response=QualitySignalSchema, many=True)
 def quality_signal_list():
     page, per_page = page_arg(), per_page_arg()
     signals = quality_signals(limit=10_000)
     recall_ids = records.open_recall_ids()
-    items = [{**vars(s), "rate": f"{s.rate:.4f}", "open_recall_id": recall_ids.get((s.kind, s.id))}
-             for s in signals[(page - 1) * per_page:page * per_page]]
+    items = [_signal_item(s, recall_ids.get((s.kind, s.id))) for s in signals[(page - 1) * per_page:page * per_page]]
     return jsonify({"items": QualitySignalSchema(many=True).dump(items), "page": page, "per_page": per_page,
                     "total": len(signals)})
+
+
+def _signal_item(signal, open_recall_id) -> dict:
+    """A signal's figures, its rates as four-decimal strings like today's `rate`."""
+    rates = {name: f"{getattr(signal, name):.4f}" for name in SIGNAL_RATES}
+    return {**vars(signal), **rates, "open_recall_id": open_recall_id}
 
 
 @route("/recalls", permission="recalls.read", summary="List recalls, the open ones first",

@@ -13,10 +13,11 @@ from ..pagination import filter_status, paginate_entities
 from ..queries.common import record_id
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
+from ..queries.recalls import open_recall_ids
 from ..security import requires
 from ..services import holds, ingredients, inventory
 from ..services.errors import DomainError, NotFound
-from ..services.signals import adverse_event_counts
+from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from .forms import AdjustForm, ReceiveLotForm
 
@@ -96,7 +97,11 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     item_holds = holds.holds_of("lot", lot.id)
     forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
-    return render_template("lots/detail.html", lot=lot, movements=detail.movements, history=detail.history,
+    # Why the lot is (or is not) flagged by the adverse events after it, and any recall already open.
+    signal = signal_for("lot", lot.id)
+    signal_recall_id = open_recall_ids().get(("lot", lot.id)) if signal and signal.flagged else None
+    return render_template("lots/detail.html", lot=lot, signal=signal, signal_recall_id=signal_recall_id,
+                           movements=detail.movements, history=detail.history,
                            holds=item_holds, used_in=detail.used_in, signatures=signatures_for("lot", lot.id),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 

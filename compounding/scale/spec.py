@@ -47,8 +47,9 @@ FIRST_NAMES = ("Maria", "Aisha", "Laura", "Chen", "Sophie", "James", "Olivia", "
                "Lucas", "Zara", "Omar", "Ines", "Hugo", "Yara", "Ravi", "Elena", "Tomas")
 LAST_NAMES = ("Gomez", "Rahman", "Bianchi", "Wei", "Martin", "O'Neill", "Smith", "Kowalski", "Haddad", "Costa",
               "Novak", "Dubois", "Silva", "Jensen", "Moreau", "Ivanova", "Okafor", "Tanaka", "Rossi", "Byrne")
-EVENT_TYPES = ("redness", "swelling", "bruising", "pain", "nodule", "infection", "allergic_reaction", "necrosis")
-EVENT_WEIGHTS = (0.3, 0.25, 0.2, 0.12, 0.08, 0.02, 0.02, 0.01)
+EVENT_TYPES = ("redness", "swelling", "bruising", "pain", "nodule", "infection", "allergic_reaction", "necrosis",
+               "abscess", "granuloma")
+EVENT_WEIGHTS = (0.29, 0.25, 0.2, 0.12, 0.08, 0.02, 0.02, 0.01, 0.005, 0.005)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR, DAY = 3600, 86400
 

@@ -1,18 +1,57 @@
 """Quality signals: batches and lots whose adverse events call for a hold or a recall, worst first.
 
-Set-based like the trace: the events are read once, and only the batches and lots they
-touch are counted, never one query per row.
+A signal measures exposure: the sessions and patients a batch or lot reached, the share of them
+with an adverse event (each with its 95 % Wilson interval) beside the clinic's own rates, and the
+class of its events. One quality-class event (infection, necrosis, nodule, allergic reaction,
+abscess, granuloma) flags, and so does any event graded severe; expected-class events (redness,
+swelling, bruising, pain, other) flag only when there are at least QUALITY_MIN_EVENTS and the
+patient rate's lower bound is above the clinic's patient rate (never below the
+QUALITY_EVENT_RATE_THRESHOLD floor): one patient's three mild reactions do not flag a busy batch.
+
+Set-based like the trace: the events are read once, and only the batches and lots they touch are
+counted, never one query per row.
 """
 
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchComponent, Lot, SessionUse
+from ..models import AdverseEvent, Batch, BatchComponent, Lot, Patient, SessionUse, TreatmentSession
 from ..models.treatment import SEVERE_EVENT_TYPES
+from .rates import QUALITY_EVENT_TYPES, percent, rate_with_interval, wilson_interval
+
+KINDS = ("batch", "lot")
+# Nouns whose plural is not the noun plus "s" (and those that stay as they are).
+PLURALS = {"abscess": "abscesses", "necrosis": "necroses", "redness": "redness", "swelling": "swellings",
+           "bruising": "bruising", "pain": "pain", "other": "other events"}
+
+
+class Event(NamedTuple):
+    session_id: int
+    patient_id: int
+    type: str
+    severity: str
+
+
+class Baseline(NamedTuple):
+    """The clinic's own rates, over every session with a use (voided ones included)."""
+
+    sessions: int
+    patients: int
+    event_sessions: int
+    event_patients: int
+
+    @property
+    def session_rate(self) -> float:
+        return self.event_sessions / self.sessions if self.sessions else 0.0
+
+    @property
+    def patient_rate(self) -> float:
+        return self.event_patients / self.patients if self.patients else 0.0
 
 
 @dataclass
@@ -22,140 +61,258 @@ class Signal:
     code: str
     status: str
     events: int
-    severe: int
-    sessions: int
+    severe: int  # of a serious type (infection, necrosis, allergic reaction) or graded severe
+    sessions: int  # exposed: distinct sessions that used it, voided ones included
+    patients: int  # exposed: distinct patients of those sessions
+    event_sessions: int  # of those, the sessions with at least one event
+    event_patients: int
+    signal_class: str  # "quality" or "expected"
+    flagged: bool
+    baseline_session_rate: float
+    baseline_patient_rate: float
+    reasons: list[str] = field(default_factory=list)
 
     @property
-    def rate(self) -> float:
-        return self.events / self.sessions if self.sessions else 0.0
+    def session_rate(self) -> float:
+        return self.event_sessions / self.sessions if self.sessions else 0.0
+
+    @property
+    def patient_rate(self) -> float:
+        return self.event_patients / self.patients if self.patients else 0.0
+
+    # Today's `rate` keeps its name and is the session rate: a fraction, never above 1.
+    rate = session_rate
+
+    @property
+    def session_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.event_sessions, self.sessions)
+
+    @property
+    def patient_ci(self) -> tuple[float, float]:
+        return wilson_interval(self.event_patients, self.patients)
+
+    @property
+    def session_text(self) -> str:
+        return rate_with_interval(self.event_sessions, self.sessions)
+
+    @property
+    def patient_text(self) -> str:
+        return rate_with_interval(self.event_patients, self.patients)
+
+    @property
+    def baseline_text(self) -> tuple[str, str]:
+        """The clinic's session and patient rates, as percentages."""
+        return percent(self.baseline_session_rate), percent(self.baseline_patient_rate)
+
+    session_ci_low = property(lambda self: self.session_ci[0])
+    session_ci_high = property(lambda self: self.session_ci[1])
+    patient_ci_low = property(lambda self: self.patient_ci[0])
+    patient_ci_high = property(lambda self: self.patient_ci[1])
 
 
-def _is_flagged(events: int, severe: int, sessions: int) -> bool:
-    config = current_app.config
-    if severe:
-        return True
-    return events >= config["QUALITY_MIN_EVENTS"] and sessions > 0 and (
-        events / sessions > config["QUALITY_EVENT_RATE_THRESHOLD"])
+class Tally:
+    """What the events say about one batch or lot, before its exposure is counted."""
+
+    def __init__(self, events: dict[int, Event], ids: set[int]):
+        chosen = [events[i] for i in ids]
+        self.events = len(chosen)
+        self.severe = sum(e.type in SEVERE_EVENT_TYPES or e.severity == "severe" for e in chosen)
+        self.graded_severe = sum(e.severity == "severe" for e in chosen)
+        self.types = Counter(e.type for e in chosen)
+        self.event_sessions = len({e.session_id for e in chosen})
+        self.event_patients = len({e.patient_id for e in chosen})
+        self.quality = any(t in QUALITY_EVENT_TYPES for t in self.types)
+
+    def flags_at_once(self) -> bool:
+        return self.quality or self.graded_severe > 0
 
 
-def _severe_clause():
-    # A serious reaction type, or any event graded severe, flags at once.
-    return sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
+def _rate_bar(baseline: Baseline) -> float:
+    """The patient rate an expected-class signal's lower bound must exceed."""
+    return max(baseline.patient_rate, current_app.config["QUALITY_EVENT_RATE_THRESHOLD"])
 
 
-def _event_batches():
-    """The batches used in a session that had an adverse event (a batch once per event)."""
-    return (sa.select(SessionUse.batch_id)
-            .select_from(AdverseEvent)
-            .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id))
+def _flags_by_rate(tally: Tally, patients: int, baseline: Baseline) -> bool:
+    return (tally.events >= current_app.config["QUALITY_MIN_EVENTS"]
+            and wilson_interval(tally.event_patients, patients)[0] > _rate_bar(baseline))
 
 
-def _events_touched():
-    """Event ids by batch and by lot, each lot's batches among them, and the severe event ids: one statement."""
-    touched = (_event_batches()
-               .add_columns(BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.type, AdverseEvent.severity)
-               .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
-    by_batch: dict[int, set[int]] = defaultdict(set)
-    by_lot: dict[int, set[int]] = defaultdict(set)
-    lot_batches: dict[int, set[int]] = defaultdict(set)
-    severe: set[int] = set()
-    for batch_id, lot_id, event_id, kind, severity in db.session.execute(touched):
-        by_batch[batch_id].add(event_id)
-        if kind in SEVERE_EVENT_TYPES or severity == "severe":
-            severe.add(event_id)
-        if lot_id is not None:
-            by_lot[lot_id].add(event_id)
-            lot_batches[lot_id].add(batch_id)
-    return by_batch, by_lot, lot_batches, severe
+def _noun(kind: str, count: int) -> str:
+    name = kind.replace("_", " ")
+    return name if count == 1 else PLURALS.get(kind, name + "s")
 
 
-def _session_count():
-    return sa.select(sa.func.count(sa.distinct(SessionUse.session_id))).select_from(SessionUse)
+def _reasons(tally: Tally, patients: int, baseline: Baseline) -> list[str]:
+    """Why the signal is (or is not) flagged, in the words a pharmacist reads on the page."""
+    reasons = [f"{n} {_noun(t, n)} (quality-class)" for t in QUALITY_EVENT_TYPES if (n := tally.types[t])]
+    if tally.graded_severe:
+        reasons.append(f"{tally.graded_severe} event{'s' if tally.graded_severe != 1 else ''} graded severe")
+    expected = [(t, n) for t, n in sorted(tally.types.items()) if t not in QUALITY_EVENT_TYPES]
+    if not expected:
+        return reasons
+    reasons += [f"{n} {_noun(t, n)} (expected-class)" for t, n in expected]
+    low = wilson_interval(tally.event_patients, patients)[0]
+    bar, clinic = _rate_bar(baseline), percent(baseline.patient_rate)
+    floored = bar != baseline.patient_rate
+    against = f"the {percent(bar)} floor (clinic {clinic})" if floored else f"the clinic's {clinic}"
+    reasons.append(f"patient rate {rate_with_interval(tally.event_patients, patients)} "
+                   f"{'above' if low > bar else 'not above'} {against}")
+    minimum = current_app.config["QUALITY_MIN_EVENTS"]
+    if tally.events < minimum and not tally.flags_at_once():
+        reasons.append(f"{tally.events} event{'s' if tally.events != 1 else ''}, fewer than the {minimum} "
+                       "a rate needs to flag")
+    return reasons
 
 
-def _add_if_flagged(signals: list[Signal], kind: str, events: set[int], severe: set[int], row) -> None:
-    figures = (len(events), len(events & severe), row.sessions)
-    if _is_flagged(*figures):
-        signals.append(Signal(kind, row.id, row.code, row.status, *figures))
+def _signal(kind: str, row, tally: Tally, baseline: Baseline) -> Signal:
+    flagged = tally.flags_at_once() or _flags_by_rate(tally, row.patients, baseline)
+    return Signal(kind, row.id, row.code, row.status, tally.events, tally.severe, row.sessions, row.patients,
+                  tally.event_sessions, tally.event_patients, "quality" if tally.quality else "expected",
+                  flagged, baseline.session_rate, baseline.patient_rate, _reasons(tally, row.patients, baseline))
 
 
 def _rank(signal: Signal) -> tuple:
-    return (-signal.severe, -signal.rate, signal.code)
+    """Quality class first, then the most severe events, then the highest patient-rate lower bound."""
+    return (signal.signal_class != "quality", -signal.severe, -signal.patient_ci_low, signal.code, signal.kind)
 
 
-def _add_batch_signals(signals: list[Signal], by_batch, severe: set[int]) -> dict[int, int]:
-    """Add the flagged batches; answer the sessions of every batch the events touch, counted on the index."""
-    batch_sessions = {}
-    for row in db.session.execute(
-            sa.select(Batch.id, Batch.code, Batch.status,
-                      _session_count().where(SessionUse.batch_id == Batch.id).scalar_subquery().label("sessions"))
-            .where(Batch.id.in_(_event_batches()))):
-        batch_sessions[row.id] = row.sessions
-        _add_if_flagged(signals, "batch", by_batch[row.id], severe, row)
-    return batch_sessions
+# --- statements ---------------------------------------------------------------------------------
 
 
-def _lot_contenders(by_lot, lot_batches, severe: set[int], batch_sessions: dict[int, int], bar) -> list[int]:
-    """The lots that can be flagged and, at their best possible rate, could still rank above `bar`.
+def _read_events(kind: str | None = None, item_id: int | None = None):
+    """Every event in a session with a use, with the batches and lots it touches: one statement.
 
-    A lot has at least as many sessions as its busiest batch, so its rate is at most its
-    events over that batch's sessions: a lot that cannot pass the bar even at that rate is
-    not counted. No bar (fewer flagged batches than the limit) lets every flaggable lot in.
+    Answers the events by id, the event ids by batch and by lot, and each lot's batches among them.
     """
-    minimum = current_app.config["QUALITY_MIN_EVENTS"]
+    query = (sa.select(SessionUse.batch_id, BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.session_id,
+                       TreatmentSession.patient_id, AdverseEvent.type, AdverseEvent.severity)
+             .select_from(AdverseEvent)
+             .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
+             .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
+             .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
+    if kind == "batch":
+        query = query.where(SessionUse.batch_id == item_id)
+    elif kind == "lot":
+        query = query.where(BatchComponent.lot_id == item_id)
+    events: dict[int, Event] = {}
+    by = {"batch": defaultdict(set), "lot": defaultdict(set)}
+    lot_batches: dict[int, set[int]] = defaultdict(set)
+    for batch_id, lot_id, event_id, session_id, patient_id, type_, severity in db.session.execute(query):
+        events[event_id] = Event(session_id, patient_id, type_, severity)
+        by["batch"][batch_id].add(event_id)
+        if lot_id is not None:
+            by["lot"][lot_id].add(event_id)
+            lot_batches[lot_id].add(batch_id)
+    return events, by, lot_batches
+
+
+def _baseline() -> Baseline:
+    """The clinic's sessions, their patients, and those of them with an event: one statement.
+
+    Every session is saved with at least one use (the treatment service refuses one without), so
+    the sessions with uses are all the sessions: counted on an index, and the patients as those
+    with a session, rather than by reading every use. The events (few) are read in full.
+    """
+    counts = (
+        sa.select(sa.func.count()).select_from(TreatmentSession),
+        sa.select(sa.func.count()).select_from(Patient).where(
+            sa.exists().where(TreatmentSession.patient_id == Patient.id)),
+        sa.select(sa.func.count(sa.distinct(AdverseEvent.session_id))),
+        sa.select(sa.func.count(sa.distinct(TreatmentSession.patient_id)))
+        .where(TreatmentSession.id.in_(sa.select(AdverseEvent.session_id))),
+    )
+    return Baseline(*db.session.execute(sa.select(*(c.scalar_subquery() for c in counts))).one())
+
+
+def _exposure(kind: str, ids) -> list:
+    """Each batch's or lot's code, status, exposed sessions and patients (voided sessions count): one statement."""
+    model = Batch if kind == "batch" else Lot
+    query = sa.select(model.id, model.code, model.status,
+                      sa.func.count(sa.distinct(SessionUse.session_id)).label("sessions"),
+                      sa.func.count(sa.distinct(TreatmentSession.patient_id)).label("patients"))
+    if kind == "batch":
+        query = query.join(SessionUse, SessionUse.batch_id == Batch.id)
+    else:
+        query = (query.join(BatchComponent, BatchComponent.lot_id == Lot.id)
+                 .join(SessionUse, SessionUse.batch_id == BatchComponent.batch_id))
+    query = (query.join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+             .where(model.id.in_(list(ids))).group_by(model.id, model.code, model.status))
+    return db.session.execute(query).all()
+
+
+# --- the list and one item ----------------------------------------------------------------------
+
+
+def _lot_contenders(events, lot_events, lot_batches, batch_patients: dict[int, int], baseline: Baseline,
+                    bar) -> list[int]:
+    """The lots that can be flagged and, at their best possible rank, could still make the list.
+
+    A lot reaches at least the patients of its busiest batch, and the lower bound of a rate falls
+    as more are exposed to the same events: the bound at that count is the best the lot can have.
+    No bar (fewer flagged batches than the limit) lets every lot that can be flagged in.
+    """
     contenders = []
-    for lot_id, events in by_lot.items():
-        n_severe = len(events & severe)
-        if not n_severe and len(events) < minimum:
+    for lot_id, ids in lot_events.items():
+        tally = Tally(events, ids)
+        fewest = max(tally.event_patients, *(batch_patients.get(b, 0) for b in lot_batches[lot_id]))
+        best_low = wilson_interval(tally.event_patients, fewest)[0]
+        if not tally.flags_at_once() and not _flags_by_rate(tally, fewest, baseline):
             continue
-        busiest = max(batch_sessions.get(batch_id, 0) for batch_id in lot_batches[lot_id])
-        best_rate = len(events) / busiest if busiest else float("inf")
-        if bar is None or (-n_severe, -best_rate) <= bar:
+        if bar is None or (not tally.quality, -tally.severe, -best_low) <= bar:
             contenders.append(lot_id)
     return contenders
-
-
-def _add_lot_signals(signals: list[Signal], contenders: list[int], by_lot, severe: set[int]) -> None:
-    """Count the sessions of the contending lots (every use of every batch made from them) and add the flagged."""
-    lot_sessions = (_session_count().join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
-                    .where(BatchComponent.lot_id == Lot.id).scalar_subquery().label("sessions"))
-    for row in db.session.execute(sa.select(Lot.id, Lot.code, Lot.status, lot_sessions)
-                                  .where(Lot.id.in_(contenders))):
-        _add_if_flagged(signals, "lot", by_lot[row.id], severe, row)
 
 
 def quality_signals(limit: int = 50) -> list[Signal]:
     """Batches and lots whose adverse events call for quarantine or recall, worst first.
 
     Bounded by the adverse events, not by the uses (events are few, uses are millions): the
-    events are read with the batches and lots they touch, then the sessions of each of those
-    batches are counted on the index. A lot's sessions cost far more (every use of every batch
-    made from it), so they are counted only for the lots that can be flagged and could still
-    rank among the first `limit`. Three statements whatever the size of the data.
+    events are read with the batches and lots they touch, the clinic's baseline is counted once,
+    then the exposure of each touched batch. A lot's exposure costs far more (every use of every
+    batch made from it), so it is counted only for the lots that can be flagged and could still
+    rank among the first `limit`. Four statements whatever the size of the data.
 
-    A voided session keeps counting, with its events: a void must not
-    hide a reaction from the signals.
+    A voided session keeps counting, with its events: a void must not hide a reaction.
     """
-    by_batch, by_lot, lot_batches, severe = _events_touched()
-    if not by_batch:
+    events, by, lot_batches = _read_events()
+    if not events:
         return []
-    signals: list[Signal] = []
-    batch_sessions = _add_batch_signals(signals, by_batch, severe)
-    signals.sort(key=_rank)
+    baseline = _baseline()
+    signals, batch_patients = [], {}
+    for row in _exposure("batch", by["batch"]):
+        batch_patients[row.id] = row.patients
+        signals.append(_signal("batch", row, Tally(events, by["batch"][row.id]), baseline))
+    signals = sorted((s for s in signals if s.flagged), key=_rank)
     # The `limit`-th flagged batch sets the bar a lot must be able to reach.
-    bar = _rank(signals[limit - 1])[:2] if 0 < limit <= len(signals) else None
-    contenders = _lot_contenders(by_lot, lot_batches, severe, batch_sessions, bar)
+    bar = _rank(signals[limit - 1])[:3] if 0 < limit <= len(signals) else None
+    contenders = _lot_contenders(events, by["lot"], lot_batches, batch_patients, baseline, bar)
     if contenders:
-        _add_lot_signals(signals, contenders, by_lot, severe)
-    signals.sort(key=_rank)
-    return signals[:limit]
+        lots = (_signal("lot", row, Tally(events, by["lot"][row.id]), baseline)
+                for row in _exposure("lot", contenders))
+        signals += [s for s in lots if s.flagged]
+    return sorted(signals, key=_rank)[:limit]
+
+
+def signal_for(kind: str, item_id: int) -> Signal | None:
+    """One batch's or lot's signal for its page, flagged or not; None when no event reached it.
+
+    At most three statements: its events, the clinic's baseline, its exposure.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"no quality signal for a {kind}")
+    events, by, _ = _read_events(kind, item_id)
+    if not events:
+        return None
+    rows = _exposure(kind, [item_id])
+    return _signal(kind, rows[0], Tally(events, by[kind][item_id]), _baseline()) if rows else None
 
 
 def adverse_event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
     """(events, severe) for a few batches or lots, for their pages: one statement (voided sessions count)."""
     if not ids:
         return {}
-    severe = sa.func.count(sa.distinct(sa.case((_severe_clause(), AdverseEvent.id))))
+    serious = sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
+    severe = sa.func.count(sa.distinct(sa.case((serious, AdverseEvent.id))))
     query = (sa.select(SessionUse.batch_id if kind == "batch" else BatchComponent.lot_id,
                        sa.func.count(sa.distinct(AdverseEvent.id)), severe)
              .select_from(SessionUse)

@@ -275,6 +275,10 @@ class RecallQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(RECALL_STATUSES))
 
 
+def _fraction(description: str) -> fields.String:
+    return fields.String(metadata={"format": "decimal", "description": description + ", a fraction in [0, 1]"})
+
+
 class QualitySignalSchema(Schema):
     """A batch or lot flagged by its adverse events (services.signals.quality_signals)."""
 
@@ -282,10 +286,23 @@ class QualitySignalSchema(Schema):
     id = fields.Integer()
     code = fields.String()
     status = fields.String()
-    events = fields.Integer()
-    severe = fields.Integer()
-    sessions = fields.Integer()
-    rate = fields.String(metadata={"format": "decimal", "description": "Events per session, e.g. \"0.0667\""})
+    events = fields.Integer(metadata={"description": "Adverse events in the sessions that used it"})
+    severe = fields.Integer(metadata={"description": "Of those, a serious type or graded severe"})
+    sessions = fields.Integer(metadata={"description": "Exposed sessions (voided ones included)"})
+    patients = fields.Integer(metadata={"description": "Distinct patients of those sessions"})
+    rate = _fraction("The session rate (kept under its old name), e.g. \"0.0667\"")
+    session_rate = _fraction("Sessions with at least one event / sessions")
+    session_ci_low = _fraction("95 % Wilson interval of the session rate, low end")
+    session_ci_high = _fraction("95 % Wilson interval of the session rate, high end")
+    patient_rate = _fraction("Patients with at least one event / patients")
+    patient_ci_low = _fraction("95 % Wilson interval of the patient rate, low end")
+    patient_ci_high = _fraction("95 % Wilson interval of the patient rate, high end")
+    baseline_session_rate = _fraction("The clinic's session rate over every session with a use")
+    baseline_patient_rate = _fraction("The clinic's patient rate over every session with a use")
+    signal_class = fields.String(metadata={"enum": ["quality", "expected"], "description":
+                                           "quality: an infection, necrosis, nodule, allergic reaction, abscess "
+                                           "or granuloma (one flags); expected: the rest"})
+    reasons = fields.List(fields.String(), metadata={"description": "Why it is flagged, in words"})
     open_recall_id = fields.Integer(allow_none=True)
 
 
