@@ -170,15 +170,19 @@ def test_a_severe_event_flags_the_batch_and_its_lots(practitioner, make_batch, m
     assert len([kind for kind, _ in flagged if kind == "lot"]) == 2
 
 
-def test_mild_events_flag_only_above_the_rate_threshold_with_at_least_two_events(
+def test_mild_events_flag_only_with_enough_events_and_a_patient_rate_above_the_clinic_s(
         practitioner, make_batch, make_patient):
-    batch = make_batch(units=10)
+    batch, quiet = make_batch(units=10), make_batch(units=10)
     sessions = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
-                for _ in range(30)]
+                for _ in range(10)]
+    for _ in range(30):
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(quiet, "1")])
     treatments.record_adverse_event(practitioner, session_id=sessions[0].id, type="redness", severity="mild")
     assert signals.quality_signals() == []  # one event: below the minimum count
-    treatments.record_adverse_event(practitioner, session_id=sessions[1].id, type="bruising", severity="mild")
-    assert [s.code for s in signals.quality_signals() if s.kind == "batch"] == [batch.code]  # 2/30 > 5 %
+    for session_row in sessions[1:3]:
+        treatments.record_adverse_event(practitioner, session_id=session_row.id, type="bruising", severity="mild")
+    # 3 of 10 patients (95 % CI 11-60 %) against the clinic's 3 of 40 (7.5 %)
+    assert [s.code for s in signals.quality_signals() if s.kind == "batch"] == [batch.code]
 
 
 def test_a_shorter_list_of_quality_signals_is_the_head_of_the_full_list(practitioner, make_batch, make_patient):
