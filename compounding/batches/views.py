@@ -18,6 +18,7 @@ from ..privacy import may_read_patients, note_access
 from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
 from ..security import requires
 from ..services import batches, holds
+from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from ..services.signals import adverse_event_counts
@@ -83,7 +84,7 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
     quantities = {row["lot_id"] for row in allocations}
     expected = {lot.id: lot.code for c in proposal for lot in c.lots if lot.id in quantities}
     try:
-        confirmed = batches.check_scans(expected, {k: v for k, v in scans.items() if k in expected})
+        confirmed = check_scans(expected, {k: v for k, v in scans.items() if k in expected})
         return batches.compound_batch(
             current_user, formula.id, form.units.data, allocations=allocations,
             deviation_note=form.deviation_note.data or "", notes=form.notes.data or "",
