@@ -43,6 +43,7 @@ from .preparation import (
     checked_preparation_start,
     component_record,
     ensure_immediate_use_limits,
+    tests_outstanding,
     tests_owed,
 )
 from .signatures import sign
@@ -312,7 +313,8 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     """A pharmacist other than the compounder verifies with an e-signature: `released`.
 
     A batch whose BUD rests on tests goes `awaiting_tests` instead, unusable until each
-    required result is recorded (services.batch_tests).
+    required result is recorded (services.batch_tests); one whose passes are all recorded
+    already (sampled before verification) is released at once.
     """
     ensure_can(actor, "batches.verify", "verify batches")
     batch = _judging(actor, batch_id, "verify")
@@ -320,7 +322,7 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
-    if batch.tests_required:
+    if tests_outstanding(batch):
         signed_into_use(actor, batch, "await_tests", "batch.awaiting_tests", BATCH_FIELDS, stamp="verified")
     else:
         signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")
