@@ -271,3 +271,19 @@ def test_more_sample_units_than_the_batch_has_left_are_refused(tested_formula, c
         _result(pharmacist, batch, units_sampled=3)
     assert _saved() == before
     assert fresh(Batch, batch.id).remaining_volume_ml == Decimal("20")
+
+
+def test_a_held_batch_takes_a_fail_but_not_a_pass(tested_formula, compound, verifier):
+    from compounding.services.holds import quality_signal_hold
+
+    passing, failing = compound(tested_formula()), compound(tested_formula())
+    for batch in (passing, failing):
+        batches.verify_batch(verifier, batch.id, PASSWORD)
+        quality_signal_hold(verifier, "batch", batch.id, "two nodules reported")
+    before = _saved()
+
+    with pytest.raises(InvalidState, match="release the hold before recording a pass"):
+        _result(verifier, passing)
+    assert _saved() == before
+    _result(verifier, failing, result="fail")
+    assert (fresh(Batch, passing.id).status, fresh(Batch, failing.id).status) == ("on_hold", "rejected")

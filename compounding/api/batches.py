@@ -6,6 +6,7 @@ from flask import current_app, request
 from flask_login import current_user
 from sqlalchemy.orm import defaultload, joinedload, selectinload
 
+from ..extensions import db
 from ..models import Batch, Formula
 from ..queries.batches import BatchFilters, batch_list_query, recorded_tests
 from ..services import batches, holds
@@ -47,10 +48,14 @@ def _dump(row) -> dict:
     return data
 
 
+def _one(batch_id: int):
+    """The statement reading one batch with everything its answer shows."""
+    return sa.select(Batch).where(Batch.id == batch_id).options(
+        joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by), *_COMPONENTS)
+
+
 def _answer(batch_id: int, status: int = 200):
-    return answer_one(sa.select(Batch).where(Batch.id == batch_id).options(
-        joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by), *_COMPONENTS),
-        _dump, status)
+    return answer_one(_one(batch_id), _dump, status)
 
 
 @route("/batches", permission="batches.read", summary="List batches, filtered as on the batch page",
@@ -97,7 +102,7 @@ def batch_test_record(batch_id: int):
     data = load(BatchTestCreateSchema, json_body())
     test = record_test_result(current_user, batch_id, **data)
     recorded = next(row for row in recorded_tests(batch_id) if row["id"] == test.id)
-    batch = _answer(batch_id).json
+    batch = _dump(db.session.execute(_one(batch_id)).one())
     return answer({**BatchTestSchema().dump(recorded), "status": batch["status"], "batch": batch}, 201)
 
 

@@ -53,8 +53,7 @@ class BatchTestForm(AppForm):
 
     kind = SelectField("Test", choices=choices(TEST_KINDS))
     result = SelectField("Result", choices=choices(TEST_RESULTS))
-    method = SelectField("Method", choices=choices(TEST_METHODS),
-                         description="A compendial sterility pass is read no earlier than 14 days after sampling.")
+    method = SelectField("Method", choices=choices(TEST_METHODS))
     lab = StringField("Laboratory", validators=[DataRequired(), Length(max=SHORT_TEXT_MAX)])
     sampled_on = DateField("Sampled on", validators=[DataRequired(), in_day_range])
     units_sampled = IntegerField("Units taken as samples", default=0, render_kw={"inputmode": "numeric"},
