@@ -302,3 +302,15 @@ def test_the_batch_list_filters_batches_awaiting_tests(client, as_role, technici
     page = client.get("/batches/?status=awaiting_tests").get_data(as_text=True)
     assert awaiting.code in page and other.code not in page
     assert '<option value="awaiting_tests" selected>' in page
+
+
+def test_verifying_a_tested_batch_on_the_page_says_it_still_waits_for_its_results(client, make_user, technician,
+                                                                                   tested):
+    batch = batches.compound_batch(technician, tested.id, 1)
+    sign_in(client, make_user("pharmacist"))
+    response = client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD}, follow_redirects=True)
+
+    page = response.get_data(as_text=True)
+    assert "may not be used until its test results are recorded (sterility)" in page
+    assert "verified and released" not in page
+    assert db.session.get(Batch, batch.id).status == "awaiting_tests"
