@@ -425,6 +425,8 @@ def test_the_list_filters_like_the_batch_page(client, auth, make_formula, make_l
     assert codes(status="released") == {recent.code}
     assert codes(status="awaiting_tests") == {waiting.code}
     assert codes(bud_within_hours=24) == {soon.code}
+    # A batch awaiting its tests may yet be used: its beyond-use date still matters.
+    assert codes(bud_within_hours=24 * 50) == {old.code, recent.code, soon.code, waiting.code}
     assert codes(compounded_to=(clinic_today() - timedelta(days=2)).isoformat()) == {old.code, waiting.code}
     assert codes(compounded_from=(clinic_today() - timedelta(days=1)).isoformat()) == {recent.code, soon.code}
     assert codes(q=soon.code[-5:]) == {soon.code}
