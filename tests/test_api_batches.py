@@ -10,7 +10,7 @@ from testkit import PASSWORD, QueryCounter, run_at_once, sign_in_session
 
 from compounding.errors import CONFLICT_MESSAGE
 from compounding.extensions import db
-from compounding.models import AuditEvent, Batch, Ingredient, Lot, Signature, StockMovement, User
+from compounding.models import AuditEvent, Batch, BatchTest, Ingredient, Lot, Signature, StockMovement, User
 from compounding.services import batches, ingredients
 from compounding.services.audit import verify_chain
 from compounding.services.clock import clinic_today, utcnow
@@ -20,10 +20,11 @@ from compounding.services.ledger import ledger_balance
 BATCH_FIELDS = {
     "id", "code", "status", "beyond_use_at", "remaining_volume_ml", "total_volume_ml", "units", "formula",
     "components", "compounded_at", "compounded_by", "verified_at", "verified_by", "deviations", "notes",
-    "usable", "reasons", "expired", "storage", "status_reason", "discard_reason",
+    "usable", "reasons", "expired", "storage", "status_reason", "discard_reason", "preparation_started_at",
+    "required_tests", "tests",
 }
 COMPONENT_FIELDS = {"lot_id", "lot_code", "ingredient_id", "ingredient_name", "unit", "theoretical_quantity",
-                    "quantity", "scanned"}
+                    "quantity", "scanned", "strength", "supplier_lot_number", "lot_expires_on", "lot_expiry_date"}
 
 
 @pytest.fixture
@@ -34,12 +35,12 @@ def auth_role() -> str:
 
 @pytest.fixture
 def pc(make_ingredient):
-    return make_ingredient(name="Phosphatidylcholine", unit="mg")
+    return make_ingredient(name="Phosphatidylcholine", unit="mg", sterile=True)
 
 
 @pytest.fixture
 def saline(make_ingredient):
-    return make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", unit="mL")
+    return make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", unit="mL", sterile=True, vehicle=True)
 
 
 @pytest.fixture
@@ -386,9 +387,10 @@ def test_every_batch_route_is_in_the_openapi_document(client):
     assert set(paths["/api/v1/batches"]) == {"get", "post"}
     for path, method in (("/api/v1/batches/{batch_id}", "get"), ("/api/v1/batches/{batch_id}/verify", "post"),
                          ("/api/v1/batches/{batch_id}/reject", "post"),
-                         ("/api/v1/batches/{batch_id}/discard", "post")):
+                         ("/api/v1/batches/{batch_id}/discard", "post"), ("/api/v1/batches/{batch_id}/tests", "post")):
         assert method in paths[path], path
     assert "409" in paths["/api/v1/batches"]["post"]["responses"]
+    assert "201" in paths["/api/v1/batches/{batch_id}/tests"]["post"]["responses"]
 
 
 # --- the list -----------------------------------------------------------------------------------
@@ -396,14 +398,19 @@ def test_every_batch_route_is_in_the_openapi_document(client):
 
 def test_the_list_filters_like_the_batch_page(client, auth, make_formula, make_lot, make_ingredient, technician,
                                               pharmacist):
-    vitamin = make_ingredient(name="Ascorbic acid")
-    lipo = make_formula([(vitamin, "1")], code="LIPO")
-    quick = make_formula([(vitamin, "1")], code="QUICK", bud_category="immediate_use")
+    # Sterile: immediate use takes sterile products only.
+    vitamin = make_ingredient(name="Ascorbic acid", sterile=True)
+    lipo = make_formula([(vitamin, "1")], code="LIPO", unit_volume_ml="1")
+    quick = make_formula([(vitamin, "1")], code="QUICK", bud_category="immediate_use", unit_volume_ml="1")
+    tested = make_formula([(vitamin, "1")], code="TESTED", bud_category="category_2_aseptic_sterility_tested",
+                          unit_volume_ml="1")
     make_lot(vitamin, quantity="1000")
     old = batches.compound_batch(technician, lipo.id, 1, compounded_at=utcnow() - timedelta(days=3))
+    waiting = batches.compound_batch(technician, tested.id, 1, compounded_at=utcnow() - timedelta(days=3))
     recent = batches.compound_batch(technician, lipo.id, 1)
     soon = batches.compound_batch(technician, quick.id, 1)
     batches.verify_batch(pharmacist, recent.id, PASSWORD)
+    batches.verify_batch(pharmacist, waiting.id, PASSWORD)
     headers = auth("auditor")
 
     def codes(**args):
@@ -412,12 +419,15 @@ def test_the_list_filters_like_the_batch_page(client, auth, make_formula, make_l
         return {item["code"] for item in response.json["items"]}
 
     listing = client.get("/api/v1/batches", headers=headers).json
-    assert (listing["page"], listing["per_page"], listing["total"]) == (1, 50, 3)
-    assert [item["code"] for item in listing["items"]] == [soon.code, recent.code, old.code]
+    assert (listing["page"], listing["per_page"], listing["total"]) == (1, 50, 4)
+    assert [item["code"] for item in listing["items"]] == [soon.code, recent.code, waiting.code, old.code]
     assert codes(formula="lipo") == {old.code, recent.code}
     assert codes(status="released") == {recent.code}
+    assert codes(status="awaiting_tests") == {waiting.code}
     assert codes(bud_within_hours=24) == {soon.code}
-    assert codes(compounded_to=(clinic_today() - timedelta(days=2)).isoformat()) == {old.code}
+    # A batch awaiting its tests may yet be used: its beyond-use date still matters.
+    assert codes(bud_within_hours=24 * 50) == {old.code, recent.code, soon.code, waiting.code}
+    assert codes(compounded_to=(clinic_today() - timedelta(days=2)).isoformat()) == {old.code, waiting.code}
     assert codes(compounded_from=(clinic_today() - timedelta(days=1)).isoformat()) == {recent.code, soon.code}
     assert codes(q=soon.code[-5:]) == {soon.code}
     assert codes(per_page=1, page=2) == {recent.code}
@@ -530,3 +540,191 @@ def test_a_duplicate_refused_by_the_database_shows_the_conflict_page(client, mak
     assert "This conflicts with a record saved at the same moment; reload and try again." in response.get_data(
         as_text=True)
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Ingredient)) == before
+
+
+# --- the batch record: copied components, preparation start, release tests ------------------------
+
+TESTED = "category_2_aseptic_sterility_tested"
+
+
+@pytest.fixture
+def tested(make_formula, make_ingredient, make_lot):
+    """A sterility-tested formula: 2 mL of a sterile active made up to a 5 mL vial with sterile saline."""
+    active = make_ingredient(name="Hyaluronic acid", unit="mL", strength="20 mg/mL", sterile=True)
+    water = make_ingredient(name="Sterile saline", kind="diluent", unit="mL", strength="", sterile=True,
+                            vehicle=True)
+    formula = make_formula([(active, "2"), (water, "3")], code="HA5", unit_volume_ml="5", bud_category=TESTED)
+    make_lot(active, quantity="100", supplier_lot_number="HA-2211")
+    make_lot(water, quantity="100")
+    return formula
+
+
+@pytest.fixture
+def awaiting(client, auth, tested, make_user):
+    """A batch of 4 vials of the tested formula, verified: awaiting its sterility result."""
+    batch = _compound(client, auth(), tested, units=4).json
+    response = client.post(f"/api/v1/batches/{batch['id']}/verify", headers=auth("pharmacist"),
+                           json={"password": PASSWORD})
+    assert response.status_code == 200, response.json
+    return response.json
+
+
+def _test_body(**overrides) -> dict:
+    return {"kind": "sterility", "result": "pass", "method": "rapid", "lab": "North Lab",
+            "sampled_on": clinic_today().isoformat(), "password": PASSWORD, **overrides}
+
+
+def test_a_batch_answers_its_components_as_copied_at_compounding(client, auth, prepared, pc, make_user):
+    pharmacist = make_user("pharmacist")
+    ingredients.update_ingredient(pharmacist, pc, {"name": "Phosphatidylcholine 100", "kind": "active",
+                                                   "unit": "mg", "strength": "100 mg/mL", "storage": "fridge"})
+    lot = db.session.get(Lot, prepared["components"][0]["lot_id"])
+    answer = client.get(f"/api/v1/batches/{prepared['id']}", headers=auth("auditor")).json
+
+    component = answer["components"][0]
+    assert (component["ingredient_name"], component["strength"], component["unit"]) == (
+        "Phosphatidylcholine", "10 mg/mL", "mg")
+    assert (component["lot_code"], component["supplier_lot_number"], component["lot_expires_on"],
+            component["lot_expiry_date"]) == (lot.code, lot.supplier_lot_number, lot.expires_on.isoformat(),
+                                              lot.expires_on.isoformat())
+    assert (answer["required_tests"], answer["tests"]) == ([], [])
+    assert datetime.fromisoformat(answer["preparation_started_at"]) == datetime.fromisoformat(
+        answer["compounded_at"])
+
+
+def test_verifying_a_tested_batch_answers_awaiting_tests_and_its_scan_says_why(client, auth, awaiting):
+    assert (awaiting["status"], awaiting["required_tests"], awaiting["usable"]) == (
+        "awaiting_tests", ["sterility"], False)
+    assert awaiting["reasons"] == ["not released: awaiting test results (sterility)"]
+    scan = client.get("/api/v1/scan", headers=auth("practitioner"), query_string={"code": awaiting["code"]}).json
+    assert (scan["usable"], scan["reasons"]) == (False, ["not released: awaiting test results (sterility)"])
+
+
+def test_recording_a_test_result_answers_201_with_the_result_and_the_batch_status(client, auth, make_user,
+                                                                                    awaiting):
+    signer = make_user("pharmacist", display_name="Lena Lab")
+    response = client.post(f"/api/v1/batches/{awaiting['id']}/tests", headers=auth(signer),
+                           json=_test_body(units_sampled=1, note="one vial sent"))
+
+    assert response.status_code == 201, response.json
+    result = response.json
+    assert (result["kind"], result["result"], result["method"], result["lab"], result["units_sampled"]) == (
+        "sterility", "pass", "rapid", "North Lab", 1)
+    assert (result["signed_by"], result["sampled_on"], result["note"]) == (
+        "Lena Lab", clinic_today().isoformat(), "one vial sent")
+    assert result["status"] == "released"
+    assert (result["batch"]["status"], result["batch"]["remaining_volume_ml"]) == ("released", "15")
+    batch = client.get(f"/api/v1/batches/{awaiting['id']}", headers=auth("auditor")).json
+    assert (batch["usable"], [t["id"] for t in batch["tests"]]) == (True, [result["id"]])
+    assert batch["tests"][0]["signed_by"] == "Lena Lab"
+
+
+def test_a_test_result_counts_once_per_idempotency_key(client, auth, awaiting):
+    headers = {**auth("pharmacist"), "Idempotency-Key": "sterility-result-0001"}
+    url = f"/api/v1/batches/{awaiting['id']}/tests"
+    first = client.post(url, headers=headers, json=_test_body())
+    again = client.post(url, headers=headers, json=_test_body())
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json == first.json
+    assert again.headers.get("Idempotent-Replayed") == "true"
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    ({"kind": "pyrogen"}, "kind"), ({"result": "unclear"}, "result"), ({"method": "visual"}, "method"),
+    ({"sampled_on": "2026-02-30"}, "sampled_on"), ({"lab": ""}, "lab"), ({"units_sampled": -1}, "units_sampled"),
+    ({"password": None}, "password"),
+])
+def test_a_malformed_test_result_answers_422_naming_the_field(client, auth, awaiting, overrides, field):
+    response = client.post(f"/api/v1/batches/{awaiting['id']}/tests", headers=auth("pharmacist"),
+                           json=_test_body(**overrides))
+    assert response.status_code == 422, response.json
+    assert field in response.json["details"]
+    assert _status(awaiting["id"]) == "awaiting_tests"
+
+
+def test_test_results_refused_by_the_rules_answer_409_or_403_and_save_nothing(client, auth, awaiting, prepared):
+    url = f"/api/v1/batches/{awaiting['id']}/tests"
+    headers = auth("pharmacist")
+    early = clinic_today().isoformat()
+    cases = [
+        (f"/api/v1/batches/{prepared['id']}/tests", headers, _test_body(), 409, "needs no test result"),
+        (url, headers, _test_body(kind="endotoxin"), 409, "needs no endotoxin test"),
+        (url, headers, _test_body(method="compendial", sampled_on=early), 409, "no earlier than"),
+        (url, headers, _test_body(sampled_on=(clinic_today() - timedelta(days=1)).isoformat()), 422,
+         "before the batch was made"),
+        (url, headers, _test_body(units_sampled=5), 409, "only 4 units left"),
+        (url, auth("technician"), _test_body(), 403, ""),
+        (url, headers, _test_body(password="wrong-password"), 403, "password"),
+    ]
+    for target, who, body, status, words in cases:
+        response = client.post(target, headers=who, json=body)
+        assert response.status_code == status, (body, response.json)
+        assert words in response.json["error"], response.json
+    assert (_status(awaiting["id"]), _status(prepared["id"])) == ("awaiting_tests", "prepared")
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(BatchTest)) == 0
+
+
+def test_a_second_result_for_the_same_test_answers_409(client, auth, awaiting):
+    url = f"/api/v1/batches/{awaiting['id']}/tests"
+    assert client.post(url, headers=auth("pharmacist"), json=_test_body(result="fail")).status_code == 201
+    response = client.post(url, headers=auth("pharmacist"), json=_test_body())
+
+    assert response.status_code == 409
+    assert "already has a sterility result" in response.json["error"]
+    assert _status(awaiting["id"]) == "rejected"
+
+
+def test_compounding_takes_the_preparation_start_and_counts_the_bud_from_it(client, auth, tested):
+    started = (utcnow() - timedelta(hours=3)).replace(microsecond=0)
+    response = _compound(client, auth(), tested, units=1, preparation_started_at=started.isoformat())
+
+    assert response.status_code == 201, response.json
+    batch = response.json
+    assert datetime.fromisoformat(batch["preparation_started_at"]) == started
+    # Category 2, sterility tested, in the fridge: 45 days from the start of preparation.
+    assert datetime.fromisoformat(batch["beyond_use_at"]) == started + timedelta(days=45)
+    assert datetime.fromisoformat(batch["compounded_at"]) > started + timedelta(hours=2)
+
+
+@pytest.mark.parametrize(("started", "field"), [("tomorrow", "preparation_started_at"),
+                                                ("2026-11-27T10:00", "preparation_started_at")])
+def test_a_malformed_preparation_start_answers_422(client, auth, stocked, formula, started, field):
+    response = _compound(client, auth(), formula, units=1, preparation_started_at=started)
+    assert response.status_code == 422
+    assert list(response.json["details"]) == [field]
+
+
+def test_a_preparation_start_in_the_future_answers_422_and_consumes_nothing(client, auth, stocked, formula):
+    before = _stock_rows(), _remaining(*stocked)
+    response = _compound(client, auth(), formula, units=1,
+                         preparation_started_at=(utcnow() + timedelta(hours=1)).isoformat())
+    assert response.status_code == 422, response.json
+    assert list(response.json["details"]) == ["preparation_started_at"]
+    assert (_stock_rows(), _remaining(*stocked)) == before
+
+
+def test_immediate_use_of_more_than_one_unit_or_a_non_sterile_product_answers_409(client, auth, make_formula,
+                                                                                   make_ingredient, make_lot):
+    sterile = make_ingredient(name="Lidocaine 2 %", unit="mL", sterile=True)
+    unsterile = make_ingredient(name="Ascorbic acid powder", unit="mL", sterile=False)
+    one = make_formula([(sterile, "1")], code="IMM1", unit_volume_ml="1", bud_category="immediate_use")
+    mixed = make_formula([(sterile, "1"), (unsterile, "1")], code="IMM2", unit_volume_ml="2",
+                         bud_category="immediate_use")
+    for ingredient in (sterile, unsterile):
+        make_lot(ingredient, quantity="100")
+    headers = auth()
+    before = _stock_rows()
+
+    two = _compound(client, headers, one, units=2)
+    assert two.status_code == 409
+    assert "one unit at a time" in two.json["error"]
+    powder = _compound(client, headers, mixed, units=1)
+    assert powder.status_code == 409
+    assert "Ascorbic acid powder is not sterile" in powder.json["error"]
+    assert _stock_rows() == before
+
+    made = _compound(client, headers, one, units=1)
+    assert made.status_code == 201, made.json
+    start = datetime.fromisoformat(made.json["preparation_started_at"])
+    assert datetime.fromisoformat(made.json["beyond_use_at"]) == start + timedelta(hours=4)

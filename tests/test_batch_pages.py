@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from testkit import PASSWORD, QueryCounter, sign_in
 
 from compounding.extensions import db
-from compounding.models import Batch, Lot, StockMovement
-from compounding.services import batches
+from compounding.models import Batch, BatchComponent, BatchTest, Lot, StockMovement
+from compounding.services import batches, ingredients
+from compounding.services.clock import clinic_today
 
 
 @pytest.fixture
@@ -188,3 +189,128 @@ def test_batch_list_and_detail_have_fixed_query_budgets(client, as_role, technic
         client.get(f"/batches/{big.id}")
     assert small_list.count == large_list.count
     assert small_detail.count == large_detail.count
+
+
+# --- the record as made, and its release tests ------------------------------------------------------
+
+
+@pytest.fixture
+def tested(make_ingredient, make_lot, make_formula):
+    """A sterility-tested formula (sterile components, 2 + 8 mL in a 10 mL vial), stocked."""
+    active = make_ingredient(name="Hyaluronic acid", unit="mL", strength="20 mg/mL", sterile=True)
+    saline = make_ingredient(name="Sterile saline", kind="diluent", unit="mL", strength="", sterile=True,
+                             vehicle=True)
+    formula = make_formula([(active, "2"), (saline, "8")], bud_category="category_2_aseptic_sterility_tested")
+    make_lot(active, quantity="100", supplier_lot_number="HA-7781")
+    make_lot(saline, quantity="100")
+    return formula
+
+
+@pytest.fixture
+def awaiting(tested, technician, pharmacist):
+    batch = batches.compound_batch(technician, tested.id, 3)
+    batches.verify_batch(pharmacist, batch.id, PASSWORD)
+    return batch
+
+
+def _test_form(**overrides) -> dict:
+    data = {"test-kind": "sterility", "test-result": "pass", "test-method": "rapid", "test-lab": "North Lab",
+            "test-sampled_on": clinic_today().isoformat(), "test-units_sampled": "0", "test-note": "",
+            "test-password": PASSWORD}
+    data.update(overrides)
+    return data
+
+
+def test_the_batch_page_shows_the_components_as_copied_at_compounding(client, as_role, make_user, technician,
+                                                                      tested):
+    batch = batches.compound_batch(technician, tested.id, 1)
+    active = tested.components[0].ingredient
+    lot = db.session.get(Lot, db.session.scalar(sa.select(BatchComponent.lot_id).limit(1)))
+    ingredients.update_ingredient(make_user("pharmacist"), active, {
+        "name": "Hyaluronic acid HMW", "kind": "active", "unit": "mL", "strength": "40 mg/mL", "storage": "fridge"})
+    as_role("auditor")
+    page = client.get(f"/batches/{batch.id}").get_data(as_text=True)
+
+    assert "Hyaluronic acid 20 mg/mL" in page
+    assert "HMW" not in page and "40 mg/mL" not in page
+    assert lot.code in page and "HA-7781" in page and lot.expires_on.isoformat() in page
+
+
+def test_a_batch_awaiting_tests_says_so_and_offers_the_result_form_to_a_pharmacist(app, client, as_role,
+                                                                                     make_user, awaiting):
+    as_role("pharmacist")
+    page = client.get(f"/batches/{awaiting.id}").get_data(as_text=True)
+    assert "awaiting tests" in page
+    assert "Awaiting test results: sterility" in page
+    assert 'name="test-password"' in page and 'name="test-sampled_on"' in page
+
+    bench_client = app.test_client()
+    sign_in(bench_client, make_user("technician"))
+    page = bench_client.get(f"/batches/{awaiting.id}").get_data(as_text=True)
+    assert "Awaiting test results: sterility" in page
+    assert 'name="test-password"' not in page
+
+
+def test_a_pharmacist_records_a_result_on_the_batch_page_and_it_is_released(client, make_user, awaiting):
+    sign_in(client, make_user("pharmacist", display_name="Lena Lab"))
+    response = client.post(f"/batches/{awaiting.id}/tests", data=_test_form(**{"test-units_sampled": "1"}))
+    assert response.status_code == 302
+
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "sterility" in page and "North Lab" in page and "rapid" in page
+    assert "Lena Lab" in page
+    assert "Usable" in page
+    assert db.session.get(Batch, awaiting.id).status == "released"
+    assert db.session.get(Batch, awaiting.id).remaining_volume_ml == Decimal("20")
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    ({"test-method": "compendial"}, "no earlier than"),
+    ({"test-kind": "endotoxin"}, "needs no endotoxin test"),
+    ({"test-sampled_on": (date.today() + timedelta(days=2)).isoformat()}, "in the future"),
+    ({"test-password": "wrong-password"}, "password is not correct"),
+    ({"test-lab": ""}, "This field is required"),
+])
+def test_a_refused_result_redraws_the_form_with_the_reason_and_saves_nothing(client, as_role, awaiting,
+                                                                             overrides, reason):
+    as_role("pharmacist")
+    response = client.post(f"/batches/{awaiting.id}/tests", data=_test_form(**overrides))
+
+    assert response.status_code == 422
+    assert reason in response.get_data(as_text=True)
+    assert db.session.scalar(sa.select(sa.func.count(BatchTest.id))) == 0
+    assert db.session.get(Batch, awaiting.id).status == "awaiting_tests"
+
+
+def test_a_result_for_a_batch_that_needs_none_is_refused_on_the_page(client, as_role, technician, bench):
+    batch = _batch(bench, technician)
+    as_role("pharmacist")
+    response = client.post(f"/batches/{batch.id}/tests", data=_test_form())
+    assert response.status_code == 422
+    assert "needs no test result" in response.get_data(as_text=True)
+
+
+def test_a_technician_cannot_record_a_result(client, as_role, awaiting):
+    as_role("technician")
+    assert client.post(f"/batches/{awaiting.id}/tests", data=_test_form()).status_code == 403
+    assert db.session.get(Batch, awaiting.id).status == "awaiting_tests"
+
+
+def test_the_batch_list_filters_batches_awaiting_tests(client, as_role, technician, awaiting, bench):
+    other = _batch(bench, technician)
+    as_role("auditor")
+    page = client.get("/batches/?status=awaiting_tests").get_data(as_text=True)
+    assert awaiting.code in page and other.code not in page
+    assert '<option value="awaiting_tests" selected>' in page
+
+
+def test_verifying_a_tested_batch_on_the_page_says_it_still_waits_for_its_results(client, make_user, technician,
+                                                                                   tested):
+    batch = batches.compound_batch(technician, tested.id, 1)
+    sign_in(client, make_user("pharmacist"))
+    response = client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD}, follow_redirects=True)
+
+    page = response.get_data(as_text=True)
+    assert "may not be used until its test results are recorded (sterility)" in page
+    assert "verified and released" not in page
+    assert db.session.get(Batch, batch.id).status == "awaiting_tests"

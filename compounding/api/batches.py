@@ -1,13 +1,16 @@
-"""API: batches, compounded from an approved formula, verified by a second pharmacist, rejected or discarded."""
+"""API: batches, compounded from an approved formula, verified by a second pharmacist, tested, rejected or
+discarded."""
 
 import sqlalchemy as sa
 from flask import current_app, request
 from flask_login import current_user
 from sqlalchemy.orm import defaultload, joinedload, selectinload
 
-from ..models import Batch, BatchComponent, Formula, Ingredient, Lot
-from ..queries.batches import BatchFilters, batch_list_query
+from ..extensions import db
+from ..models import Batch, Formula
+from ..queries.batches import BatchFilters, batch_list_query, recorded_tests
 from ..services import batches, holds
+from ..services.batch_tests import record_test_result
 from ..services.batches import unusable_reasons
 from ..services.clock import utcnow
 from .schemas.batches import (
@@ -16,17 +19,19 @@ from .schemas.batches import (
     BatchQuerySchema,
     BatchRejectSchema,
     BatchSchema,
+    BatchTestCreateSchema,
+    BatchTestRecordedSchema,
+    BatchTestSchema,
     BatchVerifySchema,
 )
 from .schemas.common import HoldSchema
-from .views import answer_one, hold_release_route, json_body, load, paginated, record_action, route
+from .views import answer, answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are
-# lazy="raise"): the components with their lots and ingredients in one more statement, so
-# a page of batches costs the same number of statements whatever its length.
+# lazy="raise"): the components, which carry their copy of ingredient and lot, in one more
+# statement, so a page of batches costs the same number of statements whatever its length.
 _COMPONENTS = (
-    selectinload(Batch.components).joinedload(BatchComponent.lot).joinedload(Lot.ingredient)
-    .lazyload(Ingredient.gtins),
+    selectinload(Batch.components),
     defaultload(Batch.formula).lazyload(Formula.components),
 )
 
@@ -36,16 +41,21 @@ def _dump(row) -> dict:
     batch = row.Batch
     data = BatchSchema().dump(batch)
     data["holds"] = HoldSchema(many=True).dump(holds.holds_of("batch", batch.id))
+    data["tests"] = BatchTestSchema(many=True).dump(recorded_tests(batch.id))
     standing = [h["text"] for h in data["holds"] if h["released_at"] is None]
     if standing:
         data["reasons"] = unusable_reasons(batch, utcnow(), holds=standing)
     return data
 
 
+def _one(batch_id: int):
+    """The statement reading one batch with everything its answer shows."""
+    return sa.select(Batch).where(Batch.id == batch_id).options(
+        joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by), *_COMPONENTS)
+
+
 def _answer(batch_id: int, status: int = 200):
-    return answer_one(sa.select(Batch).where(Batch.id == batch_id).options(
-        joinedload(Batch.formula), joinedload(Batch.compounded_by), joinedload(Batch.verified_by), *_COMPONENTS),
-        _dump, status)
+    return answer_one(_one(batch_id), _dump, status)
 
 
 @route("/batches", permission="batches.read", summary="List batches, filtered as on the batch page",
@@ -66,6 +76,7 @@ def batch_create():
         current_user, data["formula_id"], data["units"], allocations=data["allocations"],
         deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
         require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True),
+        preparation_started_at=data["preparation_started_at"],
     )
     return _answer(batch.id, 201)
 
@@ -76,10 +87,23 @@ def batch_detail(batch_id: int):
 
 
 @record_action("/batches/<int:batch_id>/verify", permission="batches.verify",
-               summary="Verify and release a prepared batch (a pharmacist other than the compounder; e-signature)",
+               summary="Verify a prepared batch (a pharmacist other than the compounder; e-signature): status "
+                       "released, or awaiting_tests while the tests its BUD rests on have not all passed",
                body=BatchVerifySchema, response=BatchSchema, answer_with=_answer)
 def batch_verify(batch_id: int, data: dict):
     batches.verify_batch(current_user, batch_id, data["password"])
+
+
+@route("/batches/<int:batch_id>/tests", "POST", permission="batches.verify",
+       summary="Record a required test result (sterility, endotoxin) with a pharmacist's e-signature: the last "
+               "pass releases a batch awaiting tests, a fail rejects it; sampled units leave the batch",
+       body=BatchTestCreateSchema, response=BatchTestRecordedSchema, status=201, errors=(404, 409))
+def batch_test_record(batch_id: int):
+    data = load(BatchTestCreateSchema, json_body())
+    test = record_test_result(current_user, batch_id, **data)
+    recorded = next(row for row in recorded_tests(batch_id) if row["id"] == test.id)
+    batch = _dump(db.session.execute(_one(batch_id)).one())
+    return answer({**BatchTestSchema().dump(recorded), "status": batch["status"], "batch": batch}, 201)
 
 
 @record_action("/batches/<int:batch_id>/reject", permission="batches.verify",

@@ -1,4 +1,4 @@
-"""Batch list, the compounding page, the batch record, verification, rejection, discard."""
+"""Batch list, the compounding page, the batch record, verification, test results, rejection, discard."""
 
 from decimal import Decimal, InvalidOperation
 
@@ -7,9 +7,9 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for
+from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, choices, hold_form_for
 from ..limits import PER_PAGE_DEFAULT
-from ..models import Formula, FormulaStatus
+from ..models import Batch, Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
 from ..pages import RecordPage
@@ -18,11 +18,14 @@ from ..privacy import may_read_patients, note_access
 from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
 from ..security import requires
 from ..services import batches, holds
+from ..services.batch_tests import record_test_result
+from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
+from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts
 from ..services.signatures import signatures_for
-from .forms import CompoundForm, DiscardForm
+from .forms import BatchTestForm, CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
 
@@ -83,11 +86,12 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
     quantities = {row["lot_id"] for row in allocations}
     expected = {lot.id: lot.code for c in proposal for lot in c.lots if lot.id in quantities}
     try:
-        confirmed = batches.check_scans(expected, {k: v for k, v in scans.items() if k in expected})
+        confirmed = check_scans(expected, {k: v for k, v in scans.items() if k in expected})
         return batches.compound_batch(
             current_user, formula.id, form.units.data, allocations=allocations,
             deviation_note=form.deviation_note.data or "", notes=form.notes.data or "",
-            scanned_lot_ids=confirmed, require_scan=require_scan)
+            scanned_lot_ids=confirmed, require_scan=require_scan,
+            preparation_started_at=form.preparation_started_utc())
     except DomainError as exc:
         apply_domain_error(form, exc)
         return None
@@ -99,6 +103,7 @@ def batch_compound():
     posted = request.method == "POST"
     form = CompoundForm(formdata=request.form if posted else request.args)
     form.formula_id.choices = _formula_choices()
+    form.offer_start()
     formula, proposal = _proposal(form)
     values = {lot_id: q for c in proposal for lot_id, q in c.proposed.items()} if proposal is not None else {}
     scans, row_errors = {}, {}
@@ -131,13 +136,17 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     forms.setdefault("verify_form", SignatureForm(prefix="verify"))
     forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("discard_form", DiscardForm(prefix="discard"))
+    outstanding = tests_outstanding(batch)
+    test_form = forms.setdefault("test_form", BatchTestForm(prefix="test"))
+    # Offer the tests still owed (all it requires once a result is in: a second one is refused with the reason).
+    test_form.kind.choices = choices(outstanding or batch.tests_required)
     item_holds = holds.holds_of("batch", batch.id)
     forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
     standing = [h.text for h in item_holds if h.released_at is None]
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
-        holds=item_holds,
+        holds=item_holds, tests=detail.tests, outstanding=outstanding,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(),
         **forms), status
@@ -158,7 +167,30 @@ def batch_verify(batch_id: int):
     form = SignatureForm(prefix="verify")
     return _PAGE.post(batch_id, "verify_form", form,
                       lambda: batches.verify_batch(current_user, batch_id, form.password.data),
-                      lambda batch: f"{batch.code} verified and released, signed by {current_user.display_name}.")
+                      _verified_message)
+
+
+def _verified_message(batch) -> str:
+    if batch.status == "awaiting_tests":
+        return (f"{batch.code} verified, signed by {current_user.display_name}; it may not be used until its "
+                f"test results are recorded ({', '.join(batch.tests_required)}).")
+    return f"{batch.code} verified and released, signed by {current_user.display_name}."
+
+
+@bp.route("/<int:batch_id>/tests", methods=["POST"])
+@requires("batches.verify")
+def batch_test_record(batch_id: int):
+    form = BatchTestForm(prefix="test")
+    return _PAGE.post(batch_id, "test_form", form, lambda: record_test_result(
+        current_user, batch_id, kind=form.kind.data, result=form.result.data, method=form.method.data,
+        lab=form.lab.data, sampled_on=form.sampled_on.data, password=form.password.data,
+        units_sampled=form.units_sampled.data or 0, note=form.note.data or ""), _recorded_message)
+
+
+def _recorded_message(test) -> str:
+    batch = db.session.get(Batch, test.batch_id)
+    return (f"{test.kind.capitalize()} result ({test.result}) recorded on {batch.code}, signed by "
+            f"{current_user.display_name}; the batch is now {batch.status.replace('_', ' ')}.")
 
 
 @bp.route("/<int:batch_id>/reject", methods=["POST"])

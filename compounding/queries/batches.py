@@ -1,4 +1,4 @@
-"""Batches: the list and its filters (page, API, export), one batch's page, the formulas to compound."""
+"""Batches: the list and its filters (page, API, export), one batch's page and tests, the formulas to compound."""
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -11,12 +11,12 @@ from ..models import (
     Batch,
     BatchComponent,
     BatchStatus,
+    BatchTest,
     Formula,
     FormulaStatus,
-    Ingredient,
-    Lot,
     Patient,
     SessionUse,
+    Signature,
     TreatmentSession,
     User,
 )
@@ -29,7 +29,7 @@ DAY_FILTERS = {"compounded_from": "Compounded from", "compounded_to": "Compounde
 # The longest "beyond-use date within" window a list takes: ten years of hours.
 MAX_BUD_WINDOW_HOURS = 24 * 3650
 # Batches whose beyond-use date still matters: they may yet be injected.
-IN_USE = (BatchStatus.PREPARED, BatchStatus.RELEASED)
+IN_USE = (BatchStatus.PREPARED, BatchStatus.AWAITING_TESTS, BatchStatus.RELEASED)
 
 
 def _hours(value) -> int | None:
@@ -106,9 +106,10 @@ class BatchRecord:
     """What a batch's page shows beside its forms."""
 
     batch: Batch
-    components: list
+    components: list  # BatchComponent rows: the ingredient and lot as copied at compounding
     uses: list | None  # None: the reader may not see who received the batch
     history: list
+    tests: list  # recorded_tests()
 
 
 def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
@@ -117,10 +118,9 @@ def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
         selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by)))
     if batch is None:
         return None
-    components = db.session.execute(
-        sa.select(BatchComponent, Lot.code, Lot.expires_on, Ingredient.name, Ingredient.unit)
-        .join(Lot, Lot.id == BatchComponent.lot_id).join(Ingredient, Ingredient.id == BatchComponent.ingredient_id)
-        .where(BatchComponent.batch_id == batch.id).order_by(BatchComponent.id)).all()
+    # The copy made at compounding, never the ingredient or lot as they are now.
+    components = db.session.scalars(
+        sa.select(BatchComponent).where(BatchComponent.batch_id == batch.id).order_by(BatchComponent.id)).all()
     uses = None
     if with_uses:
         uses = db.session.execute(
@@ -130,4 +130,18 @@ def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
             .join(Patient, Patient.id == TreatmentSession.patient_id)
             .join(User, User.id == TreatmentSession.practitioner_id)
             .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
-    return BatchRecord(batch=batch, components=components, uses=uses, history=audit_history("batch", batch.id))
+    return BatchRecord(batch=batch, components=components, uses=uses, history=audit_history("batch", batch.id),
+                       tests=recorded_tests(batch.id))
+
+
+def recorded_tests(batch_id: int) -> list[dict]:
+    """A batch's test results in the order recorded, each with who signed it and when."""
+    rows = db.session.execute(
+        sa.select(BatchTest, Signature.signer_name, Signature.signed_at)
+        .outerjoin(Signature, sa.and_(Signature.entity_type == "batch_test", Signature.entity_id == BatchTest.id))
+        .where(BatchTest.batch_id == batch_id).order_by(BatchTest.id)).all()
+    return [{"id": test.id, "batch_id": test.batch_id, "kind": test.kind, "result": test.result,
+             "method": test.method, "lab": test.lab, "sampled_on": test.sampled_on,
+             "units_sampled": test.units_sampled, "note": test.note, "recorded_at": test.recorded_at,
+             "recorded_by_id": test.recorded_by_id, "signed_by": signer or "", "signed_at": signed_at}
+            for test, signer, signed_at in rows]

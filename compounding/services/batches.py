@@ -19,6 +19,8 @@ from ..models import Batch, BatchComponent, BatchStatus, Formula, Lot, LotStatus
 from ..models.batch import DISCARD_REASONS
 from . import audit
 from .access import ensure_can
+from .bench_scans import check_scans as check_scans  # re-exported: its callers read it here too
+from .bench_scans import ensure_scanned
 from .bounds import checked_text
 from .bud import BUD_TABLE_VERSION, beyond_use_at, bud_duration
 from .clock import utcnow
@@ -41,6 +43,7 @@ from .preparation import (
     checked_preparation_start,
     component_record,
     ensure_immediate_use_limits,
+    tests_outstanding,
     tests_owed,
 )
 from .signatures import sign
@@ -207,79 +210,6 @@ def propose(formula: Formula, units: int, at: datetime | None = None) -> list[Pr
     return result
 
 
-def check_scans(expected: dict[int, str], scans: dict[int, str]) -> set[int]:
-    """Match each scanned container against the lot allocated on its row.
-
-    `expected` maps lot id -> lot code, `scans` lot id -> what the scanner sent: our lot
-    code or the supplier's GS1 barcode, which must match the allocated lot's GTIN, (10)
-    and (17). Returns the confirmed lot ids; anything else is refused
-    with the reason (and, for another eligible lot of the same ingredient, the offer to use
-    it instead).
-    """
-    confirmed = set()
-    for lot_id, raw in scans.items():
-        if not (raw or "").strip():
-            continue
-        if lot_id not in expected:
-            raise InvalidInput("A scan was entered for a lot that is not allocated.", field="scanned")
-        why = _scan_refusal(lot_id, raw)
-        if why is None:
-            confirmed.add(lot_id)
-            continue
-        raise InvalidInput(f"Scan refused: {why}. The container on this row must be {expected[lot_id]}.",
-                           field="scanned", details={"scanned": [why], "lot_id": lot_id})
-    return confirmed
-
-
-def _scan_refusal(lot_id: int, raw: str) -> str | None:
-    """Why the container scanned as `raw` is not the allocated lot `lot_id` (None: it is)."""
-    from .scan import gs1_mismatches, resolve  # scan builds on this module
-
-    result = resolve(raw)
-    allocated = db.session.scalar(sa.select(Lot).where(Lot.id == lot_id).options(selectinload(Lot.ingredient)))
-    if result.kind == "gs1":
-        mismatches = gs1_mismatches(result.gs1, allocated)
-        if not mismatches:
-            return None
-        other = f" (it is {result.lot.code})" if result.lot is not None and result.lot.id != lot_id else ""
-        return f"the supplier barcode does not match {allocated.code}{other}: " + "; ".join(mismatches)
-    scanned = result.lot if result.kind == "lot" else None
-    if scanned is not None and scanned.id == lot_id:
-        return None
-    if scanned is None:
-        return f"{result.shown!r} is not one of our lot codes" + (f" ({result.error})" if result.error else "")
-    if scanned.ingredient_id != allocated.ingredient_id:
-        return f"{scanned.code} is {scanned.ingredient.name}, the wrong ingredient"
-    if result.usable:
-        return (f"{scanned.code} is another eligible lot of {allocated.ingredient.name}; to use it instead, "
-                f"move the quantity from {allocated.code} to its row")
-    return f"{scanned.code} is a different lot of {allocated.ingredient.name} and not eligible: " + "; ".join(
-        result.reasons)
-
-
-def _ensure_scanned(plan: CompoundingPlan, allocations: list[dict] | None) -> None:
-    """Every container scanned, else 409 naming the lots.
-
-    Where some lots were left to FEFO, the answer proposes every lot of the plan
-    (`details.proposed_lots`): the client scans them and sends them back as `allocations`
-    with `scanned_lot_ids`.
-    """
-    unscanned = [c for c in plan.components if not c.scanned]
-    if not unscanned:
-        return
-    codes = ", ".join(sorted({c.lot.code for c in unscanned}))
-    picked = {row.get("lot_id") for row in allocations or []}
-    details = {"scanned": [f"Not scanned: {codes}."],
-               "unscanned_lots": [{"lot_id": c.lot.id, "lot_code": c.lot.code} for c in unscanned]}
-    if any(c.lot.id not in picked for c in plan.components):
-        details["proposed_lots"] = [
-            {"lot_id": c.lot.id, "lot_code": c.lot.code, "ingredient_id": c.ingredient_id,
-             "ingredient_name": c.ingredient_name, "quantity": format(c.quantity.normalize(), "f"),
-             "unit": c.unit} for c in plan.components]
-    raise InvalidState(f"Scan every container before saving: {codes} not scanned.", field="scanned",
-                       details=details)
-
-
 def _formula_to_compound(formula_id) -> Formula:
     formula = db.session.scalar(sa.select(Formula).where(Formula.id == formula_id)) if formula_id else None
     if formula is None:
@@ -341,7 +271,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
     deviations = _deviations(plan, deviation_note)
     if require_scan:
-        _ensure_scanned(plan, allocations)
+        ensure_scanned(plan, allocations)
     total_volume = formula.unit_volume_ml * units
     bud = beyond_use_at(started_at, bud_duration(formula.bud_category, formula.storage, formula.bud_hours),
                         [c.lot.expires_on for c in plan.components])
@@ -383,7 +313,8 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     """A pharmacist other than the compounder verifies with an e-signature: `released`.
 
     A batch whose BUD rests on tests goes `awaiting_tests` instead, unusable until each
-    required result is recorded (services.batch_tests).
+    required result is recorded (services.batch_tests); one whose passes are all recorded
+    already (sampled before verification) is released at once.
     """
     ensure_can(actor, "batches.verify", "verify batches")
     batch = _judging(actor, batch_id, "verify")
@@ -391,7 +322,7 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
     sign(actor, password, "verified", "batch", batch.id)
-    if batch.tests_required:
+    if tests_outstanding(batch):
         signed_into_use(actor, batch, "await_tests", "batch.awaiting_tests", BATCH_FIELDS, stamp="verified")
     else:
         signed_into_use(actor, batch, "verify", "batch.released", BATCH_FIELDS, stamp="verified")

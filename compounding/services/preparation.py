@@ -6,7 +6,10 @@ refusal changes nothing.
 
 from datetime import UTC, datetime, timedelta
 
-from ..models import Batch, BatchComponent, Formula
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import Batch, BatchComponent, BatchTest, Formula
 from .bud import IMMEDIATE_USE, immediate_use_refusals, required_tests
 from .errors import InvalidInput, InvalidState
 
@@ -43,6 +46,15 @@ def tests_owed(formula: Formula, components: list[BatchComponent]) -> str:
     """The tests the batch owes, as stored in `required_tests` ("sterility" or "sterility,endotoxin")."""
     all_sterile = all(component.ingredient_sterile for component in components)
     return ",".join(required_tests(formula.bud_category, all_sterile))
+
+
+def tests_outstanding(batch: Batch) -> list[str]:
+    """The tests the batch owes that have no recorded pass yet (empty: its BUD's evidence is complete)."""
+    if not batch.tests_required:
+        return []
+    passed = set(db.session.scalars(sa.select(BatchTest.kind).where(BatchTest.batch_id == batch.id,
+                                                                  BatchTest.result == "pass")))
+    return [kind for kind in batch.tests_required if kind not in passed]
 
 
 def component_record(batch: Batch, planned, ingredient) -> BatchComponent:

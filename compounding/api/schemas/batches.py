@@ -1,12 +1,12 @@
-"""Batches: compounding, verification, rejection, discard, the list."""
+"""Batches: compounding, verification, release tests, rejection, discard, the list."""
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX
-from ...models.batch import BATCH_STATUSES, DISCARD_REASONS
+from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, SHORT_TEXT_MAX
+from ...models.batch import BATCH_STATUSES, DISCARD_REASONS, TEST_KINDS, TEST_METHODS, TEST_RESULTS
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
-from .common import RECORD_ID, Day, HoldSchema, Quantity, Search, reason_text, signature
+from .common import RECORD_ID, Day, HoldSchema, Moment, Quantity, Search, reason_text, signature
 
 
 class BatchFormulaSchema(Schema):
@@ -19,14 +19,18 @@ class BatchFormulaSchema(Schema):
 
 
 class BatchComponentSchema(Schema):
-    """One lot a batch consumed; the lot and its ingredient come loaded with it (lazy="raise")."""
+    """One lot a batch consumed, as the ingredient and lot were at compounding (the copy on the record)."""
 
     lot_id = fields.Integer()
-    lot_code = fields.String(attribute="lot.code")
-    lot_expiry_date = fields.Date(attribute="lot.expires_on")
+    lot_code = fields.String()
+    supplier_lot_number = fields.String()
+    lot_expires_on = fields.Date()
+    lot_expiry_date = fields.Function(lambda component: component.lot_expires_on.isoformat(), metadata={
+        "type": "string", "format": "date", "description": "Same as lot_expires_on"})
     ingredient_id = fields.Integer()
-    ingredient_name = fields.String(attribute="lot.ingredient.name")
-    unit = fields.String(attribute="lot.ingredient.unit")
+    ingredient_name = fields.String()
+    strength = fields.String(attribute="ingredient_strength")
+    unit = fields.String(attribute="ingredient_unit")
     theoretical_quantity = Quantity(metadata={"type": "string", "format": "decimal",
                                               "description": "What the formula asks for, for all units"})
     quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "What was taken from this lot"})
@@ -50,6 +54,7 @@ class BatchSchema(Schema):
     remaining_volume_ml = Quantity()
     storage = fields.String()
     beyond_use_at = fields.DateTime()
+    preparation_started_at = fields.DateTime(metadata={"description": "When the BUD clock started"})
     compounded_at = fields.DateTime()
     compounded_by_id = fields.Integer()
     compounded_by = fields.Function(lambda batch: batch.compounded_by.display_name, metadata={"type": "string"})
@@ -61,6 +66,11 @@ class BatchSchema(Schema):
     deviations = fields.String()
     notes = fields.String()
     components = fields.List(fields.Nested(BatchComponentSchema))
+    required_tests = fields.Function(lambda batch: list(batch.tests_required), metadata={
+        "type": "array", "items": {"type": "string", "enum": list(TEST_KINDS)},
+        "description": "The tests its BUD rests on; the batch is awaiting_tests until each has passed"})
+    tests = fields.List(fields.Nested(lambda: BatchTestSchema()), dump_only=True,
+                        metadata={"description": "The recorded test results (one batch's answer only)"})
     holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
                         metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
     # Filled by _usability below (a batch has no such attributes).
@@ -96,6 +106,8 @@ class BatchCompoundSchema(Schema):
     scanned_lot_ids = fields.List(fields.Integer(strict=True, validate=RECORD_ID), load_default=list,
                                   validate=validate.Length(max=200),
                                   metadata={"description": "Lots whose containers were confirmed by scanning"})
+    preparation_started_at = Moment(load_default=None, allow_none=True, metadata={
+        "description": "When preparation started (ISO 8601 with offset; default: now): the BUD counts from it"})
 
     @validates_schema
     def _each_lot_once(self, data, **kwargs):
@@ -106,6 +118,45 @@ class BatchCompoundSchema(Schema):
 
 class BatchVerifySchema(Schema):
     password = signature("The verifying pharmacist's")
+
+
+class BatchTestSchema(Schema):
+    """A recorded test result with who signed it."""
+
+    id = fields.Integer()
+    batch_id = fields.Integer()
+    kind = fields.String(metadata={"enum": list(TEST_KINDS)})
+    result = fields.String(metadata={"enum": list(TEST_RESULTS)})
+    method = fields.String(metadata={"enum": list(TEST_METHODS)})
+    lab = fields.String()
+    sampled_on = fields.Date()
+    units_sampled = fields.Integer()
+    note = fields.String()
+    recorded_at = fields.DateTime()
+    recorded_by_id = fields.Integer()
+    signed_by = fields.String(metadata={"description": "The signing pharmacist's name"})
+    signed_at = fields.DateTime()
+
+
+class BatchTestRecordedSchema(BatchTestSchema):
+    """The result as recorded, the batch's status after it, and the batch."""
+
+    status = fields.String(metadata={"enum": list(BATCH_STATUSES)})
+    batch = fields.Nested(BatchSchema)
+
+
+class BatchTestCreateSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(TEST_KINDS))
+    result = fields.String(required=True, validate=validate.OneOf(TEST_RESULTS))
+    method = fields.String(required=True, validate=validate.OneOf(TEST_METHODS),
+                           metadata={"description": "compendial (USP <71>: a pass no earlier than 14 days "
+                                                    "after sampling) or rapid"})
+    lab = fields.String(required=True, validate=validate.Length(min=1, max=SHORT_TEXT_MAX))
+    sampled_on = Day(required=True, metadata={"description": "The clinic day the samples were taken, YYYY-MM-DD"})
+    password = signature("The recording pharmacist's")
+    units_sampled = fields.Integer(load_default=0, strict=True, validate=validate.Range(min=0, max=MAX_UNITS),
+                                   metadata={"description": "Units taken as samples: they leave the batch"})
+    note = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX))
 
 
 class BatchRejectSchema(Schema):
