@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -14,16 +15,36 @@ from compounding.services.clock import utcnow
 
 FORMULA_FIELDS = {
     "id", "code", "version", "name", "indication", "route", "dosage_form", "unit_label", "unit_volume_ml",
-    "instructions", "storage", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
+    "instructions", "storage", "protect_from_light", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
     "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
     "previous_version_id", "components",
 }
 
 
 @pytest.fixture
+def make_ingredient(make_ingredient):
+    """Ingredients supplied sterile unless a test says otherwise: the fixture formulas' category
+    (only sterile starting components) is approved only with sterile ones."""
+    return partial(make_ingredient, sterile=True)
+
+
+@pytest.fixture
 def vitamin_c_and_ha(make_ingredient):
-    return (make_ingredient(name="Ascorbic acid", strength="100 mg/mL"),
-            make_ingredient(name="Hyaluronic acid", unit="mg", strength="10 mg/mL"))
+    return (make_ingredient(name="Ascorbic acid", strength="100 mg/mL", sterile=True),
+            make_ingredient(name="Hyaluronic acid", unit="mg", strength="10 mg/mL", sterile=True))
+
+
+@pytest.fixture
+def saline(make_ingredient):
+    return make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", strength="0.9 %", sterile=True,
+                           vehicle=True)
+
+
+def _row(ingredient, quantity) -> dict:
+    """A component row; the quantity "qs" marks the diluent filled to volume."""
+    if quantity == "qs":
+        return {"ingredient_id": ingredient.id, "qs": True}
+    return {"ingredient_id": ingredient.id, "quantity": quantity}
 
 
 def _body(rows, **overrides) -> dict:
@@ -31,7 +52,7 @@ def _body(rows, **overrides) -> dict:
         "code": "MESO-VCHA", "name": "Mesolift vitamin C + HA", "indication": "skin_rejuvenation",
         "route": "intradermal", "dosage_form": "solution for injection", "unit_volume_ml": "5",
         "bud_category": "category_2_aseptic_sterile_components", "storage": "fridge",
-        "components": [{"ingredient_id": i.id, "quantity": q} for i, q in rows],
+        "components": [_row(i, q) for i, q in rows],
         "instructions": "1. Disinfect.\n2. Mix.", "bud_hours": 48, "bud_reason": "Ascorbic acid oxidises",
         "unit_label": "vial 5 mL",
     }
@@ -43,21 +64,27 @@ def _formula_rows() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(Formula))
 
 
-def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client, make_user, auth, vitamin_c_and_ha):
+def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client, make_user, auth, vitamin_c_and_ha,
+                                                                        saline):
     vc, ha = vitamin_c_and_ha
     author = make_user("pharmacist", display_name="Dr Paula Reyes")
-    response = client.post("/api/v1/formulas", headers=auth(author), json=_body([(vc, "1"), (ha, 2.5)]))
+    response = client.post("/api/v1/formulas", headers=auth(author),
+                           json=_body([(vc, "1"), (ha, 2.5), (saline, "qs")], protect_from_light=True))
 
     assert response.status_code == 201, response.json
     formula = response.json
     assert set(formula) == FORMULA_FIELDS
     assert (formula["code"], formula["version"], formula["status"]) == ("MESO-VCHA", 1, "draft")
     assert (formula["unit_volume_ml"], formula["unit_label"]) == ("5", "vial 5 mL")
+    assert (formula["storage"], formula["protect_from_light"]) == ("fridge", True)
     assert formula["components"] == [
         {"ingredient_id": vc.id, "ingredient_name": "Ascorbic acid", "strength": "100 mg/mL", "unit": "mL",
-         "quantity": "1"},
+         "quantity": "1", "qs": False, "sterile": True},
         {"ingredient_id": ha.id, "ingredient_name": "Hyaluronic acid", "strength": "10 mg/mL", "unit": "mg",
-         "quantity": "2.5"},
+         "quantity": "2.5", "qs": False, "sterile": True},
+        # Filled to volume: 5 mL less the 1 mL of ascorbic acid (hyaluronic acid is weighed, in mg).
+        {"ingredient_id": saline.id, "ingredient_name": "Sodium chloride 0.9 %", "strength": "0.9 %", "unit": "mL",
+         "quantity": "4", "qs": True, "sterile": True},
     ]
     assert formula["bud_category_label"].startswith("Category 2, aseptic, only sterile")
     assert (formula["bud_hours"], formula["bud_duration_hours"]) == (48, 48)
@@ -66,12 +93,12 @@ def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client,
     assert client.get(f"/api/v1/formulas/{formula['id']}", headers=auth("auditor")).json == formula
 
 
-def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha):
+def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha, saline):
     pharmacist = make_user("pharmacist", display_name="Dr Omar Haddad")
     headers = auth(pharmacist)
     # Another pharmacist wrote it.
     created = client.post("/api/v1/formulas", headers=auth("pharmacist"),
-                          json=_body([(vitamin_c_and_ha[0], "1")])).json
+                          json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")])).json
 
     response = client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers,
                            json={"password": PASSWORD})
@@ -141,8 +168,9 @@ def test_a_technician_can_read_formulas_but_not_change_them(client, auth, make_f
     ({"components": [{"ingredient_id": "abc", "quantity": "1"}]}, "components"),
     ({"components": [{"quantity": "1"}]}, "components"),
 ])
-def test_a_bad_formula_body_answers_422_naming_the_field(client, auth, vitamin_c_and_ha, overrides, field):
-    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")], **overrides))
+def test_a_bad_formula_body_answers_422_naming_the_field(client, auth, vitamin_c_and_ha, saline, overrides, field):
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")], **overrides))
     assert response.status_code == 422, response.json
     assert field in response.json["details"]
     assert _formula_rows() == 0
@@ -159,9 +187,10 @@ def test_zero_quantities_and_an_ingredient_listed_twice_are_refused(client, auth
     assert _formula_rows() == 0
 
 
-def test_an_existing_code_answers_409(client, auth, make_formula, vitamin_c_and_ha):
+def test_an_existing_code_answers_409(client, auth, make_formula, vitamin_c_and_ha, saline):
     make_formula(code="MESO-VCHA")
-    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")]))
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")]))
     assert response.status_code == 409 and "code" in response.json["details"]
 
 
@@ -178,12 +207,13 @@ def test_a_new_version_is_a_draft_copy_and_approving_it_retires_the_old_one(clie
     assert [c["quantity"] for c in draft["components"]] == ["2", "8"]
     assert client.post(f"/api/v1/formulas/{approved.id}/versions", headers=headers).status_code == 409
     assert client.patch(f"/api/v1/formulas/{approved.id}", headers=headers, json={"name": "x"}).status_code == 409
+    active, diluent = (c["ingredient_id"] for c in draft["components"])
     changed = client.patch(f"/api/v1/formulas/{draft['id']}", headers=headers, json={
         "name": "Hair mix, more biotin", "components": [
-            {"ingredient_id": c["ingredient_id"], "quantity": "3"} for c in draft["components"]]})
+            {"ingredient_id": active, "quantity": "3"}, {"ingredient_id": diluent, "quantity": "1", "qs": True}]})
     assert changed.status_code == 200, changed.json
     assert changed.json["name"] == "Hair mix, more biotin" and changed.json["unit_volume_ml"] == "10"
-    assert [c["quantity"] for c in changed.json["components"]] == ["3", "3"]
+    assert [(c["quantity"], c["qs"]) for c in changed.json["components"]] == [("3", False), ("7", True)]
 
     # A second pharmacist approves the version.
     client.post(f"/api/v1/formulas/{draft['id']}/approve", headers=auth(), json={"password": PASSWORD})
