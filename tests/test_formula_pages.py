@@ -300,7 +300,7 @@ def test_each_component_row_has_a_qs_box_and_the_record_a_light_flag(client, as_
     form = client.get("/formulas/new").get_data(as_text=True)
     assert form.count('type="checkbox" value="y"') == ROWS + 1
     assert 'name="components-7-qs"' in form and 'name="protect_from_light"' in form
-    assert form.count("Row 1: fill </span>to volume") == 1
+    assert form.count('<span class="visually-hidden">Row 1: fill to volume</span>') == 1
     assert '<option value="protect_from_light"' not in form  # light is a flag, not a temperature
 
 
