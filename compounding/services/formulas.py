@@ -174,7 +174,9 @@ def ensure_balanced(formula: Formula) -> Balance:
         if component.qs and component.quantity != result.qs_quantity:
             raise InvalidState(
                 f"{formula.label}: {component.ingredient.name} is stored as {_ml(component.quantity)} mL to volume "
-                f"but the unit now needs {_ml(result.qs_quantity)} mL; save the formula again.", field="components")
+                f"but the unit now needs {_ml(result.qs_quantity)} mL; "
+                + ("save the draft again." if formula.status == FormulaStatus.DRAFT else "make a new version."),
+                field="components")
     return result
 
 
