@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -14,16 +15,36 @@ from compounding.services.clock import utcnow
 
 FORMULA_FIELDS = {
     "id", "code", "version", "name", "indication", "route", "dosage_form", "unit_label", "unit_volume_ml",
-    "instructions", "storage", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
+    "instructions", "storage", "protect_from_light", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
     "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
     "previous_version_id", "components",
 }
 
 
 @pytest.fixture
+def make_ingredient(make_ingredient):
+    """Ingredients supplied sterile unless a test says otherwise: the fixture formulas' category
+    (only sterile starting components) is approved only with sterile ones."""
+    return partial(make_ingredient, sterile=True)
+
+
+@pytest.fixture
 def vitamin_c_and_ha(make_ingredient):
-    return (make_ingredient(name="Ascorbic acid", strength="100 mg/mL"),
-            make_ingredient(name="Hyaluronic acid", unit="mg", strength="10 mg/mL"))
+    return (make_ingredient(name="Ascorbic acid", strength="100 mg/mL", sterile=True),
+            make_ingredient(name="Hyaluronic acid", unit="mg", strength="10 mg/mL", sterile=True))
+
+
+@pytest.fixture
+def saline(make_ingredient):
+    return make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", strength="0.9 %", sterile=True,
+                           vehicle=True)
+
+
+def _row(ingredient, quantity) -> dict:
+    """A component row; the quantity "qs" marks the diluent filled to volume."""
+    if quantity == "qs":
+        return {"ingredient_id": ingredient.id, "qs": True}
+    return {"ingredient_id": ingredient.id, "quantity": quantity}
 
 
 def _body(rows, **overrides) -> dict:
@@ -31,7 +52,7 @@ def _body(rows, **overrides) -> dict:
         "code": "MESO-VCHA", "name": "Mesolift vitamin C + HA", "indication": "skin_rejuvenation",
         "route": "intradermal", "dosage_form": "solution for injection", "unit_volume_ml": "5",
         "bud_category": "category_2_aseptic_sterile_components", "storage": "fridge",
-        "components": [{"ingredient_id": i.id, "quantity": q} for i, q in rows],
+        "components": [_row(i, q) for i, q in rows],
         "instructions": "1. Disinfect.\n2. Mix.", "bud_hours": 48, "bud_reason": "Ascorbic acid oxidises",
         "unit_label": "vial 5 mL",
     }
@@ -43,21 +64,27 @@ def _formula_rows() -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(Formula))
 
 
-def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client, make_user, auth, vitamin_c_and_ha):
+def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client, make_user, auth, vitamin_c_and_ha,
+                                                                        saline):
     vc, ha = vitamin_c_and_ha
     author = make_user("pharmacist", display_name="Dr Paula Reyes")
-    response = client.post("/api/v1/formulas", headers=auth(author), json=_body([(vc, "1"), (ha, 2.5)]))
+    response = client.post("/api/v1/formulas", headers=auth(author),
+                           json=_body([(vc, "1"), (ha, 2.5), (saline, "qs")], protect_from_light=True))
 
     assert response.status_code == 201, response.json
     formula = response.json
     assert set(formula) == FORMULA_FIELDS
     assert (formula["code"], formula["version"], formula["status"]) == ("MESO-VCHA", 1, "draft")
     assert (formula["unit_volume_ml"], formula["unit_label"]) == ("5", "vial 5 mL")
+    assert (formula["storage"], formula["protect_from_light"]) == ("fridge", True)
     assert formula["components"] == [
         {"ingredient_id": vc.id, "ingredient_name": "Ascorbic acid", "strength": "100 mg/mL", "unit": "mL",
-         "quantity": "1"},
+         "quantity": "1", "qs": False, "sterile": True},
         {"ingredient_id": ha.id, "ingredient_name": "Hyaluronic acid", "strength": "10 mg/mL", "unit": "mg",
-         "quantity": "2.5"},
+         "quantity": "2.5", "qs": False, "sterile": True},
+        # Filled to volume: 5 mL less the 1 mL of ascorbic acid (hyaluronic acid is weighed, in mg).
+        {"ingredient_id": saline.id, "ingredient_name": "Sodium chloride 0.9 %", "strength": "0.9 %", "unit": "mL",
+         "quantity": "4", "qs": True, "sterile": True},
     ]
     assert formula["bud_category_label"].startswith("Category 2, aseptic, only sterile")
     assert (formula["bud_hours"], formula["bud_duration_hours"]) == (48, 48)
@@ -66,12 +93,12 @@ def test_creating_a_formula_answers_201_as_a_draft_with_the_design_shape(client,
     assert client.get(f"/api/v1/formulas/{formula['id']}", headers=auth("auditor")).json == formula
 
 
-def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha):
+def test_a_pharmacist_approves_a_draft_with_the_password(client, make_user, auth, vitamin_c_and_ha, saline):
     pharmacist = make_user("pharmacist", display_name="Dr Omar Haddad")
     headers = auth(pharmacist)
     # Another pharmacist wrote it.
     created = client.post("/api/v1/formulas", headers=auth("pharmacist"),
-                          json=_body([(vitamin_c_and_ha[0], "1")])).json
+                          json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")])).json
 
     response = client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers,
                            json={"password": PASSWORD})
@@ -141,8 +168,9 @@ def test_a_technician_can_read_formulas_but_not_change_them(client, auth, make_f
     ({"components": [{"ingredient_id": "abc", "quantity": "1"}]}, "components"),
     ({"components": [{"quantity": "1"}]}, "components"),
 ])
-def test_a_bad_formula_body_answers_422_naming_the_field(client, auth, vitamin_c_and_ha, overrides, field):
-    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")], **overrides))
+def test_a_bad_formula_body_answers_422_naming_the_field(client, auth, vitamin_c_and_ha, saline, overrides, field):
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")], **overrides))
     assert response.status_code == 422, response.json
     assert field in response.json["details"]
     assert _formula_rows() == 0
@@ -159,9 +187,10 @@ def test_zero_quantities_and_an_ingredient_listed_twice_are_refused(client, auth
     assert _formula_rows() == 0
 
 
-def test_an_existing_code_answers_409(client, auth, make_formula, vitamin_c_and_ha):
+def test_an_existing_code_answers_409(client, auth, make_formula, vitamin_c_and_ha, saline):
     make_formula(code="MESO-VCHA")
-    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(vitamin_c_and_ha[0], "1")]))
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")]))
     assert response.status_code == 409 and "code" in response.json["details"]
 
 
@@ -178,12 +207,13 @@ def test_a_new_version_is_a_draft_copy_and_approving_it_retires_the_old_one(clie
     assert [c["quantity"] for c in draft["components"]] == ["2", "8"]
     assert client.post(f"/api/v1/formulas/{approved.id}/versions", headers=headers).status_code == 409
     assert client.patch(f"/api/v1/formulas/{approved.id}", headers=headers, json={"name": "x"}).status_code == 409
+    active, diluent = (c["ingredient_id"] for c in draft["components"])
     changed = client.patch(f"/api/v1/formulas/{draft['id']}", headers=headers, json={
         "name": "Hair mix, more biotin", "components": [
-            {"ingredient_id": c["ingredient_id"], "quantity": "3"} for c in draft["components"]]})
+            {"ingredient_id": active, "quantity": "3"}, {"ingredient_id": diluent, "quantity": "1", "qs": True}]})
     assert changed.status_code == 200, changed.json
     assert changed.json["name"] == "Hair mix, more biotin" and changed.json["unit_volume_ml"] == "10"
-    assert [c["quantity"] for c in changed.json["components"]] == ["3", "3"]
+    assert [(c["quantity"], c["qs"]) for c in changed.json["components"]] == [("3", False), ("7", True)]
 
     # A second pharmacist approves the version.
     client.post(f"/api/v1/formulas/{draft['id']}/approve", headers=auth(), json={"password": PASSWORD})
@@ -289,3 +319,146 @@ def test_the_openapi_document_lists_every_formula_operation(client):
     body = document["components"]["schemas"]["FormulaCreate"]
     assert set(body["required"]) == {"code", "name", "indication", "route", "dosage_form", "unit_volume_ml",
                                      "bud_category", "storage", "components"}
+
+
+# --- Balanced formulas (DESIGN 10.2) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("vc", "4"), ("saline", "4")], "Components in mL add up to 8 mL; the unit holds 5 mL."),
+    ([("vc", "1"), ("saline", "1")], "Components in mL add up to 2 mL; the unit holds 5 mL: mark one diluent"),
+    ([("ha", "10")], "Components in mL add up to 0 mL; the unit holds 5 mL"),
+    ([("vc", "5"), ("saline", "qs")], "nothing is left to fill to volume"),
+    ([("vc", "6"), ("saline", "qs")], "Components in mL add up to 6 mL; the unit holds 5 mL before"),
+    ([("vc", "1"), ("saline", "qs"), ("water", "qs")], "Only one component can be filled to volume (qs)"),
+    ([("vc", "qs"), ("saline", "4")], "Only a diluent can be filled to volume (qs): Ascorbic acid is active."),
+])
+def test_a_formula_that_cannot_balance_answers_422_naming_the_totals_and_saves_nothing(
+        client, auth, make_ingredient, vitamin_c_and_ha, saline, rows, message):
+    vc, ha = vitamin_c_and_ha
+    named = {"vc": vc, "ha": ha, "saline": saline,
+             "water": make_ingredient(name="Water for injection", kind="diluent")}
+    response = client.post("/api/v1/formulas", headers=auth(), json=_body([(named[n], q) for n, q in rows]))
+    assert response.status_code == 422, response.json
+    assert message in response.json["error"] and response.json["details"]["components"] == [response.json["error"]]
+    assert _formula_rows() == 0
+
+
+def test_a_refusal_of_the_totals_gives_them_as_numbers_too(client, auth, vitamin_c_and_ha, saline):
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "4"), (saline, "4")]))
+    assert (response.json["details"]["measured_ml"], response.json["details"]["unit_volume_ml"]) == ("8", "5")
+
+
+def test_a_component_without_a_quantity_must_be_the_qs_line(client, auth, vitamin_c_and_ha, saline):
+    body = _body([(saline, "qs")])
+    body["components"].insert(0, {"ingredient_id": vitamin_c_and_ha[0].id})
+    response = client.post("/api/v1/formulas", headers=auth(), json=body)
+    assert response.status_code == 422
+    assert response.json["details"]["components"] == {"0": {"quantity": [
+        "Give the quantity per unit, or mark the diluent qs (to volume)."]}}
+
+
+def test_patching_the_unit_volume_refills_the_qs_line(client, auth, vitamin_c_and_ha, saline):
+    headers = auth()
+    created = client.post("/api/v1/formulas", headers=headers,
+                          json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")])).json
+    assert [c["quantity"] for c in created["components"]] == ["1", "4"]
+    response = client.patch(f"/api/v1/formulas/{created['id']}", headers=headers, json={"unit_volume_ml": "10"})
+    assert response.status_code == 200, response.json
+    assert [(c["quantity"], c["qs"]) for c in response.json["components"]] == [("1", False), ("9", True)]
+
+
+def test_a_patch_that_unbalances_a_draft_answers_422_and_changes_nothing(client, auth, vitamin_c_and_ha, saline):
+    headers = auth()
+    created = client.post("/api/v1/formulas", headers=headers,
+                          json=_body([(vitamin_c_and_ha[0], "1"), (saline, "4")])).json
+    response = client.patch(f"/api/v1/formulas/{created['id']}", headers=headers,
+                            json={"unit_volume_ml": "10", "name": "Bigger"})
+    assert response.status_code == 422
+    assert "Components in mL add up to 5 mL; the unit holds 10 mL" in response.json["error"]
+    again = client.get(f"/api/v1/formulas/{created['id']}", headers=headers).json
+    assert (again["name"], again["unit_volume_ml"]) == (created["name"], "5")
+
+
+def test_a_new_version_keeps_the_qs_line(client, auth, vitamin_c_and_ha, saline):
+    created = client.post("/api/v1/formulas", headers=auth(),
+                          json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")])).json
+    headers = auth()
+    client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers, json={"password": PASSWORD})
+    draft = client.post(f"/api/v1/formulas/{created['id']}/versions", headers=headers).json
+    assert [(c["quantity"], c["qs"]) for c in draft["components"]] == [("1", False), ("4", True)]
+    assert db.session.get(FormulaComponent, db.session.scalar(sa.select(FormulaComponent.id).where(
+        FormulaComponent.formula_id == draft["id"], FormulaComponent.qs))).quantity == 4
+
+
+def _legacy(author, ingredients, quantities, status="draft") -> Formula:
+    """A formula saved before formulas had to balance: written without the services."""
+    formula = Formula(code="OLD-1", version=1, name="Old mix", indication="other", route="intradermal",
+                      unit_volume_ml=Decimal("5"), bud_category="category_1", storage="room", status=status,
+                      instructions="Mix.", created_by_id=author.id,
+                      components=[FormulaComponent(ingredient_id=i.id, quantity=Decimal(q), position=n)
+                                  for n, (i, q) in enumerate(zip(ingredients, quantities, strict=True))])
+    db.session.add(formula)
+    db.session.commit()
+    return formula
+
+
+def test_approving_a_legacy_unbalanced_draft_answers_409_naming_the_totals(client, auth, make_user,
+                                                                           vitamin_c_and_ha, saline):
+    draft = _legacy(make_user("pharmacist"), [vitamin_c_and_ha[0], saline], ["4", "4"])
+    response = client.post(f"/api/v1/formulas/{draft.id}/approve", headers=auth(), json={"password": PASSWORD})
+    assert response.status_code == 409
+    assert response.json["error"] == "OLD-1 v1 does not balance: Components in mL add up to 8 mL; the unit holds 5 mL."
+    db.session.expire_all()
+    assert db.session.get(Formula, draft.id).status == "draft"
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Signature)) == 0
+
+
+def test_ensure_balanced_refuses_a_legacy_approved_formula_before_compounding(make_user, vitamin_c_and_ha, saline):
+    from compounding.services.errors import InvalidState
+    from compounding.services.formulas import ensure_balanced
+
+    unbalanced = _legacy(make_user("pharmacist"), [vitamin_c_and_ha[0], saline], ["1", "1"], status="approved")
+    with pytest.raises(InvalidState) as refused:
+        ensure_balanced(unbalanced)
+    assert refused.value.status_code == 409
+    assert "Components in mL add up to 2 mL; the unit holds 5 mL" in refused.value.message
+    unbalanced.components[1].quantity = Decimal("4")
+    assert ensure_balanced(unbalanced).total_ml == Decimal("5")
+
+
+def test_a_qs_quantity_left_stale_by_an_ingredient_edit_is_refused_at_approval(client, auth, make_ingredient,
+                                                                               saline, pharmacist):
+    from compounding.services import ingredients
+
+    active = make_ingredient(name="Lidocaine")  # in mL
+    headers = auth()
+    created = client.post("/api/v1/formulas", headers=headers, json=_body([(active, "1"), (saline, "qs")])).json
+    ingredients.update_ingredient(pharmacist, active, {
+        "name": "Lidocaine", "kind": "active", "unit": "mg", "storage": "room", "gtins": []})
+    response = client.post(f"/api/v1/formulas/{created['id']}/approve", headers=headers, json={"password": PASSWORD})
+    assert response.status_code == 409
+    assert "is stored as 4 mL to volume but the unit now needs 5 mL" in response.json["error"]
+
+
+def test_formula_storage_takes_a_temperature_and_a_light_flag(client, auth, vitamin_c_and_ha, saline):
+    headers = auth()
+    rows = [(vitamin_c_and_ha[0], "1"), (saline, "qs")]
+    legacy = client.post("/api/v1/formulas", headers=headers,
+                         json=_body(rows, storage="protect_from_light", bud_hours=None, bud_reason=None))
+    assert legacy.status_code == 201, legacy.json
+    assert (legacy.json["storage"], legacy.json["protect_from_light"]) == ("room", True)
+    patched = client.patch(f"/api/v1/formulas/{legacy.json['id']}", headers=headers,
+                           json={"storage": "fridge", "protect_from_light": False})
+    assert (patched.json["storage"], patched.json["protect_from_light"]) == ("fridge", False)
+    assert client.post("/api/v1/formulas", headers=headers,
+                       json=_body(rows, code="X-2", storage="dark")).status_code == 422
+
+
+def test_the_openapi_document_describes_qs_and_light(client):
+    schemas = client.get("/api/v1/openapi.json").json["components"]["schemas"]
+    assert schemas["FormulaComponent"]["properties"]["qs"]["type"] == "boolean"
+    assert "quantity" not in schemas["FormulaComponent"].get("required", [])
+    assert schemas["FormulaCreate"]["properties"]["protect_from_light"]["type"] == "boolean"
+    assert schemas["FormulaCreate"]["properties"]["storage"]["enum"] == ["room", "fridge", "freezer"]

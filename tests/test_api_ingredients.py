@@ -26,10 +26,11 @@ def test_creating_an_ingredient_answers_201_with_its_fields(client, auth):
     assert response.status_code == 201, response.json
     answer = response.json
     assert isinstance(answer["id"], int)
-    assert {k: answer[k] for k in ("name", "kind", "unit", "strength", "storage", "gtins", "reorder_level",
-                                   "active")} == {
+    assert {k: answer[k] for k in ("name", "kind", "unit", "strength", "storage", "protect_from_light", "sterile",
+                                   "vehicle", "gtins", "reorder_level", "active")} == {
         "name": "Phosphatidylcholine", "kind": "active", "unit": "mL", "strength": "50 mg/mL",
-        "storage": "fridge", "gtins": ["05012345678900"], "reorder_level": "20.5", "active": True}
+        "storage": "fridge", "protect_from_light": False, "sterile": False, "vehicle": False,
+        "gtins": ["05012345678900"], "reorder_level": "20.5", "active": True}
     assert (answer["on_hand"], answer["nearest_expiry"], answer["below_reorder"]) == ("0", None, True)
     assert client.get(f"/api/v1/ingredients/{answer['id']}", headers=auth("auditor")).json == answer
     assert db.session.scalar(sa.select(AuditEvent.action).where(
@@ -49,7 +50,8 @@ def test_only_name_kind_and_unit_are_required(client, auth):
     ({"storage": "shelf"}, "storage"), ({"reorder_level": "-1"}, "reorder_level"),
     ({"reorder_level": "1.2345"}, "reorder_level"), ({"reorder_level": "lots"}, "reorder_level"),
     ({"gtins": ["12ab"]}, "gtins"), ({"gtins": ["5012345678901"]}, "gtins"), ({"colour": "blue"}, "colour"),
-    ({"id": 7}, "id"), ({"on_hand": "5"}, "on_hand"),
+    ({"id": 7}, "id"), ({"on_hand": "5"}, "on_hand"), ({"sterile": "maybe"}, "sterile"),
+    ({"protect_from_light": "dark"}, "protect_from_light"), ({"vehicle": 2}, "vehicle"),
 ])
 def test_an_invalid_ingredient_answers_422_naming_the_field_and_saves_nothing(client, auth, changes, field):
     body = {**FULL_BODY, **changes}
@@ -100,16 +102,69 @@ def test_an_unknown_ingredient_answers_404(client, auth):
 
 def test_patch_changes_only_the_given_fields(client, auth, make_ingredient):
     ingredient = make_ingredient(name="Minoxidil", unit="mg", strength="5 %", storage="room",
-                                 reorder_level="10", gtins=["4006381333931"])
+                                 reorder_level="10", gtins=["4006381333931"], sterile=True)
+    # An existing client still sends the first tranche's light "storage": read as room + the flag.
     response = client.patch(f"/api/v1/ingredients/{ingredient.id}", headers=auth(),
                             json={"reorder_level": "25", "storage": "protect_from_light"})
 
     assert response.status_code == 200, response.json
-    assert {k: response.json[k] for k in ("name", "unit", "strength", "storage", "reorder_level", "gtins")} == {
-        "name": "Minoxidil", "unit": "mg", "strength": "5 %", "storage": "protect_from_light",
-        "reorder_level": "25", "gtins": ["04006381333931"]}
+    assert {k: response.json[k] for k in ("name", "unit", "strength", "storage", "protect_from_light", "sterile",
+                                          "vehicle", "reorder_level", "gtins")} == {
+        "name": "Minoxidil", "unit": "mg", "strength": "5 %", "storage": "room", "protect_from_light": True,
+        "sterile": True, "vehicle": False, "reorder_level": "25", "gtins": ["04006381333931"]}
     event = db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "ingredient.updated"))
     assert (event.old_values["reorder_level"], event.new_values["reorder_level"]) == ("10", "25")
+
+
+def test_an_ingredient_is_created_sterile_light_protected_or_a_vehicle(client, auth):
+    headers = auth()
+    saline = client.post("/api/v1/ingredients", headers=headers, json={
+        "name": "Sodium chloride 0.9 %", "kind": "diluent", "unit": "mL", "sterile": True, "vehicle": True})
+    vitamin_c = client.post("/api/v1/ingredients", headers=headers, json={
+        "name": "Ascorbic acid", "kind": "active", "unit": "mL", "storage": "fridge", "protect_from_light": True})
+
+    assert (saline.status_code, vitamin_c.status_code) == (201, 201)
+    assert {k: saline.json[k] for k in ("storage", "protect_from_light", "sterile", "vehicle")} == {
+        "storage": "room", "protect_from_light": False, "sterile": True, "vehicle": True}
+    assert {k: vitamin_c.json[k] for k in ("storage", "protect_from_light", "sterile", "vehicle")} == {
+        "storage": "fridge", "protect_from_light": True, "sterile": False, "vehicle": False}
+    stored = db.session.get(Ingredient, saline.json["id"])
+    assert (stored.sterile, stored.vehicle, stored.protect_from_light) == (True, True, False)
+
+
+def test_the_legacy_light_storage_is_still_accepted_on_create_as_room_and_the_flag(client, auth):
+    response = client.post("/api/v1/ingredients", headers=auth(), json={**FULL_BODY, "storage": "protect_from_light"})
+    assert response.status_code == 201, response.json
+    assert (response.json["storage"], response.json["protect_from_light"]) == ("room", True)
+
+
+def test_patch_keeps_the_flags_it_is_not_sent_and_changes_the_ones_it_is(client, auth, make_ingredient):
+    ingredient = make_ingredient(name="Lidocaine", sterile=True, protect_from_light=True, vehicle=False)
+    headers = auth()
+    kept = client.patch(f"/api/v1/ingredients/{ingredient.id}", headers=headers, json={"strength": "2 %"})
+    assert (kept.json["sterile"], kept.json["protect_from_light"], kept.json["vehicle"]) == (True, True, False)
+    changed = client.patch(f"/api/v1/ingredients/{ingredient.id}", headers=headers,
+                           json={"sterile": False, "storage": "room"})
+    assert changed.status_code == 200, changed.json
+    assert (changed.json["sterile"], changed.json["protect_from_light"], changed.json["storage"]) == (
+        False, True, "room")
+    event = db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == "ingredient.updated")
+                               .order_by(AuditEvent.id.desc())).first()
+    assert (event.old_values["sterile"], event.new_values["sterile"]) == (True, False)
+
+
+def test_patch_refuses_a_storage_that_is_no_temperature(client, auth, make_ingredient):
+    ingredient = make_ingredient(name="Biotin", storage="room")
+    response = client.patch(f"/api/v1/ingredients/{ingredient.id}", headers=auth(), json={"storage": "dark"})
+    assert response.status_code == 422 and "storage" in response.json["details"]
+
+
+def test_the_openapi_document_offers_the_three_temperatures_and_the_flags(client):
+    schemas = client.get("/api/v1/openapi.json").json["components"]["schemas"]
+    body = schemas["Ingredient"]["properties"]
+    assert body["storage"]["enum"] == ["room", "fridge", "freezer"]
+    assert "protect_from_light" in body["storage"]["description"]
+    assert {body[flag]["type"] for flag in ("sterile", "protect_from_light", "vehicle")} == {"boolean"}
 
 
 def test_patch_can_replace_gtins_and_deactivate(client, auth, make_ingredient):

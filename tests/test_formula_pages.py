@@ -1,6 +1,7 @@
 """Formula pages: drafts with component rows, clear refusals, e-signed approval, versions, budgets."""
 
 from decimal import Decimal
+from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +15,11 @@ ROWS = 8
 
 
 def formula_form(components=(), **overrides) -> dict:
-    """What the browser posts: every field, and all component rows (blank ones included)."""
+    """What the browser posts: every field, and all component rows (blank ones included).
+
+    A quantity of "qs" ticks the row's qs box (to volume) and leaves its quantity empty; an
+    unticked checkbox is not sent at all.
+    """
     data = {
         "code": "LIPO-PCDC", "name": "Lipolytic PC/DC", "indication": "fat_reduction",
         "route": "subcutaneous", "dosage_form": "solution for injection", "unit_label": "vial 10 mL",
@@ -25,13 +30,22 @@ def formula_form(components=(), **overrides) -> dict:
     for n in range(ROWS):
         ingredient, quantity = components[n] if n < len(components) else (None, "")
         data[f"components-{n}-ingredient_id"] = str(ingredient.id) if ingredient else "0"
-        data[f"components-{n}-quantity"] = quantity
+        data[f"components-{n}-quantity"] = "" if quantity == "qs" else quantity
+        if quantity == "qs":
+            data[f"components-{n}-qs"] = "y"
     data.update(overrides)
     return {key: value for key, value in data.items() if value is not None}
 
 
 def formula_count() -> int:
     return db.session.scalar(sa.select(sa.func.count(Formula.id)))
+
+
+@pytest.fixture
+def make_ingredient(make_ingredient):
+    """Ingredients supplied sterile unless a test says otherwise: the fixture formulas' category
+    (only sterile starting components) is approved only with sterile ones."""
+    return partial(make_ingredient, sterile=True)
 
 
 @pytest.fixture
@@ -46,15 +60,15 @@ def test_a_pharmacist_creates_a_draft_formula_with_its_components(client, as_rol
     form = client.get("/formulas/new").get_data(as_text=True)
     assert form.count("Ingredient, row ") == ROWS and 'class="visually-hidden" for="components-0-quantity"' in form
 
-    response = client.post("/formulas/new", data=formula_form([(pc, "5"), (saline, "5.5")]))
+    response = client.post("/formulas/new", data=formula_form([(pc, "5.5"), (saline, "4.5")]))
 
     assert response.status_code == 302, response.get_data(as_text=True)[:2000]
     formula = db.session.scalar(sa.select(Formula))
     assert response.headers["Location"].endswith(f"/formulas/{formula.id}")
     assert (formula.code, formula.version, formula.status) == ("LIPO-PCDC", 1, "draft")
     assert formula.instructions == "1. Disinfect the vial stoppers.\n2. Draw up and mix."  # browsers send CRLF
-    assert [(c.ingredient.name, c.quantity) for c in formula.components] == [
-        ("Phosphatidylcholine", Decimal("5")), ("Sodium chloride 0.9 %", Decimal("5.5"))]
+    assert [(c.ingredient.name, c.quantity, c.qs) for c in formula.components] == [
+        ("Phosphatidylcholine", Decimal("5.5"), False), ("Sodium chloride 0.9 %", Decimal("4.5"), False)]
     page = client.get(f"/formulas/{formula.id}").get_data(as_text=True)
     assert "Phosphatidylcholine" in page and "50 mg/mL" in page and "5.5" in page
     assert "4 days" in page  # category 2, non-sterile components, in the fridge
@@ -98,7 +112,7 @@ def test_the_same_ingredient_in_two_rows_is_refused_above_the_component_table(cl
 def test_an_existing_code_is_refused_next_to_the_code(client, as_role, make_formula, pc_and_saline):
     make_formula(code="LIPO-PCDC")
     as_role("pharmacist")
-    response = client.post("/formulas/new", data=formula_form([(pc_and_saline[0], "5")]))
+    response = client.post("/formulas/new", data=formula_form([(pc_and_saline[0], "5"), (pc_and_saline[1], "qs")]))
     assert response.status_code == 422
     assert "LIPO-PCDC exists" in response.get_data(as_text=True)
     assert formula_count() == 1
@@ -276,3 +290,122 @@ def test_editing_a_draft_that_keeps_its_ingredients_updates_their_quantities(mak
     formulas.update_draft(pharmacist, draft.id, data)
     db.session.expire_all()
     assert [c.quantity for c in db.session.get(Formula, draft.id).components] == [3, 7]
+
+
+# --- Balanced formulas (DESIGN 10.2) --------------------------------------------------------
+
+
+def test_each_component_row_has_a_qs_box_and_the_record_a_light_flag(client, as_role):
+    as_role("pharmacist")
+    form = client.get("/formulas/new").get_data(as_text=True)
+    assert form.count('type="checkbox" value="y"') == ROWS + 1
+    assert 'name="components-7-qs"' in form and 'name="protect_from_light"' in form
+    assert form.count('<span class="visually-hidden">Row 1: fill to volume</span>') == 1
+    assert '<option value="protect_from_light"' not in form  # light is a flag, not a temperature
+
+
+def test_a_qs_row_fills_the_unit_to_volume_and_what_was_typed_there_is_ignored(client, as_role, pc_and_saline):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    response = client.post("/formulas/new", data=formula_form(
+        [(pc, "2.5"), (saline, "qs")], **{"components-1-quantity": "99", "protect_from_light": "y"}))
+
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    formula = db.session.scalar(sa.select(Formula))
+    assert [(c.quantity, c.qs) for c in formula.components] == [(Decimal("2.5"), False), (Decimal("7.5"), True)]
+    assert formula.protect_from_light and formula.storage == "fridge"
+    page = client.get(f"/formulas/{formula.id}").get_data(as_text=True)
+    assert '<span class="code">7.5</span> <span class="badge text-bg-info"' in page and "qs to volume" in page
+    assert '<span class="code">10</span> of <span class="code">10</span>' in page  # liquid per unit vs the unit
+    assert "fridge · <strong>protect from light</strong>" in page
+
+
+def test_editing_a_draft_shows_its_qs_row_ticked_and_to_volume(client, as_role, pc_and_saline):
+    pc, saline = pc_and_saline
+    as_role("pharmacist")
+    assert client.post("/formulas/new", data=formula_form([(pc, "4"), (saline, "qs")])).status_code == 302
+    draft = db.session.scalar(sa.select(Formula))
+    page = client.get(f"/formulas/{draft.id}/edit").get_data(as_text=True)
+    assert '<input checked class="form-check-input" id="components-1-qs"' in page
+    assert '<input class="form-check-input" id="components-0-qs"' in page
+    assert 'placeholder="to volume"' in page and 'value="6"' not in page
+
+    response = client.post(f"/formulas/{draft.id}/edit", data=formula_form(
+        [(pc, "3"), (saline, "qs")], code=None, unit_volume_ml="5"))
+
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    db.session.expire_all()
+    assert [(c.quantity, c.qs) for c in db.session.get(Formula, draft.id).components] == [(3, False), (2, True)]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("pc", "4"), ("saline", "4")], "Components in mL add up to 8 mL; the unit holds 10 mL: mark one diluent"),
+    ([("pc", "8"), ("saline", "4")], "Components in mL add up to 12 mL; the unit holds 10 mL."),
+    ([("pc", "10"), ("saline", "qs")], "nothing is left to fill to volume"),
+    ([("pc", "qs"), ("saline", "5")], "Only a diluent can be filled to volume (qs): Phosphatidylcholine is active."),
+    ([("pc", "5"), ("saline", "qs"), ("water", "qs")], "Only one component can be filled to volume (qs)"),
+    ([("pc", "-1"), ("saline", "qs")], "greater than zero"),
+])
+def test_a_formula_that_cannot_balance_is_refused_above_the_components_and_nothing_is_saved(
+        client, as_role, make_ingredient, pc_and_saline, rows, message):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    named = {"pc": pc, "saline": saline, "water": make_ingredient(name="Water for injection", kind="diluent")}
+    response = client.post("/formulas/new", data=formula_form([(named[n], q) for n, q in rows]))
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert message in page and 'value="Lipolytic PC/DC"' in page
+    assert formula_count() == 0
+
+
+def test_a_solid_only_formula_needs_a_diluent_filled_to_volume(client, as_role, make_ingredient):
+    as_role("pharmacist")
+    biotin = make_ingredient(name="Biotin", unit="mg")
+    water = make_ingredient(name="Water for injection", kind="diluent")
+    refused = client.post("/formulas/new", data=formula_form([(biotin, "10")]))
+    assert refused.status_code == 422
+    assert "Components in mL add up to 0 mL; the unit holds 10 mL" in refused.get_data(as_text=True)
+    assert client.post("/formulas/new", data=formula_form([(biotin, "10"), (water, "qs")])).status_code == 302
+    assert [(c.quantity, c.qs) for c in db.session.scalar(sa.select(Formula)).components] == [(10, False), (10, True)]
+
+
+def test_an_edit_that_unbalances_a_draft_is_refused_and_changes_nothing(client, as_role, make_formula,
+                                                                        pc_and_saline):
+    pc, saline = pc_and_saline
+    draft = make_formula([(pc, "5"), (saline, "5")], approve=False)
+    as_role("pharmacist")
+    response = client.post(f"/formulas/{draft.id}/edit", data=formula_form([(pc, "5"), (saline, "6")], code=None,
+                                                                           name="Changed"))
+    assert response.status_code == 422
+    assert "Components in mL add up to 11 mL; the unit holds 10 mL." in response.get_data(as_text=True)
+    db.session.expire_all()
+    formula = db.session.get(Formula, draft.id)
+    assert formula.name != "Changed" and [c.quantity for c in formula.components] == [5, 5]
+
+
+def _legacy_draft(author, *rows) -> Formula:
+    """A draft saved before formulas had to balance: written without the services."""
+    formula = Formula(code="OLD-1", version=1, name="Old mix", indication="other", route="intradermal",
+                      unit_volume_ml=Decimal("5"), bud_category="category_1", storage="room", status="draft",
+                      instructions="Mix.", created_by_id=author.id,
+                      components=[FormulaComponent(ingredient_id=i.id, quantity=Decimal(q), position=n)
+                                  for n, (i, q) in enumerate(rows)])
+    db.session.add(formula)
+    db.session.commit()
+    return formula
+
+
+def test_a_legacy_unbalanced_draft_says_so_and_cannot_be_approved_from_the_page(client, make_user, as_role,
+                                                                                pc_and_saline):
+    pc, saline = pc_and_saline
+    draft = _legacy_draft(make_user("pharmacist"), (pc, "4"), (saline, "4"))
+    as_role("pharmacist")
+    detail = client.get(f"/formulas/{draft.id}").get_data(as_text=True)
+    assert "Does not balance: Components in mL add up to 8 mL; the unit holds 5 mL." in detail
+    response = client.post(f"/formulas/{draft.id}/approve", data={"approve-password": PASSWORD})
+    assert response.status_code == 422
+    assert "OLD-1 v1 does not balance: Components in mL add up to 8 mL; the unit holds 5 mL." in \
+        response.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(Formula, draft.id).status == "draft"
+    assert db.session.scalar(sa.select(sa.func.count(Signature.id))) == 0

@@ -57,7 +57,8 @@ def formula_update(formula_id: int):
     changes = load(FormulaUpdateSchema, json_body())
     formula = formulas.get_formula(formula_id)
     current = {key: getattr(formula, key) for key in formulas.FORMULA_FIELDS}
-    current["components"] = [{"ingredient_id": c.ingredient_id, "quantity": c.quantity} for c in formula.components]
+    current["components"] = [{"ingredient_id": c.ingredient_id, "quantity": c.quantity, "qs": c.qs}
+                             for c in formula.components]
     formulas.update_draft(current_user, formula_id, {**current, **changes})
     return _answer(formula_id)
 

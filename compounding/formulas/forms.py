@@ -5,6 +5,7 @@ ingredients listed twice) are checked by services.formulas and shown next to the
 """
 
 from wtforms import (
+    BooleanField,
     FieldList,
     Form,
     FormField,
@@ -36,23 +37,31 @@ def _parsed_quantity(field) -> None:
 
 
 class ComponentForm(Form):
-    """One row of the component table; a row with neither ingredient nor quantity is blank."""
+    """One row of the component table; a row with no ingredient, quantity or qs mark is blank.
+
+    A qs row's quantity is computed by the service (the unit volume less the other liquids),
+    so whatever is typed there is ignored.
+    """
 
     ingredient_id = SelectField("Ingredient", coerce=int, default=0)
     quantity = StringField("Quantity per unit", filters=[lambda v: v.strip() if isinstance(v, str) else v],
                            render_kw={"inputmode": "decimal"})
+    qs = BooleanField("qs (to volume)")
 
     @property
     def is_blank(self) -> bool:
-        return not self.ingredient_id.data and not self.quantity.data
+        return not self.ingredient_id.data and not self.quantity.data and not self.qs.data
 
     def validate_ingredient_id(self, field):
-        if not field.data and self.quantity.data:
+        if not field.data and (self.quantity.data or self.qs.data):
             raise ValidationError("Choose the ingredient.")
 
     def validate_quantity(self, field):
+        field.parsed = None
+        if self.qs.data:
+            return
         if self.ingredient_id.data and not field.data:
-            raise ValidationError("Enter the quantity per unit.")
+            raise ValidationError("Enter the quantity per unit, or tick qs for the diluent that fills the unit.")
         if field.data:
             _parsed_quantity(field)
 
@@ -70,7 +79,7 @@ class FormulaForm(AppForm):
     """A draft's fields; the code is fixed once created (see NewFormulaForm)."""
 
     EDITABLE = ("name", "indication", "route", "dosage_form", "unit_label", "instructions", "storage",
-                "bud_category", "bud_hours", "bud_reason")
+                "protect_from_light", "bud_category", "bud_hours", "bud_reason")
 
     name = StringField("Name", validators=[DataRequired(), Length(max=SHORT_TEXT_MAX)],
                        render_kw={"placeholder": "e.g. Lipolytic PC/DC 10 mL"})
@@ -86,7 +95,8 @@ class FormulaForm(AppForm):
                                  filters=[_one_newline],
                                  description="Step by step, one step per line. Required before approval.",
                                  render_kw={"rows": 8})
-    storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS), default="fridge")
+    storage = SelectField("Storage temperature", choices=choices(STORAGE_CONDITIONS), default="fridge")
+    protect_from_light = BooleanField("Protect from light")
     bud_category = SelectField("Beyond-use date category (USP <797>)",
                                choices=choices([(key, row.label) for key, row in BUD_TABLE.items()]))
     bud_hours = IntegerField("Shorter beyond-use duration (hours)",
@@ -107,10 +117,11 @@ class FormulaForm(AppForm):
             "name": self.name.data, "indication": self.indication.data, "route": self.route.data,
             "dosage_form": self.dosage_form.data, "unit_label": self.unit_label.data,
             "unit_volume_ml": self.unit_volume_ml.parsed, "instructions": self.instructions.data,
-            "storage": self.storage.data, "bud_category": self.bud_category.data,
-            "bud_hours": self.bud_hours.data, "bud_reason": self.bud_reason.data,
-            "components": [{"ingredient_id": row.ingredient_id.data, "quantity": row.quantity.parsed}
-                           for row in self.components if not row.form.is_blank],
+            "storage": self.storage.data, "protect_from_light": self.protect_from_light.data,
+            "bud_category": self.bud_category.data, "bud_hours": self.bud_hours.data,
+            "bud_reason": self.bud_reason.data,
+            "components": [{"ingredient_id": row.ingredient_id.data, "quantity": row.quantity.parsed,
+                            "qs": row.qs.data} for row in self.components if not row.form.is_blank],
         }
         if "code" in self:
             data["code"] = self.code.data

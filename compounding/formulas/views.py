@@ -102,8 +102,9 @@ def formula_edit(formula_id: int):
         form = FormulaForm(
             **{key: getattr(formula, key) for key in FormulaForm.EDITABLE},
             unit_volume_ml=quantity(formula.unit_volume_ml),
-            components=[{"ingredient_id": c.ingredient_id, "quantity": quantity(c.quantity)}
-                        for c in formula.components])
+            # A qs row shows no quantity: it is computed when the draft is saved.
+            components=[{"ingredient_id": c.ingredient_id, "quantity": "" if c.qs else quantity(c.quantity),
+                         "qs": c.qs} for c in formula.components])
         while len(form.components) < max(COMPONENT_ROWS, len(formula.components) + 2):
             form.components.append_entry()
     else:
@@ -135,7 +136,8 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
     forms.setdefault("version_form", NewVersionForm(prefix="version"))
     return render_template(
         "formulas/detail.html", formula=formula, people=detail.people, versions=detail.versions,
-        history=history_rows(detail.history), bud=bud,
+        history=history_rows(detail.history), bud=bud, balance=formulas.formula_balance(formula),
+        evidence=formulas.evidence_refusals(formula),
         steps=instruction_steps(formula.instructions),
         signatures=signatures_for("formula", formula.id), **forms), status
 

@@ -14,7 +14,12 @@ class IngredientForm(AppForm):
     unit = SelectField("Stock unit", choices=choices(STOCK_UNITS))
     strength = StringField("Strength", validators=[Optional(), Length(max=LABEL_MAX)],
                            description='As on the container, e.g. "50 mg/mL".')
-    storage = SelectField("Storage", choices=choices(STORAGE_CONDITIONS))
+    storage = SelectField("Storage temperature", choices=choices(STORAGE_CONDITIONS))
+    # Yes/no attributes: their meaning is in the label (the form macro shows no help beside a checkbox).
+    protect_from_light = BooleanField("Protect from light")
+    sterile = BooleanField("Supplied sterile (categories that allow only sterile starting components check it)")
+    vehicle = BooleanField("Pure vehicle, e.g. water for injection or sodium chloride 0.9 % "
+                           "(not named on labels as a drug)")
     reorder_level = DecimalField("Reorder level", places=3, default=0,
                                  validators=[Optional(), Between(0, 99999999999, "Enter a number of zero or more.")],
                                  description="Flagged when released stock falls below this.")
@@ -27,6 +32,8 @@ class IngredientForm(AppForm):
         return {
             "name": self.name.data, "kind": self.kind.data, "unit": self.unit.data,
             "strength": self.strength.data, "storage": self.storage.data,
+            "protect_from_light": self.protect_from_light.data, "sterile": self.sterile.data,
+            "vehicle": self.vehicle.data,
             "reorder_level": self.reorder_level.data or 0,
             "gtins": (self.gtins.data or "").replace(",", "\n").splitlines(),
             "active": self.active.data,

@@ -16,8 +16,15 @@ from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
 from . import audit
 from .access import ensure_can
+from .balance import Balance, Line, balance
 from .bounds import checked_text
-from .bud import BUD_TABLE, table_duration
+from .bud import (
+    BUD_TABLE,
+    IMMEDIATE_USE,
+    STERILE_ONLY_CATEGORIES,
+    immediate_use_refusals,
+    table_duration,
+)
 from .clock import utcnow
 from .duties import ensure_second_person
 from .errors import InvalidInput, InvalidState, NotFound
@@ -104,26 +111,73 @@ def _checked_bud_hours(data: dict, clean: dict) -> int | None:
     return hours
 
 
-def _checked_components(rows) -> list:
-    """(ingredient, quantity, position) for each filled row; blank rows are skipped, an ingredient once."""
+def _component_ingredient(row: dict) -> Ingredient:
+    try:
+        ingredient = db.session.get(Ingredient, int(row.get("ingredient_id")))
+    except (TypeError, ValueError):
+        ingredient = None
+    if ingredient is None:
+        raise InvalidInput("Unknown ingredient in the components.", field="components")
+    return ingredient
+
+
+def _checked_components(rows, unit_volume: Decimal) -> list:
+    """(ingredient, quantity, position, qs) for each filled row, balanced into the unit (DESIGN 10.2).
+
+    Blank rows are skipped and an ingredient is listed once; the qs line's quantity is computed
+    (whatever was sent for it is ignored). Components that cannot balance are refused (422).
+    """
     components = []
     seen = set()
     for position, row in enumerate(rows):
-        ingredient_id = row.get("ingredient_id")
-        if not ingredient_id:
+        if not row.get("ingredient_id"):
             continue
-        try:
-            ingredient = db.session.get(Ingredient, int(ingredient_id))
-        except (TypeError, ValueError):
-            ingredient = None
-        if ingredient is None:
-            raise InvalidInput("Unknown ingredient in the components.", field="components")
+        ingredient = _component_ingredient(row)
         if ingredient.id in seen:
             raise InvalidInput(f"{ingredient.name} is listed twice.", field="components")
         seen.add(ingredient.id)
-        quantity = check_quantity(row.get("quantity"), "components")
-        components.append((ingredient, quantity, position))
-    return components
+        qs = bool(row.get("qs"))
+        quantity = None if qs else check_quantity(row.get("quantity"), "components")
+        components.append((ingredient, quantity, position, qs))
+    if not components:
+        return []  # a draft may be saved before its components are chosen; approval refuses it
+    result = balance([Line(i.unit, q, qs, i.kind, i.name) for i, q, _, qs in components], unit_volume)
+    if result.refusal:
+        raise InvalidInput(result.refusal, field="components", details=_totals(result))
+    return [(i, result.qs_quantity if qs else q, position, qs) for i, q, position, qs in components]
+
+
+def _ml(value: Decimal) -> str:
+    return format(Decimal(value).normalize(), "f")
+
+
+def _totals(result: Balance) -> dict:
+    """The totals a balance refusal names, for an API client."""
+    return {"components": [result.refusal], "measured_ml": _ml(result.measured_ml),
+            "unit_volume_ml": _ml(result.unit_volume)}
+
+
+def formula_balance(formula: Formula) -> Balance:
+    """How the stored components fill the unit: the qs line is judged again, as if it were typed now."""
+    return balance([Line(c.ingredient.unit, c.quantity, c.qs, c.ingredient.kind, c.ingredient.name)
+                    for c in formula.components], formula.unit_volume_ml)
+
+
+def ensure_balanced(formula: Formula) -> Balance:
+    """Refuse (409, naming the totals) a formula whose components do not fill its unit (one made before the rule)."""
+    result = formula_balance(formula)
+    if result.refusal:
+        raise InvalidState(f"{formula.label} does not balance: {result.refusal}", field="components",
+                           details=_totals(result))
+    # The qs quantity was computed when the draft was saved; an ingredient edited since may change it.
+    for component in formula.components:
+        if component.qs and component.quantity != result.qs_quantity:
+            raise InvalidState(
+                f"{formula.label}: {component.ingredient.name} is stored as {_ml(component.quantity)} mL to volume "
+                f"but the unit now needs {_ml(result.qs_quantity)} mL; "
+                + ("save the draft again." if formula.status == FormulaStatus.DRAFT else "make a new version."),
+                field="components")
+    return result
 
 
 def _checked(data: dict) -> dict:
@@ -134,7 +188,7 @@ def _checked(data: dict) -> dict:
     clean["protect_from_light"] = bool(data.get("protect_from_light"))
     clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
     clean["bud_hours"] = _checked_bud_hours(data, clean)
-    clean["components"] = _checked_components(data.get("components") or [])
+    clean["components"] = _checked_components(data.get("components") or [], clean["unit_volume_ml"])
     return clean
 
 
@@ -146,9 +200,9 @@ def _apply(formula: Formula, clean: dict) -> None:
     # deletes orphans, so a fresh row for the same ingredient would break the unique key.
     current = {c.ingredient_id: c for c in formula.components}
     components = []
-    for ingredient, quantity, position in clean["components"]:
+    for ingredient, quantity, position, qs in clean["components"]:
         component = current.get(ingredient.id) or FormulaComponent(ingredient_id=ingredient.id)
-        component.quantity, component.position = quantity, position
+        component.quantity, component.position, component.qs = quantity, position, qs
         components.append(component)
     formula.components = components
 
@@ -156,8 +210,8 @@ def _apply(formula: Formula, clean: dict) -> None:
 def _snapshot(formula: Formula) -> dict:
     return {**audit.snapshot(formula, FORMULA_FIELDS),
             # normalize(): "2.500" read back from the database and "2.5" typed are the same quantity.
-            "components": [{"ingredient_id": c.ingredient_id, "quantity": Decimal(c.quantity).normalize()}
-                           for c in formula.components]}
+            "components": [{"ingredient_id": c.ingredient_id, "quantity": Decimal(c.quantity).normalize(),
+                            "qs": bool(c.qs)} for c in formula.components]}
 
 
 @transactional
@@ -201,7 +255,7 @@ def new_version(actor: User, formula_id: int) -> Formula:
     for key in FORMULA_FIELDS:
         if key not in ("code", "version", "status"):
             setattr(draft, key, getattr(source, key))
-    draft.components = [FormulaComponent(ingredient_id=c.ingredient_id, quantity=c.quantity,
+    draft.components = [FormulaComponent(ingredient_id=c.ingredient_id, quantity=c.quantity, qs=c.qs,
                                          position=c.position) for c in source.components]
     db.session.add(draft)
     db.session.flush()
@@ -217,6 +271,8 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
         raise InvalidState("A formula without components cannot be approved.", field="components")
     if not formula.instructions.strip():
         raise InvalidState("Write the compounding instructions before approving.", field="instructions")
+    ensure_balanced(formula)
+    ensure_evidence(formula)
     if actor.id in _writers(formula):
         ensure_second_person(actor, actor.id, f"You wrote {formula.label} or part of it: "
                              "a second pharmacist must approve it.")
@@ -232,6 +288,27 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
         formula.approved_at = now
         formula.approved_by_id = actor.id
     return formula
+
+
+def evidence_refusals(formula: Formula) -> list[str]:
+    """Why the formula's BUD category is not borne out by its components (DESIGN 10.2 "Long BUDs need evidence")."""
+    products = [(c.ingredient.name, c.ingredient.sterile) for c in formula.components]
+    if formula.bud_category == IMMEDIATE_USE:
+        return immediate_use_refusals(None, products)
+    if formula.bud_category in STERILE_ONLY_CATEGORIES:
+        unsterile = [name for name, sterile in products if not sterile]
+        if unsterile:
+            return [f"{BUD_TABLE[formula.bud_category].label} assumes only sterile starting components: "
+                    + ", ".join(unsterile) + (" is" if len(unsterile) == 1 else " are") + " not sterile"]
+    return []
+
+
+def ensure_evidence(formula: Formula) -> None:
+    """Refuse (409, naming the component) a category the components cannot support."""
+    reasons = evidence_refusals(formula)
+    if reasons:
+        raise InvalidState(f"{formula.label} cannot be approved: " + "; ".join(reasons) + ".",
+                           field="bud_category", details={"reasons": reasons})
 
 
 # The audit rows that write a draft's content: whoever made one of them wrote part of it.

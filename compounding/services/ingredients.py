@@ -21,9 +21,13 @@ INGREDIENT_FIELDS = ("name", "kind", "unit", "strength", "storage", "protect_fro
 FLAGS = ("protect_from_light", "sterile", "vehicle")
 
 
+# The first tranche's storage value for light protection, still accepted from existing clients.
+LEGACY_LIGHT_STORAGE = "protect_from_light"
+
+
 def with_light_as_flag(data: dict) -> dict:
     """The first tranche's storage `protect_from_light` read as room temperature + the flag."""
-    if data.get("storage") == "protect_from_light":
+    if data.get("storage") == LEGACY_LIGHT_STORAGE:
         return {**data, "storage": "room", "protect_from_light": True}
     return data
 

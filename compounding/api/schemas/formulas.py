@@ -1,12 +1,13 @@
 """Formulas: versions from draft to approval and retirement."""
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ...models.ingredient import STORAGE_CONDITIONS
 from ...services.bud import BUD_TABLE, bud_duration
 from .common import RECORD_ID, Quantity, Search, reason_text, signature
+from .ingredients import storage_field
 
 
 class FormulaComponentSchema(Schema):
@@ -17,8 +18,18 @@ class FormulaComponentSchema(Schema):
     strength = fields.String(dump_only=True, attribute="ingredient.strength")
     unit = fields.String(dump_only=True, attribute="ingredient.unit",
                          metadata={"description": "The ingredient's stock unit, in which the quantity is given"})
-    quantity = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5",
-                                                 "description": "Per unit, in the ingredient's stock unit"})
+    sterile = fields.Boolean(dump_only=True, attribute="ingredient.sterile")
+    quantity = Quantity(metadata={"type": "string", "format": "decimal", "example": "2.5",
+                                  "description": "Per unit, in the ingredient's stock unit; required unless "
+                                                 "`qs`, and computed (what is sent is ignored) when `qs`"})
+    qs = fields.Boolean(load_default=False, metadata={
+        "description": "The one diluent (in mL) filled to volume: it gets the unit volume less the other mL "
+                       "components"})
+
+    @validates_schema(skip_on_field_errors=True)
+    def quantity_unless_qs(self, data, **kwargs):
+        if not data.get("qs") and data.get("quantity") is None:
+            raise ValidationError("Give the quantity per unit, or mark the diluent qs (to volume).", "quantity")
 
 
 class FormulaSchema(Schema):
@@ -35,6 +46,7 @@ class FormulaSchema(Schema):
     unit_volume_ml = Quantity()
     instructions = fields.String()
     storage = fields.String(metadata={"enum": list(STORAGE_CONDITIONS)})
+    protect_from_light = fields.Boolean()
     bud_category = fields.String(metadata={"enum": list(BUD_TABLE)})
     bud_category_label = fields.Function(lambda f: BUD_TABLE[f.bud_category].label, metadata={"type": "string"})
     bud_hours = fields.Integer(allow_none=True, metadata={"description": "A shorter duration than the table's"})
@@ -61,7 +73,8 @@ class FormulaCreateSchema(Schema):
     dosage_form = fields.String(required=True, validate=validate.Length(min=1, max=LABEL_MAX))
     unit_volume_ml = Quantity(required=True)
     bud_category = fields.String(required=True, validate=validate.OneOf(tuple(BUD_TABLE)))
-    storage = fields.String(required=True, validate=validate.OneOf(STORAGE_CONDITIONS))
+    storage = storage_field(required=True)
+    protect_from_light = fields.Boolean(load_default=False)
     components = fields.List(fields.Nested(FormulaComponentSchema), required=True, validate=validate.Length(max=40))
     instructions = fields.String(load_default="", validate=validate.Length(max=INSTRUCTIONS_MAX),
                                  metadata={"description": "Step by step; required before approval"})
