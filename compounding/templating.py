@@ -13,7 +13,8 @@ from .services.clock import to_clinic
 
 STATUS_STYLES = {
     "quarantine": "warning", "released": "success", "rejected": "danger", "recalled": "danger",
-    "depleted": "secondary", "on_hold": "danger", "prepared": "info", "discarded": "secondary", "draft": "secondary",
+    "depleted": "secondary", "on_hold": "danger", "prepared": "info", "awaiting_tests": "warning",
+    "discarded": "secondary", "draft": "secondary",
     "approved": "success", "retired": "secondary", "open": "danger", "closed": "secondary",
     "expired": "danger", "active": "success", "inactive": "secondary",
 }

@@ -211,7 +211,9 @@ def make_formula(app, make_user, make_ingredient):
             "route": "subcutaneous", "dosage_form": "solution for injection", "unit_label": "vial 10 mL",
             "unit_volume_ml": "10", "instructions": "Mix aseptically.", "storage": "fridge",
             "bud_category": "category_2_aseptic_sterile_components",
-            "components": [{"ingredient_id": i.id, "quantity": q} for i, q in components],
+            # A quantity of "qs" marks the diluent filled to volume.
+            "components": [{"ingredient_id": i.id, "qs": True} if q == "qs" else {"ingredient_id": i.id, "quantity": q}
+                           for i, q in components],
         }
         data.update(overrides)
         formula = formulas.create_formula(staff["pharmacist"], data)

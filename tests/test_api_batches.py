@@ -45,8 +45,8 @@ def saline(make_ingredient):
 
 @pytest.fixture
 def formula(make_formula, pc, saline):
-    """2 mg of phosphatidylcholine and 8 mL of saline per 10 mL vial."""
-    return make_formula([(pc, "2"), (saline, "8")], code="PCDC", name="Lipolytic")
+    """2 mg of phosphatidylcholine and 8 mL of saline per 8 mL vial."""
+    return make_formula([(pc, "2"), (saline, "8")], code="PCDC", name="Lipolytic", unit_volume_ml="8")
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_compounding_answers_201_prepared_with_the_design_shape(client, auth, ma
     assert set(batch) >= BATCH_FIELDS
     assert batch["code"].startswith("B") and len(batch["code"]) == 11
     assert (batch["status"], batch["units"]) == ("prepared", 3)
-    assert (batch["total_volume_ml"], batch["remaining_volume_ml"]) == ("30", "30")
+    assert (batch["total_volume_ml"], batch["remaining_volume_ml"]) == ("24", "24")
     assert batch["formula"] == {"id": formula.id, "code": "PCDC", "version": 1, "name": "Lipolytic"}
     assert (batch["compounded_by"], batch["verified_at"], batch["verified_by"]) == ("Tom Bench", None, None)
     assert (batch["notes"], batch["deviations"]) == ("Morning run", "")
@@ -231,7 +231,7 @@ def test_an_ineligible_or_malformed_allocation_is_refused_naming_allocations(
 
 
 def test_a_draft_formula_cannot_be_compounded(client, auth, make_formula, pc, saline, stocked):
-    draft = make_formula([(pc, "2"), (saline, "8")], approve=False)
+    draft = make_formula([(pc, "2"), (saline, "8")], approve=False, unit_volume_ml="8")
     before = _stock_rows()
     response = _compound(client, auth(), draft)
 
@@ -475,7 +475,7 @@ def test_two_batches_racing_for_the_last_stock_of_a_lot_never_overdraw_it(app, m
     if db.engine.dialect.name != "postgresql":
         pytest.skip("row locks between concurrent transactions are exercised on PostgreSQL")
     pc = make_ingredient(name="Phosphatidylcholine")
-    formula_id = make_formula([(pc, "5")]).id
+    formula_id = make_formula([(pc, "5")], unit_volume_ml="5").id
     lot_id = make_lot(pc, quantity="10").id  # exactly one batch of 2 vials
     compounder_ids = [make_user("technician").id, make_user("technician").id]
     db.session.commit()

@@ -2,7 +2,6 @@
 
 from datetime import datetime
 from decimal import Decimal
-from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -19,13 +18,6 @@ FORMULA_FIELDS = {
     "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
     "previous_version_id", "components",
 }
-
-
-@pytest.fixture
-def make_ingredient(make_ingredient):
-    """Ingredients supplied sterile unless a test says otherwise: the fixture formulas' category
-    (only sterile starting components) is approved only with sterile ones."""
-    return partial(make_ingredient, sterile=True)
 
 
 @pytest.fixture

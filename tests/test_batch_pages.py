@@ -179,7 +179,7 @@ def test_batch_list_and_detail_have_fixed_query_budgets(client, as_role, technic
     ingredients = [make_ingredient() for _ in range(6)]
     for ingredient in ingredients:
         make_lot(ingredient, quantity="1000")
-    big_formula = make_formula([(i, "1") for i in ingredients])
+    big_formula = make_formula([(i, "1") for i in ingredients], unit_volume_ml="6")
     big = batches.compound_batch(technician, big_formula.id, 2)
     for _ in range(12):
         batches.compound_batch(technician, big_formula.id, 1)

@@ -88,7 +88,7 @@ def test_a_signed_sterility_pass_releases_a_batch_awaiting_its_result(tested_for
         "sterility", "pass", "rapid", "North Lab", "plate read by J. Doe", verifier.id)
     signature = db.session.scalar(sa.select(Signature).where(Signature.entity_type == "batch_test",
                                                              Signature.entity_id == test.id))
-    assert (signature.signer_id, signature.meaning) == (verifier.id, "verified")
+    assert (signature.signer_id, signature.meaning) == (verifier.id, "test result")
     assert [row.new_values["kind"] for row in audit_rows("batch.test_recorded", "batch")] == ["sterility"]
     assert [row.entity_id for row in audit_rows("batch.tests_passed", "batch")] == [batch.id]
     last = db.session.scalars(sa.select(StatusChange).where(StatusChange.entity_type == "batch",

@@ -117,10 +117,10 @@ def _setup_formula():
     technician = users.create_user(None, username="tech", display_name="Tech", role="technician",
                                    password=PASSWORD)
     active = ingredients.create_ingredient(pharmacist, {"name": "Biotin", "kind": "active", "unit": "mL",
-                                                      "storage": "room", "gtins": []})
+                                                      "storage": "room", "sterile": True, "gtins": []})
     formula = formulas.create_formula(pharmacist, {
         "code": "HAIR", "name": "Hair", "indication": "hair_loss", "route": "intradermal",
-        "dosage_form": "solution", "unit_volume_ml": "5", "instructions": "Mix.", "storage": "fridge",
+        "dosage_form": "solution", "unit_volume_ml": "1", "instructions": "Mix.", "storage": "fridge",
         "bud_category": "category_2_aseptic_sterile_components",
         "components": [{"ingredient_id": active.id, "quantity": "1"}]})
     formulas.approve_formula(verifier, formula.id, PASSWORD)  # not its author
@@ -170,7 +170,7 @@ def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="Y",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("50"))
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
-    batch = batches.compound_batch(technician, formula.id, 2)  # 10 mL
+    batch = batches.compound_batch(technician, formula.id, 10)  # 10 mL
     batches.verify_batch(verifier, batch.id, PASSWORD)
     practitioner = users.create_user(None, username="doc", display_name="Doc", role="practitioner",
                                      password=PASSWORD)

@@ -1,7 +1,6 @@
 """Formula pages: drafts with component rows, clear refusals, e-signed approval, versions, budgets."""
 
 from decimal import Decimal
-from functools import partial
 
 import pytest
 import sqlalchemy as sa
@@ -39,13 +38,6 @@ def formula_form(components=(), **overrides) -> dict:
 
 def formula_count() -> int:
     return db.session.scalar(sa.select(sa.func.count(Formula.id)))
-
-
-@pytest.fixture
-def make_ingredient(make_ingredient):
-    """Ingredients supplied sterile unless a test says otherwise: the fixture formulas' category
-    (only sterile starting components) is approved only with sterile ones."""
-    return partial(make_ingredient, sterile=True)
 
 
 @pytest.fixture

@@ -197,7 +197,7 @@ def test_a_bench_scan_of_another_eligible_lot_is_refused_with_an_offer(technicia
                                                                        make_formula):
     biotin = make_ingredient(name="Biotin")
     saline = make_ingredient(name="Saline", kind="diluent")
-    make_formula([(biotin, "1"), (saline, "4")])
+    make_formula([(biotin, "1"), (saline, "4")], unit_volume_ml="5")
     first = make_lot(biotin, expires_on=date(2030, 1, 31))
     second = make_lot(biotin, expires_on=date(2031, 1, 31))
     make_lot(saline)

@@ -16,7 +16,7 @@ from compounding.services import users
 def formula(make_formula, make_ingredient, make_lot):
     pc = make_ingredient(name="Phosphatidylcholine", unit="mg")
     saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", unit="mL")
-    formula = make_formula([(pc, "2"), (saline, "8")], code="PCDC", name="Lipolytic")
+    formula = make_formula([(pc, "2"), (saline, "8")], code="PCDC", name="Lipolytic", unit_volume_ml="8")
     make_lot(pc, quantity="100")
     make_lot(saline, quantity="1000")
     return formula

@@ -16,6 +16,7 @@ from ..pages import RecordPage
 from ..pagination import filter_status, page_arg
 from ..privacy import may_read_patients, note_access
 from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
+from ..queries.recalls import open_recall_ids
 from ..security import requires
 from ..services import batches, holds
 from ..services.batch_tests import record_test_result
@@ -23,7 +24,7 @@ from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
 from ..services.errors import DomainError, NotFound
 from ..services.preparation import tests_outstanding
-from ..services.signals import adverse_event_counts
+from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
@@ -143,12 +144,14 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     item_holds = holds.holds_of("batch", batch.id)
     forms["hold_form"] = hold_form_for(item_holds, forms.get("hold_form"))
     standing = [h.text for h in item_holds if h.released_at is None]
+    signal = signal_for("batch", batch.id)
+    signal_recall_id = open_recall_ids().get(("batch", batch.id)) if signal and signal.flagged else None
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
-        expired=batches.is_batch_expired(batch), now=utcnow(),
+        expired=batches.is_batch_expired(batch), now=utcnow(), signal=signal, signal_recall_id=signal_recall_id,
         **forms), status
 
 

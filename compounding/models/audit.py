@@ -14,7 +14,7 @@ KEYED_SCHEME = "hmac-sha256"
 LEGACY_SCHEME = "sha256"
 
 SIGNATURE_MEANINGS = (
-    "released", "rejected", "verified", "approved", "recall opened", "recall closed",
+    "released", "rejected", "verified", "approved", "recall opened", "recall closed", "test result",
     # Corrections and overrides a pharmacist answers for.
     "voided", "patient corrected", "not exposed", "hold released", "stock raised", "back-dated",
     # An admin answers for every new admin and every change to or from the admin role.

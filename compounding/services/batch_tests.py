@@ -157,7 +157,7 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
     test = BatchTest(batch_id=batch.id, recorded_by_id=actor.id, **data)
     db.session.add(test)
     db.session.flush()
-    signature = pharmacist_signs(actor, password, "verified", "batch_test", test.id, "record a test result")
+    signature = pharmacist_signs(actor, password, "test result", "batch_test", test.id, "record a test result")
     test.recorded_at = signature.signed_at
     audit.record(actor, "batch.test_recorded", "batch", batch.id, new={
         "test_id": test.id, **data, "sampled_on": data["sampled_on"].isoformat(), "signature_id": signature.id})

@@ -28,6 +28,7 @@ from .codes import next_batch_code
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .fefo import Candidate, allocate, fefo_order
+from .formulas import ensure_balanced
 from .history import (
     ensure_transition,
     explained_change,
@@ -267,6 +268,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     notes = checked_text(notes, "notes", NOTES_MAX)
     compounded_at = compounded_at or utcnow()
     started_at = checked_preparation_start(preparation_started_at, compounded_at)
+    ensure_balanced(formula)
     ensure_immediate_use_limits(formula, units)
     plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
     deviations = _deviations(plan, deviation_note)
