@@ -672,7 +672,7 @@ def test_a_second_result_for_the_same_test_answers_409(client, auth, awaiting):
 
     assert response.status_code == 409
     assert "already has a sterility result" in response.json["error"]
-    assert _status(awaiting["id"]) == "rejected"
+    assert _status(awaiting["id"]) == "rejected"  # and a rejected batch takes no more results
 
 
 def test_compounding_takes_the_preparation_start_and_counts_the_bud_from_it(client, auth, tested):

@@ -168,7 +168,7 @@ def test_a_second_result_for_the_same_test_is_refused_before_the_unique_key(test
     _result(pharmacist, batch)
     before = _saved()
 
-    with pytest.raises(InvalidState, match="already has a sterility result"):
+    with pytest.raises(InvalidState, match="already has a sterility result by the rapid method"):
         _result(pharmacist, batch, result="fail")
     assert _saved() == before
     assert fresh(Batch, batch.id).status == "prepared"
@@ -287,3 +287,37 @@ def test_a_held_batch_takes_a_fail_but_not_a_pass(tested_formula, compound, veri
     assert _saved() == before
     _result(verifier, failing, result="fail")
     assert (fresh(Batch, passing.id).status, fresh(Batch, failing.id).status) == ("on_hold", "rejected")
+
+
+def test_a_compendial_fail_after_a_rapid_pass_holds_the_released_batch_for_a_recall(tested_formula, compound,
+                                                                                    verifier, practitioner,
+                                                                                    make_patient):
+    from compounding.services import treatments
+    from compounding.services.holds import hold_texts
+
+    batch = compound(tested_formula())
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+    _result(verifier, batch)  # rapid pass: released, then injected
+    treatments.record_session(practitioner, patient_id=make_patient().id,
+                              uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    _result(verifier, batch, method="compendial", result="fail", sampled_on=clinic_today())
+
+    batch = fresh(Batch, batch.id)
+    assert batch.status == "on_hold"
+    assert any("sterility test failed (compendial" in text and "open a recall" in text
+               for text in hold_texts("batch", batch.id))
+    assert any("on hold" in reason for reason in batches.unusable_reasons(batch))
+    with pytest.raises(InvalidState, match="already has a sterility result by the compendial method"):
+        _result(verifier, batch, method="compendial", result="pass", sampled_on=clinic_today())
+
+
+def test_a_pass_for_a_batch_past_its_bud_records_the_result_but_does_not_release_it(tested_formula, compound,
+                                                                                   verifier):
+    batch = compound(tested_formula())
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+    held = fresh(Batch, batch.id)
+    held.beyond_use_at = utcnow() - timedelta(minutes=1)
+    db.session.commit()
+
+    _result(verifier, batch)
+    assert fresh(Batch, batch.id).status == "awaiting_tests"

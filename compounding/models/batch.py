@@ -195,12 +195,13 @@ class BatchComponent(db.Model):
 class BatchTest(db.Model):
     """A release test result (sterility, bacterial endotoxins) of a batch, e-signed by a pharmacist.
 
-    One result per test kind and batch: a result is never overwritten (a fail rejects the batch).
+    One result per test kind and method: a result is never overwritten; a rapid result may be
+    confirmed by the compendial one.
     """
 
     __tablename__ = "batch_tests"
     __table_args__ = (
-        sa.UniqueConstraint("batch_id", "kind"),
+        sa.UniqueConstraint("batch_id", "kind", "method"),
         one_of("kind", TEST_KINDS, "kind_known"),
         one_of("result", TEST_RESULTS, "result_known"),
         one_of("method", TEST_METHODS, "method_known"),

@@ -1,7 +1,9 @@
 """Release tests of a batch (sterility, bacterial endotoxins): an e-signed result moves the batch on.
 
 A batch whose category's BUD rests on tests (services.bud.TESTED_CATEGORIES) may not be
-used until a pharmacist has recorded a pass for each test it owes; a fail rejects it.
+used until a pharmacist has recorded a pass for each test it owes; a fail rejects it. A
+rapid result may be confirmed later by the compendial method (one result per test and
+method): a fail that arrives after the batch was released holds it, for a recall.
 """
 
 from datetime import date, timedelta
@@ -19,15 +21,19 @@ from .bounds import checked_text
 from .bud import COMPENDIAL_STERILITY_DAYS
 from .clock import clinic_today
 from .errors import InvalidInput, InvalidState
-from .history import explained_change, record_depletion, transition
+from .history import explained_change, record_depletion, status_before_hold, transition
+from .holds import place_hold
 from .ledger import move_batch
 from .preparation import tests_outstanding
 from .signatures import pharmacist_signs
 from .transaction import transactional
 
-# Where a result may be recorded: sampled before verification, or awaited after it. A held
-# batch takes a fail (it is rejected) but not a pass: the hold is released first.
-RECORDABLE = (BatchStatus.PREPARED, BatchStatus.AWAITING_TESTS)
+# Where a result may be recorded: sampled before verification, awaited after it, or a confirmation
+# arriving after release (a fail then holds the batch). A rejected or discarded batch takes none.
+RECORDABLE = (BatchStatus.PREPARED, BatchStatus.AWAITING_TESTS, BatchStatus.RELEASED, BatchStatus.ON_HOLD,
+              BatchStatus.DEPLETED, BatchStatus.RECALLED)
+# Before release: a fail rejects the batch rather than holding it.
+UNRELEASED = (BatchStatus.PREPARED, BatchStatus.AWAITING_TESTS)
 
 
 def _one_of(value, allowed, field: str, what: str) -> str:
@@ -70,19 +76,29 @@ def _ensure_owed(batch: Batch, kind: str) -> None:
     if kind not in batch.tests_required:
         raise InvalidState(f"{batch.code} needs no {kind} test (it needs: {', '.join(batch.tests_required)}).",
                            field="kind")
-    earlier = db.session.scalar(sa.select(BatchTest).where(BatchTest.batch_id == batch.id, BatchTest.kind == kind))
+
+
+def _ensure_first_of_its_method(batch: Batch, kind: str, method: str) -> None:
+    earlier = db.session.scalar(sa.select(BatchTest).where(BatchTest.batch_id == batch.id, BatchTest.kind == kind,
+                                                           BatchTest.method == method))
     if earlier is not None:
-        raise InvalidState(f"{batch.code} already has a {kind} result ({earlier.result}, sampled "
-                           f"{earlier.sampled_on.isoformat()}): a result is never replaced.", field="kind")
+        raise InvalidState(f"{batch.code} already has a {kind} result by the {method} method ({earlier.result}, "
+                           f"sampled {earlier.sampled_on.isoformat()}): a result is never replaced.", field="kind")
+
+
+def _before_release(batch: Batch) -> bool:
+    """Not yet released: prepared, awaiting tests, or held from one of those."""
+    if batch.status == BatchStatus.ON_HOLD:
+        return status_before_hold("batch", batch.id) in UNRELEASED
+    return batch.status in UNRELEASED
 
 
 def _ensure_recordable(batch: Batch, result: str) -> None:
-    if batch.status in RECORDABLE or (batch.status == BatchStatus.ON_HOLD and result == "fail"):
-        return
-    if batch.status == BatchStatus.ON_HOLD:
+    if batch.status not in RECORDABLE:
+        raise InvalidState(f"{batch.code} is {batch.status}; it takes no more test results.")
+    # A pass would release a held batch awaiting its results behind its hold's back.
+    if batch.status == BatchStatus.ON_HOLD and result == "pass" and _before_release(batch):
         raise InvalidState(f"{batch.code} is on hold: release the hold before recording a pass.")
-    raise InvalidState(f"{batch.code} is {batch.status}; test results are recorded for a batch prepared "
-                       "or awaiting its results.")
 
 
 def _ensure_dates(batch: Batch, data: dict) -> None:
@@ -124,15 +140,19 @@ def _take_samples(actor: User, batch: Batch, test: BatchTest) -> None:
 
 
 def _move_on(actor: User, batch: Batch, test: BatchTest) -> None:
-    """A fail rejects the batch; the last pass awaited releases it."""
+    """A fail rejects the batch (holds it, once released); the last pass awaited releases it while in date."""
     if test.result == "fail":
         reason = (f"{test.kind} test failed ({test.method}, {test.lab}, sampled {test.sampled_on.isoformat()})"
                   + (f": {test.note}" if test.note else ""))
         if batch.status == BatchStatus.PREPARED:
             explained_change(actor, batch, "reject", "batch.tests_failed", BATCH_FIELDS, reason)
-        else:
+        elif _before_release(batch):
             explained_change(actor, batch, "fail_tests", "batch.tests_failed", BATCH_FIELDS, reason)
-    elif batch.status == BatchStatus.AWAITING_TESTS and not tests_outstanding(batch):
+        else:
+            # Already released (perhaps injected): usable nowhere from now on; the patients are reached by a recall.
+            place_hold(actor, batch, "quality_signal", f"{reason}, after release: open a recall",
+                       source_type="batch_test", source_id=test.id)
+    elif batch.status == BatchStatus.AWAITING_TESTS and not tests_outstanding(batch) and not batch.is_expired():
         with audit.change(actor, "batch.tests_passed", batch, BATCH_FIELDS):
             transition(batch, "pass_tests", actor, reason="every required test passed",
                        reference=f"batch_test {test.id}")
@@ -143,14 +163,16 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
                        sampled_on: date, password: str, units_sampled=0, note: str = "") -> BatchTest:
     """A pharmacist records, with their e-signature, one required test result of a batch.
 
-    One result per test; sampled from the day preparation started to today; a compendial
-    sterility pass no earlier than 14 days after sampling. Sampled units leave the batch.
-    The last required pass releases a batch awaiting its results; a fail rejects it.
+    One result per test and method; sampled from the day preparation started to today; a
+    compendial sterility pass no earlier than 14 days after sampling. Sampled units leave the
+    batch. The last required pass releases a batch awaiting its results (still in date); a
+    fail rejects it, or holds it when it was already released.
     """
     ensure_can(actor, "batches.verify", "record test results")
     data = _checked_shape(kind, result, method, lab, sampled_on, units_sampled, note)
     batch = get_batch(batch_id, for_update=True)
     _ensure_owed(batch, data["kind"])
+    _ensure_first_of_its_method(batch, data["kind"], data["method"])
     _ensure_recordable(batch, data["result"])
     _ensure_dates(batch, data)
     _ensure_samples_available(batch, data["units_sampled"])
