@@ -52,6 +52,8 @@ def test_only_name_kind_and_unit_are_required(client, auth):
     ({"gtins": ["12ab"]}, "gtins"), ({"gtins": ["5012345678901"]}, "gtins"), ({"colour": "blue"}, "colour"),
     ({"id": 7}, "id"), ({"on_hand": "5"}, "on_hand"), ({"sterile": "maybe"}, "sterile"),
     ({"protect_from_light": "dark"}, "protect_from_light"), ({"vehicle": 2}, "vehicle"),
+    # Only a diluent may be a pure vehicle: a drug marked so would vanish from the label.
+    ({"kind": "active", "vehicle": True}, "vehicle"),
 ])
 def test_an_invalid_ingredient_answers_422_naming_the_field_and_saves_nothing(client, auth, changes, field):
     body = {**FULL_BODY, **changes}

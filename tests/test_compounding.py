@@ -263,3 +263,33 @@ def test_batch_codes_follow_the_day_and_count_up(setup, make_lot, technician):
     second = batches.compound_batch(technician, formula.id, 1)
     assert first.code[-4:] == "0001" and second.code[-4:] == "0002"
     assert first.code[:7] == second.code[:7]
+
+
+def test_a_sterile_only_formula_is_not_compounded_once_an_ingredient_is_no_longer_sterile(
+        make_formula, make_ingredient, make_lot, technician, pharmacist):
+    from compounding.services import ingredients
+
+    active = make_ingredient(name="Hyaluronic acid")
+    saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", vehicle=True)
+    formula = make_formula([(active, "2"), (saline, "8")])  # only sterile starting components, approved
+    for ingredient in (active, saline):
+        make_lot(ingredient, quantity="100")
+    ingredients.update_ingredient(pharmacist, active, {"name": active.name, "kind": "active", "unit": "mL",
+                                                       "storage": "fridge", "sterile": False})
+    before = db.session.scalar(sa.select(sa.func.count()).select_from(Batch))
+
+    with pytest.raises(InvalidState, match="Hyaluronic acid is not sterile"):
+        batches.compound_batch(technician, formula.id, 1)
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Batch)) == before
+
+
+def test_an_ingredient_kept_from_light_keeps_its_batch_from_light(make_formula, make_ingredient, make_lot,
+                                                                   technician):
+    vitamin_c = make_ingredient(name="Ascorbic acid", protect_from_light=True)
+    saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", vehicle=True)
+    formula = make_formula([(vitamin_c, "1"), (saline, "qs")], unit_volume_ml="5")
+    for ingredient in (vitamin_c, saline):
+        make_lot(ingredient, quantity="100")
+
+    batch = batches.compound_batch(technician, formula.id, 1)
+    assert formula.protect_from_light is False and batch.protect_from_light is True

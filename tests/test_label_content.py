@@ -185,7 +185,7 @@ def test_editing_an_ingredient_after_compounding_changes_nothing_on_the_label(re
 
     editor = make_user("pharmacist")
     ingredients.update_ingredient(editor, pc, {
-        "name": "Phosphatidylcholine (new supplier)", "kind": "excipient", "unit": "mL",
+        "name": "Phosphatidylcholine (new supplier)", "kind": "diluent", "unit": "mL",
         "strength": "100 mg/mL", "storage": "room", "reorder_level": "0", "gtins": [],
         "protect_from_light": False, "vehicle": True})
     ingredients.update_ingredient(editor, saline, {

@@ -28,7 +28,7 @@ from .codes import next_batch_code
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .fefo import Candidate, allocate, fefo_order
-from .formulas import ensure_balanced
+from .formulas import ensure_balanced, evidence_refusals
 from .history import (
     ensure_transition,
     explained_change,
@@ -252,6 +252,19 @@ def _consume(actor: User, batch: Batch, plan: CompoundingPlan) -> list[BatchComp
     return rows
 
 
+def _ensure_evidence_today(formula: Formula) -> None:
+    """The category's assumptions still hold of the ingredients as they are now (one may have lost "sterile")."""
+    reasons = evidence_refusals(formula)
+    if reasons:
+        raise InvalidState(f"{formula.label} cannot be compounded: " + "; ".join(reasons) + ".",
+                           field="formula_id", details={"reasons": reasons})
+
+
+def _kept_dark(formula: Formula) -> bool:
+    """Protected from light when the formula says so or any of its ingredients needs it."""
+    return formula.protect_from_light or any(c.ingredient.protect_from_light for c in formula.components)
+
+
 @transactional
 def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
@@ -270,6 +283,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     started_at = checked_preparation_start(preparation_started_at, compounded_at)
     ensure_balanced(formula)
     ensure_immediate_use_limits(formula, units)
+    _ensure_evidence_today(formula)
     plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
     deviations = _deviations(plan, deviation_note)
     if require_scan:
@@ -284,7 +298,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
         code=next_batch_code(compounded_at), formula_id=formula.id, units=units,
         total_volume_ml=total_volume, remaining_volume_ml=Decimal("0"), compounded_at=compounded_at,
         compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage, notes=notes, deviations=deviations,
-        status=BatchStatus.PREPARED, preparation_started_at=started_at, protect_from_light=formula.protect_from_light,
+        status=BatchStatus.PREPARED, preparation_started_at=started_at, protect_from_light=_kept_dark(formula),
     )
     db.session.add(batch)
     db.session.flush()

@@ -64,6 +64,10 @@ def _check_ingredient_fields(data: dict, ingredient: Ingredient | None = None) -
                            ("storage", STORAGE_CONDITIONS)):
         if data.get(field) not in allowed:
             raise InvalidInput(f"Choose one of: {', '.join(allowed)}.", field=field)
+    # A vehicle is left off labels: only a diluent (water, sodium chloride) may be one, never a drug.
+    if _flags(data, ingredient)["vehicle"] and data["kind"] != "diluent":
+        raise InvalidInput("Only a diluent can be a pure vehicle (water, sodium chloride); a drug is always "
+                           "printed on the label.", field="vehicle")
     try:
         reorder = Decimal(str(data.get("reorder_level") or "0"))
     except ArithmeticError:
