@@ -8,7 +8,7 @@ the current state of an ingredient or a formula.
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from . import barcodes
 from .extensions import db
 from .models import Batch, BatchComponent, BatchStatus, Lot, LotStatus
+from .services import bud
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
 from .services.errors import InvalidState, NotFound
@@ -228,8 +229,7 @@ def clinic_time(value: datetime) -> str:
 
 def last_usable_minute(beyond_use_at: datetime) -> datetime:
     """The last whole minute before the (exclusive) beyond-use instant, in the clinic's zone."""
-    instant = beyond_use_at if beyond_use_at.tzinfo else beyond_use_at.replace(tzinfo=UTC)
-    return to_clinic(instant.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1))
+    return to_clinic(bud.last_usable_minute(beyond_use_at))
 
 
 def storage_lines(storage: str, protect_from_light: bool) -> list[str]:

@@ -85,14 +85,28 @@ def test_the_chart_key_migration_folds_existing_chart_numbers_and_names(empty_da
     assert [tuple(row) for row in keys] == [("ch-2001", "ana nunez"), ("ch-2002", "")]
 
 
-def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_recalls(empty_database_url):
+def _demo_with_its_tests_recorded():
+    """The demo data, its batch awaiting a sterility result given a pass (the old schemas know no such wait)."""
     from compounding.demo import seed_demo
+    from compounding.models import Batch, User
+    from compounding.services.batch_tests import record_test_result
+    from compounding.services.clock import clinic_today
+    from compounding.services.passwords import DEMO_PASSWORD
+
+    for _ in seed_demo():
+        pass
+    pharmacist = db.session.scalar(sa.select(User).where(User.username == "pharmacist"))
+    for batch_id in db.session.scalars(sa.select(Batch.id).where(Batch.status == "awaiting_tests")).all():
+        record_test_result(pharmacist, batch_id, kind="sterility", result="pass", method="rapid", lab="Demo Lab",
+                           sampled_on=clinic_today(), password=DEMO_PASSWORD)
+
+
+def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_recalls(empty_database_url):
     from compounding.models import Batch, Lot, StatusChange
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
-            pass
+        _demo_with_its_tests_recorded()
         db.session.remove()  # no transaction of ours may hold a lock the migration needs
         # Back to before the status history (the held demo batch returns to released), then forward again.
         flask_migrate.downgrade(directory=migrate.directory, revision="b1a0d5e70005")
@@ -184,14 +198,12 @@ def test_a_downgrade_and_upgrade_again_keeps_keyed_rows_keyed(empty_database_url
 
 
 def test_the_upgrade_copies_each_component_as_its_ingredient_was_when_the_batch_was_made(empty_database_url):
-    from compounding.demo import seed_demo
     from compounding.models import BatchComponent, User
     from compounding.services import ingredients
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
-            pass
+        _demo_with_its_tests_recorded()
         component = db.session.scalars(sa.select(BatchComponent).order_by(BatchComponent.id)).first()
         ingredient = db.session.get(Ingredient, component.ingredient_id)
         made_with = (ingredient.name, ingredient.strength)
@@ -228,3 +240,43 @@ def test_the_upgrade_turns_light_protection_storage_into_room_temperature_and_th
     vitamin_c, saline = rows["Ascorbic acid"], rows["Sodium chloride 0.9 %"]
     assert (vitamin_c.storage, vitamin_c.protect_from_light, vitamin_c.vehicle) == ("room", True, False)
     assert (saline.storage, saline.protect_from_light, saline.vehicle) == ("room", False, True)
+
+
+def test_the_downgrade_stops_while_a_batch_awaits_its_test_results(empty_database_url):
+    from compounding.demo import seed_demo
+    from compounding.models import Batch
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo():
+            pass
+        waiting = db.session.scalar(sa.select(Batch.code).where(Batch.status == "awaiting_tests"))
+        db.session.remove()
+        with pytest.raises(SystemExit):  # Flask-Migrate logs the migration's error naming the batch, then exits
+            flask_migrate.downgrade(directory=migrate.directory, revision="c2b0e1a00001")
+        db.session.remove()
+        assert current_revision() == _head_revision()
+        assert db.session.scalar(sa.select(Batch.status).where(Batch.code == waiting)) == "awaiting_tests"
+
+
+def test_the_upgrade_makes_an_unverified_batch_of_a_tested_category_owe_its_tests(empty_database_url):
+    from compounding.demo import seed_demo
+    from compounding.models import Batch, Formula
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo():
+            pass
+        prepared = db.session.scalar(sa.select(Batch).where(Batch.status == "prepared"))
+        prepared_id = prepared.id
+        db.session.get(Formula, prepared.formula_id).bud_category = "category_3_aseptic_tested"
+        waiting = db.session.scalars(sa.select(Batch).where(Batch.status == "awaiting_tests")).all()
+        for batch in waiting:  # the old schema has no such status: rejected before the downgrade
+            batch.status = "rejected"
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.downgrade(directory=migrate.directory, revision="c2b0e1a00001")
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory)
+        batch = db.session.get(Batch, prepared_id)
+        assert (batch.status, batch.tests_required) == ("prepared", ("sterility", "endotoxin"))

@@ -72,7 +72,8 @@ def load_refs() -> Refs:
         duration = bud_duration(formula.bud_category, formula.storage, formula.bud_hours)
         rows.append(SimpleNamespace(
             id=formula.id, label=formula.label, indication=indication.replace("_", " "), areas=areas,
-            storage=formula.storage, protect_from_light=formula.protect_from_light, unit_tenths=int(formula.unit_volume_ml * 10),
+            storage=formula.storage, protect_from_light=formula.protect_from_light,
+            unit_tenths=int(formula.unit_volume_ml * 10),
             bud_seconds=int(duration.total_seconds()),
             components=[(c.ingredient_id, int(c.quantity * 1000)) for c in formula.components]))
     return Refs(people, ingredients, copies, rows)

@@ -5,7 +5,7 @@ Bump BUD_TABLE_VERSION whenever a value changes: batches record the version they
 """
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from .clock import end_of_clinic_day
 
@@ -116,3 +116,9 @@ def immediate_use_refusals(units: int | None, products: list[tuple[str, bool]]) 
     if unsterile:
         reasons.append("immediate use takes sterile products only: " + ", ".join(unsterile) + " is not sterile")
     return reasons
+
+
+def last_usable_minute(beyond_use_at: datetime) -> datetime:
+    """The last whole minute before the (exclusive) beyond-use instant, in UTC: what "Use by" prints."""
+    instant = beyond_use_at if beyond_use_at.tzinfo else beyond_use_at.replace(tzinfo=UTC)
+    return instant.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)

@@ -78,7 +78,8 @@ def _batches_query(start_at, end_at):
 def _component_columns(zone):
     return [
         Column("Batch code", "code"), Column(zone_label("Compounded", zone), "datetime"), Column("Ingredient"),
-        Column("Strength"), Column("Lot code", "code"), Column("Supplier lot number", "code"), Column("Lot expiry", "date"),
+        Column("Strength"), Column("Lot code", "code"), Column("Supplier lot number", "code"),
+        Column("Lot expiry", "date"),
         Column("Theoretical quantity", "decimal"), Column("Quantity used", "decimal"), Column("Unit"),
         Column("Container scanned", "bool"),
     ]

@@ -1,7 +1,7 @@
 """Rows shared by the audit workbook and the list exports: how they are read, which columns they fill."""
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..models import Batch, Lot, Patient, SessionUse, TreatmentSession, User
 from ..services.batches import is_batch_expired
+from ..services.bud import last_usable_minute
 from ..services.expiry import is_expired
 from .writer import CHUNK_ROWS, Column, zone_label
 
@@ -62,9 +63,6 @@ def lot_values(lot: Lot, names: Mapping[int, str], now: datetime) -> tuple:
             lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None)
 
 
-LAST_MINUTE = timedelta(minutes=1)
-
-
 def batch_columns(zone: ZoneInfo) -> list[Column]:
     return [
         Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"), Column("Formula name"),
@@ -73,7 +71,8 @@ def batch_columns(zone: ZoneInfo) -> list[Column]:
         Column(zone_label("Compounded", zone), "datetime"), Column("Compounded by"),
         Column(zone_label("Verified", zone), "datetime"), Column("Verified by"),
         Column(zone_label("Use by", zone), "datetime"), Column("Expired at export", "bool"), Column("Storage"),
-        Column("Protect from light", "bool"), Column("Required tests"), Column("Status"), Column("Status reason"), Column("Discard reason"), Column("Notes"), Column("Deviations"),
+        Column("Protect from light", "bool"), Column("Required tests"), Column("Status"), Column("Status reason"),
+        Column("Discard reason"), Column("Notes"), Column("Deviations"),
     ]
 
 
@@ -83,8 +82,8 @@ def batch_values(batch: Batch, names: Mapping[int, str], now: datetime) -> tuple
             batch.total_volume_ml, batch.remaining_volume_ml, batch.preparation_started_at, batch.compounded_at,
             names.get(batch.compounded_by_id),
             batch.verified_at, names.get(batch.verified_by_id) if batch.verified_by_id else None,
-            batch.beyond_use_at - LAST_MINUTE, is_batch_expired(batch, now), batch.storage, batch.protect_from_light,
-            ", ".join(batch.tests_required), batch.status, batch.status_reason,
+            last_usable_minute(batch.beyond_use_at), is_batch_expired(batch, now), batch.storage,
+            batch.protect_from_light, ", ".join(batch.tests_required), batch.status, batch.status_reason,
             batch.discard_reason, batch.notes, batch.deviations)
 
 

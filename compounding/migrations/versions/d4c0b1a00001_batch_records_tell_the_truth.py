@@ -3,8 +3,9 @@
 - Ingredients and formulas: `storage` is a temperature (`room`, `fridge`, `freezer`) and
   `protect_from_light` a flag of its own; today's `protect_from_light` storage becomes
   `room` + the flag (batches likewise). Ingredients get `sterile` and `vehicle` (a pure
-  vehicle is not named on a label as a drug); diluents named water or sodium chloride /
-  saline are marked vehicles, the pharmacist confirms the rest on the ingredient page.
+  vehicle is not named on a label as a drug); diluents named as water for injection or
+  sodium chloride 0.9 % are marked vehicles, the pharmacist confirms the rest on the
+  ingredient page. Batches of a tested category not yet verified owe their tests.
 - Formula components may be `qs` (filled to volume).
 - Every batch component copies what its ingredient and lot were at compounding: name, kind,
   strength, unit, sterility, lot code, supplier lot and expiry. For existing batches the copy
@@ -38,8 +39,12 @@ NEW_STORAGE = "storage IN ('room', 'fridge', 'freezer')"
 OLD_BATCH = "status IN ('prepared', 'released', 'rejected', 'recalled', 'discarded', 'depleted', 'on_hold')"
 NEW_BATCH = ("status IN ('prepared', 'released', 'rejected', 'recalled', 'discarded', 'depleted', 'on_hold', "
              "'awaiting_tests')")
-# Names of diluents that are pure vehicles (matched on the folded name).
-VEHICLE_WORDS = ("water", "sodium chloride", "saline", "nacl")
+# Diluents that are pure vehicles, by the start of their folded name; anything else in the
+# name beyond a strength (a drug "in saline", bacteriostatic water's preservative) is not one.
+VEHICLE_NAMES = ("water for injection", "sterile water", "sodium chloride 0.9", "sodium chloride 0,9",
+                 "saline 0.9", "normal saline", "nacl 0.9", "nacl 0,9")
+TESTED_CATEGORIES = ("category_2_aseptic_sterility_tested", "category_2_terminal_sterility_tested",
+                     "category_3_aseptic_tested", "category_3_terminal_tested")
 COPIED = {'ingredient_name': 'name', 'ingredient_kind': 'kind', 'ingredient_strength': 'strength',
           'ingredient_unit': 'unit'}
 
@@ -84,9 +89,17 @@ def _light_becomes_a_flag(bind) -> None:
 
 def _mark_vehicles(bind) -> None:
     for row in bind.execute(sa.select(INGREDIENTS.c.id, INGREDIENTS.c.name).where(INGREDIENTS.c.kind == 'diluent')):
-        name = (row.name or '').casefold()
-        if any(word in name for word in VEHICLE_WORDS) and 'lidoca' not in name:
+        name = ' '.join((row.name or '').casefold().split())
+        if name.startswith(VEHICLE_NAMES) and ' in ' not in name and 'bacteriostatic' not in name:
             bind.execute(INGREDIENTS.update().where(INGREDIENTS.c.id == row.id).values(vehicle=True))
+
+
+def _unverified_batches_owe_their_tests(bind) -> None:
+    """A batch of a tested category not yet verified owes its tests like a new one (endotoxins too:
+    whether its components were sterile was never recorded)."""
+    bind.execute(sa.text(
+        "UPDATE batches SET required_tests = 'sterility,endotoxin' WHERE status = 'prepared' AND formula_id IN "
+        "(SELECT id FROM formulas WHERE bud_category IN (" + ", ".join(f"'{c}'" for c in TESTED_CATEGORIES) + "))"))
 
 
 def _as_utc(moment):
@@ -159,6 +172,7 @@ def upgrade():
     _light_becomes_a_flag(bind)
     _mark_vehicles(bind)
     bind.execute(sa.text("UPDATE batches SET preparation_started_at = compounded_at"))
+    _unverified_batches_owe_their_tests(bind)
     _copy_components(bind)
     with op.batch_alter_table('batches', schema=None) as batch_op:
         batch_op.alter_column('preparation_started_at', existing_type=UTC_DATETIME, nullable=False)
@@ -192,7 +206,7 @@ def upgrade():
     sa.ForeignKeyConstraint(['batch_id'], ['batches.id'], name=op.f('fk_batch_tests_batch_id_batches')),
     sa.ForeignKeyConstraint(['recorded_by_id'], ['users.id'], name=op.f('fk_batch_tests_recorded_by_id_users')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_batch_tests')),
-    sa.UniqueConstraint('batch_id', 'kind', name=op.f('uq_batch_tests_batch_id_kind'))
+    sa.UniqueConstraint('batch_id', 'kind', 'method', name=op.f('uq_batch_tests_batch_id_kind_method'))
     )
     with op.batch_alter_table('batch_tests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_batch_tests_batch_id'), ['batch_id'], unique=False)
@@ -200,11 +214,15 @@ def upgrade():
 
 def downgrade():
     bind = op.get_bind()
+    # The old schema cannot say that a verified batch still waits for its tests: it would be released
+    # by a second verification with no result. Stop and let the clinic settle those batches first.
+    waiting = list(bind.execute(sa.text("SELECT code FROM batches WHERE status = 'awaiting_tests'")).scalars())
+    if waiting:
+        raise RuntimeError("Batches await their test results: record them (or reject or discard the batches) "
+                           "before this downgrade: " + ", ".join(waiting))
     with op.batch_alter_table('batch_tests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_batch_tests_batch_id'))
     op.drop_table('batch_tests')
-    # The old vocabulary has no awaiting_tests: such a batch is still unverified for it.
-    bind.execute(sa.text("UPDATE batches SET status = 'prepared' WHERE status = 'awaiting_tests'"))
     _sqlite_foreign_keys(False)
     _swap_check('formulas', 'ck_formulas_storage_known', NEW_STORAGE, None)
     _swap_check('ingredients', 'ck_ingredients_storage_known', NEW_STORAGE, OLD_STORAGE)
