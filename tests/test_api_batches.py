@@ -705,12 +705,18 @@ def test_a_preparation_start_in_the_future_answers_422_and_consumes_nothing(clie
 
 
 def test_immediate_use_of_more_than_one_unit_or_a_non_sterile_product_answers_409(client, auth, make_formula,
-                                                                                   make_ingredient, make_lot):
+                                                                                   make_ingredient, make_lot,
+                                                                                   make_user):
+    from compounding.services import ingredients
+
     sterile = make_ingredient(name="Lidocaine 2 %", unit="mL", sterile=True)
-    unsterile = make_ingredient(name="Ascorbic acid powder", unit="mL", sterile=False)
+    unsterile = make_ingredient(name="Ascorbic acid powder", unit="mL", sterile=True)
     one = make_formula([(sterile, "1")], code="IMM1", unit_volume_ml="1", bud_category="immediate_use")
     mixed = make_formula([(sterile, "1"), (unsterile, "1")], code="IMM2", unit_volume_ml="2",
                          bud_category="immediate_use")
+    # Approved while every product was sterile; one of them is not any more.
+    ingredients.update_ingredient(make_user("pharmacist"), unsterile, {
+        "name": unsterile.name, "kind": "active", "unit": "mL", "storage": "fridge", "sterile": False})
     for ingredient in (sterile, unsterile):
         make_lot(ingredient, quantity="100")
     headers = auth()
