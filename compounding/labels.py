@@ -238,13 +238,20 @@ def storage_lines(storage: str, protect_from_light: bool) -> list[str]:
     return lines + ([LIGHT_TEXT] if protect_from_light else [])
 
 
-def load_batch(batch_id: int) -> Batch:
+def load_batch_record(batch_id: int) -> Batch:
+    """The batch with what its label and record read; a held batch still has its record."""
     batch = db.session.scalar(
         sa.select(Batch).where(Batch.id == batch_id).options(
             selectinload(Batch.formula), selectinload(Batch.components),
             joinedload(Batch.compounded_by), joinedload(Batch.verified_by)))
     if batch is None:
         raise NotFound("There is no such batch.")
+    return batch
+
+
+def load_batch(batch_id: int) -> Batch:
+    """The batch for a label: none is printed while it is held."""
+    batch = load_batch_record(batch_id)
     refuse_if_held("batch", batch)
     return batch
 

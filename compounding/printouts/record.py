@@ -4,13 +4,11 @@ from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload, selectinload
 
 from .. import labels
 from ..extensions import db
 from ..models import Batch, BatchTest
 from ..services.bud import BUD_TABLE
-from ..services.errors import NotFound
 from ..services.signatures import signatures_for
 
 
@@ -60,13 +58,7 @@ class BatchRecord:
 
 def load_batch(batch_id: int) -> Batch:
     """The batch with what its record reads; a held batch keeps its record (only labels stop)."""
-    batch = db.session.scalar(
-        sa.select(Batch).where(Batch.id == batch_id).options(
-            selectinload(Batch.formula), selectinload(Batch.components),
-            joinedload(Batch.compounded_by), joinedload(Batch.verified_by)))
-    if batch is None:
-        raise NotFound("There is no such batch.")
-    return batch
+    return labels.load_batch_record(batch_id)
 
 
 def _components(batch: Batch) -> list[RecordComponent]:
