@@ -9,6 +9,7 @@ from markupsafe import Markup, escape
 
 from .permissions import ROLE_LABELS
 from .services import attempts, expiry
+from .services.bud import last_usable_minute
 from .services.clock import to_clinic
 
 STATUS_STYLES = {
@@ -18,6 +19,11 @@ STATUS_STYLES = {
     "approved": "success", "retired": "secondary", "open": "danger", "closed": "secondary",
     "expired": "danger", "active": "success", "inactive": "secondary",
 }
+
+
+def use_by(beyond_use_at: datetime | None, with_zone: bool = True) -> str:
+    """A beyond-use instant as "Use by" reads everywhere (label, pages, workbook): its last usable minute."""
+    return clinic_datetime(last_usable_minute(beyond_use_at), with_zone) if beyond_use_at else ""
 
 
 def clinic_datetime(value: datetime | None, with_zone: bool = True) -> str:
@@ -101,6 +107,7 @@ def browser_name(user_agent: str | None) -> str:
 def init_app(app: Flask) -> None:
     app.add_template_filter(browser_name)
     app.add_template_filter(clinic_datetime)
+    app.add_template_filter(use_by)
     app.add_template_filter(clinic_date)
     app.add_template_filter(quantity)
     app.add_template_filter(status_badge)

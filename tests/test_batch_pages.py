@@ -314,3 +314,20 @@ def test_verifying_a_tested_batch_on_the_page_says_it_still_waits_for_its_result
     assert "may not be used until its test results are recorded (sterility)" in page
     assert "verified and released" not in page
     assert db.session.get(Batch, batch.id).status == "awaiting_tests"
+
+
+def test_the_batch_page_and_the_list_say_use_by_as_the_label_does(client, as_role, make_batch):
+    from compounding.labels import batch_label, load_batch
+
+    batch = make_batch()
+    batch.beyond_use_at = batch.beyond_use_at.replace(hour=0, minute=0, second=0, microsecond=0)
+    db.session.commit()
+    label = batch_label(load_batch(batch.id))
+    as_role("pharmacist")
+    page = client.get(f"/batches/{batch.id}").get_data(as_text=True)
+    listed = client.get("/batches/").get_data(as_text=True)
+
+    # The label's minute, e.g. 23:59, never the exclusive instant's 00:00 of the next day.
+    shown = label.use_by_text.removeprefix("Use by ")
+    assert shown.endswith(":59") and shown in page and shown in listed
+    assert batch.beyond_use_at.strftime("%Y-%m-%d 00:00") not in page
