@@ -1,7 +1,7 @@
 """Dashboards by role: each shows what that role acts on, with charts, in a fixed number of statements."""
 
 import pytest
-from testkit import QueryCounter
+from testkit import PASSWORD, QueryCounter
 
 from compounding.extensions import db
 from compounding.services import treatments
@@ -104,3 +104,21 @@ def test_the_activity_chart_counts_the_clinic_s_weeks_and_leaves_voided_sessions
     assert len(labels) == len(sessions.values) == 13
     assert sessions.values[-1] == 2 and sessions.values[-2] == 1 and sessions.values[0] == 1
     assert sum(sessions.values) == 4
+
+
+def test_the_pharmacist_sees_how_many_batches_await_their_test_results(client, as_role, make_formula,
+                                                                         make_ingredient, make_lot, make_user):
+    from compounding.services import batches
+
+    active = make_ingredient(name="Hyaluronic acid")
+    saline = make_ingredient(name="Sodium chloride 0.9 %", kind="diluent", vehicle=True)
+    formula = make_formula([(active, "2"), (saline, "qs")], bud_category="category_2_aseptic_sterility_tested")
+    for ingredient in (active, saline):
+        make_lot(ingredient, quantity="100")
+    batch = batches.compound_batch(make_user("technician"), formula.id, 1)
+    batches.verify_batch(make_user("pharmacist"), batch.id, PASSWORD)
+    as_role("pharmacist")
+
+    page = client.get("/").get_data(as_text=True)
+    tile = page[page.index("status=awaiting_tests"):]
+    assert "Batches awaiting test results" in tile[:600] and ">1<" in tile[:600].replace(" ", "")

@@ -119,16 +119,17 @@ def sessions_today(practitioner_id: int | None = None, limit: int = 20):
 
 
 def batch_counts(now: datetime | None = None) -> dict:
-    """Batches awaiting verification and released batches reaching their BUD within 24 h.
+    """Batches awaiting verification or test results, and released batches reaching their BUD within 24 h.
 
-    Two counts that each stay on an index (status, and status + beyond-use time), rather
+    Counts that each stay on an index (status, and status + beyond-use time), rather
     than one pass over every batch ever made.
     """
     now = now or utcnow()
     awaiting = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.PREPARED).scalar_subquery()
+    testing = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.AWAITING_TESTS).scalar_subquery()
     expiring = sa.select(sa.func.count(Batch.id)).where(
         Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now,
         Batch.beyond_use_at <= now + timedelta(hours=24), Batch.remaining_volume_ml > 0).scalar_subquery()
-    row = db.session.execute(sa.select(awaiting.label("awaiting_verification"),
+    row = db.session.execute(sa.select(awaiting.label("awaiting_verification"), testing.label("awaiting_tests"),
                                        expiring.label("expiring_24h"))).one()
     return row._asdict()
