@@ -37,8 +37,8 @@ class Event(NamedTuple):
     severity: str
 
 
-class Baseline(NamedTuple):
-    """The clinic's own rates, over every session with a use (voided ones included)."""
+class ExposureRates:
+    """The share of exposed sessions and patients with an adverse event: fractions in [0, 1]."""
 
     sessions: int
     patients: int
@@ -54,8 +54,18 @@ class Baseline(NamedTuple):
         return self.event_patients / self.patients if self.patients else 0.0
 
 
+@dataclass(frozen=True)
+class Baseline(ExposureRates):
+    """The clinic's own rates, over every session with a use (voided ones included)."""
+
+    sessions: int
+    patients: int
+    event_sessions: int
+    event_patients: int
+
+
 @dataclass
-class Signal:
+class Signal(ExposureRates):
     kind: str  # "batch" or "lot"
     id: int
     code: str
@@ -72,16 +82,8 @@ class Signal:
     baseline_patient_rate: float
     reasons: list[str] = field(default_factory=list)
 
-    @property
-    def session_rate(self) -> float:
-        return self.event_sessions / self.sessions if self.sessions else 0.0
-
-    @property
-    def patient_rate(self) -> float:
-        return self.event_patients / self.patients if self.patients else 0.0
-
     # Today's `rate` keeps its name and is the session rate: a fraction, never above 1.
-    rate = session_rate
+    rate = ExposureRates.session_rate
 
     @property
     def session_ci(self) -> tuple[float, float]:
