@@ -44,6 +44,14 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
     dashboard = m["dashboard"]
     rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
                  dashboard["p50"] / 100, 1))
+    signals = m.get("quality_signals")
+    if signals:
+        flagged = signals.get("flagged", {})
+        what = f"{flagged.get('batch', 0):,} batches and {flagged.get('lot', 0):,} lots flagged"
+        rows.append((f"Quality signals service p50 ({what})", "< 100 ms",
+                     f"{signals['service']['p50']} ms (p99 {signals['service']['p99']})",
+                     signals["service"]["p50"] / 100, 1))
+        rows.append(("GET /api/v1/quality-signals p50 (every signal)", "", f"{signals['api']['p50']} ms", None, 1))
     load = r.get("load")
     if load:
         s, n = load["scan"], load["minimal"]
