@@ -255,7 +255,8 @@ def test_the_downgrade_stops_while_a_batch_awaits_its_test_results(empty_databas
         with pytest.raises(SystemExit):  # Flask-Migrate logs the migration's error naming the batch, then exits
             flask_migrate.downgrade(directory=migrate.directory, revision="c2b0e1a00001")
         db.session.remove()
-        assert current_revision() == _head_revision()
+        # Stopped by the migration that refuses: nothing it would have dropped is gone.
+        assert current_revision() == "d4c0b1a00001"
         assert db.session.scalar(sa.select(Batch.status).where(Batch.code == waiting)) == "awaiting_tests"
 
 
@@ -280,3 +281,45 @@ def test_the_upgrade_makes_an_unverified_batch_of_a_tested_category_owe_its_test
         flask_migrate.upgrade(directory=migrate.directory)
         batch = db.session.get(Batch, prepared_id)
         assert (batch.status, batch.tests_required) == ("prepared", ("sterility", "endotoxin"))
+
+
+def test_the_upgrade_gives_existing_batches_legacy_vials_for_the_volume_they_have_left(empty_database_url):
+    from decimal import Decimal
+
+    from compounding.demo import seed_demo
+    from compounding.models import Batch, Formula, SessionUse, StatusChange, Vial
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo():
+            pass
+        db.session.remove()
+        # Back to pooled batches, then forward: every batch is now one "made before vials".
+        flask_migrate.downgrade(directory=migrate.directory, revision="d4c0b1a00001")
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory)
+        uses_before = db.session.scalar(sa.select(sa.func.count(SessionUse.id)))
+        checked = 0
+        for batch in db.session.scalars(sa.select(Batch).order_by(Batch.id)):
+            vials = list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)))
+            unit = db.session.get(Formula, batch.formula_id).unit_volume_ml
+            if batch.status in ("depleted", "rejected", "discarded") or batch.remaining_volume_ml == 0:
+                assert vials == []
+                continue
+            checked += 1
+            assert all(v.legacy and v.dose == "single" for v in vials)
+            assert sum(v.remaining_ml for v in vials) == batch.remaining_volume_ml
+            assert [v.code for v in vials] == [f"{batch.code}-{n:02d}" for n in range(1, len(vials) + 1)]
+            assert all(v.remaining_ml == unit for v in vials[:-1])
+            last = vials[-1]
+            own = {"on_hold": "on_hold", "recalled": "recalled"}.get(batch.status)
+            assert last.status == own or (last.status == ("sealed" if last.remaining_ml == unit else "open"))
+            history = db.session.scalars(sa.select(StatusChange.to_status).where(
+                StatusChange.entity_type == "vial", StatusChange.entity_id == last.id)
+                .order_by(StatusChange.id)).all()
+            assert history[-1] == last.status
+        assert checked >= 3
+        # Their past uses stay pooled on the batch, as recorded.
+        assert db.session.scalar(sa.select(sa.func.count(SessionUse.id)).where(SessionUse.vial_id.is_not(None))) == 0
+        assert db.session.scalar(sa.select(sa.func.count(SessionUse.id))) == uses_before
+        assert Decimal("0") not in {v.volume_ml for v in db.session.scalars(sa.select(Vial))}

@@ -17,10 +17,11 @@ from .recall import RECALL_TRANSITIONS, Recall, RecallContact, RecallStatus
 from .treatment import AdverseEvent, SessionUse, TreatmentSession
 from .user import ApiToken, User
 from .user_session import UserSession
+from .vial import VIAL_TRANSITIONS, Vial, VialStatus
 
 # Every status change of every kind of item, by entity type and action (see _common.Transition).
 STATUS_TRANSITIONS = {"lot": LOT_TRANSITIONS, "batch": BATCH_TRANSITIONS, "formula": FORMULA_TRANSITIONS,
-                      "recall": RECALL_TRANSITIONS}
+                      "recall": RECALL_TRANSITIONS, "vial": VIAL_TRANSITIONS}
 
 __all__ = [
     "STATUS_TRANSITIONS",
@@ -54,4 +55,6 @@ __all__ = [
     "TreatmentSession",
     "User",
     "UserSession",
+    "Vial",
+    "VialStatus",
 ]

@@ -50,6 +50,11 @@ class Formula(db.Model):
         one_of("storage", STORAGE_CONDITIONS, "storage_known"),
         sa.CheckConstraint("unit_volume_ml > 0", name="unit_volume_positive"),
         sa.CheckConstraint("bud_hours IS NULL OR bud_hours > 0", name="bud_hours_positive"),
+        one_of("dose", ("single", "multiple"), "dose_known"),
+        # Multiple-dose: an in-use period of at most 28 days (USP <797>); single-dose: none.
+        sa.CheckConstraint("(dose = 'single' AND in_use_hours IS NULL) OR "
+                           "(dose = 'multiple' AND in_use_hours > 0 AND in_use_hours <= 672)",
+                           name="in_use_hours_for_dose"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -64,6 +69,11 @@ class Formula(db.Model):
     instructions: Mapped[str] = mapped_column(sa.Text, default="")
     storage: Mapped[str] = mapped_column(sa.String(30), default="fridge")
     protect_from_light: Mapped[bool] = mapped_column(default=False)
+    # Single-dose (default): one patient, one session. Multiple-dose: needs recorded
+    # antimicrobial-effectiveness evidence (USP <51>) and an in-use period after first puncture.
+    dose: Mapped[str] = mapped_column(sa.String(10), default="single")
+    in_use_hours: Mapped[int | None]
+    antimicrobial_evidence: Mapped[str] = mapped_column(sa.Text, default="")
     bud_category: Mapped[str] = mapped_column(sa.String(60))
     bud_hours: Mapped[int | None]
     bud_reason: Mapped[str] = mapped_column(sa.Text, default="")

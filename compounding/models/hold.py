@@ -9,13 +9,14 @@ from ..extensions import db
 from ._common import one_of, utcnow
 from .batch import BATCH_HOLDABLE
 from .lot import LOT_HOLDABLE
+from .vial import VIAL_HOLDABLE
 
 HOLD_KINDS = ("adverse_event", "excursion", "quality_signal")
-# Vials join this list when they exist; a hold names its item by type and id.
-HOLD_ENTITY_TYPES = ("lot", "batch")
+# A hold names its item by type and id.
+HOLD_ENTITY_TYPES = ("lot", "batch", "vial")
 # The statuses a hold suspends (and that the item returns to when the last hold is released).
 # Any other status (recalled, depleted, rejected, discarded) stays; the hold is still recorded.
-HOLDABLE_STATUSES = {"lot": LOT_HOLDABLE, "batch": BATCH_HOLDABLE}
+HOLDABLE_STATUSES = {"lot": LOT_HOLDABLE, "batch": BATCH_HOLDABLE, "vial": VIAL_HOLDABLE}
 HOLD_KIND_TEXT = {"adverse_event": "adverse event", "excursion": "temperature excursion",
                   "quality_signal": "quality signal"}
 

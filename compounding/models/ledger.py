@@ -34,6 +34,8 @@ class StockMovement(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     lot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("lots.id"), index=True)
     batch_id: Mapped[int | None] = mapped_column(sa.ForeignKey("batches.id"), index=True)
+    # A batch movement drawn from (or written off) one vial; the vial's balance is its fill plus these.
+    vial_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vials.id"), index=True)
     kind: Mapped[str] = mapped_column(sa.String(10))
     # Signed: positive adds to stock, negative takes from it. Lots in the ingredient's
     # unit, batches in mL.

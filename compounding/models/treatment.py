@@ -12,6 +12,7 @@ from ._common import one_of, utcnow
 from .batch import Batch
 from .patient import Patient
 from .user import User
+from .vial import Vial  # noqa: F401 (named by the relationship)
 
 ADVERSE_EVENT_TYPES = (
     "redness",
@@ -79,16 +80,21 @@ class SessionUse(db.Model):
         sa.CheckConstraint("volume_ml > 0", name="volume_positive"),
         # Covers trace, recall and quality signals: a batch's sessions and volumes from the index alone.
         sa.Index("ix_session_uses_batch_session", "batch_id", "session_id", "volume_ml"),
+        # A vial's uses (its page, trace to the vial, the single-dose rule).
+        sa.Index("ix_session_uses_vial", "vial_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     session_id: Mapped[int] = mapped_column(sa.ForeignKey("treatment_sessions.id"), index=True)
     batch_id: Mapped[int] = mapped_column(sa.ForeignKey("batches.id"))
+    # The vial it was drawn from; None for a use recorded before vials (pooled on the batch).
+    vial_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vials.id"))
     volume_ml: Mapped[Decimal]
     area: Mapped[str] = mapped_column(sa.String(NAME_MAX), default="")
 
     treatment_session: Mapped[TreatmentSession] = relationship(back_populates="uses")
     batch: Mapped[Batch] = relationship(lazy="raise")
+    vial: Mapped["Vial | None"] = relationship(lazy="raise")
 
 
 class AdverseEvent(db.Model):

@@ -49,6 +49,7 @@ from .preparation import (
 )
 from .signatures import sign
 from .transaction import transactional
+from .vials import create_vials
 
 MAX_UNITS = 10_000
 BATCH_FIELDS = ("status", "remaining_volume_ml", "status_reason", "discard_reason")
@@ -270,7 +271,8 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
                    require_scan: bool = False, compounded_at: datetime | None = None,
                    preparation_started_at: datetime | None = None) -> Batch:
-    """Make a batch: consume the lots (ledger rows), copy them onto the record, compute the BUD, `prepared`.
+    """Make a batch: consume the lots (ledger rows), copy them onto the record, compute the BUD, `prepared`,
+    and make its N sealed vials `<code>-NN`.
 
     The BUD clock starts when preparation started (default: now); immediate use is one unit
     from at most three sterile products.
@@ -306,10 +308,13 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     batch.required_tests = tests_owed(formula, _consume(actor, batch, plan))
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
                note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")
+    vials = create_vials(actor, batch, formula, compounded_at)
     audit.record(actor, "batch.compounded", "batch", batch.id, new={
         "code": batch.code, "formula": formula.label, "units": units, "total_volume_ml": total_volume,
         "preparation_started_at": started_at, "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION,
         "required_tests": batch.required_tests, "deviations": batch.deviations,
+        "vials": {"first": vials[0].code, "last": vials[-1].code, "dose": vials[0].dose,
+                  "in_use_hours": vials[0].in_use_hours},
         "components": [{"lot": c.lot.code, "quantity": c.quantity, "scanned": c.scanned}
                        for c in plan.components]})
     return batch

@@ -1,4 +1,5 @@
-"""Our scannable codes: lots L + 6 digits, batches B + yymmdd + 4-digit sequence.
+"""Our scannable codes: lots L + 6 digits, batches B + yymmdd + 4-digit sequence, vials
+<batch code>-NN.
 
 The widths are minimums: lot 1,000,000 is L1000000 and a day's 10,000th batch ends in 10000.
 The patterns below are the one place that says what our codes look like, so a grown code
@@ -14,6 +15,10 @@ from .clock import to_clinic
 
 LOT_CODE = re.compile(r"^L\d{6,}$")
 BATCH_CODE = re.compile(r"^B\d{10,}$")  # yymmdd, then the day's sequence of 4 or more digits
+# A vial: its batch's code, a hyphen, its number (at least two digits, to the width of the batch's units).
+VIAL_CODE = re.compile(r"^(B\d{10,})-(\d{2,})$")
+# Anything a person or scanner might mean as a vial code (checked against VIAL_CODE for a clear refusal).
+LOOKS_LIKE_VIAL = re.compile(r"^(B\d*)?-\d*$")
 
 
 def _next(key: str) -> int:
@@ -38,3 +43,9 @@ def next_lot_code() -> str:
 def next_batch_code(compounded_at: datetime) -> str:
     day = to_clinic(compounded_at).strftime("%y%m%d")
     return f"B{day}{_next('batch' + day):04d}"
+
+
+def vial_code(batch_code: str, number: int, units: int) -> str:
+    """`B2612060001-03`: zero-padded to at least two digits, to the width of the batch's unit count."""
+    width = max(2, len(str(units)))
+    return f"{batch_code}-{number:0{width}d}"

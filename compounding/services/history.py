@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, Recall, StatusChange, User
+from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, Recall, StatusChange, User, Vial
 from ..models._common import Transition
 from . import audit
 from .clock import utcnow
 from .errors import InvalidState
 
-ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall"}
+ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall", Vial: "vial"}
 # Formulas change status too, but keep no history rows (their versions are their history).
 _TRANSITION_KINDS = {**ENTITY_TYPES, Formula: "formula"}
 # The column's width; references are made here ("recall 12", "session 40"), never typed.
@@ -91,7 +91,7 @@ def record_created(item, actor: User | None, *, at: datetime | None = None, reas
 
 def record_depletion(actor: User | None, item, reason: str, *, reference: str = "",
                      at: datetime | None = None) -> None:
-    """Deplete an emptied lot or batch (deplete_if_empty) and audit it with the status it left."""
+    """Deplete an emptied lot, batch or vial (deplete_if_empty) and audit it with the status it left."""
     before = deplete_if_empty(item, actor, reason=reason, reference=reference, at=at)
     if before:
         kind = entity_type(item)
@@ -140,7 +140,8 @@ def deplete_if_empty(item, actor: User | None, *, reason: str, reference: str = 
     Returns the status it left (for the caller's audit row), None when nothing changed.
     A held item stays depleted when its holds are released: nothing brings it back.
     """
-    remaining = item.remaining if isinstance(item, Lot) else item.remaining_volume_ml
+    remaining = {Lot: "remaining", Batch: "remaining_volume_ml", Vial: "remaining_ml"}[type(item)]
+    remaining = getattr(item, remaining)
     before = item.status
     if remaining != 0 or not may(item, "deplete"):
         return None

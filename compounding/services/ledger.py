@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..extensions import db
-from ..models import Batch, Lot, StockMovement, User
+from ..models import Batch, Lot, StockMovement, User, Vial
 from .clock import utcnow
 from .errors import InsufficientStock
 
@@ -57,6 +57,42 @@ def move_batch(batch: Batch, kind: str, volume_ml, actor: User, *, reason="", no
     return _move(Batch, Batch.remaining_volume_ml, batch, kind, volume_ml, actor, occurred_at,
                  batch_id=batch.id, reason=reason, note=note, reference_type=reference_type,
                  reference_id=reference_id)
+
+
+def move_vial(vial: Vial, batch: Batch, kind: str, volume_ml, actor: User, *, reason="", note="",
+              reference_type="", reference_id=None, occurred_at=None) -> StockMovement:
+    """Change one vial's volume and its batch's by `volume_ml` (signed): one ledger row naming both.
+
+    The vial's balance is guarded like the batch's: a conditional UPDATE never lets it go
+    below zero or above its fill, whatever two callers read at the same moment.
+    """
+    volume_ml = Decimal(volume_ml)
+    balance = sa.func.round(Vial.remaining_ml + volume_ml, Vial.remaining_ml.type.scale)
+    new_balance = db.session.execute(
+        sa.update(Vial).where(Vial.id == vial.id, balance >= 0, balance <= Vial.volume_ml)
+        .values(remaining_ml=balance).returning(Vial.remaining_ml)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if new_balance is None:
+        db.session.refresh(vial)
+        raise InsufficientStock(f"{vial.code} holds {vial.remaining_ml.normalize():f} mL, "
+                                f"{(-volume_ml).normalize():f} mL was asked for.")
+    set_committed_value(vial, "remaining_ml", new_balance)
+    movement = move_batch(batch, kind, volume_ml, actor, reason=reason, note=note, reference_type=reference_type,
+                          reference_id=reference_id, occurred_at=occurred_at)
+    movement.vial_id = vial.id
+    return movement
+
+
+def vial_ledger_balance(vial: Vial) -> Decimal:
+    """A vial's fill plus its movements: what its `remaining_ml` must equal.
+
+    Not for a legacy vial (made by the migration): its opening balance is the batch's pooled
+    remainder, which has no ledger row of its own.
+    """
+    total = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(StockMovement.quantity), 0))
+                              .where(StockMovement.vial_id == vial.id))
+    return Decimal(vial.volume_ml) + Decimal(total) + 0
 
 
 def ledger_balance(*, lot_id: int | None = None, batch_id: int | None = None) -> Decimal:

@@ -1,0 +1,140 @@
+"""Vials: made with their batch, found by their code, judged at the time of use.
+
+A vial's own verdict (spent, sampled, discarded, its own holds, its in-use deadline, the
+single-dose rule, its volume) comes on top of its batch's (`batches.reasons_at`), never
+instead of it: scanning a vial of a recalled batch says what scanning the batch says, and more.
+"""
+
+from datetime import datetime
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import Batch, Formula, User, Vial, VialStatus
+from ..models.vial import VIAL_FINISHED
+from .clock import to_clinic
+from .codes import BATCH_CODE, LOOKS_LIKE_VIAL, VIAL_CODE, vial_code
+from .errors import InvalidInput, NotFound
+from .history import record_created, standing_holds, status_at
+
+
+def create_vials(actor: User, batch: Batch, formula: Formula, at: datetime) -> list[Vial]:
+    """The batch's N vials, sealed, each with its first status-history row (part of compounding)."""
+    multiple = formula.dose == "multiple"
+    vials = [Vial(batch_id=batch.id, number=number, code=vial_code(batch.code, number, batch.units),
+                  dose="multiple" if multiple else "single", in_use_hours=formula.in_use_hours if multiple else None,
+                  volume_ml=formula.unit_volume_ml, remaining_ml=formula.unit_volume_ml,
+                  status=VialStatus.SEALED, created_at=at)
+             for number in range(1, batch.units + 1)]
+    db.session.add_all(vials)
+    db.session.flush()
+    for vial in vials:
+        record_created(vial, actor, at=at, reason="compounded")
+    return vials
+
+
+def looks_like_vial_code(raw: str) -> bool:
+    """Whether a typed or scanned code is meant as a vial code (well formed or not): it has a hyphen
+    after a batch-like start, or is only a hyphen and digits (`-00`, `-999`)."""
+    text = (raw or "").strip().upper()
+    return bool(VIAL_CODE.match(text) or LOOKS_LIKE_VIAL.match(text)
+                or ("-" in text and text.startswith("B")))
+
+
+def parse_vial_code(raw: str, *, field: str = "vial_code") -> tuple[str, int]:
+    """(batch code, vial number) from `B2612060001-02`; a clear refusal (422) for anything else."""
+    text = (raw or "").strip().upper()
+    found = VIAL_CODE.match(text)
+    if found is None:
+        head, _, tail = text.partition("-")
+        if not head:
+            why = "it has no batch code before the hyphen"
+        elif not BATCH_CODE.match(head):
+            why = f"{head} is not a batch code (B, then the date and a sequence number)"
+        elif not tail:
+            why = "the vial number after the hyphen is missing"
+        else:
+            why = "the vial number after the hyphen is two or more digits"
+        raise InvalidInput(f"{text or 'An empty code'} is not a vial code (such as B2612060001-02): {why}.",
+                           field=field)
+    number = int(found.group(2))
+    if number == 0:
+        raise InvalidInput(f"{text}: vial numbers start at 01.", field=field)
+    return found.group(1), number
+
+
+def find_vial(raw: str, *, for_update: bool = False, field: str = "vial_code") -> Vial:
+    """The vial a code names, or a refusal that says what is wrong with the code (422/404)."""
+    batch_code, number = parse_vial_code(raw, field=field)
+    query = sa.select(Vial).join(Batch, Batch.id == Vial.batch_id).where(Batch.code == batch_code,
+                                                                          Vial.number == number)
+    if for_update:
+        query = query.with_for_update(of=Vial).execution_options(populate_existing=True)
+    vial = db.session.scalar(query)
+    if vial is not None:
+        return vial
+    batch = db.session.scalar(sa.select(Batch).where(Batch.code == batch_code))
+    if batch is None:
+        raise NotFound(f"{raw.strip().upper()}: there is no batch {batch_code}.", field=field)
+    count = db.session.scalar(sa.select(sa.func.count(Vial.id)).where(Vial.batch_id == batch.id))
+    if not count:
+        raise NotFound(f"{raw.strip().upper()}: batch {batch_code} has no vials left (it was used up before "
+                       "vials had codes): use the batch code.", field=field)
+    last = db.session.scalar(sa.select(sa.func.max(Vial.code)).where(Vial.batch_id == batch.id))
+    raise NotFound(f"{raw.strip().upper()}: batch {batch_code} has no vial {number} (its vials run to {last}).",
+                   field=field)
+
+
+def vial_reasons(vial: Vial, batch: Batch, at: datetime | None, volume_ml: Decimal | None = None, *,
+                 status: str | None = None, holds: list[str] | None = None,
+                 session_id: int | None = None) -> list[str]:
+    """Every reason this vial (apart from its batch) may not be used at `at`; empty: usable.
+
+    Pure: `status` is the vial's status at `at` (its current one when None), `holds` its own
+    hold reasons standing then; `session_id` the session the use belongs to (a single-dose
+    vial serves that one only). What is finished now (spent, sampled, discarded) stays
+    finished for a late entry too: the contents are gone.
+    """
+    reasons = []
+    current = vial.status
+    if current == VialStatus.SPENT:
+        if vial.single_dose and vial.first_session_id and vial.first_session_id != session_id:
+            reasons.append(f"spent: single-dose vial already used in session {vial.first_session_id}")
+        else:
+            reasons.append("spent: nothing left to use")
+    elif current == VialStatus.SAMPLED:
+        reasons.append("taken as a test sample")
+    elif current == VialStatus.DISCARDED:
+        reasons.append("discarded" + (f": {vial.status_reason}" if vial.status_reason else ""))
+    elif vial.single_dose and vial.first_session_id and vial.first_session_id != session_id:
+        reasons.append(f"single-dose vial already used in session {vial.first_session_id}")
+    status = status or current
+    if holds:
+        reasons.append("vial on hold: " + "; ".join(holds))
+    if status == VialStatus.IN_TRANSIT:
+        reasons.append("in transit between sites")
+    if at is not None and vial.dose == "multiple" and vial.punctured_at is not None and at >= vial.punctured_at:
+        deadline = vial.in_use_until(batch.beyond_use_at)
+        if at >= deadline and deadline < batch.beyond_use_at:
+            reasons.append(f"past its in-use deadline ({_shown(deadline)}; first punctured "
+                           f"{_shown(vial.punctured_at)})")
+    if current not in VIAL_FINISHED:
+        if vial.remaining_ml <= 0:
+            reasons.append("empty: no volume left")
+        elif volume_ml is not None and volume_ml > vial.remaining_ml:
+            reasons.append(f"the vial holds only {vial.remaining_ml.normalize():f} mL, {volume_ml} mL asked")
+    return reasons
+
+
+def vial_reasons_at(vial: Vial, batch: Batch, at: datetime, volume_ml: Decimal | None = None, *,
+                    session_id: int | None = None) -> list[str]:
+    """The vial's own reasons judged against its history at `at` (its holds and status then)."""
+    holds = [hold.text for hold in standing_holds("vial", vial.id, at)]
+    status = status_at("vial", vial.id, at, vial.status) or vial.status
+    return vial_reasons(vial, batch, at, volume_ml, status=status, holds=holds, session_id=session_id)
+
+
+def _shown(moment: datetime) -> str:
+    local = to_clinic(moment)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
