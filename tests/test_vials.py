@@ -48,3 +48,27 @@ def test_an_unknown_vial_number_names_the_batch_and_its_last_vial(make_batch):
     with pytest.raises(NotFound, match="there is no batch B2001019999"):
         find_vial("B2001019999-01")
     assert find_vial(f" {batch.code.lower()}-02 ").number == 2
+
+
+def test_a_formula_is_single_dose_unless_multiple_dose_with_evidence_and_at_most_28_days(make_formula):
+    assert make_formula().dose == "single"
+    evidence = "AET report 2026-014 (USP <51>), passed"
+    multiple = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence=evidence)
+    assert (multiple.dose, multiple.in_use_hours, multiple.antimicrobial_evidence) == ("multiple", 672, evidence)
+    with pytest.raises(InvalidInput, match="1 to 672 hours"):
+        make_formula(dose="multiple", in_use_hours="673", antimicrobial_evidence=evidence)
+    with pytest.raises(InvalidInput, match="antimicrobial-effectiveness evidence"):
+        make_formula(dose="multiple", in_use_hours="24")
+    with pytest.raises(InvalidInput, match="multiple-dose vials only"):
+        make_formula(in_use_hours="24")
+    with pytest.raises(InvalidInput, match="single-dose or multiple-dose"):
+        make_formula(dose="twice")
+
+
+def test_vials_copy_their_formula_s_dose_and_in_use_period(make_formula, make_batch, make_lot):
+    formula = make_formula(dose="multiple", in_use_hours="48", antimicrobial_evidence="AET 2026-014 passed")
+    for component in formula.components:
+        make_lot(component.ingredient, quantity="1000")
+    batch = make_batch(formula, units=2)
+    vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id)).all()
+    assert {(v.dose, v.in_use_hours) for v in vials} == {("multiple", 48)}

@@ -10,10 +10,11 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..limits import INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ..limits import INSTRUCTIONS_MAX, LABEL_MAX, NOTE_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models import AuditEvent, Formula, FormulaComponent, FormulaStatus, Ingredient, User
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
+from ..models.vial import DOSES, MAX_IN_USE_HOURS
 from . import audit
 from .access import ensure_can
 from .balance import Balance, Line, balance
@@ -37,7 +38,7 @@ from .transaction import transactional
 
 FORMULA_FIELDS = ("code", "version", "name", "indication", "route", "dosage_form", "unit_label",
                   "unit_volume_ml", "instructions", "storage", "protect_from_light", "bud_category", "bud_hours",
-                  "bud_reason", "status")
+                  "bud_reason", "dose", "in_use_hours", "antimicrobial_evidence", "status")
 # What the audit rows of a status change show.
 STATUS = ("status",)
 _CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,29}$")
@@ -180,6 +181,37 @@ def ensure_balanced(formula: Formula) -> Balance:
     return result
 
 
+def _checked_dose(data: dict, clean: dict) -> dict:
+    """Single-dose (default), or multiple-dose with an in-use period of at most 28 days and the
+    antimicrobial-effectiveness evidence (USP <51>) that allows one."""
+    dose = data.get("dose") or "single"
+    if dose not in DOSES:
+        raise InvalidInput("Choose single-dose or multiple-dose.", field="dose")
+    hours = data.get("in_use_hours")
+    evidence = checked_text(data.get("antimicrobial_evidence"), "antimicrobial_evidence", NOTE_MAX)
+    if dose == "single":
+        if hours not in ("", None):
+            raise InvalidInput("An in-use period is for multiple-dose vials only: a single-dose vial serves one "
+                               "patient in one session.", field="in_use_hours")
+        return {"dose": dose, "in_use_hours": None, "antimicrobial_evidence": evidence}
+    if clean["bud_category"] == IMMEDIATE_USE:
+        raise InvalidInput("An immediate-use preparation is one unit given at once: it cannot be multiple-dose.",
+                           field="dose")
+    if isinstance(hours, bool):
+        hours = None
+    try:
+        hours = int(str(hours).strip()) if hours not in ("", None) else None
+    except ValueError:
+        raise InvalidInput("Give the in-use period in whole hours.", field="in_use_hours") from None
+    if hours is None or not 0 < hours <= MAX_IN_USE_HOURS:
+        raise InvalidInput(f"A multiple-dose vial needs an in-use period of 1 to {MAX_IN_USE_HOURS} hours "
+                           "(28 days) after its first puncture.", field="in_use_hours")
+    if not evidence:
+        raise InvalidInput("A multiple-dose vial needs its antimicrobial-effectiveness evidence (USP <51>): "
+                           "name the test report.", field="antimicrobial_evidence")
+    return {"dose": dose, "in_use_hours": hours, "antimicrobial_evidence": evidence}
+
+
 def _checked(data: dict) -> dict:
     """Check a formula's fields and components; return clean values (nothing is written)."""
     data = with_light_as_flag(data)
@@ -188,6 +220,7 @@ def _checked(data: dict) -> dict:
     clean["protect_from_light"] = bool(data.get("protect_from_light"))
     clean["unit_volume_ml"] = check_quantity(data.get("unit_volume_ml"), "unit_volume_ml")
     clean["bud_hours"] = _checked_bud_hours(data, clean)
+    clean.update(_checked_dose(data, clean))
     clean["components"] = _checked_components(data.get("components") or [], clean["unit_volume_ml"])
     return clean
 
@@ -293,6 +326,8 @@ def approve_formula(actor: User, formula_id: int, password: str) -> Formula:
 def evidence_refusals(formula: Formula) -> list[str]:
     """Why the formula's BUD category is not borne out by its components (DESIGN 10.2 "Long BUDs need evidence")."""
     products = [(c.ingredient.name, c.ingredient.sterile) for c in formula.components]
+    if formula.dose == "multiple" and not (formula.antimicrobial_evidence or "").strip():
+        return ["a multiple-dose preparation needs its antimicrobial-effectiveness evidence (USP <51>)"]
     if formula.bud_category == IMMEDIATE_USE:
         return immediate_use_refusals(None, products)
     if formula.bud_category in STERILE_ONLY_CATEGORIES:
