@@ -295,7 +295,9 @@ def chain(practitioner, pharmacist, technician, make_ingredient, make_lot, make_
 
     pc = make_ingredient(name="Phosphatidylcholine")
     saline = make_ingredient(name="Saline", kind="diluent")
-    formula = make_formula([(pc, "2"), (saline, "8")])
+    # Multiple-dose: several patients draw from one vial, as the sessions below do.
+    formula = make_formula([(pc, "2"), (saline, "8")], dose="multiple", in_use_hours="672",
+                           antimicrobial_evidence="AET report, passed")
     suspect = make_lot(pc, quantity=suspect_quantity)
     make_lot(saline, quantity="1000")
     first = batches.compound_batch(technician, formula.id, 2)

@@ -18,17 +18,31 @@ def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 
 
-def test_a_session_takes_the_volume_from_the_batch_with_a_ledger_row(practitioner, make_batch, make_patient):
-    batch = make_batch(units=2)  # 20 mL
+@pytest.fixture
+def make_shared_batch(make_formula, make_lot, make_batch):
+    """A batch of multiple-dose vials: several uses and sessions draw on one vial."""
+
+    def make(units=2):
+        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
+        for component in formula.components:
+            make_lot(component.ingredient, quantity="1000")
+        return make_batch(formula, units=units)
+
+    return make
+
+
+def test_a_session_takes_the_volume_from_the_batch_with_a_ledger_row(practitioner, make_shared_batch,
+                                                                     make_patient):
+    batch = make_shared_batch(units=2)  # 20 mL
     patient = make_patient()
     session_row = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "2.5")])
     assert batch.remaining_volume_ml == Decimal("17.5") == ledger_balance(batch_id=batch.id)
     assert session_row.practitioner_id == practitioner.id
 
 
-def test_the_batch_field_accepts_a_scanners_input_with_spaces_and_lower_case(practitioner, make_batch,
+def test_the_batch_field_accepts_a_scanners_input_with_spaces_and_lower_case(practitioner, make_shared_batch,
                                                                              make_patient):
-    batch = make_batch()
+    batch = make_shared_batch()
     treatments.record_session(practitioner, patient_id=make_patient().id,
                               uses=[{"batch_code": f"  {batch.code.lower()}\n", "volume_ml": "1"}])
     assert batch.remaining_volume_ml == Decimal("19")
@@ -50,7 +64,7 @@ def test_an_unusable_batch_is_refused_with_the_reason_and_nothing_is_saved(
     elif state == "expired":
         batch.beyond_use_at = batch.compounded_at - timedelta(seconds=1)
     elif state == "empty":
-        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")])
+        treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "10")] * 2)
     db.session.commit()
     before = db.session.scalar(sa.select(sa.func.count(SessionUse.id)))
     with pytest.raises(InvalidState) as caught:
@@ -172,7 +186,7 @@ def test_a_severe_event_flags_the_batch_and_its_lots(practitioner, make_batch, m
 
 def test_mild_events_flag_only_with_enough_events_and_a_patient_rate_above_the_clinic_s(
         practitioner, make_batch, make_patient):
-    batch, quiet = make_batch(units=10), make_batch(units=10)
+    batch, quiet = make_batch(units=10), make_batch(units=30)
     sessions = [treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "1")])
                 for _ in range(10)]
     for _ in range(30):

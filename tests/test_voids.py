@@ -18,9 +18,22 @@ def use(batch, volume="2", area="abdomen"):
 
 
 @pytest.fixture
+def make_shared_batch(make_formula, make_lot, make_batch):
+    """A batch of multiple-dose vials: several sessions draw on one vial, and a void can give volume back."""
+
+    def make(units=2):
+        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
+        for component in formula.components:
+            make_lot(component.ingredient, quantity="1000")
+        return make_batch(formula, units=units)
+
+    return make
+
+
+@pytest.fixture
 def recalled(practitioner, pharmacist, make_batch, make_patient):
     """An open recall on a batch that three patients received, one session each."""
-    batch = make_batch(units=2)
+    batch = make_batch(units=3)
     patients = [make_patient() for _ in range(3)]
     sessions = [treatments.record_session(practitioner, patient_id=p.id, uses=[use(batch)]) for p in patients]
     recall = recalls.open_recall(pharmacist, batch_id=batch.id, reason="Particles in the retained vial",
@@ -120,16 +133,19 @@ def test_a_session_with_an_adverse_event_needs_a_pharmacist_to_void_it(practitio
 # --- volume ---------------------------------------------------------------------------------------------
 
 
-def test_a_void_returns_the_volume_to_a_batch_that_is_still_released(practitioner, make_batch, make_patient):
-    batch = make_batch(units=2)
+def test_a_void_returns_the_volume_to_a_batch_that_is_still_released(practitioner, make_shared_batch,
+                                                                      make_patient):
+    batch = make_shared_batch(units=2)
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "3")])
     voids.void_session(practitioner, session_row.id, reason_code="not_administered", reason="vial dropped")
     batch = db.session.get(Batch, batch.id)
     assert batch.remaining_volume_ml == Decimal("20") == ledger_balance(batch_id=batch.id)
-    assert audit_rows("session.voided")[-1].new_values["returned"] == [{"batch": batch.code, "volume_ml": "3"}]
+    assert audit_rows("session.voided")[-1].new_values["returned"] == [
+        {"batch": batch.code, "vial": f"{batch.code}-01", "volume_ml": "3"}]
 
 
-def test_a_void_never_brings_a_depleted_or_recalled_batch_back(practitioner, pharmacist, make_batch, make_patient):
+def test_a_void_never_brings_a_depleted_or_recalled_batch_back(practitioner, pharmacist, make_batch, make_patient,
+                                                                make_shared_batch):
     spent = make_batch(units=1)
     first = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(spent, "10")])
     assert spent.status == "depleted"
@@ -138,9 +154,10 @@ def test_a_void_never_brings_a_depleted_or_recalled_batch_back(practitioner, pha
     assert (spent.status, spent.remaining_volume_ml) == ("depleted", Decimal("0"))
     assert ledger_balance(batch_id=spent.id) == Decimal("0")
     kept = audit_rows("session.voided")[-1].new_values["not_returned"]
-    assert kept == [{"batch": spent.code, "volume_ml": "10", "why": "not returned: the batch is depleted"}]
+    assert kept == [{"batch": spent.code, "vial": f"{spent.code}-01", "volume_ml": "10",
+                     "why": "not returned: the batch is depleted"}]
 
-    blocked = make_batch(units=1)
+    blocked = make_shared_batch(units=1)
     second = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(blocked, "4")])
     batches.discard_batch(pharmacist, blocked.id, "damaged", "dropped")
     voids.void_session(practitioner, second.id, reason_code="entered_in_error", reason="wrong vial")
@@ -148,9 +165,9 @@ def test_a_void_never_brings_a_depleted_or_recalled_batch_back(practitioner, pha
     assert "discarded" in audit_rows("session.voided")[-1].new_values["not_returned"][0]["why"]
 
 
-def test_a_plain_void_with_code_wrong_patient_is_refused_naming_the_correction(practitioner, make_batch,
+def test_a_plain_void_with_code_wrong_patient_is_refused_naming_the_correction(practitioner, make_shared_batch,
                                                                              make_patient):
-    batch = make_batch(units=2)
+    batch = make_shared_batch(units=2)
     session_row = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "3")])
     with pytest.raises(InvalidInput) as caught:
         voids.void_session(practitioner, session_row.id, reason_code="wrong_patient", reason="wrong chart")

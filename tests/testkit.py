@@ -219,7 +219,7 @@ def spoil_batch(state: str, batch, practitioner, make_patient) -> None:
         batch.beyond_use_at = utcnow() - timedelta(hours=1)
     elif state == "empty":
         treatments.record_session(practitioner, patient_id=make_patient().id,
-                                  uses=[{"batch_code": batch.code, "volume_ml": "20", "area": "abdomen"}])
+                                  uses=[{"batch_code": batch.code, "volume_ml": "10", "area": "abdomen"}] * 2)
     db.session.commit()
 
 

@@ -1,13 +1,12 @@
-"""Patients, treatment sessions (the batches injected) and adverse events.
+"""Patients, treatment sessions (the vials injected) and adverse events.
 
-A batch is used only if it was released, verified, not recalled, not held and not
-expired at the time of the session (per its status history)
-and has enough volume now; the volume drops in the same transaction, with a ledger row per
-use. Adverse events that call for it hold the batches used.
+A vial is used only if its batch was released, verified, not recalled, not held and not
+expired at the time of the session (per its status history), the vial itself was usable
+then (services.vial_uses) and it holds the volume now; the volume drops in the same
+transaction, with a ledger row per use naming batch and vial. Adverse events that call for it hold the batches used.
 """
 
 import re
-from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -16,7 +15,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..limits import CODE_MAX, NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
-from ..models import AdverseEvent, Batch, Patient, SessionUse, TreatmentSession, User
+from ..models import AdverseEvent, Patient, SessionUse, TreatmentSession, User
 from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from . import audit
@@ -27,11 +26,12 @@ from .clock import clinic_today, to_clinic, utcnow
 from .errors import InvalidInput, InvalidState, NotFound, SignatureRejected
 from .history import record_depletion
 from .holds import hold_batches_for_event
-from .ledger import move_batch
+from .ledger import move_vial
 from .lookup import fetch
 from .recalls import join_recalls_opened_since
 from .signatures import pharmacist_signs
 from .transaction import transactional
+from .vial_uses import Draw, after_use, judge, lock_batches, lock_vials, read_draw
 
 PATIENT_FIELDS = ("chart_number", "name", "birth_on", "phone", "email")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -155,53 +155,24 @@ def _sign_backdating(actor: User, password: str | None, session_id: int) -> None
                      f"record a session more than {hours} hours back")
 
 
-def _parse_uses(uses: list[dict]) -> list[tuple]:
+def _parse_uses(uses: list[dict]) -> list[Draw]:
     if not uses:
-        raise InvalidInput("Add at least one batch used in the session.", field="uses")
+        raise InvalidInput("Add at least one vial used in the session.", field="uses")
     if len(uses) > 50:
         raise InvalidInput("At most 50 uses in one session.", field="uses")
-    parsed = []
+    draws = []
     for index, use in enumerate(uses):
-        key = str(use.get("batch_code") or "").strip() or use.get("batch_id")
-        if not key:
-            raise InvalidInput(f"Use {index + 1}: scan or type the batch code.", field="uses")
         volume = _volume(use.get("volume_ml"), index)
         area = (use.get("area") or "").strip()
         if len(area) > NAME_MAX:
             raise InvalidInput(f"Use {index + 1}: the area has at most {NAME_MAX} characters.", field="uses")
-        parsed.append((key, volume, area))
-    return parsed
+        draws.append(read_draw(index, use, volume, area))
+    return draws
 
 
-def _lock_batches(parsed: list[tuple]) -> list[tuple]:
-    """(batch, volume, area) per use, the batches row-locked."""
-    # Lock the batches in id order so concurrent sessions queue instead of deadlocking.
-    codes = {str(k).strip().upper() for k, _, _ in parsed if isinstance(k, str)}
-    ids = {int(k) for k, _, _ in parsed if not isinstance(k, str)}
-    found = db.session.scalars(
-        sa.select(Batch).where(sa.or_(Batch.code.in_(codes), Batch.id.in_(ids)))
-        .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)
-    ).all()
-    by_key = {b.code: b for b in found} | {b.id: b for b in found}
-    resolved = []
-    for index, (key, volume, area) in enumerate(parsed):
-        batch = by_key.get(key.strip().upper() if isinstance(key, str) else int(key))
-        if batch is None:
-            raise InvalidInput(f"Use {index + 1}: {key} is not one of our batch codes.", field="uses")
-        resolved.append((batch, volume, area))
-    return resolved
-
-
-def _refuse_unusable(resolved: list[tuple], performed_at: datetime) -> None:
-    """Each batch judged as it was at `performed_at` (its history), with the volume it has now."""
-    wanted: dict[str, Decimal] = defaultdict(Decimal)
-    for batch, volume, _ in resolved:
-        wanted[batch.code] += volume
-    problems = {}
-    for batch in {b.id: b for b, _, _ in resolved}.values():
-        reasons = reasons_at(batch, performed_at, wanted[batch.code])
-        if reasons:
-            problems[batch.code] = reasons
+def _refuse_unusable(draws: list[Draw], performed_at: datetime) -> None:
+    """Each batch judged as it was at `performed_at` (its history), then each vial, with the volume they have now."""
+    problems = judge(draws, performed_at, reasons_at)
     if problems:
         summary = "; ".join(f"{code}: {', '.join(reasons)}" for code, reasons in problems.items())
         raise InvalidState(f"Do not use — {summary}.", field="uses",
@@ -227,28 +198,37 @@ def _performed_at(performed_at: datetime | None, now: datetime) -> datetime:
     return performed_at
 
 
-def _take_volumes(actor: User, session_row: TreatmentSession, patient: Patient, resolved: list[tuple]) -> None:
-    """One use row and one `use` ledger row per use; a batch emptied is depleted."""
-    for batch, volume, area in resolved:
-        use = SessionUse(session_id=session_row.id, batch_id=batch.id, volume_ml=volume, area=area)
+def _take_volumes(actor: User, session_row: TreatmentSession, patient: Patient, draws: list[Draw]) -> list[dict]:
+    """One use row and one `use` ledger row (batch and vial) per use; then the vials and batches it emptied.
+
+    Answers the single-dose remainders written off, for the audit row.
+    """
+    for draw in draws:
+        use = SessionUse(session_id=session_row.id, batch=draw.batch, vial=draw.vial, volume_ml=draw.volume,
+                         area=draw.area)
         db.session.add(use)
         db.session.flush()
-        move_batch(batch, "use", -volume, actor, reference_type="session_use", reference_id=use.id,
-                   note=f"patient {patient.chart_number}", occurred_at=session_row.performed_at)
+        move_vial(draw.vial, draw.batch, "use", -draw.volume, actor, reference_type="session_use",
+                  reference_id=use.id, note=f"patient {patient.chart_number}", occurred_at=session_row.performed_at)
+    wasted = after_use(actor, session_row, draws)
+    for batch in sorted({d.batch.id: d.batch for d in draws}.values(), key=lambda b: b.id):
         # A batch held since the session it empties (entered late) is depleted all the same.
-        record_depletion(actor, batch, f"used up in session {session_row.id}",
-                         reference=f"session {session_row.id}")
+        record_depletion(actor, batch, f"used up in session {session_row.id}", reference=f"session {session_row.id}")
+    return wasted
 
 
 @transactional
 def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
                    indication: str = "", notes: str = "", practitioner: User | None = None,
                    password: str | None = None) -> TreatmentSession:
-    """Record a treatment session and take each use's volume from its batch.
+    """Record a treatment session and take each use's volume from its vial (and so its batch).
 
-    Every use names a batch (`batch_code` or `batch_id`), a volume in mL and optionally an
-    area. Refused, with every reason, when a batch was not usable at `performed_at`
-    (judged against its status history). A session dated more than BACKDATE_HOURS ago
+    Every use names a vial (`vial_code`), or only its batch (`batch_code` or `batch_id`: the
+    open vial that can take it, else the lowest-numbered sealed one that holds it), a volume
+    in mL and optionally an area. Refused, with every reason by code, when a batch or a vial
+    was not usable at `performed_at` (judged against its status history). A single-dose vial
+    is spent when the session is saved, its remainder written off; a multiple-dose vial records
+    its first puncture. A session dated more than BACKDATE_HOURS ago
     needs a pharmacist's signature ("back-dated"). One performed before a recall opened
     joins its scope; a closed recall it reaches is reopened.
     """
@@ -259,20 +239,25 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     performed_at = _performed_at(performed_at, now)
     indication = checked_text(indication, "indication", SHORT_TEXT_MAX)
     notes = checked_text(notes, "notes", NOTES_MAX)
-    resolved = _lock_batches(_parse_uses(uses))
-    _refuse_unusable(resolved, performed_at)
+    draws = _parse_uses(uses)
+    lock_batches(draws)
+    lock_vials(draws)
+    _refuse_unusable(draws, performed_at)
     session_row = TreatmentSession(patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
                                    indication=indication, notes=notes, recorded_at=now)
     db.session.add(session_row)
     db.session.flush()
     if now - performed_at > _backdate_limit():
         _sign_backdating(actor, password, session_row.id)
-    _take_volumes(actor, session_row, patient, resolved)
-    late = join_recalls_opened_since(actor, session_row, [b.id for b, _, _ in resolved])
+    wasted = _take_volumes(actor, session_row, patient, draws)
+    late = join_recalls_opened_since(actor, session_row, sorted({d.batch.id for d in draws}))
+    # The answer names the vial each use drew from, in the order given (kept past the commit).
+    session_row.vial_codes = [d.vial.code for d in draws]
     audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
         "patient": patient.chart_number, "practitioner": practitioner.display_name, "performed_at": performed_at,
         "indication": session_row.indication,
-        "uses": [{"batch": b.code, "volume_ml": v, "area": a} for b, v, a in resolved],
+        "uses": [{"batch": d.batch.code, "vial": d.vial.code, "volume_ml": d.volume, "area": d.area} for d in draws],
+        **({"single_dose_remainders_wasted": wasted} if wasted else {}),
         **({"recorded_after_recalls": late} if late else {})})
     return session_row
 

@@ -2,8 +2,9 @@
 
 A correction never shrinks a trace: the voided session stays, flagged, with who, when, the
 reason code and why, in every trace and recall, and its adverse events keep counting.
-Volume goes back to a batch only while the batch is still released and in date (an open
-pool); a depleted, recalled, discarded or expired batch is never brought back.
+Volume goes back only to a multiple-dose vial still open, within its in-use deadline, of a
+batch still released and in date; a void never un-punctures a vial, a single-dose vial
+stays spent, and a use recorded before vials (pooled on the batch) returns nothing.
 """
 
 import sqlalchemy as sa
@@ -21,6 +22,8 @@ from ..models import (
     SessionUse,
     TreatmentSession,
     User,
+    Vial,
+    VialStatus,
 )
 from ..models.treatment import PLAIN_VOID_CODES, VOID_CODES
 from . import audit
@@ -28,7 +31,7 @@ from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
-from .ledger import move_batch
+from .ledger import move_vial
 from .recalls import add_outcome, join_recalls_opened_since
 from .signatures import pharmacist_signs, sign
 from .trace import patient_in_scope
@@ -105,29 +108,48 @@ def signature_reasons(session_id: int) -> list[str]:
     return reasons
 
 
+def _not_returned_because(batch: Batch, vial: Vial | None, now) -> str | None:
+    """Why a voided use's volume stays taken (None: it goes back to its vial)."""
+    if vial is None:
+        return ("not returned: recorded before vials, its volume was drawn from the batch's pool, which "
+                "now lives in its vials")
+    if batch.status != BatchStatus.RELEASED or batch.is_expired(now):
+        why = "expired" if batch.status == BatchStatus.RELEASED else batch.status
+        return f"not returned: the batch is {why}"
+    if vial.single_dose:
+        return f"not returned: single-dose vial {vial.code} stays spent"
+    if vial.status != VialStatus.OPEN:
+        return f"not returned: vial {vial.code} is {vial.status}"
+    if now >= vial.in_use_until(batch.beyond_use_at):
+        return f"not returned: vial {vial.code} is past its in-use deadline"
+    return None
+
+
 def _mark_voided(actor: User, session_row: TreatmentSession, code: str, reason: str, *,
                  return_volume: bool) -> dict:
-    """Flag the session voided; give volume back to the batches still open. What went where, for the audit."""
+    """Flag the session voided; give volume back to the open multiple-dose vials. What went where, for the audit."""
     uses = db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)
                               .order_by(SessionUse.id)).all()
+    # Batches, then vials, in id order: the order a session locks them in.
     batches = {b.id: b for b in db.session.scalars(
         sa.select(Batch).where(Batch.id.in_([u.batch_id for u in uses])).order_by(Batch.id)
+        .with_for_update().execution_options(populate_existing=True))}
+    vials = {v.id: v for v in db.session.scalars(
+        sa.select(Vial).where(Vial.id.in_([u.vial_id for u in uses if u.vial_id])).order_by(Vial.id)
         .with_for_update().execution_options(populate_existing=True))}
     now = utcnow()
     returned, kept = [], []
     for use in uses:
-        batch = batches[use.batch_id]
-        line = {"batch": batch.code, "volume_ml": use.volume_ml}
-        if not return_volume:
-            kept.append({**line, "why": "moved to the corrected session"})
-        elif batch.status == BatchStatus.RELEASED and not batch.is_expired(now):
-            move_batch(batch, "return", use.volume_ml, actor, reference_type="session_use", reference_id=use.id,
-                       note=f"session {session_row.id} voided")
+        batch, vial = batches[use.batch_id], vials.get(use.vial_id)
+        line = {"batch": batch.code, "vial": vial.code if vial else None, "volume_ml": use.volume_ml}
+        why = "moved to the corrected session" if not return_volume else _not_returned_because(batch, vial, now)
+        if why is None:
+            # Never un-punctured: the vial stays open with its first puncture and deadline.
+            move_vial(vial, batch, "return", use.volume_ml, actor, reference_type="session_use",
+                      reference_id=use.id, note=f"session {session_row.id} voided")
             returned.append(line)
         else:
-            # A spent or blocked batch is never brought back by a void.
-            why = "expired" if batch.status == BatchStatus.RELEASED else batch.status
-            kept.append({**line, "why": f"not returned: the batch is {why}"})
+            kept.append({**line, "why": why})
     session_row.voided_at = now
     session_row.voided_by_id = actor.id
     session_row.void_code = code
@@ -142,8 +164,8 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
 
     A practitioner voids only their own sessions, a pharmacist any (403 otherwise). A session
     in an open recall's scope, or one that carries an adverse event, is voided only with a
-    pharmacist's signature (403 otherwise). Each use's volume goes back to its batch only
-    while the batch is released and in date.
+    pharmacist's signature (403 otherwise). Each use's volume goes back to its vial only
+    while the vial is open (multiple-dose), within its in-use deadline, and its batch released and in date.
     """
     ensure_can(actor, "treatments.write", "void treatment sessions")
     if reason_code == "wrong_patient":
@@ -167,17 +189,21 @@ def void_session(actor: User, session_id: int, *, reason_code: str, reason: str,
 
 
 def _copy_session(session_row: TreatmentSession, patient_id: int) -> tuple[TreatmentSession, list[SessionUse]]:
-    """The same uses for the right patient: same time, batches, volumes and areas (no stock moves)."""
+    """The same uses for the right patient: same time, batches, vials, volumes and areas (no stock moves)."""
     new = TreatmentSession(
         patient_id=patient_id, practitioner_id=session_row.practitioner_id, performed_at=session_row.performed_at,
         indication=session_row.indication, notes=session_row.notes, recorded_at=utcnow(),
         corrects_session_id=session_row.id)
     db.session.add(new)
     db.session.flush()
-    uses = [SessionUse(session_id=new.id, batch_id=use.batch_id, volume_ml=use.volume_ml, area=use.area)
+    uses = [SessionUse(session_id=new.id, batch_id=use.batch_id, vial_id=use.vial_id, volume_ml=use.volume_ml,
+                       area=use.area)
             for use in db.session.scalars(sa.select(SessionUse).where(SessionUse.session_id == session_row.id)
                                           .order_by(SessionUse.id))]
     db.session.add_all(uses)
+    # The vials it opened served the right patient's session: a single-dose vial's one session is the new one.
+    db.session.execute(sa.update(Vial).where(Vial.first_session_id == session_row.id)
+                       .values(first_session_id=new.id).execution_options(synchronize_session="fetch"))
     db.session.flush()
     return new, uses
 
