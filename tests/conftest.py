@@ -254,6 +254,19 @@ def make_batch(app, make_user, make_ingredient, make_lot, make_formula):
 
 
 @pytest.fixture
+def make_shared_batch(make_formula, make_lot, make_batch):
+    """A released batch of multiple-dose vials (28 days in use): several uses and sessions draw on one vial."""
+
+    def make(units=2):
+        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
+        for component in formula.components:
+            make_lot(component.ingredient, quantity="1000")
+        return make_batch(formula, units=units)
+
+    return make
+
+
+@pytest.fixture
 def make_patient(app, make_user):
     from compounding.services import treatments
 

@@ -20,7 +20,8 @@ PATIENT_FIELDS = {"id", "chart_number", "name", "birth_date", "phone", "email", 
 SESSION_FIELDS = {"id", "patient_id", "chart_number", "practitioner_id", "practitioner", "performed_at",
                   "indication", "notes", "recorded_at", "voided", "voided_at", "voided_by_id", "void_code",
                   "void_reason", "corrects_session_id", "uses"}
-USE_FIELDS = {"id", "batch_id", "batch_code", "formula_code", "formula_version", "formula_name", "volume_ml", "area"}
+USE_FIELDS = {"id", "batch_id", "batch_code", "vial_id", "vial_code", "formula_code", "formula_version",
+              "formula_name", "volume_ml", "area"}
 EVENT_FIELDS = {"id", "session_id", "patient_id", "type", "severity", "onset_on", "outcome", "notes", "recorded_at",
                 "recorded_by_id"}
 
@@ -115,8 +116,8 @@ def test_the_patient_list_searches_chart_number_and_name(client, auth, make_pati
 
 
 def test_a_session_is_recorded_with_its_uses_and_the_volume_leaves_the_batch(client, auth, practitioner,
-                                                                             make_patient, make_batch):
-    patient, first, second = make_patient(), make_batch(units=2), make_batch(units=1)
+                                                                             make_patient, make_shared_batch):
+    patient, first, second = make_patient(), make_shared_batch(units=2), make_shared_batch(units=1)
     response = client.post("/api/v1/treatment-sessions", headers=auth(practitioner), json={
         "patient_id": patient.id, "indication": "submental fat", "notes": "first session",
         "uses": [{"batch_code": first.code.lower(), "volume_ml": "2.5", "area": "submental"},
@@ -130,10 +131,57 @@ def test_a_session_is_recorded_with_its_uses_and_the_volume_leaves_the_batch(cli
     assert [set(u) for u in body["uses"]] == [USE_FIELDS, USE_FIELDS]
     assert [(u["batch_code"], u["volume_ml"], u["area"]) for u in body["uses"]] == [
         (first.code, "2.5", "submental"), (second.code, "1", "")]
+    assert [u["vial_code"] for u in body["uses"]] == [f"{first.code}-01", f"{second.code}-01"]
     assert abs(iso(body["performed_at"]) - utcnow()) < timedelta(minutes=1)
     assert (remaining(first), remaining(second)) == (Decimal("17.5"), Decimal("9"))
     assert ledger_balance(batch_id=first.id) == Decimal("17.5")
     assert client.get(f"/api/v1/treatment-sessions/{body['id']}", headers=auth("auditor")).get_json() == body
+
+
+def test_a_session_by_vial_code_names_its_vial_and_a_spent_vial_is_a_409_with_reasons(client, auth, practitioner,
+                                                                                       make_patient, make_batch):
+    batch = make_batch(units=2)
+    vial = f"{batch.code}-02"
+    headers = auth(practitioner)
+    first = client.post("/api/v1/treatment-sessions", headers=headers, json={
+        "patient_id": make_patient().id, "uses": [{"vial_code": vial.lower(), "volume_ml": "2", "area": "chin"},
+                                                  {"vial_code": vial, "batch_code": batch.code, "volume_ml": "1"}]})
+    assert first.status_code == 201, first.get_json()
+    assert [u["vial_code"] for u in first.get_json()["uses"]] == [vial, vial]
+    shown = client.get(f"/api/v1/treatment-sessions/{first.get_json()['id']}", headers=headers).get_json()
+    assert [u["vial_code"] for u in shown["uses"]] == [vial, vial]
+    again = client.post("/api/v1/treatment-sessions", headers=headers, json={
+        "patient_id": make_patient().id, "uses": [{"vial_code": vial, "volume_ml": "1"}]})
+    assert again.status_code == 409
+    assert "single-dose vial already used in session" in again.get_json()["details"]["reasons"][vial][0]
+    by_batch = client.post("/api/v1/treatment-sessions", headers=headers, json={
+        "patient_id": make_patient().id, "uses": [{"batch_code": batch.code, "volume_ml": "1"}]})
+    assert by_batch.status_code == 201 and by_batch.get_json()["uses"][0]["vial_code"] == f"{batch.code}-01"
+
+
+def test_bad_vial_codes_are_refused_saying_what_is_wrong(client, auth, practitioner, make_patient, make_batch):
+    batch, other = make_batch(units=2), make_batch(units=2)
+    headers = auth(practitioner)
+
+    def post(**use):
+        return client.post("/api/v1/treatment-sessions", headers=headers, json={
+            "patient_id": make_patient().id, "uses": [{"volume_ml": "1", **use}]})
+
+    for code, status, says in ((f"{batch.code}-", 422, "vial number after the hyphen is missing"),
+                               ("-00", 422, "no batch code before the hyphen"),
+                               (f"{batch.code}-00", 422, "vial numbers start at 01"),
+                               (f"{batch.code}-999", 404, f"no vial 999 (its vials run to {batch.code}-02)"),
+                               ("B2001019999-01", 404, "there is no batch B2001019999")):
+        response = post(vial_code=code)
+        assert response.status_code == status and says in response.get_json()["error"], (code, response.get_json())
+    disagree = post(vial_code=f"{batch.code}-01", batch_code=other.code)
+    assert disagree.status_code == 409
+    assert f"{batch.code}-01 is a vial of batch {batch.code}, not of {other.code}" in disagree.get_json()["error"]
+    too_much = post(vial_code=f"{batch.code}-01", volume_ml="12")
+    assert too_much.status_code == 409
+    assert too_much.get_json()["details"]["reasons"][f"{batch.code}-01"] == ["the vial holds only 10 mL, 12 mL asked"]
+    assert remaining(batch) == Decimal("20") and remaining(other) == Decimal("20")
+    assert post().status_code == 422
 
 
 def test_a_late_entry_keeps_its_offset_time_and_a_time_without_offset_is_refused(
@@ -207,8 +255,8 @@ def test_a_technician_is_named_practitioner_in_vain(client, auth, technician, ma
     assert response.status_code == 422 and "practitioner_id" in response.get_json()["details"]
 
 
-def test_voiding_gives_the_volume_back_once(client, auth, practitioner, make_patient, make_batch):
-    batch = make_batch()
+def test_voiding_gives_the_volume_back_once(client, auth, practitioner, make_patient, make_shared_batch):
+    batch = make_shared_batch()
     record = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "3")])
     headers = auth(practitioner)
     assert client.post(f"/api/v1/treatment-sessions/{record.id}/void", headers=headers, json={}).status_code == 422
@@ -362,8 +410,9 @@ def test_the_browser_session_records_through_the_api_too(client, practitioner, m
 # --- query budgets and the OpenAPI document -------------------------------------------------------
 
 
-def test_the_lists_cost_the_same_statements_for_5_or_60_rows(client, auth, practitioner, make_patient, make_batch):
-    first, second = make_batch(units=10), make_batch(units=10)
+def test_the_lists_cost_the_same_statements_for_5_or_60_rows(client, auth, practitioner, make_patient,
+                                                             make_shared_batch):
+    first, second = make_shared_batch(units=10), make_shared_batch(units=10)
     headers = auth("auditor")
 
     def add(n):

@@ -18,19 +18,6 @@ def use(batch, volume="2", area="abdomen"):
     return {"batch_code": batch.code, "volume_ml": volume, "area": area}
 
 
-@pytest.fixture
-def make_shared_batch(make_formula, make_lot, make_batch):
-    """A batch of multiple-dose vials: several uses and sessions draw on one vial."""
-
-    def make(units=2):
-        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
-        for component in formula.components:
-            make_lot(component.ingredient, quantity="1000")
-        return make_batch(formula, units=units)
-
-    return make
-
-
 def test_a_session_takes_the_volume_from_the_batch_with_a_ledger_row(practitioner, make_shared_batch,
                                                                      make_patient):
     batch = make_shared_batch(units=2)  # 20 mL

@@ -18,19 +18,6 @@ def use(batch, volume="2", area="abdomen"):
 
 
 @pytest.fixture
-def make_shared_batch(make_formula, make_lot, make_batch):
-    """A batch of multiple-dose vials: several sessions draw on one vial, and a void can give volume back."""
-
-    def make(units=2):
-        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
-        for component in formula.components:
-            make_lot(component.ingredient, quantity="1000")
-        return make_batch(formula, units=units)
-
-    return make
-
-
-@pytest.fixture
 def recalled(practitioner, pharmacist, make_batch, make_patient):
     """An open recall on a batch that three patients received, one session each."""
     batch = make_batch(units=3)

@@ -1,4 +1,4 @@
-"""API: patients, treatment sessions (batches injected, refused with reasons when unusable), adverse events."""
+"""API: patients, treatment sessions (vials injected, refused with reasons when unusable), adverse events."""
 
 import sqlalchemy as sa
 from flask import request
@@ -39,6 +39,7 @@ _SESSION_LOADED = (
     joinedload(TreatmentSession.patient),
     joinedload(TreatmentSession.practitioner),
     selectinload(TreatmentSession.uses).joinedload(SessionUse.batch).joinedload(Batch.formula),
+    selectinload(TreatmentSession.uses).joinedload(SessionUse.vial),
 )
 
 
@@ -106,7 +107,8 @@ def treatment_session_list():
 
 
 @route("/treatment-sessions", "POST", permission="treatments.write",
-       summary="Record a treatment session; 409 with details.reasons when a batch may not be injected",
+       summary="Record a treatment session, each use from a vial (vial_code, or batch_code: the answer names the "
+               "vial); 409 with details.reasons by code when a batch or vial may not be injected",
        body=TreatmentSessionCreateSchema, response=TreatmentSessionSchema, status=201, errors=(404, 409))
 def treatment_session_create():
     data = load(TreatmentSessionCreateSchema, json_body())
@@ -129,8 +131,8 @@ def treatment_session_detail(session_id: int):
 
 @route("/treatment-sessions/<int:session_id>/void", "POST", permission="treatments.write",
        summary="Void a session recorded by mistake, with a reason code: it stays in traces and recalls, flagged; "
-               "volume goes back to a batch still released; a pharmacist signs in an open recall's scope or "
-               "after an adverse event",
+               "volume goes back only to an open multiple-dose vial of a batch still released; a pharmacist "
+               "signs in an open recall's scope or after an adverse event",
        body=TreatmentSessionVoidSchema, response=TreatmentSessionSchema, errors=(403, 404, 409))
 def treatment_session_void(session_id: int):
     data = load(TreatmentSessionVoidSchema, json_body())

@@ -47,11 +47,16 @@ class PatientQuerySchema(Schema):
 
 
 class SessionUseSchema(Schema):
-    """One batch injected in a session; its batch and formula come loaded with it (lazy="raise")."""
+    """One vial injected in a session; its batch, formula and vial come loaded with it (lazy="raise")."""
 
     id = fields.Integer()
     batch_id = fields.Integer()
     batch_code = fields.String(attribute="batch.code")
+    vial_id = fields.Integer(allow_none=True)
+    vial_code = fields.Function(lambda use: use.vial.code if use.vial is not None else None, allow_none=True,
+                                metadata={"type": "string", "nullable": True,
+                                          "description": "The vial drawn from (null: recorded before vials, "
+                                                         "pooled on the batch)"})
     formula_code = fields.String(attribute="batch.formula.code")
     formula_version = fields.Integer(attribute="batch.formula.version")
     formula_name = fields.String(attribute="batch.formula.name")
@@ -60,8 +65,11 @@ class SessionUseSchema(Schema):
 
 
 class SessionUseInSchema(Schema):
-    """A use to record: the batch by its code (as scanned) or its id, and the volume in mL."""
+    """A use to record: the vial by its code (as scanned), or only the batch by its code or id (the open
+    vial that can take it, else the next sealed one), and the volume in mL."""
 
+    vial_code = fields.String(validate=validate.Length(min=1, max=CODE_MAX), metadata={
+        "example": "B2611270003-02", "description": "The vial used; with batch_code or batch_id, they must agree"})
     batch_code = fields.String(validate=validate.Length(min=1, max=CODE_MAX), metadata={"example": "B2611270003"})
     batch_id = fields.Integer(strict=True, validate=RECORD_ID)
     volume_ml = Quantity(required=True, metadata={"type": "string", "format": "decimal", "example": "2.5"})
@@ -69,8 +77,8 @@ class SessionUseInSchema(Schema):
 
     @validates_schema
     def _names_a_batch(self, data, **kwargs):
-        if not data.get("batch_code") and data.get("batch_id") is None:
-            raise ValidationError("Give the batch_code or the batch_id.", field_name="batch_code")
+        if not data.get("vial_code") and not data.get("batch_code") and data.get("batch_id") is None:
+            raise ValidationError("Give the vial_code (or the batch_code or batch_id).", field_name="vial_code")
 
 
 class TreatmentSessionSchema(Schema):
