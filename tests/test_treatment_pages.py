@@ -140,14 +140,18 @@ def test_a_practitioner_records_a_session_by_scanning_two_vials(client, practiti
     first, second = make_batch(units=2), make_batch(units=1)
     sign_in(client, practitioner)
     # Rows 1 and 3 filled (a blank row between): blank rows are ignored.
+    # A vial code as a scanner types it; a batch code alone (the next sealed vial is taken).
     response = client.post(f"/treatments/patients/{patient.id}/sessions/new", data=session_form(
-        [(f" {first.code.lower()} ", "2.5", "abdomen"), ("", "", ""), (second.code, "1", "flanks")], practitioner))
+        [(f" {first.code.lower()}-02 ", "2.5", "abdomen"), ("", "", ""), (second.code, "1", "flanks")], practitioner))
     assert response.status_code == 302, response.get_data(as_text=True)
     record = db.session.scalar(sa.select(TreatmentSession))
     assert record.practitioner_id == practitioner.id and record.indication == "submental fat"
-    assert (remaining(first), remaining(second)) == (Decimal("17.5"), Decimal("9"))
+    # Single-dose vials: spent with the session, their remainders written off.
+    assert (remaining(first), remaining(second)) == (Decimal("10"), Decimal("0"))
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert first.code in page and second.code in page and "2.5 mL" in page and "flanks" in page
+    assert f"{first.code}-02, {second.code}-01" in page  # the flash names the vials
+    uses = page.split("Vials used</h2>")[1].split("</table>")[0]
+    assert f"{first.code}-02" in uses and f"{second.code}-01" in uses and "2.5 mL" in uses and "flanks" in uses
     assert "Dr Nina Costa" in page
 
 
@@ -234,7 +238,7 @@ def test_an_unusable_batch_is_refused_on_the_page_with_its_reasons_keeping_the_i
     # The user's input stays on the page, the refused row is marked.
     assert f'value="{good.code}"' in page and 'value="1.5"' in page and 'value="forehead"' in page
     assert "keep me</textarea>" in page
-    assert page.count('class="table-danger"') == 1
+    assert page.count("use-row refused") == 1
     assert counts() == before and remaining(good) == good_before
 
 
@@ -250,10 +254,14 @@ def test_more_volume_than_the_batch_holds_is_refused_on_the_page(client, practit
 
 
 @pytest.mark.parametrize("rows, message", [
-    ([], "Scan at least one batch"),
+    ([], "Scan at least one vial"),
     ([("B0000000000", "1", "")], "B0000000000 is not one of our batch codes"),
     ([("{code}", "", "")], "Enter the volume used."),
-    ([("", "2", "")], "Scan or type the batch code."),
+    ([("", "2", "")], "Scan or type the vial code."),
+    ([("{code}-", "1", "")], "the vial number after the hyphen is missing"),
+    ([("-00", "1", "")], "no batch code before the hyphen"),
+    ([("{code}-00", "1", "")], "vial numbers start at 01"),
+    ([("{code}-999", "1", "")], "has no vial 999 (its vials run to {code}-02)"),
     ([("{code}", "two", "")], "Enter a number"),
     ([("{code}", "0.0001", "")], "at most 3 decimals"),
     ([("{code}", "-1", "")], "greater than zero"),
@@ -265,7 +273,7 @@ def test_bad_use_rows_rerender_with_a_message_and_save_nothing(client, practitio
     rows = [(code.format(code=batch.code), volume, area) for code, volume, area in rows]
     response = client.post(f"/treatments/patients/{patient.id}/sessions/new", data=session_form(rows, practitioner))
     assert response.status_code == 422
-    assert message in response.get_data(as_text=True)
+    assert message.format(code=batch.code) in response.get_data(as_text=True)
     assert counts()[0] == 0
 
 
@@ -294,8 +302,8 @@ def test_only_a_practitioner_or_pharmacist_can_be_named_as_practitioner(client, 
 
 
 def test_voiding_strikes_the_session_through_gives_the_volume_back_and_asks_for_confirmation(
-        client, practitioner, make_patient, make_batch):
-    patient, batch = make_patient(), make_batch()
+        client, practitioner, make_patient, make_shared_batch):
+    patient, batch = make_patient(), make_shared_batch()
     record = treatments.record_session(practitioner, patient_id=patient.id, uses=[use(batch, "3")])
     sign_in(client, practitioner)
     page = client.get(f"/treatments/sessions/{record.id}").get_data(as_text=True)
@@ -309,7 +317,7 @@ def test_voiding_strikes_the_session_through_gives_the_volume_back_and_asks_for_
                            follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "Voided</strong>" in page and "wrong patient" in page and 'id="void-form"' not in page
-    assert "returned to the batch" in page
+    assert f"{batch.code}-01</span>, 3 mL:\n      returned to the vial, still open" in page
     assert remaining(batch) == Decimal("20")
     page = client.get(f"/treatments/patients/{patient.id}").get_data(as_text=True)
     assert "text-decoration-line-through" in page and "wrong patient" in page
@@ -468,8 +476,8 @@ def _many_patients(make_patient, practitioner, batch, n):
 
 
 def test_the_patient_and_session_lists_cost_the_same_statements_for_5_or_60_rows(
-        client, practitioner, make_patient, make_batch):
-    batch = make_batch(units=2)
+        client, practitioner, make_patient, make_shared_batch):
+    batch = make_shared_batch(units=2)
     _many_patients(make_patient, practitioner, batch, 5)
     sign_in(client, practitioner)
     small_patients, _ = measured(client, "/treatments/patients")
@@ -484,8 +492,8 @@ def test_the_patient_and_session_lists_cost_the_same_statements_for_5_or_60_rows
 
 
 def test_the_patient_page_costs_the_same_statements_for_1_or_30_sessions(
-        client, practitioner, pharmacist, make_patient, make_batch):
-    batch, other = make_batch(units=4), make_batch(units=4)
+        client, practitioner, pharmacist, make_patient, make_shared_batch):
+    batch, other = make_shared_batch(units=4), make_shared_batch(units=4)
     one, many = make_patient(), make_patient()
     record = treatments.record_session(practitioner, patient_id=one.id, uses=[use(batch, "1")])
     treatments.record_adverse_event(practitioner, session_id=record.id, type="pain", severity="mild")

@@ -20,6 +20,7 @@ from ..models import (
     StockMovement,
     TreatmentSession,
     User,
+    Vial,
 )
 from ..models.patient import fold
 from ..permissions import PERMISSIONS
@@ -204,15 +205,16 @@ def session_list_rows(filters: SessionFilters):
 
 
 def uses_by_treatment(treatment_ids) -> dict[int, list]:
-    """Each session's uses with batch and formula, in one statement: {session id: [row, ...]}.
+    """Each session's uses with batch, formula and vial, in one statement: {session id: [row, ...]}.
 
     `treatment_ids` is a list of ids or a select of them.
     """
     rows = db.session.execute(
         sa.select(SessionUse, Batch.code.label("batch_code"), Batch.status.label("batch_status"),
                   Formula.code.label("formula_code"), Formula.version.label("formula_version"),
-                  Formula.name.label("formula_name"))
+                  Formula.name.label("formula_name"), Vial.code.label("vial_code"))
         .join(Batch, Batch.id == SessionUse.batch_id).join(Formula, Formula.id == Batch.formula_id)
+        .outerjoin(Vial, Vial.id == SessionUse.vial_id)
         .where(SessionUse.session_id.in_(treatment_ids)).order_by(SessionUse.id)).all()
     grouped = defaultdict(list)
     for row in rows:

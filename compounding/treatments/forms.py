@@ -1,7 +1,7 @@
 """Treatment forms: patient record, a session with its use rows, adverse event, void (shape only).
 
-Facts (chart number uniqueness, e-mail format, whether a batch may be injected, volume
-left, onset within the session's days) are checked by services.treatments and shown next
+Facts (chart number uniqueness, e-mail format, whether a vial or batch may be injected,
+volume left, onset within the session's days) are checked by services.treatments and shown next
 to their field or row.
 """
 
@@ -29,6 +29,7 @@ from ..models.treatment import ADVERSE_EVENT_TYPES, PLAIN_VOID_CODES, SEVERITIES
 from ..services.clock import clinic_zone, utcnow
 from ..services.errors import DomainError
 from ..services.inventory import check_quantity
+from ..services.vials import looks_like_vial_code, parse_vial_code
 
 # A mesotherapy session uses a few vials; blank rows are ignored, so no script adds rows.
 USE_ROWS = 6
@@ -64,10 +65,14 @@ class PatientForm(AppForm):
 
 
 class UseForm(Form):
-    """One vial injected; a row with neither batch code nor volume is blank."""
+    """One vial injected; a row with neither code nor volume is blank.
+
+    The code field takes a vial code (as scanned) or a batch code (the service then picks the
+    vial); its name stays `batch_code` so links and scanners that fill it keep working.
+    """
 
     # No Optional(): it would stop the chain before validate_batch_code sees a volume without a code.
-    batch_code = StringField("Batch code", filters=[_strip], validators=[Length(max=CODE_MAX)])
+    batch_code = StringField("Vial code", filters=[_strip], validators=[Length(max=CODE_MAX)])
     volume_ml = StringField("Volume (mL)", filters=[_strip])
     area = StringField("Injection area", filters=[_strip], validators=[Optional(), Length(max=NAME_MAX)])
 
@@ -77,7 +82,12 @@ class UseForm(Form):
 
     def validate_batch_code(self, field):
         if not field.data and (self.volume_ml.data or self.area.data):
-            raise ValidationError("Scan or type the batch code.")
+            raise ValidationError("Scan or type the vial code.")
+        if field.data and looks_like_vial_code(field.data):
+            try:
+                parse_vial_code(field.data)
+            except DomainError as exc:
+                raise ValidationError(exc.message) from None
 
     def validate_volume_ml(self, field):
         if self.batch_code.data and not field.data:
@@ -107,7 +117,7 @@ class TreatmentForm(AppForm):
 
     def validate_uses(self, field):
         if all(row.form.is_blank for row in field):
-            raise ValidationError("Scan at least one batch used in the session.")
+            raise ValidationError("Scan at least one vial used in the session.")
 
     def offer_now(self) -> None:
         """Fill in the current minute, and remember it was the page's offer."""
@@ -125,8 +135,10 @@ class TreatmentForm(AppForm):
         return self.performed_at.data.astimezone(UTC)
 
     def filled_uses(self) -> list[dict]:
-        return [{"batch_code": row.form.batch_code.data, "volume_ml": row.form.volume_ml.parsed,
-                 "area": row.form.area.data or ""} for row in self.uses if not row.form.is_blank]
+        """Each filled row as the service takes it: a vial code as `vial_code`, else a batch code."""
+        return [{("vial_code" if looks_like_vial_code(row.form.batch_code.data) else "batch_code"):
+                 row.form.batch_code.data, "volume_ml": row.form.volume_ml.parsed, "area": row.form.area.data or ""}
+                for row in self.uses if not row.form.is_blank]
 
     def compact_uses(self) -> None:
         """Move filled rows up, so the service's "Use 2" is the page's row 2."""

@@ -1,4 +1,4 @@
-"""Patients, their treatment sessions (the batches injected), adverse events; the sessions list."""
+"""Patients, their treatment sessions (the vials injected), adverse events; the sessions list."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -113,7 +113,7 @@ def patient_detail(patient_id: int):
 
 
 def _refused_rows(form, refusals: dict) -> dict[int, list[str]]:
-    """Row index -> the reasons its batch was refused, matched as the service reads a code."""
+    """Row index -> the reasons its vial or batch was refused, matched as the service reads a code."""
     return {index: refusals[code] for index, row in enumerate(form.uses)
             if (code := (row.form.batch_code.data or "").strip().upper()) in refusals}
 
@@ -129,7 +129,8 @@ def treatment_record(patient_id: int):
         form.practitioner_id.data = current_user.id
         form.offer_now()
         # Coming from the scan station with a vial already scanned.
-        form.uses[0].form.batch_code.data = request.args.get("batch_code", "").strip()[:40]
+        scanned = request.args.get("vial_code") or request.args.get("batch_code") or ""
+        form.uses[0].form.batch_code.data = scanned.strip()[:40]
     refusals: dict[str, list[str]] = {}
     refused_status = 422
     if form.validate_on_submit():
@@ -147,7 +148,7 @@ def treatment_record(patient_id: int):
                 apply_domain_error(form, exc)
             refused_status = exc.status_code if exc.status_code == 403 else 422
         else:
-            codes = ", ".join(dict.fromkeys(row["batch_code"].upper() for row in form.filled_uses()))
+            codes = ", ".join(dict.fromkeys(record.vial_codes))
             flash(f"Session recorded: {codes}.", "success")
             return redirect(url_for("treatments.treatment_detail", treatment_id=record.id))
     status = refused_status if request.method == "POST" else 200
@@ -194,7 +195,7 @@ def treatment_void(treatment_id: int):
                       lambda: voids.void_session(current_user, treatment_id, reason_code=form.reason_code.data,
                                                  reason=form.reason.data, password=form.password.data or None),
                       lambda record: "Session voided: it stays in traces and recalls, flagged. Volume went back "
-                                     "only to batches still released; see each batch below.", "warning")
+                                     "only to vials still open; see each vial below.", "warning")
 
 
 def _correct(form: CorrectPatientForm, treatment_id: int):
