@@ -188,11 +188,12 @@ def test_trace_and_recall_downloads(client, as_role, used_batch, pharmacist):
 
 
 def test_a_trace_larger_than_a_page_downloads_every_row_read_in_chunks(client, as_role, make_batch, make_patient,
-                                                                      make_user, pharmacist, monkeypatch):
+                                                                      make_user, pharmacist, monkeypatch,
+                                                                      make_shared_batch):
     from compounding.services import trace
 
     practitioner = make_user("practitioner")
-    batch = make_batch(units=20)
+    batch = make_shared_batch(units=20)
     charts = sorted(make_patient().chart_number for _ in range(130))
     for chart in charts:
         patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == chart))

@@ -304,7 +304,7 @@ def test_a_held_batch_emptied_by_a_session_entered_late_is_depleted_and_stays_so
     performed_at = utcnow()
     time.sleep(0.01)  # the hold comes after the session it did not stop
     quality_signal_hold(pharmacist, "batch", batch.id, "events after use")
-    treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "20")],
+    treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "10")] * 2,
                               performed_at=performed_at)
     batch = db.session.get(Batch, batch.id)
     assert (batch.status, batch.remaining_volume_ml) == ("depleted", 0)

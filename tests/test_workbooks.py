@@ -248,7 +248,7 @@ def test_rows_belong_to_the_range_by_their_own_time(clinic, make_lot):
 def test_a_clinic_day_runs_midnight_to_midnight_in_the_clinic_zone(app, make_user, make_batch, make_patient):
     practitioner = make_user("practitioner")
     day = clinic_today() - timedelta(days=1)
-    batch = make_batch()
+    batch = make_batch(units=3)
     # Made and verified before the first of the times below (a session before verification is refused).
     age_batch(batch, timedelta(days=3))
     times = {"too early": start_of_clinic_day(day) - timedelta(minutes=1), "first": start_of_clinic_day(day),

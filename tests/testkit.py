@@ -224,11 +224,11 @@ def spoil_batch(state: str, batch, practitioner, make_patient) -> None:
 
 
 def lot_used_by_sessions(make_batch, make_patient, practitioner, count: int) -> int:
-    """The id of a lot whose one batch (200 mL) was used by `count` sessions, 1 mL each."""
+    """The id of a lot whose one batch (of at least 20 single-dose vials) was used by `count` sessions, 1 mL each."""
     from compounding.models import BatchComponent
     from compounding.services import treatments
 
-    batch = make_batch(units=20)
+    batch = make_batch(units=max(20, count))
     for _ in range(count):
         treatments.record_session(practitioner, patient_id=make_patient().id,
                                   uses=[{"batch_code": batch.code, "volume_ml": "1"}])

@@ -22,6 +22,9 @@ from .history import record_depletion, transition
 from .ledger import move_vial
 from .vials import find_vial, looks_like_vial_code, parse_vial_code, vial_reasons_at
 
+# The vials a use given by batch may be attributed to (finished or travelling ones never).
+CANDIDATE_STATUSES = (VialStatus.OPEN, VialStatus.SEALED, VialStatus.ON_HOLD, VialStatus.RECALLED)
+
 
 @dataclass
 class Draw:
@@ -105,8 +108,7 @@ def lock_vials(draws: list[Draw]) -> None:
     by_batch = {d.batch.id for d in draws if not d.vial_key}
     conditions = [sa.and_(Vial.batch_id == d.batch.id, Vial.number == d.vial_key[1]) for d in named]
     if by_batch:
-        conditions.append(sa.and_(Vial.batch_id.in_(by_batch),
-                                  Vial.status.in_((VialStatus.OPEN, VialStatus.SEALED))))
+        conditions.append(sa.and_(Vial.batch_id.in_(by_batch), Vial.status.in_(CANDIDATE_STATUSES)))
     found = db.session.scalars(sa.select(Vial).where(sa.or_(*conditions)).order_by(Vial.id)
                                .with_for_update().execution_options(populate_existing=True)).all()
     keyed = {(v.batch_id, v.number): v for v in found}
@@ -117,8 +119,7 @@ def lock_vials(draws: list[Draw]) -> None:
     for draw in draws:
         if not draw.vial_key:
             draw.extra["candidates"] = sorted((v for v in found if v.batch_id == draw.batch.id
-                                               and v.status in (VialStatus.OPEN, VialStatus.SEALED)),
-                                              key=lambda v: v.number)
+                                               and v.status in CANDIDATE_STATUSES), key=lambda v: v.number)
 
 
 def _past_deadline(vial: Vial, batch: Batch, at: datetime) -> bool:
@@ -133,11 +134,13 @@ def _attribute(draw: Draw, planned: dict[int, Decimal], at: datetime) -> str | N
     def can_take(vial):
         return vial.remaining_ml - planned[vial.id] >= draw.volume
 
-    # This session's own vials first (a single-dose vial serves all of one session's uses).
-    ordered = ([v for v in candidates if planned[v.id]] + [v for v in candidates if v.status == VialStatus.OPEN]
-               + [v for v in candidates if v.status == VialStatus.SEALED])
+    # This session's own vials first (a single-dose vial serves all of one session's uses), then the
+    # punctured ones, then the sealed ones. Punctured, not status: a vial held or recalled since a late
+    # entry's time was open or sealed then (its reasons at that time are judged after).
+    ordered = ([v for v in candidates if planned[v.id]] + [v for v in candidates if v.punctured_at is not None]
+               + [v for v in candidates if v.punctured_at is None])
     for vial in ordered:
-        if vial.status == VialStatus.OPEN and _past_deadline(vial, draw.batch, at):
+        if vial.punctured_at is not None and _past_deadline(vial, draw.batch, at):
             return (f"open vial {vial.code} is past its in-use deadline: discard it and scan the vial used")
         if can_take(vial):
             draw.vial = vial
