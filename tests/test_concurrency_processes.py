@@ -170,7 +170,15 @@ def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="Y",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("50"))
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
-    batch = batches.compound_batch(technician, formula.id, 10)  # 10 mL
+    # One multiple-dose vial of 10 mL that every session draws on.
+    shared = formulas.create_formula(pharmacist, {
+        "code": "HAIR-MD", "name": "Hair", "indication": "hair_loss", "route": "intradermal",
+        "dosage_form": "solution", "unit_volume_ml": "10", "instructions": "Mix.", "storage": "fridge",
+        "bud_category": "category_2_aseptic_sterile_components", "dose": "multiple", "in_use_hours": "672",
+        "antimicrobial_evidence": "AET report, passed",
+        "components": [{"ingredient_id": active.id, "quantity": "10"}]})
+    formulas.approve_formula(verifier, shared.id, PASSWORD)
+    batch = batches.compound_batch(technician, shared.id, 1)  # 10 mL
     batches.verify_batch(verifier, batch.id, PASSWORD)
     practitioner = users.create_user(None, username="doc", display_name="Doc", role="practitioner",
                                      password=PASSWORD)
