@@ -482,8 +482,8 @@ def postgresql_only(app):
 
 
 def test_two_sessions_racing_for_the_last_volume_never_overdraw_the_batch(app, postgresql_only, make_user,
-                                                                          make_patient, make_batch):
-    batch_id = make_batch(units=1).id  # 10 mL: room for one of the two sessions
+                                                                          make_patient, make_shared_batch):
+    batch_id = make_shared_batch(units=1).id  # one 10 mL vial: room for one of the two sessions
     patient_id = make_patient().id
     user_ids = [make_user("practitioner").id, make_user("practitioner").id]
     db.session.commit()
@@ -496,8 +496,8 @@ def test_two_sessions_racing_for_the_last_volume_never_overdraw_the_batch(app, p
 
 
 def test_two_people_voiding_the_same_session_give_its_volume_back_once(app, postgresql_only, make_user,
-                                                                      make_patient, make_batch, practitioner):
-    batch = make_batch()
+                                                                      make_patient, make_shared_batch, practitioner):
+    batch = make_shared_batch()
     record_id = treatments.record_session(practitioner, patient_id=make_patient().id, uses=[use(batch, "4")]).id
     batch_id = batch.id
     user_ids = [make_user("practitioner").id, make_user("pharmacist").id]

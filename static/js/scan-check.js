@@ -1,5 +1,6 @@
-// In the treatment room: a scanned batch is checked at once against the scan API, so an
-// unusable vial is refused on the spot, with its reasons, before anything is saved.
+// In the treatment room: a scanned vial (or batch) is checked at once against the scan API, so
+// an unusable vial is refused on the spot, with its reasons, before anything is saved; a usable
+// one fills its row with its batch and what it holds.
 // The server checks again when the session is saved; this only spares a wasted injection.
 (function () {
   "use strict";
@@ -17,6 +18,21 @@
     return box;
   }
 
+  // What the row holds once its code is read: the vial, its batch, the formula and the volume in it.
+  function describe(answer) {
+    var parts = [];
+    if (answer.kind === "vial") {
+      parts.push("Vial " + answer.code, "batch " + answer.batch_code);
+      if (answer.formula) { parts.push(answer.formula); }
+      var held = answer.remaining_ml || answer.remaining_volume_ml;
+      if (held) { parts.push(held + " mL in the vial"); }
+      if (answer.dose) { parts.push(answer.dose + "-dose"); }
+    } else {
+      parts.push(answer.formula, answer.remaining_volume_ml + " mL left in the batch (the next vial is taken)");
+    }
+    return parts.join(" · ");
+  }
+
   function check(input) {
     var code = input.value.trim();
     var box = feedback(input);
@@ -27,18 +43,19 @@
         if (!answer || input.value.trim() !== code) { return; }
         input.classList.remove("is-valid", "is-invalid");
         box.classList.remove("text-danger", "text-success");
-        if (answer.kind !== "batch") {
+        if (answer.kind !== "batch" && answer.kind !== "vial") {
           input.classList.add("is-invalid");
           box.classList.add("text-danger");
-          box.textContent = "Not one of our batch codes.";
+          box.textContent = "Not one of our vial or batch codes.";
         } else if (!answer.usable) {
           input.classList.add("is-invalid");
           box.classList.add("text-danger");
-          box.textContent = "Do not use: " + answer.reasons.join("; ") + ".";
+          box.textContent = (answer.kind === "vial" ? "Vial " + answer.code + " of batch " + answer.batch_code + ". " : "")
+            + "Do not use: " + (answer.reasons || []).join("; ") + ".";
         } else {
           input.classList.add("is-valid");
           box.classList.add("text-success");
-          box.textContent = answer.formula + " · " + answer.remaining_volume_ml + " mL left";
+          box.textContent = describe(answer);
         }
       })
       .catch(function () { box.textContent = ""; });
