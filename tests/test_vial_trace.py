@@ -171,3 +171,23 @@ def test_tracing_a_batch_costs_the_same_statements_for_2_or_40_vials_used(
 def _table(ws) -> list[dict]:
     headers = [cell.value for cell in ws[1]]
     return [dict(zip(headers, (cell.value for cell in row), strict=False)) for row in ws.iter_rows(min_row=2)]
+
+
+def test_a_recall_page_costs_the_same_statements_for_2_or_40_vials_used(
+        client, make_user, pharmacist, practitioner, make_batch, make_patient):
+    small, large = make_batch(units=2), make_batch(units=40)
+    opened = {}
+    for batch in (small, large):
+        for vial in vials_of(batch):
+            use_vial(practitioner, make_patient(), vial, "1")
+        opened[batch.id] = recalls.open_recall(pharmacist, reason="particles", password=PASSWORD,
+                                               batch_id=batch.id).id
+    sign_in_session(client, make_user("pharmacist"))
+    client.get(f"/recalls/{opened[small.id]}")  # warm-up
+    counted = {}
+    for batch in (small, large):
+        with QueryCounter(db.engine) as counter:
+            page = client.get(f"/recalls/{opened[batch.id]}").get_data(as_text=True)
+        counted[batch.id] = counter.count
+    assert counted[small.id] == counted[large.id]
+    assert page.count('<tr id="vial-') == 40
