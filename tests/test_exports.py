@@ -170,7 +170,7 @@ def test_trace_and_recall_downloads(client, as_role, used_batch, pharmacist):
     batch = used_batch["batch"]
     response, wb = download(client, f"/exports/trace/batches/{batch.id}.xlsx")
     assert response.headers["Content-Disposition"].endswith(f"trace-{batch.code}.xlsx")
-    assert wb.sheetnames == ["Trace", "Patients", "Sessions", "Batches", "Lots"]
+    assert wb.sheetnames == ["Trace", "Patients", "Sessions", "Vials", "Batches", "Lots"]
     assert column(wb["Patients"], "Patient chart") == [used_batch["patient"].chart_number]
     lot = db.session.scalar(sa.select(Lot).where(Lot.code == column(wb["Lots"], "Lot code")[0]))
     _, wb = download(client, f"/exports/trace/lots/{lot.id}.xlsx")
@@ -178,7 +178,7 @@ def test_trace_and_recall_downloads(client, as_role, used_batch, pharmacist):
     recall = recalls.open_recall(pharmacist, reason="Particles seen", password=PASSWORD, batch_id=batch.id)
     recalls.record_contact(pharmacist, recall.id, used_batch["patient"].id, "phone", note="Told to call back")
     _, wb = download(client, f"/exports/recalls/{recall.id}.xlsx")
-    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Batches", "Lots", "Attempts"]
+    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Vials", "Batches", "Lots", "Attempts"]
     assert column(wb["Patients"], "Contact note") == ["Told to call back"]
     assert column(wb["Patients"], "Outcome") == ["reached"] and column(wb["Patients"], "Attempts") == [1]
     assert column(wb["Attempts"], "Outcome") == ["reached"] and column(wb["Attempts"], "Method") == ["phone"]

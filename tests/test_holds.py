@@ -77,7 +77,7 @@ def test_a_serious_event_holds_every_batch_of_the_session_in_the_same_transactio
                                                                                   make_patient):
     first, second = make_batch(), make_batch()
     event = _event_after_use(practitioner, first, make_patient(), "abscess", "moderate", second)
-    held = db.session.scalars(sa.select(Hold).order_by(Hold.entity_id)).all()
+    held = db.session.scalars(sa.select(Hold).where(Hold.entity_type == "batch").order_by(Hold.entity_id)).all()
     assert [(h.entity_type, h.entity_id, h.kind, h.source_id) for h in held] == [
         ("batch", first.id, "adverse_event", event.id), ("batch", second.id, "adverse_event", event.id)]
     assert {db.session.get(Batch, b.id).status for b in (first, second)} == {"on_hold"}

@@ -307,7 +307,7 @@ def test_a_voided_session_stays_in_the_counts_and_the_recall_scope_but_leaves_th
     voids.void_session(chain["practitioner"], chain["sessions"][0].id, reason_code="entered_in_error",
                        reason="recorded on the wrong chart")
     scope = trace.trace_lot(chain["lot"].id)
-    assert scope.counts == {"batches": 2, "sessions": 4, "patients": 3} and scope.voided_sessions == 1
+    assert scope.counts == {"batches": 2, "vials": 4, "sessions": 4, "patients": 3} and scope.voided_sessions == 1
     assert scope.total_volume_ml == 8 and scope.pages == 1 and scope.complete
     assert {p.id for p in scope.patients} == {chain["a"].id, chain["b"].id, chain["c"].id}
     recall = open_lot_recall(chain)

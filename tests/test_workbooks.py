@@ -302,7 +302,7 @@ def test_a_trace_workbook_lists_patients_sessions_batches_and_lots(clinic):
     out = io.BytesIO()
     workbooks.trace_workbook(trace.trace_lot(clinic["lots"][0].id), out, clinic_name="Test Clinic")
     wb = reopen(out)
-    assert wb.sheetnames == ["Trace", "Patients", "Sessions", "Batches", "Lots"]
+    assert wb.sheetnames == ["Trace", "Patients", "Sessions", "Vials", "Batches", "Lots"]
     for ws in wb.worksheets[1:]:
         assert_is_a_table(ws)
     patient = table(wb["Patients"])[0]
@@ -323,7 +323,7 @@ def test_a_recall_workbook_gives_each_patient_with_their_contact(clinic):
     workbooks.recall_workbook(recall, recalls.recall_scope(recall), {clinic["patient"].id: contact}, out,
                               clinic_name="Test Clinic", opened_by="Pharmacist")
     wb = reopen(out)
-    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Batches", "Lots"]
+    assert wb.sheetnames == ["Recall", "Patients", "Sessions", "Vials", "Batches", "Lots"]
     patient = table(wb["Patients"])[0]
     assert patient["Contacted"].value == "yes" and patient["Contacted by"].value == "=Dr Who"
     assert patient["Contact note"].value == "-1" and patient["Phone"].value == "+44 20 7946 0000"

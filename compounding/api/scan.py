@@ -2,18 +2,24 @@
 
 from flask import jsonify, request
 
-from ..services.scan import resolve
+from ..services.scan import in_use_until, resolve
 from .schemas.scan import ScanQuerySchema, ScanResultSchema
 from .views import load, route, shared
 
 
-@route("/scan", permission="scan.use", summary="Resolve a scanned code: batch, lot, supplier GS1 or unknown",
+@route("/scan", permission="scan.use", summary="Resolve a scanned code: batch, vial, lot, supplier GS1 or unknown",
        query=ScanQuerySchema, response=ScanResultSchema, errors=(422,))
 def scan():
     args = load(ScanQuerySchema, request.args.to_dict())
     result = resolve(args["code"])
     answer = {"kind": result.kind, "usable": result.usable, "reasons": result.reasons, "received": result.shown}
-    if result.batch is not None:
+    if result.vial is not None:
+        vial, batch = result.vial, result.batch
+        answer.update(id=vial.id, code=vial.code, batch_id=batch.id, batch_code=batch.code, status=vial.status,
+                      batch_status=batch.status, dose=vial.dose, remaining_ml=vial.remaining_ml,
+                      in_use_until=in_use_until(vial, batch), first_punctured=vial.punctured_at,
+                      beyond_use_at=batch.beyond_use_at, formula=batch.formula.label)
+    elif result.batch is not None:
         batch = result.batch
         answer.update(id=batch.id, code=batch.code, status=batch.status, beyond_use_at=batch.beyond_use_at,
                       remaining_volume_ml=batch.remaining_volume_ml, formula=batch.formula.label)

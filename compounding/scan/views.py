@@ -7,7 +7,7 @@ from ..gs1 import GS, GS1Error, parse_gs1
 from ..limits import SCAN_MAX
 from ..security import requires
 from ..services.clock import to_clinic, utcnow
-from ..services.scan import resolve, visible
+from ..services.scan import in_use_until, resolve, visible
 
 bp = Blueprint("scan", __name__, url_prefix="/scan")
 RECENT_KEY = "recent_scans"
@@ -23,7 +23,8 @@ def _remember(result) -> list[dict]:
     shown = result.shown[:60] if result.kind != "unknown" else "not one of our codes"
     entry = {"shown": shown, "kind": result.kind, "usable": result.usable,
              "at": to_clinic(utcnow()).strftime("%H:%M:%S"),
-             "code": (result.batch.code if result.batch else result.lot.code if result.lot else "")}
+             "code": (result.vial.code if result.vial else result.batch.code if result.batch
+                      else result.lot.code if result.lot else "")}
     recent = [entry, *session.get(RECENT_KEY, [])][:RECENT_MAX]
     session[RECENT_KEY] = recent
     return recent
@@ -39,7 +40,9 @@ def station():
         recent = _remember(result)
     else:
         recent = session.get(RECENT_KEY, [])
-    return render_template("scan/station.html", result=result, recent=recent, receive_url=_receive_url(result))
+    deadline = in_use_until(result.vial, result.batch) if result is not None and result.vial else None
+    return render_template("scan/station.html", result=result, recent=recent, receive_url=_receive_url(result),
+                           in_use_until=deadline)
 
 
 def _receive_url(result) -> str | None:

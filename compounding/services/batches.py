@@ -352,7 +352,7 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
 
 @transactional
 def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batch:
-    """The verifier rejects a prepared batch; the lots it consumed stay consumed.
+    """The verifier rejects a prepared batch; the lots it consumed stay consumed, its vials are discarded.
 
     As with verifying (a rule never turned off), who compounded the batch does not judge it: 403.
     """
@@ -367,7 +367,7 @@ def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batc
 
 @transactional
 def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Batch:
-    """Discard a batch with a coded reason: its remaining volume is written off as waste."""
+    """Discard a batch with a coded reason: its vials are discarded, each one's remainder written off as waste."""
     ensure_can(actor, "batches.discard", "discard batches")
     if reason not in DISCARD_REASONS:
         raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
@@ -378,10 +378,11 @@ def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Ba
     ensure_transition(batch, "discard")
     why = f"{reason}: {note}" if note else reason
     with audit.change(actor, "batch.discarded", batch, BATCH_FIELDS, reason=why):
-        if batch.remaining_volume_ml > 0:
+        batch.discard_reason = reason
+        # Its vials are discarded with it, each one's remainder written off (history.change_status).
+        transition(batch, "discard", actor, reason=why)
+        if batch.remaining_volume_ml > 0:  # pooled volume no vial holds (never, while the books balance)
             move_batch(batch, "waste", -batch.remaining_volume_ml, actor, reason=reason, note=note,
                        reference_type="discard")
-        transition(batch, "discard", actor, reason=why)
-        batch.discard_reason = reason
         batch.status_reason = note
     return batch

@@ -11,11 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import STATUS_TRANSITIONS, Batch, Formula, Hold, Lot, Recall, StatusChange, User, Vial
+from ..models import STATUS_TRANSITIONS, Batch, BatchStatus, Formula, Hold, Lot, Recall, StatusChange, User, Vial
 from ..models._common import Transition
+from ..models.batch import BATCH_HOLDABLE
+from ..models.vial import VIAL_TRANSITIONS, VialStatus
 from . import audit
 from .clock import utcnow
 from .errors import InvalidState
+from .ledger import move_vial
 
 ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall", Vial: "vial"}
 # Formulas change status too, but keep no history rows (their versions are their history).
@@ -115,10 +118,19 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
 
     A lot or batch going back to a usable status while hold reasons stand goes on to
     `on_hold` at once (two rows: the history says what happened, then why it is held).
+    A batch's new status reaches its vials in the same transaction (`_reach_vials`).
     """
     from_status = item.status
     if from_status == to_status:
         return
+    _change_status(item, to_status, actor, reason=reason, reference=reference, at=at)
+    if type(item) is Batch:
+        _reach_vials(item, from_status, actor, reason=reason, reference=reference, at=at)
+
+
+def _change_status(item, to_status: str, actor: User | None, *, reason: str, reference: str,
+                   at: datetime | None) -> None:
+    from_status = item.status
     item.status = to_status
     item.__dict__[_RECORDED] = to_status
     _row(item, from_status, to_status, actor, reason, reference, at)
@@ -131,6 +143,79 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
             item.status = held
             item.__dict__[_RECORDED] = held
             _row(item, to_status, held, actor, "; ".join(h.text for h in holds), "", at)
+
+
+# What a batch's new status does to its vials (DESIGN 10.3): the vial action, by the batch's status after.
+_VIAL_ACTION = {BatchStatus.ON_HOLD: "hold", BatchStatus.RECALLED: "recall", BatchStatus.DISCARDED: "discard",
+                BatchStatus.REJECTED: "discard"}
+
+
+def _reach_vials(batch: Batch, before: str, actor: User | None, *, reason: str, reference: str,
+                 at: datetime | None) -> None:
+    """The batch's status change, carried to each vial it concerns, with a history row per vial.
+
+    Held -> its sealed and open vials `on_hold`; its last hold released -> those vials back to
+    their status before the hold, unless they carry holds of their own; recalled -> `recalled`;
+    discarded or rejected -> `discarded`, each vial's remainder written off as waste. A fixed
+    handful of statements whatever the number of vials (the write-off: one ledger row per vial).
+    """
+    action = _VIAL_ACTION.get(batch.status)
+    if action is None and before == BatchStatus.ON_HOLD and batch.status in BATCH_HOLDABLE:
+        action = "unhold"
+    if action is None:
+        return
+    vials = db.session.scalars(
+        sa.select(Vial).where(Vial.batch_id == batch.id,
+                              Vial.status.in_(sorted(VIAL_TRANSITIONS[action].sources)))
+        .order_by(Vial.number).with_for_update().execution_options(populate_existing=True)).all()
+    if not vials:
+        return
+    why = f"batch {batch.code} {batch.status.replace('_', ' ')}" + (f": {reason}" if reason else "")
+    reference = reference or f"batch {batch.id}"
+    targets = (_vials_released(vials) if action == "unhold"
+               else {vial.id: VIAL_TRANSITIONS[action].to for vial in vials})
+    rows = []
+    for vial in vials:
+        target = targets.get(vial.id)
+        if target is None or target == vial.status:
+            continue
+        if action == "discard":
+            vial.status_reason = why
+            if vial.remaining_ml > 0:
+                move_vial(vial, batch, "waste", -vial.remaining_ml, actor, reason=batch.discard_reason or batch.status,
+                          note=why, reference_type="discard" if batch.status == BatchStatus.DISCARDED else "reject",
+                          reference_id=batch.id, occurred_at=at)
+        rows.append(_history_values(vial, target, actor, why, reference, at))
+        vial.status = target
+        vial.__dict__[_RECORDED] = target
+    if rows:  # one statement for every vial's history row
+        db.session.execute(sa.insert(StatusChange), rows)
+
+
+def _vials_released(vials: list[Vial]) -> dict[int, str]:
+    """{vial id: status to return to} for held vials that carry no hold of their own: two statements.
+
+    A vial returns to its status before the hold (its history), or `spent` when nothing is left.
+    """
+    ids = [vial.id for vial in vials]
+    own = set(db.session.scalars(sa.select(Hold.entity_id).where(
+        Hold.entity_type == "vial", Hold.entity_id.in_(ids), Hold.released_at.is_(None))))
+    before = dict(db.session.execute(
+        sa.select(StatusChange.entity_id, StatusChange.from_status)
+        .where(StatusChange.entity_type == "vial", StatusChange.entity_id.in_(ids),
+               StatusChange.to_status == VialStatus.ON_HOLD)
+        .order_by(StatusChange.changed_at, StatusChange.id)).all())
+    return {vial.id: VialStatus.SPENT if vial.remaining_ml <= 0 else before.get(vial.id) or VialStatus.SEALED
+            for vial in vials if vial.id not in own}
+
+
+def _history_values(item, to_status: str, actor: User | None, reason: str, reference: str,
+                    at: datetime | None) -> dict:
+    """The columns of one `status_changes` row, for a statement that writes many."""
+    return {"entity_type": entity_type(item), "entity_id": item.id, "from_status": item.status,
+            "to_status": to_status, "changed_at": at or utcnow(), "actor_id": actor.id if actor else None,
+            "actor_name": actor.display_name if actor else "", "reason": reason or "",
+            "reference": (reference or "")[:REFERENCE_MAX]}
 
 
 def deplete_if_empty(item, actor: User | None, *, reason: str, reference: str = "",

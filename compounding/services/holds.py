@@ -1,10 +1,12 @@
-"""Hold reasons on lots and batches.
+"""Hold reasons on lots, batches and vials.
 
 An item may carry several hold reasons at once (adverse event, temperature excursion,
 quality signal); while any stands it is `on_hold`, usable nowhere. A pharmacist releases
 one reason at a time, by signature, with a reason; when none is left the item returns to
 the status it had before. A recalled or depleted item keeps its status: the hold is still
-recorded, so that it shows and must be released like any other.
+recorded, so that it shows and must be released like any other. A batch's holds reach its
+vials (history.change_status); a vial may also carry holds of its own (the vial used in a
+session with a serious adverse event), and stays on hold while either stands.
 """
 
 from datetime import datetime
@@ -13,7 +15,19 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..limits import REASON_MAX
-from ..models import AdverseEvent, Batch, BatchComponent, Hold, Lot, Recall, RecallStatus, SessionUse, User
+from ..models import (
+    AdverseEvent,
+    Batch,
+    BatchComponent,
+    BatchStatus,
+    Hold,
+    Lot,
+    Recall,
+    RecallStatus,
+    SessionUse,
+    User,
+    Vial,
+)
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
 from . import audit
@@ -33,13 +47,13 @@ from .history import (
 from .signatures import pharmacist_signs
 from .transaction import transactional
 
-MODELS = {"lot": Lot, "batch": Batch}
+MODELS = {"lot": Lot, "batch": Batch, "vial": Vial}
 
 
 @transactional
 def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type: str = "",
                source_id: int | None = None, at: datetime | None = None) -> Hold:
-    """Add a hold reason to a lot or batch (part of the caller's transaction when there is one)."""
+    """Add a hold reason to a lot, batch or vial (part of the caller's transaction when there is one)."""
     at = at or utcnow()
     hold = Hold(entity_type=entity_type(item), entity_id=item.id, kind=kind, detail=detail or "",
                 source_type=source_type, source_id=source_id, placed_at=at,
@@ -60,16 +74,23 @@ def event_holds_stock(event: AdverseEvent) -> bool:
 
 
 def hold_batches_for_event(actor: User, event: AdverseEvent) -> list[Hold]:
-    """Hold every batch used in the event's session (in the caller's transaction)."""
+    """Hold every batch used in the event's session, and each vial used in it (in the caller's transaction).
+
+    The batch's hold puts its other vials on hold; the vial used carries a hold of its own, so it
+    stays held after its batch's hold is released until its own is released too.
+    """
     if not event_holds_stock(event):
         return []
+    used = sa.select(SessionUse).where(SessionUse.session_id == event.session_id).subquery()
     batches = db.session.scalars(
-        sa.select(Batch).where(Batch.id.in_(sa.select(SessionUse.batch_id)
-                                            .where(SessionUse.session_id == event.session_id)))
+        sa.select(Batch).where(Batch.id.in_(sa.select(used.c.batch_id)))
         .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)).all()
+    vials = db.session.scalars(
+        sa.select(Vial).where(Vial.id.in_(sa.select(used.c.vial_id).where(used.c.vial_id.is_not(None))))
+        .order_by(Vial.id).with_for_update().execution_options(populate_existing=True)).all()
     detail = f"{event.severity} {event.type.replace('_', ' ')} after session {event.session_id}"
-    return [place_hold(actor, batch, "adverse_event", detail, source_type="adverse_event", source_id=event.id,
-                       at=event.recorded_at) for batch in batches]
+    return [place_hold(actor, item, "adverse_event", detail, source_type="adverse_event", source_id=event.id,
+                       at=event.recorded_at) for item in (*batches, *vials)]
 
 
 @transactional
@@ -94,7 +115,9 @@ def _locked(kind: str, item_id: int):
 
 
 def open_recall_of(kind: str, item_id: int) -> int | None:
-    """An open recall of the item itself or, for a batch, of a lot it was made from."""
+    """An open recall of the item itself or, for a batch, of a lot it was made from (a vial: of its batch)."""
+    if kind == "vial":
+        kind, item_id = "batch", db.session.scalar(sa.select(Vial.batch_id).where(Vial.id == item_id))
     target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
         Recall.batch_id == item_id,
         Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
@@ -105,8 +128,9 @@ def open_recall_of(kind: str, item_id: int) -> int | None:
 def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: str, password: str):
     """A pharmacist releases one hold reason (every standing hold of that kind) by signature.
 
-    Refused while a recall of the item is open (409). When no reason is left, the item
-    returns to the status it had before it went on hold. Returns the item.
+    Refused while a recall of the item is open (409); for a vial, a recall of its batch or of a
+    lot of its batch. When no reason is left, the item returns to the status it had before it
+    went on hold (a vial: unless its batch is on hold). Returns the item.
     """
     if actor is None or actor.role != "pharmacist":
         raise NotAllowed("Only a pharmacist's signature can release a hold.", field="password")
@@ -127,7 +151,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     for hold in releasing:
         hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
     left = [h for h in standing if h.kind != hold_kind]
-    if not left and may(item, "unhold"):
+    if not left and may(item, "unhold") and not _batch_holds_vial(kind, item):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
         # An item emptied while held (before held stock was depleted at zero) is not usable again.
@@ -137,6 +161,12 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
                  new={"released": [h.id for h in releasing], "holds": [h.text for h in left], "status": item.status},
                  reason=reason)
     return item
+
+
+def _batch_holds_vial(kind: str, item) -> bool:
+    """A vial whose batch is on hold stays on hold when its own last hold is released."""
+    return kind == "vial" and db.session.scalar(
+        sa.select(Batch.status).where(Batch.id == item.batch_id)) == BatchStatus.ON_HOLD
 
 
 def holds_of(kind: str, item_id: int) -> list[Hold]:

@@ -1,7 +1,9 @@
 """What a scanned code is, and whether it may be used, in the order codes are resolved.
 
-Our batch code first, then our lot code, then a supplier's GS1 string (matched to a lot by
-GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
+Our batch code first, then a vial code (`<batch code>-NN`: the vial's own verdict on top of its
+batch's; a malformed one is refused saying what is wrong), then our lot code, then a supplier's
+GS1 string (matched to a lot by GTIN and lot number, or offered as a pre-filled receipt), else
+"unknown".
 """
 
 from dataclasses import dataclass, field
@@ -13,23 +15,26 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot, LotStatus
+from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot, LotStatus, Vial
 from .batches import unusable_reasons
 from .clock import utcnow
 from .codes import BATCH_CODE, LOT_CODE
+from .errors import DomainError
 from .expiry import is_expired
 from .holds import hold_texts
+from .vials import find_vial, looks_like_vial_code, vial_reasons
 
 SHOWN_LENGTH = 200
 
 
 @dataclass
 class ScanResult:
-    kind: str  # "batch" | "lot" | "gs1" | "unknown"
+    kind: str  # "batch" | "vial" | "lot" | "gs1" | "unknown"
     raw: str
     usable: bool = False
     reasons: list[str] = field(default_factory=list)
     batch: Batch | None = None
+    vial: Vial | None = None
     lot: Lot | None = None
     gs1: GS1Data | None = None
     ingredient: Ingredient | None = None  # for an unknown GS1 lot: who it would be received as
@@ -110,6 +115,8 @@ def resolve(raw: str, at: datetime | None = None) -> ScanResult:
         if batch is not None:
             reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
             return ScanResult("batch", raw, not reasons, reasons, batch=batch)
+    if looks_like_vial_code(code):
+        return _resolve_vial(raw, code, at)
     if LOT_CODE.match(code):
         lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(
             joinedload(Lot.ingredient).lazyload(Ingredient.gtins)))
@@ -123,6 +130,26 @@ def resolve(raw: str, at: datetime | None = None) -> ScanResult:
             return ScanResult("unknown", raw, reasons=[str(exc)], error=str(exc))
         return _resolve_gs1(raw, data, at)
     return ScanResult("unknown", raw, reasons=["unknown code"])
+
+
+def _resolve_vial(raw: str, code: str, at: datetime) -> ScanResult:
+    """A vial: its batch's reasons now, then its own; a code that is no vial of ours says why."""
+    try:
+        vial = find_vial(code, field="code")
+    except DomainError as exc:
+        return ScanResult("vial", raw, reasons=[str(exc)], error=str(exc))
+    batch = db.session.scalar(sa.select(Batch).where(Batch.id == vial.batch_id).options(
+        joinedload(Batch.formula).lazyload(Formula.components)))
+    reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
+    reasons += [r for r in vial_reasons(vial, batch, at, holds=hold_texts("vial", vial.id)) if r not in reasons]
+    return ScanResult("vial", raw, not reasons, reasons, batch=batch, vial=vial)
+
+
+def in_use_until(vial: Vial, batch: Batch) -> datetime | None:
+    """The deadline of a punctured multiple-dose vial (None for any other: its batch's BUD rules)."""
+    if vial.dose == "multiple" and vial.punctured_at is not None:
+        return vial.in_use_until(batch.beyond_use_at)
+    return None
 
 
 def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:

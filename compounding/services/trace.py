@@ -1,6 +1,7 @@
 """Traceability: a handful of set-based queries, never one per row (quality signals: services.signals).
 
-Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> sessions -> patients.
+Upstream: batch -> the lots it consumed. Downstream: lot -> batches -> vials -> sessions ->
+patients. A use recorded before vials had codes names no vial: its session says "pooled, no vial".
 A correction never shrinks a trace: a voided session stays in every
 scope, flagged, with its patient and its adverse events; only the volume injected in all
 leaves it out (a voided use was not injected, or moved to the corrected session).
@@ -25,6 +26,7 @@ from ..models import (
     Patient,
     SessionUse,
     TreatmentSession,
+    Vial,
 )
 from .errors import NotFound
 
@@ -33,6 +35,7 @@ TRACE_PER_PAGE = 100
 # The most rows of each list one page of a trace may ask for (the API's per_page).
 TRACE_PER_PAGE_MAX = 500
 CHUNK = 2_000  # rows read at a time when every row is asked for
+LISTS = ("batches", "vials", "sessions", "patients")  # the lists of a trace, paged together
 
 
 class Rows:
@@ -59,7 +62,8 @@ class Trace:
     batches: list | Rows = field(default_factory=list)
     sessions: list | Rows = field(default_factory=list)
     patients: list | Rows = field(default_factory=list)
-    counts: dict = field(default_factory=dict)  # over the whole scope: batches, sessions, patients (lots)
+    vials: list | Rows = field(default_factory=list)  # each vial of the batches: where it went
+    counts: dict = field(default_factory=dict)  # over the whole scope: batches, vials, sessions, patients (lots)
     voided_sessions: int = 0  # of counts["sessions"], those voided (they stay in the scope, flagged)
     total_volume_ml: Decimal = Decimal("0")  # injected in all, over the whole scope
     page: int = 1
@@ -70,7 +74,7 @@ class Trace:
         """Pages of the longest list (the lists are paged together)."""
         if self.per_page is None:
             return 1
-        longest = max(self.counts.get(name, 0) for name in ("batches", "sessions", "patients"))
+        longest = max(self.counts.get(name, 0) for name in LISTS)
         return max(1, math.ceil(longest / self.per_page))
 
     @property
@@ -93,19 +97,30 @@ def _batch_rows(batch_ids, lot_id: int | None = None):
         Batch.compounded_at, Batch.id)
 
 
-def _session_rows(uses_clause):
-    """One row per session, voided ones too (flagged): its patient, the volume of these batches, their codes."""
+def _codes(column):
+    """The distinct values of a column, joined by the database as one text (split_codes reads it back)."""
     if db.session.get_bind().dialect.name == "sqlite":
-        codes = sa.func.group_concat(sa.distinct(Batch.code))
-    else:
-        codes = sa.func.string_agg(sa.distinct(Batch.code), sa.literal_column("', '"))
+        return sa.func.group_concat(sa.distinct(column))
+    return sa.func.string_agg(sa.distinct(column), sa.literal_column("', '"))
+
+
+def _pooled():
+    """How many of the rows' uses name no vial (recorded before vials had codes)."""
+    return sa.func.coalesce(sa.func.sum(sa.case((SessionUse.vial_id.is_(None), 1), else_=0)), 0)
+
+
+def _session_rows(uses_clause):
+    """One row per session, voided ones too (flagged): its patient, the volume of these batches, their codes,
+    the vials used (`pooled`: uses that name none)."""
     return (
         sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                   Patient.chart_number, sa.func.sum(SessionUse.volume_ml).label("volume_ml"),
-                  codes.label("batch_codes"), TreatmentSession.voided_at, TreatmentSession.void_code)
+                  _codes(Batch.code).label("batch_codes"), TreatmentSession.voided_at, TreatmentSession.void_code,
+                  _codes(Vial.code).label("vial_codes"), _pooled().label("pooled"))
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Patient, Patient.id == TreatmentSession.patient_id)
         .join(Batch, Batch.id == SessionUse.batch_id)
+        .outerjoin(Vial, Vial.id == SessionUse.vial_id)
         .where(uses_clause)
         .group_by(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                   Patient.chart_number, TreatmentSession.voided_at, TreatmentSession.void_code)
@@ -117,7 +132,8 @@ def _patient_rows(uses_clause):
     """One row per patient reached: contact details, sessions (voided ones too), volume received.
 
     The volume counts the sessions that stand; `voided_sessions` says how many of the
-    patient's sessions were voided (all of them: a patient named by mistake, still listed).
+    patient's sessions were voided (all of them: a patient named by mistake, still listed);
+    `vial_codes` the vials they received from (`pooled`: uses that name none).
     """
     voided = TreatmentSession.voided_at.is_not(None)
     return (
@@ -127,12 +143,33 @@ def _patient_rows(uses_clause):
                   .label("volume_ml"),
                   sa.func.min(TreatmentSession.performed_at).label("first_at"),
                   sa.func.max(TreatmentSession.performed_at).label("last_at"),
-                  sa.func.count(sa.distinct(sa.case((voided, TreatmentSession.id)))).label("voided_sessions"))
+                  sa.func.count(sa.distinct(sa.case((voided, TreatmentSession.id)))).label("voided_sessions"),
+                  _codes(Vial.code).label("vial_codes"), _pooled().label("pooled"))
         .join(TreatmentSession, TreatmentSession.patient_id == Patient.id)
         .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
+        .outerjoin(Vial, Vial.id == SessionUse.vial_id)
         .where(uses_clause)
         .group_by(Patient.id, Patient.chart_number, Patient.name, Patient.phone, Patient.email)
         .order_by(Patient.chart_number, Patient.id)
+    )
+
+
+def _vial_rows(vials_clause):
+    """One row per vial: its batch, status, volume left, first puncture, the sessions and patients it went to."""
+    return (
+        sa.select(Vial.id, Vial.code, Vial.number, Vial.batch_id, Batch.code.label("batch_code"), Vial.status,
+                  Vial.dose, Vial.volume_ml, Vial.remaining_ml, Vial.punctured_at, Vial.legacy,
+                  sa.func.count(sa.distinct(SessionUse.session_id)).label("sessions"),
+                  _codes(sa.cast(SessionUse.session_id, sa.String)).label("session_ids"),
+                  _codes(Patient.chart_number).label("chart_numbers"))
+        .join(Batch, Batch.id == Vial.batch_id)
+        .outerjoin(SessionUse, SessionUse.vial_id == Vial.id)
+        .outerjoin(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+        .outerjoin(Patient, Patient.id == TreatmentSession.patient_id)
+        .where(vials_clause)
+        .group_by(Vial.id, Vial.code, Vial.number, Vial.batch_id, Batch.code, Vial.status, Vial.dose, Vial.volume_ml,
+                  Vial.remaining_ml, Vial.punctured_at, Vial.legacy)
+        .order_by(Vial.batch_id, Vial.number)
     )
 
 
@@ -149,7 +186,7 @@ def _page_of_ids(query, page: int, per_page: int):
 
 
 def _scope_totals(trace: Trace, batch_ids, used) -> int:
-    """Set the voided sessions and the volume injected; answer the batches: one statement.
+    """Set the voided sessions, the volume injected and the vials; answer the batches: one statement.
 
     Voided sessions are few, so they are counted, and left out of the total volume, by id:
     the volume is read off the uses' index alone.
@@ -160,8 +197,9 @@ def _scope_totals(trace: Trace, batch_ids, used) -> int:
               .where(SessionUse.batch_id.in_(batch_ids), SessionUse.session_id.not_in(voided)).scalar_subquery())
     voided_count = (sa.select(sa.func.count(TreatmentSession.id))
                     .where(TreatmentSession.voided_at.is_not(None), TreatmentSession.id.in_(used)).scalar_subquery())
-    batches, total_volume, trace.voided_sessions = db.session.execute(
-        sa.select(batch_count, volume, voided_count)).one()
+    vials = sa.select(sa.func.count(Vial.id)).where(Vial.batch_id.in_(batch_ids)).scalar_subquery()
+    batches, total_volume, trace.voided_sessions, trace.counts["vials"] = db.session.execute(
+        sa.select(batch_count, volume, voided_count, vials)).one()
     trace.total_volume_ml = Decimal(total_volume)
     return batches
 
@@ -173,6 +211,7 @@ def _every_row(trace: Trace, batch_ids, standing, batch_rows) -> tuple[int, int]
     trace.batches = Rows(batch_rows)
     trace.sessions = Rows(_session_rows(SessionUse.batch_id.in_(batch_ids)))
     trace.patients = Rows(_patient_rows(SessionUse.batch_id.in_(batch_ids)))
+    trace.vials = Rows(_vial_rows(Vial.batch_id.in_(batch_ids)))
     return sessions, patients
 
 
@@ -195,6 +234,9 @@ def _one_page(trace: Trace, member, standing, batch_rows) -> tuple[int, int]:
         SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
     trace.patients = db.session.execute(_patient_rows(sa.and_(
         TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
+    vial_ids, _ = _page_of_ids(
+        sa.select(Vial.id).where(member(Vial.batch_id)).order_by(Vial.batch_id, Vial.number), page, per_page)
+    trace.vials = db.session.execute(_vial_rows(Vial.id.in_(vial_ids))).all() if vial_ids else []
     return sessions, patients
 
 

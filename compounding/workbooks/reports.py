@@ -4,6 +4,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ..models import Recall
+from ..queries.recalls import split_codes
 from ..queries.treatments import SessionFilters, sessions_within
 from ..services.clock import utcnow
 from . import records
@@ -45,6 +46,26 @@ def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> Workbook
 # --- trace and recall reports --------------------------------------------------------------
 
 
+POOLED = "pooled, no vial"  # a use recorded before vials had codes
+
+
+def vials_used(row) -> str:
+    """The vials a session or patient row received from; "pooled, no vial" for a use that names none."""
+    return ", ".join([*split_codes(row.vial_codes), *((POOLED,) if row.pooled else ())])
+
+
+def _vial_sheet(book: WorkbookWriter, trace) -> None:
+    """Each vial of the traced batches: where it stands, which sessions and patients it went to."""
+    header = [Column("Vial code", "code"), Column("Batch code", "code"), Column("Status"), Column("Dose"),
+              Column("Volume (mL)", "decimal"), Column("Remaining (mL)", "decimal"),
+              Column(zone_label("First punctured", book.zone), "datetime"), Column("Legacy", "bool"),
+              Column("Sessions", "int"), Column("Session ids", "code"), Column("Patient charts", "code")]
+    book.table("Vials", header, (
+        (v.code, v.batch_code, v.status, v.dose, v.volume_ml, v.remaining_ml, v.punctured_at, v.legacy, v.sessions,
+         ", ".join(sorted(split_codes(v.session_ids), key=int)), ", ".join(split_codes(v.chart_numbers)))
+        for v in trace.vials))
+
+
 def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
     identity = [Column("Name"), Column("Phone", "code"), Column("E-mail")] if identify else []
     columns = [
@@ -52,7 +73,7 @@ def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
         Column("Volume received (mL)", "decimal"),
         Column(zone_label("First session", zone), "datetime"), Column(zone_label("Last session", zone), "datetime"),
     ]
-    columns.append(Column("Voided sessions", "int"))
+    columns += [Column("Voided sessions", "int"), Column("Vials", "code")]
     if with_contacts:
         # "Contacted ..." describe the row that gave the outcome; "Attempts" counts every row.
         columns += [Column("Contacted", "bool"), Column("Outcome"), Column("Attempts", "int"),
@@ -71,7 +92,7 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
         for patient in trace.patients:
             identity = (patient.name, patient.phone, patient.email) if identify else ()
             values = (patient.chart_number, *identity, patient.sessions, patient.volume_ml, patient.first_at,
-                      patient.last_at, patient.voided_sessions)
+                      patient.last_at, patient.voided_sessions, vials_used(patient))
             if with_contacts:
                 contact = contacts.get(patient.id)
                 values += (contact is not None, contact.outcome if contact else None,
@@ -83,12 +104,14 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
     book.table("Patients", _patient_columns(zone, with_contacts, identify), patient_rows())
     session_header = [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
                       Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
-                      Column("Batch codes", "code"), Column("Voided", "bool"), Column("Void code")]
+                      Column("Batch codes", "code"), Column("Vials", "code"), Column("Voided", "bool"),
+                      Column("Void code")]
     if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
         session_header.append(Column("Recorded after the recall opened", "bool"))
     book.table("Sessions", session_header, (
-        (s.id, s.performed_at, s.chart_number, s.volume_ml, records.codes(s.batch_codes), s.voided_at is not None,
-         s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
+        (s.id, s.performed_at, s.chart_number, s.volume_ml, records.codes(s.batch_codes), vials_used(s),
+         s.voided_at is not None, s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
+    _vial_sheet(book, trace)
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
                     Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
@@ -150,7 +173,7 @@ def _target(scope) -> str:
 
 
 def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True) -> WorkbookSummary:
-    """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Batches, Lots."""
+    """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Vials, Batches, Lots."""
     target = trace.lot if trace.lot is not None else trace.batch
     return _scope_report("Trace", trace, None, out, f"Trace of {_target(trace)}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(trace)), ("Status", target.status),

@@ -17,6 +17,16 @@ from .lots import LotRefSchema, LotStockSchema
 # Trace rows are database rows (services.trace): every field below is read by name from them.
 
 
+def _value(row, name: str):
+    """A field of a trace row, or of a recall's patient (the row's fields in a dict, with the outcome)."""
+    return row[name] if isinstance(row, dict) else getattr(row, name)
+
+
+_CODES = {"type": "array", "items": {"type": "string"}}
+_VIAL_CODES = {**_CODES, "description": "The vials used (none for uses recorded before vials had codes)"}
+_POOLED = {"type": "boolean", "description": "Some use was recorded before vials had codes: pooled, no vial"}
+
+
 class TraceLotSchema(LotStockSchema):
     """The traced lot; its ingredient comes loaded with it."""
 
@@ -78,6 +88,8 @@ class TraceSessionRowSchema(Schema):
     voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
     voided_at = fields.DateTime(allow_none=True)
     void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
+    vial_codes = fields.Function(lambda row: split_codes(row.vial_codes), metadata=_VIAL_CODES)
+    pooled = fields.Function(lambda row: bool(row.pooled), metadata=_POOLED)
 
 
 class TracePatientRowSchema(Schema):
@@ -94,15 +106,39 @@ class TracePatientRowSchema(Schema):
     first_at = fields.DateTime()
     last_at = fields.DateTime()
     voided_sessions = fields.Integer(metadata={"description": "Of `sessions`, those voided"})
+    vial_codes = fields.Function(lambda row: split_codes(_value(row, "vial_codes")), metadata=_VIAL_CODES)
+    pooled = fields.Function(lambda row: bool(_value(row, "pooled")), metadata=_POOLED)
 
     @post_dump
     def _need_to_know(self, data, **kwargs):
         return withhold_identity(data)
 
 
+class TraceVialRowSchema(Schema):
+    """A vial of the traced batches: where it stands and which sessions and patients it went to."""
+
+    id = fields.Integer()
+    code = fields.String()
+    number = fields.Integer()
+    batch_id = fields.Integer()
+    batch_code = fields.String()
+    status = fields.String()
+    dose = fields.String()
+    volume_ml = Quantity()
+    remaining_ml = Quantity()
+    punctured_at = fields.DateTime(allow_none=True)
+    legacy = fields.Boolean()
+    sessions = fields.Integer(metadata={"description": "Sessions it was used in (voided ones too)"})
+    session_ids = fields.Function(lambda row: sorted(int(i) for i in split_codes(row.session_ids)),
+                                  metadata={"type": "array", "items": {"type": "integer"}})
+    chart_numbers = fields.Function(lambda row: split_codes(row.chart_numbers),
+                                    metadata={**_CODES, "description": "The patients it went to"})
+
+
 class TraceCountsSchema(Schema):
     lots = fields.Integer(metadata={"description": "A batch's trace only"})
     batches = fields.Integer()
+    vials = fields.Integer()
     sessions = fields.Integer()
     patients = fields.Integer()
 
@@ -119,12 +155,13 @@ class ScopePageSchema(Schema):
 
 
 _SCOPE_COUNTS = {"type": "object", "description": "Over the whole scope, whatever the page", "properties": {
-    name: {"type": "integer"} for name in ("lots", "batches", "sessions", "patients")}}
+    name: {"type": "integer"} for name in ("lots", "batches", "vials", "sessions", "patients")}}
 _PAGES = "Pages of the longest list; `counts` tells how many rows each list has in all"
 
 
 class _TraceScopeSchema(Schema):
     batches = fields.List(fields.Nested(TraceBatchRowSchema), metadata={"description": "This page's"})
+    vials = fields.List(fields.Nested(TraceVialRowSchema), metadata={"description": "This page's"})
     sessions = fields.List(fields.Nested(TraceSessionRowSchema), metadata={"description": "This page's"})
     patients = fields.List(fields.Nested(TracePatientRowSchema), metadata={"description": "This page's"})
     counts = fields.Function(trace_counts, metadata=_SCOPE_COUNTS)
@@ -228,6 +265,8 @@ class RecallSchema(Schema):
             "description": "Sessions performed before the recall opened but recorded after it (contact them)"})
     batches = fields.List(fields.Nested(TraceBatchRowSchema), attribute="scope.batches",
                           metadata={"description": "This page's"})
+    vials = fields.List(fields.Nested(TraceVialRowSchema), attribute="scope.vials",
+                        metadata={"description": "This page's"})
     sessions = fields.List(fields.Nested(TraceSessionRowSchema), attribute="scope.sessions",
                            metadata={"description": "This page's"})
     patients = fields.List(fields.Nested(RecallPatientRowSchema), metadata={"description": "This page's"})

@@ -18,7 +18,7 @@ class ScanLotRefSchema(Schema):
 
 
 class ScanResultSchema(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["batch", "lot", "gs1", "unknown"]))
+    kind = fields.String(required=True, validate=validate.OneOf(["batch", "vial", "lot", "gs1", "unknown"]))
     usable = fields.Boolean(required=True)
     reasons = fields.List(fields.String(), required=True)
     received = fields.String(metadata={"description": "what arrived, control characters made visible"})
@@ -37,3 +37,12 @@ class ScanResultSchema(Schema):
     ingredient_id = fields.Integer(allow_none=True)
     lot = fields.Nested(ScanLotRefSchema, allow_none=True)
     error = fields.String()
+    # A vial: its batch, dose, volume left, and for a punctured multiple-dose vial its deadline.
+    batch_id = fields.Integer()
+    batch_code = fields.String()
+    batch_status = fields.String()
+    dose = fields.String()
+    remaining_ml = Quantity()
+    in_use_until = fields.AwareDateTime(allow_none=True, metadata={
+        "description": "A punctured multiple-dose vial: usable until then (never past its batch's BUD)"})
+    first_punctured = fields.AwareDateTime(allow_none=True)
