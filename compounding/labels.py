@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from . import barcodes
 from .extensions import db
 from .models import Batch, BatchComponent, BatchStatus, Hold, Lot, LotStatus, Vial, VialStatus
+from .queries.batches import in_use_period_words
 from .services import bud
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
@@ -333,11 +334,7 @@ def dose_statement(dose: str, in_use_hours: int | None) -> str:
     """What the label says about the dose: discard after one use, or the in-use period (days when whole)."""
     if dose != "multiple":
         return DOSE_STATEMENTS["single"]
-    hours = in_use_hours or 0
-    days, rest = divmod(hours, 24)
-    period = (f"{days} day{'' if days == 1 else 's'}" if days and not rest
-              else f"{hours} hour{'' if hours == 1 else 's'}")
-    return DOSE_STATEMENTS["multiple"].format(period=period)
+    return DOSE_STATEMENTS["multiple"].format(period=in_use_period_words(in_use_hours))
 
 
 def vial_label(batch_label: BatchLabel, vial: Vial) -> BatchLabel:

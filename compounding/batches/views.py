@@ -24,6 +24,7 @@ from ..queries.batches import (
     find_batch_vial,
     formula_codes,
     in_use_deadline,
+    in_use_period_words,
     vial_record,
 )
 from ..queries.recalls import open_recall_ids
@@ -187,7 +188,8 @@ def vial_detail(batch_id: int, number: int):
         vial_reasons_at(vial, batch, now)
     return render_template("batches/vial.html", vial=vial, batch=batch, history=detail.history, uses=detail.uses,
                            ledger=detail.ledger, holds=detail.holds, standing=standing, reasons=reasons,
-                           in_use_until=in_use_deadline(vial, batch))
+                           in_use_until=in_use_deadline(vial, batch),
+                           in_use_period=in_use_period_words(vial.in_use_hours))
 
 
 @bp.route("/vials/<code>")

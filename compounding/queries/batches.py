@@ -157,6 +157,15 @@ def recorded_tests(batch_id: int) -> list[dict]:
 VIALS_PER_PAGE = PER_PAGE_DEFAULT
 
 
+def in_use_period_words(hours: int | None) -> str:
+    """An in-use period as a person says it: "28 days", "1 day", or hours when not whole days ("36 hours")."""
+    hours = hours or 0
+    days, rest = divmod(hours, 24)
+    if days and not rest:
+        return f"{days} day{'' if days == 1 else 's'}"
+    return f"{hours} hour{'' if hours == 1 else 's'}"
+
+
 def in_use_deadline(vial: Vial, batch: Batch) -> datetime | None:
     """When a punctured multiple-dose vial stops being usable (never beyond its batch's BUD); else None."""
     if vial.dose != "multiple" or vial.punctured_at is None:
