@@ -146,6 +146,8 @@ def test_a_range_of_vials_prints_only_those(reader, stocked_formula, make_batch)
     assert response.status_code == 200
     shown = [re.search(r'label-code-text">([^<]+)<', s).group(1) for s in sections]
     assert shown == [f"{batch.code}-02", f"{batch.code}-02", f"{batch.code}-03", f"{batch.code}-03"]
+    assert (f"4 labels, one per vial (2 copies each): {batch.code}-02 to {batch.code}-03 (2 of the batch's 4 vials)"
+            in " ".join(response.get_data(as_text=True).split()))
 
 
 @pytest.mark.parametrize("query", ["vial_from=3&vial_to=2", "vial_from=0", "vial_to=5", "vial_from=x"])
