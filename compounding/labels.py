@@ -7,7 +7,7 @@ the current state of an ingredient or a formula.
 """
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -17,7 +17,8 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from . import barcodes
 from .extensions import db
-from .models import Batch, BatchComponent, BatchStatus, Lot, LotStatus
+from .models import Batch, BatchComponent, BatchStatus, Hold, Lot, LotStatus, Vial, VialStatus
+from .queries.batches import in_use_period_words
 from .services import bud
 from .services.batches import is_batch_expired
 from .services.clock import to_clinic
@@ -34,12 +35,17 @@ STORAGE_TEXT = {
     "freezer": "Freeze −25 to −10 °C",
 }
 LIGHT_TEXT = "Protect from light"
-# Every formula is single-dose for now; a multiple-dose one will print its in-use period here.
-DOSE_STATEMENTS = {"single": "Single-dose: discard unused portion"}
+# USP <797>: a single-dose container is discarded after its one use; a multiple-dose one says how long it
+# may be used after it is first entered, and has room to write when that was.
+DOSE_STATEMENTS = {"single": "Single-dose: discard unused portion",
+                   "multiple": "Multiple-dose: use within {period} of first puncture"}
+PUNCTURE_LINE = "First punctured ____-__-__ __:__"
 # Status warnings printed across a label (an unverified batch says so in its "verified by" place).
 BATCH_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
     BatchStatus.REJECTED, BatchStatus.RECALLED, BatchStatus.DISCARDED, BatchStatus.ON_HOLD,
     BatchStatus.AWAITING_TESTS)}
+VIAL_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
+    VialStatus.SPENT, VialStatus.SAMPLED, VialStatus.DISCARDED, VialStatus.RECALLED, VialStatus.IN_TRANSIT)}
 LOT_WARNINGS = {status: f"{status.upper().replace('_', ' ')} — do not use" for status in (
     LotStatus.QUARANTINE, LotStatus.REJECTED, LotStatus.RECALLED, LotStatus.ON_HOLD)}
 # 0.25 mm modules are 2 dots at 203 dpi; 5 mm bars leave room for the text on a 30 mm label.
@@ -99,6 +105,12 @@ class BatchLabel:
     verified_text: str
     verified: bool
     warnings: list[str] = field(default_factory=list)
+    # The code printed and encoded: the vial's, or the batch's on a label of the whole batch.
+    code: str = ""
+    vial_code: str | None = None
+    vial_number: int | None = None
+    in_use_hours: int | None = None
+    puncture_line: bool = False
 
     @property
     def actives(self) -> list[DrugLine]:
@@ -119,6 +131,11 @@ class LotLabel:
     status: str
     expired: bool
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def code(self) -> str:
+        """The code printed and encoded."""
+        return self.lot_code
 
 
 def amount_text(value: Decimal) -> str:
@@ -301,7 +318,9 @@ def batch_label(batch: Batch, at: datetime | None = None) -> BatchLabel:
         storage_text=STORAGE_TEXT.get(batch.storage, batch.storage.replace("_", " ")),
         protect_from_light=batch.protect_from_light,
         storage_lines=storage_lines(batch.storage, batch.protect_from_light),
-        dose="single", dose_statement=DOSE_STATEMENTS["single"],
+        dose=formula.dose, dose_statement=dose_statement(formula.dose, formula.in_use_hours),
+        in_use_hours=formula.in_use_hours if formula.dose == "multiple" else None,
+        puncture_line=formula.dose == "multiple", code=batch.code,
         compounded_at=batch.compounded_at, compounded_at_text=clinic_time(batch.compounded_at),
         made_at_text=f"{to_clinic(batch.compounded_at):%Y-%m-%d %H:%M}",
         beyond_use_at=batch.beyond_use_at, beyond_use_text=clinic_time(batch.beyond_use_at),
@@ -309,6 +328,64 @@ def batch_label(batch: Batch, at: datetime | None = None) -> BatchLabel:
         prepared_by=batch.compounded_by.display_name, verified_by=verifier,
         verified_text=verifier or NOT_VERIFIED, verified=verifier is not None, warnings=warnings,
     )
+
+
+def dose_statement(dose: str, in_use_hours: int | None) -> str:
+    """What the label says about the dose: discard after one use, or the in-use period (days when whole)."""
+    if dose != "multiple":
+        return DOSE_STATEMENTS["single"]
+    return DOSE_STATEMENTS["multiple"].format(period=in_use_period_words(in_use_hours))
+
+
+def vial_label(batch_label: BatchLabel, vial: Vial) -> BatchLabel:
+    """The batch's label for one of its vials: its code, its dose as copied at compounding, its own warnings."""
+    warnings = list(batch_label.warnings)
+    warning = VIAL_WARNINGS.get(vial.status)
+    if warning and warning not in warnings:
+        warnings.insert(0, warning)
+    multiple = vial.dose == "multiple"
+    return replace(batch_label, code=vial.code, vial_code=vial.code, vial_number=vial.number,
+                   dose=vial.dose, dose_statement=dose_statement(vial.dose, vial.in_use_hours),
+                   in_use_hours=vial.in_use_hours if multiple else None, puncture_line=multiple, warnings=warnings)
+
+
+def batch_vials(batch_id: int, vial_from: int | None = None, vial_to: int | None = None) -> list[Vial]:
+    """A batch's vials by number, within the range when one is given (one statement)."""
+    query = sa.select(Vial).where(Vial.batch_id == batch_id)
+    if vial_from is not None:
+        query = query.where(Vial.number >= vial_from)
+    if vial_to is not None:
+        query = query.where(Vial.number <= vial_to)
+    return list(db.session.scalars(query.order_by(Vial.number)))
+
+
+def vial_holds(vials: list[Vial]) -> dict[int, list[str]]:
+    """The standing hold reasons of each held vial, by vial id, in one statement."""
+    held: dict[int, list[str]] = {vial.id: [] for vial in vials if vial.status == VialStatus.ON_HOLD}
+    ids = [vial.id for vial in vials]
+    if ids:
+        for hold in db.session.scalars(sa.select(Hold).where(
+                Hold.entity_type == "vial", Hold.entity_id.in_(ids), Hold.released_at.is_(None)).order_by(Hold.id)):
+            held.setdefault(hold.entity_id, []).append(hold.text)
+    return held
+
+
+def vial_labels(batch: Batch, *, vial_from: int | None = None, vial_to: int | None = None,
+                at: datetime | None = None) -> list[BatchLabel]:
+    """One label per vial in the range, held vials left out (load the batch with `load_batch`).
+
+    A held vial gets no fresh label (it would look usable): asked for alone, the answer is a
+    refusal naming its holds, as for a held batch.
+    """
+    vials = batch_vials(batch.id, vial_from, vial_to)
+    held = vial_holds(vials)
+    printable = [vial for vial in vials if vial.id not in held]
+    if vials and not printable:
+        texts = sorted({text for reasons in held.values() for text in reasons}) or ["hold"]
+        raise InvalidState(f"{', '.join(v.code for v in vials)}: on hold ({'; '.join(texts)}): no label is printed "
+                           "until a pharmacist releases every hold.", details={"holds": texts})
+    whole = batch_label(batch, at)
+    return [vial_label(whole, vial) for vial in printable]
 
 
 def lot_label(lot: Lot, at: datetime | None = None) -> LotLabel:

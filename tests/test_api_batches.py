@@ -653,7 +653,7 @@ def test_test_results_refused_by_the_rules_answer_409_or_403_and_save_nothing(cl
         (url, headers, _test_body(method="compendial", sampled_on=early), 409, "no earlier than"),
         (url, headers, _test_body(sampled_on=(clinic_today() - timedelta(days=1)).isoformat()), 422,
          "before the batch was made"),
-        (url, headers, _test_body(units_sampled=5), 409, "only 4 units left"),
+        (url, headers, _test_body(units_sampled=5), 409, "only 4 sealed vials left"),
         (url, auth("technician"), _test_body(), 403, ""),
         (url, headers, _test_body(password="wrong-password"), 403, "password"),
     ]

@@ -16,7 +16,7 @@ FORMULA_FIELDS = {
     "id", "code", "version", "name", "indication", "route", "dosage_form", "unit_label", "unit_volume_ml",
     "instructions", "storage", "protect_from_light", "bud_category", "bud_category_label", "bud_hours", "bud_reason",
     "bud_duration_hours", "status", "created_at", "created_by", "approved_at", "approved_by", "retired_at",
-    "previous_version_id", "components",
+    "previous_version_id", "components", "dose", "in_use_hours", "antimicrobial_evidence",
 }
 
 
@@ -454,3 +454,60 @@ def test_the_openapi_document_describes_qs_and_light(client):
     assert "quantity" not in schemas["FormulaComponent"].get("required", [])
     assert schemas["FormulaCreate"]["properties"]["protect_from_light"]["type"] == "boolean"
     assert schemas["FormulaCreate"]["properties"]["storage"]["enum"] == ["room", "fridge", "freezer"]
+
+
+# --- single- or multiple-dose ------------------------------------------------------------------------
+
+EVIDENCE = "AET report 2026-014: passed (USP <51>)"
+
+
+def test_a_formula_is_single_dose_unless_the_body_says_otherwise(client, auth, vitamin_c_and_ha, saline):
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")]))
+
+    assert response.status_code == 201, response.json
+    assert (response.json["dose"], response.json["in_use_hours"], response.json["antimicrobial_evidence"]) == (
+        "single", None, "")
+
+
+def test_a_multiple_dose_formula_takes_its_in_use_hours_and_evidence(client, auth, vitamin_c_and_ha, saline):
+    response = client.post("/api/v1/formulas", headers=auth(), json=_body(
+        [(vitamin_c_and_ha[0], "1"), (saline, "qs")], dose="multiple", in_use_hours=672,
+        antimicrobial_evidence=EVIDENCE))
+
+    assert response.status_code == 201, response.json
+    assert (response.json["dose"], response.json["in_use_hours"], response.json["antimicrobial_evidence"]) == (
+        "multiple", 672, EVIDENCE)
+    formula = db.session.get(Formula, response.json["id"])
+    assert (formula.dose, formula.in_use_hours, formula.antimicrobial_evidence) == ("multiple", 672, EVIDENCE)
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"dose": "twice"}, "dose"),
+    ({"dose": "multiple", "in_use_hours": 673, "antimicrobial_evidence": EVIDENCE}, "in_use_hours"),
+    ({"dose": "multiple", "in_use_hours": 0, "antimicrobial_evidence": EVIDENCE}, "in_use_hours"),
+    ({"dose": "multiple", "antimicrobial_evidence": EVIDENCE}, "in_use_hours"),
+    ({"dose": "multiple", "in_use_hours": "48", "antimicrobial_evidence": EVIDENCE}, "in_use_hours"),
+    ({"dose": "multiple", "in_use_hours": 48}, "antimicrobial_evidence"),
+    ({"dose": "multiple", "in_use_hours": 48, "antimicrobial_evidence": "   "}, "antimicrobial_evidence"),
+    ({"dose": "single", "in_use_hours": 48}, "in_use_hours"),
+])
+def test_a_bad_dose_answers_422_naming_the_field_and_saves_nothing(client, auth, vitamin_c_and_ha, saline,
+                                                                  overrides, field):
+    response = client.post("/api/v1/formulas", headers=auth(),
+                           json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")], **overrides))
+
+    assert response.status_code == 422, response.json
+    assert field in response.json["details"], response.json
+    assert _formula_rows() == 0
+
+
+def test_a_draft_is_made_multiple_dose_by_patch(client, auth, vitamin_c_and_ha, saline):
+    headers = auth()
+    created = client.post("/api/v1/formulas", headers=headers, json=_body([(vitamin_c_and_ha[0], "1"), (saline, "qs")]))
+
+    response = client.patch(f"/api/v1/formulas/{created.json['id']}", headers=headers, json={
+        "dose": "multiple", "in_use_hours": 36, "antimicrobial_evidence": EVIDENCE})
+
+    assert response.status_code == 200, response.json
+    assert (response.json["dose"], response.json["in_use_hours"]) == ("multiple", 36)

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from testkit import PASSWORD, audit_rows, count_rows, fresh
 
 from compounding.extensions import db
-from compounding.models import Batch, BatchTest, Signature, StatusChange, StockMovement
+from compounding.models import Batch, BatchTest, Signature, StatusChange, StockMovement, Vial
 from compounding.services import batches
 from compounding.services.batch_tests import record_test_result
 from compounding.services.bud import COMPENDIAL_STERILITY_DAYS
@@ -258,16 +258,60 @@ def test_units_taken_as_samples_leave_the_batch_through_the_ledger(tested_formul
     assert batch.remaining_volume_ml == Decimal("20")
     assert ledger_balance(batch_id=batch.id) == Decimal("20")
     waste = db.session.scalars(sa.select(StockMovement).where(StockMovement.batch_id == batch.id,
-                                                              StockMovement.kind == "waste")).all()
-    assert [(w.quantity, w.reason) for w in waste] == [(Decimal("-20"), "test_sample")]
+                                                              StockMovement.kind == "waste")
+                               .order_by(StockMovement.id)).all()
+    vials = {v.id: v for v in db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id))}
+    assert [(vials[w.vial_id].number, w.quantity, w.reason) for w in waste] == [
+        (1, Decimal("-10"), "test_sample"), (2, Decimal("-10"), "test_sample")]
     assert db.session.scalar(sa.select(BatchTest.units_sampled)) == 2
+
+
+def test_the_lowest_numbered_sealed_vials_become_samples_each_with_its_history_row(tested_formula, compound,
+                                                                                   verifier):
+    batch = compound(tested_formula(), units=4)
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+
+    test = _result(verifier, batch, units_sampled=2)
+
+    vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)).all()
+    assert [(v.number, v.status, v.remaining_ml) for v in vials] == [
+        (1, "sampled", 0), (2, "sampled", 0), (3, "sealed", Decimal("10")), (4, "sealed", Decimal("10"))]
+    sampled = db.session.scalars(sa.select(StatusChange).where(
+        StatusChange.entity_type == "vial", StatusChange.to_status == "sampled").order_by(StatusChange.id)).all()
+    assert [row.entity_id for row in sampled] == [vials[0].id, vials[1].id]
+    assert all(str(test.id) in row.reference for row in sampled)
+    assert fresh(Batch, batch.id).remaining_volume_ml == sum(v.remaining_ml for v in vials)
+
+
+def test_an_opened_vial_is_never_taken_as_a_sample(tested_formula, compound, verifier):
+    batch = compound(tested_formula(), units=3)
+    first = db.session.scalar(sa.select(Vial).where(Vial.batch_id == batch.id, Vial.number == 1))
+    first.status = "open"
+    db.session.commit()
+
+    _result(verifier, batch, units_sampled=1)
+
+    statuses = db.session.execute(sa.select(Vial.number, Vial.status).where(Vial.batch_id == batch.id)
+                                  .order_by(Vial.number)).all()
+    assert [tuple(row) for row in statuses] == [(1, "open"), (2, "sampled"), (3, "sealed")]
+
+
+def test_more_samples_than_sealed_vials_are_refused_naming_the_sealed_count(tested_formula, compound, verifier):
+    batch = compound(tested_formula(), units=3)
+    db.session.execute(sa.update(Vial).where(Vial.batch_id == batch.id, Vial.number < 3).values(status="open"))
+    db.session.commit()
+    before = _saved()
+
+    with pytest.raises(InvalidState, match="only 1 sealed vial"):
+        _result(verifier, batch, units_sampled=2)
+    assert _saved() == before
 
 
 def test_more_sample_units_than_the_batch_has_left_are_refused(tested_formula, compound, pharmacist):
     batch = compound(tested_formula(), units=2)
     before = _saved()
 
-    with pytest.raises(InvalidState, match="only 2 units left"):
+    with pytest.raises(InvalidState, match="only 2 sealed vials"):
         _result(pharmacist, batch, units_sampled=3)
     assert _saved() == before
     assert fresh(Batch, batch.id).remaining_volume_ml == Decimal("20")

@@ -1,5 +1,6 @@
 """Formula pages: drafts with component rows, clear refusals, e-signed approval, versions, budgets."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -401,3 +402,92 @@ def test_a_legacy_unbalanced_draft_says_so_and_cannot_be_approved_from_the_page(
     db.session.expire_all()
     assert db.session.get(Formula, draft.id).status == "draft"
     assert db.session.scalar(sa.select(sa.func.count(Signature.id))) == 0
+
+
+# --- single- or multiple-dose ------------------------------------------------------------------------
+
+EVIDENCE = "AET report 2026-014: passed (USP <51>)"
+
+
+def test_the_form_offers_dose_in_use_period_and_evidence_single_dose_by_default(client, as_role):
+    as_role("pharmacist")
+    html = client.get("/formulas/new").get_data(as_text=True)
+
+    assert re.search(r'<option selected value="single">', html)
+    assert 'name="in_use_period"' in html and 'name="in_use_unit"' in html
+    assert 'name="antimicrobial_evidence"' in html
+
+
+def test_a_formula_saved_without_a_dose_is_single_dose(client, as_role, pc_and_saline):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+
+    response = client.post("/formulas/new", data=formula_form([(pc, "5"), (saline, "5")]))
+
+    assert response.status_code == 302
+    formula = db.session.scalar(sa.select(Formula))
+    assert (formula.dose, formula.in_use_hours, formula.antimicrobial_evidence) == ("single", None, "")
+
+
+@pytest.mark.parametrize("period, unit, hours", [("28", "days", 672), ("36", "hours", 36), ("1", "days", 24)])
+def test_a_multiple_dose_formula_stores_its_in_use_period_in_hours(client, as_role, pc_and_saline, period, unit,
+                                                                   hours):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+
+    response = client.post("/formulas/new", data=formula_form(
+        [(pc, "5"), (saline, "5")], dose="multiple", in_use_period=period, in_use_unit=unit,
+        antimicrobial_evidence=EVIDENCE))
+
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    formula = db.session.scalar(sa.select(Formula))
+    assert (formula.dose, formula.in_use_hours, formula.antimicrobial_evidence) == ("multiple", hours, EVIDENCE)
+
+
+@pytest.mark.parametrize("overrides, field, message", [
+    ({"in_use_period": "29", "in_use_unit": "days"}, "in_use_period", "28 days"),
+    ({"in_use_period": "673", "in_use_unit": "hours"}, "in_use_period", "672 hours"),
+    ({"in_use_period": "0", "in_use_unit": "hours"}, "in_use_period", "672 hours"),
+    ({"in_use_period": "", "in_use_unit": "days"}, "in_use_period", "in-use period"),
+    ({"in_use_period": "7", "in_use_unit": "days", "antimicrobial_evidence": ""}, "antimicrobial_evidence",
+     "antimicrobial-effectiveness evidence"),
+])
+def test_a_multiple_dose_formula_without_a_valid_period_or_evidence_is_refused_next_to_the_field(
+        client, as_role, pc_and_saline, overrides, field, message):
+    as_role("pharmacist")
+    pc, saline = pc_and_saline
+    data = formula_form([(pc, "5"), (saline, "5")], dose="multiple", antimicrobial_evidence=EVIDENCE)
+    data.update(overrides)
+
+    response = client.post("/formulas/new", data=data)
+
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    [tag] = re.findall(rf'<[^>]*\bid="{field}"[^>]*>', html)
+    assert "is-invalid" in tag
+    assert message in html
+    assert formula_count() == 0
+
+
+def test_editing_a_multiple_dose_draft_shows_its_period_in_days_when_whole(client, as_role, make_formula):
+    as_role("pharmacist")
+    formula = make_formula(approve=False, dose="multiple", in_use_hours=168, antimicrobial_evidence=EVIDENCE)
+
+    html = client.get(f"/formulas/{formula.id}/edit").get_data(as_text=True)
+
+    assert re.search(r'<option selected value="multiple">', html)
+    [period] = re.findall(r'<input[^>]*name="in_use_period"[^>]*>', html)
+    assert 'value="7"' in period
+    assert re.search(r'<option selected value="days">', html)
+    assert EVIDENCE.replace("<", "&lt;").replace(">", "&gt;") in html
+
+
+def test_the_formula_page_shows_its_dose_period_and_evidence(client, as_role, make_formula):
+    as_role("technician")
+    multiple = make_formula(dose="multiple", in_use_hours=36, antimicrobial_evidence=EVIDENCE)
+    single = make_formula()
+
+    html = client.get(f"/formulas/{multiple.id}").get_data(as_text=True)
+    assert "Multiple-dose" in html and "36 hours after first puncture" in html
+    assert EVIDENCE.replace("<", "&lt;").replace(">", "&gt;") in html
+    assert "Single-dose: one patient in one session" in client.get(f"/formulas/{single.id}").get_data(as_text=True)

@@ -97,7 +97,7 @@ def test_the_vitamin_c_label_carries_lidocaine_and_every_drug_but_the_vehicle(ap
 
 def test_the_vitamin_c_label_page_prints_lidocaine_with_its_concentration(reader, vitamin_c, make_batch):
     batch = make_batch(vitamin_c)
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
 
     text = visible_text(section)
     for drug in ("Ascorbic acid 20 mg/mL", "Hyaluronic acid 4 mg/mL", "Lidocaine 2 mg/mL"):
@@ -178,7 +178,7 @@ def test_editing_an_ingredient_after_compounding_changes_nothing_on_the_label(re
                                                                             make_user):
     batch = make_batch(lipolytic)
     before = asdict(label_of(batch))
-    [html_before] = label_sections(reader.get(f"/batches/{batch.id}/label?size=57x32").get_data(as_text=True))
+    [html_before] = label_sections(reader.get(f"/batches/{batch.id}/label?size=57x32&vial_to=1").get_data(as_text=True))
     record_before = reader.get(f"/batches/{batch.id}/record").get_data(as_text=True)
     pc = next(c.ingredient for c in lipolytic.components if c.ingredient.name == "Phosphatidylcholine")
     saline = next(c.ingredient for c in lipolytic.components if c.ingredient.vehicle)
@@ -194,7 +194,7 @@ def test_editing_an_ingredient_after_compounding_changes_nothing_on_the_label(re
     db.session.expire_all()
 
     assert asdict(label_of(batch)) == before
-    [html_after] = label_sections(reader.get(f"/batches/{batch.id}/label?size=57x32").get_data(as_text=True))
+    [html_after] = label_sections(reader.get(f"/batches/{batch.id}/label?size=57x32&vial_to=1").get_data(as_text=True))
     assert html_after == html_before
     assert "Phosphatidylcholine 25 mg/mL" in visible_text(html_after)
     assert reader.get(f"/batches/{batch.id}/record").get_data(as_text=True) == record_before
@@ -221,7 +221,7 @@ def test_a_batch_usable_through_a_day_says_use_by_23_59_not_the_next_days_00_00(
     db.session.expire_all()
 
     label = label_of(batch)
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
 
     assert label.use_by_text == f"Use by {day.isoformat()} 23:59"
     assert f"Use by {day.isoformat()} 23:59" in section
@@ -231,7 +231,7 @@ def test_a_batch_usable_through_a_day_says_use_by_23_59_not_the_next_days_00_00(
 def test_the_refrigerated_vitamin_c_label_says_refrigerate_and_protect_from_light(reader, vitamin_c, make_batch):
     batch = make_batch(vitamin_c)
     label = label_of(batch)
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
 
     assert (label.protect_from_light, label.storage_lines) == (True, ["Refrigerate 2–8 °C", "Protect from light"])
     assert "Refrigerate 2–8 °C · Protect from light" in visible_text(section)
@@ -252,7 +252,7 @@ def test_a_room_temperature_label_prints_no_storage_line(reader, stocked, make_f
     saline = stocked("Sodium chloride 0.9 %", "mL", "0.9 %", kind="diluent", vehicle=True)
     batch = make_batch(make_formula([(minoxidil, "2"), (saline, "3")], unit_volume_ml="5", storage="room",
                                     bud_category="category_1"))
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
 
     assert label_of(batch).storage_lines == []
     assert "label-storage" not in section and "20–25 °C" not in section
@@ -261,7 +261,7 @@ def test_a_room_temperature_label_prints_no_storage_line(reader, stocked, make_f
 def test_the_dose_statement_is_a_field_of_the_label_and_printed(reader, lipolytic, make_batch):
     batch = make_batch(lipolytic)
     label = label_of(batch)
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
 
     assert (label.dose, label.dose_statement) == ("single", "Single-dose: discard unused portion")
     assert "Single-dose: discard unused portion" in section
@@ -273,7 +273,7 @@ def test_the_dose_statement_is_a_field_of_the_label_and_printed(reader, lipolyti
 def test_the_50x30_label_carries_only_the_container_content(reader, lipolytic, make_batch):
     batch = make_batch(lipolytic)
     label = label_of(batch)
-    [section] = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [section] = label_sections(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
     text = visible_text(section)
 
     for expected in ("Compounded preparation", "Lipolytic PC/DC + lidocaine v1", "Phosphatidylcholine 25 mg/mL",
@@ -290,7 +290,7 @@ def test_the_50x30_label_carries_only_the_container_content(reader, lipolytic, m
 def test_the_57x32_label_adds_who_prepared_and_verified_it_the_clinic_and_when(reader, lipolytic, make_batch):
     batch = make_batch(lipolytic)
     label = label_of(batch)
-    response = reader.get(f"/batches/{batch.id}/label?size=57x32&copies=2")
+    response = reader.get(f"/batches/{batch.id}/label?size=57x32&vial_to=1&copies=2")
     sections = label_sections(response.get_data(as_text=True))
 
     assert response.status_code == 200 and len(sections) == 2
@@ -310,7 +310,7 @@ def test_an_unknown_label_size_is_refused_with_400(reader, lipolytic, make_batch
 
 
 def test_57x32_labels_on_a4_fill_pages_of_24(reader, lipolytic, make_batch):
-    html = reader.get(f"/batches/{make_batch(lipolytic).id}/label?size=57x32&sheet=a4&copies=30").get_data(
+    html = reader.get(f"/batches/{make_batch(lipolytic).id}/label?size=57x32&sheet=a4&vial_to=1&copies=30").get_data(
         as_text=True)
 
     pages = html.split('<div class="a4-page a4-57x32">')[1:]
@@ -329,7 +329,7 @@ def test_the_lot_label_prints_its_expiry_as_an_iso_date_at_either_size(reader, m
 
 def test_the_label_page_links_the_accompanying_record(reader, lipolytic, make_batch):
     batch = make_batch(lipolytic)
-    html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True)
 
     assert f'href="/batches/{batch.id}/record"' in html
 
@@ -384,14 +384,20 @@ def rasterise_203_dpi(svg: str) -> Image.Image:
     return grey.point(lambda value: 255 if value >= 128 else 0).convert("1")
 
 
-def test_the_label_barcode_decodes_at_203_dpi_to_exactly_the_batch_code(reader, lipolytic, make_batch):
+def test_the_label_barcode_decodes_at_203_dpi_to_exactly_the_vial_code(reader, lipolytic, make_batch):
     batch = make_batch(lipolytic)
-    [svg] = SVG.findall(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
+    [svg] = SVG.findall(reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True))
     image = rasterise_203_dpi(svg)
 
-    assert image.width == round(33 * DOTS_PER_MM)  # 112 modules + 2 × 10 quiet, of 0.25 mm
+    assert image.width == round(44 * DOTS_PER_MM)  # 156 modules + 2 × 10 quiet, of 0.25 mm
     results = zxingcpp.read_barcodes(image)
-    assert [(r.text, r.format) for r in results] == [(batch.code, zxingcpp.BarcodeFormat.Code128)]
+    assert [(r.text, r.format) for r in results] == [(f"{batch.code}-01", zxingcpp.BarcodeFormat.Code128)]
+
+
+def test_the_batch_code_alone_still_makes_a_33_mm_barcode(app):
+    image = rasterise_203_dpi(labels.barcode_inline("B2612070001"))
+
+    assert image.width == round(33 * DOTS_PER_MM)  # 112 modules + 2 × 10 quiet, of 0.25 mm
 
 
 def test_every_bar_is_a_whole_number_of_203_dpi_dots_with_quiet_zones(app):

@@ -142,7 +142,7 @@ def test_the_label_barcode_svg_has_no_style_attributes_and_no_ids():
 
 def test_the_batch_label_page_shows_what_the_vial_needs(reader, make_batch):
     batch = make_batch()
-    html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True)
 
     last_minute = to_clinic(batch.beyond_use_at - timedelta(minutes=1))
     [section] = label_sections(html)
@@ -152,20 +152,20 @@ def test_the_batch_label_page_shows_what_the_vial_needs(reader, make_batch):
                  "Single-dose: discard unused portion"):
         assert text in section, text
     assert "Sodium chloride" not in section
-    assert f'<div class="label-code-text">{batch.code}</div>' in section
+    assert f'<div class="label-code-text">{batch.code}-01</div>' in section
 
 
-def test_the_barcode_in_the_label_page_decodes_to_exactly_the_batch_code(reader, make_batch):
+def test_the_barcode_in_the_label_page_decodes_to_exactly_the_vial_code(reader, make_batch):
     batch = make_batch()
-    html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{batch.id}/label?vial_from=2&vial_to=2").get_data(as_text=True)
 
     [svg] = SVG.findall(html)
-    assert_decodes_to(svg, batch.code)
+    assert_decodes_to(svg, f"{batch.code}-02")
 
 
 def test_an_unverified_batch_label_page_says_it_is_not_verified(reader, make_batch):
     batch = make_batch(verify=False)
-    html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True)
 
     [section] = label_sections(html)
     assert "NOT VERIFIED — do not use" in section
@@ -174,7 +174,7 @@ def test_an_unverified_batch_label_page_says_it_is_not_verified(reader, make_bat
 
 def test_copies_3_renders_three_labels_each_on_its_own_page(reader, make_batch):
     batch = make_batch()
-    response = reader.get(f"/batches/{batch.id}/label?copies=3")
+    response = reader.get(f"/batches/{batch.id}/label?vial_to=1&copies=3")
 
     html = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -201,7 +201,7 @@ def test_an_unknown_sheet_is_refused_with_400(reader, make_batch):
 
 def test_sheet_a4_uses_the_a4_stylesheet_and_fills_pages_of_27(reader, make_batch):
     batch = make_batch()
-    response = reader.get(f"/batches/{batch.id}/label?sheet=a4&copies=30")
+    response = reader.get(f"/batches/{batch.id}/label?sheet=a4&vial_to=1&copies=30")
 
     html = response.get_data(as_text=True)
     assert response.status_code == 200
@@ -211,7 +211,7 @@ def test_sheet_a4_uses_the_a4_stylesheet_and_fills_pages_of_27(reader, make_batc
 
 
 def test_the_print_page_has_a_print_button_and_no_inline_script_or_style(reader, make_batch):
-    html = reader.get(f"/batches/{make_batch().id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{make_batch().id}/label?vial_to=1").get_data(as_text=True)
 
     assert 'id="print-button"' in html
     assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
@@ -220,7 +220,7 @@ def test_the_print_page_has_a_print_button_and_no_inline_script_or_style(reader,
 
 def test_the_lot_label_page_barcode_decodes_to_the_lot_code(reader, make_ingredient, make_lot):
     lot = make_lot(make_ingredient(name="Minoxidil"), supplier_lot_number="MX-2026-01")
-    html = reader.get(f"/lots/{lot.id}/label").get_data(as_text=True)
+    html = reader.get(f"/lots/{lot.id}/label?vial_to=1").get_data(as_text=True)
 
     [section] = label_sections(html)
     assert "Minoxidil" in section and "MX-2026-01" in section and lot.expires_on.isoformat() in section
@@ -251,7 +251,7 @@ def test_markup_in_a_formula_name_is_escaped_on_the_label(reader, make_ingredien
     formula = make_formula([(active, "5"), (water, "10")], name="<script>alert(1)</script>")
     batch = make_batch(formula=formula)
 
-    html = reader.get(f"/batches/{batch.id}/label").get_data(as_text=True)
+    html = reader.get(f"/batches/{batch.id}/label?vial_to=1").get_data(as_text=True)
 
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html

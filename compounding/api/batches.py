@@ -8,7 +8,7 @@ from sqlalchemy.orm import defaultload, joinedload, selectinload
 
 from ..extensions import db
 from ..models import Batch, Formula
-from ..queries.batches import BatchFilters, batch_list_query, recorded_tests
+from ..queries.batches import BatchFilters, all_batch_vials, batch_list_query, in_use_deadline, recorded_tests
 from ..services import batches, holds
 from ..services.batch_tests import record_test_result
 from ..services.batches import unusable_reasons
@@ -23,6 +23,7 @@ from .schemas.batches import (
     BatchTestRecordedSchema,
     BatchTestSchema,
     BatchVerifySchema,
+    VialSchema,
 )
 from .schemas.common import HoldSchema
 from .views import answer, answer_one, hold_release_route, json_body, load, paginated, record_action, route
@@ -42,6 +43,8 @@ def _dump(row) -> dict:
     data = BatchSchema().dump(batch)
     data["holds"] = HoldSchema(many=True).dump(holds.holds_of("batch", batch.id))
     data["tests"] = BatchTestSchema(many=True).dump(recorded_tests(batch.id))
+    data["vials"] = VialSchema(many=True).dump([
+        {**vars(vial), "in_use_until": in_use_deadline(vial, batch)} for vial in all_batch_vials(batch.id)])
     standing = [h["text"] for h in data["holds"] if h["released_at"] is None]
     if standing:
         data["reasons"] = unusable_reasons(batch, utcnow(), holds=standing)

@@ -13,9 +13,20 @@ from ..models import Batch, Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
 from ..pages import RecordPage
-from ..pagination import filter_status, page_arg
+from ..pagination import MAX_PAGE, filter_status, page_arg
 from ..privacy import may_read_patients, note_access
-from ..queries.batches import BatchFilters, approved_formulas, batch_list_query, batch_record, formula_codes
+from ..queries.batches import (
+    BatchFilters,
+    approved_formulas,
+    batch_list_query,
+    batch_record,
+    batch_vials,
+    find_batch_vial,
+    formula_codes,
+    in_use_deadline,
+    in_use_period_words,
+    vial_record,
+)
 from ..queries.recalls import open_recall_ids
 from ..security import requires
 from ..services import batches, holds
@@ -26,6 +37,7 @@ from ..services.errors import DomainError, NotFound
 from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
+from ..services.vials import find_vial, vial_reasons_at
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
@@ -146,8 +158,10 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     standing = [h.text for h in item_holds if h.released_at is None]
     signal = signal_for("batch", batch.id)
     signal_recall_id = open_recall_ids().get(("batch", batch.id)) if signal and signal.flagged else None
+    vial_page = min(max(request.args.get("vial_page", 1, type=int) or 1, 1), MAX_PAGE)
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
+        vials=batch_vials(batch.id, vial_page), in_use_deadline=in_use_deadline,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
@@ -156,6 +170,34 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
 
 
 _PAGE = RecordPage("batches.batch_detail", "batch_id", _render_detail)
+
+
+@bp.route("/<int:batch_id>/vials/<int:number>")
+@requires("batches.read")
+def vial_detail(batch_id: int, number: int):
+    """One vial: its status history, its uses (charts only for who may see patients), ledger rows and holds."""
+    vial = find_batch_vial(batch_id, number)
+    if vial is None:
+        raise NotFound("There is no such vial.")
+    detail = vial_record(vial, with_uses=may_read_patients())
+    if detail.uses:  # the uses name their patients' charts
+        note_access("vial.sessions", target_type="vial", target_id=vial.id)
+    batch, now = detail.batch, utcnow()
+    standing = [h.text for h in detail.holds if h.released_at is None]
+    reasons = batches.unusable_reasons(batch, now, holds=holds.hold_texts("batch", batch.id)) + \
+        vial_reasons_at(vial, batch, now)
+    return render_template("batches/vial.html", vial=vial, batch=batch, history=detail.history, uses=detail.uses,
+                           ledger=detail.ledger, holds=detail.holds, standing=standing, reasons=reasons,
+                           in_use_until=in_use_deadline(vial, batch),
+                           in_use_period=in_use_period_words(vial.in_use_hours))
+
+
+@bp.route("/vials/<code>")
+@requires("batches.read")
+def vial_by_code(code: str):
+    """A vial code typed or scanned: its page (a malformed code is refused with the reason, 422)."""
+    vial = find_vial(code, field="code")
+    return redirect(url_for("batches.vial_detail", batch_id=vial.batch_id, number=vial.number))
 
 
 @bp.route("/<int:batch_id>")

@@ -17,9 +17,10 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from ..forms import AppForm, Between, choices, reason_field
-from ..limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ..limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, NOTE_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ..models.formula import INDICATIONS, ROUTES
 from ..models.ingredient import STORAGE_CONDITIONS
+from ..models.vial import MAX_IN_USE_HOURS
 from ..services.bud import BUD_TABLE
 from ..services.errors import DomainError
 from ..services.inventory import check_quantity
@@ -75,11 +76,32 @@ def validate_volume(form, field):
     _parsed_quantity(field)
 
 
+DOSE_CHOICES = (("single", "Single-dose: one patient in one session"),
+                ("multiple", "Multiple-dose: several patients until its in-use period ends"))
+IN_USE_UNITS = (("days", "days"), ("hours", "hours"))
+HOURS_PER = {"days": 24, "hours": 1}
+
+
+def in_use_period_text(hours: int | None) -> tuple[int | None, str]:
+    """(number, unit) the form shows for stored hours: days when they are whole days."""
+    if not hours:
+        return None, "days"
+    return (hours // 24, "days") if hours % 24 == 0 else (hours, "hours")
+
+
+def in_use_words(hours: int | None) -> str:
+    """"7 days", "36 hours", "1 day": as the form shows it."""
+    number, unit = in_use_period_text(hours)
+    if number is None:
+        return "—"
+    return f"{number} {unit[:-1] if number == 1 else unit}"
+
+
 class FormulaForm(AppForm):
     """A draft's fields; the code is fixed once created (see NewFormulaForm)."""
 
     EDITABLE = ("name", "indication", "route", "dosage_form", "unit_label", "instructions", "storage",
-                "protect_from_light", "bud_category", "bud_hours", "bud_reason")
+                "protect_from_light", "bud_category", "bud_hours", "bud_reason", "dose", "antimicrobial_evidence")
 
     name = StringField("Name", validators=[DataRequired(), Length(max=SHORT_TEXT_MAX)],
                        render_kw={"placeholder": "e.g. Lipolytic PC/DC 10 mL"})
@@ -105,8 +127,33 @@ class FormulaForm(AppForm):
                              render_kw={"inputmode": "numeric"})
     bud_reason = TextAreaField("Reason for the shorter duration", validators=[Optional(), Length(max=REASON_MAX)],
                                filters=[_one_newline], render_kw={"rows": 2})
+    dose = SelectField("Dose", choices=choices(DOSE_CHOICES), default="single")
+    in_use_period = IntegerField("In-use period after first puncture",
+                                 description=f"Multiple-dose only: at most {MAX_IN_USE_HOURS // 24} days "
+                                             f"({MAX_IN_USE_HOURS} hours), never beyond the batch's BUD.",
+                                 render_kw={"inputmode": "numeric", "min": 1})
+    in_use_unit = SelectField("Unit of the in-use period", choices=choices(IN_USE_UNITS), default="days")
+    antimicrobial_evidence = TextAreaField(
+        "Antimicrobial-effectiveness evidence (USP <51>)", validators=[Optional(), Length(max=NOTE_MAX)],
+        filters=[_one_newline], render_kw={"rows": 2},
+        description="Required for multiple-dose: the test report that shows the preservative works.")
     components = FieldList(FormField(ComponentForm), min_entries=COMPONENT_ROWS,
                            max_entries=MAX_COMPONENT_ROWS)
+
+    def validate_in_use_period(self, field):
+        if self.dose.data != "multiple" or field.errors:
+            return
+        if field.data is None:
+            raise ValidationError("A multiple-dose vial needs its in-use period after first puncture.")
+        limit = MAX_IN_USE_HOURS // HOURS_PER.get(self.in_use_unit.data, 1)
+        if not 1 <= field.data <= limit:
+            raise ValidationError(f"Enter 1 to {limit} {self.in_use_unit.data} ({MAX_IN_USE_HOURS // 24} days, "
+                                  f"{MAX_IN_USE_HOURS} hours at most).")
+
+    def in_use_period_hours(self) -> int | None:
+        if self.dose.data != "multiple" or self.in_use_period.data is None:
+            return None
+        return self.in_use_period.data * HOURS_PER.get(self.in_use_unit.data, 1)
 
     def set_ingredient_choices(self, ingredient_choices) -> None:
         for row in self.components:
@@ -119,7 +166,8 @@ class FormulaForm(AppForm):
             "unit_volume_ml": self.unit_volume_ml.parsed, "instructions": self.instructions.data,
             "storage": self.storage.data, "protect_from_light": self.protect_from_light.data,
             "bud_category": self.bud_category.data, "bud_hours": self.bud_hours.data,
-            "bud_reason": self.bud_reason.data,
+            "bud_reason": self.bud_reason.data, "dose": self.dose.data, "in_use_hours": self.in_use_period_hours(),
+            "antimicrobial_evidence": self.antimicrobial_evidence.data or "",
             "components": [{"ingredient_id": row.ingredient_id.data, "quantity": row.quantity.parsed,
                             "qs": row.qs.data} for row in self.components if not row.form.is_blank],
         }

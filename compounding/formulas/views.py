@@ -21,7 +21,15 @@ from ..services.bud import BUD_TABLE, bud_duration, table_duration
 from ..services.errors import DomainError, NotFound
 from ..services.signatures import signatures_for
 from ..templating import quantity
-from .forms import COMPONENT_ROWS, FormulaForm, NewFormulaForm, NewVersionForm, RetireForm
+from .forms import (
+    COMPONENT_ROWS,
+    FormulaForm,
+    NewFormulaForm,
+    NewVersionForm,
+    RetireForm,
+    in_use_period_text,
+    in_use_words,
+)
 
 bp = Blueprint("formulas", __name__, url_prefix="/formulas")
 _STEP_NUMBER = re.compile(r"^\s*(?:step\s*\d+\s*[:.)-]?|\d+[.)])\s+", re.IGNORECASE)
@@ -102,6 +110,7 @@ def formula_edit(formula_id: int):
         form = FormulaForm(
             **{key: getattr(formula, key) for key in FormulaForm.EDITABLE},
             unit_volume_ml=quantity(formula.unit_volume_ml),
+            **dict(zip(("in_use_period", "in_use_unit"), in_use_period_text(formula.in_use_hours), strict=True)),
             # A qs row shows no quantity: it is computed when the draft is saved.
             components=[{"ingredient_id": c.ingredient_id, "quantity": "" if c.qs else quantity(c.quantity),
                          "qs": c.qs} for c in formula.components])
@@ -137,6 +146,7 @@ def _render_detail(formula_id: int, status: int = 200, **forms):
     return render_template(
         "formulas/detail.html", formula=formula, people=detail.people, versions=detail.versions,
         history=history_rows(detail.history), bud=bud, balance=formulas.formula_balance(formula),
+        in_use_text=in_use_words(formula.in_use_hours),
         evidence=formulas.evidence_refusals(formula),
         steps=instruction_steps(formula.instructions),
         signatures=signatures_for("formula", formula.id), **forms), status

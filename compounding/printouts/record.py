@@ -43,6 +43,15 @@ class RecordTest:
 
 
 @dataclass
+class RecordVial:
+    code: str
+    dose: str
+    status: str
+    remaining_ml: str
+    legacy: bool
+
+
+@dataclass
 class BatchRecord:
     label: labels.BatchLabel
     units: int
@@ -52,6 +61,7 @@ class BatchRecord:
     verified_at_text: str | None
     components: list[RecordComponent]
     tests: list[RecordTest]
+    vials: list[RecordVial]
     deviations: str
     notes: str
 
@@ -92,6 +102,12 @@ def _tests(batch: Batch) -> list[RecordTest]:
     return tests
 
 
+def _vials(batch: Batch) -> list[RecordVial]:
+    return [RecordVial(code=vial.code, dose=vial.dose, status=vial.status,
+                       remaining_ml=labels.amount_text(vial.remaining_ml), legacy=vial.legacy)
+            for vial in labels.batch_vials(batch.id)]
+
+
 def batch_record(batch: Batch) -> BatchRecord:
     """The accompanying record of `batch` (load it with `load_batch`)."""
     verified = [s for s in signatures_for("batch", batch.id) if s.meaning == "verified"]
@@ -102,4 +118,5 @@ def batch_record(batch: Batch) -> BatchRecord:
         preparation_started_text=labels.clinic_time(batch.preparation_started_at),
         verified_at_text=labels.clinic_time(verified[-1].signed_at if verified else batch.verified_at)
         if verified or batch.verified_at else None,
-        components=_components(batch), tests=_tests(batch), deviations=batch.deviations, notes=batch.notes)
+        components=_components(batch), tests=_tests(batch), vials=_vials(batch), deviations=batch.deviations,
+        notes=batch.notes)

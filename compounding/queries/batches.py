@@ -1,12 +1,14 @@
-"""Batches: the list and its filters (page, API, export), one batch's page and tests, the formulas to compound."""
+"""Batches: the list and its filters (page, API, export), one batch's page and tests, its vials, the formulas to
+compound."""
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
 
 from ..extensions import db
+from ..limits import PER_PAGE_DEFAULT
 from ..models import (
     Batch,
     BatchComponent,
@@ -17,11 +19,15 @@ from ..models import (
     Patient,
     SessionUse,
     Signature,
+    StockMovement,
     TreatmentSession,
     User,
+    Vial,
 )
 from ..models.batch import BATCH_STATUSES
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
+from ..services.history import history_of
+from ..services.holds import holds_of
 from .audit import audit_history
 from .common import day_args, search_arg
 
@@ -145,3 +151,69 @@ def recorded_tests(batch_id: int) -> list[dict]:
              "units_sampled": test.units_sampled, "note": test.note, "recorded_at": test.recorded_at,
              "recorded_by_id": test.recorded_by_id, "signed_by": signer or "", "signed_at": signed_at}
             for test, signer, signed_at in rows]
+
+
+# A batch page lists its vials a page at a time: a batch of hundreds stays one screen and two statements.
+VIALS_PER_PAGE = PER_PAGE_DEFAULT
+
+
+def in_use_period_words(hours: int | None) -> str:
+    """An in-use period as a person says it: "28 days", "1 day", or hours when not whole days ("36 hours")."""
+    hours = hours or 0
+    days, rest = divmod(hours, 24)
+    if days and not rest:
+        return f"{days} day{'' if days == 1 else 's'}"
+    return f"{hours} hour{'' if hours == 1 else 's'}"
+
+
+def in_use_deadline(vial: Vial, batch: Batch) -> datetime | None:
+    """When a punctured multiple-dose vial stops being usable (never beyond its batch's BUD); else None."""
+    if vial.dose != "multiple" or vial.punctured_at is None:
+        return None
+    return vial.in_use_until(batch.beyond_use_at)
+
+
+def batch_vials(batch_id: int, page: int = 1):
+    """One page of a batch's vials by number (a count and the rows: two statements whatever the batch's size)."""
+    return db.paginate(sa.select(Vial).where(Vial.batch_id == batch_id).order_by(Vial.number), page=page,
+                       per_page=VIALS_PER_PAGE, error_out=False)
+
+
+def all_batch_vials(batch_id: int) -> list[Vial]:
+    """Every vial of a batch by number, in one statement (the API answer, the accompanying record)."""
+    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch_id).order_by(Vial.number)))
+
+
+@dataclass
+class VialRecord:
+    """What a vial's page shows: the vial and its batch, its status history, uses, ledger rows and holds."""
+
+    vial: Vial
+    batch: Batch
+    history: list
+    uses: list | None  # None: the reader may not see who received the vial
+    ledger: list
+    holds: list
+
+
+def find_batch_vial(batch_id: int, number: int) -> Vial | None:
+    return db.session.scalar(sa.select(Vial).where(Vial.batch_id == batch_id, Vial.number == number))
+
+
+def vial_record(vial: Vial, *, with_uses: bool) -> VialRecord:
+    """A vial with its batch (and formula), each status change, each use (`with_uses`), its ledger rows and holds."""
+    batch = db.session.scalar(sa.select(Batch).where(Batch.id == vial.batch_id).options(selectinload(Batch.formula)))
+    uses = None
+    if with_uses:
+        uses = db.session.execute(
+            sa.select(SessionUse, TreatmentSession.performed_at, TreatmentSession.voided_at, Patient.chart_number,
+                      User.display_name)
+            .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+            .join(Patient, Patient.id == TreatmentSession.patient_id)
+            .join(User, User.id == TreatmentSession.practitioner_id)
+            .where(SessionUse.vial_id == vial.id).order_by(TreatmentSession.performed_at, SessionUse.id)).all()
+    ledger = db.session.execute(
+        sa.select(StockMovement, User.display_name).join(User, User.id == StockMovement.actor_id)
+        .where(StockMovement.vial_id == vial.id).order_by(StockMovement.occurred_at, StockMovement.id)).all()
+    return VialRecord(vial=vial, batch=batch, history=history_of("vial", vial.id), uses=uses, ledger=ledger,
+                      holds=holds_of("vial", vial.id))

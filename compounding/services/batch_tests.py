@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..limits import NOTE_MAX, SHORT_TEXT_MAX
-from ..models import Batch, BatchStatus, BatchTest, User
+from ..models import Batch, BatchStatus, BatchTest, User, Vial, VialStatus
 from ..models.batch import TEST_KINDS, TEST_METHODS, TEST_RESULTS
 from . import audit
 from .access import ensure_can
@@ -23,7 +23,7 @@ from .clock import clinic_today
 from .errors import InvalidInput, InvalidState
 from .history import explained_change, record_depletion, status_before_hold, transition
 from .holds import place_hold
-from .ledger import move_batch
+from .ledger import move_vial
 from .preparation import tests_outstanding
 from .signatures import pharmacist_signs
 from .transaction import transactional
@@ -119,24 +119,28 @@ def _ensure_dates(batch: Batch, data: dict) -> None:
                 f"{earliest.isoformat()} ({COMPENDIAL_STERILITY_DAYS} days of incubation).", field="sampled_on")
 
 
-def _units_left(batch: Batch) -> int:
-    return int(batch.remaining_volume_ml // batch.formula.unit_volume_ml)
+def _sealed_vials(batch: Batch, units: int) -> list[Vial]:
+    """The lowest-numbered sealed vials to take as samples, locked; a refusal (409) when too few are sealed."""
+    if not units:
+        return []
+    vials = db.session.scalars(
+        sa.select(Vial).where(Vial.batch_id == batch.id, Vial.status == VialStatus.SEALED)
+        .order_by(Vial.number).limit(units).with_for_update().execution_options(populate_existing=True)).all()
+    if len(vials) < units:
+        # An opened vial is no sample: what is tested must be what was filled and sealed.
+        raise InvalidState(f"{batch.code} has only {len(vials)} sealed vial{'' if len(vials) == 1 else 's'} left; "
+                           f"{units} cannot be taken as samples (only sealed vials are).", field="units_sampled")
+    return vials
 
 
-def _ensure_samples_available(batch: Batch, units: int) -> None:
-    left = _units_left(batch)
-    if units > left:
-        raise InvalidState(f"{batch.code} has only {left} units left; {units} cannot be taken as samples.",
-                           field="units_sampled")
-
-
-def _take_samples(actor: User, batch: Batch, test: BatchTest) -> None:
-    """The sampled units leave the batch: their volume is written off as waste."""
-    if not test.units_sampled:
-        return
-    volume = batch.formula.unit_volume_ml * test.units_sampled
-    move_batch(batch, "waste", -volume, actor, reason="test_sample", reference_type="batch_test",
-               reference_id=test.id, note=f"{test.units_sampled} units sampled for the {test.kind} test")
+def _take_samples(actor: User, batch: Batch, test: BatchTest, vials: list[Vial]) -> None:
+    """Each sampled vial leaves the batch: `sampled`, its whole volume written off as waste in the ledger."""
+    reference = f"batch_test {test.id}"
+    for vial in vials:
+        move_vial(vial, batch, "waste", -vial.remaining_ml, actor, reason="test_sample",
+                  reference_type="batch_test", reference_id=test.id,
+                  note=f"{vial.code} sampled for the {test.kind} test")
+        transition(vial, "sample", actor, reason=f"sampled for the {test.kind} test", reference=reference)
 
 
 def _move_on(actor: User, batch: Batch, test: BatchTest) -> None:
@@ -164,8 +168,9 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
     """A pharmacist records, with their e-signature, one required test result of a batch.
 
     One result per test and method; sampled from the day preparation started to today; a
-    compendial sterility pass no earlier than 14 days after sampling. Sampled units leave the
-    batch. The last required pass releases a batch awaiting its results (still in date); a
+    compendial sterility pass no earlier than 14 days after sampling. Sampled units are the
+    lowest-numbered sealed vials: each becomes `sampled`, its volume written off. The last
+    required pass releases a batch awaiting its results (still in date); a
     fail rejects it, or holds it when it was already released.
     """
     ensure_can(actor, "batches.verify", "record test results")
@@ -175,7 +180,7 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
     _ensure_first_of_its_method(batch, data["kind"], data["method"])
     _ensure_recordable(batch, data["result"])
     _ensure_dates(batch, data)
-    _ensure_samples_available(batch, data["units_sampled"])
+    samples = _sealed_vials(batch, data["units_sampled"])
     test = BatchTest(batch_id=batch.id, recorded_by_id=actor.id, **data)
     db.session.add(test)
     db.session.flush()
@@ -183,7 +188,7 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
     test.recorded_at = signature.signed_at
     audit.record(actor, "batch.test_recorded", "batch", batch.id, new={
         "test_id": test.id, **data, "sampled_on": data["sampled_on"].isoformat(), "signature_id": signature.id})
-    _take_samples(actor, batch, test)
+    _take_samples(actor, batch, test, samples)
     _move_on(actor, batch, test)
     record_depletion(actor, batch, f"sampled for the {test.kind} test", reference=f"batch_test {test.id}")
     return test

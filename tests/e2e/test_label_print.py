@@ -51,6 +51,8 @@ def _ingredient(name: str, kind: str, strength: str, vehicle: bool) -> Ingredien
         ingredient = ingredients.create_ingredient(_user("pharmacist"), {
             "name": name, "kind": kind, "unit": "mL", "strength": strength, "storage": "fridge",
             "reorder_level": "0", "gtins": [], "sterile": True, "vehicle": vehicle})
+    else:
+        return ingredient  # stocked when it was made: enough for both formulas' batches
     lot = inventory.receive_lot(_user("technician"), ingredient_id=ingredient.id, supplier="Label test supply",
                                 supplier_lot_number=f"E2E-LBL-{ingredient.id}", expires_on=date.today()
                                 + timedelta(days=365), quantity="200")
@@ -58,24 +60,37 @@ def _ingredient(name: str, kind: str, strength: str, vehicle: bool) -> Ingredien
     return ingredient
 
 
-@pytest.fixture(scope="module")
-def three_drug_batch(live_server) -> tuple[int, str]:
+def _three_drug_formula(live_server, code: str, **dose) -> None:
     """Phosphatidylcholine + deoxycholate + lidocaine, water to 10 mL, refrigerated, kept from light."""
     from compounding.services import formulas
 
     with live_server.app.app_context():
-        if db.session.scalar(sa.select(Formula.id).where(Formula.code == FORMULA_CODE)) is None:
+        if db.session.scalar(sa.select(Formula.id).where(Formula.code == code)) is None:
             components = [{"ingredient_id": _ingredient(name, kind, strength, vehicle).id, "quantity": quantity}
                           for name, kind, strength, vehicle, quantity in INGREDIENTS]
             formula = formulas.create_formula(_user("pharmacist"), {
-                "code": FORMULA_CODE, "name": "Lipolytic PC/DC + lidocaine 10 mL", "indication": "fat_reduction",
+                "code": code, "name": "Lipolytic PC/DC + lidocaine 10 mL", "indication": "fat_reduction",
                 "route": "subcutaneous", "dosage_form": "solution for injection", "unit_label": "vial 10 mL",
                 "unit_volume_ml": "10", "storage": "fridge", "protect_from_light": True,
                 "instructions": "Draw each component into a sterile 10 mL vial; swirl; protect from light.",
-                "bud_category": "category_2_aseptic_nonsterile_components", "components": components})
+                "bud_category": "category_2_aseptic_nonsterile_components", "components": components, **dose})
             formulas.approve_formula(_user("pharmacist2"), formula.id, DEMO_PASSWORD)
         db.session.remove()
+
+
+@pytest.fixture(scope="module")
+def three_drug_batch(live_server) -> tuple[int, str]:
+    """Two single-dose vials of the three-drug lipolytic."""
+    _three_drug_formula(live_server, FORMULA_CODE)
     return live_server.released_batch(FORMULA_CODE, 2)
+
+
+@pytest.fixture(scope="module")
+def multiple_dose_batch(live_server) -> tuple[int, str]:
+    """Twelve multiple-dose vials of the same preparation: the longest dose statement and a puncture line."""
+    _three_drug_formula(live_server, FORMULA_CODE + "-MD", dose="multiple", in_use_hours=672,
+                        antimicrobial_evidence="AET report 2026-014 (USP <51>)")
+    return live_server.released_batch(FORMULA_CODE + "-MD", 12)
 
 
 def _save(element, name: str) -> None:
@@ -121,17 +136,34 @@ def _assert_code_clear_of_the_bars(label) -> None:
 @pytest.mark.parametrize("size", SIZES)
 def test_every_label_text_is_at_least_6_pt_and_nothing_overflows_the_label(new_context, three_drug_batch, size):
     batch_id, code = three_drug_batch
-    label, elements = _measured(new_context, f"/batches/{batch_id}/label?size={size}", size)
+    label, elements = _measured(new_context, f"/batches/{batch_id}/label?size={size}&vial_from=2&vial_to=2", size)
 
     shown = " ".join(label.inner_text().split())
     for expected in ("Phosphatidylcholine 25 mg/mL", "Sodium deoxycholate 6.25 mg/mL", "Lidocaine 2 mg/mL",
-                     "Refrigerate 2–8 °C · Protect from light", "Single-dose: discard unused portion", code):
+                     "Refrigerate 2–8 °C · Protect from light", "Single-dose: discard unused portion", f"{code}-02"):
         assert expected in shown, expected
     _assert_at_least_6_pt_and_inside(elements)
     bars = label.locator("svg.label-barcode").bounding_box()
-    assert round(bars["width"] / PX_PER_MM, 1) == 33.0  # whole 0.25 mm modules and both quiet zones
+    assert round(bars["width"] / PX_PER_MM, 1) == 44.0  # whole 0.25 mm modules and both quiet zones
     _assert_code_clear_of_the_bars(label)
     _save(label, f"label-{size}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_multiple_dose_vial_label_keeps_its_period_and_puncture_line_at_6_pt_and_inside(
+        new_context, multiple_dose_batch, size):
+    batch_id, code = multiple_dose_batch
+    label, elements = _measured(new_context, f"/batches/{batch_id}/label?size={size}&vial_from=12&vial_to=12",
+                                size)
+
+    shown = " ".join(label.inner_text().split())
+    for expected in ("Lidocaine 2 mg/mL", "Multiple-dose: use within 28 days of first puncture",
+                     "First punctured ____-__-__ __:__", "Use by", f"{code}-12"):
+        assert expected in shown, expected
+    _assert_at_least_6_pt_and_inside(elements)
+    _assert_code_clear_of_the_bars(label)
+    ARTIFACTS.mkdir(exist_ok=True)
+    label.screenshot(path=ARTIFACTS / f"vial-label-multiple-{size}.png")
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -150,7 +182,7 @@ def test_the_lot_label_keeps_its_text_at_6_pt_and_inside_at_either_size(new_cont
 def test_the_a4_sheet_still_lays_out_labels_of_either_size(page, three_drug_batch, size):
     batch_id, _ = three_drug_batch
     login(page, "pharmacist")
-    page.goto(f"/batches/{batch_id}/label?size={size}&sheet=a4&copies=4")
+    page.goto(f"/batches/{batch_id}/label?size={size}&sheet=a4&copies=2")  # two vials, two copies each
     page.emulate_media(media="print")
 
     boxes = [page.locator("section.label").nth(i).bounding_box() for i in range(4)]
@@ -171,9 +203,12 @@ def test_the_label_page_and_its_record_read_at_every_width_without_sideways_scro
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / f"label-page-{width}.png", full_page=True)
     page.get_by_role("link", name="Accompanying record (A4)").click()
+    page.wait_for_url("**/record")
+    page.wait_for_load_state("load")  # its stylesheet too: measured before it, the tables are wider
 
     shown = " ".join(page.locator("main").inner_text().split())
-    for expected in (code, "Lidocaine", "E2E-LBL-", "Dr Omar Haddad", "Protect from light", "Single-dose"):
+    for expected in (code, f"{code}-01 sealed", f"{code}-02 sealed", "Lidocaine", "E2E-LBL-", "Dr Omar Haddad",
+                     "Protect from light", "Single-dose"):
         assert expected in shown, expected
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     page.screenshot(path=ARTIFACTS / f"batch-record-{width}.png", full_page=True)

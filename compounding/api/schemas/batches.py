@@ -4,6 +4,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, val
 
 from ...limits import FORMULA_CODE_MAX, NOTE_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ...models.batch import BATCH_STATUSES, DISCARD_REASONS, TEST_KINDS, TEST_METHODS, TEST_RESULTS
+from ...models.vial import DOSES, VIAL_STATUSES
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
 from .common import RECORD_ID, Day, HoldSchema, Moment, Quantity, Search, reason_text, signature
@@ -35,6 +36,21 @@ class BatchComponentSchema(Schema):
                                               "description": "What the formula asks for, for all units"})
     quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "What was taken from this lot"})
     scanned = fields.Boolean(metadata={"description": "The container was confirmed by scanning it"})
+
+
+class VialSchema(Schema):
+    """One vial of a batch; `in_use_until` is set once a multiple-dose vial is punctured."""
+
+    code = fields.String(metadata={"example": "B2612060001-02"})
+    number = fields.Integer()
+    dose = fields.String(metadata={"enum": list(DOSES)})
+    status = fields.String(metadata={"enum": list(VIAL_STATUSES)})
+    remaining_ml = Quantity()
+    volume_ml = Quantity(metadata={"description": "Its fill", "type": "string", "format": "decimal"})
+    punctured_at = fields.AwareDateTime(allow_none=True, metadata={"description": "Its first use"})
+    in_use_until = fields.AwareDateTime(allow_none=True, metadata={
+        "description": "Multiple-dose, once punctured: the end of its in-use period, never beyond the batch's BUD"})
+    legacy = fields.Boolean(metadata={"description": "Made for the volume a batch had left when vials got codes"})
 
 
 class BatchSchema(Schema):
@@ -73,6 +89,8 @@ class BatchSchema(Schema):
                         metadata={"description": "The recorded test results (one batch's answer only)"})
     holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
                         metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
+    vials = fields.List(fields.Nested(VialSchema), dump_only=True,
+                        metadata={"description": "Every vial, by number (one batch's answer only)"})
     # Filled by _usability below (a batch has no such attributes).
     expired = fields.Boolean(dump_only=True)
     usable = fields.Boolean(dump_only=True)

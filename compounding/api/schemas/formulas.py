@@ -2,9 +2,10 @@
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, REASON_MAX, SHORT_TEXT_MAX
+from ...limits import FORMULA_CODE_MAX, INSTRUCTIONS_MAX, LABEL_MAX, NOTE_MAX, REASON_MAX, SHORT_TEXT_MAX
 from ...models.formula import FORMULA_STATUSES, INDICATIONS, ROUTES
 from ...models.ingredient import STORAGE_CONDITIONS
+from ...models.vial import DOSES, MAX_IN_USE_HOURS
 from ...services.bud import BUD_TABLE, bud_duration
 from .common import RECORD_ID, Quantity, Search, reason_text, signature
 from .ingredients import storage_field
@@ -62,6 +63,10 @@ class FormulaSchema(Schema):
     retired_at = fields.DateTime(allow_none=True)
     previous_version_id = fields.Integer(allow_none=True)
     components = fields.List(fields.Nested(FormulaComponentSchema))
+    dose = fields.String(metadata={"enum": list(DOSES)})
+    in_use_hours = fields.Integer(allow_none=True, metadata={
+        "description": "Multiple-dose: hours a vial may be used after its first puncture (never beyond its BUD)"})
+    antimicrobial_evidence = fields.String(metadata={"description": "USP <51> evidence (multiple-dose)"})
 
 
 class FormulaCreateSchema(Schema):
@@ -84,6 +89,16 @@ class FormulaCreateSchema(Schema):
     bud_reason = fields.String(load_default="", validate=validate.Length(max=REASON_MAX))
     unit_label = fields.String(load_default="vial", validate=validate.Length(max=LABEL_MAX),
                                metadata={"example": "vial 10 mL"})
+    # The rules (evidence required, at most 28 days, none for single-dose) are the service's.
+    dose = fields.String(load_default="single", validate=validate.OneOf(DOSES),
+                         metadata={"description": "single (default): one patient in one session; multiple: "
+                                                  "several patients until the in-use period ends"})
+    in_use_hours = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                  validate=validate.Range(min=1, max=MAX_IN_USE_HOURS),
+                                  metadata={"description": f"Multiple-dose only: 1 to {MAX_IN_USE_HOURS} (28 days)"})
+    antimicrobial_evidence = fields.String(load_default="", validate=validate.Length(max=NOTE_MAX),
+                                           metadata={"description": "Required for multiple-dose: the USP <51> "
+                                                                    "antimicrobial-effectiveness evidence"})
 
 
 class FormulaUpdateSchema(FormulaCreateSchema):
