@@ -232,18 +232,17 @@ class Plan:
         self.v_first_use[vial] = single
         wasted = left > 0
         offs.append((vial[wasted], self.u_time[single][wasted], left[wasted], 0, single[wasted]))
-        ended = []
-        for (b, number), (punctured, first_use, remaining, spent_at, off_at) in opened.items():
-            v = int(self.v_first[b]) + number - 1
-            self.v_punctured[v], self.v_first_use[v], self.v_remaining[v] = punctured, first_use, remaining
-            if spent_at is not None:
-                self.v_status[v], self.v_spent[v] = "spent", spent_at
-            elif off_at is not None:
-                self.v_status[v] = "discarded"
-                ended.append((v, off_at, remaining))
-            else:
-                self.v_status[v] = "open"
-        ended = np.array(ended, dtype=np.int64).reshape(-1, 3)
+        keys = list(opened)
+        states = np.array([v if v is not None else -1 for state in opened.values() for v in state],
+                          dtype=np.int64).reshape(-1, 5)  # punctured, first use, remaining, spent at, written off at
+        vial = self.v_first[np.array([b for b, _ in keys], dtype=np.int64)] + np.array(
+            [number for _, number in keys], dtype=np.int64) - 1
+        self.v_punctured[vial], self.v_first_use[vial] = states[:, 0], states[:, 1]
+        self.v_remaining[vial] = states[:, 2]
+        spent, off = states[:, 3] >= 0, (states[:, 3] < 0) & (states[:, 4] >= 0)
+        self.v_status[vial] = np.where(spent, "spent", np.where(off, "discarded", "open"))
+        self.v_spent[vial[spent]] = states[spent, 3]
+        ended = np.column_stack([vial[off], states[off, 4], states[off, 2]])
         offs.append((ended[:, 0], ended[:, 1], ended[:, 2], 1, np.full(len(ended), -1)))
         self.v_remaining[ended[:, 0]] = 0
         self.b_remaining = np.bincount(self.v_batch, weights=self.v_remaining, minlength=n).astype(np.int64)

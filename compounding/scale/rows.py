@@ -298,24 +298,32 @@ class _Rows:
                 why[v] = f"batch {self.batch_codes[b]} rejected: failed visual inspection (synthetic)"
 
         def vial_rows():
+            # What a batch's vials share, once per batch; the rest per vial from plain lists.
+            shared = []
+            for b, (f, multiple, compounded) in enumerate(zip(plan.b_formula.tolist(), plan.b_multiple.tolist(),
+                                                               plan.b_time.tolist(), strict=True)):
+                formula = formulas_[f]
+                shared.append((batch_id0 + b, "multiple" if multiple else "single",
+                               formula.in_use_hours if multiple else None, dec(formula.unit_tenths, 1),
+                               moment(compounded)))
+            first_use = np.maximum(plan.v_first_use, 0)
+            first_session = np.where(plan.v_first_use >= 0, session_id0 + plan.u_session[first_use], -1).tolist()
             v_batch, v_number, v_status = plan.v_batch.tolist(), plan.v_number.tolist(), plan.v_status.tolist()
-            v_punctured, v_first_use = plan.v_punctured.tolist(), plan.v_first_use.tolist()
-            v_spent, v_remaining, b_time = plan.v_spent.tolist(), plan.v_remaining.tolist(), plan.b_time.tolist()
-            u_session = plan.u_session
+            v_punctured, v_spent = plan.v_punctured.tolist(), plan.v_spent.tolist()
+            v_remaining = plan.v_remaining.tolist()
+            volumes = {}
             for v in range(self.n_vials):
-                b = v_batch[v]
-                formula = formulas_[plan.b_formula[b]]
-                multiple = bool(plan.b_multiple[b])
-                first_use = v_first_use[v]
-                yield {"id": self.vial_id0 + v, "batch_id": batch_id0 + b, "number": v_number[v], "code": codes[v],
-                       "dose": "multiple" if multiple else "single",
-                       "in_use_hours": formula.in_use_hours if multiple else None,
-                       "volume_ml": dec(formula.unit_tenths, 1), "remaining_ml": dec(v_remaining[v], 1),
+                batch_id, dose, hours, fill, created = shared[v_batch[v]]
+                left, punctured, spent, session = v_remaining[v], v_punctured[v], v_spent[v], first_session[v]
+                remaining = volumes.get(left)
+                if remaining is None:
+                    remaining = volumes[left] = dec(left, 1)
+                yield {"id": self.vial_id0 + v, "batch_id": batch_id, "number": v_number[v], "code": codes[v],
+                       "dose": dose, "in_use_hours": hours, "volume_ml": fill, "remaining_ml": remaining,
                        "status": v_status[v], "status_reason": why.get(v, ""), "legacy": False,
-                       "punctured_at": moment(v_punctured[v]) if v_punctured[v] >= 0 else None,
-                       "first_session_id": session_id0 + int(u_session[first_use]) if first_use >= 0 else None,
-                       "spent_at": moment(v_spent[v]) if v_spent[v] >= 0 else None,
-                       "created_at": moment(b_time[b])}
+                       "punctured_at": moment(punctured) if punctured >= 0 else None,
+                       "first_session_id": session if session >= 0 else None,
+                       "spent_at": moment(spent) if spent >= 0 else None, "created_at": created}
 
         self.writer.insert(Vial.__table__, vial_rows())
 
