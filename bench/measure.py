@@ -262,7 +262,7 @@ def recall_with_vials(app, fx: dict, n: int) -> dict:
     lot_id = fx["trace_lot_id"]
     if lot_id is None:
         return {}
-    opening, scope_times, scope = [], [], {}
+    opening, scope_times, scope, reached = [], [], {}, 0
     for _ in range(n):
         with app.app_context():
             pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
@@ -273,6 +273,8 @@ def recall_with_vials(app, fx: dict, n: int) -> dict:
                                                  password=SCALE_PASSWORD, lot_id=lot_id)
                     db.session.flush()
                     opening.append((time.perf_counter() - started) * 1000)
+                    reached = db.session.scalar(sa.select(sa.func.count()).select_from(Vial)
+                                                .where(Vial.status == "recalled"))
                     started = time.perf_counter()
                     scope = dict(recalls.recall_scope(recall).counts)
                     scope_times.append((time.perf_counter() - started) * 1000)
@@ -283,7 +285,7 @@ def recall_with_vials(app, fx: dict, n: int) -> dict:
                                          .where(Vial.status == "recalled"))
             db.session.remove()
     return {"open": percentiles(opening), "scope": percentiles(scope_times), "counts": scope,
-            "recalled_vials_after_rollback": recalled}
+            "recalled_vials": reached, "recalled_vials_after_rollback": recalled}
 
 
 def quality_signals(client, app, fx, n: int) -> dict:

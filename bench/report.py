@@ -107,9 +107,10 @@ def _vial_rows(m: dict) -> list[tuple]:
                          f"{batch['trace_api']['p50']} ms", batch["trace_api"]["p50"] / 300, 1))
     recall = m.get("recall")
     if recall:
-        rows.append((f"Open a recall of the trace lot ({_scope(recall['counts'])}; its batches and their vials "
-                     "recalled), rolled back, p50", "", f"{recall['open']['p50']} ms (n {recall['open']['n']})",
-                     None, 1))
+        vials = (f"{recall['recalled_vials']:,} vials recalled with them" if "recalled_vials" in recall
+                 else "vials not counted")
+        rows.append((f"Open a recall of the trace lot ({_scope(recall['counts'])}; {vials}), rolled back, p50", "",
+                     f"{recall['open']['p50']} ms (n {recall['open']['n']})", None, 1))
         rows.append(("`recalls.recall_scope` of that open recall p50", "< 300 ms", f"{recall['scope']['p50']} ms",
                      recall["scope"]["p50"] / 300, 1))
     return rows
