@@ -12,14 +12,17 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections import Counter
 
 import sqlalchemy as sa
 
 from compounding import workbooks
 from compounding.extensions import db
-from compounding.models import Batch, Lot, User
+from compounding.models import Batch, BatchComponent, Lot, User, Vial
 from compounding.scale import SCALE_PASSWORD, TRACE_LOT_PREFIX
-from compounding.services import signals, trace, users
+from compounding.services import batches, recalls, scan, signals, trace, users, vials
+from compounding.services.clock import utcnow
+from compounding.services.transaction import transaction
 
 from .app import make_app
 
@@ -68,11 +71,19 @@ def _fixtures(app, n_codes: int) -> dict:
         trace_lot_id = db.session.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number.like(TRACE_LOT_PREFIX + "%"))
                                          .order_by(Lot.id.desc()).limit(1))
         counts = {name: db.session.scalar(sa.select(sa.func.count()).select_from(table)) for name, table in (
-            ("lots", Lot), ("batches", Batch), ("treatment_sessions", db.metadata.tables["treatment_sessions"]),
+            ("lots", Lot), ("batches", Batch), ("vials", Vial),
+            ("treatment_sessions", db.metadata.tables["treatment_sessions"]),
             ("session_uses", db.metadata.tables["session_uses"]),
             ("stock_movements", db.metadata.tables["stock_movements"]))}
+        vial_codes = db.session.scalars(sa.select(Vial.code).order_by(random_order).limit(n_codes)).all()
+        # The trace lot's batch with the most vials: its page, its trace down to the vials.
+        trace_batch_id = db.session.scalar(
+            sa.select(Batch.id).where(Batch.id.in_(sa.select(BatchComponent.batch_id)
+                                                   .where(BatchComponent.lot_id == trace_lot_id)))
+            .order_by(Batch.units.desc(), Batch.id).limit(1)) if trace_lot_id else None
         return {"token": token, "codes": codes, "batch_codes": batch_codes, "trace_lot_id": trace_lot_id,
-                "counts": counts, "dialect": db.engine.dialect.name}
+                "counts": counts, "dialect": db.engine.dialect.name, "vial_codes": vial_codes,
+                "trace_batch_id": trace_batch_id}
 
 
 def _login(client) -> None:
@@ -103,6 +114,54 @@ def scan_vs_minimal(client, fx: dict) -> dict:
                 _get(client, "/bench/minimal", query_string={"code": batch_codes[i % len(batch_codes)]})
                 minimal.append((time.perf_counter() - started) * 1000)
     return {"scan": percentiles(scan), "minimal": percentiles(minimal)}
+
+
+def scan_code(code: str) -> str:
+    """The scan service as the station and the API call it: which kind of thing the code resolved to.
+
+    Today's `services.scan.resolve`, whatever it knows: once it reads vial codes, the same
+    measure times the vial answer (the kinds counted say which it gave)."""
+    return scan.resolve(code).kind
+
+
+def vial_scans(client, app, fx: dict) -> dict:
+    """Vial codes through the scan API, interleaved with the minimal vial lookup; the scan service;
+    and the vial's own verdict (`services.vials`: find the vial, judge its batch and then it)."""
+    auth = {"Authorization": f"Bearer {fx['token']}"}
+    codes = fx["vial_codes"]
+    if not codes:
+        return {}
+    for code in codes[:50]:  # warm-up
+        _get(client, "/api/v1/scan", query_string={"code": code}, headers=auth)
+        _get(client, "/bench/minimal-vial", query_string={"code": code})
+    api, minimal, kinds = [], [], Counter()
+    for i, code in enumerate(codes):
+        for which in ((0, 1) if i % 2 else (1, 0)):
+            started = time.perf_counter()
+            if which == 0:
+                kinds[_get(client, "/api/v1/scan", query_string={"code": code}, headers=auth).get_json()["kind"]] += 1
+                api.append((time.perf_counter() - started) * 1000)
+            else:
+                _get(client, "/bench/minimal-vial", query_string={"code": code})
+                minimal.append((time.perf_counter() - started) * 1000)
+    service, service_kinds, verdict, usable = [], Counter(), [], 0
+    for code in codes:
+        started = time.perf_counter()
+        with app.app_context():
+            service_kinds[scan_code(code)] += 1
+            db.session.remove()
+        service.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        with app.app_context():
+            vial = vials.find_vial(code)
+            batch = db.session.get(Batch, vial.batch_id)
+            at = utcnow()
+            usable += not (batches.reasons_at(batch, at) + vials.vial_reasons_at(vial, batch, at))
+            db.session.remove()
+        verdict.append((time.perf_counter() - started) * 1000)
+    return {"api": percentiles(api), "minimal": percentiles(minimal), "api_kinds": dict(kinds),
+            "service": percentiles(service), "service_kinds": dict(service_kinds), "verdict": percentiles(verdict),
+            "usable": usable}
 
 
 def pages(client, app, fx: dict, n: int) -> dict:
@@ -162,6 +221,73 @@ def traces(client, app, fx: dict, n: int) -> dict:
     return results
 
 
+def batch_vials(client, app, fx: dict, n: int) -> dict:
+    """The trace lot's batch with the most vials: its page (and how many of its vial codes it shows),
+    its trace down to the vials through the service and the API."""
+    batch_id = fx.get("trace_batch_id")
+    if batch_id is None:
+        return {}
+    with app.app_context():
+        batch = db.session.get(Batch, batch_id)
+        codes = db.session.scalars(sa.select(Vial.code).where(Vial.batch_id == batch_id)).all()
+        statuses = dict(Counter(db.session.scalars(sa.select(Vial.status).where(Vial.batch_id == batch_id))))
+        result = {"code": batch.code, "vials": len(codes), "vial_statuses": statuses,
+                  "scope": dict(trace.trace_batch(batch_id).counts)}
+        db.session.remove()
+    html = _get(client, f"/batches/{batch_id}").get_data(as_text=True)
+    result["page_shows_vials"] = sum(code in html for code in codes)
+    result["page"] = percentiles(timed(lambda: _get(client, f"/batches/{batch_id}"), n, warmup=1))
+
+    def service():
+        with app.app_context():
+            found = trace.trace_batch(batch_id)
+            db.session.remove()
+        return found
+
+    result["trace_service"] = percentiles(timed(service, n, warmup=1))
+    auth = {"Authorization": f"Bearer {fx['token']}"}
+    if "api.trace_batch" in {rule.endpoint for rule in app.url_map.iter_rules()}:
+        result["trace_api"] = percentiles(timed(lambda: _get(client, f"/api/v1/trace/batches/{batch_id}",
+                                                             headers=auth), n, warmup=1))
+    return result
+
+
+class _RolledBack(Exception):
+    """Thrown at the end of a measured recall so that nothing of it is kept."""
+
+
+def recall_with_vials(app, fx: dict, n: int) -> dict:
+    """Opening a recall of the trace lot (every batch it reached and their vials recalled, signed,
+    audited), then its scope as the recall's page reads it; rolled back each time, so the data stay."""
+    lot_id = fx["trace_lot_id"]
+    if lot_id is None:
+        return {}
+    opening, scope_times, scope, reached = [], [], {}, 0
+    for _ in range(n):
+        with app.app_context():
+            pharmacist = db.session.scalar(sa.select(User).where(User.username == "scale.pharmacist1"))
+            try:
+                with transaction():
+                    started = time.perf_counter()
+                    recall = recalls.open_recall(pharmacist, reason="benchmark recall (rolled back)",
+                                                 password=SCALE_PASSWORD, lot_id=lot_id)
+                    db.session.flush()
+                    opening.append((time.perf_counter() - started) * 1000)
+                    reached = db.session.scalar(sa.select(sa.func.count()).select_from(Vial)
+                                                .where(Vial.status == "recalled"))
+                    started = time.perf_counter()
+                    scope = dict(recalls.recall_scope(recall).counts)
+                    scope_times.append((time.perf_counter() - started) * 1000)
+                    raise _RolledBack
+            except _RolledBack:
+                pass
+            recalled = db.session.scalar(sa.select(sa.func.count()).select_from(Vial)
+                                         .where(Vial.status == "recalled"))
+            db.session.remove()
+    return {"open": percentiles(opening), "scope": percentiles(scope_times), "counts": scope,
+            "recalled_vials": reached, "recalled_vials_after_rollback": recalled}
+
+
 def quality_signals(client, app, fx, n: int) -> dict:
     """The API's full list of quality signals, and the service alone (the dashboard's first 20)."""
 
@@ -193,6 +319,9 @@ def main() -> None:
     results["trace"] = traces(client, app, fx, 5 if quick else 10)
     results["dashboard"] = percentiles(timed(lambda: _get(client, "/"), 10 if quick else 30))
     results["quality_signals"] = quality_signals(client, app, fx, 5 if quick else 20)
+    results["vial_scan"] = vial_scans(client, app, fx)
+    results["batch_vials"] = batch_vials(client, app, fx, 5 if quick else 10)
+    results["recall"] = recall_with_vials(app, fx, 2 if quick else 3)
     results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
     print(json.dumps(results, default=str))
 

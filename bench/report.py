@@ -28,7 +28,7 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
     trace = m.get("trace") or {}
     if trace:
         scope = trace["scope"]
-        what = f"{scope['batches']:,} batches, {scope['sessions']:,} sessions, {scope['patients']:,} patients"
+        what = _scope(scope)
         rows.append((f"trace_lot service p50 ({what})", "< 300 ms", f"{trace['service']['p50']} ms",
                      trace["service"]["p50"] / 300, 1))
         if "api" in trace:
@@ -41,6 +41,7 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
             export = trace["export"]
             rows.append(("Trace workbook of the same lot, every row (.xlsx export), p50", "",
                          f"{export['p50']} ms, peak Python memory {export['peak_traced_mb']} MB", None, 1))
+    rows += _vial_rows(m)
     dashboard = m["dashboard"]
     rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
                  dashboard["p50"] / 100, 1))
@@ -66,6 +67,52 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
         rows.append(("gunicorn: scan p99 ÷ minimal p99" + (f" (rounds: {', '.join(map(str, by_round))})"
                                                           if by_round else ""),
                      "≤ 2×", f"{s['p99']} / {n['p99']} ms", s["p99"] / n["p99"], 2))
+    return rows
+
+
+def _scope(scope: dict) -> str:
+    """What a trace reached: its batches, vials (once trace lists them), sessions and patients."""
+    parts = [f"{scope[k]:,} {k}" for k in ("batches", "vials", "sessions", "patients") if k in scope]
+    return ", ".join(parts)
+
+
+def _kinds(kinds: dict) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in sorted(kinds.items()))
+
+
+def _vial_rows(m: dict) -> list[tuple]:
+    """Scanning a vial, a batch's page and trace down to its vials, a recall reaching every vial."""
+    rows = []
+    vial = m.get("vial_scan")
+    if vial:
+        api, minimal = vial["api"], vial["minimal"]
+        for q in ("p50", "p99"):
+            rows.append((f"Scan API {q}, {api['n']} vial codes (answered: {_kinds(vial['api_kinds'])}) vs minimal "
+                         "vial lookup", "≤ 2×", f"{api[q]} ms vs {minimal[q]} ms", api[q] / minimal[q], 2))
+        rows.append((f"Scan service `scan.resolve` p50, vial codes (answered: {_kinds(vial['service_kinds'])})", "",
+                     f"{vial['service']['p50']} ms (p99 {vial['service']['p99']})", None, 1))
+        rows.append((f"Vial verdict p50: `vials.find_vial`, batch `reasons_at`, `vial_reasons_at` "
+                     f"({vial['usable']} of {vial['verdict']['n']} usable)", "",
+                     f"{vial['verdict']['p50']} ms (p99 {vial['verdict']['p99']})", None, 1))
+    batch = m.get("batch_vials")
+    if batch:
+        what = f"{batch['code']}, {batch['vials']} vials"
+        rows.append((f"Batch page `/batches/{{id}}` p50 ({what}, {batch['page_shows_vials']} vial codes shown)",
+                     "< 50 ms", f"{batch['page']['p50']} ms (p99 {batch['page']['p99']})",
+                     batch["page"]["p50"] / 50, 1))
+        rows.append((f"trace_batch service p50 ({what}; {_scope(batch['scope'])})", "< 300 ms",
+                     f"{batch['trace_service']['p50']} ms", batch["trace_service"]["p50"] / 300, 1))
+        if "trace_api" in batch:
+            rows.append(("GET /api/v1/trace/batches/{id} p50 (same batch)", "< 300 ms",
+                         f"{batch['trace_api']['p50']} ms", batch["trace_api"]["p50"] / 300, 1))
+    recall = m.get("recall")
+    if recall:
+        vials = (f"{recall['recalled_vials']:,} vials recalled with them" if "recalled_vials" in recall
+                 else "vials not counted")
+        rows.append((f"Open a recall of the trace lot ({_scope(recall['counts'])}; {vials}), rolled back, p50", "",
+                     f"{recall['open']['p50']} ms (n {recall['open']['n']})", None, 1))
+        rows.append(("`recalls.recall_scope` of that open recall p50", "< 300 ms", f"{recall['scope']['p50']} ms",
+                     recall["scope"]["p50"] / 300, 1))
     return rows
 
 
@@ -108,8 +155,9 @@ def write_report(results: Path, out: Path) -> None:
         if not r.get("export") and r["dialect"] == "postgresql":
             lines += ["", "The audit workbook benchmark builds its own SQLite database: see the SQLite section."]
         if r.get("export"):
+            earlier = f", figures of the run of {r['export']['from_run']}" if r["export"].get("from_run") else ""
             lines += ["", f"Audit workbook benchmark (bench.bench_export, exit {r['export']['returncode']}, "
-                      f"{r['export']['seconds']} s):", "", "```", *r["export"]["output"], "```"]
+                      f"{r['export']['seconds']} s{earlier}):", "", "```", *r["export"]["output"], "```"]
         lines.append("")
     comparisons = results.parent / "COMPARISONS.md"
     if comparisons.exists():  # hand-written before/after figures of changes that promise "no slower"

@@ -106,6 +106,19 @@ def export_bench(url: str) -> dict | None:
             "output": (done.stdout + done.stderr).strip().splitlines()[-25:]}
 
 
+def _previous_export(dialect: str, quick: bool) -> dict | None:
+    """--no-export: the audit-workbook figures of the last run that measured them (they do not depend on
+    the database measured here), marked with that run's date."""
+    earlier = RESULTS / f"{dialect}{'-quick' if quick else ''}.json"
+    if not earlier.exists():
+        return None
+    before = json.loads(earlier.read_text())
+    export = before.get("export")
+    if export and not export.get("from_run"):
+        export = {**export, "from_run": before.get("date")}
+    return export
+
+
 def machine(url_for_pg: str | None) -> dict:
     memory = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
                    if line.startswith("MemTotal")), "0") if Path("/proc/meminfo").exists() else "0"
@@ -153,6 +166,8 @@ def run_one(dialect: str, args) -> dict:
         # The audit-workbook benchmark builds its own SQLite database: once per run is enough.
         if not args.no_export and (dialect == "sqlite" or args.db == "postgresql"):
             result["export"] = export_bench(url)
+        elif args.no_export:
+            result["export"] = _previous_export(dialect, args.quick)
         for key in ("token", "codes", "batch_codes"):
             result["measure"].pop(key, None)
         return result

@@ -17,8 +17,10 @@ from .models import (
     Lot,
     Patient,
     Recall,
+    SessionUse,
     TreatmentSession,
     User,
+    Vial,
 )
 from .services import batches, formulas, ingredients, inventory, recalls, treatments, users
 from .services.clock import clinic_today, utcnow
@@ -182,6 +184,26 @@ DEMO_FORMULAS = [
             "5. Roll gently until homogeneous; inspect: clear, no particles.\n"
             "6. Set aside the sterility sample units; the batch waits for the result before any use."),
     },
+    {
+        # Multiple-dose: a preserved vial punctured once, then drawn from for several patients while its
+        # in-use period lasts (never beyond the batch's BUD). Every other demo formula is single-dose.
+        "code": "MESO-HA-MD", "name": "Mesotherapy hyaluronic acid + lidocaine 10 mL, multiple-dose",
+        "indication": "skin_rejuvenation", "route": "intradermal", "dosage_form": "solution for injection",
+        "unit_label": "multiple-dose vial 10 mL", "unit_volume_ml": "10", "storage": "fridge",
+        "bud_category": "category_2_aseptic_sterile_components",
+        "dose": "multiple", "in_use_hours": 168,
+        "antimicrobial_evidence": "USP <51> antimicrobial effectiveness test passed, report AET-2026-014 (demo)",
+        "components": [("Hyaluronic acid", "4"), ("Lidocaine", "1"), ("Sodium chloride 0.9 %", "5", "qs")],
+        "instructions": (
+            "1. Work in the ISO 5 laminar-flow hood; disinfect the work surface and every vial stopper "
+            "with sterile 70 % isopropyl alcohol.\n"
+            "2. Scan each component lot and check that it is released and in date.\n"
+            "3. Draw 4 mL of hyaluronic acid slowly with a wide-bore needle into a sterile empty 10 mL vial.\n"
+            "4. Add 1 mL of lidocaine, then sodium chloride 0.9 % to 10 mL.\n"
+            "5. Roll gently until homogeneous; inspect: clear, no particles.\n"
+            "6. Seal, label and store at 2-8 °C. Once punctured, write the date and time on the label and "
+            "use within 7 days (never beyond the BUD); disinfect the stopper before every draw."),
+    },
 ]
 
 
@@ -200,9 +222,10 @@ def _seed_formulas() -> Iterator[str]:
 
 
 # formula code, units, verified?
-# A verified HA-LIDO batch waits for its sterility result (awaiting_tests).
+# A verified HA-LIDO batch waits for its sterility result (awaiting_tests). A single-dose vial serves
+# one session: each batch has more units than the sessions below use it, so some vials stay sealed.
 DEMO_BATCHES = [("LIPO-PCDC", 6, True), ("MESO-VCHA", 4, True), ("HAIR-MXBT", 3, True), ("LIPO-PCDC", 2, False),
-                ("HA-LIDO", 10, True)]
+                ("HA-LIDO", 10, True), ("MESO-HA-MD", 3, True)]
 
 DEMO_PATIENTS = [
     ("CH-1001", "Maria Gomez", "1984-03-12", "+44 20 7946 0101", "maria.gomez@example.org"),
@@ -222,6 +245,10 @@ DEMO_SESSIONS = [
     ("CH-1005", [("MESO-VCHA", "2.5", "neck"), ("LIPO-PCDC", "4", "submental")], "neck and jawline"),
     ("CH-1006", [("HAIR-MXBT", "3", "scalp, crown")], "hair loss"),
     ("CH-1001", [("MESO-VCHA", "2", "décolleté")], "skin quality"),
+    # Three patients from one multiple-dose vial: the first use punctures it, it stays open for the next.
+    ("CH-1002", [("MESO-HA-MD", "2", "face")], "skin rejuvenation, face"),
+    ("CH-1003", [("MESO-HA-MD", "1.5", "neck")], "skin rejuvenation, neck"),
+    ("CH-1006", [("MESO-HA-MD", "2", "décolleté")], "skin quality"),
 ]
 
 
@@ -244,7 +271,23 @@ def _seed_batches() -> Iterator[str]:
         if verified:
             batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
         state = "awaiting verification" if not verified else batch.status.replace("_", " ")
-        yield f"  batch {batch.code} {code} × {units} ({state})"
+        dose = (f"multiple-dose, in use {formula.in_use_hours} h after first puncture"
+                if formula.dose == "multiple" else "single-dose")
+        yield f"  batch {batch.code} {code} × {units} ({state}), vials {_vial_span(batch)} {dose}"
+
+
+def _vial_span(batch: Batch) -> str:
+    codes = db.session.scalars(sa.select(Vial.code).where(Vial.batch_id == batch.id).order_by(Vial.number)).all()
+    return f"{codes[0]} to {codes[-1]}" if len(codes) > 1 else "".join(codes)
+
+
+def _drawn_from(session_row: TreatmentSession) -> str:
+    """The vials a session's uses were drawn from (by batch code: the open vial, else the next sealed one)."""
+    found = db.session.execute(
+        sa.select(Batch.code, Vial.code).select_from(SessionUse).join(Batch, Batch.id == SessionUse.batch_id)
+        .outerjoin(Vial, Vial.id == SessionUse.vial_id).where(SessionUse.session_id == session_row.id)
+        .order_by(SessionUse.id)).all()
+    return ", ".join(vial or batch for batch, vial in found)
 
 
 def _seed_patients_and_sessions() -> Iterator[str]:
@@ -267,7 +310,8 @@ def _seed_patients_and_sessions() -> Iterator[str]:
             uses=[{"batch_code": released[code].code, "volume_ml": volume, "area": area}
                   for code, volume, area in uses])
         recorded.append(session_row)
-        yield f"  session {session_row.id} for {chart}: {', '.join(code for code, _, _ in uses)}"
+        yield (f"  session {session_row.id} for {chart}: {', '.join(code for code, _, _ in uses)} "
+               f"({_drawn_from(session_row)})")
     treatments.record_adverse_event(practitioner, session_id=recorded[0].id, type="swelling", severity="moderate",
                                     onset_on=clinic_today(), outcome="resolving with cold compresses")
     treatments.record_adverse_event(practitioner, session_id=recorded[1].id, type="bruising", severity="mild",
@@ -300,20 +344,24 @@ def _seed_recall() -> Iterator[str]:
 
 
 def _seed_held_batch() -> Iterator[str]:
-    """A batch on hold after a severe adverse event, to show holds and their release."""
+    """A batch on hold after a severe adverse event, to show holds and their release.
+
+    Two units: the single-dose vial used is spent, the other (sealed) is held with its batch.
+    """
     if db.session.scalar(sa.select(Hold.id).limit(1)):
         return
     technician, verifier, practitioner = _user("technician"), _user("pharmacist2"), _user("practitioner")
     formula = db.session.scalar(sa.select(Formula).where(Formula.code == "HAIR-MXBT",
                                                          Formula.status == FormulaStatus.APPROVED))
-    batch = _compound_scanned(technician, formula, 1)
+    batch = _compound_scanned(technician, formula, 2)
     batches.verify_batch(verifier, batch.id, DEMO_PASSWORD)
     patient_id = db.session.scalar(sa.select(Patient.id).where(Patient.chart_number == "CH-1004"))
     session_row = treatments.record_session(practitioner, patient_id=patient_id, indication="hair loss",
                                             uses=[{"batch_code": batch.code, "volume_ml": "2", "area": "scalp"}])
     treatments.record_adverse_event(practitioner, session_id=session_row.id, type="infection", severity="severe",
                                     onset_on=clinic_today(), outcome="antibiotics started")
-    yield f"  batch {batch.code} HAIR-MXBT × 1 on hold after a severe infection (session {session_row.id})"
+    yield (f"  batch {batch.code} HAIR-MXBT × 2 on hold after a severe infection (session {session_row.id}, "
+           f"{_drawn_from(session_row)})")
 
 
 def seed_demo() -> Iterator[str]:

@@ -20,6 +20,7 @@ from compounding.models import (
     StockMovement,
     TreatmentSession,
     User,
+    Vial,
 )
 from compounding.services import audit, batches, ingredients, inventory
 
@@ -135,3 +136,91 @@ def test_seed_scale_refuses_a_clinic_database_unless_forced(runner, make_user, f
         assert exit_code == 0, output
         assert _count(Lot) == 31 and audit.verify_chain().ok
         assert _ledger_mismatches(Lot, Lot.remaining, StockMovement.lot_id) == []
+
+
+def _vials_by_batch() -> dict:
+    found = {}
+    for vial in db.session.scalars(sa.select(Vial).order_by(Vial.batch_id, Vial.number)):
+        found.setdefault(vial.batch_id, []).append(vial)
+    return found
+
+
+def test_seed_scale_gives_every_batch_its_vials_whose_volumes_add_up_to_the_batch_and_their_ledger(runner):
+    assert _seed(runner)[0] == 0
+    vials = _vials_by_batch()
+    for batch in db.session.scalars(sa.select(Batch)):
+        mine = vials.get(batch.id, [])
+        width = max(2, len(str(batch.units)))
+        assert [v.number for v in mine] == list(range(1, batch.units + 1)), batch.code
+        assert [v.code for v in mine] == [f"{batch.code}-{n:0{width}d}" for n in range(1, batch.units + 1)]
+        assert all(v.volume_ml * batch.units == batch.total_volume_ml and not v.legacy for v in mine)
+        assert _exact(sum(v.remaining_ml for v in mine)) == _exact(batch.remaining_volume_ml), batch.code
+        finished = {"spent", "discarded"}
+        if batch.status in ("discarded", "rejected", "depleted"):
+            assert {v.status for v in mine} <= finished, (batch.code, batch.status)
+        if batch.status == "prepared":
+            assert {v.status for v in mine} == {"sealed"}
+    # A vial's balance is its fill plus the ledger rows naming it; each of those rows names its batch too.
+    moved = dict(db.session.execute(sa.select(StockMovement.vial_id, sa.func.sum(StockMovement.quantity))
+                                    .where(StockMovement.vial_id.is_not(None)).group_by(StockMovement.vial_id)).all())
+    for vial in db.session.scalars(sa.select(Vial)):
+        assert _exact(vial.remaining_ml) == _exact(vial.volume_ml) + _exact(moved.get(vial.id)), vial.code
+    strays = _count(StockMovement, StockMovement.vial_id == Vial.id, StockMovement.batch_id != Vial.batch_id)
+    assert strays == 0
+    assert _count(StockMovement, StockMovement.vial_id.is_not(None), StockMovement.kind.not_in(("use", "waste"))) == 0
+
+
+def test_seed_scale_uses_draw_from_vials_by_the_single_and_multiple_dose_rules(runner):
+    assert _seed(runner)[0] == 0
+    uses = db.session.execute(
+        sa.select(SessionUse, TreatmentSession.performed_at, Batch.beyond_use_at)
+        .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
+        .join(Batch, Batch.id == SessionUse.batch_id)).all()
+    assert uses and all(use.vial_id is not None for use, _, _ in uses)
+    vials = {v.id: v for v in db.session.scalars(sa.select(Vial))}
+    # Every use's ledger row names the use's vial.
+    ledger = dict(db.session.execute(sa.select(StockMovement.reference_id, StockMovement.vial_id)
+                                     .where(StockMovement.kind == "use")).all())
+    assert {use.id: use.vial_id for use, _, _ in uses} == ledger
+    sessions_of, times_of = {}, {}
+    for use, performed_at, _ in uses:
+        vial = vials[use.vial_id]
+        assert vial.batch_id == use.batch_id
+        sessions_of.setdefault(vial.id, set()).add(use.session_id)
+        times_of.setdefault(vial.id, []).append((performed_at, use.session_id))
+    remainders = dict(db.session.execute(
+        sa.select(StockMovement.vial_id, sa.func.sum(StockMovement.quantity))
+        .where(StockMovement.kind == "waste", StockMovement.reason == "single_dose_remainder")
+        .group_by(StockMovement.vial_id)).all())
+    beyond_use = dict(db.session.execute(sa.select(Batch.id, Batch.beyond_use_at)).all())
+    shared = 0
+    for vial_id, sessions in sessions_of.items():
+        vial = vials[vial_id]
+        first_at, first_session = min(times_of[vial_id])
+        assert vial.first_session_id == first_session and vial.punctured_at == first_at, vial.code
+        if vial.dose == "single":
+            # One patient, one session, then spent: what that session left is written off.
+            assert len(sessions) == 1 and vial.status == "spent" and vial.remaining_ml == 0, vial.code
+            used = sum(use.volume_ml for use, _, _ in uses if use.vial_id == vial_id)
+            assert _exact(used) - _exact(remainders.get(vial_id)) == _exact(vial.volume_ml), vial.code
+        else:
+            deadline = vial.in_use_until(beyond_use[vial.batch_id])
+            assert all(at < deadline for at, _ in times_of[vial_id]), vial.code
+            assert vial.status in ("open", "spent", "discarded"), vial.code
+            shared += len(sessions) > 1
+    assert shared > 0, "no multiple-dose vial served several sessions"
+    assert {v.dose for v in vials.values()} == {"single", "multiple"}
+    for vial in vials.values():
+        if vial.id not in sessions_of:
+            assert vial.punctured_at is None and vial.first_session_id is None, vial.code
+            assert vial.status in ("sealed", "discarded"), vial.code
+        if vial.status == "sealed":
+            assert vial.remaining_ml == vial.volume_ml and vial.id not in sessions_of
+        if vial.status == "open":
+            assert vial.dose == "multiple" and 0 < vial.remaining_ml < vial.volume_ml
+        if vial.status in ("spent", "discarded"):
+            assert vial.remaining_ml == 0
+        if vial.status == "discarded":
+            assert vial.status_reason
+    multiple = db.session.scalars(sa.select(Formula).where(Formula.dose == "multiple")).all()
+    assert multiple and all(f.in_use_hours and f.antimicrobial_evidence for f in multiple)

@@ -31,7 +31,7 @@ class Plan:
         self._batches()
         self._lots()
         self._uses()
-        self._units_and_statuses()
+        self._vials_and_statuses()
         self._consumption()
 
     def _batches(self) -> None:
@@ -132,25 +132,137 @@ class Plan:
             s_time.append(t_last)
         return np.array(u_session, dtype=np.int64), np.array(s_time, dtype=np.int64)
 
-    def _units_and_statuses(self) -> None:
-        rng, n = self.rng, self.size.batches
-        unit = np.array([f.unit_tenths for f in self.refs.formulas])[self.b_formula]
-        used = np.bincount(self.u_batch, weights=self.u_tenths, minlength=n).astype(np.int64)
+    def _vials_and_statuses(self) -> None:
+        """Which vial each use draws from, how many units each batch has, and where each vial ends.
+
+        Single-dose: each use has a vial of its own (a batch is in a session at most once), spent
+        when its session is saved, its remainder written off. Multiple-dose: the first use
+        punctures a vial; later sessions draw from it while its in-use period lasts and it holds
+        the volume (when it does not, the previous use took what was left); a vial whose in-use
+        period ended before its batch's BUD has its remainder written off then.
+        """
+        rng, n, formulas = self.rng, self.size.batches, self.refs.formulas
+        unit = np.array([f.unit_tenths for f in formulas])[self.b_formula]
+        multiple = np.array([f.dose == "multiple" for f in formulas])[self.b_formula]
+        in_use = np.array([(f.in_use_hours or 0) * HOUR for f in formulas])[self.b_formula]
+        self.b_unit, self.b_multiple = unit, multiple
+        u_batch, n_uses = self.u_batch, len(self.u_batch)
+        u_multiple = multiple[u_batch]
+        # A single-dose vial is sized for one treatment: a use takes all of it, or half or more.
+        single = np.flatnonzero(~u_multiple)
+        whole = rng.random(len(single)) < 0.6
+        part = (unit[u_batch[single]] * rng.uniform(0.5, 1.0, len(single))).astype(np.int64)
+        self.u_tenths[single] = np.where(whole, unit[u_batch[single]], np.maximum(part, 5))
         extra = rng.choice([0, 1, 2], p=[0.45, 0.35, 0.2], size=n)
-        self.b_units = np.where(used > 0, -(-used // unit) + extra, rng.integers(1, 5, size=n))
+        finish = rng.random(n) < 0.7
+        # Single-dose: the k-th use of a batch (in time order) takes its vial k.
+        by_batch = np.lexsort((np.arange(n_uses), u_batch))
+        group_first = np.searchsorted(u_batch[by_batch], u_batch[by_batch])
+        self.u_number = np.empty(n_uses, dtype=np.int64)
+        self.u_number[by_batch] = np.arange(n_uses) - group_first + 1
+        opened = self._multiple_dose_uses(np.flatnonzero(u_multiple), unit, in_use, extra, finish)
+        used_vials = np.zeros(n, dtype=np.int64)
+        np.maximum.at(used_vials, u_batch, self.u_number)
+        self.b_units = np.where(used_vials > 0, used_vials + extra, rng.integers(1, 5, size=n))
         self.b_total = self.b_units * unit
-        # Most batches made to measure are used up: their last use takes what is left.
-        last_use = np.full(n, -1, dtype=np.int64)
-        np.maximum.at(last_use, self.u_batch, np.arange(len(self.u_batch)))
-        finish = (used > 0) & (extra == 0) & (rng.random(n) < 0.7)
-        self.u_tenths[last_use[finish]] += (self.b_total - used)[finish]
-        used = np.where(finish, self.b_total, used)
-        self.b_remaining = self.b_total - used
-        self.b_used = used
+        self._vials(unit, opened)
+
+    def _multiple_dose_uses(self, uses, unit, in_use, extra, finish) -> dict:
+        """Multiple-dose uses in time order, each given its vial: {(batch, number): [punctured, first
+        use, remaining, spent at, written off at]} of every vial punctured."""
+        batches, times, tenths = self.u_batch.tolist(), self.u_time.tolist(), self.u_tenths
+        unit_, in_use_, bud = unit.tolist(), in_use.tolist(), self.b_bud.tolist()
+        opened, current, count = {}, {}, defaultdict(int)
+        for k in uses.tolist():
+            b, t, volume = batches[k], times[k], int(tenths[k])
+            cur = current.get(b)  # [number, own deadline, last use]
+            if cur is not None:
+                vial = opened[(b, cur[0])]
+                if t >= cur[1]:  # its in-use period ended before this session
+                    vial[4] = cur[1]
+                    cur = None
+                elif vial[2] < volume:  # too little left: the previous use took the rest
+                    tenths[cur[2]] += vial[2]
+                    vial[2], vial[3] = 0, times[cur[2]]
+                    cur = None
+            if cur is None:
+                count[b] += 1
+                cur = [count[b], min(t + in_use_[b], bud[b]), k]
+                opened[(b, cur[0])] = [t, k, unit_[b], None, None]
+            vial = opened[(b, cur[0])]
+            vial[2] -= volume
+            cur[2] = k
+            self.u_number[k] = cur[0]
+            if vial[2] == 0:
+                vial[3] = t
+                cur = None
+            current[b] = cur
+        for b, cur in current.items():
+            if cur is None:
+                continue
+            vial = opened[(b, cur[0])]
+            if extra[b] == 0 and finish[b]:  # used up: the last use took what was left
+                tenths[cur[2]] += vial[2]
+                vial[2], vial[3] = 0, times[cur[2]]
+            elif cur[1] < bud[b] and cur[1] < self.now - 60:
+                vial[4] = cur[1]
+        return opened
+
+    def _vials(self, unit, opened: dict) -> None:
+        """Every vial's end state, the write-offs (vial by vial), each batch's remaining volume and status."""
+        rng, n = self.rng, self.size.batches
+        self.v_first = np.concatenate([[0], np.cumsum(self.b_units)])[:-1]
+        total = int(self.b_units.sum())
+        self.v_batch = np.repeat(np.arange(n), self.b_units)
+        self.v_number = np.arange(total) - self.v_first[self.v_batch] + 1
+        self.v_remaining = unit[self.v_batch].copy()
+        self.v_status = np.full(total, "sealed", dtype=object)
+        self.v_punctured = np.full(total, -1, dtype=np.int64)
+        self.v_first_use = np.full(total, -1, dtype=np.int64)
+        self.v_spent = np.full(total, -1, dtype=np.int64)
+        # Write-offs: (vial, time, tenths, why: 0 single-dose remainder, 1 in-use period ended,
+        # 2 batch discarded, 3 batch rejected, use for why 0 else -1)
+        offs = []
+        single = np.flatnonzero(~self.b_multiple[self.u_batch])
+        vial = self.v_first[self.u_batch[single]] + self.u_number[single] - 1
+        left = unit[self.u_batch[single]] - self.u_tenths[single]
+        self.v_status[vial] = "spent"
+        self.v_remaining[vial] = 0
+        self.v_punctured[vial] = self.v_spent[vial] = self.u_time[single]
+        self.v_first_use[vial] = single
+        wasted = left > 0
+        offs.append((vial[wasted], self.u_time[single][wasted], left[wasted], 0, single[wasted]))
+        keys = list(opened)
+        states = np.array([v if v is not None else -1 for state in opened.values() for v in state],
+                          dtype=np.int64).reshape(-1, 5)  # punctured, first use, remaining, spent at, written off at
+        vial = self.v_first[np.array([b for b, _ in keys], dtype=np.int64)] + np.array(
+            [number for _, number in keys], dtype=np.int64) - 1
+        self.v_punctured[vial], self.v_first_use[vial] = states[:, 0], states[:, 1]
+        self.v_remaining[vial] = states[:, 2]
+        spent, off = states[:, 3] >= 0, (states[:, 3] < 0) & (states[:, 4] >= 0)
+        self.v_status[vial] = np.where(spent, "spent", np.where(off, "discarded", "open"))
+        self.v_spent[vial[spent]] = states[spent, 3]
+        ended = np.column_stack([vial[off], states[off, 4], states[off, 2]])
+        offs.append((ended[:, 0], ended[:, 1], ended[:, 2], 1, np.full(len(ended), -1)))
+        self.v_remaining[ended[:, 0]] = 0
+        self.b_remaining = np.bincount(self.v_batch, weights=self.v_remaining, minlength=n).astype(np.int64)
         discard = self.b_eligible & (self.b_remaining > 0) & (self.b_bud < self.now - DAY) & (rng.random(n) < 0.2)
         self.b_status = np.where(self.b_prepared, "prepared", np.where(self.b_rejected, "rejected", np.where(
             self.b_remaining == 0, "depleted", np.where(discard, "discarded", "released"))))
         self.b_discard_time = np.minimum(self.b_bud + 2 * HOUR, self.now - 60)
+        # A discarded or rejected batch's vials are discarded, each one's remainder written off.
+        for status, why, when in (("discarded", 2, self.b_discard_time), ("rejected", 3, self.b_verified)):
+            vials = np.flatnonzero((self.b_status[self.v_batch] == status) & (self.v_remaining > 0))
+            offs.append((vials, when[self.v_batch[vials]], self.v_remaining[vials], why, np.full(len(vials), -1)))
+            self.v_status[vials] = "discarded"
+            self.v_remaining[vials] = 0
+        self.b_final = np.bincount(self.v_batch, weights=self.v_remaining, minlength=n).astype(np.int64)
+        self.w_vial = np.concatenate([o[0] for o in offs]).astype(np.int64)
+        self.w_time = np.concatenate([o[1] for o in offs]).astype(np.int64)
+        self.w_tenths = np.concatenate([o[2] for o in offs]).astype(np.int64)
+        self.w_why = np.concatenate([np.full(len(o[0]), o[3]) for o in offs]).astype(np.int64)
+        self.w_use = np.concatenate([o[4] for o in offs]).astype(np.int64)
+        self.u_vial = self.v_first[self.u_batch] + self.u_number - 1
 
     def _consumption(self) -> None:
         """Which lot each batch component takes, how much; what each lot received and has left."""

@@ -11,7 +11,7 @@ from ..extensions import db
 from ..models import Batch, Formula, FormulaStatus, Ingredient, Lot, TreatmentSession, User
 from ..services import formulas, ingredients, users
 from ..services.bud import bud_duration
-from .spec import _INSTRUCTIONS, SCALE_FORMULAS, SCALE_PASSWORD, SCALE_USERS
+from .spec import _INSTRUCTIONS, SCALE_FORMULAS, SCALE_MULTIPLE_DOSE, SCALE_PASSWORD, SCALE_USERS
 
 
 def ensure_reference_rows() -> None:
@@ -38,11 +38,15 @@ def ensure_reference_rows() -> None:
             continue
         draft = db.session.scalar(sa.select(Formula).where(Formula.code == code, Formula.status == FormulaStatus.DRAFT))
         if draft is None:
+            dose = {}
+            if code in SCALE_MULTIPLE_DOSE:
+                hours, evidence = SCALE_MULTIPLE_DOSE[code]
+                dose = {"dose": "multiple", "in_use_hours": hours, "antimicrobial_evidence": evidence}
             draft = formulas.create_formula(pharmacist, {
                 "code": code, "name": name, "indication": indication, "route": route,
                 "dosage_form": "solution for injection", "unit_label": f"vial {volume} mL",
                 "unit_volume_ml": volume, "storage": storage, "bud_category": category,
-                "instructions": _INSTRUCTIONS,
+                "instructions": _INSTRUCTIONS, **dose,
                 "components": [{"ingredient_id": ingredient_ids[i], "quantity": q} for i, q in components]})
         formulas.approve_formula(approver, draft.id, SCALE_PASSWORD)
 
@@ -74,6 +78,8 @@ def load_refs() -> Refs:
             id=formula.id, label=formula.label, indication=indication.replace("_", " "), areas=areas,
             storage=formula.storage, protect_from_light=formula.protect_from_light,
             unit_tenths=int(formula.unit_volume_ml * 10),
+            # As the approved formula says (a data set seeded before vials keeps single-dose formulas).
+            dose=formula.dose, in_use_hours=formula.in_use_hours,
             bud_seconds=int(duration.total_seconds()),
             components=[(c.ingredient_id, int(c.quantity * 1000)) for c in formula.components]))
     return Refs(people, ingredients, copies, rows)

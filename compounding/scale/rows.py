@@ -19,11 +19,13 @@ from ..models import (
     Signature,
     StockMovement,
     TreatmentSession,
+    Vial,
 )
 from ..models.patient import fold
 from ..services import audit
 from ..services.bud import BUD_TABLE_VERSION
 from ..services.clock import clinic_zone, utcnow
+from ..services.codes import vial_code
 from .codes import Start, move_counters, new_batch_codes
 from .plan import Plan
 from .spec import (
@@ -76,6 +78,7 @@ def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summar
     rows.batch_components()
     rows.signatures()
     rows.sessions()
+    rows.vials()
     rows.session_uses()
     rows.stock_movements()
     rows.adverse_events()
@@ -98,20 +101,24 @@ class _Rows:
         self.by_id = {v[0]: v for v in people.values()}
         self.n_lots, self.n_batches, self.n_sessions = len(plan.l_received), plan.size.batches, len(plan.s_time)
         self.n_uses, self.n_components = len(plan.u_batch), len(plan.c_batch)
+        self.n_vials = len(plan.v_batch)
         self.n_events = max(1, self.n_sessions // 1000) if self.n_sessions else 0
         lot_moves = self.n_lots + self.n_components + int((plan.l_waste > 0).sum())
-        batch_moves = self.n_batches + self.n_uses + int((plan.b_status == "discarded").sum())
+        batch_moves = self.n_batches + self.n_uses + len(plan.w_vial)
         self.ids = ids = reserve_ids(writer.connection, {
             Patient.__table__: plan.size.patients, Lot.__table__: self.n_lots, Batch.__table__: self.n_batches,
             BatchComponent.__table__: self.n_components, TreatmentSession.__table__: self.n_sessions,
             SessionUse.__table__: self.n_uses, StockMovement.__table__: lot_moves + batch_moves,
+            Vial.__table__: self.n_vials,
             Signature.__table__: self.n_lots + self.n_batches, AdverseEvent.__table__: self.n_events})
         self.lot_id0, self.batch_id0, self.patient_id0 = ids["lots"], ids["batches"], ids["patients"]
-        self.session_id0, self.use_id0 = ids["treatment_sessions"], ids["session_uses"]
+        self.session_id0, self.use_id0, self.vial_id0 = ids["treatment_sessions"], ids["session_uses"], ids["vials"]
         self.ingredient_names = {v[0]: k for k, v in refs.ingredients.items()}
         self.ingredient_meta = {v[0]: v for v in refs.ingredients.values()}
         self.lot_codes = [f"L{start.lot_number + i:06d}" for i in range(self.n_lots)]
         self.batch_codes = new_batch_codes(plan, start)
+        self.vial_codes = [vial_code(self.batch_codes[b], n, units) for b, n, units in zip(
+            plan.v_batch.tolist(), plan.v_number.tolist(), plan.b_units[plan.v_batch].tolist(), strict=True)]
 
     def patients(self) -> None:
         plan, rng, start, patient_id0 = self.plan, self.rng, self.start, self.patient_id0
@@ -182,7 +189,7 @@ class _Rows:
                 total = dec(plan.b_total[i], 1)
                 yield {"id": batch_id0 + i, "code": batch_codes[i], "formula_id": formula.id,
                        "units": int(plan.b_units[i]), "total_volume_ml": total,
-                       "remaining_volume_ml": dec(plan.b_remaining[i], 1) if status != "discarded" else Decimal(0),
+                       "remaining_volume_ml": dec(plan.b_final[i], 1),
                        "preparation_started_at": moment(compounded), "compounded_at": moment(compounded),
                        "compounded_by_id": int(compounder[i]), "protect_from_light": formula.protect_from_light,
                        "verified_at": moment(plan.b_verified[i]) if verified else None,
@@ -196,12 +203,18 @@ class _Rows:
                     "code": batch_codes[i], "formula": formula.label, "units": int(plan.b_units[i]),
                     "total_volume_ml": total, "beyond_use_at": moment(plan.b_bud[i]),
                     "bud_table": BUD_TABLE_VERSION, "deviations": "",
+                    "vials": {"first": self.vial_codes[plan.v_first[i]],
+                              "last": self.vial_codes[plan.v_first[i] + plan.b_units[i] - 1],
+                              "dose": "multiple" if plan.b_multiple[i] else "single",
+                              "in_use_hours": formula.in_use_hours if plan.b_multiple[i] else None},
                     "components": [{"lot": lot_codes[plan.c_lot[k]], "quantity": dec(plan.c_qty[k], 3),
                                     "scanned": bool(plan.c_scanned[k])} for k in parts]})
                 if status != "prepared":
                     old = {"status": "prepared", "remaining_volume_ml": total, "status_reason": "",
                            "discard_reason": None}
                     new = {**old, "status": "rejected" if status == "rejected" else "released"}
+                    if status == "rejected":  # its vials discarded, their volume written off
+                        new["remaining_volume_ml"] = Decimal(0)
                     action = "batch.rejected" if status == "rejected" else "batch.released"
                     log.add(int(plan.b_verified[i]), by_id[int(verifier[i])], action, "batch", batch_id0 + i,
                             old=old, new=new)
@@ -270,20 +283,65 @@ class _Rows:
 
         self.writer.insert(TreatmentSession.__table__, session_rows())
 
+    def vials(self) -> None:
+        """Every unit of every batch, as compounding makes them, each in the state its uses left it."""
+        plan, batch_id0, session_id0, codes = self.plan, self.batch_id0, self.session_id0, self.vial_codes
+        formulas_ = plan.refs.formulas
+        why = {}  # vial -> its write-off's reason, for a vial discarded
+        for v, w, b in zip(plan.w_vial.tolist(), plan.w_why.tolist(), plan.v_batch[plan.w_vial].tolist(),
+                           strict=True):
+            if w == 1:
+                why[v] = "in-use period ended (synthetic)"
+            elif w == 2:
+                why[v] = f"batch {self.batch_codes[b]} discarded: expired"
+            elif w == 3:
+                why[v] = f"batch {self.batch_codes[b]} rejected: failed visual inspection (synthetic)"
+
+        def vial_rows():
+            # What a batch's vials share, once per batch; the rest per vial from plain lists.
+            shared = []
+            for b, (f, multiple, compounded) in enumerate(zip(plan.b_formula.tolist(), plan.b_multiple.tolist(),
+                                                               plan.b_time.tolist(), strict=True)):
+                formula = formulas_[f]
+                shared.append((batch_id0 + b, "multiple" if multiple else "single",
+                               formula.in_use_hours if multiple else None, dec(formula.unit_tenths, 1),
+                               moment(compounded)))
+            first_use = np.maximum(plan.v_first_use, 0)
+            first_session = np.where(plan.v_first_use >= 0, session_id0 + plan.u_session[first_use], -1).tolist()
+            v_batch, v_number, v_status = plan.v_batch.tolist(), plan.v_number.tolist(), plan.v_status.tolist()
+            v_punctured, v_spent = plan.v_punctured.tolist(), plan.v_spent.tolist()
+            v_remaining = plan.v_remaining.tolist()
+            volumes = {}
+            for v in range(self.n_vials):
+                batch_id, dose, hours, fill, created = shared[v_batch[v]]
+                left, punctured, spent, session = v_remaining[v], v_punctured[v], v_spent[v], first_session[v]
+                remaining = volumes.get(left)
+                if remaining is None:
+                    remaining = volumes[left] = dec(left, 1)
+                yield {"id": self.vial_id0 + v, "batch_id": batch_id, "number": v_number[v], "code": codes[v],
+                       "dose": dose, "in_use_hours": hours, "volume_ml": fill, "remaining_ml": remaining,
+                       "status": v_status[v], "status_reason": why.get(v, ""), "legacy": False,
+                       "punctured_at": moment(punctured) if punctured >= 0 else None,
+                       "first_session_id": session if session >= 0 else None,
+                       "spent_at": moment(spent) if spent >= 0 else None, "created_at": created}
+
+        self.writer.insert(Vial.__table__, vial_rows())
+
     def session_uses(self) -> None:
         plan, formulas_, session_id0, batch_id0 = self.plan, self.plan.refs.formulas, self.session_id0, self.batch_id0
         area_pick = self.rng.integers(0, 4, self.n_uses)
         self.writer.insert(SessionUse.__table__, (
             {"id": self.use_id0 + k, "session_id": session_id0 + int(plan.u_session[k]),
-             "batch_id": batch_id0 + int(plan.u_batch[k]), "volume_ml": dec(plan.u_tenths[k], 1),
+             "batch_id": batch_id0 + int(plan.u_batch[k]), "vial_id": self.vial_id0 + int(plan.u_vial[k]),
+             "volume_ml": dec(plan.u_tenths[k], 1),
              "area": (areas := formulas_[plan.b_formula[plan.u_batch[k]]].areas)[area_pick[k] % len(areas)]}
             for k in range(self.n_uses)))
 
     def stock_movements(self) -> None:
         """The ledger: per owner in time order with running balances, written in global time order."""
         self.writer.insert(StockMovement.__table__, _movements(
-            self.plan, self.ids, self.batch_codes, (self.technician, self.pharmacist1), self.compounder,
-            self.practitioners, self.s_practitioner, self.s_patient, self.start))
+            self.plan, self.ids, self.batch_codes, self.vial_codes, (self.technician, self.pharmacist1),
+            self.compounder, self.verifier, self.practitioners, self.s_practitioner, self.s_patient, self.start))
 
     def adverse_events(self) -> None:
         """A few, a handful of them severe, so quality signals show."""
@@ -317,7 +375,7 @@ class _Rows:
                      int(sum(1 for b in plan.u_batch.tolist() if b in trace_batches)))
         for table, first_id in (("patients", self.patient_id0), ("treatment_sessions", self.session_id0),
                                 ("session_uses", self.use_id0), ("stock_movements", ids["stock_movements"]),
-                                ("adverse_events", ids["adverse_events"]),
+                                ("adverse_events", ids["adverse_events"]), ("vials", self.vial_id0),
                                 ("batch_components", ids["batch_components"]), ("signatures", ids["signatures"])):
             if counts.get(table):
                 log.add(int(self.now.timestamp()), None, "scale.rows_loaded", table, None,
@@ -329,25 +387,29 @@ class _Rows:
         return trace
 
 
-def _movements(plan: Plan, ids, batch_codes, staff, compounder, practitioners, s_practitioner,
-               s_patient, start) -> Iterator[dict]:
-    """Every ledger row, each with its owner's balance after it, in the order things happened."""
+def _movements(plan: Plan, ids, batch_codes, vial_codes, staff, compounder, verifier, practitioners,
+               s_practitioner, s_patient, start) -> Iterator[dict]:
+    """Every ledger row, each with its owner's balance after it, in the order things happened.
+
+    A use and a write-off of a batch name the vial they changed (its balance: its fill plus those rows).
+    """
     technician, pharmacist = staff
-    lot_id0, batch_id0 = ids["lots"], ids["batches"]
+    lot_id0, batch_id0, vial_id0 = ids["lots"], ids["batches"], ids["vials"]
     n_lots, n_batches = len(plan.l_received), plan.size.batches
     waste_lots = np.flatnonzero(plan.l_waste > 0)
-    discarded = np.flatnonzero(plan.b_status == "discarded")
-    # kind codes: 0 receive, 1 consume, 2 waste (lots); 3 receive, 4 use, 5 waste (batches)
+    w_batch = plan.v_batch[plan.w_vial]
+    # kind codes: 0 receive, 1 consume, 2 waste (lots); 3 receive, 4 use, 5 a vial's write-off (batches)
     owner = np.concatenate([np.arange(n_lots), plan.c_lot, waste_lots,
-                            n_lots + np.arange(n_batches), n_lots + plan.u_batch, n_lots + discarded])
+                            n_lots + np.arange(n_batches), n_lots + plan.u_batch, n_lots + w_batch])
     when = np.concatenate([plan.l_received, plan.b_time[plan.c_batch], plan.l_waste_time[waste_lots],
-                           plan.b_time, plan.u_time, plan.b_discard_time[discarded]])
+                           plan.b_time, plan.u_time, plan.w_time])
     amount = np.concatenate([plan.l_quantity, -plan.c_qty, -plan.l_waste[waste_lots],
-                             plan.b_total, -plan.u_tenths, -plan.b_remaining[discarded]])
+                             plan.b_total, -plan.u_tenths, -plan.w_tenths])
     kind = np.concatenate([np.zeros(n_lots, int), np.ones(len(plan.c_lot), int), np.full(len(waste_lots), 2),
-                           np.full(n_batches, 3), np.full(len(plan.u_batch), 4), np.full(len(discarded), 5)])
+                           np.full(n_batches, 3), np.full(len(plan.u_batch), 4), np.full(len(plan.w_vial), 5)])
     ref = np.concatenate([np.arange(n_lots), np.arange(len(plan.c_lot)), waste_lots, np.arange(n_batches),
-                          np.arange(len(plan.u_batch)), discarded])
+                          np.arange(len(plan.u_batch)), np.arange(len(plan.w_vial))])
+    # At one moment a use comes before the write-off of its single-dose vial's remainder.
     sequence = np.arange(len(owner))
     by_owner = np.lexsort((sequence, when, owner))
     sorted_owner, sorted_amount = owner[by_owner], amount[by_owner]
@@ -360,11 +422,13 @@ def _movements(plan: Plan, ids, batch_codes, staff, compounder, practitioners, s
         raise AssertionError("a planned balance went below zero")
     movement_id0 = ids["stock_movements"]
     zone = clinic_zone()
+    u_vial, w_vial, w_why, w_use = plan.u_vial, plan.w_vial, plan.w_why, plan.w_use
     for position, k in enumerate(np.lexsort((sequence, when)).tolist()):
         code, r, o = int(kind[k]), int(ref[k]), int(owner[k])
         is_lot = code < 3
         row = {"id": movement_id0 + position, "lot_id": lot_id0 + o if is_lot else None,
-               "batch_id": None if is_lot else batch_id0 + o - n_lots, "occurred_at": moment(when[k]),
+               "batch_id": None if is_lot else batch_id0 + o - n_lots, "vial_id": None,
+               "occurred_at": moment(when[k]),
                "quantity": dec(amount[k], 3 if is_lot else 1), "balance_after": dec(balance[k], 3 if is_lot else 1),
                "reason": "", "note": "", "reference_type": "", "reference_id": None}
         if code == 0:
@@ -385,9 +449,25 @@ def _movements(plan: Plan, ids, batch_codes, staff, compounder, practitioners, s
         elif code == 4:
             s = int(plan.u_session[r])
             row.update(kind="use", actor_id=practitioners[s_practitioner[s]][0], reference_type="session_use",
-                       reference_id=ids["session_uses"] + r,
+                       reference_id=ids["session_uses"] + r, vial_id=vial_id0 + int(u_vial[r]),
                        note=f"patient SC{start.chart_number + int(s_patient[s]):07d}")
         else:
-            row.update(kind="waste", actor_id=pharmacist[0], reason="expired", reference_type="discard",
-                       note=f"beyond-use date passed {moment(plan.b_bud[r]).astimezone(zone):%Y-%m-%d} (synthetic)")
+            v, why, b = int(w_vial[r]), int(w_why[r]), o - n_lots
+            row.update(kind="waste", vial_id=vial_id0 + v)
+            if why == 0:
+                s = int(plan.u_session[w_use[r]])
+                row.update(actor_id=practitioners[s_practitioner[s]][0], reason="single_dose_remainder",
+                           reference_type="treatment_session", reference_id=ids["treatment_sessions"] + s,
+                           note=f"single-dose vial {vial_codes[v]} spent in session {ids['treatment_sessions'] + s}")
+            elif why == 1:
+                row.update(actor_id=pharmacist[0], reason="in_use_period_ended", reference_type="vial",
+                           reference_id=vial_id0 + v, note=f"{vial_codes[v]}: in-use period ended (synthetic)")
+            elif why == 2:
+                row.update(actor_id=pharmacist[0], reason="expired", reference_type="discard",
+                           reference_id=batch_id0 + b,
+                           note=f"batch {batch_codes[b]} discarded: beyond-use date passed "
+                                f"{moment(plan.b_bud[b]).astimezone(zone):%Y-%m-%d} (synthetic)")
+            else:
+                row.update(actor_id=int(verifier[b]), reason="rejected", reference_type="reject",
+                           reference_id=batch_id0 + b, note=f"batch {batch_codes[b]} rejected")
         yield row

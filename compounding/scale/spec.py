@@ -43,6 +43,12 @@ SCALE_FORMULAS = [
      ("scalp, vertex", "scalp, crown", "scalp, temples")),
 ]
 FORMULA_WEIGHTS = (0.35, 0.15, 0.3, 0.2)
+# The multiple-dose formulas: in-use period after first puncture (hours), antimicrobial evidence.
+# The others are single-dose (one patient, one session, the remainder written off).
+SCALE_MULTIPLE_DOSE = {
+    "SCALE-MESO": (168, "USP <51> antimicrobial effectiveness test, report AET-SCALE-MESO (synthetic)"),
+    "SCALE-HAIR": (672, "USP <51> antimicrobial effectiveness test, report AET-SCALE-HAIR (synthetic)"),
+}
 FIRST_NAMES = ("Maria", "Aisha", "Laura", "Chen", "Sophie", "James", "Olivia", "Noah", "Emma", "Liam", "Mia",
                "Lucas", "Zara", "Omar", "Ines", "Hugo", "Yara", "Ravi", "Elena", "Tomas")
 LAST_NAMES = ("Gomez", "Rahman", "Bianchi", "Wei", "Martin", "O'Neill", "Smith", "Kowalski", "Haddad", "Costa",

@@ -46,6 +46,9 @@ class Writer:
             return 0
         columns, dialect = list(first), self.connection.dialect
         processors = [table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        # A timestamp's conversion is the dearest; rows of one batch or session share theirs.
+        processors = [_remembered(p) if p and isinstance(table.c[c].type, sa.DateTime | sa.types.TypeDecorator)
+                      else p for c, p in zip(columns, processors, strict=True)]
         convert = [(c, p) for c, p in zip(columns, processors, strict=True)]
         statement = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         cursor = self.connection.connection.driver_connection.cursor()
@@ -70,6 +73,21 @@ class Writer:
                                 else values[c] for c in columns])
                 count += 1
         return count
+
+
+def _remembered(process: Callable) -> Callable:
+    """`process` answering a value seen lately from memory (at most 50,000 kept)."""
+    memory: dict = {}
+
+    def bound(value):
+        found = memory.get(value, memory)
+        if found is memory:
+            if len(memory) >= 50_000:
+                memory.clear()
+            found = memory[value] = process(value)
+        return found
+
+    return bound
 
 
 def reserve_ids(connection: sa.Connection, counts: dict) -> dict:
