@@ -1,6 +1,5 @@
 """seed-demo shows vials: single-dose vials spent after their session, a multiple-dose vial open."""
 
-import pytest
 import sqlalchemy as sa
 
 from compounding.demo import DEMO_BATCHES, DEMO_SESSIONS, seed_demo
@@ -50,7 +49,6 @@ def test_no_demo_batch_is_used_in_more_sessions_than_it_has_vials():
     assert all(sessions[code] <= units[code] for code in sessions), (sessions, units)
 
 
-@pytest.mark.xfail(strict=True, reason="uses are attributed to vials once record_session draws from them")
 def test_the_demo_sessions_draw_from_vials_single_dose_spent_and_one_multiple_dose_vial_open(app):
     _seed()
     uses = db.session.scalars(sa.select(SessionUse)).all()
