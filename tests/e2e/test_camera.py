@@ -83,9 +83,9 @@ def test_the_camera_fills_the_sessions_batch_field_and_moves_on_to_the_volume(pa
     login(page, "practitioner")
     page.add_init_script(camera_showing(f"/api/v1/batches/{batch_id}/barcode.svg"))
     page.goto(f"/treatments/patients/{patient}/sessions/new")
-    page.get_by_label("Batch code, use 2", exact=True).focus()  # the row the practitioner is on
+    page.get_by_label("Vial code, use 2", exact=True).focus()  # the row the practitioner is on
     page.get_by_role("button", name="Use camera").click()
-    expect(page.get_by_label("Batch code, use 2", exact=True)).to_have_value(code, timeout=10_000)
+    expect(page.get_by_label("Vial code, use 2", exact=True)).to_have_value(code, timeout=10_000)
     expect(page.get_by_label("Volume in mL, use 2", exact=True)).to_be_focused()
     expect(page.locator("#camera-preview")).to_be_hidden()
     assert "/sessions/new" in page.url

@@ -146,7 +146,7 @@ def test_d_a_practitioner_scans_a_vial_into_a_patients_session_and_the_batch_vol
     page.get_by_role("link", name="CH-1004").click()
     page.get_by_role("link", name="Record a treatment session").click()
 
-    batch_field = page.get_by_label("Batch code, use 1", exact=True)
+    batch_field = page.get_by_label("Vial code, use 1", exact=True)
     expect(batch_field).to_be_focused()  # ready for the scanner as soon as the page opens
     batch_field.press_sequentially(code.lower())
     batch_field.press("Enter")

@@ -34,7 +34,7 @@ def test_the_main_screens_render_for_the_readme(page, live_server):
         assert save_screenshot(page, name).stat().st_size > 10_000
 
     page.goto(f"/treatments/patients/{patient}/sessions/new")
-    field = page.get_by_label("Batch code, use 1", exact=True)
+    field = page.get_by_label("Vial code, use 1", exact=True)
     field.press_sequentially(code)
     field.press("Enter")
     page.keyboard.type("4")
