@@ -108,11 +108,11 @@ def test_a_multiple_dose_vial_is_punctured_once_and_usable_until_its_in_use_dead
     with pytest.raises(InvalidState, match="past its in-use deadline") as refused:
         treatments.record_session(practitioner, patient_id=make_patient().id, uses=[_use(code, "1")])
     assert list(refused.value.details["reasons"]) == [code]
-    # By batch code: the open vial past its deadline is named, with what to do.
-    with pytest.raises(InvalidState, match=f"{code}.*discard it and scan the vial used"):
-        treatments.record_session(practitioner, patient_id=make_patient().id,
-                                  uses=[{"batch_code": batch.code, "volume_ml": "1"}])
-    assert _vials(batch)[0].remaining_ml == 7
+    # By batch code: the open vial past its deadline is passed over for the next sealed one, named.
+    row = treatments.record_session(practitioner, patient_id=make_patient().id,
+                                    uses=[{"batch_code": batch.code, "volume_ml": "1"}])
+    assert row.vial_codes == [f"{batch.code}-02"]
+    assert [v.remaining_ml for v in _vials(batch)[:2]] == [7, 9]
     _balanced(batch)
 
 

@@ -114,5 +114,13 @@ class Vial(db.Model):
             return min(self.punctured_at + timedelta(hours=self.in_use_hours), beyond_use_at)
         return beyond_use_at
 
+    def returning_to(self, status: str) -> str:
+        """The status a vial takes back when a hold ends: never sealed again once punctured, spent when empty."""
+        if self.remaining_ml <= 0:
+            return VialStatus.SPENT
+        if status == VialStatus.SEALED and (self.punctured_at is not None or self.remaining_ml < self.volume_ml):
+            return VialStatus.OPEN
+        return status
+
     def __repr__(self) -> str:
         return f"<Vial {self.code} {self.status}>"

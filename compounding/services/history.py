@@ -195,7 +195,8 @@ def _reach_vials(batch: Batch, before: str, actor: User | None, *, reason: str, 
 def _vials_released(vials: list[Vial]) -> dict[int, str]:
     """{vial id: status to return to} for held vials that carry no hold of their own: two statements.
 
-    A vial returns to its status before the hold (its history), or `spent` when nothing is left.
+    A vial returns to its status before the hold (its history), `open` if punctured meanwhile (a late
+    entry), or `spent` when nothing is left.
     """
     ids = [vial.id for vial in vials]
     own = set(db.session.scalars(sa.select(Hold.entity_id).where(
@@ -205,7 +206,7 @@ def _vials_released(vials: list[Vial]) -> dict[int, str]:
         .where(StatusChange.entity_type == "vial", StatusChange.entity_id.in_(ids),
                StatusChange.to_status == VialStatus.ON_HOLD)
         .order_by(StatusChange.changed_at, StatusChange.id)).all())
-    return {vial.id: VialStatus.SPENT if vial.remaining_ml <= 0 else before.get(vial.id) or VialStatus.SEALED
+    return {vial.id: vial.returning_to(before.get(vial.id) or VialStatus.SEALED)
             for vial in vials if vial.id not in own}
 
 

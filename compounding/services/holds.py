@@ -107,6 +107,10 @@ def quality_signal_hold(actor: User, kind: str, item_id: int, detail: str) -> Ho
 def _locked(kind: str, item_id: int):
     if kind not in HOLD_ENTITY_TYPES:
         raise NotFound("There is no such item.")
+    if kind == "vial" and item_id:
+        # Its batch first: the lock order of a session's use (batches, then vials), so the two queue.
+        db.session.execute(sa.select(Batch.id).where(Batch.id == sa.select(Vial.batch_id).where(
+            Vial.id == item_id).scalar_subquery()).with_for_update())
     item = db.session.scalar(sa.select(MODELS[kind]).where(MODELS[kind].id == item_id).with_for_update()
                              .execution_options(populate_existing=True)) if item_id else None
     if item is None:
@@ -153,6 +157,8 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     left = [h for h in standing if h.kind != hold_kind]
     if not left and may(item, "unhold") and not _batch_holds_vial(kind, item):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
+        if kind == "vial":  # a vial punctured while held is open, never sealed again
+            before = item.returning_to(before)
         change_status(item, before, actor, reason=f"hold released: {reason}", at=now)
         # An item emptied while held (before held stock was depleted at zero) is not usable again.
         deplete_if_empty(item, actor, reason="nothing left when its hold was released", at=now)

@@ -122,32 +122,30 @@ def lock_vials(draws: list[Draw]) -> None:
                                                and v.status in CANDIDATE_STATUSES), key=lambda v: v.number)
 
 
-def _past_deadline(vial: Vial, batch: Batch, at: datetime) -> bool:
-    return (vial.dose == "multiple" and vial.punctured_at is not None and at >= vial.punctured_at
-            and at >= vial.in_use_until(batch.beyond_use_at))
-
-
 def _attribute(draw: Draw, planned: dict[int, Decimal], at: datetime) -> str | None:
-    """Give a use by batch code its vial; a reason when none may take it."""
+    """Give a use by batch code its vial: the first that may take it at `at`; a reason when none may."""
     candidates = draw.extra["candidates"]
-
-    def can_take(vial):
-        return vial.remaining_ml - planned[vial.id] >= draw.volume
-
     # This session's own vials first (a single-dose vial serves all of one session's uses), then the
     # punctured ones, then the sealed ones. Punctured, not status: a vial held or recalled since a late
-    # entry's time was open or sealed then (its reasons at that time are judged after).
-    ordered = ([v for v in candidates if planned[v.id]] + [v for v in candidates if v.punctured_at is not None]
-               + [v for v in candidates if v.punctured_at is None])
+    # entry's time was open or sealed then. A vial that may not take the use then (held on its own,
+    # past its in-use period, a part-used single-dose vial, too little left) is passed over.
+    ordered = ([v for v in candidates if planned[v.id]]
+               + [v for v in candidates if not planned[v.id] and v.punctured_at is not None]
+               + [v for v in candidates if not planned[v.id] and v.punctured_at is None])
+    passed_over = []
     for vial in ordered:
-        if vial.punctured_at is not None and _past_deadline(vial, draw.batch, at):
-            return (f"open vial {vial.code} is past its in-use deadline: discard it and scan the vial used")
-        if can_take(vial):
+        reasons = vial_reasons_at(vial, draw.batch, at, planned[vial.id] + draw.volume)
+        if not reasons:
             draw.vial = vial
             return None
+        passed_over.append(f"{vial.code}: {reasons[0]}")
+    if not candidates:
+        return "no vial of it is left to use"
     largest = max((v.remaining_ml - planned[v.id] for v in candidates), default=Decimal(0))
-    return (f"no vial of it holds {draw.volume} mL (the fullest has {largest.normalize():f} mL): a use cannot take "
-            "more than one vial holds; enter one use per vial")
+    if largest < draw.volume:
+        return (f"no vial of it holds {draw.volume} mL (the fullest has {largest.normalize():f} mL): a use cannot "
+                "take more than one vial holds; enter one use per vial")
+    return "no vial of it may be used: " + "; ".join(passed_over[:3]) + ("; …" if len(passed_over) > 3 else "")
 
 
 def judge(draws: list[Draw], at: datetime, batch_reasons) -> dict[str, list[str]]:
@@ -163,13 +161,17 @@ def judge(draws: list[Draw], at: datetime, batch_reasons) -> dict[str, list[str]
             problems[batch.code] += reasons
             refused_batches.add(batch.id)
     planned: dict[int, Decimal] = defaultdict(Decimal)
+    # The vials named first, so a use by batch code listed before one never takes the vial it names.
+    for draw in draws:
+        if draw.vial is not None:
+            planned[draw.vial.id] += draw.volume
     for draw in draws:
         if draw.vial is None and draw.batch.id not in refused_batches:
             reason = _attribute(draw, planned, at)
             if reason and reason not in problems[draw.batch.code]:
                 problems[draw.batch.code].append(reason)
-        if draw.vial is not None:
-            planned[draw.vial.id] += draw.volume
+            if draw.vial is not None:
+                planned[draw.vial.id] += draw.volume
     vials = {d.vial.id: d for d in draws if d.vial is not None}
     for vial_id, draw in sorted(vials.items()):
         reasons = vial_reasons_at(draw.vial, draw.batch, at, planned[vial_id])

@@ -5,18 +5,25 @@ single-dose rule, its volume) comes on top of its batch's (`batches.reasons_at`)
 instead of it: scanning a vial of a recalled batch says what scanning the batch says, and more.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import Batch, Formula, User, Vial, VialStatus
+from ..limits import NOTE_MAX
+from ..models import Batch, Formula, SessionUse, TreatmentSession, User, Vial, VialStatus
+from ..models.batch import DISCARD_REASONS
 from ..models.vial import VIAL_FINISHED
+from . import audit
+from .access import ensure_can
+from .bounds import checked_text
 from .clock import to_clinic
 from .codes import BATCH_CODE, LOOKS_LIKE_VIAL, VIAL_CODE, vial_code
 from .errors import InvalidInput, NotFound
-from .history import record_created, standing_holds, status_at
+from .history import ensure_transition, record_created, record_depletion, standing_holds, status_at, transition
+from .ledger import move_vial
+from .transaction import transactional
 
 
 def create_vials(actor: User, batch: Batch, formula: Formula, at: datetime) -> list[Vial]:
@@ -109,6 +116,10 @@ def vial_reasons(vial: Vial, batch: Batch, at: datetime | None, volume_ml: Decim
         reasons.append("discarded" + (f": {vial.status_reason}" if vial.status_reason else ""))
     elif vial.single_dose and vial.first_session_id and vial.first_session_id != session_id:
         reasons.append(f"single-dose vial already used in session {vial.first_session_id}")
+    elif vial.single_dose and (vial.punctured_at is not None or vial.remaining_ml < vial.volume_ml):
+        # Part used with no session of its own: a pooled batch's vial from before vials had codes.
+        reasons.append("part-used single-dose vial, opened before vials had codes: it serves no other "
+                       "patient; discard it")
     status = status or current
     if holds:
         reasons.append("vial on hold: " + "; ".join(holds))
@@ -129,10 +140,57 @@ def vial_reasons(vial: Vial, batch: Batch, at: datetime | None, volume_ml: Decim
 
 def vial_reasons_at(vial: Vial, batch: Batch, at: datetime, volume_ml: Decimal | None = None, *,
                     session_id: int | None = None) -> list[str]:
-    """The vial's own reasons judged against its history at `at` (its holds and status then)."""
+    """The vial's own reasons judged against its history at `at` (its holds and status then).
+
+    A late entry dated before a multiple-dose vial's first puncture would become the first
+    puncture: refused when the in-use period counted from it ends before a use already recorded.
+    """
     holds = [hold.text for hold in standing_holds("vial", vial.id, at)]
     status = status_at("vial", vial.id, at, vial.status) or vial.status
-    return vial_reasons(vial, batch, at, volume_ml, status=status, holds=holds, session_id=session_id)
+    reasons = vial_reasons(vial, batch, at, volume_ml, status=status, holds=holds, session_id=session_id)
+    if vial.dose == "multiple" and vial.in_use_hours and vial.punctured_at is not None and at < vial.punctured_at:
+        deadline = min(at + timedelta(hours=vial.in_use_hours), batch.beyond_use_at)
+        latest = db.session.scalar(
+            sa.select(sa.func.max(TreatmentSession.performed_at))
+            .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
+            .where(SessionUse.vial_id == vial.id, TreatmentSession.voided_at.is_(None)))
+        if latest is not None and latest >= deadline:
+            reasons.append(f"a first puncture at {_shown(at)} would end its in-use period at {_shown(deadline)}, "
+                           f"before its use at {_shown(latest)}: check the session's time")
+    return reasons
+
+
+@transactional
+def discard_vial(actor: User, vial_id: int, reason: str, note: str = "") -> Vial:
+    """Throw one vial away with a coded reason: `discarded`, its remainder written off as waste.
+
+    For the vial a refusal says to discard (past its in-use period, a part-used single-dose
+    vial), and for one dropped or contaminated. A spent, sampled or discarded vial is refused (409).
+    """
+    ensure_can(actor, "vials.discard", "discard vials")
+    if reason not in DISCARD_REASONS:
+        raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
+    note = checked_text(note, "note", NOTE_MAX)
+    if reason == "other" and not note:
+        raise InvalidInput("Describe the reason.", field="note")
+    head = db.session.get(Vial, vial_id) if vial_id else None
+    if head is None:
+        raise NotFound("There is no such vial.")
+    # Batch, then vial: the lock order of a session's use, so the two queue instead of deadlocking.
+    batch = db.session.scalar(sa.select(Batch).where(Batch.id == head.batch_id).with_for_update()
+                              .execution_options(populate_existing=True))
+    vial = db.session.scalar(sa.select(Vial).where(Vial.id == vial_id).with_for_update()
+                             .execution_options(populate_existing=True))
+    ensure_transition(vial, "discard")
+    why = f"{reason}: {note}" if note else reason
+    with audit.change(actor, "vial.discarded", vial, ("status", "remaining_ml", "status_reason"), reason=why):
+        if vial.remaining_ml > 0:
+            move_vial(vial, batch, "waste", -vial.remaining_ml, actor, reason=reason, note=note,
+                      reference_type="vial", reference_id=vial.id)
+        transition(vial, "discard", actor, reason=why)
+        vial.status_reason = why
+    record_depletion(actor, batch, f"its last vial was discarded ({vial.code})", reference=f"vial {vial.id}")
+    return vial
 
 
 def _shown(moment: datetime) -> str:
