@@ -33,6 +33,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "batches.compound": frozenset({"pharmacist", "technician"}),
     "batches.verify": frozenset({"pharmacist"}),
     "batches.discard": frozenset({"pharmacist"}),
+    # One vial dropped, contaminated or past its in-use period: whoever handles vials.
+    "vials.discard": frozenset({"pharmacist", "technician", "practitioner"}),
     # Need-to-know: every page, export or answer that names a patient, even by chart
     # number alone (patients, sessions, traces, a recall's contact list, adverse events).
     "patients.read": frozenset({"pharmacist", "technician", "practitioner", "auditor"}),

@@ -1,11 +1,14 @@
-"""API: vials (`/api/v1/vials/{id}/release-hold`)."""
+"""API: vials (`/api/v1/vials/{id}/release-hold`, `/api/v1/vials/{id}/discard`)."""
 
 import sqlalchemy as sa
+from flask_login import current_user
 
 from ..models import Batch, Vial
+from ..services import vials
 from ..services.holds import standing_holds
+from .schemas.batches import BatchDiscardSchema
 from .schemas.vials import VialSchema
-from .views import answer_one, hold_release_route, shared
+from .views import answer_one, hold_release_route, record_action, shared
 
 
 def _dump(row) -> dict:
@@ -26,3 +29,11 @@ def _answer(vial_id: int, status: int = 200):
 
 hold_release_route("vial", "/vials/<int:vial_id>/release-hold",
                    permission="batches.verify", response=VialSchema, answer_with=_answer)
+
+
+@record_action("/vials/<int:vial_id>/discard", permission="vials.discard",
+               summary="Discard one vial with a coded reason (dropped, contaminated, past its in-use period); "
+                       "what it holds is written off",
+               body=BatchDiscardSchema, response=VialSchema, answer_with=_answer)
+def vial_discard(vial_id: int, data: dict):
+    vials.discard_vial(current_user, vial_id, data["reason"], data["note"])

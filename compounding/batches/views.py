@@ -7,7 +7,7 @@ from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
-from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, choices, hold_form_for
+from ..forms import ReleaseHoldForm, SignatureForm, SignedReasonForm, apply_domain_error, choices, hold_form_for, submit
 from ..limits import PER_PAGE_DEFAULT
 from ..models import Batch, Formula, FormulaStatus
 from ..models._common import MAX_RECORD_ID
@@ -29,7 +29,7 @@ from ..queries.batches import (
 )
 from ..queries.recalls import open_recall_ids
 from ..security import requires
-from ..services import batches, holds
+from ..services import batches, holds, vials
 from ..services.batch_tests import record_test_result
 from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
@@ -172,13 +172,14 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
 _PAGE = RecordPage("batches.batch_detail", "batch_id", _render_detail)
 
 
-@bp.route("/<int:batch_id>/vials/<int:number>")
-@requires("batches.read")
-def vial_detail(batch_id: int, number: int):
-    """One vial: its status history, its uses (charts only for who may see patients), ledger rows and holds."""
+def _vial_or_404(batch_id: int, number: int):
     vial = find_batch_vial(batch_id, number)
     if vial is None:
         raise NotFound("There is no such vial.")
+    return vial
+
+
+def _render_vial(vial, status: int = 200, **forms):
     detail = vial_record(vial, with_uses=may_read_patients())
     if detail.uses:  # the uses name their patients' charts
         note_access("vial.sessions", target_type="vial", target_id=vial.id)
@@ -186,10 +187,52 @@ def vial_detail(batch_id: int, number: int):
     standing = [h.text for h in detail.holds if h.released_at is None]
     reasons = batches.unusable_reasons(batch, now, holds=holds.hold_texts("batch", batch.id)) + \
         vial_reasons_at(vial, batch, now)
+    forms["hold_form"] = hold_form_for(detail.holds, forms.get("hold_form"))
+    forms.setdefault("discard_form", DiscardForm(prefix="vial-discard"))
     return render_template("batches/vial.html", vial=vial, batch=batch, history=detail.history, uses=detail.uses,
                            ledger=detail.ledger, holds=detail.holds, standing=standing, reasons=reasons,
                            in_use_until=in_use_deadline(vial, batch),
-                           in_use_period=in_use_period_words(vial.in_use_hours))
+                           in_use_period=in_use_period_words(vial.in_use_hours), **forms), status
+
+
+@bp.route("/<int:batch_id>/vials/<int:number>")
+@requires("batches.read")
+def vial_detail(batch_id: int, number: int):
+    """One vial: its status history, its uses (charts only for who may see patients), ledger rows and holds."""
+    return _render_vial(_vial_or_404(batch_id, number))
+
+
+def _vial_action(batch_id: int, number: int, form_name: str, form, action, message, category: str = "success"):
+    """Submit a form of the vial's page: flash and back to the page, or the page again (422) with the refusal."""
+    vial = _vial_or_404(batch_id, number)
+    result = submit(form, lambda: action(vial))
+    if result is None:
+        return _render_vial(_vial_or_404(batch_id, number), 422, **{form_name: form})
+    flash(message(result), category)
+    return redirect(url_for("batches.vial_detail", batch_id=batch_id, number=number))
+
+
+@bp.route("/<int:batch_id>/vials/<int:number>/discard", methods=["POST"])
+@requires("vials.discard")
+def vial_discard(batch_id: int, number: int):
+    """Throw one vial away (dropped, contaminated, past its in-use period): its remainder written off."""
+    form = DiscardForm(prefix="vial-discard")
+    return _vial_action(batch_id, number, "discard_form", form,
+                        lambda vial: vials.discard_vial(current_user, vial.id, form.reason.data, form.note.data or ""),
+                        lambda vial: f"{vial.code} discarded; what it held is written off.", "warning")
+
+
+@bp.route("/<int:batch_id>/vials/<int:number>/release-hold", methods=["POST"])
+@requires("batches.verify")
+def vial_release_hold(batch_id: int, number: int):
+    """A pharmacist releases one of the vial's own hold reasons (a signature)."""
+    form = ReleaseHoldForm()
+    return _vial_action(
+        batch_id, number, "hold_form", form,
+        lambda vial: holds.release_hold(current_user, "vial", vial.id, form.hold.data, form.reason.data,
+                                        form.password.data),
+        lambda vial: f"{form.hold.data.replace('_', ' ').capitalize()} hold on {vial.code} released, signed by "
+                     f"{current_user.display_name}; it is now {vial.status.replace('_', ' ')}.")
 
 
 @bp.route("/vials/<code>")
