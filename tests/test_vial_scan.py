@@ -117,5 +117,8 @@ def test_a_vial_number_the_batch_does_not_have_is_refused_naming_its_last_vial(c
     answer = scan(client, f"{batch.code}-999")
     assert answer["kind"] == "vial" and answer["usable"] is False
     assert f"{batch.code}-03" in answer["error"]
+    # The contract's fields stand even for a code that names no vial: what was read, and its batch.
+    assert (answer["code"], answer["batch_code"]) == (f"{batch.code}-999", batch.code)
+    assert scan(client, "-00")["batch_code"] is None
     answer = scan(client, "B2001010001-01")
     assert answer["kind"] == "vial" and "there is no batch B2001010001" in answer["error"]

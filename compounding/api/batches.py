@@ -23,7 +23,7 @@ from .schemas.batches import (
     BatchTestRecordedSchema,
     BatchTestSchema,
     BatchVerifySchema,
-    VialSchema,
+    BatchVialSchema,
 )
 from .schemas.common import HoldSchema
 from .views import answer, answer_one, hold_release_route, json_body, load, paginated, record_action, route
@@ -43,7 +43,7 @@ def _dump(row) -> dict:
     data = BatchSchema().dump(batch)
     data["holds"] = HoldSchema(many=True).dump(holds.holds_of("batch", batch.id))
     data["tests"] = BatchTestSchema(many=True).dump(recorded_tests(batch.id))
-    data["vials"] = VialSchema(many=True).dump([
+    data["vials"] = BatchVialSchema(many=True).dump([
         {**vars(vial), "in_use_until": in_use_deadline(vial, batch)} for vial in all_batch_vials(batch.id)])
     standing = [h["text"] for h in data["holds"] if h["released_at"] is None]
     if standing:

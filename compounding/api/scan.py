@@ -2,6 +2,7 @@
 
 from flask import jsonify, request
 
+from ..services.codes import BATCH_CODE
 from ..services.scan import in_use_until, resolve
 from .schemas.scan import ScanQuerySchema, ScanResultSchema
 from .views import load, route, shared
@@ -19,6 +20,10 @@ def scan():
                       batch_status=batch.status, dose=vial.dose, remaining_ml=vial.remaining_ml,
                       in_use_until=in_use_until(vial, batch), first_punctured=vial.punctured_at,
                       beyond_use_at=batch.beyond_use_at, formula=batch.formula.label)
+    elif result.kind == "vial":
+        # A code meant as a vial that names none of ours: what was read, and its batch where it has one.
+        head = result.shown.strip().upper().partition("-")[0]
+        answer.update(code=result.shown.strip().upper(), batch_code=head if BATCH_CODE.match(head) else None)
     elif result.batch is not None:
         batch = result.batch
         answer.update(id=batch.id, code=batch.code, status=batch.status, beyond_use_at=batch.beyond_use_at,

@@ -113,9 +113,23 @@ def patient_detail(patient_id: int):
 
 
 def _refused_rows(form, refusals: dict) -> dict[int, list[str]]:
-    """Row index -> the reasons its vial or batch was refused, matched as the service reads a code."""
-    return {index: refusals[code] for index, row in enumerate(form.uses)
-            if (code := (row.form.batch_code.data or "").strip().upper()) in refusals}
+    """Row index -> the reasons its vial or batch was refused, matched as the service reads a code.
+
+    A row holding a vial code also shows its batch's reasons; a row holding a batch code also shows
+    those of the vial its use was given to (`<batch code>-NN`).
+    """
+    rows = {}
+    for index, row in enumerate(form.uses):
+        code = (row.form.batch_code.data or "").strip().upper()
+        if not code:
+            continue
+        batch_code = code.partition("-")[0]
+        reasons = [reason for key, found in refusals.items()
+                   if key in (code, batch_code) or ("-" not in code and key.startswith(code + "-"))
+                   for reason in found]
+        if reasons:
+            rows[index] = list(dict.fromkeys(reasons))
+    return rows
 
 
 @bp.route("/patients/<int:patient_id>/sessions/new", methods=["GET", "POST"])

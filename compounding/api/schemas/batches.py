@@ -38,7 +38,7 @@ class BatchComponentSchema(Schema):
     scanned = fields.Boolean(metadata={"description": "The container was confirmed by scanning it"})
 
 
-class VialSchema(Schema):
+class BatchVialSchema(Schema):
     """One vial of a batch; `in_use_until` is set once a multiple-dose vial is punctured."""
 
     code = fields.String(metadata={"example": "B2612060001-02"})
@@ -89,7 +89,7 @@ class BatchSchema(Schema):
                         metadata={"description": "The recorded test results (one batch's answer only)"})
     holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
                         metadata={"description": "Every hold reason, standing or released (one batch's answer only)"})
-    vials = fields.List(fields.Nested(VialSchema), dump_only=True,
+    vials = fields.List(fields.Nested(BatchVialSchema), dump_only=True,
                         metadata={"description": "Every vial, by number (one batch's answer only)"})
     # Filled by _usability below (a batch has no such attributes).
     expired = fields.Boolean(dump_only=True)

@@ -39,7 +39,7 @@ class ScanResultSchema(Schema):
     error = fields.String()
     # A vial: its batch, dose, volume left, and for a punctured multiple-dose vial its deadline.
     batch_id = fields.Integer()
-    batch_code = fields.String()
+    batch_code = fields.String(allow_none=True)
     batch_status = fields.String()
     dose = fields.String()
     remaining_ml = Quantity()
