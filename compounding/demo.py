@@ -70,9 +70,9 @@ def _seed_ingredients() -> Iterator[str]:
 
 # ingredient, supplier, supplier lot, days to expiry, quantity, released?
 DEMO_LOTS = [
-    ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24117", 240, "100", True),
+    ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24117", 240, "400", True),
     ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24031", 20, "30", True),
-    ("Sodium deoxycholate", "Lipo Pharma GmbH", "DC-24090", 200, "100", True),
+    ("Sodium deoxycholate", "Lipo Pharma GmbH", "DC-24090", 200, "250", True),
     ("Ascorbic acid (vitamin C)", "DermaChem SL", "VC-5521", 150, "50", True),
     ("Hyaluronic acid", "HyaLab Srl", "HA-0921", 300, "60", True),
     ("Hyaluronic acid", "HyaLab Srl", "HA-1002", 360, "60", False),

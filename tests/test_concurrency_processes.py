@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, run_at_
 
 from compounding import create_app
 from compounding.extensions import db
-from compounding.models import Batch, Lot, StockMovement
+from compounding.models import Batch, Lot, SessionUse, StockMovement, Vial
 from compounding.services import audit, batches, formulas, ingredients, inventory, treatments, users
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,8 +144,6 @@ def _books_balance():
 def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
     app, port = live
     pharmacist, verifier, technician, active, formula = _setup_formula()
-    from datetime import date, timedelta
-
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="X",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("5"))
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
@@ -165,8 +164,6 @@ def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
 def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     app, port = live
     pharmacist, verifier, technician, active, formula = _setup_formula()
-    from datetime import date, timedelta
-
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="Y",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("50"))
     inventory.release_lot(pharmacist, lot.id, PASSWORD)
@@ -193,4 +190,49 @@ def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     assert statuses.count(201) == 6 and statuses.count(409) == attempts - 6, statuses
     db.session.rollback()  # end our snapshot: read what the workers committed
     assert db.session.get(Batch, batch.id).remaining_volume_ml == Decimal("1")
+    _books_balance()
+
+
+# --- one single-dose vial, several practitioners at once -----------------------------------------------
+
+VIAL_ATTEMPTS = 8
+
+
+def test_two_practitioners_scanning_one_single_dose_vial_at_once_only_one_session_gets_it(live):
+    app, port = live
+    pharmacist, verifier, technician, active, formula = _setup_formula()
+    lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="V",
+                                expires_on=date.today() + timedelta(days=90), quantity=Decimal("10"))
+    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    batch = batches.compound_batch(technician, formula.id, 2)  # two single-dose vials of 1 mL
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+    vial = f"{batch.code}-01"
+    tokens = []
+    for name in ("doc-a", "doc-b"):
+        practitioner = users.create_user(None, username=name, display_name=name.title(), role="practitioner",
+                                         password=PASSWORD)
+        tokens.append(users.create_token(None, practitioner, "test"))
+    patients = [treatments.create_patient(pharmacist, {"chart_number": f"V-{n}"}).id for n in range(VIAL_ATTEMPTS)]
+    requests = [("POST", "/api/v1/treatment-sessions",
+                 {"patient_id": patients[n], "uses": [{"vial_code": vial, "volume_ml": "0.4", "area": "scalp"}]},
+                 {"Authorization": f"Bearer {tokens[n % 2]}"}) for n in range(VIAL_ATTEMPTS)]
+    answers = _fire(port, requests)
+    statuses = sorted(status for status, _ in answers)
+    assert all(status < 500 for status in statuses), answers
+    assert statuses.count(201) == 1 and statuses.count(409) == VIAL_ATTEMPTS - 1, answers
+    refused = [body for status, body in answers if status == 409]
+    assert all("single-dose" in " ".join(body["details"]["reasons"][vial]) for body in refused), refused
+    [winner] = [body for status, body in answers if status == 201]
+    assert [use["vial_code"] for use in winner["uses"]] == [vial]
+
+    db.session.rollback()  # end our snapshot: read what the workers committed
+    vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)).all()
+    assert [(v.status, v.remaining_ml, v.first_session_id) for v in vials] == [
+        ("spent", 0, winner["id"]), ("sealed", 1, None)]
+    assert db.session.get(Batch, batch.id).remaining_volume_ml == sum(v.remaining_ml for v in vials) == 1
+    assert db.session.scalar(sa.select(sa.func.count(SessionUse.id)).where(SessionUse.vial_id == vials[0].id)) == 1
+    movements = db.session.execute(sa.select(StockMovement.kind, StockMovement.quantity)
+                                   .where(StockMovement.vial_id == vials[0].id).order_by(StockMovement.id)).all()
+    assert [(kind, Decimal(quantity)) for kind, quantity in movements] == [
+        ("use", Decimal("-0.4")), ("waste", Decimal("-0.6"))]
     _books_balance()

@@ -323,3 +323,27 @@ def test_the_upgrade_gives_existing_batches_legacy_vials_for_the_volume_they_hav
         assert db.session.scalar(sa.select(sa.func.count(SessionUse.id)).where(SessionUse.vial_id.is_not(None))) == 0
         assert db.session.scalar(sa.select(sa.func.count(SessionUse.id))) == uses_before
         assert Decimal("0") not in {v.volume_ml for v in db.session.scalars(sa.select(Vial))}
+
+
+def test_the_downgrade_stops_while_a_vial_is_held_on_its_own(empty_database_url):
+    from compounding.demo import seed_demo
+    from compounding.models import Hold, User
+    from compounding.services import holds
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo():
+            pass
+        held = db.session.scalar(sa.select(Hold).where(Hold.entity_type == "vial", Hold.released_at.is_(None)))
+        batch_holds = db.session.scalars(sa.select(Hold).where(Hold.entity_type == "batch",
+                                                               Hold.released_at.is_(None))).all()
+        pharmacist = db.session.scalar(sa.select(User).where(User.username == "pharmacist"))
+        for hold in batch_holds:  # every batch free again; the vial keeps its own hold
+            holds.release_hold(pharmacist, "batch", hold.entity_id, hold.kind, "investigated", "meso-demo-2026")
+        vial_id = held.entity_id
+        db.session.remove()
+        with pytest.raises(SystemExit):
+            flask_migrate.downgrade(directory=migrate.directory, revision="d4c0b1a00001")
+        db.session.remove()
+        assert current_revision() == _head_revision()
+        assert db.session.scalar(sa.select(Hold.id).where(Hold.entity_type == "vial", Hold.entity_id == vial_id))

@@ -47,7 +47,7 @@ def test_the_camera_button_shows_only_with_a_camera_api_and_a_refusal_gives_the_
     button = page.get_by_role("button", name="Use camera")
     expect(button).to_be_visible()
     button.click()
-    expect(page.get_by_label("Scan or type a batch, lot or supplier code, then Enter")).to_be_focused()
+    expect(page.get_by_label("Scan or type a vial, batch, lot or supplier code, then Enter")).to_be_focused()
     expect(button).to_have_text("Use camera")
     expect(page.locator("#camera-preview")).to_be_hidden()
     assert "code=" not in page.url

@@ -5,7 +5,6 @@ import re
 import time
 import uuid
 from datetime import date, timedelta
-from decimal import Decimal
 
 import openpyxl
 import pytest
@@ -160,7 +159,9 @@ def test_d_a_practitioner_scans_a_vial_into_a_patients_session_and_the_batch_vol
     expect(page.get_by_role("alert").filter(has_text=f"Session recorded: {code}")).to_be_visible()
     expect(page.get_by_text(code).first).to_be_visible()
     page.goto(f"/batches/{batch_id}")
-    expect(page.get_by_text(f"{quantity(total - Decimal('1.5'))} of {quantity(total)} mL")).to_be_visible()
+    # One single-dose vial: 1.5 mL injected, the rest written off when the session was saved; the vial is spent.
+    expect(page.get_by_text(f"0 of {quantity(total)} mL")).to_be_visible()
+    expect(page.locator("tr", has=page.get_by_text(f"{code}-01", exact=True)).first).to_contain_text("spent")
     expect(page.locator("table").filter(has_text="Patient chart").get_by_text("CH-1004")).to_be_visible()
 
 
@@ -216,7 +217,7 @@ def test_g_the_scan_station_reads_a_gs1_code_with_its_group_separator_and_batch_
 
     login(page, "technician")
     page.goto("/scan/")
-    field = page.get_by_label(re.compile("Scan or type a batch, lot or supplier code"))
+    field = page.get_by_label(re.compile("Scan or type a vial, batch, lot or supplier code"))
     expect(field).to_be_focused()
     # What a keyboard-wedge scanner types for a GS1-128 label: the GS separator arrives as a character.
     field.press_sequentially(f"01{gtin}10PC-24117")

@@ -175,13 +175,18 @@ def upgrade():
 
 def downgrade():
     bind = op.get_bind()
-    # A hold on a single vial has no place in the old schema: it would vanish and the vial's batch be usable.
-    held = list(bind.execute(sa.text("SELECT DISTINCT entity_id FROM holds WHERE entity_type = 'vial'")).scalars())
-    if held:
-        raise RuntimeError("Holds were placed on single vials; release or record them on their batches before "
-                           f"this downgrade (vial ids {', '.join(map(str, held))}).")
-    # Back to pooled batches: the batch ledger and volumes stand as they are (a spent vial's
-    # remainder was written off on the batch); which vial a use came from is given up.
+    # A hold on a single vial has no place in the old schema. Where its batch stands held too, the
+    # batch's hold keeps the vial out of use and the vial's row may go; a vial held on its own would
+    # silently become usable: stop and let the clinic release it or hold the batch first.
+    alone = list(bind.execute(sa.text(
+        "SELECT v.code FROM holds h JOIN vials v ON v.id = h.entity_id "
+        "WHERE h.entity_type = 'vial' AND h.released_at IS NULL AND NOT EXISTS ("
+        "SELECT 1 FROM holds b WHERE b.entity_type = 'batch' AND b.entity_id = v.batch_id "
+        "AND b.released_at IS NULL) ORDER BY v.code")).scalars())
+    if alone:
+        raise RuntimeError("Vials are held on their own (their batches are not): release their holds or hold the "
+                           "batches before this downgrade: " + ", ".join(alone))
+    bind.execute(sa.text("DELETE FROM holds WHERE entity_type = 'vial'"))
     with op.batch_alter_table('stock_movements', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_stock_movements_vial_id'))
         batch_op.drop_constraint(batch_op.f('fk_stock_movements_vial_id_vials'), type_='foreignkey')
