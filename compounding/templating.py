@@ -51,8 +51,17 @@ def quantity(value: Decimal | None) -> str:
     return text or "0"
 
 
-def status_badge(status: str) -> Markup:
-    style = STATUS_STYLES.get(status, "secondary")
+# A vial's statuses read differently: an open vial is in use (a recall's "open" is an alarm).
+VIAL_STATUS_STYLES = {**STATUS_STYLES, "sealed": "success", "open": "info", "spent": "secondary",
+                      "sampled": "secondary", "in_transit": "warning"}
+
+
+def vial_badge(status: str) -> Markup:
+    return status_badge(status, VIAL_STATUS_STYLES)
+
+
+def status_badge(status: str, styles: dict | None = None) -> Markup:
+    style = (styles or STATUS_STYLES).get(status, "secondary")
     text_class = " text-dark" if style in ("warning", "info") else ""
     label = escape(status.replace("_", " "))
     return Markup(f'<span class="badge text-bg-{style}{text_class}">{label}</span>')
@@ -111,6 +120,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(clinic_date)
     app.add_template_filter(quantity)
     app.add_template_filter(status_badge)
+    app.add_template_filter(vial_badge)
     app.add_template_filter(humanize)
     app.add_template_filter(expiry.is_expired, "lot_expired")
     app.add_template_filter(expiry.days_left, "days_left")
