@@ -254,6 +254,15 @@ def make_batch(app, make_user, make_ingredient, make_lot, make_formula):
 
 
 @pytest.fixture
+def multiple_dose(make_formula, make_lot):
+    """An approved multiple-dose formula (48 h in use, its evidence recorded), with lots to compound it."""
+    formula = make_formula(dose="multiple", in_use_hours="48", antimicrobial_evidence="AET 2026-014 passed")
+    for component in formula.components:
+        make_lot(component.ingredient, quantity="1000")
+    return formula
+
+
+@pytest.fixture
 def make_shared_batch(make_formula, make_lot, make_batch):
     """A released batch of multiple-dose vials (28 days in use): several uses and sessions draw on one vial."""
 

@@ -10,7 +10,6 @@ from testkit import QueryCounter, sign_in
 from compounding.extensions import db
 from compounding.models import SessionUse, Vial
 from compounding.services import holds, treatments
-from compounding.services.history import transition
 from compounding.services.ledger import move_vial
 
 EVIDENCE = "AET report 2026-014: passed (USP <51>)"
@@ -26,27 +25,14 @@ def vial_rows(html: str) -> list[str]:
 
 @pytest.fixture
 def use_vial(practitioner, make_patient):
-    """A session taking `volume` from a batch, its use attributed to the batch's next vial as the treatment
-    room attributes a use given by batch code (done here by hand where the session service does not)."""
+    """A session taking `volume` from a batch by its code (the session takes the open vial, else the next
+    sealed one): the session, its patient and the vial it drew from."""
 
     def use(batch, volume="2", patient=None):
         patient = patient or make_patient()
         session = treatments.record_session(practitioner, patient_id=patient.id,
                                             uses=[{"batch_code": batch.code, "volume_ml": volume}])
         use = db.session.scalar(sa.select(SessionUse).where(SessionUse.session_id == session.id))
-        if use.vial_id is None:
-            vial = db.session.scalar(sa.select(Vial).where(Vial.batch_id == batch.id, Vial.status.in_(
-                ("open", "sealed"))).order_by(Vial.status != "open", Vial.number))
-            use.vial_id = vial.id
-            vial.remaining_ml -= Decimal(volume)
-            vial.first_session_id = vial.first_session_id or session.id
-            vial.punctured_at = vial.punctured_at or session.performed_at
-            if vial.status == "sealed":
-                transition(vial, "open", practitioner, reason="first use", reference=f"session {session.id}")
-            if vial.dose == "single":
-                move_vial(vial, batch, "waste", -vial.remaining_ml, practitioner, reason="single_dose_remainder")
-                transition(vial, "spend", practitioner, reason="single-dose", reference=f"session {session.id}")
-            db.session.commit()
         return session, patient, db.session.get(Vial, use.vial_id)
 
     return use

@@ -3,26 +3,12 @@
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 from testkit import PASSWORD
-from vialkit import use_vial
+from vialkit import use_vial, vials_of
 
 from compounding.extensions import db
 from compounding.models import Vial
 from compounding.services import holds
-
-
-@pytest.fixture
-def multiple_dose(make_formula, make_lot):
-    formula = make_formula(dose="multiple", in_use_hours="48", antimicrobial_evidence="AET 2026-014 passed")
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
-def vials_of(batch) -> list[Vial]:
-    db.session.expire_all()
-    return db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)).all()
 
 
 def scan(client, code):

@@ -7,31 +7,13 @@ import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
 from testkit import PASSWORD, QueryCounter, sign_in_session
-from vialkit import use_vial
+from vialkit import use_vial, vials_of
 
 from compounding import workbooks
 from compounding.extensions import db
-from compounding.models import BatchComponent, SessionUse, Vial
+from compounding.models import BatchComponent, SessionUse
 from compounding.queries.recalls import recall_record, split_codes
 from compounding.services import recalls, trace, treatments
-
-
-@pytest.fixture
-def practitioner(make_user):
-    return make_user("practitioner")
-
-
-@pytest.fixture
-def multiple_dose(make_formula, make_lot):
-    formula = make_formula(dose="multiple", in_use_hours="48", antimicrobial_evidence="AET 2026-014 passed")
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
-def vials_of(batch) -> list[Vial]:
-    db.session.expire_all()
-    return db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)).all()
 
 
 def pooled_use(actor, patient, batch, volume="1"):
