@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 import zxingcpp
 from PIL import Image
-from testkit import sign_in_session
+from testkit import bearer, sign_in_session
 
 from compounding import labels
 from compounding.extensions import db
@@ -242,3 +242,13 @@ def test_an_unverified_batch_s_vial_labels_say_not_verified(reader, stocked_form
     sections = label_sections(reader.get(f"/batches/{batch.id}/label").get_data(as_text=True))
 
     assert len(sections) == 2 and all("NOT VERIFIED — do not use" in s for s in sections)
+
+
+def test_the_label_api_lists_one_label_per_vial_with_its_code_and_dose(client, stocked_formula, make_batch,
+                                                                        make_user, make_token):
+    batch = make_batch(stocked_formula(dose="multiple", in_use_hours="168", antimicrobial_evidence=EVIDENCE), units=3)
+    token = make_token(make_user("technician"))
+    answer = client.get(f"/api/v1/batches/{batch.id}/label", headers=bearer(token)).get_json()
+    assert [v["vial_code"] for v in answer["vials"]] == [f"{batch.code}-0{n}" for n in (1, 2, 3)]
+    assert {(v["dose"], v["in_use_hours"], v["puncture_line"]) for v in answer["vials"]} == {("multiple", 168, True)}
+    assert answer["vials"][0]["dose_statement"] == "Multiple-dose: use within 7 days of first puncture"

@@ -24,6 +24,16 @@ class DrugLineSchema(Schema):
     text = fields.String(metadata={"example": "Phosphatidylcholine 25 mg/mL"})
 
 
+class VialLabelSchema(Schema):
+    vial_code = fields.String(metadata={"example": "B2612060001-02", "description": "What its barcode encodes"})
+    vial_number = fields.Integer()
+    dose = fields.String(metadata={"enum": ["single", "multiple"]})
+    dose_statement = fields.String()
+    in_use_hours = fields.Integer(allow_none=True)
+    puncture_line = fields.Boolean(metadata={"description": "Multiple-dose: a line to write the first puncture"})
+    warnings = fields.List(fields.String())
+
+
 class BatchLabelSchema(Schema):
     clinic_name = fields.String()
     statement = fields.String(metadata={"example": labels.STATEMENT})
@@ -61,6 +71,8 @@ class BatchLabelSchema(Schema):
     verified_text = fields.String(metadata={"description": f"The verifier's printed name, or {labels.NOT_VERIFIED!r}"})
     verified = fields.Boolean()
     warnings = fields.List(fields.String())
+    vials = fields.List(fields.Nested(VialLabelSchema), metadata={
+        "description": "One label per vial, as the label page prints them (held vials left out)"})
 
 
 def _svg(model: type[Batch] | type[Lot], record_id: int, what: str) -> Response:
@@ -75,7 +87,10 @@ def _svg(model: type[Batch] | type[Lot], record_id: int, what: str) -> Response:
        summary="What a batch's vial label prints (409 while the batch is on hold)", response=BatchLabelSchema,
        errors=(409,))
 def batch_label_data(batch_id: int):
-    return BatchLabelSchema().dump(labels.batch_label(labels.load_batch(batch_id)))
+    batch = labels.load_batch(batch_id)
+    answer = BatchLabelSchema().dump(labels.batch_label(batch))
+    answer["vials"] = VialLabelSchema(many=True).dump(labels.vial_labels(batch))
+    return answer
 
 
 @route("/batches/<int:batch_id>/barcode.svg", permission="batches.read",
