@@ -215,7 +215,7 @@ def _every_row(trace: Trace, batch_ids, standing, batch_rows) -> tuple[int, int]
     return sessions, patients
 
 
-def _one_page(trace: Trace, member, standing, batch_rows) -> tuple[int, int]:
+def _one_page(trace: Trace, batch_ids, member, standing, batch_rows) -> tuple[int, int]:
     """Set one page of each list; answer the sessions and patients in all.
 
     Sessions and patients are paged by id first, each with its total counted in the same
@@ -234,8 +234,11 @@ def _one_page(trace: Trace, member, standing, batch_rows) -> tuple[int, int]:
         SessionUse.session_id.in_(session_ids), member(SessionUse.batch_id)))).all() if session_ids else []
     trace.patients = db.session.execute(_patient_rows(sa.and_(
         TreatmentSession.patient_id.in_(patient_ids), member(SessionUse.batch_id)))).all() if patient_ids else []
-    vial_ids, _ = _page_of_ids(
-        sa.select(Vial.id).where(member(Vial.batch_id)).order_by(Vial.batch_id, Vial.number), page, per_page)
+    # Their count is in the scope's totals; the page is read off the vials' (batch, number) index,
+    # batch by batch, never by testing every vial of the clinic against the scope.
+    vial_ids = db.session.scalars(
+        sa.select(Vial.id).where(Vial.batch_id.in_(batch_ids)).order_by(Vial.batch_id, Vial.number)
+        .limit(per_page).offset((page - 1) * per_page)).all()
     trace.vials = db.session.execute(_vial_rows(Vial.id.in_(vial_ids))).all() if vial_ids else []
     return sessions, patients
 
@@ -254,7 +257,7 @@ def _downstream(trace: Trace, batch_ids, member) -> Trace:
     if trace.per_page is None:
         sessions, patients = _every_row(trace, batch_ids, standing, batch_rows)
     else:
-        sessions, patients = _one_page(trace, member, standing, batch_rows)
+        sessions, patients = _one_page(trace, batch_ids, member, standing, batch_rows)
     trace.counts = {**trace.counts, "batches": batches, "sessions": sessions, "patients": patients}
     return trace
 
