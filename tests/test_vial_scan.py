@@ -3,12 +3,13 @@
 from urllib.parse import quote
 
 import pytest
-from testkit import PASSWORD
+from testkit import PASSWORD, QueryCounter
 from vialkit import use_vial, vials_of
 
 from compounding.extensions import db
 from compounding.models import Vial
 from compounding.services import holds
+from compounding.services.scan import resolve
 
 
 def scan(client, code):
@@ -108,3 +109,14 @@ def test_a_vial_number_the_batch_does_not_have_is_refused_naming_its_last_vial(c
     assert scan(client, "-00")["batch_code"] is None
     answer = scan(client, "B2001010001-01")
     assert answer["kind"] == "vial" and "there is no batch B2001010001" in answer["error"]
+
+
+def test_resolving_a_vial_costs_the_statements_of_resolving_a_batch(app, make_batch):
+    code = make_batch(units=3).code
+    db.session.expire_all()
+    with QueryCounter(db.engine) as batch_scan:
+        assert resolve(code).kind == "batch"
+    db.session.expire_all()
+    with QueryCounter(db.engine) as vial_scan:
+        assert resolve(f"{code}-02").usable is True
+    assert (vial_scan.count, batch_scan.count) == (2, 2), vial_scan.statements

@@ -15,14 +15,14 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Formula, Ingredient, IngredientGtin, Lot, LotStatus, Vial
+from ..models import Batch, Formula, Hold, Ingredient, IngredientGtin, Lot, LotStatus, Vial
 from .batches import unusable_reasons
 from .clock import utcnow
 from .codes import BATCH_CODE, LOT_CODE
 from .errors import DomainError
 from .expiry import is_expired
 from .holds import hold_texts
-from .vials import find_vial, looks_like_vial_code, vial_reasons
+from .vials import find_vial, looks_like_vial_code, parse_vial_code, vial_reasons
 
 SHOWN_LENGTH = 200
 
@@ -133,15 +133,31 @@ def resolve(raw: str, at: datetime | None = None) -> ScanResult:
 
 
 def _resolve_vial(raw: str, code: str, at: datetime) -> ScanResult:
-    """A vial: its batch's reasons now, then its own; a code that is no vial of ours says why."""
+    """A vial: its batch's reasons now, then its own; a code that is no vial of ours says why.
+
+    Two statements, as for a batch: the vial with its batch and formula, then both their holds.
+    """
     try:
-        vial = find_vial(code, field="code")
+        batch_code, number = parse_vial_code(code, field="code")
     except DomainError as exc:
         return ScanResult("vial", raw, reasons=[str(exc)], error=str(exc))
-    batch = db.session.scalar(sa.select(Batch).where(Batch.id == vial.batch_id).options(
-        joinedload(Batch.formula).lazyload(Formula.components)))
-    reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
-    reasons += [r for r in vial_reasons(vial, batch, at, holds=hold_texts("vial", vial.id)) if r not in reasons]
+    row = db.session.execute(
+        sa.select(Vial, Batch).join(Batch, Batch.id == Vial.batch_id)
+        .where(Batch.code == batch_code, Vial.number == number)
+        .options(joinedload(Batch.formula).lazyload(Formula.components))).first()
+    if row is None:
+        try:
+            find_vial(code, field="code")  # says what is wrong: no such batch, or no such vial number
+        except DomainError as exc:
+            return ScanResult("vial", raw, reasons=[str(exc)], error=str(exc))
+    vial, batch = row
+    standing = db.session.scalars(sa.select(Hold).where(
+        sa.or_(sa.and_(Hold.entity_type == "batch", Hold.entity_id == batch.id),
+               sa.and_(Hold.entity_type == "vial", Hold.entity_id == vial.id)),
+        Hold.released_at.is_(None)).order_by(Hold.id)).all()
+    reasons = unusable_reasons(batch, at, holds=[h.text for h in standing if h.entity_type == "batch"])
+    own = [h.text for h in standing if h.entity_type == "vial"]
+    reasons += [r for r in vial_reasons(vial, batch, at, holds=own) if r not in reasons]
     return ScanResult("vial", raw, not reasons, reasons, batch=batch, vial=vial)
 
 
