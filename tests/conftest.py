@@ -264,10 +264,11 @@ def multiple_dose(make_formula, make_lot):
 
 @pytest.fixture
 def make_shared_batch(make_formula, make_lot, make_batch):
-    """A released batch of multiple-dose vials (28 days in use): several uses and sessions draw on one vial."""
+    """A released batch of multiple-dose vials (28 days in use unless told): several uses and sessions draw on one
+    vial."""
 
-    def make(units=2):
-        formula = make_formula(dose="multiple", in_use_hours="672", antimicrobial_evidence="AET report, passed")
+    def make(units=2, hours="672"):
+        formula = make_formula(dose="multiple", in_use_hours=hours, antimicrobial_evidence="AET report, passed")
         for component in formula.components:
             make_lot(component.ingredient, quantity="1000")
         return make_batch(formula, units=units)

@@ -14,8 +14,6 @@ from compounding.services.clock import utcnow
 from compounding.services.errors import DomainError
 from compounding.services.ledger import move_vial
 
-AET = "AET report, passed"
-
 
 def _vials(batch):
     db.session.expire_all()
@@ -23,13 +21,9 @@ def _vials(batch):
 
 
 @pytest.fixture
-def multiple_batch(make_formula, make_lot, make_batch):
-    def make(units=3, hours="24"):
-        formula = make_formula(dose="multiple", in_use_hours=hours, antimicrobial_evidence=AET)
-        for component in formula.components:
-            make_lot(component.ingredient, quantity="1000")
-        return make_batch(formula, units=units)
-    return make
+def multiple_batch(make_shared_batch):
+    """A released batch of three 10 mL multiple-dose vials (in use for 48 hours once punctured, unless told)."""
+    return lambda units=3, hours="48": make_shared_batch(units, hours=hours)
 
 
 def test_a_late_entry_may_not_pull_the_puncture_back_so_that_a_later_use_falls_past_the_in_use_deadline(

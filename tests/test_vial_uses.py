@@ -13,8 +13,6 @@ from compounding.services import treatments, voids
 from compounding.services.clock import utcnow
 from compounding.services.errors import InvalidInput, InvalidState, NotFound
 
-AET = "AET report, passed"
-
 
 def _vials(batch) -> list[Vial]:
     db.session.expire_all()
@@ -27,16 +25,9 @@ def _balanced(batch) -> None:
 
 
 @pytest.fixture
-def multiple_batch(make_formula, make_lot, make_batch):
-    """A released batch of three 10 mL multiple-dose vials (in use for 48 hours once punctured)."""
-
-    def make(units=3, hours="48"):
-        formula = make_formula(dose="multiple", in_use_hours=hours, antimicrobial_evidence=AET)
-        for component in formula.components:
-            make_lot(component.ingredient, quantity="1000")
-        return make_batch(formula, units=units)
-
-    return make
+def multiple_batch(make_shared_batch):
+    """A released batch of three 10 mL multiple-dose vials (in use for 48 hours once punctured, unless told)."""
+    return lambda units=3, hours="48": make_shared_batch(units, hours=hours)
 
 
 def _use(code, volume, **extra):
