@@ -16,7 +16,6 @@ from sqlalchemy.orm import selectinload
 from ..extensions import db
 from ..limits import NOTE_MAX, NOTES_MAX, REASON_MAX
 from ..models import Batch, BatchComponent, BatchStatus, Formula, Lot, LotStatus, User
-from ..models.batch import DISCARD_REASONS
 from . import audit
 from .access import ensure_can
 from .bench_scans import check_scans as check_scans  # re-exported: its callers read it here too
@@ -49,7 +48,7 @@ from .preparation import (
 )
 from .signatures import sign
 from .transaction import transactional
-from .vials import create_vials
+from .vials import checked_discard, create_vials
 
 MAX_UNITS = 10_000
 BATCH_FIELDS = ("status", "remaining_volume_ml", "status_reason", "discard_reason")
@@ -369,11 +368,7 @@ def reject_batch(actor: User, batch_id: int, password: str, reason: str) -> Batc
 def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Batch:
     """Discard a batch with a coded reason: its vials are discarded, each one's remainder written off as waste."""
     ensure_can(actor, "batches.discard", "discard batches")
-    if reason not in DISCARD_REASONS:
-        raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
-    note = checked_text(note, "note", NOTE_MAX)
-    if reason == "other" and not note:
-        raise InvalidInput("Describe the reason.", field="note")
+    note = checked_discard(reason, note)
     batch = get_batch(batch_id, for_update=True)
     ensure_transition(batch, "discard")
     why = f"{reason}: {note}" if note else reason

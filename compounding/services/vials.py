@@ -160,6 +160,16 @@ def vial_reasons_at(vial: Vial, batch: Batch, at: datetime, volume_ml: Decimal |
     return reasons
 
 
+def checked_discard(reason: str, note: str) -> str:
+    """A discard's coded reason and note, checked (a batch's or a vial's): answers the clean note."""
+    if reason not in DISCARD_REASONS:
+        raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
+    note = checked_text(note, "note", NOTE_MAX)
+    if reason == "other" and not note:
+        raise InvalidInput("Describe the reason.", field="note")
+    return note
+
+
 @transactional
 def discard_vial(actor: User, vial_id: int, reason: str, note: str = "") -> Vial:
     """Throw one vial away with a coded reason: `discarded`, its remainder written off as waste.
@@ -168,11 +178,7 @@ def discard_vial(actor: User, vial_id: int, reason: str, note: str = "") -> Vial
     vial), and for one dropped or contaminated. A spent, sampled or discarded vial is refused (409).
     """
     ensure_can(actor, "vials.discard", "discard vials")
-    if reason not in DISCARD_REASONS:
-        raise InvalidInput(f"Choose a reason: {', '.join(DISCARD_REASONS)}.", field="reason")
-    note = checked_text(note, "note", NOTE_MAX)
-    if reason == "other" and not note:
-        raise InvalidInput("Describe the reason.", field="note")
+    note = checked_discard(reason, note)
     head = db.session.get(Vial, vial_id) if vial_id else None
     if head is None:
         raise NotFound("There is no such vial.")
