@@ -51,6 +51,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "exports.audit": frozenset({"pharmacist", "auditor"}),
     "imports.lots": frozenset({"pharmacist", "technician"}),
     "scan.use": EVERYONE,
+    # A chain: its sites and storage locations, and which users belong where (memberships: users.manage).
+    "sites.read": EVERYONE,
+    "sites.manage": frozenset({"admin", "pharmacist"}),
+    # Stock moved between locations of one site (a shelf to a fridge), and between sites by transfer.
+    "stock.move": frozenset({"pharmacist", "technician"}),
+    "transfers.read": EVERYONE,
+    "transfers.write": frozenset({"pharmacist", "technician"}),
+    # A clinic without a pharmacist on site receives what the hub sends: practitioners scan it in.
+    "transfers.receive": frozenset({"pharmacist", "technician", "practitioner"}),
 }
 
 

@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from compounding.extensions import db
+from compounding.models.site import insert_main_site
 from compounding.models.audit import POSTGRESQL_GUARDS
 from compounding.services.passwords import DEMO_PASSWORD
 
@@ -177,6 +178,8 @@ def reset_database(app) -> None:
                 connection.execute(sa.text(f"DROP TRIGGER IF EXISTS {name} ON audit_events"))
             for statement in POSTGRESQL_GUARDS:
                 connection.exec_driver_sql(statement)
+            # A new database starts with site MAIN (models/site.py); TRUNCATE took it away.
+            insert_main_site(connection, app.config["CLINIC_TIMEZONE"])
 
 
 def drop_audit_guards() -> None:

@@ -14,6 +14,8 @@ from .ledger import StockMovement
 from .lot import LOT_TRANSITIONS, Lot, LotStatus
 from .patient import Patient
 from .recall import RECALL_TRANSITIONS, Recall, RecallContact, RecallStatus
+from .site import MAIN_SITE, Location, Site, UserSite
+from .transfer import TRANSFER_TRANSITIONS, Transfer, TransferLine, TransferStatus
 from .treatment import AdverseEvent, SessionUse, TreatmentSession
 from .user import ApiToken, User
 from .user_session import UserSession
@@ -21,7 +23,8 @@ from .vial import VIAL_TRANSITIONS, Vial, VialStatus
 
 # Every status change of every kind of item, by entity type and action (see _common.Transition).
 STATUS_TRANSITIONS = {"lot": LOT_TRANSITIONS, "batch": BATCH_TRANSITIONS, "formula": FORMULA_TRANSITIONS,
-                      "recall": RECALL_TRANSITIONS, "vial": VIAL_TRANSITIONS}
+                      "recall": RECALL_TRANSITIONS, "vial": VIAL_TRANSITIONS,
+                      "transfer": TRANSFER_TRANSITIONS}
 
 __all__ = [
     "STATUS_TRANSITIONS",
@@ -56,5 +59,12 @@ __all__ = [
     "User",
     "UserSession",
     "Vial",
+    "MAIN_SITE",
+    "Location",
+    "Site",
+    "UserSite",
+    "Transfer",
+    "TransferLine",
+    "TransferStatus",
     "VialStatus",
 ]

@@ -14,6 +14,7 @@ from ._common import one_of, transition, utcnow
 from .formula import Formula
 from .ingredient import STORAGE_CONDITIONS
 from .lot import Lot
+from .site import main_location_id, main_site_id
 from .user import User
 
 
@@ -77,6 +78,11 @@ class Batch(db.Model):
         sa.Index("ix_batches_status_beyond_use", "status", "beyond_use_at"),
         # Batches of one status, oldest or newest first (e.g. those awaiting verification).
         sa.Index("ix_batches_status_compounded", "status", "compounded_at"),
+        sa.ForeignKeyConstraint(["location_id", "site_id"], ["locations.id", "locations.site_id"],
+                                name="fk_batches_location_at_site"),
+        # A site's batch list, newest first.
+        sa.Index("ix_batches_site_compounded_id", "site_id", "compounded_at", "id"),
+        sa.Index("ix_batches_location", "location_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,6 +106,9 @@ class Batch(db.Model):
     deviations: Mapped[str] = mapped_column(sa.Text, default="")
     status: Mapped[str] = mapped_column(sa.String(20), default=BatchStatus.PREPARED)
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    # Where it is: a location, and that location's site (a pair the database keeps consistent).
+    location_id: Mapped[int] = mapped_column(default=main_location_id())
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), default=main_site_id())
     discard_reason: Mapped[str | None] = mapped_column(sa.String(30))
 
     formula: Mapped[Formula] = relationship(lazy="raise")

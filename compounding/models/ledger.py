@@ -9,7 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from ..extensions import db
 from ._common import one_of, utcnow
 
-MOVEMENT_KINDS = ("receive", "consume", "use", "waste", "adjust", "return")
+# `transfer`: stock leaving its site on a transfer (negative), or arriving as a child lot (positive).
+MOVEMENT_KINDS = ("receive", "consume", "use", "waste", "adjust", "return", "transfer")
 # Coded reasons for manual adjustments and waste.
 ADJUST_REASONS = (
     "expired",
@@ -47,3 +48,5 @@ class StockMovement(db.Model):
     reference_id: Mapped[int | None]
     actor_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     occurred_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # Where the stock was when it moved (its lot's, batch's or vial's location at that moment).
+    location_id: Mapped[int | None] = mapped_column(sa.ForeignKey("locations.id"), index=True)

@@ -12,6 +12,7 @@ from ..limits import NAME_MAX
 from ..services.clock import clinic_today
 from ._common import one_of, transition, utcnow
 from .ingredient import Ingredient
+from .site import main_location_id, main_site_id
 from .user import User
 
 
@@ -64,6 +65,11 @@ class Lot(db.Model):
         sa.Index("ix_lots_ingredient_status_expiry", "ingredient_id", "status", "expires_on"),
         # The lot list's default order: a page's ids are read off this index alone.
         sa.Index("ix_lots_expires_on_id", "expires_on", "id"),
+        sa.ForeignKeyConstraint(["location_id", "site_id"], ["locations.id", "locations.site_id"],
+                                name="fk_lots_location_at_site"),
+        # A site's lot list, in the list's order.
+        sa.Index("ix_lots_site_expires_on_id", "site_id", "expires_on", "id"),
+        sa.Index("ix_lots_location", "location_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -83,6 +89,11 @@ class Lot(db.Model):
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     released_at: Mapped[datetime | None]
     released_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # Where it is: a location, and that location's site (a pair the database keeps consistent).
+    location_id: Mapped[int] = mapped_column(default=main_location_id())
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), default=main_site_id())
+    # A child lot: made at a transfer's destination from part of this lot (same supplier lot and expiry).
+    parent_lot_id: Mapped[int | None] = mapped_column(sa.ForeignKey("lots.id"), index=True)
 
     ingredient: Mapped[Ingredient] = relationship(lazy="raise")
     received_by: Mapped[User] = relationship(foreign_keys=[received_by_id], lazy="raise")

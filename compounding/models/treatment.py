@@ -11,6 +11,7 @@ from ..limits import NAME_MAX, SHORT_TEXT_MAX
 from ._common import one_of, utcnow
 from .batch import Batch
 from .patient import Patient
+from .site import main_site_id
 from .user import User
 from .vial import Vial  # noqa: F401 (named by the relationship)
 
@@ -49,6 +50,8 @@ class TreatmentSession(db.Model):
                  postgresql_where=sa.text("voided_at IS NOT NULL")),
         # NULL (a session that stands) passes the check.
         one_of("void_code", VOID_CODES, "void_code_known"),
+        # A site's sessions, in the list's order.
+        sa.Index("ix_treatment_sessions_site_performed_id", "site_id", "performed_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -57,6 +60,8 @@ class TreatmentSession(db.Model):
     performed_at: Mapped[datetime] = mapped_column(default=utcnow)
     indication: Mapped[str] = mapped_column(sa.String(SHORT_TEXT_MAX), default="")
     notes: Mapped[str] = mapped_column(sa.Text, default="")
+    # The site where it was performed: its vials were there.
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), default=main_site_id())
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     voided_at: Mapped[datetime | None]
     voided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))

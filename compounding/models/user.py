@@ -37,6 +37,8 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None]
     password_changed_at: Mapped[datetime | None]
+    # A chain-wide account (a chain pharmacist): sees every site, as auditors do.
+    all_sites: Mapped[bool] = mapped_column(default=False)
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", lazy="raise",
                                                     foreign_keys="ApiToken.user_id")

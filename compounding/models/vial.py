@@ -15,6 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from ..extensions import db
 from ._common import one_of, transition, utcnow
 from .batch import Batch
+from .site import main_location_id, main_site_id
 
 
 class VialStatus(StrEnum):
@@ -52,8 +53,14 @@ VIAL_TRANSITIONS = {
     "unhold": transition({VialStatus.ON_HOLD}, None, "{label} is {status}, not on hold."),
     "recall": transition({VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD}, VialStatus.RECALLED,
                          "{label} is {status}."),
-    "discard": transition({VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD, VialStatus.RECALLED},
+    "discard": transition({VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD, VialStatus.RECALLED,
+                           VialStatus.IN_TRANSIT},
                           VialStatus.DISCARDED, "{label} is already {status}."),
+    # Scanned out on a transfer: usable nowhere until scanned in at the destination.
+    "dispatch": transition({VialStatus.SEALED, VialStatus.OPEN}, VialStatus.IN_TRANSIT,
+                           "{label} is {status}; only a sealed or open vial is sent."),
+    # Scanned in: back to the status it left with (`to` is read from its history).
+    "arrive": transition({VialStatus.IN_TRANSIT}, None, "{label} is {status}, not in transit."),
     # history.deplete_if_empty: a vial with nothing left is spent.
     "deplete": transition({VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD}, VialStatus.SPENT,
                           "{label} is {status}."),
@@ -74,6 +81,11 @@ class Vial(db.Model):
                            name="in_use_hours_range"),
         # A use by batch code takes the open vial, else the lowest-numbered sealed one.
         sa.Index("ix_vials_batch_status_number", "batch_id", "status", "number"),
+        sa.ForeignKeyConstraint(["location_id", "site_id"], ["locations.id", "locations.site_id"],
+                                name="fk_vials_location_at_site"),
+        # A site's vials of a batch (the batch page and a use by batch code, scoped to a site).
+        sa.Index("ix_vials_site_batch", "site_id", "batch_id"),
+        sa.Index("ix_vials_location", "location_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,6 +106,9 @@ class Vial(db.Model):
     first_session_id: Mapped[int | None] = mapped_column(sa.ForeignKey("treatment_sessions.id"))
     spent_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where it is: a location, and that location's site (a pair the database keeps consistent).
+    location_id: Mapped[int] = mapped_column(default=main_location_id())
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), default=main_site_id())
 
     batch: Mapped[Batch] = relationship(lazy="raise")
 

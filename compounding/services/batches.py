@@ -47,6 +47,7 @@ from .preparation import (
     tests_owed,
 )
 from .signatures import sign
+from .sites import place, resolve_location
 from .transaction import transactional
 from .vials import checked_discard, create_vials
 
@@ -269,7 +270,7 @@ def _kept_dark(formula: Formula) -> bool:
 def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
                    require_scan: bool = False, compounded_at: datetime | None = None,
-                   preparation_started_at: datetime | None = None) -> Batch:
+                   preparation_started_at: datetime | None = None, location_id: int | None = None) -> Batch:
     """Make a batch: consume the lots (ledger rows), copy them onto the record, compute the BUD, `prepared`,
     and make its N sealed vials `<code>-NN`.
 
@@ -277,6 +278,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     from at most three sterile products.
     """
     ensure_can(actor, "batches.compound", "compound batches")
+    store = resolve_location(actor, location_id, doing="compound batches")
     formula = _formula_to_compound(formula_id)
     units = _checked_units(units)
     notes = checked_text(notes, "notes", NOTES_MAX)
@@ -301,6 +303,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
         compounded_by_id=actor.id, beyond_use_at=bud, storage=formula.storage, notes=notes, deviations=deviations,
         status=BatchStatus.PREPARED, preparation_started_at=started_at, protect_from_light=_kept_dark(formula),
     )
+    place(batch, store)
     db.session.add(batch)
     db.session.flush()
     record_created(batch, actor, at=compounded_at, reason="compounded")
@@ -311,7 +314,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     audit.record(actor, "batch.compounded", "batch", batch.id, new={
         "code": batch.code, "formula": formula.label, "units": units, "total_volume_ml": total_volume,
         "preparation_started_at": started_at, "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION,
-        "required_tests": batch.required_tests, "deviations": batch.deviations,
+        "required_tests": batch.required_tests, "deviations": batch.deviations, "location": store.code,
         "vials": {"first": vials[0].code, "last": vials[-1].code, "dose": vials[0].dose,
                   "in_use_hours": vials[0].in_use_hours},
         "components": [{"lot": c.lot.code, "quantity": c.quantity, "scanned": c.scanned}

@@ -23,6 +23,7 @@ from .history import deplete_if_empty, ensure_transition, explained_change, reco
 from .ingredients import get_ingredient, gtin_is_valid, normalise_gtin
 from .ledger import move_lot
 from .signatures import pharmacist_signs, sign
+from .sites import place, resolve_location
 from .transaction import transactional
 
 LOT_FIELDS = ("status", "remaining", "status_reason")
@@ -173,11 +174,14 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
 @transactional
 def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
                 expires_on, quantity, gtin: str = "", coa_reference: str = "",
-                location: str = "", received_at: datetime | None = None) -> Lot:
+                location: str = "", received_at: datetime | None = None, location_id: int | None = None,
+                site_id: int | None = None) -> Lot:
     """Receive a lot into quarantine with its internal code and a `receive` ledger row.
 
     Refused on any of validate_receipt's rules, before anything is written. An import of
-    many lots calls it inside its own transaction: all the lots go in, or none.
+    many lots calls it inside its own transaction: all the lots go in, or none. The lot is
+    put at `location_id`, else the default location of the acting site (`site_id`, else the
+    receiver's first site).
     """
     from .codes import next_lot_code
 
@@ -185,6 +189,7 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
         actor, ingredient_id=ingredient_id, supplier=supplier, supplier_lot_number=supplier_lot_number,
         expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=coa_reference, location=location,
         received_at=received_at)
+    store = resolve_location(actor, location_id, site_id, "receive lots")
     lot = Lot(
         code=next_lot_code(), ingredient_id=receipt.ingredient.id, supplier=receipt.supplier,
         supplier_lot_number=receipt.supplier_lot_number, gtin=receipt.gtin or None,
@@ -192,6 +197,7 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
         quantity_received=receipt.quantity, remaining=Decimal("0"), coa_reference=receipt.coa_reference,
         location=receipt.location, status=LotStatus.QUARANTINE,
     )
+    place(lot, store)
     db.session.add(lot)
     db.session.flush()
     record_created(lot, actor, at=receipt.received_at, reason="received")
@@ -201,7 +207,7 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
         "code": lot.code, "ingredient": receipt.ingredient.name, "supplier": receipt.supplier,
         "supplier_lot_number": receipt.supplier_lot_number, "gtin": lot.gtin, "expires_on": receipt.expires_on,
         "quantity": receipt.quantity, "coa_reference": lot.coa_reference, "location": lot.location,
-        "status": lot.status})
+        "location_code": store.code, "status": lot.status})
     return lot
 
 

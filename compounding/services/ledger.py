@@ -38,6 +38,7 @@ def _move(model, column, owner, kind, quantity, actor, occurred_at=None, **ledge
         balance_after=new_balance,
         actor_id=actor.id,
         occurred_at=occurred_at or utcnow(),
+        location_id=owner.location_id,
         **ledger,
     )
     db.session.add(movement)
@@ -81,6 +82,7 @@ def move_vial(vial: Vial, batch: Batch, kind: str, volume_ml, actor: User, *, re
     movement = move_batch(batch, kind, volume_ml, actor, reason=reason, note=note, reference_type=reference_type,
                           reference_id=reference_id, occurred_at=occurred_at)
     movement.vial_id = vial.id
+    movement.location_id = vial.location_id
     return movement
 
 

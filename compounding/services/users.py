@@ -12,6 +12,7 @@ from ..extensions import db
 from ..limits import NAME_MAX, PASSWORD_MAX, REASON_MAX, USERNAME_MAX
 from ..models import ApiToken, User
 from ..models.patient import fold
+from ..models.site import MAIN_SITE
 from ..models.user import TOKEN_NAME_LENGTH
 from ..permissions import ROLES
 from . import attempts, audit, passwords, user_sessions
@@ -20,6 +21,7 @@ from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .lookup import fetch
 from .passwords import DEMO_PASSWORD
+from .sites import join_sites, site_by_code
 from .transaction import alone, transactional
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
@@ -87,7 +89,7 @@ def _sign_for_admins(actor: User, actor_password: str, meaning: str, user: User)
 @transactional
 def create_user(actor: User | None, *, username: str, display_name: str, role: str,
                 password: str, must_change_password: bool = False, actor_password: str | None = None,
-                allow_demo_password: bool = False) -> User:
+                allow_demo_password: bool = False, site_codes=None) -> User:
     """Create an account. The username is unique, the printed name unused by any active account,
     and the password obeys the rules.
 
@@ -96,6 +98,7 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     (`flask create-user`, `seed-demo`): whoever can run it already holds the database and the
     secret key, so a password would guard nothing, and it is how the first admin comes to be.
     `allow_demo_password` is for `seed-demo` alone: no form, API or command passes it.
+    The account belongs to the sites named by `site_codes` (default: MAIN).
     """
     username = username.strip().lower()
     if role not in ROLES:
@@ -118,12 +121,15 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
         must_change_password=must_change_password,
         password_changed_at=utcnow(),
     )
+    sites_joined = [site_by_code(code) for code in (site_codes or [MAIN_SITE])]
     db.session.add(user)
     db.session.flush()
+    join_sites(user, [site.id for site in sites_joined])
     if signed:
         _sign_for_admins(actor, actor_password, "admin created", user)
     audit.created(actor, "user.created", user, USER_FIELDS,
                   reason="" if actor is not None else "by the operator at the command line")
+    audit.record(actor, "user.sites_joined", "user", user.id, new={"sites": [site.code for site in sites_joined]})
     return user
 
 

@@ -32,7 +32,7 @@ def create_vials(actor: User, batch: Batch, formula: Formula, at: datetime) -> l
     vials = [Vial(batch_id=batch.id, number=number, code=vial_code(batch.code, number, batch.units),
                   dose="multiple" if multiple else "single", in_use_hours=formula.in_use_hours if multiple else None,
                   volume_ml=formula.unit_volume_ml, remaining_ml=formula.unit_volume_ml,
-                  status=VialStatus.SEALED, created_at=at)
+                  status=VialStatus.SEALED, created_at=at, location_id=batch.location_id, site_id=batch.site_id)
              for number in range(1, batch.units + 1)]
     db.session.add_all(vials)
     db.session.flush()
