@@ -137,7 +137,7 @@ def _checked_gtin(gtin: str) -> str:
 def _refuse_received_twice(ingredient: Ingredient, supplier: str, supplier_lot_number: str) -> None:
     duplicate = db.session.scalar(sa.select(Lot).where(
         Lot.ingredient_id == ingredient.id, Lot.supplier == supplier,
-        Lot.supplier_lot_number == supplier_lot_number))
+        Lot.supplier_lot_number == supplier_lot_number, Lot.parent_lot_id.is_(None)))
     if duplicate is not None:
         raise InvalidState(
             f"Lot {supplier_lot_number} of {ingredient.name} from {supplier} was already received "

@@ -5,8 +5,9 @@
 - Site `MAIN` with one default location `LOC0001`; every lot, batch and vial is put there,
   every ledger row names it, every treatment session was performed there, and every user
   belongs to MAIN: a one-site clinic sees no change.
-- Lots may name their parent (a child lot made at a transfer's destination); the ledger
-  takes the movement kind `transfer`.
+- Lots may name their parent (a child lot made at a transfer's destination, sharing its
+  supplier lot number: the one-receipt-per-supplier-lot rule now holds for lots without a
+  parent); the ledger takes the movement kind `transfer`.
 
 The downgrade refuses once the clinic is a chain (a second site, or any transfer): folding
 sites back into one pool would put stock where it is not.
@@ -241,6 +242,10 @@ def upgrade():
             'locations', ['location_id', 'site_id'], ['id', 'site_id'])
         batch_op.create_foreign_key(batch_op.f('fk_lots_site_id_sites'), 'sites', ['site_id'], ['id'])
         batch_op.create_foreign_key(batch_op.f('fk_lots_parent_lot_id_lots'), 'lots', ['parent_lot_id'], ['id'])
+        batch_op.drop_constraint('uq_lots_ingredient_id_supplier_supplier_lot_number', type_='unique')
+        batch_op.create_index('uq_lots_received_once', ['ingredient_id', 'supplier', 'supplier_lot_number'],
+                              unique=True, sqlite_where=sa.text('parent_lot_id IS NULL'),
+                              postgresql_where=sa.text('parent_lot_id IS NULL'))
         batch_op.alter_column('location_id', existing_type=sa.Integer(), nullable=False)
         batch_op.alter_column('site_id', existing_type=sa.Integer(), nullable=False)
 
@@ -295,6 +300,9 @@ def downgrade():
         batch_op.create_check_constraint(batch_op.f('ck_stock_movements_kind_known'), OLD_KINDS)
 
     with op.batch_alter_table('lots', schema=None) as batch_op:
+        batch_op.drop_index('uq_lots_received_once')
+        batch_op.create_unique_constraint('uq_lots_ingredient_id_supplier_supplier_lot_number',
+                                          ['ingredient_id', 'supplier', 'supplier_lot_number'])
         batch_op.drop_constraint(batch_op.f('fk_lots_parent_lot_id_lots'), type_='foreignkey')
         batch_op.drop_constraint(batch_op.f('fk_lots_site_id_sites'), type_='foreignkey')
         batch_op.drop_constraint('fk_lots_location_at_site', type_='foreignkey')
