@@ -43,7 +43,7 @@ def _last_id() -> int:
 
 def _service_calls(admin: User, other: User):
     return [
-        ("create_user", ["user.created", "user.sites_joined"], lambda: users.create_user(
+        ("create_user", ["user.created"], lambda: users.create_user(
             admin, username="new.one", display_name="New One", role="auditor", password=PASSWORD)),
         ("authenticate", ["user.signed_in"], lambda: users.authenticate(other.username, PASSWORD)),
         ("change_password", ["user.password_changed"], lambda: users.change_password(

@@ -127,9 +127,8 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     join_sites(user, [site.id for site in sites_joined])
     if signed:
         _sign_for_admins(actor, actor_password, "admin created", user)
-    audit.created(actor, "user.created", user, USER_FIELDS,
+    audit.created(actor, "user.created", user, USER_FIELDS, extra={"sites": [site.code for site in sites_joined]},
                   reason="" if actor is not None else "by the operator at the command line")
-    audit.record(actor, "user.sites_joined", "user", user.id, new={"sites": [site.code for site in sites_joined]})
     return user
 
 
