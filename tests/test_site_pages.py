@@ -152,3 +152,34 @@ def test_an_auditor_may_look_at_any_one_site(client, make_user):
     sign_in(client, make_user("auditor"))
     response = _post(client, "/site-scope", {"site_id": str(lyon.id)}, page="/sites")
     assert response.status_code == 302
+
+
+# --- memberships on the admin pages ------------------------------------------------------------
+
+
+def test_an_admin_creates_a_user_at_the_sites_ticked(client, admin):
+    lyon = sites.create_site(admin, "LYON", "Lyon", "Europe/Paris")
+    page = client.get("/admin/users/new").get_data(as_text=True)
+    main_id = sites.main_site().id
+    assert re.search(rf'<input checked[^>]*value="{main_id}"|value="{main_id}"[^>]*checked', page)
+    response = _post(client, "/admin/users/new", {
+        "username": "lyonnurse", "display_name": "Lyon Nurse", "role": "practitioner",
+        "temporary_password": "a long temporary passphrase 42", "site_ids": [str(lyon.id)]})
+    assert response.status_code == 302, response.get_data(as_text=True)
+    from compounding.models import User
+    nurse = db.session.scalar(sa.select(User).where(User.username == "lyonnurse"))
+    assert sites.member_site_ids(nurse) == [lyon.id] and not nurse.all_sites
+
+
+def test_an_admin_changes_a_users_sites_and_cannot_leave_none(client, admin, make_user):
+    lyon = sites.create_site(admin, "LYON", "Lyon", "Europe/Paris")
+    nurse = make_user("practitioner")
+    page = f"/admin/users/{nurse.id}"
+    response = _post(client, f"{page}/sites", {"sites-site_ids": [str(lyon.id)], "sites-all_sites": "y"}, page=page)
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert sites.member_site_ids(nurse) == [lyon.id] and nurse.all_sites
+    response = _post(client, f"{page}/sites", {}, page=page)
+    assert response.status_code == 422
+    assert "at least one site" in response.get_data(as_text=True)
+    assert sites.member_site_ids(nurse) == [lyon.id]
