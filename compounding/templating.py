@@ -98,6 +98,11 @@ NAV_ITEMS = [
 ]
 
 
+def place(location_id: int | None) -> dict | None:
+    """Where a lot, batch or vial is: {"location": {id, code, name}, "site": {id, code}}."""
+    return site_reads.places([location_id]).get(location_id)
+
+
 def site_switcher() -> dict | None:
     """The header's site choice, for a viewer with several sites: the one chosen (None: all) and the list."""
     if not current_user.is_authenticated:
@@ -139,6 +144,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(expiry.days_left, "days_left")
     app.add_template_global(url_with)
     app.add_template_global(site_switcher)
+    app.add_template_global(place)
     app.add_template_global(attempts.blocked_until, "passwords_paused_until")
 
     @app.context_processor

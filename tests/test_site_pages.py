@@ -183,3 +183,42 @@ def test_an_admin_changes_a_users_sites_and_cannot_leave_none(client, admin, mak
     assert response.status_code == 422
     assert "at least one site" in response.get_data(as_text=True)
     assert sites.member_site_ids(nurse) == [lyon.id]
+
+
+# --- receiving and compounding ask where -------------------------------------------------------
+
+
+def test_the_receive_form_offers_locations_by_site_with_the_default_chosen(client, make_user, make_ingredient):
+    boss = make_user("admin")
+    lyon = sites.create_site(boss, "LYON", "Lyon", "Europe/Paris")
+    fridge = sites.create_location(boss, lyon.id, "Fridge L", "fridge")
+    sign_in(client, make_user("technician", site_codes=["LYON"]))
+    page = client.get("/lots/receive").get_data(as_text=True)
+    default = sites.default_location(lyon.id)
+    assert re.search(rf'<option selected value="{default.id}"|<option value="{default.id}" selected', page)
+    assert 'optgroup label="LYON — Lyon"' in page and "Fridge L" in page
+    assert 'optgroup label="MAIN' not in page
+    ingredient = make_ingredient()
+    response = _post(client, "/lots/receive", {
+        "ingredient_id": str(ingredient.id), "supplier": "Acme", "lot_number": "Z1", "expiry_date": "2031-01",
+        "quantity": "5", "location_id": str(fridge.id)}, page="/lots/receive")
+    assert response.status_code == 302, response.get_data(as_text=True)
+    from compounding.models import Lot
+    lot = db.session.scalar(sa.select(Lot).where(Lot.supplier_lot_number == "Z1"))
+    assert (lot.location_id, lot.site_id) == (fridge.id, lyon.id)
+    detail = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Fridge L" in detail and fridge.code in detail and "LYON" in detail
+
+
+def test_the_receive_form_refuses_a_location_of_another_site(client, make_user, make_ingredient):
+    boss = make_user("admin")
+    lyon = sites.create_site(boss, "LYON", "Lyon", "Europe/Paris")
+    sign_in(client, make_user("technician"))
+    from compounding.models import Lot
+    before = count_rows(Lot)
+    response = _post(client, "/lots/receive", {
+        "ingredient_id": str(make_ingredient().id), "supplier": "Acme", "lot_number": "Z2",
+        "expiry_date": "2031-01", "quantity": "5", "location_id": str(sites.default_location(lyon.id).id)},
+        page="/lots/receive")
+    assert response.status_code == 422
+    assert count_rows(Lot) == before

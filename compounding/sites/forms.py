@@ -4,9 +4,11 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
+from .. import site_scope
 from ..forms import AppForm, choices
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, SITE_CODE_MAX, TIMEZONE_MAX
+from ..services import site_reads, sites
 
 CELSIUS = Regexp(r"^-?\d{1,2}(\.\d)?$", message="Degrees Celsius, e.g. 2 or -20 or 7.5.")
 
@@ -59,3 +61,11 @@ def location_choices(groups) -> list[SelectChoice]:
                          "\u00a0\u00a0" * node.depth + f"{node.location.name} · {node.location.code}",
                          optgroup=f"{site.code} — {site.name}")
             for site, tree in groups for node in tree]
+
+
+def offer_locations(field, user) -> None:
+    """Fill a "where does it go" select: the active locations of the sites the user works at now, grouped
+    by site; unless chosen, the acting site's default location."""
+    field.choices = location_choices(site_reads.choosable_locations(site_scope.current_scope(user)))
+    if not field.data:
+        field.data = sites.default_location(site_scope.acting_site_id(user)).id
