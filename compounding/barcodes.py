@@ -6,6 +6,8 @@ import barcode
 
 # Lots and batches, and vials (a batch code, a hyphen, the vial's number of two or more digits).
 _CODE = re.compile(r"^[A-Z][0-9]{6,12}(-[0-9]{2,4})?$")
+# Storage locations: LOC0001, or a site's own code such as COLD-1 (services/sites.py).
+_LOCATION_CODE = re.compile(r"^[A-Z][A-Z0-9-]{1,15}$")
 # 0.25 mm is exactly 2 dots at 203 dpi (8 dots/mm) and 3 at 300 dpi: every bar prints whole.
 MODULE_MM = 0.25
 # Code 128 asks for at least 10 modules of white on each side.
@@ -14,7 +16,7 @@ QUIET_MODULES = 10
 
 def code128_modules(value: str) -> str:
     """The symbol of `value` as modules, "1" black and "0" white, quiet zones excluded."""
-    if not _CODE.match(value):
+    if not (_CODE.match(value) or _LOCATION_CODE.match(value)):
         raise ValueError(f"not one of our codes: {value!r}")
     return "".join(barcode.get("code128", value).build())
 

@@ -12,9 +12,10 @@ from flask.cli import AppGroup
 
 from .database import without_limits
 from .extensions import db, migrate
-from .models import User
+from .models import Location, User
+from .models.site import LOCATION_KINDS, MAIN_SITE
 from .permissions import ROLES
-from .services import audit, users
+from .services import audit, sites, users
 from .services.errors import DomainError
 
 audit_cli = AppGroup("audit", help="Audit trail tools.")
@@ -93,14 +94,56 @@ def _fail(message: str) -> None:
 @click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--password", required=True, help="At least 10 characters, not a common one.")
 @click.option("--name", "display_name", default="", help="Printed name used on signatures.")
-def create_user_command(username, role, password, display_name):
+@click.option("--site", "site_codes", multiple=True, metavar="CODE",
+              help="A site the user belongs to (repeatable; default MAIN).")
+def create_user_command(username, role, password, display_name, site_codes):
     """Create a user account."""
+    codes = [code.strip().upper() for code in site_codes] or [MAIN_SITE]
     try:
         user = users.create_user(None, username=username, display_name=display_name or username,
-                                 role=role, password=password)
+                                 role=role, password=password, site_codes=codes)
     except DomainError as exc:
         _fail(exc.message)
-    click.echo(f"Created {user.username} ({user.role}).")
+    click.echo(f"Created {user.username} ({user.role}). Sites: {', '.join(dict.fromkeys(codes))}.")
+
+
+@click.command("create-site")
+@click.argument("code")
+@click.argument("name")
+@click.option("--timezone", default="", help="IANA zone, e.g. Europe/Paris (default CLINIC_TIMEZONE).")
+@click.option("--address", default="")
+def create_site_command(code, name, timezone, address):
+    """Create a site of the chain, with its default location (Main store)."""
+    try:
+        site = sites.create_site(None, code, name, timezone, address)
+    except DomainError as exc:
+        _fail(exc.message)
+    store = sites.default_location(site.id)
+    click.echo(f"Created site {site.code} ({site.name}, {site.timezone}) with default location {store.code}.")
+
+
+@click.command("create-location")
+@click.argument("site_code")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(LOCATION_KINDS), default="room", show_default=True)
+@click.option("--parent", "parent_code", default="", metavar="CODE", help="The location it sits in.")
+@click.option("--code", default="", help="Its own code (default: the next LOC number).")
+@click.option("--min-celsius", default=None)
+@click.option("--max-celsius", default=None)
+def create_location_command(site_code, name, kind, parent_code, code, min_celsius, max_celsius):
+    """Create a storage location at a site (a room, cabinet, fridge or freezer)."""
+    try:
+        site = sites.site_by_code(site_code)
+        parent_id = None
+        if parent_code:
+            parent_id = db.session.scalar(sa.select(Location.id).where(Location.code == parent_code.strip().upper()))
+            if parent_id is None:
+                _fail(f"There is no location {parent_code!r}.")
+        location = sites.create_location(None, site.id, name, kind, parent_id=parent_id, code=code or None,
+                                         min_celsius=min_celsius, max_celsius=max_celsius)
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(f"Created location {location.code} ({location.name}, {location.kind}) at site {site.code}.")
 
 
 @click.command("create-token")
@@ -275,8 +318,8 @@ def export_audit_command(start, end, out):
 
 
 def init_app(app: Flask) -> None:
-    for command in (create_user_command, create_token_command, revoke_tokens_command, seed_demo_command,
-                    backup_command, restore_command, seed_scale_command):
+    for command in (create_user_command, create_site_command, create_location_command, create_token_command,
+                    revoke_tokens_command, seed_demo_command, backup_command, restore_command, seed_scale_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
     app.cli.add_command(export_cli)

@@ -7,8 +7,9 @@ from flask import Flask, current_app, request, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
 
+from . import site_scope
 from .permissions import ROLE_LABELS
-from .services import attempts, expiry
+from .services import attempts, expiry, site_reads
 from .services.bud import last_usable_minute
 from .services.clock import to_clinic
 
@@ -93,7 +94,24 @@ NAV_ITEMS = [
     ("exports.index", "Exports", "exports.audit"),
     ("admin.audit_trail", "Audit trail", "audit.read"),
     ("admin.user_list", "Users", "users.manage"),
+    ("sites.site_list", "Sites", "sites.read"),
 ]
+
+
+def place(location_id: int | None) -> dict | None:
+    """Where a lot, batch or vial is: {"location": {id, code, name}, "site": {id, code}}."""
+    return site_reads.places([location_id]).get(location_id)
+
+
+def site_switcher() -> dict | None:
+    """The header's site choice, for a viewer with several sites: the one chosen (None: all) and the list."""
+    if not current_user.is_authenticated:
+        return None
+    choosable = site_reads.switchable_sites(current_user)
+    if len(choosable) < 2:
+        return None
+    chosen = site_scope.chosen_site_id()
+    return {"chosen": next((row for row in choosable if row.id == chosen), None), "sites": choosable}
 
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("HeadlessChrome/", "Chrome"),
@@ -125,6 +143,8 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(expiry.is_expired, "lot_expired")
     app.add_template_filter(expiry.days_left, "days_left")
     app.add_template_global(url_with)
+    app.add_template_global(site_switcher)
+    app.add_template_global(place)
     app.add_template_global(attempts.blocked_until, "passwords_paused_until")
 
     @app.context_processor

@@ -1,7 +1,8 @@
 """Forms for managing accounts."""
 
-from wtforms import PasswordField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..forms import AppForm, choices
 from ..limits import CODE_MAX, LABEL_MAX, NAME_MAX, PASSWORD_MAX, REASON_MAX, USERNAME_MAX
@@ -10,7 +11,24 @@ from ..permissions import ROLE_LABELS, ROLES
 ROLE_CHOICES = choices((role, ROLE_LABELS[role]) for role in ROLES)
 
 
-class UserCreateForm(AppForm):
+class SiteBoxes(SelectMultipleField):
+    """Checkboxes, one per site."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class SiteMemberships:
+    """The memberships part of a form: which sites, and whether the whole chain is seen."""
+
+    site_ids = SiteBoxes("Sites", coerce=int, validators=[DataRequired("Choose at least one site.")],
+                         description="Where the user receives, compounds and treats.")
+    all_sites = BooleanField("Sees every site (chain pharmacist)", description="Auditors always see every site.")
+
+
+class UserCreateForm(SiteMemberships, AppForm):
+    site_ids = SiteBoxes("Sites", coerce=int, validators=[Optional()],
+                         description="Where the user receives, compounds and treats (none ticked: MAIN).")
     username = StringField("Username", validators=[
         DataRequired(), Length(max=USERNAME_MAX),
         Regexp(r"^[A-Za-z0-9._-]+$", message="Letters, digits, dot, dash and underscore only."),
@@ -35,6 +53,10 @@ class UserEditForm(AppForm):
         "Your password (e-signature)", validators=[Optional(), Length(max=PASSWORD_MAX)],
         description="Needed only to change a role to or from administrator: you sign for it.",
         render_kw={"autocomplete": "current-password"})
+
+
+class UserSitesForm(SiteMemberships, AppForm):
+    """A user's sites, on the account's page."""
 
 
 class TemporaryPasswordForm(AppForm):

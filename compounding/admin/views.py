@@ -5,11 +5,13 @@ from datetime import date
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
 from ..forms import ConfirmForm, apply_domain_error
 from ..limits import PER_PAGE_DEFAULT
-from ..models import Patient, PatientAccess, User
+from ..models import Patient, PatientAccess, Site, User
+from ..models.site import MAIN_SITE
 from ..pages import revoke_token
 from ..pagination import page_arg, paginate_rows
 from ..privacy import audit_events_shown, may_read_patients, note_access
@@ -17,11 +19,11 @@ from ..queries.audit import AuditFilters, audit_list_query
 from ..queries.common import record_id
 from ..queries.users import account_names, user_list_query
 from ..security import open_sessions, requires
-from ..services import access_log, user_sessions, users
+from ..services import access_log, site_reads, sites, user_sessions, users
 from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
-from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm
+from .forms import ActiveForm, AuditFilterForm, TemporaryPasswordForm, UserCreateForm, UserEditForm, UserSitesForm
 
 bp = Blueprint("admin", __name__)
 
@@ -42,13 +44,18 @@ def user_list():
 @requires("users.manage")
 def user_create():
     form = UserCreateForm()
+    codes = _offer_sites(form)
+    if request.method == "GET":
+        form.site_ids.data = [site_id for site_id, code in codes.items() if code == MAIN_SITE]
     refused = None
     if form.validate_on_submit():
         try:
             user = users.create_user(
                 current_user, username=form.username.data, display_name=form.display_name.data,
                 role=form.role.data, password=form.temporary_password.data,
-                must_change_password=True, actor_password=form.password.data)
+                must_change_password=True, actor_password=form.password.data,
+                site_codes=[codes[site_id] for site_id in form.site_ids.data or []] or None,
+                all_sites=form.all_sites.data)
         except DomainError as exc:
             if exc.field == "password" and exc.status_code == 422:  # the new user's password broke a rule
                 exc.field = "temporary_password"
@@ -60,6 +67,40 @@ def user_create():
             return redirect(url_for("admin.user_detail", user_id=user.id))
     form.password.data = ""
     return render_template("admin/user_form.html", form=form), refused or (422 if form.errors else 200)
+
+
+def _offer_sites(form) -> dict[int, str]:
+    """Put the active sites on a memberships form; answers {id: code}."""
+    rows = db.session.execute(site_reads.sites_query().where(Site.active).with_only_columns(
+        Site.id, Site.code, Site.name)).all()
+    form.site_ids.choices = [SelectChoice(row.id, f"{row.code} — {row.name}") for row in rows]
+    return {row.id: row.code for row in rows}
+
+
+def _sites_form(user: User, form: UserSitesForm | None = None) -> UserSitesForm:
+    if form is None:
+        form = UserSitesForm(prefix="sites", data={"site_ids": sites.member_site_ids(user),
+                                                   "all_sites": user.all_sites})
+    _offer_sites(form)
+    return form
+
+
+@bp.route("/admin/users/<int:user_id>/sites", methods=["POST"])
+@requires("users.manage")
+def user_sites(user_id: int):
+    user = db.get_or_404(User, user_id)
+    form = _sites_form(user, UserSitesForm(prefix="sites"))
+    if form.validate_on_submit():
+        try:
+            sites.set_user_sites(current_user, user.id, form.site_ids.data, form.all_sites.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash(f"Sites of {user.username} saved.", "success")
+            return redirect(url_for("admin.user_detail", user_id=user.id))
+    return render_template("admin/user_detail.html", user=user, form=UserEditForm(obj=user),
+                           password_form=TemporaryPasswordForm(), active_form=ActiveForm(),
+                           **{**_access(user), "sites_form": form}), 422
 
 
 def _refusal_status(exc: DomainError) -> int:
@@ -137,7 +178,7 @@ def user_set_active(user_id: int):
 def _access(user: User) -> dict:
     """The account's open sessions and API tokens, for its page."""
     return {"user_sessions": open_sessions(user), "tokens": users.user_tokens(user),
-            "confirm_form": ConfirmForm(), "now": utcnow()}
+            "confirm_form": ConfirmForm(), "now": utcnow(), "sites_form": _sites_form(user)}
 
 
 @bp.route("/admin/users/<int:user_id>/sign-out-everywhere", methods=["POST"])

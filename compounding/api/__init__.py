@@ -9,6 +9,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     lots,
     recalls,
     scan,
+    sites,
     tokens,
     treatments,
     vials,

@@ -79,7 +79,7 @@ def batch_create():
         current_user, data["formula_id"], data["units"], allocations=data["allocations"],
         deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
         require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True),
-        preparation_started_at=data["preparation_started_at"],
+        preparation_started_at=data["preparation_started_at"], location_id=data["location_id"],
     )
     return _answer(batch.id, 201)
 

@@ -55,7 +55,7 @@ def lot_create():
         current_user, ingredient_id=data["ingredient_id"], supplier=data["supplier"],
         supplier_lot_number=data["lot_number"], expires_on=data["expiry_date"],
         quantity=data["quantity"], gtin=data["gtin"], coa_reference=data["coa_reference"],
-        location=data["location"],
+        location=data["location"], location_id=data["location_id"],
     )
     return _answer(lot.id, 201)
 

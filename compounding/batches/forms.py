@@ -25,6 +25,8 @@ class CompoundForm(AppForm):
                                    render_kw={"rows": 2},
                                    description="Required when an actual quantity differs from the formula.")
     notes = TextAreaField("Notes", validators=[Optional(), Length(max=NOTES_MAX)], render_kw={"rows": 2})
+    location_id = SelectField("Keep the batch at", coerce=int, validators=[Optional()],
+                              description="Your site's default unless you choose another place.")
     # The clinic's wall clock (whatever the browser's zone): the BUD counts from here.
     preparation_started_at = DateTimeLocalField(
         "Preparation started", format=LOCAL_FORMATS, tz=clinic_zone, validators=[Optional(), in_day_range],

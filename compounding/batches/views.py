@@ -38,6 +38,7 @@ from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from ..services.vials import find_vial, vial_reasons_at
+from ..sites.forms import offer_locations
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
 bp = Blueprint("batches", __name__, url_prefix="/batches")
@@ -104,7 +105,7 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
             current_user, formula.id, form.units.data, allocations=allocations,
             deviation_note=form.deviation_note.data or "", notes=form.notes.data or "",
             scanned_lot_ids=confirmed, require_scan=require_scan,
-            preparation_started_at=form.preparation_started_utc())
+            preparation_started_at=form.preparation_started_utc(), location_id=form.location_id.data or None)
     except DomainError as exc:
         apply_domain_error(form, exc)
         return None
@@ -116,6 +117,7 @@ def batch_compound():
     posted = request.method == "POST"
     form = CompoundForm(formdata=request.form if posted else request.args)
     form.formula_id.choices = _formula_choices()
+    offer_locations(form.location_id, current_user)
     form.offer_start()
     formula, proposal = _proposal(form)
     values = {lot_id: q for c in proposal for lot_id, q in c.proposed.items()} if proposal is not None else {}

@@ -9,7 +9,7 @@ from datetime import timedelta
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 
-from .. import workbooks
+from .. import site_scope, workbooks
 from ..extensions import csrf
 from ..forms import apply_domain_error
 from ..models import LotStatus
@@ -220,7 +220,7 @@ def lot_import_confirm():
         return _render_upload(upload_form, 422)
     filename = form.filename.data or "upload.xlsx"
     try:
-        lots = imports.import_delivery(current_user, data, filename)
+        lots = imports.import_delivery(current_user, data, filename, site_scope.acting_site_id(current_user))
     except imports.SheetRefused as exc:
         apply_domain_error(upload_form, exc)
         return _render_upload(upload_form, 422)

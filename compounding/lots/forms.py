@@ -40,8 +40,10 @@ class ReceiveLotForm(AppForm):
     quantity = StringField("Quantity received", validators=[DataRequired(), validate_quantity],
                            description=QUANTITY_HELP, render_kw={"inputmode": "decimal"})
     coa_reference = StringField("Certificate of analysis reference", validators=[Optional(), Length(max=NAME_MAX)])
-    location = StringField("Storage location", validators=[Optional(), Length(max=NAME_MAX)],
-                           render_kw={"placeholder": "e.g. Fridge 2, shelf B"})
+    location_id = SelectField("Storage location", coerce=int, validators=[DataRequired("Choose where it goes.")],
+                              description="Your site's default unless you choose another place.")
+    location = StringField("Shelf or box (optional)", validators=[Optional(), Length(max=NAME_MAX)],
+                           render_kw={"placeholder": "e.g. shelf B"})
 
 
 class AdjustForm(AppForm):

@@ -19,6 +19,7 @@ from ..services import holds, ingredients, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
+from ..sites.forms import offer_locations
 from .forms import AdjustForm, ReceiveLotForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
@@ -43,6 +44,7 @@ def lot_list():
 def lot_receive():
     form = ReceiveLotForm()
     form.ingredient_id.choices = [SelectChoice(0, "Choose…"), *_ingredient_choices()]
+    offer_locations(form.location_id, current_user)
     scan_error = None
     if request.method == "GET":
         scan_error = _prefill_from_scan(form, request.args)
@@ -52,7 +54,8 @@ def lot_receive():
                 current_user, ingredient_id=form.ingredient_id.data, supplier=form.supplier.data,
                 supplier_lot_number=form.lot_number.data, expires_on=form.expiry_date.parsed,
                 quantity=form.quantity.parsed, gtin=form.gtin.data or "",
-                coa_reference=form.coa_reference.data or "", location=form.location.data or "")
+                coa_reference=form.coa_reference.data or "", location=form.location.data or "",
+                location_id=form.location_id.data)
         except DomainError as exc:
             apply_domain_error(form, exc)
             existing = (exc.details or {}).get("existing_lot_id") if isinstance(exc.details, dict) else None

@@ -49,3 +49,16 @@ def vial_code(batch_code: str, number: int, units: int) -> str:
     """`B2612060001-03`: zero-padded to at least two digits, to the width of the batch's unit count."""
     width = max(2, len(str(units)))
     return f"{batch_code}-{number:0{width}d}"
+
+
+# A storage location: LOC and at least four digits, unless a site gives its own code (COLD-1).
+LOCATION_CODE = re.compile(r"^LOC\d{4,}$")
+
+
+def next_location_code(taken) -> str:
+    """The next free `LOC0001`-style code; `taken(code)` says whether a code is in use already
+    (the first location of every database, and codes typed by hand, were not counted)."""
+    while True:
+        code = f"LOC{_next('location'):04d}"
+        if not taken(code):
+            return code

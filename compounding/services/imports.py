@@ -27,6 +27,7 @@ from .errors import DomainError, InvalidInput, InvalidState
 from .expiry import parse_expiry
 from .ingredients import normalise_gtin
 from .inventory import Receipt, check_quantity, receive_lot, validate_receipt
+from .sites import acting_site_id, default_location
 from .transaction import transactional
 
 MAX_IMPORT_ROWS = 2000
@@ -368,8 +369,9 @@ def check_delivery(actor: User, data: bytes, filename: str) -> DeliverySheet:
 
 
 @transactional
-def import_delivery(actor: User, data: bytes, filename: str) -> list[Lot]:
-    """Receive every lot of a delivery sheet into quarantine, or none.
+def import_delivery(actor: User, data: bytes, filename: str, site_id: int | None = None) -> list[Lot]:
+    """Receive every lot of a delivery sheet into quarantine, or none, at the default location of the
+    importer's acting site (`site_id`, else their first site).
 
     The file is read and every row checked again here (the preview's answer is not
     trusted); one bad row refuses the whole sheet. One commit: the lots, their ledger and
@@ -379,7 +381,9 @@ def import_delivery(actor: User, data: bytes, filename: str) -> list[Lot]:
     sheet = check_delivery(actor, data, filename)
     if not sheet.ok:
         raise RowsRefused(sheet.summary(), sheet)
-    lots = [receive_lot(actor, **row.receipt.arguments()) for row in sheet.rows]
+    store = default_location(acting_site_id(actor, site_id))
+    lots = [receive_lot(actor, **row.receipt.arguments(), location_id=store.id) for row in sheet.rows]
     audit.record(actor, "lots.imported", "delivery_sheet", None, new={
-        "file": filename, "sha256": sheet.sha256, "count": len(lots), "lots": [lot.code for lot in lots]})
+        "file": filename, "sha256": sheet.sha256, "count": len(lots), "lots": [lot.code for lot in lots],
+        "location": store.code})
     return lots

@@ -5,14 +5,24 @@ stock at the location asked for, else the acting site's default location. A user
 sites they belong to; auditors and chain-wide accounts (`all_sites`) see every site.
 """
 
+import re
 from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..extensions import db
-from ..models import Location, Site, User, UserSite
-from ..models.site import MAIN_SITE
-from .errors import InvalidInput, NotAllowed, NotFound
+from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
+from ..models import Batch, Location, Lot, Site, User, UserSite, Vial
+from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, MAIN_SITE, TIMEZONE_MAX
+from ..models.vial import VialStatus
+from . import audit, codes
+from .access import ensure_can
+from .bounds import checked_text
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
+from .transaction import transactional
 
 # Roles that read the whole chain whatever their memberships.
 CHAIN_WIDE_ROLES = frozenset({"auditor"})
@@ -121,3 +131,265 @@ def join_sites(user: User, site_ids: Iterable[int]) -> None:
         if site_id not in have:
             db.session.add(UserSite(user_id=user.id, site_id=site_id))
     db.session.flush()
+
+
+# --- Managing sites and locations (sites.manage) and memberships (users.manage) -------------------
+
+SITE_CODE = re.compile(r"^[A-Z0-9-]{2,12}$")
+# A code typed for a location: upper-case letters, digits and hyphens, starting with a letter.
+GIVEN_LOCATION_CODE = re.compile(rf"^[A-Z][A-Z0-9-]{{1,{LOCATION_CODE_MAX - 1}}}$")
+# L or B then a digit: what a scanner takes for a lot, a batch or a vial, however long.
+_LIKE_STOCK = re.compile(r"^[LB]\d")
+DEFAULT_LOCATION_NAME = "Main store"
+SITE_FIELDS = ("code", "name", "timezone", "address", "active")
+LOCATION_FIELDS = ("code", "name", "kind", "parent_id", "min_celsius", "max_celsius", "active", "is_default")
+# A thermometer's plausible span (the reading rule of section 10.5 uses the same bounds).
+CELSIUS_MIN, CELSIUS_MAX = Decimal("-90"), Decimal("60")
+# A vial still holding something to use, wherever its status stands.
+_VIALS_HELD = (VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD, VialStatus.RECALLED, VialStatus.IN_TRANSIT)
+
+
+def _manages(actor: User | None) -> None:
+    """`actor` None is the operator at the server's command line (as for `create-user`)."""
+    if actor is not None:
+        ensure_can(actor, "sites.manage", "manage sites and storage locations")
+
+
+def _checked_zone(timezone: str | None) -> str:
+    zone = (timezone or "").strip() or current_app.config["CLINIC_TIMEZONE"]
+    try:
+        if len(zone) > TIMEZONE_MAX or zone.startswith(("/", ".")) or ".." in zone:
+            raise ValueError(zone)
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{zone!r} is not a time zone: give an IANA name such as Europe/Paris.",
+                           field="timezone") from None
+    return zone
+
+
+def _checked_name(name: str, field: str = "name") -> str:
+    return checked_text(name, field, NAME_MAX, required="A name is required.")
+
+
+@transactional
+def create_site(actor: User | None, code: str, name: str, timezone: str | None = None, address: str = "") -> Site:
+    """A new site (code 2-12 upper-case letters, digits or hyphens, unique; a real IANA time zone) with
+    its default location, a room called "Main store", where its receiving and compounding put stock."""
+    _manages(actor)
+    code = (code or "").strip()
+    if not SITE_CODE.match(code):
+        raise InvalidInput("A site code has 2 to 12 upper-case letters, digits or hyphens (LYON, MAD-01).",
+                           field="code")
+    name, zone = _checked_name(name), _checked_zone(timezone)
+    address = checked_text((address or "").strip(), "address", NOTE_MAX)
+    if db.session.scalar(sa.select(Site.id).where(Site.code == code)) is not None:
+        raise InvalidState(f"Site {code} exists already.", field="code")
+    site = Site(code=code, name=name, timezone=zone, address=address, active=True)
+    db.session.add(site)
+    db.session.flush()
+    audit.created(actor, "site.created", site, SITE_FIELDS)
+    store = Location(site_id=site.id, code=_new_location_code(), name=DEFAULT_LOCATION_NAME, kind="room",
+                     is_default=True, active=True)
+    db.session.add(store)
+    db.session.flush()
+    audit.created(actor, "location.created", store, LOCATION_FIELDS, extra={"site": site.code})
+    return site
+
+
+@transactional
+def update_site(actor: User | None, site_id: int, *, name: str, timezone: str, address: str = "") -> Site:
+    """Rename a site, change its time zone or address; its code, printed on labels and notes, stays."""
+    _manages(actor)
+    site = get_site(site_id)
+    name, zone = _checked_name(name), _checked_zone(timezone)
+    address = checked_text((address or "").strip(), "address", NOTE_MAX)
+    with audit.change(actor, "site.updated", site, SITE_FIELDS, only_if_changed=True):
+        site.name, site.timezone, site.address = name, zone, address
+    return site
+
+
+def _new_location_code() -> str:
+    return codes.next_location_code(
+        lambda code: db.session.scalar(sa.select(Location.id).where(Location.code == code)) is not None)
+
+
+def _checked_location_code(code: str | None) -> str:
+    """A code typed by hand: upper-case, unique, and never one a scanner would read as a lot, batch or vial."""
+    code = (code or "").strip()
+    if not code:
+        return _new_location_code()
+    if _LIKE_STOCK.match(code) or any(pattern.match(code) for pattern in (
+            codes.LOT_CODE, codes.BATCH_CODE, codes.VIAL_CODE, codes.LOOKS_LIKE_VIAL)):
+        raise InvalidInput(f"{code} looks like a lot, batch or vial code: a scan would be misread.", field="code")
+    if not GIVEN_LOCATION_CODE.match(code):
+        raise InvalidInput(f"A location code has 2 to {LOCATION_CODE_MAX} upper-case letters, digits or hyphens, "
+                           "starting with a letter (COLD-1), or is left blank for the next LOC number.",
+                           field="code")
+    if db.session.scalar(sa.select(Location.id).where(Location.code == code)) is not None:
+        raise InvalidState(f"Location code {code} is taken.", field="code")
+    return code
+
+
+def _celsius(value, field: str) -> Decimal | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        degrees = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise InvalidInput("A temperature in degrees Celsius, e.g. 2 or 7.5.", field=field) from None
+    if not degrees.is_finite() or not CELSIUS_MIN <= degrees <= CELSIUS_MAX or degrees != round(degrees, 1):
+        raise InvalidInput(f"Between {CELSIUS_MIN} and {CELSIUS_MAX} °C, at most one decimal.", field=field)
+    return degrees
+
+
+def _checked_place(site_id: int, location_id: int | None, name: str, kind: str, parent_id, low, high):
+    """Name, kind, parent and range of a location as given; the parent at the same site, never inside it."""
+    name = _checked_name(name)
+    if kind not in LOCATION_KINDS:
+        raise InvalidInput(f"A location is a {', '.join(LOCATION_KINDS)}.", field="kind")
+    low, high = _celsius(low, "min_celsius"), _celsius(high, "max_celsius")
+    if low is not None and high is not None and low >= high:
+        raise InvalidInput("The lowest allowed temperature must be below the highest.", field="max_celsius")
+    if parent_id is not None:
+        parent = get_location(parent_id) if isinstance(parent_id, int) else None
+        if parent is None:
+            raise InvalidInput(f"There is no location {parent_id}.", field="parent_id")
+        if parent.site_id != site_id:
+            raise InvalidInput(f"{parent.label} is at another site: a location sits inside its own site.",
+                               field="parent_id")
+        if location_id is not None and location_id in _ancestors(parent):
+            raise InvalidInput("A location cannot sit inside itself or one of the places it holds.",
+                               field="parent_id")
+    clash = sa.select(Location.id).where(Location.site_id == site_id, Location.name == name)
+    if location_id is not None:
+        clash = clash.where(Location.id != location_id)
+    if db.session.scalar(clash) is not None:
+        raise InvalidState(f"The site already has a location called {name!r}.", field="name")
+    return name, low, high
+
+
+def _ancestors(location: Location) -> list[int]:
+    """The location and every place above it (a tree is shallow: a room, a cabinet, a fridge)."""
+    chain, seen = [], set()
+    node = location
+    while node is not None and node.id not in seen:
+        seen.add(node.id)
+        chain.append(node.id)
+        node = db.session.get(Location, node.parent_id) if node.parent_id is not None else None
+    return chain
+
+
+@transactional
+def create_location(actor: User | None, site_id: int, name: str, kind: str, parent_id: int | None = None,
+                    code: str | None = None, min_celsius=None, max_celsius=None) -> Location:
+    """A storage location at a site: a room, cabinet, fridge or freezer, perhaps inside another one of the
+    same site; a scannable code (the next `LOC` number unless one is given) and an allowed range."""
+    _manages(actor)
+    site = get_site(site_id)
+    if not site.active:
+        raise InvalidState(f"{site.label} is closed.")
+    name, low, high = _checked_place(site.id, None, name, kind, parent_id, min_celsius, max_celsius)
+    location = Location(site_id=site.id, parent_id=parent_id, code=_checked_location_code(code), name=name,
+                        kind=kind, min_celsius=low, max_celsius=high, is_default=False, active=True)
+    db.session.add(location)
+    db.session.flush()
+    audit.created(actor, "location.created", location, LOCATION_FIELDS, extra={"site": site.code})
+    return location
+
+
+@transactional
+def update_location(actor: User | None, location_id: int, *, name: str, kind: str, parent_id: int | None = None,
+                    min_celsius=None, max_celsius=None) -> Location:
+    """Rename, re-kind, move inside another place of the same site, or change the range; the code stays
+    (it is printed on the location's label)."""
+    _manages(actor)
+    location = get_location(location_id, for_update=True)
+    name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius)
+    with audit.change(actor, "location.updated", location, LOCATION_FIELDS, only_if_changed=True):
+        location.name, location.kind, location.parent_id = name, kind, parent_id
+        location.min_celsius, location.max_celsius = low, high
+    return location
+
+
+def stock_at(location_id: int) -> int:
+    """How many lots, batches and vials with something left are at a location."""
+    held = sa.union_all(
+        sa.select(Lot.id).where(Lot.location_id == location_id, Lot.remaining > 0),
+        sa.select(Batch.id).where(Batch.location_id == location_id, Batch.remaining_volume_ml > 0),
+        sa.select(Vial.id).where(Vial.location_id == location_id, Vial.remaining_ml > 0,
+                                 Vial.status.in_(_VIALS_HELD))).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(held))
+
+
+@transactional
+def deactivate_location(actor: User | None, location_id: int, reason: str = "") -> Location:
+    """Take a location out of use: refused while it holds stock, holds active places, or is its site's default."""
+    _manages(actor)
+    location = get_location(location_id, for_update=True)
+    reason = checked_text(reason or "", "reason", REASON_MAX)
+    if not location.active:
+        raise InvalidState(f"{location.label} is already out of use.")
+    if location.is_default:
+        raise InvalidState(f"{location.label} is its site's default location: make another one the default first.")
+    held = stock_at(location.id)
+    if held:
+        raise InvalidState(f"{location.label} still holds {held} lot(s), batch(es) or vial(s): move them first.")
+    if db.session.scalar(sa.select(Location.id).where(Location.parent_id == location.id, Location.active)):
+        raise InvalidState(f"{location.label} still holds places in use: take them out of use or move them first.")
+    with audit.change(actor, "location.deactivated", location, ("active",), reason=reason):
+        location.active = False
+    return location
+
+
+@transactional
+def set_default_location(actor: User | None, location_id: int) -> Location:
+    """Where the site's receiving and compounding put stock unless told: one active location per site."""
+    _manages(actor)
+    location = get_location(location_id, for_update=True)
+    if not location.active:
+        raise InvalidState(f"{location.label} is out of use.")
+    old = db.session.scalar(sa.select(Location).where(Location.site_id == location.site_id, Location.is_default)
+                            .with_for_update())
+    if old is not None and old.id == location.id:
+        return location
+    if old is not None:
+        old.is_default = False
+        db.session.flush()  # one default per site: the unique index sees the old one go first
+    location.is_default = True
+    db.session.flush()
+    audit.record(actor, "site.default_location_set", "site", location.site_id,
+                 old={"location": old.code if old else None}, new={"location": location.code})
+    return location
+
+
+def _site_codes(site_ids: Iterable[int]) -> list[str]:
+    ids = list(site_ids)
+    return list(db.session.scalars(sa.select(Site.code).where(Site.id.in_(ids)).order_by(Site.code))) if ids else []
+
+
+@transactional
+def set_user_sites(actor: User | None, user_id: int, site_ids: Iterable[int], all_sites: bool) -> User:
+    """The sites a user belongs to (at least one: where they act) and whether they see the whole chain."""
+    if actor is not None:
+        ensure_can(actor, "users.manage", "change who works at which site")
+    user = db.session.get(User, user_id) if isinstance(user_id, int) else None
+    if user is None:
+        raise NotFound("No such user.")
+    wanted = list(dict.fromkeys(site_ids))
+    if not wanted:
+        raise InvalidInput("A user belongs to at least one site: where they receive, compound and treat.",
+                           field="site_ids")
+    for site_id in wanted:
+        if not get_site(site_id).active:
+            raise InvalidInput(f"Site {get_site(site_id).code} is closed.", field="site_ids")
+    had = member_site_ids(user)
+    before = {"sites": _site_codes(had), "all_sites": user.all_sites}
+    gone = [site_id for site_id in had if site_id not in wanted]
+    if gone:  # a membership is a link, not a record: the audit row keeps what it was
+        db.session.execute(sa.delete(UserSite).where(UserSite.user_id == user.id, UserSite.site_id.in_(gone)))
+    join_sites(user, wanted)
+    user.all_sites = bool(all_sites)
+    after = {"sites": _site_codes(wanted), "all_sites": user.all_sites}
+    if after != before:
+        audit.record(actor, "user.sites_changed", "user", user.id, old=before, new=after)
+    return user

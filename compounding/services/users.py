@@ -89,7 +89,7 @@ def _sign_for_admins(actor: User, actor_password: str, meaning: str, user: User)
 @transactional
 def create_user(actor: User | None, *, username: str, display_name: str, role: str,
                 password: str, must_change_password: bool = False, actor_password: str | None = None,
-                allow_demo_password: bool = False, site_codes=None) -> User:
+                allow_demo_password: bool = False, site_codes=None, all_sites: bool = False) -> User:
     """Create an account. The username is unique, the printed name unused by any active account,
     and the password obeys the rules.
 
@@ -98,7 +98,8 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     (`flask create-user`, `seed-demo`): whoever can run it already holds the database and the
     secret key, so a password would guard nothing, and it is how the first admin comes to be.
     `allow_demo_password` is for `seed-demo` alone: no form, API or command passes it.
-    The account belongs to the sites named by `site_codes` (default: MAIN).
+    The account belongs to the sites named by `site_codes` (default: MAIN); `all_sites` lets it see
+    the whole chain.
     """
     username = username.strip().lower()
     if role not in ROLES:
@@ -120,6 +121,7 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
         password_hash=_hash(password),
         must_change_password=must_change_password,
         password_changed_at=utcnow(),
+        all_sites=all_sites,
     )
     sites_joined = [site_by_code(code) for code in (site_codes or [MAIN_SITE])]
     db.session.add(user)
@@ -127,7 +129,8 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     join_sites(user, [site.id for site in sites_joined])
     if signed:
         _sign_for_admins(actor, actor_password, "admin created", user)
-    audit.created(actor, "user.created", user, USER_FIELDS, extra={"sites": [site.code for site in sites_joined]},
+    audit.created(actor, "user.created", user, USER_FIELDS, extra={"sites": [site.code for site in sites_joined],
+                                                                    "all_sites": all_sites},
                   reason="" if actor is not None else "by the operator at the command line")
     return user
 

@@ -8,6 +8,7 @@ from ...models.vial import DOSES, VIAL_STATUSES
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
 from .common import RECORD_ID, Day, HoldSchema, Moment, Quantity, Search, reason_text, signature
+from .sites import PlacedSchema
 
 
 class BatchFormulaSchema(Schema):
@@ -53,7 +54,7 @@ class BatchVialSchema(Schema):
     legacy = fields.Boolean(metadata={"description": "Made for the volume a batch had left when vials got codes"})
 
 
-class BatchSchema(Schema):
+class BatchSchema(PlacedSchema):
     """A batch as answered; formula, people and components come loaded with it (lazy="raise").
 
     `usable`, `reasons` and `expired` come from services.batches, the one rule, at one instant.
@@ -126,6 +127,8 @@ class BatchCompoundSchema(Schema):
                                   metadata={"description": "Lots whose containers were confirmed by scanning"})
     preparation_started_at = Moment(load_default=None, allow_none=True, metadata={
         "description": "When preparation started (ISO 8601 with offset; default: now): the BUD counts from it"})
+    location_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID,
+                                 metadata={"description": "Where the batch is kept (default: your site's default)"})
 
     @validates_schema
     def _each_lot_once(self, data, **kwargs):

@@ -8,6 +8,7 @@ from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
 from ...services.expiry import is_expired
 from .common import RECORD_ID, ExpiryDate, HoldSchema, Quantity, Search, reason_text, signature
+from .sites import PlacedSchema
 
 
 class LotRefSchema(Schema):
@@ -32,13 +33,13 @@ class LotStockSchema(LotRefSchema):
     remaining = Quantity()
 
 
-class LotSchema(LotStockSchema):
+class LotSchema(PlacedSchema, LotStockSchema):
     """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
 
     gtin = fields.String(allow_none=True)
     expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     coa_reference = fields.String()
-    location = fields.String()
+    location_note = fields.String(attribute="location", metadata={"description": "Where in its location, as typed"})
     received_at = fields.DateTime()
     received_by = fields.Function(lambda lot: lot.received_by.display_name, metadata={"type": "string"})
     released_at = fields.DateTime(allow_none=True)
@@ -58,7 +59,10 @@ class LotReceiveSchema(Schema):
     quantity = Quantity(required=True)
     gtin = fields.String(load_default="", validate=validate.Length(max=14))
     coa_reference = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
-    location = fields.String(load_default="", validate=validate.Length(max=NAME_MAX))
+    location = fields.String(load_default="", validate=validate.Length(max=NAME_MAX),
+                             metadata={"description": "Where in the location (a shelf, a box), as free text"})
+    location_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID,
+                                 metadata={"description": "The storage location (default: your site's default)"})
 
 
 class LotReleaseSchema(Schema):
