@@ -192,7 +192,7 @@ def _resolve_location(raw: str, code: str, site_ids: SiteIds) -> ScanResult:
             Batch.location_id == location.id, Batch.remaining_volume_ml > 0),
         sa.select(sa.literal("vials"), sa.func.count()).select_from(Vial).where(
             Vial.location_id == location.id, Vial.status.in_(STORED_VIAL_STATUSES)))
-    stored = {"lots": 0, "batches": 0, "vials": 0} | dict(db.session.execute(counted).tuples().all())
+    stored = {"lots": 0, "batches": 0, "vials": 0} | dict(db.session.execute(counted).all())
     reasons = [] if location.active else ["this location is no longer in use"]
     return ScanResult("location", raw, not reasons, reasons, site=site_code, location=location, stored=stored)
 
