@@ -14,7 +14,7 @@ from compounding.services.clock import clinic_today, utcnow
 LOT_FIELDS = {
     "id", "code", "ingredient_id", "ingredient_name", "unit", "supplier", "lot_number", "gtin",
     "expiry_date", "expired", "quantity_received", "remaining", "status", "status_reason",
-    "coa_reference", "location_note", "location", "site", "received_at", "released_at", "released_by",
+    "coa_reference", "location", "storage_location", "site", "received_at", "released_at", "released_by",
 }
 
 
@@ -62,7 +62,7 @@ def test_receiving_a_lot_answers_201_in_quarantine_with_the_design_shape(client,
     assert (lot["ingredient_id"], lot["ingredient_name"], lot["unit"]) == (
         ingredient.id, "Hyaluronic acid", "mg")
     assert (lot["supplier"], lot["lot_number"], lot["gtin"]) == ("Acme Pharma", "HA-2291", "05012345678900")
-    assert (lot["coa_reference"], lot["location_note"]) == ("COA-77", "Fridge 2")
+    assert (lot["coa_reference"], lot["location"]) == ("COA-77", "Fridge 2")
     assert datetime.fromisoformat(lot["received_at"]).utcoffset() is not None
     assert (lot["released_at"], lot["released_by"]) == (None, None)
     assert client.get(f"/api/v1/lots/{lot['id']}", headers=auth("auditor")).json == lot

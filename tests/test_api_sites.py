@@ -102,9 +102,9 @@ def test_a_lot_received_at_a_location_says_where_it_is(client, auth, make_ingred
         "quantity": "10", "location_id": fridge.id, "location": "shelf B"})
     assert response.status_code == 201, response.json
     lot = response.json
-    assert lot["location"] == {"id": fridge.id, "code": fridge.code, "name": "Fridge 1"}
-    assert lot["site"] == {"id": sites.main_site().id, "code": "MAIN"} and lot["location_note"] == "shelf B"
-    assert client.get(f"/api/v1/lots/{lot['id']}", headers=headers).json["location"]["code"] == fridge.code
+    assert lot["storage_location"] == {"id": fridge.id, "code": fridge.code, "name": "Fridge 1"}
+    assert lot["site"] == {"id": sites.main_site().id, "code": "MAIN"} and lot["location"] == "shelf B"
+    assert client.get(f"/api/v1/lots/{lot['id']}", headers=headers).json["storage_location"]["code"] == fridge.code
 
 
 def test_a_lot_without_a_location_goes_to_the_receivers_site_default(client, auth, make_ingredient, lyon, make_user):
@@ -115,7 +115,7 @@ def test_a_lot_without_a_location_goes_to_the_receivers_site_default(client, aut
         "quantity": "10"})
     assert response.status_code == 201, response.json
     assert response.json["site"]["code"] == "LYON"
-    assert response.json["location"]["id"] == sites.default_location(lyon.id).id
+    assert response.json["storage_location"]["id"] == sites.default_location(lyon.id).id
 
 
 def test_a_lot_cannot_be_received_at_a_site_the_receiver_does_not_belong_to(client, auth, make_ingredient, lyon):
@@ -135,5 +135,5 @@ def test_a_batch_compounded_at_a_location_says_where_it_is(client, auth, make_fo
     response = client.post("/api/v1/batches", headers=auth("pharmacist"), json={
         "formula_id": formula.id, "units": 2, "location_id": fridge.id})
     assert response.status_code == 201, response.json
-    assert response.json["location"] == {"id": fridge.id, "code": fridge.code, "name": "Fridge 1"}
+    assert response.json["storage_location"] == {"id": fridge.id, "code": fridge.code, "name": "Fridge 1"}
     assert response.json["site"]["code"] == "MAIN"

@@ -26,6 +26,7 @@ from .schemas.batches import (
     BatchVialSchema,
 )
 from .schemas.common import HoldSchema
+from .scope import list_scope
 from .views import answer, answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are
@@ -66,7 +67,8 @@ def _answer(batch_id: int, status: int = 200):
 def batch_list():
     load(BatchQuerySchema, request.args.to_dict())
     # Checked by the schema, then read as the page reads them: the filters stay identical by construction.
-    return paginated(batch_list_query(BatchFilters.from_args(request.args)).options(*_COMPONENTS), BatchSchema)
+    query = batch_list_query(BatchFilters.from_args(request.args), site_ids=list_scope())
+    return paginated(query.options(*_COMPONENTS), BatchSchema)
 
 
 @route("/batches", "POST", permission="batches.compound",

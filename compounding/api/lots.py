@@ -18,6 +18,7 @@ from .schemas.lots import (
     LotReleaseSchema,
     LotSchema,
 )
+from .scope import list_scope
 from .views import answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything LotSchema reads, in the lot's own statement (the relationships are lazy="raise"),
@@ -44,7 +45,7 @@ def _answer(lot_id: int, status: int = 200):
        query=LotQuerySchema, errors=(422,))
 def lot_list():
     filters = LotFilters(**load(LotQuerySchema, request.args.to_dict(), unknown=EXCLUDE))
-    return paginated(lot_list_query(filters).options(*_ANSWERED), LotSchema, Lot.id)
+    return paginated(lot_list_query(filters, site_ids=list_scope()).options(*_ANSWERED), LotSchema, Lot.id)
 
 
 @route("/lots", "POST", permission="lots.receive", summary="Receive a lot into quarantine",

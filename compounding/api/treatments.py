@@ -30,6 +30,7 @@ from .schemas.treatments import (
     TreatmentSessionSchema,
     TreatmentSessionVoidSchema,
 )
+from .scope import list_scope
 from .views import answer, answer_one, json_body, load, paginated, route
 
 # Everything TreatmentSessionSchema reads (the relationships are lazy="raise"): patient and
@@ -101,7 +102,7 @@ def _session_answer(session_id: int, status: int = 200):
        response=TreatmentSessionSchema, many=True, query=TreatmentSessionQuerySchema, errors=(422,))
 def treatment_session_list():
     filters = SessionFilters(**load(TreatmentSessionQuerySchema, request.args.to_dict()))
-    query = session_filters(sa.select(TreatmentSession), filters).options(*_SESSION_LOADED)
+    query = session_filters(sa.select(TreatmentSession), filters, site_ids=list_scope()).options(*_SESSION_LOADED)
     note_access("session.list", target_type="treatment_sessions")  # filters, with any patient, in the detail
     return paginated(query, TreatmentSessionSchema)
 

@@ -28,8 +28,9 @@ from ..queries.batches import (
     vial_record,
 )
 from ..queries.recalls import open_recall_ids
+from ..queries.scope import shown_sites
 from ..security import requires
-from ..services import batches, holds, vials
+from ..services import batches, holds, sites, vials
 from ..services.batch_tests import record_test_result
 from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
@@ -38,6 +39,7 @@ from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from ..services.vials import find_vial, vial_reasons_at
+from ..site_scope import acting_site_id, current_scope
 from ..sites.forms import offer_locations
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
@@ -49,9 +51,11 @@ bp = Blueprint("batches", __name__, url_prefix="/batches")
 def batch_list():
     filters = BatchFilters.from_args(request.args)
     status = filter_status(filters.errors)
-    pagination = db.paginate(batch_list_query(filters), page=page_arg(), per_page=PER_PAGE_DEFAULT, error_out=False)
+    scope = current_scope()
+    pagination = db.paginate(batch_list_query(filters, site_ids=scope), page=page_arg(), per_page=PER_PAGE_DEFAULT,
+                             error_out=False)
     return render_template("batches/list.html", pagination=pagination, formula_codes=formula_codes(),
-                           statuses=BATCH_STATUSES, now=utcnow()), status
+                           statuses=BATCH_STATUSES, now=utcnow(), row_sites=shown_sites(scope)), status
 
 
 def _formula_choices():
@@ -92,7 +96,8 @@ def _proposal(form: CompoundForm):
     formula = db.session.get(Formula, form.formula_id.data)
     if formula is None or formula.status != FormulaStatus.APPROVED or not 1 <= form.units.data <= batches.MAX_UNITS:
         return formula, None
-    return formula, batches.propose(formula, form.units.data)
+    # Only the lots at the site where the batch will be made (where compound_batch puts it).
+    return formula, batches.propose(formula, form.units.data, site_id=acting_site_id())
 
 
 def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans, require_scan: bool):
@@ -105,7 +110,9 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
             current_user, formula.id, form.units.data, allocations=allocations,
             deviation_note=form.deviation_note.data or "", notes=form.notes.data or "",
             scanned_lot_ids=confirmed, require_scan=require_scan,
-            preparation_started_at=form.preparation_started_utc(), location_id=form.location_id.data or None)
+            preparation_started_at=form.preparation_started_utc(),
+            # The location chosen, else the acting site's default (where the proposal's lots are).
+            location_id=form.location_id.data or sites.default_location(acting_site_id()).id)
     except DomainError as exc:
         apply_domain_error(form, exc)
         return None
@@ -163,7 +170,7 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     vial_page = min(max(request.args.get("vial_page", 1, type=int) or 1, 1), MAX_PAGE)
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
-        vials=batch_vials(batch.id, vial_page), in_use_deadline=in_use_deadline,
+        vials=batch_vials(batch.id, vial_page, site_ids=current_scope()), in_use_deadline=in_use_deadline,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),

@@ -20,8 +20,9 @@ from ..queries.lots import LotFilters, lot_list_query
 from ..queries.recalls import recall_record
 from ..queries.treatments import SessionFilters, session_practitioners
 from ..security import requires
-from ..services import imports, trace
+from ..services import imports, sites, trace
 from ..services.clock import clinic_today
+from ..site_scope import current_scope
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
@@ -93,8 +94,11 @@ def audit():
     start, end = form.start.data, form.end.data
     generated_by = f"{current_user.display_name} ({current_user.role})"
     note_access("export.audit", target_type="audit")
+    # Chain-wide for auditors and chain-wide pharmacists; anyone else's sheets with a site hold their sites'.
+    site_ids = sites.visible_site_ids(current_user)
     return send_workbook(
-        lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name()),
+        lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name(),
+                                             site_ids=site_ids),
         f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
 
 
@@ -109,14 +113,14 @@ def _list_filters(filters_class):
 @bp.route("/lots.xlsx")
 @requires("lots.read")
 def lots():
-    query = lot_list_query(_list_filters(LotFilters))
+    query = lot_list_query(_list_filters(LotFilters), site_ids=current_scope())  # as the list page shows
     return send_workbook(lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx")
 
 
 @bp.route("/batches.xlsx")
 @requires("batches.read")
 def batches():
-    query = batch_list_query(_list_filters(BatchFilters))
+    query = batch_list_query(_list_filters(BatchFilters), site_ids=current_scope())
     return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
                          f"batches-{clinic_today().isoformat()}.xlsx")
 
@@ -130,7 +134,7 @@ def sessions():
         abort(422, " ".join(error for errors in form.errors.values() for error in errors))
     query = workbooks.session_list_query(SessionFilters(
         patient_id=form.patient_id.data, practitioner_id=form.practitioner_id.data,
-        first_day=form.start.data, last_day=form.end.data))
+        first_day=form.start.data, last_day=form.end.data), site_ids=current_scope())
     days = "_".join(day.isoformat() for day in (form.start.data, form.end.data) if day) or clinic_today().isoformat()
     note_access("export.sessions", target_type="treatment_sessions")
     return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")

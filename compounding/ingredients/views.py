@@ -9,9 +9,11 @@ from ..models import Ingredient, Lot
 from ..pagination import filter_status, paginate_entities, paginate_rows
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..queries.lots import LotFilters, lot_list_query
+from ..queries.scope import shown_sites
 from ..security import requires
 from ..services import ingredients
 from ..services.errors import DomainError
+from ..site_scope import current_scope
 from .forms import IngredientForm
 
 bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
@@ -51,10 +53,11 @@ INGREDIENT_LOTS_PER_PAGE = 25
 def ingredient_detail(ingredient_id: int):
     ingredient = db.get_or_404(Ingredient, ingredient_id)
     overview = db.session.execute(ingredient_row_query(ingredient_id)).one()
-    lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received")), Lot.id,
-                             per_page=INGREDIENT_LOTS_PER_PAGE)
+    scope = current_scope()
+    lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received"),
+                                            site_ids=scope), Lot.id, per_page=INGREDIENT_LOTS_PER_PAGE)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,
-                           lots=lots)
+                           lots=lots, row_sites=shown_sites(scope))
 
 
 @bp.route("/<int:ingredient_id>/edit", methods=["GET", "POST"])

@@ -14,11 +14,13 @@ from ..queries.common import record_id
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..queries.recalls import open_recall_ids
+from ..queries.scope import shown_sites
 from ..security import requires
 from ..services import holds, ingredients, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
+from ..site_scope import current_scope
 from ..sites.forms import offer_locations
 from .forms import AdjustForm, ReceiveLotForm
 
@@ -34,9 +36,10 @@ def _ingredient_choices():
 def lot_list():
     filters = LotFilters.from_args(request.args)
     status = filter_status(filters.errors)
-    pagination = paginate_entities(lot_list_query(filters), Lot.id)
+    scope = current_scope()
+    pagination = paginate_entities(lot_list_query(filters, site_ids=scope), Lot.id)
     return render_template("lots/list.html", pagination=pagination, filters=filters,
-                           ingredients=ingredient_names(), statuses=LOT_STATUSES), status
+                           ingredients=ingredient_names(), statuses=LOT_STATUSES, row_sites=shown_sites(scope)), status
 
 
 @bp.route("/receive", methods=["GET", "POST"])

@@ -11,10 +11,12 @@ from ..queries.audit import recent_audit_events
 from ..queries.ingredients import below_reorder_count_query
 from ..queries.lots import inventory_counts
 from ..queries.recalls import open_recall_count, open_recall_ids
+from ..queries.scope import items_at_sites
 from ..security import public, requires
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
 from ..services.signals import quality_signals
+from ..site_scope import current_scope
 
 bp = Blueprint("main", __name__)
 
@@ -28,19 +30,19 @@ SECTIONS = {
 }
 
 
-def _charts() -> list[dict]:
+def _charts(scope) -> list[dict]:
     charts = []
-    labels, series = figures.expiry_by_week()
+    labels, series = figures.expiry_by_week(site_ids=scope)
     charts.append({"title": "Lots in stock expiring per week (next 13 weeks)",
                    "svg": bar_chart("Lots in stock expiring per week", labels, series, unit=" lots")})
-    labels, series = figures.activity_by_week()
+    labels, series = figures.activity_by_week(site_ids=scope)
     charts.append({"title": "Batches compounded and sessions per week (last 13 weeks)",
                    "svg": bar_chart("Batches and sessions per week", labels, series, stacked=False)})
-    labels, series = figures.adverse_events_by_type()
+    labels, series = figures.adverse_events_by_type(site_ids=scope)
     charts.append({"title": "Adverse events by type and severity (last 13 weeks)",
                    "svg": bar_chart("Adverse events by type and severity", labels, series, unit=" events")
                    if labels else None, "empty": "No adverse event recorded in the last 13 weeks."})
-    labels, series, _ = figures.released_batches_by_bud()
+    labels, series, _ = figures.released_batches_by_bud(site_ids=scope)
     charts.append({"title": "Remaining volume of released batches, soonest beyond-use date first",
                    "svg": bar_chart("Remaining volume by hours to BUD", labels, series, unit=" mL")
                    if labels else None, "empty": "No released batch with volume left."})
@@ -51,25 +53,29 @@ def _charts() -> list[dict]:
 @requires("dashboard.view")
 def dashboard():
     sections = SECTIONS[current_user.role]
+    scope = current_scope()  # the viewer's sites, narrowed by the switcher: every figure below counts there
     context: dict = {"sections": sections}
     if current_user.role in ("pharmacist", "auditor", "admin"):
         context["second_person_rules"] = second_person_rules()
     if "stock" in sections:
-        context["stock"] = db.session.execute(inventory_counts(expiring_days=30)).one()._asdict()
+        context["stock"] = db.session.execute(inventory_counts(expiring_days=30, site_ids=scope)).one()._asdict()
         context["stock"]["below_reorder"] = db.session.scalar(below_reorder_count_query())
     if "batches" in sections:
-        context["batch_counts"] = figures.batch_counts()
-        context["awaiting_verification"] = figures.batches_awaiting_verification()
+        context["batch_counts"] = figures.batch_counts(site_ids=scope)
+        context["awaiting_verification"] = figures.batches_awaiting_verification(site_ids=scope)
     if "quality" in sections:
         context["open_recalls"] = open_recall_count()
-        context["signals"], context["recall_targets"] = quality_signals(limit=20), open_recall_ids()
+        signals = quality_signals(limit=20)
+        mine = items_at_sites([(signal.kind, signal.id) for signal in signals], scope)
+        context["signals"] = [signal for signal in signals if (signal.kind, signal.id) in mine]
+        context["recall_targets"] = open_recall_ids()
     if "charts" in sections:
-        context["charts"] = _charts()
+        context["charts"] = _charts(scope)
     if "treatment_room" in sections:
-        context["sessions_today"] = figures.sessions_today(practitioner_id=current_user.id)
+        context["sessions_today"] = figures.sessions_today(practitioner_id=current_user.id, site_ids=scope)
         if context["sessions_today"]:
             note_access("dashboard.sessions", target_type="treatment_sessions")
-        context["usable_batches"] = figures.batches_usable_now()
+        context["usable_batches"] = figures.batches_usable_now(site_ids=scope)
     if "audit" in sections:
         context["recent_events"] = recent_audit_events(10)
     return render_template("main/dashboard.html", **context)

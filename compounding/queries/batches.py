@@ -30,6 +30,7 @@ from ..services.history import history_of
 from ..services.holds import holds_of
 from .audit import audit_history
 from .common import day_args, search_arg
+from .scope import SiteIds, at_sites, batch_at_sites
 
 DAY_FILTERS = {"compounded_from": "Compounded from", "compounded_to": "Compounded to"}
 # The longest "beyond-use date within" window a list takes: ten years of hours.
@@ -73,10 +74,14 @@ class BatchFilters:
         )
 
 
-def batch_list_query(filters: BatchFilters):
-    """The batch list, newest first, with its formula and people in two more statements."""
+def batch_list_query(filters: BatchFilters, *, site_ids: SiteIds):
+    """The batch list, newest first, with its formula and people in two more statements.
+
+    Scoped as `scope.batch_at_sites` says: the batches at the sites in scope and those with a vial there.
+    """
     query = sa.select(Batch).options(
-        selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by))
+        selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by)
+    ).where(batch_at_sites(site_ids))
     if filters.formula:
         # Joined only to filter: on deep pages a join for every skipped row would dominate.
         query = query.join(Batch.formula).where(Formula.code == filters.formula)
@@ -173,15 +178,20 @@ def in_use_deadline(vial: Vial, batch: Batch) -> datetime | None:
     return vial.in_use_until(batch.beyond_use_at)
 
 
-def batch_vials(batch_id: int, page: int = 1):
-    """One page of a batch's vials by number (a count and the rows: two statements whatever the batch's size)."""
-    return db.paginate(sa.select(Vial).where(Vial.batch_id == batch_id).order_by(Vial.number), page=page,
-                       per_page=VIALS_PER_PAGE, error_out=False)
+def batch_vials(batch_id: int, page: int = 1, *, site_ids: SiteIds):
+    """One page of a batch's vials at the sites in scope, by number (a count and the rows: two statements
+    whatever the batch's size)."""
+    query = sa.select(Vial).where(Vial.batch_id == batch_id, at_sites(Vial.site_id, site_ids)).order_by(Vial.number)
+    return db.paginate(query, page=page, per_page=VIALS_PER_PAGE, error_out=False)
 
 
-def all_batch_vials(batch_id: int) -> list[Vial]:
-    """Every vial of a batch by number, in one statement (the API answer, the accompanying record)."""
-    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch_id).order_by(Vial.number)))
+def all_batch_vials(batch_id: int, site_ids: SiteIds = None) -> list[Vial]:
+    """Every vial of a batch by number, in one statement (the API answer, the accompanying record).
+
+    Every site unless told: the batch's own record names each of its vials, wherever it is now.
+    """
+    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch_id, at_sites(Vial.site_id, site_ids))
+                                   .order_by(Vial.number)))
 
 
 @dataclass

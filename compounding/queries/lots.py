@@ -12,6 +12,7 @@ from ..models.lot import LOT_STATUSES
 from ..services.expiry import expired_clause, last_usable_day
 from .audit import audit_history
 from .common import contains, record_id, search_arg
+from .scope import SiteIds, at_sites
 
 LOT_SORTS = {
     "expiry": (Lot.expires_on.asc(), Lot.id.asc()),
@@ -53,12 +54,13 @@ class LotFilters:
         )
 
 
-def lot_list_query(filters: LotFilters):
-    """The lot list with its filters; the page's ingredients come in one more statement.
+def lot_list_query(filters: LotFilters, *, site_ids: SiteIds):
+    """The lot list with its filters, at the sites in scope; the page's ingredients come in one more statement.
 
-    Not joined: on a deep page a join for every skipped row would dominate the offset.
+    Not joined: on a deep page a join for every skipped row would dominate the offset. One site
+    reads ix_lots_site_expires_on_id in the list's own order.
     """
-    query = sa.select(Lot).options(selectinload(Lot.ingredient))
+    query = sa.select(Lot).options(selectinload(Lot.ingredient)).where(at_sites(Lot.site_id, site_ids))
     if filters.ingredient_id:
         query = query.where(Lot.ingredient_id == filters.ingredient_id)
     if filters.status:
@@ -109,8 +111,8 @@ def lot_record(lot_id: int) -> LotRecord | None:
     return LotRecord(lot=lot, movements=movements, history=audit_history("lot", lot.id), used_in=used_in)
 
 
-def inventory_counts(expiring_days: int = 30):
-    """The dashboard's stock tiles, in one statement.
+def inventory_counts(expiring_days: int = 30, *, site_ids: SiteIds):
+    """The dashboard's stock tiles at the sites in scope, in one statement.
 
     Three counts that each stay on an index (status or expiry date: lots in quarantine or
     released are a small share of all lots ever received), rather than one pass over every lot.
@@ -118,7 +120,8 @@ def inventory_counts(expiring_days: int = 30):
     today = last_usable_day()
 
     def count(*where):
-        return sa.select(sa.func.count()).select_from(Lot).where(*where).scalar_subquery()
+        return (sa.select(sa.func.count()).select_from(Lot).where(at_sites(Lot.site_id, site_ids), *where)
+                .scalar_subquery())
 
     in_stock = (Lot.status.in_(IN_STOCK), Lot.remaining > 0)
     return sa.select(

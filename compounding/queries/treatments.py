@@ -27,6 +27,7 @@ from ..permissions import PERMISSIONS
 from ..privacy import may_identify
 from ..services.clock import end_of_clinic_day, start_of_clinic_day
 from .common import contains, day_args, record_id, search_arg
+from .scope import SiteIds, at_sites
 
 # --- patients ---------------------------------------------------------------------------------------
 
@@ -56,11 +57,15 @@ def patient_search(q: str | None) -> sa.ColumnElement[bool]:
     return sa.or_(by_chart, Patient.name_key.like(pattern, escape="\\")) if may_identify() else by_chart
 
 
-def patient_list_query(filters: PatientFilters):
-    """Patients by chart number, each with their standing sessions' count and the last one's time."""
+def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):
+    """Patients by chart number, each with their standing sessions' count and the last one's time.
+
+    Patients belong to the chain; the sessions counted are those performed at the sites in scope.
+    """
     done = (sa.select(TreatmentSession.patient_id, sa.func.count(TreatmentSession.id).label("treatment_count"),
                       sa.func.max(TreatmentSession.performed_at).label("last_performed_at"))
-            .where(TreatmentSession.voided_at.is_(None)).group_by(TreatmentSession.patient_id).subquery())
+            .where(TreatmentSession.voided_at.is_(None), at_sites(TreatmentSession.site_id, site_ids))
+            .group_by(TreatmentSession.patient_id).subquery())
     return (sa.select(Patient, sa.func.coalesce(done.c.treatment_count, 0).label("treatment_count"),
                       done.c.last_performed_at)
             .outerjoin(done, done.c.patient_id == Patient.id)
@@ -166,14 +171,16 @@ class SessionFilters:
                    last_day=days["to"], errors=errors)
 
 
-def session_filters(query, filters: SessionFilters):
-    """`query` (of sessions) under the filters, newest first."""
-    return sessions_within(query, filters).order_by(TreatmentSession.performed_at.desc(),
+def session_filters(query, filters: SessionFilters, *, site_ids: SiteIds):
+    """`query` (of sessions) under the filters, at the sites in scope, newest first."""
+    return sessions_within(query, filters, site_ids=site_ids).order_by(TreatmentSession.performed_at.desc(),
                                                     TreatmentSession.id.desc())
 
 
-def sessions_within(query, filters: SessionFilters):
-    """`query` (of sessions, or of rows joined to them) limited to the filters, in its own order."""
+def sessions_within(query, filters: SessionFilters, *, site_ids: SiteIds):
+    """`query` (of sessions, or of rows joined to them) limited to the filters and to the sessions performed
+    at the sites in scope, in its own order."""
+    query = query.where(at_sites(TreatmentSession.site_id, site_ids))
     if filters.patient_id:
         query = query.where(TreatmentSession.patient_id == filters.patient_id)
     if filters.practitioner_id:
@@ -185,7 +192,7 @@ def sessions_within(query, filters: SessionFilters):
     return query
 
 
-def session_list_rows(filters: SessionFilters):
+def session_list_rows(filters: SessionFilters, *, site_ids: SiteIds):
     """(rows, keys) of the session list page: each session with its patient, practitioner, events and volume.
 
     The keys find a page on the sessions table alone (same filters, no joins): deep pages stay fast.
@@ -200,8 +207,8 @@ def session_list_rows(filters: SessionFilters):
                   User.display_name.label("practitioner"), event_count.label("event_count"),
                   volume.label("volume_ml"))
         .join(Patient, Patient.id == TreatmentSession.patient_id)
-        .join(User, User.id == TreatmentSession.practitioner_id), filters)
-    return rows, session_filters(sa.select(TreatmentSession.id), filters)
+        .join(User, User.id == TreatmentSession.practitioner_id), filters, site_ids=site_ids)
+    return rows, session_filters(sa.select(TreatmentSession.id), filters, site_ids=site_ids)
 
 
 def uses_by_treatment(treatment_ids) -> dict[int, list]:

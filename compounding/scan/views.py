@@ -8,6 +8,7 @@ from ..limits import SCAN_MAX
 from ..security import requires
 from ..services.clock import to_clinic, utcnow
 from ..services.scan import in_use_until, resolve, visible
+from ..site_scope import acting_site_id, current_scope
 
 bp = Blueprint("scan", __name__, url_prefix="/scan")
 RECENT_KEY = "recent_scans"
@@ -24,7 +25,7 @@ def _remember(result) -> list[dict]:
     entry = {"shown": shown, "kind": result.kind, "usable": result.usable,
              "at": to_clinic(utcnow()).strftime("%H:%M:%S"),
              "code": (result.vial.code if result.vial else result.batch.code if result.batch
-                      else result.lot.code if result.lot else "")}
+                      else result.lot.code if result.lot else result.location.code if result.location else "")}
     recent = [entry, *session.get(RECENT_KEY, [])][:RECENT_MAX]
     session[RECENT_KEY] = recent
     return recent
@@ -36,7 +37,7 @@ def station():
     raw = request.args.get("code")
     result = None
     if raw is not None and raw.strip(" \r\n"):
-        result = resolve(raw[:SCAN_MAX])
+        result = resolve(raw[:SCAN_MAX], site_ids=current_scope(), acting_site_id=acting_site_id())
         recent = _remember(result)
     else:
         recent = session.get(RECENT_KEY, [])

@@ -15,7 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from ..extensions import db
 from ..limits import NOTE_MAX, NOTES_MAX, REASON_MAX
-from ..models import Batch, BatchComponent, BatchStatus, Formula, Lot, LotStatus, User
+from ..models import Batch, BatchComponent, BatchStatus, Formula, Lot, LotStatus, Site, User
 from . import audit
 from .access import ensure_can
 from .bench_scans import check_scans as check_scans  # re-exported: its callers read it here too
@@ -98,13 +98,17 @@ def reasons_at(batch: Batch, at: datetime, volume_ml: Decimal | None = None) -> 
     return batch.unusable_reasons(at, volume_ml, status=status, holds=holds)
 
 
-def _eligible_lots(ingredient_ids, at: datetime, *, lock: bool) -> dict[int, list[Lot]]:
-    """Released, unexpired lots with stock for these ingredients, by ingredient.
+def _eligible_lots(ingredient_ids, at: datetime, *, lock: bool, site_id: int | None) -> dict[int, list[Lot]]:
+    """Released, unexpired lots with stock for these ingredients, by ingredient, at `site_id` (None: any site).
 
-    `lock`: row-locked in id order (no deadlocks), for a batch about to be written.
+    A batch is made from what is on the shelves where it is compounded: a lot at another site
+    must be transferred first. `lock`: row-locked in id order (no deadlocks), for a batch about
+    to be written.
     """
     query = sa.select(Lot).where(Lot.ingredient_id.in_(ingredient_ids), Lot.status == LotStatus.RELEASED,
                                  Lot.remaining > 0)
+    if site_id is not None:
+        query = query.where(Lot.site_id == site_id)
     if lock:
         query = query.order_by(Lot.id).with_for_update().execution_options(populate_existing=True)
     by_ingredient: dict[int, list[Lot]] = defaultdict(list)
@@ -115,7 +119,7 @@ def _eligible_lots(ingredient_ids, at: datetime, *, lock: bool) -> dict[int, lis
 
 
 def _picked(formula: Formula, allocations: list[dict] | None, eligible: dict[int, list[Lot]],
-            at: datetime) -> dict[int, list[tuple[Lot, Decimal]]]:
+            at: datetime, site_id: int | None) -> dict[int, list[tuple[Lot, Decimal]]]:
     """The lots the user picked, by ingredient: each eligible, of the formula, with the quantity it has."""
     components = {c.ingredient_id: c for c in formula.components}
     picked: dict[int, list[tuple[Lot, Decimal]]] = defaultdict(list)
@@ -123,7 +127,7 @@ def _picked(formula: Formula, allocations: list[dict] | None, eligible: dict[int
         lot_id = row.get("lot_id")
         lot = next((lot for lots in eligible.values() for lot in lots if lot.id == lot_id), None)
         if lot is None:
-            _refuse_ineligible(formula, lot_id, components, at)
+            _refuse_ineligible(formula, lot_id, components, at, site_id)
         quantity = Decimal(str(row.get("quantity")))
         if quantity <= 0 or quantity.as_tuple().exponent < -3:
             raise InvalidInput("Allocated quantities are positive with at most 3 decimals.", field="allocations")
@@ -135,12 +139,17 @@ def _picked(formula: Formula, allocations: list[dict] | None, eligible: dict[int
     return picked
 
 
-def _refuse_ineligible(formula: Formula, lot_id, components: dict, at: datetime) -> None:
+def _refuse_ineligible(formula: Formula, lot_id, components: dict, at: datetime, site_id: int | None) -> None:
     other = db.session.get(Lot, lot_id) if isinstance(lot_id, int) else None
     if other is None:
         raise InvalidInput(f"There is no lot {lot_id}.", field="allocations")
     if other.ingredient_id not in components:
         raise InvalidInput(f"{other.code} is not an ingredient of {formula.label}.", field="allocations")
+    if site_id is not None and other.site_id != site_id:
+        there, here = (db.session.get(Site, i) for i in (other.site_id, site_id))
+        raise InvalidState(
+            f"{other.code} is at site {there.code}, not at {here.code} where this batch is compounded: "
+            "transfer it first.", field="allocations", details={"lot": other.code, "site": there.code})
     raise InvalidState(
         f"{other.code} is not eligible: it must be released, unexpired, unrecalled and in stock "
         f"(it is {other.status}{', expired' if other.is_expired(at) else ''}).",
@@ -148,16 +157,18 @@ def _refuse_ineligible(formula: Formula, lot_id, components: dict, at: datetime)
 
 
 def plan_batch(formula: Formula, units: int, allocations: list[dict] | None = None,
-               scanned_lot_ids=(), at: datetime | None = None) -> CompoundingPlan:
-    """Choose the lots: FEFO per ingredient unless the user picked lots for it.
+               scanned_lot_ids=(), at: datetime | None = None, *, site_id: int | None) -> CompoundingPlan:
+    """Choose the lots at `site_id` (where the batch is compounded): FEFO per ingredient unless the
+    user picked lots for it.
 
-    Picked lots must be eligible and belong to one of the formula's ingredients. Raises
-    InsufficientStock (naming ingredient and shortfall) when eligible stock is not enough.
+    Picked lots must be eligible, at that site (409 naming where the lot is) and belong to one
+    of the formula's ingredients. Raises InsufficientStock (naming ingredient and shortfall)
+    when eligible stock at the site is not enough.
     """
     at = at or utcnow()
     plan = CompoundingPlan(formula, units)
-    eligible = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=True)
-    picked = _picked(formula, allocations, eligible, at)
+    eligible = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=True, site_id=site_id)
+    picked = _picked(formula, allocations, eligible, at, site_id)
     scanned = set(scanned_lot_ids)
     for component in formula.components:
         ingredient = component.ingredient
@@ -192,10 +203,12 @@ class ProposedComponent:
     shortfall: str = ""
 
 
-def propose(formula: Formula, units: int, at: datetime | None = None) -> list[ProposedComponent]:
-    """The FEFO proposal for every component, read in one statement (no locks: nothing is saved)."""
+def propose(formula: Formula, units: int, at: datetime | None = None, *,
+            site_id: int | None = None) -> list[ProposedComponent]:
+    """The FEFO proposal for every component from the lots at `site_id` (the bench's site; None: the
+    lots of every site), read in one statement (no locks: nothing is saved)."""
     at = at or utcnow()
-    by_ingredient = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=False)
+    by_ingredient = _eligible_lots([c.ingredient_id for c in formula.components], at, lock=False, site_id=site_id)
     result = []
     for component in formula.components:
         ingredient = component.ingredient
@@ -287,7 +300,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     ensure_balanced(formula)
     ensure_immediate_use_limits(formula, units)
     _ensure_evidence_today(formula)
-    plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at)
+    plan = plan_batch(formula, units, allocations, scanned_lot_ids, compounded_at, site_id=store.site_id)
     deviations = _deviations(plan, deviation_note)
     if require_scan:
         ensure_scanned(plan, allocations)

@@ -1,4 +1,8 @@
-"""Dashboard figures: each a single aggregate statement with a bounded number of rows."""
+"""Dashboard figures: each a single aggregate statement with a bounded number of rows.
+
+Each takes `site_ids`, the viewer's scope (None: every site): stock, batches and sessions are
+counted where they are (`site_filters`), so a clinic's dashboard shows the clinic.
+"""
 
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -11,6 +15,7 @@ from ..extensions import db
 from ..models import AdverseEvent, Batch, BatchStatus, Formula, Lot, LotStatus, Patient, SessionUse, TreatmentSession
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from .clock import clinic_today, start_of_clinic_day, utcnow
+from .site_filters import SiteIds, at_sites, batch_at_sites
 
 WEEKS = 13
 
@@ -19,13 +24,13 @@ def _week_labels(first_day: date, weeks: int = WEEKS) -> list[str]:
     return [(first_day + timedelta(weeks=i)).strftime("%d %b") for i in range(weeks)]
 
 
-def expiry_by_week(today: date | None = None):
+def expiry_by_week(today: date | None = None, *, site_ids: SiteIds):
     """Lots in stock expiring in each of the next 13 weeks, released vs in quarantine."""
     today = today or clinic_today()
     end = today + timedelta(weeks=WEEKS)
     rows = db.session.execute(
         sa.select(Lot.expires_on, Lot.status, sa.func.count(Lot.id))
-        .where(Lot.expires_on >= today, Lot.expires_on < end, Lot.remaining > 0,
+        .where(at_sites(Lot.site_id, site_ids), Lot.expires_on >= today, Lot.expires_on < end, Lot.remaining > 0,
                Lot.status.in_((LotStatus.RELEASED, LotStatus.QUARANTINE)))
         .group_by(Lot.expires_on, Lot.status)).all()
     counts = {status: [0] * WEEKS for status in (LotStatus.RELEASED, LotStatus.QUARANTINE)}
@@ -35,7 +40,7 @@ def expiry_by_week(today: date | None = None):
                                  Series("in quarantine", counts[LotStatus.QUARANTINE], "#b45309")]
 
 
-def activity_by_week(today: date | None = None):
+def activity_by_week(today: date | None = None, *, site_ids: SiteIds):
     """Batches compounded and treatment sessions per week over the last 13 weeks.
 
     Each week is a count over a time range of an index (26 counts in one statement), rather
@@ -53,18 +58,23 @@ def activity_by_week(today: date | None = None):
                 for start, end in pairwise(bounds)]
 
     counts = db.session.execute(sa.select(
-        *weekly(Batch.compounded_at),
-        *weekly(TreatmentSession.performed_at, TreatmentSession.id.not_in(voided)))).one()
+        *weekly(Batch.compounded_at, at_sites(Batch.site_id, site_ids)),
+        *weekly(TreatmentSession.performed_at, at_sites(TreatmentSession.site_id, site_ids),
+                TreatmentSession.id.not_in(voided)))).one()
     return _week_labels(first), [Series("batches compounded", list(counts[:WEEKS]), "#1d4ed8"),
                                  Series("treatment sessions", list(counts[WEEKS:]), "#0f766e")]
 
 
-def adverse_events_by_type(days: int = 91):
-    """Adverse events recorded in the last `days` days by type, stacked by severity."""
+def adverse_events_by_type(days: int = 91, *, site_ids: SiteIds):
+    """Adverse events recorded in the last `days` days (after sessions at the sites in scope) by type,
+    stacked by severity."""
     since = utcnow() - timedelta(days=days)
-    rows = db.session.execute(
-        sa.select(AdverseEvent.type, AdverseEvent.severity, sa.func.count(AdverseEvent.id))
-        .where(AdverseEvent.recorded_at >= since).group_by(AdverseEvent.type, AdverseEvent.severity)).all()
+    query = (sa.select(AdverseEvent.type, AdverseEvent.severity, sa.func.count(AdverseEvent.id))
+             .where(AdverseEvent.recorded_at >= since).group_by(AdverseEvent.type, AdverseEvent.severity))
+    if site_ids is not None:
+        query = query.join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id).where(
+            at_sites(TreatmentSession.site_id, site_ids))
+    rows = db.session.execute(query).all()
     table: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for kind, severity, count in rows:
         table[kind][severity] += count
@@ -74,42 +84,47 @@ def adverse_events_by_type(days: int = 91):
         Series(severity, [table[k][severity] for k in kinds], colours[severity]) for severity in SEVERITIES]
 
 
-def released_batches_by_bud(now: datetime | None = None, limit: int = 12):
+def released_batches_by_bud(now: datetime | None = None, limit: int = 12, *, site_ids: SiteIds):
     """Remaining volume of the released batches that expire first (labels: code and hours left)."""
     now = now or utcnow()
     rows = db.session.execute(
         sa.select(Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at)
-        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0,
+               batch_at_sites(site_ids))
         .order_by(Batch.beyond_use_at).limit(limit)).all()
     # The day's sequence number after "B" and the six digits of the date (four digits, or more).
     labels = [f"{code[7:]} · {max(0, int((bud - now).total_seconds() // 3600))} h" for code, _, bud in rows]
     return labels, [Series("remaining mL", [float(volume) for _, volume, _ in rows], "#6d28d9")], rows
 
 
-def batches_awaiting_verification(limit: int = 10):
+def batches_awaiting_verification(limit: int = 10, *, site_ids: SiteIds):
+    """Prepared batches, oldest first, at the sites in scope (a batch is verified where it was made)."""
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.compounded_at, Batch.beyond_use_at, Formula.code.label("formula"))
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(Batch.status == BatchStatus.PREPARED).order_by(Batch.compounded_at).limit(limit)).all()
+        .where(Batch.status == BatchStatus.PREPARED, at_sites(Batch.site_id, site_ids))
+        .order_by(Batch.compounded_at).limit(limit)).all()
 
 
-def batches_usable_now(now: datetime | None = None, limit: int = 12):
+def batches_usable_now(now: datetime | None = None, limit: int = 12, *, site_ids: SiteIds):
+    """Released batches with volume left, soonest BUD first, at the sites in scope or with a vial there."""
     now = now or utcnow()
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.remaining_volume_ml, Batch.beyond_use_at, Formula.name.label("formula"))
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0)
+        .where(Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now, Batch.remaining_volume_ml > 0,
+               batch_at_sites(site_ids))
         .order_by(Batch.beyond_use_at).limit(limit)).all()
 
 
-def sessions_today(practitioner_id: int | None = None, limit: int = 20):
+def sessions_today(practitioner_id: int | None = None, limit: int = 20, *, site_ids: SiteIds):
     today = clinic_today()
     query = (sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                        Patient.chart_number, Patient.name, sa.func.count(SessionUse.id).label("uses"))
              .join(Patient, Patient.id == TreatmentSession.patient_id)
              .outerjoin(SessionUse, SessionUse.session_id == TreatmentSession.id)
              .where(TreatmentSession.performed_at >= start_of_clinic_day(today),
-                    TreatmentSession.voided_at.is_(None))
+                    TreatmentSession.voided_at.is_(None), at_sites(TreatmentSession.site_id, site_ids))
              .group_by(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
                        Patient.chart_number, Patient.name)
              .order_by(TreatmentSession.performed_at.desc()).limit(limit))
@@ -118,17 +133,20 @@ def sessions_today(practitioner_id: int | None = None, limit: int = 20):
     return db.session.execute(query).all()
 
 
-def batch_counts(now: datetime | None = None) -> dict:
-    """Batches awaiting verification or test results, and released batches reaching their BUD within 24 h.
+def batch_counts(now: datetime | None = None, *, site_ids: SiteIds) -> dict:
+    """Batches awaiting verification or test results (at their site), and released batches reaching their BUD
+    within 24 h (at the sites in scope or with a vial there).
 
     Counts that each stay on an index (status, and status + beyond-use time), rather
     than one pass over every batch ever made.
     """
     now = now or utcnow()
-    awaiting = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.PREPARED).scalar_subquery()
-    testing = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.AWAITING_TESTS).scalar_subquery()
+    here = at_sites(Batch.site_id, site_ids)
+    awaiting = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.PREPARED, here).scalar_subquery()
+    testing = sa.select(sa.func.count(Batch.id)).where(Batch.status == BatchStatus.AWAITING_TESTS,
+                                                       here).scalar_subquery()
     expiring = sa.select(sa.func.count(Batch.id)).where(
-        Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now,
+        batch_at_sites(site_ids), Batch.status == BatchStatus.RELEASED, Batch.beyond_use_at > now,
         Batch.beyond_use_at <= now + timedelta(hours=24), Batch.remaining_volume_ml > 0).scalar_subquery()
     row = db.session.execute(sa.select(awaiting.label("awaiting_verification"), testing.label("awaiting_tests"),
                                        expiring.label("expiring_24h"))).one()

@@ -1,11 +1,16 @@
 """What a scanned code is, and whether it may be used, in the order codes are resolved.
 
 Our batch code first, then a vial code (`<batch code>-NN`: the vial's own verdict on top of its
-batch's; a malformed one is refused saying what is wrong), then our lot code, then a supplier's
-GS1 string (matched to a lot by GTIN and lot number, or offered as a pre-filled receipt), else
-"unknown".
+batch's; a malformed one is refused saying what is wrong), then our lot code, then a storage
+location's code (`LOC0001`: what is stored there), then a supplier's GS1 string (matched to a lot
+by GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
+
+Sites: a lot, batch, vial or location outside the scanner's sites (`site_ids`) answers DO NOT USE
+"at site X, not one of yours" and nothing more; a vial at another site than the one where the
+scanner acts (`acting_site_id`) is named, and unusable here.
 """
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,21 +20,33 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Formula, Hold, Ingredient, IngredientGtin, Lot, LotStatus, Vial
+from ..models import Batch, Formula, Hold, Ingredient, IngredientGtin, Location, Lot, LotStatus, Site, Vial
+from . import codes
 from .batches import unusable_reasons
 from .clock import utcnow
 from .codes import BATCH_CODE, LOT_CODE
 from .errors import DomainError
 from .expiry import is_expired
 from .holds import hold_texts
+from .site_filters import SiteIds, at_sites, batch_at_sites
 from .vials import find_vial, looks_like_vial_code, parse_vial_code, vial_reasons
 
 SHOWN_LENGTH = 200
+# A storage location's code; the codes module names it once it has one.
+LOCATION_CODE = getattr(codes, "LOCATION_CODE", re.compile(r"^LOC\d{4,}$"))
+# What a location counts as stored there: stock someone could still use or must still deal with.
+STORED_LOT_STATUSES = (LotStatus.QUARANTINE, LotStatus.RELEASED, LotStatus.ON_HOLD)
+STORED_VIAL_STATUSES = ("sealed", "open", "on_hold")
+
+
+def not_yours(site_code: str) -> str:
+    """The one thing a scan tells about stock at a site the scanner may not see: which site."""
+    return f"at site {site_code}, not one of yours"
 
 
 @dataclass
 class ScanResult:
-    kind: str  # "batch" | "vial" | "lot" | "gs1" | "unknown"
+    kind: str  # "batch" | "vial" | "lot" | "location" | "gs1" | "unknown"
     raw: str
     usable: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -39,6 +56,10 @@ class ScanResult:
     gs1: GS1Data | None = None
     ingredient: Ingredient | None = None  # for an unknown GS1 lot: who it would be received as
     error: str = ""
+    site: str = ""  # the code of the site where the scanned item is
+    hidden: bool = False  # at a site the scanner may not see: nothing but its site is told
+    location: Location | None = None
+    stored: dict[str, int] = field(default_factory=dict)  # a location's lots, batches and vials
 
     @property
     def shown(self) -> str:
@@ -103,46 +124,92 @@ def gs1_mismatches(data: GS1Data, lot: Lot, parts=GS1_PARTS) -> list[str]:
     return problems
 
 
-def resolve(raw: str, at: datetime | None = None) -> ScanResult:
-    """Resolve a scan. Never raises on junk: an unknown code is an answer too."""
+def _hidden(kind: str, raw: str, site_code: str) -> ScanResult:
+    return ScanResult(kind, raw, reasons=[not_yours(site_code)], site=site_code, hidden=True)
+
+
+def resolve(raw: str, at: datetime | None = None, *, site_ids: SiteIds = None,
+            acting_site_id: int | None = None) -> ScanResult:
+    """Resolve a scan for someone who sees `site_ids` (None: every site) and acts at `acting_site_id`
+    (None: anywhere). Never raises on junk: an unknown code is an answer too."""
     raw = raw or ""
     at = at or utcnow()
     code = raw.strip().upper()
     if BATCH_CODE.match(code):
-        # One statement: the formula comes joined; its components and GTINs only if someone asks.
-        batch = db.session.scalar(sa.select(Batch).where(Batch.code == code).options(
-            joinedload(Batch.formula).lazyload(Formula.components)))
-        if batch is not None:
+        # One statement: the formula comes joined, with its site's code and whether it is in scope (its own
+        # site or a vial there); its components and GTINs only if someone asks.
+        row = db.session.execute(
+            sa.select(Batch, Site.code, batch_at_sites(site_ids).label("seen")).join(Site, Site.id == Batch.site_id)
+            .where(Batch.code == code).options(joinedload(Batch.formula).lazyload(Formula.components))).first()
+        if row is not None:
+            batch, site_code, seen = row
+            if not seen:
+                return _hidden("batch", raw, site_code)
             reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
-            return ScanResult("batch", raw, not reasons, reasons, batch=batch)
+            return ScanResult("batch", raw, not reasons, reasons, batch=batch, site=site_code)
     if looks_like_vial_code(code):
-        return _resolve_vial(raw, code, at)
+        return _resolve_vial(raw, code, at, site_ids, acting_site_id)
     if LOT_CODE.match(code):
-        lot = db.session.scalar(sa.select(Lot).where(Lot.code == code).options(
-            joinedload(Lot.ingredient).lazyload(Ingredient.gtins)))
-        if lot is not None:
+        row = db.session.execute(sa.select(Lot, Site.code).join(Site, Site.id == Lot.site_id).where(
+            Lot.code == code).options(joinedload(Lot.ingredient).lazyload(Ingredient.gtins))).first()
+        if row is not None:
+            lot, site_code = row
+            if not _sees(site_ids, lot.site_id):
+                return _hidden("lot", raw, site_code)
             reasons = lot_reasons(lot, at, hold_texts("lot", lot.id))
-            return ScanResult("lot", raw, not reasons, reasons, lot=lot)
+            return ScanResult("lot", raw, not reasons, reasons, lot=lot, site=site_code)
+    if LOCATION_CODE.match(code):
+        return _resolve_location(raw, code, site_ids)
     if looks_like_gs1(raw):
         try:
             data = parse_gs1(raw, current_app.config.get("GS1_SEPARATOR", ""))
         except GS1Error as exc:
             return ScanResult("unknown", raw, reasons=[str(exc)], error=str(exc))
-        return _resolve_gs1(raw, data, at)
+        return _resolve_gs1(raw, data, at, site_ids)
     return ScanResult("unknown", raw, reasons=["unknown code"])
 
 
-def _resolve_vial(raw: str, code: str, at: datetime) -> ScanResult:
-    """A vial: its batch's reasons now, then its own; a code that is no vial of ours says why.
+def _sees(site_ids: SiteIds, site_id: int) -> bool:
+    return site_ids is None or site_id in site_ids
 
-    Two statements, as for a batch: the vial with its batch and formula, then both their holds.
+
+def _resolve_location(raw: str, code: str, site_ids: SiteIds) -> ScanResult:
+    """A storage location: its site, name and kind, and how many lots, batches and vials are stored there.
+
+    Two statements: the location with its site, then the three counts in one grouped query.
+    """
+    row = db.session.execute(sa.select(Location, Site.code).join(Site, Site.id == Location.site_id)
+                             .where(Location.code == code)).first()
+    if row is None:
+        return ScanResult("unknown", raw, reasons=[f"there is no location {code}"])
+    location, site_code = row
+    if not _sees(site_ids, location.site_id):
+        return _hidden("location", raw, site_code)
+    counted = sa.union_all(
+        sa.select(sa.literal("lots").label("what"), sa.func.count()).select_from(Lot).where(
+            Lot.location_id == location.id, Lot.status.in_(STORED_LOT_STATUSES)),
+        sa.select(sa.literal("batches"), sa.func.count()).select_from(Batch).where(
+            Batch.location_id == location.id, Batch.remaining_volume_ml > 0),
+        sa.select(sa.literal("vials"), sa.func.count()).select_from(Vial).where(
+            Vial.location_id == location.id, Vial.status.in_(STORED_VIAL_STATUSES)))
+    stored = {"lots": 0, "batches": 0, "vials": 0} | dict(db.session.execute(counted).all())
+    reasons = [] if location.active else ["this location is no longer in use"]
+    return ScanResult("location", raw, not reasons, reasons, site=site_code, location=location, stored=stored)
+
+
+def _resolve_vial(raw: str, code: str, at: datetime, site_ids: SiteIds = None,
+                  acting_site_id: int | None = None) -> ScanResult:
+    """A vial: its batch's reasons now, then its own, then where it is; a code that is no vial of ours says why.
+
+    Two statements, as for a batch: the vial with its batch, formula and site's code, then both their holds
+    (one, for a vial at a site the scanner may not see).
     """
     try:
         batch_code, number = parse_vial_code(code, field="code")
     except DomainError as exc:
         return ScanResult("vial", raw, reasons=[str(exc)], error=str(exc))
     row = db.session.execute(
-        sa.select(Vial, Batch).join(Batch, Batch.id == Vial.batch_id)
+        sa.select(Vial, Batch, Site.code).join(Batch, Batch.id == Vial.batch_id).join(Site, Site.id == Vial.site_id)
         .where(Batch.code == batch_code, Vial.number == number)
         .options(joinedload(Batch.formula).lazyload(Formula.components))).first()
     if row is None:
@@ -150,7 +217,9 @@ def _resolve_vial(raw: str, code: str, at: datetime) -> ScanResult:
             find_vial(code, field="code")  # says what is wrong: no such batch, or no such vial number
         except DomainError as exc:
             return ScanResult("vial", raw, reasons=[str(exc)], error=str(exc))
-    vial, batch = row
+    vial, batch, site_code = row
+    if not _sees(site_ids, vial.site_id):
+        return _hidden("vial", raw, site_code)
     standing = db.session.scalars(sa.select(Hold).where(
         sa.or_(sa.and_(Hold.entity_type == "batch", Hold.entity_id == batch.id),
                sa.and_(Hold.entity_type == "vial", Hold.entity_id == vial.id)),
@@ -158,7 +227,9 @@ def _resolve_vial(raw: str, code: str, at: datetime) -> ScanResult:
     reasons = unusable_reasons(batch, at, holds=[h.text for h in standing if h.entity_type == "batch"])
     own = [h.text for h in standing if h.entity_type == "vial"]
     reasons += [r for r in vial_reasons(vial, batch, at, holds=own) if r not in reasons]
-    return ScanResult("vial", raw, not reasons, reasons, batch=batch, vial=vial)
+    if acting_site_id is not None and vial.site_id != acting_site_id:
+        reasons.append(f"is at site {site_code}")
+    return ScanResult("vial", raw, not reasons, reasons, batch=batch, vial=vial, site=site_code)
 
 
 def in_use_until(vial: Vial, batch: Batch) -> datetime | None:
@@ -168,7 +239,7 @@ def in_use_until(vial: Vial, batch: Batch) -> datetime | None:
     return None
 
 
-def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:
+def _resolve_gs1(raw: str, data: GS1Data, at: datetime, site_ids: SiteIds = None) -> ScanResult:
     result = ScanResult("gs1", raw, gs1=data)
     if data.gtin:
         result.ingredient = db.session.scalar(
@@ -178,7 +249,13 @@ def _resolve_gs1(raw: str, data: GS1Data, at: datetime) -> ScanResult:
             selectinload(Lot.ingredient))
         by_gtin = sa.or_(Lot.gtin == data.gtin.zfill(14),
                          Lot.ingredient_id == (result.ingredient.id if result.ingredient else -1))
-        result.lot = db.session.scalar(query.where(by_gtin).order_by(Lot.id.desc()).limit(1))
+        # A lot and the child lots a transfer made of it share the supplier's lot number: the scanner's first.
+        mine = sa.case((at_sites(Lot.site_id, site_ids), 0), else_=1)
+        result.lot = db.session.scalar(query.where(by_gtin).order_by(mine, Lot.id.desc()).limit(1))
+    if result.lot is not None and not _sees(site_ids, result.lot.site_id):
+        site_code = db.session.scalar(sa.select(Site.code).where(Site.id == result.lot.site_id))
+        result.lot, result.hidden, result.site, result.reasons = None, True, site_code, [not_yours(site_code)]
+        return result
     if result.lot is not None:
         # Found by GTIN and (10): its (17) must agree with the record too, else it is not this lot.
         mismatch = gs1_mismatches(data, result.lot, ("expiry_date",)) if data.expiry_date else []

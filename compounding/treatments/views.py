@@ -10,6 +10,7 @@ from ..models import Patient, User
 from ..pages import RecordPage
 from ..pagination import filter_status, paginate_rows
 from ..privacy import note_access
+from ..queries.scope import shown_sites
 from ..queries.treatments import (
     PatientFilters,
     SessionFilters,
@@ -25,6 +26,7 @@ from ..security import requires
 from ..services import treatments, voids
 from ..services.clock import clinic_today, to_clinic, utcnow
 from ..services.errors import DomainError, NotFound
+from ..site_scope import current_scope
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
 bp = Blueprint("treatments", __name__, url_prefix="/treatments")
@@ -50,7 +52,8 @@ def patient_list():
     filters = PatientFilters.from_args(request.args)
     status = filter_status(filters.errors)
     note_access("patient.list", target_type="patients")
-    return render_template("treatments/patient_list.html", pagination=paginate_rows(patient_list_query(filters)),
+    pagination = paginate_rows(patient_list_query(filters, site_ids=current_scope()))
+    return render_template("treatments/patient_list.html", pagination=pagination,
                            q=filters.q, today_iso=clinic_today().isoformat()), status
 
 
@@ -249,11 +252,12 @@ def adverse_event_add(treatment_id: int):
 def treatment_list():
     filters = SessionFilters.from_args(request.args)
     status = filter_status(filters.errors)
-    rows, keys = session_list_rows(filters)
+    scope = current_scope()
+    rows, keys = session_list_rows(filters, site_ids=scope)
     pagination = paginate_rows(rows, keys=keys)
     note_access("session.list", target_type="treatment_sessions")
     uses = uses_by_treatment([row.TreatmentSession.id for row in pagination.items])
     return render_template(
         "treatments/list.html", pagination=pagination, uses=uses, practitioners=_practitioner_choices(),
         first_day=filters.first_day, last_day=filters.last_day, practitioner_id=filters.practitioner_id,
-        today=clinic_today()), status
+        today=clinic_today(), row_sites=shown_sites(scope)), status

@@ -1,4 +1,10 @@
-"""The audit workbook: a cover, then one sheet per kind of record, for a range of clinic days."""
+"""The audit workbook: a cover, then one sheet per kind of record, for a range of clinic days.
+
+Chain-wide for auditors and chain-wide pharmacists; for anyone else the sheets whose rows stand
+at a site (lots, batches and their components, sessions and their adverse events) hold only
+the rows of their sites (`site_ids`), and the sheets without one (recalls, signatures, the
+audit trail, patient access) stay whole.
+"""
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +35,7 @@ from ..services.audit_checkpoints import append_checkpoint, trail_head
 from ..services.bud import BUD_TABLE_VERSION
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import InvalidInput
+from ..services.site_filters import SiteIds, at_sites, batch_at_sites
 from .records import (
     batch_columns,
     batch_values,
@@ -39,6 +46,7 @@ from .records import (
     session_columns,
     session_rows,
     session_use_query,
+    site_codes,
     stream,
     stream_scalars,
     user_names,
@@ -50,8 +58,8 @@ from .writer import MAX_DATA_ROWS, Column, WorkbookSummary, WorkbookWriter, zone
 class AuditSheet:
     title: str
     columns: Callable[[ZoneInfo], list[Column]]
-    # (start, end) -> the statement counted for progress, and the rows written.
-    query: Callable[[datetime, datetime], Any]
+    # (start, end, site_ids) -> the statement counted for progress, and the rows written.
+    query: Callable[[datetime, datetime, SiteIds], Any]
     rows: Callable[[Any, "_AuditContext"], Iterable[tuple]]
 
 
@@ -59,20 +67,23 @@ class AuditSheet:
 class _AuditContext:
     names: dict[int, str]
     now: datetime
+    sites: dict[int, str]
 
 
 def _in_range(column, start_at: datetime, end_at: datetime):
     return sa.and_(column >= start_at, column < end_at)
 
 
-def _lots_query(start_at, end_at):
+def _lots_query(start_at, end_at, site_ids: SiteIds):
     return (sa.select(Lot).join(Lot.ingredient).options(contains_eager(Lot.ingredient))
-            .where(_in_range(Lot.received_at, start_at, end_at)).order_by(Lot.received_at, Lot.id))
+            .where(_in_range(Lot.received_at, start_at, end_at), at_sites(Lot.site_id, site_ids))
+            .order_by(Lot.received_at, Lot.id))
 
 
-def _batches_query(start_at, end_at):
+def _batches_query(start_at, end_at, site_ids: SiteIds):
     return (sa.select(Batch).options(selectinload(Batch.formula))
-            .where(_in_range(Batch.compounded_at, start_at, end_at)).order_by(Batch.compounded_at, Batch.id))
+            .where(_in_range(Batch.compounded_at, start_at, end_at), batch_at_sites(site_ids))
+            .order_by(Batch.compounded_at, Batch.id))
 
 
 def _component_columns(zone):
@@ -85,7 +96,7 @@ def _component_columns(zone):
     ]
 
 
-def _components_query(start_at, end_at):
+def _components_query(start_at, end_at, site_ids: SiteIds):
     # The copy on the batch record: what the ingredient and lot were when the batch was made.
     return (
         sa.select(Batch.code, Batch.compounded_at, BatchComponent.ingredient_name, BatchComponent.ingredient_strength,
@@ -93,13 +104,14 @@ def _components_query(start_at, end_at):
                   BatchComponent.theoretical_quantity, BatchComponent.quantity, BatchComponent.ingredient_unit,
                   BatchComponent.scanned)
         .join(Batch, Batch.id == BatchComponent.batch_id)
-        .where(_in_range(Batch.compounded_at, start_at, end_at))
+        .where(_in_range(Batch.compounded_at, start_at, end_at), batch_at_sites(site_ids))
         .order_by(Batch.compounded_at, Batch.id, BatchComponent.id)
     )
 
 
-def _sessions_query(start_at, end_at):
-    return session_use_query().where(_in_range(TreatmentSession.performed_at, start_at, end_at))
+def _sessions_query(start_at, end_at, site_ids: SiteIds):
+    return session_use_query().where(_in_range(TreatmentSession.performed_at, start_at, end_at),
+                                     at_sites(TreatmentSession.site_id, site_ids))
 
 
 def _event_columns(zone):
@@ -111,7 +123,7 @@ def _event_columns(zone):
     ]
 
 
-def _events_query(start_at, end_at):
+def _events_query(start_at, end_at, site_ids: SiteIds):
     codes = (sa.select(code_list(Batch.code)).select_from(SessionUse).join(Batch, Batch.id == SessionUse.batch_id)
              .where(SessionUse.session_id == AdverseEvent.session_id).correlate(AdverseEvent).scalar_subquery())
     return (
@@ -120,7 +132,7 @@ def _events_query(start_at, end_at):
                   AdverseEvent.severity, AdverseEvent.onset_on, AdverseEvent.outcome, AdverseEvent.notes)
         .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
         .join(Patient, Patient.id == TreatmentSession.patient_id)
-        .where(_in_range(AdverseEvent.recorded_at, start_at, end_at))
+        .where(_in_range(AdverseEvent.recorded_at, start_at, end_at), at_sites(TreatmentSession.site_id, site_ids))
         .order_by(AdverseEvent.recorded_at, AdverseEvent.id)
     )
 
@@ -141,7 +153,7 @@ def _recall_columns(zone):
     ]
 
 
-def _recalls_query(start_at, end_at):
+def _recalls_query(start_at, end_at, site_ids: SiteIds):  # a recall reaches every site: the sheet stays whole
     return (
         sa.select(Recall.id, Recall.opened_at, Recall.opened_by_id, Recall.lot_id, Lot.code.label("lot_code"),
                   Batch.code.label("batch_code"), Recall.reason, Recall.status, Recall.closed_at, Recall.closed_by_id,
@@ -173,7 +185,7 @@ def _signature_columns(zone):
     ]
 
 
-def _signatures_query(start_at, end_at):
+def _signatures_query(start_at, end_at, site_ids: SiteIds):
     def on(model, kind):
         return sa.and_(Signature.entity_type == kind, model.id == Signature.entity_id)
 
@@ -206,7 +218,7 @@ def _audit_columns(zone):
     ]
 
 
-def _audit_query(start_at, end_at):
+def _audit_query(start_at, end_at, site_ids: SiteIds):
     return (
         sa.select(AuditEvent.id, AuditEvent.occurred_at, AuditEvent.actor_name, AuditEvent.action,
                   AuditEvent.entity_type, AuditEvent.entity_id, AuditEvent.old_values, AuditEvent.new_values,
@@ -223,7 +235,7 @@ def _access_columns(zone):
     ]
 
 
-def _access_query(start_at, end_at):
+def _access_query(start_at, end_at, site_ids: SiteIds):
     """Who saw or exported patient data, one row per request, oldest first."""
     return (
         sa.select(PatientAccess.id, PatientAccess.occurred_at, PatientAccess.user_name, PatientAccess.role,
@@ -240,11 +252,11 @@ def _plain_rows(statement, context):
 
 AUDIT_SHEETS = (
     AuditSheet("Lots", lot_columns, _lots_query,
-               lambda q, c: (lot_values(lot, c.names, c.now) for lot in stream_scalars(q))),
+               lambda q, c: (lot_values(lot, c.names, c.now, c.sites) for lot in stream_scalars(q))),
     AuditSheet("Batches", batch_columns, _batches_query,
-               lambda q, c: (batch_values(batch, c.names, c.now) for batch in stream_scalars(q))),
+               lambda q, c: (batch_values(batch, c.names, c.now, c.sites) for batch in stream_scalars(q))),
     AuditSheet("Batch components", _component_columns, _components_query, _plain_rows),
-    AuditSheet("Sessions", session_columns, _sessions_query, lambda q, c: session_rows(q, c.names)),
+    AuditSheet("Sessions", session_columns, _sessions_query, lambda q, c: session_rows(q, c.names, c.sites)),
     AuditSheet("Adverse events", _event_columns, _events_query, _event_rows),
     AuditSheet("Recalls", _recall_columns, _recalls_query, _recall_rows),
     AuditSheet("Signatures", _signature_columns, _signatures_query, _signature_rows),
@@ -265,28 +277,33 @@ def audit_period(start: date, end: date) -> tuple[datetime, datetime]:
     return start_of_clinic_day(start), end_of_clinic_day(end)
 
 
-def audit_row_counts(start: date, end: date) -> dict[str, int]:
-    """How many rows each audit sheet will hold: for a progress bar before writing."""
+def audit_row_counts(start: date, end: date, site_ids: SiteIds = None) -> dict[str, int]:
+    """How many rows each audit sheet will hold (for `site_ids`, None: the chain): for a progress bar."""
     start_at, end_at = audit_period(start, end)
     return {
         spec.title: db.session.scalar(sa.select(sa.func.count()).select_from(
-            spec.query(start_at, end_at).order_by(None).subquery()))
+            spec.query(start_at, end_at, site_ids).order_by(None).subquery()))
         for spec in AUDIT_SHEETS
     }
 
 
 def audit_workbook(out, start: date, end: date, *, generated_by: str, clinic_name: str,
-                   progress: Callable[[int], None] | None = None, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
-    """The inspector's workbook for clinic days `start`..`end`: a cover, then one sheet per record kind."""
+                   progress: Callable[[int], None] | None = None, max_rows: int = MAX_DATA_ROWS,
+                   site_ids: SiteIds = None) -> WorkbookSummary:
+    """The inspector's workbook for clinic days `start`..`end`: a cover, then one sheet per record kind.
+
+    `site_ids` None (an auditor, a chain-wide pharmacist, the command line): the whole chain.
+    """
     start_at, end_at = audit_period(start, end)
     book = WorkbookWriter(progress=progress)
     cover = book.cover()
-    context = _AuditContext(names=user_names(), now=utcnow())
+    context = _AuditContext(names=user_names(), now=utcnow(), sites=site_codes())
     # The whole trail as it stands (not just the period): an inspector holding an earlier
     # workbook compares, and the same checkpoint goes to AUDIT_CHECKPOINT_FILE.
     trail_rows, head_id, head_hash = trail_head()
     for spec in AUDIT_SHEETS:
-        book.table(spec.title, spec.columns(book.zone), spec.rows(spec.query(start_at, end_at), context), max_rows)
+        book.table(spec.title, spec.columns(book.zone), spec.rows(spec.query(start_at, end_at, site_ids), context),
+                   max_rows)
     cover.header("Audit workbook", clinic_name)
     cover.row("Clinic", clinic_name)
     cover.row("From (clinic day)", start)
@@ -296,6 +313,8 @@ def audit_workbook(out, start: date, end: date, *, generated_by: str, clinic_nam
     cover.row("Generated by", generated_by)
     cover.row("BUD table version", BUD_TABLE_VERSION)
     cover.row("Which rows", RANGE_RULE)
+    cover.row("Sites", "every site" if site_ids is None else
+              ", ".join(context.sites.get(site_id, str(site_id)) for site_id in sorted(site_ids)))
     cover.row("Audit trail rows (whole trail)", trail_rows)
     cover.row("Audit trail newest row", head_id)
     cover.row("Audit trail newest row's hash", head_hash or "")

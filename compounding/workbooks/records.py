@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import Batch, Lot, Patient, SessionUse, TreatmentSession, User
+from ..models import Batch, Lot, Patient, SessionUse, Site, TreatmentSession, User
 from ..services.batches import is_batch_expired
 from ..services.bud import last_usable_minute
 from ..services.expiry import is_expired
@@ -26,6 +26,11 @@ def stream(statement, chunk: int = CHUNK_ROWS) -> Iterator:
 def user_names() -> dict[int, str]:
     """Display names of every account: a clinic has tens, so one statement beats a join per sheet."""
     return dict(db.session.execute(sa.select(User.id, User.display_name)).all())
+
+
+def site_codes() -> dict[int, str]:
+    """Every site's code by id, in one statement: each row's Site column reads it, never a join per sheet."""
+    return dict(db.session.execute(sa.select(Site.id, Site.code)).all())
 
 
 def code_list(column):
@@ -52,15 +57,15 @@ def lot_columns(zone: ZoneInfo) -> list[Column]:
         Column("Received by"), Column("Expiry", "date"), Column("Expired at export", "bool"),
         Column("Quantity received", "decimal"), Column("Remaining", "decimal"), Column("CoA reference", "code"),
         Column("Location"), Column("Status"), Column("Status reason"),
-        Column(zone_label("Released", zone), "datetime"), Column("Released by"),
+        Column(zone_label("Released", zone), "datetime"), Column("Released by"), Column("Site", "code"),
     ]
 
 
-def lot_values(lot: Lot, names: Mapping[int, str], now: datetime) -> tuple:
+def lot_values(lot: Lot, names: Mapping[int, str], now: datetime, sites: Mapping[int, str]) -> tuple:
     return (lot.code, lot.ingredient.name, lot.ingredient.unit, lot.supplier, lot.supplier_lot_number, lot.gtin,
             lot.received_at, names.get(lot.received_by_id), lot.expires_on, is_expired(lot.expires_on, now),
             lot.quantity_received, lot.remaining, lot.coa_reference, lot.location, lot.status, lot.status_reason,
-            lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None)
+            lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None, sites.get(lot.site_id))
 
 
 def batch_columns(zone: ZoneInfo) -> list[Column]:
@@ -72,11 +77,11 @@ def batch_columns(zone: ZoneInfo) -> list[Column]:
         Column(zone_label("Verified", zone), "datetime"), Column("Verified by"),
         Column(zone_label("Use by", zone), "datetime"), Column("Expired at export", "bool"), Column("Storage"),
         Column("Protect from light", "bool"), Column("Required tests"), Column("Status"), Column("Status reason"),
-        Column("Discard reason"), Column("Notes"), Column("Deviations"),
+        Column("Discard reason"), Column("Notes"), Column("Deviations"), Column("Site", "code"),
     ]
 
 
-def batch_values(batch: Batch, names: Mapping[int, str], now: datetime) -> tuple:
+def batch_values(batch: Batch, names: Mapping[int, str], now: datetime, sites: Mapping[int, str]) -> tuple:
     # "Use by" is the last usable minute, as the label prints it (beyond_use_at itself is the first unusable one).
     return (batch.code, batch.formula.code, batch.formula.version, batch.formula.name, batch.units,
             batch.total_volume_ml, batch.remaining_volume_ml, batch.preparation_started_at, batch.compounded_at,
@@ -84,14 +89,14 @@ def batch_values(batch: Batch, names: Mapping[int, str], now: datetime) -> tuple
             batch.verified_at, names.get(batch.verified_by_id) if batch.verified_by_id else None,
             last_usable_minute(batch.beyond_use_at), is_batch_expired(batch, now), batch.storage,
             batch.protect_from_light, ", ".join(batch.tests_required), batch.status, batch.status_reason,
-            batch.discard_reason, batch.notes, batch.deviations)
+            batch.discard_reason, batch.notes, batch.deviations, sites.get(batch.site_id))
 
 
 def session_columns(zone: ZoneInfo) -> list[Column]:
     return [
         Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"), Column("Patient chart", "code"),
         Column("Practitioner"), Column("Indication"), Column("Batch code", "code"), Column("Volume (mL)", "decimal"),
-        Column("Area"), Column("Voided", "bool"), Column("Void reason"),
+        Column("Area"), Column("Voided", "bool"), Column("Void reason"), Column("Site", "code"),
     ]
 
 
@@ -101,7 +106,7 @@ def session_use_query():
         sa.select(SessionUse.session_id, TreatmentSession.performed_at, Patient.chart_number,
                   TreatmentSession.practitioner_id, TreatmentSession.indication, Batch.code, SessionUse.volume_ml,
                   SessionUse.area, TreatmentSession.voided_at.is_not(None).label("voided"),
-                  TreatmentSession.void_reason)
+                  TreatmentSession.void_reason, TreatmentSession.site_id)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Patient, Patient.id == TreatmentSession.patient_id)
         .join(Batch, Batch.id == SessionUse.batch_id)
@@ -109,6 +114,6 @@ def session_use_query():
     )
 
 
-def session_rows(statement, names: Mapping[int, str]) -> Iterator[tuple]:
+def session_rows(statement, names: Mapping[int, str], sites: Mapping[int, str]) -> Iterator[tuple]:
     for row in stream(statement):
-        yield (row[0], row[1], row[2], names.get(row[3]), *row[4:])
+        yield (row[0], row[1], row[2], names.get(row[3]), *row[4:-1], sites.get(row[-1]))

@@ -5,6 +5,7 @@ from typing import Any
 
 from ..models import Recall
 from ..queries.recalls import split_codes
+from ..queries.scope import SiteIds
 from ..queries.treatments import SessionFilters, sessions_within
 from ..services.clock import utcnow
 from . import records
@@ -12,10 +13,10 @@ from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, Workbook
 
 
 def _list_workbook(out, sheet: str, columns, values, query) -> WorkbookSummary:
-    """One sheet of the entities `query` finds, each row `values(entity, names, now)`."""
+    """One sheet of the entities `query` finds, each row `values(entity, names, now, sites)`."""
     book = WorkbookWriter()
-    names, now = records.user_names(), utcnow()
-    book.table(sheet, columns(book.zone), (values(row, names, now) for row in records.stream_scalars(query)))
+    names, now, sites = records.user_names(), utcnow(), records.site_codes()
+    book.table(sheet, columns(book.zone), (values(row, names, now, sites) for row in records.stream_scalars(query)))
     book.save(out)
     return WorkbookSummary(book.parts)
 
@@ -30,15 +31,15 @@ def batch_list_workbook(out, query) -> WorkbookSummary:
     return _list_workbook(out, "Batches", records.batch_columns, records.batch_values, query)
 
 
-def session_list_query(filters: SessionFilters):
-    """Session uses of the sessions the filters take in (the session list's own filters)."""
-    return sessions_within(records.session_use_query(), filters)
+def session_list_query(filters: SessionFilters, *, site_ids: SiteIds):
+    """Session uses of the sessions the filters take in at the sites in scope (the session list's own filters)."""
+    return sessions_within(records.session_use_query(), filters, site_ids=site_ids)
 
 
 def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
     book = WorkbookWriter()
-    book.table("Sessions", records.session_columns(book.zone), records.session_rows(query, records.user_names()),
-               max_rows)
+    rows = records.session_rows(query, records.user_names(), records.site_codes())
+    book.table("Sessions", records.session_columns(book.zone), rows, max_rows)
     book.save(out)
     return WorkbookSummary(book.parts)
 

@@ -39,7 +39,7 @@ class LotSchema(PlacedSchema, LotStockSchema):
     gtin = fields.String(allow_none=True)
     expired = fields.Function(lambda lot: is_expired(lot.expires_on), metadata={"type": "boolean"})
     coa_reference = fields.String()
-    location_note = fields.String(attribute="location", metadata={"description": "Where in its location, as typed"})
+    location = fields.String(metadata={"description": "Where in its storage location (a shelf, a box), as typed"})
     received_at = fields.DateTime()
     received_by = fields.Function(lambda lot: lot.received_by.display_name, metadata={"type": "string"})
     released_at = fields.DateTime(allow_none=True)

@@ -17,8 +17,15 @@ class ScanLotRefSchema(Schema):
     expiry_date = fields.Date(metadata={"description": "the lot's recorded expiry, to set beside the barcode's"})
 
 
+class ScanStoredSchema(Schema):
+    lots = fields.Integer()
+    batches = fields.Integer()
+    vials = fields.Integer()
+
+
 class ScanResultSchema(Schema):
-    kind = fields.String(required=True, validate=validate.OneOf(["batch", "vial", "lot", "gs1", "unknown"]))
+    kind = fields.String(required=True,
+                         validate=validate.OneOf(["batch", "vial", "lot", "location", "gs1", "unknown"]))
     usable = fields.Boolean(required=True)
     reasons = fields.List(fields.String(), required=True)
     received = fields.String(metadata={"description": "what arrived, control characters made visible"})
@@ -46,3 +53,9 @@ class ScanResultSchema(Schema):
     in_use_until = fields.AwareDateTime(allow_none=True, metadata={
         "description": "A punctured multiple-dose vial: usable until then (never past its batch's BUD)"})
     first_punctured = fields.AwareDateTime(allow_none=True)
+    site = fields.String(metadata={"description": "The code of the site where the item is (all that is said of an "
+                                                  "item at a site the caller may not see)"})
+    # A storage location: its name, kind and what is stored there.
+    name = fields.String()
+    location_kind = fields.String(metadata={"enum": ["room", "cabinet", "fridge", "freezer"]})
+    stored = fields.Nested(ScanStoredSchema)

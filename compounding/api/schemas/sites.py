@@ -77,13 +77,13 @@ class LocationCreateSchema(Schema):
 
 
 class PlacedSchema(Schema):
-    """Where a lot or batch is: `location: {id, code, name}` and `site: {id, code}`, read for a whole page
-    of answers in one statement."""
+    """Where a lot or batch is: `storage_location: {id, code, name}` and `site: {id, code}`, read for a
+    whole page of answers in one statement. (A lot's `location` stays the free text typed at receipt.)"""
 
     location_id = fields.Integer(dump_only=True)
     site_id = fields.Integer(dump_only=True)
     # Filled in after the dump (below): the answered objects carry ids, not the rows they name.
-    location = fields.Nested(LocationRefSchema, dump_only=True, attribute="_answered_location")
+    storage_location = fields.Nested(LocationRefSchema, dump_only=True, attribute="_answered_location")
     site = fields.Nested(SiteRefSchema, dump_only=True, attribute="_answered_site")
 
     @post_dump(pass_collection=True)
@@ -91,5 +91,6 @@ class PlacedSchema(Schema):
         rows = data if many else [data]
         found = places(row.get("location_id") for row in rows)
         for row in rows:
-            row.update(found.get(row.get("location_id"), {"location": None, "site": None}))
+            place = found.get(row.get("location_id"), {"location": None, "site": None})
+            row.update(storage_location=place["location"], site=place["site"])
         return data
