@@ -17,6 +17,7 @@ from ..queries.treatments import (
     session_filters,
 )
 from ..services import treatments, voids
+from ..site_scope import acting_site_id
 from ..services.errors import InvalidInput
 from .schemas.treatments import (
     AdverseEventQuerySchema,
@@ -119,7 +120,8 @@ def treatment_session_create():
             raise InvalidInput("There is no such account.", field="practitioner_id")
     record = treatments.record_session(
         current_user, patient_id=data["patient_id"], uses=data["uses"], performed_at=data["performed_at"],
-        indication=data["indication"], notes=data["notes"], practitioner=practitioner, password=data["password"])
+        indication=data["indication"], notes=data["notes"], practitioner=practitioner, password=data["password"],
+        site_id=data["site_id"] if data["site_id"] is not None else acting_site_id())
     return _session_answer(record.id, 201)
 
 

@@ -23,6 +23,7 @@ from ..queries.treatments import (
 )
 from ..security import requires
 from ..services import treatments, voids
+from ..site_scope import acting_site_id
 from ..services.clock import clinic_today, to_clinic, utcnow
 from ..services.errors import DomainError, NotFound
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
@@ -154,7 +155,7 @@ def treatment_record(patient_id: int):
                 current_user, patient_id=patient.id, uses=form.filled_uses(),
                 performed_at=form.performed_at_utc(), indication=form.indication.data or "",
                 notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data),
-                password=form.password.data or None)
+                password=form.password.data or None, site_id=acting_site_id())
         except DomainError as exc:
             if isinstance(exc.details, dict) and exc.details.get("reasons"):
                 refusals = exc.details["reasons"]
