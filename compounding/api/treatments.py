@@ -17,8 +17,8 @@ from ..queries.treatments import (
     session_filters,
 )
 from ..services import treatments, voids
-from ..site_scope import acting_site_id
 from ..services.errors import InvalidInput
+from ..site_scope import acting_site_id
 from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,

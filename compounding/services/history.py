@@ -11,8 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import (STATUS_TRANSITIONS, Batch, BatchStatus, Formula, Hold, Lot, Recall, StatusChange, Transfer, User,
-                      Vial)
+from ..models import (
+    STATUS_TRANSITIONS,
+    Batch,
+    BatchStatus,
+    Formula,
+    Hold,
+    Lot,
+    Recall,
+    StatusChange,
+    Transfer,
+    User,
+    Vial,
+)
 from ..models._common import Transition
 from ..models.batch import BATCH_HOLDABLE
 from ..models.vial import VIAL_TRANSITIONS, VialStatus

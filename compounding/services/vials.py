@@ -12,8 +12,19 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..limits import NOTE_MAX
-from ..models import (Batch, Formula, SessionUse, Site, Transfer, TransferLine, TransferStatus, TreatmentSession, User,
-                      Vial, VialStatus)
+from ..models import (
+    Batch,
+    Formula,
+    SessionUse,
+    Site,
+    Transfer,
+    TransferLine,
+    TransferStatus,
+    TreatmentSession,
+    User,
+    Vial,
+    VialStatus,
+)
 from ..models.batch import DISCARD_REASONS
 from ..models.vial import VIAL_FINISHED
 from . import audit
@@ -25,7 +36,6 @@ from .errors import InvalidInput, NotFound
 from .history import ensure_transition, record_created, record_depletion, standing_holds, status_at, transition
 from .ledger import move_vial
 from .transaction import transactional
-
 
 # A vial's own reason while it travels (place_reasons names the transfer).
 IN_TRANSIT = "in transit between sites"

@@ -23,9 +23,9 @@ from ..queries.treatments import (
 )
 from ..security import requires
 from ..services import treatments, voids
-from ..site_scope import acting_site_id
 from ..services.clock import clinic_today, to_clinic, utcnow
 from ..services.errors import DomainError, NotFound
+from ..site_scope import acting_site_id
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
 bp = Blueprint("treatments", __name__, url_prefix="/treatments")
