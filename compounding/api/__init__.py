@@ -10,6 +10,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     recalls,
     scan,
     tokens,
+    transfers,
     treatments,
     vials,
 )
