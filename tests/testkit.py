@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from compounding.extensions import db
-from compounding.models.site import insert_main_site
 from compounding.models.audit import POSTGRESQL_GUARDS
+from compounding.models.site import insert_main_site
 from compounding.services.passwords import DEMO_PASSWORD
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")

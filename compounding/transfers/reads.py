@@ -90,3 +90,39 @@ def transfer_record(transfer_id: int, site_ids) -> TransferView | None:
                   for line, lot_code, lot_status, vial_code, vial_status, batch_code, child_code, location_code
                   in lines]
     return view
+
+
+def line_requests(scanned: list[tuple[str, str | None]]) -> list[dict]:
+    """The service's lines for codes scanned on the page: a vial by its code, a batch or a lot by its id."""
+    from ..services.codes import BATCH_CODE, LOT_CODE
+    from ..services.errors import InvalidInput
+
+    lot_codes = {code for code, _ in scanned if LOT_CODE.match(code)}
+    batch_codes = {code for code, _ in scanned if BATCH_CODE.match(code)}
+    lots = dict(db.session.execute(sa.select(Lot.code, Lot.id).where(Lot.code.in_(lot_codes))).all()) \
+        if lot_codes else {}
+    batches = dict(db.session.execute(sa.select(Batch.code, Batch.id).where(Batch.code.in_(batch_codes))).all()) \
+        if batch_codes else {}
+    lines = []
+    for code, quantity in scanned:
+        if code in lot_codes:
+            if code not in lots:
+                raise InvalidInput(f"{code}: there is no such lot.", field="codes")
+            if quantity is None:
+                raise InvalidInput(f"{code}: give the quantity to send after the lot code.", field="codes")
+            lines.append({"lot_id": lots[code], "quantity": quantity})
+        elif code in batch_codes:
+            if code not in batches:
+                raise InvalidInput(f"{code}: there is no such batch.", field="codes")
+            lines.append({"batch_id": batches[code]})
+        else:
+            lines.append({"vial_code": code})
+    return lines
+
+
+def site_choices(site_ids) -> list[tuple[int, str]]:
+    """(id, "CODE · name") of active sites, all or those in `site_ids`."""
+    query = sa.select(Site.id, Site.code, Site.name).where(Site.active).order_by(Site.code)
+    if site_ids is not None:
+        query = query.where(Site.id.in_(site_ids))
+    return [(row.id, f"{row.code} · {row.name}") for row in db.session.execute(query)]
