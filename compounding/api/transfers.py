@@ -4,6 +4,7 @@ from flask import abort, request
 from flask_login import current_user
 from marshmallow import EXCLUDE
 
+from ..pagination import per_page_arg
 from ..services import transfers
 from ..site_scope import current_scope
 from ..transfers.reads import transfer_list, transfer_record
@@ -45,7 +46,7 @@ def _answer(transfer_id: int, status: int = 200):
        "first", response=TransferListItemSchema, many=True, query=TransferQuerySchema, errors=(422,))
 def transfer_list_api():
     filters = load(TransferQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
-    page = transfer_list(current_scope(), filters.get("status"), per_page=filters.get("per_page") or 50)
+    page = transfer_list(current_scope(), filters.get("status"), per_page=per_page_arg())
     items = [{"id": row.Transfer.id, "code": row.Transfer.code, "status": row.Transfer.status,
               "from_site_code": row.from_code, "to_site_code": row.to_code, "lines": row.lines,
               "created_at": row.Transfer.created_at} for row in page.items]

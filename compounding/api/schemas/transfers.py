@@ -103,5 +103,3 @@ class TransferListItemSchema(Schema):
 
 class TransferQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(TRANSFER_STATUSES))
-    page = fields.Integer()
-    per_page = fields.Integer()
