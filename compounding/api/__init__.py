@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     scan,
     sites,
     tokens,
+    transfers,
     treatments,
     vials,
 )

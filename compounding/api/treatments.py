@@ -18,6 +18,7 @@ from ..queries.treatments import (
 )
 from ..services import treatments, voids
 from ..services.errors import InvalidInput
+from ..site_scope import acting_site_id
 from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,
@@ -120,7 +121,8 @@ def treatment_session_create():
             raise InvalidInput("There is no such account.", field="practitioner_id")
     record = treatments.record_session(
         current_user, patient_id=data["patient_id"], uses=data["uses"], performed_at=data["performed_at"],
-        indication=data["indication"], notes=data["notes"], practitioner=practitioner, password=data["password"])
+        indication=data["indication"], notes=data["notes"], practitioner=practitioner, password=data["password"],
+        site_id=data["site_id"] if data["site_id"] is not None else acting_site_id())
     return _session_answer(record.id, 201)
 
 

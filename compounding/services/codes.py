@@ -1,5 +1,5 @@
 """Our scannable codes: lots L + 6 digits, batches B + yymmdd + 4-digit sequence, vials
-<batch code>-NN.
+<batch code>-NN, transfers T + 6 digits.
 
 The widths are minimums: lot 1,000,000 is L1000000 and a day's 10,000th batch ends in 10000.
 The patterns below are the one place that says what our codes look like, so a grown code
@@ -17,6 +17,7 @@ LOT_CODE = re.compile(r"^L\d{6,}$")
 BATCH_CODE = re.compile(r"^B\d{10,}$")  # yymmdd, then the day's sequence of 4 or more digits
 # A vial: its batch's code, a hyphen, its number (at least two digits, to the width of the batch's units).
 VIAL_CODE = re.compile(r"^(B\d{10,})-(\d{2,})$")
+TRANSFER_CODE = re.compile(r"^T\d{6,}$")
 # Anything a person or scanner might mean as a vial code (checked against VIAL_CODE for a clear refusal).
 LOOKS_LIKE_VIAL = re.compile(r"^(B\d*)?-\d*$")
 
@@ -38,6 +39,10 @@ def _next(key: str) -> int:
 
 def next_lot_code() -> str:
     return f"L{_next('lot'):06d}"
+
+
+def next_transfer_code() -> str:
+    return f"T{_next('transfer'):06d}"
 
 
 def next_batch_code(compounded_at: datetime) -> str:

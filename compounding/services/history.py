@@ -11,7 +11,19 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from ..extensions import db
-from ..models import STATUS_TRANSITIONS, Batch, BatchStatus, Formula, Hold, Lot, Recall, StatusChange, User, Vial
+from ..models import (
+    STATUS_TRANSITIONS,
+    Batch,
+    BatchStatus,
+    Formula,
+    Hold,
+    Lot,
+    Recall,
+    StatusChange,
+    Transfer,
+    User,
+    Vial,
+)
 from ..models._common import Transition
 from ..models.batch import BATCH_HOLDABLE
 from ..models.vial import VIAL_TRANSITIONS, VialStatus
@@ -20,7 +32,7 @@ from .clock import utcnow
 from .errors import InvalidState
 from .ledger import move_vial
 
-ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall", Vial: "vial"}
+ENTITY_TYPES = {Lot: "lot", Batch: "batch", Recall: "recall", Vial: "vial", Transfer: "transfer"}
 # Formulas change status too, but keep no history rows (their versions are their history).
 _TRANSITION_KINDS = {**ENTITY_TYPES, Formula: "formula"}
 # The column's width; references are made here ("recall 12", "session 40"), never typed.

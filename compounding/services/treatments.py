@@ -18,7 +18,7 @@ from ..limits import CODE_MAX, NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ..models import AdverseEvent, Patient, SessionUse, TreatmentSession, User
 from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
-from . import audit
+from . import audit, sites
 from .access import ensure_can
 from .batches import reasons_at
 from .bounds import check_day, checked_text
@@ -170,9 +170,10 @@ def _parse_uses(uses: list[dict]) -> list[Draw]:
     return draws
 
 
-def _refuse_unusable(draws: list[Draw], performed_at: datetime) -> None:
-    """Each batch judged as it was at `performed_at` (its history), then each vial, with the volume they have now."""
-    problems = judge(draws, performed_at, reasons_at)
+def _refuse_unusable(draws: list[Draw], performed_at: datetime, site_id: int) -> None:
+    """Each batch judged as it was at `performed_at` (its history), then each vial, with the volume they have now
+    and where it is (at the session's site, not travelling)."""
+    problems = judge(draws, performed_at, reasons_at, site_id)
     if problems:
         summary = "; ".join(f"{code}: {', '.join(reasons)}" for code, reasons in problems.items())
         raise InvalidState(f"Do not use — {summary}.", field="uses",
@@ -220,7 +221,7 @@ def _take_volumes(actor: User, session_row: TreatmentSession, patient: Patient, 
 @transactional
 def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_at: datetime | None = None,
                    indication: str = "", notes: str = "", practitioner: User | None = None,
-                   password: str | None = None) -> TreatmentSession:
+                   password: str | None = None, site_id: int | None = None) -> TreatmentSession:
     """Record a treatment session and take each use's volume from its vial (and so its batch).
 
     Every use names a vial (`vial_code`), or only its batch (`batch_code` or `batch_id`: the
@@ -231,8 +232,12 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     its first puncture. A session dated more than BACKDATE_HOURS ago
     needs a pharmacist's signature ("back-dated"). One performed before a recall opened
     joins its scope; a closed recall it reaches is reopened.
+
+    The session is performed at `site_id` (one of the actor's sites; their first when None): a vial
+    kept at another site, or in transit, is refused (409), and a use by batch takes a vial kept there.
     """
     ensure_can(actor, "treatments.write", "record treatment sessions")
+    site_id = sites.acting_site_id(actor, site_id)
     patient = get_patient(patient_id)
     practitioner = _practitioner(actor, practitioner)
     now = utcnow()
@@ -241,10 +246,10 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     notes = checked_text(notes, "notes", NOTES_MAX)
     draws = _parse_uses(uses)
     lock_batches(draws)
-    lock_vials(draws)
-    _refuse_unusable(draws, performed_at)
+    lock_vials(draws, site_id)
+    _refuse_unusable(draws, performed_at, site_id)
     session_row = TreatmentSession(patient_id=patient.id, practitioner_id=practitioner.id, performed_at=performed_at,
-                                   indication=indication, notes=notes, recorded_at=now)
+                                   indication=indication, notes=notes, recorded_at=now, site_id=site_id)
     db.session.add(session_row)
     db.session.flush()
     if now - performed_at > _backdate_limit():
@@ -255,6 +260,7 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     session_row.vial_codes = [d.vial.code for d in draws]
     audit.record(actor, "session.recorded", "treatment_session", session_row.id, new={
         "patient": patient.chart_number, "practitioner": practitioner.display_name, "performed_at": performed_at,
+        "site_id": site_id,
         "indication": session_row.indication,
         "uses": [{"batch": d.batch.code, "vial": d.vial.code, "volume_ml": d.volume, "area": d.area} for d in draws],
         **({"single_dose_remainders_wasted": wasted} if wasted else {}),

@@ -20,7 +20,7 @@ from .clock import utcnow
 from .errors import InvalidInput, InvalidState
 from .history import record_depletion, transition
 from .ledger import move_vial
-from .vials import find_vial, looks_like_vial_code, parse_vial_code, vial_reasons_at
+from .vials import IN_TRANSIT, find_vial, looks_like_vial_code, parse_vial_code, place_reasons, vial_reasons_at
 
 # The vials a use given by batch may be attributed to (finished or travelling ones never).
 CANDIDATE_STATUSES = (VialStatus.OPEN, VialStatus.SEALED, VialStatus.ON_HOLD, VialStatus.RECALLED)
@@ -102,13 +102,17 @@ def _same_batch(draw: Draw, by_code: dict, by_id: dict) -> None:
                                                                  f"{stated}"]}})
 
 
-def lock_vials(draws: list[Draw]) -> None:
-    """The named vials and the candidates of the uses given by batch, row-locked in id order (after the batches)."""
+def lock_vials(draws: list[Draw], site_id: int | None = None) -> None:
+    """The named vials and the candidates of the uses given by batch, row-locked in id order (after the batches).
+
+    A use by batch takes only a vial kept at the session's site (`site_id`).
+    """
     named = [d for d in draws if d.vial_key]
     by_batch = {d.batch.id for d in draws if not d.vial_key}
     conditions = [sa.and_(Vial.batch_id == d.batch.id, Vial.number == d.vial_key[1]) for d in named]
     if by_batch:
-        conditions.append(sa.and_(Vial.batch_id.in_(by_batch), Vial.status.in_(CANDIDATE_STATUSES)))
+        here = [Vial.site_id == site_id] if site_id is not None else []
+        conditions.append(sa.and_(Vial.batch_id.in_(by_batch), Vial.status.in_(CANDIDATE_STATUSES), *here))
     found = db.session.scalars(sa.select(Vial).where(sa.or_(*conditions)).order_by(Vial.id)
                                .with_for_update().execution_options(populate_existing=True)).all()
     keyed = {(v.batch_id, v.number): v for v in found}
@@ -118,6 +122,7 @@ def lock_vials(draws: list[Draw]) -> None:
             find_vial(draw.vial_code, field="uses")  # says which numbers the batch has (404)
     for draw in draws:
         if not draw.vial_key:
+            draw.extra["site_scoped"] = site_id is not None
             draw.extra["candidates"] = sorted((v for v in found if v.batch_id == draw.batch.id
                                                and v.status in CANDIDATE_STATUSES), key=lambda v: v.number)
 
@@ -140,7 +145,7 @@ def _attribute(draw: Draw, planned: dict[int, Decimal], at: datetime) -> str | N
             return None
         passed_over.append(f"{vial.code}: {reasons[0]}")
     if not candidates:
-        return "no vial of it is left to use"
+        return "no vial of it is left to use" + (" at this site" if draw.extra.get("site_scoped") else "")
     largest = max((v.remaining_ml - planned[v.id] for v in candidates), default=Decimal(0))
     if largest < draw.volume:
         return (f"no vial of it holds {draw.volume} mL (the fullest has {largest.normalize():f} mL): a use cannot "
@@ -148,8 +153,9 @@ def _attribute(draw: Draw, planned: dict[int, Decimal], at: datetime) -> str | N
     return "no vial of it may be used: " + "; ".join(passed_over[:3]) + ("; …" if len(passed_over) > 3 else "")
 
 
-def judge(draws: list[Draw], at: datetime, batch_reasons) -> dict[str, list[str]]:
-    """Every reason, by code, that a use may not be made: its batch's, then its vial's (at `at`)."""
+def judge(draws: list[Draw], at: datetime, batch_reasons, site_id: int | None = None) -> dict[str, list[str]]:
+    """Every reason, by code, that a use may not be made: its batch's, then its vial's (at `at`), and,
+    given the session's site, a named vial kept elsewhere or in transit."""
     problems: dict[str, list[str]] = defaultdict(list)
     wanted: dict[int, Decimal] = defaultdict(Decimal)
     for draw in draws:
@@ -173,8 +179,12 @@ def judge(draws: list[Draw], at: datetime, batch_reasons) -> dict[str, list[str]
             if draw.vial is not None:
                 planned[draw.vial.id] += draw.volume
     vials = {d.vial.id: d for d in draws if d.vial is not None}
+    where = place_reasons([d.vial for d in vials.values()], site_id) if site_id is not None else {}
     for vial_id, draw in sorted(vials.items()):
-        reasons = vial_reasons_at(draw.vial, draw.batch, at, planned[vial_id])
+        reasons = where.get(vial_id, []) + vial_reasons_at(draw.vial, draw.batch, at, planned[vial_id])
+        if where.get(vial_id):
+            # The place names the transfer; the status's own "in transit" would say it twice.
+            reasons = [r for r in reasons if r != IN_TRANSIT]
         if reasons:
             problems[draw.vial.code] += reasons
     return {code: reasons for code, reasons in problems.items() if reasons}

@@ -12,7 +12,19 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..limits import NOTE_MAX
-from ..models import Batch, Formula, SessionUse, TreatmentSession, User, Vial, VialStatus
+from ..models import (
+    Batch,
+    Formula,
+    SessionUse,
+    Site,
+    Transfer,
+    TransferLine,
+    TransferStatus,
+    TreatmentSession,
+    User,
+    Vial,
+    VialStatus,
+)
 from ..models.batch import DISCARD_REASONS
 from ..models.vial import VIAL_FINISHED
 from . import audit
@@ -24,6 +36,9 @@ from .errors import InvalidInput, NotFound
 from .history import ensure_transition, record_created, record_depletion, standing_holds, status_at, transition
 from .ledger import move_vial
 from .transaction import transactional
+
+# A vial's own reason while it travels (place_reasons names the transfer).
+IN_TRANSIT = "in transit between sites"
 
 
 def create_vials(actor: User, batch: Batch, formula: Formula, at: datetime) -> list[Vial]:
@@ -124,7 +139,7 @@ def vial_reasons(vial: Vial, batch: Batch, at: datetime | None, volume_ml: Decim
     if holds:
         reasons.append("vial on hold: " + "; ".join(holds))
     if status == VialStatus.IN_TRANSIT:
-        reasons.append("in transit between sites")
+        reasons.append(IN_TRANSIT)
     if at is not None and vial.dose == "multiple" and vial.punctured_at is not None and at >= vial.punctured_at:
         deadline = vial.in_use_until(batch.beyond_use_at)
         if at >= deadline and deadline < batch.beyond_use_at:
@@ -157,6 +172,27 @@ def vial_reasons_at(vial: Vial, batch: Batch, at: datetime, volume_ml: Decimal |
         if latest is not None and latest >= deadline:
             reasons.append(f"a first puncture at {_shown(at)} would end its in-use period at {_shown(deadline)}, "
                            f"before its use at {_shown(latest)}: check the session's time")
+    return reasons
+
+
+def place_reasons(vials: list[Vial], site_id: int) -> dict[int, list[str]]:
+    """{vial id: why it cannot be used at site `site_id`}: in transit (naming its transfer), or kept
+    at another site. Two statements whatever the number of vials; a vial used only where it is."""
+    travelling = [v.id for v in vials if v.status == VialStatus.IN_TRANSIT]
+    elsewhere = {v.site_id for v in vials if v.site_id != site_id and v.status != VialStatus.IN_TRANSIT}
+    transfers = dict(db.session.execute(
+        sa.select(TransferLine.vial_id, Transfer.code).join(Transfer, Transfer.id == TransferLine.transfer_id)
+        .where(TransferLine.vial_id.in_(travelling), Transfer.status == TransferStatus.DISPATCHED)).all()) \
+        if travelling else {}
+    codes = dict(db.session.execute(sa.select(Site.id, Site.code).where(Site.id.in_(elsewhere | {site_id}))).all())
+    reasons: dict[int, list[str]] = {}
+    for vial in vials:
+        if vial.status == VialStatus.IN_TRANSIT:
+            on = f" on {transfers[vial.id]}" if vial.id in transfers else ""
+            reasons[vial.id] = [f"in transit{on}: usable nowhere until it is received"]
+        elif vial.site_id != site_id:
+            reasons[vial.id] = [f"is at site {codes[vial.site_id]}, not at {codes[site_id]}: "
+                                "a vial is used only where it is (send it with a transfer)"]
     return reasons
 
 

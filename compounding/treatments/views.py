@@ -26,7 +26,7 @@ from ..security import requires
 from ..services import treatments, voids
 from ..services.clock import clinic_today, to_clinic, utcnow
 from ..services.errors import DomainError, NotFound
-from ..site_scope import current_scope
+from ..site_scope import acting_site_id, current_scope
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
 bp = Blueprint("treatments", __name__, url_prefix="/treatments")
@@ -157,7 +157,7 @@ def treatment_record(patient_id: int):
                 current_user, patient_id=patient.id, uses=form.filled_uses(),
                 performed_at=form.performed_at_utc(), indication=form.indication.data or "",
                 notes=form.notes.data or "", practitioner=db.session.get(User, form.practitioner_id.data),
-                password=form.password.data or None)
+                password=form.password.data or None, site_id=acting_site_id())
         except DomainError as exc:
             if isinstance(exc.details, dict) and exc.details.get("reasons"):
                 refusals = exc.details["reasons"]

@@ -115,6 +115,9 @@ class TreatmentSessionCreateSchema(Schema):
     notes = fields.String(load_default="", validate=validate.Length(max=NOTES_MAX))
     practitioner_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID, metadata={
         "description": "Who treated (a practitioner or pharmacist); the caller when left out"})
+    site_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID, metadata={
+        "description": "Where the session was performed (one of the caller's sites; their first when left out): "
+                       "a vial kept at another site or in transit is refused (409)"})
 
 
 class TreatmentSessionVoidSchema(Schema):
