@@ -18,11 +18,12 @@ from .models import (
     Patient,
     Recall,
     SessionUse,
+    Site,
     TreatmentSession,
     User,
     Vial,
 )
-from .services import batches, formulas, ingredients, inventory, recalls, treatments, users
+from .services import batches, formulas, ingredients, inventory, recalls, sites, transfers, treatments, users
 from .services.clock import clinic_today, utcnow
 from .services.passwords import DEMO_PASSWORD
 
@@ -364,6 +365,33 @@ def _seed_held_batch() -> Iterator[str]:
            f"{_drawn_from(session_row)})")
 
 
+def _seed_chain() -> Iterator[str]:
+    """A second site, LYON, with a fridge and a practitioner, and vials on the road to it.
+
+    Dr Omar Haddad (pharmacist2) works at both sites and has the site switcher; the auditor sees
+    every site. The transfer waits to be scanned in at LYON.
+    """
+    if db.session.scalar(sa.select(Site.id).where(Site.code == "LYON")):
+        return
+    lyon = sites.create_site(None, "LYON", "Lyon clinic", "Europe/Paris", "12 quai Saint-Antoine, 69002 Lyon")
+    fridge = sites.create_location(None, lyon.id, "Fridge 1", "fridge", min_celsius="2", max_celsius="8")
+    users.create_user(None, username="lyon", display_name="Dr Lucie Martin", role="practitioner",
+                      password=DEMO_PASSWORD, allow_demo_password=True, site_codes=["LYON"])
+    hub = _user("pharmacist2")
+    sites.set_user_sites(None, hub.id, [sites.main_site().id, lyon.id], all_sites=False)
+    batch = db.session.scalar(sa.select(Batch).join(Formula).where(
+        Formula.code == "MESO-VCHA", Batch.status == "released").order_by(Batch.id))
+    vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id, Vial.status == "sealed")
+                               .order_by(Vial.number.desc()).limit(2)).all()
+    transfer = transfers.create_transfer(hub, sites.main_site().id, lyon.id,
+                                         [{"vial_code": vial.code} for vial in vials], to_location_id=fridge.id,
+                                         note="Weekly delivery")
+    transfers.dispatch(hub, transfer.id, scanned_codes=[vial.code for vial in vials])
+    yield "  user lyon          role practitioner  at site LYON (pharmacist2 works at MAIN and LYON)"
+    yield (f"  site LYON, {fridge.code} {fridge.name}; transfer {transfer.code} of "
+           f"{', '.join(vial.code for vial in vials)} dispatched, waiting to be received at LYON")
+
+
 def seed_demo() -> Iterator[str]:
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
@@ -381,4 +409,6 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_recall()
     yield "Demo hold:"
     yield from _seed_held_batch()
+    yield "Demo chain:"
+    yield from _seed_chain()
     yield "Demo data is in place."
