@@ -392,7 +392,8 @@ def _seed_chain() -> Iterator[str]:
            f"{', '.join(vial.code for vial in vials)} dispatched, waiting to be received at LYON")
 
 
-def seed_demo() -> Iterator[str]:
+def seed_demo(chain: bool = True) -> Iterator[str]:
+    """Every part of the demo; `chain=False` leaves out the second site (a one-site clinic's data)."""
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
     yield "Demo ingredients:"
@@ -409,6 +410,7 @@ def seed_demo() -> Iterator[str]:
     yield from _seed_recall()
     yield "Demo hold:"
     yield from _seed_held_batch()
-    yield "Demo chain:"
-    yield from _seed_chain()
+    if chain:
+        yield "Demo chain:"
+        yield from _seed_chain()
     yield "Demo data is in place."

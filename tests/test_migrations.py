@@ -93,7 +93,7 @@ def _demo_with_its_tests_recorded():
     from compounding.services.clock import clinic_today
     from compounding.services.passwords import DEMO_PASSWORD
 
-    for _ in seed_demo():
+    for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
         pass
     pharmacist = db.session.scalar(sa.select(User).where(User.username == "pharmacist"))
     for batch_id in db.session.scalars(sa.select(Batch.id).where(Batch.status == "awaiting_tests")).all():
@@ -248,7 +248,7 @@ def test_the_downgrade_stops_while_a_batch_awaits_its_test_results(empty_databas
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
+        for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
         waiting = db.session.scalar(sa.select(Batch.code).where(Batch.status == "awaiting_tests"))
         db.session.remove()
@@ -267,7 +267,7 @@ def test_the_upgrade_makes_an_unverified_batch_of_a_tested_category_owe_its_test
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
+        for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
         prepared = db.session.scalar(sa.select(Batch).where(Batch.status == "prepared"))
         prepared_id = prepared.id
@@ -292,7 +292,7 @@ def test_the_upgrade_gives_existing_batches_legacy_vials_for_the_volume_they_hav
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
+        for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
         db.session.remove()
         # Back to pooled batches, then forward: every batch is now one "made before vials".
@@ -333,7 +333,7 @@ def test_the_downgrade_stops_while_a_vial_is_held_on_its_own(empty_database_url)
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory)
-        for _ in seed_demo():
+        for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
         held = db.session.scalar(sa.select(Hold).where(Hold.entity_type == "vial", Hold.released_at.is_(None)))
         batch_holds = db.session.scalars(sa.select(Hold).where(Hold.entity_type == "batch",
@@ -350,3 +350,44 @@ def test_the_downgrade_stops_while_a_vial_is_held_on_its_own(empty_database_url)
         db.session.remove()
         assert current_revision() == "e5d0a1b00001"
         assert db.session.scalar(sa.select(Hold.id).where(Hold.entity_type == "vial", Hold.entity_id == vial_id))
+
+
+# --- sites ------------------------------------------------------------------------
+
+
+def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a_chain(empty_database_url):
+    from compounding.demo import seed_demo
+    from compounding.models import Batch, Location, Lot, Site, StockMovement, TreatmentSession, User, UserSite, Vial
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory, revision="e5d0a1b00001")
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory, revision="f6a0c1d00001")
+        (main,) = db.session.scalars(sa.select(Site)).all()
+        (store,) = db.session.scalars(sa.select(Location)).all()
+        assert (main.code, store.code, store.is_default, store.site_id) == ("MAIN", "LOC0001", True, main.id)
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory)
+        for _ in seed_demo(chain=False):
+            pass
+        db.session.remove()
+        flask_migrate.downgrade(directory=migrate.directory, revision="e5d0a1b00001")
+        db.session.remove()
+        flask_migrate.upgrade(directory=migrate.directory)  # the demo's records, made before sites, come back
+        for model in (Lot, Batch, Vial):
+            assert set(db.session.execute(sa.select(model.location_id, model.site_id).distinct())) == {
+                (store.id, main.id)}, model
+        assert set(db.session.scalars(sa.select(StockMovement.location_id).distinct())) == {store.id}
+        assert set(db.session.scalars(sa.select(TreatmentSession.site_id).distinct())) == {main.id}
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(UserSite)) == db.session.scalar(
+            sa.select(sa.func.count()).select_from(User))
+        for _ in seed_demo():  # now a chain: LYON and a transfer on the road
+            pass
+        db.session.remove()
+        flask_migrate.downgrade(directory=migrate.directory, revision="f6a0c1d00001")
+        db.session.remove()
+        with pytest.raises(SystemExit):
+            flask_migrate.downgrade(directory=migrate.directory, revision="e5d0a1b00001")
+        db.session.remove()
+        assert current_revision() == "f6a0c1d00001"
+        assert db.session.scalar(sa.select(Site.id).where(Site.code == "LYON"))

@@ -170,7 +170,7 @@ def test_an_empty_location_is_deactivated_and_no_longer_takes_stock(chief, make_
     sites.deactivate_location(chief, shelf.id, reason="removed")
     assert not shelf.active
     assert audit_rows("location.deactivated")[-1].reason == "removed"
-    with pytest.raises(InvalidInput, match="no longer in use"):
+    with pytest.raises(InvalidState, match="no longer in use"):
         make_lot(location_id=shelf.id)
 
 

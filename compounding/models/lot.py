@@ -61,8 +61,9 @@ class Lot(db.Model):
         one_of("status", LOT_STATUSES, "status_known"),
         sa.CheckConstraint("remaining >= 0", name="remaining_not_negative"),
         sa.CheckConstraint("quantity_received > 0", name="quantity_received_positive"),
-        # A supplier lot is received once; its child lots (made by transfers) share its number.
-        sa.Index("uq_lots_received_once", "ingredient_id", "supplier", "supplier_lot_number", unique=True,
+        # A supplier lot is received once per site (two clinics may each buy from the same supplier
+        # lot); its child lots (made by transfers) share its number.
+        sa.Index("uq_lots_received_once", "site_id", "ingredient_id", "supplier", "supplier_lot_number", unique=True,
                  sqlite_where=sa.text("parent_lot_id IS NULL"), postgresql_where=sa.text("parent_lot_id IS NULL")),
         sa.Index("ix_lots_ingredient_status_expiry", "ingredient_id", "status", "expires_on"),
         # The lot list's default order: a page's ids are read off this index alone.

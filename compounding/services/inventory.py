@@ -23,7 +23,7 @@ from .history import deplete_if_empty, ensure_transition, explained_change, reco
 from .ingredients import get_ingredient, gtin_is_valid, normalise_gtin
 from .ledger import move_lot
 from .signatures import pharmacist_signs, sign
-from .sites import place, resolve_location
+from .sites import acting_site_id, place, resolve_location
 from .transaction import transactional
 
 LOT_FIELDS = ("status", "remaining", "status_reason")
@@ -134,9 +134,10 @@ def _checked_gtin(gtin: str) -> str:
     return gtin
 
 
-def _refuse_received_twice(ingredient: Ingredient, supplier: str, supplier_lot_number: str) -> None:
+def _refuse_received_twice(ingredient: Ingredient, supplier: str, supplier_lot_number: str, site_id: int) -> None:
+    """A supplier lot is received once per site (each clinic of a chain may buy from the same supplier lot)."""
     duplicate = db.session.scalar(sa.select(Lot).where(
-        Lot.ingredient_id == ingredient.id, Lot.supplier == supplier,
+        Lot.site_id == site_id, Lot.ingredient_id == ingredient.id, Lot.supplier == supplier,
         Lot.supplier_lot_number == supplier_lot_number, Lot.parent_lot_id.is_(None)))
     if duplicate is not None:
         raise InvalidState(
@@ -150,7 +151,8 @@ def _refuse_received_twice(ingredient: Ingredient, supplier: str, supplier_lot_n
 
 def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_number: str,
                      expires_on, quantity, gtin: str = "", coa_reference: str = "",
-                     location: str = "", received_at: datetime | None = None) -> Receipt:
+                     location: str = "", received_at: datetime | None = None,
+                     site_id: int | None = None) -> Receipt:
     """Check a delivery against the receiving rules without changing anything.
 
     Refused: unknown or inactive ingredient, a lot already expired at receipt, the same
@@ -164,7 +166,8 @@ def validate_receipt(actor: User, *, ingredient_id: int, supplier: str, supplier
     received_at = received_at or utcnow()
     _check_receivable_expiry(expires_on, received_at)
     gtin = _checked_gtin(gtin)
-    _refuse_received_twice(ingredient, supplier, supplier_lot_number)
+    _refuse_received_twice(ingredient, supplier, supplier_lot_number,
+                           site_id if site_id is not None else acting_site_id(actor))
     return Receipt(ingredient=ingredient, supplier=supplier, supplier_lot_number=supplier_lot_number,
                    expires_on=expires_on, quantity=quantity, gtin=gtin,
                    coa_reference=checked_text(coa_reference, "coa_reference", NAME_MAX),
@@ -185,11 +188,11 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
     """
     from .codes import next_lot_code
 
+    store = resolve_location(actor, location_id, site_id, "receive lots")
     receipt = validate_receipt(
         actor, ingredient_id=ingredient_id, supplier=supplier, supplier_lot_number=supplier_lot_number,
         expires_on=expires_on, quantity=quantity, gtin=gtin, coa_reference=coa_reference, location=location,
-        received_at=received_at)
-    store = resolve_location(actor, location_id, site_id, "receive lots")
+        received_at=received_at, site_id=store.site_id)
     lot = Lot(
         code=next_lot_code(), ingredient_id=receipt.ingredient.id, supplier=receipt.supplier,
         supplier_lot_number=receipt.supplier_lot_number, gtin=receipt.gtin or None,

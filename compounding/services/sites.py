@@ -49,10 +49,11 @@ def site_by_code(code: str) -> Site:
     return site
 
 
-def get_location(location_id: int, *, for_update: bool = False) -> Location:
+def get_location(location_id: int, *, for_update: bool = False, for_share: bool = False) -> Location:
+    """A location; `for_share` keeps it from being deactivated until the caller's transaction ends."""
     query = sa.select(Location).where(Location.id == location_id)
-    if for_update:
-        query = query.with_for_update()
+    if for_update or for_share:
+        query = query.with_for_update(read=not for_update)
     location = db.session.scalar(query) if isinstance(location_id, int) else None
     if location is None:
         raise NotFound(f"There is no location {location_id}.")
@@ -108,10 +109,11 @@ def resolve_location(user: User, location_id: int | None = None, site_id: int | 
     """Where stock goes: the location asked for (active, at a site of the user's), else the acting
     site's default location."""
     if location_id is None:
-        return default_location(acting_site_id(user, site_id))
-    location = get_location(location_id)
+        location_id = default_location(acting_site_id(user, site_id)).id
+    # Shared lock: a deactivation (which locks the row and counts its stock) waits for this receipt.
+    location = get_location(location_id, for_share=True)
     if not location.active:
-        raise InvalidInput(f"{location.label} ({location.name}) is no longer in use.", field="location_id")
+        raise InvalidState(f"{location.label} ({location.name}) is no longer in use.", field="location_id")
     if site_id is not None and location.site_id != site_id:
         raise InvalidInput(f"{location.label} is not at the site asked for.", field="location_id")
     ensure_at_site(user, location.site_id, doing)

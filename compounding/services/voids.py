@@ -193,7 +193,7 @@ def _copy_session(session_row: TreatmentSession, patient_id: int) -> tuple[Treat
     new = TreatmentSession(
         patient_id=patient_id, practitioner_id=session_row.practitioner_id, performed_at=session_row.performed_at,
         indication=session_row.indication, notes=session_row.notes, recorded_at=utcnow(),
-        corrects_session_id=session_row.id)
+        corrects_session_id=session_row.id, site_id=session_row.site_id)
     db.session.add(new)
     db.session.flush()
     uses = [SessionUse(session_id=new.id, batch_id=use.batch_id, vial_id=use.vial_id, volume_ml=use.volume_ml,

@@ -6,8 +6,8 @@
   every ledger row names it, every treatment session was performed there, and every user
   belongs to MAIN: a one-site clinic sees no change.
 - Lots may name their parent (a child lot made at a transfer's destination, sharing its
-  supplier lot number: the one-receipt-per-supplier-lot rule now holds for lots without a
-  parent); the ledger takes the movement kind `transfer`.
+  supplier lot number: a supplier lot is now received once per site, and the rule holds for
+  lots without a parent); the ledger takes the movement kind `transfer`.
 
 The downgrade refuses once the clinic is a chain (a second site, or any transfer): folding
 sites back into one pool would put stock where it is not.
@@ -243,7 +243,7 @@ def upgrade():
         batch_op.create_foreign_key(batch_op.f('fk_lots_site_id_sites'), 'sites', ['site_id'], ['id'])
         batch_op.create_foreign_key(batch_op.f('fk_lots_parent_lot_id_lots'), 'lots', ['parent_lot_id'], ['id'])
         batch_op.drop_constraint('uq_lots_ingredient_id_supplier_supplier_lot_number', type_='unique')
-        batch_op.create_index('uq_lots_received_once', ['ingredient_id', 'supplier', 'supplier_lot_number'],
+        batch_op.create_index('uq_lots_received_once', ['site_id', 'ingredient_id', 'supplier', 'supplier_lot_number'],
                               unique=True, sqlite_where=sa.text('parent_lot_id IS NULL'),
                               postgresql_where=sa.text('parent_lot_id IS NULL'))
         batch_op.alter_column('location_id', existing_type=sa.Integer(), nullable=False)
