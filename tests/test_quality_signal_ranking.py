@@ -28,6 +28,7 @@ from compounding.models import (
     TreatmentSession,
 )
 from compounding.models.treatment import ADVERSE_EVENT_TYPES, SEVERE_EVENT_TYPES
+from compounding.services import exposure
 from compounding.services.clock import utcnow
 from compounding.services.rates import QUALITY_EVENT_TYPES, wilson_interval
 from compounding.services.signals import quality_signals
@@ -146,6 +147,8 @@ def add_random_uses_and_events(rng: random.Random, base: dict) -> None:
             type=rng.choice(QUALITY_EVENT_TYPES if severe_type else MILD_TYPES),
             severity=rng.choices(["mild", "moderate", "severe"], weights=[12, 4, 1])[0],
             recorded_by_id=practitioner.id))
+    # Written around the services, as a bulk load is: the exposure counts are recounted after it.
+    exposure.rebuild_all()
     db.session.commit()
 
 

@@ -38,7 +38,8 @@ def _scope_page() -> tuple[int, int]:
 
 def _traced(kind: str, record_id: int, tracer, schema: type[Schema]):
     """One page of a lot's or batch's trace; the reading is noted, as the trace names patients."""
-    scope = tracer(record_id, *_scope_page())
+    args = load(ScopePageSchema, request.args.to_dict())
+    scope = tracer(record_id, args["page"], args["per_page"], after=trace.decode_cursor(args["after"]))
     note_access(f"trace.{kind}", target_type=kind, target_id=record_id)
     return jsonify(schema().dump(scope))
 

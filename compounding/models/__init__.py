@@ -5,6 +5,7 @@ from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
 from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus, BatchTest
 from .counter import CodeCounter
+from .exposure import ExposureCount
 from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
 from .history import StatusChange
 from .hold import Hold
@@ -40,6 +41,7 @@ __all__ = [
     "BatchComponent",
     "BatchTest",
     "CodeCounter",
+    "ExposureCount",
     "Formula",
     "FormulaComponent",
     "Hold",

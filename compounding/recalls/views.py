@@ -58,16 +58,21 @@ def _render_trace(scope: trace.Trace, kind: str, target_id: int):
         quarantine_form=QuarantineForm(formdata=None, back="trace", reason=quarantine_reason(events, severe)))
 
 
+def _after() -> dict | None:
+    """The next page's keyset from the pager's link (a malformed one answers 422)."""
+    return trace.decode_cursor(request.args.get("after", "")[:2000] or None)
+
+
 @bp.route("/trace/lots/<int:lot_id>")
 @requires("patients.read")
 def trace_lot(lot_id: int):
-    return _render_trace(trace.trace_lot(lot_id, page_arg()), "lot", lot_id)
+    return _render_trace(trace.trace_lot(lot_id, page_arg(), after=_after()), "lot", lot_id)
 
 
 @bp.route("/trace/batches/<int:batch_id>")
 @requires("patients.read")
 def trace_batch(batch_id: int):
-    return _render_trace(trace.trace_batch(batch_id, page_arg()), "batch", batch_id)
+    return _render_trace(trace.trace_batch(batch_id, page_arg(), after=_after()), "batch", batch_id)
 
 
 # --- recalls -----------------------------------------------------------------------------------

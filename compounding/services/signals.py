@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchComponent, Lot, Patient, SessionUse, TreatmentSession
+from ..models import AdverseEvent, Batch, BatchComponent, ExposureCount, Lot, Patient, SessionUse, TreatmentSession
+from ..models.exposure import ALL_SITES
 from ..models.treatment import SEVERE_EVENT_TYPES
 from .rates import QUALITY_EVENT_TYPES, percent, rate_with_interval, wilson_interval
 
@@ -227,18 +228,17 @@ def _baseline() -> Baseline:
 
 
 def _exposure(kind: str, ids) -> list:
-    """Each batch's or lot's code, status, exposed sessions and patients (voided sessions count): one statement."""
+    """Each batch's or lot's code, status, exposed sessions and patients (voided sessions count): one statement.
+
+    Read from the exposure counts kept with each use (services/exposure.py), the chain's row;
+    a lot's include the batches made from its child lots.
+    """
     model = Batch if kind == "batch" else Lot
-    query = sa.select(model.id, model.code, model.status,
-                      sa.func.count(sa.distinct(SessionUse.session_id)).label("sessions"),
-                      sa.func.count(sa.distinct(TreatmentSession.patient_id)).label("patients"))
-    if kind == "batch":
-        query = query.join(SessionUse, SessionUse.batch_id == Batch.id)
-    else:
-        query = (query.join(BatchComponent, BatchComponent.lot_id == Lot.id)
-                 .join(SessionUse, SessionUse.batch_id == BatchComponent.batch_id))
-    query = (query.join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-             .where(model.id.in_(list(ids))).group_by(model.id, model.code, model.status))
+    kept = ExposureCount
+    query = (sa.select(model.id, model.code, model.status, sa.func.coalesce(kept.sessions, 0).label("sessions"),
+                       sa.func.coalesce(kept.patients, 0).label("patients"))
+             .outerjoin(kept, sa.and_(kept.kind == kind, kept.item_id == model.id, kept.site_id == ALL_SITES))
+             .where(model.id.in_(list(ids))))
     return db.session.execute(query).all()
 
 
@@ -270,9 +270,9 @@ def quality_signals(limit: int = 50) -> list[Signal]:
 
     Bounded by the adverse events, not by the uses (events are few, uses are millions): the
     events are read with the batches and lots they touch, the clinic's baseline is counted once,
-    then the exposure of each touched batch. A lot's exposure costs far more (every use of every
-    batch made from it), so it is counted only for the lots that can be flagged and could still
-    rank among the first `limit`. Four statements whatever the size of the data.
+    then the exposure of each touched batch, read from the exposure counts. A lot's is read only
+    for the lots that can be flagged and could still rank among the first `limit`. Four
+    statements whatever the size of the data.
 
     A voided session keeps counting, with its events: a void must not hide a reaction.
     """

@@ -18,7 +18,7 @@ from ..limits import CODE_MAX, NAME_MAX, NOTES_MAX, SHORT_TEXT_MAX
 from ..models import AdverseEvent, Patient, SessionUse, TreatmentSession, User
 from ..models.patient import fold
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
-from . import audit, sites
+from . import audit, exposure, sites
 from .access import ensure_can
 from .batches import reasons_at
 from .bounds import check_day, checked_text
@@ -255,6 +255,7 @@ def record_session(actor: User, *, patient_id: int, uses: list[dict], performed_
     if now - performed_at > _backdate_limit():
         _sign_backdating(actor, password, session_row.id)
     wasted = _take_volumes(actor, session_row, patient, draws)
+    exposure.count_session(session_row)
     late = join_recalls_opened_since(actor, session_row, sorted({d.batch.id for d in draws}))
     # The answer names the vial each use drew from, in the order given (kept past the commit).
     session_row.vial_codes = [d.vial.code for d in draws]

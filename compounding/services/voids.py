@@ -26,7 +26,7 @@ from ..models import (
     VialStatus,
 )
 from ..models.treatment import PLAIN_VOID_CODES, VOID_CODES
-from . import audit
+from . import audit, exposure
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
@@ -154,6 +154,7 @@ def _mark_voided(actor: User, session_row: TreatmentSession, code: str, reason: 
     session_row.voided_by_id = actor.id
     session_row.void_code = code
     session_row.void_reason = reason
+    exposure.count_void(session_row)
     return {"returned": returned, "not_returned": kept}
 
 
@@ -274,6 +275,7 @@ def correct_patient(actor: User, session_id: int, *, patient_id: int, reason: st
                      doing="correct the patient of a session")
     _mark_voided(actor, session_row, "wrong_patient", reason, return_volume=False)
     new, uses = _copy_session(session_row, right.id)
+    exposure.count_session(new)
     events = _move_adverse_events(session_row.id, new.id)
     recalls, closed_before = _settle_recalls(actor, password, session_row, new, uses, wrong, right)
     _audit_correction(actor, session_row, new, uses, wrong, right, events, recalls, closed_before, reason)

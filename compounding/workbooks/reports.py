@@ -8,6 +8,7 @@ from ..queries.recalls import split_codes
 from ..queries.scope import SiteIds
 from ..queries.treatments import SessionFilters, sessions_within
 from ..services.clock import utcnow
+from ..services.trace_places import place_text
 from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
 
@@ -60,17 +61,20 @@ def _vial_sheet(book: WorkbookWriter, trace) -> None:
     header = [Column("Vial code", "code"), Column("Batch code", "code"), Column("Status"), Column("Dose"),
               Column("Volume (mL)", "decimal"), Column("Remaining (mL)", "decimal"),
               Column(zone_label("First punctured", book.zone), "datetime"), Column("Legacy", "bool"),
-              Column("Sessions", "int"), Column("Session ids", "code"), Column("Patient charts", "code")]
+              Column("Sessions", "int"), Column("Session ids", "code"), Column("Patient charts", "code"),
+              Column("Where now")]
     book.table("Vials", header, (
         (v.code, v.batch_code, v.status, v.dose, v.volume_ml, v.remaining_ml, v.punctured_at, v.legacy, v.sessions,
-         ", ".join(sorted(split_codes(v.session_ids), key=int)), ", ".join(split_codes(v.chart_numbers)))
+         ", ".join(sorted(split_codes(v.session_ids), key=int)), ", ".join(split_codes(v.chart_numbers)),
+         place_text(v))
         for v in trace.vials))
 
 
 def _patient_columns(zone, with_contacts: bool, identify: bool) -> list[Column]:
     identity = [Column("Name"), Column("Phone", "code"), Column("E-mail")] if identify else []
+    # A patient is listed under each site where a session in the scope was performed, sorted by site.
     columns = [
-        Column("Patient chart", "code"), *identity, Column("Sessions", "int"),
+        Column("Site", "code"), Column("Patient chart", "code"), *identity, Column("Sessions", "int"),
         Column("Volume received (mL)", "decimal"),
         Column(zone_label("First session", zone), "datetime"), Column(zone_label("Last session", zone), "datetime"),
     ]
@@ -92,8 +96,8 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
     def patient_rows():
         for patient in trace.patients:
             identity = (patient.name, patient.phone, patient.email) if identify else ()
-            values = (patient.chart_number, *identity, patient.sessions, patient.volume_ml, patient.first_at,
-                      patient.last_at, patient.voided_sessions, vials_used(patient))
+            values = (patient.site_code, patient.chart_number, *identity, patient.sessions, patient.volume_ml,
+                      patient.first_at, patient.last_at, patient.voided_sessions, vials_used(patient))
             if with_contacts:
                 contact = contacts.get(patient.id)
                 values += (contact is not None, contact.outcome if contact else None,
@@ -106,22 +110,24 @@ def _scope_sheets(book: WorkbookWriter, trace, contacts: Mapping[int, Any] | Non
     session_header = [Column("Session id", "int"), Column(zone_label("Performed", zone), "datetime"),
                       Column("Patient chart", "code"), Column("Volume (mL)", "decimal"),
                       Column("Batch codes", "code"), Column("Vials", "code"), Column("Voided", "bool"),
-                      Column("Void code")]
+                      Column("Void code"), Column("Site", "code")]
     if late is not None:  # a recall: flag the sessions entered after it opened (their patients need a contact)
         session_header.append(Column("Recorded after the recall opened", "bool"))
     book.table("Sessions", session_header, (
         (s.id, s.performed_at, s.chart_number, s.volume_ml, records.codes(s.batch_codes), vials_used(s),
-         s.voided_at is not None, s.void_code, *((s.id in late,) if late is not None else ())) for s in trace.sessions))
+         s.voided_at is not None, s.void_code, s.site_code, *((s.id in late,) if late is not None else ()))
+        for s in trace.sessions))
     _vial_sheet(book, trace)
     batch_header = [Column("Batch code", "code"), Column("Formula", "code"), Column("Version", "int"),
                     Column("Formula name"), Column("Status"), Column(zone_label("Compounded", zone), "datetime"),
                     Column(zone_label("Use by", zone), "datetime"), Column("Total volume (mL)", "decimal"),
-                    Column("Remaining (mL)", "decimal")]
+                    Column("Remaining (mL)", "decimal"), Column("Where now")]
     if trace.lot is not None:
         batch_header.append(Column(f"Quantity of {trace.lot.code} ({trace.lot.ingredient.unit})", "decimal"))
     book.table("Batches", batch_header, (
         (b.code, b.formula_code, b.formula_version, b.formula_name, b.status, b.compounded_at, b.beyond_use_at,
-         b.total_volume_ml, b.remaining_volume_ml, *((b.quantity_from_lot,) if trace.lot is not None else ()))
+         b.total_volume_ml, b.remaining_volume_ml, place_text(b),
+         *((b.quantity_from_lot,) if trace.lot is not None else ()))
         for b in trace.batches))
     lot_header = [Column("Lot code", "code"), Column("Ingredient"), Column("Supplier"),
                   Column("Supplier lot number", "code"), Column("Expiry", "date"), Column("Status")]

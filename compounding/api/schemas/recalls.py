@@ -10,6 +10,7 @@ from ...pagination import MAX_PAGE
 from ...privacy import withhold_identity
 from ...queries.recalls import split_codes, trace_counts
 from ...services.trace import TRACE_PER_PAGE, TRACE_PER_PAGE_MAX
+from ...services.trace_places import lot_place_lines, place_text
 from .batches import BatchFormulaSchema
 from .common import RECORD_ID, Quantity, reason_text, signature
 from .lots import LotRefSchema, LotStockSchema
@@ -25,6 +26,16 @@ def _value(row, name: str):
 _CODES = {"type": "array", "items": {"type": "string"}}
 _VIAL_CODES = {**_CODES, "description": "The vials used (none for uses recorded before vials had codes)"}
 _POOLED = {"type": "boolean", "description": "Some use was recorded before vials had codes: pooled, no vial"}
+_PLACE = {"type": "string", "description": 'Where it is now: "SITE · LOCATION name", or "in transit on T000123"'}
+
+
+class _PlacedSchema(Schema):
+    """Where a traced item is now."""
+
+    site_code = fields.String(allow_none=True)
+    location_code = fields.String(allow_none=True)
+    location_name = fields.String(allow_none=True)
+    place = fields.Function(place_text, metadata=_PLACE)
 
 
 class TraceLotSchema(LotStockSchema):
@@ -47,7 +58,7 @@ class TraceBatchSchema(Schema):
     beyond_use_at = fields.DateTime()
 
 
-class TraceUpstreamLotSchema(LotRefSchema):
+class TraceUpstreamLotSchema(LotRefSchema, _PlacedSchema):
     """A lot a batch consumed, with how much of it."""
 
     ingredient_name = fields.String()
@@ -55,7 +66,7 @@ class TraceUpstreamLotSchema(LotRefSchema):
     quantity = Quantity(metadata={"type": "string", "format": "decimal", "description": "Taken from this lot"})
 
 
-class TraceBatchRowSchema(Schema):
+class TraceBatchRowSchema(_PlacedSchema):
     """A batch downstream of a lot (or the traced batch itself)."""
 
     id = fields.Integer()
@@ -85,6 +96,7 @@ class TraceSessionRowSchema(Schema):
                                    "description": "Of the traced batches, in this session"})
     batch_codes = fields.Function(lambda row: split_codes(row.batch_codes),
                                   metadata={"type": "array", "items": {"type": "string"}})
+    site_code = fields.String(metadata={"description": "Where the session was performed"})
     voided = fields.Function(lambda row: row.voided_at is not None, metadata={"type": "boolean"})
     voided_at = fields.DateTime(allow_none=True)
     void_code = fields.String(allow_none=True, metadata={"enum": list(VOID_CODES)})
@@ -114,7 +126,7 @@ class TracePatientRowSchema(Schema):
         return withhold_identity(data)
 
 
-class TraceVialRowSchema(Schema):
+class TraceVialRowSchema(_PlacedSchema):
     """A vial of the traced batches: where it stands and which sessions and patients it went to."""
 
     id = fields.Integer()
@@ -133,6 +145,36 @@ class TraceVialRowSchema(Schema):
                                   metadata={"type": "array", "items": {"type": "integer"}})
     chart_numbers = fields.Function(lambda row: split_codes(row.chart_numbers),
                                     metadata={**_CODES, "description": "The patients it went to"})
+    transit_code = fields.String(allow_none=True, metadata={"description": "The dispatched transfer carrying it"})
+
+
+class TraceSiteSchema(Schema):
+    """One site's share of the scope: the sessions performed there and what they reached."""
+
+    site_code = fields.String()
+    site_name = fields.String()
+    batches = fields.Integer(metadata={"description": "Batches used there"})
+    vials = fields.Integer(metadata={"description": "Vials used there"})
+    sessions = fields.Integer(metadata={"description": "Voided ones too"})
+    voided_sessions = fields.Integer()
+    patients = fields.Integer()
+    volume_ml = Quantity(metadata={"type": "string", "format": "decimal", "description": "Of the sessions that stand"})
+
+
+class TracePlaceSchema(Schema):
+    """The traced item (a lot with its child lots) and where each is now."""
+
+    id = fields.Integer()
+    code = fields.String()
+    status = fields.String()
+    parent_lot_id = fields.Integer(allow_none=True)
+    site_code = fields.String(allow_none=True)
+    location_code = fields.String(allow_none=True)
+    location_name = fields.String(allow_none=True)
+    transit_code = fields.String(allow_none=True)
+    transit_quantity = Quantity(allow_none=True)
+    place = fields.Function(lambda row: "; ".join(lot_place_lines(row)) if hasattr(row, "transit_quantity")
+                            else place_text(row), metadata=_PLACE)
 
 
 class TraceCountsSchema(Schema):
@@ -152,6 +194,8 @@ class ScopePageSchema(Schema):
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_PAGE))
     per_page = fields.Integer(load_default=TRACE_PER_PAGE, validate=validate.Range(min=1, max=TRACE_PER_PAGE_MAX),
                               metadata={"description": "Rows of each list per page"})
+    after = fields.String(load_default=None, validate=validate.Length(max=2000), metadata={
+        "description": "A trace's `next_cursor`: the next page after the rows seen, as cheap as the first"})
 
 
 _SCOPE_COUNTS = {"type": "object", "description": "Over the whole scope, whatever the page", "properties": {
@@ -171,6 +215,11 @@ class _TraceScopeSchema(Schema):
     page = fields.Integer()
     per_page = fields.Integer()
     pages = fields.Integer(metadata={"description": _PAGES})
+    next_cursor = fields.String(allow_none=True, metadata={"description": "Pass as `after` for the next page"})
+    sites = fields.List(fields.Nested(TraceSiteSchema), metadata={"description": "Per site where sessions were "
+                                                                                 "performed"})
+    places = fields.List(fields.Nested(TracePlaceSchema), metadata={
+        "description": "The traced lot and its child lots (or the batch), where each is now"})
 
 
 class LotTraceSchema(_TraceScopeSchema):
