@@ -8,8 +8,8 @@ from testkit import PASSWORD, QueryCounter, lot_used_by_sessions, sign_in_sessio
 from vialkit import vials_of
 
 from compounding.extensions import db
-from compounding.models import BatchComponent, Location, Lot, Site, Transfer, TransferLine, Vial
-from compounding.services import batches, trace, treatments
+from compounding.models import BatchComponent, Ingredient, Location, Lot, Site, Transfer, TransferLine, Vial
+from compounding.services import batches, sites, trace, treatments
 from compounding.services.clock import utcnow
 from compounding.services.trace_places import place_text
 
@@ -74,14 +74,20 @@ def test_tracing_a_parent_lot_reaches_batches_made_from_its_child_lot(chain, mak
     db.session.execute(sa.update(Lot).where(Lot.id == child.id).values(
         parent_lot_id=parent.id, site_id=lyon.id,
         location_id=db.session.scalar(sa.select(Location.id).where(Location.code == "LOC0900"))))
+    store = db.session.scalar(sa.select(Location.id).where(Location.code == "LOC0900"))
+    saline = make_lot(db.session.scalar(sa.select(Ingredient).where(Ingredient.name == "Saline")), quantity="100")
+    db.session.execute(sa.update(Lot).where(Lot.id == saline.id).values(site_id=lyon.id, location_id=store))
+    for who in ("technician", "practitioner"):
+        sites.join_sites(chain[who], [lyon.id])
     db.session.commit()
-    batch = batches.compound_batch(chain["technician"], chain["first"].formula_id, 1)
+    # Compounded at LYON, where the child lot is (FEFO takes only that site's lots).
+    batch = batches.compound_batch(chain["technician"], chain["first"].formula_id, 1, location_id=store)
     assert db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id,
                                                                     BatchComponent.lot_id == child.id))
 
     batches.verify_batch(chain["pharmacist"], batch.id, PASSWORD)
     patient = make_patient()
-    treatments.record_session(chain["practitioner"], patient_id=patient.id,
+    treatments.record_session(chain["practitioner"], patient_id=patient.id, site_id=lyon.id,
                               uses=[{"batch_code": batch.code, "volume_ml": "2"}])
     scope = trace.trace_lot(parent.id)
     assert batch.id in {row.id for row in scope.batches}
