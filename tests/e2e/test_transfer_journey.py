@@ -14,8 +14,9 @@ from compounding.services import treatments, users
 LYON_PASSWORD = "Rhone-Saone-confluence-1893"
 
 
-def _lyon(live_server) -> tuple[int, int]:
-    """Site LYON with its store, a practitioner who works there only, and a patient: (patient id, site id)."""
+def _lyon(live_server) -> tuple[int, int, str]:
+    """Site LYON (the demo's, or made here) with a practitioner who works there only, and a patient:
+    (patient id, site id, the code of LYON's default location where transfers arrive)."""
     with live_server.app.app_context():
         site = db.session.scalar(sa.select(Site).where(Site.code == "LYON"))
         if site is None:
@@ -25,11 +26,13 @@ def _lyon(live_server) -> tuple[int, int]:
             db.session.add(Location(site_id=site.id, code="LOC-LYON", name="Lyon store", kind="room",
                                     is_default=True))
             db.session.commit()
+        if not db.session.scalar(sa.select(users.User.id).where(users.User.username == "lyon-doc")):
             users.create_user(None, username="lyon-doc", display_name="Dr Lea Martin", role="practitioner",
                               password=LYON_PASSWORD, site_codes=["LYON"])
         doctor = db.session.scalar(sa.select(users.User).where(users.User.username == "lyon-doc"))
         patient = treatments.create_patient(doctor, {"chart_number": "LY-0001", "name": "Lyon Patient"})
-        return patient.id, site.id
+        store = db.session.scalar(sa.select(Location.code).where(Location.site_id == site.id, Location.is_default))
+        return patient.id, site.id, store
 
 
 def _session_with(page, patient_id: int, vial: str):
@@ -42,7 +45,7 @@ def _session_with(page, patient_id: int, vial: str):
 def test_the_hub_sends_three_vials_to_lyon_which_uses_one_only_after_receiving_them(page, live_server):
     batch_id, code = live_server.released_batch(units=3)
     vials = [f"{code}-01", f"{code}-02", f"{code}-03"]
-    patient_id, lyon_id = _lyon(live_server)
+    patient_id, lyon_id, store = _lyon(live_server)
 
     # The hub pharmacist drafts the transfer by scanning the batch, then scans each vial out.
     login(page, "pharmacist")
@@ -63,6 +66,10 @@ def test_the_hub_sends_three_vials_to_lyon_which_uses_one_only_after_receiving_t
     expect(dispatch).to_be_enabled()
     dispatch.click()
     expect(page.get_by_role("alert").filter(has_text="in transit")).to_be_visible()
+    # The trace says where the three are: on the road.
+    page.goto(f"/trace/batches/{batch_id}")
+    for vial in vials:
+        expect(page.locator("#vials tr", has_text=vial)).to_contain_text(f"in transit on {transfer_code}")
 
     # In LYON, before receipt: the vial is refused, naming the transfer it travels on.
     login(page, "lyon-doc", LYON_PASSWORD)
@@ -76,8 +83,8 @@ def test_the_hub_sends_three_vials_to_lyon_which_uses_one_only_after_receiving_t
     page.get_by_role("button", name="Receive").click()
     expect(page.get_by_role("alert").filter(has_text="Received")).to_be_visible()
     lines = page.locator("#transfer-lines")
-    for vial, place in ((vials[0], "sealed at LOC-LYON"), (vials[1], "sealed at LOC-LYON"),
-                        (vials[2], "discarded at LOC-LYON")):
+    for vial, place in ((vials[0], f"sealed at {store}"), (vials[1], f"sealed at {store}"),
+                        (vials[2], f"discarded at {store}")):
         expect(lines.locator("tr", has_text=vial)).to_contain_text(place)
 
     # Now usable there: one goes into a session at LYON.
@@ -93,6 +100,11 @@ def test_the_hub_sends_three_vials_to_lyon_which_uses_one_only_after_receiving_t
         expect(page.locator("main")).to_contain_text(re.compile(status, re.IGNORECASE))
     places = dict(live_server.execute(sa.select(Vial.code, Vial.site_id).where(Vial.batch_id == batch_id)))
     assert places == {vials[0]: lyon_id, vials[1]: lyon_id, vials[2]: lyon_id}
+    page.goto(f"/trace/batches/{batch_id}")  # the trace: all three at LYON now, one spent, one discarded
+    for vial, status in ((vials[0], "spent"), (vials[1], "sealed"), (vials[2], "discarded")):
+        row = page.locator("#vials tr", has_text=vial)
+        expect(row).to_contain_text(f"LYON · {store}")
+        expect(row).to_contain_text(status)
     page.goto(transfer_url)
-    expect(page.locator("#transfer-lines tr", has_text=vials[0])).to_contain_text("spent at LOC-LYON")
+    expect(page.locator("#transfer-lines tr", has_text=vials[0])).to_contain_text(f"spent at {store}")
     save_screenshot(page, "transfer-received")
