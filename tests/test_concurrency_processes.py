@@ -23,8 +23,20 @@ from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, base_config, run_at_
 
 from compounding import create_app
 from compounding.extensions import db
-from compounding.models import Batch, Lot, SessionUse, StockMovement, Vial
-from compounding.services import audit, batches, formulas, ingredients, inventory, treatments, users
+from compounding.models import (
+    Batch,
+    Location,
+    Lot,
+    SessionUse,
+    Site,
+    StatusChange,
+    StockMovement,
+    Transfer,
+    TransferLine,
+    Vial,
+)
+from compounding.services import audit, batches, formulas, ingredients, inventory, transfers, treatments, users
+from compounding.services.sites import main_site
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
@@ -236,3 +248,39 @@ def test_two_practitioners_scanning_one_single_dose_vial_at_once_only_one_sessio
     assert [(kind, Decimal(quantity)) for kind, quantity in movements] == [
         ("use", Decimal("-0.4")), ("waste", Decimal("-0.6"))]
     _books_balance()
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL.startswith("postgresql"),
+                    reason="row locks between concurrent transactions are exercised on PostgreSQL")
+def test_two_receipts_of_one_transfer_at_once_only_one_counts(live):
+    app, port = live
+    pharmacist, verifier, technician, active, formula = _setup_formula()
+    lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="T",
+                                expires_on=date.today() + timedelta(days=90), quantity=Decimal("10"))
+    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    batch = batches.compound_batch(technician, formula.id, 3)
+    batches.verify_batch(verifier, batch.id, PASSWORD)
+    lyon = Site(code="LYON", name="Lyon", timezone="Europe/Paris", address="")
+    db.session.add(lyon)
+    db.session.flush()
+    db.session.add(Location(site_id=lyon.id, code="LOC-LYON", name="Lyon store", kind="room", is_default=True))
+    db.session.commit()
+    vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.id)).all()
+    transfer = transfers.create_transfer(pharmacist, main_site().id, lyon.id, [{"vial_code": v.code} for v in vials])
+    transfers.dispatch(pharmacist, transfer.id)
+    receivers = [users.create_user(None, username=f"lyon{n}", display_name=f"Lyon {n}", role="technician",
+                                   password=PASSWORD, site_codes=["LYON"]) for n in range(2)]
+    requests = [("POST", f"/api/v1/transfers/{transfer.id}/receive", {},
+                 {"Authorization": f"Bearer {users.create_token(None, user, 'test')}"}) for user in receivers]
+    answers = _fire(port, requests)
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200, 409], answers
+    db.session.rollback()  # end our snapshot: read what the workers committed
+    assert db.session.get(Transfer, transfer.id).status == "received"
+    assert {v.status for v in db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id))} == {"sealed"}
+    arrivals = db.session.scalar(sa.select(sa.func.count(StatusChange.id)).where(
+        StatusChange.entity_type == "vial", StatusChange.from_status == "in_transit"))
+    assert arrivals == len(vials)
+    assert db.session.scalar(sa.select(sa.func.count(TransferLine.id)).where(
+        TransferLine.transfer_id == transfer.id, TransferLine.received == 1)) == len(vials)
+    assert audit.verify_chain().ok
