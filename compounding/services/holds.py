@@ -18,7 +18,6 @@ from ..limits import REASON_MAX
 from ..models import (
     AdverseEvent,
     Batch,
-    BatchComponent,
     BatchStatus,
     Hold,
     Lot,
@@ -30,7 +29,7 @@ from ..models import (
 )
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
-from . import audit
+from . import audit, exposure
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
@@ -119,12 +118,12 @@ def _locked(kind: str, item_id: int):
 
 
 def open_recall_of(kind: str, item_id: int) -> int | None:
-    """An open recall of the item itself or, for a batch, of a lot it was made from (a vial: of its batch)."""
+    """An open recall of the item itself or, for a batch, of a lot it was made from (a vial: of its batch);
+    a lot's parent lots count as the lot (a child lot made at a transfer's destination)."""
     if kind == "vial":
         kind, item_id = "batch", db.session.scalar(sa.select(Vial.batch_id).where(Vial.id == item_id))
-    target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
-        Recall.batch_id == item_id,
-        Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
+    target = (Recall.lot_id.in_(exposure.lot_and_ancestors([item_id])) if kind == "lot"
+              else sa.or_(Recall.batch_id == item_id, Recall.lot_id.in_(exposure.reaching_lots([item_id]))))
     return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == RecallStatus.OPEN).limit(1))
 
 
