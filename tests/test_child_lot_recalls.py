@@ -10,7 +10,7 @@ parent alone.
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, QueryCounter, sign_in
+from testkit import PASSWORD, QueryCounter, audit_rows, sign_in
 
 from compounding.extensions import db
 from compounding.models import Batch, BatchComponent, Ingredient, Location, Lot, Recall, Site, Vial
@@ -19,6 +19,7 @@ from compounding.queries.recalls import late_sessions, progress_for, recall_reco
 from compounding.services import batches, exposure, holds, recalls, signals, sites, transfers, treatments, voids
 from compounding.services.clock import utcnow
 from compounding.services.errors import InvalidState, NotAllowed
+from compounding.services.history import history_of
 from compounding.services.sites import main_site
 
 
@@ -158,6 +159,9 @@ def test_a_hold_on_the_parent_holds_the_child_lot_and_its_release_releases_it(se
     parent, child = sent["parent"], sent["child"]
     holds.quality_signal_hold(sent["hub"], "lot", parent.id, "infections at two sites")
     assert fresh(Lot, child.id).status == "on_hold"
+    held = history_of("lot", child.id)[-1]
+    assert (held.to_status, held.reference) == ("on_hold", f"lot {parent.id}") and parent.code in held.reason
+    assert [r.action for r in audit_rows(entity_type="lot") if r.entity_id == child.id][-1] == "lot.held_with_parent"
     holds.release_hold(sent["hub"], "lot", parent.id, "quality_signal", "cultures negative", PASSWORD)
     assert fresh(Lot, parent.id).status == "released" and fresh(Lot, child.id).status == "released"
 
@@ -177,8 +181,9 @@ def test_the_child_lot_stays_held_while_its_parent_is(sent):
     parent, child = sent["parent"], sent["child"]
     holds.quality_signal_hold(sent["hub"], "lot", parent.id, "infections")
     holds.quality_signal_hold(sent["hub"], "lot", child.id, "and here too")
+    rows = len(history_of("lot", child.id))
     holds.release_hold(sent["hub"], "lot", child.id, "quality_signal", "checked here", PASSWORD)
-    assert fresh(Lot, child.id).status == "on_hold"
+    assert fresh(Lot, child.id).status == "on_hold" and len(history_of("lot", child.id)) == rows
     assert fresh(Lot, parent.id).status == "on_hold"
 
 
