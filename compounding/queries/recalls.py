@@ -13,7 +13,6 @@ from ..extensions import db
 from ..limits import CODE_MAX
 from ..models import (
     Batch,
-    BatchComponent,
     Lot,
     Patient,
     Recall,
@@ -233,14 +232,7 @@ def recall_list_query(filters: RecallFilters):
                           Recall.id.desc())
 
 
-def reached_batches(recall_ids):
-    """A subquery of (recall_id, batch_id): the batches each recall reached (its batch, or its lot's batches)."""
-    return sa.union(
-        sa.select(Recall.id.label("recall_id"), Recall.batch_id.label("batch_id"))
-        .where(Recall.id.in_(recall_ids), Recall.batch_id.is_not(None)),
-        sa.select(Recall.id, BatchComponent.batch_id).join(BatchComponent, BatchComponent.lot_id == Recall.lot_id)
-        .where(Recall.id.in_(recall_ids)),
-    ).subquery()
+reached_batches = recalls.reached_batches  # (recall_id, batch_id): a lot recall's include its child lots
 
 
 def progress_for(recall_ids: list[int]) -> dict[int, tuple[int, int]]:

@@ -8,7 +8,10 @@ them), voided sessions, distinct patients, and the volume of the sessions that s
   patient correction); `count_void` takes its volume out and counts it voided. A lot's
   exposure includes the batches made from its child lots: the lineage is walked at use time.
 - `recompute`, `rebuild_all` and `check_all` recount from the links (session uses, batch
-  components, lot parents) in a fixed number of set-based statements, never a loop over rows.
+  components, lot parents) in a fixed number of set-based statements, never a loop over rows;
+  `check_all` compares the membership tables too (only the rows that differ leave the database).
+- `reaching_lots`, `lot_and_ancestors` and `lots_below` walk the same lineage for the recall,
+  hold, void and quality-signal rules: a recall or hold of a lot reaches its child lots.
 """
 
 from collections import defaultdict
@@ -25,15 +28,42 @@ from ..models.exposure import ALL_SITES, MEMBERSHIPS, ExposureCount  # noqa: F40
 COUNTED = ("batches", "vials", "sessions", "voided_sessions", "patients", "volume_ml")
 
 
-def lineage(lot_ids=None):
-    """A recursive select of (lot_id, ancestor_id): each lot with itself and every lot it descends from."""
+def lineage(lot_ids=None, name: str = "lineage"):
+    """A recursive select of (lot_id, ancestor_id): each lot with itself and every lot it descends from.
+
+    `name` keeps two of them apart in one statement.
+    """
     start = sa.select(Lot.id.label("lot_id"), Lot.id.label("ancestor_id"))
     if lot_ids is not None:
         start = start.where(Lot.id.in_(lot_ids))
-    up = start.cte("lineage", recursive=True)
+    up = start.cte(name, recursive=True)
     parent = sa.orm.aliased(Lot)
     return up.union_all(sa.select(up.c.lot_id, parent.parent_lot_id)
                         .join(parent, parent.id == up.c.ancestor_id).where(parent.parent_lot_id.is_not(None)))
+
+
+def reaching_lots(batch_ids, name: str = "reaching_lots"):
+    """A select of the lots whose recall or hold reaches these batches: those they consumed and their ancestors.
+
+    A lot's child lots (a transfer's destination) are the same supplier lot, so a recall of the
+    parent reaches what was made from its children. One recursive select, over few levels.
+    """
+    up = lineage(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids)), name)
+    return sa.select(up.c.ancestor_id).distinct()
+
+
+def lot_and_ancestors(lot_ids, name: str = "lot_ancestors"):
+    """A select of these lots' ids and those of every lot they descend from."""
+    up = lineage(lot_ids, name)
+    return sa.select(up.c.ancestor_id).distinct()
+
+
+def lots_below(lot_ids, name: str = "lots_below"):
+    """A recursive select of (root_id, lot_id): each of the lots with itself and every lot made from it."""
+    down = sa.select(Lot.id.label("root_id"), Lot.id.label("lot_id")).where(Lot.id.in_(lot_ids)).cte(
+        name, recursive=True)
+    child = sa.orm.aliased(Lot)
+    return down.union_all(sa.select(down.c.root_id, child.id).join(down, child.parent_lot_id == down.c.lot_id))
 
 
 def _items(connection, batch_ids: list[int]) -> dict[int, list[tuple[str, int]]]:
@@ -250,8 +280,46 @@ def _same(field: str, kept, counted) -> bool:
     return int(kept or 0) == int(counted or 0)
 
 
+# A membership table's rows that differ from a recount: those counted but not kept as they are, and
+# those kept but not counted so. Set-based (EXCEPT), so only the differences leave the database.
+MEMBER_DIFF = """{links}, counted(kind, item_id, site_id, member, uses) AS (
+    SELECT kind, item_id, site_id, {source}, count(*) FROM used {not_null} GROUP BY kind, item_id, site_id, {source}
+    UNION ALL
+    SELECT kind, item_id, {all_sites}, {source}, count(*) FROM used {not_null} GROUP BY kind, item_id, {source}),
+kept(kind, item_id, site_id, member, uses) AS (SELECT kind, item_id, site_id, {column}, uses FROM {table})
+SELECT 'counted', kind, item_id, site_id, member, uses FROM (
+    SELECT kind, item_id, site_id, member, uses FROM counted
+    EXCEPT SELECT kind, item_id, site_id, member, uses FROM kept
+) AS missing
+UNION ALL
+SELECT 'kept', kind, item_id, site_id, member, uses FROM (
+    SELECT kind, item_id, site_id, member, uses FROM kept
+    EXCEPT SELECT kind, item_id, site_id, member, uses FROM counted
+) AS extra"""
+MEMBER_NOUN = {"patients": "patient", "vials": "vial", "batches": "batch"}
+
+
+def member_drifts(connection=None) -> list[Drift]:
+    """The membership rows (item, site, member: uses) that differ from a recount: one statement per table."""
+    connection = connection or db.session.connection()
+    links = LINKS.format(where="")
+    drifts = []
+    for name, (table, column, source) in MEMBERS.items():
+        not_null = "WHERE vial_id IS NOT NULL" if column == "vial_id" else ""
+        found: dict = defaultdict(dict)
+        for side, kind, item_id, site_id, member, uses in connection.execute(sa.text(MEMBER_DIFF.format(
+                links=links, source=source, not_null=not_null, all_sites=ALL_SITES, column=column, table=table))):
+            found[(kind, item_id, site_id, member)][side] = uses
+        drifts += [Drift(kind, item_id, site_id, f"{MEMBER_NOUN[name]} {member} uses", sides.get("kept", 0),
+                         sides.get("counted", 0)) for (kind, item_id, site_id, member), sides in found.items()]
+    return drifts
+
+
 def check_all(connection=None) -> tuple[list[Drift], int]:
-    """Compare every kept row with a recount from the links; answer the drifts and the rows checked."""
+    """Compare every kept row, counts and memberships, with a recount from the links.
+
+    Answers the drifts (sorted by item and site) and the count rows checked.
+    """
     connection = connection or db.session.connection()
     counted = recount(connection)
     table = ExposureCount.__table__
@@ -262,4 +330,6 @@ def check_all(connection=None) -> tuple[list[Drift], int]:
         mine, theirs = kept.get(key, {}), counted.get(key, {})
         drifts += [Drift(*key, field, mine.get(field, 0), theirs.get(field, 0)) for field in COUNTED
                    if not _same(field, mine.get(field), theirs.get(field))]
+    drifts += member_drifts(connection)
+    drifts.sort(key=lambda d: (d.kind, d.item_id, d.site_id, d.field))
     return drifts, len(set(kept) | set(counted))

@@ -26,8 +26,9 @@ from ..models import (
 )
 from ..models._common import Transition
 from ..models.batch import BATCH_HOLDABLE
+from ..models.lot import LOT_HOLDABLE, LotStatus
 from ..models.vial import VIAL_TRANSITIONS, VialStatus
-from . import audit
+from . import audit, exposure
 from .clock import utcnow
 from .errors import InvalidState
 from .ledger import move_vial
@@ -130,7 +131,9 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
 
     A lot or batch going back to a usable status while hold reasons stand goes on to
     `on_hold` at once (two rows: the history says what happened, then why it is held).
-    A batch's new status reaches its vials in the same transaction (`_reach_vials`).
+    A batch's new status reaches its vials in the same transaction (`_reach_vials`); a lot's hold
+    and its release reach its child lots (`_reach_child_lots`), and a child lot going back to a
+    usable status while its parent is on hold goes on hold with it.
     """
     from_status = item.status
     if from_status == to_status:
@@ -138,6 +141,8 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
     _change_status(item, to_status, actor, reason=reason, reference=reference, at=at)
     if type(item) is Batch:
         _reach_vials(item, from_status, actor, reason=reason, reference=reference, at=at)
+    elif type(item) is Lot:
+        _reach_child_lots(item, from_status, actor, reason=reason, at=at)
 
 
 def _change_status(item, to_status: str, actor: User | None, *, reason: str, reference: str,
@@ -149,12 +154,62 @@ def _change_status(item, to_status: str, actor: User | None, *, reason: str, ref
     kind = entity_type(item)
     hold = STATUS_TRANSITIONS.get(kind, {}).get("hold")
     if hold is not None and hold.allows(to_status):
-        holds = standing_holds(kind, item.id)
-        if holds:
+        why = [h.text for h in standing_holds(kind, item.id)]
+        if not why and kind == "lot" and item.parent_lot_id is not None:
+            why = [f"parent lot {code} is on hold" for code in db.session.scalars(
+                sa.select(Lot.code).where(Lot.id == item.parent_lot_id, Lot.status == LotStatus.ON_HOLD))]
+        if why:
             held = hold.to
             item.status = held
             item.__dict__[_RECORDED] = held
-            _row(item, to_status, held, actor, "; ".join(h.text for h in holds), "", at)
+            _row(item, to_status, held, actor, "; ".join(why), "", at)
+
+
+def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str, at: datetime | None) -> None:
+    """A lot's hold, or its last hold released, carried to its child lots (the same supplier lot at other sites).
+
+    Held -> its quarantined and released child lots (and theirs) `on_hold`; released -> each
+    child lot back to its status before the hold, unless it carries holds of its own or its own
+    parent is still held. One audit row and one status-history row per child lot (they are few);
+    the lineage, the holds and the statuses before are read in three statements.
+    """
+    held = LotStatus.ON_HOLD
+    if lot.status == held and before != held:
+        action = "hold"
+    elif before == held and lot.status in LOT_HOLDABLE:
+        action = "unhold"
+    else:
+        return
+    below = exposure.lots_below([lot.id], "held_lots")
+    children = db.session.scalars(
+        sa.select(Lot).where(Lot.id.in_(sa.select(below.c.lot_id)), Lot.id != lot.id)
+        .order_by(Lot.id).with_for_update().execution_options(populate_existing=True)).all()
+    if not children:
+        return
+    ids = [child.id for child in children]
+    own = set(db.session.scalars(sa.select(Hold.entity_id).where(
+        Hold.entity_type == "lot", Hold.entity_id.in_(ids), Hold.released_at.is_(None))))
+    returns_to = dict(db.session.execute(
+        sa.select(StatusChange.entity_id, StatusChange.from_status)
+        .where(StatusChange.entity_type == "lot", StatusChange.entity_id.in_(ids), StatusChange.to_status == held)
+        .order_by(StatusChange.changed_at, StatusChange.id)).all()) if action == "unhold" else {}
+    why = f"parent lot {lot.code} {'on hold' if action == 'hold' else 'released from hold'}" + (
+        f": {reason}" if reason else "")
+    statuses = {lot.id: lot.status}
+    for child in children:  # in id order: a lot's parent comes before it
+        was = child.status
+        if action == "hold" and was in LOT_HOLDABLE:
+            _change_status(child, held, actor, reason=why, reference=f"lot {lot.id}", at=at)
+        elif (action == "unhold" and was == held and child.id not in own
+              and statuses.get(child.parent_lot_id) != held):
+            _change_status(child, returns_to.get(child.id) or LotStatus.RELEASED, actor, reason=why,
+                           reference=f"lot {lot.id}", at=at)
+        if child.status != was:
+            audit.record(actor, f"lot.{'held' if action == 'hold' else 'hold_lifted'}_with_parent", "lot", child.id,
+                         old={"status": was}, new={"status": child.status, "parent": lot.code}, reason=why)
+            if action == "unhold":
+                deplete_if_empty(child, actor, reason="nothing left when its parent's hold was released", at=at)
+        statuses[child.id] = child.status
 
 
 # What a batch's new status does to its vials (DESIGN 10.3): the vial action, by the batch's status after.

@@ -5,7 +5,8 @@ quality signal); while any stands it is `on_hold`, usable nowhere. A pharmacist 
 one reason at a time, by signature, with a reason; when none is left the item returns to
 the status it had before. A recalled or depleted item keeps its status: the hold is still
 recorded, so that it shows and must be released like any other. A batch's holds reach its
-vials (history.change_status); a vial may also carry holds of its own (the vial used in a
+vials, and a lot's its child lots (the same supplier lot at other sites), in
+history.change_status; a vial or a child lot may also carry holds of its own (the vial used in a
 session with a serious adverse event), and stays on hold while either stands.
 """
 
@@ -18,10 +19,10 @@ from ..limits import REASON_MAX
 from ..models import (
     AdverseEvent,
     Batch,
-    BatchComponent,
     BatchStatus,
     Hold,
     Lot,
+    LotStatus,
     Recall,
     RecallStatus,
     SessionUse,
@@ -30,7 +31,7 @@ from ..models import (
 )
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
-from . import audit
+from . import audit, exposure
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
@@ -119,12 +120,12 @@ def _locked(kind: str, item_id: int):
 
 
 def open_recall_of(kind: str, item_id: int) -> int | None:
-    """An open recall of the item itself or, for a batch, of a lot it was made from (a vial: of its batch)."""
+    """An open recall of the item itself or, for a batch, of a lot it was made from (a vial: of its batch);
+    a lot's parent lots count as the lot (a child lot made at a transfer's destination)."""
     if kind == "vial":
         kind, item_id = "batch", db.session.scalar(sa.select(Vial.batch_id).where(Vial.id == item_id))
-    target = Recall.lot_id == item_id if kind == "lot" else sa.or_(
-        Recall.batch_id == item_id,
-        Recall.lot_id.in_(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == item_id)))
+    target = (Recall.lot_id.in_(exposure.lot_and_ancestors([item_id])) if kind == "lot"
+              else sa.or_(Recall.batch_id == item_id, Recall.lot_id.in_(exposure.reaching_lots([item_id]))))
     return db.session.scalar(sa.select(Recall.id).where(target, Recall.status == RecallStatus.OPEN).limit(1))
 
 
@@ -155,7 +156,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     for hold in releasing:
         hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
     left = [h for h in standing if h.kind != hold_kind]
-    if not left and may(item, "unhold") and not _batch_holds_vial(kind, item):
+    if not left and may(item, "unhold") and not _held_from_above(kind, item):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         if kind == "vial":  # a vial punctured while held is open, never sealed again
             before = item.returning_to(before)
@@ -169,10 +170,13 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     return item
 
 
-def _batch_holds_vial(kind: str, item) -> bool:
-    """A vial whose batch is on hold stays on hold when its own last hold is released."""
-    return kind == "vial" and db.session.scalar(
-        sa.select(Batch.status).where(Batch.id == item.batch_id)) == BatchStatus.ON_HOLD
+def _held_from_above(kind: str, item) -> bool:
+    """A vial whose batch is on hold, or a child lot whose parent lot is, stays on hold when its own last
+    hold is released."""
+    if kind == "vial":
+        return db.session.scalar(sa.select(Batch.status).where(Batch.id == item.batch_id)) == BatchStatus.ON_HOLD
+    return kind == "lot" and item.parent_lot_id is not None and db.session.scalar(
+        sa.select(Lot.status).where(Lot.id == item.parent_lot_id)) == LotStatus.ON_HOLD
 
 
 def holds_of(kind: str, item_id: int) -> list[Hold]:

@@ -1,7 +1,9 @@
 """Recalls of a lot or a batch: everything affected becomes unusable at once.
 
 The scope (batches, sessions, patients) is computed from the links by services.trace,
-never typed in. Staff record each attempt to reach a patient and its outcome; a recall
+never typed in. A recall of a lot reaches its child lots (made at a transfer's destination: the
+same supplier lot), their status and what was made from them; a child lot recalled on its own
+leaves its parent alone. Staff record each attempt to reach a patient and its outcome; a recall
 closes only when every patient in its scope has an outcome.
 """
 
@@ -14,6 +16,7 @@ from ..models import (
     BATCH_TRANSITIONS,
     Batch,
     BatchComponent,
+    Lot,
     Patient,
     Recall,
     RecallContact,
@@ -22,8 +25,9 @@ from ..models import (
     TreatmentSession,
     User,
 )
+from ..models.lot import LotStatus
 from ..models.recall import CONTACT_METHODS, CONTACT_OUTCOMES, FINAL_OUTCOMES
-from . import audit
+from . import audit, exposure
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
@@ -62,12 +66,14 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
     reason = checked_text(reason, "reason", NOTES_MAX, required="Say why the recall is opened.")
     if bool(lot_id) == bool(batch_id):
         raise InvalidInput("Recall either a lot or a batch.", field="lot_id")
+    children = []
     if lot_id:
         lot = get_lot(lot_id, for_update=True)
         open_already = db.session.scalar(sa.select(Recall.id).where(Recall.lot_id == lot.id,
                                                                      Recall.status == RecallStatus.OPEN))
         batch_ids = lot_batch_ids(lot.id)
         target = ("lot", lot.id, lot.code)
+        children = _child_lots(lot.id)
     else:
         batch = db.session.scalar(sa.select(Batch).where(Batch.id == batch_id).with_for_update()
                                   .execution_options(populate_existing=True))
@@ -88,12 +94,47 @@ def open_recall(actor: User, *, reason: str, password: str, lot_id: int | None =
     affected = db.session.scalars(
         sa.select(Batch).where(Batch.id.in_(batch_ids), Batch.status.in_(RECALLABLE_BATCH_STATUSES))
         .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)).all()
-    for item in ([lot] if lot_id else []) + affected:
+    for item in ([lot] if lot_id else []) + children + affected:
         _recall_item(actor, item, recall, reason)
     audit.record(actor, "recall.opened", "recall", recall.id, new={
         "target": f"{target[0]} {target[2]}", "reason": reason,
-        "batches_recalled": [b.code for b in affected]})
+        "batches_recalled": [b.code for b in affected], "child_lots_recalled": [c.code for c in children]})
     return recall
+
+
+def _child_lots(lot_id: int) -> list[Lot]:
+    """The lot's child lots and theirs, not yet recalled, locked in id order (a parent's id is below its child's)."""
+    below = exposure.lots_below([lot_id], "recalled_lots")
+    return list(db.session.scalars(
+        sa.select(Lot).where(Lot.id.in_(sa.select(below.c.lot_id)), Lot.id != lot_id,
+                             Lot.status != LotStatus.RECALLED)
+        .order_by(Lot.id).with_for_update().execution_options(populate_existing=True)))
+
+
+def reached_lots(recall_ids):
+    """A recursive select of (recall_id, lot_id): each lot recall's lot and every lot made from it (child lots)."""
+    down = (sa.select(Recall.id.label("recall_id"), Recall.lot_id.label("lot_id"))
+            .where(Recall.id.in_(recall_ids), Recall.lot_id.is_not(None)).cte("reached_lots", recursive=True))
+    child = sa.orm.aliased(Lot)
+    return down.union_all(sa.select(down.c.recall_id, child.id).join(down, child.parent_lot_id == down.c.lot_id))
+
+
+def reached_batches(recall_ids):
+    """A subquery of (recall_id, batch_id): the batches each recall reached (its batch, or those made from its
+    lot and the lot's child lots)."""
+    lots = reached_lots(recall_ids)
+    return sa.union(
+        sa.select(Recall.id.label("recall_id"), Recall.batch_id.label("batch_id"))
+        .where(Recall.id.in_(recall_ids), Recall.batch_id.is_not(None)),
+        sa.select(lots.c.recall_id, BatchComponent.batch_id)
+        .join(BatchComponent, BatchComponent.lot_id == lots.c.lot_id),
+    ).subquery()
+
+
+def reaching(batch_ids):
+    """The condition on Recall of a recall whose scope holds these batches: of one of them, or of a lot they
+    were made from or one it descends from."""
+    return sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(exposure.reaching_lots(batch_ids)))
 
 
 def _recall_item(actor: User, item, recall: Recall, reason: str) -> None:
@@ -112,10 +153,8 @@ def join_recalls_opened_since(actor: User, session_row: TreatmentSession, batch_
     each closed one (its patient must be contacted) and answers the recalls reached, whose
     pages flag the session "recorded after the recall opened". Joins the caller's transaction.
     """
-    lot_ids = sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids))
     reached = db.session.scalars(
-        sa.select(Recall).where(sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(lot_ids)),
-                                Recall.opened_at > session_row.performed_at)
+        sa.select(Recall).where(reaching(batch_ids), Recall.opened_at > session_row.performed_at)
         .order_by(Recall.id).with_for_update().execution_options(populate_existing=True)).all()
     for recall in reached:
         if not may(recall, "reopen"):
@@ -202,14 +241,15 @@ def counted_outcomes(recall_ids, patient_ids=None):
     in the scope was recorded after the recall opened (a late entry or a correction) and
     after that outcome; then the patient has to be contacted again.
     """
+    reached = reached_batches(recall_ids)
     later_session = (
         sa.select(TreatmentSession.id)
         .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
-        .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+        .join(reached, reached.c.batch_id == SessionUse.batch_id)
         .where(TreatmentSession.patient_id == RecallContact.patient_id,
                TreatmentSession.recorded_at > Recall.opened_at,
                TreatmentSession.recorded_at > RecallContact.contacted_at,
-               sa.or_(SessionUse.batch_id == Recall.batch_id, BatchComponent.lot_id == Recall.lot_id)))
+               reached.c.recall_id == Recall.id))
     query = (sa.select(RecallContact.recall_id, RecallContact.patient_id)
              .join(Recall, Recall.id == RecallContact.recall_id)
              .where(RecallContact.recall_id.in_(recall_ids), RecallContact.outcome.in_(FINAL_OUTCOMES),

@@ -8,6 +8,9 @@ swelling, bruising, pain, other) flag only when there are at least QUALITY_MIN_E
 patient rate's lower bound is above the clinic's patient rate (never below the
 QUALITY_EVENT_RATE_THRESHOLD floor): one patient's three mild reactions do not flag a busy batch.
 
+A lot's events and exposure both include the batches made from its child lots (a transfer's
+destination: the same supplier lot), so its rates compare like with like.
+
 Set-based like the trace: the events are read once, and only the batches and lots they touch are
 counted, never one query per row.
 """
@@ -23,6 +26,7 @@ from ..extensions import db
 from ..models import AdverseEvent, Batch, BatchComponent, ExposureCount, Lot, Patient, SessionUse, TreatmentSession
 from ..models.exposure import ALL_SITES
 from ..models.treatment import SEVERE_EVENT_TYPES
+from . import exposure
 from .rates import QUALITY_EVENT_TYPES, percent, rate_with_interval, wilson_interval
 
 KINDS = ("batch", "lot")
@@ -187,16 +191,21 @@ def _read_events(kind: str | None = None, item_id: int | None = None):
 
     Answers the events by id, the event ids by batch and by lot, and each lot's batches among them.
     """
-    query = (sa.select(SessionUse.batch_id, BatchComponent.lot_id, AdverseEvent.id, AdverseEvent.session_id,
+    # A lot's events include those of the batches made from its child lots, as its exposure does.
+    event_batches = sa.select(SessionUse.batch_id).where(SessionUse.session_id.in_(sa.select(AdverseEvent.session_id)))
+    up = exposure.lineage(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(event_batches)),
+                          "event_lots")
+    query = (sa.select(SessionUse.batch_id, up.c.ancestor_id, AdverseEvent.id, AdverseEvent.session_id,
                        TreatmentSession.patient_id, AdverseEvent.type, AdverseEvent.severity)
              .select_from(AdverseEvent)
              .join(SessionUse, SessionUse.session_id == AdverseEvent.session_id)
              .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
-             .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id))
+             .outerjoin(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+             .outerjoin(up, up.c.lot_id == BatchComponent.lot_id))
     if kind == "batch":
         query = query.where(SessionUse.batch_id == item_id)
     elif kind == "lot":
-        query = query.where(BatchComponent.lot_id == item_id)
+        query = query.where(up.c.ancestor_id == item_id)
     events: dict[int, Event] = {}
     by = {"batch": defaultdict(set), "lot": defaultdict(set)}
     lot_batches: dict[int, set[int]] = defaultdict(set)
@@ -310,18 +319,23 @@ def signal_for(kind: str, item_id: int) -> Signal | None:
 
 
 def adverse_event_counts(kind: str, ids) -> dict[int, tuple[int, int]]:
-    """(events, severe) for a few batches or lots, for their pages: one statement (voided sessions count)."""
+    """(events, severe) for a few batches or lots, for their pages: one statement (voided sessions count).
+
+    A lot's include those of the batches made from its child lots.
+    """
     if not ids:
         return {}
     serious = sa.or_(AdverseEvent.type.in_(SEVERE_EVENT_TYPES), AdverseEvent.severity == "severe")
     severe = sa.func.count(sa.distinct(sa.case((serious, AdverseEvent.id))))
-    query = (sa.select(SessionUse.batch_id if kind == "batch" else BatchComponent.lot_id,
-                       sa.func.count(sa.distinct(AdverseEvent.id)), severe)
-             .select_from(SessionUse)
-             .join(AdverseEvent, AdverseEvent.session_id == SessionUse.session_id))
     if kind == "batch":
-        query = query.where(SessionUse.batch_id.in_(ids)).group_by(SessionUse.batch_id)
+        item = SessionUse.batch_id
+        query = sa.select(item).select_from(SessionUse).where(SessionUse.batch_id.in_(ids))
     else:
-        query = (query.join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
-                 .where(BatchComponent.lot_id.in_(ids)).group_by(BatchComponent.lot_id))
+        below = exposure.lots_below(list(ids), "counted_lots")
+        item = below.c.root_id
+        query = (sa.select(item).select_from(SessionUse)
+                 .join(BatchComponent, BatchComponent.batch_id == SessionUse.batch_id)
+                 .join(below, below.c.lot_id == BatchComponent.lot_id))
+    query = (query.add_columns(sa.func.count(sa.distinct(AdverseEvent.id)), severe)
+             .join(AdverseEvent, AdverseEvent.session_id == SessionUse.session_id).group_by(item))
     return {row[0]: (row[1], row[2]) for row in db.session.execute(query)}

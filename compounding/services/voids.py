@@ -15,7 +15,6 @@ from ..models import (
     AdverseEvent,
     AuditEvent,
     Batch,
-    BatchComponent,
     BatchStatus,
     Recall,
     RecallStatus,
@@ -32,7 +31,7 @@ from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .ledger import move_vial
-from .recalls import add_outcome, join_recalls_opened_since
+from .recalls import add_outcome, join_recalls_opened_since, reaching
 from .signatures import pharmacist_signs, sign
 from .trace import patient_in_scope
 from .transaction import transactional
@@ -91,10 +90,10 @@ def ensure_may_void(actor: User, session: TreatmentSession | int) -> None:
 
 
 def recalls_reaching(session_id: int, *, open_only: bool = True) -> list[Recall]:
-    """The recalls whose scope holds the session: of one of its batches, or of a lot in one of them."""
+    """The recalls whose scope holds the session: of one of its batches, or of a lot in one of them (or a lot
+    it descends from: a child lot's batches are in its parent's recall)."""
     batch_ids = sa.select(SessionUse.batch_id).where(SessionUse.session_id == session_id)
-    lot_ids = sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id.in_(batch_ids))
-    query = sa.select(Recall).where(sa.or_(Recall.batch_id.in_(batch_ids), Recall.lot_id.in_(lot_ids)))
+    query = sa.select(Recall).where(reaching(batch_ids))
     if open_only:
         query = query.where(Recall.status == RecallStatus.OPEN)
     return list(db.session.scalars(query.order_by(Recall.id)))
