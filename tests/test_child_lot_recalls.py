@@ -234,3 +234,24 @@ def test_the_recall_reads_stay_bounded_however_deep_the_lineage(sent, make_patie
                        location_id=grandchild.location_id))
     db.session.commit()
     assert statements() == before
+
+
+@pytest.mark.parametrize("what", ["recall", "hold"])
+def test_a_child_lot_received_after_its_parent_was_recalled_or_held_on_the_road_arrives_so(chain, lyon, make_user,
+                                                                                          what):
+    parent, hub = chain["lot"], chain["pharmacist"]
+    receiver = make_user("practitioner", username="lyon-doc", site_codes=["LYON"])
+    sites.join_sites(hub, [lyon.id])
+    db.session.commit()
+    transfer = transfers.create_transfer(hub, main_site().id, lyon.id, [{"lot_id": parent.id, "quantity": "3"}])
+    transfers.dispatch(hub, transfer.id)
+    if what == "recall":
+        recalls.open_recall(hub, lot_id=parent.id, reason="endotoxin", password=PASSWORD)
+    else:
+        holds.quality_signal_hold(hub, "lot", parent.id, "three nodules")
+    transfers.receive(receiver, transfer.id)
+    child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == parent.id))
+    assert child.status == ("recalled" if what == "recall" else "on_hold")
+    if what == "hold":  # released with its parent, it is a released lot like its parent was
+        holds.release_hold(hub, "lot", parent.id, "quality_signal", "cultures negative", PASSWORD)
+        assert fresh(Lot, child.id).status == "released"

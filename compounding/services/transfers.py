@@ -251,7 +251,8 @@ def _receive_lot(actor: User, transfer: Transfer, line: TransferLine, parent: Lo
     """The child lot holding what arrived (none when nothing did), its damaged part written off."""
     if received <= 0:
         return
-    released = parent.status in (LotStatus.RELEASED, LotStatus.DEPLETED) and parent.released_at is not None
+    # A parent held or recalled since dispatch passes that on: the child is the same supplier lot.
+    released = parent.released_at is not None and parent.status != LotStatus.REJECTED
     child = Lot(code=next_lot_code(), ingredient_id=parent.ingredient_id, supplier=parent.supplier,
                 supplier_lot_number=parent.supplier_lot_number, gtin=parent.gtin, received_at=now,
                 received_by_id=actor.id, expires_on=parent.expires_on, quantity_received=received,
@@ -264,6 +265,10 @@ def _receive_lot(actor: User, transfer: Transfer, line: TransferLine, parent: Lo
     db.session.flush()
     line.child_lot_id = child.id
     record_created(child, actor, at=now, reason=f"received on {transfer.code} from {parent.code}")
+    if parent.status in (LotStatus.ON_HOLD, LotStatus.RECALLED):
+        action = "hold" if parent.status == LotStatus.ON_HOLD else "recall"
+        transition(child, action, actor, reason=f"parent lot {parent.code} is {parent.status.replace('_', ' ')}",
+                   reference=f"lot {parent.id}", at=now)
     reference = dict(reference_type="transfer", reference_id=transfer.id, occurred_at=now)
     move_lot(child, "transfer", received, actor, reason="received", note=f"transfer {transfer.code}", **reference)
     if damaged > 0:
