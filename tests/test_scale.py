@@ -341,3 +341,16 @@ def test_seed_scale_sites_same_seed_gives_the_same_data(app, runner):
     db.session.remove()
     assert _seed_chain(runner, "--seed", "2")[0] == 0
     assert _count(Batch) == 180  # and another seed adds different data (checked by its count only)
+
+
+def test_seed_scale_on_postgresql_puts_back_every_index_and_foreign_key_it_set_aside(runner):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL: the load sets the big tables' indexes aside and builds them after")
+    from compounding.scale.writer import index_definitions
+
+    with db.engine.connect() as connection:
+        before = index_definitions(connection)
+    assert any(name == "ix_stock_movements_lot_id" for _, name, _ in before)
+    assert _seed_chain(runner)[0] == 0
+    with db.engine.connect() as connection:
+        assert index_definitions(connection) == before

@@ -44,10 +44,15 @@ from .spec import (
     Size,
     Summary,
 )
-from .writer import Writer
+from .writer import Writer, put_back, set_aside_indexes
 
 __all__ = ["DEFAULTS", "SCALE_PASSWORD", "SCALE_USERS", "TRACE_INGREDIENT", "TRACE_LOT_PREFIX", "ForeignData", "Size",
            "Summary", "foreign_records", "seed_scale"]
+
+
+# The tables seed-scale fills in bulk.
+BULK_TABLES = ["patients", "lots", "batches", "batch_components", "signatures", "treatment_sessions", "vials",
+               "session_uses", "stock_movements", "adverse_events", "audit_events"]
 
 
 def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None] = print) -> Summary:
@@ -79,9 +84,17 @@ def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None]
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.AUDIT_CHAIN_LOCK})
                     connection.exec_driver_sql("LOCK TABLE code_counters IN EXCLUSIVE MODE")
                 start = find_start(connection)
+                restore = []
+                if not sqlite:  # the big tables' secondary indexes and foreign keys built once, after the load
+                    connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+                    restore = set_aside_indexes(connection, BULK_TABLES)
                 writer, log = Writer(connection, report), AuditLog()
                 chain = ensure_chain(writer, plan.sites, now, log)
                 summary = write_all(writer, plan, start, log, chain)
+                if restore:
+                    stage = time.perf_counter()
+                    put_back(connection, restore)
+                    report(f"  indexes and foreign keys put back ({len(restore)}) {time.perf_counter() - stage:6.1f} s")
                 _rebuild_exposure(connection, report)
                 stage = time.perf_counter()
             report(f"  committed                                {time.perf_counter() - stage:6.1f} s")
