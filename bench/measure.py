@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from compounding import workbooks
 from compounding.extensions import db
-from compounding.models import Batch, BatchComponent, Lot, User, Vial
+from compounding.models import Batch, BatchComponent, Lot, Site, TreatmentSession, User, Vial
 from compounding.scale import SCALE_PASSWORD, TRACE_LOT_PREFIX
 from compounding.services import batches, recalls, scan, signals, trace, users, vials
 from compounding.services.clock import utcnow
@@ -86,11 +86,11 @@ def _fixtures(app, n_codes: int) -> dict:
                 "trace_batch_id": trace_batch_id}
 
 
-def _login(client) -> None:
+def _login(client, username: str = "scale.pharmacist1") -> None:
     page = _get(client, "/login").get_data(as_text=True)
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page) or re.search(
         r'name="csrf_token" value="([^"]+)"', page)
-    response = client.post("/login", data={"username": "scale.pharmacist1", "password": SCALE_PASSWORD,
+    response = client.post("/login", data={"username": username, "password": SCALE_PASSWORD,
                                            "csrf_token": token.group(1) if token else ""})
     if response.status_code != 302:
         raise RuntimeError(f"Sign-in failed ({response.status_code})")
@@ -124,7 +124,7 @@ def scan_code(code: str) -> str:
     return scan.resolve(code).kind
 
 
-def vial_scans(client, app, fx: dict) -> dict:
+def vial_scans(client, app, fx: dict, api_only: bool = False) -> dict:
     """Vial codes through the scan API, interleaved with the minimal vial lookup; the scan service;
     and the vial's own verdict (`services.vials`: find the vial, judge its batch and then it)."""
     auth = {"Authorization": f"Bearer {fx['token']}"}
@@ -144,6 +144,8 @@ def vial_scans(client, app, fx: dict) -> dict:
             else:
                 _get(client, "/bench/minimal-vial", query_string={"code": code})
                 minimal.append((time.perf_counter() - started) * 1000)
+    if api_only:
+        return {"api": percentiles(api), "minimal": percentiles(minimal), "api_kinds": dict(kinds)}
     service, service_kinds, verdict, usable = [], Counter(), [], 0
     for code in codes:
         started = time.perf_counter()
@@ -164,12 +166,15 @@ def vial_scans(client, app, fx: dict) -> dict:
             "usable": usable}
 
 
-def pages(client, app, fx: dict, n: int) -> dict:
-    """First and deep pages of the lot, batch and session lists (deep: page 1,000, or the last one)."""
-    lists = {"lots": ("/lots/", fx["counts"]["lots"]), "batches": ("/batches/", fx["counts"]["batches"])}
+def pages(client, app, fx: dict, n: int, counts: dict | None = None) -> dict:
+    """First and deep pages of the lot, batch and session lists (deep: page 1,000, or the last one).
+
+    `counts`: the rows the viewer's lists hold (default: every row)."""
+    counts = counts or fx["counts"]
+    lists = {"lots": ("/lots/", counts["lots"]), "batches": ("/batches/", counts["batches"])}
     endpoints = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
     if "treatments.treatment_list" in endpoints:
-        lists["sessions"] = (endpoints["treatments.treatment_list"], fx["counts"]["treatment_sessions"])
+        lists["sessions"] = (endpoints["treatments.treatment_list"], counts["treatment_sessions"])
     results = {}
     for name, (url, rows) in lists.items():
         deep = max(1, min(1000, math.ceil(rows / PER_PAGE)))
@@ -307,6 +312,34 @@ def quality_signals(client, app, fx, n: int) -> dict:
     return results
 
 
+def one_site(app, fx: dict, n: int, n_codes: int) -> dict:
+    """One site seen by its own pharmacist (a member of that site alone): its lot, batch and session
+    lists (page 1 and a deep page of its own rows), its dashboard, and its vial codes through the scan
+    API against the minimal vial lookup. The site: the hub MAIN, the busiest (seed-scale --sites N)."""
+    with app.app_context():
+        user = db.session.scalar(sa.select(User).where(User.username == "scale.main.pharmacist"))
+        if user is None:
+            return {}
+        site_id = db.session.scalar(sa.select(Site.id).where(Site.code == "MAIN"))
+        sites = db.session.scalar(sa.select(sa.func.count()).select_from(Site))
+        counts = {name: db.session.scalar(sa.select(sa.func.count()).select_from(model)
+                                          .where(model.site_id == site_id))
+                  for name, model in (("lots", Lot), ("batches", Batch), ("vials", Vial),
+                                      ("treatment_sessions", TreatmentSession))}
+        token = users.create_token(None, user, "bench site")
+        vial_codes = db.session.scalars(sa.select(Vial.code).where(Vial.site_id == site_id)
+                                        .order_by(sa.func.random()).limit(n_codes)).all()
+        db.session.commit()
+        db.session.remove()
+    client = app.test_client()
+    _login(client, "scale.main.pharmacist")
+    result = {"site": "MAIN", "sites": sites, "username": "scale.main.pharmacist", "counts": counts,
+              "pages": pages(client, app, fx, n, counts),
+              "dashboard": percentiles(timed(lambda: _get(client, "/"), n))}
+    result["vial_scan"] = vial_scans(client, app, {**fx, "token": token, "vial_codes": vial_codes}, api_only=True)
+    return result
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     app = make_app()
@@ -322,6 +355,7 @@ def main() -> None:
     results["vial_scan"] = vial_scans(client, app, fx)
     results["batch_vials"] = batch_vials(client, app, fx, 5 if quick else 10)
     results["recall"] = recall_with_vials(app, fx, 2 if quick else 3)
+    results["site"] = one_site(app, fx, 10 if quick else 30, 200 if quick else 1000)
     results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
     print(json.dumps(results, default=str))
 

@@ -70,6 +70,33 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
     return rows
 
 
+def _site_rows(m: dict) -> list[tuple]:
+    """One site seen by its own pharmacist: its lists (deep page against page 1), its dashboard, its vials scanned."""
+    site = m.get("site")
+    if not site:
+        return []
+    rows = []
+    for name, label in (("lots", "lot list"), ("batches", "batch list"), ("sessions", "session list")):
+        page = site["pages"].get(name)
+        if not page:
+            continue
+        first, deep = page["first"], page["deep"]
+        rows.append((f"Site {site['site']} {label} page 1, p50", "< 50 ms", f"{first['p50']} ms (p99 {first['p99']})",
+                     first["p50"] / 50, 1))
+        rows.append((f"Site {site['site']} {label} page {page['deep_page']:,} vs page 1 (p50)", "≤ 2×",
+                     f"{deep['p50']} / {first['p50']} ms", deep["p50"] / first["p50"], 2))
+    dashboard = site["dashboard"]
+    rows.append((f"Site {site['site']} pharmacist's dashboard `/` p50", "< 100 ms",
+                 f"{dashboard['p50']} ms (p99 {dashboard['p99']})", dashboard["p50"] / 100, 1))
+    vial = site.get("vial_scan")
+    if vial:
+        api, minimal = vial["api"], vial["minimal"]
+        rows.append((f"Site {site['site']} scan API p50, {api['n']} of its vial codes (answered: "
+                     f"{_kinds(vial['api_kinds'])}) vs minimal vial lookup", "≤ 2×",
+                     f"{api['p50']} ms vs {minimal['p50']} ms", api["p50"] / minimal["p50"], 2))
+    return rows
+
+
 def _scope(scope: dict) -> str:
     """What a trace reached: its batches, vials (once trace lists them), sessions and patients."""
     parts = [f"{scope[k]:,} {k}" for k in ("batches", "vials", "sessions", "patients") if k in scope]
@@ -142,13 +169,22 @@ def write_report(results: Path, out: Path) -> None:
                   f"SQLite {mc['sqlite']}" + (f", PostgreSQL {mc['postgresql']}" if mc.get("postgresql") else "")
                   + f"; load average at start {mc['load_average']}.",
                   "- Data: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in counts.items())
-                  + f" (seed-scale --scale {r['scale']})."]
+                  + f" (seed-scale --scale {r['scale']}"
+                  + (f" --sites {r['sites']}" if r.get("sites", 1) > 1 else "") + ")."]
         if r.get("seed"):
             lines.append(f"- `flask --app wsgi seed-scale` took **{r['seed']['seconds']} s** "
                          "(target < 180 s on SQLite).")
         lines += ["", "| measure | target | figure | ratio |", "|---|---|---|---|"]
         lines += [f"| {name} | {target} | {figure} | {_verdict(ratio, limit)} |"
                   for name, target, figure, ratio, limit in _rows(r)]
+        site = r["measure"].get("site")
+        if site:
+            held = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in site["counts"].items())
+            lines += ["", f"One site of {site['sites']}: {site['site']} (the hub, the busiest), seen by "
+                      f"`{site['username']}`, a member of it alone: {held}.", "",
+                      "| measure | target | figure | ratio |", "|---|---|---|---|"]
+            lines += [f"| {name} | {target} | {figure} | {_verdict(ratio, limit)} |"
+                      for name, target, figure, ratio, limit in _site_rows(r["measure"])]
         if r.get("seed"):
             lines += ["", "<details><summary>seed-scale stages</summary>", "", "```", *r["seed"]["output"], "```", "",
                       "</details>"]

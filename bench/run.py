@@ -36,9 +36,10 @@ def _env(url: str) -> dict:
     return {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
 
 
-def seed(url: str, scale: float) -> dict:
+def seed(url: str, scale: float, sites: int = 1) -> dict:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "seed-scale", "--scale", str(scale)],
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "seed-scale", "--scale", str(scale),
+                           "--sites", str(sites)],
                           cwd=ROOT, env=_env(url), capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"seed-scale failed:\n{done.stdout}\n{done.stderr}")
@@ -154,10 +155,11 @@ def run_one(dialect: str, args) -> dict:
             raise SystemExit("--skip-seed on PostgreSQL needs --pg-database NAME (an already seeded database)")
     try:
         result = {"dialect": dialect, "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "machine": machine(url if dialect == "postgresql" else None), "scale": args.scale}
+                  "machine": machine(url if dialect == "postgresql" else None), "scale": args.scale,
+                  "sites": args.sites}
         if not args.skip_seed:
             print(f"[{dialect}] seeding (scale {args.scale})...", flush=True)
-            result["seed"] = seed(url, args.scale)
+            result["seed"] = seed(url, args.scale, args.sites)
             print(f"[{dialect}] seeded in {result['seed']['seconds']} s", flush=True)
         print(f"[{dialect}] measuring in-process...", flush=True)
         result["measure"] = measure(url, args.quick)
@@ -186,6 +188,8 @@ def main(argv=None) -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--skip-seed", action="store_true", help="measure an already seeded database")
     parser.add_argument("--scale", type=float, default=1.0, help="seed-scale --scale (1.0: the default sizes)")
+    parser.add_argument("--sites", type=int, default=1,
+                        help="seed-scale --sites (spread over N sites; adds the per-site figures of the hub)")
     parser.add_argument("--sqlite-path", default=DEFAULT_SQLITE)
     parser.add_argument("--pg-server", default=DEFAULT_PG_SERVER, help="URL of the server's maintenance database")
     parser.add_argument("--pg-database", help="database name (default: a new bench_pg_N, dropped afterwards)")

@@ -277,16 +277,19 @@ def restore_command(source, yes):
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Multiply the defaults of the sizes not given, e.g. 0.01.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--sites", type=click.IntRange(1, 999), default=1, show_default=True,
+              help="Spread the data over MAIN (the hub) and S002... (each with its staff and locations).")
 @click.option("--force", is_flag=True, help="Add to a database that holds records not made by the seed commands.")
-def seed_scale_command(lots, batches, sessions, patients, scale, seed, force):
+def seed_scale_command(lots, batches, sessions, patients, scale, seed, sites, force):
     """Add a large, consistent synthetic data set for benchmarks (appends; never changes existing rows)."""
     import time
 
     from .scale import SCALE_PASSWORD, ForeignData, Size, seed_scale
 
-    size = Size.from_options(scale, seed, lots=lots, batches=batches, sessions=sessions, patients=patients)
+    size = Size.from_options(scale, seed, sites, lots=lots, batches=batches, sessions=sessions, patients=patients)
     click.echo(f"Seeding {size.lots:,} lots, {size.batches:,} batches, {size.sessions:,} sessions, "
-               f"{size.patients:,} patients (seed {size.seed}):")
+               f"{size.patients:,} patients over {size.sites:,} site{'s' if size.sites > 1 else ''} "
+               f"(seed {size.seed}):")
     started = time.perf_counter()
     try:
         summary = seed_scale(size, force=force, report=click.echo)

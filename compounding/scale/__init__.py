@@ -19,6 +19,8 @@ Data already in the database is never changed: ids, codes and chart numbers cont
 it. A database holding records not made by seed-demo or seed-scale is refused unless forced.
 """
 
+import importlib
+import importlib.util
 import time
 from collections.abc import Callable
 
@@ -27,6 +29,7 @@ import sqlalchemy as sa
 from ..extensions import db
 from ..services import audit
 from ..services.clock import utcnow
+from .chain import ensure_chain
 from .codes import find_start
 from .plan import Plan
 from .reference import ensure_reference_rows, foreign_records, load_refs
@@ -41,10 +44,15 @@ from .spec import (
     Size,
     Summary,
 )
-from .writer import Writer
+from .writer import Writer, put_back, set_aside_indexes
 
 __all__ = ["DEFAULTS", "SCALE_PASSWORD", "SCALE_USERS", "TRACE_INGREDIENT", "TRACE_LOT_PREFIX", "ForeignData", "Size",
            "Summary", "foreign_records", "seed_scale"]
+
+
+# The tables seed-scale fills in bulk.
+BULK_TABLES = ["patients", "lots", "batches", "batch_components", "signatures", "treatment_sessions", "vials",
+               "session_uses", "stock_movements", "adverse_events", "audit_events"]
 
 
 def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None] = print) -> Summary:
@@ -76,7 +84,18 @@ def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None]
                     connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.AUDIT_CHAIN_LOCK})
                     connection.exec_driver_sql("LOCK TABLE code_counters IN EXCLUSIVE MODE")
                 start = find_start(connection)
-                summary = write_all(Writer(connection, report), plan, start, AuditLog())
+                restore = []
+                if not sqlite:  # the big tables' secondary indexes and foreign keys built once, after the load
+                    connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '512MB'")
+                    restore = set_aside_indexes(connection, BULK_TABLES)
+                writer, log = Writer(connection, report), AuditLog()
+                chain = ensure_chain(writer, plan.sites, now, log)
+                summary = write_all(writer, plan, start, log, chain)
+                if restore:
+                    stage = time.perf_counter()
+                    put_back(connection, restore)
+                    report(f"  indexes and foreign keys put back ({len(restore)}) {time.perf_counter() - stage:6.1f} s")
+                _rebuild_exposure(connection, report)
                 stage = time.perf_counter()
             report(f"  committed                                {time.perf_counter() - stage:6.1f} s")
             stage = time.perf_counter()
@@ -96,3 +115,16 @@ def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None]
                 connection.exec_driver_sql("PRAGMA cache_size=-2000")
     summary.timings.append(("total", time.perf_counter() - started))
     return summary
+
+
+def _rebuild_exposure(connection: sa.Connection, report: Callable[[str], None]) -> None:
+    """The exposure counts recomputed from the rows just loaded, in the same transaction, where the
+    application keeps them (`services.exposure.rebuild_all`); nothing to do where it does not."""
+    if importlib.util.find_spec(f"{__package__.rsplit('.', 1)[0]}.services.exposure") is None:
+        return
+    exposure = importlib.import_module(f"{__package__.rsplit('.', 1)[0]}.services.exposure")
+    if not hasattr(exposure, "rebuild_all"):
+        return
+    stage = time.perf_counter()
+    exposure.rebuild_all(connection)
+    report(f"  exposure rebuilt (rebuild_all)           {time.perf_counter() - stage:6.1f} s")

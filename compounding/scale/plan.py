@@ -17,6 +17,7 @@ from .spec import (
     TRACE_USES_PER_BATCH,
     YEARS,
     Size,
+    site_weights,
 )
 
 
@@ -28,6 +29,9 @@ class Plan:
         self.now = int(now.timestamp())
         self.start = self.now - YEARS * 365 * DAY
         self.today = clinic_today(now)
+        # Where things happen draws from a generator of its own: one site (MAIN) gives the same data as before sites.
+        self.sites, self.site_rng = max(1, size.sites), np.random.default_rng([size.seed, 18])
+        self.site_weight = np.array(site_weights(self.sites))
         self._batches()
         self._lots()
         self._uses()
@@ -50,6 +54,13 @@ class Plan:
         self.w_start = self.b_verified + 300
         self.w_end = np.minimum(self.b_bud, self.now) - HOUR
         self.b_eligible &= self.w_end > self.w_start
+        self.b_site = self._spread(n)
+
+    def _spread(self, n: int) -> np.ndarray:
+        """A site index (0 is MAIN, the hub) for each of n things, by the sites' shares."""
+        if self.sites == 1:
+            return np.zeros(n, dtype=np.int64)
+        return self.site_rng.choice(self.sites, p=self.site_weight, size=n).astype(np.int64)
 
     def _lots(self) -> None:
         """Lots per ingredient over time; each is "current" from its release until the next one's."""
@@ -61,27 +72,34 @@ class Plan:
         ingredient_ids = sorted(used)
         trace = 1 if self.size.lots > len(ingredient_ids) else 0
         share = np.array([used[i] for i in ingredient_ids], dtype=float)
-        per = np.maximum(1, np.floor(share / share.sum() * (self.size.lots - trace)).astype(int))
-        per[int(np.argmax(share))] += max(0, self.size.lots - trace - int(per.sum()))
-        self.l_ingredient, self.l_received = [], []
-        self.current_lot = {}  # ingredient id -> (lot index array, effective-from times)
-        for ingredient_id, count in zip(ingredient_ids, per, strict=True):
-            first = len(self.l_received)
-            # Deliveries roughly evenly spaced, so each lot is the current one for a while.
-            spacing = (self.now - self.start) / count
-            received = np.linspace(self.start - 3 * DAY, self.now - 2 * DAY - spacing, count)
-            received = np.sort((received + rng.uniform(0, 0.5, count) * spacing).astype(np.int64))
-            received[0] = self.start - 3 * DAY
-            self.l_ingredient += [ingredient_id] * count
-            self.l_received += received.tolist()
-            self.current_lot[ingredient_id] = (np.arange(first, first + count), received + 2 * HOUR)
+        # Each site receives its own lots of every ingredient, in proportion to its share of the work.
+        site_lots = np.floor(self.site_weight * (self.size.lots - trace)).astype(int)
+        site_lots[0] += self.size.lots - trace - int(site_lots.sum())
+        self.l_ingredient, self.l_received, self.l_site = [], [], []
+        self.current_lot = {}  # (site, ingredient id) -> (lot index array, effective-from times)
+        for site, lots in enumerate(site_lots.tolist()):
+            per = np.maximum(1, np.floor(share / share.sum() * lots).astype(int))
+            per[int(np.argmax(share))] += max(0, lots - int(per.sum()))
+            for ingredient_id, count in zip(ingredient_ids, per, strict=True):
+                first = len(self.l_received)
+                # Deliveries roughly evenly spaced, so each lot is the current one for a while.
+                spacing = (self.now - self.start) / count
+                received = np.linspace(self.start - 3 * DAY, self.now - 2 * DAY - spacing, count)
+                received = np.sort((received + rng.uniform(0, 0.5, count) * spacing).astype(np.int64))
+                received[0] = self.start - 3 * DAY
+                self.l_ingredient += [ingredient_id] * count
+                self.l_received += received.tolist()
+                self.l_site += [site] * count
+                self.current_lot[(site, ingredient_id)] = (np.arange(first, first + count), received + 2 * HOUR)
         self.trace_lot = None
-        if trace:
+        if trace:  # at the hub
             self.trace_lot = len(self.l_received)
             self.l_ingredient.append(refs.ingredients[TRACE_INGREDIENT][0])
             self.l_received.append(self.start + 365 * DAY - DAY)
+            self.l_site.append(0)
         self.l_ingredient = np.array(self.l_ingredient)
         self.l_received = np.array(self.l_received, dtype=np.int64)
+        self.l_site = np.array(self.l_site, dtype=np.int64)
 
     def _uses(self) -> None:
         rng, size = self.rng, self.size
@@ -91,7 +109,8 @@ class Plan:
         self.trace_batches = np.array([], dtype=int)
         if self.trace_lot is not None and len(eligible):
             t0 = self.l_received[self.trace_lot] + 2 * HOUR
-            window = eligible[(self.b_time[eligible] > t0) & (self.b_time[eligible] < t0 + 365 * DAY)]
+            window = eligible[(self.b_time[eligible] > t0) & (self.b_time[eligible] < t0 + 365 * DAY)
+                              & (self.b_site[eligible] == 0)]  # the trace lot is at the hub
             m = min(TRACE_BATCHES, max(1, size.batches // 100), len(window))
             if m:
                 self.trace_batches = window[np.linspace(0, len(window) - 1, m).astype(int)]
@@ -107,29 +126,41 @@ class Plan:
         self.u_batch, u_time = u_batch[order], u_time[order]
         self.u_tenths = rng.integers(5, 31, size=len(u_batch))  # 0.5 to 3.0 mL
         self.u_session, self.s_time = self._group_sessions(u_time, sizes)
+        if self.sites > 1:  # sessions numbered in time order, and their uses with them
+            rank = np.empty(len(self.s_time), dtype=np.int64)
+            rank[np.argsort(self.s_time, kind="stable")] = np.arange(len(self.s_time))
+            self.s_time = np.sort(self.s_time, kind="stable")
+            self.u_session = rank[self.u_session]
+            order = np.argsort(self.u_session, kind="stable")
+            self.u_batch, self.u_tenths, self.u_session = self.u_batch[order], self.u_tenths[order], \
+                self.u_session[order]
         self.u_time = self.s_time[self.u_session]  # each use happens at its session's time
+        self.s_site = self.b_site[self.u_batch[np.searchsorted(self.u_session, np.arange(len(self.s_time)))]]
 
     def _group_sessions(self, u_time, sizes):
-        """Consecutive uses make a session of 1 to 3 uses, at the time of its last use.
+        """Consecutive uses at one site make a session of 1 to 3 uses, at the time of its last use.
 
-        A use joins the open session only if that time is still inside the window of every
+        A use joins its site's open session only if that time is still inside the window of every
         batch already in it and its batch is not already in it; otherwise a new session opens.
+        Sessions are numbered as they open (in time order with one site).
         """
-        w_end, batches = self.w_end.tolist(), self.u_batch.tolist()
+        w_end, batches, b_site = self.w_end.tolist(), self.u_batch.tolist(), self.b_site.tolist()
         u_session, s_time = [0] * len(batches), []
         target_sizes = sizes.tolist() + self.rng.choice([1, 2, 3], size=len(batches) + 1).tolist()
-        current, count, limit, members, t_last = -1, 0, 0, set(), 0
+        opened = {}  # site -> [session, count, limit, members, last time]
         for k, t in enumerate(u_time.tolist()):
             b = batches[k]
-            if current < 0 or count >= target_sizes[current] or t > limit or b in members:
-                if current >= 0:
-                    s_time.append(t_last)
-                current, count, limit, members = current + 1, 0, w_end[b], set()
-            u_session[k] = current
-            count, limit, t_last = count + 1, min(limit, w_end[b]), t
-            members.add(b)
-        if current >= 0:
-            s_time.append(t_last)
+            state = opened.get(b_site[b])
+            if state is None or state[1] >= target_sizes[state[0]] or t > state[2] or b in state[3]:
+                if state is not None:
+                    s_time[state[0]] = state[4]
+                state = opened[b_site[b]] = [len(s_time), 0, w_end[b], set(), t]
+                s_time.append(t)
+            u_session[k] = state[0]
+            state[1], state[2], state[4] = state[1] + 1, min(state[2], w_end[b]), t
+            state[3].add(b)
+        for state in opened.values():
+            s_time[state[0]] = state[4]
         return np.array(u_session, dtype=np.int64), np.array(s_time, dtype=np.int64)
 
     def _vials_and_statuses(self) -> None:
@@ -273,13 +304,15 @@ class Plan:
         for fi, formula in enumerate(self.refs.formulas):
             members = np.flatnonzero(self.b_formula == fi)
             for ingredient_id, per_unit in formula.components:
-                lots, effective = self.current_lot[ingredient_id]
-                lot = lots[np.maximum(0, np.searchsorted(effective, self.b_time[members], side="right") - 1)]
-                if ingredient_id == trace_ingredient:
-                    lot = np.where(trace[members], self.trace_lot, lot)
-                rows_batch.append(members)
-                rows_lot.append(lot)
-                rows_qty.append(self.b_units[members] * per_unit)
+                for site in range(self.sites):  # a batch takes the lots of its own site
+                    here = members[self.b_site[members] == site] if self.sites > 1 else members
+                    lots, effective = self.current_lot[(site, ingredient_id)]
+                    lot = lots[np.maximum(0, np.searchsorted(effective, self.b_time[here], side="right") - 1)]
+                    if ingredient_id == trace_ingredient:
+                        lot = np.where(trace[here], self.trace_lot, lot)
+                    rows_batch.append(here)
+                    rows_lot.append(lot)
+                    rows_qty.append(self.b_units[here] * per_unit)
         batch = np.concatenate(rows_batch)
         order = np.lexsort((batch,))  # components of a batch together, in formula order
         self.c_batch, self.c_lot = batch[order], np.concatenate(rows_lot)[order]

@@ -1,6 +1,6 @@
 """The few reference rows (accounts, ingredients, formulas), made through the real services."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -57,14 +57,16 @@ class Refs:
     ingredients: dict  # name -> (id, unit, gtin or None)
     copies: dict  # id -> what a batch component copies of the ingredient
     formulas: list  # per SCALE_FORMULAS row: SimpleNamespace
+    ingredient_storage: dict = field(default_factory=dict)  # id -> storage (room, fridge...)
 
 
 def load_refs() -> Refs:
     people = {u.username: (u.id, u.display_name) for u in db.session.scalars(
         sa.select(User).where(User.username.in_([u for u, _, _ in SCALE_USERS])))}
-    ingredients, copies = {}, {}
+    ingredients, copies, storage = {}, {}, {}
     for ingredient in db.session.scalars(sa.select(Ingredient)):
         ingredients[ingredient.name] = (ingredient.id, ingredient.unit, (ingredient.gtin_list or [None])[0])
+        storage[ingredient.id] = ingredient.storage
         copies[ingredient.id] = {
             "ingredient_name": ingredient.name, "ingredient_kind": ingredient.kind,
             "ingredient_strength": ingredient.strength, "ingredient_unit": ingredient.unit,
@@ -82,13 +84,13 @@ def load_refs() -> Refs:
             dose=formula.dose, in_use_hours=formula.in_use_hours,
             bud_seconds=int(duration.total_seconds()),
             components=[(c.ingredient_id, int(c.quantity * 1000)) for c in formula.components]))
-    return Refs(people, ingredients, copies, rows)
+    return Refs(people, ingredients, copies, rows, storage)
 
 
 def foreign_records() -> int:
     """How many lots, batches, patients and sessions were made by accounts other than the seeds'."""
     seeded = [u for u, _, _ in SCALE_USERS] + [u for u, _, _ in DEMO_USERS]
-    ours = sa.select(User.id).where(User.username.in_(seeded))
+    ours = sa.select(User.id).where(sa.or_(User.username.in_(seeded), User.username.like("scale.%.%")))
     return sum(db.session.scalar(sa.select(sa.func.count()).select_from(model).where(column.not_in(ours)))
                for model, column in ((Lot, Lot.received_by_id), (Batch, Batch.compounded_by_id),
                                      (TreatmentSession, TreatmentSession.practitioner_id)))

@@ -69,9 +69,11 @@ class AuditLog:
             yield row
 
 
-def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summary:
-    """Every bulk table in turn; the order is fixed, as each step draws from the plan's random generator."""
-    rows = _Rows(writer, plan, start, log)
+def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog, chain) -> Summary:
+    """Every bulk table in turn; the order is fixed, as each step draws from the plan's random generator.
+
+    `chain` (scale.chain.Chain): the sites' ids, locations and staff, by site index."""
+    rows = _Rows(writer, plan, start, log, chain)
     rows.patients()
     rows.lots()
     rows.batches()
@@ -90,8 +92,8 @@ def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog) -> Summar
 class _Rows:
     """What the tables share: reserved ids, the new codes, the staff, and who did what in each batch."""
 
-    def __init__(self, writer: Writer, plan: Plan, start: Start, log: AuditLog):
-        self.writer, self.plan, self.start, self.log = writer, plan, start, log
+    def __init__(self, writer: Writer, plan: Plan, start: Start, log: AuditLog, chain):
+        self.writer, self.plan, self.start, self.log, self.chain = writer, plan, start, log, chain
         self.rng, refs = plan.rng, plan.refs
         self.now = utcnow()
         people = refs.users
@@ -99,6 +101,22 @@ class _Rows:
         self.technician = people["scale.technician"]
         self.practitioners = [people[u] for u, _, r in SCALE_USERS if r == "practitioner"] + [self.pharmacist1]
         self.by_id = {v[0]: v for v in people.values()}
+        # Sites: the hub (index 0) works with the accounts above; every other site with its own
+        # pharmacist (receives, compounds) and practitioner (treats), appended to the practitioners.
+        self.hub_practitioners = len(self.practitioners)
+        if plan.sites > 1:
+            self.practitioners += chain.practitioners[1:]
+            self.by_id.update({p[0]: p for p in chain.pharmacists + chain.practitioners})
+        site_ids = np.array(chain.site_ids, dtype=np.int64)
+        cold = np.array(chain.fridge if plan.sites > 1 else chain.default_location, dtype=np.int64)
+        room = np.array(chain.default_location, dtype=np.int64)
+        lot_cold = np.array([refs.ingredient_storage.get(i) in ("fridge", "freezer")
+                             for i in plan.l_ingredient.tolist()] or [False], dtype=bool)[:len(plan.l_ingredient)]
+        batch_cold = np.array([f.storage in ("fridge", "freezer") for f in refs.formulas])[plan.b_formula]
+        self.l_site_id, self.b_site_id = site_ids[plan.l_site], site_ids[plan.b_site]
+        self.l_location = np.where(lot_cold, cold[plan.l_site], room[plan.l_site])
+        self.b_location = np.where(batch_cold, cold[plan.b_site], room[plan.b_site])
+        self.s_site_id = site_ids[plan.s_site]
         self.n_lots, self.n_batches, self.n_sessions = len(plan.l_received), plan.size.batches, len(plan.s_time)
         self.n_uses, self.n_components = len(plan.u_batch), len(plan.c_batch)
         self.n_vials = len(plan.v_batch)
@@ -143,9 +161,13 @@ class _Rows:
         """Received by the technician, released an hour later by a pharmacist (signed, audited)."""
         plan, log, lot_codes, lot_id0 = self.plan, self.log, self.lot_codes, self.lot_id0
         technician, pharmacist1 = self.technician, self.pharmacist1
+        l_site_id, l_location = self.l_site_id.tolist(), self.l_location.tolist()
+        receivers = self.receivers = [technician] + [p for p in self.chain.pharmacists[1:]]
+        l_site = plan.l_site.tolist()
 
         def lot_rows():
             for i in range(self.n_lots):
+                receiver = receivers[l_site[i]]
                 ingredient_id = int(plan.l_ingredient[i])
                 _, unit, gtin = self.ingredient_meta[ingredient_id]
                 received = int(plan.l_received[i])
@@ -154,12 +176,13 @@ class _Rows:
                 quantity = dec(plan.l_quantity[i], 3)
                 yield {"id": lot_id0 + i, "code": lot_codes[i], "ingredient_id": ingredient_id,
                        "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
-                       "received_at": moment(received), "received_by_id": technician[0],
+                       "received_at": moment(received), "received_by_id": receiver[0],
                        "expires_on": plan.l_expires[i], "quantity_received": quantity,
                        "remaining": dec(plan.l_remaining[i], 3), "coa_reference": f"CoA {number}",
                        "location": "Store " + "ABCD"[i % 4], "status": str(plan.l_status[i]), "status_reason": "",
-                       "released_at": moment(received + HOUR), "released_by_id": pharmacist1[0]}
-                log.add(received, technician, "lot.received", "lot", lot_id0 + i, new={
+                       "released_at": moment(received + HOUR), "released_by_id": pharmacist1[0],
+                       "location_id": l_location[i], "site_id": l_site_id[i]}
+                log.add(received, receiver, "lot.received", "lot", lot_id0 + i, new={
                     "code": lot_codes[i], "ingredient": self.ingredient_names[ingredient_id],
                     "supplier": "Scale Supplies Ltd", "supplier_lot_number": number, "gtin": gtin,
                     "expires_on": plan.l_expires[i], "quantity": quantity, "coa_reference": f"CoA {number}",
@@ -179,7 +202,13 @@ class _Rows:
         self.compounder = compounder = np.where(plan.b_by_pharmacist, pharmacist1[0], self.technician[0])
         self.verifier = verifier = np.where(plan.b_by_pharmacist, pharmacist2[0],
                                             np.where(self.rng.random(n_batches) < 0.5, pharmacist1[0], pharmacist2[0]))
+        if plan.sites > 1:  # away from the hub, the site's pharmacist compounds; a chain pharmacist verifies
+            away = plan.b_site > 0
+            site_pharmacist = np.array([0] + [p[0] for p in self.chain.pharmacists[1:]], dtype=np.int64)
+            compounder[away] = site_pharmacist[plan.b_site[away]]
+            verifier[away] = pharmacist2[0]
         component_start = np.searchsorted(plan.c_batch, np.arange(n_batches + 1))
+        b_site_id, b_location = self.b_site_id.tolist(), self.b_location.tolist()
 
         def batch_rows():
             for i in range(n_batches):
@@ -197,7 +226,8 @@ class _Rows:
                        "beyond_use_at": moment(plan.b_bud[i]), "storage": formula.storage, "notes": "",
                        "deviations": "", "status": status, "required_tests": "",
                        "status_reason": "failed visual inspection (synthetic)" if status == "rejected" else "",
-                       "discard_reason": "expired" if status == "discarded" else None}
+                       "discard_reason": "expired" if status == "discarded" else None,
+                       "location_id": b_location[i], "site_id": b_site_id[i]}
                 parts = range(component_start[i], component_start[i + 1])
                 log.add(compounded, by_id[int(compounder[i])], "batch.compounded", "batch", batch_id0 + i, new={
                     "code": batch_codes[i], "formula": formula.label, "units": int(plan.b_units[i]),
@@ -267,9 +297,23 @@ class _Rows:
 
     def sessions(self) -> None:
         plan, rng, n_sessions = self.plan, self.rng, self.n_sessions
-        self.s_patient = s_patient = rng.integers(0, plan.size.patients, n_sessions)
-        self.s_practitioner = s_practitioner = rng.integers(0, len(self.practitioners), n_sessions)
+        if plan.sites == 1:
+            self.s_patient = s_patient = rng.integers(0, plan.size.patients, n_sessions)
+            self.s_practitioner = s_practitioner = rng.integers(0, len(self.practitioners), n_sessions)
+        else:
+            # A site treats its own patients (a share of them by its share of the work); the hub's sessions
+            # are the hub practitioners', another site's its practitioner's.
+            counts = np.maximum(1, np.floor(plan.site_weight * plan.size.patients).astype(np.int64))
+            counts[0] = max(1, plan.size.patients - int(counts[1:].sum()))
+            starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) % plan.size.patients
+            counts = np.minimum(counts, plan.size.patients)
+            site = plan.s_site
+            self.s_patient = s_patient = (starts[site] + (rng.random(n_sessions) * counts[site]).astype(np.int64)) \
+                % plan.size.patients
+            self.s_practitioner = s_practitioner = np.where(
+                site == 0, rng.integers(0, self.hub_practitioners, n_sessions), self.hub_practitioners + site - 1)
         first_use = np.searchsorted(plan.u_session, np.arange(n_sessions))
+        s_site_id = self.s_site_id.tolist()
 
         def session_rows():
             for s in range(n_sessions):
@@ -279,7 +323,7 @@ class _Rows:
                        "practitioner_id": self.practitioners[s_practitioner[s]][0],
                        "performed_at": moment(performed), "indication": formula.indication, "notes": "",
                        "recorded_at": moment(min(performed + 600, plan.now)),
-                       "voided_at": None, "voided_by_id": None, "void_reason": ""}
+                       "voided_at": None, "voided_by_id": None, "void_reason": "", "site_id": s_site_id[s]}
 
         self.writer.insert(TreatmentSession.__table__, session_rows())
 
@@ -300,12 +344,13 @@ class _Rows:
         def vial_rows():
             # What a batch's vials share, once per batch; the rest per vial from plain lists.
             shared = []
+            b_location, b_site_id = self.b_location.tolist(), self.b_site_id.tolist()
             for b, (f, multiple, compounded) in enumerate(zip(plan.b_formula.tolist(), plan.b_multiple.tolist(),
                                                                plan.b_time.tolist(), strict=True)):
                 formula = formulas_[f]
                 shared.append((batch_id0 + b, "multiple" if multiple else "single",
                                formula.in_use_hours if multiple else None, dec(formula.unit_tenths, 1),
-                               moment(compounded)))
+                               moment(compounded), b_location[b], b_site_id[b]))
             first_use = np.maximum(plan.v_first_use, 0)
             first_session = np.where(plan.v_first_use >= 0, session_id0 + plan.u_session[first_use], -1).tolist()
             v_batch, v_number, v_status = plan.v_batch.tolist(), plan.v_number.tolist(), plan.v_status.tolist()
@@ -313,7 +358,7 @@ class _Rows:
             v_remaining = plan.v_remaining.tolist()
             volumes = {}
             for v in range(self.n_vials):
-                batch_id, dose, hours, fill, created = shared[v_batch[v]]
+                batch_id, dose, hours, fill, created, location_id, site_id = shared[v_batch[v]]
                 left, punctured, spent, session = v_remaining[v], v_punctured[v], v_spent[v], first_session[v]
                 remaining = volumes.get(left)
                 if remaining is None:
@@ -323,7 +368,8 @@ class _Rows:
                        "status": v_status[v], "status_reason": why.get(v, ""), "legacy": False,
                        "punctured_at": moment(punctured) if punctured >= 0 else None,
                        "first_session_id": session if session >= 0 else None,
-                       "spent_at": moment(spent) if spent >= 0 else None, "created_at": created}
+                       "spent_at": moment(spent) if spent >= 0 else None, "created_at": created,
+                       "location_id": location_id, "site_id": site_id}
 
         self.writer.insert(Vial.__table__, vial_rows())
 
@@ -339,9 +385,11 @@ class _Rows:
 
     def stock_movements(self) -> None:
         """The ledger: per owner in time order with running balances, written in global time order."""
+        plan = self.plan
         self.writer.insert(StockMovement.__table__, _movements(
             self.plan, self.ids, self.batch_codes, self.vial_codes, (self.technician, self.pharmacist1),
-            self.compounder, self.verifier, self.practitioners, self.s_practitioner, self.s_patient, self.start))
+            self.compounder, self.verifier, self.practitioners, self.s_practitioner, self.s_patient, self.start,
+            places=(np.array([r[0] for r in self.receivers])[plan.l_site], self.l_location, self.b_location)))
 
     def adverse_events(self) -> None:
         """A few, a handful of them severe, so quality signals show."""
@@ -388,10 +436,12 @@ class _Rows:
 
 
 def _movements(plan: Plan, ids, batch_codes, vial_codes, staff, compounder, verifier, practitioners,
-               s_practitioner, s_patient, start) -> Iterator[dict]:
+               s_practitioner, s_patient, start, places) -> Iterator[dict]:
     """Every ledger row, each with its owner's balance after it, in the order things happened.
 
     A use and a write-off of a batch name the vial they changed (its balance: its fill plus those rows).
+    Each row names its lot's or batch's location; `places`: (each lot's receiver, each lot's location,
+    each batch's location).
     """
     technician, pharmacist = staff
     lot_id0, batch_id0, vial_id0 = ids["lots"], ids["batches"], ids["vials"]
@@ -423,6 +473,7 @@ def _movements(plan: Plan, ids, batch_codes, vial_codes, staff, compounder, veri
     movement_id0 = ids["stock_movements"]
     zone = clinic_zone()
     u_vial, w_vial, w_why, w_use = plan.u_vial, plan.w_vial, plan.w_why, plan.w_use
+    receiver, location = places[0].tolist(), places[1].tolist() + places[2].tolist()  # by owner
     for position, k in enumerate(np.lexsort((sequence, when)).tolist()):
         code, r, o = int(kind[k]), int(ref[k]), int(owner[k])
         is_lot = code < 3
@@ -430,16 +481,16 @@ def _movements(plan: Plan, ids, batch_codes, vial_codes, staff, compounder, veri
                "batch_id": None if is_lot else batch_id0 + o - n_lots, "vial_id": None,
                "occurred_at": moment(when[k]),
                "quantity": dec(amount[k], 3 if is_lot else 1), "balance_after": dec(balance[k], 3 if is_lot else 1),
-               "reason": "", "note": "", "reference_type": "", "reference_id": None}
+               "reason": "", "note": "", "reference_type": "", "reference_id": None, "location_id": location[o]}
         if code == 0:
-            row.update(kind="receive", actor_id=technician[0], note="received from Scale Supplies Ltd",
+            row.update(kind="receive", actor_id=receiver[o], note="received from Scale Supplies Ltd",
                        reference_type="lot", reference_id=lot_id0 + r)
         elif code == 1:
             b = int(plan.c_batch[r])
             row.update(kind="consume", actor_id=int(compounder[b]), reference_type="batch",
                        reference_id=batch_id0 + b, note=f"compounded into {batch_codes[b]}")
         elif code == 2:
-            row.update(kind="waste", actor_id=technician[0], reason="expired",
+            row.update(kind="waste", actor_id=receiver[o], reason="expired",
                        note=f"expired on {plan.l_expires[r].isoformat()} (synthetic)")
         elif code == 3:
             formula = plan.refs.formulas[plan.b_formula[r]]

@@ -56,6 +56,30 @@ LAST_NAMES = ("Gomez", "Rahman", "Bianchi", "Wei", "Martin", "O'Neill", "Smith",
 EVENT_TYPES = ("redness", "swelling", "bruising", "pain", "nodule", "infection", "allergic_reaction", "necrosis",
                "abscess", "granuloma")
 EVENT_WEIGHTS = (0.29, 0.25, 0.2, 0.12, 0.08, 0.02, 0.02, 0.01, 0.005, 0.005)
+# A chain: site MAIN (the hub, compounding the most) and S002, S003..., named after a city, in its zone.
+SITE_CITIES = (
+    ("Lyon", "Europe/Paris"), ("Milano", "Europe/Rome"), ("Madrid", "Europe/Madrid"),
+    ("Ciudad de México", "America/Mexico_City"), ("Marseille", "Europe/Paris"), ("Roma", "Europe/Rome"),
+    ("Barcelona", "Europe/Madrid"), ("Bogotá", "America/Bogota"), ("Bordeaux", "Europe/Paris"),
+    ("Torino", "Europe/Rome"), ("Sevilla", "Europe/Madrid"), ("Buenos Aires", "America/Argentina/Buenos_Aires"),
+    ("Nantes", "Europe/Paris"), ("Napoli", "Europe/Rome"), ("Valencia", "Europe/Madrid"),
+    ("Santiago", "America/Santiago"), ("Lille", "Europe/Paris"), ("Bologna", "Europe/Rome"),
+    ("Bilbao", "Europe/Madrid"), ("Lima", "America/Lima"), ("Toulouse", "Europe/Paris"),
+    ("Firenze", "Europe/Rome"), ("Málaga", "Europe/Madrid"), ("Medellín", "America/Bogota"),
+    ("Nice", "Europe/Paris"),
+)
+HUB_SHARE = 0.3  # of the chain's lots, batches and sessions at MAIN; the other sites share the rest, unevenly
+
+
+def site_weights(sites: int):
+    """Each site's share of the work: the hub HUB_SHARE, the others decreasing (1/rank^0.7)."""
+    if sites <= 1:
+        return [1.0]
+    others = [1 / rank ** 0.7 for rank in range(1, sites)]
+    total = sum(others)
+    return [HUB_SHARE] + [(1 - HUB_SHARE) * w / total for w in others]
+
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 HOUR, DAY = 3600, 86400
 
@@ -71,11 +95,12 @@ class Size:
     sessions: int
     patients: int
     seed: int = 1
+    sites: int = 1
 
     @classmethod
-    def from_options(cls, scale: float = 1.0, seed: int = 1, **given) -> "Size":
+    def from_options(cls, scale: float = 1.0, seed: int = 1, sites: int = 1, **given) -> "Size":
         values = {k: given[k] if given.get(k) is not None else max(1, round(v * scale)) for k, v in DEFAULTS.items()}
-        return cls(seed=seed, **values)
+        return cls(seed=seed, sites=sites, **values)
 
 
 @dataclass

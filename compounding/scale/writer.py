@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import operator
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -67,11 +68,18 @@ class Writer:
         json_columns = {c for c in columns if isinstance(table.c[c].type, sa.JSON)}
         cursor = self.connection.connection.driver_connection.cursor()
         count = 0
+        values_of = operator.itemgetter(*columns)
         with cursor.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
-            for values in itertools.chain([first], rows):
-                copy.write_row([json.dumps(values[c]) if c in json_columns and values[c] is not None
-                                else values[c] for c in columns])
-                count += 1
+            write_row = copy.write_row
+            if json_columns:
+                for values in itertools.chain([first], rows):
+                    write_row([json.dumps(values[c]) if c in json_columns and values[c] is not None
+                               else values[c] for c in columns])
+                    count += 1
+            else:
+                for values in itertools.chain([first], rows):
+                    write_row(values_of(values))
+                    count += 1
         return count
 
 
@@ -102,3 +110,56 @@ def reserve_ids(connection: sa.Connection, counts: dict) -> dict:
             connection.execute(sa.text("SELECT setval(:s, :v)"), {"s": sequence, "v": first + max(n, 1) - 1})
         ids[table.name] = first
     return ids
+
+
+def set_aside_indexes(connection: sa.Connection, tables: list[str]) -> list[tuple[str, str]]:
+    """PostgreSQL: drop the secondary indexes, unique constraints and foreign keys of `tables` before a
+    bulk load, and answer the statements that put each back exactly as it was (its own definition).
+
+    Loading into a table without them and building them afterwards is several times faster than
+    maintaining every index and checking every foreign key row by row; put back, each unique index
+    and foreign key is checked over the whole table, so the data are held to the same rules.
+    Primary keys stay (other tables' foreign keys rest on them), and so does any unique
+    constraint a foreign key rests on.
+    """
+    oids = [connection.scalar(sa.text("SELECT to_regclass(:t)::oid"), {"t": t}) for t in tables]
+    oids = [o for o in oids if o is not None]
+    if not oids:
+        return []
+    foreign = connection.execute(sa.text(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid = ANY(:o) ORDER BY conrelid, conname"), {"o": oids}).all()
+    unique = connection.execute(sa.text(
+        "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+        "WHERE c.contype = 'u' AND c.conrelid = ANY(:o) AND NOT EXISTS (SELECT 1 FROM pg_constraint f "
+        "WHERE f.contype = 'f' AND f.conindid = c.conindid) ORDER BY c.conrelid, c.conname"), {"o": oids}).all()
+    indexes = connection.execute(sa.text(
+        "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+        "WHERE i.indrelid = ANY(:o) AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid) "
+        "ORDER BY i.indrelid, i.indexrelid"), {"o": oids}).all()
+    restore = []
+    for table, name, _ in foreign:
+        connection.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    for table, name, definition in unique:
+        connection.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        restore.append((name, f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}'))
+    for name, definition in indexes:
+        connection.exec_driver_sql(f"DROP INDEX {name}")
+        restore.append((name, definition))
+    restore += [(name, f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+                for table, name, definition in foreign]
+    return restore
+
+
+def put_back(connection: sa.Connection, restore: list[tuple[str, str]]) -> None:
+    for _, statement in restore:
+        connection.exec_driver_sql(statement)
+
+
+def index_definitions(connection: sa.Connection) -> set[tuple]:
+    """Every index and constraint of the public schema with its definition (to check that put_back restored them)."""
+    rows = connection.execute(sa.text(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE connamespace = 'public'::regnamespace "
+        "UNION ALL SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'")).all()
+    return {tuple(row) for row in rows}
