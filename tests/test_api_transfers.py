@@ -1,28 +1,13 @@
 """API: /api/v1/transfers: draft, dispatch by scanned codes, receive once, cancel; a session's site."""
 
 import pytest
-import sqlalchemy as sa
+from sitekit import add_site
 from testkit import QueryCounter, bearer
+from vialkit import vials_of
 
 from compounding.extensions import db
-from compounding.models import Location, Site, Vial
 from compounding.services import users
 from compounding.services.sites import main_site
-
-
-def add_site(code: str) -> Site:
-    site = Site(code=code, name=f"Clinic {code.title()}", timezone="Europe/Paris", address="")
-    db.session.add(site)
-    db.session.flush()
-    db.session.add(Location(site_id=site.id, code=f"LOC-{code}", name=f"{code.title()} store", kind="room",
-                            is_default=True))
-    db.session.commit()
-    return site
-
-
-def vials_of(batch) -> list[Vial]:
-    db.session.expire_all()
-    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)))
 
 
 @pytest.fixture

@@ -4,27 +4,14 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from sitekit import add_site
 from testkit import QueryCounter, sign_in
+from vialkit import vials_of
 
 from compounding.extensions import db
-from compounding.models import Location, Site, Transfer, TransferLine, Vial
+from compounding.models import Transfer, TransferLine
 from compounding.services import transfers
 from compounding.services.sites import main_site
-
-
-def add_site(code: str) -> Site:
-    site = Site(code=code, name=f"Clinic {code.title()}", timezone="Europe/Paris", address="")
-    db.session.add(site)
-    db.session.flush()
-    db.session.add(Location(site_id=site.id, code=f"LOC-{code}", name=f"{code.title()} store", kind="room",
-                            is_default=True))
-    db.session.commit()
-    return site
-
-
-def vials_of(batch) -> list[Vial]:
-    db.session.expire_all()
-    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)))
 
 
 @pytest.fixture

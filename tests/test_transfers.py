@@ -4,14 +4,15 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from sitekit import add_site
 from testkit import audit_rows, fresh
+from vialkit import vials_of
 
 from compounding.extensions import db
 from compounding.models import (
     Batch,
     Location,
     Lot,
-    Site,
     StatusChange,
     StockMovement,
     Transfer,
@@ -24,25 +25,10 @@ from compounding.services.errors import InvalidInput, InvalidState, NotAllowed
 from compounding.services.sites import main_site
 
 
-def add_site(code: str) -> Site:
-    """A site with its default location, written directly (the site service lives elsewhere)."""
-    site = Site(code=code, name=f"Clinic {code.title()}", timezone="Europe/Paris", address="")
-    db.session.add(site)
-    db.session.flush()
-    db.session.add(Location(site_id=site.id, code=f"LOC-{code}", name=f"{code.title()} store", kind="room",
-                            is_default=True))
-    db.session.commit()
-    return site
-
-
 def _hold(pharmacist, vial, why: str) -> None:
     holds.place_hold(pharmacist, db.session.get(Vial, vial.id), "quality_signal", why)
     db.session.commit()
 
-
-def vials_of(batch) -> list[Vial]:
-    db.session.expire_all()
-    return list(db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id).order_by(Vial.number)))
 
 
 @pytest.fixture
