@@ -18,7 +18,7 @@ from ..queries.treatments import (
 )
 from ..services import treatments, voids
 from ..services.errors import InvalidInput
-from ..site_scope import acting_site_id
+from ..site_scope import acting_site_id, ensure_visible
 from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,
@@ -129,6 +129,7 @@ def treatment_session_create():
 @route("/treatment-sessions/<int:session_id>", permission="patients.read", summary="One treatment session",
        response=TreatmentSessionSchema)
 def treatment_session_detail(session_id: int):
+    ensure_visible("session", session_id)
     return _session_answer(session_id)
 
 

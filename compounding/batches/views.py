@@ -39,7 +39,7 @@ from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from ..services.vials import find_vial, vial_reasons_at
-from ..site_scope import acting_site_id, current_scope
+from ..site_scope import acting_site_id, current_scope, ensure_visible
 from ..sites.forms import offer_locations
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
@@ -148,8 +148,9 @@ def batch_compound():
 
 
 def _render_detail(batch_id: int, status: int = 200, **forms):
-    # An admin sees the batch, not who received it.
-    detail = batch_record(batch_id, with_uses=may_read_patients())
+    ensure_visible("batch", batch_id)
+    # An admin sees the batch, not who received it; others the sessions at the sites they see.
+    detail = batch_record(batch_id, with_uses=may_read_patients(), site_ids=sites.visible_site_ids(current_user))
     if detail is None:
         raise NotFound("There is no such batch.")
     batch = detail.batch
@@ -185,11 +186,12 @@ def _vial_or_404(batch_id: int, number: int):
     vial = find_batch_vial(batch_id, number)
     if vial is None:
         raise NotFound("There is no such vial.")
+    ensure_visible("vial", vial.id)
     return vial
 
 
 def _render_vial(vial, status: int = 200, **forms):
-    detail = vial_record(vial, with_uses=may_read_patients())
+    detail = vial_record(vial, with_uses=may_read_patients(), site_ids=sites.visible_site_ids(current_user))
     if detail.uses:  # the uses name their patients' charts
         note_access("vial.sessions", target_type="vial", target_id=vial.id)
     batch, now = detail.batch, utcnow()

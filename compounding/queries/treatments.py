@@ -89,32 +89,37 @@ class PatientRecord:
     received_lots: list
 
 
-def patient_record(patient_id: int) -> PatientRecord:
+def patient_record(patient_id: int, *, site_ids: SiteIds) -> PatientRecord:
+    """A patient's sessions performed at the sites in `site_ids` (None: every site), with what they used and
+    the events after them; the patient's record itself belongs to the chain."""
+    here = at_sites(TreatmentSession.site_id, site_ids)
     voider = aliased(User)
     records = db.session.execute(
         sa.select(TreatmentSession, User.display_name.label("practitioner"), voider.display_name.label("voided_by"))
         .join(User, User.id == TreatmentSession.practitioner_id)
         .outerjoin(voider, voider.id == TreatmentSession.voided_by_id)
-        .where(TreatmentSession.patient_id == patient_id)
+        .where(TreatmentSession.patient_id == patient_id, here)
         .order_by(TreatmentSession.performed_at.desc(), TreatmentSession.id.desc())).all()
-    uses = uses_by_treatment(sa.select(TreatmentSession.id).where(TreatmentSession.patient_id == patient_id))
+    uses = uses_by_treatment(sa.select(TreatmentSession.id).where(TreatmentSession.patient_id == patient_id, here))
     events = db.session.execute(
         sa.select(AdverseEvent, TreatmentSession.performed_at)
         .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
-        .where(TreatmentSession.patient_id == patient_id)
+        .where(TreatmentSession.patient_id == patient_id, here)
         .order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc())).all()
     events_by_treatment = defaultdict(list)
     for event, _ in events:
         events_by_treatment[event.session_id].append(event)
     return PatientRecord(records=records, uses=uses, events=events, events_by_treatment=events_by_treatment,
-                         received_batches=_received_batches(patient_id), received_lots=_received_lots(patient_id))
+                         received_batches=_received_batches(patient_id, here),
+                         received_lots=_received_lots(patient_id, here))
 
 
-def _standing_uses(patient_id: int) -> tuple:
-    return (TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None))
+def _standing_uses(patient_id: int, here=None) -> tuple:
+    return (TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None),
+            sa.true() if here is None else here)
 
 
-def _received_batches(patient_id: int) -> list:
+def _received_batches(patient_id: int, here=None) -> list:
     """The batches the patient's standing sessions used, with the volume received and the last time."""
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code.label("formula_code"),
@@ -124,16 +129,16 @@ def _received_batches(patient_id: int) -> list:
         .join(SessionUse, SessionUse.batch_id == Batch.id)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(*_standing_uses(patient_id))
+        .where(*_standing_uses(patient_id, here))
         .group_by(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code, Formula.version,
                   Formula.name)
         .order_by(Batch.code)).all()
 
 
-def _received_lots(patient_id: int) -> list[dict]:
+def _received_lots(patient_id: int, here=None) -> list[dict]:
     """The lots of those batches: [{"lot": row, "batch_codes": [...]}, ...]."""
     received = (sa.select(SessionUse.batch_id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-                .where(*_standing_uses(patient_id)))
+                .where(*_standing_uses(patient_id, here)))
     rows = db.session.execute(
         sa.select(Lot.id, Lot.code, Lot.status, Lot.expires_on, Lot.supplier, Lot.supplier_lot_number,
                   Ingredient.name.label("ingredient_name"), Batch.code.label("batch_code"))
