@@ -14,6 +14,7 @@ from ..queries.treatments import (
     SessionFilters,
     adverse_event_list_query,
     patient_search,
+    patients_in_scope,
     session_filters,
 )
 from ..services import treatments, voids
@@ -52,7 +53,8 @@ _SESSION_LOADED = (
        response=PatientSchema, many=True, query=PatientQuerySchema, errors=(422,))
 def patient_list():
     filters = PatientFilters(**load(PatientQuerySchema, request.args.to_dict()))
-    query = sa.select(Patient).where(patient_search(filters.q)).order_by(Patient.chart_number)
+    query = (sa.select(Patient).where(patient_search(filters.q), patients_in_scope(filters.q, list_scope()))
+             .order_by(Patient.chart_number))
     note_access("patient.list", target_type="patients")
     return paginated(query, PatientSchema)
 
@@ -174,7 +176,7 @@ def _event_answer(event_id: int, status: int = 200):
 def adverse_event_list():
     filters = AdverseEventFilters(**load(AdverseEventQuerySchema, request.args.to_dict()))
     note_access("adverse_event.list", target_type="adverse_events")
-    return paginated(adverse_event_list_query(filters), AdverseEventSchema)
+    return paginated(adverse_event_list_query(filters, site_ids=list_scope()), AdverseEventSchema)
 
 
 @route("/adverse-events", "POST", permission="adverse_events.write",
@@ -189,4 +191,5 @@ def adverse_event_create():
 @route("/adverse-events/<int:event_id>", permission="patients.read", summary="One adverse event",
        response=AdverseEventSchema)
 def adverse_event_detail(event_id: int):
+    ensure_visible("session", db.session.scalar(sa.select(AdverseEvent.session_id).where(AdverseEvent.id == event_id)))
     return _event_answer(event_id)

@@ -57,10 +57,22 @@ def patient_search(q: str | None) -> sa.ColumnElement[bool]:
     return sa.or_(by_chart, Patient.name_key.like(pattern, escape="\\")) if may_identify() else by_chart
 
 
+def patients_in_scope(q: str | None, site_ids: SiteIds) -> sa.ColumnElement[bool]:
+    """The patients a list shows: every one for who sees every site; else those with a session (standing or
+    voided) performed at the sites in scope, and, chain-wide, the one whose chart number is `q` exactly (a
+    patient treated elsewhere who walks in, or one just registered and not yet treated anywhere)."""
+    if site_ids is None:
+        return sa.true()
+    treated_here = sa.exists().where(TreatmentSession.patient_id == Patient.id,
+                                     at_sites(TreatmentSession.site_id, site_ids))
+    key = fold(q)
+    return sa.or_(treated_here, Patient.chart_key == key) if key else treated_here
+
+
 def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):
     """Patients by chart number, each with their standing sessions' count and the last one's time.
 
-    Patients belong to the chain; the sessions counted are those performed at the sites in scope.
+    The patients in scope (`patients_in_scope`); the sessions counted are those performed at the sites in scope.
     """
     done = (sa.select(TreatmentSession.patient_id, sa.func.count(TreatmentSession.id).label("treatment_count"),
                       sa.func.max(TreatmentSession.performed_at).label("last_performed_at"))
@@ -69,7 +81,7 @@ def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):
     return (sa.select(Patient, sa.func.coalesce(done.c.treatment_count, 0).label("treatment_count"),
                       done.c.last_performed_at)
             .outerjoin(done, done.c.patient_id == Patient.id)
-            .where(patient_search(filters.q)).order_by(Patient.chart_number))
+            .where(patient_search(filters.q), patients_in_scope(filters.q, site_ids)).order_by(Patient.chart_number))
 
 
 def patient_by_chart(chart_number: str | None) -> int | None:
@@ -304,9 +316,11 @@ class AdverseEventFilters:
     severity: str | None = None
 
 
-def adverse_event_list_query(filters: AdverseEventFilters):
-    """Adverse events, newest first, each with its session loaded (for the patient id)."""
+def adverse_event_list_query(filters: AdverseEventFilters, *, site_ids: SiteIds):
+    """Adverse events after sessions performed at the sites in scope, newest first, each with its session loaded
+    (for the patient id)."""
     query = (sa.select(AdverseEvent).join(AdverseEvent.treatment_session)
+             .where(at_sites(TreatmentSession.site_id, site_ids))
              .options(contains_eager(AdverseEvent.treatment_session)))
     for column, value in ((AdverseEvent.session_id, filters.session_id),
                           (TreatmentSession.patient_id, filters.patient_id),
