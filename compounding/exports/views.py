@@ -77,7 +77,7 @@ def _render_index(form: AuditExportForm, status: int = 200):
     session_form = SessionExportForm(formdata=None)
     return render_template("exports/index.html", form=form, session_form=session_form,
                            practitioners=session_practitioners(),
-                           audit_allowed=sites.sees_all_sites(current_user)), status
+                           audit_allowed=sites.sees_whole_chain(current_user)), status
 
 
 @bp.route("/")
@@ -93,10 +93,11 @@ def audit():
     form = AuditExportForm(request.args)
     if not form.validate():
         return _render_index(form, 422)
-    # Its audit-trail and patient-access sheets are the chain's: auditors and chain-wide accounts only.
-    if not sites.sees_all_sites(current_user):
+    # Its audit-trail and patient-access sheets are the chain's: for those who see every site only.
+    if not sites.sees_whole_chain(current_user):
         raise NotAllowed("The audit workbook holds the whole chain's audit trail and patient access: it is for "
-                         "auditors and chain-wide accounts. Ask an auditor, or export your sites' sessions below.")
+                         "auditors and chain-wide accounts (or members of every site). Ask an auditor, or export "
+                         "your sites' sessions.")
     start, end = form.start.data, form.end.data
     generated_by = f"{current_user.display_name} ({current_user.role})"
     note_access("export.audit", target_type="audit")

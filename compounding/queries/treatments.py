@@ -59,14 +59,16 @@ def patient_search(q: str | None) -> sa.ColumnElement[bool]:
 
 def patients_in_scope(q: str | None, site_ids: SiteIds) -> sa.ColumnElement[bool]:
     """The patients a list shows: every one for who sees every site; else those with a session (standing or
-    voided) performed at the sites in scope, and, chain-wide, the one whose chart number is `q` exactly (a
-    patient treated elsewhere who walks in, or one just registered and not yet treated anywhere)."""
+    voided) performed at the sites in scope, those not yet treated anywhere (registered, at no site yet: whoever
+    registered them finds them to record the first session), and, chain-wide, the one whose chart number is `q`
+    exactly (a patient treated at another site who walks in)."""
     if site_ids is None:
         return sa.true()
     treated_here = sa.exists().where(TreatmentSession.patient_id == Patient.id,
                                      at_sites(TreatmentSession.site_id, site_ids))
+    untreated = ~sa.exists().where(TreatmentSession.patient_id == Patient.id)
     key = fold(q)
-    return sa.or_(treated_here, Patient.chart_key == key) if key else treated_here
+    return sa.or_(treated_here, untreated, *([Patient.chart_key == key] if key else []))
 
 
 def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):

@@ -65,6 +65,15 @@ def sees_all_sites(user: User | None) -> bool:
     return user is not None and (user.all_sites or user.role in CHAIN_WIDE_ROLES)
 
 
+def sees_whole_chain(user: User | None) -> bool:
+    """Whether a user sees every site: an auditor, a chain-wide account, or a member of each site there is (in a
+    one-site clinic, everyone)."""
+    if user is None or sees_all_sites(user):
+        return user is not None
+    outside = sa.select(Site.id).where(~Site.id.in_(sa.select(UserSite.site_id).where(UserSite.user_id == user.id)))
+    return db.session.scalar(outside.limit(1)) is None
+
+
 def member_site_ids(user: User) -> list[int]:
     """The sites a user belongs to, in site order (MAIN, the first made, first)."""
     return list(db.session.scalars(sa.select(UserSite.site_id).where(UserSite.user_id == user.id)
