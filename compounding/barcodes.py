@@ -7,7 +7,7 @@ import barcode
 # Lots and batches, and vials (a batch code, a hyphen, the vial's number of two or more digits).
 _CODE = re.compile(r"^[A-Z][0-9]{6,12}(-[0-9]{2,4})?$")
 # Storage locations: LOC0001, or a site's own code such as COLD-1 (services/sites.py).
-_LOCATION_CODE = re.compile(r"^[A-Z][A-Z0-9-]{1,15}$")
+_LOCATION_CODE = re.compile(r"^(?![LB][0-9])[A-Z][A-Z0-9-]{1,15}$")  # never read as a lot, batch or vial
 # 0.25 mm is exactly 2 dots at 203 dpi (8 dots/mm) and 3 at 300 dpi: every bar prints whole.
 MODULE_MM = 0.25
 # Code 128 asks for at least 10 modules of white on each side.

@@ -9,9 +9,13 @@ An API call may name `site_id` in its arguments instead.
 from flask import has_request_context, request, session
 from flask_login import current_user
 
+from .queries.scope import in_scope
 from .services import sites
+from .services.errors import NotFound
 
 SITE_KEY = "site_id"
+# How a page names a record it will not show.
+_NAMES = {"lot": "lot", "batch": "batch", "vial": "vial", "session": "treatment session"}
 
 
 def chosen_site_id() -> int | None:
@@ -42,3 +46,12 @@ def acting_site_id(user=None) -> int | None:
     if chosen is not None and sites.may_act_at(user, chosen):
         return chosen
     return sites.acting_site_id(user)
+
+
+def ensure_visible(kind: str, item_id: int, user=None) -> None:
+    """404, as for a record that does not exist, when a lot, batch, vial or session is outside every site the
+    viewer may see (`sites.visible_site_ids`, whatever the switcher shows now): the one read check of record
+    pages and API detail routes. Trace and recall read the chain by design and do not ask."""
+    user = user if user is not None else (current_user if current_user.is_authenticated else None)
+    if not in_scope(kind, item_id, sites.visible_site_ids(user)):
+        raise NotFound(f"There is no such {_NAMES[kind]}.")

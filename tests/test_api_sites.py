@@ -25,7 +25,7 @@ def test_creating_a_site_answers_201_with_its_default_location(client, auth):
 @pytest.mark.parametrize(("body", "status"), [
     ({"code": "MAIN", "name": "Again"}, 409),
     ({"code": "LYON", "name": "Lyon", "timezone": "Europe/Lyon"}, 422),
-    ({"code": "lyon", "name": "Lyon"}, 422),
+    ({"code": "ly on", "name": "Lyon"}, 422),
     ({"name": "No code"}, 422),
 ])
 def test_a_bad_site_is_refused_and_nothing_is_made(client, auth, body, status):
@@ -58,8 +58,8 @@ def test_the_site_list_counts_locations_in_a_fixed_number_of_statements(client, 
     assert set(listed) == {"items", "page", "per_page", "total"}
 
 
-def test_a_location_is_created_and_read_back(client, auth, lyon):
-    headers = auth("pharmacist")
+def test_a_location_is_created_and_read_back(client, auth, lyon, make_user):
+    headers = auth(make_user("pharmacist", site_codes=["LYON"]))  # a site's locations are its members' to make
     store = sites.default_location(lyon.id)
     response = client.post("/api/v1/locations", headers=headers, json={
         "site_id": lyon.id, "name": "Fridge 1", "kind": "fridge", "parent_id": store.id,

@@ -77,7 +77,7 @@ def test_tracing_a_parent_lot_reaches_batches_made_from_its_child_lot(chain, mak
     store = db.session.scalar(sa.select(Location.id).where(Location.code == "LOC0900"))
     saline = make_lot(db.session.scalar(sa.select(Ingredient).where(Ingredient.name == "Saline")), quantity="100")
     db.session.execute(sa.update(Lot).where(Lot.id == saline.id).values(site_id=lyon.id, location_id=store))
-    for who in ("technician", "practitioner"):
+    for who in ("technician", "practitioner", "pharmacist"):  # the verifier acts at LYON too
         sites.join_sites(chain[who], [lyon.id])
     db.session.commit()
     # Compounded at LYON, where the child lot is (FEFO takes only that site's lots).

@@ -13,6 +13,7 @@ from ..services import batches, holds
 from ..services.batch_tests import record_test_result
 from ..services.batches import unusable_reasons
 from ..services.clock import utcnow
+from ..site_scope import ensure_visible
 from .schemas.batches import (
     BatchCompoundSchema,
     BatchDiscardSchema,
@@ -88,6 +89,7 @@ def batch_create():
 
 @route("/batches/<int:batch_id>", permission="batches.read", summary="One batch", response=BatchSchema)
 def batch_detail(batch_id: int):
+    ensure_visible("batch", batch_id)
     return _answer(batch_id)
 
 

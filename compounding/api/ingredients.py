@@ -10,6 +10,7 @@ from ..pagination import paginate_rows, per_page_arg
 from ..queries.ingredients import IngredientFilters, ingredient_overview_query, ingredient_row_query
 from ..services import ingredients
 from .schemas.ingredients import IngredientQuerySchema, IngredientSchema, IngredientUpdateSchema
+from .scope import list_scope
 from .views import answer_one, json_body, load, page_answer, route
 
 _STOCK_FIGURES = ("on_hand", "nearest_expiry", "below_reorder")
@@ -22,7 +23,8 @@ def _dump(row) -> dict:
 
 
 def _answer(ingredient_id: int, status: int = 200):
-    return answer_one(ingredient_row_query(ingredient_id), _dump, status)
+    # The ingredient is the chain's; its stock figures are those of the caller's sites.
+    return answer_one(ingredient_row_query(ingredient_id, site_ids=list_scope()), _dump, status)
 
 
 @route("/ingredients", permission="ingredients.read", summary="List ingredients with stock on hand",
@@ -30,7 +32,8 @@ def _answer(ingredient_id: int, status: int = 200):
 def ingredient_list():
     args = load(IngredientQuerySchema, request.args.to_dict(), unknown=EXCLUDE)
     query = ingredient_overview_query(IngredientFilters(q=args["q"].strip(), below_reorder=args["below_reorder"],
-                                                        include_inactive=args["include_inactive"]))
+                                                        include_inactive=args["include_inactive"]),
+                                      site_ids=list_scope())
     # The rows carry computed columns, so db.paginate (entities only) cannot page them.
     pagination = paginate_rows(query, per_page=per_page_arg())
     return jsonify(page_answer([_dump(row) for row in pagination.items], pagination))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import defaultload, joinedload
 from ..models import Ingredient, Lot
 from ..queries.lots import LotFilters, lot_list_query
 from ..services import holds, inventory
+from ..site_scope import ensure_visible
 from .schemas.common import HoldSchema
 from .schemas.lots import (
     LotAdjustSchema,
@@ -63,6 +64,7 @@ def lot_create():
 
 @route("/lots/<int:lot_id>", permission="lots.read", summary="One lot", response=LotSchema)
 def lot_detail(lot_id: int):
+    ensure_visible("lot", lot_id)
     return _answer(lot_id)
 
 

@@ -14,11 +14,12 @@ from ..queries.treatments import (
     SessionFilters,
     adverse_event_list_query,
     patient_search,
+    patients_in_scope,
     session_filters,
 )
 from ..services import treatments, voids
 from ..services.errors import InvalidInput
-from ..site_scope import acting_site_id
+from ..site_scope import acting_site_id, ensure_visible
 from .schemas.treatments import (
     AdverseEventQuerySchema,
     AdverseEventSchema,
@@ -52,7 +53,8 @@ _SESSION_LOADED = (
        response=PatientSchema, many=True, query=PatientQuerySchema, errors=(422,))
 def patient_list():
     filters = PatientFilters(**load(PatientQuerySchema, request.args.to_dict()))
-    query = sa.select(Patient).where(patient_search(filters.q)).order_by(Patient.chart_number)
+    query = (sa.select(Patient).where(patient_search(filters.q), patients_in_scope(filters.q, list_scope()))
+             .order_by(Patient.chart_number))
     note_access("patient.list", target_type="patients")
     return paginated(query, PatientSchema)
 
@@ -129,6 +131,7 @@ def treatment_session_create():
 @route("/treatment-sessions/<int:session_id>", permission="patients.read", summary="One treatment session",
        response=TreatmentSessionSchema)
 def treatment_session_detail(session_id: int):
+    ensure_visible("session", session_id)
     return _session_answer(session_id)
 
 
@@ -173,7 +176,7 @@ def _event_answer(event_id: int, status: int = 200):
 def adverse_event_list():
     filters = AdverseEventFilters(**load(AdverseEventQuerySchema, request.args.to_dict()))
     note_access("adverse_event.list", target_type="adverse_events")
-    return paginated(adverse_event_list_query(filters), AdverseEventSchema)
+    return paginated(adverse_event_list_query(filters, site_ids=list_scope()), AdverseEventSchema)
 
 
 @route("/adverse-events", "POST", permission="adverse_events.write",
@@ -188,4 +191,5 @@ def adverse_event_create():
 @route("/adverse-events/<int:event_id>", permission="patients.read", summary="One adverse event",
        response=AdverseEventSchema)
 def adverse_event_detail(event_id: int):
+    ensure_visible("session", db.session.scalar(sa.select(AdverseEvent.session_id).where(AdverseEvent.id == event_id)))
     return _event_answer(event_id)

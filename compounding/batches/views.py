@@ -9,7 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from ..extensions import db
 from ..forms import ReleaseHoldForm, SignatureForm, SignedReasonForm, apply_domain_error, choices, hold_form_for, submit
 from ..limits import PER_PAGE_DEFAULT
-from ..models import Batch, Formula, FormulaStatus
+from ..models import Batch, Formula, FormulaStatus, Location
 from ..models._common import MAX_RECORD_ID
 from ..models.batch import BATCH_STATUSES
 from ..pages import RecordPage
@@ -39,7 +39,7 @@ from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from ..services.vials import find_vial, vial_reasons_at
-from ..site_scope import acting_site_id, current_scope
+from ..site_scope import acting_site_id, current_scope, ensure_visible
 from ..sites.forms import offer_locations
 from .forms import BatchTestForm, CompoundForm, DiscardForm
 
@@ -97,7 +97,26 @@ def _proposal(form: CompoundForm):
     if formula is None or formula.status != FormulaStatus.APPROVED or not 1 <= form.units.data <= batches.MAX_UNITS:
         return formula, None
     # Only the lots at the site where the batch will be made (where compound_batch puts it).
-    return formula, batches.propose(formula, form.units.data, site_id=acting_site_id())
+    return formula, batches.propose(formula, form.units.data, site_id=_making_site_id(form))
+
+
+def _making_site_id(form: CompoundForm) -> int:
+    """The site of the location chosen on the form (one the user may act at), else the acting site."""
+    location_id = form.location_id.data
+    if isinstance(location_id, int) and 0 < location_id <= MAX_RECORD_ID:
+        location = db.session.get(Location, location_id)
+        if location is not None and location.active and sites.may_act_at(current_user, location.site_id):
+            return location.site_id
+    return acting_site_id()
+
+
+def _proposed_elsewhere(proposal) -> bool:
+    """Whether the posted rows name lots the proposal does not hold: they were proposed for another site (the
+    location was changed after the page was shown)."""
+    offered = {str(lot.id) for component in proposal for lot in component.lots}
+    posted = {key.split("-")[1] for key in request.form
+              if key.startswith("lot-") and key.endswith("-quantity") and request.form.get(key, "").strip()}
+    return bool(posted - offered)
 
 
 def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans, require_scan: bool):
@@ -112,7 +131,7 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
             scanned_lot_ids=confirmed, require_scan=require_scan,
             preparation_started_at=form.preparation_started_utc(),
             # The location chosen, else the acting site's default (where the proposal's lots are).
-            location_id=form.location_id.data or sites.default_location(acting_site_id()).id)
+            location_id=form.location_id.data or sites.default_location(_making_site_id(form)).id)
     except DomainError as exc:
         apply_domain_error(form, exc)
         return None
@@ -130,7 +149,12 @@ def batch_compound():
     values = {lot_id: q for c in proposal for lot_id, q in c.proposed.items()} if proposal is not None else {}
     scans, row_errors = {}, {}
     require_scan = current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True)
-    if posted and proposal is not None and form.validate():
+    if posted and proposal is not None and _proposed_elsewhere(proposal):
+        # The location was changed to another site: propose that site's lots instead of a bare refusal.
+        site = sites.get_site(_making_site_id(form))
+        form.form_errors.append(f"The batch will be kept at site {site.code}: these are the lots proposed there. "
+                                "Check the quantities and scans, then compound.")
+    elif posted and proposal is not None and form.validate():
         allocations, scans, row_errors = _rows_from_request(proposal)
         values = {a["lot_id"]: a["quantity"] for a in allocations}
         if row_errors:
@@ -148,8 +172,9 @@ def batch_compound():
 
 
 def _render_detail(batch_id: int, status: int = 200, **forms):
-    # An admin sees the batch, not who received it.
-    detail = batch_record(batch_id, with_uses=may_read_patients())
+    ensure_visible("batch", batch_id)
+    # An admin sees the batch, not who received it; others the sessions at the sites they see.
+    detail = batch_record(batch_id, with_uses=may_read_patients(), site_ids=sites.visible_site_ids(current_user))
     if detail is None:
         raise NotFound("There is no such batch.")
     batch = detail.batch
@@ -185,11 +210,12 @@ def _vial_or_404(batch_id: int, number: int):
     vial = find_batch_vial(batch_id, number)
     if vial is None:
         raise NotFound("There is no such vial.")
+    ensure_visible("vial", vial.id)
     return vial
 
 
 def _render_vial(vial, status: int = 200, **forms):
-    detail = vial_record(vial, with_uses=may_read_patients())
+    detail = vial_record(vial, with_uses=may_read_patients(), site_ids=sites.visible_site_ids(current_user))
     if detail.uses:  # the uses name their patients' charts
         note_access("vial.sessions", target_type="vial", target_id=vial.id)
     batch, now = detail.batch, utcnow()

@@ -22,6 +22,7 @@ from ..queries.treatments import SessionFilters, session_practitioners
 from ..security import requires
 from ..services import imports, sites, trace
 from ..services.clock import clinic_today
+from ..services.errors import NotAllowed
 from ..site_scope import current_scope
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
 
@@ -75,7 +76,8 @@ def _clinic_name() -> str:
 def _render_index(form: AuditExportForm, status: int = 200):
     session_form = SessionExportForm(formdata=None)
     return render_template("exports/index.html", form=form, session_form=session_form,
-                           practitioners=session_practitioners()), status
+                           practitioners=session_practitioners(),
+                           audit_allowed=sites.sees_whole_chain(current_user)), status
 
 
 @bp.route("/")
@@ -91,11 +93,15 @@ def audit():
     form = AuditExportForm(request.args)
     if not form.validate():
         return _render_index(form, 422)
+    # Its audit-trail and patient-access sheets are the chain's: for those who see every site only.
+    if not sites.sees_whole_chain(current_user):
+        raise NotAllowed("The audit workbook holds the whole chain's audit trail and patient access: it is for "
+                         "auditors and chain-wide accounts (or members of every site). Ask an auditor, or export "
+                         "your sites' sessions.")
     start, end = form.start.data, form.end.data
     generated_by = f"{current_user.display_name} ({current_user.role})"
     note_access("export.audit", target_type="audit")
-    # Chain-wide for auditors and chain-wide pharmacists; anyone else's sheets with a site hold their sites'.
-    site_ids = sites.visible_site_ids(current_user)
+    site_ids = sites.visible_site_ids(current_user)  # None: the whole chain
     return send_workbook(
         lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name(),
                                              site_ids=site_ids),

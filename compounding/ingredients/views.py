@@ -24,7 +24,7 @@ bp = Blueprint("ingredients", __name__, url_prefix="/ingredients")
 def ingredient_list():
     filters = IngredientFilters.from_args(request.args)
     status = filter_status(filters.errors)
-    pagination = paginate_rows(ingredient_overview_query(filters))
+    pagination = paginate_rows(ingredient_overview_query(filters, site_ids=current_scope()))
     return render_template("ingredients/list.html", pagination=pagination, search=filters.q,
                            below=filters.below_reorder, inactive=filters.include_inactive), status
 
@@ -52,8 +52,8 @@ INGREDIENT_LOTS_PER_PAGE = 25
 @requires("ingredients.read")
 def ingredient_detail(ingredient_id: int):
     ingredient = db.get_or_404(Ingredient, ingredient_id)
-    overview = db.session.execute(ingredient_row_query(ingredient_id)).one()
     scope = current_scope()
+    overview = db.session.execute(ingredient_row_query(ingredient_id, site_ids=scope)).one()
     lots = paginate_entities(lot_list_query(LotFilters(ingredient_id=ingredient_id, sort="-received"),
                                             site_ids=scope), Lot.id, per_page=INGREDIENT_LOTS_PER_PAGE)
     return render_template("ingredients/detail.html", ingredient=ingredient, overview=overview,

@@ -20,7 +20,7 @@ from ..services import holds, ingredients, inventory
 from ..services.errors import DomainError, NotFound
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
-from ..site_scope import current_scope
+from ..site_scope import current_scope, ensure_visible
 from ..sites.forms import offer_locations
 from .forms import AdjustForm, ReceiveLotForm
 
@@ -94,6 +94,7 @@ def _prefill_from_scan(form: ReceiveLotForm, args) -> str | None:
 
 
 def _render_detail(lot_id: int, status: int = 200, **forms):
+    ensure_visible("lot", lot_id)
     detail = lot_record(lot_id)
     if detail is None:
         raise NotFound("There is no such lot.")

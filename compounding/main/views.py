@@ -59,7 +59,7 @@ def dashboard():
         context["second_person_rules"] = second_person_rules()
     if "stock" in sections:
         context["stock"] = db.session.execute(inventory_counts(expiring_days=30, site_ids=scope)).one()._asdict()
-        context["stock"]["below_reorder"] = db.session.scalar(below_reorder_count_query())
+        context["stock"]["below_reorder"] = db.session.scalar(below_reorder_count_query(site_ids=scope))
     if "batches" in sections:
         context["batch_counts"] = figures.batch_counts(site_ids=scope)
         context["awaiting_verification"] = figures.batches_awaiting_verification(site_ids=scope)

@@ -123,8 +123,9 @@ class BatchRecord:
     tests: list  # recorded_tests()
 
 
-def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
-    """A batch with its formula and people, the lots it consumed, its sessions (`with_uses`) and audit rows."""
+def batch_record(batch_id: int, *, with_uses: bool, site_ids: SiteIds = None) -> BatchRecord | None:
+    """A batch with its formula and people, the lots it consumed, its sessions (`with_uses`: those performed at
+    the sites in `site_ids`, None for every site) and audit rows."""
     batch = db.session.scalar(sa.select(Batch).where(Batch.id == batch_id).options(
         selectinload(Batch.formula), selectinload(Batch.compounded_by), selectinload(Batch.verified_by)))
     if batch is None:
@@ -140,7 +141,8 @@ def batch_record(batch_id: int, *, with_uses: bool) -> BatchRecord | None:
             .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
             .join(Patient, Patient.id == TreatmentSession.patient_id)
             .join(User, User.id == TreatmentSession.practitioner_id)
-            .where(SessionUse.batch_id == batch.id).order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
+            .where(SessionUse.batch_id == batch.id, at_sites(TreatmentSession.site_id, site_ids))
+            .order_by(TreatmentSession.performed_at.desc()).limit(500)).all()
     return BatchRecord(batch=batch, components=components, uses=uses, history=audit_history("batch", batch.id),
                        tests=recorded_tests(batch.id))
 
@@ -210,8 +212,9 @@ def find_batch_vial(batch_id: int, number: int) -> Vial | None:
     return db.session.scalar(sa.select(Vial).where(Vial.batch_id == batch_id, Vial.number == number))
 
 
-def vial_record(vial: Vial, *, with_uses: bool) -> VialRecord:
-    """A vial with its batch (and formula), each status change, each use (`with_uses`), its ledger rows and holds."""
+def vial_record(vial: Vial, *, with_uses: bool, site_ids: SiteIds = None) -> VialRecord:
+    """A vial with its batch (and formula), each status change, each use (`with_uses`: at the sites in `site_ids`),
+    its ledger rows and holds."""
     batch = db.session.scalar(sa.select(Batch).where(Batch.id == vial.batch_id).options(selectinload(Batch.formula)))
     uses = None
     if with_uses:
@@ -221,7 +224,8 @@ def vial_record(vial: Vial, *, with_uses: bool) -> VialRecord:
             .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
             .join(Patient, Patient.id == TreatmentSession.patient_id)
             .join(User, User.id == TreatmentSession.practitioner_id)
-            .where(SessionUse.vial_id == vial.id).order_by(TreatmentSession.performed_at, SessionUse.id)).all()
+            .where(SessionUse.vial_id == vial.id, at_sites(TreatmentSession.site_id, site_ids))
+            .order_by(TreatmentSession.performed_at, SessionUse.id)).all()
     ledger = db.session.execute(
         sa.select(StockMovement, User.display_name).join(User, User.id == StockMovement.actor_id)
         .where(StockMovement.vial_id == vial.id).order_by(StockMovement.occurred_at, StockMovement.id)).all()

@@ -8,6 +8,7 @@ from ..extensions import db
 from ..models import Ingredient, Lot, LotStatus
 from ..services.expiry import expired_clause
 from .common import contains, search_arg
+from .scope import SiteIds, at_sites
 
 
 @dataclass
@@ -25,8 +26,8 @@ class IngredientFilters:
                    include_inactive=args.get("inactive") == "1", errors=errors)
 
 
-def usable_stock_subquery():
-    """Per ingredient: stock on hand in released, unexpired lots, and the nearest expiry."""
+def usable_stock_subquery(*, site_ids: SiteIds):
+    """Per ingredient: stock on hand in released, unexpired lots at the sites in scope, and the nearest expiry."""
     return (
         sa.select(
             Lot.ingredient_id,
@@ -34,16 +35,18 @@ def usable_stock_subquery():
             sa.func.min(Lot.expires_on).label("nearest_expiry"),
             sa.func.count(Lot.id).label("lot_count"),
         )
-        .where(Lot.status == LotStatus.RELEASED, Lot.remaining > 0, sa.not_(expired_clause(Lot.expires_on)))
+        .where(Lot.status == LotStatus.RELEASED, Lot.remaining > 0, sa.not_(expired_clause(Lot.expires_on)),
+               at_sites(Lot.site_id, site_ids))
         .group_by(Lot.ingredient_id)
         .subquery()
     )
 
 
-def ingredient_overview_query(filters: IngredientFilters | None = None):
-    """Ingredients with on-hand stock, nearest expiry and a below-reorder flag (all of them when no filters)."""
+def ingredient_overview_query(filters: IngredientFilters | None = None, *, site_ids: SiteIds):
+    """Ingredients (the chain's) with the on-hand stock, nearest expiry and below-reorder flag of the sites in
+    scope (all of them when no filters); the reorder level is compared with the stock in scope."""
     filters = filters or IngredientFilters(include_inactive=True)
-    stock = usable_stock_subquery()
+    stock = usable_stock_subquery(site_ids=site_ids)
     on_hand = sa.func.coalesce(stock.c.on_hand, 0)
     query = (
         sa.select(Ingredient, on_hand.label("on_hand"), stock.c.nearest_expiry,
@@ -60,13 +63,14 @@ def ingredient_overview_query(filters: IngredientFilters | None = None):
     return query
 
 
-def ingredient_row_query(ingredient_id: int):
+def ingredient_row_query(ingredient_id: int, *, site_ids: SiteIds):
     """One ingredient's row of the overview, inactive or not."""
-    return ingredient_overview_query().where(Ingredient.id == ingredient_id)
+    return ingredient_overview_query(site_ids=site_ids).where(Ingredient.id == ingredient_id)
 
 
-def below_reorder_count_query():
-    stock = usable_stock_subquery()
+def below_reorder_count_query(*, site_ids: SiteIds):
+    """How many active ingredients have less usable stock at the sites in scope than their reorder level."""
+    stock = usable_stock_subquery(site_ids=site_ids)
     return (
         sa.select(sa.func.count(Ingredient.id))
         .outerjoin(stock, stock.c.ingredient_id == Ingredient.id)

@@ -8,10 +8,10 @@ as a required keyword, so a read that forgot its scope fails loudly instead of s
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import Batch, Lot, Site
+from ..models import Batch, Lot, Site, TreatmentSession, Vial
 from ..services.site_filters import SiteIds, at_sites, batch_at_sites
 
-__all__ = ["SiteIds", "at_sites", "batch_at_sites", "items_at_sites", "shown_sites", "site_codes"]
+__all__ = ["SiteIds", "at_sites", "batch_at_sites", "in_scope", "items_at_sites", "shown_sites", "site_codes"]
 
 
 def site_codes(site_ids: SiteIds) -> dict[int, str]:
@@ -45,3 +45,21 @@ def items_at_sites(items, site_ids: SiteIds) -> set[tuple[str, int]]:
         sa.select(sa.literal("lot").label("kind"), Lot.id).where(Lot.id.in_(lots), at_sites(Lot.site_id, site_ids)),
         sa.select(sa.literal("batch").label("kind"), Batch.id).where(Batch.id.in_(batches), batch_at_sites(site_ids)))
     return {(kind, item_id) for kind, item_id in db.session.execute(found)}
+
+
+# What ties a record to a site, as the lists read it: a batch its own site or one of its vials' (`batch_at_sites`).
+_RECORD_SITE = {
+    "lot": (Lot, lambda site_ids: at_sites(Lot.site_id, site_ids)),
+    "batch": (Batch, batch_at_sites),
+    "vial": (Vial, lambda site_ids: at_sites(Vial.site_id, site_ids)),
+    "session": (TreatmentSession, lambda site_ids: at_sites(TreatmentSession.site_id, site_ids)),
+}
+
+
+def in_scope(kind: str, item_id: int, site_ids: SiteIds) -> bool:
+    """Whether a lot, batch, vial or treatment session is at the sites in scope (one statement; none for every
+    site). A record that does not exist is not in scope either: its page answers 404 as for another site's."""
+    if site_ids is None:
+        return True
+    model, where = _RECORD_SITE[kind]
+    return db.session.scalar(sa.select(model.id).where(model.id == item_id, where(site_ids))) is not None

@@ -57,10 +57,24 @@ def patient_search(q: str | None) -> sa.ColumnElement[bool]:
     return sa.or_(by_chart, Patient.name_key.like(pattern, escape="\\")) if may_identify() else by_chart
 
 
+def patients_in_scope(q: str | None, site_ids: SiteIds) -> sa.ColumnElement[bool]:
+    """The patients a list shows: every one for who sees every site; else those with a session (standing or
+    voided) performed at the sites in scope, those not yet treated anywhere (registered, at no site yet: whoever
+    registered them finds them to record the first session), and, chain-wide, the one whose chart number is `q`
+    exactly (a patient treated at another site who walks in)."""
+    if site_ids is None:
+        return sa.true()
+    treated_here = sa.exists().where(TreatmentSession.patient_id == Patient.id,
+                                     at_sites(TreatmentSession.site_id, site_ids))
+    untreated = ~sa.exists().where(TreatmentSession.patient_id == Patient.id)
+    key = fold(q)
+    return sa.or_(treated_here, untreated, *([Patient.chart_key == key] if key else []))
+
+
 def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):
     """Patients by chart number, each with their standing sessions' count and the last one's time.
 
-    Patients belong to the chain; the sessions counted are those performed at the sites in scope.
+    The patients in scope (`patients_in_scope`); the sessions counted are those performed at the sites in scope.
     """
     done = (sa.select(TreatmentSession.patient_id, sa.func.count(TreatmentSession.id).label("treatment_count"),
                       sa.func.max(TreatmentSession.performed_at).label("last_performed_at"))
@@ -69,7 +83,7 @@ def patient_list_query(filters: PatientFilters, *, site_ids: SiteIds):
     return (sa.select(Patient, sa.func.coalesce(done.c.treatment_count, 0).label("treatment_count"),
                       done.c.last_performed_at)
             .outerjoin(done, done.c.patient_id == Patient.id)
-            .where(patient_search(filters.q)).order_by(Patient.chart_number))
+            .where(patient_search(filters.q), patients_in_scope(filters.q, site_ids)).order_by(Patient.chart_number))
 
 
 def patient_by_chart(chart_number: str | None) -> int | None:
@@ -89,32 +103,37 @@ class PatientRecord:
     received_lots: list
 
 
-def patient_record(patient_id: int) -> PatientRecord:
+def patient_record(patient_id: int, *, site_ids: SiteIds) -> PatientRecord:
+    """A patient's sessions performed at the sites in `site_ids` (None: every site), with what they used and
+    the events after them; the patient's record itself belongs to the chain."""
+    here = at_sites(TreatmentSession.site_id, site_ids)
     voider = aliased(User)
     records = db.session.execute(
         sa.select(TreatmentSession, User.display_name.label("practitioner"), voider.display_name.label("voided_by"))
         .join(User, User.id == TreatmentSession.practitioner_id)
         .outerjoin(voider, voider.id == TreatmentSession.voided_by_id)
-        .where(TreatmentSession.patient_id == patient_id)
+        .where(TreatmentSession.patient_id == patient_id, here)
         .order_by(TreatmentSession.performed_at.desc(), TreatmentSession.id.desc())).all()
-    uses = uses_by_treatment(sa.select(TreatmentSession.id).where(TreatmentSession.patient_id == patient_id))
+    uses = uses_by_treatment(sa.select(TreatmentSession.id).where(TreatmentSession.patient_id == patient_id, here))
     events = db.session.execute(
         sa.select(AdverseEvent, TreatmentSession.performed_at)
         .join(TreatmentSession, TreatmentSession.id == AdverseEvent.session_id)
-        .where(TreatmentSession.patient_id == patient_id)
+        .where(TreatmentSession.patient_id == patient_id, here)
         .order_by(AdverseEvent.recorded_at.desc(), AdverseEvent.id.desc())).all()
     events_by_treatment = defaultdict(list)
     for event, _ in events:
         events_by_treatment[event.session_id].append(event)
     return PatientRecord(records=records, uses=uses, events=events, events_by_treatment=events_by_treatment,
-                         received_batches=_received_batches(patient_id), received_lots=_received_lots(patient_id))
+                         received_batches=_received_batches(patient_id, here),
+                         received_lots=_received_lots(patient_id, here))
 
 
-def _standing_uses(patient_id: int) -> tuple:
-    return (TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None))
+def _standing_uses(patient_id: int, here=None) -> tuple:
+    return (TreatmentSession.patient_id == patient_id, TreatmentSession.voided_at.is_(None),
+            sa.true() if here is None else here)
 
 
-def _received_batches(patient_id: int) -> list:
+def _received_batches(patient_id: int, here=None) -> list:
     """The batches the patient's standing sessions used, with the volume received and the last time."""
     return db.session.execute(
         sa.select(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code.label("formula_code"),
@@ -124,16 +143,16 @@ def _received_batches(patient_id: int) -> list:
         .join(SessionUse, SessionUse.batch_id == Batch.id)
         .join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
         .join(Formula, Formula.id == Batch.formula_id)
-        .where(*_standing_uses(patient_id))
+        .where(*_standing_uses(patient_id, here))
         .group_by(Batch.id, Batch.code, Batch.status, Batch.beyond_use_at, Formula.code, Formula.version,
                   Formula.name)
         .order_by(Batch.code)).all()
 
 
-def _received_lots(patient_id: int) -> list[dict]:
+def _received_lots(patient_id: int, here=None) -> list[dict]:
     """The lots of those batches: [{"lot": row, "batch_codes": [...]}, ...]."""
     received = (sa.select(SessionUse.batch_id).join(TreatmentSession, TreatmentSession.id == SessionUse.session_id)
-                .where(*_standing_uses(patient_id)))
+                .where(*_standing_uses(patient_id, here)))
     rows = db.session.execute(
         sa.select(Lot.id, Lot.code, Lot.status, Lot.expires_on, Lot.supplier, Lot.supplier_lot_number,
                   Ingredient.name.label("ingredient_name"), Batch.code.label("batch_code"))
@@ -299,9 +318,11 @@ class AdverseEventFilters:
     severity: str | None = None
 
 
-def adverse_event_list_query(filters: AdverseEventFilters):
-    """Adverse events, newest first, each with its session loaded (for the patient id)."""
+def adverse_event_list_query(filters: AdverseEventFilters, *, site_ids: SiteIds):
+    """Adverse events after sessions performed at the sites in scope, newest first, each with its session loaded
+    (for the patient id)."""
     query = (sa.select(AdverseEvent).join(AdverseEvent.treatment_session)
+             .where(at_sites(TreatmentSession.site_id, site_ids))
              .options(contains_eager(AdverseEvent.treatment_session)))
     for column, value in ((AdverseEvent.session_id, filters.session_id),
                           (TreatmentSession.patient_id, filters.patient_id),

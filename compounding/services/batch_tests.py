@@ -26,6 +26,7 @@ from .holds import place_hold
 from .ledger import move_vial
 from .preparation import tests_outstanding
 from .signatures import pharmacist_signs
+from .sites import ensure_item_at_site
 from .transaction import transactional
 
 # Where a result may be recorded: sampled before verification, awaited after it, or a confirmation
@@ -176,6 +177,7 @@ def record_test_result(actor: User, batch_id: int, *, kind: str, result: str, me
     ensure_can(actor, "batches.verify", "record test results")
     data = _checked_shape(kind, result, method, lab, sampled_on, units_sampled, note)
     batch = get_batch(batch_id, for_update=True)
+    ensure_item_at_site(actor, batch, "record test results")
     _ensure_owed(batch, data["kind"])
     _ensure_first_of_its_method(batch, data["kind"], data["method"])
     _ensure_recordable(batch, data["result"])

@@ -47,7 +47,7 @@ from .preparation import (
     tests_owed,
 )
 from .signatures import sign
-from .sites import place, resolve_location
+from .sites import ensure_item_at_site, place, resolve_location
 from .transaction import transactional
 from .vials import checked_discard, create_vials
 
@@ -338,6 +338,7 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
 def _judging(actor: User, batch_id: int, doing: str) -> Batch:
     """The batch locked for its verifier: who compounded it never judges it (403, never turned off)."""
     batch = get_batch(batch_id, for_update=True)
+    ensure_item_at_site(actor, batch, f"{doing} batches")
     ensure_second_person(actor, batch.compounded_by_id,
                          f"The person who compounded a batch cannot {doing} it: a second pharmacist must.",
                          always=True)
@@ -386,6 +387,7 @@ def discard_batch(actor: User, batch_id: int, reason: str, note: str = "") -> Ba
     ensure_can(actor, "batches.discard", "discard batches")
     note = checked_discard(reason, note)
     batch = get_batch(batch_id, for_update=True)
+    ensure_item_at_site(actor, batch, "discard batches")
     ensure_transition(batch, "discard")
     why = f"{reason}: {note}" if note else reason
     with audit.change(actor, "batch.discarded", batch, BATCH_FIELDS, reason=why):

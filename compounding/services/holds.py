@@ -46,6 +46,7 @@ from .history import (
     transition,
 )
 from .signatures import pharmacist_signs
+from .sites import ensure_item_at_site
 from .transaction import transactional
 
 MODELS = {"lot": Lot, "batch": Batch, "vial": Vial}
@@ -143,6 +144,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
         raise InvalidInput(f"Choose the hold: {', '.join(HOLD_KINDS)}.", field="hold")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the hold is released.")
     item = _locked(kind, item_id)
+    ensure_item_at_site(actor, item, "release holds")
     standing = standing_holds(kind, item.id)
     releasing = [h for h in standing if h.kind == hold_kind]
     if not releasing:

@@ -23,7 +23,7 @@ from .history import deplete_if_empty, ensure_transition, explained_change, reco
 from .ingredients import get_ingredient, gtin_is_valid, normalise_gtin
 from .ledger import move_lot
 from .signatures import pharmacist_signs, sign
-from .sites import acting_site_id, place, resolve_location
+from .sites import acting_site_id, ensure_item_at_site, place, resolve_location
 from .transaction import transactional
 
 LOT_FIELDS = ("status", "remaining", "status_reason")
@@ -222,6 +222,7 @@ def release_lot(actor: User, lot_id: int, password: str) -> Lot:
     """
     ensure_can(actor, "lots.release", "release lots")
     lot = get_lot(lot_id, for_update=True)
+    ensure_item_at_site(actor, lot, "release lots")
     ensure_transition(lot, "release")
     if lot.is_expired():
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
@@ -237,6 +238,7 @@ def reject_lot(actor: User, lot_id: int, password: str, reason: str) -> Lot:
     ensure_can(actor, "lots.release", "reject lots")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the lot is rejected.")
     lot = get_lot(lot_id, for_update=True)
+    ensure_item_at_site(actor, lot, "reject lots")
     ensure_transition(lot, "reject")
     sign(actor, password, "rejected", "lot", lot.id)
     explained_change(actor, lot, "reject", "lot.rejected", LOT_FIELDS, reason)
@@ -253,6 +255,7 @@ def quarantine_lot(actor: User, lot_id: int, reason: str) -> Lot:
     ensure_can(actor, "lots.release", "quarantine lots")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the lot is quarantined.")
     lot = get_lot(lot_id, for_update=True)
+    ensure_item_at_site(actor, lot, "quarantine lots")
     ensure_transition(lot, "quarantine")
     explained_change(actor, lot, "quarantine", "lot.quarantined", LOT_FIELDS, reason,
                      old={"released_at": lot.released_at, "released_by_id": lot.released_by_id})
@@ -277,6 +280,7 @@ def adjust_lot(actor: User, lot_id: int, *, reason: str, quantity, direction: st
     if direction == "in" and (actor is None or actor.role != "pharmacist"):
         raise NotAllowed("Only a pharmacist's signature can raise a lot's stock.", field="password")
     lot = get_lot(lot_id, for_update=True)
+    ensure_item_at_site(actor, lot, "adjust stock")
     if direction == "in":
         _check_rise(lot, quantity)
     signed = quantity if direction == "in" else -quantity

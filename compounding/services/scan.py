@@ -21,6 +21,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
 from ..models import Batch, Formula, Hold, Ingredient, IngredientGtin, Location, Lot, LotStatus, Site, Vial
+from ..models.site import LOCATION_CODE_MAX
 from . import codes
 from .batches import unusable_reasons
 from .clock import utcnow
@@ -34,6 +35,11 @@ from .vials import find_vial, looks_like_vial_code, parse_vial_code, vial_reason
 SHOWN_LENGTH = 200
 # A storage location's code; the codes module names it once it has one.
 LOCATION_CODE = getattr(codes, "LOCATION_CODE", re.compile(r"^LOC\d{4,}$"))
+# A code typed for a location (COLD-1, BENCH-1): letters, digits and hyphens, starting with a letter. Never L or B
+# then a digit (a lot, batch or vial code: `sites._checked_location_code` refuses those), so a vial or lot scan
+# costs no location lookup.
+GIVEN_LOCATION_CODE = re.compile(rf"^[A-Z][A-Z0-9-]{{1,{LOCATION_CODE_MAX - 1}}}$")
+_LIKE_STOCK = re.compile(r"^[LB]\d")
 # What a location counts as stored there: stock someone could still use or must still deal with.
 STORED_LOT_STATUSES = (LotStatus.QUARANTINE, LotStatus.RELEASED, LotStatus.ON_HOLD)
 STORED_VIAL_STATUSES = ("sealed", "open", "on_hold")
@@ -147,6 +153,13 @@ def resolve(raw: str, at: datetime | None = None, *, site_ids: SiteIds = None,
                 return _hidden("batch", raw, site_code)
             reasons = unusable_reasons(batch, at, holds=hold_texts("batch", batch.id))
             return ScanResult("batch", raw, not reasons, reasons, batch=batch, site=site_code)
+    if LOCATION_CODE.match(code):
+        return _resolve_location(raw, code, site_ids)
+    if GIVEN_LOCATION_CODE.match(code) and not _LIKE_STOCK.match(code):
+        # A location given its own code is looked up by that exact code before any guess at what the code means.
+        found = _resolve_location(raw, code, site_ids)
+        if found.kind == "location":
+            return found
     if looks_like_vial_code(code):
         return _resolve_vial(raw, code, at, site_ids, acting_site_id)
     if LOT_CODE.match(code):
@@ -158,8 +171,6 @@ def resolve(raw: str, at: datetime | None = None, *, site_ids: SiteIds = None,
                 return _hidden("lot", raw, site_code)
             reasons = lot_reasons(lot, at, hold_texts("lot", lot.id))
             return ScanResult("lot", raw, not reasons, reasons, lot=lot, site=site_code)
-    if LOCATION_CODE.match(code):
-        return _resolve_location(raw, code, site_ids)
     if looks_like_gs1(raw):
         try:
             data = parse_gs1(raw, current_app.config.get("GS1_SEPARATOR", ""))
@@ -213,6 +224,12 @@ def _resolve_vial(raw: str, code: str, at: datetime, site_ids: SiteIds = None,
         .where(Batch.code == batch_code, Vial.number == number)
         .options(joinedload(Batch.formula).lazyload(Formula.components))).first()
     if row is None:
+        # A batch at a site the scanner may not see tells its site and nothing more (not how far its vials run).
+        batch_row = db.session.execute(
+            sa.select(Site.code, batch_at_sites(site_ids).label("seen")).join(Batch, Batch.site_id == Site.id)
+            .where(Batch.code == batch_code)).first()
+        if batch_row is not None and not batch_row.seen:
+            return _hidden("vial", raw, batch_row.code)
         try:
             find_vial(code, field="code")  # says what is wrong: no such batch, or no such vial number
         except DomainError as exc:

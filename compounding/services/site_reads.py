@@ -25,7 +25,11 @@ def location_tree(site_id: int, *, active_only: bool = False) -> list[Node]:
     query = sa.select(Location).where(Location.site_id == site_id).order_by(Location.name, Location.id)
     if active_only:
         query = query.where(Location.active)
-    rows = list(db.session.scalars(query))
+    return _tree(list(db.session.scalars(query)))
+
+
+def _tree(rows: list[Location]) -> list[Node]:
+    """One site's locations (by name) depth-first, each place followed by what it holds."""
     children: dict[int | None, list[Location]] = {}
     known = {row.id for row in rows}
     for row in rows:  # a place whose parent is left out (inactive) shows at the top
@@ -71,11 +75,19 @@ def sites_query(site_ids=None):
 
 
 def choosable_locations(site_ids) -> list[tuple[Site, list[Node]]]:
-    """Active locations of active sites, grouped by site, for a "where does it go" select."""
+    """Active locations of active sites, grouped by site, for a "where does it go" select: one statement for
+    the sites and one for all their locations, however many sites the viewer has."""
     query = sa.select(Site).where(Site.active).order_by(Site.code)
     if site_ids is not None:
         query = query.where(Site.id.in_(list(site_ids)))
-    return [(site, location_tree(site.id, active_only=True)) for site in db.session.scalars(query)]
+    chosen = list(db.session.scalars(query))
+    by_site: dict[int, list[Location]] = {site.id: [] for site in chosen}
+    if by_site:
+        for location in db.session.scalars(
+                sa.select(Location).where(Location.active, Location.site_id.in_(list(by_site)))
+                .order_by(Location.name, Location.id)):
+            by_site[location.site_id].append(location)
+    return [(site, _tree(by_site[site.id])) for site in chosen]
 
 
 def contents_query(location_id: int, kind: str):

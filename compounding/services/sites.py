@@ -8,7 +8,8 @@ sites they belong to; auditors and chain-wide accounts (`all_sites`) see every s
 import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from functools import cache
+from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from flask import current_app
@@ -64,6 +65,15 @@ def sees_all_sites(user: User | None) -> bool:
     return user is not None and (user.all_sites or user.role in CHAIN_WIDE_ROLES)
 
 
+def sees_whole_chain(user: User | None) -> bool:
+    """Whether a user sees every site: an auditor, a chain-wide account, or a member of each site there is (in a
+    one-site clinic, everyone)."""
+    if user is None or sees_all_sites(user):
+        return user is not None
+    outside = sa.select(Site.id).where(~Site.id.in_(sa.select(UserSite.site_id).where(UserSite.user_id == user.id)))
+    return db.session.scalar(outside.limit(1)) is None
+
+
 def member_site_ids(user: User) -> list[int]:
     """The sites a user belongs to, in site order (MAIN, the first made, first)."""
     return list(db.session.scalars(sa.select(UserSite.site_id).where(UserSite.user_id == user.id)
@@ -86,6 +96,13 @@ def ensure_at_site(user: User, site_id: int, doing: str) -> None:
     if not may_act_at(user, site_id):
         site = get_site(site_id)
         raise NotAllowed(f"You do not belong to site {site.code}: you cannot {doing} there.")
+
+
+def ensure_item_at_site(actor: User | None, item, doing: str) -> None:
+    """Refuse (403) an action on a lot, batch or vial kept at a site the actor does not belong to (`actor` None:
+    the operator at the server's command line). Called by every write service on one item, after it is read."""
+    if actor is not None:
+        ensure_at_site(actor, item.site_id, doing)
 
 
 def default_location(site_id: int) -> Location:
@@ -151,21 +168,32 @@ CELSIUS_MIN, CELSIUS_MAX = Decimal("-90"), Decimal("60")
 _VIALS_HELD = (VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD, VialStatus.RECALLED, VialStatus.IN_TRANSIT)
 
 
-def _manages(actor: User | None) -> None:
-    """`actor` None is the operator at the server's command line (as for `create-user`)."""
-    if actor is not None:
-        ensure_can(actor, "sites.manage", "manage sites and storage locations")
+def _manages(actor: User | None, site_id: int | None = None) -> None:
+    """`actor` None is the operator at the server's command line (as for `create-user`). A site's locations
+    and settings are managed by its own members; admins and chain-wide accounts manage every site."""
+    if actor is None:
+        return
+    ensure_can(actor, "sites.manage", "manage sites and storage locations")
+    if site_id is not None and actor.role != "admin":
+        ensure_at_site(actor, site_id, "manage its locations")
+
+
+# Names the time zone database ships that are no place: the host's own setting, the POSIX rule file, the
+# build placeholder, and the copies under right/ and posix/ (leap seconds, or not).
+_NOT_PLACES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(zone for zone in available_timezones()
+                     if zone not in _NOT_PLACES and not zone.startswith(("right/", "posix/")))
 
 
 def _checked_zone(timezone: str | None) -> str:
     zone = (timezone or "").strip() or current_app.config["CLINIC_TIMEZONE"]
-    try:
-        if len(zone) > TIMEZONE_MAX or zone.startswith(("/", ".")) or ".." in zone:
-            raise ValueError(zone)
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
+    if len(zone) > TIMEZONE_MAX or zone not in _time_zones():
         raise InvalidInput(f"{zone!r} is not a time zone: give an IANA name such as Europe/Paris.",
-                           field="timezone") from None
+                           field="timezone")
     return zone
 
 
@@ -178,7 +206,7 @@ def create_site(actor: User | None, code: str, name: str, timezone: str | None =
     """A new site (code 2-12 upper-case letters, digits or hyphens, unique; a real IANA time zone) with
     its default location, a room called "Main store", where its receiving and compounding put stock."""
     _manages(actor)
-    code = (code or "").strip()
+    code = (code or "").strip().upper()  # as the form and the command line read it
     if not SITE_CODE.match(code):
         raise InvalidInput("A site code has 2 to 12 upper-case letters, digits or hyphens (LYON, MAD-01).",
                            field="code")
@@ -201,7 +229,7 @@ def create_site(actor: User | None, code: str, name: str, timezone: str | None =
 @transactional
 def update_site(actor: User | None, site_id: int, *, name: str, timezone: str, address: str = "") -> Site:
     """Rename a site, change its time zone or address; its code, printed on labels and notes, stays."""
-    _manages(actor)
+    _manages(actor, site_id)
     site = get_site(site_id)
     name, zone = _checked_name(name), _checked_zone(timezone)
     address = checked_text((address or "").strip(), "address", NOTE_MAX)
@@ -217,7 +245,7 @@ def _new_location_code() -> str:
 
 def _checked_location_code(code: str | None) -> str:
     """A code typed by hand: upper-case, unique, and never one a scanner would read as a lot, batch or vial."""
-    code = (code or "").strip()
+    code = (code or "").strip().upper()
     if not code:
         return _new_location_code()
     if _LIKE_STOCK.match(code) or any(pattern.match(code) for pattern in (
@@ -244,7 +272,8 @@ def _celsius(value, field: str) -> Decimal | None:
     return degrees
 
 
-def _checked_place(site_id: int, location_id: int | None, name: str, kind: str, parent_id, low, high):
+def _checked_place(site_id: int, location_id: int | None, name: str, kind: str, parent_id, low, high,
+                   current_parent: int | None = None):
     """Name, kind, parent and range of a location as given; the parent at the same site, never inside it."""
     name = _checked_name(name)
     if kind not in LOCATION_KINDS:
@@ -258,6 +287,9 @@ def _checked_place(site_id: int, location_id: int | None, name: str, kind: str, 
             raise InvalidInput(f"There is no location {parent_id}.", field="parent_id")
         if parent.site_id != site_id:
             raise InvalidInput(f"{parent.label} is at another site: a location sits inside its own site.",
+                               field="parent_id")
+        if not parent.active and parent_id != current_parent:
+            raise InvalidState(f"{parent.label} ({parent.name}) is no longer in use: nothing goes inside it.",
                                field="parent_id")
         if location_id is not None and location_id in _ancestors(parent):
             raise InvalidInput("A location cannot sit inside itself or one of the places it holds.",
@@ -286,7 +318,7 @@ def create_location(actor: User | None, site_id: int, name: str, kind: str, pare
                     code: str | None = None, min_celsius=None, max_celsius=None) -> Location:
     """A storage location at a site: a room, cabinet, fridge or freezer, perhaps inside another one of the
     same site; a scannable code (the next `LOC` number unless one is given) and an allowed range."""
-    _manages(actor)
+    _manages(actor, site_id)
     site = get_site(site_id)
     if not site.active:
         raise InvalidState(f"{site.label} is closed.")
@@ -304,9 +336,10 @@ def update_location(actor: User | None, location_id: int, *, name: str, kind: st
                     min_celsius=None, max_celsius=None) -> Location:
     """Rename, re-kind, move inside another place of the same site, or change the range; the code stays
     (it is printed on the location's label)."""
-    _manages(actor)
     location = get_location(location_id, for_update=True)
-    name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius)
+    _manages(actor, location.site_id)
+    name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius,
+                                     current_parent=location.parent_id)
     with audit.change(actor, "location.updated", location, LOCATION_FIELDS, only_if_changed=True):
         location.name, location.kind, location.parent_id = name, kind, parent_id
         location.min_celsius, location.max_celsius = low, high
@@ -326,8 +359,8 @@ def stock_at(location_id: int) -> int:
 @transactional
 def deactivate_location(actor: User | None, location_id: int, reason: str = "") -> Location:
     """Take a location out of use: refused while it holds stock, holds active places, or is its site's default."""
-    _manages(actor)
     location = get_location(location_id, for_update=True)
+    _manages(actor, location.site_id)
     reason = checked_text(reason or "", "reason", REASON_MAX)
     if not location.active:
         raise InvalidState(f"{location.label} is already out of use.")
@@ -347,11 +380,20 @@ def deactivate_location(actor: User | None, location_id: int, reason: str = "") 
 def set_default_location(actor: User | None, location_id: int) -> Location:
     """Where the site's receiving and compounding put stock unless told: one active location per site."""
     _manages(actor)
-    location = get_location(location_id, for_update=True)
+    site_id = db.session.scalar(sa.select(Location.site_id).where(Location.id == location_id)) \
+        if isinstance(location_id, int) else None
+    if site_id is None:
+        raise NotFound(f"There is no location {location_id}.")
+    _manages(actor, site_id)
+    # The site's row first: two changes of one site's default queue here, so the second sees the first's
+    # default and the one-default index is never broken (a 500) by both clearing the same old row.
+    db.session.execute(sa.select(Site.id).where(Site.id == site_id).with_for_update())
+    location = db.session.scalar(sa.select(Location).where(Location.id == location_id).with_for_update()
+                                 .execution_options(populate_existing=True))
     if not location.active:
         raise InvalidState(f"{location.label} is out of use.")
     old = db.session.scalar(sa.select(Location).where(Location.site_id == location.site_id, Location.is_default)
-                            .with_for_update())
+                            .with_for_update().execution_options(populate_existing=True))
     if old is not None and old.id == location.id:
         return location
     if old is not None:

@@ -35,6 +35,7 @@ from .codes import BATCH_CODE, LOOKS_LIKE_VIAL, VIAL_CODE, vial_code
 from .errors import InvalidInput, NotFound
 from .history import ensure_transition, record_created, record_depletion, standing_holds, status_at, transition
 from .ledger import move_vial
+from .sites import ensure_item_at_site
 from .transaction import transactional
 
 # A vial's own reason while it travels (place_reasons names the transfer).
@@ -218,6 +219,7 @@ def discard_vial(actor: User, vial_id: int, reason: str, note: str = "") -> Vial
     head = db.session.get(Vial, vial_id) if vial_id else None
     if head is None:
         raise NotFound("There is no such vial.")
+    ensure_item_at_site(actor, head, "discard vials")
     # Batch, then vial: the lock order of a session's use, so the two queue instead of deadlocking.
     batch = db.session.scalar(sa.select(Batch).where(Batch.id == head.batch_id).with_for_update()
                               .execution_options(populate_existing=True))

@@ -212,5 +212,13 @@ def choose_site():
             abort(403, "You do not belong to that site.")
         session[SITE_KEY] = site.id
         flash(f"Showing site {site.code} ({site.name}).", "info")
-    back = request.form.get("next") or ""
-    return redirect(back if back.startswith("/") and not back.startswith("//") else url_for("main.dashboard"))
+    return redirect(_same_site_path(request.form.get("next") or "") or url_for("main.dashboard"))
+
+
+def _same_site_path(back: str) -> str | None:
+    """`next` when it is a path of this site: one leading "/", no backslash (browsers read `/\\x` as `//x`)
+    and no control character; else None."""
+    if (not back.startswith("/") or back.startswith("//") or "\\" in back
+            or any(ord(ch) < 32 or ord(ch) == 127 for ch in back)):
+        return None
+    return back

@@ -23,10 +23,10 @@ from ..queries.treatments import (
     uses_by_treatment,
 )
 from ..security import requires
-from ..services import treatments, voids
+from ..services import sites, treatments, voids
 from ..services.clock import clinic_today, to_clinic, utcnow
 from ..services.errors import DomainError, NotFound
-from ..site_scope import acting_site_id, current_scope
+from ..site_scope import acting_site_id, current_scope, ensure_visible
 from .forms import USE_ROWS, AdverseEventForm, CorrectPatientForm, PatientForm, TreatmentForm, VoidForm
 
 bp = Blueprint("treatments", __name__, url_prefix="/treatments")
@@ -105,7 +105,7 @@ def patient_edit(patient_id: int):
 def patient_detail(patient_id: int):
     patient = db.get_or_404(Patient, patient_id)
     note_access("patient.view", patient_id=patient.id)
-    found = patient_record(patient.id)
+    found = patient_record(patient.id, site_ids=sites.visible_site_ids(current_user))
     return render_template(
         "treatments/patient_detail.html", patient=patient, records=found.records, uses=found.uses,
         events=found.events, events_by_treatment=found.events_by_treatment, received_batches=found.received_batches,
@@ -176,6 +176,7 @@ def treatment_record(patient_id: int):
 
 
 def _render_treatment(treatment_id: int, status: int = 200, **forms):
+    ensure_visible("session", treatment_id)
     found = session_record(treatment_id)
     if found is None:
         raise NotFound("There is no such treatment session.")
