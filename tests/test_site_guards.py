@@ -444,3 +444,14 @@ def test_setting_the_default_location_locks_the_site_row_first(chain):
     if db.engine.dialect.name == "postgresql":
         assert locking and "sites" in locking[0].split("FROM", 1)[1].split()[0]
     assert sites.default_location(chain["main_site"].id).id == cold.id
+
+
+@pytest.mark.parametrize("path", ["/audit", "/audit/patient-access", "/api/v1/audit-events"])
+def test_the_chain_wide_audit_records_are_refused_to_a_pharmacist_of_some_sites(client, make_user, make_token, path):
+    add_site("LYON", "LOC-LYON")
+    lyon_pharmacist = make_user("pharmacist", username="lyon-pharm", site_codes=["LYON"])
+    chain_pharmacist = make_user("pharmacist", username="chain-pharm", site_codes=["MAIN", "LYON"])
+    for user, status in ((lyon_pharmacist, 403), (chain_pharmacist, 200), (make_user("auditor"), 200)):
+        sign_in_session(client, user)
+        headers = {"Authorization": f"Bearer {make_token(user)}"} if path.startswith("/api/") else {}
+        assert client.get(path, headers=headers).status_code == status, user.username

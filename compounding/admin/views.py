@@ -205,6 +205,7 @@ def user_token_revoke(user_id: int, token_id: int):
 @bp.route("/audit")
 @requires("audit.read")
 def audit_trail():
+    sites.ensure_whole_chain(current_user, "The audit trail")
     form = AuditFilterForm(request.args)
     form.validate()
     # Each filter applies on its own: one bad field shows its error without dropping the others.
@@ -227,6 +228,7 @@ def _day_arg(name: str, errors: dict) -> date | None:
 @requires("patients.access_log")
 def patient_access():
     """Who saw or exported patient data, newest first, by user and clinic days."""
+    sites.ensure_whole_chain(current_user, "The patient access log")
     errors: dict[str, str] = {}
     user_id = request.args.get("user_id", type=record_id)
     start, end = _day_arg("start", errors), _day_arg("end", errors)

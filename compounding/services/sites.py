@@ -74,6 +74,18 @@ def sees_whole_chain(user: User | None) -> bool:
     return db.session.scalar(outside.limit(1)) is None
 
 
+def ensure_whole_chain(user: User | None, what: str) -> None:
+    """Refuse (403) the chain-wide records (the audit trail, the patient access log) to a user of some sites only.
+
+    Their rows cannot all be tied to a site; admins, who manage every site's accounts, read them too.
+    """
+    if user is not None and user.role == "admin":
+        return
+    if not sees_whole_chain(user):
+        raise NotAllowed(f"{what} holds the whole chain's records: it is for auditors and chain-wide accounts "
+                         "(or members of every site). Ask an auditor, or read your sites' own pages.")
+
+
 def member_site_ids(user: User) -> list[int]:
     """The sites a user belongs to, in site order (MAIN, the first made, first)."""
     return list(db.session.scalars(sa.select(UserSite.site_id).where(UserSite.user_id == user.id)
