@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from testkit import PASSWORD, QueryCounter, sign_in_session
 
 from compounding.extensions import db
-from compounding.models import Batch, Location, Lot, Site, TreatmentSession, Vial
+from compounding.models import Batch, BatchComponent, Location, Lot, Site, TreatmentSession, Vial
 from compounding.queries.ingredients import below_reorder_count_query, ingredient_row_query
 from compounding.services import (
     batch_tests,
@@ -455,3 +455,20 @@ def test_the_chain_wide_audit_records_are_refused_to_a_pharmacist_of_some_sites(
         sign_in_session(client, user)
         headers = {"Authorization": f"Bearer {make_token(user)}"} if path.startswith("/api/") else {}
         assert client.get(path, headers=headers).status_code == status, user.username
+
+
+def test_labels_records_and_barcodes_of_another_sites_stock_are_not_found(client, make_user, make_token, make_batch):
+    batch = make_batch()
+    lot_id = db.session.scalar(sa.select(BatchComponent.lot_id).where(BatchComponent.batch_id == batch.id).limit(1))
+    add_site("LYON", "LOC-LYON")
+    outsider = make_user("pharmacist", username="lyon-pharm", site_codes=["LYON"])
+    insider = make_user("pharmacist", username="main-pharm")
+    paths = [f"/batches/{batch.id}/label", f"/batches/{batch.id}/record", f"/lots/{lot_id}/label",
+             f"/api/v1/batches/{batch.id}/label", f"/api/v1/batches/{batch.id}/barcode.svg",
+             f"/api/v1/lots/{lot_id}/barcode.svg"]
+    for user, status in ((outsider, 404), (insider, 200)):
+        sign_in_session(client, user)
+        headers = {"Authorization": f"Bearer {make_token(user)}"}
+        for path in paths:
+            assert client.get(path, headers=headers if path.startswith("/api/") else {}).status_code == status, (
+                user.username, path)

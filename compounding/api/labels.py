@@ -8,6 +8,7 @@ from .. import labels
 from ..extensions import db
 from ..models import Batch, Lot
 from ..services.errors import NotFound
+from ..site_scope import ensure_visible
 from .views import route
 
 
@@ -87,6 +88,7 @@ def _svg(model: type[Batch] | type[Lot], record_id: int, what: str) -> Response:
        summary="What a batch's vial label prints (409 while the batch is on hold)", response=BatchLabelSchema,
        errors=(409,))
 def batch_label_data(batch_id: int):
+    ensure_visible("batch", batch_id)
     batch = labels.load_batch(batch_id)
     answer = BatchLabelSchema().dump(labels.batch_label(batch))
     answer["vials"] = VialLabelSchema(many=True).dump(labels.vial_labels(batch))
@@ -96,10 +98,12 @@ def batch_label_data(batch_id: int):
 @route("/batches/<int:batch_id>/barcode.svg", permission="batches.read",
        summary="The batch code as a Code 128 barcode (image/svg+xml)")
 def batch_barcode_svg(batch_id: int):
+    ensure_visible("batch", batch_id)
     return _svg(Batch, batch_id, "batch")
 
 
 @route("/lots/<int:lot_id>/barcode.svg", permission="lots.read",
        summary="The lot's internal code as a Code 128 barcode (image/svg+xml)")
 def lot_barcode_svg(lot_id: int):
+    ensure_visible("lot", lot_id)
     return _svg(Lot, lot_id, "lot")

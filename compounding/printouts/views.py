@@ -10,6 +10,7 @@ from .. import labels
 from ..extensions import db
 from ..models import Vial
 from ..security import requires
+from ..site_scope import ensure_visible
 from . import record
 from .forms import A4_GRID, BatchPrintOptionsForm, PrintOptionsForm
 
@@ -55,6 +56,7 @@ def _url_if_built(endpoint: str, **values) -> str | None:
 @requires("batches.read")
 def batch_label(batch_id: int):
     """One label per vial (all, or a range), each `copies` times; a batch without vials prints its own code."""
+    ensure_visible("batch", batch_id)
     batch = labels.load_batch(batch_id)
     form = BatchPrintOptionsForm(request.args)
     form.validate()
@@ -76,6 +78,7 @@ def batch_label(batch_id: int):
 @bp.route("/batches/<int:batch_id>/record")
 @requires("batches.read")
 def batch_record(batch_id: int):
+    ensure_visible("batch", batch_id)
     sheet = record.batch_record(record.load_batch(batch_id))
     return render_template("printouts/batch_record.html", record=sheet, label=sheet.label,
                            label_url=url_for("printouts.batch_label", batch_id=batch_id),
@@ -86,6 +89,7 @@ def batch_record(batch_id: int):
 @bp.route("/lots/<int:lot_id>/label")
 @requires("lots.read")
 def lot_label(lot_id: int):
+    ensure_visible("lot", lot_id)
     label = labels.lot_label(labels.load_lot(lot_id))
     form = PrintOptionsForm(request.args)
     form.validate()
