@@ -200,7 +200,9 @@ def main(argv=None) -> None:
     RESULTS.mkdir(exist_ok=True)
     for dialect in (("sqlite", "postgresql") if args.db == "both" else (args.db,)):
         result = run_one(dialect, args)
-        name = f"{dialect}{'-quick' if args.quick else ''}.json"
+        # Another scale than the default is kept beside it (postgresql-x10.json), not over it.
+        scaled = f"-x{args.scale:g}" if args.scale != 1.0 else ""
+        name = f"{dialect}{scaled}{'-quick' if args.quick else ''}.json"
         (RESULTS / name).write_text(json.dumps(result, indent=1, default=str))
         print(f"[{dialect}] figures in bench/results/{name}", flush=True)
     if not args.quick:
