@@ -75,7 +75,7 @@ DEMO_LOTS = [
     ("Phosphatidylcholine", "Lipo Pharma GmbH", "PC-24031", 20, "30", True),
     ("Sodium deoxycholate", "Lipo Pharma GmbH", "DC-24090", 200, "250", True),
     ("Ascorbic acid (vitamin C)", "DermaChem SL", "VC-5521", 150, "50", True),
-    ("Hyaluronic acid", "HyaLab Srl", "HA-0921", 300, "60", True),
+    ("Hyaluronic acid", "HyaLab Srl", "HA-0921", 300, "120", True),
     ("Hyaluronic acid", "HyaLab Srl", "HA-1002", 360, "60", False),
     ("Minoxidil", "TrichoSource Ltd", "MX-7781", 25, "40", True),
     ("Biotin", "TrichoSource Ltd", "BT-3310", 400, "40", True),
@@ -368,8 +368,9 @@ def _seed_held_batch() -> Iterator[str]:
 def _seed_chain() -> Iterator[str]:
     """A second site, LYON, with a fridge and a practitioner, and vials on the road to it.
 
-    Dr Omar Haddad (pharmacist2) works at both sites and has the site switcher; the auditor sees
-    every site. The transfer waits to be scanned in at LYON.
+    Dr Omar Haddad (pharmacist2) works at both sites and has the site switcher; Dr Paula Reyes
+    (pharmacist) works at MAIN and sees every site, as the auditor does. The transfer waits to be
+    scanned in at LYON.
     """
     if db.session.scalar(sa.select(Site.id).where(Site.code == "LYON")):
         return
@@ -379,6 +380,8 @@ def _seed_chain() -> Iterator[str]:
                       password=DEMO_PASSWORD, allow_demo_password=True, site_codes=["LYON"])
     hub = _user("pharmacist2")
     sites.set_user_sites(None, hub.id, [sites.main_site().id, lyon.id], all_sites=False)
+    # The chief pharmacist works at MAIN and sees the whole chain (its audit trail among the rest).
+    sites.set_user_sites(None, _user("pharmacist").id, [sites.main_site().id], all_sites=True)
     batch = db.session.scalar(sa.select(Batch).join(Formula).where(
         Formula.code == "MESO-VCHA", Batch.status == "released").order_by(Batch.id))
     vials = db.session.scalars(sa.select(Vial).where(Vial.batch_id == batch.id, Vial.status == "sealed")
@@ -387,7 +390,8 @@ def _seed_chain() -> Iterator[str]:
                                          [{"vial_code": vial.code} for vial in vials], to_location_id=fridge.id,
                                          note="Weekly delivery")
     transfers.dispatch(hub, transfer.id, scanned_codes=[vial.code for vial in vials])
-    yield "  user lyon          role practitioner  at site LYON (pharmacist2 works at MAIN and LYON)"
+    yield ("  user lyon          role practitioner  at site LYON (pharmacist2 works at MAIN and LYON; "
+           "pharmacist sees every site)")
     yield (f"  site LYON, {fridge.code} {fridge.name}; transfer {transfer.code} of "
            f"{', '.join(vial.code for vial in vials)} dispatched, waiting to be received at LYON")
 

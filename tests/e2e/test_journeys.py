@@ -50,7 +50,7 @@ def test_a_technician_receives_a_lot_and_a_pharmacist_releases_it_with_an_e_sign
     page.get_by_label("Expiry", exact=True).fill((date.today() + timedelta(days=400)).strftime("%Y-%m"))
     page.get_by_label("Quantity received", exact=True).fill("25")
     page.get_by_label("Certificate of analysis reference", exact=True).fill(f"CoA {supplier_lot}")
-    page.get_by_label("Storage location", exact=True).fill("Cabinet A")
+    page.get_by_label("Shelf or box (optional)", exact=True).fill("Cabinet A")
     page.get_by_role("button", name="Receive into quarantine").click()
     expect(page.get_by_role("alert").filter(has_text="received into quarantine")).to_be_visible()
     lot_url = page.url
