@@ -75,7 +75,7 @@ def batch_list():
 @route("/batches", "POST", permission="batches.compound",
        summary="Compound a batch from an approved formula (FEFO unless lots are allocated); every container "
                "scanned by default: 409 with details.proposed_lots to scan and send back as allocations",
-       body=BatchCompoundSchema, response=BatchSchema, status=201, errors=(409,))
+       body=BatchCompoundSchema, response=BatchSchema, status=201, errors=(404, 409))
 def batch_create():
     data = load(BatchCompoundSchema, json_body())
     batch = batches.compound_batch(

@@ -50,7 +50,7 @@ def lot_list():
 
 
 @route("/lots", "POST", permission="lots.receive", summary="Receive a lot into quarantine",
-       body=LotReceiveSchema, response=LotSchema, status=201, errors=(409,))
+       body=LotReceiveSchema, response=LotSchema, status=201, errors=(404, 409))
 def lot_create():
     data = load(LotReceiveSchema, json_body())
     lot = inventory.receive_lot(

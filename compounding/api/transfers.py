@@ -56,7 +56,7 @@ def transfer_list_api():
 @route("/transfers", "POST", permission="transfers.write",
        summary="Draft a transfer from one of the caller's sites to another site: lots by quantity, batches (their "
                "vials that can travel) or vials", body=TransferCreateSchema, response=TransferSchema, status=201,
-       errors=(403, 409))
+       errors=(403, 404, 409))
 def transfer_create():
     data = load(TransferCreateSchema, json_body())
     transfer = transfers.create_transfer(

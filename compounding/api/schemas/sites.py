@@ -21,11 +21,16 @@ class SiteRefSchema(Schema):
     code = fields.String()
 
 
+# Answered as a decimal string ("8.0"), as quantities are.
+DEGREES = {"type": "string", "format": "decimal", "example": "8.0"}
+
+
 class Celsius(fields.Decimal):
     def __init__(self, **kwargs):
         # The span (-90 to 60 °C) is the service's check, one message whichever way the value came.
         super().__init__(as_string=True, allow_none=True, load_default=None,
-                         metadata={"description": "Degrees Celsius, -90 to 60, one decimal"}, **kwargs)
+                         metadata={"description": "Degrees Celsius, -90 to 60, one decimal", "type": "string",
+                                   "format": "decimal", "example": "8.0"}, **kwargs)
 
 
 class LocationSchema(Schema):
@@ -37,8 +42,8 @@ class LocationSchema(Schema):
     kind = fields.String(metadata={"enum": list(LOCATION_KINDS)})
     is_default = fields.Boolean()
     active = fields.Boolean()
-    min_celsius = fields.Decimal(places=1, as_string=True, allow_none=True)
-    max_celsius = fields.Decimal(places=1, as_string=True, allow_none=True)
+    min_celsius = fields.Decimal(places=1, as_string=True, allow_none=True, metadata=DEGREES)
+    max_celsius = fields.Decimal(places=1, as_string=True, allow_none=True, metadata=DEGREES)
 
 
 class SiteLocationSchema(LocationSchema):
