@@ -60,6 +60,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "transfers.write": frozenset({"pharmacist", "technician"}),
     # A clinic without a pharmacist on site receives what the hub sends: practitioners scan it in.
     "transfers.receive": frozenset({"pharmacist", "technician", "practitioner"}),
+    # The cold chain: fridge logs and excursions. Whoever stands by the fridge writes its reading; a
+    # sensor's token carries `readings.record` only. A pharmacist decides what an excursion's stock becomes.
+    "coldchain.read": EVERYONE,
+    "readings.record": frozenset({"pharmacist", "technician", "practitioner"}),
+    "readings.import": frozenset({"pharmacist", "technician"}),
+    "excursions.decide": frozenset({"pharmacist"}),
 }
 
 

@@ -4,6 +4,7 @@ from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
 from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus, BatchTest
+from .cold_chain import Excursion, ExcursionItem, ReadingImport, TemperatureReading
 from .counter import CodeCounter
 from .exposure import ExposureCount
 from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
@@ -41,6 +42,10 @@ __all__ = [
     "BatchComponent",
     "BatchTest",
     "CodeCounter",
+    "Excursion",
+    "ExcursionItem",
+    "ReadingImport",
+    "TemperatureReading",
     "ExposureCount",
     "Formula",
     "FormulaComponent",

@@ -59,6 +59,7 @@ class Location(db.Model):
                  sqlite_where=sa.text("is_default"), postgresql_where=sa.text("is_default")),
         sa.CheckConstraint("min_celsius IS NULL OR max_celsius IS NULL OR min_celsius < max_celsius",
                            name="range_ordered"),
+        sa.CheckConstraint("readings_per_day >= 1 AND readings_per_day <= 96", name="readings_per_day_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -73,6 +74,8 @@ class Location(db.Model):
     # The allowed storage range (cold chain); none for a room kept at ambient without a range.
     min_celsius: Mapped[Decimal | None]
     max_celsius: Mapped[Decimal | None]
+    # The reading schedule of a location with a range: readings expected per day (a missed one shows red).
+    readings_per_day: Mapped[int] = mapped_column(default=2, server_default="2")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     site: Mapped[Site] = relationship(lazy="raise")

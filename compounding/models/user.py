@@ -81,6 +81,10 @@ class ApiToken(db.Model):
     revoked_at: Mapped[datetime | None]
     revoked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(30))
+    # A device's token (a fridge sensor) opens one permission only, for one location: none is the
+    # user's whole role.
+    scope: Mapped[str | None] = mapped_column(sa.String(40))
+    location_id: Mapped[int | None] = mapped_column(sa.ForeignKey("locations.id"))
 
     user: Mapped[User] = relationship(back_populates="tokens", lazy="joined", foreign_keys=[user_id])
     revoked_by: Mapped[User | None] = relationship(lazy="select", foreign_keys=[revoked_by_id])

@@ -105,6 +105,8 @@ class Vial(db.Model):
     punctured_at: Mapped[datetime | None]
     first_session_id: Mapped[int | None] = mapped_column(sa.ForeignKey("treatment_sessions.id"))
     spent_at: Mapped[datetime | None]
+    # A use-by earlier than its batch's, set when a pharmacist kept it after a temperature excursion.
+    use_by_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Where it is: a location, and that location's site (a pair the database keeps consistent).
     location_id: Mapped[int] = mapped_column(default=main_location_id())
@@ -125,6 +127,8 @@ class Vial(db.Model):
 
         Computed, never stored, so a batch BUD shortened later (an excursion) shortens it too.
         """
+        if self.use_by_at is not None:
+            beyond_use_at = min(beyond_use_at, self.use_by_at)
         if self.dose == "multiple" and self.punctured_at is not None and self.in_use_hours:
             return min(self.punctured_at + timedelta(hours=self.in_use_hours), beyond_use_at)
         return beyond_use_at
