@@ -17,6 +17,8 @@ SIGNATURE_MEANINGS = (
     "released", "rejected", "verified", "approved", "recall opened", "recall closed", "test result",
     # Corrections and overrides a pharmacist answers for.
     "voided", "patient corrected", "not exposed", "hold released", "stock raised", "back-dated",
+    # What a temperature excursion's stock becomes (keep, keep with a shorter use-by, discard).
+    "excursion decided",
     # An admin answers for every new admin and every change to or from the admin role.
     "admin created", "role changed",
 )

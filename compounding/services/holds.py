@@ -99,14 +99,14 @@ def hold_batches_for_event(actor: User, event: AdverseEvent) -> list[Hold]:
 def quality_signal_hold(actor: User, kind: str, item_id: int, detail: str) -> Hold:
     """The dashboard's one click on a flagged batch or lot: a `quality_signal` hold."""
     ensure_can(actor, "lots.release", "place holds")
-    item = _locked(kind, item_id)
+    item = locked_item(kind, item_id)
     detail = checked_text(detail, "reason", REASON_MAX, required="Say why the item is held.")
     if any(h.kind == "quality_signal" for h in standing_holds(kind, item.id)):
         raise InvalidState(f"{item.code} already carries a quality-signal hold.")
     return place_hold(actor, item, "quality_signal", detail)
 
 
-def _locked(kind: str, item_id: int):
+def locked_item(kind: str, item_id: int):
     if kind not in HOLD_ENTITY_TYPES:
         raise NotFound("There is no such item.")
     if kind == "vial" and item_id:
@@ -143,7 +143,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     if hold_kind not in HOLD_KINDS:
         raise InvalidInput(f"Choose the hold: {', '.join(HOLD_KINDS)}.", field="hold")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the hold is released.")
-    item = _locked(kind, item_id)
+    item = locked_item(kind, item_id)
     ensure_item_at_site(actor, item, "release holds")
     standing = standing_holds(kind, item.id)
     releasing = [h for h in standing if h.kind == hold_kind]
@@ -154,11 +154,22 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
         raise InvalidState(f"{item.code} is in open recall {recall_id}: its holds stay until the recall is closed.",
                            details={"recall_id": recall_id})
     pharmacist_signs(actor, password, "hold released", kind, item.id, "release a hold")
+    return lift_holds(actor, kind, item, standing, releasing, reason)
+
+
+def lift_holds(actor: User, kind: str, item, standing: list[Hold], releasing: list[Hold], reason: str,
+               *, unhold: bool = True):
+    """Release `releasing` (some of the item's `standing` holds), signed and checked by the caller.
+
+    When none is left the item returns to the status it had before its hold (unless `unhold` is
+    False: an item being written off keeps the status its write-off gives it). One audit row.
+    """
     now = utcnow()
     for hold in releasing:
         hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
-    left = [h for h in standing if h.kind != hold_kind]
-    if not left and may(item, "unhold") and not _held_from_above(kind, item):
+    released = {h.id for h in releasing}
+    left = [h for h in standing if h.id not in released]
+    if unhold and not left and may(item, "unhold") and not _held_from_above(kind, item):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         if kind == "vial":  # a vial punctured while held is open, never sealed again
             before = item.returning_to(before)
@@ -167,7 +178,7 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
         deplete_if_empty(item, actor, reason="nothing left when its hold was released", at=now)
     audit.record(actor, f"{kind}.hold_released", kind, item.id,
                  old={"holds": [h.text for h in standing]},
-                 new={"released": [h.id for h in releasing], "holds": [h.text for h in left], "status": item.status},
+                 new={"released": sorted(released), "holds": [h.text for h in left], "status": item.status},
                  reason=reason)
     return item
 

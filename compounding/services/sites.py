@@ -16,12 +16,13 @@ from flask import current_app
 
 from ..extensions import db
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
-from ..models import Batch, Location, Lot, Site, User, UserSite, Vial
+from ..models import Batch, Excursion, Location, Lot, Site, User, UserSite, Vial
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, MAIN_SITE, TIMEZONE_MAX
 from ..models.vial import VialStatus
 from . import audit, codes
 from .access import ensure_can
 from .bounds import checked_text
+from .clock import to_clinic
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .transaction import transactional
 
@@ -146,7 +147,40 @@ def resolve_location(user: User, location_id: int | None = None, site_id: int | 
     if site_id is not None and location.site_id != site_id:
         raise InvalidInput(f"{location.label} is not at the site asked for.", field="location_id")
     ensure_at_site(user, location.site_id, doing)
+    ensure_takes_stock(location)
     return location
+
+
+def open_excursion_at(location_id: int) -> Excursion | None:
+    return db.session.scalar(sa.select(Excursion).where(Excursion.location_id == location_id,
+                                                        Excursion.ended_at.is_(None))
+                             .order_by(Excursion.started_at).limit(1))
+
+
+def ensure_takes_stock(location: Location) -> None:
+    """Refuse (409) to put stock into a location with an open excursion (or inside one that has)."""
+    for place_id in _enclosing(location):
+        excursion = open_excursion_at(place_id)
+        if excursion is not None:
+            where = db.session.get(Location, place_id)
+            raise InvalidState(
+                f"{where.label} ({where.name}) has an open temperature excursion ({excursion.code}, since "
+                f"{shown_moment(excursion.started_at)}): no stock goes in until it is back in range.",
+                field="location_id", details={"excursion_id": excursion.id})
+
+
+def _enclosing(location: Location) -> list[int]:
+    """The location and, up its tree, the places whose range it keeps (those without a range of their own)."""
+    ids, current = [location.id], location
+    while not (current.min_celsius is not None or current.max_celsius is not None) and current.parent_id is not None:
+        current = db.session.get(Location, current.parent_id)
+        ids.append(current.id)
+    return ids
+
+
+def shown_moment(moment) -> str:
+    local = to_clinic(moment)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def place(item, location: Location) -> None:

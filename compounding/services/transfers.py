@@ -47,12 +47,15 @@ def _lines(transfer: Transfer) -> list[TransferLine]:
 
 def _destination(to_site_id: int, to_location_id: int | None) -> Location:
     if to_location_id is None:
-        return sites.default_location(to_site_id)
+        location = sites.default_location(to_site_id)
+        sites.ensure_takes_stock(location)
+        return location
     location = sites.get_location(to_location_id)
     if location.site_id != to_site_id:
         raise InvalidInput(f"{location.label} is not at the destination site.", field="to_location_id")
     if not location.active:
         raise InvalidInput(f"{location.label} ({location.name}) is no longer in use.", field="to_location_id")
+    sites.ensure_takes_stock(location)
     return location
 
 
@@ -359,6 +362,7 @@ def move_within_site(actor: User, kind: str, item, to_location_id: int) -> objec
         raise InvalidInput(f"{target.label} ({target.name}) is no longer in use.", field="to_location_id")
     if getattr(thing, "status", None) == VialStatus.IN_TRANSIT:
         raise InvalidState(f"{thing.label} is in transit: it is placed when it is received.", field="item")
+    sites.ensure_takes_stock(target)
     origin = thing.location_id
     with audit.change(actor, f"{kind}.moved", thing, ("location_id",), entity_type=kind) as change:
         sites.place(thing, target)

@@ -141,9 +141,11 @@ def vial_reasons(vial: Vial, batch: Batch, at: datetime | None, volume_ml: Decim
         reasons.append("vial on hold: " + "; ".join(holds))
     if status == VialStatus.IN_TRANSIT:
         reasons.append(IN_TRANSIT)
+    if at is not None and vial.use_by_at is not None and at >= vial.use_by_at:
+        reasons.append(f"past its use-by ({_shown(vial.use_by_at)}), shortened after a temperature excursion")
     if at is not None and vial.dose == "multiple" and vial.punctured_at is not None and at >= vial.punctured_at:
-        deadline = vial.in_use_until(batch.beyond_use_at)
-        if at >= deadline and deadline < batch.beyond_use_at:
+        deadline = min(vial.punctured_at + timedelta(hours=vial.in_use_hours or 0), batch.beyond_use_at)
+        if vial.in_use_hours and at >= deadline and deadline < batch.beyond_use_at:
             reasons.append(f"past its in-use deadline ({_shown(deadline)}; first punctured "
                            f"{_shown(vial.punctured_at)})")
     if current not in VIAL_FINISHED:

@@ -1,0 +1,743 @@
+"""The cold chain (DESIGN 10.5): readings, the excursions they open, and what the held stock becomes.
+
+A reading is judged against its location's range when it is recorded: its current value, and
+a min/max thermometer's extremes since the last reset. A reading out of range opens an
+excursion (or joins the one that covers its moment) and, in the same transaction, puts a hold
+reason on every lot, batch and vial stored at the location (and at the places inside it that
+keep no range of their own). The first reading back in range ends it. A pharmacist decides,
+by signature, each held item or all of them: `keep` (the hold released, with a reason),
+`keep_shortened` (released with an earlier use-by) or `discard` (written off).
+
+Readings may arrive late and out of order (a logger's file uploaded the next morning): each
+new reading is placed on the location's timeline among the readings already there, so an
+excursion found late is opened with its true start, and the uses made from the held items
+between that start and the hold are listed for review (`uses_for_review`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..limits import NOTE_MAX, REASON_MAX
+from ..models import (
+    Batch,
+    BatchComponent,
+    BatchStatus,
+    Excursion,
+    ExcursionItem,
+    Hold,
+    Location,
+    Lot,
+    LotStatus,
+    SessionUse,
+    TemperatureReading,
+    TreatmentSession,
+    User,
+    Vial,
+    VialStatus,
+)
+from ..models.cold_chain import CELSIUS_MAX, CELSIUS_MIN, DECISIONS, READING_SOURCES
+from . import audit, holds, sites
+from .access import ensure_can
+from .bounds import checked_text
+from .clock import to_clinic, utcnow
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
+from .history import change_status, deplete_if_empty, standing_holds, transition
+from .ledger import move_batch, move_lot, move_vial
+from .signatures import pharmacist_signs
+from .transaction import transactional
+
+# A clock a little ahead of the server's is not the future; more is a typing or clock error.
+FUTURE_SKEW = timedelta(minutes=5)
+TWO_PLACES = Decimal("0.01")
+# Statuses whose stock is still there to hold (anything else is finished: nothing to protect).
+_LOTS_LIVE = (LotStatus.QUARANTINE, LotStatus.RELEASED, LotStatus.ON_HOLD, LotStatus.RECALLED)
+_BATCHES_DONE = (BatchStatus.DISCARDED, BatchStatus.DEPLETED, BatchStatus.REJECTED)
+_VIALS_LIVE = (VialStatus.SEALED, VialStatus.OPEN, VialStatus.ON_HOLD, VialStatus.RECALLED)
+MODELS = {"lot": Lot, "batch": Batch, "vial": Vial}
+
+
+# --- Reading the values ----------------------------------------------------------------------------
+
+def parse_moment(value, *, field_name: str = "measured_at") -> tuple[datetime, int]:
+    """An ISO 8601 moment with its UTC offset (or an aware datetime): (the moment in UTC, offset minutes).
+
+    A moment without an offset is refused (422): 08:00 in which zone?
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{value!r} is not a date and time (e.g. 2026-12-07T08:00:00+01:00).",
+                               field=field_name) from None
+    if not isinstance(value, datetime):
+        raise InvalidInput("Give the date and time of the reading.", field=field_name)
+    offset = value.utcoffset()
+    if offset is None:
+        raise InvalidInput(f"{value.isoformat()} has no time zone offset: write it as in "
+                           "2026-12-07T08:00:00+01:00 (or Z for UTC).", field=field_name)
+    return value.astimezone(UTC), int(offset.total_seconds() // 60)
+
+
+def checked_celsius(value, *, field_name: str = "celsius", required: bool = True) -> Decimal | None:
+    """A temperature in degrees Celsius, two decimals; non-numeric or absurd values are refused (422)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise InvalidInput("Give the temperature in °C.", field=field_name)
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"{value!r} is not a temperature.", field=field_name)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"{value!r} is not a temperature.", field=field_name)
+        value = repr(value)
+    try:
+        number = Decimal(str(value).strip().replace(",", ".") if isinstance(value, str) else value)
+    except (InvalidOperation, ValueError, TypeError):
+        raise InvalidInput(f"{value!r} is not a temperature in °C.", field=field_name) from None
+    if not number.is_finite():
+        raise InvalidInput(f"{value!r} is not a temperature.", field=field_name)
+    if number < CELSIUS_MIN or number > CELSIUS_MAX:
+        raise InvalidInput(f"{number.normalize():f} °C is not a plausible storage temperature "
+                           f"(between {CELSIUS_MIN} and {CELSIUS_MAX} °C): check the thermometer or the typing.",
+                           field=field_name)
+    return number.quantize(TWO_PLACES, rounding=ROUND_HALF_UP)
+
+
+def has_range(location: Location) -> bool:
+    return location.min_celsius is not None or location.max_celsius is not None
+
+
+def within(location_or_range, celsius: Decimal | None) -> bool:
+    """Whether a value is inside a range (inclusive); no value is inside."""
+    if celsius is None:
+        return True
+    low, high = _bounds(location_or_range)
+    return (low is None or celsius >= low) and (high is None or celsius <= high)
+
+
+def _bounds(thing) -> tuple[Decimal | None, Decimal | None]:
+    if isinstance(thing, tuple):
+        return thing
+    return thing.min_celsius, thing.max_celsius
+
+
+def range_text(low: Decimal | None, high: Decimal | None) -> str:
+    def shown(v):
+        return f"{Decimal(v).normalize():f}"
+    if low is not None and high is not None:
+        return f"{shown(low)} to {shown(high)} °C"
+    if low is not None:
+        return f"at least {shown(low)} °C"
+    if high is not None:
+        return f"at most {shown(high)} °C"
+    return "no range"
+
+
+@dataclass
+class ReadingIn:
+    """A reading to record, checked: the moment in UTC with its offset, the values, where it came from."""
+
+    measured_at: datetime
+    offset_minutes: int
+    celsius: Decimal
+    min_celsius: Decimal | None = None
+    max_celsius: Decimal | None = None
+    source: str = "manual"
+    note: str = ""
+    row: int | None = None  # its row in a file
+
+
+def checked_reading(*, measured_at, celsius, source: str = "manual", min_celsius=None, max_celsius=None,
+                    note: str = "", now: datetime | None = None, row: int | None = None) -> ReadingIn:
+    """Every check of one reading that needs no database (422 with the field)."""
+    if source not in READING_SOURCES:
+        raise InvalidInput(f"The source is one of {', '.join(READING_SOURCES)}.", field="source")
+    moment, offset = parse_moment(measured_at)
+    if moment > (now or utcnow()) + FUTURE_SKEW:
+        raise InvalidInput(f"{measured_at if isinstance(measured_at, str) else moment.isoformat()} is in the "
+                           "future: a reading is recorded when it has been taken.", field="measured_at")
+    current = checked_celsius(celsius)
+    low = checked_celsius(min_celsius, field_name="min_celsius", required=False)
+    high = checked_celsius(max_celsius, field_name="max_celsius", required=False)
+    if low is not None and low > current:
+        raise InvalidInput("The minimum since the last reset cannot be above the current temperature.",
+                           field="min_celsius")
+    if high is not None and high < current:
+        raise InvalidInput("The maximum since the last reset cannot be below the current temperature.",
+                           field="max_celsius")
+    note = checked_text(note, "note", NOTE_MAX)
+    return ReadingIn(moment, offset, current, low, high, source, note, row)
+
+
+# --- Locations that are read -----------------------------------------------------------------------
+
+def monitored_location(location_id, *, lock: bool = False) -> Location:
+    """A location readings may be recorded for: active, with a range (409 otherwise)."""
+    location = sites.get_location(location_id, for_update=lock)
+    if not location.active:
+        raise InvalidState(f"{location.label} ({location.name}) is no longer in use.", field="location_id")
+    if not has_range(location):
+        raise InvalidState(f"{location.label} ({location.name}) has no allowed temperature range: set its range "
+                           "before recording readings.", field="location_id")
+    return location
+
+
+def schedule_window(location: Location) -> timedelta:
+    """The time between two scheduled readings (12 h for twice a day)."""
+    return timedelta(hours=24) / max(location.readings_per_day or 1, 1)
+
+
+def overdue_after(location: Location) -> timedelta:
+    """How long after its last reading a location shows a missed reading: its window and half again
+    (a twice-a-day fridge read at 08:00 and 18:00 is not late at 07:00)."""
+    return schedule_window(location) * 3 / 2
+
+
+open_excursion_at = sites.open_excursion_at
+ensure_takes_stock = sites.ensure_takes_stock
+
+
+def affected_locations(location: Location) -> list[int]:
+    """The location and the places inside it without a range of their own (a cabinet in a cold room)."""
+    rows = db.session.execute(sa.select(Location.id, Location.parent_id, Location.min_celsius, Location.max_celsius)
+                              .where(Location.site_id == location.site_id)).all()
+    children: dict[int, list] = {}
+    for row in rows:
+        children.setdefault(row.parent_id, []).append(row)
+    found, todo = [location.id], [location.id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child.min_celsius is None and child.max_celsius is None:
+                found.append(child.id)
+                todo.append(child.id)
+    return found
+
+
+# --- Recording ---------------------------------------------------------------------------------------
+
+@transactional
+def record_reading(actor: User, location_id: int, *, measured_at, celsius, source: str = "manual",
+                   min_celsius=None, max_celsius=None, note: str = "", token_id: int | None = None
+                   ) -> TemperatureReading:
+    """Record one reading (by hand or from a sensor); an out-of-range one opens an excursion and holds the
+    stock in this transaction. A duplicate (same location, moment and source) is refused (409)."""
+    ensure_can(actor, "readings.record", "record temperature readings")
+    reading_in = checked_reading(measured_at=measured_at, celsius=celsius, source=source,
+                                 min_celsius=min_celsius, max_celsius=max_celsius, note=note)
+    # The location's row lock puts two readings of one fridge in a queue.
+    location = monitored_location(location_id, lock=True)
+    sites.ensure_at_site(actor, location.site_id, "record its temperatures")
+    duplicate = db.session.scalar(sa.select(TemperatureReading.id).where(
+        TemperatureReading.location_id == location.id, TemperatureReading.measured_at == reading_in.measured_at,
+        TemperatureReading.source == reading_in.source))
+    if duplicate is not None:
+        raise InvalidState(f"{location.label} already has a {reading_in.source} reading at "
+                           f"{_shown(reading_in.measured_at)}.", field="measured_at",
+                           details={"reading_id": duplicate})
+    reading = add_readings(actor, location, [reading_in], token_id=token_id)[0]
+    audit.record(actor, "reading.recorded", "location", location.id,
+                 new={"reading_id": reading.id, "measured_at": reading.measured_at, "celsius": reading.celsius,
+                      "min_celsius": reading.min_celsius, "max_celsius": reading.max_celsius,
+                      "source": reading.source, "in_range": reading.in_range,
+                      "excursion_id": reading.excursion_id})
+    return reading
+
+
+def add_readings(actor: User | None, location: Location, readings: list[ReadingIn], *,
+                 import_id: int | None = None, token_id: int | None = None) -> list[TemperatureReading]:
+    """Insert checked, non-duplicate readings of one locked location and apply them to its excursions
+    (in the caller's transaction). Answers the rows, in time order."""
+    now = utcnow()
+    rows = []
+    for item in sorted(readings, key=lambda r: r.measured_at):
+        rows.append(TemperatureReading(
+            location_id=location.id, site_id=location.site_id, measured_at=item.measured_at,
+            utc_offset_minutes=item.offset_minutes, celsius=item.celsius, min_celsius=item.min_celsius,
+            max_celsius=item.max_celsius, source=item.source, note=item.note,
+            in_range=_reading_in_range(location, item), import_id=import_id,
+            recorded_by_id=actor.id if actor else None, token_id=token_id, recorded_at=now))
+    db.session.add_all(rows)
+    db.session.flush()
+    Timeline(location, rows).apply(actor, now)
+    return rows
+
+
+def _reading_in_range(location: Location, item) -> bool:
+    return all(within(location, v) for v in (item.celsius, item.min_celsius, item.max_celsius))
+
+
+@dataclass
+class _Point:
+    """A reading on a location's timeline: whether it reports an excursion, whether it is back in range."""
+
+    at: datetime
+    out: bool  # its current value or its extremes since the reset are out of range
+    current_in: bool  # its current value is in range (a moment known to be in range)
+    extremes_out: bool  # only its min/max were out: the excursion happened since the reading before
+    low: Decimal
+    high: Decimal
+    row: TemperatureReading | None = None  # a new reading (None: one already recorded)
+    excursion_id: int | None = None
+
+
+@dataclass
+class Timeline:
+    """A location's readings around new ones, in time order, with the excursions they may touch.
+
+    Reads a fixed handful of statements whatever the number of new readings (a logger's month is
+    one call): the readings already recorded between the first and last new one, the one before
+    and the one after, and the excursions that reach that span.
+    """
+
+    location: Location
+    new: list[TemperatureReading]
+    points: list[_Point] = field(default_factory=list)
+    excursions: list[Excursion] = field(default_factory=list)
+    opened: list[Excursion] = field(default_factory=list)
+
+    def apply(self, actor: User | None, now: datetime) -> None:
+        if not self.new:
+            return
+        self._load()
+        for point in self.points:
+            if point.row is None:
+                continue
+            if point.out:
+                self._out(point, actor, now)
+            elif point.current_in:
+                self._back_in(point)
+        for point in self.points:
+            if point.row is not None and point.excursion_id is not None:
+                point.row.excursion_id = point.excursion_id
+        db.session.flush()
+        for excursion in self.opened:
+            hold_stock(actor, excursion, self.location, now)
+
+    def _load(self) -> None:
+        first, last = self.new[0].measured_at, self.new[-1].measured_at
+        new_ids = {r.id for r in self.new}
+        reading = TemperatureReading
+        columns = (reading.id, reading.measured_at, reading.celsius, reading.min_celsius, reading.max_celsius,
+                   reading.excursion_id)
+        where = reading.location_id == self.location.id
+        around = [
+            sa.select(*columns).where(where, reading.measured_at < first).order_by(reading.measured_at.desc()).limit(1),
+            sa.select(*columns).where(where, reading.measured_at > last).order_by(reading.measured_at).limit(1),
+        ]
+        old = list(db.session.execute(sa.select(*columns).where(
+            where, reading.measured_at >= first, reading.measured_at <= last)).all())
+        for query in around:
+            old.extend(db.session.execute(query).all())
+        points = [self._point(r.measured_at, r.celsius, r.min_celsius, r.max_celsius, None, r.excursion_id)
+                  for r in old if r.id not in new_ids]
+        points += [self._point(r.measured_at, r.celsius, r.min_celsius, r.max_celsius, r, None) for r in self.new]
+        # At one moment, a reading back in range comes after one out (the excursion ends there).
+        self.points = sorted(points, key=lambda p: (p.at, not p.out, p.row is not None))
+        earliest = self.points[0].at
+        self.excursions = list(db.session.scalars(
+            sa.select(Excursion).where(Excursion.location_id == self.location.id,
+                                       sa.or_(Excursion.ended_at.is_(None), Excursion.ended_at >= earliest))
+            .order_by(Excursion.started_at).with_for_update()))
+
+    def _point(self, at, celsius, low, high, row, excursion_id) -> _Point:
+        loc = self.location
+        current_in = within(loc, celsius)
+        extremes_out = not (within(loc, low) and within(loc, high))
+        lows = [v for v in (celsius, low) if v is not None]
+        highs = [v for v in (celsius, high) if v is not None]
+        return _Point(at, not current_in or extremes_out, current_in, extremes_out and current_in,
+                      min(lows), max(highs), row, excursion_id)
+
+    def _before(self, point: _Point) -> _Point | None:
+        index = self.points.index(point)
+        return self.points[index - 1] if index > 0 else None
+
+    def _out(self, point: _Point, actor: User | None, now: datetime) -> None:
+        before = self._before(point)
+        start = point.at
+        if point.extremes_out or (not point.current_in and point.low != point.high):
+            # A min/max thermometer's extremes: it went out some time after the reading before.
+            start = before.at if before is not None else point.at - schedule_window(self.location)
+        excursion = self._covering(start, point.at) or self._starting_after(point)
+        if excursion is None:
+            excursion = self._open(point, start, actor, now)
+        else:
+            excursion.started_at = min(excursion.started_at, start)
+            excursion.low_celsius = min(excursion.low_celsius, point.low)
+            excursion.high_celsius = max(excursion.high_celsius, point.high)
+        point.excursion_id = excursion.id
+        if point.current_in and excursion.ended_at is None and not self._out_after(excursion, point):
+            excursion.ended_at = point.at
+
+    def _covering(self, start: datetime, at: datetime) -> Excursion | None:
+        """The excursion whose span reaches [start, at]."""
+        for excursion in self.excursions:
+            if excursion.started_at <= at and (excursion.ended_at is None or excursion.ended_at > start):
+                return excursion
+        return None
+
+    def _starting_after(self, point: _Point) -> Excursion | None:
+        """An excursion that starts after this moment with no reading back in range in between: it began earlier."""
+        following = self.points[self.points.index(point) + 1:]
+        for later in following:
+            if later.excursion_id is not None:
+                return next((e for e in self.excursions if e.id == later.excursion_id), None)
+            if later.current_in and not later.out:
+                return None
+        return None
+
+    def _out_after(self, excursion: Excursion, point: _Point) -> bool:
+        index = self.points.index(point)
+        return any(p.excursion_id == excursion.id for p in self.points[index + 1:])
+
+    def _back_in(self, point: _Point) -> None:
+        """A reading in range ends the excursion it follows (unless that excursion reads out again later)."""
+        for excursion in self.excursions:
+            lasting = excursion.ended_at is None or excursion.ended_at > point.at
+            if excursion.started_at < point.at and lasting and not self._out_after(excursion, point):
+                excursion.ended_at = point.at
+
+    def _open(self, point: _Point, start: datetime, actor: User | None, now: datetime) -> Excursion:
+        loc = self.location
+        end = point.at if point.current_in else None
+        if end is None:  # a reading back in range already recorded after it (a file uploaded late)
+            index = self.points.index(point)
+            end = next((p.at for p in self.points[index + 1:] if p.current_in and not p.out), None)
+        excursion = Excursion(
+            location_id=loc.id, site_id=loc.site_id, started_at=start, ended_at=end,
+            low_celsius=point.low, high_celsius=point.high, range_min=loc.min_celsius, range_max=loc.max_celsius,
+            source=point.row.source, held_at=now, opened_by_id=actor.id if actor else None,
+            # Over before it was recorded, or begun more than a schedule's window ago: the uses made
+            # from the stock meanwhile are listed for review.
+            found_late=end is not None or now - start > schedule_window(loc))
+        db.session.add(excursion)
+        db.session.flush()
+        self.excursions.append(excursion)
+        self.opened.append(excursion)
+        return excursion
+
+
+# --- Holding the stock -------------------------------------------------------------------------------
+
+def stock_at(location_ids: list[int]) -> tuple[list[Lot], list[Batch], list[Vial]]:
+    """What an excursion holds: the live lots, batches and vials at these places, locked.
+
+    A batch is held as a whole (its hold reaches its vials) when every vial of it still in use is
+    here; otherwise each of its vials here is held on its own, so the vials sent to another site are not.
+    """
+    lots = list(db.session.scalars(
+        sa.select(Lot).where(Lot.location_id.in_(location_ids), Lot.status.in_(_LOTS_LIVE), Lot.remaining > 0)
+        .order_by(Lot.id).with_for_update().execution_options(populate_existing=True)))
+    live_vial = Vial.status.in_(_VIALS_LIVE)
+    elsewhere = sa.select(Vial.id).where(Vial.batch_id == Batch.id, live_vial,
+                                         Vial.location_id.not_in(location_ids)).exists()
+    batches = list(db.session.scalars(
+        sa.select(Batch).where(Batch.location_id.in_(location_ids), Batch.status.not_in(_BATCHES_DONE),
+                               sa.not_(elsewhere))
+        .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)))
+    whole = {b.id for b in batches}
+    vials = list(db.session.scalars(
+        sa.select(Vial).where(Vial.location_id.in_(location_ids), live_vial)
+        .order_by(Vial.id).with_for_update().execution_options(populate_existing=True)))
+    return lots, batches, [v for v in vials if v.batch_id not in whole]
+
+
+def hold_stock(actor: User | None, excursion: Excursion, location: Location, now: datetime) -> list[ExcursionItem]:
+    """Put an excursion hold on everything stored there (in the caller's transaction), one item row each."""
+    lots, batches, vials = stock_at(affected_locations(location))
+    detail = (f"{excursion.code} at {location.code} ({location.name}), {_c(excursion.low_celsius)} to "
+              f"{_c(excursion.high_celsius)} °C read against {range_text(excursion.range_min, excursion.range_max)}")
+    items = []
+    for kind, found in (("lot", lots), ("batch", batches), ("vial", vials)):
+        for item in found:
+            hold = holds.place_hold(actor, item, "excursion", detail, source_type="excursion",
+                                    source_id=excursion.id, at=now)
+            items.append(ExcursionItem(excursion_id=excursion.id, entity_type=kind, entity_id=item.id,
+                                       code=item.code, hold_id=hold.id))
+    db.session.add_all(items)
+    audit.record(actor, "excursion.opened", "excursion", excursion.id,
+                 new={"location": location.code, "started_at": excursion.started_at,
+                      "ended_at": excursion.ended_at, "low_celsius": excursion.low_celsius,
+                      "high_celsius": excursion.high_celsius,
+                      "range": range_text(excursion.range_min, excursion.range_max),
+                      "found_late": excursion.found_late, "held": [i.code for i in items]})
+    if not items:
+        excursion.decided_at = now if excursion.ended_at is not None else None
+    return items
+
+
+# --- Deciding ----------------------------------------------------------------------------------------
+
+def get_excursion(excursion_id, *, for_update: bool = False) -> Excursion:
+    query = sa.select(Excursion).where(Excursion.id == excursion_id)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    excursion = db.session.scalar(query) if isinstance(excursion_id, int) else None
+    if excursion is None:
+        raise NotFound(f"There is no excursion {excursion_id}.")
+    return excursion
+
+
+def excursion_items(excursion_id: int) -> list[ExcursionItem]:
+    return list(db.session.scalars(sa.select(ExcursionItem).where(ExcursionItem.excursion_id == excursion_id)
+                                   .order_by(ExcursionItem.entity_type, ExcursionItem.code)))
+
+
+@transactional
+def decide(actor: User, excursion_id: int, decision: str, reason: str, password: str, *,
+           items: list[str] | None = None, use_by=None) -> Excursion:
+    """A pharmacist decides, by signature, what the held stock becomes: all undecided items, or the codes listed.
+
+    `keep` releases the excursion's hold; `keep_shortened` releases it with an earlier use-by
+    (`use_by`: a batch's BUD, a vial's own use-by; a lot keeps its supplier's expiry, so it is
+    kept or discarded); `discard` writes the item off. Keeping an item still where the
+    excursion lasts is refused (409): move it out first, or wait for a reading back in range.
+    """
+    if actor is None or actor.role != "pharmacist":
+        raise NotAllowed("Only a pharmacist's signature can decide what an excursion's stock becomes.",
+                         field="password")
+    ensure_can(actor, "excursions.decide", "decide excursions")
+    if decision not in DECISIONS:
+        raise InvalidInput(f"Choose the decision: {', '.join(DECISIONS)}.", field="decision")
+    reason = checked_text(reason, "reason", REASON_MAX,
+                          required="Say why (for a keep: the stability data or the assessment).")
+    new_use_by = _checked_use_by(use_by) if decision == "keep_shortened" else None
+    if decision != "keep_shortened" and use_by not in (None, ""):
+        raise InvalidInput("A new use-by goes with the decision keep_shortened only.", field="beyond_use_at")
+    excursion = get_excursion(excursion_id, for_update=True)
+    sites.ensure_at_site(actor, excursion.site_id, "decide its excursions")
+    chosen = _chosen(excursion, items)
+    places = set(affected_locations(db.session.get(Location, excursion.location_id)))
+    targets = []
+    for row in chosen:
+        item = holds.locked_item(row.entity_type, row.entity_id)
+        _check_decision(excursion, row, item, decision, new_use_by, places)
+        targets.append((row, item))
+    pharmacist_signs(actor, password, "excursion decided", "excursion", excursion.id,
+                     "decide what an excursion's stock becomes")
+    now = utcnow()
+    for row, item in targets:
+        _apply_decision(actor, excursion, row, item, decision, reason, new_use_by, now)
+    if not db.session.scalar(sa.select(ExcursionItem.id).where(
+            ExcursionItem.excursion_id == excursion.id, ExcursionItem.decision.is_(None)).limit(1)):
+        excursion.decided_at = now
+    audit.record(actor, "excursion.decided", "excursion", excursion.id,
+                 new={"decision": decision, "items": [row.code for row, _ in targets],
+                      "use_by": new_use_by, "all_decided": excursion.decided_at is not None},
+                 reason=reason)
+    return excursion
+
+
+def _checked_use_by(value) -> datetime:
+    if value in (None, ""):
+        raise InvalidInput("Give the new, earlier use-by (date and time with its offset).", field="beyond_use_at")
+    moment, _ = parse_moment(value, field_name="beyond_use_at")
+    if moment <= utcnow():
+        raise InvalidInput("The new use-by is already past: discard the stock instead.", field="beyond_use_at")
+    return moment
+
+
+def _chosen(excursion: Excursion, codes: list[str] | None) -> list[ExcursionItem]:
+    rows = list(db.session.scalars(sa.select(ExcursionItem).where(ExcursionItem.excursion_id == excursion.id)
+                                   .order_by(ExcursionItem.entity_type, ExcursionItem.id).with_for_update()))
+    if codes is None or codes == []:
+        chosen = [r for r in rows if r.decision is None]
+        if not chosen:
+            raise InvalidState(f"Every item of {excursion.label} is decided.")
+        return chosen
+    by_code = {r.code: r for r in rows}
+    chosen = []
+    for code in dict.fromkeys(str(c).strip().upper() for c in codes):
+        row = by_code.get(code)
+        if row is None:
+            raise InvalidInput(f"{code} was not held by {excursion.label}.", field="items")
+        if row.decision is not None:
+            raise InvalidState(f"{code} is already decided ({row.decision.replace('_', ' ')}).", field="items")
+        chosen.append(row)
+    return chosen
+
+
+def _check_decision(excursion, row, item, decision, use_by, places) -> None:
+    if decision == "discard":
+        return
+    if excursion.ended_at is None and item.location_id in places:
+        raise InvalidState(f"{row.code} is still where {excursion.label} lasts: move it to a place in range, "
+                           "or wait for a reading back in range, before keeping it.", field="items")
+    recall_id = holds.open_recall_of(row.entity_type, item.id)
+    if recall_id:
+        raise InvalidState(f"{row.code} is in open recall {recall_id}: its holds stay until the recall is closed.",
+                           field="items", details={"recall_id": recall_id})
+    if decision == "keep_shortened":
+        if row.entity_type == "lot":
+            raise InvalidState(f"{row.code} is a supplier's lot: it keeps its expiry date. Keep it or discard it.",
+                               field="items")
+        current = _use_by(row.entity_type, item)
+        if use_by >= current:
+            raise InvalidInput(f"The new use-by must be earlier than {row.code}'s, {_shown(current)}.",
+                               field="beyond_use_at")
+
+
+def _use_by(kind: str, item) -> datetime:
+    if kind == "batch":
+        return item.beyond_use_at
+    batch = db.session.get(Batch, item.batch_id)
+    return item.in_use_until(batch.beyond_use_at)
+
+
+def _apply_decision(actor, excursion, row, item, decision, reason, use_by, now) -> None:
+    kind = row.entity_type
+    standing = standing_holds(kind, item.id)
+    mine = [h for h in standing if h.source_type == "excursion" and h.source_id == excursion.id]
+    why = f"{excursion.code} {decision.replace('_', ' ')}: {reason}"
+    if decision == "keep_shortened":
+        row.use_by_before = _use_by(kind, item)
+        row.use_by_after = use_by
+        if kind == "batch":
+            with audit.change(actor, "batch.use_by_shortened", item, ("beyond_use_at",), reason=why):
+                item.beyond_use_at = use_by
+        else:
+            with audit.change(actor, "vial.use_by_shortened", item, ("use_by_at",), reason=why):
+                item.use_by_at = use_by
+    if decision == "discard":
+        _write_off(actor, excursion, kind, item, reason, now)
+        holds.lift_holds(actor, kind, item, standing, mine, why, unhold=False)
+    else:
+        holds.lift_holds(actor, kind, item, standing, mine, why)
+    row.decision, row.reason, row.decided_by_id, row.decided_at = decision, reason, actor.id, now
+
+
+def _write_off(actor, excursion, kind, item, reason, now) -> None:
+    """Discard a held item: its remainder written off as waste with the excursion as the reference."""
+    note = f"{excursion.code}: {reason}"[:NOTE_MAX]
+    if kind == "lot":
+        with audit.change(actor, "lot.written_off", item, ("remaining", "status"), reason=note):
+            if item.remaining > 0:
+                move_lot(item, "waste", -item.remaining, actor, reason="excursion", note=note,
+                         reference_type="excursion", reference_id=excursion.id)
+            deplete_if_empty(item, actor, reason=f"written off after {excursion.code}", at=now)
+    elif kind == "batch":
+        with audit.change(actor, "batch.discarded", item, ("status", "remaining_volume_ml"), reason=note):
+            item.discard_reason = "excursion"
+            item.status_reason = note
+            transition(item, "discard", actor, reason=note, reference=f"excursion {excursion.id}", at=now)
+            if item.remaining_volume_ml > 0:
+                move_batch(item, "waste", -item.remaining_volume_ml, actor, reason="excursion", note=note,
+                           reference_type="excursion", reference_id=excursion.id)
+    else:
+        batch = db.session.scalar(sa.select(Batch).where(Batch.id == item.batch_id))
+        with audit.change(actor, "vial.discarded", item, ("status", "remaining_ml"), reason=note):
+            if item.remaining_ml > 0:
+                move_vial(item, batch, "waste", -item.remaining_ml, actor, reason="excursion", note=note,
+                          reference_type="excursion", reference_id=excursion.id)
+            change_status(item, VialStatus.DISCARDED, actor, reason=note, reference=f"excursion {excursion.id}",
+                          at=now)
+            item.status_reason = note
+        deplete_if_empty(batch, actor, reason=f"its last vial was discarded ({item.code})", at=now)
+
+
+# --- Reading back ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UseForReview:
+    kind: str  # "session": a patient treated from a held batch or vial; "batch": compounded from a held lot
+    at: datetime
+    item_code: str
+    session_id: int | None = None
+    patient_id: int | None = None
+    voided: bool = False
+    batch_code: str = ""
+    vial_code: str = ""
+
+
+def uses_for_review(excursion: Excursion, *, limit: int = 500) -> list[UseForReview]:
+    """The uses made from the held items between the excursion's start and the hold: sessions from its
+    batches and vials, batches compounded from its lots. Three statements."""
+    rows = excursion_items(excursion.id)
+    ids = {kind: [r.entity_id for r in rows if r.entity_type == kind] for kind in MODELS}
+    codes = {(r.entity_type, r.entity_id): r.code for r in rows}
+    start, end = excursion.started_at, excursion.held_at
+    found: list[UseForReview] = []
+    if ids["batch"] or ids["vial"]:
+        used_from = sa.or_(SessionUse.batch_id.in_(ids["batch"]), SessionUse.vial_id.in_(ids["vial"]))
+        query = (sa.select(TreatmentSession.id, TreatmentSession.performed_at, TreatmentSession.patient_id,
+                           TreatmentSession.voided_at, SessionUse.batch_id, SessionUse.vial_id,
+                           Batch.code.label("batch_code"), Vial.code.label("vial_code"))
+                 .join(SessionUse, SessionUse.session_id == TreatmentSession.id)
+                 .join(Batch, Batch.id == SessionUse.batch_id)
+                 .outerjoin(Vial, Vial.id == SessionUse.vial_id)
+                 .where(used_from, TreatmentSession.performed_at >= start, TreatmentSession.performed_at <= end)
+                 .order_by(TreatmentSession.performed_at, TreatmentSession.id).limit(limit))
+        for r in db.session.execute(query):
+            held = codes.get(("vial", r.vial_id)) or codes.get(("batch", r.batch_id)) or r.batch_code
+            found.append(UseForReview("session", r.performed_at, held, r.id, r.patient_id, r.voided_at is not None,
+                                      r.batch_code, r.vial_code or ""))
+    if ids["lot"]:
+        query = (sa.select(Batch.code, Batch.compounded_at, BatchComponent.lot_id)
+                 .join(BatchComponent, BatchComponent.batch_id == Batch.id)
+                 .where(BatchComponent.lot_id.in_(ids["lot"]), Batch.compounded_at >= start,
+                        Batch.compounded_at <= end)
+                 .order_by(Batch.compounded_at).limit(limit))
+        for r in db.session.execute(query):
+            found.append(UseForReview("batch", r.compounded_at, codes[("lot", r.lot_id)], batch_code=r.code))
+    return sorted(found, key=lambda u: u.at)[:limit]
+
+
+def last_reading_at(location_id: int) -> datetime | None:
+    return db.session.scalar(sa.select(sa.func.max(TemperatureReading.measured_at))
+                             .where(TemperatureReading.location_id == location_id))
+
+
+@dataclass(frozen=True)
+class MissedReading:
+    location: Location
+    last_at: datetime | None
+    due_at: datetime
+
+
+def missed_readings(site_ids, *, now: datetime | None = None) -> list[MissedReading]:
+    """Monitored locations of these sites (None: every site) with no reading within their schedule.
+
+    One statement: each location's last reading read from the (location, time) index.
+    """
+    now = now or utcnow()
+    last = (sa.select(sa.func.max(TemperatureReading.measured_at))
+            .where(TemperatureReading.location_id == Location.id).scalar_subquery())
+    query = (sa.select(Location, last.label("last_at"))
+             .where(Location.active, sa.or_(Location.min_celsius.is_not(None), Location.max_celsius.is_not(None)))
+             .order_by(Location.site_id, Location.code))
+    if site_ids is not None:
+        query = query.where(Location.site_id.in_(list(site_ids)))
+    missed = []
+    for location, last_at in db.session.execute(query):
+        since = last_at or location.created_at
+        due = since + overdue_after(location)
+        if due <= now:
+            missed.append(MissedReading(location, last_at, due))
+    return missed
+
+
+def held_by(kind: str, item_id: int) -> list[Hold]:
+    """The excursion holds standing on an item (for its page)."""
+    return [h for h in standing_holds(kind, item_id) if h.kind == "excursion"]
+
+
+# --- Small helpers -----------------------------------------------------------------------------------
+
+def _c(value: Decimal) -> str:
+    return f"{Decimal(value).normalize():f}"
+
+
+def _shown(moment: datetime) -> str:
+    local = to_clinic(moment)
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+

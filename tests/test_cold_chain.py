@@ -1,0 +1,276 @@
+"""The cold chain's rules: readings, excursions that hold the stock, and the pharmacist's decisions."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+from testkit import PASSWORD, audit_rows, fresh
+from vialkit import use_vial, vials_of
+
+from compounding.extensions import db
+from compounding.models import (
+    Batch,
+    Excursion,
+    ExcursionItem,
+    Hold,
+    Location,
+    Lot,
+    StockMovement,
+    TemperatureReading,
+    Vial,
+)
+from compounding.services import cold_chain, inventory, sites, transfers
+from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, SignatureRejected
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat()
+
+
+@pytest.fixture
+def fridge(app):
+    """Fridge 1 (2-8 °C) at MAIN, inside the main store."""
+    main = sites.main_site()
+    store = sites.default_location(main.id)
+    location = Location(site_id=main.id, parent_id=store.id, code="FRIDGE1", name="Fridge 1", kind="fridge",
+                        min_celsius=Decimal("2"), max_celsius=Decimal("8"))
+    db.session.add(location)
+    db.session.commit()
+    return location
+
+
+@pytest.fixture
+def stocked(fridge, make_batch, make_lot, pharmacist):
+    """A lot, and a released batch of two vials, moved into the fridge; another lot left on the shelf."""
+    batch = make_batch(units=2)
+    lot = make_lot()
+    shelf_lot = make_lot()
+    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
+    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
+    db.session.commit()
+    return {"batch": batch, "lot": lot, "shelf_lot": shelf_lot}
+
+
+def record(actor, location, celsius, at=None, **kw):
+    at = at or datetime.now(UTC) - timedelta(minutes=1)
+    return cold_chain.record_reading(actor, location.id, measured_at=iso(at), celsius=celsius, **kw)
+
+
+def test_an_out_of_range_reading_holds_everything_stored_there_in_one_transaction(stocked, fridge, pharmacist):
+    reading = record(pharmacist, fridge, "11.5")
+    assert reading.in_range is False
+    excursion = db.session.get(Excursion, reading.excursion_id)
+    assert excursion.ended_at is None and excursion.high_celsius == Decimal("11.5")
+    batch, lot = fresh(Batch, stocked["batch"].id), fresh(Lot, stocked["lot"].id)
+    assert batch.status == "on_hold" and lot.status == "on_hold"
+    assert {v.status for v in vials_of(batch)} == {"on_hold"}
+    assert fresh(Lot, stocked["shelf_lot"].id).status == "released"
+    held = {(i.entity_type, i.code) for i in cold_chain.excursion_items(excursion.id)}
+    assert held == {("lot", lot.code), ("batch", batch.code)}
+    # The holds, the reading and the excursion were written together: one audit row opened it.
+    assert audit_rows("excursion.opened")
+    holds = db.session.scalars(sa.select(Hold).where(Hold.source_type == "excursion")).all()
+    assert {h.kind for h in holds} == {"excursion"} and len(holds) == 2
+    assert all(excursion.code in h.detail and "FRIDGE1" in h.detail for h in holds)
+
+
+def test_a_refused_hold_leaves_no_reading_behind(stocked, fridge, pharmacist, monkeypatch):
+    """One transaction: when holding the stock fails, the reading and the excursion are not kept."""
+    def broken(*args, **kwargs):
+        raise InvalidState("the hold could not be placed")
+
+    monkeypatch.setattr(cold_chain.holds, "place_hold", broken)
+    with pytest.raises(InvalidState):
+        record(pharmacist, fridge, "12")
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TemperatureReading)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Excursion)) == 0
+    assert fresh(Lot, stocked["lot"].id).status == "released"
+
+
+def test_back_in_range_ends_it_and_keep_releases_every_item(stocked, fridge, pharmacist, make_user):
+    start = datetime.now(UTC) - timedelta(hours=3)
+    record(pharmacist, fridge, "10", at=start)
+    record(pharmacist, fridge, "12.25", at=start + timedelta(hours=1))
+    back = record(pharmacist, fridge, "5", at=start + timedelta(hours=2))
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    assert back.in_range and back.excursion_id is None
+    assert excursion.ended_at == start + timedelta(hours=2) and excursion.high_celsius == Decimal("12.25")
+    deciding = make_user("pharmacist")
+    cold_chain.decide(deciding, excursion.id, "keep", "Stability data: 24 h at 25 °C allowed", PASSWORD)
+    assert fresh(Batch, stocked["batch"].id).status == "released"
+    assert fresh(Lot, stocked["lot"].id).status == "released"
+    assert {v.status for v in vials_of(stocked["batch"])} == {"sealed"}
+    assert fresh(Excursion, excursion.id).decided_at is not None
+    assert {i.decision for i in cold_chain.excursion_items(excursion.id)} == {"keep"}
+
+
+def test_discard_writes_every_item_off(stocked, fridge, pharmacist):
+    record(pharmacist, fridge, "15", at=datetime.now(UTC) - timedelta(hours=2))
+    record(pharmacist, fridge, "4")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    cold_chain.decide(pharmacist, excursion.id, "discard", "Out for the night", PASSWORD)
+    lot, batch = fresh(Lot, stocked["lot"].id), fresh(Batch, stocked["batch"].id)
+    assert lot.remaining == 0 and lot.status == "depleted"
+    assert batch.status == "discarded"
+    assert {v.status for v in vials_of(batch)} == {"discarded"}
+    waste = db.session.scalars(sa.select(StockMovement).where(StockMovement.reference_type == "excursion")).all()
+    assert waste and all(m.kind == "waste" and m.quantity < 0 for m in waste)
+
+
+def test_item_by_item_and_a_shortened_use_by(stocked, fridge, pharmacist):
+    record(pharmacist, fridge, "9", at=datetime.now(UTC) - timedelta(hours=2))
+    record(pharmacist, fridge, "6")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    batch = stocked["batch"]
+    earlier = fresh(Batch, batch.id).beyond_use_at - timedelta(hours=6)
+    with pytest.raises(InvalidState, match="supplier's lot"):
+        cold_chain.decide(pharmacist, excursion.id, "keep_shortened", "Room temperature column", PASSWORD,
+                          items=[stocked["lot"].code], use_by=iso(earlier))
+    cold_chain.decide(pharmacist, excursion.id, "keep_shortened", "Room temperature column", PASSWORD,
+                      items=[batch.code], use_by=iso(earlier))
+    assert fresh(Batch, batch.id).beyond_use_at == earlier
+    assert fresh(Batch, batch.id).status == "released"
+    assert fresh(Lot, stocked["lot"].id).status == "on_hold"
+    assert fresh(Excursion, excursion.id).decided_at is None
+    with pytest.raises(InvalidState, match="already decided"):
+        cold_chain.decide(pharmacist, excursion.id, "keep", "again", PASSWORD, items=[batch.code])
+    cold_chain.decide(pharmacist, excursion.id, "keep", "Unopened, assessed", PASSWORD)
+    assert fresh(Excursion, excursion.id).decided_at is not None
+
+
+def test_decisions_need_a_pharmacists_signature(stocked, fridge, pharmacist, technician):
+    record(pharmacist, fridge, "9", at=datetime.now(UTC) - timedelta(hours=2))
+    record(pharmacist, fridge, "6")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    with pytest.raises(NotAllowed):
+        cold_chain.decide(technician, excursion.id, "keep", "ok", PASSWORD)
+    with pytest.raises(SignatureRejected):
+        cold_chain.decide(pharmacist, excursion.id, "keep", "ok", "wrong password")
+    db.session.rollback()
+    assert fresh(Lot, stocked["lot"].id).status == "on_hold"
+
+
+def test_keep_is_refused_while_the_stock_is_still_out_of_range(stocked, fridge, pharmacist):
+    record(pharmacist, fridge, "14")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    with pytest.raises(InvalidState, match="still where"):
+        cold_chain.decide(pharmacist, excursion.id, "keep", "fine", PASSWORD)
+    # Moved to the shelf (in range), the lot may be kept; discard is never refused.
+    transfers.move_within_site(pharmacist, "lot", stocked["lot"].id,
+                               sites.default_location(fridge.site_id).id)
+    cold_chain.decide(pharmacist, excursion.id, "keep", "Moved within 20 minutes", PASSWORD,
+                      items=[stocked["lot"].code])
+    cold_chain.decide(pharmacist, excursion.id, "discard", "Too warm", PASSWORD)
+
+
+def test_no_stock_moves_into_a_location_with_an_open_excursion(stocked, fridge, pharmacist, make_lot):
+    record(pharmacist, fridge, "14")
+    other = make_lot()
+    with pytest.raises(InvalidState, match="open temperature excursion"):
+        transfers.move_within_site(pharmacist, "lot", other.id, fridge.id)
+    db.session.rollback()
+    with pytest.raises(InvalidState, match="open temperature excursion"):
+        make_lot(location_id=fridge.id)
+    db.session.rollback()
+    record(pharmacist, fridge, "5")
+    transfers.move_within_site(pharmacist, "lot", other.id, fridge.id)
+
+
+def test_min_max_thermometer_extremes_open_an_excursion_since_the_last_reading(fridge, pharmacist):
+    evening = datetime.now(UTC) - timedelta(hours=14)
+    record(pharmacist, fridge, "5", at=evening)
+    morning = record(pharmacist, fridge, "5.5", at=evening + timedelta(hours=13), min_celsius="3",
+                     max_celsius="10.5")
+    excursion = db.session.get(Excursion, morning.excursion_id)
+    assert excursion.started_at == evening and excursion.ended_at == evening + timedelta(hours=13)
+    assert excursion.found_late and excursion.high_celsius == Decimal("10.5")
+
+
+def test_a_late_logger_file_opens_the_excursion_at_its_true_start_and_lists_the_uses(
+        fridge, pharmacist, make_batch, make_user, make_patient):
+    batch = make_batch(units=3)
+    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
+    practitioner = make_user("practitioner")
+    patient = make_patient()
+    start = datetime.now(UTC) - timedelta(hours=3)
+    record(pharmacist, fridge, "5", at=start - timedelta(hours=1))
+    # Treated from the fridge this morning, before anyone knew it had been warm.
+    use_vial(practitioner, patient, vials_of(batch)[0])
+    logged = [cold_chain.checked_reading(measured_at=iso(start + timedelta(minutes=15 * n)), source="logger",
+                                         celsius="9.5" if 4 <= n < 8 else "5", row=n + 2) for n in range(11)]
+    location = cold_chain.monitored_location(fridge.id, lock=True)
+    cold_chain.add_readings(pharmacist, location, logged)
+    db.session.commit()
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    assert excursion.started_at == start + timedelta(hours=1)
+    assert excursion.ended_at == start + timedelta(hours=2)
+    assert excursion.found_late
+    uses = cold_chain.uses_for_review(excursion)
+    assert [u.patient_id for u in uses] == [patient.id]
+
+
+def test_refused_readings(fridge, pharmacist, app):
+    now = datetime.now(UTC)
+    with pytest.raises(InvalidInput, match="future"):
+        record(pharmacist, fridge, "5", at=now + timedelta(hours=1))
+    with pytest.raises(InvalidInput, match="offset"):
+        cold_chain.record_reading(pharmacist, fridge.id, measured_at="2026-12-01T08:00:00", celsius="5")
+    for bad in ("warm", "-91", "60.5", "nan", "inf"):
+        with pytest.raises(InvalidInput):
+            record(pharmacist, fridge, bad)
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=1))
+    with pytest.raises(InvalidState, match="already has a manual reading"):
+        record(pharmacist, fridge, "5", at=now - timedelta(hours=1))
+    shelf = sites.default_location(fridge.site_id)
+    with pytest.raises(InvalidState, match="no allowed temperature range"):
+        record(pharmacist, shelf, "20")
+    db.session.rollback()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(TemperatureReading)) == 1
+
+
+def test_only_vials_here_are_held_when_the_rest_of_the_batch_is_elsewhere(fridge, pharmacist, make_batch):
+    batch = make_batch(units=3)
+    first = vials_of(batch)[0]
+    transfers.move_within_site(pharmacist, "vial", first.id, fridge.id)
+    db.session.commit()
+    record(pharmacist, fridge, "12")
+    assert fresh(Batch, batch.id).status == "released"
+    statuses = {v.code: v.status for v in vials_of(batch)}
+    assert statuses[first.code] == "on_hold" and list(statuses.values()).count("sealed") == 2
+    items = db.session.scalars(sa.select(ExcursionItem)).all()
+    assert [(i.entity_type, i.code) for i in items] == [("vial", first.code)]
+
+
+def test_a_vial_kept_with_a_shorter_use_by_is_refused_after_it(fridge, pharmacist, make_batch):
+    batch = make_batch(units=2)
+    vial = vials_of(batch)[0]
+    transfers.move_within_site(pharmacist, "vial", vial.id, fridge.id)
+    record(pharmacist, fridge, "12", at=datetime.now(UTC) - timedelta(hours=2))
+    record(pharmacist, fridge, "5")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    use_by = datetime.now(UTC) + timedelta(hours=1)
+    cold_chain.decide(pharmacist, excursion.id, "keep_shortened", "Room temperature column", PASSWORD,
+                      use_by=iso(use_by))
+    vial = fresh(Vial, vial.id)
+    assert vial.status == "sealed" and vial.use_by_at == use_by
+    from compounding.services.vials import vial_reasons
+    assert any("use-by" in r for r in vial_reasons(vial, fresh(Batch, batch.id), use_by + timedelta(minutes=1)))
+    assert not vial_reasons(vial, fresh(Batch, batch.id), use_by - timedelta(minutes=1))
+
+
+def test_missed_readings(fridge, pharmacist):
+    now = datetime.now(UTC)
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=20))
+    assert [m.location.code for m in cold_chain.missed_readings(None, now=now)] == ["FRIDGE1"]
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=1))
+    assert cold_chain.missed_readings(None, now=now) == []
+
+
+def test_receiving_into_a_fridge_out_of_range_is_refused(fridge, pharmacist, make_ingredient, technician):
+    record(pharmacist, fridge, "20")
+    with pytest.raises(InvalidState, match="open temperature excursion"):
+        inventory.receive_lot(technician, ingredient_id=make_ingredient().id, supplier="S", supplier_lot_number="X1",
+                              expires_on=(datetime.now(UTC) + timedelta(days=300)).date(), quantity=Decimal("5"),
+                              location_id=fridge.id)
