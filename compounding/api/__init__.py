@@ -3,6 +3,9 @@
 from . import (  # noqa: F401  (each module registers its routes)
     audit,
     batches,
+    cold_chain,
+    cold_chain_files,
+    cold_chain_reports,
     formulas,
     ingredients,
     labels,

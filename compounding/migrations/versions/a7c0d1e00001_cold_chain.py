@@ -24,6 +24,14 @@ branch_labels = None
 depends_on = None
 
 
+def _sqlite_foreign_keys(on: bool) -> None:
+    """SQLite rebuilds `locations` to add or drop a column with a CHECK, which its children's foreign keys
+    would refuse. PRAGMA foreign_keys cannot change inside a transaction: it is switched between two."""
+    if op.get_bind().dialect.name == 'sqlite':
+        with op.get_context().autocommit_block():
+            op.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+
 def upgrade():
     op.create_table('excursions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -125,6 +133,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_temperature_readings_excursion_id'), ['excursion_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_temperature_readings_import_id'), ['import_id'], unique=False)
 
+    _sqlite_foreign_keys(False)
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('scope', sa.String(length=40), nullable=True))
         batch_op.add_column(sa.Column('location_id', sa.Integer(), nullable=True))
@@ -137,6 +146,7 @@ def upgrade():
 
     with op.batch_alter_table('vials', schema=None) as batch_op:
         batch_op.add_column(sa.Column('use_by_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True))
+    _sqlite_foreign_keys(True)
 
 
 
@@ -147,18 +157,18 @@ def downgrade():
     if readings or excursions:
         raise RuntimeError(f"This database holds {readings} temperature readings and {excursions} excursions: "
                            "the schema before the cold chain cannot keep them. Not downgraded.")
+    _sqlite_foreign_keys(False)
     with op.batch_alter_table('locations', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_locations_readings_per_day_range'), type_='check')
+        batch_op.drop_column('readings_per_day')
     with op.batch_alter_table('vials', schema=None) as batch_op:
         batch_op.drop_column('use_by_at')
-
-    with op.batch_alter_table('locations', schema=None) as batch_op:
-        batch_op.drop_column('readings_per_day')
 
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_api_tokens_location_id_locations'), type_='foreignkey')
         batch_op.drop_column('location_id')
         batch_op.drop_column('scope')
+    _sqlite_foreign_keys(True)
 
     with op.batch_alter_table('temperature_readings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_temperature_readings_import_id'))

@@ -1,0 +1,1 @@
+"""API: cold_chain_files."""

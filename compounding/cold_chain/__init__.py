@@ -1,0 +1,1 @@
+"""The cold chain: fridge logs, logger files, excursions and month reports (pages)."""

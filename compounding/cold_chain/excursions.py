@@ -1,0 +1,1 @@
+"""Cold chain pages: excursions (routes on views.bp)."""

@@ -1,0 +1,1 @@
+"""Cold chain pages: files (routes on views.bp)."""

@@ -1,0 +1,1 @@
+"""Cold chain pages: readings (routes on views.bp)."""

@@ -1,0 +1,1 @@
+"""Cold chain pages: reports (routes on views.bp)."""

@@ -1,0 +1,1 @@
+"""Cold chain pages: sensors (routes on views.bp)."""
