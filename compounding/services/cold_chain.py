@@ -244,7 +244,8 @@ def record_reading(actor: User, location_id: int, *, measured_at, celsius, sourc
         raise InvalidState(f"{location.label} already has a {reading_in.source} reading at "
                            f"{_shown(reading_in.measured_at)}.", field="measured_at",
                            details={"reading_id": duplicate})
-    reading = add_readings(actor, location, [reading_in], token_id=token_id)[0]
+    (reading_id,) = add_readings(actor, location, [reading_in], token_id=token_id)
+    reading = db.session.get(TemperatureReading, reading_id)
     audit.record(actor, "reading.recorded", "location", location.id,
                  new={"reading_id": reading.id, "measured_at": reading.measured_at, "celsius": reading.celsius,
                       "min_celsius": reading.min_celsius, "max_celsius": reading.max_celsius,
@@ -254,22 +255,37 @@ def record_reading(actor: User, location_id: int, *, measured_at, celsius, sourc
 
 
 def add_readings(actor: User | None, location: Location, readings: list[ReadingIn], *,
-                 import_id: int | None = None, token_id: int | None = None) -> list[TemperatureReading]:
+                 import_id: int | None = None, token_id: int | None = None) -> list[int]:
     """Insert checked, non-duplicate readings of one locked location and apply them to its excursions
-    (in the caller's transaction). Answers the rows, in time order."""
+    (in the caller's transaction). Answers the new readings' ids, in time order.
+
+    One multi-row INSERT whatever the number (a logger's month), then the timeline.
+    """
     now = utcnow()
-    rows = []
-    for item in sorted(readings, key=lambda r: r.measured_at):
-        rows.append(TemperatureReading(
-            location_id=location.id, site_id=location.site_id, measured_at=item.measured_at,
-            utc_offset_minutes=item.offset_minutes, celsius=item.celsius, min_celsius=item.min_celsius,
-            max_celsius=item.max_celsius, source=item.source, note=item.note,
-            in_range=_reading_in_range(location, item), import_id=import_id,
-            recorded_by_id=actor.id if actor else None, token_id=token_id, recorded_at=now))
-    db.session.add_all(rows)
-    db.session.flush()
-    Timeline(location, rows).apply(actor, now)
-    return rows
+    ordered = sorted(readings, key=lambda r: r.measured_at)
+    if not ordered:
+        return []
+    values = [dict(location_id=location.id, site_id=location.site_id, measured_at=item.measured_at,
+                   utc_offset_minutes=item.offset_minutes, celsius=item.celsius, min_celsius=item.min_celsius,
+                   max_celsius=item.max_celsius, source=item.source, note=item.note,
+                   in_range=_reading_in_range(location, item), import_id=import_id,
+                   recorded_by_id=actor.id if actor else None, token_id=token_id, recorded_at=now)
+              for item in ordered]
+    ids = list(db.session.scalars(
+        sa.insert(TemperatureReading).returning(TemperatureReading.id, sort_by_parameter_order=True), values))
+    new = [_New(id_, item) for id_, item in zip(ids, ordered, strict=True)]
+    Timeline(location, new).apply(actor, now)
+    return ids
+
+
+@dataclass
+class _New:
+    id: int
+    reading: ReadingIn
+
+    @property
+    def measured_at(self) -> datetime:
+        return self.reading.measured_at
 
 
 def _reading_in_range(location: Location, item) -> bool:
@@ -286,8 +302,9 @@ class _Point:
     extremes_out: bool  # only its min/max were out: the excursion happened since the reading before
     low: Decimal
     high: Decimal
-    row: TemperatureReading | None = None  # a new reading (None: one already recorded)
+    row: _New | None = None  # a new reading (None: one already recorded)
     excursion_id: int | None = None
+    index: int = 0  # its place on the timeline
 
 
 @dataclass
@@ -300,7 +317,7 @@ class Timeline:
     """
 
     location: Location
-    new: list[TemperatureReading]
+    new: list[_New]
     points: list[_Point] = field(default_factory=list)
     excursions: list[Excursion] = field(default_factory=list)
     opened: list[Excursion] = field(default_factory=list)
@@ -316,10 +333,14 @@ class Timeline:
                 self._out(point, actor, now)
             elif point.current_in:
                 self._back_in(point)
+        joined: dict[int, list[int]] = {}
         for point in self.points:
             if point.row is not None and point.excursion_id is not None:
-                point.row.excursion_id = point.excursion_id
+                joined.setdefault(point.excursion_id, []).append(point.row.id)
         db.session.flush()
+        for excursion_id, ids in joined.items():
+            db.session.execute(sa.update(TemperatureReading).where(TemperatureReading.id.in_(ids))
+                               .values(excursion_id=excursion_id).execution_options(synchronize_session=False))
         for excursion in self.opened:
             hold_stock(actor, excursion, self.location, now)
 
@@ -340,9 +361,12 @@ class Timeline:
             old.extend(db.session.execute(query).all())
         points = [self._point(r.measured_at, r.celsius, r.min_celsius, r.max_celsius, None, r.excursion_id)
                   for r in old if r.id not in new_ids]
-        points += [self._point(r.measured_at, r.celsius, r.min_celsius, r.max_celsius, r, None) for r in self.new]
+        points += [self._point(r.measured_at, r.reading.celsius, r.reading.min_celsius, r.reading.max_celsius, r, None)
+                   for r in self.new]
         # At one moment, a reading back in range comes after one out (the excursion ends there).
         self.points = sorted(points, key=lambda p: (p.at, not p.out, p.row is not None))
+        for index, point in enumerate(self.points):
+            point.index = index
         earliest = self.points[0].at
         self.excursions = list(db.session.scalars(
             sa.select(Excursion).where(Excursion.location_id == self.location.id,
@@ -359,8 +383,7 @@ class Timeline:
                       min(lows), max(highs), row, excursion_id)
 
     def _before(self, point: _Point) -> _Point | None:
-        index = self.points.index(point)
-        return self.points[index - 1] if index > 0 else None
+        return self.points[point.index - 1] if point.index > 0 else None
 
     def _out(self, point: _Point, actor: User | None, now: datetime) -> None:
         before = self._before(point)
@@ -388,7 +411,7 @@ class Timeline:
 
     def _starting_after(self, point: _Point) -> Excursion | None:
         """An excursion that starts after this moment with no reading back in range in between: it began earlier."""
-        following = self.points[self.points.index(point) + 1:]
+        following = self.points[point.index + 1:]
         for later in following:
             if later.excursion_id is not None:
                 return next((e for e in self.excursions if e.id == later.excursion_id), None)
@@ -397,8 +420,7 @@ class Timeline:
         return None
 
     def _out_after(self, excursion: Excursion, point: _Point) -> bool:
-        index = self.points.index(point)
-        return any(p.excursion_id == excursion.id for p in self.points[index + 1:])
+        return any(p.excursion_id == excursion.id for p in self.points[point.index + 1:])
 
     def _back_in(self, point: _Point) -> None:
         """A reading in range ends the excursion it follows (unless that excursion reads out again later)."""
@@ -411,12 +433,11 @@ class Timeline:
         loc = self.location
         end = point.at if point.current_in else None
         if end is None:  # a reading back in range already recorded after it (a file uploaded late)
-            index = self.points.index(point)
-            end = next((p.at for p in self.points[index + 1:] if p.current_in and not p.out), None)
+            end = next((p.at for p in self.points[point.index + 1:] if p.current_in and not p.out), None)
         excursion = Excursion(
             location_id=loc.id, site_id=loc.site_id, started_at=start, ended_at=end,
             low_celsius=point.low, high_celsius=point.high, range_min=loc.min_celsius, range_max=loc.max_celsius,
-            source=point.row.source, held_at=now, opened_by_id=actor.id if actor else None,
+            source=point.row.reading.source, held_at=now, opened_by_id=actor.id if actor else None,
             # Over before it was recorded, or begun more than a schedule's window ago: the uses made
             # from the stock meanwhile are listed for review.
             found_late=end is not None or now - start > schedule_window(loc))
