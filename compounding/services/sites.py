@@ -158,8 +158,14 @@ def open_excursion_at(location_id: int) -> Excursion | None:
 
 
 def ensure_takes_stock(location: Location) -> None:
-    """Refuse (409) to put stock into a location with an open excursion (or inside one that has)."""
-    for place_id in _enclosing(location):
+    """Refuse (409) to put stock into a location with an open excursion (or inside one that has).
+
+    The places are share-locked until the caller's transaction ends: a reading that opens an
+    excursion there (which locks its location's row) waits for this stock, and then holds it.
+    """
+    places = _enclosing(location)
+    db.session.execute(sa.select(Location.id).where(Location.id.in_(places)).with_for_update(read=True))
+    for place_id in places:
         excursion = open_excursion_at(place_id)
         if excursion is not None:
             where = db.session.get(Location, place_id)
