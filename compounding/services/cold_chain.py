@@ -762,3 +762,40 @@ def _shown(moment: datetime) -> str:
     local = to_clinic(moment)
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
+
+
+def record_release(actor: User, hold_ids: list[int], reason: str) -> list[ExcursionItem]:
+    """A pharmacist releasing an excursion hold from the item's page keeps the item: the decision `keep`,
+    with the release's reason, is recorded on the excursion's item (in the caller's transaction, after
+    its signature), so the excursion's page and its state tell what became of it.
+
+    The rule of `decide` holds here too: an item still where its excursion lasts is not kept (409).
+    """
+    rows = list(db.session.scalars(
+        sa.select(ExcursionItem).where(ExcursionItem.hold_id.in_(list(hold_ids)), ExcursionItem.decision.is_(None))
+        .order_by(ExcursionItem.excursion_id, ExcursionItem.id).with_for_update())) if hold_ids else []
+    if not rows:
+        return []
+    excursions = {e.id: e for e in db.session.scalars(
+        sa.select(Excursion).where(Excursion.id.in_({r.excursion_id for r in rows})).order_by(Excursion.id)
+        .with_for_update().execution_options(populate_existing=True))}
+    for row in rows:
+        excursion = excursions[row.excursion_id]
+        item = db.session.get(MODELS[row.entity_type], row.entity_id)
+        if excursion.ended_at is None and item.location_id in affected_locations(
+                db.session.get(Location, excursion.location_id)):
+            raise InvalidState(f"{row.code} is still where {excursion.label} lasts: move it to a place in range, "
+                               "or wait for a reading back in range, before releasing its hold.", field="hold")
+    now = utcnow()
+    for row in rows:
+        row.decision, row.reason, row.decided_by_id, row.decided_at = "keep", reason, actor.id, now
+    db.session.flush()
+    for excursion in excursions.values():
+        if not db.session.scalar(sa.select(ExcursionItem.id).where(
+                ExcursionItem.excursion_id == excursion.id, ExcursionItem.decision.is_(None)).limit(1)):
+            excursion.decided_at = now
+        audit.record(actor, "excursion.decided", "excursion", excursion.id,
+                     new={"decision": "keep", "items": [r.code for r in rows if r.excursion_id == excursion.id],
+                          "by": "hold released", "all_decided": excursion.decided_at is not None},
+                     reason=reason)
+    return rows

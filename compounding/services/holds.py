@@ -31,7 +31,7 @@ from ..models import (
 )
 from ..models.hold import HOLD_ENTITY_TYPES, HOLD_KIND_TEXT, HOLD_KINDS, HOLDABLE_STATUSES
 from ..models.treatment import HOLDING_EVENT_TYPES
-from . import audit, exposure
+from . import audit, cold_chain, exposure
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
@@ -136,7 +136,8 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
 
     Refused while a recall of the item is open (409); for a vial, a recall of its batch or of a
     lot of its batch. When no reason is left, the item returns to the status it had before it
-    went on hold (a vial: unless its batch is on hold). Returns the item.
+    went on hold (a vial: unless its batch is on hold). An excursion's hold released here records
+    that excursion's decision `keep` for the item (cold_chain.record_release). Returns the item.
     """
     if actor is None or actor.role != "pharmacist":
         raise NotAllowed("Only a pharmacist's signature can release a hold.", field="password")
@@ -154,6 +155,9 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
         raise InvalidState(f"{item.code} is in open recall {recall_id}: its holds stay until the recall is closed.",
                            details={"recall_id": recall_id})
     pharmacist_signs(actor, password, "hold released", kind, item.id, "release a hold")
+    if hold_kind == "excursion":
+        # Released from the item's page, an excursion's hold is that excursion's decision `keep`.
+        cold_chain.record_release(actor, [h.id for h in releasing], reason)
     return lift_holds(actor, kind, item, standing, releasing, reason)
 
 
