@@ -1,6 +1,6 @@
 """API: readings of a location (POST and list), excursions (list, detail) and the pharmacist's decision."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -20,7 +20,7 @@ def ago(**delta) -> datetime:
 
 def paris(moment: datetime) -> str:
     """The moment written as a Paris thermometer's clock shows it in winter (+01:00)."""
-    return moment.astimezone(UTC).replace(tzinfo=None).__add__(timedelta(hours=1)).isoformat() + "+01:00"
+    return moment.astimezone(timezone(timedelta(hours=1))).isoformat()
 
 
 @pytest.fixture
@@ -84,6 +84,8 @@ def test_an_out_of_range_reading_holds_the_stock_and_answers_the_excursion(clien
     ({"measured_at": "2999-01-01T08:00:00+01:00"}, "measured_at"),
     ({"measured_at": "2026-01-01T08:00:00"}, "measured_at"),
     ({"measured_at": "yesterday"}, "measured_at"),
+    ({"measured_at": "0001-01-01T00:00:00+14:00"}, "measured_at"),
+    ({"measured_at": "1850-01-01T00:00:00Z"}, "measured_at"),
     ({"celsius": "-95"}, "celsius"),
     ({"celsius": 61}, "celsius"),
     ({"celsius": "warm"}, "celsius"),

@@ -57,6 +57,8 @@ class ReadingMoment(fields.String):
             moment, _ = cold_chain.parse_moment(text, field_name=attr)
         except InvalidInput as exc:
             raise ValidationError(exc.message) from None
+        except OverflowError:  # year 1 or 9999 moved to UTC leaves the calendar
+            raise ValidationError(DAY_MESSAGE) from None
         if not day_in_range(moment):
             raise ValidationError(DAY_MESSAGE)
         return text
