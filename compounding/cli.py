@@ -162,6 +162,25 @@ def create_token_command(username, name, days):
     click.echo(token)
 
 
+@click.command("sensor-token")
+@click.option("--location", "location_code", required=True, help="The monitored location's code, e.g. FRIDGE1.")
+@click.option("--user", "username", required=True, help="Whose token it is (a member of the location's site).")
+@click.option("--name", required=True, help="The sensor, e.g. \"fridge 1 probe\".")
+@click.option("--days", type=click.IntRange(1, users.MAX_TOKEN_DAYS),
+              help="Days until it expires (default API_TOKEN_DAYS, 90).")
+def sensor_token_command(location_code, username, name, days):
+    """Print a new token for a sensor: it records readings of that one location and opens nothing else."""
+    user = _user_named(username)
+    location_id = db.session.scalar(sa.select(Location.id).where(Location.code == location_code.strip().upper()))
+    if location_id is None:
+        _fail(f"There is no location {location_code!r}.")
+    try:
+        token = users.create_token(None, user, name, days=days, scope="readings.record", location_id=location_id)
+    except DomainError as exc:
+        _fail(exc.message)
+    click.echo(token)
+
+
 @click.command("revoke-tokens")
 @click.argument("username")
 def revoke_tokens_command(username):
@@ -349,7 +368,8 @@ def export_audit_command(start, end, out):
 
 def init_app(app: Flask) -> None:
     for command in (create_user_command, create_site_command, create_location_command, create_token_command,
-                    revoke_tokens_command, seed_demo_command, backup_command, restore_command, seed_scale_command):
+                    sensor_token_command, revoke_tokens_command, seed_demo_command, backup_command, restore_command,
+                    seed_scale_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
     app.cli.add_command(export_cli)

@@ -6,8 +6,8 @@ from functools import wraps
 from flask import Flask, abort, current_app, flash, g, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 
-from .extensions import login_manager
-from .models import ApiToken, User
+from .extensions import db, login_manager
+from .models import ApiToken, Location, User
 from .services import user_sessions
 from .services.clock import utcnow
 from .services.users import token_for_secret
@@ -106,6 +106,30 @@ def token_for_bearer(header: str) -> ApiToken | None:
     if cached is None or cached[0] != header:
         cached = g._bearer_token = (header, token_for_secret(header.removeprefix("Bearer ").strip()))
     return cached[1]
+
+
+def scope_refusal(token: ApiToken) -> str | None:
+    """Why a device's token may not make this request (None: it may).
+
+    A token with a `scope` (a fridge sensor's: `readings.record`) opens only the routes guarded by
+    exactly that permission: no list, no record, not even the routes open to any signed-in
+    account. Bound to a location as well, it opens them only for that location (the route's
+    `location_id`). Judged here once for every API route, so a new route cannot forget it.
+    """
+    if token.scope is None:
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    where = ""
+    if token.location_id is not None:
+        location = db.session.get(Location, token.location_id)
+        where = f" at {location.code if location else token.location_id}"
+    refusal = (f"The token {token.name or token.prefix} is a device's: it may only {token.scope}{where}, "
+               "nothing else.")
+    if getattr(view, "required_permission", None) != token.scope:
+        return refusal
+    if token.location_id is not None and (request.view_args or {}).get("location_id") != token.location_id:
+        return refusal
+    return None
 
 
 def is_api_request() -> bool:

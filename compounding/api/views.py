@@ -9,7 +9,7 @@ from marshmallow import Schema, ValidationError
 from .. import idempotency
 from ..extensions import csrf, db
 from ..pagination import page_arg, paginate_entities, per_page_arg
-from ..security import public, requires, signed_in, user_for_bearer
+from ..security import public, requires, scope_refusal, signed_in, token_for_bearer
 from ..services import holds
 from .openapi import build_spec
 from .schemas.common import HoldReleaseSchema
@@ -24,11 +24,14 @@ csrf.exempt(bp)
 def _authenticate():
     header = request.headers.get("Authorization")
     if header is not None:
-        user = user_for_bearer(header)
-        if user is None:
+        token = token_for_bearer(header)
+        if token is None:
             abort(401, "The API token is missing, unknown, expired or revoked.")
+        refusal = scope_refusal(token)
+        if refusal is not None:
+            abort(403, refusal)
         # The token decides who is calling, even if the browser also sends a session cookie.
-        g._login_user = user
+        g._login_user = token.user
         return
     # protect() ignores WTF_CSRF_ENABLED, so honour the setting here as the app-wide check does.
     if (request.method not in ("GET", "HEAD", "OPTIONS") and current_user.is_authenticated

@@ -14,14 +14,15 @@ from ..models import ApiToken, User
 from ..models.patient import fold
 from ..models.site import MAIN_SITE
 from ..models.user import TOKEN_NAME_LENGTH
-from ..permissions import ROLES
+from ..permissions import PERMISSIONS, ROLES, role_can
 from . import attempts, audit, passwords, user_sessions
 from .bounds import checked_text
 from .clock import utcnow
+from .cold_chain import monitored_location
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, SignatureRejected
 from .lookup import fetch
 from .passwords import DEMO_PASSWORD
-from .sites import join_sites, site_by_code
+from .sites import join_sites, may_act_at, site_by_code
 from .transaction import alone, transactional
 
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
@@ -269,9 +270,12 @@ MAX_TOKEN_DAYS = 3650
 
 
 @transactional
-def create_token(actor: User | None, user: User, name: str, *, days: int | None = None) -> str:
+def create_token(actor: User | None, user: User, name: str, *, days: int | None = None,
+                 scope: str | None = None, location_id: int | None = None) -> str:
     """Issue a named API token for `user`, answering for `days` (API_TOKEN_DAYS) unless revoked.
 
+    A device's token (a fridge sensor) carries a `scope`, one permission of the user's role, and
+    may be bound to one monitored location at a site of the user's: it then opens nothing else.
     Only its hash is kept, so it is shown once.
     """
     name = (name or "").strip()
@@ -284,16 +288,37 @@ def create_token(actor: User | None, user: User, name: str, *, days: int | None 
         raise InvalidInput(f"A token lasts 1 to {MAX_TOKEN_DAYS} days.", field="days")
     if not user.active:
         raise InvalidState("An inactive account cannot have API tokens.")
+    location_code = _checked_token_scope(user, scope, location_id)
     token = "ct_" + secrets.token_urlsafe(32)
     now = utcnow()
     row = ApiToken(user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:10],
-                   created_at=now, expires_at=now + timedelta(days=days))
+                   created_at=now, expires_at=now + timedelta(days=days), scope=scope, location_id=location_id)
     db.session.add(row)
     db.session.flush()
     audit.record(actor, "token.created", "api_token", row.id,
                  new={"user": user.username, "prefix": row.prefix, "name": row.name,
-                      "expires_at": row.expires_at})
+                      "expires_at": row.expires_at, "scope": scope, "location": location_code})
     return token
+
+
+def _checked_token_scope(user: User, scope: str | None, location_id: int | None) -> str | None:
+    """A token gives no more than its user has: a known permission of the user's role, and a location that is
+    monitored (active, with a range) at one of the user's sites. Answers the location's code."""
+    if scope is None:
+        if location_id is not None:
+            raise InvalidInput("A token bound to a location carries the one permission it opens.", field="scope")
+        return None
+    if scope not in PERMISSIONS:
+        raise InvalidInput(f"{scope!r} is not a permission.", field="scope")
+    if not role_can(user.role, scope):
+        raise NotAllowed(f"{user.display_name}'s role ({user.role}) does not have {scope}: a token cannot open "
+                         "more than its user may do.", field="scope")
+    if location_id is None:
+        return None
+    location = monitored_location(location_id)
+    if not may_act_at(user, location.site_id):
+        raise NotAllowed(f"{user.display_name} does not belong to the site of {location.code}.", field="location_id")
+    return location.code
 
 
 def token_for_secret(token: str, *, at: datetime | None = None) -> ApiToken | None:
