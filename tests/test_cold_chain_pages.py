@@ -252,3 +252,19 @@ def test_the_overview_and_the_log_cost_the_same_few_queries_however_many_rows(cl
         assert client.get(f"/cold-chain/locations/{many.id}").status_code == 200
     assert more.count == few.count <= 8, more.statements
     assert more_log.count == few_log.count <= 10, more_log.statements
+
+
+def test_the_demo_fridges_have_twice_daily_readings_in_range_and_nothing_missed(client, app):
+    from compounding.demo import seed_demo
+
+    for _ in range(2):  # idempotent
+        for _ in seed_demo():
+            pass
+    fridges = {code: location_id for code, location_id in db.session.execute(
+        sa.select(Location.name, Location.id).where(Location.name.in_(["Fridge 1", "Fridge A"])))}
+    assert set(fridges) == {"Fridge 1", "Fridge A"}
+    for location_id in fridges.values():
+        readings = db.session.scalars(sa.select(TemperatureReading).where(
+            TemperatureReading.location_id == location_id)).all()
+        assert len(readings) == 6 and all(r.in_range and r.source == "manual" for r in readings)
+    assert count_rows(Excursion) == 0 and cold_chain.missed_readings(None) == []
