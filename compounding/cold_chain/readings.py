@@ -22,7 +22,7 @@ from ..models import Excursion, ExcursionItem, Location, Site, TemperatureReadin
 from ..pagination import paginate_rows
 from ..security import requires
 from ..services import cold_chain, sites
-from ..services.clock import utcnow
+from ..services.clock import clinic_today, utcnow
 from ..services.errors import DomainError
 from ..services.site_filters import at_sites
 from ..services.transaction import transaction
@@ -177,7 +177,7 @@ def overview():
     return render_template("cold_chain/overview.html", pagination=pagination,
                            rows=monitored_rows(pagination.items, utcnow()),
                            excursions_url=url_if("cold_chain.excursions"),
-                           report_month=utcnow().strftime("%Y-%m"),
+                           report_month=clinic_today().strftime("%Y-%m"),
                            has_reports="cold_chain.report" in current_app.view_functions)
 
 
@@ -268,4 +268,4 @@ def location_log(location_id: int):
         open_excursion=sites.open_excursion_at(location.id), monitored=cold_chain.has_range(location),
         missed=location.active and cold_chain.has_range(location) and due <= now, last_at=last_at,
         window=cold_chain.schedule_window(location),
-        report_url=url_if("cold_chain.report", location_id=location.id, month=now.strftime("%Y-%m")))
+        report_url=url_if("cold_chain.report", location_id=location.id, month=clinic_today().strftime("%Y-%m")))
