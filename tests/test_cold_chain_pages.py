@@ -268,3 +268,15 @@ def test_the_demo_fridges_have_twice_daily_readings_in_range_and_nothing_missed(
             TemperatureReading.location_id == location_id)).all()
         assert len(readings) == 6 and all(r.in_range and r.source == "manual" for r in readings)
     assert count_rows(Excursion) == 0 and cold_chain.missed_readings(None) == []
+
+
+def test_the_api_takes_a_reading_schedule_from_1_to_96_and_answers_it(client, auth):
+    headers = auth("pharmacist")
+    body = {"site_id": sites.main_site().id, "name": "Freezer", "kind": "freezer", "min_celsius": "-25",
+            "max_celsius": "-15"}
+    plain = client.post("/api/v1/locations", headers=headers, json=body)
+    assert plain.status_code == 201 and plain.json["readings_per_day"] == 2
+    refused = client.post("/api/v1/locations", headers=headers, json={**body, "name": "F2", "readings_per_day": 97})
+    assert refused.status_code == 422 and count_rows(Location) == 2
+    hourly = client.post("/api/v1/locations", headers=headers, json={**body, "name": "F3", "readings_per_day": 24})
+    assert hourly.status_code == 201 and hourly.json["readings_per_day"] == 24
