@@ -1,8 +1,9 @@
 """Demo data for trying the application: realistic, idempotent, made through the services."""
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
@@ -14,16 +15,29 @@ from .models import (
     FormulaStatus,
     Hold,
     Ingredient,
+    Location,
     Lot,
     Patient,
     Recall,
     SessionUse,
     Site,
+    TemperatureReading,
     TreatmentSession,
     User,
     Vial,
 )
-from .services import batches, formulas, ingredients, inventory, recalls, sites, transfers, treatments, users
+from .services import (
+    batches,
+    cold_chain,
+    formulas,
+    ingredients,
+    inventory,
+    recalls,
+    sites,
+    transfers,
+    treatments,
+    users,
+)
 from .services.clock import clinic_today, utcnow
 from .services.passwords import DEMO_PASSWORD
 
@@ -396,6 +410,42 @@ def _seed_chain() -> Iterator[str]:
            f"{', '.join(vial.code for vial in vials)} dispatched, waiting to be received at LYON")
 
 
+# Each fridge's log: read at 08:00 and 18:00 on its site's clock, in range, over these last days.
+DEMO_READING_DAYS = 3
+DEMO_READING_HOURS = (8, 18)
+DEMO_READINGS_C = ("4.2", "5.1", "3.8", "4.6", "5.4", "4.0", "4.9", "3.6")
+
+
+def _seed_cold_chain() -> Iterator[str]:
+    """Fridge 1 at LYON and Fridge A at MAIN, each with a few days of twice-daily readings in range (no excursion),
+    recorded by hand through the reading service by someone who works there."""
+    main = sites.main_site()
+    lyon = db.session.scalar(sa.select(Site).where(Site.code == "LYON"))
+    fridge_a = db.session.scalar(sa.select(Location).where(Location.site_id == main.id, Location.name == "Fridge A"))
+    if fridge_a is None:
+        fridge_a = sites.create_location(None, main.id, "Fridge A", "fridge", min_celsius="2", max_celsius="8")
+    lyon_fridge = db.session.scalar(sa.select(Location).where(Location.site_id == lyon.id, Location.name == "Fridge 1"))
+    for location, site, reader in ((fridge_a, main, _user("technician")), (lyon_fridge, lyon, _user("lyon"))):
+        if db.session.scalar(sa.select(TemperatureReading.id).where(TemperatureReading.location_id == location.id)
+                             .limit(1)) is not None:
+            continue
+        moments = _reading_moments(site.timezone)
+        for moment, celsius in zip(moments, DEMO_READINGS_C * 2, strict=False):
+            cold_chain.record_reading(reader, location.id, measured_at=moment.isoformat(), celsius=celsius,
+                                      source="manual", note="demo")
+        yield (f"  {location.code} {location.name} at {site.code}: {len(moments)} readings in range "
+               f"({location.min_celsius:g} to {location.max_celsius:g} °C, twice a day) by {reader.username}")
+
+
+def _reading_moments(zone_name: str) -> list[datetime]:
+    """08:00 and 18:00 on the site's clock over the last days, those already past."""
+    zone, now = ZoneInfo(zone_name), utcnow()
+    today = now.astimezone(zone).date()
+    moments = [datetime.combine(today - timedelta(days=back), time(hour), tzinfo=zone)
+               for back in range(DEMO_READING_DAYS, -1, -1) for hour in DEMO_READING_HOURS]
+    return [moment for moment in moments if moment <= now][-DEMO_READING_DAYS * 2:]
+
+
 def seed_demo(chain: bool = True) -> Iterator[str]:
     """Every part of the demo; `chain=False` leaves out the second site (a one-site clinic's data)."""
     yield "Demo users (change these passwords before real use):"
@@ -417,4 +467,6 @@ def seed_demo(chain: bool = True) -> Iterator[str]:
     if chain:
         yield "Demo chain:"
         yield from _seed_chain()
+        yield "Demo cold chain:"
+        yield from _seed_cold_chain()
     yield "Demo data is in place."

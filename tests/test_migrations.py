@@ -357,7 +357,18 @@ def test_the_downgrade_stops_while_a_vial_is_held_on_its_own(empty_database_url)
 
 def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a_chain(empty_database_url):
     from compounding.demo import seed_demo
-    from compounding.models import Batch, Location, Lot, Site, StockMovement, TreatmentSession, User, UserSite, Vial
+    from compounding.models import (
+        Batch,
+        Location,
+        Lot,
+        Site,
+        StockMovement,
+        TemperatureReading,
+        TreatmentSession,
+        User,
+        UserSite,
+        Vial,
+    )
 
     with app_on(empty_database_url):
         flask_migrate.upgrade(directory=migrate.directory, revision="e5d0a1b00001")
@@ -383,8 +394,15 @@ def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a
         assert set(db.session.scalars(sa.select(TreatmentSession.site_id).distinct())) == {main.id}
         assert db.session.scalar(sa.select(sa.func.count()).select_from(UserSite)) == db.session.scalar(
             sa.select(sa.func.count()).select_from(User))
-        for _ in seed_demo():  # now a chain: LYON and a transfer on the road
+        for _ in seed_demo():  # now a chain: LYON and a transfer on the road, its fridges' readings
             pass
+        db.session.remove()
+        with pytest.raises(SystemExit):  # the cold chain's downgrade keeps the readings
+            flask_migrate.downgrade(directory=migrate.directory, revision="f6a0c1d00002")
+        db.session.remove()
+        assert current_revision() == _head_revision()
+        db.session.execute(sa.delete(TemperatureReading))
+        db.session.commit()
         db.session.remove()
         flask_migrate.downgrade(directory=migrate.directory, revision="f6a0c1d00001")
         db.session.remove()

@@ -13,6 +13,7 @@ from ..queries.lots import inventory_counts
 from ..queries.recalls import open_recall_count, open_recall_ids
 from ..queries.scope import items_at_sites
 from ..security import public, requires
+from ..services import cold_chain
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
 from ..services.signals import quality_signals
@@ -76,6 +77,9 @@ def dashboard():
         if context["sessions_today"]:
             note_access("dashboard.sessions", target_type="treatment_sessions")
         context["usable_batches"] = figures.batches_usable_now(site_ids=scope)
+    if current_user.can("readings.record"):  # those who stand by the fridges see what is missed or out
+        context["missed_readings"] = cold_chain.missed_readings(scope)
+        context["open_excursions"] = figures.open_excursions(site_ids=scope)
     if "audit" in sections:
         context["recent_events"] = recent_audit_events(10)
     return render_template("main/dashboard.html", **context)

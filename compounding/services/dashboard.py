@@ -12,7 +12,20 @@ import sqlalchemy as sa
 
 from ..charts import Series
 from ..extensions import db
-from ..models import AdverseEvent, Batch, BatchStatus, Formula, Lot, LotStatus, Patient, SessionUse, TreatmentSession
+from ..models import (
+    AdverseEvent,
+    Batch,
+    BatchStatus,
+    Excursion,
+    ExcursionItem,
+    Formula,
+    Location,
+    Lot,
+    LotStatus,
+    Patient,
+    SessionUse,
+    TreatmentSession,
+)
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
 from .clock import clinic_today, start_of_clinic_day, utcnow
 from .site_filters import SiteIds, at_sites, batch_at_sites
@@ -151,3 +164,17 @@ def batch_counts(now: datetime | None = None, *, site_ids: SiteIds) -> dict:
     row = db.session.execute(sa.select(awaiting.label("awaiting_verification"), testing.label("awaiting_tests"),
                                        expiring.label("expiring_24h"))).one()
     return row._asdict()
+
+
+def open_excursions(limit: int = 10, *, site_ids: SiteIds):
+    """Excursions not yet decided at the sites in scope, oldest first, with their place and held items: one
+    statement."""
+    held = (sa.select(sa.func.count(ExcursionItem.id)).where(ExcursionItem.excursion_id == Excursion.id)
+            .correlate(Excursion).scalar_subquery())
+    return db.session.execute(
+        sa.select(Excursion.id, Excursion.started_at, Excursion.ended_at, Excursion.high_celsius,
+                  Excursion.low_celsius, Location.id.label("location_id"), Location.code.label("location_code"),
+                  Location.name.label("location_name"), held.label("held"))
+        .join(Location, Location.id == Excursion.location_id)
+        .where(Excursion.decided_at.is_(None), at_sites(Excursion.site_id, site_ids))
+        .order_by(Excursion.started_at).limit(limit)).all()

@@ -17,6 +17,7 @@ from flask import current_app
 from ..extensions import db
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models import Batch, Excursion, Location, Lot, Site, User, UserSite, Vial
+from ..models.cold_chain import DEFAULT_READINGS_PER_DAY
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, MAIN_SITE, TIMEZONE_MAX
 from ..models.vial import VialStatus
 from . import audit, codes
@@ -213,7 +214,10 @@ GIVEN_LOCATION_CODE = re.compile(rf"^[A-Z][A-Z0-9-]{{1,{LOCATION_CODE_MAX - 1}}}
 _LIKE_STOCK = re.compile(r"^[LB]\d")
 DEFAULT_LOCATION_NAME = "Main store"
 SITE_FIELDS = ("code", "name", "timezone", "address", "active")
-LOCATION_FIELDS = ("code", "name", "kind", "parent_id", "min_celsius", "max_celsius", "active", "is_default")
+LOCATION_FIELDS = ("code", "name", "kind", "parent_id", "min_celsius", "max_celsius", "readings_per_day", "active",
+                   "is_default")
+# A location's reading schedule: from once a day to every quarter of an hour.
+READINGS_PER_DAY_MIN, READINGS_PER_DAY_MAX = 1, 96
 # A thermometer's plausible span (the reading rule of section 10.5 uses the same bounds).
 CELSIUS_MIN, CELSIUS_MAX = Decimal("-90"), Decimal("60")
 # A vial still holding something to use, wherever its status stands.
@@ -324,6 +328,16 @@ def _celsius(value, field: str) -> Decimal | None:
     return degrees
 
 
+def _readings_per_day(value, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            READINGS_PER_DAY_MIN <= value <= READINGS_PER_DAY_MAX):
+        raise InvalidInput(f"Readings per day: a whole number from {READINGS_PER_DAY_MIN} to "
+                           f"{READINGS_PER_DAY_MAX}.", field="readings_per_day")
+    return value
+
+
 def _checked_place(site_id: int, location_id: int | None, name: str, kind: str, parent_id, low, high,
                    current_parent: int | None = None):
     """Name, kind, parent and range of a location as given; the parent at the same site, never inside it."""
@@ -367,16 +381,20 @@ def _ancestors(location: Location) -> list[int]:
 
 @transactional
 def create_location(actor: User | None, site_id: int, name: str, kind: str, parent_id: int | None = None,
-                    code: str | None = None, min_celsius=None, max_celsius=None) -> Location:
+                    code: str | None = None, min_celsius=None, max_celsius=None,
+                    readings_per_day: int | None = None) -> Location:
     """A storage location at a site: a room, cabinet, fridge or freezer, perhaps inside another one of the
-    same site; a scannable code (the next `LOC` number unless one is given) and an allowed range."""
+    same site; a scannable code (the next `LOC` number unless one is given), an allowed range and its
+    reading schedule (twice a day unless told)."""
     _manages(actor, site_id)
     site = get_site(site_id)
     if not site.active:
         raise InvalidState(f"{site.label} is closed.")
     name, low, high = _checked_place(site.id, None, name, kind, parent_id, min_celsius, max_celsius)
+    per_day = _readings_per_day(readings_per_day, DEFAULT_READINGS_PER_DAY)
     location = Location(site_id=site.id, parent_id=parent_id, code=_checked_location_code(code), name=name,
-                        kind=kind, min_celsius=low, max_celsius=high, is_default=False, active=True)
+                        kind=kind, min_celsius=low, max_celsius=high, readings_per_day=per_day, is_default=False,
+                        active=True)
     db.session.add(location)
     db.session.flush()
     audit.created(actor, "location.created", location, LOCATION_FIELDS, extra={"site": site.code})
@@ -385,16 +403,18 @@ def create_location(actor: User | None, site_id: int, name: str, kind: str, pare
 
 @transactional
 def update_location(actor: User | None, location_id: int, *, name: str, kind: str, parent_id: int | None = None,
-                    min_celsius=None, max_celsius=None) -> Location:
-    """Rename, re-kind, move inside another place of the same site, or change the range; the code stays
-    (it is printed on the location's label)."""
+                    min_celsius=None, max_celsius=None, readings_per_day: int | None = None) -> Location:
+    """Rename, re-kind, move inside another place of the same site, or change the range or the reading
+    schedule (None keeps it); the code stays (it is printed on the location's label)."""
     location = get_location(location_id, for_update=True)
     _manages(actor, location.site_id)
     name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius,
                                      current_parent=location.parent_id)
+    per_day = _readings_per_day(readings_per_day, location.readings_per_day)
     with audit.change(actor, "location.updated", location, LOCATION_FIELDS, only_if_changed=True):
         location.name, location.kind, location.parent_id = name, kind, parent_id
         location.min_celsius, location.max_celsius = low, high
+        location.readings_per_day = per_day
     return location
 
 

@@ -1,11 +1,11 @@
 """Forms for sites, storage locations, the site switcher, and the "where does it go" select."""
 
-from wtforms import SelectField, StringField, TextAreaField
+from wtforms import IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from .. import site_scope
-from ..forms import AppForm, choices
+from ..forms import AppForm, Between, choices
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, SITE_CODE_MAX, TIMEZONE_MAX
 from ..services import site_reads, sites
@@ -38,6 +38,12 @@ class LocationForm(AppForm):
                               render_kw={"inputmode": "decimal"})
     max_celsius = StringField("Highest allowed (°C)", validators=[Optional(), CELSIUS],
                               render_kw={"inputmode": "decimal"})
+    readings_per_day = IntegerField(
+        "Readings per day", default=2,
+        validators=[Optional(), Between(sites.READINGS_PER_DAY_MIN, sites.READINGS_PER_DAY_MAX,
+                                        "A whole number from 1 to 96.")],
+        description="How often its temperature is read (2: morning and evening); a missed one shows red.",
+        render_kw={"inputmode": "numeric"})
 
 
 class LocationEditForm(LocationForm):

@@ -98,7 +98,8 @@ def _location_form(form: LocationForm, site: Site, location: Location | None = N
     form.parent_id.choices = parent_choices(site_reads.location_tree(site.id), location.id if location else None)
     if form.validate_on_submit():
         values = {"name": form.name.data, "kind": form.kind.data, "parent_id": form.parent_id.data or None,
-                  "min_celsius": form.min_celsius.data, "max_celsius": form.max_celsius.data}
+                  "min_celsius": form.min_celsius.data, "max_celsius": form.max_celsius.data,
+                  "readings_per_day": form.readings_per_day.data}
         try:
             if location is None:
                 location = sites.create_location(current_user, site.id, code=form.code.data or None, **values)

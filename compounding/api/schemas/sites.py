@@ -44,6 +44,7 @@ class LocationSchema(Schema):
     active = fields.Boolean()
     min_celsius = fields.Decimal(places=1, as_string=True, allow_none=True, metadata=DEGREES)
     max_celsius = fields.Decimal(places=1, as_string=True, allow_none=True, metadata=DEGREES)
+    readings_per_day = fields.Integer(metadata={"description": "Readings expected per day (a missed one shows red)"})
 
 
 class SiteLocationSchema(LocationSchema):
@@ -79,6 +80,9 @@ class LocationCreateSchema(Schema):
     parent_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID)
     min_celsius = Celsius()
     max_celsius = Celsius()
+    readings_per_day = fields.Integer(
+        load_default=None, allow_none=True, strict=True, validate=validate.Range(1, 96),
+        metadata={"description": "The reading schedule: readings expected per day, 1 to 96 (default 2)"})
 
 
 class PlacedSchema(Schema):
