@@ -8,12 +8,14 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sitekit import add_site
 from testkit import QueryCounter, audit_rows, fresh, sign_in
 
 from compounding.extensions import db
 from compounding.models import Batch, Excursion, Location, Lot, ReadingImport, TemperatureReading
-from compounding.services import reading_files, sites, transfers
+from compounding.services import cold_chain, reading_files, sites, transfers
 from compounding.services.errors import NotFound
 from compounding.services.reading_files import FileTooLarge, RowsRefused, parse
 
@@ -118,6 +120,39 @@ def test_a_moment_repeated_in_the_file_is_counted_once():
     parsed = parse(csv_file("timestamp,temperature", "2026-11-01T08:00:00+01:00,4.5", "2026-11-01T07:00:00Z,4.5"),
                    now=NOW)
     assert len(parsed.rows) == 1 and parsed.duplicates_in_file == 1
+
+
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+
+
+@FUZZ
+@given(st.binary(max_size=3000))
+def test_any_bytes_are_read_or_refused_row_by_row_never_an_exception(data):
+    parsed = parse(data, now=NOW)
+    assert parsed.rows or parsed.errors
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.text(max_size=40), st.text(max_size=12)), max_size=20), st.sampled_from([",", ";", "\t"]),
+       st.sampled_from([None, "Europe/London", "America/New_York"]))
+def test_any_cells_under_a_good_header_are_read_or_refused_with_their_rows(cells, delimiter, zone):
+    data = "\n".join([f"timestamp{delimiter}temperature", *(f"{a}{delimiter}{b}" for a, b in cells)]).encode()
+    parsed = parse(data, zone=zone, now=NOW)
+    assert all(e.row >= 1 and e.message for e in parsed.errors)
+    assert len(parsed.rows) + parsed.duplicates_in_file <= max(len(cells), 0)
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_moment_at_the_calendars_edge_is_a_row_error(moment):
+    parsed = parse(csv_file("timestamp,temperature", f"{moment},4"), now=NOW)
+    assert [e.row for e in parsed.errors] == [2]
+
+
+@pytest.mark.xfail(raises=OverflowError, reason="cold_chain.parse_moment lets OverflowError out (a 500 on the "
+                   "reading API) for a moment whose UTC time is outside the calendar")
+def test_parse_moment_refuses_a_moment_at_the_calendars_edge():
+    with pytest.raises(cold_chain.InvalidInput):
+        cold_chain.parse_moment("0001-01-01T00:00:00+01:00")
 
 
 # --- Importing -------------------------------------------------------------------------------------------
@@ -323,3 +358,8 @@ def test_the_page_says_when_a_file_is_over_the_limit(app, client, fridge, techni
                           data={"file": (io.BytesIO(month_of_readings(month_start(), count=100)), "big.csv")},
                           content_type="multipart/form-data")
     assert preview.status_code == 413 and "larger than 1,000 bytes" in preview.get_data(as_text=True)
+    app.config["MAX_CONTENT_LENGTH"] = 2000
+    over = client.post(f"/cold-chain/locations/{fridge.id}/import",
+                       data={"file": (io.BytesIO(month_of_readings(month_start(), count=100)), "big.csv")},
+                       content_type="multipart/form-data")
+    assert over.status_code == 413 and "too large" in over.get_data(as_text=True)

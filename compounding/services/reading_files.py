@@ -137,15 +137,19 @@ def map_header(cells: list[str]) -> tuple[dict[str, int], list[str]] | None:
     return positions, ignored
 
 
-def _header(lines: list[tuple[int, str]]) -> tuple[int, str, dict[str, int], list[str]] | None:
+def _header(lines: list[tuple[int, str]]) -> tuple[int, str, list[str], dict[str, int], list[str]] | None:
+    """The header row among the first lines: its number, delimiter, cells, column positions and names not read."""
     for number, line in lines[:HEADER_SEARCH_ROWS]:
         for delimiter in DELIMITERS:
             if delimiter not in line and delimiter != ",":
                 continue
-            cells = next(csv.reader([line], delimiter=delimiter))
+            try:
+                cells = next(csv.reader([line], delimiter=delimiter))
+            except csv.Error:
+                continue
             found = map_header(cells)
             if found is not None:
-                return number, delimiter, found[0], found[1]
+                return number, delimiter, cells, found[0], found[1]
     return None
 
 
@@ -163,34 +167,14 @@ def parse(data: bytes, *, zone: str | None = None, now: datetime | None = None) 
     found = _header(lines)
     if found is None:
         return _wrong_columns(lines[0][1])
-    header_row, delimiter, positions, ignored = found
-    temperature_name = next(csv.reader([dict(lines)[header_row]], delimiter=delimiter))[positions["temperature"]]
+    header_row, delimiter, cells, positions, ignored = found
+    temperature_name = cells[positions["temperature"]]
     if _FAHRENHEIT.search(temperature_name):
         return _refused(f"The temperatures are in °F ({temperature_name.strip()}): export them in °C.",
                         row=header_row)
     tz = _zone(zone) if zone else None
-    now = now or utcnow()
-    rows: list[ReadingIn] = []
-    errors: list[RowError] = []
-    seen: set[datetime] = set()
-    duplicates = 0
-    decimal_comma = False
-    body = "\n".join(line for n, line in lines if n > header_row)
-    numbers = [n for n, _ in lines if n > header_row]
-    for number, cells in zip(numbers, csv.reader(io.StringIO(body), delimiter=delimiter), strict=False):
-        if not any(c.strip() for c in cells):
-            continue
-        try:
-            reading = _reading(cells, positions, delimiter, tz, now, number)
-            decimal_comma = decimal_comma or "," in (_cell(cells, positions, "temperature") or "")
-        except InvalidInput as exc:
-            errors.append(RowError(number, exc.message))
-            continue
-        if reading.measured_at in seen:
-            duplicates += 1
-            continue
-        seen.add(reading.measured_at)
-        rows.append(reading)
+    body = [(n, line) for n, line in lines if n > header_row]
+    rows, errors, duplicates, decimal_comma = _read_rows(body, delimiter, positions, tz, now or utcnow())
     if not rows and not errors:
         errors.append(RowError(header_row, "The file has its header row but no readings under it."))
     layout = ",".join(k for k in ("timestamp", "temperature", "min", "max") if k in positions)
@@ -198,6 +182,38 @@ def parse(data: bytes, *, zone: str | None = None, now: datetime | None = None) 
     moments = [r.measured_at for r in rows]
     return Parsed(layout, rows, errors, duplicates, min(moments, default=None), max(moments, default=None),
                   ignored)
+
+
+def _read_rows(body, delimiter, positions, tz, now) -> tuple[list[ReadingIn], list[RowError], int, bool]:
+    """Each row under the header checked: the readings (a moment's repeats counted, not kept), the errors,
+    the repeats, and whether a decimal comma was read."""
+    rows: list[ReadingIn] = []
+    errors: list[RowError] = []
+    seen: set[datetime] = set()
+    duplicates, decimal_comma = 0, False
+    reader = csv.reader(io.StringIO("\n".join(line for _, line in body)), delimiter=delimiter)
+    for number, _ in body:
+        try:
+            cells = next(reader, None)
+        except csv.Error as exc:
+            errors.append(RowError(number, f"This row cannot be read as CSV ({exc})."))
+            continue
+        if cells is None:
+            break
+        if not any(c.strip() for c in cells):
+            continue
+        try:
+            reading = _reading(cells, positions, delimiter, tz, now, number)
+        except InvalidInput as exc:
+            errors.append(RowError(number, exc.message))
+            continue
+        decimal_comma = decimal_comma or "," in (_cell(cells, positions, "temperature") or "")
+        if reading.measured_at in seen:
+            duplicates += 1
+            continue
+        seen.add(reading.measured_at)
+        rows.append(reading)
+    return rows, errors, duplicates, decimal_comma
 
 
 def _refused(message: str, row: int = 1) -> Parsed:
@@ -258,21 +274,24 @@ def _moment(text: str, tz: ZoneInfo | None):
     """The text as given when it has an offset; a local time placed in `tz`, refused at a change of the clocks."""
     if not text:
         raise InvalidInput("The timestamp is empty.")
-    if text.endswith(("Z", "z")):
-        return text
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(f"{text!r} is not an ISO 8601 date and time (e.g. 2026-11-01T08:00:00+01:00).") from None
-    if value.utcoffset() is not None:
-        return value
+        value = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        if value.utcoffset() is not None:
+            value.astimezone(UTC)  # a moment at the calendar's very edge has no UTC time
+            return value
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{text[:40]!r} is not an ISO 8601 date and time (e.g. 2026-11-01T08:00:00+01:00)."
+                           ) from None
     if tz is None:
         raise InvalidInput(f"{text} has no UTC offset: state the file's time zone (its times are then read as "
                            "local times there), or export the times with their offset "
                            "(e.g. 2026-11-01T08:00:00+01:00).")
     # A wall time is real when it comes back unchanged from UTC; at a change of the clocks it may be
     # none (skipped) or two moments (lived twice).
-    moments = {value.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    try:
+        moments = {value.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    except OverflowError:
+        raise InvalidInput(f"{text[:40]!r} is not a date and time a reading can have.") from None
     real = [m for m in moments if m.astimezone(tz).replace(tzinfo=None) == value]
     if not real:
         raise InvalidInput(f"{text} does not exist in {tz.key}: the clocks went forward then. "
