@@ -399,7 +399,7 @@ def import_file(actor: User, location_id: int, data: bytes, filename: str, *,
         raise RowsRefused(parsed.errors)
     stored = stored_moments(location.id, parsed)
     new = [r for r in parsed.rows if r.measured_at not in stored]
-    filename = (filename or "readings.csv").strip()[:255]
+    filename = shown_filename(filename)
     record = ReadingImport(location_id=location.id, filename=filename, sha256=hashlib.sha256(data).hexdigest(),
                            rows=len(parsed.rows) + parsed.duplicates_in_file, imported=len(new),
                            duplicates=len(parsed.rows) - len(new) + parsed.duplicates_in_file,
@@ -413,6 +413,12 @@ def import_file(actor: User, location_id: int, data: bytes, filename: str, *,
                       "imported": record.imported, "duplicates": record.duplicates, "first_at": record.first_at,
                       "last_at": record.last_at, "timezone": zone, "excursions": excursions})
     return record
+
+
+def shown_filename(name: str | None) -> str:
+    """The upload's own name, without a browser's path or characters that cannot be stored."""
+    name = "".join(ch for ch in (name or "").replace("\\", "/").rsplit("/", 1)[-1] if ch.isprintable()).strip()
+    return name[:255] or "readings.csv"
 
 
 def import_excursions(import_id: int) -> list[Excursion]:
