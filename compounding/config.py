@@ -86,6 +86,8 @@ def from_environment() -> dict:
         "API_TOKEN_DAYS": int(os.environ.get("API_TOKEN_DAYS", "90") or 90),
         "RECALL_MIN_ATTEMPTS": int(os.environ.get("RECALL_MIN_ATTEMPTS", "2") or 2),
         "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
+        # A data logger's CSV file over this many bytes is refused (413).
+        "READINGS_FILE_MAX_BYTES": int(os.environ.get("READINGS_FILE_MAX_BYTES") or 5 * 1024 * 1024),
         # Every container scanned at the bench unless a clinic turns it off.
         "REQUIRE_SCAN_CONFIRMATION": _bool("REQUIRE_SCAN_CONFIRMATION", True),
         # `verify-only` lets a single pharmacist receive-and-release and
@@ -153,6 +155,8 @@ DEFAULTS = {
     "SUBMISSION_KEYS_REQUIRED": None,
     # A session dated further back than this needs a pharmacist's signature.
     "BACKDATE_HOURS": 72,
+    # A data logger's CSV file over this many bytes is refused (413); a month every 5 minutes is ~400 kB.
+    "READINGS_FILE_MAX_BYTES": 5 * 1024 * 1024,
     "CLINIC_NAME": "Demo Aesthetic Clinic",
     "CLINIC_TIMEZONE": "Europe/London",
     "GS1_SEPARATOR": "",

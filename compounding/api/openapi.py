@@ -16,6 +16,7 @@ _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _ERROR_TEXT = {
     400: "Malformed request", 401: "Missing or bad token", 403: "Role not allowed or bad signature",
     404: "Not found", 409: "Rule refused the change (on a POST, or its Idempotency-Key is in flight)",
+    413: "The upload is over the size limit",
     422: "Invalid fields (on a POST, or an Idempotency-Key malformed or reused with another body)",
 }
 
@@ -130,15 +131,16 @@ def _operation(rule, method: str, doc: dict, ref) -> dict:
     if doc["body"]:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(ref(doc["body"]))}},
+            "content": {doc["body_type"]: {"schema": _ref(ref(doc["body"]))}},
         }
     operation["responses"][str(doc["status"])] = _success(doc, ref)
     if doc["permission"]:
         operation["security"] = [{"bearer": []}]
     for status in _error_statuses(rule, method, doc):
+        schema = doc["error_schemas"].get(status)
         operation["responses"][str(status)] = {
             "description": _ERROR_TEXT[status],
-            "content": {"application/json": {"schema": _ref("Error")}},
+            "content": {"application/json": {"schema": _ref(ref(schema) if schema else "Error")}},
         }
     return operation
 

@@ -46,8 +46,13 @@ bp.before_request(idempotency.claim_api_request)
 def route(rule: str, method: str = "GET", *, permission: str | None, summary: str,
           body: type[Schema] | None = None, response: type[Schema] | None = None,
           status: int = 200, many: bool = False, query: type[Schema] | None = None,
-          errors: tuple[int, ...] = ()):
-    """Register an API view with its permission and the schemas the OpenAPI document shows."""
+          errors: tuple[int, ...] = (), body_type: str = "application/json",
+          error_schemas: dict[int, type[Schema]] | None = None):
+    """Register an API view with its permission and the schemas the OpenAPI document shows.
+
+    `body_type` names the body's media type (`multipart/form-data` for an upload); `error_schemas`
+    gives an error status a fuller schema than the shared Error (more fields beside `error`).
+    """
 
     def decorator(fn):
         # "signed_in": any signed-in account, whatever its role.
@@ -56,6 +61,7 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
         view.api_doc = {
             "summary": summary, "body": body, "response": response, "status": status,
             "many": many, "query": query, "errors": errors, "permission": permission,
+            "body_type": body_type, "error_schemas": error_schemas or {},
         }
         bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
         return view
