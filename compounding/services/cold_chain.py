@@ -56,6 +56,8 @@ from .transaction import transactional
 # A clock a little ahead of the server's is not the future; more is a typing or clock error.
 FUTURE_SKEW = timedelta(minutes=5)
 TWO_PLACES = Decimal("0.01")
+# Readings outside these years are typing errors (and year 1 or 9999 has no UTC neighbour).
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2100
 # Statuses whose stock is still there to hold (anything else is finished: nothing to protect).
 _LOTS_LIVE = (LotStatus.QUARANTINE, LotStatus.RELEASED, LotStatus.ON_HOLD, LotStatus.RECALLED)
 _BATCHES_DONE = (BatchStatus.DISCARDED, BatchStatus.DEPLETED, BatchStatus.REJECTED)
@@ -85,6 +87,8 @@ def parse_moment(value, *, field_name: str = "measured_at") -> tuple[datetime, i
     if offset is None:
         raise InvalidInput(f"{value.isoformat()} has no time zone offset: write it as in "
                            "2026-12-07T08:00:00+01:00 (or Z for UTC).", field=field_name)
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise InvalidInput(f"{value.isoformat()} is not a plausible date for a reading.", field=field_name)
     return value.astimezone(UTC), int(offset.total_seconds() // 60)
 
 

@@ -406,8 +406,10 @@ def import_file(actor: User, location_id: int, data: bytes, filename: str, *,
                            first_at=parsed.first_at, last_at=parsed.last_at, uploaded_by_id=actor.id)
     db.session.add(record)
     db.session.flush()
-    readings = cold_chain.add_readings(actor, location, new, import_id=record.id) if new else []
-    excursions = sorted({r.excursion_id for r in readings if r.excursion_id is not None})
+    if new:
+        cold_chain.add_readings(actor, location, new, import_id=record.id)
+    excursions = sorted(db.session.scalars(sa.select(TemperatureReading.excursion_id).distinct().where(
+        TemperatureReading.import_id == record.id, TemperatureReading.excursion_id.is_not(None))))
     audit.record(actor, "readings.imported", "location", location.id,
                  new={"import_id": record.id, "file": filename, "sha256": record.sha256, "rows": record.rows,
                       "imported": record.imported, "duplicates": record.duplicates, "first_at": record.first_at,
