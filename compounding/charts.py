@@ -111,16 +111,16 @@ DRAWN_POINTS_MAX = 800
 def temperature_chart(report, *, width: int = 760, height: int = 280) -> str:
     """A month of readings (queries.cold_chain.MonthReport) as an SVG: the allowed range as a band, the
     readings as a line (broken where readings were missed), excursions marked, the month's days on the x axis."""
-    from datetime import datetime, timedelta  # local: the bar chart above needs neither
+    from datetime import datetime, timedelta  # local: the bar charts need neither
 
     left, right, top, bottom = 44, 12, 24, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     location, zone = report.location, report.location.zone
     start, end = report.start_at, report.end_at
     seconds = (end - start).total_seconds()
-    points = _drawn_points(report.readings)
-    values = [float(c) for _, c in points] + [float(v) for v in (location.min_celsius, location.max_celsius)
-                                              if v is not None]
+    points = _drawn_points(report.readings, report.overdue_after)
+    bounds = [float(v) for v in (location.min_celsius, location.max_celsius) if v is not None]
+    values = [float(c) for segment in points for _, c in segment] + bounds
     low, high = (min(values), max(values)) if values else (0.0, 10.0)
     step = _nice_step(max(high - low, 1.0), 5)
     y_min, y_max = math.floor(low / step - 0.5) * step, math.ceil(high / step + 0.5) * step
@@ -157,8 +157,7 @@ def temperature_chart(report, *, width: int = 760, height: int = 280) -> str:
         if day.day == 1 or day.day % 5 == 0:
             parts.append(f'<text x="{at:.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="11" '
                          f'fill="#344054">{day.day}</text>')
-        day = datetime(day.year, day.month, day.day, tzinfo=zone) + timedelta(days=1)
-        day = datetime(day.year, day.month, day.day, tzinfo=zone)
+        day += timedelta(days=1)  # the next midnight on the site's clock (wall-clock arithmetic)
     parts.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" text-anchor="middle" font-size="11" '
                  f'fill="#344054">Day of {report.label} · °C</text>')
     for excursion in report.excursions:
@@ -170,17 +169,8 @@ def temperature_chart(report, *, width: int = 760, height: int = 280) -> str:
                      f'</title></rect>')
         parts.append(f'<text x="{x0 + 2:.1f}" y="{top - 6}" font-size="10" fill="{EXCURSION_COLOUR}">'
                      f'{excursion.code}</text>')
-    gap = report.overdue_after
-    line: list[str] = []
-    previous = None
-    for moment, celsius in points:
-        if previous is not None and moment - previous > gap and line:
-            parts.append(_polyline(line))
-            line = []
-        line.append(f"{x(moment):.1f},{y(celsius):.1f}")
-        previous = moment
-    if line:
-        parts.append(_polyline(line))
+    for segment in points:
+        parts.append(_polyline([f"{x(moment):.1f},{y(celsius):.1f}" for moment, celsius in segment]))
     parts.append("</svg>")
     return "".join(parts)
 
@@ -193,12 +183,23 @@ def _polyline(points: list[str]) -> str:
             'stroke-linejoin="round"/>')
 
 
-def _drawn_points(readings) -> list[tuple]:
-    """(moment, celsius) to draw: every reading, or each hour's lowest and highest in time order."""
-    if len(readings) <= DRAWN_POINTS_MAX:
-        return [(r.measured_at, r.celsius) for r in readings]
-    drawn, hour, lowest, highest = [], None, None, None
+def _drawn_points(readings, gap) -> list[list[tuple]]:
+    """Runs of (moment, celsius) to draw, a new run after each gap longer than `gap` (missed readings):
+    every reading, or past DRAWN_POINTS_MAX each hour's lowest and highest in time order."""
+    runs, previous = [], None
     for r in readings:
+        if previous is None or r.measured_at - previous > gap:
+            runs.append([])
+        runs[-1].append(r)
+        previous = r.measured_at
+    if len(readings) <= DRAWN_POINTS_MAX:
+        return [[(r.measured_at, r.celsius) for r in run] for run in runs]
+    return [_hourly_envelope(run) for run in runs]
+
+
+def _hourly_envelope(run) -> list[tuple]:
+    drawn, hour, lowest, highest = [], None, None, None
+    for r in run:
         key = r.measured_at.replace(minute=0, second=0, microsecond=0)
         if key != hour:
             drawn.extend(_in_order(lowest, highest))

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from testkit import QueryCounter, bearer, sign_in
 
 from compounding import workbooks
+from compounding.charts import temperature_chart
 from compounding.extensions import db
 from compounding.models import Excursion, Location, Site, TemperatureReading
 from compounding.queries.cold_chain import month_report
@@ -230,3 +231,18 @@ def test_seed_scale_writes_a_year_of_readings_per_fridge_with_its_excursions(run
     now = datetime.now(UTC)
     report = month_report(fridges[0], now.year, now.month)
     assert report.count > 0
+
+
+def test_a_logger_month_is_drawn_as_one_line_of_hourly_extremes_and_stays_small(app):
+    fridge = add_paris_fridge()
+    quarter = timedelta(minutes=15)
+    put_readings(fridge, [(MARCH_START + quarter * k, "13" if k == 1000 else f"{4 + k % 3}")
+                          for k in range(2972)])
+    report = month_report(fridge.id, 2025, 3)
+    svg = temperature_chart(report)
+    assert svg.count("<polyline") == 1 and "<circle" not in svg
+    points = svg.split('<polyline points="')[1].split('"')[0].split()
+    assert len(points) <= 2 * 743  # each hour's lowest and highest
+    assert len(svg.encode()) < 40_000
+    # The excursion's peak is kept by the envelope, and the excursion is marked.
+    assert report.excursions and report.excursions[0].code in svg
