@@ -24,6 +24,7 @@ from compounding.services import batches, recalls, scan, signals, trace, users, 
 from compounding.services.clock import utcnow
 from compounding.services.transaction import transaction
 
+from . import cold_chain
 from .app import make_app
 
 PER_PAGE = 50
@@ -356,6 +357,9 @@ def main() -> None:
     results["batch_vials"] = batch_vials(client, app, fx, 5 if quick else 10)
     results["recall"] = recall_with_vials(app, fx, 2 if quick else 3)
     results["site"] = one_site(app, fx, 10 if quick else 30, 200 if quick else 1000)
+    results["cold_chain"] = {
+        "report": cold_chain.month_report_figures(client, app, 5 if quick else 20, timed, percentiles, _get),
+        "logger_import": cold_chain.import_figures(app, 2 if quick else 5, percentiles)}
     results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
     print(json.dumps(results, default=str))
 

@@ -44,6 +44,7 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
             rows.append(("Trace workbook of the same lot, every row (.xlsx export), p50", "",
                          f"{export['p50']} ms, peak Python memory {export['peak_traced_mb']} MB", None, 1))
     rows += _vial_rows(m)
+    rows += _cold_chain_rows(m)
     dashboard = m["dashboard"]
     rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
                  dashboard["p50"] / 100, 1))
@@ -142,6 +143,34 @@ def _vial_rows(m: dict) -> list[tuple]:
                      f"{recall['open']['p50']} ms (n {recall['open']['n']})", None, 1))
         rows.append(("`recalls.recall_scope` of that open recall p50", "< 300 ms", f"{recall['scope']['p50']} ms",
                      recall["scope"]["p50"] / 300, 1))
+    return rows
+
+
+def _cold_chain_rows(m: dict) -> list[tuple]:
+    """A fridge's month report (query and chart, page, workbook) and a logger's month imported."""
+    cold = m.get("cold_chain")
+    if not cold:
+        return []
+    rows = []
+    report = cold.get("report") or {}
+    if report.get("skipped"):
+        rows.append((f"Month report: not measured ({report['skipped']})", "< 300 ms", "—", None, 1))
+    elif report:
+        what = f"{report['readings']:,} readings of {report['month']}"
+        rows.append((f"Month report query + chart p50 ({what}; SVG {report['chart_bytes']:,} bytes)", "< 300 ms",
+                     f"{report['service']['p50']} ms (p99 {report['service']['p99']})",
+                     report["service"]["p50"] / 300, 1))
+        rows.append(("Month report page `/cold-chain/locations/{id}/report` p50 (same month)", "< 300 ms",
+                     f"{report['page']['p50']} ms (p99 {report['page']['p99']})", report["page"]["p50"] / 300, 1))
+        rows.append(("Month workbook (.xlsx) of the same month p50", "", f"{report['workbook']['p50']} ms", None, 1))
+    logger = cold.get("logger_import") or {}
+    if logger.get("skipped"):
+        rows.append((f"Logger month import: not measured ({logger['skipped']})", "< 2 s", "—", None, 1))
+    elif logger:
+        rows.append((f"Logger month import `reading_files.import_file` p50 ({logger['rows']:,} rows, "
+                     f"{logger['imported']:,} kept; rolled back)", "< 2 s",
+                     f"{logger['import']['p50']} ms (p99 {logger['import']['p99']})",
+                     logger["import"]["p50"] / 2000, 1))
     return rows
 
 

@@ -1,8 +1,9 @@
 """Synthetic data at scale for benchmarks (`flask seed-scale`): consistent, bulk-inserted.
 
 The few reference rows (accounts, ingredients, formulas) go through the real services. The
-bulk (lots, batches, components, patients, sessions, uses, the ledger, signatures, audit rows)
-is planned in memory with numpy so that every rule holds, then written in one transaction
+bulk (lots, batches, components, patients, sessions, uses, the ledger, signatures, audit rows,
+a year of readings every 15 minutes for each site's fridge with their excursions) is planned
+in memory with numpy so that every rule holds, then written in one transaction
 with executemany (SQLite) or COPY (PostgreSQL):
 
 - a lot is received, then released, then consumed only by batches compounded while it was
@@ -52,7 +53,8 @@ __all__ = ["DEFAULTS", "SCALE_PASSWORD", "SCALE_USERS", "TRACE_INGREDIENT", "TRA
 
 # The tables seed-scale fills in bulk.
 BULK_TABLES = ["patients", "lots", "batches", "batch_components", "signatures", "treatment_sessions", "vials",
-               "session_uses", "stock_movements", "adverse_events", "audit_events"]
+               "session_uses", "stock_movements", "adverse_events", "audit_events", "temperature_readings",
+               "excursions"]
 
 
 def seed_scale(size: Size, *, force: bool = False, report: Callable[[str], None] = print) -> Summary:

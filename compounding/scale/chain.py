@@ -5,11 +5,11 @@ zone, with a default location (a room) and a fridge (MAIN gets a fridge too). Ev
 pharmacist and a practitioner (`scale.<code>.pharmacist`, `scale.<code>.practitioner`, members of
 that site only); the chain pharmacists scale.pharmacist1 and scale.pharmacist2 see and act at every
 site. Rows already there (an earlier seed) are reused, so seeding twice adds none of them again.
-With one site nothing is added: the data set is what it was before sites.
+With one site only MAIN's fridge is added (for its readings; its stock stays where it was before sites).
 """
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -73,24 +73,27 @@ def ensure_chain(writer: Writer, sites: int, now: datetime, log: AuditLog) -> Ch
     defaults = dict(connection.execute(sa.select(Location.site_id, Location.id).where(Location.is_default)).all())
     fridges = dict(connection.execute(sa.select(Location.site_id, sa.func.min(Location.id))
                                       .where(Location.kind == "fridge").group_by(Location.site_id)).all())
-    if sites > 1:
-        codes = connection.scalars(sa.select(Location.code).where(Location.code.like("LOC%"))).all()
-        number = max([int(c[3:]) for c in codes if c[3:].isdigit()] or [0])
-        wanted = [(site_id, "default") for site_id in site_ids if site_id not in defaults]
-        wanted += [(site_id, "fridge") for site_id in site_ids if site_id not in fridges]
-        if wanted:
-            first = reserve_ids(connection, {Location.__table__: len(wanted)})["locations"]
-            rows = []
-            for offset, (site_id, what) in enumerate(wanted):
-                number += 1
-                fridge = what == "fridge"
-                rows.append({"id": first + offset, "site_id": site_id, "parent_id": None, "code": f"LOC{number:04d}",
-                             "name": "Fridge" if fridge else "Store", "kind": "fridge" if fridge else "room",
-                             "is_default": not fridge, "active": True,
-                             "min_celsius": Decimal("2.0") if fridge else None,
-                             "max_celsius": Decimal("8.0") if fridge else None, "created_at": now})
-                (fridges if fridge else defaults)[site_id] = first + offset
-            writer.insert(Location.__table__, rows)
+    # Every site, MAIN too, gets a fridge: its logger's year of readings is part of the data set.
+    codes = connection.scalars(sa.select(Location.code).where(Location.code.like("LOC%"))).all()
+    number = max([int(c[3:]) for c in codes if c[3:].isdigit()] or [0])
+    wanted = [(site_id, "default") for site_id in site_ids if site_id not in defaults]
+    wanted += [(site_id, "fridge") for site_id in site_ids if site_id not in fridges]
+    if wanted:
+        first = reserve_ids(connection, {Location.__table__: len(wanted)})["locations"]
+        rows = []
+        for offset, (site_id, what) in enumerate(wanted):
+            number += 1
+            fridge = what == "fridge"
+            rows.append({"id": first + offset, "site_id": site_id, "parent_id": None, "code": f"LOC{number:04d}",
+                         "name": "Fridge" if fridge else "Store", "kind": "fridge" if fridge else "room",
+                         "is_default": not fridge, "active": True,
+                         "min_celsius": Decimal("2.0") if fridge else None,
+                         "max_celsius": Decimal("8.0") if fridge else None,
+                         "readings_per_day": 96 if fridge else 2,  # a logger: every 15 minutes
+                         # In use for the year of readings the seed gives it.
+                         "created_at": now - timedelta(days=366) if fridge else now})
+            (fridges if fridge else defaults)[site_id] = first + offset
+        writer.insert(Location.__table__, rows)
     pharmacists, practitioners = [None] * sites, [None] * sites
     if sites > 1:
         pharmacists, practitioners = _staff(writer, site_ids, now, log)

@@ -28,6 +28,7 @@ from ..services.clock import clinic_zone, utcnow
 from ..services.codes import vial_code
 from .codes import Start, move_counters, new_batch_codes
 from .plan import Plan
+from .readings import write_readings
 from .spec import (
     DAY,
     EVENT_TYPES,
@@ -84,9 +85,13 @@ def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog, chain) ->
     rows.session_uses()
     rows.stock_movements()
     rows.adverse_events()
+    # Their own generator: the fridges' readings leave every other draw as it was.
+    readings = write_readings(writer, chain.fridge, rows.now, plan.size.seed, log)
     trace = rows.audit_events()
     move_counters(writer.connection, start, rows.lot_codes)
-    return Summary(counts=writer.counts, trace_lot=trace)
+    summary = Summary(counts=writer.counts, trace_lot=trace)
+    summary.counts.setdefault("excursions", readings.get("excursions", 0))
+    return summary
 
 
 class _Rows:

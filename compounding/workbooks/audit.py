@@ -1,7 +1,8 @@
 """The audit workbook: a cover, then one sheet per kind of record, for a range of clinic days.
 
 Chain-wide for auditors and chain-wide pharmacists; for anyone else the sheets whose rows stand
-at a site (lots, batches and their components, sessions and their adverse events) hold only
+at a site (lots, batches and their components, sessions and their adverse events, readings and
+excursions) hold only
 the rows of their sites (`site_ids`), and the sheets without one (recalls, signatures, the
 audit trail, patient access) stay whole.
 """
@@ -36,6 +37,14 @@ from ..services.bud import BUD_TABLE_VERSION
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import InvalidInput
 from ..services.site_filters import SiteIds, at_sites, batch_at_sites
+from .cold_chain import (
+    excursion_columns,
+    excursion_rows,
+    excursions_query,
+    reading_day_columns,
+    reading_day_rows,
+    reading_days_query,
+)
 from .records import (
     batch_columns,
     batch_values,
@@ -262,11 +271,16 @@ AUDIT_SHEETS = (
     AuditSheet("Signatures", _signature_columns, _signatures_query, _signature_rows),
     AuditSheet("Audit trail", _audit_columns, _audit_query, _plain_rows),
     AuditSheet("Patient access", _access_columns, _access_query, _plain_rows),
+    # One row per location per day (a chain's year of readings is more than a sheet holds).
+    AuditSheet("Readings", reading_day_columns, reading_days_query, reading_day_rows),
+    AuditSheet("Excursions", excursion_columns, excursions_query, excursion_rows),
 )
 
 RANGE_RULE = ("Rows belong to the period by their own time: lots by received, batches and their components by "
               "compounded, sessions by performed, adverse events by recorded, recalls by opened, signatures by "
-              "signed, audit events and patient access by occurred.")
+              "signed, audit events and patient access by occurred, readings by measured (one row per location and "
+              "day in the site's zone; every reading of a month is in the location's month workbook), excursions "
+              "by started.")
 
 
 def audit_period(start: date, end: date) -> tuple[datetime, datetime]:

@@ -201,7 +201,7 @@ def test_f_an_auditor_downloads_the_audit_workbook_and_it_opens_with_its_sheets(
     finally:
         workbook.close()
     assert names == ["Cover", "Lots", "Batches", "Batch components", "Sessions", "Adverse events", "Recalls",
-                     "Signatures", "Audit trail", "Patient access"]
+                     "Signatures", "Audit trail", "Patient access", "Readings", "Excursions"]
     # The button comes back once the file has arrived (the page watches the download cookie).
     expect(page.get_by_role("button", name="Download the audit workbook")).to_be_enabled()
 
