@@ -78,7 +78,7 @@ def month_report_figures(client, app, n: int, timed, percentiles, get) -> dict:
 def logger_month(first: datetime, rows: int = 2976) -> bytes:
     """A data logger's CSV: one reading every 15 minutes from `first`, ISO 8601 times with their offset,
     around 5 °C with one hour out of range."""
-    lines = ["measured_at,celsius"]
+    lines = ["timestamp,temperature"]
     for i in range(rows):
         at = (first + STEP * i).astimezone(ZoneInfo("Europe/Paris"))
         celsius = 9.4 if 1500 <= i < 1504 else 5 + (i % 7 - 3) / 10
