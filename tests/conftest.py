@@ -347,3 +347,28 @@ def empty_database_url(tmp_path):
             yield url
     else:
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
+
+
+# --- The cold chain: a fridge at MAIN, and stock kept in it ------------------------------------------
+
+
+@pytest.fixture
+def fridge(app):
+    """Fridge 1 (FRIDGE1, 2-8 °C) at MAIN, inside the main store."""
+    from sitekit import add_fridge
+
+    from compounding.services import sites
+
+    return add_fridge(sites.main_site().id)
+
+
+@pytest.fixture
+def stocked(fridge, make_batch, make_lot, pharmacist):
+    """A lot and a released batch of two vials, moved into the fridge."""
+    from compounding.services import transfers
+
+    batch, lot = make_batch(units=2), make_lot()
+    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
+    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
+    db.session.commit()
+    return {"batch": batch, "lot": lot}

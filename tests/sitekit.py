@@ -1,7 +1,10 @@
-"""Helpers for tests of a clinic chain: a second site made directly, with its default location."""
+"""Helpers for tests of a clinic chain: a second site made directly, with its default location; a fridge."""
+
+from decimal import Decimal
 
 from compounding.extensions import db
 from compounding.models import Location, Site
+from compounding.services import sites
 
 
 def add_site(code: str) -> Site:
@@ -13,3 +16,14 @@ def add_site(code: str) -> Site:
                             is_default=True))
     db.session.commit()
     return site
+
+
+def add_fridge(site_id: int, code: str = "FRIDGE1") -> Location:
+    """A fridge kept at 2-8 °C inside the site's default location, committed."""
+    store = sites.default_location(site_id)
+    name = "Fridge 1" if code == "FRIDGE1" else f"Fridge {code}"
+    location = Location(site_id=site_id, parent_id=store.id, code=code, name=name, kind="fridge",
+                        min_celsius=Decimal("2"), max_celsius=Decimal("8"))
+    db.session.add(location)
+    db.session.commit()
+    return location

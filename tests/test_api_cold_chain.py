@@ -1,7 +1,6 @@
 """API: readings of a location (POST and list), excursions (list, detail) and the pharmacist's decision."""
 
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -10,8 +9,8 @@ from testkit import PASSWORD, QueryCounter, bearer
 from vialkit import vials_of
 
 from compounding.extensions import db
-from compounding.models import Batch, Excursion, Location, Lot, TemperatureReading
-from compounding.services import cold_chain, sites, transfers, users
+from compounding.models import Batch, Excursion, Lot, TemperatureReading
+from compounding.services import cold_chain, sites, users
 
 
 def ago(**delta) -> datetime:
@@ -21,25 +20,6 @@ def ago(**delta) -> datetime:
 def paris(moment: datetime) -> str:
     """The moment written as a Paris thermometer's clock shows it in winter (+01:00)."""
     return moment.astimezone(timezone(timedelta(hours=1))).isoformat()
-
-
-@pytest.fixture
-def fridge(app):
-    main = sites.main_site()
-    location = Location(site_id=main.id, parent_id=sites.default_location(main.id).id, code="FRIDGE1",
-                        name="Fridge 1", kind="fridge", min_celsius=Decimal("2"), max_celsius=Decimal("8"))
-    db.session.add(location)
-    db.session.commit()
-    return location
-
-
-@pytest.fixture
-def stocked(fridge, make_batch, make_lot, pharmacist):
-    batch, lot = make_batch(units=2), make_lot()
-    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
-    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
-    db.session.commit()
-    return {"batch": batch, "lot": lot}
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from compounding.models import (
     Excursion,
     ExcursionItem,
     Hold,
-    Location,
     Lot,
     StockMovement,
     TemperatureReading,
@@ -26,18 +25,6 @@ from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
-
-
-@pytest.fixture
-def fridge(app):
-    """Fridge 1 (2-8 °C) at MAIN, inside the main store."""
-    main = sites.main_site()
-    store = sites.default_location(main.id)
-    location = Location(site_id=main.id, parent_id=store.id, code="FRIDGE1", name="Fridge 1", kind="fridge",
-                        min_celsius=Decimal("2"), max_celsius=Decimal("8"))
-    db.session.add(location)
-    db.session.commit()
-    return location
 
 
 @pytest.fixture

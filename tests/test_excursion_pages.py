@@ -1,47 +1,22 @@
 """Excursion pages: the list and one excursion per role and site, the signed decision, the hold's link."""
 
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from sitekit import add_site
+from sitekit import add_fridge, add_site
 from testkit import PASSWORD, QueryCounter, fresh, sign_in_session
 from vialkit import use_vial, vials_of
 
 from compounding.extensions import db
-from compounding.models import Batch, Excursion, ExcursionItem, Hold, Location, Lot
+from compounding.models import Batch, Excursion, ExcursionItem, Hold, Lot
 from compounding.permissions import ROLES
 from compounding.services import cold_chain, sites, transfers
 
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat()
-
-
-def add_fridge(site_id: int, code: str = "FRIDGE1") -> Location:
-    store = sites.default_location(site_id)
-    location = Location(site_id=site_id, parent_id=store.id, code=code, name=f"Fridge {code}", kind="fridge",
-                        min_celsius=Decimal("2"), max_celsius=Decimal("8"))
-    db.session.add(location)
-    db.session.commit()
-    return location
-
-
-@pytest.fixture
-def fridge(app):
-    return add_fridge(sites.main_site().id)
-
-
-@pytest.fixture
-def stocked(fridge, make_batch, make_lot, pharmacist):
-    """A lot and a released batch of two vials in the fridge."""
-    batch, lot = make_batch(units=2), make_lot()
-    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
-    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
-    db.session.commit()
-    return {"batch": batch, "lot": lot}
 
 
 def record(actor, location, celsius, at=None):

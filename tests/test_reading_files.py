@@ -14,8 +14,8 @@ from sitekit import add_site
 from testkit import QueryCounter, audit_rows, fresh, sign_in
 
 from compounding.extensions import db
-from compounding.models import Batch, Excursion, Location, Lot, ReadingImport, TemperatureReading
-from compounding.services import cold_chain, reading_files, sites, transfers
+from compounding.models import Batch, Excursion, Lot, ReadingImport, TemperatureReading
+from compounding.services import cold_chain, reading_files
 from compounding.services.errors import NotFound
 from compounding.services.reading_files import FileTooLarge, RowsRefused, parse
 
@@ -154,25 +154,6 @@ def test_parse_moment_refuses_a_moment_at_the_calendars_edge():
 
 
 # --- Importing -------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def fridge(app):
-    main = sites.main_site()
-    location = Location(site_id=main.id, parent_id=sites.default_location(main.id).id, code="FRIDGE1",
-                        name="Fridge 1", kind="fridge", min_celsius=Decimal("2"), max_celsius=Decimal("8"))
-    db.session.add(location)
-    db.session.commit()
-    return location
-
-
-@pytest.fixture
-def stocked(fridge, make_batch, make_lot, pharmacist):
-    batch, lot = make_batch(units=2), make_lot()
-    transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
-    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
-    db.session.commit()
-    return {"batch": batch, "lot": lot}
-
 
 def month_start() -> datetime:
     return (datetime.now(UTC) - timedelta(days=40)).replace(microsecond=0)
