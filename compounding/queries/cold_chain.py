@@ -106,6 +106,8 @@ class MonthReport:
     missed: list[MissedReadings] = field(default_factory=list)
     days: list[DayFigures] = field(default_factory=list)
     overdue_after: timedelta = timedelta(hours=18)
+    # The end of the time the report judges: the month's end, or now for the current month.
+    until: datetime | None = None
 
     @property
     def count(self) -> int:
@@ -125,8 +127,10 @@ class MonthReport:
 
     @property
     def uncovered_time(self) -> timedelta:
-        """The part of the month no pair of readings spans (before the first, after the last)."""
-        return self.month_length - self.covered_time
+        """The part of the month so far that no pair of readings spans (before the first, after the last);
+        the days still to come are not counted."""
+        until = min(self.until or self.end_at, self.end_at)
+        return max(until - self.start_at - self.covered_time, timedelta(0))
 
     @property
     def percent_in_range(self) -> Decimal | None:
@@ -220,7 +224,8 @@ def month_report(location_id: int, year: int, month: int, *, site_ids: SiteIds =
         .order_by(Excursion.started_at, Excursion.id))]
     _figures(report)
     _time_in_range(report, before, after)
-    report.missed = _missed(report, before, after, now or utcnow())
+    report.until = now or utcnow()
+    report.missed = _missed(report, before, after, report.until)
     report.days = _days(report)
     return report
 
