@@ -364,11 +364,17 @@ def fridge(app):
 
 @pytest.fixture
 def stocked(fridge, make_batch, make_lot, pharmacist):
-    """A lot and a released batch of two vials, moved into the fridge."""
+    """A lot and a released batch of two vials, moved into the fridge (60 days ago, as far as an excursion
+    read from a logger's file can tell)."""
+    from datetime import timedelta
+
+    from sitekit import stored_since
+
     from compounding.services import transfers
 
     batch, lot = make_batch(units=2), make_lot()
     transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
     transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
     db.session.commit()
+    stored_since(timedelta(days=60))
     return {"batch": batch, "lot": lot}

@@ -5,6 +5,7 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from sitekit import stored_since
 from testkit import PASSWORD, audit_rows, fresh
 from vialkit import use_vial, vials_of
 
@@ -36,6 +37,7 @@ def stocked(fridge, make_batch, make_lot, pharmacist):
     transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
     transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
     db.session.commit()
+    stored_since(timedelta(days=2))
     return {"batch": batch, "lot": lot, "shelf_lot": shelf_lot}
 
 
@@ -179,6 +181,7 @@ def test_a_late_logger_file_opens_the_excursion_at_its_true_start_and_lists_the_
         fridge, pharmacist, make_batch, make_user, make_patient):
     batch = make_batch(units=3)
     transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
+    stored_since(timedelta(hours=6))
     practitioner = make_user("practitioner")
     patient = make_patient()
     start = datetime.now(UTC) - timedelta(hours=3)
@@ -191,7 +194,8 @@ def test_a_late_logger_file_opens_the_excursion_at_its_true_start_and_lists_the_
     cold_chain.add_readings(pharmacist, location, logged)
     db.session.commit()
     excursion = db.session.scalars(sa.select(Excursion)).one()
-    assert excursion.started_at == start + timedelta(hours=1)
+    # It began after the last reading in range (15 minutes before the first one out) at the latest.
+    assert excursion.started_at == start + timedelta(minutes=45)
     assert excursion.ended_at == start + timedelta(hours=2)
     assert excursion.found_late
     uses = cold_chain.uses_for_review(excursion)
@@ -245,6 +249,10 @@ def test_a_vial_kept_with_a_shorter_use_by_is_refused_after_it(fridge, pharmacis
     from compounding.services.vials import vial_reasons
     assert any("use-by" in r for r in vial_reasons(vial, fresh(Batch, batch.id), use_by + timedelta(minutes=1)))
     assert not vial_reasons(vial, fresh(Batch, batch.id), use_by - timedelta(minutes=1))
+    # A label printed again carries the earlier use-by.
+    from compounding import labels
+    label = labels.vial_label(labels.batch_label(labels.load_batch(batch.id)), vial)
+    assert label.beyond_use_at == use_by and label.use_by_at <= labels.last_usable_minute(use_by)
 
 
 def test_missed_readings(fridge, pharmacist):
@@ -261,3 +269,117 @@ def test_receiving_into_a_fridge_out_of_range_is_refused(fridge, pharmacist, mak
         inventory.receive_lot(technician, ingredient_id=make_ingredient().id, supplier="S", supplier_lot_number="X1",
                               expires_on=(datetime.now(UTC) + timedelta(days=300)).date(), quantity=Decimal("5"),
                               location_id=fridge.id)
+
+
+# --- Sequences: late readings, moves, second excursions, edits of the range -----------------------------
+
+def test_a_late_reading_that_raises_a_decided_excursions_peak_holds_the_kept_stock_again(stocked, fridge,
+                                                                                          pharmacist):
+    now = datetime.now(UTC)
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=5))
+    record(pharmacist, fridge, "9", at=now - timedelta(hours=3))
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=1))
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    cold_chain.decide(pharmacist, excursion.id, "keep", "9 °C briefly: stable", PASSWORD)
+    assert fresh(Batch, stocked["batch"].id).status == "released"
+    location = cold_chain.monitored_location(fridge.id, lock=True)
+    cold_chain.add_readings(pharmacist, location, [cold_chain.checked_reading(
+        measured_at=iso(now - timedelta(hours=4)), celsius="30", source="logger")])
+    db.session.commit()
+    excursion = fresh(Excursion, excursion.id)
+    assert excursion.high_celsius == Decimal("30") and excursion.decided_at is None
+    assert fresh(Batch, stocked["batch"].id).status == "on_hold" and fresh(Lot, stocked["lot"].id).status == "on_hold"
+    assert {i.decision for i in cold_chain.excursion_items(excursion.id)} == {None}
+    assert audit_rows("excursion.changed")
+
+
+def test_a_late_excursion_holds_what_was_there_then_not_what_came_after(fridge, pharmacist, make_batch, make_lot):
+    left = make_batch(units=2)
+    transfers.move_within_site(pharmacist, "batch", left.id, fridge.id)
+    stored_since(timedelta(hours=12))
+    shelf = sites.default_location(fridge.site_id)
+    transfers.move_within_site(pharmacist, "batch", left.id, shelf.id)  # taken out after the excursion began
+    came = make_lot()
+    transfers.move_within_site(pharmacist, "lot", came.id, fridge.id)  # put in after it ended
+    db.session.commit()
+    now = datetime.now(UTC)
+    location = cold_chain.monitored_location(fridge.id, lock=True)
+    cold_chain.add_readings(pharmacist, location, [
+        cold_chain.checked_reading(measured_at=iso(at), celsius=c, source="logger")
+        for at, c in ((now - timedelta(hours=10), "5"), (now - timedelta(hours=9), "14"),
+                      (now - timedelta(minutes=30), "5"))])
+    db.session.commit()
+    # The batch was in the fridge while it was warm and left after: held where it is now. The lot came in
+    # after the fridge was back in range: not held.
+    assert fresh(Batch, left.id).status == "on_hold"
+    assert fresh(Lot, came.id).status == "released"
+
+
+def test_an_excursion_holds_no_child_lot_sent_away_before_it(fridge, pharmacist, make_lot, make_user):
+    from sitekit import add_site
+    lyon = add_site("LYON")
+    mover = make_user("pharmacist", site_codes=["MAIN", "LYON"])
+    lot = make_lot(quantity="10")
+    transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
+    transfer = transfers.create_transfer(mover, sites.main_site().id, lyon.id, [{"lot_id": lot.id, "quantity": "2"}])
+    transfers.dispatch(mover, transfer.id, scanned_codes=[lot.code])
+    transfers.receive(mover, transfer.id)
+    db.session.commit()
+    stored_since(timedelta(hours=3))
+    child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
+    record(pharmacist, fridge, "5", at=datetime.now(UTC) - timedelta(hours=1))
+    record(pharmacist, fridge, "14")
+    assert fresh(Lot, lot.id).status == "on_hold"
+    assert fresh(Lot, child.id).status == "released"
+
+
+def test_an_excursion_that_held_nothing_is_decided_when_it_ends(fridge, pharmacist):
+    record(pharmacist, fridge, "12", at=datetime.now(UTC) - timedelta(hours=1))
+    assert fresh(Excursion, 1).state == "out_of_range"
+    record(pharmacist, fridge, "5")
+    assert fresh(Excursion, 1).state == "decided"
+
+
+def test_a_second_excursion_follows_the_first_ones_discard(stocked, fridge, pharmacist):
+    now = datetime.now(UTC)
+    for hours, celsius in ((4, "12"), (3, "5"), (2, "13"), (1, "5")):
+        record(pharmacist, fridge, celsius, at=now - timedelta(hours=hours))
+    first, second = db.session.scalars(sa.select(Excursion).order_by(Excursion.id)).all()
+    cold_chain.decide(pharmacist, first.id, "discard", "Too warm twice", PASSWORD)
+    assert {i.decision for i in cold_chain.excursion_items(second.id)} == {"discard"}
+    assert fresh(Excursion, second.id).state == "decided"
+    with pytest.raises(InvalidState):
+        cold_chain.decide(pharmacist, second.id, "keep", "fine", PASSWORD)
+
+
+def test_keep_is_refused_for_stock_already_written_off(stocked, fridge, pharmacist):
+    record(pharmacist, fridge, "12", at=datetime.now(UTC) - timedelta(hours=1))
+    record(pharmacist, fridge, "5")
+    excursion = db.session.scalars(sa.select(Excursion)).one()
+    inventory.adjust_lot(pharmacist, stocked["lot"].id, reason="damaged", quantity=fresh(Lot, stocked["lot"].id)
+                         .remaining, direction="out")
+    with pytest.raises(InvalidState, match="nothing to keep"):
+        cold_chain.decide(pharmacist, excursion.id, "keep", "fine", PASSWORD, items=[stocked["lot"].code])
+
+
+def test_the_range_cannot_change_while_an_excursion_is_open(fridge, pharmacist):
+    record(pharmacist, fridge, "14")
+    with pytest.raises(InvalidState, match="open temperature excursion"):
+        sites.update_location(pharmacist, fridge.id, name=fridge.name, kind="fridge", parent_id=fridge.parent_id,
+                              min_celsius="2", max_celsius="25")
+
+
+def test_a_manual_reading_out_dates_the_excursion_from_the_last_reading_in_range(fridge, pharmacist):
+    evening = datetime.now(UTC) - timedelta(hours=12)
+    record(pharmacist, fridge, "5", at=evening)
+    reading = record(pharmacist, fridge, "14")
+    assert db.session.get(Excursion, reading.excursion_id).started_at == evening
+
+
+def test_a_min_max_thermometer_not_reset_opens_no_second_excursion(fridge, pharmacist):
+    now = datetime.now(UTC)
+    record(pharmacist, fridge, "5", at=now - timedelta(hours=24))
+    first = record(pharmacist, fridge, "5", at=now - timedelta(hours=12), min_celsius="4", max_celsius="11")
+    again = record(pharmacist, fridge, "5", at=now - timedelta(minutes=5), min_celsius="4", max_celsius="11")
+    assert first.excursion_id is not None and again.excursion_id is None and again.in_range is False
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Excursion)) == 1

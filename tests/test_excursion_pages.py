@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
-from sitekit import add_fridge, add_site
+from sitekit import add_fridge, add_site, stored_since
 from testkit import PASSWORD, QueryCounter, fresh, sign_in_session
 from vialkit import use_vial, vials_of
 
@@ -36,6 +36,7 @@ def found_late(fridge, pharmacist, make_batch, make_patient, practitioner):
     """A logger file shows the fridge warm while a patient was treated from it: a use to review."""
     batch = make_batch(units=3)
     transfers.move_within_site(pharmacist, "batch", batch.id, fridge.id)
+    stored_since(timedelta(hours=6))
     patient = make_patient(name="Ada Lovelace", chart_number="CH-ADA")
     start = datetime.now(UTC) - timedelta(hours=3)
     record(pharmacist, fridge, "5", at=start - timedelta(hours=1))
@@ -88,7 +89,7 @@ def test_another_sites_excursion_is_not_found_and_not_listed(client, make_user, 
     assert client.get(f"/excursions/{excursion.id}").status_code == 200
 
 
-def test_the_list_filters_by_state(client, pharmacist, fridge, make_user):
+def test_the_list_filters_by_state(client, pharmacist, fridge, stocked, make_user):
     second = add_fridge(fridge.site_id, "FRIDGE2")
     over = ended_excursion(pharmacist, fridge)
     lasting = record(pharmacist, second, "12")

@@ -4,7 +4,7 @@ from .access_log import PatientAccess
 from .audit import AuditEvent, Signature
 from .auth_failure import AuthFailure
 from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus, BatchTest
-from .cold_chain import Excursion, ExcursionItem, ReadingImport, TemperatureReading
+from .cold_chain import Excursion, ExcursionItem, ReadingImport, StockMove, TemperatureReading
 from .counter import CodeCounter
 from .exposure import ExposureCount
 from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
@@ -45,6 +45,7 @@ __all__ = [
     "Excursion",
     "ExcursionItem",
     "ReadingImport",
+    "StockMove",
     "TemperatureReading",
     "ExposureCount",
     "Formula",

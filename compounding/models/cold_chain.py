@@ -155,3 +155,24 @@ class ExcursionItem(db.Model):
     use_by_after: Mapped[datetime | None]
     decided_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     decided_at: Mapped[datetime | None]
+
+
+class StockMove(db.Model):
+    """A lot, batch or vial leaving one location for another (`sites.place`), so that an excursion found
+    late holds what was stored there while it lasted, not only what is there now. An item made at a
+    location has no row for it: it was there from its creation."""
+
+    __tablename__ = "stock_moves"
+    __table_args__ = (
+        one_of("entity_type", EXCURSION_ITEM_TYPES, "entity_type_known"),
+        sa.Index("ix_stock_moves_from_moved", "from_location_id", "moved_at"),
+        sa.Index("ix_stock_moves_to_moved", "to_location_id", "moved_at"),
+        sa.Index("ix_stock_moves_entity", "entity_type", "entity_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_type: Mapped[str] = mapped_column(sa.String(10))
+    entity_id: Mapped[int]
+    from_location_id: Mapped[int] = mapped_column(sa.ForeignKey("locations.id"))
+    to_location_id: Mapped[int] = mapped_column(sa.ForeignKey("locations.id"))
+    moved_at: Mapped[datetime] = mapped_column(default=utcnow)

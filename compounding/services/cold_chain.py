@@ -36,6 +36,7 @@ from ..models import (
     Lot,
     LotStatus,
     SessionUse,
+    StockMove,
     TemperatureReading,
     TreatmentSession,
     User,
@@ -90,6 +91,28 @@ def parse_moment(value, *, field_name: str = "measured_at") -> tuple[datetime, i
     if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
         raise InvalidInput(f"{value.isoformat()} is not a plausible date for a reading.", field=field_name)
     return value.astimezone(UTC), int(offset.total_seconds() // 60)
+
+
+def local_moment(value: datetime, tz, *, text: str | None = None, hint: str = "",
+                 field_name: str = "measured_at") -> datetime:
+    """A wall-clock time in zone `tz`, refused (422) where the clocks skipped it or lived it twice.
+
+    A wall time is real when it comes back unchanged from UTC; at a change of the clocks it may be none
+    (skipped) or two moments (lived twice).
+    """
+    text = text or f"{value:%Y-%m-%d %H:%M}"
+    try:
+        moments = {value.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)}
+    except OverflowError:
+        raise InvalidInput(f"{text[:40]!r} is not a date and time a reading can have.", field=field_name) from None
+    real = [m for m in moments if m.astimezone(tz).replace(tzinfo=None) == value.replace(tzinfo=None)]
+    if not real:
+        raise InvalidInput(f"{text} does not exist in {tz.key}: the clocks went forward then. {hint}".strip(),
+                           field=field_name)
+    if len(real) > 1:
+        raise InvalidInput(f"{text} happened twice in {tz.key} (the clocks went back): which one is not known. "
+                           f"{hint}".strip(), field=field_name)
+    return real[0].astimezone(tz)
 
 
 def checked_celsius(value, *, field_name: str = "celsius", required: bool = True) -> Decimal | None:
@@ -306,6 +329,7 @@ class _Point:
     extremes_out: bool  # only its min/max were out: the excursion happened since the reading before
     low: Decimal
     high: Decimal
+    raw: tuple = (None, None)  # the min/max thermometer's extremes as read
     row: _New | None = None  # a new reading (None: one already recorded)
     excursion_id: int | None = None
     index: int = 0  # its place on the timeline
@@ -325,6 +349,8 @@ class Timeline:
     points: list[_Point] = field(default_factory=list)
     excursions: list[Excursion] = field(default_factory=list)
     opened: list[Excursion] = field(default_factory=list)
+    # Excursions recorded before whose facts these readings change: their facts as they stood.
+    changed: dict[int, dict] = field(default_factory=dict)
 
     def apply(self, actor: User | None, now: datetime) -> None:
         if not self.new:
@@ -333,6 +359,8 @@ class Timeline:
         for point in self.points:
             if point.row is None:
                 continue
+            if point.out and self._stale_extremes(point):
+                point.out = False  # the thermometer was not reset: the extremes are the ones already judged
             if point.out:
                 self._out(point, actor, now)
             elif point.current_in:
@@ -347,6 +375,10 @@ class Timeline:
                                .values(excursion_id=excursion_id).execution_options(synchronize_session=False))
         for excursion in self.opened:
             hold_stock(actor, excursion, self.location, now)
+        for excursion in self.excursions:
+            if excursion.id in self.changed:
+                reopen_if_decided(actor, excursion, self.location, self.changed[excursion.id], now)
+        _settle_empty([e for e in self.excursions if e.ended_at is not None and e.decided_at is None])
 
     def _load(self) -> None:
         first, last = self.new[0].measured_at, self.new[-1].measured_at
@@ -384,21 +416,32 @@ class Timeline:
         lows = [v for v in (celsius, low) if v is not None]
         highs = [v for v in (celsius, high) if v is not None]
         return _Point(at, not current_in or extremes_out, current_in, extremes_out and current_in,
-                      min(lows), max(highs), row, excursion_id)
+                      min(lows), max(highs), (low, high), row, excursion_id)
 
     def _before(self, point: _Point) -> _Point | None:
         return self.points[point.index - 1] if point.index > 0 else None
 
+    def _stale_extremes(self, point: _Point) -> bool:
+        """Only the min/max were out, and they are the very extremes of the reading before, which is in an
+        excursion already: a thermometer not reset since, not a new excursion."""
+        before = self._before(point)
+        return (point.extremes_out and before is not None and before.excursion_id is not None
+                and before.raw == point.raw)
+
     def _out(self, point: _Point, actor: User | None, now: datetime) -> None:
         before = self._before(point)
-        start = point.at
-        if point.extremes_out or (not point.current_in and point.low != point.high):
-            # A min/max thermometer's extremes: it went out some time after the reading before.
-            start = before.at if before is not None else point.at - schedule_window(self.location)
+        # It went out some time after the reading before: the earliest it can have begun (the uses made
+        # from the stock since then are listed for review).
+        start = before.at if before is not None else point.at - schedule_window(self.location)
         excursion = self._covering(start, point.at) or self._starting_after(point)
         if excursion is None:
             excursion = self._open(point, start, actor, now)
         else:
+            if excursion not in self.opened and (start < excursion.started_at or point.low < excursion.low_celsius
+                                                 or point.high > excursion.high_celsius):
+                self.changed.setdefault(excursion.id, {
+                    "started_at": excursion.started_at, "ended_at": excursion.ended_at,
+                    "low_celsius": excursion.low_celsius, "high_celsius": excursion.high_celsius})
             excursion.started_at = min(excursion.started_at, start)
             excursion.low_celsius = min(excursion.low_celsius, point.low)
             excursion.high_celsius = max(excursion.high_celsius, point.high)
@@ -442,9 +485,9 @@ class Timeline:
             location_id=loc.id, site_id=loc.site_id, started_at=start, ended_at=end,
             low_celsius=point.low, high_celsius=point.high, range_min=loc.min_celsius, range_max=loc.max_celsius,
             source=point.row.reading.source, held_at=now, opened_by_id=actor.id if actor else None,
-            # Over before it was recorded, or begun more than a schedule's window ago: the uses made
-            # from the stock meanwhile are listed for review.
-            found_late=end is not None or now - start > schedule_window(loc))
+            # Over before it was recorded, or first read out more than a schedule's window ago: the uses
+            # made from the stock meanwhile are listed for review.
+            found_late=end is not None or now - point.at > schedule_window(loc))
         db.session.add(excursion)
         db.session.flush()
         self.excursions.append(excursion)
@@ -454,42 +497,65 @@ class Timeline:
 
 # --- Holding the stock -------------------------------------------------------------------------------
 
-def stock_at(location_ids: list[int]) -> tuple[list[Lot], list[Batch], list[Vial]]:
-    """What an excursion holds: the live lots, batches and vials at these places, locked.
+def stock_at(location_ids: list[int], start: datetime | None = None, end: datetime | None = None
+             ) -> tuple[list[Lot], list[Batch], list[Vial]]:
+    """What an excursion holds: the live lots, batches and vials stored at these places between `start`
+    and `end` (None: now), locked.
 
-    A batch is held as a whole (its hold reaches its vials) when every vial of it still in use is
-    here; otherwise each of its vials here is held on its own, so the vials sent to another site are not.
+    That is what is there now, less what arrived after `end`, plus what left after `start` (from
+    `stock_moves`; a vial on the road is held too, and goes on hold when it arrives), plus the child
+    lots split off a lot there after `start` (sent to another site). A batch is held as a whole (its
+    hold reaches its vials) when every vial of it still in use is here; otherwise each of its vials here
+    is held on its own, so the vials sent to another site before it began are not.
     """
-    lots = list(db.session.scalars(
-        sa.select(Lot).where(Lot.location_id.in_(location_ids), Lot.status.in_(_LOTS_LIVE), Lot.remaining > 0)
-        .order_by(Lot.id).with_for_update().execution_options(populate_existing=True)))
+    moved = sa.select(StockMove.entity_type, StockMove.entity_id)
+    arrived_late = {(k, i) for k, i in db.session.execute(
+        moved.where(StockMove.to_location_id.in_(location_ids), StockMove.moved_at > end))} if end else set()
+    left = {(k, i) for k, i in db.session.execute(
+        moved.where(StockMove.from_location_id.in_(location_ids), StockMove.moved_at > start))} if start else set()
+    left_ids = {kind: {i for k, i in left if k == kind} for kind in MODELS}
+
+    def here_or_left(model, kind):
+        condition = model.location_id.in_(location_ids)
+        if left_ids[kind]:
+            condition = sa.or_(condition, model.id.in_(left_ids[kind]))
+        if kind == "lot" and start is not None:
+            split = sa.select(Lot.id).where(Lot.parent_lot_id.is_not(None), Lot.received_at > start)
+            parents = sa.select(Lot.parent_lot_id).where(Lot.id.in_(split))
+            condition = sa.or_(condition, sa.and_(Lot.id.in_(split), Lot.parent_lot_id.in_(
+                sa.select(Lot.id).where(Lot.location_id.in_(location_ids), Lot.id.in_(parents)))))
+        return condition
+
+    def locked(model, kind, *where):
+        rows = db.session.scalars(sa.select(model).where(here_or_left(model, kind), *where).order_by(model.id)
+                                  .with_for_update().execution_options(populate_existing=True))
+        return [row for row in rows if (kind, row.id) not in arrived_late and _born_by(row, end)]
+
+    lots = locked(Lot, "lot", Lot.status.in_(_LOTS_LIVE), Lot.remaining > 0)
     live_vial = Vial.status.in_(_VIALS_LIVE)
     elsewhere = sa.select(Vial.id).where(Vial.batch_id == Batch.id, live_vial,
                                          Vial.location_id.not_in(location_ids)).exists()
-    batches = list(db.session.scalars(
-        sa.select(Batch).where(Batch.location_id.in_(location_ids), Batch.status.not_in(_BATCHES_DONE),
-                               sa.not_(elsewhere))
-        .order_by(Batch.id).with_for_update().execution_options(populate_existing=True)))
+    batches = locked(Batch, "batch", Batch.status.not_in(_BATCHES_DONE),
+                     sa.or_(sa.not_(elsewhere), Batch.id.in_(left_ids["batch"] or [0])))
     whole = {b.id for b in batches}
-    vials = list(db.session.scalars(
-        sa.select(Vial).where(Vial.location_id.in_(location_ids), live_vial)
-        .order_by(Vial.id).with_for_update().execution_options(populate_existing=True)))
+    vials = locked(Vial, "vial", Vial.status.in_((*_VIALS_LIVE, VialStatus.IN_TRANSIT)))
     return lots, batches, [v for v in vials if v.batch_id not in whole]
 
 
+def _born_by(item, end: datetime | None) -> bool:
+    """Whether the item existed by `end` (an item made later was never exposed)."""
+    if end is None:
+        return True
+    born = getattr(item, "received_at", None) or getattr(item, "compounded_at", None) or getattr(
+        item, "created_at", None)
+    return born is None or born <= end
+
+
 def hold_stock(actor: User | None, excursion: Excursion, location: Location, now: datetime) -> list[ExcursionItem]:
-    """Put an excursion hold on everything stored there (in the caller's transaction), one item row each."""
-    lots, batches, vials = stock_at(affected_locations(location))
-    detail = (f"{excursion.code} at {location.code} ({location.name}), {_c(excursion.low_celsius)} to "
-              f"{_c(excursion.high_celsius)} °C read against {range_text(excursion.range_min, excursion.range_max)}")
-    items = []
-    for kind, found in (("lot", lots), ("batch", batches), ("vial", vials)):
-        for item in found:
-            hold = holds.place_hold(actor, item, "excursion", detail, source_type="excursion",
-                                    source_id=excursion.id, at=now)
-            items.append(ExcursionItem(excursion_id=excursion.id, entity_type=kind, entity_id=item.id,
-                                       code=item.code, hold_id=hold.id))
-    db.session.add_all(items)
+    """Put an excursion hold on everything stored there while it lasted (in the caller's transaction), one
+    item row each."""
+    lots, batches, vials = stock_at(affected_locations(location), excursion.started_at, excursion.ended_at)
+    items = _hold(actor, excursion, location, lots, batches, vials, now)
     audit.record(actor, "excursion.opened", "excursion", excursion.id,
                  new={"location": location.code, "started_at": excursion.started_at,
                       "ended_at": excursion.ended_at, "low_celsius": excursion.low_celsius,
@@ -499,6 +565,82 @@ def hold_stock(actor: User | None, excursion: Excursion, location: Location, now
     if not items:
         excursion.decided_at = now if excursion.ended_at is not None else None
     return items
+
+
+def _hold_text(excursion: Excursion, location: Location) -> str:
+    return (f"{excursion.code} at {location.code} ({location.name}), {_c(excursion.low_celsius)} to "
+            f"{_c(excursion.high_celsius)} °C read against {range_text(excursion.range_min, excursion.range_max)}")
+
+
+def _hold(actor, excursion, location, lots, batches, vials, now, *, rows: dict | None = None) -> list[ExcursionItem]:
+    """An excursion hold on each item, and its item row (made, or `rows`' one given back its hold)."""
+    detail = _hold_text(excursion, location)
+    items = []
+    for kind, found in (("lot", lots), ("batch", batches), ("vial", vials)):
+        for item in found:
+            hold = holds.place_hold(actor, item, "excursion", detail, source_type="excursion",
+                                    source_id=excursion.id, at=now, reach_child_lots=False)
+            row = (rows or {}).get((kind, item.id))
+            if row is None:
+                row = ExcursionItem(excursion_id=excursion.id, entity_type=kind, entity_id=item.id, code=item.code)
+                db.session.add(row)
+            row.hold_id = hold.id
+            items.append(row)
+    return items
+
+
+def reopen_if_decided(actor: User | None, excursion: Excursion, location: Location, before: dict,
+                      now: datetime) -> None:
+    """Readings recorded late changed an excursion's facts (an earlier start, a higher peak): audited; and if
+    items were already kept on the old facts, those still in use are held again and wait for a new decision."""
+    after = {"started_at": excursion.started_at, "ended_at": excursion.ended_at,
+             "low_celsius": excursion.low_celsius, "high_celsius": excursion.high_celsius}
+    kept = list(db.session.scalars(sa.select(ExcursionItem).where(
+        ExcursionItem.excursion_id == excursion.id, ExcursionItem.decision.in_(("keep", "keep_shortened")))
+        .order_by(ExcursionItem.id).with_for_update()))
+    reopened = []
+    if kept:
+        found = {kind: [r.entity_id for r in kept if r.entity_type == kind] for kind in MODELS}
+        lots = _live(Lot, found["lot"], Lot.status.in_(_LOTS_LIVE))
+        batches = _live(Batch, found["batch"], Batch.status.not_in(_BATCHES_DONE))
+        vials = _live(Vial, found["vial"], Vial.status.in_((*_VIALS_LIVE, VialStatus.IN_TRANSIT)))
+        rows = {(r.entity_type, r.entity_id): r for r in kept}
+        for row in _hold(actor, excursion, location, lots, batches, vials, now, rows=rows):
+            row.reason = (f"held again {now:%Y-%m-%d %H:%M} UTC: readings recorded late changed the excursion; "
+                          f"earlier decision {row.decision.replace('_', ' ')}: {row.reason}")[:REASON_MAX]
+            row.decision, row.decided_by_id, row.decided_at = None, None, None
+            reopened.append(row.code)
+        if reopened:
+            excursion.decided_at = None
+    audit.record(actor, "excursion.changed", "excursion", excursion.id, old=before,
+                 new={**after, "held_again": reopened}, reason="readings recorded late")
+
+
+def _live(model, ids, *where) -> list:
+    if not ids:
+        return []
+    return list(db.session.scalars(sa.select(model).where(model.id.in_(ids), *where).order_by(model.id)
+                                   .with_for_update().execution_options(populate_existing=True)))
+
+
+def _settle_empty(excursions: list[Excursion]) -> None:
+    """An excursion back in range with no item left to decide is decided (one that held nothing, too)."""
+    if not excursions:
+        return
+    waiting = set(db.session.scalars(sa.select(ExcursionItem.excursion_id).distinct().where(
+        ExcursionItem.excursion_id.in_([e.id for e in excursions]), ExcursionItem.decision.is_(None))))
+    for excursion in excursions:
+        if excursion.id not in waiting:
+            excursion.decided_at = excursion.ended_at
+
+
+def lock_excursions_holding(kind: str, item_id: int) -> None:
+    """Lock, in id order, the excursions whose holds stand on an item (before the item itself: the order
+    `decide` takes them in, so a decision and a hold release on one item queue instead of deadlocking)."""
+    db.session.execute(sa.select(Excursion.id).where(Excursion.id.in_(
+        sa.select(Hold.source_id).where(Hold.entity_type == kind, Hold.entity_id == item_id,
+                                        Hold.source_type == "excursion", Hold.released_at.is_(None))))
+        .order_by(Excursion.id).with_for_update())
 
 
 # --- Deciding ----------------------------------------------------------------------------------------
@@ -592,9 +734,21 @@ def _chosen(excursion: Excursion, codes: list[str] | None) -> list[ExcursionItem
     return chosen
 
 
+def _finished(kind: str, item) -> bool:
+    """Nothing left to keep: written off, used up, rejected or discarded (by this excursion or another)."""
+    if kind == "lot":
+        return item.status in (LotStatus.DEPLETED, LotStatus.REJECTED) or item.remaining <= 0
+    if kind == "batch":
+        return item.status in _BATCHES_DONE
+    return item.status in (VialStatus.SPENT, VialStatus.SAMPLED, VialStatus.DISCARDED)
+
+
 def _check_decision(excursion, row, item, decision, use_by, places) -> None:
     if decision == "discard":
         return
+    if _finished(row.entity_type, item):
+        raise InvalidState(f"{row.code} is {item.status.replace('_', ' ')}: there is nothing to keep; record it "
+                           "as discarded.", field="items")
     if excursion.ended_at is None and item.location_id in places:
         raise InvalidState(f"{row.code} is still where {excursion.label} lasts: move it to a place in range, "
                            "or wait for a reading back in range, before keeping it.", field="items")
@@ -634,11 +788,29 @@ def _apply_decision(actor, excursion, row, item, decision, reason, use_by, now) 
             with audit.change(actor, "vial.use_by_shortened", item, ("use_by_at",), reason=why):
                 item.use_by_at = use_by
     if decision == "discard":
-        _write_off(actor, excursion, kind, item, reason, now)
-        holds.lift_holds(actor, kind, item, standing, mine, why, unhold=False)
+        if not _finished(kind, item):
+            _write_off(actor, excursion, kind, item, reason, now)
+        # Written off: its holds from other excursions are settled with it (nothing is left to keep there).
+        others = _other_rows(excursion, kind, item.id)
+        theirs = {r.hold_id for r in others}
+        holds.lift_holds(actor, kind, item, standing, [h for h in standing if h in mine or h.id in theirs], why,
+                         unhold=False)
+        for other in others:
+            other.decision, other.decided_by_id, other.decided_at = "discard", actor.id, now
+            other.reason = f"written off on {excursion.code}: {reason}"[:REASON_MAX]
+        _settle_empty([e for e in db.session.scalars(sa.select(Excursion).where(
+            Excursion.id.in_({r.excursion_id for r in others}), Excursion.ended_at.is_not(None)))])
     else:
         holds.lift_holds(actor, kind, item, standing, mine, why)
     row.decision, row.reason, row.decided_by_id, row.decided_at = decision, reason, actor.id, now
+
+
+def _other_rows(excursion: Excursion, kind: str, item_id: int) -> list[ExcursionItem]:
+    """The item's undecided rows in other excursions."""
+    return list(db.session.scalars(sa.select(ExcursionItem).where(
+        ExcursionItem.entity_type == kind, ExcursionItem.entity_id == item_id,
+        ExcursionItem.excursion_id != excursion.id, ExcursionItem.decision.is_(None))
+        .order_by(ExcursionItem.id).with_for_update()))
 
 
 def _write_off(actor, excursion, kind, item, reason, now) -> None:

@@ -76,10 +76,10 @@ def ensure_transition(item, action: str, *, field: str | None = None) -> Transit
 
 
 def transition(item, action: str, actor: User | None, *, reason: str = "", reference: str = "",
-               at: datetime | None = None) -> None:
+               at: datetime | None = None, reach_child_lots: bool = True) -> None:
     """Check `action` against the table, then change the status it leads to (with its history row)."""
     rule = ensure_transition(item, action)
-    change_status(item, rule.to, actor, reason=reason, reference=reference, at=at)
+    change_status(item, rule.to, actor, reason=reason, reference=reference, at=at, reach_child_lots=reach_child_lots)
 
 
 def signed_into_use(actor: User, item, action: str, audit_action: str, fields, *, stamp: str) -> None:
@@ -126,7 +126,7 @@ def standing_holds(kind: str, item_id: int, at: datetime | None = None) -> list[
 
 
 def change_status(item, to_status: str, actor: User | None, *, reason: str = "", reference: str = "",
-                  at: datetime | None = None) -> None:
+                  at: datetime | None = None, reach_child_lots: bool = True) -> None:
     """Set a lot's, batch's or recall's status and keep the change with its time.
 
     A lot or batch going back to a usable status while hold reasons stand goes on to
@@ -141,7 +141,7 @@ def change_status(item, to_status: str, actor: User | None, *, reason: str = "",
     _change_status(item, to_status, actor, reason=reason, reference=reference, at=at)
     if type(item) is Batch:
         _reach_vials(item, from_status, actor, reason=reason, reference=reference, at=at)
-    elif type(item) is Lot:
+    elif type(item) is Lot and reach_child_lots:
         _reach_child_lots(item, from_status, actor, reason=reason, at=at)
 
 
@@ -176,7 +176,8 @@ def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str,
     held = LotStatus.ON_HOLD
     if lot.status == held and before != held:
         action = "hold"
-    elif before == held and lot.status in LOT_HOLDABLE:
+    elif before == held and (lot.status in LOT_HOLDABLE or lot.status == LotStatus.DEPLETED):
+        # Released, or written off while held: a child lot held only with it goes back to its own status.
         action = "unhold"
     else:
         return

@@ -54,8 +54,11 @@ MODELS = {"lot": Lot, "batch": Batch, "vial": Vial}
 
 @transactional
 def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type: str = "",
-               source_id: int | None = None, at: datetime | None = None) -> Hold:
-    """Add a hold reason to a lot, batch or vial (part of the caller's transaction when there is one)."""
+               source_id: int | None = None, at: datetime | None = None, reach_child_lots: bool = True) -> Hold:
+    """Add a hold reason to a lot, batch or vial (part of the caller's transaction when there is one).
+
+    `reach_child_lots` False: a lot's hold stays on that lot (an excursion in one fridge says nothing of
+    the same supplier lot kept at another site)."""
     at = at or utcnow()
     hold = Hold(entity_type=entity_type(item), entity_id=item.id, kind=kind, detail=detail or "",
                 source_type=source_type, source_id=source_id, placed_at=at,
@@ -63,7 +66,8 @@ def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type:
     db.session.add(hold)
     db.session.flush()
     if may(item, "hold"):
-        transition(item, "hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at)
+        transition(item, "hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at,
+                   reach_child_lots=reach_child_lots)
     audit.record(actor, f"{hold.entity_type}.hold_placed", hold.entity_type, item.id,
                  new={"hold_id": hold.id, "kind": kind, "detail": hold.detail, "status": item.status,
                       "source": f"{source_type} {source_id}".strip() if source_type else ""})
@@ -144,6 +148,9 @@ def release_hold(actor: User, kind: str, item_id: int, hold_kind: str, reason: s
     if hold_kind not in HOLD_KINDS:
         raise InvalidInput(f"Choose the hold: {', '.join(HOLD_KINDS)}.", field="hold")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the hold is released.")
+    if hold_kind == "excursion":
+        # The excursions first, then the item: the lock order of an excursion's decision.
+        cold_chain.lock_excursions_holding(kind, item_id)
     item = locked_item(kind, item_id)
     ensure_item_at_site(actor, item, "release holds")
     standing = standing_holds(kind, item.id)

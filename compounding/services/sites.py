@@ -16,14 +16,14 @@ from flask import current_app
 
 from ..extensions import db
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
-from ..models import Batch, Excursion, Location, Lot, Site, User, UserSite, Vial
+from ..models import Batch, Excursion, Location, Lot, Site, StockMove, User, UserSite, Vial
 from ..models.cold_chain import DEFAULT_READINGS_PER_DAY
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, MAIN_SITE, TIMEZONE_MAX
 from ..models.vial import VialStatus
 from . import audit, codes
 from .access import ensure_can
 from .bounds import checked_text
-from .clock import to_clinic
+from .clock import to_clinic, utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .transaction import transactional
 
@@ -185,13 +185,20 @@ def _enclosing(location: Location) -> list[int]:
     return ids
 
 
+_KIND = {Lot: "lot", Batch: "batch", Vial: "vial"}
+
+
 def shown_moment(moment) -> str:
     local = to_clinic(moment)
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 def place(item, location: Location) -> None:
-    """Put a lot, batch or vial at a location (and so at its site)."""
+    """Put a lot, batch or vial at a location (and so at its site); a move of an item already somewhere
+    is kept (`stock_moves`) for the cold chain's question "what was stored there then?"."""
+    if item.id is not None and item.location_id is not None and item.location_id != location.id:
+        db.session.add(StockMove(entity_type=_KIND[type(item)], entity_id=item.id,
+                                 from_location_id=item.location_id, to_location_id=location.id, moved_at=utcnow()))
     item.location_id = location.id
     item.site_id = location.site_id
 
@@ -411,6 +418,12 @@ def update_location(actor: User | None, location_id: int, *, name: str, kind: st
     name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius,
                                      current_parent=location.parent_id)
     per_day = _readings_per_day(readings_per_day, location.readings_per_day)
+    if (low, high) != (location.min_celsius, location.max_celsius):
+        excursion = open_excursion_at(location.id)
+        if excursion is not None:
+            raise InvalidState(f"{location.label} has an open temperature excursion ({excursion.code}): its range "
+                               "stays as it was judged until a reading is back in range.", field="min_celsius",
+                               details={"excursion_id": excursion.id})
     with audit.change(actor, "location.updated", location, LOCATION_FIELDS, only_if_changed=True):
         location.name, location.kind, location.parent_id = name, kind, parent_id
         location.min_celsius, location.max_celsius = low, high

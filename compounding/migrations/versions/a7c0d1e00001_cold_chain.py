@@ -3,6 +3,8 @@
 - `temperature_readings` (manual, logger, sensor), once per location, moment and source.
 - `excursions` and `excursion_items` (each held item and the pharmacist's decision).
 - `reading_imports`: a data logger's file, imported whole or not at all.
+- `stock_moves`: each move of a lot, batch or vial between locations from now on, so that an
+  excursion found late holds what was stored there while it lasted.
 - `locations.readings_per_day` (2: morning and evening), `vials.use_by_at` (a use-by kept
   shorter after an excursion), `api_tokens.scope` and `location_id` (a sensor's token).
 - The downgrade refuses once a reading or an excursion is recorded.
@@ -133,6 +135,23 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_temperature_readings_excursion_id'), ['excursion_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_temperature_readings_import_id'), ['import_id'], unique=False)
 
+    op.create_table('stock_moves',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('entity_type', sa.String(length=10), nullable=False),
+    sa.Column('entity_id', sa.Integer(), nullable=False),
+    sa.Column('from_location_id', sa.Integer(), nullable=False),
+    sa.Column('to_location_id', sa.Integer(), nullable=False),
+    sa.Column('moved_at', compounding.extensions.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("entity_type IN ('lot', 'batch', 'vial')", name=op.f('ck_stock_moves_entity_type_known')),
+    sa.ForeignKeyConstraint(['from_location_id'], ['locations.id'], name=op.f('fk_stock_moves_from_location_id_locations')),
+    sa.ForeignKeyConstraint(['to_location_id'], ['locations.id'], name=op.f('fk_stock_moves_to_location_id_locations')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_stock_moves'))
+    )
+    with op.batch_alter_table('stock_moves', schema=None) as batch_op:
+        batch_op.create_index('ix_stock_moves_entity', ['entity_type', 'entity_id'], unique=False)
+        batch_op.create_index('ix_stock_moves_from_moved', ['from_location_id', 'moved_at'], unique=False)
+        batch_op.create_index('ix_stock_moves_to_moved', ['to_location_id', 'moved_at'], unique=False)
+
     _sqlite_foreign_keys(False)
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.add_column(sa.Column('scope', sa.String(length=40), nullable=True))
@@ -175,6 +194,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_temperature_readings_excursion_id'))
         batch_op.drop_index('ix_readings_location_measured')
 
+    op.drop_table('stock_moves')
     op.drop_table('temperature_readings')
     with op.batch_alter_table('excursion_items', schema=None) as batch_op:
         batch_op.drop_index('ix_excursion_items_entity')
