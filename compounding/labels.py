@@ -344,9 +344,16 @@ def vial_label(batch_label: BatchLabel, vial: Vial) -> BatchLabel:
     if warning and warning not in warnings:
         warnings.insert(0, warning)
     multiple = vial.dose == "multiple"
+    dates = {}
+    if vial.use_by_at is not None and vial.use_by_at < batch_label.beyond_use_at:
+        # Kept after a temperature excursion with an earlier use-by: the reprinted label carries it.
+        use_by = last_usable_minute(vial.use_by_at)
+        dates = dict(beyond_use_at=vial.use_by_at, beyond_use_text=clinic_time(vial.use_by_at), use_by_at=use_by,
+                     use_by_text=f"Use by {use_by:%Y-%m-%d %H:%M}")
     return replace(batch_label, code=vial.code, vial_code=vial.code, vial_number=vial.number,
                    dose=vial.dose, dose_statement=dose_statement(vial.dose, vial.in_use_hours),
-                   in_use_hours=vial.in_use_hours if multiple else None, puncture_line=multiple, warnings=warnings)
+                   in_use_hours=vial.in_use_hours if multiple else None, puncture_line=multiple, warnings=warnings,
+                   **dates)
 
 
 def batch_vials(batch_id: int, vial_from: int | None = None, vial_to: int | None = None) -> list[Vial]:

@@ -135,6 +135,9 @@ def test_an_out_of_range_reading_says_which_excursion_opened_and_how_much_is_hel
     ({"celsius": "-95"}, "not a plausible storage temperature"),
     ({"celsius": "5", "min_celsius": "6"}, "cannot be above the current temperature"),
     ({"celsius": "5", "measured_at": "2099-01-01T08:00"}, "in the future"),
+    # Europe/London's clocks went forward at 01:00 and back at 02:00 on these days.
+    ({"celsius": "5", "measured_at": "2026-03-29T01:30"}, "the clocks went forward"),
+    ({"celsius": "5", "measured_at": "2026-10-25T01:30"}, "the clocks went back"),
 ])
 def test_bad_input_is_refused_on_the_form_and_changes_nothing(client, technician, fridge, data, message):
     sign_in(client, technician)

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sitekit import add_site
+from sitekit import add_fridge, add_site
 from testkit import QueryCounter, audit_rows, fresh, sign_in
 
 from compounding.extensions import db
@@ -207,7 +207,8 @@ def test_an_excursion_in_the_file_is_found_late_and_holds_the_fridges_stock(stoc
     data = month_of_readings(start, count=96, celsius=lambda i: "11.5" if 40 <= i < 44 else "5")
     record = reading_files.import_file(technician, fridge.id, data, "warm.csv")
     (excursion,) = reading_files.import_excursions(record.id)
-    assert excursion.found_late and excursion.started_at == start + timedelta(minutes=600)
+    # At the latest it began after the last reading in range, 15 minutes before the first one out.
+    assert excursion.found_late and excursion.started_at == start + timedelta(minutes=585)
     assert excursion.ended_at == start + timedelta(minutes=660) and excursion.high_celsius == Decimal("11.5")
     assert fresh(Batch, stocked["batch"].id).status == "on_hold" and fresh(Lot, stocked["lot"].id).status == "on_hold"
 
@@ -308,6 +309,13 @@ def test_the_page_previews_then_imports_exactly_the_previewed_file(app, client, 
     assert "semicolon-separated, decimal comma" in html and re.search(r'id="row-count">30<', html)
     assert re.search(r'id="out-of-range">1 ', html) and readings_count() == 0
     digest = re.search(r'name="sha256" type="hidden" value="([0-9a-f]{64})"', html).group(1)
+    # Previewed for this fridge and read without a zone: confirmed elsewhere or in a zone, it is not found.
+    other = add_fridge(fridge.site_id, "FRIDGE2")
+    elsewhere = client.post(f"/cold-chain/locations/{other.id}/import/confirm",
+                            data={"sha256": digest, "filename": "logger.csv", "timezone": ""})
+    zoned = client.post(f"/cold-chain/locations/{fridge.id}/import/confirm",
+                        data={"sha256": digest, "filename": "logger.csv", "timezone": "Asia/Tokyo"})
+    assert elsewhere.status_code == zoned.status_code == 422 and readings_count() == 0
     done = client.post(f"/cold-chain/locations/{fridge.id}/import/confirm",
                        data={"sha256": digest, "filename": "logger.csv", "timezone": ""}, follow_redirects=True)
     text = done.get_data(as_text=True)
@@ -350,3 +358,10 @@ def test_the_page_says_when_a_file_is_over_the_limit(app, client, fridge, techni
                        data={"file": (io.BytesIO(month_of_readings(month_start(), count=100)), "big.csv")},
                        content_type="multipart/form-data")
     assert over.status_code == 413 and "too large" in over.get_data(as_text=True)
+
+
+def test_one_moment_twice_with_two_temperatures_is_a_row_error():
+    parsed = parse(csv_file("timestamp,temperature", "2026-11-01T08:00:00Z,4.5", "2026-11-01T08:00:00Z,15",
+                            "2026-11-01T08:15:00Z,5", "2026-11-01T08:15:00Z,5"), now=NOW)
+    assert [(e.row, e.message) for e in parsed.errors] == [(3, "The same moment as row 2 with another temperature.")]
+    assert parsed.duplicates_in_file == 1

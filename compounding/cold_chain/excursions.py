@@ -94,6 +94,8 @@ def excursion_decide(excursion_id: int):
         apply_domain_error(form, exc)
         return _render(excursion_id, exc.status_code, form)
     count = len(form.items.data or record.undecided_codes)
+    relabel = (" Print new labels: the ones on the stock show the old, later use-by."
+               if form.decision.data == "keep_shortened" else "")
     flash(f"{record.code}: {count} item{'s' if count != 1 else ''} {DECISION_TEXT[form.decision.data]}, "
-          f"signed by {current_user.display_name}.", "success")
+          f"signed by {current_user.display_name}.{relabel}", "success")
     return redirect(url_for("cold_chain.excursion", excursion_id=excursion_id))

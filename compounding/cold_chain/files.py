@@ -51,18 +51,21 @@ def _upload_dir() -> Path:
     return Path(current_app.instance_path) / UPLOADS
 
 
-def _kept(sha256: str) -> Path:
-    return _upload_dir() / f"{current_user.id}-{sha256}.csv"
+def _kept(sha256: str, location_id: int, zone: str | None) -> Path:
+    """The previewed file, kept for its user, its location and the time zone it was read in: a confirmation
+    elsewhere or in another zone finds nothing and asks for the file again."""
+    zone_key = hashlib.sha256((zone or "").encode()).hexdigest()[:12]
+    return _upload_dir() / f"{current_user.id}-{location_id}-{zone_key}-{sha256}.csv"
 
 
-def _keep(data: bytes, sha256: str) -> None:
+def _keep(data: bytes, sha256: str, location_id: int, zone: str | None) -> None:
     folder = _upload_dir()
     folder.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - KEEP_SECONDS
-    for old in folder.glob("*.csv"):
+    for old in (*folder.glob("*.csv"), *folder.glob("*.part")):
         if old.stat().st_mtime < cutoff:
             old.unlink(missing_ok=True)
-    path = _kept(sha256)
+    path = _kept(sha256, location_id, zone)
     partial = path.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(data)
     partial.replace(path)
@@ -100,7 +103,7 @@ def location_import(location_id: int):
         apply_domain_error(form, exc)
         return _render_upload(location, form, 422)
     if found.ok:
-        _keep(data, found.sha256)
+        _keep(data, found.sha256, location.id, zone)
     confirm = ReadingConfirmForm(formdata=None, sha256=found.sha256, filename=filename, timezone=zone or "")
     return _render_preview(found, confirm)
 
@@ -126,7 +129,7 @@ def location_import_confirm(location_id: int):
     if not form.validate():
         again.form_errors.append("The previewed file did not come back: upload it again.")
         return _render_upload(location, again, 422)
-    path = _kept(form.sha256.data)
+    path = _kept(form.sha256.data, location.id, form.timezone.data or None)
     data = path.read_bytes() if path.exists() else None
     if data is None or hashlib.sha256(data).hexdigest() != form.sha256.data:
         again.form_errors.append("The previewed file is no longer here (a preview keeps it for a day): "

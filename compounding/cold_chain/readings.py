@@ -222,8 +222,9 @@ def read_location(location_id: int):
 
     def record():
         typed = form.measured_at.data
-        moment = (typed.replace(tzinfo=ZoneInfo(site.timezone)) if typed is not None
-                  else utcnow() - timedelta(seconds=1))
+        moment = (cold_chain.local_moment(typed, ZoneInfo(site.timezone),
+                                          hint="Type the time as the clock showed it an hour later or earlier.")
+                  if typed is not None else utcnow() - timedelta(seconds=1))
         return cold_chain.record_reading(
             current_user, location.id, measured_at=moment.isoformat(), celsius=_dot(form.celsius.data),
             min_celsius=_dot(form.min_celsius.data), max_celsius=_dot(form.max_celsius.data),

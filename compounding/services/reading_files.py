@@ -189,7 +189,7 @@ def _read_rows(body, delimiter, positions, tz, now) -> tuple[list[ReadingIn], li
     the repeats, and whether a decimal comma was read."""
     rows: list[ReadingIn] = []
     errors: list[RowError] = []
-    seen: set[datetime] = set()
+    seen: dict[datetime, tuple] = {}
     duplicates, decimal_comma = 0, False
     reader = csv.reader(io.StringIO("\n".join(line for _, line in body)), delimiter=delimiter)
     for number, _ in body:
@@ -208,10 +208,16 @@ def _read_rows(body, delimiter, positions, tz, now) -> tuple[list[ReadingIn], li
             errors.append(RowError(number, exc.message))
             continue
         decimal_comma = decimal_comma or "," in (_cell(cells, positions, "temperature") or "")
+        values = (reading.celsius, reading.min_celsius, reading.max_celsius)
         if reading.measured_at in seen:
-            duplicates += 1
+            first_row, first_values = seen[reading.measured_at]
+            if first_values != values:
+                # Two temperatures for one moment: which one the fridge had cannot be guessed.
+                errors.append(RowError(number, f"The same moment as row {first_row} with another temperature."))
+            else:
+                duplicates += 1
             continue
-        seen.add(reading.measured_at)
+        seen[reading.measured_at] = (number, values)
         rows.append(reading)
     return rows, errors, duplicates, decimal_comma
 
@@ -286,20 +292,7 @@ def _moment(text: str, tz: ZoneInfo | None):
         raise InvalidInput(f"{text} has no UTC offset: state the file's time zone (its times are then read as "
                            "local times there), or export the times with their offset "
                            "(e.g. 2026-11-01T08:00:00+01:00).")
-    # A wall time is real when it comes back unchanged from UTC; at a change of the clocks it may be
-    # none (skipped) or two moments (lived twice).
-    try:
-        moments = {value.replace(tzinfo=tz, fold=fold).astimezone(UTC) for fold in (0, 1)}
-    except OverflowError:
-        raise InvalidInput(f"{text[:40]!r} is not a date and time a reading can have.") from None
-    real = [m for m in moments if m.astimezone(tz).replace(tzinfo=None) == value]
-    if not real:
-        raise InvalidInput(f"{text} does not exist in {tz.key}: the clocks went forward then. "
-                           "Export the times with their offset.")
-    if len(real) > 1:
-        raise InvalidInput(f"{text} happened twice in {tz.key} (the clocks went back): which one is not known. "
-                           "Export the times with their offset.")
-    return real[0].astimezone(tz)
+    return cold_chain.local_moment(value, tz, text=text, hint="Export the times with their offset.")
 
 
 # --- Against the database ------------------------------------------------------------------------------
