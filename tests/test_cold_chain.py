@@ -383,3 +383,22 @@ def test_a_min_max_thermometer_not_reset_opens_no_second_excursion(fridge, pharm
     again = record(pharmacist, fridge, "5", at=now - timedelta(minutes=5), min_celsius="4", max_celsius="11")
     assert first.excursion_id is not None and again.excursion_id is None and again.in_range is False
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Excursion)) == 1
+
+
+def test_a_transfer_bound_for_a_warm_fridge_is_received_elsewhere(pharmacist, make_lot, make_user):
+    from sitekit import add_fridge, add_site
+    lyon = add_site("LYON")
+    lyon_fridge = add_fridge(lyon.id, "LY-FRIDGE")
+    mover = make_user("pharmacist", site_codes=["MAIN", "LYON"])
+    lot = make_lot(quantity="10")
+    transfer = transfers.create_transfer(mover, sites.main_site().id, lyon.id, [{"lot_id": lot.id, "quantity": "2"}],
+                                         to_location_id=lyon_fridge.id)
+    transfers.dispatch(mover, transfer.id, scanned_codes=[lot.code])
+    record(mover, lyon_fridge, "15")
+    with pytest.raises(InvalidState, match="open temperature excursion"):
+        transfers.receive(mover, transfer.id)
+    db.session.rollback()
+    store = sites.default_location(lyon.id)
+    transfers.receive(mover, transfer.id, to_location_id=store.id)
+    child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
+    assert child.location_id == store.id and child.status == "released"

@@ -82,11 +82,11 @@ def transfer_dispatch(transfer_id: int, data: dict):
 @record_action("/transfers/<int:transfer_id>/receive", permission="transfers.receive",
                summary="Scan a dispatched transfer in at its destination (short and damaged counts per line); "
                        "409 when it was received already", body=TransferReceiveSchema, response=TransferSchema,
-               answer_with=_answer, errors=(403, 409))
+               answer_with=_answer, errors=(403, 404, 409, 422))
 def transfer_receive(transfer_id: int, data: dict):
     counts = None if data["lines"] is None else [
         {"line_id": c["line_id"], "received": c["received"], "damaged": c["damaged"] or 0} for c in data["lines"]]
-    transfers.receive(current_user, transfer_id, counts)
+    transfers.receive(current_user, transfer_id, counts, to_location_id=data["to_location_id"])
 
 
 @record_action("/transfers/<int:transfer_id>/cancel", permission="transfers.write",

@@ -197,7 +197,8 @@ def _count(raw, line: TransferLine, name: str) -> Decimal:
 
 
 @transactional
-def receive(actor: User, transfer_id: int, lines: list[dict] | None = None) -> Transfer:
+def receive(actor: User, transfer_id: int, lines: list[dict] | None = None, to_location_id: int | None = None
+            ) -> Transfer:
     """Scan a dispatched transfer in at its destination (the actor belongs there); 409 when received twice.
 
     Per line, `received` (<= sent) and `damaged` (<= received); none given: all received as sent.
@@ -205,6 +206,7 @@ def receive(actor: User, transfer_id: int, lines: list[dict] | None = None) -> T
     released if the parent was) holding what arrived, the damaged part written off. A vial returns
     to its status before it left at the destination location, or is discarded when damaged; a vial
     that did not arrive is discarded as lost in transit. Short and damaged counts stay on the line.
+    `to_location_id` puts it elsewhere at the destination than planned (a fridge out of range refuses it).
     """
     ensure_can(actor, "transfers.receive", "receive transfers")
     transfer = get_transfer(transfer_id, for_update=True)
@@ -213,7 +215,7 @@ def receive(actor: User, transfer_id: int, lines: list[dict] | None = None) -> T
     rows = _lines(transfer)
     counted = _counted(rows, lines)
     items = _line_items(rows)
-    store = _destination(transfer.to_site_id, transfer.to_location_id)
+    store = _destination(transfer.to_site_id, to_location_id or transfer.to_location_id)
     now = utcnow()
     before = _status_before_dispatch([item.vial.id for item in items if item.vial is not None])
     report = []

@@ -53,6 +53,9 @@ class DispatchForm(AppForm):
 class ReceiveForm(AppForm):
     """Per line `received-<id>` and `damaged-<id>` come as plain inputs (the lines vary)."""
 
+    # The destination site's active locations, filled by the page; the planned one first.
+    to_location_id = SelectField("Put it at", coerce=int, validate_choice=False, validators=[Optional()])
+
 
 class CancelForm(AppForm):
     reason = reason_field()

@@ -9,7 +9,7 @@ from ..forms import submit
 from ..models.transfer import TRANSFER_STATUSES
 from ..printouts.delivery import delivery_barcodes
 from ..security import requires
-from ..services import sites, transfers
+from ..services import site_reads, sites, transfers
 from ..services.errors import InvalidInput
 from ..site_scope import acting_site_id, current_scope
 from . import reads
@@ -57,11 +57,22 @@ def _view(transfer_id: int):
     return view
 
 
+def _place_choices(form: ReceiveForm, transfer) -> None:
+    """The destination's active locations, the planned one (or the site's default) first."""
+    planned = transfer.to_location_id or sites.default_location(transfer.to_site_id).id
+    places = [node.location for node in site_reads.location_tree(transfer.to_site_id, active_only=True)]
+    form.to_location_id.choices = sorted(((p.id, f"{p.code} {p.name}") for p in places),
+                                         key=lambda choice: choice[0] != planned)
+    if form.to_location_id.data is None:
+        form.to_location_id.data = planned
+
+
 def _render(transfer_id: int, status: int = 200, **forms):
     view = _view(transfer_id)
     forms.setdefault("dispatch_form", DispatchForm())
     forms.setdefault("receive_form", ReceiveForm())
     forms.setdefault("cancel_form", CancelForm())
+    _place_choices(forms["receive_form"], view.transfer)
     return render_template("transfers/detail.html", view=view, transfer=view.transfer,
                            may_send=sites.may_act_at(current_user, view.transfer.from_site_id),
                            may_receive=sites.may_act_at(current_user, view.transfer.to_site_id), **forms), status
@@ -107,7 +118,8 @@ def _counts(lines) -> list[dict]:
 def transfer_receive(transfer_id: int):
     form = ReceiveForm()
     view = _view(transfer_id)
-    done = submit(form, lambda: transfers.receive(current_user, transfer_id, _counts(view.lines)))
+    done = submit(form, lambda: transfers.receive(current_user, transfer_id, _counts(view.lines),
+                                                  to_location_id=form.to_location_id.data or None))
     return _after(form, done, transfer_id, "Received: the counts are recorded on each line.", "receive_form")
 
 

@@ -53,6 +53,9 @@ class TransferReceiveSchema(Schema):
                         validate=validate.Length(max=LINES_MAX), metadata={
                             "description": "Per line what arrived and, of that, what arrived damaged; "
                                            "left out: everything arrived as sent"})
+    to_location_id = fields.Integer(load_default=None, allow_none=True, metadata={
+        "description": "Where at the destination the stock goes, if not where the transfer planned (e.g. the "
+                       "planned fridge has an open temperature excursion)"})
 
 
 class TransferCancelSchema(Schema):
