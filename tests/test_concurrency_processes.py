@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -283,4 +283,34 @@ def test_two_receipts_of_one_transfer_at_once_only_one_counts(live):
     assert arrivals == len(vials)
     assert db.session.scalar(sa.select(sa.func.count(TransferLine.id)).where(
         TransferLine.transfer_id == transfer.id, TransferLine.received == 1)) == len(vials)
+    assert audit.verify_chain().ok
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL.startswith("postgresql"),
+                    reason="row locks between concurrent transactions are exercised on PostgreSQL")
+def test_stock_received_into_a_fridge_while_a_reading_opens_an_excursion_is_held_or_refused(live):
+    """A receipt either commits before the excursion (and is held by it) or waits and is refused."""
+    app, port = live
+    pharmacist, verifier, technician, active, formula = _setup_formula()
+    fridge = Location(site_id=main_site().id, code="FRIDGE1", name="Fridge 1", kind="fridge",
+                      min_celsius=Decimal("2"), max_celsius=Decimal("8"))
+    db.session.add(fridge)
+    db.session.commit()
+    tech_token = users.create_token(None, technician, "test")
+    pharm_token = users.create_token(None, pharmacist, "test")
+    receipts = [("POST", "/api/v1/lots", {
+        "ingredient_id": active.id, "supplier": "S", "lot_number": f"RACE-{n}",
+        "expiry_date": (date.today() + timedelta(days=90)).isoformat(), "quantity": "5", "location_id": fridge.id},
+        {"Authorization": f"Bearer {tech_token}"}) for n in range(3)]
+    reading = ("POST", f"/api/v1/locations/{fridge.id}/readings", {
+        "measured_at": (datetime.now(UTC) - timedelta(seconds=5)).isoformat(), "celsius": "14", "source": "manual"},
+        {"Authorization": f"Bearer {pharm_token}"})
+    answers = _fire(port, [*receipts[:2], reading, receipts[2]])
+    assert answers[2][0] == 201, answers
+    db.session.rollback()  # end our snapshot: read what the workers committed
+    received = [body["id"] for status, body in (answers[0], answers[1], answers[3]) if status == 201]
+    refused = [status for status, _ in (answers[0], answers[1], answers[3]) if status != 201]
+    assert set(refused) <= {409}, answers
+    statuses = {lot.id: lot.status for lot in db.session.scalars(sa.select(Lot).where(Lot.id.in_(received)))}
+    assert set(statuses.values()) <= {"on_hold"}, statuses
     assert audit.verify_chain().ok

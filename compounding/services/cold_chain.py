@@ -36,6 +36,7 @@ from ..models import (
     Lot,
     LotStatus,
     SessionUse,
+    Site,
     StockMove,
     TemperatureReading,
     TreatmentSession,
@@ -910,7 +911,9 @@ def missed_readings(site_ids, *, now: datetime | None = None) -> list[MissedRead
     last = (sa.select(sa.func.max(TemperatureReading.measured_at))
             .where(TemperatureReading.location_id == Location.id).scalar_subquery())
     query = (sa.select(Location, last.label("last_at"))
-             .where(Location.active, sa.or_(Location.min_celsius.is_not(None), Location.max_celsius.is_not(None)))
+             .join(Site, Site.id == Location.site_id)
+             .where(Location.active, Site.active,
+                    sa.or_(Location.min_celsius.is_not(None), Location.max_celsius.is_not(None)))
              .order_by(Location.site_id, Location.code))
     if site_ids is not None:
         query = query.where(Location.site_id.in_(list(site_ids)))
