@@ -402,3 +402,31 @@ def test_a_transfer_bound_for_a_warm_fridge_is_received_elsewhere(pharmacist, ma
     transfers.receive(mover, transfer.id, to_location_id=store.id)
     child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
     assert child.location_id == store.id and child.status == "released"
+
+
+def test_held_stock_scans_do_not_use_with_the_excursion_and_fefo_skips_it(client, as_role, stocked, fridge,
+                                                                          pharmacist, make_formula, make_lot):
+    from datetime import date
+    from urllib.parse import quote
+
+    from compounding.services import batches
+    batch, lot = stocked["batch"], stocked["lot"]
+    # The formula's first ingredient: the lot expiring first is in the fridge, a later one on the shelf.
+    formula = make_formula()
+    for component in formula.components:
+        make_lot(component.ingredient, quantity="1000", expires_on=date.today() + timedelta(days=300))
+    first = make_lot(formula.components[0].ingredient, quantity="1000", expires_on=date.today() + timedelta(days=30))
+    assert first.id in batches.propose(formula, 1)[0].proposed
+    transfers.move_within_site(pharmacist, "lot", first.id, fridge.id)
+    stored_since(timedelta(hours=1))
+    reading = record(pharmacist, fridge, "13")
+    code = f"E{reading.excursion_id:06d}"
+    as_role("practitioner")
+    for scanned in (batch.code, vials_of(batch)[0].code, lot.code):
+        answer = client.get(f"/api/v1/scan?code={quote(scanned)}").get_json()
+        assert answer["usable"] is False, answer
+        assert any("temperature excursion" in r and code in r for r in answer["reasons"]), answer
+    page = client.get(f"/scan/?code={batch.code}").get_data(as_text=True)
+    assert "DO NOT USE" in page and code in page
+    proposal = batches.propose(formula, 1)[0].proposed
+    assert first.id not in proposal and proposal
