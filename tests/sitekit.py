@@ -5,7 +5,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from compounding.extensions import db
-from compounding.models import Batch, Location, Lot, Site, StockMove, Vial
+from compounding.models import Batch, Location, Lot, Site, StockMove, Transfer, Vial
 from compounding.services import sites
 
 
@@ -35,7 +35,8 @@ def stored_since(delta) -> None:
     """Every lot, batch and vial made, and every move between locations, `delta` earlier: stock a test put
     in a fridge has been there long enough for an excursion read from an old logger file to find it."""
     for model, column in ((StockMove, "moved_at"), (Lot, "received_at"), (Batch, "compounded_at"),
-                          (Vial, "created_at")):
+                          (Vial, "created_at"), (Transfer, "dispatched_at"), (Transfer, "received_at")):
         for row in db.session.scalars(sa.select(model)):
-            setattr(row, column, getattr(row, column) - delta)
+            if getattr(row, column) is not None:
+                setattr(row, column, getattr(row, column) - delta)
     db.session.commit()

@@ -93,6 +93,7 @@ EXPORT_PAGES = {
     "exports.trace_batch": "recalls.trace_batch",
     "exports.recall": "recalls.recall_detail",
     "exports.lot_import_template": "exports.lot_import",
+    "cold_chain.report_xlsx": "cold_chain.report",
 }
 
 

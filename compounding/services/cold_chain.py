@@ -39,6 +39,8 @@ from ..models import (
     Site,
     StockMove,
     TemperatureReading,
+    Transfer,
+    TransferLine,
     TreatmentSession,
     User,
     Vial,
@@ -334,6 +336,7 @@ class _Point:
     row: _New | None = None  # a new reading (None: one already recorded)
     excursion_id: int | None = None
     index: int = 0  # its place on the timeline
+    stale_of: int | None = None  # judged a thermometer not reset since a reading of this excursion
 
 
 @dataclass
@@ -361,7 +364,10 @@ class Timeline:
             if point.row is None:
                 continue
             if point.out and self._stale_extremes(point):
-                point.out = False  # the thermometer was not reset: the extremes are the ones already judged
+                # The thermometer was not reset: the extremes are the ones already judged; the reading
+                # belongs to that excursion, and its current value (in range) may end it.
+                point.out = False
+                point.excursion_id = point.stale_of
             if point.out:
                 self._out(point, actor, now)
             elif point.current_in:
@@ -408,7 +414,8 @@ class Timeline:
         self.excursions = list(db.session.scalars(
             sa.select(Excursion).where(Excursion.location_id == self.location.id,
                                        sa.or_(Excursion.ended_at.is_(None), Excursion.ended_at >= earliest))
-            .order_by(Excursion.started_at).with_for_update()))
+            .order_by(Excursion.id).with_for_update()))
+        self.excursions.sort(key=lambda e: e.started_at)
 
     def _point(self, at, celsius, low, high, row, excursion_id) -> _Point:
         loc = self.location
@@ -426,8 +433,10 @@ class Timeline:
         """Only the min/max were out, and they are the very extremes of the reading before, which is in an
         excursion already: a thermometer not reset since, not a new excursion."""
         before = self._before(point)
-        return (point.extremes_out and before is not None and before.excursion_id is not None
-                and before.raw == point.raw)
+        if not (point.extremes_out and before is not None and before.raw == point.raw):
+            return False
+        point.stale_of = before.excursion_id or before.stale_of
+        return point.stale_of is not None
 
     def _out(self, point: _Point, actor: User | None, now: datetime) -> None:
         before = self._before(point)
@@ -438,14 +447,20 @@ class Timeline:
         if excursion is None:
             excursion = self._open(point, start, actor, now)
         else:
-            if excursion not in self.opened and (start < excursion.started_at or point.low < excursion.low_celsius
-                                                 or point.high > excursion.high_celsius):
+            worse = ((excursion.range_max is not None and point.high > max(excursion.high_celsius,
+                                                                           excursion.range_max))
+                     or (excursion.range_min is not None and point.low < min(excursion.low_celsius,
+                                                                            excursion.range_min)))
+            if excursion not in self.opened and (start < excursion.started_at or worse):
                 self.changed.setdefault(excursion.id, {
                     "started_at": excursion.started_at, "ended_at": excursion.ended_at,
                     "low_celsius": excursion.low_celsius, "high_celsius": excursion.high_celsius})
             excursion.started_at = min(excursion.started_at, start)
-            excursion.low_celsius = min(excursion.low_celsius, point.low)
-            excursion.high_celsius = max(excursion.high_celsius, point.high)
+            # Its extremes: the worst read on each side it went out (an in-range low is not its low).
+            if point.low < excursion.low_celsius and not within(self.location, point.low):
+                excursion.low_celsius = point.low
+            if point.high > excursion.high_celsius and not within(self.location, point.high):
+                excursion.high_celsius = point.high
         point.excursion_id = excursion.id
         if point.current_in and excursion.ended_at is None and not self._out_after(excursion, point):
             excursion.ended_at = point.at
@@ -474,7 +489,8 @@ class Timeline:
         """A reading in range ends the excursion it follows (unless that excursion reads out again later)."""
         for excursion in self.excursions:
             lasting = excursion.ended_at is None or excursion.ended_at > point.at
-            if excursion.started_at < point.at and lasting and not self._out_after(excursion, point):
+            later = [p for p in self.points[point.index + 1:] if p.excursion_id == excursion.id and p.out]
+            if excursion.started_at < point.at and lasting and not later:
                 excursion.ended_at = point.at
 
     def _open(self, point: _Point, start: datetime, actor: User | None, now: datetime) -> Excursion:
@@ -500,47 +516,101 @@ class Timeline:
 
 def stock_at(location_ids: list[int], start: datetime | None = None, end: datetime | None = None
              ) -> tuple[list[Lot], list[Batch], list[Vial]]:
-    """What an excursion holds: the live lots, batches and vials stored at these places between `start`
-    and `end` (None: now), locked.
+    """What an excursion holds: the live lots, batches and vials stored at these places at some moment
+    between `start` and `end` (None: now), locked.
 
-    That is what is there now, less what arrived after `end`, plus what left after `start` (from
-    `stock_moves`; a vial on the road is held too, and goes on hold when it arrives), plus the child
-    lots split off a lot there after `start` (sent to another site). A batch is held as a whole (its
-    hold reaches its vials) when every vial of it still in use is here; otherwise each of its vials here
-    is held on its own, so the vials sent to another site before it began are not.
+    Where an item was when is read from its moves (`stock_moves`): at `start` it was where its first
+    move after `start` took it from (or where it is now, if it has not moved since); it was there too
+    if a move brought it in before `end`. A vial on the road is held too (it goes on hold when it
+    arrives). Child lots split off a lot there (sent to another site) after `start` are held
+    (`_split_since`). A batch is held as a whole (its hold reaches its vials) when every vial of it still
+    in use is here; otherwise each of its vials here is held on its own.
     """
-    moved = sa.select(StockMove.entity_type, StockMove.entity_id)
-    arrived_late = {(k, i) for k, i in db.session.execute(
-        moved.where(StockMove.to_location_id.in_(location_ids), StockMove.moved_at > end))} if end else set()
-    left = {(k, i) for k, i in db.session.execute(
-        moved.where(StockMove.from_location_id.in_(location_ids), StockMove.moved_at > start))} if start else set()
-    left_ids = {kind: {i for k, i in left if k == kind} for kind in MODELS}
-
-    def here_or_left(model, kind):
-        condition = model.location_id.in_(location_ids)
-        if left_ids[kind]:
-            condition = sa.or_(condition, model.id.in_(left_ids[kind]))
-        if kind == "lot" and start is not None:
-            split = sa.select(Lot.id).where(Lot.parent_lot_id.is_not(None), Lot.received_at > start)
-            parents = sa.select(Lot.parent_lot_id).where(Lot.id.in_(split))
-            condition = sa.or_(condition, sa.and_(Lot.id.in_(split), Lot.parent_lot_id.in_(
-                sa.select(Lot.id).where(Lot.location_id.in_(location_ids), Lot.id.in_(parents)))))
-        return condition
+    places = set(location_ids)
+    candidates = {kind: set() for kind in MODELS}
+    for kind, model in MODELS.items():
+        candidates[kind] |= set(db.session.scalars(sa.select(model.id).where(model.location_id.in_(places))))
+    if start is not None:
+        for kind, entity_id in db.session.execute(sa.select(StockMove.entity_type, StockMove.entity_id).where(
+                sa.or_(StockMove.from_location_id.in_(places), StockMove.to_location_id.in_(places)),
+                StockMove.moved_at >= start)):
+            candidates[kind].add(entity_id)
+    exposed = _exposed(candidates, places, start, end)
+    if start is not None:
+        exposed["lot"] |= _split_since(exposed["lot"], start)
 
     def locked(model, kind, *where):
-        rows = db.session.scalars(sa.select(model).where(here_or_left(model, kind), *where).order_by(model.id)
+        if not exposed[kind]:
+            return []
+        rows = db.session.scalars(sa.select(model).where(model.id.in_(exposed[kind]), *where).order_by(model.id)
                                   .with_for_update().execution_options(populate_existing=True))
-        return [row for row in rows if (kind, row.id) not in arrived_late and _born_by(row, end)]
+        return [row for row in rows if _born_by(row, end)]
 
     lots = locked(Lot, "lot", Lot.status.in_(_LOTS_LIVE), Lot.remaining > 0)
     live_vial = Vial.status.in_(_VIALS_LIVE)
     elsewhere = sa.select(Vial.id).where(Vial.batch_id == Batch.id, live_vial,
                                          Vial.location_id.not_in(location_ids)).exists()
     batches = locked(Batch, "batch", Batch.status.not_in(_BATCHES_DONE),
-                     sa.or_(sa.not_(elsewhere), Batch.id.in_(left_ids["batch"] or [0])))
+                     sa.or_(sa.not_(elsewhere), Batch.location_id.not_in(location_ids)))
     whole = {b.id for b in batches}
     vials = locked(Vial, "vial", Vial.status.in_((*_VIALS_LIVE, VialStatus.IN_TRANSIT)))
     return lots, batches, [v for v in vials if v.batch_id not in whole]
+
+
+def _exposed(candidates: dict[str, set], places: set, start: datetime | None, end: datetime | None
+             ) -> dict[str, set]:
+    """Of the candidates, those at one of the places at some moment of [start, end] (one statement)."""
+    if start is None:
+        return candidates
+    moves: dict[tuple, list] = {}
+    for kind in MODELS:
+        if not candidates[kind]:
+            continue
+        for row in db.session.execute(
+                sa.select(StockMove.entity_type, StockMove.entity_id, StockMove.from_location_id,
+                          StockMove.to_location_id, StockMove.moved_at)
+                .where(StockMove.entity_type == kind, StockMove.entity_id.in_(candidates[kind]),
+                       StockMove.moved_at >= start)
+                .order_by(StockMove.moved_at, StockMove.id)):
+            moves.setdefault((row.entity_type, row.entity_id), []).append(row)
+    current = {}
+    for kind, model in MODELS.items():
+        if candidates[kind]:
+            current.update({(kind, i): loc for i, loc in db.session.execute(
+                sa.select(model.id, model.location_id).where(model.id.in_(candidates[kind])))})
+    exposed = {kind: set() for kind in MODELS}
+    for key, now_at in current.items():
+        history = moves.get(key, [])
+        at_start = history[0].from_location_id if history else now_at
+        came_in = any(m.to_location_id in places and (end is None or m.moved_at <= end) for m in history)
+        if at_start in places or came_in:
+            exposed[key[0]].add(key[1])
+    return exposed
+
+
+def _split_since(lot_ids: set, start: datetime) -> set:
+    """Child lots made from these lots' stock that left after `start` (the transfer's dispatch), received."""
+    if not lot_ids:
+        return set()
+    return set(db.session.scalars(
+        sa.select(TransferLine.child_lot_id).join(Transfer, Transfer.id == TransferLine.transfer_id)
+        .where(TransferLine.lot_id.in_(lot_ids), TransferLine.child_lot_id.is_not(None),
+               Transfer.dispatched_at > start)))
+
+
+def carry_to_child_lot(actor: User | None, parent: Lot, child: Lot, dispatched_at: datetime, now: datetime) -> None:
+    """A child lot received from a transfer takes its parent's excursion holds for the excursions that had
+    begun before its stock was dispatched (it was in that fridge then), each with an item to decide."""
+    rows = db.session.execute(
+        sa.select(Excursion, ExcursionItem).join(ExcursionItem, ExcursionItem.excursion_id == Excursion.id)
+        .where(ExcursionItem.entity_type == "lot", ExcursionItem.entity_id == parent.id,
+               sa.or_(ExcursionItem.decision.is_(None), ExcursionItem.decision == "discard"),
+               Excursion.started_at < dispatched_at)
+        .order_by(Excursion.id)).all()
+    for excursion, _ in rows:
+        location = db.session.get(Location, excursion.location_id)
+        _hold(actor, excursion, location, [child], [], [], now)
+        excursion.decided_at = None
 
 
 def _born_by(item, end: datetime | None) -> bool:
@@ -600,6 +670,17 @@ def reopen_if_decided(actor: User | None, excursion: Excursion, location: Locati
         ExcursionItem.excursion_id == excursion.id, ExcursionItem.decision.in_(("keep", "keep_shortened")))
         .order_by(ExcursionItem.id).with_for_update()))
     reopened = []
+    if excursion.started_at < before["started_at"]:
+        # It began earlier: what was stored there since then and is not held for it yet is held now.
+        known = set(db.session.execute(sa.select(ExcursionItem.entity_type, ExcursionItem.entity_id)
+                                       .where(ExcursionItem.excursion_id == excursion.id)).all())
+        lots, batches, vials = stock_at(affected_locations(location), excursion.started_at, excursion.ended_at)
+        found = [[i for i in items if (kind, i.id) not in known]
+                 for kind, items in (("lot", lots), ("batch", batches), ("vial", vials))]
+        added = _hold(actor, excursion, location, *found, now)
+        if added:
+            excursion.decided_at = None
+            reopened.extend(row.code for row in added)
     if kept:
         found = {kind: [r.entity_id for r in kept if r.entity_type == kind] for kind in MODELS}
         lots = _live(Lot, found["lot"], Lot.status.in_(_LOTS_LIVE))
@@ -682,8 +763,11 @@ def decide(actor: User, excursion_id: int, decision: str, reason: str, password:
     new_use_by = _checked_use_by(use_by) if decision == "keep_shortened" else None
     if decision != "keep_shortened" and use_by not in (None, ""):
         raise InvalidInput("A new use-by goes with the decision keep_shortened only.", field="beyond_use_at")
-    excursion = get_excursion(excursion_id, for_update=True)
+    excursion = get_excursion(excursion_id)
     sites.ensure_at_site(actor, excursion.site_id, "decide its excursions")
+    # Lock order: every excursion holding the chosen items (a discard settles them too), in id order,
+    # then their item rows, then the items (as a hold release and a reading take them).
+    excursion = _lock_excursions(excursion, _chosen(excursion, items, lock=False))
     chosen = _chosen(excursion, items)
     places = set(affected_locations(db.session.get(Location, excursion.location_id)))
     targets = []
@@ -715,9 +799,24 @@ def _checked_use_by(value) -> datetime:
     return moment
 
 
-def _chosen(excursion: Excursion, codes: list[str] | None) -> list[ExcursionItem]:
-    rows = list(db.session.scalars(sa.select(ExcursionItem).where(ExcursionItem.excursion_id == excursion.id)
-                                   .order_by(ExcursionItem.entity_type, ExcursionItem.id).with_for_update()))
+def _lock_excursions(excursion: Excursion, rows: list[ExcursionItem]) -> Excursion:
+    """Lock the excursion and every other excursion holding these items, in id order; answer it read afresh."""
+    holding = set()
+    for kind in MODELS:
+        ids = [r.entity_id for r in rows if r.entity_type == kind]
+        if ids:
+            holding |= set(db.session.scalars(sa.select(ExcursionItem.excursion_id).where(
+                ExcursionItem.entity_type == kind, ExcursionItem.entity_id.in_(ids))))
+    locked = {e.id: e for e in db.session.scalars(
+        sa.select(Excursion).where(Excursion.id.in_(holding | {excursion.id})).order_by(Excursion.id)
+        .with_for_update().execution_options(populate_existing=True))}
+    return locked[excursion.id]
+
+
+def _chosen(excursion: Excursion, codes: list[str] | None, *, lock: bool = True) -> list[ExcursionItem]:
+    query = (sa.select(ExcursionItem).where(ExcursionItem.excursion_id == excursion.id)
+             .order_by(ExcursionItem.entity_type, ExcursionItem.id))
+    rows = list(db.session.scalars(query.with_for_update() if lock else query))
     if codes is None or codes == []:
         chosen = [r for r in rows if r.decision is None]
         if not chosen:
@@ -799,6 +898,9 @@ def _apply_decision(actor, excursion, row, item, decision, reason, use_by, now) 
         for other in others:
             other.decision, other.decided_by_id, other.decided_at = "discard", actor.id, now
             other.reason = f"written off on {excursion.code}: {reason}"[:REASON_MAX]
+            audit.record(actor, "excursion.decided", "excursion", other.excursion_id,
+                         new={"decision": "discard", "items": [other.code], "by": f"written off on {excursion.code}"},
+                         reason=reason)
         _settle_empty([e for e in db.session.scalars(sa.select(Excursion).where(
             Excursion.id.in_({r.excursion_id for r in others}), Excursion.ended_at.is_not(None)))])
     else:

@@ -125,6 +125,29 @@ def standing_holds(kind: str, item_id: int, at: datetime | None = None) -> list[
     return list(db.session.scalars(query))
 
 
+# Hold reasons that stay on their own lot: a temperature excursion concerns the fridge the lot was in,
+# not the same supplier lot kept at another site.
+OWN_LOT_HOLDS = ("excursion",)
+
+
+def parent_holds_reach_children(lot_id_column):
+    """SQL: the lot carries a standing hold that reaches its child lots (any but an excursion's)."""
+    return sa.select(Hold.id).where(Hold.entity_type == "lot", Hold.entity_id == lot_id_column,
+                                    Hold.released_at.is_(None), Hold.kind.not_in(OWN_LOT_HOLDS)).exists()
+
+
+def hold_child_lots(lot: Lot, actor: User | None, *, reason: str, at: datetime | None) -> None:
+    """Put a lot's child lots on hold with it: for a hold that reaches them placed on a lot already on hold
+    (for a reason that did not reach them)."""
+    _reach_child_lots(lot, LotStatus.RELEASED, actor, reason=reason, at=at, action="hold")
+
+
+def release_child_lots(lot: Lot, actor: User | None, *, reason: str, at: datetime | None) -> None:
+    """Its child lots held with it go back to their own status: the lot's last hold that reached them was
+    released while it stays on hold for reasons of its own (an excursion)."""
+    _reach_child_lots(lot, LotStatus.ON_HOLD, actor, reason=reason, at=at, action="unhold")
+
+
 def change_status(item, to_status: str, actor: User | None, *, reason: str = "", reference: str = "",
                   at: datetime | None = None, reach_child_lots: bool = True) -> None:
     """Set a lot's, batch's or recall's status and keep the change with its time.
@@ -157,7 +180,8 @@ def _change_status(item, to_status: str, actor: User | None, *, reason: str, ref
         why = [h.text for h in standing_holds(kind, item.id)]
         if not why and kind == "lot" and item.parent_lot_id is not None:
             why = [f"parent lot {code} is on hold" for code in db.session.scalars(
-                sa.select(Lot.code).where(Lot.id == item.parent_lot_id, Lot.status == LotStatus.ON_HOLD))]
+                sa.select(Lot.code).where(Lot.id == item.parent_lot_id, Lot.status == LotStatus.ON_HOLD,
+                                          parent_holds_reach_children(Lot.id)))]
         if why:
             held = hold.to
             item.status = held
@@ -165,7 +189,8 @@ def _change_status(item, to_status: str, actor: User | None, *, reason: str, ref
             _row(item, to_status, held, actor, "; ".join(why), "", at)
 
 
-def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str, at: datetime | None) -> None:
+def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str, at: datetime | None,
+                      action: str | None = None) -> None:
     """A lot's hold, or its last hold released, carried to its child lots (the same supplier lot at other sites).
 
     Held -> its quarantined and released child lots (and theirs) `on_hold`; released -> each
@@ -174,10 +199,11 @@ def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str,
     the lineage, the holds and the statuses before are read in three statements.
     """
     held = LotStatus.ON_HOLD
-    if lot.status == held and before != held:
+    if action is not None:
+        pass
+    elif lot.status == held and before != held:
         action = "hold"
-    elif before == held and (lot.status in LOT_HOLDABLE or lot.status == LotStatus.DEPLETED):
-        # Released, or written off while held: a child lot held only with it goes back to its own status.
+    elif before == held and lot.status in LOT_HOLDABLE:
         action = "unhold"
     else:
         return
@@ -196,7 +222,8 @@ def _reach_child_lots(lot: Lot, before: str, actor: User | None, *, reason: str,
         .order_by(StatusChange.changed_at, StatusChange.id)).all()) if action == "unhold" else {}
     why = f"parent lot {lot.code} {'on hold' if action == 'hold' else 'released from hold'}" + (
         f": {reason}" if reason else "")
-    statuses = {lot.id: lot.status}
+    # A parent still on hold only for reasons of its own (an excursion) holds no child lot.
+    statuses = {lot.id: lot.status if action == "hold" else None}
     for child in children:  # in id order: a lot's parent comes before it
         was = child.status
         if action == "hold" and was in LOT_HOLDABLE:

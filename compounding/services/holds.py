@@ -37,10 +37,14 @@ from .bounds import checked_text
 from .clock import utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .history import (
+    OWN_LOT_HOLDS,
     change_status,
     deplete_if_empty,
     entity_type,
+    hold_child_lots,
     may,
+    parent_holds_reach_children,
+    release_child_lots,
     standing_holds,
     status_before_hold,
     transition,
@@ -68,6 +72,9 @@ def place_hold(actor: User | None, item, kind: str, detail: str, *, source_type:
     if may(item, "hold"):
         transition(item, "hold", actor, reason=hold.text, reference=f"hold {hold.id}", at=at,
                    reach_child_lots=reach_child_lots)
+    elif reach_child_lots and isinstance(item, Lot) and item.status == LotStatus.ON_HOLD:
+        # Already on hold for a reason that stayed on the lot (an excursion): this one reaches its children.
+        hold_child_lots(item, actor, reason=hold.text, at=at)
     audit.record(actor, f"{hold.entity_type}.hold_placed", hold.entity_type, item.id,
                  new={"hold_id": hold.id, "kind": kind, "detail": hold.detail, "status": item.status,
                       "source": f"{source_type} {source_id}".strip() if source_type else ""})
@@ -180,6 +187,11 @@ def lift_holds(actor: User, kind: str, item, standing: list[Hold], releasing: li
         hold.released_at, hold.released_by_id, hold.release_reason = now, actor.id, reason
     released = {h.id for h in releasing}
     left = [h for h in standing if h.id not in released]
+    if (kind == "lot" and item.status == LotStatus.ON_HOLD and left
+            and any(h.kind not in OWN_LOT_HOLDS for h in releasing)
+            and all(h.kind in OWN_LOT_HOLDS for h in left)):
+        # What reached its child lots is gone; what is left (an excursion) stays on this lot.
+        release_child_lots(item, actor, reason=f"parent lot {item.code}: {reason}", at=now)
     if unhold and not left and may(item, "unhold") and not _held_from_above(kind, item):
         before = status_before_hold(kind, item.id) or HOLDABLE_STATUSES[kind][-1]
         if kind == "vial":  # a vial punctured while held is open, never sealed again
@@ -200,7 +212,8 @@ def _held_from_above(kind: str, item) -> bool:
     if kind == "vial":
         return db.session.scalar(sa.select(Batch.status).where(Batch.id == item.batch_id)) == BatchStatus.ON_HOLD
     return kind == "lot" and item.parent_lot_id is not None and db.session.scalar(
-        sa.select(Lot.status).where(Lot.id == item.parent_lot_id)) == LotStatus.ON_HOLD
+        sa.select(Lot.id).where(Lot.id == item.parent_lot_id, Lot.status == LotStatus.ON_HOLD,
+                                parent_holds_reach_children(Lot.id))) is not None
 
 
 def holds_of(kind: str, item_id: int) -> list[Hold]:

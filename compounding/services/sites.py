@@ -188,6 +188,21 @@ def _enclosing(location: Location) -> list[int]:
 _KIND = {Lot: "lot", Batch: "batch", Vial: "vial"}
 
 
+def _inside(location: Location) -> list[int]:
+    """The places inside a location, at any depth."""
+    rows = db.session.execute(sa.select(Location.id, Location.parent_id).where(
+        Location.site_id == location.site_id)).all()
+    children: dict[int | None, list[int]] = {}
+    for row in rows:
+        children.setdefault(row.parent_id, []).append(row.id)
+    found, todo = [], [location.id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def shown_moment(moment) -> str:
     local = to_clinic(moment)
     return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
@@ -418,12 +433,17 @@ def update_location(actor: User | None, location_id: int, *, name: str, kind: st
     name, low, high = _checked_place(location.site_id, location.id, name, kind, parent_id, min_celsius, max_celsius,
                                      current_parent=location.parent_id)
     per_day = _readings_per_day(readings_per_day, location.readings_per_day)
-    if (low, high) != (location.min_celsius, location.max_celsius):
-        excursion = open_excursion_at(location.id)
+    if (low, high) != (location.min_celsius, location.max_celsius) or parent_id != location.parent_id:
+        # Its range, or the place it keeps the range of, decides what an open excursion holds and refuses.
+        nearby = {*_enclosing(location), *_inside(location)}
+        if parent_id is not None:
+            nearby |= set(_enclosing(get_location(parent_id)))
+        excursion = db.session.scalar(sa.select(Excursion).where(
+            Excursion.location_id.in_(nearby), Excursion.ended_at.is_(None)).order_by(Excursion.id).limit(1))
         if excursion is not None:
-            raise InvalidState(f"{location.label} has an open temperature excursion ({excursion.code}): its range "
-                               "stays as it was judged until a reading is back in range.", field="min_celsius",
-                               details={"excursion_id": excursion.id})
+            raise InvalidState(f"{location.label} is in or around a place with an open temperature excursion "
+                               f"({excursion.code}): its range and its place stay as they are until a reading is "
+                               "back in range.", field="min_celsius", details={"excursion_id": excursion.id})
     with audit.change(actor, "location.updated", location, LOCATION_FIELDS, only_if_changed=True):
         location.name, location.kind, location.parent_id = name, kind, parent_id
         location.min_celsius, location.max_celsius = low, high

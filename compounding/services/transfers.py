@@ -17,13 +17,20 @@ from ..extensions import db
 from ..limits import NOTE_MAX, REASON_MAX
 from ..models import Batch, Location, Lot, LotStatus, StatusChange, Transfer, TransferLine, User, Vial, VialStatus
 from ..models.transfer import TransferStatus
-from . import audit, sites
+from . import audit, cold_chain, sites
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
 from .codes import LOT_CODE, next_lot_code, next_transfer_code
 from .errors import InvalidInput, InvalidState, NotFound
-from .history import change_status, ensure_transition, record_created, record_depletion, transition
+from .history import (
+    change_status,
+    ensure_transition,
+    parent_holds_reach_children,
+    record_created,
+    record_depletion,
+    transition,
+)
 from .ledger import move_lot, move_vial
 from .transaction import transactional
 from .transfer_lines import Item, ensure_sendable, lock, lock_items, read_lines
@@ -270,10 +277,13 @@ def _receive_lot(actor: User, transfer: Transfer, line: TransferLine, parent: Lo
     db.session.flush()
     line.child_lot_id = child.id
     record_created(child, actor, at=now, reason=f"received on {transfer.code} from {parent.code}")
-    if parent.status in (LotStatus.ON_HOLD, LotStatus.RECALLED):
+    reaching = db.session.scalar(sa.select(parent_holds_reach_children(sa.literal(parent.id))))
+    if parent.status == LotStatus.RECALLED or (parent.status == LotStatus.ON_HOLD and reaching):
         action = "hold" if parent.status == LotStatus.ON_HOLD else "recall"
         transition(child, action, actor, reason=f"parent lot {parent.code} is {parent.status.replace('_', ' ')}",
                    reference=f"lot {parent.id}", at=now)
+    # In the fridge when an excursion there began, then on the road: it arrives held for that excursion.
+    cold_chain.carry_to_child_lot(actor, parent, child, transfer.dispatched_at, now)
     reference = dict(reference_type="transfer", reference_id=transfer.id, occurred_at=now)
     move_lot(child, "transfer", received, actor, reason="received", note=f"transfer {transfer.code}", **reference)
     if damaged > 0:
