@@ -456,18 +456,22 @@ def test_stock_moved_out_and_back_after_a_late_excursion_is_held(fridge, pharmac
     assert fresh(Lot, lot.id).status == "on_hold"
 
 
-def test_a_hold_that_reaches_child_lots_is_not_undone_by_an_excursions_discard(fridge, pharmacist, make_lot,
-                                                                               make_user):
+def lot_with_child_at_lyon(make_lot, make_user) -> tuple[Lot, Lot]:
+    """A lot of 10 at MAIN, 2 of them sent to a new site LYON and received there: (the lot, its child lot)."""
     from sitekit import add_site
-
-    from compounding.services import holds
     lyon = add_site("LYON")
     mover = make_user("pharmacist", site_codes=["MAIN", "LYON"])
     lot = make_lot(quantity="10")
     transfer = transfers.create_transfer(mover, sites.main_site().id, lyon.id, [{"lot_id": lot.id, "quantity": "2"}])
     transfers.dispatch(mover, transfer.id, scanned_codes=[lot.code])
     transfers.receive(mover, transfer.id)
-    child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
+    return lot, db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
+
+
+def test_a_hold_that_reaches_child_lots_is_not_undone_by_an_excursions_discard(fridge, pharmacist, make_lot,
+                                                                               make_user):
+    from compounding.services import holds
+    lot, child = lot_with_child_at_lyon(make_lot, make_user)
     transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
     db.session.commit()
     stored_since(timedelta(hours=3))
@@ -486,16 +490,8 @@ def test_a_hold_that_reaches_child_lots_is_not_undone_by_an_excursions_discard(f
 
 def test_a_quality_signal_released_while_an_excursion_stays_lets_the_child_lot_go(fridge, pharmacist, make_lot,
                                                                                   make_user):
-    from sitekit import add_site
-
     from compounding.services import holds
-    lyon = add_site("LYON")
-    mover = make_user("pharmacist", site_codes=["MAIN", "LYON"])
-    lot = make_lot(quantity="10")
-    transfer = transfers.create_transfer(mover, sites.main_site().id, lyon.id, [{"lot_id": lot.id, "quantity": "2"}])
-    transfers.dispatch(mover, transfer.id, scanned_codes=[lot.code])
-    transfers.receive(mover, transfer.id)
-    child = db.session.scalar(sa.select(Lot).where(Lot.parent_lot_id == lot.id))
+    lot, child = lot_with_child_at_lyon(make_lot, make_user)
     holds.quality_signal_hold(pharmacist, "lot", lot.id, "nodules")
     transfers.move_within_site(pharmacist, "lot", lot.id, fridge.id)
     db.session.commit()
