@@ -131,7 +131,9 @@ def create_site_command(code, name, timezone, address):
 @click.option("--code", default="", help="Its own code (default: the next LOC number).")
 @click.option("--min-celsius", default=None)
 @click.option("--max-celsius", default=None)
-def create_location_command(site_code, name, kind, parent_code, code, min_celsius, max_celsius):
+@click.option("--readings-per-day", type=int, default=None,
+              help="Temperature readings expected a day where a range is set (default 2).")
+def create_location_command(site_code, name, kind, parent_code, code, min_celsius, max_celsius, readings_per_day):
     """Create a storage location at a site (a room, cabinet, fridge or freezer)."""
     try:
         site = sites.site_by_code(site_code)
@@ -141,7 +143,8 @@ def create_location_command(site_code, name, kind, parent_code, code, min_celsiu
             if parent_id is None:
                 _fail(f"There is no location {parent_code!r}.")
         location = sites.create_location(None, site.id, name, kind, parent_id=parent_id, code=code or None,
-                                         min_celsius=min_celsius, max_celsius=max_celsius)
+                                         min_celsius=min_celsius, max_celsius=max_celsius,
+                                         readings_per_day=readings_per_day)
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"Created location {location.code} ({location.name}, {location.kind}) at site {site.code}.")

@@ -25,10 +25,11 @@ def test_create_site_then_a_fridge_inside_its_main_store(runner):
     store = sites.default_location(lyon.id)
     assert f"Created site LYON (Lyon clinic, Europe/Paris) with default location {store.code}." in output
     exit_code, output = _run(runner, "create-location", "LYON", "Fridge 1", "--kind", "fridge",
-                             "--parent", store.code, "--min-celsius", "2", "--max-celsius", "8")
+                             "--parent", store.code, "--min-celsius", "2", "--max-celsius", "8",
+                             "--readings-per-day", "3")
     assert exit_code == 0, output
     fridge = db.session.scalar(sa.select(Location).where(Location.name == "Fridge 1"))
-    assert (fridge.site_id, fridge.parent_id, fridge.min_celsius) == (lyon.id, store.id, 2)
+    assert (fridge.site_id, fridge.parent_id, fridge.min_celsius, fridge.readings_per_day) == (lyon.id, store.id, 2, 3)
     assert fridge.code in output
 
 
