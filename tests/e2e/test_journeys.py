@@ -29,7 +29,12 @@ def unique(prefix: str) -> str:
 
 
 def accept_next_dialog(page) -> list[str]:
-    """Accept the next confirm() (an e-signature asks first) and remember what it said."""
+    """Accept the next confirm() (an e-signature asks first) and remember what it said.
+
+    The confirm comes from app.js, which runs at the end of the page: wait for the page's load
+    event so a fast click cannot submit the form before the script that asks is there.
+    """
+    page.wait_for_load_state("load")
     seen = []
 
     def accept(dialog):
