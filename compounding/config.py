@@ -88,6 +88,15 @@ def from_environment() -> dict:
         "BACKDATE_HOURS": int(os.environ.get("BACKDATE_HOURS", "72") or 72),
         # A data logger's CSV file over this many bytes is refused (413).
         "READINGS_FILE_MAX_BYTES": int(os.environ.get("READINGS_FILE_MAX_BYTES") or 5 * 1024 * 1024),
+        # Compounding and verifying need valid qualifications (DESIGN 10.6) unless a clinic turns it off.
+        "REQUIRE_QUALIFICATIONS": _bool("REQUIRE_QUALIFICATIONS", True),
+        # Documents: the largest upload, and where the bytes live (a folder, or an S3-compatible bucket).
+        "DOCUMENT_MAX_BYTES": int(os.environ.get("DOCUMENT_MAX_BYTES") or 10 * 1024 * 1024),
+        "FILE_STORE_PATH": os.environ.get("FILE_STORE_PATH") or None,
+        "FILE_STORE_BUCKET": os.environ.get("FILE_STORE_BUCKET") or None,
+        "FILE_STORE_ENDPOINT_URL": os.environ.get("FILE_STORE_ENDPOINT_URL") or None,
+        "FILE_STORE_REGION": os.environ.get("FILE_STORE_REGION") or None,
+        "FILE_STORE_PREFIX": os.environ.get("FILE_STORE_PREFIX") or "",
         # Every container scanned at the bench unless a clinic turns it off.
         "REQUIRE_SCAN_CONFIRMATION": _bool("REQUIRE_SCAN_CONFIRMATION", True),
         # `verify-only` lets a single pharmacist receive-and-release and
@@ -147,6 +156,15 @@ DEFAULTS = {
     "QUALITY_EVENT_RATE_THRESHOLD": 0.05,
     "QUALITY_MIN_EVENTS": 2,
     "REQUIRE_SCAN_CONFIRMATION": True,
+    "REQUIRE_QUALIFICATIONS": True,
+    # A document (PDF, PNG, JPEG) over this many bytes is refused (413).
+    "DOCUMENT_MAX_BYTES": 10 * 1024 * 1024,
+    # None: instance/documents. With a bucket, documents go to S3 (or a compatible server at the endpoint).
+    "FILE_STORE_PATH": None,
+    "FILE_STORE_BUCKET": None,
+    "FILE_STORE_ENDPOINT_URL": None,
+    "FILE_STORE_REGION": None,
+    "FILE_STORE_PREFIX": "",
     "SECOND_PERSON_RULES": "all",
     # Failed attempts to record for a patient before a recall may call them unreachable.
     "RECALL_MIN_ATTEMPTS": 2,

@@ -11,6 +11,7 @@ from .extensions import db
 from .models import (
     Batch,
     BatchStatus,
+    Equipment,
     Formula,
     FormulaStatus,
     Hold,
@@ -18,6 +19,7 @@ from .models import (
     Location,
     Lot,
     Patient,
+    Qualification,
     Recall,
     SessionUse,
     Site,
@@ -29,9 +31,12 @@ from .models import (
 from .services import (
     batches,
     cold_chain,
+    documents,
+    equipment,
     formulas,
     ingredients,
     inventory,
+    qualifications,
     recalls,
     sites,
     transfers,
@@ -99,6 +104,87 @@ DEMO_LOTS = [
 ]
 
 
+# A lot released before its certificate arrived, and why (the lot page and the audit workbook say so).
+DEMO_LOTS_WITHOUT_COA = {"NS-210877": "Certificate requested from B. Braun; released on the supplier's "
+                                      "release note, a sealed pharmacopoeial saline"}
+
+
+def certificate_pdf(lot: Lot, name: str, supplier: str, number: str) -> bytes:
+    """A one-page certificate of analysis as a supplier would send it (drawn here, saved as PDF)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    page = Image.new("RGB", (595, 842), "white")
+    draw = ImageDraw.Draw(page)
+    lines = [f"{supplier}", "CERTIFICATE OF ANALYSIS", "", f"Product: {name}", f"Batch / lot: {number}",
+             f"Expiry: {lot.expires_on.isoformat()}", "Appearance: conforms", "Assay: 99.1 % (98.0 - 102.0 %)",
+             "Sterility: conforms (USP <71>)", "Bacterial endotoxins: < 0.5 EU/mL (USP <85>)", "",
+             "Released by Quality Assurance (demo document)"]
+    for row, text in enumerate(lines):
+        draw.text((60, 80 + row * 28), text, fill="black")
+    out = io.BytesIO()
+    page.save(out, "PDF", resolution=72)
+    return out.getvalue()
+
+
+# Valid qualifications of the demo's compounding staff: every kind passed this many days ago (the
+# technician's media fill long enough ago to show as due on the dashboard).
+DEMO_QUALIFIED = {"pharmacist": 40, "pharmacist2": 55, "technician": 60}
+DEMO_MEDIA_FILL_DUE = {"technician": 165}
+
+
+def _seed_qualifications() -> Iterator[str]:
+    admin = _user("admin")
+    for username, days in DEMO_QUALIFIED.items():
+        person = _user(username)
+        if db.session.scalar(sa.select(Qualification.id).where(Qualification.user_id == person.id).limit(1)):
+            continue
+        today = clinic_today()
+        for kind in qualifications.required_kinds():
+            back = DEMO_MEDIA_FILL_DUE.get(username, days) if kind.code == "media_fill" else days
+            for step in range(kind.initial_passes, 0, -1):
+                qualifications.record_qualification(
+                    admin, user_id=person.id, kind=kind.code, passed_on=today - timedelta(days=back + step - 1),
+                    result="pass", cfu=0 if kind.counts_cfu else None, assessor="Dr Paula Reyes (demo)")
+        standing = qualifications.standings(person.id)
+        yield f"  {username}: " + "; ".join(s.text for s in standing)
+
+
+# code, kind, name, serial, days since calibrated, days until due
+DEMO_EQUIPMENT = [
+    ("BAL-01", "balance", "Analytical balance 0.1 mg", "SN-BA-22017", 60, 120),
+    ("HOOD-01", "hood", "Laminar-flow hood ISO 5", "SN-LF-9931", 30, 150),
+    ("PIP-01", "pipette", "Pipette 100-1000 µL", "SN-PI-4410", 90, 20),
+    ("THERM-01", "thermometer", "Min/max thermometer Fridge A", "SN-TH-0077", 150, 45),
+    ("BAL-02", "balance", "Precision balance 10 mg (awaiting service)", "SN-BA-18001", 368, -3),
+]
+# What the demo batches are made with.
+DEMO_BENCH_EQUIPMENT = ("BAL-01", "HOOD-01")
+
+
+def _seed_equipment() -> Iterator[str]:
+    pharmacist = _user("pharmacist")
+    today = clinic_today()
+    for code, kind, name, serial, calibrated, due in DEMO_EQUIPMENT:
+        if db.session.scalar(sa.select(Equipment.id).where(Equipment.code == code)):
+            continue
+        item = equipment.create_equipment(pharmacist, code=code, kind=kind, name=name, serial_number=serial,
+                                          due_on=today + timedelta(days=due))
+        equipment.record_calibration(pharmacist, item.id, performed_on=today - timedelta(days=calibrated),
+                                     result="pass", next_due_on=today + timedelta(days=due),
+                                     performed_by="Metrologia Servicios (demo)",
+                                     certificate_number=f"CAL-{code}-{today.year}")
+        state = f"due {item.due_on.isoformat()}" if due >= 0 else f"OVERDUE since {item.due_on.isoformat()}"
+        yield f"  equipment {code:<9} {name} ({state})"
+
+
+def bench_equipment_ids(site_id: int) -> list[int]:
+    """The demo's balance and hood, where the site has them."""
+    return list(db.session.scalars(sa.select(Equipment.id).where(Equipment.code.in_(DEMO_BENCH_EQUIPMENT),
+                                                                 Equipment.site_id == site_id)))
+
+
 def _user(username: str) -> User:
     return db.session.scalar(sa.select(User).where(User.username == username))
 
@@ -116,8 +202,14 @@ def _seed_lots() -> Iterator[str]:
             expires_on=clinic_today() + timedelta(days=days), quantity=Decimal(quantity),
             coa_reference=f"CoA {number}", location="Fridge 1" if days < 365 else "Cabinet A",
             received_at=received_at)
+        if number in DEMO_LOTS_WITHOUT_COA:
+            reason = DEMO_LOTS_WITHOUT_COA[number]
+        else:
+            documents.attach(technician, "lot", lot.id, data=certificate_pdf(lot, name, supplier, number),
+                             filename=f"CoA {number}.pdf", kind="certificate_of_analysis")
+            reason = ""
         if released:
-            inventory.release_lot(pharmacist, lot.id, DEMO_PASSWORD)
+            inventory.release_lot(pharmacist, lot.id, DEMO_PASSWORD, reason=reason)
         yield f"  lot {lot.code} {name} {number} ({'released' if released else 'quarantine'})"
     # One lot that was in date when received and has since expired, still on the shelf.
     if not db.session.scalar(sa.select(Lot.id).where(Lot.supplier_lot_number == "MX-6650")):
@@ -272,7 +364,8 @@ def _compound_scanned(technician: User, formula: Formula, units: int) -> Batch:
     allocations = [{"lot_id": lot_id, "quantity": quantity} for component in batches.propose(formula, units)
                    for lot_id, quantity in component.proposed.items()]
     return batches.compound_batch(technician, formula.id, units, notes="demo batch", allocations=allocations,
-                                  scanned_lot_ids=[row["lot_id"] for row in allocations], require_scan=True)
+                                  scanned_lot_ids=[row["lot_id"] for row in allocations], require_scan=True,
+                                  equipment_ids=bench_equipment_ids(sites.main_site().id))
 
 
 def _seed_batches() -> Iterator[str]:
@@ -450,6 +543,10 @@ def seed_demo(chain: bool = True) -> Iterator[str]:
     """Every part of the demo; `chain=False` leaves out the second site (a one-site clinic's data)."""
     yield "Demo users (change these passwords before real use):"
     yield from _seed_users()
+    yield "Demo qualifications:"
+    yield from _seed_qualifications()
+    yield "Demo equipment:"
+    yield from _seed_equipment()
     yield "Demo ingredients:"
     yield from _seed_ingredients()
     yield "Demo lots:"

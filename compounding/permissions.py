@@ -66,6 +66,14 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "readings.record": frozenset({"pharmacist", "technician", "practitioner"}),
     "readings.import": frozenset({"pharmacist", "technician"}),
     "excursions.decide": frozenset({"pharmacist"}),
+    # Qualified people (USP <797>): who reads and records competency results; admins add kinds.
+    # Everyone reads their own qualifications (a person's page and its evidence).
+    "qualifications.read": frozenset({"admin", "pharmacist", "auditor"}),
+    "qualifications.record": frozenset({"admin", "pharmacist"}),
+    "qualifications.kinds": frozenset({"admin"}),
+    # Equipment at the bench and its calibrations; its certificates are documents.
+    "equipment.read": EVERYONE,
+    "equipment.manage": frozenset({"admin", "pharmacist"}),
 }
 
 

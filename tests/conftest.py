@@ -9,12 +9,14 @@ from testkit import (
     base_config,
     bearer,
     empty_postgresql_database,
+    qualify,
     reset_database,
     sign_in,
 )
 
 from compounding import create_app
 from compounding.extensions import db
+from compounding.permissions import role_can
 from compounding.services import users
 
 
@@ -49,9 +51,11 @@ def make_user(app):
     counter = {"n": 0}
 
     def make(role: str = "pharmacist", **overrides):
+        """An account; one who compounds or verifies is qualified (every required kind) unless `qualified=False`."""
         counter["n"] += 1
         username = overrides.pop("username", f"{role}{counter['n']}")
-        return users.create_user(
+        qualified = overrides.pop("qualified", True)
+        user = users.create_user(
             None,
             username=username,
             display_name=overrides.pop("display_name", f"{role.title()} {counter['n']}"),
@@ -59,6 +63,9 @@ def make_user(app):
             password=overrides.pop("password", PASSWORD),
             **overrides,
         )
+        if qualified and (role_can(role, "batches.compound") or role_can(role, "batches.verify")):
+            qualify(user)
+        return user
 
     return make
 
@@ -144,7 +151,8 @@ def make_lot(app, make_user, make_ingredient):
             **overrides,
         )
         if release:
-            inventory.release_lot(staff["pharmacist"], lot.id, PASSWORD)
+            inventory.release_lot(staff["pharmacist"], lot.id, PASSWORD,
+                                  reason="Certificate on file at the supplier's portal")
         return lot
 
     return make

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from compounding.extensions import db
 from compounding.models.audit import POSTGRESQL_GUARDS
+from compounding.models.people import insert_builtin_kinds
 from compounding.models.site import insert_main_site
 from compounding.services.passwords import DEMO_PASSWORD
 
@@ -180,6 +181,7 @@ def reset_database(app) -> None:
                 connection.exec_driver_sql(statement)
             # A new database starts with site MAIN (models/site.py); TRUNCATE took it away.
             insert_main_site(connection, app.config["CLINIC_TIMEZONE"])
+            insert_builtin_kinds(connection)
 
 
 def drop_audit_guards() -> None:
@@ -405,3 +407,27 @@ def run_at_once(target, arguments, timeout: float = 60) -> None:
     for thread in threads:
         thread.join(timeout)
     assert not any(thread.is_alive() for thread in threads), "a concurrent request did not finish"
+
+
+def qualify(user, *, passed_days_ago: int = 80, kinds=None) -> None:
+    """Give `user` a valid pass of every required qualification kind, written directly (test set-up, no audit).
+
+    Passed `passed_days_ago` days ago, valid for the kind's interval from then (gloved fingertip:
+    its initial series of three passes at zero CFU, a day apart).
+    """
+    from datetime import date, timedelta
+
+    from compounding.models import Qualification, QualificationKind
+    from compounding.services.qualifications import add_months
+
+    day = date.today() - timedelta(days=passed_days_ago)
+    query = sa.select(QualificationKind).where(QualificationKind.active, QualificationKind.required)
+    if kinds is not None:
+        query = query.where(QualificationKind.code.in_(kinds))
+    for kind in db.session.scalars(query):
+        for step in range(kind.initial_passes, 0, -1):
+            passed = day - timedelta(days=step - 1)
+            db.session.add(Qualification(user_id=user.id, kind_id=kind.id, passed_on=passed, result="pass",
+                                         cfu=0 if kind.counts_cfu else None,
+                                         valid_until=add_months(passed, kind.valid_months)))
+    db.session.commit()

@@ -6,6 +6,8 @@ from .auth_failure import AuthFailure
 from .batch import BATCH_TRANSITIONS, Batch, BatchComponent, BatchStatus, BatchTest
 from .cold_chain import Excursion, ExcursionItem, ReadingImport, StockMove, TemperatureReading
 from .counter import CodeCounter
+from .document import Document
+from .equipment import BatchEquipment, Calibration, Equipment
 from .exposure import ExposureCount
 from .formula import FORMULA_TRANSITIONS, Formula, FormulaComponent, FormulaStatus
 from .history import StatusChange
@@ -15,6 +17,7 @@ from .ingredient import Ingredient, IngredientGtin
 from .ledger import StockMovement
 from .lot import LOT_TRANSITIONS, Lot, LotStatus
 from .patient import Patient
+from .people import Qualification, QualificationKind
 from .recall import RECALL_TRANSITIONS, Recall, RecallContact, RecallStatus
 from .site import MAIN_SITE, Location, Site, UserSite
 from .transfer import TRANSFER_TRANSITIONS, Transfer, TransferLine, TransferStatus
@@ -38,6 +41,12 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "AuthFailure",
+    "BatchEquipment",
+    "Calibration",
+    "Document",
+    "Equipment",
+    "Qualification",
+    "QualificationKind",
     "Batch",
     "BatchComponent",
     "BatchTest",

@@ -92,6 +92,8 @@ class Lot(db.Model):
     status_reason: Mapped[str] = mapped_column(sa.Text, default="")
     released_at: Mapped[datetime | None]
     released_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    # Why it was released with no certificate of analysis attached (empty when one was).
+    released_without_coa_reason: Mapped[str] = mapped_column(sa.Text, default="")
     # Where it is: a location, and that location's site (a pair the database keeps consistent).
     location_id: Mapped[int] = mapped_column(default=main_location_id())
     site_id: Mapped[int] = mapped_column(sa.ForeignKey("sites.id"), default=main_site_id())

@@ -25,6 +25,7 @@ from .bud import BUD_TABLE_VERSION, beyond_use_at, bud_duration
 from .clock import utcnow
 from .codes import next_batch_code
 from .duties import ensure_second_person
+from .equipment import checked_for_batch, record_for_batch
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .fefo import Candidate, allocate, fefo_order
 from .formulas import ensure_balanced, evidence_refusals
@@ -46,6 +47,7 @@ from .preparation import (
     tests_outstanding,
     tests_owed,
 )
+from .qualifications import ensure_qualified
 from .signatures import sign
 from .sites import ensure_item_at_site, place, resolve_location
 from .transaction import transactional
@@ -283,7 +285,8 @@ def _kept_dark(formula: Formula) -> bool:
 def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dict] | None = None,
                    deviation_note: str = "", notes: str = "", scanned_lot_ids=(),
                    require_scan: bool = False, compounded_at: datetime | None = None,
-                   preparation_started_at: datetime | None = None, location_id: int | None = None) -> Batch:
+                   preparation_started_at: datetime | None = None, location_id: int | None = None,
+                   equipment_ids=None) -> Batch:
     """Make a batch: consume the lots (ledger rows), copy them onto the record, compute the BUD, `prepared`,
     and make its N sealed vials `<code>-NN`.
 
@@ -297,6 +300,8 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     notes = checked_text(notes, "notes", NOTES_MAX)
     compounded_at = compounded_at or utcnow()
     started_at = checked_preparation_start(preparation_started_at, compounded_at)
+    ensure_qualified(actor, "compound", at=compounded_at, category=formula.bud_category)
+    used = checked_for_batch(equipment_ids, store.site_id, compounded_at)
     ensure_balanced(formula)
     ensure_immediate_use_limits(formula, units)
     _ensure_evidence_today(formula)
@@ -324,7 +329,9 @@ def compound_batch(actor: User, formula_id: int, units, *, allocations: list[dic
     move_batch(batch, "receive", total_volume, actor, reference_type="batch", reference_id=batch.id,
                note=f"{units} × {formula.unit_volume_ml.normalize():f} mL compounded")
     vials = create_vials(actor, batch, formula, compounded_at)
+    record_for_batch(batch, used)
     audit.record(actor, "batch.compounded", "batch", batch.id, new={
+        "equipment": [{"code": e.code, "kind": e.kind, "due_on": e.due_on} for e in used],
         "code": batch.code, "formula": formula.label, "units": units, "total_volume_ml": total_volume,
         "preparation_started_at": started_at, "beyond_use_at": bud, "bud_table": BUD_TABLE_VERSION,
         "required_tests": batch.required_tests, "deviations": batch.deviations, "location": store.code,
@@ -358,6 +365,8 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     ensure_transition(batch, "verify")
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
+    ensure_qualified(actor, "verify", category=db.session.scalar(
+        sa.select(Formula.bud_category).where(Formula.id == batch.formula_id)))
     sign(actor, password, "verified", "batch", batch.id)
     if tests_outstanding(batch):
         signed_into_use(actor, batch, "await_tests", "batch.awaiting_tests", BATCH_FIELDS, stamp="verified")

@@ -40,6 +40,18 @@ class InvalidState(DomainError):
     status_code = 409
 
 
+class TooLarge(DomainError):
+    """An upload over its limit (413)."""
+
+    status_code = 413
+
+
+class Unavailable(DomainError):
+    """A part the request needs (the file store) did not answer: nothing changed, try again (503)."""
+
+    status_code = 503
+
+
 class InsufficientStock(DomainError):
     status_code = 409
 

@@ -15,6 +15,7 @@ from . import audit
 from .access import ensure_can
 from .bounds import checked_text, day_in_range
 from .clock import utcnow
+from .documents import has_certificate
 from .duties import ensure_second_person
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotAllowed, NotFound
 from .expiry import EXPIRY_RANGE_MESSAGE, expired_clause, is_expired
@@ -215,20 +216,29 @@ def receive_lot(actor: User, *, ingredient_id: int, supplier: str, supplier_lot_
 
 
 @transactional
-def release_lot(actor: User, lot_id: int, password: str) -> Lot:
+def release_lot(actor: User, lot_id: int, password: str, reason: str = "") -> Lot:
     """A pharmacist releases a quarantined, unexpired lot with an e-signature.
 
-    Not the person who received it, unless SECOND_PERSON_RULES=verify-only.
+    Not the person who received it, unless SECOND_PERSON_RULES=verify-only. Without a
+    certificate of analysis attached (to the lot or the lot it was split from), only with
+    `reason`, kept on the lot and in the audit row.
     """
     ensure_can(actor, "lots.release", "release lots")
+    reason = checked_text(reason, "reason", REASON_MAX)
     lot = get_lot(lot_id, for_update=True)
     ensure_item_at_site(actor, lot, "release lots")
     ensure_transition(lot, "release")
     if lot.is_expired():
         raise InvalidState(f"{lot.code} expired on {lot.expires_on}; an expired lot cannot be released.")
     ensure_second_person(actor, lot.received_by_id, f"You received {lot.code}: a second person must release it.")
+    certified = has_certificate(lot)
+    if not certified and not reason:
+        raise InvalidInput(f"{lot.code} has no certificate of analysis attached: attach it, or give the reason "
+                           "it is released without one.", field="reason")
     sign(actor, password, "released", "lot", lot.id)
-    signed_into_use(actor, lot, "release", "lot.released", LOT_FIELDS, stamp="released")
+    lot.released_without_coa_reason = "" if certified else reason
+    signed_into_use(actor, lot, "release", "lot.released", LOT_FIELDS + ("released_without_coa_reason",),
+                    stamp="released")
     return lot
 
 
