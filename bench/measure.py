@@ -24,7 +24,7 @@ from compounding.services import batches, recalls, scan, signals, trace, users, 
 from compounding.services.clock import utcnow
 from compounding.services.transaction import transaction
 
-from . import cold_chain
+from . import cold_chain, people
 from .app import make_app
 
 PER_PAGE = 50
@@ -360,6 +360,10 @@ def main() -> None:
     results["cold_chain"] = {
         "report": cold_chain.month_report_figures(client, app, 5 if quick else 20, timed, percentiles, _get),
         "logger_import": cold_chain.import_figures(app, 2 if quick else 5, percentiles)}
+    results["people"] = {
+        "gate": people.gate_figures(app, 5 if quick else 20, percentiles),
+        "pages": people.page_figures(client, app, 5 if quick else 20, timed, percentiles, _get),
+        "documents": people.document_figures(app, 2 if quick else 5, percentiles)}
     results.update(token=fx["token"], codes=fx["codes"], batch_codes=fx["batch_codes"])
     print(json.dumps(results, default=str))
 

@@ -45,6 +45,7 @@ def _rows(r: dict) -> list[tuple[str, str, str, float | None, float]]:
                          f"{export['p50']} ms, peak Python memory {export['peak_traced_mb']} MB", None, 1))
     rows += _vial_rows(m)
     rows += _cold_chain_rows(m)
+    rows += _people_rows(m)
     dashboard = m["dashboard"]
     rows.append(("Pharmacist dashboard `/` p50", "< 100 ms", f"{dashboard['p50']} ms (p99 {dashboard['p99']})",
                  dashboard["p50"] / 100, 1))
@@ -171,6 +172,48 @@ def _cold_chain_rows(m: dict) -> list[tuple]:
                      f"{logger['imported']:,} kept; rolled back)", "< 2 s",
                      f"{logger['import']['p50']} ms (p99 {logger['import']['p99']})",
                      logger["import"]["p50"] / 2000, 1))
+    return rows
+
+
+def _people_rows(m: dict) -> list[tuple]:
+    """The bench gate (qualifications and equipment), the team and equipment pages, documents."""
+    people = m.get("people")
+    if not people:
+        return []
+    rows = []
+    gate = people.get("gate") or {}
+    if gate.get("skipped"):
+        rows.append((f"Compounding gate: not measured ({gate['skipped']})", "≤ 1.10×", "—", None, 1))
+    elif gate:
+        rows.append(("`compound_batch` with qualifications and equipment checked, vs without, p50 (1 unit, "
+                     f"{gate['statements']['gated']} vs {gate['statements']['plain']} statements)", "≤ 1.10×",
+                     f"{gate['gated']['p50']} vs {gate['plain']['p50']} ms", gate["ratio"], 1.10))
+    pages = people.get("pages") or {}
+    for key, label in (("team_page", f"Team page `/people` p50 ({pages.get('people', 0):,} people who compound)"),
+                       ("team_due_page", "Team page, due within 30 days, p50"),
+                       ("equipment_page", f"Equipment list `/equipment` p50 ({pages.get('equipment_items', 0):,} "
+                                          "items)")):
+        figure = pages.get(key) or {}
+        if figure.get("skipped"):
+            rows.append((f"{label}: not measured ({figure['skipped']})", "< 300 ms", "—", None, 1))
+        elif figure:
+            rows.append((label, "< 300 ms", f"{figure['p50']} ms (p99 {figure['p99']})", figure["p50"] / 300, 1))
+    docs = people.get("documents") or {}
+    if docs.get("skipped"):
+        rows.append((f"Documents: not measured ({docs['skipped']})", "", "—", None, 1))
+    for key, label, limit in (("pdf", "PDF", 3.0), ("jpeg", "12-megapixel JPEG (saved again without metadata)", None)):
+        figure = docs.get(key)
+        if not figure:
+            continue
+        size = docs[f"{key}_bytes"] / 1024 / 1024
+        total = figure["attach"]["p50"] + figure["read"]["p50"]
+        if limit:
+            rows.append((f"Document attach + read back, {label} {size:.1f} MB, vs the same bytes as a plain file",
+                         f"≤ {limit:g}×", f"{figure['attach']['p50']} + {figure['read']['p50']} ms vs "
+                         f"{figure['plain_file']['p50']} ms", figure["ratio"], limit))
+        else:
+            rows.append((f"Document attach + read back, {label} {size:.1f} MB", "< 2 s",
+                         f"{figure['attach']['p50']} + {figure['read']['p50']} ms", total / 2000, 1))
     return rows
 
 

@@ -4,6 +4,7 @@
 import flask
 import pytest
 from testkit import (
+    NO_COA,
     PASSWORD,
     TEST_DATABASE_URL,
     base_config,
@@ -151,8 +152,7 @@ def make_lot(app, make_user, make_ingredient):
             **overrides,
         )
         if release:
-            inventory.release_lot(staff["pharmacist"], lot.id, PASSWORD,
-                                  reason="Certificate on file at the supplier's portal")
+            inventory.release_lot(staff["pharmacist"], lot.id, PASSWORD, reason=NO_COA)
         return lot
 
     return make

@@ -13,6 +13,7 @@ from compounding.models import (
     Batch,
     BatchComponent,
     CodeCounter,
+    Equipment,
     Formula,
     Ingredient,
     Location,
@@ -110,7 +111,8 @@ def test_seed_scale_codes_are_unique_and_later_receipts_and_batches_take_the_nex
     assert lot.code == f"L{int(highest[1:]) + 1:06d}"
     codes = set(db.session.scalars(sa.select(Batch.code)))
     formula = db.session.scalar(sa.select(Formula).where(Formula.code == "SCALE-HAIR", Formula.status == "approved"))
-    batch = batches.compound_batch(technician, formula.id, 1)
+    bench = db.session.scalars(sa.select(Equipment.id).where(Equipment.code.in_(("BAL-MAIN", "HOOD-MAIN")))).all()
+    batch = batches.compound_batch(technician, formula.id, 1, equipment_ids=list(bench))
     assert batch.code not in codes
 
 

@@ -29,6 +29,8 @@ TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://")
 
 
 PASSWORD = "correct-horse-battery"
+# The reason a test lot is released with no certificate of analysis attached.
+NO_COA = "Certificate requested from the supplier"
 AUDIT_KEY = "test-audit-key"
 # Each app gets its own checkpoint file: a checkpoint of one test's trail must not judge the next.
 _CHECKPOINTS = tempfile.TemporaryDirectory(prefix="audit-checkpoints-")

@@ -27,6 +27,7 @@ from ..services.bud import BUD_TABLE_VERSION
 from ..services.clock import clinic_zone, utcnow
 from ..services.codes import vial_code
 from .codes import Start, move_counters, new_batch_codes
+from .people import write_people
 from .plan import Plan
 from .readings import write_readings
 from .spec import (
@@ -43,6 +44,9 @@ from .spec import (
     moment,
 )
 from .writer import Writer, reserve_ids
+
+# Why a synthetic lot was released without a certificate file (it names one by reference only).
+SCALE_NO_COA_REASON = "Synthetic data set: certificate held by reference"
 
 
 class AuditLog:
@@ -87,10 +91,13 @@ def write_all(writer: Writer, plan: Plan, start: Start, log: AuditLog, chain) ->
     rows.adverse_events()
     # Their own generator: the fridges' readings leave every other draw as it was.
     readings = write_readings(writer, chain.fridge, rows.now, plan.size.seed, log)
+    people = write_people(writer, rows.now, log)
     trace = rows.audit_events()
     move_counters(writer.connection, start, rows.lot_codes)
     summary = Summary(counts=writer.counts, trace_lot=trace)
     summary.counts.setdefault("excursions", readings.get("excursions", 0))
+    for key, value in people.items():
+        summary.counts.setdefault(key, value)
     return summary
 
 
@@ -186,6 +193,8 @@ class _Rows:
                        "remaining": dec(plan.l_remaining[i], 3), "coa_reference": f"CoA {number}",
                        "location": "Store " + "ABCD"[i % 4], "status": str(plan.l_status[i]), "status_reason": "",
                        "released_at": moment(received + HOUR), "released_by_id": pharmacist1[0],
+                       # Synthetic lots carry a certificate reference, no certificate file.
+                       "released_without_coa_reason": SCALE_NO_COA_REASON,
                        "location_id": l_location[i], "site_id": l_site_id[i]}
                 log.add(received, receiver, "lot.received", "lot", lot_id0 + i, new={
                     "code": lot_codes[i], "ingredient": self.ingredient_names[ingredient_id],
@@ -194,7 +203,9 @@ class _Rows:
                     "location": "Store " + "ABCD"[i % 4], "status": "quarantine"})
                 snapshot = {"remaining": quantity, "status_reason": ""}
                 log.add(received + HOUR, pharmacist1, "lot.released", "lot", lot_id0 + i,
-                        old={"status": "quarantine", **snapshot}, new={"status": "released", **snapshot})
+                        old={"status": "quarantine", "released_without_coa_reason": "", **snapshot},
+                        new={"status": "released", "released_without_coa_reason": SCALE_NO_COA_REASON,
+                             **snapshot})
 
         self.writer.insert(Lot.__table__, lot_rows())
 

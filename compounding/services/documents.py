@@ -110,9 +110,8 @@ def prepare(data: bytes, filename: str | None) -> Prepared:
     if actual == "application/pdf":
         if b"%%EOF" not in data[-2048:]:
             raise InvalidInput(f"{name} is not a complete PDF (it has no end-of-file marker).", field="file")
-        stored = data
-    else:
-        stored = _without_metadata(data, actual, name)
+        return Prepared(filename=name, content_type=actual, data=data, sha256=received, received_sha256=received)
+    stored = _without_metadata(data, actual, name)
     return Prepared(filename=name, content_type=actual, data=stored, sha256=storage.sha256_of(stored),
                     received_sha256=received)
 
