@@ -85,6 +85,15 @@ def test_the_chart_key_migration_folds_existing_chart_numbers_and_names(empty_da
     assert [tuple(row) for row in keys] == [("ch-2001", "ana nunez"), ("ch-2002", "")]
 
 
+def _set_aside_people_records() -> None:
+    """What an operator exports before going back past qualifications, equipment and documents (the downgrade
+    of c8e0a2f00001 refuses while they hold rows): removed here, the tests' own set-up."""
+    for table in ("documents", "batch_equipment", "calibrations", "equipment", "qualifications"):
+        db.session.execute(sa.text(f"DELETE FROM {table}"))
+    db.session.execute(sa.text("UPDATE lots SET released_without_coa_reason = ''"))
+    db.session.commit()
+
+
 def _demo_with_its_tests_recorded():
     """The demo data, its batch awaiting a sterility result given a pass (the old schemas know no such wait)."""
     from compounding.demo import seed_demo
@@ -95,10 +104,12 @@ def _demo_with_its_tests_recorded():
 
     for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
         pass
+
     pharmacist = db.session.scalar(sa.select(User).where(User.username == "pharmacist"))
     for batch_id in db.session.scalars(sa.select(Batch.id).where(Batch.status == "awaiting_tests")).all():
         record_test_result(pharmacist, batch_id, kind="sterility", result="pass", method="rapid", lab="Demo Lab",
                            sampled_on=clinic_today(), password=DEMO_PASSWORD)
+    _set_aside_people_records()
 
 
 def test_the_upgrade_rebuilds_a_status_history_for_existing_lots_batches_and_recalls(empty_database_url):
@@ -250,6 +261,7 @@ def test_the_downgrade_stops_while_a_batch_awaits_its_test_results(empty_databas
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
+        _set_aside_people_records()
         waiting = db.session.scalar(sa.select(Batch.code).where(Batch.status == "awaiting_tests"))
         db.session.remove()
         with pytest.raises(SystemExit):  # Flask-Migrate logs the migration's error naming the batch, then exits
@@ -269,6 +281,7 @@ def test_the_upgrade_makes_an_unverified_batch_of_a_tested_category_owe_its_test
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
+        _set_aside_people_records()
         prepared = db.session.scalar(sa.select(Batch).where(Batch.status == "prepared"))
         prepared_id = prepared.id
         db.session.get(Formula, prepared.formula_id).bud_category = "category_3_aseptic_tested"
@@ -294,6 +307,7 @@ def test_the_upgrade_gives_existing_batches_legacy_vials_for_the_volume_they_hav
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
+        _set_aside_people_records()
         db.session.remove()
         # Back to pooled batches, then forward: every batch is now one "made before vials".
         flask_migrate.downgrade(directory=migrate.directory, revision="d4c0b1a00001")
@@ -335,6 +349,7 @@ def test_the_downgrade_stops_while_a_vial_is_held_on_its_own(empty_database_url)
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo(chain=False):  # a downgrade past sites refuses a chain
             pass
+        _set_aside_people_records()
         held = db.session.scalar(sa.select(Hold).where(Hold.entity_type == "vial", Hold.released_at.is_(None)))
         batch_holds = db.session.scalars(sa.select(Hold).where(Hold.entity_type == "batch",
                                                                Hold.released_at.is_(None))).all()
@@ -383,6 +398,7 @@ def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a
         flask_migrate.upgrade(directory=migrate.directory)
         for _ in seed_demo(chain=False):
             pass
+        _set_aside_people_records()
         db.session.remove()
         flask_migrate.downgrade(directory=migrate.directory, revision="e5d0a1b00001")
         db.session.remove()
@@ -397,10 +413,18 @@ def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a
         for _ in seed_demo():  # now a chain: LYON and a transfer on the road, its fridges' readings
             pass
         db.session.remove()
+        with pytest.raises(SystemExit):  # qualifications, equipment and documents are kept first
+            flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
+        db.session.remove()
+        assert current_revision() == _head_revision()
+        _set_aside_people_records()
+        db.session.remove()
         with pytest.raises(SystemExit):  # the cold chain's downgrade keeps the readings
             flask_migrate.downgrade(directory=migrate.directory, revision="f6a0c1d00002")
         db.session.remove()
-        assert current_revision() == _head_revision()
+        # PostgreSQL rolls the whole downgrade back; SQLite's DDL committed the step before the cold chain's.
+        sqlite = db.engine.dialect.name == "sqlite"
+        assert current_revision() == ("a7c0d1e00001" if sqlite else _head_revision())
         db.session.execute(sa.delete(TemperatureReading))
         db.session.commit()
         db.session.remove()
@@ -411,3 +435,37 @@ def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a
         db.session.remove()
         assert current_revision() == "f6a0c1d00001"
         assert db.session.scalar(sa.select(Site.id).where(Site.code == "LYON"))
+
+
+def test_the_people_migration_writes_the_usp_kinds_and_its_downgrade_keeps_a_released_lots_reason(
+        empty_database_url):
+    from compounding.demo import seed_demo
+
+    with app_on(empty_database_url):
+        flask_migrate.upgrade(directory=migrate.directory)
+        kinds = db.session.execute(sa.text(
+            "SELECT code, initial_passes, counts_cfu FROM qualification_kinds ORDER BY id")).all()
+        assert [tuple(k) for k in kinds] == [("hand_hygiene_garbing", 1, False), ("gloved_fingertip", 3, True),
+                                             ("media_fill", 1, False)]
+        for _ in seed_demo(chain=False):
+            pass
+        db.session.remove()
+        with pytest.raises(SystemExit):  # qualifications, equipment and documents hold rows
+            flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
+        db.session.remove()
+        for table in ("documents", "batch_equipment", "calibrations", "equipment", "qualifications"):
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+        db.session.commit()
+        db.session.remove()
+        with pytest.raises(SystemExit):  # the demo's saline lot was released without a certificate, for a reason
+            flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
+        db.session.remove()
+        assert current_revision() == _head_revision()
+        db.session.execute(sa.text("UPDATE lots SET released_without_coa_reason = ''"))
+        db.session.commit()
+        db.session.remove()
+        flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
+        db.session.remove()
+        assert current_revision() == "a7c0d1e00001"
+        flask_migrate.upgrade(directory=migrate.directory)
+        assert db.session.scalar(sa.text("SELECT count(*) FROM qualification_kinds")) == 3

@@ -36,6 +36,14 @@ branch_labels = None
 depends_on = None
 
 
+def _sqlite_foreign_keys(on: bool) -> None:
+    """SQLite rebuilds `lots` to drop a column, which its children's foreign keys would refuse. PRAGMA
+    foreign_keys cannot change inside a transaction: it is switched between two."""
+    if op.get_bind().dialect.name == 'sqlite':
+        with op.get_context().autocommit_block():
+            op.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+
 def upgrade():
     op.create_table('documents',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -173,8 +181,10 @@ def upgrade():
     with op.batch_alter_table('batch_equipment', schema=None) as batch_op:
         batch_op.create_index('ix_batch_equipment_equipment', ['equipment_id'], unique=False)
 
+    _sqlite_foreign_keys(False)
     with op.batch_alter_table('lots', schema=None) as batch_op:
         batch_op.add_column(sa.Column('released_without_coa_reason', sa.Text(), server_default='', nullable=False))
+    _sqlite_foreign_keys(True)
 
     kinds = sa.table('qualification_kinds', sa.column('code', sa.String), sa.column('name', sa.String),
                      sa.column('valid_months', sa.Integer), sa.column('category3_months', sa.Integer),
@@ -197,8 +207,10 @@ def downgrade():
     if bind.execute(sa.text("SELECT 1 FROM lots WHERE released_without_coa_reason <> '' LIMIT 1")).first():
         raise RuntimeError('Lots were released without a certificate of analysis for a recorded reason: '
                            'downgrading would lose the reasons.')
+    _sqlite_foreign_keys(False)
     with op.batch_alter_table('lots', schema=None) as batch_op:
         batch_op.drop_column('released_without_coa_reason')
+    _sqlite_foreign_keys(True)
 
     with op.batch_alter_table('batch_equipment', schema=None) as batch_op:
         batch_op.drop_index('ix_batch_equipment_equipment')
