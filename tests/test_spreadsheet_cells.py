@@ -100,3 +100,38 @@ def test_a_phone_number_in_the_recall_workbook_shows_without_an_apostrophe(make_
                               opened_by="Pharmacist")
     patient = _patients_sheet(out.getvalue(), tmp_path)
     assert patient["Phone"] == "+44 7700 900123"
+
+
+def test_libreoffice_opens_the_audit_workbook_s_evidence_sheets_as_typed(app, tmp_path, make_user, make_lot):
+    from datetime import timedelta
+
+    from documentkit import pdf
+
+    from compounding.services import documents, equipment, qualifications
+    from compounding.services.clock import clinic_today
+
+    app.config["FILE_STORE_PATH"] = str(tmp_path / "store")
+    pharmacist = make_user("pharmacist")
+    today = clinic_today()
+    person = make_user("technician", username="tessa", qualified=False)
+    qualifications.record_qualification(pharmacist, user_id=person.id, kind="media_fill", passed_on=today,
+                                        result="pass", assessor="=1+1")
+    equipment.create_equipment(pharmacist, code="BAL-01", kind="balance", serial_number="007", due_on=today)
+    document = documents.attach(pharmacist, "lot", make_lot(release=False).id, data=pdf("CoA"), filename="-1.pdf")
+    out = io.BytesIO()
+    workbooks.audit_workbook(out, today - timedelta(days=1), today, generated_by="Auditor", clinic_name="Clinic")
+    data = out.getvalue()
+    names = load_workbook(io.BytesIO(data), read_only=True).sheetnames
+
+    def shown(sheet: str) -> dict[str, str]:
+        folder = tmp_path / sheet
+        folder.mkdir()
+        rows = shown_by_libreoffice(data, folder, sheet=names.index(sheet) + 1)
+        return dict(zip(rows[0], rows[1], strict=True))
+
+    qualification = shown("Qualifications")
+    assert qualification["Assessor"] == "=1+1" and qualification["Performed on"] == today.isoformat()
+    assert qualification["Valid until"] == qualifications.add_months(today, 6).isoformat()
+    listed = shown("Documents")
+    assert listed["SHA-256"] == document.sha256 and listed["File name"] == "-1.pdf"
+    assert listed["Size (bytes)"] == str(document.size)

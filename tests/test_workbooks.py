@@ -22,7 +22,8 @@ DANGEROUS = ["=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1"]
 NUMBER_LIKE = ["007", "1E5"]
 MARKUP = "<script>alert(1)</script>"
 AUDIT_SHEET_NAMES = ["Cover", "Lots", "Batches", "Batch components", "Sessions", "Adverse events", "Recalls",
-                     "Signatures", "Audit trail", "Patient access", "Readings", "Excursions"]
+                     "Signatures", "Audit trail", "Patient access", "Readings", "Excursions",
+                     "Qualifications", "Equipment", "Calibrations", "Documents"]
 
 
 def reopen(data) -> object:

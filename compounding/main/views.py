@@ -1,7 +1,7 @@
 """The dashboard each role lands on, and the health check for load balancers."""
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, current_app, jsonify, render_template, url_for
 from flask_login import current_user
 
 from ..charts import bar_chart
@@ -16,6 +16,7 @@ from ..security import public, requires
 from ..services import cold_chain
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
+from ..services.qualifications import DUE_SOON_DAYS
 from ..services.signals import quality_signals
 from ..site_scope import current_scope
 
@@ -50,6 +51,24 @@ def _charts(scope) -> list[dict]:
     return charts
 
 
+def link_to(endpoint: str, **values) -> str | None:
+    """The URL of a page whose blueprint may not be registered (the person and equipment pages): None without it."""
+    return url_for(endpoint, **values) if endpoint in current_app.view_functions else None
+
+
+def _bench_readiness(context: dict, scope) -> None:
+    """Qualifications and equipment that stop the bench now or soon, for those who act on them."""
+    compounds = current_user.can("batches.compound") or current_user.can("batches.verify")
+    if current_user.can("qualifications.read"):
+        context["people_due"], context["people_due_total"] = figures.qualifications_due(site_ids=scope)
+    if compounds:
+        context["own_due"] = figures.own_qualifications_due(current_user)
+    if compounds or current_user.can("equipment.manage"):
+        context["equipment_due"] = figures.equipment_due(site_ids=scope)
+    context.update(due_soon_days=DUE_SOON_DAYS, equipment_due_days=figures.EQUIPMENT_DUE_DAYS, link_to=link_to,
+                   several_sites=scope is None or len(scope) > 1)
+
+
 @bp.route("/")
 @requires("dashboard.view")
 def dashboard():
@@ -80,6 +99,7 @@ def dashboard():
     if current_user.can("readings.record"):  # those who stand by the fridges see what is missed or out
         context["missed_readings"] = cold_chain.missed_readings(scope)
         context["open_excursions"] = figures.open_excursions(site_ids=scope)
+    _bench_readiness(context, scope)
     if "audit" in sections:
         context["recent_events"] = recent_audit_events(10)
     return render_template("main/dashboard.html", **context)

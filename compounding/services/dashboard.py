@@ -1,10 +1,12 @@
-"""Dashboard figures: each a single aggregate statement with a bounded number of rows.
+"""Dashboard figures: each a single aggregate statement with a bounded number of rows (a team's qualifications:
+three, whatever its size).
 
 Each takes `site_ids`, the viewer's scope (None: every site): stock, batches and sessions are
 counted where they are (`site_filters`), so a clinic's dashboard shows the clinic.
 """
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import pairwise
 
@@ -16,6 +18,7 @@ from ..models import (
     AdverseEvent,
     Batch,
     BatchStatus,
+    Equipment,
     Excursion,
     ExcursionItem,
     Formula,
@@ -24,10 +27,15 @@ from ..models import (
     LotStatus,
     Patient,
     SessionUse,
+    Site,
     TreatmentSession,
+    User,
+    UserSite,
 )
 from ..models.treatment import ADVERSE_EVENT_TYPES, SEVERITIES
+from ..permissions import ROLES, role_can
 from .clock import clinic_today, start_of_clinic_day, utcnow
+from .qualifications import Standing, judge, records_of, required_kinds
 from .site_filters import SiteIds, at_sites, batch_at_sites
 
 WEEKS = 13
@@ -178,3 +186,91 @@ def open_excursions(limit: int = 10, *, site_ids: SiteIds):
         .join(Location, Location.id == Excursion.location_id)
         .where(Excursion.decided_at.is_(None), at_sites(Excursion.site_id, site_ids))
         .order_by(Excursion.started_at).limit(limit)).all()
+
+
+# --- people and equipment: what stops the bench soon --------------------------------------------------------
+
+# Whose qualifications the bench needs (compound_batch and verify_batch ask for them).
+QUALIFIED_ROLES = tuple(role for role in ROLES
+                        if role_can(role, "batches.compound") or role_can(role, "batches.verify"))
+EQUIPMENT_DUE_DAYS = 30
+STATE_LABELS = {"due_soon": "due soon", "lapsed": "lapsed", "failed": "failed", "initial": "incomplete",
+                "missing": "never recorded", "valid": "valid"}
+
+
+@dataclass(frozen=True)
+class QualificationDue:
+    """One person's required qualification that is not valid for the next DUE_SOON_DAYS."""
+
+    user_id: int
+    name: str
+    standing: Standing
+
+    @property
+    def tone(self) -> str:
+        """Red for what already stops the bench (lapsed, failed, incomplete, never recorded), amber for due soon."""
+        return "warning" if self.standing.state == "due_soon" else "danger"
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS[self.standing.state]
+
+    @property
+    def state_text(self) -> str:
+        """What the standing says, without the kind's name ("due, valid until 2027-01-31")."""
+        return self.standing.text.removeprefix(f"{self.standing.kind_name}: ")
+
+    @property
+    def day(self) -> date | None:
+        return self.standing.valid_until or self.standing.failed_on
+
+
+def _sorted_due(due: list[QualificationDue]) -> list[QualificationDue]:
+    # What stops the bench first, then the soonest date.
+    return sorted(due, key=lambda d: (d.tone != "danger", d.day or date.min, d.name, d.standing.kind_name))
+
+
+def qualifications_due(today: date | None = None, limit: int = 20, *,
+                       site_ids: SiteIds) -> tuple[list[QualificationDue], int]:
+    """Who compounds or verifies at the sites in scope (members, and chain-wide accounts) and holds a required
+    qualification lapsed, failed, incomplete or never recorded, or due within DUE_SOON_DAYS; the first `limit`
+    and how many there are. Three statements whatever the size of the team."""
+    today = today or clinic_today()
+    kinds = required_kinds()
+    members = sa.exists().where(UserSite.user_id == User.id, at_sites(UserSite.site_id, site_ids))
+    people = db.session.execute(
+        sa.select(User.id, User.display_name)
+        .where(User.active, User.role.in_(QUALIFIED_ROLES),
+               sa.true() if site_ids is None else sa.or_(User.all_sites, members))
+        .order_by(User.display_name)).all() if kinds else []
+    if not people:
+        return [], 0
+    records = records_of([person.id for person in people], [kind.id for kind in kinds])
+    due = [QualificationDue(person.id, person.display_name, standing) for person in people for kind in kinds
+           if (standing := judge(kind, records.get((person.id, kind.id), []), today)).state != "valid"]
+    return _sorted_due(due)[:limit], len(due)
+
+
+def own_qualifications_due(user: User, today: date | None = None) -> list[QualificationDue]:
+    """The viewer's own required qualifications that are not valid for the next DUE_SOON_DAYS (two statements)."""
+    today = today or clinic_today()
+    kinds = required_kinds()
+    records = records_of([user.id], [kind.id for kind in kinds]) if kinds else {}
+    due = [QualificationDue(user.id, user.display_name, standing) for kind in kinds
+           if (standing := judge(kind, records.get((user.id, kind.id), []), today)).state != "valid"]
+    return _sorted_due(due)
+
+
+def equipment_due(today: date | None = None, limit: int = 20, *, site_ids: SiteIds,
+                  days: int = EQUIPMENT_DUE_DAYS):
+    """Active equipment at the sites in scope that is out of service, overdue or due within `days`, the most
+    urgent first, each row with `total` (how many there are): one statement."""
+    today = today or clinic_today()
+    overdue = sa.or_(Equipment.out_of_service, Equipment.due_on < today)
+    return db.session.execute(
+        sa.select(Equipment.id, Equipment.code, Equipment.name, Equipment.due_on, Equipment.out_of_service,
+                  overdue.label("stops"), Site.code.label("site_code"), sa.func.count().over().label("total"))
+        .join(Site, Site.id == Equipment.site_id)
+        .where(Equipment.active, at_sites(Equipment.site_id, site_ids),
+               sa.or_(Equipment.out_of_service, Equipment.due_on <= today + timedelta(days=days)))
+        .order_by(sa.case((overdue, 0), else_=1), Equipment.due_on, Equipment.code).limit(limit)).all()

@@ -2,9 +2,9 @@
 
 Chain-wide for auditors and chain-wide pharmacists; for anyone else the sheets whose rows stand
 at a site (lots, batches and their components, sessions and their adverse events, readings and
-excursions) hold only
-the rows of their sites (`site_ids`), and the sheets without one (recalls, signatures, the
-audit trail, patient access) stay whole.
+excursions, equipment and calibrations, documents of records at a site) hold only the rows of
+their sites (`site_ids`), and the sheets without one (recalls, signatures, the audit trail,
+patient access, qualifications and their evidence: a person's are the chain's) stay whole.
 """
 
 from collections.abc import Callable, Iterable
@@ -45,9 +45,23 @@ from .cold_chain import (
     reading_day_rows,
     reading_days_query,
 )
+from .evidence import (
+    calibration_columns,
+    calibration_rows,
+    calibrations_query,
+    document_columns,
+    document_rows,
+    documents_query,
+    equipment_columns,
+    equipment_query,
+    equipment_rows,
+    qualification_columns,
+    qualification_rows,
+    qualifications_query,
+)
 from .records import (
     batch_columns,
-    batch_values,
+    batch_rows,
     code_list,
     codes,
     lot_columns,
@@ -262,8 +276,7 @@ def _plain_rows(statement, context):
 AUDIT_SHEETS = (
     AuditSheet("Lots", lot_columns, _lots_query,
                lambda q, c: (lot_values(lot, c.names, c.now, c.sites) for lot in stream_scalars(q))),
-    AuditSheet("Batches", batch_columns, _batches_query,
-               lambda q, c: (batch_values(batch, c.names, c.now, c.sites) for batch in stream_scalars(q))),
+    AuditSheet("Batches", batch_columns, _batches_query, lambda q, c: batch_rows(q, c.names, c.now, c.sites)),
     AuditSheet("Batch components", _component_columns, _components_query, _plain_rows),
     AuditSheet("Sessions", session_columns, _sessions_query, lambda q, c: session_rows(q, c.names, c.sites)),
     AuditSheet("Adverse events", _event_columns, _events_query, _event_rows),
@@ -274,13 +287,20 @@ AUDIT_SHEETS = (
     # One row per location per day (a chain's year of readings is more than a sheet holds).
     AuditSheet("Readings", reading_day_columns, reading_days_query, reading_day_rows),
     AuditSheet("Excursions", excursion_columns, excursions_query, excursion_rows),
+    AuditSheet("Qualifications", qualification_columns, qualifications_query, qualification_rows),
+    # The register as it stands (a piece never calibrated is listed too), then what was done to it in the period.
+    AuditSheet("Equipment", equipment_columns, equipment_query, equipment_rows),
+    AuditSheet("Calibrations", calibration_columns, calibrations_query, calibration_rows),
+    AuditSheet("Documents", document_columns, documents_query, document_rows),
 )
 
 RANGE_RULE = ("Rows belong to the period by their own time: lots by received, batches and their components by "
               "compounded, sessions by performed, adverse events by recorded, recalls by opened, signatures by "
               "signed, audit events and patient access by occurred, readings by measured (one row per location and "
               "day in the site's zone; every reading of a month is in the location's month workbook), excursions "
-              "by started.")
+              "by started, qualifications by the clinic day they were performed (passed or failed), calibrations "
+              "by the clinic day performed, documents by uploaded. The Equipment sheet is the register as "
+              "it stands at export (every piece, whatever the period).")
 
 
 def audit_period(start: date, end: date) -> tuple[datetime, datetime]:

@@ -1,13 +1,14 @@
 """Rows shared by the audit workbook and the list exports: how they are read, which columns they fill."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
+from itertools import islice
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..models import Batch, Lot, Patient, SessionUse, Site, TreatmentSession, User
+from ..models import Batch, BatchEquipment, Lot, Patient, SessionUse, Site, TreatmentSession, User
 from ..services.batches import is_batch_expired
 from ..services.bud import last_usable_minute
 from ..services.expiry import is_expired
@@ -50,6 +51,13 @@ def stream_scalars(statement, chunk: int = CHUNK_ROWS) -> Iterator:
         yield row[0]
 
 
+def chunks(items: Iterable, size: int = CHUNK_ROWS) -> Iterator[list]:
+    """`items` in lists of `size` (the last one shorter), read as they come."""
+    items = iter(items)
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
 def lot_columns(zone: ZoneInfo) -> list[Column]:
     return [
         Column("Lot code", "code"), Column("Ingredient"), Column("Unit"), Column("Supplier"),
@@ -57,7 +65,8 @@ def lot_columns(zone: ZoneInfo) -> list[Column]:
         Column("Received by"), Column("Expiry", "date"), Column("Expired at export", "bool"),
         Column("Quantity received", "decimal"), Column("Remaining", "decimal"), Column("CoA reference", "code"),
         Column("Location"), Column("Status"), Column("Status reason"),
-        Column(zone_label("Released", zone), "datetime"), Column("Released by"), Column("Site", "code"),
+        Column(zone_label("Released", zone), "datetime"), Column("Released by"),
+        Column("Released without CoA: reason"), Column("Site", "code"),
     ]
 
 
@@ -65,7 +74,8 @@ def lot_values(lot: Lot, names: Mapping[int, str], now: datetime, sites: Mapping
     return (lot.code, lot.ingredient.name, lot.ingredient.unit, lot.supplier, lot.supplier_lot_number, lot.gtin,
             lot.received_at, names.get(lot.received_by_id), lot.expires_on, is_expired(lot.expires_on, now),
             lot.quantity_received, lot.remaining, lot.coa_reference, lot.location, lot.status, lot.status_reason,
-            lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None, sites.get(lot.site_id))
+            lot.released_at, names.get(lot.released_by_id) if lot.released_by_id else None,
+            lot.released_without_coa_reason or None, sites.get(lot.site_id))
 
 
 def batch_columns(zone: ZoneInfo) -> list[Column]:
@@ -77,11 +87,13 @@ def batch_columns(zone: ZoneInfo) -> list[Column]:
         Column(zone_label("Verified", zone), "datetime"), Column("Verified by"),
         Column(zone_label("Use by", zone), "datetime"), Column("Expired at export", "bool"), Column("Storage"),
         Column("Protect from light", "bool"), Column("Required tests"), Column("Status"), Column("Status reason"),
-        Column("Discard reason"), Column("Notes"), Column("Deviations"), Column("Site", "code"),
+        Column("Discard reason"), Column("Notes"), Column("Deviations"), Column("Equipment", "code"),
+        Column("Site", "code"),
     ]
 
 
-def batch_values(batch: Batch, names: Mapping[int, str], now: datetime, sites: Mapping[int, str]) -> tuple:
+def batch_values(batch: Batch, names: Mapping[int, str], now: datetime, sites: Mapping[int, str],
+                 equipment: str = "") -> tuple:
     # "Use by" is the last usable minute, as the label prints it (beyond_use_at itself is the first unusable one).
     return (batch.code, batch.formula.code, batch.formula.version, batch.formula.name, batch.units,
             batch.total_volume_ml, batch.remaining_volume_ml, batch.preparation_started_at, batch.compounded_at,
@@ -89,7 +101,24 @@ def batch_values(batch: Batch, names: Mapping[int, str], now: datetime, sites: M
             batch.verified_at, names.get(batch.verified_by_id) if batch.verified_by_id else None,
             last_usable_minute(batch.beyond_use_at), is_batch_expired(batch, now), batch.storage,
             batch.protect_from_light, ", ".join(batch.tests_required), batch.status, batch.status_reason,
-            batch.discard_reason, batch.notes, batch.deviations, sites.get(batch.site_id))
+            batch.discard_reason, batch.notes, batch.deviations, equipment, sites.get(batch.site_id))
+
+
+def equipment_codes(batch_ids: list[int]) -> dict[int, str]:
+    """The codes of the equipment each batch was made with (as copied onto its record), in one grouped statement."""
+    if not batch_ids:
+        return {}
+    rows = db.session.execute(sa.select(BatchEquipment.batch_id, code_list(BatchEquipment.code))
+                              .where(BatchEquipment.batch_id.in_(batch_ids)).group_by(BatchEquipment.batch_id))
+    return {batch_id: codes(listed) for batch_id, listed in rows}
+
+
+def batch_rows(statement, names: Mapping[int, str], now: datetime, sites: Mapping[int, str]) -> Iterator[tuple]:
+    """The batches `statement` finds as rows, each with its equipment: one more statement per chunk of batches."""
+    for chunk in chunks(stream_scalars(statement), CHUNK_ROWS):
+        used = equipment_codes([batch.id for batch in chunk])
+        for batch in chunk:
+            yield batch_values(batch, names, now, sites, used.get(batch.id, ""))
 
 
 def session_columns(zone: ZoneInfo) -> list[Column]:

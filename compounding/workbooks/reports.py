@@ -13,23 +13,27 @@ from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
 
 
-def _list_workbook(out, sheet: str, columns, values, query) -> WorkbookSummary:
-    """One sheet of the entities `query` finds, each row `values(entity, names, now, sites)`."""
+def _list_workbook(out, sheet: str, columns, rows, query) -> WorkbookSummary:
+    """One sheet of the entities `query` finds, as `rows(query, names, now, sites)` writes them."""
     book = WorkbookWriter()
     names, now, sites = records.user_names(), utcnow(), records.site_codes()
-    book.table(sheet, columns(book.zone), (values(row, names, now, sites) for row in records.stream_scalars(query)))
+    book.table(sheet, columns(book.zone), rows(query, names, now, sites))
     book.save(out)
     return WorkbookSummary(book.parts)
 
 
+def _lot_rows(query, names, now, sites):
+    return (records.lot_values(lot, names, now, sites) for lot in records.stream_scalars(query))
+
+
 def lot_list_workbook(out, query) -> WorkbookSummary:
     """The lots a list filter shows (queries.lots.lot_list_query), every page."""
-    return _list_workbook(out, "Lots", records.lot_columns, records.lot_values, query)
+    return _list_workbook(out, "Lots", records.lot_columns, _lot_rows, query)
 
 
 def batch_list_workbook(out, query) -> WorkbookSummary:
-    """The batches a list filter shows (queries.batches.batch_list_query), every page."""
-    return _list_workbook(out, "Batches", records.batch_columns, records.batch_values, query)
+    """The batches a list filter shows (queries.batches.batch_list_query), every page, with their equipment."""
+    return _list_workbook(out, "Batches", records.batch_columns, records.batch_rows, query)
 
 
 def session_list_query(filters: SessionFilters, *, site_ids: SiteIds):

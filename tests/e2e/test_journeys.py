@@ -206,7 +206,8 @@ def test_f_an_auditor_downloads_the_audit_workbook_and_it_opens_with_its_sheets(
     finally:
         workbook.close()
     assert names == ["Cover", "Lots", "Batches", "Batch components", "Sessions", "Adverse events", "Recalls",
-                     "Signatures", "Audit trail", "Patient access", "Readings", "Excursions"]
+                     "Signatures", "Audit trail", "Patient access", "Readings", "Excursions",
+                     "Qualifications", "Equipment", "Calibrations", "Documents"]
     # The button comes back once the file has arrived (the page watches the download cookie).
     expect(page.get_by_role("button", name="Download the audit workbook")).to_be_enabled()
 
