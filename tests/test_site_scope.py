@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 import sqlalchemy as sa
 from openpyxl import load_workbook
-from testkit import PASSWORD, QueryCounter, sign_in_session
+from testkit import NO_COA, PASSWORD, QueryCounter, sign_in_session
 
 from compounding.extensions import db
 from compounding.models import Location, Site, TreatmentSession, Vial
@@ -63,7 +63,7 @@ def receive(chain: dict, site: Site, ingredient=None, *, release: bool = True, q
         supplier_lot_number=f"SL-{site.code}-{RECEIVED['n']}", expires_on=date.today() + timedelta(days=200),
         quantity=quantity, site_id=site.id)
     if release:
-        inventory.release_lot(chain["releaser"], lot.id, PASSWORD)
+        inventory.release_lot(chain["releaser"], lot.id, PASSWORD, reason=NO_COA)
     return lot
 
 
