@@ -31,10 +31,11 @@ from .scope import list_scope
 from .views import answer, answer_one, hold_release_route, json_body, load, paginated, record_action, route
 
 # Everything BatchSchema reads beyond the batch's formula and people (the relationships are
-# lazy="raise"): the components, which carry their copy of ingredient and lot, in one more
-# statement, so a page of batches costs the same number of statements whatever its length.
+# lazy="raise"): the components, which carry their copy of ingredient and lot, and the equipment
+# used, in one more statement each, so a page of batches costs the same number of statements whatever its length.
 _COMPONENTS = (
     selectinload(Batch.components),
+    selectinload(Batch.equipment_used),
     defaultload(Batch.formula).lazyload(Formula.components),
 )
 
@@ -74,7 +75,8 @@ def batch_list():
 
 @route("/batches", "POST", permission="batches.compound",
        summary="Compound a batch from an approved formula (FEFO unless lots are allocated); every container "
-               "scanned by default: 409 with details.proposed_lots to scan and send back as allocations",
+               "scanned by default: 409 with details.proposed_lots to scan and send back as allocations; "
+               "equipment_ids name what it was made with (409 for overdue or out-of-service equipment)",
        body=BatchCompoundSchema, response=BatchSchema, status=201, errors=(404, 409))
 def batch_create():
     data = load(BatchCompoundSchema, json_body())
@@ -83,6 +85,7 @@ def batch_create():
         deviation_note=data["deviation_note"], notes=data["notes"], scanned_lot_ids=data["scanned_lot_ids"],
         require_scan=current_app.config.get("REQUIRE_SCAN_CONFIRMATION", True),
         preparation_started_at=data["preparation_started_at"], location_id=data["location_id"],
+        equipment_ids=data["equipment_ids"],
     )
     return _answer(batch.id, 201)
 

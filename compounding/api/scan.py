@@ -10,8 +10,8 @@ from .views import load, route, shared
 
 
 @route("/scan", permission="scan.use",
-       summary="Resolve a scanned code: batch, vial, lot, storage location, supplier GS1 or unknown; an item at a "
-               "site the caller may not see answers its site's code only",
+       summary="Resolve a scanned code: batch, vial, lot, storage location, equipment, supplier GS1 or unknown; "
+               "an item at a site the caller may not see answers its site's code only",
        query=ScanQuerySchema, response=ScanResultSchema, errors=(422,))
 def scan():
     args = load(ScanQuerySchema, request.args.to_dict())
@@ -22,6 +22,9 @@ def scan():
     if result.hidden:
         # Stock at a site the caller may not see: what was read and where it is, nothing more.
         answer["code"] = result.shown.strip().upper()
+    elif result.equipment is not None:
+        item = result.equipment
+        answer.update(id=item.id, code=item.code, name=item.name, equipment_kind=item.kind, due_on=item.due_on)
     elif result.location is not None:
         location = result.location
         answer.update(id=location.id, code=location.code, name=location.name, location_kind=location.kind,

@@ -2,11 +2,19 @@
 
 from datetime import UTC, datetime
 
-from wtforms import DateField, DateTimeLocalField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import (
+    DateField,
+    DateTimeLocalField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from ..forms import AppForm, Between, choices, in_day_range, signature_field
-from ..limits import NOTE_MAX, NOTES_MAX, SHORT_TEXT_MAX
+from ..limits import NOTE_MAX, NOTES_MAX, SCAN_MAX, SHORT_TEXT_MAX
 from ..models.batch import DISCARD_REASONS, TEST_KINDS, TEST_METHODS, TEST_RESULTS
 from ..services.batches import MAX_UNITS
 from ..services.clock import clinic_zone, utcnow
@@ -32,11 +40,20 @@ class CompoundForm(AppForm):
         "Preparation started", format=LOCAL_FORMATS, tz=clinic_zone, validators=[Optional(), in_day_range],
         description="When you began preparing (filled in when this page was opened); the beyond-use date "
                     "counts from it.")
+    # The site's equipment as checkboxes (drawn by the template, each with why it may not be used), and codes
+    # scanned or typed: the service judges each one (overdue, out of service, another site's).
+    equipment_ids = SelectMultipleField("Equipment used", coerce=int, validate_choice=False)
+    equipment_scan = StringField("Scan or type an equipment code", validators=[Optional(), Length(max=SCAN_MAX)],
+                                 description="Enter adds it to the list; codes left here are added on saving.")
 
     def offer_start(self) -> None:
         """The page was opened now: the minute preparation is taken to have started, unless changed."""
         if self.preparation_started_at.data is None and not self.preparation_started_at.raw_data:
             self.preparation_started_at.data = utcnow().replace(second=0, microsecond=0)
+
+    def scanned_equipment_codes(self) -> list[str]:
+        """The codes typed in the scan field and not yet added to the list (a page without its script)."""
+        return [code.upper() for code in (self.equipment_scan.data or "").split()]
 
     def preparation_started_utc(self) -> datetime | None:
         """The typed start in UTC, or None (now) when left blank."""

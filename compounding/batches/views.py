@@ -27,14 +27,15 @@ from ..queries.batches import (
     in_use_period_words,
     vial_record,
 )
+from ..queries.equipment import bench_equipment, equipment_of_batch
 from ..queries.recalls import open_recall_ids
 from ..queries.scope import shown_sites
 from ..security import requires
-from ..services import batches, holds, sites, vials
+from ..services import batches, equipment, holds, sites, vials
 from ..services.batch_tests import record_test_result
 from ..services.bench_scans import check_scans
 from ..services.clock import utcnow
-from ..services.errors import DomainError, NotFound
+from ..services.errors import DomainError, InvalidInput, NotFound
 from ..services.preparation import tests_outstanding
 from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
@@ -119,11 +120,23 @@ def _proposed_elsewhere(proposal) -> bool:
     return bool(posted - offered)
 
 
+def _equipment_ids(form: CompoundForm) -> list[int]:
+    """The equipment ticked on the page and any codes left in its scan field (each must be registered)."""
+    ids = list(form.equipment_ids.data or [])
+    for code in form.scanned_equipment_codes():
+        item = equipment.find_by_code(code)
+        if item is None:
+            raise InvalidInput(f"No equipment has the code {code}: scan its label again.", field="equipment_scan")
+        ids.append(item.id)
+    return ids
+
+
 def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans, require_scan: bool):
     """Compound with the typed quantities and scans; None (the refusal shown on the form) when refused."""
     quantities = {row["lot_id"] for row in allocations}
     expected = {lot.id: lot.code for c in proposal for lot in c.lots if lot.id in quantities}
     try:
+        used = _equipment_ids(form)
         confirmed = check_scans(expected, {k: v for k, v in scans.items() if k in expected})
         return batches.compound_batch(
             current_user, formula.id, form.units.data, allocations=allocations,
@@ -131,7 +144,8 @@ def _compound(form: CompoundForm, formula: Formula, proposal, allocations, scans
             scanned_lot_ids=confirmed, require_scan=require_scan,
             preparation_started_at=form.preparation_started_utc(),
             # The location chosen, else the acting site's default (where the proposal's lots are).
-            location_id=form.location_id.data or sites.default_location(_making_site_id(form)).id)
+            location_id=form.location_id.data or sites.default_location(_making_site_id(form)).id,
+            equipment_ids=used)
     except DomainError as exc:
         apply_domain_error(form, exc)
         return None
@@ -166,8 +180,11 @@ def batch_compound():
         form.validate()
         if proposal is None and not form.errors:
             form.form_errors.append("This formula cannot be compounded: it is not an approved version.")
+    # The equipment of the site where the batch will be made: required there once any is registered.
+    bench = bench_equipment(_making_site_id(form)) if proposal is not None else []
     return render_template("batches/compound.html", form=form, formula=formula, proposal=proposal,
-                           values=values, scans=scans, row_errors=row_errors,
+                           values=values, scans=scans, row_errors=row_errors, bench=bench,
+                           chosen_equipment=set(form.equipment_ids.data or []) if posted else set(),
                            require_scan=require_scan), 422 if posted else 200
 
 
@@ -196,6 +213,7 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
     return render_template(
         "batches/detail.html", batch=batch, components=detail.components, uses=detail.uses, history=detail.history,
         vials=batch_vials(batch.id, vial_page, site_ids=current_scope()), in_use_deadline=in_use_deadline,
+        equipment_used=equipment_of_batch(batch.id),
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),

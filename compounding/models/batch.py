@@ -117,6 +117,10 @@ class Batch(db.Model):
     components: Mapped[list["BatchComponent"]] = relationship(
         back_populates="batch", order_by="BatchComponent.id", lazy="raise"
     )
+    # The equipment it was made with, as copied at compounding (models/equipment.py: BatchEquipment).
+    equipment_used: Mapped[list["BatchEquipment"]] = relationship(  # noqa: F821 (mapped by name)
+        order_by="BatchEquipment.id", lazy="raise", viewonly=True
+    )
 
     def is_expired(self, at: datetime | None = None) -> bool:
         """A batch is expired from its beyond-use date and time on."""

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 
 from .. import labels
 from ..extensions import db
-from ..models import Batch, BatchTest
+from ..models import Batch, BatchEquipment, BatchTest
+from ..models.equipment import EQUIPMENT_KIND_TEXT
 from ..services.bud import BUD_TABLE
 from ..services.signatures import signatures_for
 
@@ -52,6 +53,16 @@ class RecordVial:
 
 
 @dataclass
+class RecordEquipment:
+    """A piece of equipment the batch was made with, as copied at compounding."""
+
+    code: str
+    kind: str
+    name: str
+    due_on: date
+
+
+@dataclass
 class BatchRecord:
     label: labels.BatchLabel
     units: int
@@ -62,6 +73,7 @@ class BatchRecord:
     components: list[RecordComponent]
     tests: list[RecordTest]
     vials: list[RecordVial]
+    equipment: list[RecordEquipment]
     deviations: str
     notes: str
 
@@ -108,6 +120,13 @@ def _vials(batch: Batch) -> list[RecordVial]:
             for vial in labels.batch_vials(batch.id)]
 
 
+def _equipment(batch: Batch) -> list[RecordEquipment]:
+    rows = db.session.scalars(sa.select(BatchEquipment).where(BatchEquipment.batch_id == batch.id)
+                              .order_by(BatchEquipment.id))
+    return [RecordEquipment(code=row.code, kind=EQUIPMENT_KIND_TEXT.get(row.kind, row.kind), name=row.name,
+                            due_on=row.due_on) for row in rows]
+
+
 def batch_record(batch: Batch) -> BatchRecord:
     """The accompanying record of `batch` (load it with `load_batch`)."""
     verified = [s for s in signatures_for("batch", batch.id) if s.meaning == "verified"]
@@ -118,5 +137,6 @@ def batch_record(batch: Batch) -> BatchRecord:
         preparation_started_text=labels.clinic_time(batch.preparation_started_at),
         verified_at_text=labels.clinic_time(verified[-1].signed_at if verified else batch.verified_at)
         if verified or batch.verified_at else None,
-        components=_components(batch), tests=_tests(batch), vials=_vials(batch), deviations=batch.deviations,
+        components=_components(batch), tests=_tests(batch), vials=_vials(batch), equipment=_equipment(batch),
+        deviations=batch.deviations,
         notes=batch.notes)

@@ -25,7 +25,8 @@ def _remember(result) -> list[dict]:
     entry = {"shown": shown, "kind": result.kind, "usable": result.usable,
              "at": to_clinic(utcnow()).strftime("%H:%M:%S"),
              "code": (result.vial.code if result.vial else result.batch.code if result.batch
-                      else result.lot.code if result.lot else result.location.code if result.location else "")}
+                      else result.lot.code if result.lot else result.location.code if result.location
+                      else result.equipment.code if result.equipment else "")}
     recent = [entry, *session.get(RECENT_KEY, [])][:RECENT_MAX]
     session[RECENT_KEY] = recent
     return recent

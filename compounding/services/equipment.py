@@ -22,7 +22,7 @@ from .access import ensure_can
 from .bounds import checked_text
 from .clock import clinic_today, utcnow
 from .errors import InvalidInput, InvalidState, NotFound
-from .sites import acting_site_id, ensure_at_site, get_site
+from .sites import acting_site_id, ensure_at_site, get_site, main_site
 from .transaction import transactional
 
 EQUIPMENT_FIELDS = ("name", "serial_number", "due_on", "out_of_service", "active")
@@ -71,15 +71,26 @@ def _checked_day(value, field: str, what: str) -> date:
     return value
 
 
+def _manages(actor: User | None, site_id: int, doing: str) -> None:
+    """`actor` None is the operator at the server's command line (as for `create-location`)."""
+    if actor is not None:
+        ensure_at_site(actor, site_id, doing)
+
+
 @transactional
-def create_equipment(actor: User, *, code: str, kind: str, name: str = "", due_on: date,
+def create_equipment(actor: User | None, *, code: str, kind: str, name: str = "", due_on: date,
                      site_id: int | None = None, serial_number: str = "") -> Equipment:
-    """Register a piece of equipment at a site of the actor's (default: their acting site)."""
-    ensure_can(actor, "equipment.manage", "register equipment")
+    """Register a piece of equipment at a site of the actor's (default: their acting site; the command
+    line's operator, `actor` None: the site named, else MAIN)."""
+    if actor is not None:
+        ensure_can(actor, "equipment.manage", "register equipment")
     if kind not in EQUIPMENT_KINDS:
         raise InvalidInput(f"The kind is one of {', '.join(EQUIPMENT_KINDS)}.", field="kind")
-    site_id = acting_site_id(actor, site_id)
-    ensure_at_site(actor, site_id, "register equipment")
+    if actor is not None:
+        site_id = acting_site_id(actor, site_id)
+    elif site_id is None:
+        site_id = main_site().id
+    _manages(actor, site_id, "register equipment")
     if not get_site(site_id).active:
         raise InvalidState("This site is closed.", field="site_id")
     code = _checked_code(code)
@@ -87,7 +98,7 @@ def create_equipment(actor: User, *, code: str, kind: str, name: str = "", due_o
     serial_number = checked_text(serial_number, "serial_number", NAME_MAX)
     due_on = _checked_day(due_on, "due_on", "The day its next calibration or certification is due")
     item = Equipment(code=code, kind=kind, name=name, serial_number=serial_number, site_id=site_id,
-                     due_on=due_on, created_by_id=actor.id, created_at=utcnow())
+                     due_on=due_on, created_by_id=actor.id if actor is not None else None, created_at=utcnow())
     db.session.add(item)
     db.session.flush()
     audit.created(actor, "equipment.created", item, ("code", "kind", "site_id") + EQUIPMENT_FIELDS)
@@ -109,13 +120,15 @@ def update_equipment(actor: User, equipment_id: int, *, name: str, serial_number
 
 
 @transactional
-def record_calibration(actor: User, equipment_id: int, *, performed_on: date, result: str,
+def record_calibration(actor: User | None, equipment_id: int, *, performed_on: date, result: str,
                        next_due_on: date | None = None, performed_by: str = "", certificate_number: str = "",
                        note: str = "") -> Calibration:
-    """A calibration or certification: a pass sets the next due date; a fail takes the equipment out of service."""
-    ensure_can(actor, "equipment.manage", "record calibrations")
+    """A calibration or certification: a pass sets the next due date; a fail takes the equipment out of service.
+    (`actor` None: the operator at the server's command line.)"""
+    if actor is not None:
+        ensure_can(actor, "equipment.manage", "record calibrations")
     item = get_equipment(equipment_id, for_update=True)
-    ensure_at_site(actor, item.site_id, "record calibrations")
+    _manages(actor, item.site_id, "record calibrations")
     if result not in CALIBRATION_RESULTS:
         raise InvalidInput("The result is pass or fail.", field="result")
     performed_on = _checked_day(performed_on, "performed_on", "The day it was calibrated or certified")
@@ -140,7 +153,8 @@ def record_calibration(actor: User, equipment_id: int, *, performed_on: date, re
         equipment_id=item.id, performed_on=performed_on, result=result, next_due_on=next_due_on,
         performed_by=checked_text(performed_by, "performed_by", NAME_MAX),
         certificate_number=checked_text(certificate_number, "certificate_number", NAME_MAX),
-        note=checked_text(note, "note", NOTE_MAX), recorded_by_id=actor.id, recorded_at=utcnow())
+        note=checked_text(note, "note", NOTE_MAX), recorded_by_id=actor.id if actor is not None else None,
+        recorded_at=utcnow())
     db.session.add(calibration)
     with audit.change(actor, "equipment.calibrated", item, EQUIPMENT_FIELDS) as noted:
         if result == "pass":

@@ -2,7 +2,8 @@
 
 Our batch code first, then a vial code (`<batch code>-NN`: the vial's own verdict on top of its
 batch's; a malformed one is refused saying what is wrong), then our lot code, then a storage
-location's code (`LOC0001`: what is stored there), then a supplier's GS1 string (matched to a lot
+location's code (`LOC0001`: what is stored there), then a piece of equipment's (`BAL-01`: usable at
+the bench today, or why not), then a supplier's GS1 string (matched to a lot
 by GTIN and lot number, or offered as a pre-filled receipt), else "unknown".
 
 Sites: a lot, batch, vial or location outside the scanner's sites (`site_ids`) answers DO NOT USE
@@ -20,12 +21,25 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from ..extensions import db
 from ..gs1 import GS1Data, GS1Error, looks_like_gs1, parse_gs1
-from ..models import Batch, Formula, Hold, Ingredient, IngredientGtin, Location, Lot, LotStatus, Site, Vial
+from ..models import (
+    Batch,
+    Equipment,
+    Formula,
+    Hold,
+    Ingredient,
+    IngredientGtin,
+    Location,
+    Lot,
+    LotStatus,
+    Site,
+    Vial,
+)
 from ..models.site import LOCATION_CODE_MAX
 from . import codes
 from .batches import unusable_reasons
-from .clock import utcnow
+from .clock import clinic_today, utcnow
 from .codes import BATCH_CODE, LOT_CODE
+from .equipment import unusable_reasons as equipment_reasons
 from .errors import DomainError
 from .expiry import is_expired
 from .holds import hold_texts
@@ -52,7 +66,7 @@ def not_yours(site_code: str) -> str:
 
 @dataclass
 class ScanResult:
-    kind: str  # "batch" | "vial" | "lot" | "location" | "gs1" | "unknown"
+    kind: str  # "batch" | "vial" | "lot" | "location" | "equipment" | "gs1" | "unknown"
     raw: str
     usable: bool = False
     reasons: list[str] = field(default_factory=list)
@@ -66,6 +80,7 @@ class ScanResult:
     hidden: bool = False  # at a site the scanner may not see: nothing but its site is told
     location: Location | None = None
     stored: dict[str, int] = field(default_factory=dict)  # a location's lots, batches and vials
+    equipment: Equipment | None = None
 
     @property
     def shown(self) -> str:
@@ -160,6 +175,10 @@ def resolve(raw: str, at: datetime | None = None, *, site_ids: SiteIds = None,
         found = _resolve_location(raw, code, site_ids)
         if found.kind == "location":
             return found
+        # Then a piece of equipment (BAL-01): its codes never read as a lot, batch, vial or location's.
+        found = _resolve_equipment(raw, code, at, site_ids, acting_site_id)
+        if found is not None:
+            return found
     if looks_like_vial_code(code):
         return _resolve_vial(raw, code, at, site_ids, acting_site_id)
     if LOT_CODE.match(code):
@@ -206,6 +225,22 @@ def _resolve_location(raw: str, code: str, site_ids: SiteIds) -> ScanResult:
     stored = {"lots": 0, "batches": 0, "vials": 0} | dict(db.session.execute(counted).all())
     reasons = [] if location.active else ["this location is no longer in use"]
     return ScanResult("location", raw, not reasons, reasons, site=site_code, location=location, stored=stored)
+
+
+def _resolve_equipment(raw: str, code: str, at: datetime, site_ids: SiteIds = None,
+                       acting_site_id: int | None = None) -> ScanResult | None:
+    """A piece of equipment: usable at the bench today where the scanner acts (its own site when the scanner
+    acts anywhere), or the reasons; None when no equipment has this code (one statement)."""
+    row = db.session.execute(sa.select(Equipment, Site.code).join(Site, Site.id == Equipment.site_id)
+                             .where(Equipment.code == code)).first()
+    if row is None:
+        return None
+    item, site_code = row
+    if not _sees(site_ids, item.site_id):
+        return _hidden("equipment", raw, site_code)
+    where = acting_site_id if acting_site_id is not None else item.site_id
+    reasons = equipment_reasons(item, clinic_today(at), where)
+    return ScanResult("equipment", raw, not reasons, reasons, site=site_code, equipment=item)
 
 
 def _resolve_vial(raw: str, code: str, at: datetime, site_ids: SiteIds = None,

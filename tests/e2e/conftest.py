@@ -78,8 +78,7 @@ class LiveServer:
         """A batch compounded by the technician and (unless told) verified by pharmacist2, via the services."""
         from compounding.demo import bench_equipment_ids
         from compounding.models import Formula
-        from compounding.services import batches
-        from compounding.services.sites import main_site
+        from compounding.services import batches, sites
 
         with self.app.app_context():
             formula = db.session.scalar(sa.select(Formula).where(Formula.code == formula_code,
@@ -88,9 +87,10 @@ class LiveServer:
             allocations = [{"lot_id": lot_id, "quantity": quantity}
                            for component in batches.propose(formula, units)
                            for lot_id, quantity in component.proposed.items()]
+            # MAIN has equipment registered: the demo's balance and hood, as the bench names them.
             batch = batches.compound_batch(self._user("technician"), formula.id, units, allocations=allocations,
                                            scanned_lot_ids=[a["lot_id"] for a in allocations], require_scan=True,
-                                           equipment_ids=bench_equipment_ids(main_site().id))
+                                           equipment_ids=bench_equipment_ids(sites.main_site().id))
             if verify:
                 batches.verify_batch(self._user("pharmacist2"), batch.id, DEMO_PASSWORD)
             return batch.id, batch.code

@@ -101,11 +101,34 @@ def test_b_a_technician_compounds_a_batch_scanning_each_lot_and_a_second_pharmac
     assert proposed >= 3  # phosphatidylcholine, deoxycholate, saline
     assert "/batches/new" in page.url
 
+    # MAIN's equipment: the balance's label is scanned (Enter adds it, the form stays), the hood ticked;
+    # the overdue balance cannot be chosen, and says why.
+    equipment = page.locator("#equipment-used")
+    overdue = equipment.locator("input[data-code='BAL-02']")
+    expect(overdue).to_be_disabled()
+    expect(equipment.get_by_text(re.compile(r"Cannot be chosen: BAL-02 .* was due for calibration"))).to_be_visible()
+    scan = page.get_by_label("Scan or type an equipment code", exact=True)
+    scan.press_sequentially("BAL-02")
+    scan.press("Enter")
+    expect(page.locator("#equipment-scan-status")).to_have_text(re.compile(r"^BAL-02 cannot be used: .*due for"))
+    expect(overdue).not_to_be_checked()
+    scan.press_sequentially("BAL-01")
+    scan.press("Enter")
+    expect(page.locator("#equipment-scan-status")).to_have_text("BAL-01 added.")
+    expect(equipment.locator("input[data-code='BAL-01']")).to_be_checked()
+    expect(scan).to_have_value("")
+    equipment.locator("input[data-code='HOOD-01']").check()
+    assert "/batches/new" in page.url
+
     page.get_by_role("button", name="Save batch (consume the lots)").click()
     expect(page.get_by_role("alert").filter(has_text="awaiting verification")).to_be_visible()
     batch_url, code = page.url, page.locator("h1 .code").inner_text()
     expect(page.locator("td .badge", has_text=re.compile(r"^scanned$"))).to_have_count(proposed)
     expect(page.locator("td .badge", has_text="not scanned")).to_have_count(0)
+    used = page.locator("h2#equipment + p + .table-responsive tbody tr")
+    expect(used).to_have_count(2)
+    expect(used.filter(has_text="BAL-01")).to_have_count(1)
+    expect(used.filter(has_text="HOOD-01")).to_have_count(1)
 
     login(page, "pharmacist2")
     page.goto(batch_url)

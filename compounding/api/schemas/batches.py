@@ -8,6 +8,7 @@ from ...models.vial import DOSES, VIAL_STATUSES
 from ...services.batches import MAX_UNITS, is_batch_expired, unusable_reasons
 from ...services.clock import utcnow
 from .common import RECORD_ID, Day, HoldSchema, Moment, Quantity, Search, reason_text, signature
+from .equipment import BatchEquipmentSchema
 from .sites import PlacedSchema
 
 
@@ -83,6 +84,8 @@ class BatchSchema(PlacedSchema):
     deviations = fields.String()
     notes = fields.String()
     components = fields.List(fields.Nested(BatchComponentSchema))
+    equipment = fields.List(fields.Nested(BatchEquipmentSchema), attribute="equipment_used", metadata={
+        "description": "The equipment it was made with, as recorded at compounding (its due date then)"})
     required_tests = fields.Function(lambda batch: list(batch.tests_required), metadata={
         "type": "array", "items": {"type": "string", "enum": list(TEST_KINDS)},
         "description": "The tests its BUD rests on; the batch is awaiting_tests until each has passed"})
@@ -129,6 +132,12 @@ class BatchCompoundSchema(Schema):
         "description": "When preparation started (ISO 8601 with offset; default: now): the BUD counts from it"})
     location_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=RECORD_ID,
                                  metadata={"description": "Where the batch is kept (default: your site's default)"})
+    equipment_ids = fields.List(
+        fields.Integer(strict=True, validate=RECORD_ID), load_default=None, allow_none=True,
+        validate=validate.Length(max=50),
+        metadata={"description": "The equipment used (balance, hood...): required where the batch's site has "
+                                 "equipment registered; overdue, out-of-service, retired or another site's "
+                                 "equipment is refused (409)"})
 
     @validates_schema
     def _each_lot_once(self, data, **kwargs):

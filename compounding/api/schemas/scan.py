@@ -3,6 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from ...limits import SCAN_MAX
+from ...models.equipment import EQUIPMENT_KINDS
 from .common import Quantity
 
 
@@ -25,7 +26,8 @@ class ScanStoredSchema(Schema):
 
 class ScanResultSchema(Schema):
     kind = fields.String(required=True,
-                         validate=validate.OneOf(["batch", "vial", "lot", "location", "gs1", "unknown"]))
+                         validate=validate.OneOf(["batch", "vial", "lot", "location", "equipment", "gs1",
+                                                  "unknown"]))
     usable = fields.Boolean(required=True)
     reasons = fields.List(fields.String(), required=True)
     received = fields.String(metadata={"description": "what arrived, control characters made visible"})
@@ -59,3 +61,6 @@ class ScanResultSchema(Schema):
     name = fields.String()
     location_kind = fields.String(metadata={"enum": ["room", "cabinet", "fridge", "freezer"]})
     stored = fields.Nested(ScanStoredSchema)
+    # A piece of equipment: its kind and calibration due date (usable: at the bench today, where the caller acts).
+    equipment_kind = fields.String(metadata={"enum": list(EQUIPMENT_KINDS)})
+    due_on = fields.Date(metadata={"description": "Equipment: its calibration or certification is due that day"})
