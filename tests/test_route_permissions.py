@@ -94,6 +94,7 @@ EXPORT_PAGES = {
     "exports.recall": "recalls.recall_detail",
     "exports.lot_import_template": "exports.lot_import",
     "cold_chain.report_xlsx": "cold_chain.report",
+    "people.team_xlsx": "people.team",
 }
 
 
