@@ -149,10 +149,14 @@ def kind_list():
     return render_template("people/kinds.html", pagination=paginate_entities(query, QualificationKind.id))
 
 
-def _kind_values(form: KindForm) -> dict:
-    return {"name": form.name.data, "valid_months": form.valid_months.data,
-            "category3_months": form.category3_months.data, "initial_passes": form.initial_passes.data,
-            "counts_cfu": form.counts_cfu.data, "required": form.required.data}
+def _kind_values(form: KindForm, kind: QualificationKind | None = None) -> dict:
+    values = {"name": form.name.data, "valid_months": form.valid_months.data,
+              "category3_months": form.category3_months.data, "required": form.required.data}
+    if kind is not None and kind.builtin:  # USP <797> fixes these: the form does not offer them
+        values.update(initial_passes=kind.initial_passes, counts_cfu=kind.counts_cfu)
+    else:
+        values.update(initial_passes=form.initial_passes.data, counts_cfu=form.counts_cfu.data)
+    return values
 
 
 @bp.route("/people/kinds/new", methods=["GET", "POST"])
@@ -175,9 +179,11 @@ def kind_create():
 def kind_edit(kind_id: int):
     kind = db.get_or_404(QualificationKind, kind_id)
     form = KindEditForm(obj=kind)
+    if kind.builtin:
+        del form.initial_passes, form.counts_cfu
     if form.validate_on_submit():
         try:
-            qualifications.update_kind(current_user, kind.id, active=form.active.data, **_kind_values(form))
+            qualifications.update_kind(current_user, kind.id, active=form.active.data, **_kind_values(form, kind))
         except DomainError as exc:
             apply_domain_error(form, exc)
         else:
