@@ -39,6 +39,9 @@ def apply_domain_error(form: FlaskForm, exc: DomainError) -> None:
         field.errors = [*field.errors, exc.message]
     else:
         form.form_errors.append(exc.message)
+    if isinstance(exc.details, dict) and "qualifications" in exc.details:
+        # Refused for the signed-in person's lapsed, failed or missing qualifications: the message links their page.
+        form.refused_qualifications = exc.details["qualifications"]
 
 
 class Between:

@@ -95,6 +95,7 @@ EXPORT_PAGES = {
     "exports.lot_import_template": "exports.lot_import",
     "cold_chain.report_xlsx": "cold_chain.report",
     "equipment.equipment_xlsx": "equipment.equipment_list",
+    "people.team_xlsx": "people.team",
 }
 
 

@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     ingredients,
     labels,
     lots,
+    qualifications,
     recalls,
     scan,
     sites,

@@ -30,6 +30,8 @@ from .transaction import transactional
 
 # A pass ending within this many days shows as due soon (dashboard, team page).
 DUE_SOON_DAYS = 30
+# The most colony-forming units a record holds (a plate is read up to "too numerous to count").
+CFU_MAX = 10_000
 QUALIFICATION_FIELDS = ("passed_on", "result", "cfu", "valid_until", "assessor", "note")
 KIND_FIELDS = ("name", "valid_months", "category3_months", "initial_passes", "counts_cfu", "required", "active")
 KIND_CODE = re.compile(rf"^[a-z][a-z0-9_]{{1,{LABEL_MAX - 1}}}$")
@@ -80,8 +82,10 @@ class Standing:
         return f"{name}: never recorded"
 
     def as_dict(self) -> dict:
+        """As a refusal's details carry it (JSON as it stands: days as ISO 8601 text, as the API writes them)."""
         return {"kind": self.kind_code, "name": self.kind_name, "state": self.state,
-                "valid_until": self.valid_until, "failed_on": self.failed_on, "message": self.text}
+                "valid_until": self.valid_until.isoformat() if self.valid_until else None,
+                "failed_on": self.failed_on.isoformat() if self.failed_on else None, "message": self.text}
 
 
 def judge(kind: QualificationKind, records: Sequence[Qualification], day: date, *,
@@ -255,8 +259,8 @@ def _checked_cfu(kind: QualificationKind, person: User, passed_on: date, result:
         raise InvalidInput(f"{kind.name}: give the colony-forming units counted (0 or more).", field="cfu")
     text = str(cfu).strip()
     if isinstance(cfu, bool) or not (isinstance(cfu, int) or text.isascii() and text.isdigit()) \
-            or not 0 <= int(text) <= 10_000:
-        raise InvalidInput("Colony-forming units are a whole number from 0 to 10000.", field="cfu")
+            or not 0 <= int(text) <= CFU_MAX:
+        raise InvalidInput(f"Colony-forming units are a whole number from 0 to {CFU_MAX}.", field="cfu")
     count = int(text)
     if result == "pass":
         earlier = records_of([person.id], [kind.id]).get((person.id, kind.id), [])

@@ -46,7 +46,7 @@ def test_the_main_pages_have_no_serious_accessibility_violation(page, live_serve
     found = []
     for path in ("/lots/", f"/lots/{quarantined}", "/batches/new?formula_id=1&units=2", f"/batches/{prepared_id}",
                  "/treatments/patients", f"/treatments/patients/{patient}/sessions/new", f"/scan/?code={prepared}",
-                 f"/recalls/{recall_id}", "/audit"):
+                 f"/recalls/{recall_id}", "/audit", "/people", "/people/me"):
         response = page.goto(path)
         assert response.ok, f"{path}: {response.status}"
         found += blocking_violations(page)

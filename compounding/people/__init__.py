@@ -1,0 +1,1 @@
+"""Qualified people: pages."""
