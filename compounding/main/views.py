@@ -1,7 +1,7 @@
 """The dashboard each role lands on, and the health check for load balancers."""
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify, render_template, url_for
+from flask import Blueprint, jsonify, render_template
 from flask_login import current_user
 
 from ..charts import bar_chart
@@ -51,11 +51,6 @@ def _charts(scope) -> list[dict]:
     return charts
 
 
-def link_to(endpoint: str, **values) -> str | None:
-    """The URL of a page whose blueprint may not be registered (the person and equipment pages): None without it."""
-    return url_for(endpoint, **values) if endpoint in current_app.view_functions else None
-
-
 def _bench_readiness(context: dict, scope) -> None:
     """Qualifications and equipment that stop the bench now or soon, for those who act on them."""
     compounds = current_user.can("batches.compound") or current_user.can("batches.verify")
@@ -65,7 +60,7 @@ def _bench_readiness(context: dict, scope) -> None:
         context["own_due"] = figures.own_qualifications_due(current_user)
     if compounds or current_user.can("equipment.manage"):
         context["equipment_due"] = figures.equipment_due(site_ids=scope)
-    context.update(due_soon_days=DUE_SOON_DAYS, equipment_due_days=figures.EQUIPMENT_DUE_DAYS, link_to=link_to,
+    context.update(due_soon_days=DUE_SOON_DAYS, equipment_due_days=figures.EQUIPMENT_DUE_DAYS,
                    several_sites=scope is None or len(scope) > 1)
 
 
