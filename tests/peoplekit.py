@@ -13,9 +13,12 @@ def lapse(user, code: str = "media_fill", *, days_ago: int = 1) -> date:
     """Move `user`'s records of a kind back so that their pass lapsed `days_ago` days ago; the day it lapsed."""
     kind_id = db.session.scalar(sa.select(QualificationKind.id).where(QualificationKind.code == code))
     until = date.today() - timedelta(days=days_ago)
-    db.session.execute(sa.update(Qualification).where(Qualification.user_id == user.id,
-                                                      Qualification.kind_id == kind_id)
-                       .values(passed_on=add_months(until, -6), valid_until=until))
+    records = db.session.scalars(sa.select(Qualification).where(Qualification.user_id == user.id,
+                                                                Qualification.kind_id == kind_id)
+                                 .order_by(Qualification.passed_on.desc(), Qualification.id.desc())).all()
+    for back, record in enumerate(records):  # an initial series stays on separate days, the last one ending `until`
+        record.passed_on = add_months(until, -6) - timedelta(days=back)
+        record.valid_until = until - timedelta(days=back)
     db.session.commit()
     return until
 

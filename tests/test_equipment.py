@@ -38,7 +38,8 @@ def test_registering_keeps_an_upper_case_code_and_audits_it(balance):
 @pytest.mark.parametrize("code, error, message", [
     ("BAL-01", InvalidState, "is taken"),
     ("bal-01 ", InvalidState, "is taken"),
-    ("LOC0001", InvalidState, "storage location's code"),
+    ("LOC0001", InvalidInput, "storage location's code"),
+    ("LOC0999", InvalidInput, "storage location's code"),
     ("L000123", InvalidInput, "looks like a lot"),
     ("B2612070001", InvalidInput, "looks like a lot"),
     ("1BAL", InvalidInput, "starting with a letter"),
@@ -79,12 +80,13 @@ def test_bad_calibrations_are_refused(pharmacist, balance, values, message):
     assert balance.due_on == TODAY + timedelta(days=90)
 
 
-def test_an_older_calibration_entered_late_does_not_set_the_due_date(pharmacist, balance):
+def test_an_older_calibration_entered_late_is_kept_and_does_not_set_the_due_date(pharmacist, balance):
     equipment.record_calibration(pharmacist, balance.id, performed_on=TODAY, result="pass",
                                  next_due_on=TODAY + timedelta(days=365))
-    with pytest.raises(InvalidState, match="later calibration"):
-        equipment.record_calibration(pharmacist, balance.id, performed_on=TODAY - timedelta(days=30),
-                                     result="pass", next_due_on=TODAY + timedelta(days=30))
+    older = equipment.record_calibration(pharmacist, balance.id, performed_on=TODAY - timedelta(days=30),
+                                         result="pass", next_due_on=TODAY + timedelta(days=30))
+    assert older.id and balance.due_on == TODAY + timedelta(days=365)
+    assert audit_rows("equipment.calibrated")[-1].new_values["latest"] is False
 
 
 def test_a_site_with_equipment_requires_it_and_the_batch_record_copies_it(technician, balance, stocked_formula):

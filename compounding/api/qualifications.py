@@ -118,13 +118,18 @@ def user_standings(user_id: int):
     standings = qualifications.standings(person.id, day=day, kinds=kinds)
     requirement = qualifications.required()
     cleared = not requirement or all(s.usable for kind, s in zip(kinds, standings, strict=True) if kind.required)
+    cleared3 = cleared and (not requirement or all(
+        s.category3_until is not None and s.category3_until >= day
+        for kind, s in zip(kinds, standings, strict=True) if kind.required))
     body = {
         "user_id": person.id, "username": person.username, "display_name": person.display_name,
         "role": person.role, "active": person.active, "on": day, "requirement": requirement,
         "may_compound": person.active and role_can(person.role, "batches.compound") and cleared,
         "may_verify": person.active and role_can(person.role, "batches.verify") and cleared,
+        "may_compound_category_3": person.active and role_can(person.role, "batches.compound") and cleared3,
         "standings": [{"kind": s.kind_code, "name": s.kind_name, "state": s.state, "usable": s.usable,
-                       "valid_until": s.valid_until, "failed_on": s.failed_on, "passes": s.passes, "needed": s.needed,
+                       "valid_until": s.valid_until, "category3_valid_until": s.category3_until,
+                       "failed_on": s.failed_on, "passes": s.passes, "needed": s.needed,
                        "required": kind.required, "message": s.text}
                       for kind, s in zip(kinds, standings, strict=True)]}
     return answer(shared(PersonStandingSchema).dump(body))

@@ -146,7 +146,13 @@ def _calibrated_message(calibration) -> str:
     item = equipment.get_equipment(calibration.equipment_id)
     if calibration.result == "pass":
         return f"Calibration of {item.code} recorded (pass): next due {item.due_on.isoformat()}."
-    return f"Calibration of {item.code} recorded (fail): it is out of service until a passing calibration."
+    message = f"Calibration of {item.code} recorded (fail): it is out of service until a passing calibration."
+    since = getattr(calibration, "batches_since", None)
+    if since:
+        message += (f" {len(since)} batch(es) were made with it since {calibration.performed_on.isoformat()}: "
+                    f"{', '.join(since[:20])}{' …' if len(since) > 20 else ''}; those not yet verified cannot be, "
+                    "review those released.")
+    return message
 
 
 @bp.route("/equipment/<int:equipment_id>/edit", methods=["POST"])

@@ -24,9 +24,10 @@ BUILTIN_KINDS = (
     ("gloved_fingertip", "Gloved fingertip and thumb sampling", 6, 3, 3, True),
     ("media_fill", "Media-fill test", 6, 3, 1, False),
 )
-# Gloved fingertip sampling: the initial series passes at zero CFU; a later one above this is an action level.
+# Gloved fingertip sampling (USP <797> action levels): the initial series (after garbing) passes at zero CFU;
+# a later one, with the media-fill test, passes at 3 CFU or fewer (action level: more than 3).
 INITIAL_CFU_MAX = 0
-ROUTINE_CFU_MAX = 2
+ROUTINE_CFU_MAX = 3
 
 
 class QualificationKind(db.Model):

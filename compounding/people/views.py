@@ -121,6 +121,11 @@ def record(user_id: int):
     [standing] = qualifications.standings(person.id, kinds=[kind])
     flash(f"{kind.name}: {saved.result} on {saved.passed_on.isoformat()} recorded for {person.display_name}. "
           f"Now: {standing.text}.", "success" if standing.usable else "warning")
+    since = getattr(saved, "batches_since", None)
+    if since:
+        flash(f"{person.display_name} compounded or verified {len(since)} batch(es) since "
+              f"{saved.passed_on.isoformat()}: {', '.join(since[:20])}{' …' if len(since) > 20 else ''}. "
+              "Those not yet verified cannot be; review those released.", "danger")
     return redirect(url_for("people.person", user_id=person.id))
 
 

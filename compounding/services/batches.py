@@ -22,10 +22,10 @@ from .bench_scans import check_scans as check_scans  # re-exported: its callers 
 from .bench_scans import ensure_scanned
 from .bounds import checked_text
 from .bud import BUD_TABLE_VERSION, beyond_use_at, bud_duration
-from .clock import utcnow
+from .clock import clinic_today, utcnow
 from .codes import next_batch_code
 from .duties import ensure_second_person
-from .equipment import checked_for_batch, record_for_batch
+from .equipment import checked_for_batch, faults_at, record_for_batch
 from .errors import InsufficientStock, InvalidInput, InvalidState, NotFound
 from .fefo import Candidate, allocate, fefo_order
 from .formulas import ensure_balanced, evidence_refusals
@@ -47,7 +47,7 @@ from .preparation import (
     tests_outstanding,
     tests_owed,
 )
-from .qualifications import ensure_qualified
+from .qualifications import ensure_qualified, required, required_kinds, standings
 from .signatures import sign
 from .sites import ensure_item_at_site, place, resolve_location
 from .transaction import transactional
@@ -352,6 +352,22 @@ def _judging(actor: User, batch_id: int, doing: str) -> Batch:
     return batch
 
 
+def _ensure_made_properly(batch: Batch, category: str | None) -> None:
+    """Refuse (409) to release a batch whose compounder was not qualified, or whose equipment had failed its
+    calibration, on the day it was made, as the records now tell (a fail recorded afterwards and dated back)."""
+    problems = faults_at(batch)
+    if required():
+        compounder = db.session.get(User, batch.compounded_by_id)
+        day = clinic_today(batch.compounded_at)
+        lapsed = [s.text for s in standings(compounder.id, day=day, category=category, kinds=required_kinds())
+                  if not s.usable]
+        if lapsed:
+            problems.insert(0, f"{compounder.display_name} was not qualified when {batch.code} was made: "
+                               + "; ".join(lapsed))
+    if problems:
+        raise InvalidState("; ".join(problems) + ". Reject the batch, or void the record entered by mistake.")
+
+
 @transactional
 def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     """A pharmacist other than the compounder verifies with an e-signature: `released`.
@@ -365,8 +381,9 @@ def verify_batch(actor: User, batch_id: int, password: str) -> Batch:
     ensure_transition(batch, "verify")
     if batch.is_expired():
         raise InvalidState(f"{batch.code} is past its beyond-use date and cannot be released.")
-    ensure_qualified(actor, "verify", category=db.session.scalar(
-        sa.select(Formula.bud_category).where(Formula.id == batch.formula_id)))
+    category = db.session.scalar(sa.select(Formula.bud_category).where(Formula.id == batch.formula_id))
+    ensure_qualified(actor, "verify", category=category)
+    _ensure_made_properly(batch, category)
     sign(actor, password, "verified", "batch", batch.id)
     if tests_outstanding(batch):
         signed_into_use(actor, batch, "await_tests", "batch.awaiting_tests", BATCH_FIELDS, stamp="verified")

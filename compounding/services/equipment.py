@@ -14,20 +14,25 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 
 from ..extensions import db
-from ..limits import CODE_MAX, NAME_MAX, NOTE_MAX
+from ..limits import NAME_MAX, NOTE_MAX
 from ..models import Batch, BatchEquipment, Calibration, Equipment, Location, User
 from ..models.equipment import CALIBRATION_RESULTS, EQUIPMENT_KINDS
+from ..models.site import LOCATION_CODE_MAX
 from . import audit, codes
 from .access import ensure_can
 from .bounds import checked_text
-from .clock import clinic_today, utcnow
+from .clock import clinic_today, start_of_clinic_day, utcnow
 from .errors import InvalidInput, InvalidState, NotFound
 from .sites import acting_site_id, ensure_at_site, get_site, main_site
 from .transaction import transactional
 
 EQUIPMENT_FIELDS = ("name", "serial_number", "due_on", "out_of_service", "active")
-EQUIPMENT_CODE = re.compile(rf"^[A-Z][A-Z0-9-]{{1,{CODE_MAX - 1}}}$")
+# As long as a location's code at most: the scan station reads both kinds of label alike.
+EQUIPMENT_CODE_MAX = LOCATION_CODE_MAX
+EQUIPMENT_CODE = re.compile(rf"^[A-Z][A-Z0-9-]{{1,{EQUIPMENT_CODE_MAX - 1}}}$")
 _LIKE_STOCK = re.compile(r"^[LB]\d")
+# The numbered location codes (LOC0001...) a scan reads as a location, whether or not it exists yet.
+_LIKE_LOCATION = re.compile(r"^LOC\d")
 
 
 def normalised_code(code: str | None) -> str:
@@ -54,9 +59,11 @@ def _checked_code(code: str | None) -> str:
     if _LIKE_STOCK.match(code) or any(pattern.match(code) for pattern in (
             codes.LOT_CODE, codes.BATCH_CODE, codes.VIAL_CODE, codes.LOOKS_LIKE_VIAL)):
         raise InvalidInput(f"{code} looks like a lot, batch or vial code: a scan would be misread.", field="code")
+    if _LIKE_LOCATION.match(code):
+        raise InvalidInput(f"{code} looks like a storage location's code: a scan would be misread.", field="code")
     if not EQUIPMENT_CODE.match(code):
-        raise InvalidInput(f"An equipment code has 2 to {CODE_MAX} upper-case letters, digits or hyphens, "
-                           "starting with a letter (BAL-01).", field="code")
+        raise InvalidInput(f"An equipment code has 2 to {EQUIPMENT_CODE_MAX} upper-case letters, digits or "
+                           "hyphens, starting with a letter (BAL-01).", field="code")
     taken = db.session.scalar(sa.select(Equipment).where(Equipment.code == code))
     if taken is not None:
         raise InvalidState(f"Equipment code {code} is taken by {taken.name}.", field="code")
@@ -137,9 +144,8 @@ def record_calibration(actor: User | None, equipment_id: int, *, performed_on: d
                            field="performed_on")
     latest = db.session.scalar(sa.select(sa.func.max(Calibration.performed_on))
                                .where(Calibration.equipment_id == item.id))
-    if latest is not None and performed_on < latest:
-        raise InvalidState(f"A later calibration ({latest.isoformat()}) is recorded: an older one would not "
-                           "set the due date.", field="performed_on")
+    # A certificate that arrives after a later one is kept in the history; only the latest sets the state.
+    current = latest is None or performed_on >= latest
     if result == "pass":
         if next_due_on is None:
             raise InvalidInput("A passed calibration says when the next one is due.", field="next_due_on")
@@ -156,16 +162,45 @@ def record_calibration(actor: User | None, equipment_id: int, *, performed_on: d
         note=checked_text(note, "note", NOTE_MAX), recorded_by_id=actor.id if actor is not None else None,
         recorded_at=utcnow())
     db.session.add(calibration)
+    # A fail reaches the batches made with the piece since: named here, refused at their verification.
+    since = batches_made_with(item.id, performed_on) if result == "fail" else []
     with audit.change(actor, "equipment.calibrated", item, EQUIPMENT_FIELDS) as noted:
-        if result == "pass":
+        if current and result == "pass":
             item.due_on, item.out_of_service = next_due_on, False
-        else:
+        elif current:
             item.out_of_service = True
         db.session.flush()
         noted.new.update({"calibration_id": calibration.id, "result": result, "performed_on": performed_on,
                           "performed_by": calibration.performed_by,
-                          "certificate_number": calibration.certificate_number})
+                          "certificate_number": calibration.certificate_number, "latest": current,
+                          **({"batches_since": since} if since else {})})
+    calibration.batches_since = since
     return calibration
+
+
+def batches_made_with(equipment_id: int, day: date) -> list[str]:
+    """Codes of the batches made with a piece from the start of `day` (the clinic's), oldest first."""
+    start = start_of_clinic_day(day)
+    return list(db.session.scalars(
+        sa.select(Batch.code).join(BatchEquipment, BatchEquipment.batch_id == Batch.id)
+        .where(BatchEquipment.equipment_id == equipment_id, Batch.compounded_at >= start)
+        .order_by(Batch.compounded_at, Batch.id)))
+
+
+def faults_at(batch: Batch) -> list[str]:
+    """Why the equipment a batch was made with was not fit on the day it was made, as its calibration history
+    now tells (a failed calibration recorded afterwards, dated on or before that day, with no pass between)."""
+    day = clinic_today(batch.compounded_at)
+    rows = db.session.execute(
+        sa.select(BatchEquipment.code, Calibration.performed_on, Calibration.result, Calibration.id)
+        .join(Calibration, Calibration.equipment_id == BatchEquipment.equipment_id)
+        .where(BatchEquipment.batch_id == batch.id, Calibration.performed_on <= day)
+        .order_by(BatchEquipment.code, Calibration.performed_on, Calibration.id)).all()
+    last: dict[str, tuple] = {}
+    for row in rows:
+        last[row.code] = (row.result, row.performed_on)
+    return [f"{code} had failed its calibration when {batch.code} was made (calibration of {on.isoformat()})"
+            for code, (result, on) in last.items() if result == "fail"]
 
 
 def unusable_reasons(item: Equipment, day: date, site_id: int) -> list[str]:

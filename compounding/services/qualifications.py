@@ -25,7 +25,7 @@ from . import audit
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import clinic_today, utcnow
-from .errors import InvalidInput, InvalidState, NotFound
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .transaction import transactional
 
 # A pass ending within this many days shows as due soon (dashboard, team page).
@@ -60,6 +60,10 @@ class Standing:
     failed_on: date | None = None
     passes: int = 0
     needed: int = 1
+    # The last day the pass stands for Category 3 compounding (its kind's shorter interval).
+    category3_until: date | None = None
+    # The day judged (the text says "Category 3 lapsed" from it).
+    day: date | None = None
 
     @property
     def usable(self) -> bool:
@@ -81,11 +85,23 @@ class Standing:
                 return f"{name}: initial qualification incomplete ({self.passes} of {self.needed} passes)"
         return f"{name}: never recorded"
 
+    @property
+    def category3_note(self) -> str:
+        """Category 3's shorter interval, when it ends before the pass does ("" otherwise): shown beside the
+        standing where someone may compound Category 3 preparations (the person page, the API)."""
+        if self.category3_until is None or self.valid_until is None or self.category3_until >= self.valid_until:
+            return ""
+        if self.day is not None and self.category3_until < self.day:
+            return f"Category 3 lapsed on {self.category3_until.isoformat()}"
+        return f"Category 3 until {self.category3_until.isoformat()}"
+
     def as_dict(self) -> dict:
         """As a refusal's details carry it (JSON as it stands: days as ISO 8601 text, as the API writes them)."""
         return {"kind": self.kind_code, "name": self.kind_name, "state": self.state,
                 "valid_until": self.valid_until.isoformat() if self.valid_until else None,
-                "failed_on": self.failed_on.isoformat() if self.failed_on else None, "message": self.text}
+                "failed_on": self.failed_on.isoformat() if self.failed_on else None,
+                "category3_valid_until": self.category3_until.isoformat() if self.category3_until else None,
+                "message": self.text}
 
 
 def judge(kind: QualificationKind, records: Sequence[Qualification], day: date, *,
@@ -95,34 +111,38 @@ def judge(kind: QualificationKind, records: Sequence[Qualification], day: date, 
     Voided records and records dated after `day` do not count. Records are taken in date order
     (then in the order recorded).
     """
-    standing = {"kind_code": kind.code, "kind_name": kind.name, "needed": kind.initial_passes}
+    standing = {"kind_code": kind.code, "kind_name": kind.name, "needed": kind.initial_passes, "day": day}
     counted = sorted((r for r in records if r.voided_at is None and r.passed_on <= day),
                      key=lambda r: (r.passed_on, r.id or 0))
     if not counted:
         return Standing(state="missing", **standing)
-    streak, established = 0, False
+    streak, established, last_occasion = 0, False, None
     for record in counted:
         if record.result == "pass":
             if not established:
                 if not kind.counts_cfu or (record.cfu is not None and record.cfu <= INITIAL_CFU_MAX):
-                    streak += 1
+                    # Separate occasions: a second pass on the same day is not another one.
+                    if record.passed_on != last_occasion:
+                        streak += 1
+                        last_occasion = record.passed_on
                 else:
-                    streak = 0
+                    streak, last_occasion = 0, None
                 established = streak >= kind.initial_passes
         elif not established:
-            streak = 0
+            streak, last_occasion = 0, None
     last = counted[-1]
     if last.result == "fail":
         return Standing(state="failed", failed_on=last.passed_on, passes=streak, **standing)
     if not established:
         return Standing(state="initial", passes=streak, **standing)
     until = last.valid_until or add_months(last.passed_on, kind.valid_months)
+    category3_until = min(until, add_months(last.passed_on, kind.category3_months))
     if is_category_3(category):
-        until = min(until, add_months(last.passed_on, kind.category3_months))
+        until = category3_until
     if until < day:
-        return Standing(state="lapsed", valid_until=until, passes=streak, **standing)
+        return Standing(state="lapsed", valid_until=until, passes=streak, category3_until=category3_until, **standing)
     state = "due_soon" if until <= day + timedelta(days=due_days) else "valid"
-    return Standing(state=state, valid_until=until, passes=streak, **standing)
+    return Standing(state=state, valid_until=until, passes=streak, category3_until=category3_until, **standing)
 
 
 def required_kinds() -> list[QualificationKind]:
@@ -168,6 +188,8 @@ def ensure_qualified(actor: User | None, doing: str, *, at: datetime | None = No
     """
     if actor is None or not required():
         return
+    # Shared lock on the person: a result recorded meanwhile (which locks them) waits, or is waited for.
+    db.session.execute(sa.select(User.id).where(User.id == actor.id).with_for_update(read=True))
     day = clinic_today(at)
     problems = [s for s in standings(actor.id, day=day, category=category, kinds=required_kinds()) if not s.usable]
     if problems:
@@ -214,6 +236,9 @@ def record_qualification(actor: User | None, *, kind: str, passed_on: date, resu
     if actor is not None:
         ensure_can(actor, "qualifications.record", "record qualifications")
     person = _person(user_id, username)  # locked: an initial series is judged against the records before it
+    if actor is not None and actor.id == person.id:
+        raise NotAllowed("You cannot record your own qualification: another pharmacist or an administrator "
+                         "records it.")
     qualification_kind = get_kind(kind)
     if not qualification_kind.active:
         raise InvalidState(f"{qualification_kind.name} is no longer recorded.", field="kind")
@@ -244,10 +269,26 @@ def record_qualification(actor: User | None, *, kind: str, passed_on: date, resu
                            recorded_by_id=actor.id if actor else None, recorded_at=utcnow())
     db.session.add(record)
     db.session.flush()
+    # A fail dated back reaches what the person made or verified since: named here, refused at verification.
+    since = batches_since(person.id, passed_on) if result == "fail" and passed_on < clinic_today() else []
     audit.record(actor, "qualification.recorded", "qualification", record.id, new={
         "user": person.username, "kind": qualification_kind.code, "passed_on": passed_on, "result": result,
-        "cfu": cfu, "valid_until": valid_until, "assessor": assessor, "note": note})
+        "cfu": cfu, "valid_until": valid_until, "assessor": assessor, "note": note,
+        **({"batches_since": since} if since else {})})
+    record.batches_since = since
     return record
+
+
+def batches_since(user_id: int, day: date) -> list[str]:
+    """Codes of the batches a person compounded or verified from the start of `day` (the clinic's), oldest first."""
+    from ..models import Batch
+    from .clock import start_of_clinic_day
+
+    start = start_of_clinic_day(day)
+    return list(db.session.scalars(sa.select(Batch.code).where(
+        sa.or_(sa.and_(Batch.compounded_by_id == user_id, Batch.compounded_at >= start),
+               sa.and_(Batch.verified_by_id == user_id, Batch.verified_at >= start)))
+        .order_by(Batch.compounded_at, Batch.id)))
 
 
 def _checked_cfu(kind: QualificationKind, person: User, passed_on: date, result: str, cfu) -> int | None:
@@ -281,6 +322,9 @@ def void_qualification(actor: User, qualification_id: int, reason: str) -> Quali
     ensure_can(actor, "qualifications.record", "void qualifications")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the record is voided.")
     record = get_qualification(qualification_id, for_update=True)
+    if record.user_id == actor.id:
+        raise NotAllowed("You cannot void your own qualification record: another pharmacist or an administrator "
+                         "does.")
     if record.voided_at is not None:
         raise InvalidState("This record is already voided.")
     record.voided_at, record.voided_by_id, record.void_reason = utcnow(), actor.id, reason
@@ -291,7 +335,7 @@ def void_qualification(actor: User, qualification_id: int, reason: str) -> Quali
 
 @transactional
 def create_kind(actor: User, *, code: str, name: str, valid_months: int = 6, category3_months: int = 3,
-                initial_passes: int = 1, counts_cfu: bool = False, required: bool = True) -> QualificationKind:
+                initial_passes: int = 1, counts_cfu: bool = False, required: bool = False) -> QualificationKind:
     """An admin adds a kind (`aseptic_technique`): its interval, initial series, whether compounding needs it."""
     ensure_can(actor, "qualifications.kinds", "add qualification kinds")
     code = (code or "").strip().lower()
@@ -320,6 +364,11 @@ def update_kind(actor: User, kind_id: int, *, name: str, valid_months: int, cate
     values = _checked_kind(name, valid_months, category3_months, initial_passes, counts_cfu, required)
     if kind.builtin and (values["counts_cfu"] != kind.counts_cfu or values["initial_passes"] != kind.initial_passes):
         raise InvalidState(f"{kind.name} is defined by USP <797>: its initial series and CFU count stay.")
+    fixed = ("initial_passes", "counts_cfu", "category3_months")
+    if any(values[key] != getattr(kind, key) for key in fixed) and db.session.scalar(
+            sa.select(sa.exists().where(Qualification.kind_id == kind.id))):
+        raise InvalidState(f"{kind.name} has records already made: its initial series, CFU count and Category 3 "
+                           "interval would judge them again. Add a new kind instead (and stop requiring this one).")
     with audit.change(actor, "qualification_kind.updated", kind, KIND_FIELDS):
         for key, value in values.items():
             setattr(kind, key, value)

@@ -16,7 +16,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..limits import NAME_MAX, NOTE_MAX, REASON_MAX
-from ..models import Batch, Excursion, Location, Lot, Site, StockMove, User, UserSite, Vial
+from ..models import Batch, Equipment, Excursion, Location, Lot, Site, StockMove, User, UserSite, Vial
 from ..models.cold_chain import DEFAULT_READINGS_PER_DAY
 from ..models.site import LOCATION_CODE_MAX, LOCATION_KINDS, MAIN_SITE, TIMEZONE_MAX
 from ..models.vial import VialStatus
@@ -335,6 +335,8 @@ def _checked_location_code(code: str | None) -> str:
                            field="code")
     if db.session.scalar(sa.select(Location.id).where(Location.code == code)) is not None:
         raise InvalidState(f"Location code {code} is taken.", field="code")
+    if db.session.scalar(sa.select(Equipment.id).where(Equipment.code == code)) is not None:
+        raise InvalidState(f"{code} is a piece of equipment's code: a scan would be misread.", field="code")
     return code
 
 

@@ -7,9 +7,21 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from ..models import Batch, BatchTest, Calibration, Document, Equipment, Lot, Qualification, QualificationKind, User
+from ..models import (
+    Batch,
+    BatchTest,
+    Calibration,
+    Document,
+    Equipment,
+    Lot,
+    Qualification,
+    QualificationKind,
+    User,
+    UserSite,
+)
 from ..models.document import DOCUMENT_KIND_TEXT
 from ..models.equipment import EQUIPMENT_KIND_TEXT
+from ..queries.people import people_at_sites
 from ..services.clock import clinic_today
 from ..services.documents import ENTITY_TEXT
 from ..services.site_filters import SiteIds, at_sites
@@ -35,8 +47,8 @@ def qualification_columns(zone) -> list[Column]:
 
 
 def qualifications_query(start_at, end_at, site_ids: SiteIds):
-    """Every record (voided ones too) performed on a day of the period; a person's are the chain's: the sheet stays
-    whole."""
+    """Every record (voided ones too) performed on a day of the period, of the people at the sites in scope (members,
+    and chain-wide accounts), as the people pages show them."""
     first, after = _days(start_at, end_at)
     return (
         sa.select(Qualification.id, User.username, User.display_name, QualificationKind.name.label("kind"),
@@ -46,7 +58,7 @@ def qualifications_query(start_at, end_at, site_ids: SiteIds):
                   Qualification.void_reason)
         .join(User, User.id == Qualification.user_id)
         .join(QualificationKind, QualificationKind.id == Qualification.kind_id)
-        .where(Qualification.passed_on >= first, Qualification.passed_on < after)
+        .where(Qualification.passed_on >= first, Qualification.passed_on < after, people_at_sites(site_ids))
         .order_by(Qualification.passed_on, Qualification.id)
     )
 
@@ -146,8 +158,8 @@ def document_columns(zone) -> list[Column]:
 def documents_query(start_at, end_at, site_ids: SiteIds):
     """Documents uploaded in the period (withdrawn ones too), each with the code of the record it proves.
 
-    A document is at its record's site (a batch's own, a test result's batch's); a person's qualification
-    evidence is the chain's and stays whatever the scope.
+    A document is at its record's site (a batch's own, a test result's batch's); a qualification's evidence
+    goes with its person (at the sites in scope as a member, or chain-wide).
     """
     test_batch = aliased(Batch)
     person = aliased(User)
@@ -172,9 +184,18 @@ def documents_query(start_at, end_at, site_ids: SiteIds):
         .outerjoin(person, person.id == Qualification.user_id).outerjoin(kind, kind.id == Qualification.kind_id)
         .outerjoin(Equipment, on(Equipment, "equipment"))
         .where(Document.uploaded_at >= start_at, Document.uploaded_at < end_at,
-               sa.or_(Document.entity_type == "qualification", at_sites(site_id, site_ids)))
+               sa.or_(sa.and_(Document.entity_type == "qualification", _person_at_sites(person, site_ids)),
+                      at_sites(site_id, site_ids)))
         .order_by(Document.uploaded_at, Document.id)
     )
+
+
+def _person_at_sites(person, site_ids: SiteIds) -> sa.ColumnElement[bool]:
+    """The qualification's person at the sites in scope (`people_at_sites` for an aliased user)."""
+    if site_ids is None:
+        return sa.true()
+    member = sa.exists().where(UserSite.user_id == person.id, at_sites(UserSite.site_id, site_ids))
+    return sa.or_(person.all_sites, member)
 
 
 def _record_code(r) -> str | None:

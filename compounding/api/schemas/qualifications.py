@@ -74,6 +74,8 @@ class StandingSchema(Schema):
     state = fields.String(metadata={"enum": list(STATES)})
     usable = fields.Boolean(metadata={"description": "Valid (or due soon): compounding and verifying may go on"})
     valid_until = fields.Date(allow_none=True)
+    category3_valid_until = fields.Date(allow_none=True, metadata={
+        "description": "The last day the pass stands for Category 3 compounding (its kind's shorter interval)"})
     failed_on = fields.Date(allow_none=True)
     passes = fields.Integer(metadata={"description": "Passes in a row so far (an initial series)"})
     needed = fields.Integer(metadata={"description": "Passes in a row the kind needs first"})
@@ -94,6 +96,8 @@ class PersonStandingSchema(Schema):
                                                            "way (Category 1 and 2 intervals; Category 3 needs its "
                                                            "shorter one)"})
     may_verify = fields.Boolean()
+    may_compound_category_3 = fields.Boolean(metadata={
+        "description": "As may_compound, with Category 3's shorter intervals"})
     standings = fields.List(fields.Nested(StandingSchema))
 
 
