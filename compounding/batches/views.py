@@ -27,6 +27,7 @@ from ..queries.batches import (
     in_use_period_words,
     vial_record,
 )
+from ..queries.documents import document_rows
 from ..queries.recalls import open_recall_ids
 from ..queries.scope import shown_sites
 from ..security import requires
@@ -198,6 +199,8 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         vials=batch_vials(batch.id, vial_page, site_ids=current_scope()), in_use_deadline=in_use_deadline,
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
+        # Every test result's documents in one statement, however many results there are.
+        test_documents=document_rows("batch_test", [test["id"] for test in detail.tests]),
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(), signal=signal, signal_recall_id=signal_recall_id,
         **forms), status
