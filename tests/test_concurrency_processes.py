@@ -158,7 +158,7 @@ def test_concurrent_compoundings_from_one_lot_never_oversell_it(live):
     pharmacist, verifier, technician, active, formula = _setup_formula()
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="X",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("5"))
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     token = users.create_token(None, technician, "test")
     attempts = 12  # each batch of 2 units needs 2 mL: exactly 2 can be made from 5 mL
     # Each client scanned the container and allocates it explicitly.
@@ -178,7 +178,7 @@ def test_concurrent_session_uses_of_one_batch_never_overdraw_it(live):
     pharmacist, verifier, technician, active, formula = _setup_formula()
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="Y",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("50"))
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     # One multiple-dose vial of 10 mL that every session draws on.
     shared = formulas.create_formula(pharmacist, {
         "code": "HAIR-MD", "name": "Hair", "indication": "hair_loss", "route": "intradermal",
@@ -215,7 +215,7 @@ def test_two_practitioners_scanning_one_single_dose_vial_at_once_only_one_sessio
     pharmacist, verifier, technician, active, formula = _setup_formula()
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="V",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("10"))
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     batch = batches.compound_batch(technician, formula.id, 2)  # two single-dose vials of 1 mL
     batches.verify_batch(verifier, batch.id, PASSWORD)
     vial = f"{batch.code}-01"
@@ -257,7 +257,7 @@ def test_two_receipts_of_one_transfer_at_once_only_one_counts(live):
     pharmacist, verifier, technician, active, formula = _setup_formula()
     lot = inventory.receive_lot(technician, ingredient_id=active.id, supplier="S", supplier_lot_number="T",
                                 expires_on=date.today() + timedelta(days=90), quantity=Decimal("10"))
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     batch = batches.compound_batch(technician, formula.id, 3)
     batches.verify_batch(verifier, batch.id, PASSWORD)
     lyon = Site(code="LYON", name="Lyon", timezone="Europe/Paris", address="")
