@@ -48,7 +48,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 # One blueprint per area, each in compounding/<area>/views.py; the JSON API comes last.
 BLUEPRINTS = ("main", "auth", "admin", "ingredients", "lots", "formulas", "batches", "printouts", "scan",
-              "exports", "recalls", "treatments", "sites", "transfers", "cold_chain", "equipment", "people", "api")
+              "exports", "recalls", "treatments", "sites", "transfers", "cold_chain", "equipment", "people",
+              "documents", "api")
 
 
 class RecordId(IntegerConverter):

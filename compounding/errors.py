@@ -51,6 +51,8 @@ def error_response(status: int, message: str | None = None, details=None):
 def _http_error(exc: HTTPException):
     status = exc.code or 500
     description = exc.description if exc.description != type(exc).description else None
+    if status == 413 and description is None:
+        description = too_large_message()
     response = error_response(status, description)
     if status == 401 and wants_json():
         response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
@@ -102,17 +104,39 @@ def _unexpected(exc: Exception):
     return error_response(500, "An unexpected error occurred; it has been logged.")
 
 
+def too_large_message() -> str:
+    """What a 413 says: the limit of the view (a document's size), else of any request."""
+    view = current_app.view_functions.get(request.endpoint or "")
+    explain = getattr(view, "too_large_message", None)
+    if explain is not None:
+        return explain()
+    limit = request.max_content_length
+    if not limit:
+        return MESSAGES[413]
+    megabytes = f" ({limit / 1024 / 1024:g} MB)" if limit >= 1024 * 1024 else ""
+    return f"The upload is too large: a request may carry at most {limit:,} bytes{megabytes}."
+
+
 NUL_MESSAGE = "Text may not contain NUL characters."
+
+
+def _apply_view_limits(endpoint: str | None, values) -> None:
+    """A view may declare a larger form limit (the import's confirm step carries its file) or a smaller
+    request limit (a document upload, `max_content_length`: a number or a function of the settings).
+
+    Applied before any before-request hook, so before the CSRF check first reads the form.
+    """
+    view = current_app.view_functions.get(endpoint or "")
+    if getattr(view, "max_form_memory_size", None):
+        request.max_form_memory_size = view.max_form_memory_size
+    limit = getattr(view, "max_content_length", None)
+    if limit:
+        request.max_content_length = limit() if callable(limit) else limit
 
 
 def _refuse_nul_characters():
     """Refuse a NUL in any query or form field: it never belongs in a record, and PostgreSQL can
     neither store nor compare it (the query would fail with a 500 instead of a 4xx)."""
-    # A view may declare a larger form limit (the import's confirm step carries its file):
-    # apply it before the form is first read here.
-    view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, "max_form_memory_size", None):
-        request.max_form_memory_size = view.max_form_memory_size
     fields = sorted({key for source in (request.args, request.form) for key, value in source.items(multi=True)
                      if "\x00" in key or "\x00" in value})
     if fields:
@@ -121,6 +145,7 @@ def _refuse_nul_characters():
 
 
 def init_app(app: Flask) -> None:
+    app.url_value_preprocessor(_apply_view_limits)
     app.before_request(_refuse_nul_characters)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(DomainError, _domain_error)

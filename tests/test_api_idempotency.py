@@ -186,7 +186,7 @@ def test_a_change_saved_before_a_server_error_still_counts_once(client, token, m
 def test_only_a_hash_of_the_body_is_kept_never_the_password(client, make_user, make_lot):
     pharmacist = make_user("pharmacist")
     lot = make_lot(release=False)
-    response = client.post(f"/api/v1/lots/{lot.id}/release", json={"password": PASSWORD},
+    response = client.post(f"/api/v1/lots/{lot.id}/release", json={"password": PASSWORD, "reason": "Requested"},
                            headers=keyed(users.create_token(None, pharmacist, "test"), "release-key-1"))
     assert response.status_code == 200
     [row] = key_rows()

@@ -217,7 +217,8 @@ def test_a_technician_can_receive_but_cannot_release(client, auth, ingredient):
 
 def test_a_wrong_password_refuses_the_release_and_the_lot_stays_in_quarantine(client, auth, make_lot):
     lot = make_lot(release=False)
-    response = client.post(f"/api/v1/lots/{lot.id}/release", headers=auth(), json={"password": "wrong-one!"})
+    response = client.post(f"/api/v1/lots/{lot.id}/release", headers=auth(),
+                           json={"password": "wrong-one!", "reason": "Certificate requested"})
 
     assert response.status_code == 403
     assert "password" in response.json["details"]
@@ -229,7 +230,7 @@ def test_releasing_shows_who_released_and_records_the_signature(client, make_use
     lot = make_lot(release=False)
     signer = make_user("pharmacist", display_name="Dana Whitfield")
     response = client.post(f"/api/v1/lots/{lot.id}/release", headers=auth(signer),
-                           json={"password": PASSWORD})
+                           json={"password": PASSWORD, "reason": "Certificate requested"})
 
     assert response.status_code == 200, response.json
     assert response.json["status"] == "released"

@@ -328,7 +328,7 @@ API_WRITES = {
                             "protect_from_light", "vehicle"),
     "/api/v1/ingredients/{ingredient}": ("name", "kind", "unit", "gtins", "reorder_level", "active"),
     "/api/v1/lots": ("ingredient_id", "supplier", "lot_number", "expiry_date", "quantity", "gtin"),
-    "/api/v1/lots/{lot}/release": ("password",),
+    "/api/v1/lots/{lot}/release": ("password", "reason"),
     "/api/v1/lots/{lot}/adjust": ("reason", "quantity", "direction", "note"),
     "/api/v1/formulas": ("code", "name", "indication", "route", "dosage_form", "unit_volume_ml", "bud_category",
                          "storage", "components", "bud_hours", "protect_from_light"),

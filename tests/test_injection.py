@@ -79,7 +79,7 @@ def marked_up(app, client, make_user):
                                            "location": payload("LOCATION")})
     lots = {lot.ingredient_id: lot for lot in db.session.scalars(sa.select(Lot))}
     for lot in lots.values():
-        post(pharmacist, f"/lots/{lot.id}/release", {"release-password": PASSWORD})
+        post(pharmacist, f"/lots/{lot.id}/release", {"release-password": PASSWORD, "release-reason": payload("COA")})
     post(pharmacist, "/formulas/new", {
         "code": "XSS-1", "name": payload("FORMULA"), "indication": "other", "route": "intradermal",
         "dosage_form": "solution for injection", "unit_label": "vial 5 mL", "unit_volume_ml": "5",
@@ -288,7 +288,7 @@ def signers(app, make_user, make_lot, make_formula, make_batch):
 def _signing_calls(signers) -> list[tuple[str, str, dict]]:
     lot, formula, batch = signers["lot"], signers["formula"], signers["batch"]
     return [
-        ("lot", f"/api/v1/lots/{lot.id}/release", {}),
+        ("lot", f"/api/v1/lots/{lot.id}/release", {"reason": "certificate requested"}),
         ("lot", f"/api/v1/lots/{lot.id}/reject", {"reason": "damaged seal"}),
         ("formula", f"/api/v1/formulas/{formula.id}/approve", {}),
         ("batch", f"/api/v1/batches/{batch.id}/verify", {}),
@@ -355,7 +355,7 @@ def test_on_the_pages_a_signature_takes_only_the_signed_in_persons_password(clie
     assert client.post(f"/lots/{lot.id}/release", data={"release-password": PASSWORD}).status_code == 403
     assert client.post(f"/batches/{batch.id}/verify", data={"verify-password": PASSWORD}).status_code == 403
     sign_in_session(client, me)
-    for url, data in ((f"/lots/{lot.id}/release", {"release-password": OTHER_PASSWORD}),
+    for url, data in ((f"/lots/{lot.id}/release", {"release-password": OTHER_PASSWORD, "release-reason": "requested"}),
                       (f"/batches/{batch.id}/verify", {"verify-password": OTHER_PASSWORD}),
                       (f"/formulas/{signers['formula'].id}/approve", {"approve-password": OTHER_PASSWORD}),
                       (f"/recalls/new?batch_id={batch.id}", {"reason": "alert", "password": OTHER_PASSWORD})):
@@ -363,7 +363,7 @@ def test_on_the_pages_a_signature_takes_only_the_signed_in_persons_password(clie
         assert response.status_code == 422, url
         assert "Signature refused" in response.get_data(as_text=True)
     assert db.session.scalar(sa.select(sa.func.max(Signature.id))) == last
-    response = client.post(f"/lots/{lot.id}/release", data={"release-password": PASSWORD,
+    response = client.post(f"/lots/{lot.id}/release", data={"release-password": PASSWORD, "release-reason": "requested",
                                                             "signer_id": str(other.id), "user_id": str(other.id)})
     assert response.status_code == 302
     signature = db.session.scalars(sa.select(Signature).where(Signature.id > last)).one()

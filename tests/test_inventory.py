@@ -131,7 +131,7 @@ def test_a_wrong_password_does_not_sign_and_the_lot_stays_in_quarantine(technici
                                                                          make_ingredient):
     lot = receive(technician, make_ingredient())
     with pytest.raises(SignatureRejected):
-        inventory.release_lot(pharmacist, lot.id, "not-my-password")
+        inventory.release_lot(pharmacist, lot.id, "not-my-password", reason="Certificate requested")
     db.session.rollback()
     assert db.session.get(Lot, lot.id).status == "quarantine"
     assert db.session.scalar(sa.select(sa.func.count(Signature.id))) == 0
@@ -139,7 +139,7 @@ def test_a_wrong_password_does_not_sign_and_the_lot_stays_in_quarantine(technici
 
 def test_release_records_the_signers_name_and_time(technician, pharmacist, make_ingredient):
     lot = receive(technician, make_ingredient())
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     signature = db.session.scalar(sa.select(Signature).where(Signature.entity_id == lot.id))
     assert (signature.meaning, signature.signer_name) == ("released", pharmacist.display_name)
     assert signature.signed_at.tzinfo is not None

@@ -86,10 +86,12 @@ def test_a_pharmacist_releases_a_lot_with_the_password_and_the_signature_shows(
     lot = make_lot(release=False)
     pharmacist = make_user("pharmacist", display_name="Dr Ada Lovelace")
     sign_in(client, pharmacist)
-    wrong = client.post(f"/lots/{lot.id}/release", data={"release-password": "nope-nope-nope"})
+    wrong = client.post(f"/lots/{lot.id}/release", data={"release-password": "nope-nope-nope",
+                                                         "release-reason": "Certificate requested"})
     assert wrong.status_code == 422 and "password is not correct" in wrong.get_data(as_text=True)
     assert db.session.get(Lot, lot.id).status == "quarantine"
-    response = client.post(f"/lots/{lot.id}/release", data={"release-password": PASSWORD},
+    response = client.post(f"/lots/{lot.id}/release", data={"release-password": PASSWORD,
+                                                            "release-reason": "Certificate requested"},
                            follow_redirects=True)
     page = response.get_data(as_text=True)
     assert "released" in page and "Released</strong> by Dr Ada Lovelace" in page

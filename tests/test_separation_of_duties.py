@@ -47,7 +47,7 @@ def test_a_pharmacist_cannot_approve_a_formula_version_they_wrote(client, make_f
 def test_another_pharmacist_releases_and_approves(make_lot, make_formula, make_user):
     second = make_user("pharmacist")
     lot = make_lot(release=False, actor=make_user("pharmacist"))
-    assert inventory.release_lot(second, lot.id, PASSWORD).status == "released"
+    assert inventory.release_lot(second, lot.id, PASSWORD, reason="Certificate requested").status == "released"
     formula = make_formula(approve=False)
     assert formulas.approve_formula(second, formula.id, PASSWORD).status == "approved"
 
@@ -55,7 +55,7 @@ def test_another_pharmacist_releases_and_approves(make_lot, make_formula, make_u
 @pytest.mark.parametrize("config_overrides", VERIFY_ONLY, indirect=True)
 def test_verify_only_lets_a_single_pharmacist_release_and_approve_their_own(make_lot, make_formula, pharmacist):
     lot = make_lot(release=False, actor=pharmacist)
-    assert inventory.release_lot(pharmacist, lot.id, PASSWORD).status == "released"
+    assert inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested").status == "released"
     formula = make_formula(approve=False)
     author = _author(formula)
     assert formulas.approve_formula(author, formula.id, PASSWORD).status == "approved"

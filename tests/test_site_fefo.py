@@ -40,7 +40,7 @@ def two_sites(app, make_user, make_formula):
                 receiver, ingredient_id=component.ingredient_id, supplier="Supplier A",
                 supplier_lot_number=f"SL-{site.code}-{n}", expires_on=date.today() + timedelta(days=days),
                 quantity="1000", site_id=site.id)
-            inventory.release_lot(releaser, lot.id, PASSWORD)
+            inventory.release_lot(releaser, lot.id, PASSWORD, reason="Certificate requested")
             lots[site.code].append(lot)
     return {"main": main, "lyon": lyon, "lyon_store": lyon_store, "formula": formula, "lots": lots,
             "lyon_tech": make_user("technician", site_codes=["LYON"]), "releaser": releaser}

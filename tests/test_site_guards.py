@@ -47,7 +47,7 @@ def receive(chain: dict, site: Site, ingredient=None, *, release: bool = True, q
         supplier_lot_number=f"SG-{site.code}-{RECEIVED['n']}", expires_on=date.today() + timedelta(days=200),
         quantity=quantity, site_id=site.id)
     if release:
-        inventory.release_lot(chain["releaser"], lot.id, PASSWORD)
+        inventory.release_lot(chain["releaser"], lot.id, PASSWORD, reason="Certificate requested")
     return lot
 
 

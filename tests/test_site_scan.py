@@ -39,7 +39,7 @@ def sites(app, make_user, make_batch, make_ingredient):
         lot = inventory.receive_lot(receiver, ingredient_id=ingredient.id, supplier="Supplier A",
                                     supplier_lot_number=f"SL-{site.code}", quantity="50",
                                     expires_on=date.today() + timedelta(days=200), site_id=site.id)
-        inventory.release_lot(releaser, lot.id, PASSWORD)
+        inventory.release_lot(releaser, lot.id, PASSWORD, reason="Certificate requested")
         lots[site.code] = lot
     batch = make_batch(units=3)
     return {"main": main, "lyon": lyon, "fridge": fridge, "lots": lots, "batch": batch,

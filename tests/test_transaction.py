@@ -106,7 +106,7 @@ def test_a_refusal_keeps_only_its_record(make_user, make_ingredient):
     before = _counts()
     with pytest.raises(SignatureRejected), transaction():
         _receive(technician, ingredient, "SL-2")  # unfinished work the refusal throws away
-        inventory.release_lot(pharmacist, lot.id, "not the password")
+        inventory.release_lot(pharmacist, lot.id, "not the password", reason="Certificate requested")
     assert _counts()[:2] == before[:2]  # no new lot, no new ledger row
     new_actions = list(db.session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.id)))[before[2]:]
     assert new_actions == ["signature.refused"]
@@ -152,7 +152,7 @@ def test_a_caught_failure_of_a_joined_use_case_saves_nothing(make_user, make_ing
     """No savepoints: a step that failed and was swallowed must not be committed as if it had worked."""
     technician, pharmacist, ingredient = make_user("technician"), make_user("pharmacist"), make_ingredient()
     lot = _receive(technician, ingredient)
-    inventory.release_lot(pharmacist, lot.id, PASSWORD)
+    inventory.release_lot(pharmacist, lot.id, PASSWORD, reason="Certificate requested")
     before = _counts()
     with pytest.raises(UseCaseFailed), transaction():
         _receive(technician, ingredient, "SL-2")

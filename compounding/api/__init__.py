@@ -6,6 +6,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     cold_chain,
     cold_chain_files,
     cold_chain_reports,
+    documents,
     equipment,
     formulas,
     ingredients,

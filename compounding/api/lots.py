@@ -7,6 +7,7 @@ from marshmallow import EXCLUDE
 from sqlalchemy.orm import defaultload, joinedload
 
 from ..models import Ingredient, Lot
+from ..queries.documents import certificate_of
 from ..queries.lots import LotFilters, lot_list_query
 from ..services import holds, inventory
 from ..site_scope import ensure_visible
@@ -32,9 +33,12 @@ _ANSWERED = (
 
 
 def _dump(row) -> dict:
-    """A lot with every hold reason, standing or released."""
+    """A lot with every hold reason, standing or released, and the certificate of analysis attached."""
     lot = row.Lot
-    return {**LotSchema().dump(lot), "holds": HoldSchema(many=True).dump(holds.holds_of("lot", lot.id))}
+    certificate = certificate_of(lot)
+    return {**LotSchema().dump(lot), "holds": HoldSchema(many=True).dump(holds.holds_of("lot", lot.id)),
+            "certificate": None if certificate is None else {
+                "document_id": certificate.id, "filename": certificate.filename, "sha256": certificate.sha256}}
 
 
 def _answer(lot_id: int, status: int = 200):
@@ -69,10 +73,11 @@ def lot_detail(lot_id: int):
 
 
 @record_action("/lots/<int:lot_id>/release", permission="lots.release",
-               summary="Release a quarantined lot (e-signature: the signer's password)",
+               summary="Release a quarantined lot (e-signature: the signer's password); without a certificate of "
+                       "analysis attached, only with a `reason` (422 otherwise)",
                body=LotReleaseSchema, response=LotSchema, answer_with=_answer)
 def lot_release(lot_id: int, data: dict):
-    inventory.release_lot(current_user, lot_id, data["password"])
+    inventory.release_lot(current_user, lot_id, data["password"], data["reason"])
 
 
 @record_action("/lots/<int:lot_id>/reject", permission="lots.release",

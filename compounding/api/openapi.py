@@ -18,6 +18,7 @@ _ERROR_TEXT = {
     404: "Not found", 409: "Rule refused the change (on a POST, or its Idempotency-Key is in flight)",
     413: "The upload is over the size limit",
     422: "Invalid fields (on a POST, or an Idempotency-Key malformed or reused with another body)",
+    503: "A service it needs (the file store) did not answer: nothing changed, try again",
 }
 
 # Path ids are database integers; an unknown one, however large, answers 404 (compounding.RecordId).

@@ -27,6 +27,7 @@ from ..queries.batches import (
     in_use_period_words,
     vial_record,
 )
+from ..queries.documents import document_rows
 from ..queries.equipment import bench_equipment, equipment_of_batch
 from ..queries.recalls import open_recall_ids
 from ..queries.scope import shown_sites
@@ -216,6 +217,8 @@ def _render_detail(batch_id: int, status: int = 200, **forms):
         equipment_used=equipment_of_batch(batch.id),
         signatures=signatures_for("batch", batch.id), reasons=batches.unusable_reasons(batch, holds=standing),
         holds=item_holds, tests=detail.tests, outstanding=outstanding,
+        # Every test result's documents in one statement, however many results there are.
+        test_documents=document_rows("batch_test", [test["id"] for test in detail.tests]),
         events=adverse_event_counts("batch", [batch.id]).get(batch.id, (0, 0)),
         expired=batches.is_batch_expired(batch), now=utcnow(), signal=signal, signal_recall_id=signal_recall_id,
         **forms), status

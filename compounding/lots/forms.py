@@ -3,8 +3,8 @@
 from wtforms import PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
-from ..forms import AppForm, choices
-from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX
+from ..forms import AppForm, SignatureForm, choices
+from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
 from ..models.ledger import ADJUST_REASONS
 from ..services.errors import DomainError
 from ..services.expiry import parse_expiry
@@ -59,3 +59,12 @@ class AdjustForm(AppForm):
                              render_kw={"autocomplete": "current-password"},
                              description="Stock only goes up with a pharmacist's signature, "
                                          "never above the quantity received.")
+
+
+class ReleaseForm(SignatureForm):
+    """The release signature; the reason is asked for (and required by the service) only when no certificate of
+    analysis is attached."""
+
+    reason = TextAreaField("Reason for releasing without a certificate of analysis", render_kw={"rows": 2},
+                           validators=[Optional(), Length(max=REASON_MAX)],
+                           description="Kept on the lot and in its audit trail.")

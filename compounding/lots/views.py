@@ -4,13 +4,14 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
-from ..forms import SignatureForm, SignedReasonForm, apply_domain_error, hold_form_for
+from ..forms import SignedReasonForm, apply_domain_error, hold_form_for
 from ..gs1 import GS1Error, parse_gs1
 from ..models import Lot
 from ..models.lot import LOT_STATUSES
 from ..pages import RecordPage
 from ..pagination import filter_status, paginate_entities
 from ..queries.common import record_id
+from ..queries.documents import certificate_of
 from ..queries.ingredients import ingredient_names, ingredients_to_choose
 from ..queries.lots import LotFilters, lot_list_query, lot_record
 from ..queries.recalls import open_recall_ids
@@ -22,7 +23,7 @@ from ..services.signals import adverse_event_counts, signal_for
 from ..services.signatures import signatures_for
 from ..site_scope import current_scope, ensure_visible
 from ..sites.forms import offer_locations
-from .forms import AdjustForm, ReceiveLotForm
+from .forms import AdjustForm, ReceiveLotForm, ReleaseForm
 
 bp = Blueprint("lots", __name__, url_prefix="/lots")
 
@@ -99,7 +100,7 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     if detail is None:
         raise NotFound("There is no such lot.")
     lot = detail.lot
-    forms.setdefault("release_form", SignatureForm(prefix="release"))
+    forms.setdefault("release_form", ReleaseForm(prefix="release"))
     forms.setdefault("reject_form", SignedReasonForm(prefix="reject"))
     forms.setdefault("adjust_form", AdjustForm(prefix="adjust"))
     item_holds = holds.holds_of("lot", lot.id)
@@ -110,6 +111,7 @@ def _render_detail(lot_id: int, status: int = 200, **forms):
     return render_template("lots/detail.html", lot=lot, signal=signal, signal_recall_id=signal_recall_id,
                            movements=detail.movements, history=detail.history,
                            holds=item_holds, used_in=detail.used_in, signatures=signatures_for("lot", lot.id),
+                           certificate=certificate_of(lot),
                            events=adverse_event_counts("lot", [lot.id]).get(lot.id, (0, 0)), **forms), status
 
 
@@ -125,9 +127,9 @@ def lot_detail(lot_id: int):
 @bp.route("/<int:lot_id>/release", methods=["POST"])
 @requires("lots.release")
 def lot_release(lot_id: int):
-    form = SignatureForm(prefix="release")
+    form = ReleaseForm(prefix="release")
     return _PAGE.post(lot_id, "release_form", form,
-                      lambda: inventory.release_lot(current_user, lot_id, form.password.data),
+                      lambda: inventory.release_lot(current_user, lot_id, form.password.data, form.reason.data or ""),
                       lambda lot: f"{lot.code} released, signed by {current_user.display_name}.")
 
 

@@ -67,6 +67,7 @@ def test_a_technician_receives_a_lot_and_a_pharmacist_releases_it_with_an_e_sign
 
     login(page, "pharmacist")
     page.goto(lot_url)
+    page.locator("#release-reason").fill("Certificate requested from TrichoSource")
     page.locator("#release-password").fill("meso-demo-2026")
     asked = accept_next_dialog(page)
     page.get_by_role("button", name="Release lot").click()

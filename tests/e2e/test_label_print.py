@@ -56,7 +56,7 @@ def _ingredient(name: str, kind: str, strength: str, vehicle: bool) -> Ingredien
     lot = inventory.receive_lot(_user("technician"), ingredient_id=ingredient.id, supplier="Label test supply",
                                 supplier_lot_number=f"E2E-LBL-{ingredient.id}", expires_on=date.today()
                                 + timedelta(days=365), quantity="200")
-    inventory.release_lot(_user("pharmacist"), lot.id, DEMO_PASSWORD)
+    inventory.release_lot(_user("pharmacist"), lot.id, DEMO_PASSWORD, reason="Certificate requested")
     return ingredient
 
 

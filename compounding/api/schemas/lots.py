@@ -2,7 +2,7 @@
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
-from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX
+from ...limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
 from ...models.ledger import ADJUST_REASONS
 from ...models.lot import LOT_STATUSES
 from ...queries.lots import LOT_SORTS
@@ -33,6 +33,14 @@ class LotStockSchema(LotRefSchema):
     remaining = Quantity()
 
 
+class CertificateSchema(Schema):
+    """The certificate of analysis a lot's release rests on (its own, or the lot's it was split from)."""
+
+    document_id = fields.Integer()
+    filename = fields.String()
+    sha256 = fields.String(metadata={"description": "Of the stored bytes, hex"})
+
+
 class LotSchema(PlacedSchema, LotStockSchema):
     """A lot as answered; its ingredient and signers come loaded with it (lazy="raise")."""
 
@@ -46,8 +54,13 @@ class LotSchema(PlacedSchema, LotStockSchema):
     released_by = fields.Function(
         lambda lot: lot.released_by.display_name if lot.released_by_id is not None else None,
         metadata={"type": "string", "nullable": True, "description": "The releasing pharmacist's name"})
+    released_without_coa_reason = fields.String(metadata={
+        "description": "Why it was released with no certificate of analysis attached (empty when one was)"})
     holds = fields.List(fields.Nested(HoldSchema), dump_only=True,
                         metadata={"description": "Every hold reason, standing or released (one lot's answer only)"})
+    certificate = fields.Nested(CertificateSchema, allow_none=True, dump_only=True, metadata={
+        "description": "The certificate of analysis attached, not withdrawn; null when none (one lot's answer "
+                       "only)"})
 
 
 class LotReceiveSchema(Schema):
@@ -67,6 +80,9 @@ class LotReceiveSchema(Schema):
 
 class LotReleaseSchema(Schema):
     password = signature()
+    reason = fields.String(load_default="", validate=validate.Length(max=REASON_MAX), metadata={
+        "description": "Why the lot is released without a certificate of analysis: required (422 naming `reason`) "
+                       "when none is attached to the lot or the lot it was split from; ignored when one is"})
 
 
 class LotRejectSchema(Schema):
