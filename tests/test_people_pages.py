@@ -239,15 +239,34 @@ def test_voiding_strikes_the_record_through_with_who_and_why(client, viewer, mak
     assert again.status_code == 422 and "already voided" in again.get_data(as_text=True)
 
 
-def test_the_evidence_area_is_left_for_the_document_panel(client, viewer, make_user, app):
-    person = make_user("technician")
-    app.jinja_env.globals["document_panel"] = lambda kind, item_id: f"[panel {kind} {item_id}]"
-    try:
-        page = client.get(f"/people/{person.id}").get_data(as_text=True)
-    finally:
-        app.jinja_env.globals.pop("document_panel")
-    ids = db.session.scalars(sa.select(Qualification.id).where(Qualification.user_id == person.id))
-    assert all(f"[panel qualification {i}]" in page for i in ids)
+def test_each_record_shows_its_evidence_and_the_page_costs_the_same_with_more(client, viewer, make_user, app, tmp_path):
+    from documentkit import pdf
+
+    from compounding.services import documents
+
+    app.config["FILE_STORE_PATH"] = str(tmp_path / "store")
+    app.extensions.pop("file_stores", None)
+    recorder = make_user("pharmacist")
+
+    def person_with(records: int):
+        person = make_user("technician", qualified=False)
+        for n in range(records):
+            record = qualifications.record_qualification(
+                recorder, user_id=person.id, kind="media_fill", passed_on=date.today() - timedelta(days=n),
+                result="pass")
+            documents.attach(recorder, "qualification", record.id, data=pdf(f"plate {n}"),
+                             filename=f"plate-{person.id}-{n}.pdf", kind="evidence")
+        return person
+
+    costs = []
+    for person in (person_with(1), person_with(5)):
+        with QueryCounter(db.engine) as counter:
+            page = client.get(f"/people/{person.id}").get_data(as_text=True)
+        costs.append(counter.count)
+        ids = db.session.scalars(sa.select(Qualification.id).where(Qualification.user_id == person.id))
+        assert all(f'id="documents-qualification-{i}"' in page for i in ids)
+        assert f"plate-{person.id}-0.pdf" in page
+    assert costs[0] == costs[1]
 
 
 # --- kinds -------------------------------------------------------------------------------------------------

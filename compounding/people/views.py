@@ -12,6 +12,7 @@ from ..forms import apply_domain_error, submit
 from ..models import Qualification, QualificationKind, User
 from ..pagination import paginate_entities, per_page_arg
 from ..queries import people
+from ..queries.documents import document_rows
 from ..queries.scope import shown_sites, site_codes
 from ..security import requires, signed_in
 from ..services import qualifications
@@ -87,8 +88,10 @@ def _render_person(person: User, status: int = 200, *, record_form=None, void_fo
         "people/person.html", person=person, standings=standings, history=history,
         record_form=_record_form(kinds, record_form), void_forms=forms,
         cfu_kinds=" ".join(kind.code for kind in kinds if kind.counts_cfu),
-        may_record=current_user.can("qualifications.record") and person.active,
-        may_void=current_user.can("qualifications.record"),
+        # Nobody records or voids their own results (the service refuses): no forms on one's own page.
+        may_record=current_user.can("qualifications.record") and person.active and person.id != current_user.id,
+        may_void=current_user.can("qualifications.record") and person.id != current_user.id,
+        record_documents=document_rows("qualification", [row[0].id for row in history.items]),
         sites=people.member_sites([person.id]).get(person.id, [])), status
 
 
