@@ -122,6 +122,7 @@ def test_a_lot_without_a_certificate_is_released_only_with_a_reason(pharmacist, 
     assert lot.status == "released" and lot.released_without_coa_reason == "Supplier sends certificates on request"
     [row] = audit_rows("lot.released")
     assert row.new_values["released_without_coa_reason"] == "Supplier sends certificates on request"
+    assert row.old_values["released_without_coa_reason"] == ""
 
 
 def test_a_lot_with_its_certificate_is_released_without_a_reason(pharmacist, make_user, lot):

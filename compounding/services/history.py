@@ -82,10 +82,13 @@ def transition(item, action: str, actor: User | None, *, reason: str = "", refer
     change_status(item, rule.to, actor, reason=reason, reference=reference, at=at, reach_child_lots=reach_child_lots)
 
 
-def signed_into_use(actor: User, item, action: str, audit_action: str, fields, *, stamp: str) -> None:
+def signed_into_use(actor: User, item, action: str, audit_action: str, fields, *, stamp: str,
+                    values: dict | None = None) -> None:
     """The signed step that makes an item usable: who and when (`<stamp>_at`, `<stamp>_by_id`), its new
-    status, one audit row of `fields` before and after. The caller has checked and signed."""
+    status, `values` set on it, one audit row of `fields` before and after. The caller has checked and signed."""
     with audit.change(actor, audit_action, item, fields):
+        for name, value in (values or {}).items():
+            setattr(item, name, value)
         at = utcnow()
         setattr(item, f"{stamp}_at", at)
         setattr(item, f"{stamp}_by_id", actor.id)

@@ -236,9 +236,8 @@ def release_lot(actor: User, lot_id: int, password: str, reason: str = "") -> Lo
         raise InvalidInput(f"{lot.code} has no certificate of analysis attached: attach it, or give the reason "
                            "it is released without one.", field="reason")
     sign(actor, password, "released", "lot", lot.id)
-    lot.released_without_coa_reason = "" if certified else reason
     signed_into_use(actor, lot, "release", "lot.released", LOT_FIELDS + ("released_without_coa_reason",),
-                    stamp="released")
+                    stamp="released", values={"released_without_coa_reason": "" if certified else reason})
     return lot
 
 
