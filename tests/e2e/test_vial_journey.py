@@ -32,6 +32,9 @@ def _compound_three_vials(page) -> tuple[str, str]:
         scan = row.locator("input.scan-confirm")
         scan.press_sequentially(row.locator("td.code").first.inner_text().split()[0])
         scan.press("Enter")
+    # MAIN's bench equipment: the balance and the hood, ticked.
+    for code in ("BAL-01", "HOOD-01"):
+        page.locator(f"#equipment-used input[data-code='{code}']").check()
     page.get_by_role("button", name="Save batch (consume the lots)").click()
     expect(page.get_by_role("alert").filter(has_text="awaiting verification")).to_be_visible()
     return page.url, page.locator("h1 .code").inner_text()
