@@ -43,8 +43,9 @@ class FolderStore:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self._path(key)
-        if path.exists() and path.stat().st_size == len(data):
-            return  # the same SHA-256: the same bytes
+        if path.exists() and sha256_of(path.read_bytes()) == key.rsplit("/", 1)[-1]:
+            return  # the same bytes are there; a damaged copy is written again below
+        partial = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Written whole beside it, then renamed: a reader never sees half a file.
@@ -55,6 +56,8 @@ class FolderStore:
                 os.fsync(out.fileno())
             os.replace(partial, path)
         except OSError as error:
+            if partial is not None:
+                Path(partial).unlink(missing_ok=True)
             raise StoreError(f"The document folder could not keep the file: {error.strerror or error}.") from error
 
     def get(self, key: str) -> bytes:

@@ -119,7 +119,7 @@ def test_a_file_just_over_a_smaller_limit_is_refused_by_the_rule_with_a_message(
     sign_in(client, technician)
     response = upload(client, "lot", lot.id, PDF + b" " * 1000, "big.pdf")
     page = client.get(response.headers["Location"]).get_data(as_text=True)
-    assert "a document may have at most 1,000" in page and stored_count() == 0
+    assert "is larger than a document may be: at most 1,000 bytes" in page and stored_count() == 0
 
 
 def test_whoever_may_not_attach_here_is_told_so_and_nothing_is_stored(client, make_user, lot):

@@ -148,5 +148,5 @@ def test_a_test_report_other_than_a_certificate_does_not_release_a_lot(pharmacis
 
 
 def test_an_image_over_the_pixel_limit_but_under_pillows_is_refused_before_decoding(pharmacist, lot):
-    with pytest.raises(InvalidInput, match=r"\(9000 × 5000; at most 40,000,000\)"):
+    with pytest.raises(InvalidInput, match=r"\(9000 × 5000; at most 25,000,000\)"):
         documents.attach(pharmacist, "lot", lot.id, data=png(size=(9000, 5000)), filename="scan.png")

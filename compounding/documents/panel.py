@@ -85,13 +85,15 @@ def may_attach(entity_type: str, entity_id: int, site_id=UNKNOWN) -> bool:
 
 
 def document_panel(entity_type: str, entity_id: int, rows: list[DocumentRow] | None = None, *, site_id=UNKNOWN,
-                   compact: bool = False, heading: str = "Documents") -> Markup:
-    """The panel of one record; `rows` and `site_id` when the page already has them (no statement then)."""
+                   compact: bool = False, heading: str = "Documents", person_id: int | None = None) -> Markup:
+    """The panel of one record; `rows` and `site_id` when the page already has them (no statement then).
+    `person_id`: the person a qualification is of (nobody attaches to their own evidence: no form then)."""
     if entity_type not in DOCUMENT_ENTITY_TYPES:
         raise ValueError(f"documents attach to {', '.join(DOCUMENT_ENTITY_TYPES)}, not {entity_type!r}")
     if rows is None:
         rows = document_rows(entity_type, [entity_id])[entity_id]
-    attach = may_attach(entity_type, entity_id, site_id)
+    attach = may_attach(entity_type, entity_id, site_id) and not (
+        entity_type == "qualification" and person_id == current_user.id)
     here = request.full_path.rstrip("?") if request.method == "GET" else record_url(entity_type, entity_id)
     template = current_app.jinja_env.get_template("documents/_panel.html")
     return Markup(template.render(

@@ -6,9 +6,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
-from ..models import BatchTest, Document, Equipment, Lot, User
+from ..models import BatchTest, Document, Equipment, Lot, Qualification, User
 from ..services.documents import lot_lineage_ids
 from ..services.errors import NotFound
+from .people import people_at_sites
 from .scope import SiteIds, at_sites, in_scope
 
 _UPLOADER, _WITHDRAWER = aliased(User), aliased(User)
@@ -70,10 +71,13 @@ def record_visible(entity_type: str, entity_id: int, site_ids: SiteIds) -> bool:
 
     A lot as its page judges it, or through a lot split from it (a transfer's child lot carries its
     parent's certificate); a batch as its page does; a test result as its batch; equipment at its
-    site; a qualification belongs to a person, not a site (its read permission decides).
+    site; a qualification as its person (a member of a site in scope, or a chain-wide account).
     """
-    if site_ids is None or entity_type == "qualification":
+    if site_ids is None:
         return True
+    if entity_type == "qualification":  # a person's, at the sites they belong to (or everywhere, chain-wide)
+        return db.session.scalar(sa.select(Qualification.id).join(User, User.id == Qualification.user_id).where(
+            Qualification.id == entity_id, people_at_sites(site_ids))) is not None
     if entity_type == "lot":
         return in_scope("lot", entity_id, site_ids) or _child_lot_in_scope(entity_id, site_ids)
     if entity_type == "batch":

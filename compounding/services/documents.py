@@ -28,13 +28,14 @@ from . import audit
 from .access import ensure_can
 from .bounds import checked_text
 from .clock import utcnow
-from .errors import InvalidInput, InvalidState, NotFound, TooLarge, Unavailable
-from .sites import ensure_at_site
+from .errors import InvalidInput, InvalidState, NotAllowed, NotFound, TooLarge, Unavailable
+from .sites import ensure_at_site, member_site_ids
 from .transaction import transactional
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-# A 40-megapixel image is a generous scan of an A4 page at 600 dpi; a bomb declares far more.
-IMAGE_MAX_PIXELS = 40_000_000
+# 25 megapixels: an A4 page scanned at 600 dpi is 35, at 300 dpi 8.7; a phone photo 12. Decoding costs
+# about 3 bytes a pixel (twice while it is turned upright), so the cap bounds an upload's memory too.
+IMAGE_MAX_PIXELS = 25_000_000
 FILENAME_MAX = 255
 EXTENSIONS = {".pdf": "application/pdf", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 TYPE_TEXT = {"application/pdf": "PDF", "image/png": "PNG image", "image/jpeg": "JPEG image"}
@@ -97,7 +98,8 @@ def prepare(data: bytes, filename: str | None) -> Prepared:
         raise InvalidInput(f"{name} is empty: nothing to keep.", field="file")
     limit = max_bytes()
     if len(data) > limit:
-        raise TooLarge(f"{name} is {len(data):,} bytes; a document may have at most {limit:,}.", field="file")
+        # The upload is read only up to the limit and one byte: its whole size is not known here.
+        raise TooLarge(f"{name} is larger than a document may be: at most {limit:,} bytes.", field="file")
     extension = ("." + name.rsplit(".", 1)[1].lower()) if "." in name else ""
     claimed = EXTENSIONS.get(extension)
     if claimed is None:
@@ -130,7 +132,9 @@ def _without_metadata(data: bytes, content_type: str, name: str) -> bytes:
                     raise InvalidInput(f"{name} has more pixels than an image document may have ({width} × {height}; "
                                        f"at most {IMAGE_MAX_PIXELS:,}): refused unread.", field="file")
                 image.load()
-                upright = ImageOps.exif_transpose(image)
+                turned = image.getexif().get(0x0112, 1) not in (1, None)  # Orientation
+                upright = ImageOps.exif_transpose(image) if turned else image
+                upright.info.pop("comment", None)  # a JPEG comment may carry an address; only the pixels stay
                 icc = image.info.get("icc_profile")
                 out = io.BytesIO()
                 kept = {"icc_profile": icc} if icc else {}
@@ -170,10 +174,42 @@ def owner_site_id(entity_type: str, item) -> int | None:
 
 
 def ensure_may_read(actor: User, entity_type: str, item) -> None:
-    """The read permission of the record (a person always reads their own qualifications' evidence)."""
+    """The read permission of the record (a person always reads their own qualifications' evidence; another
+    person's only when that person is at one of the reader's sites)."""
     if entity_type == "qualification" and item.user_id == actor.id:
         return
     ensure_can(actor, READ_PERMISSION[entity_type], f"read this {ENTITY_TEXT[entity_type]}'s documents")
+    if entity_type == "qualification":
+        _ensure_person_in_reach(actor, item.user_id)
+
+
+def person_in_reach(actor: User, person_id: int) -> bool:
+    """Whether `actor` acts on this person's records: an admin (who manages every account), a chain-wide
+    account, or someone sharing a site with the person (or the person is chain-wide), as the people pages
+    judge it."""
+    if actor.can("users.manage") or actor.all_sites:
+        return True
+    person = db.session.get(User, person_id)
+    if person is None:
+        return False
+    if person.all_sites:
+        return True
+    mine = set(member_site_ids(actor))
+    return any(site_id in mine for site_id in member_site_ids(person))
+
+
+def _ensure_person_in_reach(actor: User, person_id: int) -> None:
+    if not person_in_reach(actor, person_id):
+        raise NotFound("There is no such qualification.")
+
+
+def _ensure_not_own_evidence(actor: User, entity_type: str, item, doing: str) -> None:
+    """Nobody attaches to or withdraws from the evidence of their own qualification (as nobody records it)."""
+    if entity_type == "qualification":
+        if item.user_id == actor.id:
+            raise NotAllowed(f"You cannot {doing} your own qualification's evidence: another pharmacist or an "
+                             "administrator does.")
+        _ensure_person_in_reach(actor, item.user_id)
 
 
 @transactional
@@ -182,6 +218,7 @@ def attach(actor: User, entity_type: str, entity_id: int, *, data: bytes, filena
     """Check an upload, keep its bytes in the file store and attach it to a record (one audit row)."""
     item = owner(entity_type, entity_id)
     ensure_can(actor, UPLOAD_PERMISSION[entity_type], f"attach documents to a {ENTITY_TEXT[entity_type]}")
+    _ensure_not_own_evidence(actor, entity_type, item, "attach to")
     site_id = owner_site_id(entity_type, item)
     if site_id is not None:
         ensure_at_site(actor, site_id, f"attach documents to a {ENTITY_TEXT[entity_type]}")
@@ -237,17 +274,38 @@ def withdraw(actor: User, document_id: int, reason: str) -> Document:
     document = get_document(document_id, for_update=True)
     item = owner(document.entity_type, document.entity_id)
     ensure_can(actor, UPLOAD_PERMISSION[document.entity_type], "withdraw documents")
+    _ensure_not_own_evidence(actor, document.entity_type, item, "withdraw from")
     site_id = owner_site_id(document.entity_type, item)
     if site_id is not None:
         ensure_at_site(actor, site_id, "withdraw documents")
     reason = checked_text(reason, "reason", REASON_MAX, required="Say why the document is withdrawn.")
     if document.withdrawn_at is not None:
         raise InvalidState(f"{document.filename} is already withdrawn.")
+    if document.entity_type == "lot" and document.kind == "certificate_of_analysis":
+        _ensure_releases_keep_a_certificate(document)
     document.withdrawn_at, document.withdrawn_by_id, document.withdraw_reason = utcnow(), actor.id, reason
     audit.record(actor, "document.withdrawn", document.entity_type, document.entity_id,
                  old={"document_id": document.id, "sha256": document.sha256, "withdrawn": False},
                  new={"document_id": document.id, "withdrawn": True}, reason=reason)
     return document
+
+
+def _ensure_releases_keep_a_certificate(document: Document) -> None:
+    """Refuse (409) to withdraw the last standing certificate a released lot (this one, or one split from it)
+    rests on: its release would then rest on nothing, with no reason recorded."""
+    tree = sa.select(Lot.id).where(Lot.id == document.entity_id).cte("lineage", recursive=True)
+    tree = tree.union_all(sa.select(Lot.id).where(Lot.parent_lot_id == tree.c.id))
+    released = db.session.scalars(sa.select(Lot).where(Lot.id.in_(sa.select(tree.c.id)),
+                                                       Lot.released_at.is_not(None),
+                                                       Lot.released_without_coa_reason == "")).all()
+    for lot in released:
+        others = db.session.scalar(sa.select(sa.exists().where(
+            Document.entity_type == "lot", Document.entity_id.in_(lot_lineage_ids(lot)),
+            Document.kind == "certificate_of_analysis", Document.withdrawn_at.is_(None),
+            Document.id != document.id)))
+        if not others:
+            raise InvalidState(f"{lot.code} was released on it: attach the right certificate first, then withdraw "
+                               f"{document.filename}.")
 
 
 def documents_of(entity_type: str, entity_ids) -> dict[int, list[Document]]:
