@@ -28,8 +28,9 @@ def config_overrides(request) -> dict:
 
 
 @pytest.fixture
-def app(config_overrides):
-    app = create_app(base_config(**config_overrides))
+def app(config_overrides, tmp_path):
+    # Documents go to the test's own folder, never to the checkout's instance/.
+    app = create_app(base_config(**{"FILE_STORE_PATH": str(tmp_path / "store"), **config_overrides}))
     reset_database(app)
     with app.app_context():
         yield app
@@ -386,3 +387,12 @@ def stocked(fridge, make_batch, make_lot, pharmacist):
     db.session.commit()
     stored_since(timedelta(days=60))
     return {"batch": batch, "lot": lot}
+
+
+@pytest.fixture
+def stocked_formula(make_formula, make_lot):
+    """An approved formula with a lot of 1000 of each component: ready to compound."""
+    formula = make_formula()
+    for component in formula.components:
+        make_lot(component.ingredient, quantity="1000")
+    return formula

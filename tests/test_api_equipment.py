@@ -35,14 +35,6 @@ def late(pharmacist):
                                       due_on=TODAY - timedelta(days=3))
 
 
-@pytest.fixture
-def stocked_formula(make_formula, make_lot):
-    formula = make_formula()
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
 def test_registering_answers_201_with_the_piece_as_it_stands(client, auth):
     response = client.post("/api/v1/equipment", headers=auth("pharmacist"), json={
         "code": "hood-01", "kind": "hood", "due_on": day(100), "serial_number": "SN-1"})

@@ -17,11 +17,6 @@ from compounding.services.clock import clinic_today
 from compounding.workbooks import records
 
 
-@pytest.fixture
-def config_overrides(request, tmp_path):
-    return {"FILE_STORE_PATH": str(tmp_path / "store"), **getattr(request, "param", {})}
-
-
 def build(start=None, end=None, **kwargs):
     out = io.BytesIO()
     today = clinic_today()

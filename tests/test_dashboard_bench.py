@@ -13,11 +13,6 @@ from compounding.services import dashboard, equipment, qualifications, sites
 from compounding.services.clock import clinic_today
 
 
-@pytest.fixture
-def config_overrides(request, tmp_path):
-    return {"FILE_STORE_PATH": str(tmp_path / "store"), **getattr(request, "param", {})}
-
-
 def panel(page: str, panel_id: str) -> str:
     """The HTML of one dashboard card (empty when it is not shown)."""
     found = re.search(rf'id="{panel_id}".*?</ul>', page, re.S)

@@ -22,11 +22,6 @@ from compounding.services.clock import clinic_today
 
 
 @pytest.fixture
-def config_overrides(request, tmp_path):
-    return {"FILE_STORE_PATH": str(tmp_path / "store"), **getattr(request, "param", {})}
-
-
-@pytest.fixture
 def lot(make_lot):
     return make_lot(release=False)
 

@@ -17,11 +17,6 @@ from compounding.services.clock import clinic_today
 from compounding.services.errors import InvalidInput, InvalidState, NotAllowed, TooLarge
 
 
-@pytest.fixture
-def config_overrides(request, tmp_path):
-    return {"FILE_STORE_PATH": str(tmp_path / "store"), **getattr(request, "param", {})}
-
-
 def post_file(client, url, headers, data, filename):
     return client.post(url, headers=headers, data={"file": (io.BytesIO(data), filename)},
                        content_type="multipart/form-data")

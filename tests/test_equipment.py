@@ -21,14 +21,6 @@ def balance(pharmacist):
                                       due_on=TODAY + timedelta(days=90), serial_number="SN-1")
 
 
-@pytest.fixture
-def stocked_formula(make_formula, make_lot):
-    formula = make_formula()
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
 def test_registering_keeps_an_upper_case_code_and_audits_it(balance):
     assert balance.code == "BAL-01" and balance.site_id == db.session.scalar(sa.text("SELECT id FROM sites"))
     [row] = audit_rows("equipment.created")

@@ -28,14 +28,6 @@ def lyon():
     return add_site("LYON")
 
 
-@pytest.fixture
-def stocked_formula(make_formula, make_lot):
-    formula = make_formula()
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
 def test_the_list_shows_the_viewers_sites_with_badges_for_overdue_and_due_soon(client, pharmacist, make_user,
                                                                                 lyon):
     register(pharmacist, "BAL-01", days=120)

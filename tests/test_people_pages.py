@@ -239,13 +239,11 @@ def test_voiding_strikes_the_record_through_with_who_and_why(client, viewer, mak
     assert again.status_code == 422 and "already voided" in again.get_data(as_text=True)
 
 
-def test_each_record_shows_its_evidence_and_the_page_costs_the_same_with_more(client, viewer, make_user, app, tmp_path):
+def test_each_record_shows_its_evidence_and_the_page_costs_the_same_with_more(client, viewer, make_user):
     from documentkit import pdf
 
     from compounding.services import documents
 
-    app.config["FILE_STORE_PATH"] = str(tmp_path / "store")
-    app.extensions.pop("file_stores", None)
     recorder = make_user("pharmacist")
 
     def person_with(records: int):

@@ -20,11 +20,8 @@ TODAY = date.today()
 
 
 @pytest.fixture
-def formula(make_formula, make_lot):
-    made = make_formula()
-    for component in made.components:
-        make_lot(component.ingredient, quantity="1000")
-    return made
+def formula(stocked_formula):
+    return stocked_formula
 
 
 def compound(user, formula, **options):

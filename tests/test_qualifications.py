@@ -160,14 +160,6 @@ def test_a_voided_record_stops_counting_and_stays(pharmacist, person):
 
 # --- compounding and verifying -------------------------------------------------------------------
 
-@pytest.fixture
-def stocked_formula(make_formula, make_lot):
-    formula = make_formula()
-    for component in formula.components:
-        make_lot(component.ingredient, quantity="1000")
-    return formula
-
-
 def lapse_media_fill(user):
     """Move the user's media fill back so that it lapsed yesterday."""
     kind_id = db.session.scalar(sa.select(QualificationKind.id).where(QualificationKind.code == "media_fill"))

@@ -35,6 +35,8 @@ AUDIT_KEY = "test-audit-key"
 # Each app gets its own checkpoint file: a checkpoint of one test's trail must not judge the next.
 _CHECKPOINTS = tempfile.TemporaryDirectory(prefix="audit-checkpoints-")
 _checkpoint_files = itertools.count(1)
+# Documents an app stores go to a folder of its own, never to the checkout's instance/.
+_DOCUMENTS = tempfile.TemporaryDirectory(prefix="documents-")
 
 
 def base_config(**overrides) -> dict:
@@ -43,6 +45,7 @@ def base_config(**overrides) -> dict:
         "SECRET_KEY": "test-secret",
         "AUDIT_KEY": AUDIT_KEY,
         "AUDIT_CHECKPOINT_FILE": os.path.join(_CHECKPOINTS.name, f"checkpoints-{next(_checkpoint_files)}.jsonl"),
+        "FILE_STORE_PATH": tempfile.mkdtemp(dir=_DOCUMENTS.name),
         "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
         "WTF_CSRF_ENABLED": False,
         "AUTO_MIGRATE": False,
