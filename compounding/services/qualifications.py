@@ -19,12 +19,12 @@ from flask import current_app
 
 from ..extensions import db
 from ..limits import LABEL_MAX, NAME_MAX, NOTE_MAX, REASON_MAX
-from ..models import Qualification, QualificationKind, User
+from ..models import Batch, Qualification, QualificationKind, User
 from ..models.people import INITIAL_CFU_MAX, QUALIFICATION_RESULTS, ROUTINE_CFU_MAX
 from . import audit
 from .access import ensure_can
 from .bounds import checked_text
-from .clock import clinic_today, utcnow
+from .clock import clinic_today, start_of_clinic_day, utcnow
 from .errors import InvalidInput, InvalidState, NotAllowed, NotFound
 from .transaction import transactional
 
@@ -281,9 +281,6 @@ def record_qualification(actor: User | None, *, kind: str, passed_on: date, resu
 
 def batches_since(user_id: int, day: date) -> list[str]:
     """Codes of the batches a person compounded or verified from the start of `day` (the clinic's), oldest first."""
-    from ..models import Batch
-    from .clock import start_of_clinic_day
-
     start = start_of_clinic_day(day)
     return list(db.session.scalars(sa.select(Batch.code).where(
         sa.or_(sa.and_(Batch.compounded_by_id == user_id, Batch.compounded_at >= start),
