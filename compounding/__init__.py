@@ -7,7 +7,7 @@ from flask import Flask
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import IntegerConverter
 
-from . import cli, config, database, errors, headers, idempotency, privacy, security, startup, templating
+from . import cli, config, database, errors, headers, idempotency, jobs, privacy, security, startup, templating
 from .extensions import csrf, db, limiter, login_manager, migrate
 from .models._common import MAX_RECORD_ID
 
@@ -43,6 +43,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     # A web worker's boot never touches the database; the command line may upgrade the
     # schema and records a change of the second-person rules.
     startup.init_app(app)
+    # `flask run` on the embedded default runs the job queue in threads of its own.
+    jobs.init_app(app, startup.command_line_name())
     return app
 
 

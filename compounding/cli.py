@@ -371,12 +371,13 @@ def export_audit_command(start, end, out):
 
 def init_app(app: Flask) -> None:
     from .equipment.commands import create_equipment_command, record_calibration_command
+    from .jobs.commands import worker_command
     from .people.commands import qualifications_command, record_qualification_command
 
     for command in (create_user_command, create_site_command, create_location_command, create_token_command,
                     sensor_token_command, revoke_tokens_command, record_qualification_command, qualifications_command,
                     seed_demo_command, backup_command, restore_command, seed_scale_command, create_equipment_command,
-                    record_calibration_command):
+                    record_calibration_command, worker_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
     app.cli.add_command(export_cli)

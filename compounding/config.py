@@ -109,7 +109,37 @@ def from_environment() -> dict:
         # Redis is named, which every worker then shares.
         "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": rate_limit_storage(os.environ),
+        # Work in the background (DESIGN 10.7): a Redis names the job queue every process shares;
+        # without one the queue is a SQLite file in instance/ (JOBS_QUEUE_PATH).
+        "REDIS_URL": (os.environ.get("REDIS_URL") or "").strip() or None,
+        "JOBS_QUEUE_PATH": os.environ.get("JOBS_QUEUE_PATH") or None,
+        "JOBS_IN_PROCESS": _optional_bool("JOBS_IN_PROCESS"),
+        "EXPORT_SYNC_MAX_ROWS": int(os.environ.get("EXPORT_SYNC_MAX_ROWS") or 20000),
+        "EXPORT_KEEP_HOURS": int(os.environ.get("EXPORT_KEEP_HOURS") or 24),
+        # E-mail: none without MAIL_SERVER (digests are then read on the dashboard only).
+        "MAIL_SERVER": (os.environ.get("MAIL_SERVER") or "").strip() or None,
+        "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 587),
+        "MAIL_SECURITY": mail_security(os.environ.get("MAIL_SECURITY")),
+        "MAIL_USERNAME": os.environ.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
+        "MAIL_FROM": os.environ.get("MAIL_FROM") or "",
+        "MAIL_CA_FILE": os.environ.get("MAIL_CA_FILE") or None,
+        "DIGEST_HOUR": int(os.environ.get("DIGEST_HOUR") or 6),
+        "DIGEST_EXPIRY_DAYS": int(os.environ.get("DIGEST_EXPIRY_DAYS") or 30),
     }
+
+
+def _optional_bool(name: str) -> bool | None:
+    value = os.environ.get(name)
+    return None if value is None or value.strip() == "" else _bool(name, False)
+
+
+def mail_security(value: str | None) -> str:
+    """How the SMTP connection is protected: `starttls` (the default), `ssl` (implicit TLS, port 465) or `none`."""
+    value = (value or "starttls").strip().lower()
+    if value not in ("starttls", "ssl", "none"):
+        raise ValueError(f"MAIL_SECURITY must be starttls, ssl or none, not {value!r}")
+    return value
 
 
 def rate_limit_storage(environ) -> str:
@@ -184,4 +214,35 @@ DEFAULTS = {
     "DB_CONNECT_TIMEOUT": 3,
     "DB_STATEMENT_TIMEOUT_MS": 5000,
     "DB_POOL_TIMEOUT": 5,
+    # The job queue (compounding.jobs): Redis when named, else a SQLite file (None: instance/jobs.sqlite3).
+    "REDIS_URL": None,
+    "JOBS_QUEUE_PATH": None,
+    # Whether this process runs queued jobs itself. None: `flask run` does when no Redis is named
+    # (the embedded default needs no second command); a WSGI server never does (`flask worker` runs them).
+    "JOBS_IN_PROCESS": None,
+    # Worker threads of `flask worker` (--workers) and of the queue run inside `flask run`.
+    "JOBS_WORKERS": 2,
+    # A job whose worker has written no heartbeat for this long is queued again and re-run from the
+    # start; after JOBS_MAX_ATTEMPTS starts it fails with a message.
+    "JOBS_STALE_SECONDS": 120,
+    "JOBS_MAX_ATTEMPTS": 3,
+    # An export the page would fill with more rows than this becomes a job (the API always makes one).
+    "EXPORT_SYNC_MAX_ROWS": 20000,
+    # A finished export's file is kept this long in the file store, then deleted (a late download: 410).
+    "EXPORT_KEEP_HOURS": 24,
+    "MAIL_SERVER": None,
+    "MAIL_PORT": 587,
+    "MAIL_SECURITY": "starttls",
+    "MAIL_USERNAME": None,
+    "MAIL_PASSWORD": None,
+    "MAIL_FROM": "",
+    # A CA bundle to trust for the SMTP server's certificate (a clinic's own CA); None: the system's.
+    "MAIL_CA_FILE": None,
+    "MAIL_TIMEOUT": 15,
+    # A message the server refused or could not take is tried again after 5, 10, 20... minutes, up to
+    # MAIL_MAX_ATTEMPTS, then shown as failed to admins (and still sent again on demand).
+    "MAIL_MAX_ATTEMPTS": 6,
+    # The daily digest: prepared at this hour of each site's own day; lots expiring within N days.
+    "DIGEST_HOUR": 6,
+    "DIGEST_EXPIRY_DAYS": 30,
 }

@@ -23,6 +23,13 @@ class StoreError(RuntimeError):
     """The store could not keep or give back an object (a full disk, an unreachable bucket)."""
 
 
+def export_key(job_id: int, token: str) -> str:
+    """Where a finished export's workbook is kept until it expires (deleted then: not a document)."""
+    if not token.isalnum():
+        raise ValueError("an export key's token is letters and digits")
+    return f"exports/{int(job_id)}-{token}.xlsx"
+
+
 def object_key(sha256: str) -> str:
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise ValueError("an object key is made from a SHA-256 in hex")
@@ -66,6 +73,37 @@ class FolderStore:
         except OSError as error:
             raise StoreError(f"The document folder has no file {key}.") from error
 
+    def put_file(self, key: str, source: str | os.PathLike, content_type: str) -> None:
+        """Keep the file at `source` under `key` (a whole file appears, or none)."""
+        path = self._path(key)
+        partial = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+            with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
+                while chunk := data.read(1024 * 1024):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, path)
+        except OSError as error:
+            if partial is not None:
+                Path(partial).unlink(missing_ok=True)
+            raise StoreError(f"The file folder could not keep the file: {error.strerror or error}.") from error
+
+    def open(self, key: str):
+        """A binary file object of the object at `key`, read in chunks by the caller (who closes it)."""
+        try:
+            return self._path(key).open("rb")
+        except OSError as error:
+            raise StoreError(f"The file folder has no file {key}.") from error
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as error:
+            raise StoreError(f"The file folder could not delete {key}: {error.strerror or error}.") from error
+
 
 class S3Store:
     kind = S3
@@ -99,6 +137,35 @@ class S3Store:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except (BotoCoreError, ClientError) as error:
             raise StoreError(f"The document bucket did not give back {key}: {error}.") from error
+
+    def put_file(self, key: str, source: str | os.PathLike, content_type: str) -> None:
+        """Upload the file at `source` (in parts when large) under `key`."""
+        from boto3.s3.transfer import TransferConfig
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.upload_file(str(source), self.bucket, self.prefix + key,
+                                    ExtraArgs={"ContentType": content_type},
+                                    Config=TransferConfig(multipart_threshold=64 * 1024 * 1024))
+        except (BotoCoreError, ClientError, OSError) as error:
+            raise StoreError(f"The file bucket could not keep the file: {error}.") from error
+
+    def open(self, key: str):
+        """The object's body as a stream (read in chunks, then closed by the caller)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(f"The file bucket did not give back {key}: {error}.") from error
+
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
+        except (BotoCoreError, ClientError) as error:
+            raise StoreError(f"The file bucket could not delete {key}: {error}.") from error
 
 
 def configured_kind(app=None) -> str:

@@ -91,6 +91,11 @@ def _set_aside_people_records() -> None:
     for table in ("documents", "batch_equipment", "calibrations", "equipment", "qualifications"):
         db.session.execute(sa.text(f"DELETE FROM {table}"))
     db.session.execute(sa.text("UPDATE lots SET released_without_coa_reason = ''"))
+    # And past export jobs and mail (d9b1e4f00001), where that step is not already undone.
+    if sa.inspect(db.session.connection()).has_table("export_jobs"):
+        for table in ("export_jobs", "mail_messages"):
+            db.session.execute(sa.text(f"DELETE FROM {table}"))
+        db.session.execute(sa.text("UPDATE users SET email = NULL"))
     db.session.commit()
 
 
@@ -416,7 +421,8 @@ def test_the_sites_migration_puts_everything_at_main_and_its_downgrade_refuses_a
         with pytest.raises(SystemExit):  # qualifications, equipment and documents are kept first
             flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
         db.session.remove()
-        assert current_revision() == _head_revision()
+        # SQLite's DDL committed the (empty) step of export jobs and mail before the refusal.
+        assert current_revision() == ("c8e0a2f00001" if db.engine.dialect.name == "sqlite" else _head_revision())
         _set_aside_people_records()
         db.session.remove()
         with pytest.raises(SystemExit):  # the cold chain's downgrade keeps the readings
@@ -460,7 +466,8 @@ def test_the_people_migration_writes_the_usp_kinds_and_its_downgrade_keeps_a_rel
         with pytest.raises(SystemExit):  # the demo's saline lot was released without a certificate, for a reason
             flask_migrate.downgrade(directory=migrate.directory, revision="a7c0d1e00001")
         db.session.remove()
-        assert current_revision() == _head_revision()
+        # SQLite's DDL committed the (empty) step of export jobs and mail before the refusal.
+        assert current_revision() == ("c8e0a2f00001" if db.engine.dialect.name == "sqlite" else _head_revision())
         db.session.execute(sa.text("UPDATE lots SET released_without_coa_reason = ''"))
         db.session.commit()
         db.session.remove()

@@ -14,6 +14,7 @@ from .history import StatusChange
 from .hold import Hold
 from .idempotency import IdempotencyKey
 from .ingredient import Ingredient, IngredientGtin
+from .job import ExportJob, MailMessage
 from .ledger import StockMovement
 from .lot import LOT_TRANSITIONS, Lot, LotStatus
 from .patient import Patient
@@ -57,6 +58,8 @@ __all__ = [
     "StockMove",
     "TemperatureReading",
     "ExposureCount",
+    "ExportJob",
+    "MailMessage",
     "Formula",
     "FormulaComponent",
     "Hold",

@@ -39,6 +39,8 @@ class User(UserMixin, db.Model):
     password_changed_at: Mapped[datetime | None]
     # A chain-wide account (a chain pharmacist): sees every site, as auditors do.
     all_sites: Mapped[bool] = mapped_column(default=False)
+    # Where the daily digest goes (DESIGN 10.7); none: the digest is read on the dashboard only.
+    email: Mapped[str | None] = mapped_column(sa.String(254))
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", lazy="raise",
                                                     foreign_keys="ApiToken.user_id")

@@ -46,6 +46,12 @@ class TooLarge(DomainError):
     status_code = 413
 
 
+class Gone(DomainError):
+    """A download kept for a set time and since deleted (410): ask for it again."""
+
+    status_code = 410
+
+
 class Unavailable(DomainError):
     """A part the request needs (the file store) did not answer: nothing changed, try again (503)."""
 
