@@ -10,9 +10,9 @@ from huey import crontab
 
 
 def _run_export(job_id: int) -> None:
-    from ..services import export_jobs
+    from ..exports import jobs as export_runner
 
-    export_jobs.run_job(job_id)
+    export_runner.run_job(job_id)
 
 
 def _expire_exports() -> None:

@@ -13,9 +13,9 @@ from . import records
 from .writer import MAX_DATA_ROWS, Column, CoverSheet, WorkbookSummary, WorkbookWriter, zone_label
 
 
-def _list_workbook(out, sheet: str, columns, rows, query) -> WorkbookSummary:
+def _list_workbook(out, sheet: str, columns, rows, query, progress=None) -> WorkbookSummary:
     """One sheet of the entities `query` finds, as `rows(query, names, now, sites)` writes them."""
-    book = WorkbookWriter()
+    book = WorkbookWriter(progress=progress)
     names, now, sites = records.user_names(), utcnow(), records.site_codes()
     book.table(sheet, columns(book.zone), rows(query, names, now, sites))
     book.save(out)
@@ -26,14 +26,14 @@ def _lot_rows(query, names, now, sites):
     return (records.lot_values(lot, names, now, sites) for lot in records.stream_scalars(query))
 
 
-def lot_list_workbook(out, query) -> WorkbookSummary:
+def lot_list_workbook(out, query, progress=None) -> WorkbookSummary:
     """The lots a list filter shows (queries.lots.lot_list_query), every page."""
-    return _list_workbook(out, "Lots", records.lot_columns, _lot_rows, query)
+    return _list_workbook(out, "Lots", records.lot_columns, _lot_rows, query, progress)
 
 
-def batch_list_workbook(out, query) -> WorkbookSummary:
+def batch_list_workbook(out, query, progress=None) -> WorkbookSummary:
     """The batches a list filter shows (queries.batches.batch_list_query), every page, with their equipment."""
-    return _list_workbook(out, "Batches", records.batch_columns, records.batch_rows, query)
+    return _list_workbook(out, "Batches", records.batch_columns, records.batch_rows, query, progress)
 
 
 def session_list_query(filters: SessionFilters, *, site_ids: SiteIds):
@@ -41,8 +41,8 @@ def session_list_query(filters: SessionFilters, *, site_ids: SiteIds):
     return sessions_within(records.session_use_query(), filters, site_ids=site_ids)
 
 
-def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS) -> WorkbookSummary:
-    book = WorkbookWriter()
+def session_list_workbook(out, query, max_rows: int = MAX_DATA_ROWS, progress=None) -> WorkbookSummary:
+    book = WorkbookWriter(progress=progress)
     rows = records.session_rows(query, records.user_names(), records.site_codes())
     book.table("Sessions", records.session_columns(book.zone), rows, max_rows)
     book.save(out)
@@ -153,12 +153,12 @@ def _report_cover(cover: CoverSheet, title: str, lines: list[tuple[str, Any]]) -
 
 def _scope_report(sheet: str, scope, contacts: Mapping[int, Any] | None, out, title: str, lines,
                   identify: bool, attempts: Mapping[int, list] | None = None,
-                  late: Collection[int] | None = None) -> WorkbookSummary:
+                  late: Collection[int] | None = None, progress=None) -> WorkbookSummary:
     """A trace or recall report: a cover (title, then `lines(zone)`, then the row counts) and the scope's sheets.
 
     Without `identify` (a technician's download) patients are chart numbers only.
     """
-    book = WorkbookWriter()
+    book = WorkbookWriter(progress=progress)
     cover = book.cover(sheet)
     _scope_sheets(book, scope, contacts, identify, attempts, late)
     if attempts is not None:
@@ -183,19 +183,19 @@ def _target(scope) -> str:
     return f"lot {scope.lot.code}" if scope.lot is not None else f"batch {scope.batch.code}"
 
 
-def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True) -> WorkbookSummary:
+def trace_workbook(trace, out, *, clinic_name: str = "", identify: bool = True, progress=None) -> WorkbookSummary:
     """A trace (services.trace.trace_lot / trace_batch) as sheets: Patients, Sessions, Vials, Batches, Lots."""
     target = trace.lot if trace.lot is not None else trace.batch
     return _scope_report("Trace", trace, None, out, f"Trace of {_target(trace)}", lambda zone: [
         ("Clinic", clinic_name), ("Target", _target(trace)), ("Status", target.status),
         (zone_label("Generated at", zone), utcnow()),
         ("Rule", "Voided sessions stay in the scope, flagged; the volume injected in all leaves them out."),
-    ], identify)
+    ], identify, progress=progress)
 
 
 def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, clinic_name: str = "",
                     opened_by: str = "", attempts: Mapping[int, list] | None = None,
-                    identify: bool = True, late_sessions: Collection[int] = ()) -> WorkbookSummary:
+                    identify: bool = True, late_sessions: Collection[int] = (), progress=None) -> WorkbookSummary:
     """A recall's report: its scope with each patient's outcome (patient id -> row with outcome, contacted_at,
     contacted_by, method, note) and number of attempts (patient id -> rows), the sessions (those recorded
     after the recall opened flagged), batches and lots."""
@@ -207,4 +207,4 @@ def recall_workbook(recall: Recall, scope, contacts: Mapping[int, Any], out, *, 
         ("Patients with an outcome", f"{len(contacts)} of {scope.counts['patients']}"),
         ("Sessions recorded after the recall opened", len(late)),
         (zone_label("Generated at", zone), utcnow()),
-    ], identify, attempts, late)
+    ], identify, attempts, late, progress=progress)

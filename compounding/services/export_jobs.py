@@ -1,0 +1,239 @@
+"""Export jobs (DESIGN 10.7): asked for in a request, written by a worker, kept for a set time.
+
+The row is the truth about a job; the queue only carries its id (compounding.jobs):
+
+- `request` writes a `queued` row (one per identical request while it waits or runs: a second
+  one is answered with it) and puts its id on the queue. A queue that is down loses nothing:
+  the row waits and `recover` puts it on the queue again.
+- `claim` moves it to `running` in one UPDATE, so two workers handed the same id (a retry, a
+  recovery) never both write it. The worker writes a heartbeat with the rows written so far.
+- `finish` leaves it `done`, its workbook in the file store until `expires_at`; `fail` leaves
+  it `failed` with a message. `expire_due` deletes the file at its time and marks it `expired`
+  (a late download answers 410).
+- `recover` queues again a running job whose worker went quiet (it stopped: a restart, a crash)
+  and re-runs it from the start, at most JOBS_MAX_ATTEMPTS times; and puts again on the queue a
+  job left waiting longer than that (its enqueue was lost).
+"""
+
+import contextlib
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from .. import jobs, storage
+from ..extensions import db
+from ..models import ExportJob, User
+from ..models.job import EXPORT_KIND_TEXT, LIVE_STATUSES
+from . import audit
+from .clock import utcnow
+from .errors import Gone, InvalidState, NotFound, Unavailable
+from .transaction import transaction
+
+log = logging.getLogger(__name__)
+
+
+def request_key(user_id: int, kind: str, params: dict) -> str:
+    text = json.dumps({"user": user_id, "kind": kind, "params": params}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Requested:
+    job: ExportJob
+    created: bool  # False: an identical request was already waiting or running, and this is it
+
+
+def live_job(key: str) -> ExportJob | None:
+    return db.session.scalar(sa.select(ExportJob).where(ExportJob.request_key == key,
+                                                        ExportJob.status.in_(LIVE_STATUSES)))
+
+
+def request(user: User, kind: str, params: dict, *, rows_expected: int | None, filename: str) -> Requested:
+    """Queue an export of `kind` for `user` (params already checked), or find the identical one waiting."""
+    key = request_key(user.id, kind, params)
+    found = live_job(key)
+    if found is not None:
+        return Requested(found, False)
+    try:
+        with transaction():
+            job = ExportJob(kind=kind, params=json.dumps(params, sort_keys=True), request_key=key,
+                            status="queued", requested_by_id=user.id, rows_expected=rows_expected,
+                            filename=filename)
+            db.session.add(job)
+            db.session.flush()
+            audit.record(user, "export.requested", "export_job", job.id,
+                         new={"kind": kind, "params": params, "rows_expected": rows_expected})
+    except IntegrityError:
+        # The same request, at the same moment, from another tab or server: answer with that one.
+        found = live_job(key)
+        if found is None:
+            raise
+        return Requested(found, False)
+    with contextlib.suppress(jobs.QueueUnavailable):  # the row waits; recover() puts it on the queue again
+        jobs.enqueue("export.run", job.id)
+    return Requested(job, True)
+
+
+def params_of(job: ExportJob) -> dict:
+    return json.loads(job.params)
+
+
+def claim(job_id: int, now: datetime | None = None) -> ExportJob | None:
+    """Move a queued job to running for this worker; None when it is not waiting (taken, done, expired)."""
+    now = now or utcnow()
+    with transaction():
+        taken = db.session.execute(
+            sa.update(ExportJob)
+            .where(ExportJob.id == job_id, ExportJob.status == "queued")
+            .values(status="running", started_at=now, heartbeat_at=now, attempts=ExportJob.attempts + 1,
+                    rows_written=0, error="")
+            .execution_options(synchronize_session=False)).rowcount
+    if not taken:
+        return None
+    job = db.session.get(ExportJob, job_id, populate_existing=True)
+    return job
+
+
+def heartbeat(job_id: int, rows_written: int, attempt: int) -> bool:
+    """Record progress from the worker, on a connection of its own (the export's reads stay untouched).
+
+    False when the job is no longer this attempt's (recovered and re-run elsewhere): the worker stops.
+    """
+    with db.engine.begin() as connection:
+        return bool(connection.execute(
+            sa.update(ExportJob)
+            .where(ExportJob.id == job_id, ExportJob.status == "running", ExportJob.attempts == attempt)
+            .values(heartbeat_at=utcnow(), rows_written=rows_written)).rowcount)
+
+
+def finish(job: ExportJob, attempt: int, *, store: str, key: str, size: int, sha256: str, rows: int,
+           now: datetime | None = None) -> bool:
+    """Mark this attempt's job done with its file; False (nothing changed) when it is no longer this attempt's."""
+    now = now or utcnow()
+    expires_at = now + timedelta(hours=int(current_app.config["EXPORT_KEEP_HOURS"]))
+    with transaction():
+        done = db.session.execute(
+            sa.update(ExportJob)
+            .where(ExportJob.id == job.id, ExportJob.status == "running", ExportJob.attempts == attempt)
+            .values(status="done", finished_at=now, heartbeat_at=now, rows_written=rows, store=store,
+                    storage_key=key, size=size, sha256=sha256, expires_at=expires_at)
+            .execution_options(synchronize_session=False)).rowcount
+        if done:
+            audit.record(None, "export.done", "export_job", job.id,
+                         new={"rows": rows, "size": size, "sha256": sha256, "expires_at": expires_at,
+                              "attempt": attempt})
+    return bool(done)
+
+
+def fail(job_id: int, message: str, attempt: int | None = None, now: datetime | None = None) -> bool:
+    now = now or utcnow()
+    where = [ExportJob.id == job_id, ExportJob.status.in_(LIVE_STATUSES)]
+    if attempt is not None:
+        where.append(ExportJob.attempts == attempt)
+    with transaction():
+        failed = db.session.execute(
+            sa.update(ExportJob).where(*where).values(status="failed", finished_at=now, error=message[:2000])
+            .execution_options(synchronize_session=False)).rowcount
+        if failed:
+            audit.record(None, "export.failed", "export_job", job_id, new={"error": message[:2000]})
+    return bool(failed)
+
+
+def recover(now: datetime | None = None) -> dict[str, int]:
+    """Queue again what a stopped worker left running, and what a lost enqueue left waiting."""
+    now = now or utcnow()
+    config = current_app.config
+    quiet = now - timedelta(seconds=int(config["JOBS_STALE_SECONDS"]))
+    limit = int(config["JOBS_MAX_ATTEMPTS"])
+    counts = {"requeued": 0, "failed": 0, "enqueued": 0}
+    stalled = db.session.execute(sa.select(ExportJob.id, ExportJob.attempts).where(
+        ExportJob.status == "running", ExportJob.heartbeat_at < quiet)).all()
+    for job_id, attempts in stalled:
+        if attempts >= limit:
+            if fail(job_id, f"The export stopped {attempts} times before it was written (its worker stopped "
+                            "each time). Ask for it again over a shorter period, or ask an administrator.",
+                    attempt=attempts, now=now):
+                counts["failed"] += 1
+            continue
+        with transaction():
+            moved = db.session.execute(
+                sa.update(ExportJob)
+                .where(ExportJob.id == job_id, ExportJob.status == "running", ExportJob.attempts == attempts,
+                       ExportJob.heartbeat_at < quiet)
+                .values(status="queued", enqueued_at=now, rows_written=0)
+                .execution_options(synchronize_session=False)).rowcount
+            if moved:
+                audit.record(None, "export.requeued", "export_job", job_id,
+                             reason=f"its worker stopped during attempt {attempts}; run again from the start")
+        if moved:
+            counts["requeued"] += 1
+            _enqueue_quietly(job_id)
+    waiting = db.session.scalars(sa.select(ExportJob.id).where(
+        ExportJob.status == "queued", ExportJob.enqueued_at < quiet)).all()
+    for job_id in waiting:
+        with transaction():
+            db.session.execute(sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.status == "queued")
+                               .values(enqueued_at=now).execution_options(synchronize_session=False))
+        counts["enqueued"] += 1
+        _enqueue_quietly(job_id)
+    db.session.rollback()
+    return counts
+
+
+def _enqueue_quietly(job_id: int) -> None:
+    with contextlib.suppress(jobs.QueueUnavailable):  # tried again at the next recover()
+        jobs.enqueue("export.run", job_id)
+
+
+def expire_due(now: datetime | None = None) -> int:
+    """Delete the files of exports past their time; their rows say `expired`. Returns how many."""
+    now = now or utcnow()
+    due = db.session.scalars(sa.select(ExportJob).where(ExportJob.status == "done", ExportJob.expires_at <= now)
+                             .order_by(ExportJob.id)).all()
+    expired = 0
+    for job in due:
+        try:
+            storage.store(job.store).delete(job.storage_key)
+        except storage.StoreError as error:
+            log.warning("Export %s could not be deleted from the store: %s (tried again later)", job.id, error)
+            continue
+        with transaction():
+            if db.session.execute(
+                    sa.update(ExportJob).where(ExportJob.id == job.id, ExportJob.status == "done")
+                    .values(status="expired", expired_at=now)
+                    .execution_options(synchronize_session=False)).rowcount:
+                audit.record(None, "export.expired", "export_job", job.id, new={"expired_at": now})
+                expired += 1
+    db.session.rollback()
+    return expired
+
+
+def job_for(user: User, job_id: int) -> ExportJob:
+    """A job of the user's own (another's is not found: its existence says nothing)."""
+    job = db.session.get(ExportJob, job_id)
+    if job is None or job.requested_by_id != user.id:
+        raise NotFound("There is no such export.")
+    return job
+
+
+def opened_download(user: User, job_id: int):
+    """(job, readable binary stream) of a finished export; 410 once expired, 409 before it is written."""
+    job = job_for(user, job_id)
+    what = EXPORT_KIND_TEXT[job.kind]
+    if job.status == "expired":
+        raise Gone(f"This export ({what}) was kept until {job.expires_at:%Y-%m-%d %H:%M} UTC and has been "
+                   "deleted. Ask for it again.")
+    if job.status == "failed":
+        raise InvalidState(f"This export failed: {job.error}")
+    if job.status != "done":
+        raise InvalidState(f"This export is still {job.status}: download it once it is done.")
+    try:
+        return job, storage.store(job.store).open(job.storage_key)
+    except storage.StoreError as error:
+        raise Unavailable(f"The file store did not give back this export: {error}") from error
