@@ -121,9 +121,13 @@ def describe(error: BaseException) -> str:
         return "Recipient refused: " + "; ".join(answers)
     if isinstance(error, smtplib.SMTPResponseException):
         return f"{error.smtp_code} {_text(error.smtp_error)}"
-    if isinstance(error, (TimeoutError, socket.timeout)):
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return f"The mail server closed the connection: {error}"
+    if isinstance(error, TimeoutError):
         return f"The mail server did not answer in time: {error}"
-    if isinstance(error, ConnectionError | OSError):
+    if isinstance(error, ssl.SSLError):
+        return f"The mail server's TLS was refused: {error}"
+    if isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException):
         return f"The mail server could not be reached: {error}"
     return f"{type(error).__name__}: {error}"
 
@@ -133,10 +137,13 @@ def _text(value) -> str:
 
 
 def _connection_lost(error: BaseException) -> bool:
-    """Whether the next message would meet the same wall (server down, connection dropped, sign-in refused)."""
-    return isinstance(error, (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError,
-                              smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError)) \
-        and not isinstance(error, smtplib.SMTPRecipientsRefused)
+    """Whether the next message would meet the same wall: server down, connection dropped, TLS or sign-in
+    refused, sender refused. A refused recipient or message (smtplib's errors are OSErrors too) is not."""
+    if isinstance(error, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, smtplib.SMTPHeloError,
+                          smtplib.SMTPAuthenticationError, smtplib.SMTPNotSupportedError,
+                          smtplib.SMTPSenderRefused)):
+        return True
+    return isinstance(error, OSError) and not isinstance(error, smtplib.SMTPException)
 
 
 def _mark_sent(message_id: int, now: datetime) -> None:

@@ -276,7 +276,8 @@ def update_user(actor: User, user: User, *, display_name: str, role: str,
         _ensure_may_sign_for_admins(actor, actor_password, "change an administrator's role" if user.role == ADMIN
                                     else "make someone an administrator")
         _sign_for_admins(actor, actor_password, "role changed", user)
-    with audit.change(actor, "user.updated", user, ("display_name", "role", "email"), only_if_changed=True):
+    fields = ("display_name", "role") + (("email",) if email != user.email else ())
+    with audit.change(actor, "user.updated", user, fields, only_if_changed=True):
         user.display_name = display_name
         user.role = role
         user.email = email
