@@ -75,7 +75,7 @@ def test_the_digest_names_what_needs_the_site_today_in_each_section(scene):
     assert [row.code for row in digest.equipment.rows] == ["BAL-01"]
     # Patients a, b of the first batch (sessions at MAIN), none contacted yet.
     assert [(row.id, row.not_reached) for row in digest.recalls.rows] == [(scene["recall"].id, 2)]
-    assert not digest.empty and "1 lots expiring" in digest.subject
+    assert not digest.empty and "1 lot expiring, 1 batch past its BUD" in digest.subject
 
 
 def test_a_patient_reached_leaves_the_recall_count_and_another_site_s_lot_stays_out(scene, chain, pharmacist):

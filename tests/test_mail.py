@@ -50,7 +50,7 @@ def test_each_digest_goes_out_once_as_text_with_an_html_alternative(outbox, smtp
     assert received.get_content_type() == "multipart/alternative"
     text = received.get_body(("plain",)).get_content()
     html = received.get_body(("html",)).get_content()
-    assert "Good morning Dr First" in text and "<h1" in html and "Good morning Dr First" in html
+    assert "Hello Dr First" in text and "<h1" in html and "Hello Dr First" in html
     assert mail.send_due().sent == [] and len(smtp.inbox.messages) == 2  # sent is sent: never again
     assert fresh(MailMessage, outbox["ids"][0]).sent_at is not None
     assert len(audit_rows("mail.sent")) == 2
@@ -206,3 +206,16 @@ def test_send_digests_exits_1_when_a_message_is_refused(app, smtp, make_user, ru
 def test_send_digests_without_a_mail_server_says_where_digests_are_read(runner):
     result = runner.invoke(args=["send-digests", "--now"])
     assert result.exit_code == 1 and "/digest" in result.output
+
+
+def test_create_user_takes_an_address_and_refuses_one_that_is_not(runner):
+    from compounding.models import User
+
+    ok = runner.invoke(args=["create-user", "ana", "--role", "pharmacist", "--password", "a-long-enough-passphrase-9",
+                             "--email", "Ana@Clinic.EXAMPLE"])
+    assert ok.exit_code == 0, ok.output
+    assert db.session.scalar(sa.select(User.email).where(User.username == "ana")) == "Ana@clinic.example"
+    bad = runner.invoke(args=["create-user", "bea", "--role", "pharmacist", "--password", "a-long-enough-passphrase-9",
+                              "--email", "bea at clinic"])
+    assert bad.exit_code == 1 and "e-mail address" in bad.output
+    assert db.session.scalar(sa.select(User.id).where(User.username == "bea")) is None

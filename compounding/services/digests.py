@@ -62,6 +62,13 @@ class Section:
     title: str
     rows: list
     total: int
+    # How the subject line and the dashboard count it: one ..., several ...
+    one: str = ""
+    several: str = ""
+
+    @property
+    def counted(self) -> str:
+        return f"{self.total} {self.one if self.total == 1 else self.several}"
 
     @property
     def more(self) -> int:
@@ -109,7 +116,7 @@ class Digest:
     def summary(self) -> str:
         if self.empty:
             return "nothing needs you today"
-        return ", ".join(f"{count} {title.lower()}" for title, count in self.counts)
+        return ", ".join(section.counted for section in self.sections if section.total)
 
     @property
     def subject(self) -> str:
@@ -129,7 +136,7 @@ def _lots(site: Site, today: date, days: int) -> Section:
         .where(Lot.site_id == site.id, Lot.status.in_(IN_STOCK), Lot.remaining > 0,
                Lot.expires_on <= today + timedelta(days=days))
         .order_by(Lot.expires_on, Lot.code).limit(SECTION_ROWS)).all()
-    return Section("Lots expiring", rows, rows[0].total if rows else 0)
+    return Section("Lots expiring", rows, rows[0].total if rows else 0, "lot expiring", "lots expiring")
 
 
 def _batches(site: Site, now: datetime) -> Section:
@@ -145,7 +152,8 @@ def _batches(site: Site, now: datetime) -> Section:
         .where(batch_at_sites({site.id}), Batch.status.not_in(_BATCHES_DONE), Batch.beyond_use_at <= now,
                Batch.remaining_volume_ml > 0)
         .order_by(Batch.beyond_use_at, Batch.code).limit(SECTION_ROWS)).all()
-    return Section("Batches past their BUD", rows, rows[0].total if rows else 0)
+    return Section("Batches past their BUD", rows, rows[0].total if rows else 0, "batch past its BUD",
+                   "batches past their BUD")
 
 
 def _recalls(site: Site) -> Section:
@@ -155,7 +163,7 @@ def _recalls(site: Site) -> Section:
         .outerjoin(Lot, Lot.id == Recall.lot_id).outerjoin(Batch, Batch.id == Recall.batch_id)
         .where(Recall.status == RecallStatus.OPEN).order_by(Recall.opened_at)).all()
     if not open_rows:
-        return Section("Recalls with patients not reached", [], 0)
+        return _recall_section([])
     ids = [row.id for row in open_rows]
     targets = recalls.reached_batches(ids)
     treated = db.session.execute(
@@ -172,7 +180,12 @@ def _recalls(site: Site) -> Section:
             waiting[row.recall_id] = waiting.get(row.recall_id, 0) + 1
     rows = [RecallDue(row.id, row.lot_code or row.batch_code, "lot" if row.lot_code else "batch", row.opened_at,
                       waiting[row.id]) for row in open_rows if waiting.get(row.id)]
-    return Section("Recalls with patients not reached", rows[:SECTION_ROWS], len(rows))
+    return _recall_section(rows)
+
+
+def _recall_section(rows: list) -> Section:
+    return Section("Recalls with patients not reached", rows[:SECTION_ROWS], len(rows),
+                   "recall with patients not reached", "recalls with patients not reached")
 
 
 @dataclass(frozen=True)
@@ -203,10 +216,14 @@ def build(site: Site, today: date | None = None, *, now: datetime | None = None)
         expiry_days=days, prepared_at=now,
         lots=_lots(site, today, days),
         batches=_batches(site, now),
-        excursions=Section("Open excursions", list(excursions), len(excursions)),
-        missed_readings=Section("Missed readings", missed[:SECTION_ROWS], len(missed)),
-        qualifications=Section("Qualifications due", people, people_total),
-        equipment=Section("Equipment due", list(equipment), equipment[0].total if equipment else 0),
+        excursions=Section("Open excursions", list(excursions), len(excursions), "open excursion",
+                           "open excursions"),
+        missed_readings=Section("Missed readings", missed[:SECTION_ROWS], len(missed), "missed reading",
+                                "missed readings"),
+        qualifications=Section("Qualifications due", people, people_total, "qualification due",
+                               "qualifications due"),
+        equipment=Section("Equipment due", list(equipment), equipment[0].total if equipment else 0,
+                          "calibration due", "calibrations due"),
         recalls=_recalls(site),
     )
 
