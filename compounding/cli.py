@@ -97,12 +97,13 @@ def _fail(message: str) -> None:
 @click.option("--name", "display_name", default="", help="Printed name used on signatures.")
 @click.option("--site", "site_codes", multiple=True, metavar="CODE",
               help="A site the user belongs to (repeatable; default MAIN).")
-def create_user_command(username, role, password, display_name, site_codes):
+@click.option("--email", default="", help="Where the daily digest goes (pharmacists).")
+def create_user_command(username, role, password, display_name, site_codes, email):
     """Create a user account."""
     codes = [code.strip().upper() for code in site_codes] or [MAIN_SITE]
     try:
         user = users.create_user(None, username=username, display_name=display_name or username,
-                                 role=role, password=password, site_codes=codes)
+                                 role=role, password=password, site_codes=codes, email=email or None)
     except DomainError as exc:
         _fail(exc.message)
     click.echo(f"Created {user.username} ({user.role}). Sites: {', '.join(dict.fromkeys(codes))}.")
@@ -369,6 +370,35 @@ def export_audit_command(start, end, out):
     click.echo(f"Wrote {out} ({summary.total:,} rows, clinic days {start.isoformat()} to {end.isoformat()}).")
 
 
+@click.command("send-digests")
+@click.option("--site", "site_code", default=None, metavar="CODE", help="Only this site (default: every due site).")
+@click.option("--date", "day", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The digest of this day (default: each site's today).")
+@click.option("--now", "ignore_hour", is_flag=True, help="Do not wait for DIGEST_HOUR of the site's day.")
+def send_digests_command(site_code, day, ignore_hour):
+    """Prepare today's digests (of the sites whose DIGEST_HOUR has come) and send the mail that waits."""
+    from .services import digests, mail
+
+    if not digests.mail_configured():
+        _fail("No mail server is set (MAIL_SERVER): digests are read on their page (/digest) only.")
+    if site_code:
+        try:
+            sites.site_by_code(site_code.strip().upper())
+        except DomainError as exc:
+            _fail(exc.message)
+    prepared = digests.prepare_due(site_code=site_code, day=day.date() if day else None, ignore_hour=ignore_hour)
+    for item in prepared:
+        click.echo(f"Prepared the digest of {item.site_code} for {item.day}: {', '.join(item.recipients)}.")
+    if not prepared:
+        click.echo("No digest to prepare (each due site's pharmacists with an address have theirs).")
+    report = mail.send_due()
+    click.echo(f"Sent {len(report.sent)} message(s).")
+    for message_id, error in report.failed:
+        click.echo(f"Message {message_id} not sent: {error}", err=True)
+    if report.failed:
+        sys.exit(1)
+
+
 def init_app(app: Flask) -> None:
     from .equipment.commands import create_equipment_command, record_calibration_command
     from .jobs.commands import worker_command
@@ -377,7 +407,7 @@ def init_app(app: Flask) -> None:
     for command in (create_user_command, create_site_command, create_location_command, create_token_command,
                     sensor_token_command, revoke_tokens_command, record_qualification_command, qualifications_command,
                     seed_demo_command, backup_command, restore_command, seed_scale_command, create_equipment_command,
-                    record_calibration_command, worker_command):
+                    record_calibration_command, worker_command, send_digests_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
     app.cli.add_command(export_cli)

@@ -124,8 +124,12 @@ def from_environment() -> dict:
         "MAIL_PASSWORD": os.environ.get("MAIL_PASSWORD") or None,
         "MAIL_FROM": os.environ.get("MAIL_FROM") or "",
         "MAIL_CA_FILE": os.environ.get("MAIL_CA_FILE") or None,
+        "MAIL_TIMEOUT": int(os.environ.get("MAIL_TIMEOUT") or 15),
+        "MAIL_MAX_ATTEMPTS": int(os.environ.get("MAIL_MAX_ATTEMPTS") or 6),
         "DIGEST_HOUR": int(os.environ.get("DIGEST_HOUR") or 6),
         "DIGEST_EXPIRY_DAYS": int(os.environ.get("DIGEST_EXPIRY_DAYS") or 30),
+        # Where people reach the application: the links in e-mails are made from it.
+        "BASE_URL": (os.environ.get("BASE_URL") or "").strip().rstrip("/") or "http://127.0.0.1:5000",
     }
 
 
@@ -245,4 +249,5 @@ DEFAULTS = {
     # The daily digest: prepared at this hour of each site's own day; lots expiring within N days.
     "DIGEST_HOUR": 6,
     "DIGEST_EXPIRY_DAYS": 30,
+    "BASE_URL": "http://127.0.0.1:5000",
 }

@@ -54,6 +54,8 @@ DEMO_USERS = [
     ("practitioner", "Dr Nina Costa", "practitioner"),
     ("auditor", "Irene Auditor", "auditor"),
 ]
+# Where the demo's pharmacists get their daily digest (a domain reserved for examples: nothing is delivered).
+DEMO_EMAILS = {"pharmacist": "pharmacist@demo-clinic.example", "pharmacist2": "pharmacist2@demo-clinic.example"}
 
 # name, kind, unit, strength, storage, reorder level, GTIN, flags (sterile, vehicle, protect_from_light)
 DEMO_INGREDIENTS = [
@@ -73,7 +75,7 @@ def _seed_users() -> Iterator[str]:
     for username, name, role in DEMO_USERS:
         if not db.session.scalar(sa.select(User.id).where(User.username == username)):
             users.create_user(None, username=username, display_name=name, role=role,
-                              password=DEMO_PASSWORD, allow_demo_password=True)
+                              password=DEMO_PASSWORD, allow_demo_password=True, email=DEMO_EMAILS.get(username))
         yield f"  user {username:<13} role {role:<13} password {DEMO_PASSWORD}"
 
 

@@ -74,6 +74,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Equipment at the bench and its calibrations; its certificates are documents.
     "equipment.read": EVERYONE,
     "equipment.manage": frozenset({"admin", "pharmacist"}),
+    # The daily digest of a site (DESIGN 10.7): read on its page by those it is written for; admins see the
+    # mail outbox, its failures, and send a failed message again.
+    "digest.read": frozenset({"admin", "pharmacist"}),
+    "mail.manage": frozenset({"admin"}),
 }
 
 

@@ -171,3 +171,40 @@ def test_a_deactivation_reason_longer_than_the_limit_is_refused_and_changes_noth
     assert count_rows(AuditEvent) == before
     users.set_active(admin, technician, False, "x" * REASON_MAX)
     assert fresh(User, technician.id).active is False
+
+
+def test_an_admin_gives_a_user_an_e_mail_address_with_its_domain_in_lower_case(client, admin, make_user):
+    user = make_user("pharmacist", display_name="Dr Mail")
+    response = client.post(f"/admin/users/{user.id}", data={"display_name": "Dr Mail", "role": "pharmacist",
+                                                            "email": " Paula.Reyes@Clinic.EXAMPLE "})
+    assert response.status_code == 302
+    assert _fresh(user.id).email == "Paula.Reyes@clinic.example"
+    [event] = audit_rows("user.updated", "user", user.id)
+    assert event.new_values["email"] == "Paula.Reyes@clinic.example"
+
+
+@pytest.mark.parametrize("email", ["no-at-sign", "two@@clinic.example", "a b@clinic.example", "x@localhost",
+                                   "x@" + "d" * 250 + ".example"])
+def test_an_address_that_is_not_one_is_refused_and_nothing_changes(client, admin, make_user, email):
+    user = make_user("pharmacist", display_name="Dr Mail", email="kept@clinic.example")
+    response = client.post(f"/admin/users/{user.id}", data={"display_name": "Dr Mail", "role": "pharmacist",
+                                                            "email": email})
+    assert response.status_code == 422
+    assert _fresh(user.id).email == "kept@clinic.example"
+
+
+def test_a_new_account_gets_its_address_and_a_user_sets_their_own(app, client, admin, make_user):
+    response = client.post("/admin/users/new", data={
+        "username": "newpharm", "display_name": "New Pharm", "role": "pharmacist", "email": "new@clinic.example",
+        "temporary_password": "a-long-temporary-passphrase-7"})
+    assert response.status_code == 302
+    created = db.session.scalar(sa.select(User).where(User.username == "newpharm"))
+    assert created.email == "new@clinic.example"
+    user = make_user("pharmacist")
+    client = app.test_client()
+    sign_in(client, user)
+    assert client.post("/account/email", data={"email": "me@Home.Example"}).status_code == 302
+    assert _fresh(user.id).email == "me@home.example"
+    assert client.post("/account/email", data={"email": "not an address"}).status_code == 422
+    assert client.post("/account/email", data={"email": ""}).status_code == 302
+    assert _fresh(user.id).email is None

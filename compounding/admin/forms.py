@@ -7,6 +7,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 from ..forms import AppForm, choices
 from ..limits import CODE_MAX, LABEL_MAX, NAME_MAX, PASSWORD_MAX, REASON_MAX, USERNAME_MAX
 from ..permissions import ROLE_LABELS, ROLES
+from ..services.users import EMAIL_MAX
 
 ROLE_CHOICES = choices((role, ROLE_LABELS[role]) for role in ROLES)
 
@@ -36,6 +37,9 @@ class UserCreateForm(SiteMemberships, AppForm):
     display_name = StringField("Printed name (shown on signatures)",
                                validators=[DataRequired(), Length(max=NAME_MAX)])
     role = SelectField("Role", choices=ROLE_CHOICES)
+    email = StringField("E-mail (optional)", validators=[Optional(), Length(max=EMAIL_MAX)],
+                        description="Pharmacists get the daily digest of their sites here.",
+                        render_kw={"type": "email", "autocomplete": "off"})
     temporary_password = PasswordField(
         "Temporary password", validators=[DataRequired(), Length(max=PASSWORD_MAX)],
         description="The user must replace it at first sign-in.",
@@ -49,6 +53,9 @@ class UserCreateForm(SiteMemberships, AppForm):
 class UserEditForm(AppForm):
     display_name = StringField("Printed name", validators=[DataRequired(), Length(max=NAME_MAX)])
     role = SelectField("Role", choices=ROLE_CHOICES)
+    email = StringField("E-mail", validators=[Optional(), Length(max=EMAIL_MAX)],
+                        description="Pharmacists get the daily digest of their sites here; blank: none.",
+                        render_kw={"type": "email", "autocomplete": "off"})
     password = PasswordField(
         "Your password (e-signature)", validators=[Optional(), Length(max=PASSWORD_MAX)],
         description="Needed only to change a role to or from administrator: you sign for it.",

@@ -3,14 +3,14 @@
 from datetime import date
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms.fields.choices import SelectChoice
 
 from ..extensions import db
 from ..forms import ConfirmForm, apply_domain_error
 from ..limits import PER_PAGE_DEFAULT
-from ..models import Patient, PatientAccess, Site, User
+from ..models import MailMessage, Patient, PatientAccess, Site, User
 from ..models.site import MAIN_SITE
 from ..pages import revoke_token
 from ..pagination import page_arg, paginate_rows
@@ -19,7 +19,7 @@ from ..queries.audit import AuditFilters, audit_list_query
 from ..queries.common import record_id
 from ..queries.users import account_names, user_list_query
 from ..security import open_sessions, requires
-from ..services import access_log, site_reads, sites, user_sessions, users
+from ..services import access_log, digests, mail, site_reads, sites, user_sessions, users
 from ..services.bounds import read_day
 from ..services.clock import end_of_clinic_day, start_of_clinic_day, utcnow
 from ..services.errors import DomainError
@@ -55,7 +55,7 @@ def user_create():
                 role=form.role.data, password=form.temporary_password.data,
                 must_change_password=True, actor_password=form.password.data,
                 site_codes=[codes[site_id] for site_id in form.site_ids.data or []] or None,
-                all_sites=form.all_sites.data)
+                all_sites=form.all_sites.data, email=form.email.data)
         except DomainError as exc:
             if exc.field == "password" and exc.status_code == 422:  # the new user's password broke a rule
                 exc.field = "temporary_password"
@@ -120,7 +120,7 @@ def user_detail(user_id: int):
     if form.validate_on_submit():
         try:
             users.update_user(current_user, user, display_name=form.display_name.data,
-                              role=form.role.data, actor_password=form.password.data)
+                              role=form.role.data, actor_password=form.password.data, email=form.email.data)
         except DomainError as exc:
             apply_domain_error(form, exc)
             refused = _refusal_status(exc)
@@ -243,3 +243,41 @@ def patient_access():
     accounts = account_names()
     return render_template("admin/patient_access.html", pagination=pagination, accounts=accounts, user_id=user_id,
                            start=start, end=end, errors=errors, raw=request.args)
+
+
+# --- the mail outbox --------------------------------------------------------------------------------------
+
+MAIL_FILTERS = ("pending", "sent", "failed")
+
+
+@bp.route("/admin/mail")
+@requires("mail.manage")
+def mail_list():
+    """Every e-mail the application wrote, newest first: what was sent, what waits, what the server refused."""
+    status = request.args.get("status", "")
+    status = status if status in MAIL_FILTERS else ""
+    keys = sa.select(MailMessage.id).order_by(MailMessage.id.desc())
+    if status:
+        keys = keys.where(MailMessage.status == status)
+    rows = (sa.select(MailMessage, Site.code.label("site_code"), User.username.label("username"))
+            .join(Site, Site.id == MailMessage.site_id).join(User, User.id == MailMessage.recipient_id)
+            .order_by(MailMessage.id.desc()))
+    pagination = paginate_rows(rows, keys=keys)
+    return render_template("admin/mail.html", pagination=pagination, status=status, statuses=MAIL_FILTERS,
+                           confirm_form=ConfirmForm(), configured=digests.mail_configured(),
+                           server=current_app.config.get("MAIL_SERVER"))
+
+
+@bp.route("/admin/mail/<int:message_id>/send-again", methods=["POST"])
+@requires("mail.manage")
+def mail_send_again(message_id: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        message = mail.send_again(current_user, message_id)
+    except DomainError as exc:
+        flash(exc.message, "danger")
+        return redirect(url_for("admin.mail_list"))
+    # The scheduled send (every 5 minutes, `mail.retry`) or `flask send-digests` takes it.
+    flash(f"The message to {message.to_address} is back in the outbox: it is sent within minutes.", "success")
+    return redirect(url_for("admin.mail_list", status="failed"))

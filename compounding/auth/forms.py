@@ -6,7 +6,7 @@ from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Optio
 from ..forms import AppForm
 from ..limits import PASSWORD_MAX, USERNAME_MAX
 from ..models.user import TOKEN_NAME_LENGTH
-from ..services.users import MAX_TOKEN_DAYS
+from ..services.users import EMAIL_MAX, MAX_TOKEN_DAYS
 
 
 class LoginForm(AppForm):
@@ -32,3 +32,9 @@ class TokenCreateForm(AppForm):
                        description="What uses it, e.g. \"scanner 1\" or \"stock sync\".")
     days = IntegerField("Days until it expires", validators=[Optional(), NumberRange(min=1, max=MAX_TOKEN_DAYS)],
                         description="Leave blank for the clinic's default.")
+
+
+class EmailForm(AppForm):
+    email = StringField("Your e-mail address", validators=[Optional(), Length(max=EMAIL_MAX)],
+                        description="Where your daily digest goes (pharmacists); blank: none.",
+                        render_kw={"type": "email", "autocomplete": "email"})

@@ -19,7 +19,7 @@ from ..security import (
 from ..services import user_sessions, users
 from ..services.clock import utcnow
 from ..services.errors import DomainError
-from .forms import ChangePasswordForm, LoginForm, TokenCreateForm
+from .forms import ChangePasswordForm, EmailForm, LoginForm, TokenCreateForm
 
 bp = Blueprint("auth", __name__)
 
@@ -96,9 +96,11 @@ def change_password():
     return render_template("auth/change_password.html", form=form), status
 
 
-def _account_page(token_form: TokenCreateForm | None = None, new_token: str | None = None, status: int = 200):
+def _account_page(token_form: TokenCreateForm | None = None, new_token: str | None = None, status: int = 200,
+                  email_form: EmailForm | None = None):
     return render_template(
         "auth/account.html", user_sessions=open_sessions(current_user),
+        email_form=email_form or EmailForm(formdata=None, data={"email": current_user.email or ""}),
         current_session=user_sessions.hash_session_id(current_session_id() or ""),
         tokens=users.user_tokens(current_user), token_form=token_form or TokenCreateForm(formdata=None),
         confirm_form=ConfirmForm(), new_token=new_token, now=utcnow(),
@@ -109,6 +111,22 @@ def _account_page(token_form: TokenCreateForm | None = None, new_token: str | No
 @signed_in
 def account():
     return _account_page()
+
+
+@bp.route("/account/email", methods=["POST"])
+@signed_in
+def account_email():
+    form = EmailForm()
+    if form.validate_on_submit():
+        try:
+            users.set_own_email(current_user, form.email.data)
+        except DomainError as exc:
+            apply_domain_error(form, exc)
+        else:
+            flash("Your e-mail address is saved." if current_user.email else "Your e-mail address is removed.",
+                  "success")
+            return redirect(url_for("auth.account"))
+    return _account_page(email_form=form, status=422)
 
 
 @bp.route("/account/tokens", methods=["POST"])

@@ -1,11 +1,12 @@
 """The dashboard each role lands on, and the health check for load balancers."""
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, render_template, url_for
 from flask_login import current_user
 
 from ..charts import bar_chart
 from ..extensions import db
+from ..models import Site
 from ..privacy import note_access
 from ..queries.audit import recent_audit_events
 from ..queries.ingredients import below_reorder_count_query
@@ -13,12 +14,12 @@ from ..queries.lots import inventory_counts
 from ..queries.recalls import open_recall_count, open_recall_ids
 from ..queries.scope import items_at_sites
 from ..security import public, requires
-from ..services import cold_chain
+from ..services import cold_chain, digests
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
 from ..services.qualifications import DUE_SOON_DAYS
 from ..services.signals import quality_signals
-from ..site_scope import current_scope
+from ..site_scope import acting_site_id, current_scope
 
 bp = Blueprint("main", __name__)
 
@@ -97,7 +98,29 @@ def dashboard():
     _bench_readiness(context, scope)
     if "audit" in sections:
         context["recent_events"] = recent_audit_events(10)
+    _digest_panel(context)
     return render_template("main/dashboard.html", **context)
+
+
+def _digest_panel(context: dict) -> None:
+    """Today's digest of the acting site, in counts (one statement), and for admins the mail that failed."""
+    if current_user.can("digest.read"):
+        site = db.session.get(Site, acting_site_id(current_user))
+        context["digest_site"] = site
+        context["digest_counts"] = digests.counts(site.id)
+        context["digest_by_mail"] = digests.mail_configured()
+    if current_user.can("mail.manage") and digests.mail_configured():
+        context["mail_failed"] = digests.failed_count()
+
+
+@bp.route("/digest")
+@requires("digest.read")
+def digest():
+    """Today's digest of the acting site: what its pharmacists get by e-mail each morning (or read here only,
+    when no mail server is set)."""
+    site = db.session.get(Site, acting_site_id(current_user))
+    return render_template("main/digest.html", digest=digests.digest_for(current_user, site), mail=False,
+                           link=url_for, by_mail=digests.mail_configured())
 
 
 @bp.route("/healthz")

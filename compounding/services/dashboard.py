@@ -230,18 +230,18 @@ def _sorted_due(due: list[QualificationDue]) -> list[QualificationDue]:
     return sorted(due, key=lambda d: (d.tone != "danger", d.day or date.min, d.name, d.standing.kind_name))
 
 
-def qualifications_due(today: date | None = None, limit: int = 20, *,
-                       site_ids: SiteIds) -> tuple[list[QualificationDue], int]:
-    """Who compounds or verifies at the sites in scope (members, and chain-wide accounts) and holds a required
-    qualification lapsed, failed, incomplete or never recorded, or due within DUE_SOON_DAYS; the first `limit`
-    and how many there are. Three statements whatever the size of the team."""
+def qualifications_due(today: date | None = None, limit: int = 20, *, site_ids: SiteIds,
+                       members_only: bool = False) -> tuple[list[QualificationDue], int]:
+    """Who compounds or verifies at the sites in scope (members, and chain-wide accounts unless `members_only`)
+    and holds a required qualification lapsed, failed, incomplete or never recorded, or due within
+    DUE_SOON_DAYS; the first `limit` and how many there are. Three statements whatever the size of the team."""
     today = today or clinic_today()
     kinds = required_kinds()
     members = sa.exists().where(UserSite.user_id == User.id, at_sites(UserSite.site_id, site_ids))
     people = db.session.execute(
         sa.select(User.id, User.display_name)
         .where(User.active, User.role.in_(QUALIFIED_ROLES),
-               sa.true() if site_ids is None else sa.or_(User.all_sites, members))
+               sa.true() if site_ids is None else members if members_only else sa.or_(User.all_sites, members))
         .order_by(User.display_name)).all() if kinds else []
     if not people:
         return [], 0

@@ -1,6 +1,7 @@
 """Accounts: creating staff, signing in, passwords, API tokens."""
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -25,7 +26,23 @@ from .passwords import DEMO_PASSWORD
 from .sites import join_sites, may_act_at, site_by_code
 from .transaction import alone, transactional
 
-USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password")
+USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password", "email")
+EMAIL_MAX = 254
+# A sane address, not RFC 5322 in full: something@a.domain, no spaces, one @.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+
+
+def checked_email(value: str | None, field: str = "email") -> str | None:
+    """An e-mail address (its domain in lower case), or None for a blank: where the daily digest goes."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > EMAIL_MAX:
+        raise InvalidInput(f"An e-mail address has at most {EMAIL_MAX} characters.", field=field)
+    if not _EMAIL.match(value):
+        raise InvalidInput("Enter an e-mail address such as name@clinic.example.", field=field)
+    local, domain = value.rsplit("@", 1)
+    return f"{local}@{domain.lower()}"
 
 
 def _hash(password: str) -> str:
@@ -90,7 +107,8 @@ def _sign_for_admins(actor: User, actor_password: str, meaning: str, user: User)
 @transactional
 def create_user(actor: User | None, *, username: str, display_name: str, role: str,
                 password: str, must_change_password: bool = False, actor_password: str | None = None,
-                allow_demo_password: bool = False, site_codes=None, all_sites: bool = False) -> User:
+                allow_demo_password: bool = False, site_codes=None, all_sites: bool = False,
+                email: str | None = None) -> User:
     """Create an account. The username is unique, the printed name unused by any active account,
     and the password obeys the rules.
 
@@ -100,9 +118,10 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
     secret key, so a password would guard nothing, and it is how the first admin comes to be.
     `allow_demo_password` is for `seed-demo` alone: no form, API or command passes it.
     The account belongs to the sites named by `site_codes` (default: MAIN); `all_sites` lets it see
-    the whole chain.
+    the whole chain. `email` (optional) is where the daily digest goes.
     """
     username = username.strip().lower()
+    email = checked_email(email)
     if role not in ROLES:
         raise InvalidInput(f"Unknown role {role!r}; choose one of {', '.join(ROLES)}.", field="role")
     if not username or len(username) > USERNAME_MAX:
@@ -123,6 +142,7 @@ def create_user(actor: User | None, *, username: str, display_name: str, role: s
         must_change_password=must_change_password,
         password_changed_at=utcnow(),
         all_sites=all_sites,
+        email=email,
     )
     sites_joined = [site_by_code(code) for code in (site_codes or [MAIN_SITE])]
     db.session.add(user)
@@ -236,8 +256,8 @@ def set_active(actor: User, user: User, active: bool, reason: str = "") -> None:
 
 @transactional
 def update_user(actor: User, user: User, *, display_name: str, role: str,
-                actor_password: str | None = None) -> None:
-    """Rename an account or change its role.
+                actor_password: str | None = None, email: str | None = ...) -> None:
+    """Rename an account, change its role or its e-mail address (left out: kept; blank: none).
 
     The printed name stays unique among active accounts (409). A change to or from the admin
     role is the acting admin's signed action: their own password, 403 when
@@ -245,6 +265,7 @@ def update_user(actor: User, user: User, *, display_name: str, role: str,
     """
     if role not in ROLES:
         raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    email = user.email if email is ... else checked_email(email)
     if user.id == actor.id and role != user.role:
         raise InvalidState("You cannot change your own role.", field="role")
     display_name = display_name.strip() or user.username
@@ -255,9 +276,19 @@ def update_user(actor: User, user: User, *, display_name: str, role: str,
         _ensure_may_sign_for_admins(actor, actor_password, "change an administrator's role" if user.role == ADMIN
                                     else "make someone an administrator")
         _sign_for_admins(actor, actor_password, "role changed", user)
-    with audit.change(actor, "user.updated", user, ("display_name", "role"), only_if_changed=True):
+    fields = ("display_name", "role") + (("email",) if email != user.email else ())
+    with audit.change(actor, "user.updated", user, fields, only_if_changed=True):
         user.display_name = display_name
         user.role = role
+        user.email = email
+
+
+@transactional
+def set_own_email(user: User, email: str | None) -> None:
+    """A person's own address (blank: none), where their daily digest goes."""
+    email = checked_email(email)
+    with audit.change(user, "user.email_changed", user, ("email",), only_if_changed=True):
+        user.email = email
 
 
 def hash_token(token: str) -> str:
