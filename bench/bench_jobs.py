@@ -139,10 +139,13 @@ def ask_on_the_page(browser: Browser, start_day: str, end_day: str) -> int | Non
         raise RuntimeError(f"the audit export page answered {status} {headers.get('Content-Type')}: "
                            f"{page[:300]!r}")
     text = page.decode(errors="replace")
-    form = re.search(r'<form method="post" action="([^"]+)"', text)
+    # The offer's form (not the navigation's sign-out form), sent with its hidden fields (CSRF and one-time keys).
+    form = re.search(r'<form method="post" action="(/exports/audit\.xlsx[^"]*)">(.*?)</form>', text, re.S)
     if not form:
         raise RuntimeError(f"the audit export page offered no background job: {text[:500]}")
-    status, url, _headers, page = browser.open(html.unescape(form.group(1)), {"csrf_token": browser.csrf(page)})
+    fields = {html.unescape(name): html.unescape(value) for name, value in re.findall(
+        r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form.group(2))}
+    status, url, _headers, page = browser.open(html.unescape(form.group(1)), fields)
     found = re.search(r"/exports/jobs/(\d+)$", urllib.parse.urlsplit(url).path)
     if status != 200 or not found:
         raise RuntimeError(f"asking for the job answered {status} at {url}: {page[:300]!r}")
