@@ -114,6 +114,9 @@ def from_environment() -> dict:
         "REDIS_URL": (os.environ.get("REDIS_URL") or "").strip() or None,
         "JOBS_QUEUE_PATH": os.environ.get("JOBS_QUEUE_PATH") or None,
         "JOBS_IN_PROCESS": _optional_bool("JOBS_IN_PROCESS"),
+        "JOBS_WORKERS": int(os.environ.get("JOBS_WORKERS") or 2),
+        "JOBS_STALE_SECONDS": int(os.environ.get("JOBS_STALE_SECONDS") or 120),
+        "JOBS_MAX_ATTEMPTS": int(os.environ.get("JOBS_MAX_ATTEMPTS") or 3),
         "EXPORT_SYNC_MAX_ROWS": int(os.environ.get("EXPORT_SYNC_MAX_ROWS") or 20000),
         "EXPORT_KEEP_HOURS": int(os.environ.get("EXPORT_KEEP_HOURS") or 24),
         # E-mail: none without MAIL_SERVER (digests are then read on the dashboard only).

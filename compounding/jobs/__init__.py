@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+import click
 from flask import Flask, current_app
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
@@ -127,8 +128,15 @@ def start_in_process(app: Flask) -> Consumer:
     return started
 
 
+def _reloads(app: Flask) -> bool:
+    """Whether `flask run` restarts itself on code changes (`--reload`, or `--debug` without `--no-reload`)."""
+    context = click.get_current_context(silent=True)
+    reload = context.params.get("reload") if context is not None else None
+    return app.debug if reload is None else bool(reload)
+
+
 def init_app(app: Flask, command: str | None) -> None:
-    # Under Flask's reloader only the child serves; the watching parent runs no jobs.
-    reloader_parent = app.debug and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
+    # Under the reloader only the child serves; the watching parent (which loads the app too) runs no jobs.
+    reloader_parent = command == "run" and _reloads(app) and os.environ.get("WERKZEUG_RUN_MAIN") != "true"
     if runs_in_process(app, command) and not app.testing and not reloader_parent:
         start_in_process(app)

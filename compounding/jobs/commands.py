@@ -14,7 +14,11 @@ from . import broker, consumer, queue_path
               help="Run queued jobs only: no scheduled ones (expiry, digests, retries) from this worker.")
 @with_appcontext
 def worker_command(workers, no_scheduler):
-    """Run background jobs (exports, digests, mail) until stopped (Ctrl-C or SIGTERM: a running job finishes)."""
+    """Run background jobs (exports, digests, mail) until stopped.
+
+    Ctrl-C (SIGINT) lets running jobs finish first; SIGTERM stops at once, and an export it cut
+    short is run again from the start by the next worker (after JOBS_STALE_SECONDS).
+    """
     app = current_app._get_current_object()
     count = workers or int(app.config.get("JOBS_WORKERS") or 2)
     where = app.config["REDIS_URL"] if broker(app) == "redis" else queue_path(app)
