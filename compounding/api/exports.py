@@ -47,7 +47,7 @@ def export_request():
 
 
 @route("/exports", permission="signed_in", summary="The caller's export jobs, newest first",
-       response=ExportJobSchema, many=True)
+       response=ExportJobSchema, many=True, errors=(422,))
 def export_list():
     query = (sa.select(ExportJob).where(ExportJob.requested_by_id == current_user.id)
              .order_by(ExportJob.id.desc()))
