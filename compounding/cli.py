@@ -371,6 +371,7 @@ def export_audit_command(start, end, out):
 
 def init_app(app: Flask) -> None:
     from .equipment.commands import create_equipment_command, record_calibration_command
+    from .exports.commands import export_jobs_command
     from .jobs.commands import worker_command
     from .people.commands import qualifications_command, record_qualification_command
 
@@ -380,5 +381,6 @@ def init_app(app: Flask) -> None:
                     record_calibration_command, worker_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
+    export_cli.add_command(export_jobs_command)
     app.cli.add_command(export_cli)
     app.cli.add_command(exposure_cli)

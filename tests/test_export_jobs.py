@@ -379,3 +379,16 @@ def test_the_jobs_list_shows_one_s_own_newest_first_in_a_few_queries(app, client
     second = client.get("/exports/jobs?page=2").get_data(as_text=True)
     assert len(re.findall(r'href="/exports/jobs/(\d+)"', second)) == 5
     assert 'href="/exports/jobs"' in client.get("/").get_data(as_text=True)
+
+
+def test_the_command_line_lists_the_latest_jobs_with_their_status(app, runner, technician):
+    assert runner.invoke(args=["export", "jobs"]).output == "No export jobs.\n"
+    waiting = export_runner.request(technician, "lots", {"filters": {"q": "a"}}).job.id
+    failing = export_runner.request(technician, "batches", {}).job.id
+    export_jobs.fail(failing, "The file store was full.")
+    result = runner.invoke(args=["export", "jobs", "--limit", "5"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [int(line.split()[0]) for line in lines] == [failing, waiting]
+    assert "failed" in lines[0] and "The file store was full." in lines[0]
+    assert technician.username in lines[1] and "queued" in lines[1] and "0 of about 0 rows" not in lines[1]
