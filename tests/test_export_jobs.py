@@ -201,22 +201,26 @@ def test_a_running_job_writes_its_progress_as_it_goes(app, make_lot, technician,
 
 @pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"), reason="two connections at once need a server")
 def test_two_identical_requests_at_the_same_moment_make_one_job(app, technician):
-    barrier = threading.Barrier(2)
+    barrier = threading.Barrier(2, timeout=30)
     answers = []
+    user_id, user_class = technician.id, type(technician)  # read here: the test's session is not the threads'
+    db.session.commit()
 
     def ask():
         with app.app_context():
-            user = db.session.get(type(technician), technician.id)
-            barrier.wait()
-            requested = export_runner.request(user, "lots", {})
-            answers.append((requested.job.id, requested.created))
-            db.session.remove()
+            try:
+                user = db.session.get(user_class, user_id)
+                barrier.wait()
+                requested = export_runner.request(user, "lots", {})
+                answers.append((requested.job.id, requested.created))
+            finally:
+                db.session.remove()
 
     threads = [threading.Thread(target=ask) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
+        thread.join(timeout=60)
     assert len({job_id for job_id, _ in answers}) == 1
     assert sorted(created for _, created in answers) == [False, True]
     assert db.session.scalar(sa.select(sa.func.count(ExportJob.id))) == 1
