@@ -401,6 +401,7 @@ def send_digests_command(site_code, day, ignore_hour):
 
 def init_app(app: Flask) -> None:
     from .equipment.commands import create_equipment_command, record_calibration_command
+    from .exports.commands import export_jobs_command
     from .jobs.commands import worker_command
     from .people.commands import qualifications_command, record_qualification_command
 
@@ -410,5 +411,6 @@ def init_app(app: Flask) -> None:
                     record_calibration_command, worker_command, send_digests_command):
         app.cli.add_command(command)
     app.cli.add_command(audit_cli)
+    export_cli.add_command(export_jobs_command)
     app.cli.add_command(export_cli)
     app.cli.add_command(exposure_cli)

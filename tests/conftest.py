@@ -30,7 +30,9 @@ def config_overrides(request) -> dict:
 @pytest.fixture
 def app(config_overrides, tmp_path):
     # Documents go to the test's own folder, never to the checkout's instance/.
-    app = create_app(base_config(**{"FILE_STORE_PATH": str(tmp_path / "store"), **config_overrides}))
+    # The job queue too: a SQLite file of the test's own.
+    app = create_app(base_config(**{"FILE_STORE_PATH": str(tmp_path / "store"),
+                                    "JOBS_QUEUE_PATH": str(tmp_path / "jobs.sqlite3"), **config_overrides}))
     reset_database(app)
     with app.app_context():
         yield app

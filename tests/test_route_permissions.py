@@ -109,8 +109,11 @@ def test_every_export_route_is_mapped_to_the_page_that_offers_it(app):
     rules = _export_rules(app)
     downloads = {endpoint for endpoint, rule in rules.items() if rule.rule.endswith(".xlsx")}
     assert downloads == set(EXPORT_PAGES), "map each new .xlsx route to its page in EXPORT_PAGES"
-    # The other /exports routes are pages themselves (the exports page, the import and its confirm step).
-    assert set(rules) - downloads <= {"exports.index", "exports.lot_import", "exports.lot_import_confirm"}
+    # The other /exports routes are pages themselves (the exports page, the import and its confirm step),
+    # and the export jobs' pages: each person's own, whatever their role (the download checks the kind's permission).
+    assert set(rules) - downloads <= {"exports.index", "exports.lot_import", "exports.lot_import_confirm",
+                                      "exports.job_list", "exports.job_detail", "exports.job_download",
+                                      "exports.job_again"}
 
 
 def test_every_export_route_has_exactly_its_page_s_permission(app):

@@ -46,6 +46,7 @@ def base_config(**overrides) -> dict:
         "AUDIT_KEY": AUDIT_KEY,
         "AUDIT_CHECKPOINT_FILE": os.path.join(_CHECKPOINTS.name, f"checkpoints-{next(_checkpoint_files)}.jsonl"),
         "FILE_STORE_PATH": tempfile.mkdtemp(dir=_DOCUMENTS.name),
+        "JOBS_QUEUE_PATH": os.path.join(tempfile.mkdtemp(dir=_DOCUMENTS.name), "jobs.sqlite3"),
         "SQLALCHEMY_DATABASE_URI": TEST_DATABASE_URL,
         "WTF_CSRF_ENABLED": False,
         "AUTO_MIGRATE": False,

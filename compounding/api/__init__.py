@@ -8,6 +8,7 @@ from . import (  # noqa: F401  (each module registers its routes)
     cold_chain_reports,
     documents,
     equipment,
+    exports,
     formulas,
     ingredients,
     labels,

@@ -16,6 +16,7 @@ _CONVERTER = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
 _ERROR_TEXT = {
     400: "Malformed request", 401: "Missing or bad token", 403: "Role not allowed or bad signature",
     404: "Not found", 409: "Rule refused the change (on a POST, or its Idempotency-Key is in flight)",
+    410: "Kept for a set time and since deleted (an expired export): ask for it again",
     413: "The upload is over the size limit",
     422: "Invalid fields (on a POST, or an Idempotency-Key malformed or reused with another body)",
     503: "A service it needs (the file store) did not answer: nothing changed, try again",
@@ -135,6 +136,8 @@ def _operation(rule, method: str, doc: dict, ref) -> dict:
             "content": {doc["body_type"]: {"schema": _ref(ref(doc["body"]))}},
         }
     operation["responses"][str(doc["status"])] = _success(doc, ref)
+    for status, meaning in doc["also"].items():
+        operation["responses"][str(status)] = {**_success(doc, ref), "description": meaning}
     if doc["permission"]:
         operation["security"] = [{"bearer": []}]
     for status in _error_statuses(rule, method, doc):

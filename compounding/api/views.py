@@ -47,11 +47,12 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
           body: type[Schema] | None = None, response: type[Schema] | None = None,
           status: int = 200, many: bool = False, query: type[Schema] | None = None,
           errors: tuple[int, ...] = (), body_type: str = "application/json",
-          error_schemas: dict[int, type[Schema]] | None = None):
+          error_schemas: dict[int, type[Schema]] | None = None, also: dict[int, str] | None = None):
     """Register an API view with its permission and the schemas the OpenAPI document shows.
 
     `body_type` names the body's media type (`multipart/form-data` for an upload); `error_schemas`
-    gives an error status a fuller schema than the shared Error (more fields beside `error`).
+    gives an error status a fuller schema than the shared Error (more fields beside `error`);
+    `also` names other success statuses answering the same schema, each with what it means.
     """
 
     def decorator(fn):
@@ -61,7 +62,7 @@ def route(rule: str, method: str = "GET", *, permission: str | None, summary: st
         view.api_doc = {
             "summary": summary, "body": body, "response": response, "status": status,
             "many": many, "query": query, "errors": errors, "permission": permission,
-            "body_type": body_type, "error_schemas": error_schemas or {},
+            "body_type": body_type, "error_schemas": error_schemas or {}, "also": also or {},
         }
         bp.add_url_rule(rule, endpoint=fn.__name__, view_func=view, methods=[method])
         return view

@@ -260,6 +260,21 @@ def request(user: User, kind: str, raw: dict) -> export_jobs.Requested:
                                filename=prepared.filename)
 
 
+def request_again(user: User, job: ExportJob) -> export_jobs.Requested:
+    """Ask again for what `job` asked (an expired or failed one), checked afresh as a new request."""
+    return request(user, job.kind, _raw_of(job.kind, export_jobs.params_of(job)))
+
+
+def _raw_of(kind: str, params: dict) -> dict:
+    """The request that `prepare` turned into `params` (its inverse: the same params come back)."""
+    if kind in ("lots", "batches"):
+        return {"filters": params["filters"], "site_ids": params["site_ids"]}
+    if kind == "sessions":
+        return {"start": params["start"], "end": params["end"], "site_ids": params["site_ids"],
+                "filters": {"patient_id": params["patient_id"], "practitioner_id": params["practitioner_id"]}}
+    return {key: value for key, value in params.items() if key != "site_ids"}  # audit, trace, recall
+
+
 # --- the worker ---------------------------------------------------------------------------------
 
 

@@ -1,4 +1,9 @@
-"""Workbook downloads (built in a temporary file, then streamed) and the delivery-sheet import."""
+"""Workbook downloads (built in a temporary file, then streamed) and the delivery-sheet import.
+
+A download that would write more than EXPORT_SYNC_MAX_ROWS rows is not built inside the request:
+its GET answers a page offering to prepare it in the background, and a POST to the same address
+asks for it as an export job (exports.jobs; its page is exports.job_pages).
+"""
 
 import base64
 import binascii
@@ -13,6 +18,7 @@ from .. import site_scope, workbooks
 from ..extensions import csrf
 from ..forms import apply_domain_error
 from ..models import LotStatus
+from ..models.job import EXPORT_KIND_TEXT
 from ..privacy import may_identify, note_access
 from ..queries.batches import BatchFilters, batch_list_query
 from ..queries.ingredients import all_ingredients
@@ -24,6 +30,7 @@ from ..services import imports, sites, trace
 from ..services.clock import clinic_today
 from ..services.errors import NotAllowed
 from ..site_scope import current_scope
+from . import jobs as export_runner
 from .forms import AuditExportForm, ImportConfirmForm, ImportUploadForm, SessionExportForm
 
 bp = Blueprint("exports", __name__, url_prefix="/exports")
@@ -59,6 +66,26 @@ def send_workbook(build, filename: str):
     return response
 
 
+def now_or_in_background(kind: str, raw: dict, send):
+    """`send()` the workbook now when it is small; else offer (GET) or ask for (POST) an export job.
+
+    Its size is counted first (exports.jobs.prepare, a count per sheet). A GET never makes a job:
+    the page it answers has a button that POSTs the same address.
+    """
+    if request.method == "POST":
+        requested = export_runner.request(current_user, kind, raw)
+        if requested.created:
+            flash("The workbook is being prepared: this page shows how far it is.", "success")
+        else:
+            flash("The same workbook was already being prepared: here it is.", "info")
+        return redirect(url_for("exports.job_detail", job_id=requested.job.id))
+    prepared = export_runner.prepare(current_user, kind, raw)
+    if prepared.rows_expected <= current_app.config["EXPORT_SYNC_MAX_ROWS"]:
+        return send()
+    return render_template("exports/offer_job.html", prepared=prepared, what=EXPORT_KIND_TEXT[kind],
+                           action=request.full_path)
+
+
 @bp.app_template_global()
 def export_url(endpoint: str) -> str:
     """The download of a list with the list's current filters (every page, so no `page`).
@@ -87,7 +114,7 @@ def index():
     return _render_index(AuditExportForm(formdata=None, start=today - timedelta(days=29), end=today))
 
 
-@bp.route("/audit.xlsx")
+@bp.route("/audit.xlsx", methods=["GET", "POST"])
 @requires("exports.audit")
 def audit():
     form = AuditExportForm(request.args)
@@ -99,13 +126,17 @@ def audit():
                          "auditors and chain-wide accounts (or members of every site). Ask an auditor, or export "
                          "your sites' sessions.")
     start, end = form.start.data, form.end.data
-    generated_by = f"{current_user.display_name} ({current_user.role})"
-    note_access("export.audit", target_type="audit")
-    site_ids = sites.visible_site_ids(current_user)  # None: the whole chain
-    return send_workbook(
-        lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by, clinic_name=_clinic_name(),
-                                             site_ids=site_ids),
-        f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
+
+    def send():
+        generated_by = f"{current_user.display_name} ({current_user.role})"
+        note_access("export.audit", target_type="audit")
+        site_ids = sites.visible_site_ids(current_user)  # None: the whole chain
+        return send_workbook(
+            lambda out: workbooks.audit_workbook(out, start, end, generated_by=generated_by,
+                                                 clinic_name=_clinic_name(), site_ids=site_ids),
+            f"audit-{start.isoformat()}_{end.isoformat()}.xlsx")
+
+    return now_or_in_background("audit", {"start": start, "end": end}, send)
 
 
 def _list_filters(filters_class):
@@ -116,23 +147,30 @@ def _list_filters(filters_class):
     return filters
 
 
-@bp.route("/lots.xlsx")
+def _list_request() -> dict:
+    """A list export's job request: the list's filters and the sites the list shows now."""
+    scope = current_scope()
+    return {"filters": request.args.to_dict(), "site_ids": None if scope is None else sorted(scope)}
+
+
+@bp.route("/lots.xlsx", methods=["GET", "POST"])
 @requires("lots.read")
 def lots():
     query = lot_list_query(_list_filters(LotFilters), site_ids=current_scope())  # as the list page shows
-    return send_workbook(lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx")
+    return now_or_in_background("lots", _list_request(), lambda: send_workbook(
+        lambda out: workbooks.lot_list_workbook(out, query), f"lots-{clinic_today().isoformat()}.xlsx"))
 
 
-@bp.route("/batches.xlsx")
+@bp.route("/batches.xlsx", methods=["GET", "POST"])
 @requires("batches.read")
 def batches():
     query = batch_list_query(_list_filters(BatchFilters), site_ids=current_scope())
-    return send_workbook(lambda out: workbooks.batch_list_workbook(out, query),
-                         f"batches-{clinic_today().isoformat()}.xlsx")
+    return now_or_in_background("batches", _list_request(), lambda: send_workbook(
+        lambda out: workbooks.batch_list_workbook(out, query), f"batches-{clinic_today().isoformat()}.xlsx"))
 
 
 # Exactly the permission of the page that offers it: the sessions form is on /exports/.
-@bp.route("/sessions.xlsx")
+@bp.route("/sessions.xlsx", methods=["GET", "POST"])
 @requires("exports.audit")
 def sessions():
     form = SessionExportForm(request.args)
@@ -142,8 +180,15 @@ def sessions():
         patient_id=form.patient_id.data, practitioner_id=form.practitioner_id.data,
         first_day=form.start.data, last_day=form.end.data), site_ids=current_scope())
     days = "_".join(day.isoformat() for day in (form.start.data, form.end.data) if day) or clinic_today().isoformat()
-    note_access("export.sessions", target_type="treatment_sessions")
-    return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")
+
+    def send():
+        note_access("export.sessions", target_type="treatment_sessions")
+        return send_workbook(lambda out: workbooks.session_list_workbook(out, query), f"sessions-{days}.xlsx")
+
+    scope = current_scope()
+    return now_or_in_background("sessions", {
+        "start": form.start.data, "end": form.end.data, "site_ids": None if scope is None else sorted(scope),
+        "filters": {"patient_id": form.patient_id.data, "practitioner_id": form.practitioner_id.data}}, send)
 
 
 def _trace_download(scope: trace.Trace):
@@ -154,29 +199,34 @@ def _trace_download(scope: trace.Trace):
                          f"trace-{target.code}.xlsx")
 
 
-@bp.route("/trace/lots/<int:lot_id>.xlsx")
+@bp.route("/trace/lots/<int:lot_id>.xlsx", methods=["GET", "POST"])
 @requires("patients.read")
 def trace_lot(lot_id: int):
-    return _trace_download(trace.trace_lot(lot_id, per_page=None))
+    return now_or_in_background("trace", {"target_kind": "lot", "target_id": lot_id},
+                                lambda: _trace_download(trace.trace_lot(lot_id, per_page=None)))
 
 
-@bp.route("/trace/batches/<int:batch_id>.xlsx")
+@bp.route("/trace/batches/<int:batch_id>.xlsx", methods=["GET", "POST"])
 @requires("patients.read")
 def trace_batch(batch_id: int):
-    return _trace_download(trace.trace_batch(batch_id, per_page=None))
+    return now_or_in_background("trace", {"target_kind": "batch", "target_id": batch_id},
+                                lambda: _trace_download(trace.trace_batch(batch_id, per_page=None)))
 
 
-@bp.route("/recalls/<int:recall_id>.xlsx")
+@bp.route("/recalls/<int:recall_id>.xlsx", methods=["GET", "POST"])
 @requires("patients.read")
 def recall(recall_id: int):
-    record = recall_record(recall_id, per_page=None)  # every patient, each with its outcome and attempts
-    note_access("export.recall", target_type="recall", target_id=recall_id)
-    return send_workbook(
-        lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
-                                              clinic_name=_clinic_name(), opened_by=record.opened_by,
-                                              attempts=record.attempts, identify=may_identify(),
-                                              late_sessions=record.late_sessions),
-        f"recall-{recall_id}.xlsx")
+    def send():
+        record = recall_record(recall_id, per_page=None)  # every patient, each with its outcome and attempts
+        note_access("export.recall", target_type="recall", target_id=recall_id)
+        return send_workbook(
+            lambda out: workbooks.recall_workbook(record.recall, record.scope, record.contacts, out,
+                                                  clinic_name=_clinic_name(), opened_by=record.opened_by,
+                                                  attempts=record.attempts, identify=may_identify(),
+                                                  late_sessions=record.late_sessions),
+            f"recall-{recall_id}.xlsx")
+
+    return now_or_in_background("recall", {"target_id": recall_id}, send)
 
 
 # --- the delivery-sheet import --------------------------------------------------------------
@@ -252,3 +302,6 @@ def lot_import_template():
     ingredients = all_ingredients()
     return send_workbook(lambda out: workbooks.delivery_template(out, imports.COLUMNS, ingredients),
                          "delivery-sheet-template.xlsx")
+
+
+from . import job_pages  # noqa: E402, F401  (registers the export jobs' pages on this blueprint)
