@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from jobkit import drain, queued
 from openpyxl import load_workbook
-from testkit import PASSWORD, TEST_DATABASE_URL, QueryCounter, sign_in
+from testkit import PASSWORD, TEST_DATABASE_URL, QueryCounter, sign_in, sign_in_session
 
 from compounding import jobs
 from compounding.exports import jobs as export_runner
@@ -142,6 +142,28 @@ def test_above_the_threshold_the_download_offers_a_job_and_its_button_makes_one(
     assert f'href="/exports/jobs/{job_id}/download"' in ready
     _, wb = workbook_of(client, job_id)
     assert len(column(wb["Lots"], "Lot code")) == 2
+
+
+@pytest.mark.parametrize("config_overrides", [{"EXPORT_SYNC_MAX_ROWS": 1, "WTF_CSRF_ENABLED": True}],
+                         indirect=True)
+def test_the_offer_and_ask_again_forms_post_as_in_production(app, client, make_user, make_lot):
+    """With CSRF and one-time submission keys on, the forms' own hidden fields are all a POST needs."""
+    sign_in_session(client, make_user("technician"))
+    make_lot()
+    make_lot()
+
+    def hidden_fields(page: str) -> dict:
+        return dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]+)">', page))
+
+    offer = client.get("/exports/lots.xlsx").get_data(as_text=True)
+    made = client.post("/exports/lots.xlsx", data=hidden_fields(offer))
+    assert made.status_code == 302, made.get_data(as_text=True)[:300]
+    job_id = int(made.headers["Location"].rsplit("/", 1)[1])
+    export_jobs.fail(job_id, "The export failed: a test stopped it.")
+    failed = client.get(f"/exports/jobs/{job_id}").get_data(as_text=True)
+    again = client.post(f"/exports/jobs/{job_id}/again", data=hidden_fields(failed))
+    assert again.status_code == 302, again.get_data(as_text=True)[:300]
+    assert int(again.headers["Location"].rsplit("/", 1)[1]) != job_id
 
 
 @pytest.mark.parametrize("config_overrides", [{"EXPORT_SYNC_MAX_ROWS": 0}], indirect=True)
