@@ -267,9 +267,21 @@ def mail_configured() -> bool:
     return bool(current_app.config.get("MAIL_SERVER"))
 
 
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+
+
+def base_url_left_default() -> bool:
+    """Mail goes out but BASE_URL was never set: its links would point at the server's own loopback."""
+    return mail_configured() and (current_app.config.get("BASE_URL") or DEFAULT_BASE_URL) == DEFAULT_BASE_URL
+
+
+BASE_URL_WARNING = ("BASE_URL is left at its default (http://127.0.0.1:5000): the links in the e-mails lead "
+                    "nowhere outside this server. Set BASE_URL to the address people open the application at.")
+
+
 def link(endpoint: str, **values) -> str:
     """An absolute address of a page, for a mail read outside the application (BASE_URL)."""
-    base = urlsplit(current_app.config.get("BASE_URL") or "http://127.0.0.1:5000")
+    base = urlsplit(current_app.config.get("BASE_URL") or DEFAULT_BASE_URL)
     adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
     return adapter.build(endpoint, values, force_external=True)
 
@@ -291,6 +303,26 @@ def recipients(site_id: int, day: date) -> list[User]:
     return list(db.session.scalars(
         sa.select(User).where(User.active, User.role == RECIPIENT_ROLE, User.email.is_not(None), User.email != "",
                               member, ~already).order_by(User.id)))
+
+
+def still_entitled(recipient_id: int, site_id: int) -> tuple[str, str]:
+    """Whether a message written for this person and site may still go to them, asked again when it is sent:
+    ("", their address now) or (why not, ""). The same rule as `recipients`, in one statement."""
+    member = sa.exists().where(UserSite.user_id == User.id, UserSite.site_id == site_id)
+    row = db.session.execute(
+        sa.select(User.active, User.role, User.email, member.label("member"), Site.active.label("site_active"))
+        .join(Site, Site.id == site_id).where(User.id == recipient_id)).one()
+    if not row.active:
+        return "the recipient's account is no longer active.", ""
+    if row.role != RECIPIENT_ROLE:
+        return f"the recipient is no longer a {RECIPIENT_ROLE}.", ""
+    if not row.member:
+        return "the recipient is no longer a member of the site.", ""
+    if not row.site_active:
+        return "the site is no longer active.", ""
+    if not row.email:
+        return "the recipient has no e-mail address any more.", ""
+    return "", row.email
 
 
 @dataclass
