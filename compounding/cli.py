@@ -386,16 +386,26 @@ def send_digests_command(site_code, day, ignore_hour):
             sites.site_by_code(site_code.strip().upper())
         except DomainError as exc:
             _fail(exc.message)
-    prepared = digests.prepare_due(site_code=site_code, day=day.date() if day else None, ignore_hour=ignore_hour)
+    if digests.base_url_left_default():
+        click.echo(f"Warning: {digests.BASE_URL_WARNING}", err=True)
+    try:
+        prepared = digests.prepare_due(site_code=site_code, day=day.date() if day else None,
+                                       ignore_hour=ignore_hour)
+    except DomainError as exc:
+        _fail(exc.message)
     for item in prepared:
         click.echo(f"Prepared the digest of {item.site_code} for {item.day}: {', '.join(item.recipients)}.")
     if not prepared:
         click.echo("No digest to prepare (each due site's pharmacists with an address have theirs).")
     report = mail.send_due()
     click.echo(f"Sent {len(report.sent)} message(s).")
+    for message_id, why in report.cancelled:
+        click.echo(f"Message {message_id} cancelled. {why}")
     for message_id, error in report.failed:
         click.echo(f"Message {message_id} not sent: {error}", err=True)
-    if report.failed:
+    if report.error:
+        click.echo(f"The run stopped, nothing lost (the messages wait): {report.error}", err=True)
+    if not report.ok:
         sys.exit(1)
 
 

@@ -1,7 +1,7 @@
 """A real SMTP server for the mail tests (aiosmtpd on 127.0.0.1), which keeps what it receives.
 
 It can refuse recipients or the message (a 5xx answer, as a server's policy does), speak
-STARTTLS with a certificate of a test CA (trustme) and ask for a password.
+STARTTLS with a certificate of a test CA (trustme), ask for a password, and refuse SMTPUTF8.
 """
 
 import socket
@@ -52,10 +52,11 @@ class Inbox:
 class SmtpServer:
     """One aiosmtpd server on a free port, started and stopped by the fixture."""
 
-    def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: bool = False):
+    def __init__(self, *, tls_context: ssl.SSLContext | None = None, auth: bool = False, smtputf8: bool = True):
         self.inbox = Inbox()
         self.port = free_port()
-        options = {}
+        # smtputf8=False: a server that cannot take an address in UTF-8 (most of them).
+        options = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None:
             options.update(tls_context=tls_context, require_starttls=True)
         if auth:

@@ -189,3 +189,148 @@ def test_the_digest_page_and_panel_cost_the_same_statements_whatever_the_data(cl
 def test_a_technician_has_no_digest_page(client, make_user):
     sign_in(client, make_user("technician"))
     assert client.get("/digest").status_code == 403
+
+
+# --- totals, expiry and the panel agree with the rest of the application ----------------------------------------
+
+
+def test_each_section_s_total_counts_every_row_not_only_those_shown(app, pharmacist, monkeypatch):
+    main = sites.main_site()
+    for code in ("FR-A", "FR-B", "FR-C"):
+        place = add_fridge(main.id, code)
+        cold_chain.record_reading(pharmacist, place.id, measured_at=utcnow() - timedelta(minutes=5), celsius="12")
+    monkeypatch.setattr(digests, "SECTION_ROWS", 1)
+    digest = digests.build(main)
+    assert len(digest.excursions.rows) == 1 and digest.excursions.total == 3 and digest.excursions.more == 2
+    assert digests.counts(main.id)["excursions"] == 3
+
+
+def test_expired_is_the_application_s_rule_the_clinic_s_day_not_the_site_s(app, make_lot, make_user):
+    from compounding.services.expiry import is_expired
+
+    tokyo = add_site("TYO")
+    tokyo.timezone = "Asia/Tokyo"
+    db.session.commit()
+    london_today = utcnow().astimezone(ZoneInfo("Europe/London")).date()
+    lot = make_lot(expires_on=london_today)
+    lot.site_id, lot.location_id = tokyo.id, sites.default_location(tokyo.id).id
+    db.session.commit()
+    # 06:30 in Tokyo the next morning: still `london_today` in the clinic's zone, so the lot is usable.
+    now = datetime.combine(london_today + timedelta(days=1), time(6, 30), tzinfo=ZoneInfo("Asia/Tokyo"))
+    now = now.astimezone(UTC)
+    assert not is_expired(lot.expires_on, at=now)
+    digest = digests.build(tokyo, now=now)
+    assert [(row.code, row.expired) for row in digest.lots.rows] == [(lot.code, False)]
+    text, html = digests.render(digest, make_user("pharmacist"))
+    assert "EXPIRED" not in text and "expired" not in html.lower()
+    assert digests.counts(tokyo.id, now=now) | {} == digests.counts(tokyo.id, now=now)
+    assert (digests.counts(tokyo.id, now=now)["expired"], digests.counts(tokyo.id, now=now)["lots"]) == (0, 1)
+
+
+def test_the_panel_tells_expired_in_stock_from_expiring_as_the_stock_tiles_do(client, make_lot, make_user):
+    main = sites.main_site()
+    from compounding.services.expiry import last_usable_day
+
+    today = last_usable_day()
+    expired = make_lot(expires_on=today + timedelta(days=1))
+    expired.expires_on = today - timedelta(days=2)  # received before it expired, still on the shelf
+    db.session.commit()
+    make_lot(expires_on=today + timedelta(days=5))
+    make_lot(expires_on=today + timedelta(days=6))
+    figures = digests.counts(main.id)
+    assert (figures["expired"], figures["lots"]) == (1, 2)
+    sign_in(client, make_user("pharmacist"))
+    panel = client.get("/").get_data(as_text=True).split('id="digest-panel"')[1].split("</div>")[0]
+    assert "1 lot expired in stock" in panel and "2 lots expiring within 30 days" in panel
+    digest = digests.build(main)
+    assert digest.lots.total == 3 and [row.expired for row in digest.lots.rows] == [True, False, False]
+
+
+# --- which day: never ahead, late said so; stale digests superseded ---------------------------------------------
+
+
+def test_a_day_ahead_of_the_site_s_today_is_refused(mail_on, make_user, runner):
+    from compounding.services.errors import InvalidInput
+
+    _pharmacist_with_address(make_user)
+    tomorrow = site_today(sites.main_site()) + timedelta(days=1)
+    with pytest.raises(InvalidInput, match="has not begun"):
+        digests.prepare_due(day=tomorrow)
+    assert count_rows(MailMessage) == 0
+    result = runner.invoke(args=["send-digests", "--date", tomorrow.isoformat()])
+    assert result.exit_code == 1 and "has not begun" in result.output
+
+
+def test_a_past_day_s_digest_says_it_was_judged_late(mail_on, make_user):
+    _pharmacist_with_address(make_user)
+    yesterday = site_today(sites.main_site()) - timedelta(days=1)
+    [item] = digests.prepare_due(day=yesterday)
+    message = db.session.scalar(sa.select(MailMessage))
+    assert message.digest_date == yesterday
+    assert "Prepared late" in message.body_text and "Prepared late" in message.body_html
+    assert "judged at" in message.body_text
+
+
+def test_a_newer_digest_supersedes_the_older_ones_still_waiting(mail_on, make_user):
+    person = _pharmacist_with_address(make_user)
+    main = sites.main_site()
+    today = site_today(main)
+    digests.prepare_due(at_local(main, today - timedelta(days=2), 7))
+    digests.prepare_due(at_local(main, today - timedelta(days=1), 7))
+    db.session.execute(sa.update(MailMessage).where(MailMessage.digest_date == today - timedelta(days=1))
+                       .values(status="failed"))
+    db.session.commit()
+    digests.prepare_due(at_local(main, today, 7))
+    rows = dict(db.session.execute(sa.select(MailMessage.digest_date, MailMessage.status)).all())
+    assert rows == {today - timedelta(days=2): "superseded", today - timedelta(days=1): "superseded",
+                    today: "pending"}
+    assert len(audit_rows("mail.superseded")) == 2
+    assert person.id in {row.recipient_id for row in db.session.scalars(sa.select(MailMessage))}
+
+
+def test_one_site_s_error_does_not_stop_the_others(mail_on, make_user, monkeypatch):
+    add_site("LYON")
+    _pharmacist_with_address(make_user, "Main", "main@clinic.example")
+    _pharmacist_with_address(make_user, "Lyon", "lyon@clinic.example", site_codes=["LYON"])
+    real = digests.build
+
+    def build(site, *args, **kwargs):
+        if site.code == "LYON":
+            raise RuntimeError("a broken row at Lyon")
+        return real(site, *args, **kwargs)
+
+    monkeypatch.setattr(digests, "build", build)
+    prepared = digests.prepare_due(ignore_hour=True)
+    assert [item.site_code for item in prepared] == ["MAIN"]
+    assert db.session.scalar(sa.select(MailMessage.to_address)) == "main@clinic.example"
+
+
+# --- the link opens that site's digest ---------------------------------------------------------------------------
+
+
+def test_the_mail_s_link_opens_that_site_s_digest_and_only_for_those_who_may_see_it(mail_on, client, make_user):
+    lyon = add_site("LYON")
+    reader = _pharmacist_with_address(make_user, "Both", "both@clinic.example", site_codes=["MAIN", "LYON"])
+    outsider = make_user("pharmacist", site_codes=["MAIN"])
+    digests.prepare_due(ignore_hour=True)
+    message = db.session.scalar(sa.select(MailMessage).where(MailMessage.site_id == lyon.id))
+    assert "http://127.0.0.1:5000/digest?site=LYON" in message.body_text
+    assert "/digest?site=LYON" in message.body_html
+    sign_in(client, reader)
+    page = client.get("/digest?site=LYON").get_data(as_text=True)
+    assert "Site LYON" in page
+    assert client.get("/digest?site=NOPE").status_code == 404
+    client.post("/logout")
+    sign_in(client, outsider)
+    assert client.get("/digest?site=LYON").status_code == 404
+    assert "Site MAIN" in client.get("/digest").get_data(as_text=True)
+
+
+def test_base_url_left_at_its_default_with_a_mail_server_is_warned_about(mail_on, app, client, make_user, runner):
+    assert app.config["BASE_URL"] == "http://127.0.0.1:5000"
+    sign_in(client, make_user("admin"))
+    assert 'id="base-url-warning"' in client.get("/admin/mail").get_data(as_text=True)
+    result = runner.invoke(args=["send-digests", "--now"])
+    assert "BASE_URL" in result.output
+    app.config["BASE_URL"] = "https://compounding.clinic.example"
+    assert 'id="base-url-warning"' not in client.get("/admin/mail").get_data(as_text=True)

@@ -80,8 +80,8 @@ def test_a_certificate_the_ca_file_does_not_vouch_for_is_a_failure_kept_not_a_me
         make_user("pharmacist", email="tls@clinic.example")
         digests.prepare_due(ignore_hour=True)
         report = mail.send_due()
-        assert server.inbox.messages == [] and len(report.failed) == 1
-        assert "certificate" in report.failed[0][1].lower()
+        assert server.inbox.messages == [] and report.failed == []
+        assert "certificate" in report.error.lower()  # the run's failure: no message is charged a try
         assert statuses() == {"tls@clinic.example": "pending"}
 
 
@@ -95,25 +95,14 @@ def test_a_refusal_is_recorded_retried_later_and_sent_when_the_server_accepts(ou
     message = fresh(MailMessage, outbox["ids"][0])
     assert message.status == "pending" and message.attempts == 1
     assert "550" in message.last_error and "Relaying denied" in message.last_error
-    assert message.next_attempt_at.replace(tzinfo=None) == (now + timedelta(minutes=5)).replace(tzinfo=None)
+    waits = message.next_attempt_at.replace(tzinfo=None) - now.replace(tzinfo=None)
+    assert timedelta(minutes=5) <= waits < timedelta(minutes=5, seconds=30)
     assert mail.send_due(now + timedelta(minutes=4)).failed == []  # not due yet: not tried
     setattr(smtp.inbox, f"refuse_{refusal}", "")
     later = mail.send_due(now + timedelta(minutes=6))
     assert sorted(later.sent) == outbox["ids"]
     assert statuses() == {"first@clinic.example": "sent", "second@clinic.example": "sent"}
     assert fresh(MailMessage, outbox["ids"][0]).attempts == 2
-
-
-def test_a_server_that_is_down_loses_nothing(outbox, app, smtp):
-    app.config["MAIL_PORT"] = free_port()  # nothing listens there
-    now = utcnow()
-    report = mail.send_due(now)
-    assert report.sent == [] and len(report.failed) == 1  # the first meets the wall; the run stops
-    first, second = (fresh(MailMessage, message_id) for message_id in outbox["ids"])
-    assert "could not be reached" in first.last_error and first.status == "pending"
-    assert second.attempts == 0 and second.next_attempt_at is None  # untouched, still due
-    app.config["MAIL_PORT"] = smtp.port
-    assert sorted(mail.send_due(now + timedelta(minutes=6)).sent) == outbox["ids"]
 
 
 def test_after_the_last_attempt_a_message_fails_and_admins_see_it_and_send_it_again(outbox, app, smtp, client,
@@ -219,3 +208,210 @@ def test_create_user_takes_an_address_and_refuses_one_that_is_not(runner):
                               "--email", "bea at clinic"])
     assert bad.exit_code == 1 and "e-mail address" in bad.output
     assert db.session.scalar(sa.select(User.id).where(User.username == "bea")) is None
+
+
+# --- who it goes to is asked again when it is sent ------------------------------------------------------------
+
+
+def _one_prepared(app, smtp, make_user, email="leaving@clinic.example"):
+    app.config.update(smtp.settings())
+    person = make_user("pharmacist", display_name="Dr Leaving", email=email)
+    digests.prepare_due(ignore_hour=True)
+    return person, db.session.scalar(sa.select(MailMessage))
+
+
+@pytest.mark.parametrize("change", ["deactivated", "left the site", "address removed", "no longer a pharmacist",
+                                    "site closed"])
+def test_a_recipient_no_longer_entitled_when_it_is_sent_is_not_written_to(app, smtp, make_user, change):
+    from compounding.models import Site, UserSite
+    from compounding.services import users
+
+    person, message = _one_prepared(app, smtp, make_user)
+    admin = make_user("admin")
+    if change == "deactivated":
+        users.set_active(admin, person, False, reason="left the clinic")
+    elif change == "left the site":
+        db.session.execute(sa.delete(UserSite).where(UserSite.user_id == person.id))
+        db.session.commit()
+    elif change == "address removed":
+        users.set_own_email(person, "")
+    elif change == "no longer a pharmacist":
+        person.role = "technician"
+        db.session.commit()
+    else:
+        db.session.execute(sa.update(Site).where(Site.id == message.site_id).values(active=False))
+        db.session.commit()
+    report = mail.send_due()
+    assert smtp.inbox.messages == [] and report.sent == [] and [i for i, _ in report.cancelled] == [message.id]
+    message = fresh(MailMessage, message.id)
+    assert message.status == "cancelled" and message.last_error.startswith("Not sent:")
+    assert [row.entity_id for row in audit_rows("mail.cancelled")] == [message.id]
+    assert mail.send_due().cancelled == []  # cancelled is final
+
+
+def test_the_address_is_read_from_the_person_when_sent_so_a_corrected_typo_is_used(app, smtp, make_user):
+    from compounding.services import users
+
+    person, message = _one_prepared(app, smtp, make_user, email="typo@clinic.example")
+    app.config["MAIL_MAX_ATTEMPTS"] = 2
+    smtp.inbox.refuse_rcpt = "450 4.1.1 Mailbox busy"
+    mail.send_due()
+    mail.send_due(utcnow() + timedelta(hours=1))
+    assert fresh(MailMessage, message.id).status == "failed"
+    users.set_own_email(person, "right@clinic.example")
+    mail.send_again(make_user("admin"), message.id)
+    smtp.inbox.refuse_rcpt = ""
+    assert mail.send_due().sent == [message.id]
+    assert smtp.inbox.to("right@clinic.example") and not smtp.inbox.to("typo@clinic.example")
+    assert fresh(MailMessage, message.id).to_address == "right@clinic.example"
+
+
+def test_send_again_asks_the_same_question_and_refuses_a_recipient_who_left(app, smtp, make_user):
+    from compounding.services import users
+    from compounding.services.errors import InvalidState
+
+    person, message = _one_prepared(app, smtp, make_user)
+    db.session.execute(sa.update(MailMessage).values(status="failed", attempts=3))
+    db.session.commit()
+    admin = make_user("admin")
+    users.set_active(admin, person, False, reason="left")
+    with pytest.raises(InvalidState, match="no longer active"):
+        mail.send_again(admin, message.id)
+    assert fresh(MailMessage, message.id).status == "failed" and audit_rows("mail.resend") == []
+
+
+# --- a failure of any kind is kept on its message; the clock is read at each step ------------------------------
+
+
+def test_a_message_that_cannot_be_composed_is_a_failure_kept_and_the_others_go(outbox, smtp, monkeypatch):
+    real = mail.compose
+
+    def compose(message):
+        if message.id == outbox["ids"][0]:
+            raise ValueError("a header that cannot be written")
+        return real(message)
+
+    monkeypatch.setattr(mail, "compose", compose)
+    report = mail.send_due()
+    assert report.sent == [outbox["ids"][1]]
+    assert report.failed == [(outbox["ids"][0], "ValueError: a header that cannot be written")]
+    first = fresh(MailMessage, outbox["ids"][0])
+    assert first.status == "pending" and first.attempts == 1 and "cannot be written" in first.last_error
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_password_the_server_cannot_take_ends_the_run_is_shown_and_raises_nothing(app, make_user, client):
+    with SmtpServer(auth=True) as server:
+        app.config.update(server.settings(MAIL_USERNAME="digest-sender", MAIL_PASSWORD="contraseña"))
+        make_user("pharmacist", email="dr@clinic.example")
+        digests.prepare_due(ignore_hour=True)
+        report = mail.send_due()
+    assert report.error and "UnicodeEncodeError" in report.error and not report.ok
+    message = db.session.scalar(sa.select(MailMessage))
+    assert message.status == "pending" and message.attempts == 0  # the server was never asked: no try is charged
+    [row] = audit_rows("mail.unreachable")
+    assert "UnicodeEncodeError" in row.new_values["error"]
+    sign_in(client, make_user("admin"))
+    assert "UnicodeEncodeError" in client.get("/admin/mail").get_data(as_text=True)
+
+
+def test_a_worker_that_stops_while_sending_still_counts_the_try_and_the_message_fails_in_the_end(outbox, app):
+    app.config["MAIL_MAX_ATTEMPTS"] = 2
+    message_id = outbox["ids"][0]
+    now = utcnow()
+    assert mail.claim(message_id, now)  # the worker is killed here, before the server answers
+    assert fresh(MailMessage, message_id).attempts == 1
+    later = now + mail.LEASE + timedelta(minutes=1)
+    assert mail.claim(message_id, later)  # and again
+    assert mail.claim(message_id, later + mail.LEASE + timedelta(minutes=1)) is False
+    message = fresh(MailMessage, message_id)
+    assert message.status == "failed" and message.attempts == 2 and "stopped" in message.last_error
+
+
+def test_the_lease_runs_from_the_moment_of_the_claim_not_the_start_of_the_run(outbox):
+    run_started = utcnow() - timedelta(minutes=11)  # a slow run, 11 minutes in
+    assert mail.claim(outbox["ids"][0], run_started)
+    assert mail.claim(outbox["ids"][0], utcnow()) is False  # a second worker's run now: the lease holds
+    message = fresh(MailMessage, outbox["ids"][0])
+    assert message.next_attempt_at.replace(tzinfo=None) > (utcnow() + timedelta(minutes=9)).replace(tzinfo=None)
+
+
+def test_send_again_is_refused_while_a_worker_sends_it(outbox, make_user):
+    from compounding.services.errors import InvalidState
+
+    admin = make_user("admin")
+    with pytest.raises(InvalidState, match="not been tried yet"):
+        mail.send_again(admin, outbox["ids"][0])
+    assert mail.claim(outbox["ids"][0], utcnow())
+    with pytest.raises(InvalidState, match="being sent now") as refused:
+        mail.send_again(admin, outbox["ids"][0])
+    assert refused.value.status_code == 409
+    assert mail.claim(outbox["ids"][0], utcnow()) is False  # still the first worker's
+    assert audit_rows("mail.resend") == []
+
+
+# --- addresses: what smtplib can write ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["joão@clinica.example", "a,b@clinic.example", '"x"@clinic.example',
+                                 "a<b@clinic.example"])
+def test_an_address_smtp_cannot_carry_is_refused_with_a_message(raw):
+    from compounding.services.errors import InvalidInput
+    from compounding.services.users import checked_email
+
+    with pytest.raises(InvalidInput, match="e-mail address"):
+        checked_email(raw)
+
+
+def test_an_accented_domain_is_kept_in_its_ascii_form():
+    from compounding.services.users import checked_email
+
+    assert checked_email("ana@Clínica.Example") == "ana@xn--clnica-4va.example"
+
+
+def test_a_message_the_server_cannot_carry_fails_alone_and_the_run_goes_on(app, make_user):
+    with SmtpServer(smtputf8=False) as server:
+        app.config.update(server.settings())
+        make_user("pharmacist", display_name="Dr Joao", email="joao@clinica.example")
+        make_user("pharmacist", display_name="Dr Ana", email="ana@clinica.example")
+        digests.prepare_due(ignore_hour=True)
+        first = db.session.scalar(sa.select(MailMessage).order_by(MailMessage.id))
+        first.to_address = "joão@clinica.example"  # written before addresses were checked for this
+        db.session.execute(sa.text("UPDATE users SET email = 'joão@clinica.example' WHERE email LIKE 'joao@%'"))
+        db.session.commit()
+        report = mail.send_due()
+        assert [message_id for message_id, _ in report.failed] == [first.id] and not report.error
+        assert server.inbox.to("ana@clinica.example")
+
+
+# --- a server that is down is the run's failure, not the message's ---------------------------------------------
+
+
+def test_a_server_that_is_down_charges_no_message_and_admins_see_mail_is_not_going_out(outbox, app, smtp, client,
+                                                                                     make_user):
+    app.config["MAIL_PORT"] = free_port()
+    report = mail.send_due()
+    assert "could not be reached" in report.error and report.failed == []
+    for message_id in outbox["ids"]:
+        message = fresh(MailMessage, message_id)
+        assert message.status == "pending" and message.attempts == 0
+    assert len(audit_rows("mail.unreachable")) == 1
+    db.session.execute(sa.update(MailMessage).values(created_at=utcnow() - timedelta(hours=2)))
+    db.session.commit()
+    sign_in(client, make_user("admin"))
+    dashboard = client.get("/").get_data(as_text=True)
+    assert 'id="mail-stuck"' in dashboard and "2 e-mails have waited more than an hour" in dashboard
+    page = client.get("/admin/mail").get_data(as_text=True)
+    assert 'id="mail-last-error"' in page and "could not be reached" in page
+    app.config["MAIL_PORT"] = smtp.port
+    assert sorted(mail.send_due().sent) == outbox["ids"]
+    assert 'id="mail-stuck"' not in client.get("/").get_data(as_text=True)
+    assert 'id="mail-last-error"' not in client.get("/admin/mail").get_data(as_text=True)
+
+
+def test_a_permanent_refusal_gives_up_after_two_tries(outbox, smtp, app):
+    app.config["MAIL_MAX_ATTEMPTS"] = 5
+    smtp.inbox.refuse_rcpt = "550 5.1.1 No such mailbox"
+    mail.send_due()
+    mail.send_due(utcnow() + timedelta(hours=1))
+    assert set(statuses().values()) == {"failed"}

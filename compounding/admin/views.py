@@ -11,6 +11,7 @@ from ..extensions import db
 from ..forms import ConfirmForm, apply_domain_error
 from ..limits import PER_PAGE_DEFAULT
 from ..models import MailMessage, Patient, PatientAccess, Site, User
+from ..models.job import MAIL_STATUSES
 from ..models.site import MAIN_SITE
 from ..pages import revoke_token
 from ..pagination import page_arg, paginate_rows
@@ -247,7 +248,7 @@ def patient_access():
 
 # --- the mail outbox --------------------------------------------------------------------------------------
 
-MAIL_FILTERS = ("pending", "sent", "failed")
+MAIL_FILTERS = MAIL_STATUSES
 
 
 @bp.route("/admin/mail")
@@ -265,7 +266,8 @@ def mail_list():
     pagination = paginate_rows(rows, keys=keys)
     return render_template("admin/mail.html", pagination=pagination, status=status, statuses=MAIL_FILTERS,
                            confirm_form=ConfirmForm(), configured=digests.mail_configured(),
-                           server=current_app.config.get("MAIL_SERVER"))
+                           server=current_app.config.get("MAIL_SERVER"), state=mail.sender_state(),
+                           base_url_default=digests.base_url_left_default())
 
 
 @bp.route("/admin/mail/<int:message_id>/send-again", methods=["POST"])

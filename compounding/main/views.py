@@ -1,7 +1,7 @@
 """The dashboard each role lands on, and the health check for load balancers."""
 
 import sqlalchemy as sa
-from flask import Blueprint, jsonify, render_template, url_for
+from flask import Blueprint, abort, jsonify, render_template, request, url_for
 from flask_login import current_user
 
 from ..charts import bar_chart
@@ -14,7 +14,7 @@ from ..queries.lots import inventory_counts
 from ..queries.recalls import open_recall_count, open_recall_ids
 from ..queries.scope import items_at_sites
 from ..security import public, requires
-from ..services import cold_chain, digests
+from ..services import cold_chain, digests, mail, sites
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
 from ..services.qualifications import DUE_SOON_DAYS
@@ -111,14 +111,23 @@ def _digest_panel(context: dict) -> None:
         context["digest_by_mail"] = digests.mail_configured()
     if current_user.can("mail.manage") and digests.mail_configured():
         context["mail_failed"] = digests.failed_count()
+        context["mail_state"] = mail.sender_state()
 
 
 @bp.route("/digest")
 @requires("digest.read")
 def digest():
-    """Today's digest of the acting site: what its pharmacists get by e-mail each morning (or read here only,
-    when no mail server is set)."""
-    site = db.session.get(Site, acting_site_id(current_user))
+    """Today's digest of a site: `?site=CODE` (the e-mail's link: that site's, when the viewer may see it, else
+    404), or the acting site. What its pharmacists get by e-mail each morning (or read here only, when no mail
+    server is set)."""
+    code = (request.args.get("site") or "").strip().upper()
+    if code:
+        site = db.session.scalar(sa.select(Site).where(Site.code == code))
+        visible = sites.visible_site_ids(current_user)
+        if site is None or (visible is not None and site.id not in visible):
+            abort(404)
+    else:
+        site = db.session.get(Site, acting_site_id(current_user))
     return render_template("main/digest.html", digest=digests.digest_for(current_user, site), mail=False,
                            link=url_for, by_mail=digests.mail_configured())
 

@@ -24,7 +24,10 @@ JOB_STATUSES = ("queued", "running", "done", "failed", "expired")
 LIVE_STATUSES = ("queued", "running")
 
 MAIL_KINDS = ("digest",)
-MAIL_STATUSES = ("pending", "sent", "failed")
+# pending: waits for its next try; sending: a worker holds it (until `next_attempt_at`, its lease); sent;
+# failed: given up, until an admin sends it again; cancelled: its recipient may no longer have it (left the
+# site, deactivated, no address); superseded: a newer digest of the same site was written for the same person.
+MAIL_STATUSES = ("pending", "sending", "sent", "failed", "cancelled", "superseded")
 
 
 class ExportJob(db.Model):
@@ -93,6 +96,7 @@ class MailMessage(db.Model):
     body_text: Mapped[str] = mapped_column(sa.Text)
     body_html: Mapped[str] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(10), default="pending")
+    # Tries so far, counted when a worker takes it: a worker that stops while sending still counts one.
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(sa.Text, default="")
     last_attempt_at: Mapped[datetime | None]

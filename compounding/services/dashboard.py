@@ -175,14 +175,15 @@ def batch_counts(now: datetime | None = None, *, site_ids: SiteIds) -> dict:
 
 
 def open_excursions(limit: int = 10, *, site_ids: SiteIds):
-    """Excursions not yet decided at the sites in scope, oldest first, with their place and held items: one
-    statement."""
+    """Excursions not yet decided at the sites in scope, oldest first, with their place, held items and how many
+    there are in all (`total`, counted over every row, not only those returned): one statement."""
     held = (sa.select(sa.func.count(ExcursionItem.id)).where(ExcursionItem.excursion_id == Excursion.id)
             .correlate(Excursion).scalar_subquery())
     return db.session.execute(
         sa.select(Excursion.id, Excursion.started_at, Excursion.ended_at, Excursion.high_celsius,
                   Excursion.low_celsius, Location.id.label("location_id"), Location.code.label("location_code"),
-                  Location.name.label("location_name"), held.label("held"))
+                  Location.name.label("location_name"), held.label("held"),
+                  sa.func.count().over().label("total"))
         .join(Location, Location.id == Excursion.location_id)
         .where(Excursion.decided_at.is_(None), at_sites(Excursion.site_id, site_ids))
         .order_by(Excursion.started_at).limit(limit)).all()

@@ -45,6 +45,8 @@ from ..queries.lots import IN_STOCK
 from . import audit, cold_chain, recalls
 from . import dashboard as figures
 from .clock import utcnow
+from .errors import InvalidInput
+from .expiry import expired_clause, last_usable_day
 from .site_filters import batch_at_sites
 from .transaction import transaction
 
@@ -91,6 +93,8 @@ class Digest:
     equipment: Section
     recalls: Section
     prepared_at: datetime = field(default_factory=utcnow)
+    # Prepared after its day ended at the site (send-digests --date): judged on the data of `prepared_at`.
+    late: bool = False
 
     @property
     def sections(self) -> list[Section]:
@@ -127,14 +131,16 @@ def _zone(site: Site) -> ZoneInfo:
     return ZoneInfo(site.timezone)
 
 
-def _lots(site: Site, today: date, days: int) -> Section:
-    """Lots in stock at the site expiring within `days` (or already expired), soonest first."""
+def _lots(site: Site, now: datetime, days: int) -> Section:
+    """Lots in stock at the site expiring within `days` (or already expired), soonest first. Expired is the
+    application's one rule (services.expiry, the clinic's day), as on every page and at the scan."""
     rows = db.session.execute(
         sa.select(Lot.id, Lot.code, Lot.expires_on, Lot.remaining, Lot.status, Ingredient.name.label("ingredient"),
-                  Ingredient.unit, sa.func.count().over().label("total"))
+                  Ingredient.unit, expired_clause(Lot.expires_on, now).label("expired"),
+                  sa.func.count().over().label("total"))
         .join(Ingredient, Ingredient.id == Lot.ingredient_id)
         .where(Lot.site_id == site.id, Lot.status.in_(IN_STOCK), Lot.remaining > 0,
-               Lot.expires_on <= today + timedelta(days=days))
+               Lot.expires_on <= last_usable_day(now) + timedelta(days=days))
         .order_by(Lot.expires_on, Lot.code).limit(SECTION_ROWS)).all()
     return Section("Lots expiring", rows, rows[0].total if rows else 0, "lot expiring", "lots expiring")
 
@@ -213,11 +219,11 @@ def build(site: Site, today: date | None = None, *, now: datetime | None = None)
     equipment = figures.equipment_due(today, SECTION_ROWS, site_ids=scope, days=figures.EQUIPMENT_DUE_DAYS)
     return Digest(
         site_id=site.id, site_code=site.code, site_name=site.name, timezone=site.timezone, day=today,
-        expiry_days=days, prepared_at=now,
-        lots=_lots(site, today, days),
+        expiry_days=days, prepared_at=now, late=today < now.astimezone(_zone(site)).date(),
+        lots=_lots(site, now, days),
         batches=_batches(site, now),
-        excursions=Section("Open excursions", list(excursions), len(excursions), "open excursion",
-                           "open excursions"),
+        excursions=Section("Open excursions", list(excursions), excursions[0].total if excursions else 0,
+                           "open excursion", "open excursions"),
         missed_readings=Section("Missed readings", missed[:SECTION_ROWS], len(missed), "missed reading",
                                 "missed readings"),
         qualifications=Section("Qualifications due", people, people_total, "qualification due",
@@ -234,13 +240,15 @@ def digest_for(user: User, site: Site, *, now: datetime | None = None) -> Digest
 
 
 def counts(site_id: int, *, now: datetime | None = None) -> dict[str, int]:
-    """The dashboard panel's figures for one site, in one statement: lots expiring, batches past their BUD,
-    open excursions and equipment due (the page has the rest)."""
+    """The dashboard panel's figures for one site, in one statement: lots expired in stock and lots expiring
+    within DIGEST_EXPIRY_DAYS (as the stock tiles count them: services.expiry), batches past their BUD, open
+    excursions and equipment due (the page has the rest)."""
     from ..models import Equipment, Excursion
 
     now = now or utcnow()
     site = db.session.get(Site, site_id)
     today = now.astimezone(_zone(site)).date()
+    usable = last_usable_day(now)
     days = current_app.config["DIGEST_EXPIRY_DAYS"]
 
     def count(model, *where):
@@ -248,7 +256,9 @@ def counts(site_id: int, *, now: datetime | None = None) -> dict[str, int]:
 
     row = db.session.execute(sa.select(
         count(Lot, Lot.site_id == site_id, Lot.status.in_(IN_STOCK), Lot.remaining > 0,
-              Lot.expires_on <= today + timedelta(days=days)).label("lots"),
+              expired_clause(Lot.expires_on, now)).label("expired"),
+        count(Lot, Lot.site_id == site_id, Lot.status.in_(IN_STOCK), Lot.remaining > 0, Lot.expires_on >= usable,
+              Lot.expires_on <= usable + timedelta(days=days)).label("lots"),
         count(Batch, batch_at_sites({site_id}), Batch.status.not_in(_BATCHES_DONE), Batch.beyond_use_at <= now,
               Batch.remaining_volume_ml > 0).label("batches"),
         count(Excursion, Excursion.site_id == site_id, Excursion.decided_at.is_(None)).label("excursions"),
@@ -256,7 +266,7 @@ def counts(site_id: int, *, now: datetime | None = None) -> dict[str, int]:
               sa.or_(Equipment.out_of_service,
                      Equipment.due_on <= today + timedelta(days=figures.EQUIPMENT_DUE_DAYS))).label("equipment"),
     )).one()
-    return row._asdict()
+    return row._asdict() | {"expiry_days": days}
 
 
 # --- the outbox -----------------------------------------------------------------------------------------------
@@ -267,9 +277,21 @@ def mail_configured() -> bool:
     return bool(current_app.config.get("MAIL_SERVER"))
 
 
+DEFAULT_BASE_URL = "http://127.0.0.1:5000"
+
+
+def base_url_left_default() -> bool:
+    """Mail goes out but BASE_URL was never set: its links would point at the server's own loopback."""
+    return mail_configured() and (current_app.config.get("BASE_URL") or DEFAULT_BASE_URL) == DEFAULT_BASE_URL
+
+
+BASE_URL_WARNING = ("BASE_URL is left at its default (http://127.0.0.1:5000): the links in the e-mails lead "
+                    "nowhere outside this server. Set BASE_URL to the address people open the application at.")
+
+
 def link(endpoint: str, **values) -> str:
     """An absolute address of a page, for a mail read outside the application (BASE_URL)."""
-    base = urlsplit(current_app.config.get("BASE_URL") or "http://127.0.0.1:5000")
+    base = urlsplit(current_app.config.get("BASE_URL") or DEFAULT_BASE_URL)
     adapter = current_app.url_map.bind(base.netloc, script_name=base.path or "/", url_scheme=base.scheme or "http")
     return adapter.build(endpoint, values, force_external=True)
 
@@ -291,6 +313,26 @@ def recipients(site_id: int, day: date) -> list[User]:
     return list(db.session.scalars(
         sa.select(User).where(User.active, User.role == RECIPIENT_ROLE, User.email.is_not(None), User.email != "",
                               member, ~already).order_by(User.id)))
+
+
+def still_entitled(recipient_id: int, site_id: int) -> tuple[str, str]:
+    """Whether a message written for this person and site may still go to them, asked again when it is sent:
+    ("", their address now) or (why not, ""). The same rule as `recipients`, in one statement."""
+    member = sa.exists().where(UserSite.user_id == User.id, UserSite.site_id == site_id)
+    row = db.session.execute(
+        sa.select(User.active, User.role, User.email, member.label("member"), Site.active.label("site_active"))
+        .join(Site, Site.id == site_id).where(User.id == recipient_id)).one()
+    if not row.active:
+        return "the recipient's account is no longer active.", ""
+    if row.role != RECIPIENT_ROLE:
+        return f"the recipient is no longer a {RECIPIENT_ROLE}.", ""
+    if not row.member:
+        return "the recipient is no longer a member of the site.", ""
+    if not row.site_active:
+        return "the site is no longer active.", ""
+    if not row.email:
+        return "the recipient has no e-mail address any more.", ""
+    return "", row.email
 
 
 @dataclass
@@ -323,33 +365,71 @@ def prepare_due(now: datetime | None = None, *, site_code: str | None = None, da
     Safe to run often and on two workers at once: a site whose recipients all have their
     message is skipped before anything is read, and the unique (kind, site, day, recipient)
     key turns a second writer's insert into an IntegrityError, its site's work rolled back.
-    One transaction per site, with an audit row. Without MAIL_SERVER nothing is written.
+    One transaction per site, with an audit row; a site whose digest fails is logged and the
+    others go on. The older digests of the same site still waiting for the same people (pending
+    or failed) become `superseded`: a stale digest is not sent days later.
+
+    `day` (send-digests --date) may not be after the site's today (that day has not begun: its
+    digest would be judged on today's data and take that day's place); a past day is prepared
+    judged now, and says so ("Prepared late"). Without MAIL_SERVER nothing is written.
     """
     if not mail_configured():
         return []
     now = now or utcnow()
+    due = due_sites(now, site_code=site_code, day=day, ignore_hour=ignore_hour)
+    for site, site_day in due:
+        if site_day > now.astimezone(_zone(site)).date():
+            raise InvalidInput(f"The digest of {site_day.isoformat()} cannot be prepared: that day has not begun "
+                               f"at site {site.code} ({site.timezone}).", field="day")
     prepared = []
-    for site, site_day in due_sites(now, site_code=site_code, day=day, ignore_hour=ignore_hour):
-        people = recipients(site.id, site_day)
-        if not people:
-            continue
-        digest = build(site, site_day, now=now)
+    for site, site_day in due:
         try:
-            with transaction():
-                for person in people:
-                    text, html = render(digest, person)
-                    db.session.add(MailMessage(kind="digest", site_id=site.id, digest_date=site_day,
-                                               recipient_id=person.id, to_address=person.email,
-                                               subject=digest.subject, body_text=text, body_html=html,
-                                               status="pending", created_at=now))
-                db.session.flush()
-                audit.record(None, "digest.prepared", "site", site.id,
-                             new={"day": site_day.isoformat(), "recipients": [p.username for p in people],
-                                  "summary": digest.summary})
-        except IntegrityError:  # another worker wrote this site's digests first
+            item = _prepare_site(site, site_day, now)
+        except Exception:  # noqa: BLE001 (one site's fault must not keep the others' digests back)
+            current_app.logger.exception("The digest of site %s for %s could not be prepared.", site.code, site_day)
+            db.session.rollback()
             continue
-        prepared.append(Prepared(site.code, site_day, [p.email for p in people]))
+        if item is not None:
+            prepared.append(item)
     return prepared
+
+
+def _prepare_site(site: Site, site_day: date, now: datetime) -> Prepared | None:
+    people = recipients(site.id, site_day)
+    if not people:
+        return None
+    digest = build(site, site_day, now=now)
+    try:
+        with transaction():
+            for person in people:
+                text, html = render(digest, person)
+                db.session.add(MailMessage(kind="digest", site_id=site.id, digest_date=site_day,
+                                           recipient_id=person.id, to_address=person.email,
+                                           subject=digest.subject, body_text=text, body_html=html,
+                                           status="pending", created_at=now))
+            db.session.flush()
+            _supersede(site.id, site_day, [person.id for person in people])
+            audit.record(None, "digest.prepared", "site", site.id,
+                         new={"day": site_day.isoformat(), "recipients": [p.username for p in people],
+                              "summary": digest.summary})
+    except IntegrityError:  # another worker wrote this site's digests first
+        return None
+    return Prepared(site.code, site_day, [p.email for p in people])
+
+
+def _supersede(site_id: int, day: date, recipient_ids: list[int]) -> None:
+    """Older digests of this site still waiting for these people (pending or failed) will not be sent: the
+    new one says what is true now. A message a worker holds (`sending`) is left to it."""
+    stale = db.session.scalars(
+        sa.select(MailMessage).where(MailMessage.kind == "digest", MailMessage.site_id == site_id,
+                                     MailMessage.recipient_id.in_(recipient_ids), MailMessage.digest_date < day,
+                                     MailMessage.status.in_(("pending", "failed")))
+        .order_by(MailMessage.id).with_for_update()).all()
+    for message in stale:
+        audit.record(None, "mail.superseded", "mail_message", message.id,
+                     old={"status": message.status}, new={"status": "superseded", "by_day": day.isoformat()})
+        message.status = "superseded"
+        message.next_attempt_at = None
 
 
 def failed_count() -> int:

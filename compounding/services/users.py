@@ -29,6 +29,7 @@ from .transaction import alone, transactional
 USER_FIELDS = ("username", "display_name", "role", "active", "must_change_password", "email")
 EMAIL_MAX = 254
 # A sane address, not RFC 5322 in full: something@a.domain, no spaces, one @.
+_EMAIL_UNSAFE = frozenset(',<>"();:[]\\')
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
@@ -42,7 +43,18 @@ def checked_email(value: str | None, field: str = "email") -> str | None:
     if not _EMAIL.match(value):
         raise InvalidInput("Enter an e-mail address such as name@clinic.example.", field=field)
     local, domain = value.rsplit("@", 1)
-    return f"{local}@{domain.lower()}"
+    # What every mail server takes: the part before @ in plain ASCII without the characters that split or quote
+    # an address; an accented domain is kept in its ASCII (IDNA) form.
+    if not local.isascii() or any(char in local for char in _EMAIL_UNSAFE):
+        raise InvalidInput("The part of an e-mail address before @ must be plain ASCII letters, digits or . _ - +, "
+                           "without spaces, commas, quotes or < >.", field=field)
+    try:
+        domain = domain.lower().encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidInput("The part of this e-mail address after @ is not a domain name.", field=field) from None
+    if len(local) + 1 + len(domain) > EMAIL_MAX:
+        raise InvalidInput(f"An e-mail address has at most {EMAIL_MAX} characters.", field=field)
+    return f"{local}@{domain}"
 
 
 def _hash(password: str) -> str:
