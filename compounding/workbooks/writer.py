@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import Cell
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
@@ -115,6 +116,33 @@ class _StreamingSheet(WriteOnlyWorksheet):
                 yield cell
 
 
+class _ColumnCell(Cell):
+    """A column's cell, written again for every row with a new value: its style never changes once written.
+
+    openpyxl looks the style up in the workbook's style list for every cell it writes (a hash of
+    the style and a list search each time); a column's cell answers the id it found the first time.
+    """
+
+    __slots__ = ("_style_id", "_has_style")
+
+    def __init__(self, worksheet):
+        super().__init__(worksheet, row=1, column=1)
+        self._style_id = None
+        self._has_style = None
+
+    @property
+    def style_id(self):
+        if self._style_id is None:
+            self._style_id = Cell.style_id.fget(self)
+        return self._style_id
+
+    @property
+    def has_style(self):
+        if self._has_style is None:
+            self._has_style = Cell.has_style.fget(self)
+        return self._has_style
+
+
 def _json_text(value) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
@@ -207,7 +235,7 @@ class SheetWriter:
             data_type, number_format, _ = _KINDS[column.kind]
             cells = []
             for quoted in (False, True):
-                cell = WriteOnlyCell(sheet)
+                cell = _ColumnCell(sheet)
                 if column.number_format or number_format:
                     cell.number_format = column.number_format or number_format
                 cell.data_type = data_type
