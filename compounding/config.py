@@ -115,6 +115,7 @@ def from_environment() -> dict:
         "JOBS_QUEUE_PATH": os.environ.get("JOBS_QUEUE_PATH") or None,
         "JOBS_IN_PROCESS": _optional_bool("JOBS_IN_PROCESS"),
         "JOBS_WORKERS": int(os.environ.get("JOBS_WORKERS") or 2),
+        "JOBS_NICE": int(os.environ.get("JOBS_NICE") or 10),
         "JOBS_STALE_SECONDS": int(os.environ.get("JOBS_STALE_SECONDS") or 120),
         "JOBS_MAX_ATTEMPTS": int(os.environ.get("JOBS_MAX_ATTEMPTS") or 3),
         "EXPORT_SYNC_MAX_ROWS": int(os.environ.get("EXPORT_SYNC_MAX_ROWS") or 20000),
@@ -229,6 +230,8 @@ DEFAULTS = {
     "JOBS_IN_PROCESS": None,
     # Worker threads of `flask worker` (--workers) and of the queue run inside `flask run`.
     "JOBS_WORKERS": 2,
+    # The niceness of job worker threads (0-19; 0 leaves it): background work yields the CPU to requests.
+    "JOBS_NICE": 10,
     # A job whose worker has written no heartbeat for this long is queued again and re-run from the
     # start; after JOBS_MAX_ATTEMPTS starts it fails with a message.
     "JOBS_STALE_SECONDS": 120,

@@ -13,8 +13,10 @@ services.export_jobs.recover). Tasks are plain functions registered in `tasks.py
 runs in an application context of the app that built the queue.
 """
 
+import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 
 import click
@@ -75,8 +77,22 @@ def jobs(app: Flask | None = None) -> Jobs:
 
         found = Jobs(build_huey(app))
         tasks.register(app, found)
+        # Each worker thread, as it starts, yields the CPU to the web requests of its machine.
+        found.huey.on_startup(name="jobs.nice")(functools.partial(lower_priority, int(app.config["JOBS_NICE"])))
         app.extensions["jobs"] = found
     return found
+
+
+def lower_priority(nice: int) -> None:
+    """Raise the calling thread's niceness to `nice` (Linux keeps one per thread): a job that writes a year
+    of rows then takes the CPU only when the web workers beside it leave it free."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, max(os.getpriority(os.PRIO_PROCESS, thread), nice)))
+    except OSError as error:
+        log.warning("The job worker's priority stays as it was: %s", error)
 
 
 def enqueue(name: str, *args, app: Flask | None = None) -> None:
