@@ -51,6 +51,8 @@ def test_each_digest_goes_out_once_as_text_with_an_html_alternative(outbox, smtp
     text = received.get_body(("plain",)).get_content()
     html = received.get_body(("html",)).get_content()
     assert "Hello Dr First" in text and "<h1" in html and "Hello Dr First" in html
+    # Mail clients drop stylesheets: the shared sections carry their styles inline, none of the page's classes.
+    assert 'id="digest-nothing" style="' in html and 'class="' not in html
     assert mail.send_due().sent == [] and len(smtp.inbox.messages) == 2  # sent is sent: never again
     assert fresh(MailMessage, outbox["ids"][0]).sent_at is not None
     assert len(audit_rows("mail.sent")) == 2

@@ -299,7 +299,8 @@ def link(endpoint: str, **values) -> str:
 def render(digest: Digest, recipient: User) -> tuple[str, str]:
     """The text and HTML bodies of one pharmacist's digest."""
     env = current_app.jinja_env
-    context = {"digest": digest, "recipient": recipient, "link": link,
+    # `mail`: the shared sections carry inline styles (mail clients drop stylesheets), not the page's classes.
+    context = {"digest": digest, "recipient": recipient, "link": link, "mail": True,
                "clinic_name": current_app.config.get("CLINIC_NAME", "")}
     return (env.get_template("mail/digest.txt").render(**context),
             env.get_template("mail/digest.html").render(**context))
