@@ -121,3 +121,18 @@ def test_the_openapi_document_shows_both_answers_to_a_request_and_the_410(client
     assert {"403", "404", "409", "410", "503"} <= set(download)
     assert set(spec["components"]["schemas"]["ExportJob"]["properties"]) >= {
         "id", "kind", "status", "progress", "download_url", "expires_at", "error"}
+
+
+def test_a_workbook_with_names_is_refused_once_its_requester_may_not_see_names(app, client, auth, make_user,
+                                                                               make_batch):
+    from compounding.services import users
+
+    pharmacist = make_user("pharmacist")
+    batch = make_batch()
+    job_id = client.post("/api/v1/exports", json={"kind": "trace", "target_kind": "batch", "target_id": batch.id},
+                         headers=auth(pharmacist)).get_json()["id"]
+    drain(app)
+    assert client.get(f"/api/v1/exports/{job_id}/download", headers=auth(pharmacist)).status_code == 200
+    users.update_user(make_user("admin"), pharmacist, display_name=pharmacist.display_name, role="technician")
+    refused = client.get(f"/api/v1/exports/{job_id}/download", headers=auth(pharmacist))
+    assert refused.status_code == 403 and "ask for it again" in refused.get_json()["error"]

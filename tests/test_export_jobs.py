@@ -1,6 +1,8 @@
 """Export jobs from the pages: large downloads become jobs run by the real queue, followed, downloaded, expired."""
 
+import html
 import io
+import json
 import re
 import threading
 from datetime import timedelta
@@ -285,6 +287,84 @@ def test_a_requester_who_lost_the_permission_may_not_download(app, client, make_
     sign_in(client, pharmacist)
     response = client.get(f"/exports/jobs/{asked.job.id}/download")
     assert response.status_code == 403 and "no longer" in response.get_data(as_text=True)
+
+
+def all_cells(wb) -> set[str]:
+    return {str(value) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for value in row
+            if value is not None}
+
+
+def test_a_workbook_written_with_names_is_refused_to_its_requester_once_they_may_not_see_names(
+        app, client, make_user, make_patient, used_batch, pharmacist):
+    admin = make_user("admin")
+    named = make_patient(name="Jane Identifiable")
+    treatments.record_session(used_batch["practitioner"], patient_id=named.id,
+                              uses=[{"batch_code": used_batch["batch"].code, "volume_ml": "1"}])
+    asked = export_runner.request(pharmacist, "trace", {"target_kind": "batch", "target_id": used_batch["batch"].id})
+    drain(app)
+    assert job(asked.job.id).identified
+    sign_in(client, pharmacist)
+    _, wb = workbook_of(client, asked.job.id)
+    assert "Jane Identifiable" in all_cells(wb)
+    users.update_user(admin, pharmacist, display_name=pharmacist.display_name, role="technician")
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 403
+    assert "written when you could see patients' names; ask for it again" in html.unescape(response.get_data(
+        as_text=True))
+    # Asked again as a technician: written by chart number alone, and theirs to download.
+    again = export_runner.request_again(pharmacist, job(asked.job.id))
+    drain(app)
+    assert not job(again.job.id).identified
+    _, wb = workbook_of(client, again.job.id)
+    assert "Jane Identifiable" not in all_cells(wb) and named.chart_number in all_cells(wb)
+
+
+def test_a_workbook_of_sites_its_requester_no_longer_sees_is_refused(app, client, make_user, make_lot):
+    from sitekit import add_site
+
+    from compounding.services import sites
+
+    lyon = add_site("LYON")
+    tech = make_user("technician")
+    sites.set_user_sites(None, tech.id, [sites.main_site().id, lyon.id], all_sites=False)
+    make_lot(site_id=lyon.id, supplier_lot_number="LYON-ONLY", actor=tech, release=False)
+    asked = export_runner.request(tech, "lots", {})
+    drain(app)
+    assert sorted(json.loads(job(asked.job.id).site_ids)) == sorted([sites.main_site().id, lyon.id])
+    sign_in(client, tech)
+    sites.set_user_sites(None, tech.id, [sites.main_site().id], all_sites=False)
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 403 and "sites you no longer see" in response.get_data(as_text=True)
+    # A whole-chain workbook needs the whole chain still.
+    chain = make_user("technician")
+    sites.set_user_sites(None, chain.id, [sites.main_site().id], all_sites=True)
+    whole = export_runner.request(chain, "lots", {})
+    drain(app)
+    assert job(whole.job.id).site_ids is None
+    sites.set_user_sites(None, chain.id, [sites.main_site().id], all_sites=False)
+    other = app.test_client()
+    sign_in(other, chain)
+    assert other.get(f"/exports/jobs/{whole.job.id}/download").status_code == 403
+
+
+def test_the_job_page_names_the_sites_the_workbook_covered_once_written(app, client, make_user, make_lot):
+    from sitekit import add_site
+
+    from compounding.services import sites
+
+    lyon = add_site("LYON")
+    tech = make_user("technician")
+    sites.set_user_sites(None, tech.id, [sites.main_site().id, lyon.id], all_sites=False)
+    make_lot(site_id=lyon.id, supplier_lot_number="LYON-ONLY", actor=tech, release=False)
+    asked = export_runner.request(tech, "lots", {})
+    sign_in(client, tech)
+    sites_line = re.compile(r"<dt[^>]*>Sites</dt><dd[^>]*>([^<]*)</dd>")
+    assert sites_line.search(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True))[1] == "LYON, MAIN"
+    sites.set_user_sites(None, tech.id, [sites.main_site().id], all_sites=False)  # before it runs
+    drain(app)
+    assert sites_line.search(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True))[1] == "MAIN"
+    _, wb = workbook_of(client, asked.job.id)
+    assert "LYON-ONLY" not in all_cells(wb)
 
 
 def test_downloading_a_workbook_with_patients_is_recorded_as_patient_access(app, client, used_batch, pharmacist):

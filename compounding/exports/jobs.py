@@ -42,6 +42,8 @@ AUDIT_NOT_ALLOWED = ("The audit workbook holds the whole chain's audit trail and
                      "and chain-wide accounts (or members of every site). Ask an auditor, or export your sites' "
                      "sessions.")
 # The list filters a lots or batches export keeps (as the list page's query string names them).
+# Kinds whose rows are those of the requester's sites; a trace or a recall follows its record everywhere.
+SITE_SCOPED = ("audit", "lots", "batches", "sessions")
 LIST_FILTER_KEYS = {"lots": ("ingredient_id", "status", "expiring_within_days", "expired_in_stock", "q", "sort"),
                     "batches": ("formula", "status", "bud_within_hours", "compounded_from", "compounded_to", "q")}
 
@@ -344,6 +346,17 @@ def run_job(job_id: int) -> None:
         export_jobs.fail(job_id, f"The export failed: {type(error).__name__}: {error}", attempt)
 
 
+def holds_identities(user: User, kind: str) -> bool:
+    """Whether `user`'s workbook of `kind` names patients: a trace or recall written for one who may identify
+    them, and the audit workbook (its trail keeps patients' details as they were recorded)."""
+    return kind == "audit" or (kind in ("trace", "recall") and user.can(IDENTIFY))
+
+
+def covered_sites(user: User, kind: str, params: dict) -> frozenset[int] | None:
+    """The sites a workbook of `kind` written now for `user` covers (None: the whole chain, or not site-bound)."""
+    return _scope(user, params) if kind in SITE_SCOPED else None
+
+
 def _write(app, job: ExportJob, attempt: int) -> None:
     user = db.session.get(User, job.requested_by_id)
     spec = SPECS[job.kind]
@@ -357,6 +370,7 @@ def _write(app, job: ExportJob, attempt: int) -> None:
             if db.engine.dialect.name == "postgresql":
                 # A web server's statement limit is for requests; a year of rows may stream for longer.
                 db.session.execute(sa.text("SET LOCAL statement_timeout = 0"))
+            identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
             summary = spec.build(user, params, handle, progress)
             handle.flush()
             db.session.rollback()  # the reads are over
@@ -365,7 +379,7 @@ def _write(app, job: ExportJob, attempt: int) -> None:
         digest, size = _sha256_of(handle.name)
         store.put_file(key, handle.name, workbooks.XLSX_MIMETYPE)
     if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
-                              rows=summary.total):
+                              rows=summary.total, identified=identified, site_ids=site_ids):
         with contextlib.suppress(storage.StoreError):
             store.delete(key)
         raise _Superseded()

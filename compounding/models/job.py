@@ -72,6 +72,11 @@ class ExportJob(db.Model):
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
     expires_at: Mapped[datetime | None]
     expired_at: Mapped[datetime | None]
+    # What the written workbook holds, judged when it was written and checked again at each download:
+    # patients' names (its requester could identify them then), and the sites it covered (JSON list of ids;
+    # null: the whole chain, or a kind that follows its record everywhere: trace, recall).
+    identified: Mapped[bool] = mapped_column(default=False)
+    site_ids: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class MailMessage(db.Model):

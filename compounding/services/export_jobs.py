@@ -84,6 +84,11 @@ def params_of(job: ExportJob) -> dict:
     return json.loads(job.params)
 
 
+def sites_of(job: ExportJob) -> frozenset[int] | None:
+    """The sites a written workbook covers (None: the whole chain, or a kind not bound to sites)."""
+    return None if job.site_ids is None else frozenset(json.loads(job.site_ids))
+
+
 def claim(job_id: int, now: datetime | None = None) -> ExportJob | None:
     """Move a queued job to running for this worker; None when it is not waiting (taken, done, expired)."""
     now = now or utcnow()
@@ -113,21 +118,27 @@ def heartbeat(job_id: int, rows_written: int, attempt: int) -> bool:
 
 
 def finish(job: ExportJob, attempt: int, *, store: str, key: str, size: int, sha256: str, rows: int,
-           now: datetime | None = None) -> bool:
-    """Mark this attempt's job done with its file; False (nothing changed) when it is no longer this attempt's."""
+           identified: bool = False, site_ids: frozenset[int] | None = None, now: datetime | None = None) -> bool:
+    """Mark this attempt's job done with its file; False (nothing changed) when it is no longer this attempt's.
+
+    It keeps what the file holds, checked again at each download: patients' names (`identified`) and the
+    sites covered (`site_ids`, None: the whole chain or a kind not bound to sites).
+    """
     now = now or utcnow()
+    covered = None if site_ids is None else json.dumps(sorted(site_ids))
     expires_at = now + timedelta(hours=int(current_app.config["EXPORT_KEEP_HOURS"]))
     with transaction():
         done = db.session.execute(
             sa.update(ExportJob)
             .where(ExportJob.id == job.id, ExportJob.status == "running", ExportJob.attempts == attempt)
             .values(status="done", finished_at=now, heartbeat_at=now, rows_written=rows, store=store,
-                    storage_key=key, size=size, sha256=sha256, expires_at=expires_at)
+                    storage_key=key, size=size, sha256=sha256, expires_at=expires_at, identified=identified,
+                    site_ids=covered)
             .execution_options(synchronize_session=False)).rowcount
         if done:
             audit.record(None, "export.done", "export_job", job.id,
                          new={"rows": rows, "size": size, "sha256": sha256, "expires_at": expires_at,
-                              "attempt": attempt})
+                              "attempt": attempt, "identified": identified, "site_ids": covered})
     return bool(done)
 
 

@@ -56,6 +56,8 @@ def upgrade():
     sa.Column('sha256', sa.String(length=64), nullable=True),
     sa.Column('expires_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True),
     sa.Column('expired_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('identified', sa.Boolean(), nullable=False),
+    sa.Column('site_ids', sa.Text(), nullable=True),
     sa.CheckConstraint("kind IN ('audit', 'trace', 'recall', 'lots', 'batches', 'sessions')", name=op.f('ck_export_jobs_kind_known')),
     sa.CheckConstraint("status IN ('queued', 'running', 'done', 'failed', 'expired')", name=op.f('ck_export_jobs_status_known')),
     sa.CheckConstraint('attempts >= 0', name=op.f('ck_export_jobs_attempts_not_negative')),
