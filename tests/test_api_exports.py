@@ -136,3 +136,17 @@ def test_a_workbook_with_names_is_refused_once_its_requester_may_not_see_names(a
     users.update_user(make_user("admin"), pharmacist, display_name=pharmacist.display_name, role="technician")
     refused = client.get(f"/api/v1/exports/{job_id}/download", headers=auth(pharmacist))
     assert refused.status_code == 403 and "ask for it again" in refused.get_json()["error"]
+
+
+def test_a_file_missing_before_its_time_answers_503_without_its_key(app, client, make_lot, tech):
+    user, headers = tech
+    make_lot()
+    job_id = client.post("/api/v1/exports", json={"kind": "lots"}, headers=headers).get_json()["id"]
+    drain(app)
+    done = db.session.get(ExportJob, job_id)
+    (Path(app.config["FILE_STORE_PATH"]) / done.storage_key).unlink()
+    response = client.get(f"/api/v1/exports/{job_id}/download", headers=headers)
+    assert response.status_code == 503
+    message = response.get_json()["error"]
+    assert message.startswith("The file store did not give back this export")
+    assert done.storage_key not in message and app.config["FILE_STORE_PATH"] not in message

@@ -269,6 +269,42 @@ def test_a_requester_deactivated_before_it_runs_gets_a_failure_with_its_reason(a
     assert response.status_code == 409 and "This export failed" in response.get_data(as_text=True)
 
 
+def test_an_unexpected_error_shows_a_reference_not_the_statement_and_its_values(app, client, technician, make_lot,
+                                                                              monkeypatch, caplog):
+    make_lot()
+    real = export_runner.SPECS["lots"]
+
+    def broken(user, params, out, progress):
+        raise sa.exc.OperationalError("SELECT name FROM patients WHERE chart_number = %(chart)s",
+                                      {"chart": "CH-00042"}, Exception("server closed the connection"))
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, broken))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    failed = job(asked.job.id)
+    assert failed.status == "failed"
+    assert failed.error == (f"The export failed because of an unexpected error (reference E{failed.id}-1); an "
+                            "administrator can find it in the worker's log.")
+    sign_in(client, technician)
+    page = client.get(f"/exports/jobs/{failed.id}").get_data(as_text=True)
+    assert f"reference E{failed.id}-1" in page
+    assert not [text for text in ("[SQL:", "CH-00042", "sqlalche.me", "SELECT") if text in page]
+    logged = [record for record in caplog.records if f"E{failed.id}-1" in record.getMessage()]
+    assert logged and "CH-00042" in logged[0].exc_text
+
+
+def test_a_file_store_that_refuses_fails_the_job_without_naming_its_folder_or_key(app, technician, make_lot):
+    make_lot()
+    store = Path(app.config["FILE_STORE_PATH"])
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "exports").write_text("a file where the exports' folder goes")
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    failed = job(asked.job.id)
+    assert failed.status == "failed" and failed.error.startswith("The file store could not keep the workbook")
+    assert str(store) not in failed.error and "exports/" not in failed.error and ".xlsx" not in failed.error
+
+
 def test_someone_else_s_job_is_not_found(app, client, make_user, technician):
     asked = export_runner.request(technician, "lots", {})
     drain(app)

@@ -340,10 +340,18 @@ def run_job(job_id: int) -> None:
     except DomainError as error:
         db.session.rollback()
         export_jobs.fail(job_id, error.message, attempt)
-    except Exception as error:
+    except storage.StoreError as error:  # its message names no key, folder or bucket address
         db.session.rollback()
-        log.exception("Export %s failed.", job_id)
-        export_jobs.fail(job_id, f"The export failed: {type(error).__name__}: {error}", attempt)
+        log.exception("Export %s attempt %s: the file store did not keep the workbook.", job_id, attempt)
+        export_jobs.fail(job_id, f"The file store could not keep the workbook: {error} Ask for it again later.",
+                         attempt)
+    except Exception:
+        # The requester sees a reference, never the error: a database error holds its statement and values.
+        db.session.rollback()
+        reference = f"E{job_id}-{attempt}"
+        log.exception("Export %s attempt %s failed (reference %s).", job_id, attempt, reference)
+        export_jobs.fail(job_id, f"The export failed because of an unexpected error (reference {reference}); an "
+                                 "administrator can find it in the worker's log.", attempt)
 
 
 def holds_identities(user: User, kind: str) -> bool:
