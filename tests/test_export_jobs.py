@@ -223,6 +223,27 @@ def test_a_running_job_writes_its_progress_as_it_goes(app, make_lot, technician,
     assert seen and max(seen) >= 1
 
 
+@pytest.mark.skipif(not TEST_DATABASE_URL.startswith("postgresql"), reason="the limits are PostgreSQL's")
+@pytest.mark.parametrize("config_overrides", [{"DB_STATEMENT_TIMEOUT_MS": 1000, "DB_CONNECT_TIMEOUT": 1}],
+                         indirect=True)
+def test_a_job_run_by_a_serving_process_reads_past_the_request_limits(app, technician, make_lot, monkeypatch):
+    """Tests build the app as a web server does: an answer waited for 1 s + 2 s at most, then given up."""
+    make_lot()
+    real = export_runner.SPECS["lots"]
+
+    def slow(user, params, out, progress):
+        db.session.execute(sa.text("SELECT pg_sleep(3.5)"))  # past the server's limit and the client's
+        return real.build(user, params, out, progress)
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, slow))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert job(asked.job.id).status == "done", job(asked.job.id).error
+    with pytest.raises(sa.exc.OperationalError, match="statement timeout|did not answer"):  # requests keep them
+        db.session.execute(sa.text("SELECT pg_sleep(3.5)"))
+    db.session.rollback()
+
+
 @pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"), reason="two connections at once need a server")
 def test_two_identical_requests_at_the_same_moment_make_one_job(app, technician):
     barrier = threading.Barrier(2, timeout=30)

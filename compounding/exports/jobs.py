@@ -22,6 +22,7 @@ from flask import current_app, g
 from werkzeug.datastructures import MultiDict
 
 from .. import storage, workbooks
+from ..database import unlimited_transaction
 from ..extensions import db
 from ..models import ExportJob, Recall, User
 from ..models.job import EXPORT_KINDS
@@ -374,13 +375,13 @@ def _write(app, job: ExportJob, attempt: int) -> None:
     store = storage.store()
     key = storage.export_key(job.id, secrets.token_hex(16))
     with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx") as handle:
+        # A web server's limits are for requests (`flask run` runs jobs in its own process): a year of
+        # rows may stream for longer.
         with _Progress(app, job.id, attempt) as progress, acting_as(user):
-            if db.engine.dialect.name == "postgresql":
-                # A web server's statement limit is for requests; a year of rows may stream for longer.
-                db.session.execute(sa.text("SET LOCAL statement_timeout = 0"))
-            identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
-            summary = spec.build(user, params, handle, progress)
-            handle.flush()
+            with unlimited_transaction(db.session):
+                identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
+                summary = spec.build(user, params, handle, progress)
+                handle.flush()
             db.session.rollback()  # the reads are over
         if progress.lost:
             raise _Superseded()
