@@ -5,6 +5,7 @@ import io
 import json
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -242,6 +243,32 @@ def test_a_job_run_by_a_serving_process_reads_past_the_request_limits(app, techn
     with pytest.raises(sa.exc.OperationalError, match="statement timeout|did not answer"):  # requests keep them
         db.session.execute(sa.text("SELECT pg_sleep(3.5)"))
     db.session.rollback()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"),
+                    reason="in-memory SQLite is one connection: the heartbeat's own connection needs a server")
+@pytest.mark.parametrize("config_overrides", [{"JOBS_STALE_SECONDS": 1}], indirect=True)
+def test_the_heartbeat_goes_on_while_the_file_is_hashed_and_kept(app, technician, make_lot, monkeypatch):
+    from compounding import storage
+
+    make_lot()
+    monkeypatch.setattr(export_runner, "HEARTBEAT_SECONDS", 0.1)
+    folder = storage.store()
+    real_put = folder.put_file
+    recovered = []
+
+    def slow_put(key, source, content_type):
+        time.sleep(2.5)  # a large workbook on a slow bucket: longer than JOBS_STALE_SECONDS
+        real_put(key, source, content_type)
+        with app.app_context():
+            recovered.append(export_jobs.recover())
+
+    monkeypatch.setattr(folder, "put_file", slow_put)
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    ended = job(asked.job.id)
+    assert (ended.status, ended.attempts) == ("done", 1), (recovered, ended.error)
+    assert recovered == [{"requeued": 0, "failed": 0, "enqueued": 0}]
 
 
 @pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"), reason="two connections at once need a server")

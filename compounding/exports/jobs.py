@@ -374,24 +374,24 @@ def _write(app, job: ExportJob, attempt: int) -> None:
     params = export_jobs.params_of(job)
     store = storage.store()
     key = storage.export_key(job.id, secrets.token_hex(16))
-    with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx") as handle:
-        # A web server's limits are for requests (`flask run` runs jobs in its own process): a year of
-        # rows may stream for longer.
-        with _Progress(app, job.id, attempt) as progress, acting_as(user):
-            with unlimited_transaction(db.session):
-                identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
-                summary = spec.build(user, params, handle, progress)
-                handle.flush()
-            db.session.rollback()  # the reads are over
-        if progress.lost:
+    # The heartbeat goes on until the outcome is recorded: hashing and keeping a large file take a while too.
+    with _Progress(app, job.id, attempt) as progress:
+        with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx") as handle:
+            with acting_as(user):
+                with unlimited_transaction(db.session):
+                    identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
+                    summary = spec.build(user, params, handle, progress)
+                    handle.flush()
+                db.session.rollback()  # the reads are over
+            if progress.lost:
+                raise _Superseded()
+            digest, size = _sha256_of(handle.name)
+            store.put_file(key, handle.name, workbooks.XLSX_MIMETYPE)
+        if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
+                                  rows=summary.total, identified=identified, site_ids=site_ids):
+            with contextlib.suppress(storage.StoreError):
+                store.delete(key)
             raise _Superseded()
-        digest, size = _sha256_of(handle.name)
-        store.put_file(key, handle.name, workbooks.XLSX_MIMETYPE)
-    if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
-                              rows=summary.total, identified=identified, site_ids=site_ids):
-        with contextlib.suppress(storage.StoreError):
-            store.delete(key)
-        raise _Superseded()
 
 
 def _sha256_of(path: str) -> tuple[str, int]:
