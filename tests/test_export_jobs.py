@@ -551,6 +551,34 @@ def test_a_job_whose_enqueue_was_lost_is_put_on_the_queue_again(app, make_lot, t
     assert job(asked.job.id).status == "done"
 
 
+def _asked_minutes_ago(job_id: int, minutes: int) -> None:
+    db.session.execute(sa.update(ExportJob).where(ExportJob.id == job_id)
+                       .values(requested_at=utcnow() - timedelta(minutes=minutes, seconds=5)))
+    db.session.commit()
+
+
+def test_a_job_no_worker_takes_says_so_on_its_page_and_on_the_admin_dashboard(app, client, technician, make_user):
+    asked = export_runner.request(technician, "lots", {})
+    other = export_runner.request(technician, "batches", {})
+    sign_in(client, technician)
+    fresh = client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)
+    assert "Waiting for a worker" in fresh and "No worker has taken it" not in fresh
+    admin = app.test_client()
+    sign_in(admin, make_user("admin"))
+    assert 'id="exports-waiting"' not in admin.get("/").get_data(as_text=True)  # not waiting long yet
+    _asked_minutes_ago(asked.job.id, 7)
+    _asked_minutes_ago(other.job.id, 3)
+    page = " ".join(html.unescape(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)).split())
+    assert "No worker has taken it for 7 minutes: an administrator must check that the background worker" in page
+    assert "flask --app wsgi worker" in page
+    dashboard = " ".join(html.unescape(admin.get("/").get_data(as_text=True)).split())
+    assert 'id="exports-waiting"' in dashboard
+    assert "2 exports wait for a worker, the oldest since" in dashboard
+    assert 'id="exports-waiting"' not in client.get("/").get_data(as_text=True)  # for admins
+    drain(app)
+    assert 'id="exports-waiting"' not in admin.get("/").get_data(as_text=True)
+
+
 # --- the list of one's jobs ------------------------------------------------------------------------------
 
 

@@ -38,7 +38,8 @@ def job_detail(job_id: int):
     return render_template("exports/job_detail.html", job=job, asked=downloads.describe(job),
                            live=job.status in LIVE_STATUSES, refresh=REFRESH_SECONDS,
                            progress=downloads.progress_value(job), progress_text=downloads.progress_text(job),
-                           styles=downloads.JOB_STYLES, what=EXPORT_KIND_TEXT[job.kind])
+                           styles=downloads.JOB_STYLES, what=EXPORT_KIND_TEXT[job.kind],
+                           unclaimed_minutes=export_jobs.unclaimed_minutes(job))
 
 
 @bp.route("/jobs/<int:job_id>/download")

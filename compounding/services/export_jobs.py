@@ -225,6 +225,40 @@ def expire_due(now: datetime | None = None) -> int:
     return expired
 
 
+def waiting_since(job: ExportJob) -> datetime:
+    """Since when a queued job has waited for a worker: asked for, or last held by one (re-queued)."""
+    return job.heartbeat_at or job.requested_at
+
+
+def unclaimed_minutes(job: ExportJob, now: datetime | None = None) -> int | None:
+    """Minutes a queued job has waited, once longer than JOBS_STALE_SECONDS (no worker runs?); else None."""
+    if job.status != "queued":
+        return None
+    waited = (now or utcnow()) - waiting_since(job)
+    if waited.total_seconds() <= int(current_app.config["JOBS_STALE_SECONDS"]):
+        return None
+    return max(1, int(waited.total_seconds() // 60))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    count: int  # exports waiting for a worker
+    since: datetime  # the oldest of them waits since then
+
+
+def waiting_for_a_worker(now: datetime | None = None) -> Waiting | None:
+    """The exports waiting when one has waited longer than JOBS_STALE_SECONDS (else None): one statement."""
+    now = now or utcnow()
+    count, since = db.session.execute(
+        sa.select(sa.func.count(ExportJob.id),
+                  sa.func.min(sa.func.coalesce(ExportJob.heartbeat_at, ExportJob.requested_at)))
+        .where(ExportJob.status == "queued")).one()
+    stale = timedelta(seconds=int(current_app.config["JOBS_STALE_SECONDS"]))
+    if not count or since is None or since >= now - stale:
+        return None
+    return Waiting(count, since)
+
+
 def job_for(user: User, job_id: int) -> ExportJob:
     """A job of the user's own (another's is not found: its existence says nothing)."""
     job = db.session.get(ExportJob, job_id)
