@@ -150,3 +150,18 @@ def test_a_file_missing_before_its_time_answers_503_without_its_key(app, client,
     message = response.get_json()["error"]
     assert message.startswith("The file store did not give back this export")
     assert done.storage_key not in message and app.config["FILE_STORE_PATH"] not in message
+
+
+def test_a_job_past_its_time_is_expired_before_the_scheduled_expiry_marks_it(app, client, make_lot, tech):
+    from compounding.services.clock import utcnow
+
+    user, headers = tech
+    make_lot()
+    job_id = client.post("/api/v1/exports", json={"kind": "lots"}, headers=headers).get_json()["id"]
+    drain(app)
+    db.session.execute(db.update(ExportJob).where(ExportJob.id == job_id)
+                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    body = client.get(f"/api/v1/exports/{job_id}", headers=headers).get_json()
+    assert body["status"] == "expired" and "download_url" not in body
+    assert client.get(f"/api/v1/exports/{job_id}/download", headers=headers).status_code == 410

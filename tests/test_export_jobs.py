@@ -18,7 +18,7 @@ from testkit import PASSWORD, TEST_DATABASE_URL, QueryCounter, sign_in, sign_in_
 from compounding import jobs
 from compounding.exports import jobs as export_runner
 from compounding.extensions import db
-from compounding.models import ExportJob
+from compounding.models import AuditEvent, ExportJob
 from compounding.models.access_log import PatientAccess
 from compounding.services import export_jobs, recalls, treatments, users
 from compounding.services.clock import clinic_today, utcnow
@@ -488,6 +488,48 @@ def test_an_expired_export_is_deleted_from_the_store_and_answers_410_then_can_be
     assert job(new_id).request_key == done.request_key and job(new_id).status == "queued"
     drain(app)
     assert job(new_id).status == "done"
+
+
+def test_expiry_marks_the_row_first_and_a_file_it_could_not_delete_is_deleted_at_a_later_run(
+        app, client, make_lot, technician):
+    make_lot()
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    done = job(asked.job.id)
+    path = stored_file(app, done)
+    path.unlink()
+    (path / "in-the-way").mkdir(parents=True)  # the file cannot be deleted: a folder is in its place
+    later = done.expires_at + timedelta(seconds=1)
+    assert export_jobs.expire_due(now=later) == 1
+    expired = job(done.id)
+    assert (expired.status, expired.expired_at, expired.file_deleted_at) == ("expired", later, None)
+    assert expired.storage_key == done.storage_key  # kept: the next run tries again
+    sign_in(client, technician)
+    assert client.get(f"/exports/jobs/{done.id}/download").status_code == 410
+    (path / "in-the-way").rmdir()
+    path.rmdir()
+    path.write_bytes(b"the file, deletable now")
+    assert export_jobs.expire_due(now=later + timedelta(minutes=10)) == 0  # nothing more to mark
+    assert not path.exists() and job(done.id).file_deleted_at == later + timedelta(minutes=10)
+    actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.entity_type == "export_job",
+                                                                   AuditEvent.entity_id == done.id)).all()
+    assert actions[-2:] == ["export.expired", "export.file_deleted"]
+
+
+def test_an_export_past_its_time_answers_410_before_the_scheduled_expiry_runs(app, client, make_lot, technician):
+    make_lot()
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    db.session.execute(sa.update(ExportJob).where(ExportJob.id == asked.job.id)
+                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    sign_in(client, technician)
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 410 and "has been deleted. Ask for it again." in response.get_data(as_text=True)
+    page = client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)
+    assert "Expired" in page and f'href="/exports/jobs/{asked.job.id}/download"' not in page
+    stored_file(app, job(asked.job.id)).unlink()  # deleted, the row not marked yet: still 410, not 503
+    assert client.get(f"/exports/jobs/{asked.job.id}/download").status_code == 410
 
 
 def test_asking_again_repeats_exactly_what_each_kind_asked(app, used_batch, pharmacist):

@@ -33,8 +33,8 @@ def ensure_may_download(user: User, job: ExportJob) -> None:
                          "workbook.")
     if job.kind == "audit" and not sites.sees_whole_chain(user):
         raise NotAllowed(AUDIT_NOT_ALLOWED)
-    if job.status != "done":
-        return  # nothing written to judge (409 or 410 follows)
+    if export_jobs.status_now(job) != "done":
+        return  # nothing to judge (409 or 410 follows)
     if job.identified and not user.can(IDENTIFY):
         raise NotAllowed("This workbook was written when you could see patients' names; ask for it again, and "
                          "it is written as your role allows now.")

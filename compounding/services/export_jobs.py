@@ -203,26 +203,51 @@ def _enqueue_quietly(job_id: int) -> None:
 
 
 def expire_due(now: datetime | None = None) -> int:
-    """Delete the files of exports past their time; their rows say `expired`. Returns how many."""
+    """Mark exports past their time `expired`, then delete their files. Returns how many were marked.
+
+    The row says `expired` before the file goes, so no download starts on a file being deleted. A
+    delete that fails is logged and tried again at each run until it is done (`file_deleted_at`).
+    """
     now = now or utcnow()
-    due = db.session.scalars(sa.select(ExportJob).where(ExportJob.status == "done", ExportJob.expires_at <= now)
+    due = db.session.scalars(sa.select(ExportJob.id).where(ExportJob.status == "done", ExportJob.expires_at <= now)
                              .order_by(ExportJob.id)).all()
     expired = 0
-    for job in due:
+    for job_id in due:
+        with transaction():
+            if db.session.execute(
+                    sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.status == "done")
+                    .values(status="expired", expired_at=now)
+                    .execution_options(synchronize_session=False)).rowcount:
+                audit.record(None, "export.expired", "export_job", job_id, new={"expired_at": now})
+                expired += 1
+    _delete_expired_files(now)
+    db.session.rollback()
+    return expired
+
+
+def _delete_expired_files(now: datetime) -> None:
+    left = db.session.execute(sa.select(ExportJob.id, ExportJob.store, ExportJob.storage_key).where(
+        ExportJob.status == "expired", ExportJob.file_deleted_at.is_(None), ExportJob.storage_key.is_not(None))
+        .order_by(ExportJob.id)).all()
+    for job_id, store, key in left:
         try:
-            storage.store(job.store).delete(job.storage_key)
+            storage.store(store).delete(key)
         except storage.StoreError as error:
-            log.warning("Export %s could not be deleted from the store: %s (tried again later)", job.id, error)
+            log.warning("Export %s expired but its file could not be deleted: %s (tried again at the next run)",
+                        job_id, error)
             continue
         with transaction():
             if db.session.execute(
-                    sa.update(ExportJob).where(ExportJob.id == job.id, ExportJob.status == "done")
-                    .values(status="expired", expired_at=now)
-                    .execution_options(synchronize_session=False)).rowcount:
-                audit.record(None, "export.expired", "export_job", job.id, new={"expired_at": now})
-                expired += 1
-    db.session.rollback()
-    return expired
+                    sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.file_deleted_at.is_(None))
+                    .values(file_deleted_at=now).execution_options(synchronize_session=False)).rowcount:
+                audit.record(None, "export.file_deleted", "export_job", job_id, new={"file_deleted_at": now})
+
+
+def status_now(job: ExportJob, now: datetime | None = None) -> str:
+    """The job's status as its requester sees it: a done one past its time is expired, marked or not yet."""
+    if job.status == "done" and job.expires_at is not None and job.expires_at <= (now or utcnow()):
+        return "expired"
+    return job.status
 
 
 def waiting_since(job: ExportJob) -> datetime:
@@ -271,7 +296,7 @@ def opened_download(user: User, job_id: int):
     """(job, readable binary stream) of a finished export; 410 once expired, 409 before it is written."""
     job = job_for(user, job_id)
     what = EXPORT_KIND_TEXT[job.kind]
-    if job.status == "expired":
+    if status_now(job) == "expired":
         raise Gone(f"This export ({what}) was kept until {job.expires_at:%Y-%m-%d %H:%M} UTC and has been "
                    "deleted. Ask for it again.")
     if job.status == "failed":

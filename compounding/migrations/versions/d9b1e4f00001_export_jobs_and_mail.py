@@ -56,6 +56,7 @@ def upgrade():
     sa.Column('sha256', sa.String(length=64), nullable=True),
     sa.Column('expires_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True),
     sa.Column('expired_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('file_deleted_at', compounding.extensions.UTCDateTime(timezone=True), nullable=True),
     sa.Column('identified', sa.Boolean(), nullable=False),
     sa.Column('site_ids', sa.Text(), nullable=True),
     sa.CheckConstraint("kind IN ('audit', 'trace', 'recall', 'lots', 'batches', 'sessions')", name=op.f('ck_export_jobs_kind_known')),
