@@ -3,6 +3,7 @@
 import html
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -341,8 +342,10 @@ def test_an_unexpected_error_shows_a_reference_not_the_statement_and_its_values(
     assert logged and "CH-00042" in logged[0].exc_text
 
 
-def test_a_file_store_that_refuses_fails_the_job_without_naming_its_folder_or_key(app, technician, make_lot):
+def test_a_file_store_that_refuses_fails_the_job_without_naming_its_folder_or_key(app, technician, make_lot,
+                                                                                 monkeypatch):
     make_lot()
+    monkeypatch.setattr(export_runner, "PUT_PAUSE_SECONDS", 0.01)
     store = Path(app.config["FILE_STORE_PATH"])
     store.mkdir(parents=True, exist_ok=True)
     (store / "exports").write_text("a file where the exports' folder goes")
@@ -351,6 +354,59 @@ def test_a_file_store_that_refuses_fails_the_job_without_naming_its_folder_or_ke
     failed = job(asked.job.id)
     assert failed.status == "failed" and failed.error.startswith("The file store could not keep the workbook")
     assert str(store) not in failed.error and "exports/" not in failed.error and ".xlsx" not in failed.error
+
+
+def test_a_file_store_that_refuses_once_is_tried_again(app, technician, make_lot, monkeypatch):
+    from compounding import storage
+
+    make_lot()
+    monkeypatch.setattr(export_runner, "PUT_PAUSE_SECONDS", 0.01)
+    store = Path(app.config["FILE_STORE_PATH"])
+    store.mkdir(parents=True, exist_ok=True)
+    obstruction = store / "exports"
+    obstruction.write_text("a file where the exports' folder goes")
+    folder = storage.store()
+    real_put, tries = folder.put_file, []
+
+    def put_then_clear(key, source, content_type):
+        tries.append(key)
+        try:
+            real_put(key, source, content_type)  # the real folder store, refusing the first time
+        finally:
+            if obstruction.is_file():
+                obstruction.unlink()
+
+    monkeypatch.setattr(folder, "put_file", put_then_clear)
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert (job(asked.job.id).status, len(tries)) == ("done", 2)
+
+
+@pytest.mark.parametrize("config_overrides", [{"JOBS_STALE_SECONDS": 60}], indirect=True)
+def test_the_worker_writes_in_a_folder_of_its_own_swept_of_what_a_stopped_worker_left(
+        app, technician, make_lot, monkeypatch, tmp_path):
+    make_lot()
+    work = tmp_path / "export-work"
+    app.config["EXPORT_WORK_PATH"] = str(work)
+    seen = []
+    real = export_runner.SPECS["lots"]
+
+    def watching(user, params, out, progress):
+        seen.append(Path(out.name).parent)
+        return real.build(user, params, out, progress)
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, watching))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert job(asked.job.id).status == "done" and seen == [work] and list(work.iterdir()) == []
+    left, live = work / "export-job-left.xlsx", work / "export-job-live.xlsx"
+    left.write_bytes(b"patient rows of a worker killed an hour ago")
+    live.write_bytes(b"a running export's rows")
+    an_hour_ago = time.time() - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    assert "exports.sweep" in jobs.jobs(app).huey._startup  # run by each worker as it starts
+    jobs.jobs(app).huey._startup["exports.sweep"]()
+    assert not left.exists() and live.exists()
 
 
 def test_someone_else_s_job_is_not_found(app, client, make_user, technician):

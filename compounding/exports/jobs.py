@@ -10,9 +10,11 @@ outcome. Any error ends the job `failed` with a message; nothing is left half-wr
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Seconds between a worker's progress writes (also its heartbeat).
 HEARTBEAT_SECONDS = 2.0
+# The file store is asked this many times, this long apart, before the job fails.
+PUT_TRIES, PUT_PAUSE_SECONDS = 3, 2.0
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2100, 12, 31)
 AUDIT_NOT_ALLOWED = ("The audit workbook holds the whole chain's audit trail and patient access: it is for auditors "
                      "and chain-wide accounts (or members of every site). Ask an auditor, or export your sites' "
@@ -292,8 +296,8 @@ def acting_as(user: User):
 class _Progress:
     """Counts rows as the workbook writes them; a thread writes the count (and the heartbeat) every few seconds."""
 
-    def __init__(self, app, job_id: int, attempt: int):
-        self.app, self.job_id, self.attempt = app, job_id, attempt
+    def __init__(self, app, job_id: int, attempt: int, work_file: str | None = None):
+        self.app, self.job_id, self.attempt, self.work_file = app, job_id, attempt, work_file
         self.rows = 0
         self.lost = False
         self._stop = threading.Event()
@@ -307,6 +311,9 @@ class _Progress:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
+                if self.work_file:  # a live file: the sweep of a worker that starts leaves it alone
+                    with contextlib.suppress(OSError):
+                        os.utime(self.work_file)
                 with self.app.app_context():
                     if not export_jobs.heartbeat(self.job_id, self.rows, self.attempt):
                         self.lost = True
@@ -375,23 +382,64 @@ def _write(app, job: ExportJob, attempt: int) -> None:
     store = storage.store()
     key = storage.export_key(job.id, secrets.token_hex(16))
     # The heartbeat goes on until the outcome is recorded: hashing and keeping a large file take a while too.
-    with _Progress(app, job.id, attempt) as progress:
-        with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx") as handle:
-            with acting_as(user):
-                with unlimited_transaction(db.session):
-                    identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
-                    summary = spec.build(user, params, handle, progress)
-                    handle.flush()
-                db.session.rollback()  # the reads are over
-            if progress.lost:
-                raise _Superseded()
-            digest, size = _sha256_of(handle.name)
-            store.put_file(key, handle.name, workbooks.XLSX_MIMETYPE)
+    with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx", dir=work_folder(app)) as handle, \
+            _Progress(app, job.id, attempt, handle.name) as progress:
+        with acting_as(user):
+            with unlimited_transaction(db.session):
+                identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
+                summary = spec.build(user, params, handle, progress)
+                handle.flush()
+            db.session.rollback()  # the reads are over
+        if progress.lost:
+            raise _Superseded()
+        digest, size = _sha256_of(handle.name)
+        _keep(store, key, handle.name)
         if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
                                   rows=summary.total, identified=identified, site_ids=site_ids):
             with contextlib.suppress(storage.StoreError):
                 store.delete(key)
             raise _Superseded()
+
+
+def _keep(store, key: str, path: str) -> None:
+    """Put the file in the store, asking again after a pause (a bucket's blip) before giving up."""
+    for attempt in range(1, PUT_TRIES + 1):
+        try:
+            store.put_file(key, path, workbooks.XLSX_MIMETYPE)
+            return
+        except storage.StoreError:
+            if attempt == PUT_TRIES:
+                raise
+            log.warning("The file store refused an export's file (try %s of %s).", attempt, PUT_TRIES,
+                        exc_info=True)
+            time.sleep(PUT_PAUSE_SECONDS)
+
+
+def work_folder(app) -> str:
+    """Where workbooks are written before they are kept: a folder of this account's own, readable by it alone."""
+    path = app.config.get("EXPORT_WORK_PATH") or os.path.join(tempfile.gettempdir(),
+                                                               f"compounding-exports-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def sweep_work_folder(app=None) -> int:
+    """Delete the files a stopped worker left (patient data), untouched for JOBS_STALE_SECONDS; how many.
+
+    A live export's file is touched at each heartbeat, so a worker that starts beside another leaves it.
+    """
+    app = app or current_app._get_current_object()
+    folder = work_folder(app)
+    quiet = time.time() - int(app.config["JOBS_STALE_SECONDS"])
+    swept = 0
+    for entry in os.scandir(folder):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < quiet:
+                os.unlink(entry.path)
+                swept += 1
+    if swept:
+        log.warning("Deleted %s workbook file(s) that a stopped export worker left in %s.", swept, folder)
+    return swept
 
 
 def _sha256_of(path: str) -> tuple[str, int]:
