@@ -95,9 +95,9 @@ def test_every_kind_is_written_by_the_queue_and_opens_as_its_workbook(app, clien
 
 def test_a_range_with_no_rows_gives_a_workbook_with_its_headers(app, client, pharmacist):
     asked = export_runner.request(pharmacist, "sessions", {"start": "2020-01-01", "end": "2020-01-31"})
-    assert asked.job.rows_expected == 0
     drain(app)
-    assert job(asked.job.id).status == "done" and job(asked.job.id).rows_written == 0
+    assert (job(asked.job.id).status, job(asked.job.id).rows_expected, job(asked.job.id).rows_written) == (
+        "done", 0, 0)
     sign_in(client, pharmacist)
     _, wb = workbook_of(client, asked.job.id)
     assert wb["Sessions"].max_row == 1 and "Practitioner" in [cell.value for cell in wb["Sessions"][1]]
@@ -146,6 +146,26 @@ def test_above_the_threshold_the_download_offers_a_job_and_its_button_makes_one(
     assert f'href="/exports/jobs/{job_id}/download"' in ready
     _, wb = workbook_of(client, job_id)
     assert len(column(wb["Lots"], "Lot code")) == 2
+
+
+@BACKGROUND
+def test_asking_for_a_job_counts_nothing_and_the_worker_counts_as_it_starts(app, client, as_role, make_lot):
+    as_role("technician")
+    make_lot()
+    make_lot()
+    with QueryCounter(db.engine) as asking:
+        made = client.post("/exports/lots.xlsx")
+    assert made.status_code == 302
+    assert not [s for s in asking.statements if "count(" in s.lower() and "lots" in s.lower()], asking.statements
+    job_id = int(made.headers["Location"].rsplit("/", 1)[1])
+    assert job(job_id).rows_expected is None
+    assert "rows so far" in client.get(f"/exports/jobs/{job_id}").get_data(as_text=True)
+    drain(app)
+    assert (job(job_id).rows_expected, job(job_id).rows_written) == (2, 2)
+    started = db.session.execute(sa.select(AuditEvent.action, AuditEvent.new_values).where(
+        AuditEvent.entity_type == "export_job", AuditEvent.entity_id == job_id).order_by(AuditEvent.id)).all()
+    assert [action for action, _ in started] == ["export.requested", "export.started", "export.done"]
+    assert started[1][1]["attempt"] == 1
 
 
 @pytest.mark.parametrize("config_overrides", [{"EXPORT_SYNC_MAX_ROWS": 1, "WTF_CSRF_ENABLED": True}],

@@ -58,7 +58,7 @@ class Prepared:
     kind: str
     params: dict
     filename: str
-    rows_expected: int
+    rows_expected: int | None  # None: not counted (a job's worker counts as it starts)
 
 
 @dataclass(frozen=True)
@@ -121,12 +121,12 @@ def _count(query) -> int:
 # --- audit ---------------------------------------------------------------------------------
 
 
-def _prepare_audit(user: User, raw: dict) -> Prepared:
+def _prepare_audit(user: User, raw: dict, count: bool = True) -> Prepared:
     start, end = _period(raw, required=True)
     if not sites.sees_whole_chain(user):
         raise NotAllowed(AUDIT_NOT_ALLOWED)
     site_ids = sites.visible_site_ids(user)
-    rows = sum(workbooks.audit_row_counts(start, end, site_ids).values())
+    rows = sum(workbooks.audit_row_counts(start, end, site_ids).values()) if count else None
     return Prepared("audit", {"start": start.isoformat(), "end": end.isoformat(),
                               "site_ids": _scope_param(site_ids)},
                     f"audit-{start.isoformat()}_{end.isoformat()}.xlsx", rows)
@@ -150,7 +150,7 @@ def _trace_of(params: dict, per_page: int | None):
     return trace.trace_batch(params["target_id"], per_page=per_page)
 
 
-def _prepare_trace(user: User, raw: dict) -> Prepared:
+def _prepare_trace(user: User, raw: dict, count: bool = True) -> Prepared:  # counted by the check anyway
     target_kind = raw.get("target_kind")
     if target_kind not in ("lot", "batch"):
         raise InvalidInput("Give `target_kind`: lot or batch.", field="target_kind")
@@ -165,7 +165,7 @@ def _build_trace(user: User, params: dict, out, progress):
                                     identify=user.can(IDENTIFY), progress=progress)
 
 
-def _prepare_recall(user: User, raw: dict) -> Prepared:
+def _prepare_recall(user: User, raw: dict, count: bool = True) -> Prepared:  # counted by the check anyway
     recall_id = _record_id(raw, "target_id")
     if db.session.get(Recall, recall_id) is None:
         raise NotFound("There is no such recall.")
@@ -202,10 +202,11 @@ def _list_query(kind: str, params: dict, site_ids):
 
 
 def _prepare_list(kind: str):
-    def prepare(user: User, raw: dict) -> Prepared:
+    def prepare(user: User, raw: dict, count: bool = True) -> Prepared:
         site_ids = sites.visible_site_ids(user)
         params = {"filters": _filters(kind, raw), "site_ids": _scope_param(raw.get("site_ids", site_ids))}
-        rows = _count(_list_query(kind, params, _scope(user, params)))
+        query = _list_query(kind, params, _scope(user, params))  # checks the filters
+        rows = _count(query) if count else None
         return Prepared(kind, params, f"{kind}-{date.today().isoformat()}.xlsx", rows)  # noqa: DTZ011
     return prepare
 
@@ -225,7 +226,7 @@ def _session_query(user: User, params: dict):
         last_day=date.fromisoformat(params["end"]) if params.get("end") else None), site_ids=_scope(user, params))
 
 
-def _prepare_sessions(user: User, raw: dict) -> Prepared:
+def _prepare_sessions(user: User, raw: dict, count: bool = True) -> Prepared:
     start, end = _period(raw, required=False)
     filters = raw.get("filters") or {}
     params = {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None,
@@ -233,7 +234,8 @@ def _prepare_sessions(user: User, raw: dict) -> Prepared:
               "practitioner_id": _record_id(filters, "practitioner_id") if filters.get("practitioner_id") else None,
               "site_ids": _scope_param(raw.get("site_ids", sites.visible_site_ids(user)))}
     days = "_".join(day.isoformat() for day in (start, end) if day) or date.today().isoformat()  # noqa: DTZ011
-    return Prepared("sessions", params, f"sessions-{days}.xlsx", _count(_session_query(user, params)))
+    return Prepared("sessions", params, f"sessions-{days}.xlsx",
+                    _count(_session_query(user, params)) if count else None)
 
 
 def _build_sessions(user: User, params: dict, out, progress):
@@ -251,18 +253,21 @@ SPECS = {
 assert set(SPECS) == set(EXPORT_KINDS)
 
 
-def prepare(user: User, kind: str, raw: dict) -> Prepared:
-    """Check an export request as its page would: 422 for bad input, 403 without the permission, 404 no record."""
+def prepare(user: User, kind: str, raw: dict, *, count: bool = True) -> Prepared:
+    """Check an export request as its page would: 422 for bad input, 403 without the permission, 404 no record.
+
+    `count`: also count the rows it would write (the offer page decides by it; a job's worker counts them).
+    """
     spec = SPECS.get(kind)
     if spec is None:
         raise InvalidInput(f"`kind` must be one of: {', '.join(EXPORT_KINDS)}.", field="kind")
     if not user.can(spec.permission):
         raise NotAllowed("You may not export this.")
-    return spec.prepare(user, raw)
+    return spec.prepare(user, raw, count=count)
 
 
 def request(user: User, kind: str, raw: dict) -> export_jobs.Requested:
-    prepared = prepare(user, kind, raw)
+    prepared = prepare(user, kind, raw, count=False)  # the worker counts as it starts, not the request
     return export_jobs.request(user, prepared.kind, prepared.params, rows_expected=prepared.rows_expected,
                                filename=prepared.filename)
 
@@ -385,6 +390,10 @@ def _write(app, job: ExportJob, attempt: int) -> None:
     with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx", dir=work_folder(app)) as handle, \
             _Progress(app, job.id, attempt, handle.name) as progress:
         with acting_as(user):
+            with unlimited_transaction(db.session):
+                rows = spec.prepare(user, _raw_of(job.kind, params)).rows_expected
+            db.session.rollback()
+            export_jobs.expect_rows(job.id, attempt, rows)
             with unlimited_transaction(db.session):
                 identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
                 summary = spec.build(user, params, handle, progress)

@@ -54,7 +54,7 @@ def live_job(key: str) -> ExportJob | None:
                                                         ExportJob.status.in_(LIVE_STATUSES)))
 
 
-def request(user: User, kind: str, params: dict, *, rows_expected: int | None, filename: str) -> Requested:
+def request(user: User, kind: str, params: dict, *, filename: str, rows_expected: int | None = None) -> Requested:
     """Queue an export of `kind` for `user` (params already checked), or find the identical one waiting."""
     key = request_key(user.id, kind, params)
     found = live_job(key)
@@ -99,10 +99,19 @@ def claim(job_id: int, now: datetime | None = None) -> ExportJob | None:
             .values(status="running", started_at=now, heartbeat_at=now, attempts=ExportJob.attempts + 1,
                     rows_written=0, error="")
             .execution_options(synchronize_session=False)).rowcount
+        if taken:
+            attempt = db.session.scalar(sa.select(ExportJob.attempts).where(ExportJob.id == job_id))
+            audit.record(None, "export.started", "export_job", job_id, new={"attempt": attempt, "started_at": now})
     if not taken:
         return None
-    job = db.session.get(ExportJob, job_id, populate_existing=True)
-    return job
+    return db.session.get(ExportJob, job_id, populate_existing=True)
+
+
+def expect_rows(job_id: int, attempt: int, rows: int | None) -> None:
+    """Record how many rows this attempt expects to write (counted by the worker as it starts)."""
+    with transaction():
+        db.session.execute(sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.attempts == attempt)
+                           .values(rows_expected=rows).execution_options(synchronize_session=False))
 
 
 def heartbeat(job_id: int, rows_written: int, attempt: int) -> bool:
