@@ -120,6 +120,7 @@ def from_environment() -> dict:
         "JOBS_MAX_ATTEMPTS": int(os.environ.get("JOBS_MAX_ATTEMPTS") or 3),
         "EXPORT_SYNC_MAX_ROWS": int(os.environ.get("EXPORT_SYNC_MAX_ROWS") or 20000),
         "EXPORT_KEEP_HOURS": int(os.environ.get("EXPORT_KEEP_HOURS") or 24),
+        "EXPORT_WORK_PATH": os.environ.get("EXPORT_WORK_PATH") or None,
         # E-mail: none without MAIL_SERVER (digests are then read on the dashboard only).
         "MAIL_SERVER": (os.environ.get("MAIL_SERVER") or "").strip() or None,
         "MAIL_PORT": int(os.environ.get("MAIL_PORT") or 587),
@@ -240,6 +241,9 @@ DEFAULTS = {
     "EXPORT_SYNC_MAX_ROWS": 20000,
     # A finished export's file is kept this long in the file store, then deleted (a late download: 410).
     "EXPORT_KEEP_HOURS": 24,
+    # Where a worker writes a workbook before keeping it in the file store (None: a folder of this
+    # account's own in the system's temporary folder); files a stopped worker left are swept at start.
+    "EXPORT_WORK_PATH": None,
     "MAIL_SERVER": None,
     "MAIL_PORT": 587,
     "MAIL_SECURITY": "starttls",

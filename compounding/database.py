@@ -11,7 +11,8 @@ Three limits, because each catches a different failure:
   TCP keepalives nor `tcp_user_timeout` notice it. They stay on for a dead peer's network.
 
 Web requests get all three; one-off command-line tasks (migrations, backups, seed-scale)
-keep only the first and the network ones.
+keep only the first and the network ones, and so does a background job's transaction when
+`flask run` runs it in the serving process (`unlimited_transaction`).
 """
 
 from collections.abc import Mapping
@@ -97,6 +98,36 @@ def init_app(app: Flask, *, serving: bool) -> None:
         return connection
 
 
+def _lift_answer_timeout(connection: sa.Connection) -> float | None:
+    """Stop waiting for answers on a clock (LimitedConnection); answers the limit it had."""
+    raw = connection.connection.dbapi_connection
+    limit = getattr(raw, "answer_timeout", None)
+    if limit is not None:
+        raw.answer_timeout = None
+    return limit
+
+
+@contextmanager
+def unlimited_transaction(session):
+    """The session's transaction reads without the request limits (a background job's long reads).
+
+    The server's limit is lifted for this transaction only (SET LOCAL) and the client's wait is put
+    back afterwards, whatever happened, so the connection returns to the pool as it came.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+    raw = connection.connection.dbapi_connection
+    limit = _lift_answer_timeout(connection)
+    try:
+        yield
+    finally:
+        if limit is not None:
+            raw.answer_timeout = limit
+
+
 @contextmanager
 def without_limits(connection: sa.Connection):
     """Lift the per-request limits from one connection, for a schema upgrade that may run long.
@@ -108,9 +139,7 @@ def without_limits(connection: sa.Connection):
         return
     connection.exec_driver_sql("SET statement_timeout = 0")
     connection.commit()  # a migration opens its own transaction
-    raw = connection.connection.dbapi_connection
-    if hasattr(raw, "answer_timeout"):
-        raw.answer_timeout = None
+    _lift_answer_timeout(connection)
     try:
         yield connection
     finally:

@@ -78,6 +78,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # mail outbox, its failures, and send a failed message again.
     "digest.read": frozenset({"admin", "pharmacist"}),
     "mail.manage": frozenset({"admin"}),
+    # Whether the background worker runs: exports that no worker takes are shown to admins.
+    "jobs.watch": frozenset({"admin"}),
 }
 
 

@@ -10,17 +10,37 @@ still download from the folder.
 """
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from flask import current_app
 
+log = logging.getLogger(__name__)
 FOLDER, S3 = "folder", "s3"
 
 
 class StoreError(RuntimeError):
-    """The store could not keep or give back an object (a full disk, an unreachable bucket)."""
+    """The store could not keep or give back an object (a full disk, an unreachable bucket).
+
+    Its message is for the person who asked: it names no key, folder or bucket address (those are
+    logged here with the cause, for an administrator).
+    """
+
+
+def _refused(message: str, key: str, error: Exception) -> StoreError:
+    log.warning("File store: %s (key %s): %s", message, key, error)
+    return StoreError(message)
+
+
+def _disk_reason(error: OSError) -> str:
+    return error.strerror or "the disk refused it"  # str(error) would name the path
+
+
+def _bucket_reason(error: Exception) -> str:
+    code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")  # ClientError: AccessDenied...
+    return f"the bucket answered {code}" if code else "the bucket could not be reached"
 
 
 def export_key(job_id: int, token: str) -> str:
@@ -65,13 +85,14 @@ class FolderStore:
         except OSError as error:
             if partial is not None:
                 Path(partial).unlink(missing_ok=True)
-            raise StoreError(f"The document folder could not keep the file: {error.strerror or error}.") from error
+            raise _refused(f"The document folder could not keep the file: {_disk_reason(error)}.", key,
+                           error) from error
 
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
         except OSError as error:
-            raise StoreError(f"The document folder has no file {key}.") from error
+            raise _refused("The document folder does not have this file.", key, error) from error
 
     def put_file(self, key: str, source: str | os.PathLike, content_type: str) -> None:
         """Keep the file at `source` under `key` (a whole file appears, or none)."""
@@ -89,20 +110,22 @@ class FolderStore:
         except OSError as error:
             if partial is not None:
                 Path(partial).unlink(missing_ok=True)
-            raise StoreError(f"The file folder could not keep the file: {error.strerror or error}.") from error
+            raise _refused(f"The file folder could not keep the file: {_disk_reason(error)}.", key,
+                           error) from error
 
     def open(self, key: str):
         """A binary file object of the object at `key`, read in chunks by the caller (who closes it)."""
         try:
             return self._path(key).open("rb")
         except OSError as error:
-            raise StoreError(f"The file folder has no file {key}.") from error
+            raise _refused("The file folder does not have this file.", key, error) from error
 
     def delete(self, key: str) -> None:
         try:
             self._path(key).unlink(missing_ok=True)
         except OSError as error:
-            raise StoreError(f"The file folder could not delete {key}: {error.strerror or error}.") from error
+            raise _refused(f"The file folder could not delete the file: {_disk_reason(error)}.", key,
+                           error) from error
 
 
 class S3Store:
@@ -128,7 +151,8 @@ class S3Store:
             self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data, ContentType=content_type,
                                    ChecksumAlgorithm="SHA256")
         except (BotoCoreError, ClientError) as error:
-            raise StoreError(f"The document bucket could not keep the file: {error}.") from error
+            raise _refused(f"The document bucket could not keep the file: {_bucket_reason(error)}.", key,
+                           error) from error
 
     def get(self, key: str) -> bytes:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -136,7 +160,8 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
         except (BotoCoreError, ClientError) as error:
-            raise StoreError(f"The document bucket did not give back {key}: {error}.") from error
+            raise _refused(f"The document bucket did not give back the file: {_bucket_reason(error)}.", key,
+                           error) from error
 
     def put_file(self, key: str, source: str | os.PathLike, content_type: str) -> None:
         """Upload the file at `source` (in parts when large) under `key`."""
@@ -148,7 +173,8 @@ class S3Store:
                                     ExtraArgs={"ContentType": content_type},
                                     Config=TransferConfig(multipart_threshold=64 * 1024 * 1024))
         except (BotoCoreError, ClientError, OSError) as error:
-            raise StoreError(f"The file bucket could not keep the file: {error}.") from error
+            raise _refused(f"The file bucket could not keep the file: {_bucket_reason(error)}.", key,
+                           error) from error
 
     def open(self, key: str):
         """The object's body as a stream (read in chunks, then closed by the caller)."""
@@ -157,7 +183,8 @@ class S3Store:
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"]
         except (BotoCoreError, ClientError) as error:
-            raise StoreError(f"The file bucket did not give back {key}: {error}.") from error
+            raise _refused(f"The file bucket did not give back the file: {_bucket_reason(error)}.", key,
+                           error) from error
 
     def delete(self, key: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -165,7 +192,8 @@ class S3Store:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.prefix + key)
         except (BotoCoreError, ClientError) as error:
-            raise StoreError(f"The file bucket could not delete {key}: {error}.") from error
+            raise _refused(f"The file bucket could not delete the file: {_bucket_reason(error)}.", key,
+                           error) from error
 
 
 def configured_kind(app=None) -> str:

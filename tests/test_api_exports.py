@@ -26,7 +26,7 @@ def test_a_job_is_asked_followed_and_downloaded(app, client, make_lot, tech):
     assert asked.status_code == 202, asked.get_json()
     body = asked.get_json()
     assert body["kind"] == "lots" and body["status"] == "queued"
-    assert body["progress"] == {"rows_written": 0, "rows_expected": 1}
+    assert body["progress"] == {"rows_written": 0, "rows_expected": None}  # counted by the worker
     assert body["params"]["filters"] == {"q": "SL"} and body["requested_at"]
     assert "download_url" not in body and "error" not in body
     again = client.post("/api/v1/exports", json={"filters": {"q": "SL"}, "kind": "lots"}, headers=headers)
@@ -35,7 +35,7 @@ def test_a_job_is_asked_followed_and_downloaded(app, client, make_lot, tech):
     assert early.status_code == 409 and "still queued" in early.get_json()["error"]
     drain(app)
     done = client.get(body["url"], headers=headers).get_json()
-    assert done["status"] == "done" and done["progress"]["rows_written"] == 1
+    assert done["status"] == "done" and done["progress"] == {"rows_written": 1, "rows_expected": 1}
     assert done["download_url"] == f"/api/v1/exports/{body['id']}/download" and done["expires_at"]
     response = client.get(done["download_url"], headers=headers)
     assert response.status_code == 200 and response.headers["Cache-Control"] == "private, no-store"
@@ -121,3 +121,47 @@ def test_the_openapi_document_shows_both_answers_to_a_request_and_the_410(client
     assert {"403", "404", "409", "410", "503"} <= set(download)
     assert set(spec["components"]["schemas"]["ExportJob"]["properties"]) >= {
         "id", "kind", "status", "progress", "download_url", "expires_at", "error"}
+
+
+def test_a_workbook_with_names_is_refused_once_its_requester_may_not_see_names(app, client, auth, make_user,
+                                                                               make_batch):
+    from compounding.services import users
+
+    pharmacist = make_user("pharmacist")
+    batch = make_batch()
+    job_id = client.post("/api/v1/exports", json={"kind": "trace", "target_kind": "batch", "target_id": batch.id},
+                         headers=auth(pharmacist)).get_json()["id"]
+    drain(app)
+    assert client.get(f"/api/v1/exports/{job_id}/download", headers=auth(pharmacist)).status_code == 200
+    users.update_user(make_user("admin"), pharmacist, display_name=pharmacist.display_name, role="technician")
+    refused = client.get(f"/api/v1/exports/{job_id}/download", headers=auth(pharmacist))
+    assert refused.status_code == 403 and "ask for it again" in refused.get_json()["error"]
+
+
+def test_a_file_missing_before_its_time_answers_503_without_its_key(app, client, make_lot, tech):
+    user, headers = tech
+    make_lot()
+    job_id = client.post("/api/v1/exports", json={"kind": "lots"}, headers=headers).get_json()["id"]
+    drain(app)
+    done = db.session.get(ExportJob, job_id)
+    (Path(app.config["FILE_STORE_PATH"]) / done.storage_key).unlink()
+    response = client.get(f"/api/v1/exports/{job_id}/download", headers=headers)
+    assert response.status_code == 503
+    message = response.get_json()["error"]
+    assert message.startswith("The file store did not give back this export")
+    assert done.storage_key not in message and app.config["FILE_STORE_PATH"] not in message
+
+
+def test_a_job_past_its_time_is_expired_before_the_scheduled_expiry_marks_it(app, client, make_lot, tech):
+    from compounding.services.clock import utcnow
+
+    user, headers = tech
+    make_lot()
+    job_id = client.post("/api/v1/exports", json={"kind": "lots"}, headers=headers).get_json()["id"]
+    drain(app)
+    db.session.execute(db.update(ExportJob).where(ExportJob.id == job_id)
+                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    body = client.get(f"/api/v1/exports/{job_id}", headers=headers).get_json()
+    assert body["status"] == "expired" and "download_url" not in body
+    assert client.get(f"/api/v1/exports/{job_id}/download", headers=headers).status_code == 410

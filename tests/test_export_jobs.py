@@ -1,8 +1,12 @@
 """Export jobs from the pages: large downloads become jobs run by the real queue, followed, downloaded, expired."""
 
+import html
 import io
+import json
+import os
 import re
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from testkit import PASSWORD, TEST_DATABASE_URL, QueryCounter, sign_in, sign_in_
 from compounding import jobs
 from compounding.exports import jobs as export_runner
 from compounding.extensions import db
-from compounding.models import ExportJob
+from compounding.models import AuditEvent, ExportJob
 from compounding.models.access_log import PatientAccess
 from compounding.services import export_jobs, recalls, treatments, users
 from compounding.services.clock import clinic_today, utcnow
@@ -91,9 +95,9 @@ def test_every_kind_is_written_by_the_queue_and_opens_as_its_workbook(app, clien
 
 def test_a_range_with_no_rows_gives_a_workbook_with_its_headers(app, client, pharmacist):
     asked = export_runner.request(pharmacist, "sessions", {"start": "2020-01-01", "end": "2020-01-31"})
-    assert asked.job.rows_expected == 0
     drain(app)
-    assert job(asked.job.id).status == "done" and job(asked.job.id).rows_written == 0
+    assert (job(asked.job.id).status, job(asked.job.id).rows_expected, job(asked.job.id).rows_written) == (
+        "done", 0, 0)
     sign_in(client, pharmacist)
     _, wb = workbook_of(client, asked.job.id)
     assert wb["Sessions"].max_row == 1 and "Practitioner" in [cell.value for cell in wb["Sessions"][1]]
@@ -142,6 +146,26 @@ def test_above_the_threshold_the_download_offers_a_job_and_its_button_makes_one(
     assert f'href="/exports/jobs/{job_id}/download"' in ready
     _, wb = workbook_of(client, job_id)
     assert len(column(wb["Lots"], "Lot code")) == 2
+
+
+@BACKGROUND
+def test_asking_for_a_job_counts_nothing_and_the_worker_counts_as_it_starts(app, client, as_role, make_lot):
+    as_role("technician")
+    make_lot()
+    make_lot()
+    with QueryCounter(db.engine) as asking:
+        made = client.post("/exports/lots.xlsx")
+    assert made.status_code == 302
+    assert not [s for s in asking.statements if "count(" in s.lower() and "lots" in s.lower()], asking.statements
+    job_id = int(made.headers["Location"].rsplit("/", 1)[1])
+    assert job(job_id).rows_expected is None
+    assert "rows so far" in client.get(f"/exports/jobs/{job_id}").get_data(as_text=True)
+    drain(app)
+    assert (job(job_id).rows_expected, job(job_id).rows_written) == (2, 2)
+    started = db.session.execute(sa.select(AuditEvent.action, AuditEvent.new_values).where(
+        AuditEvent.entity_type == "export_job", AuditEvent.entity_id == job_id).order_by(AuditEvent.id)).all()
+    assert [action for action, _ in started] == ["export.requested", "export.started", "export.done"]
+    assert started[1][1]["attempt"] == 1
 
 
 @pytest.mark.parametrize("config_overrides", [{"EXPORT_SYNC_MAX_ROWS": 1, "WTF_CSRF_ENABLED": True}],
@@ -221,6 +245,53 @@ def test_a_running_job_writes_its_progress_as_it_goes(app, make_lot, technician,
     assert seen and max(seen) >= 1
 
 
+@pytest.mark.skipif(not TEST_DATABASE_URL.startswith("postgresql"), reason="the limits are PostgreSQL's")
+@pytest.mark.parametrize("config_overrides", [{"DB_STATEMENT_TIMEOUT_MS": 1000, "DB_CONNECT_TIMEOUT": 1}],
+                         indirect=True)
+def test_a_job_run_by_a_serving_process_reads_past_the_request_limits(app, technician, make_lot, monkeypatch):
+    """Tests build the app as a web server does: an answer waited for 1 s + 2 s at most, then given up."""
+    make_lot()
+    real = export_runner.SPECS["lots"]
+
+    def slow(user, params, out, progress):
+        db.session.execute(sa.text("SELECT pg_sleep(3.5)"))  # past the server's limit and the client's
+        return real.build(user, params, out, progress)
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, slow))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert job(asked.job.id).status == "done", job(asked.job.id).error
+    with pytest.raises(sa.exc.OperationalError, match="statement timeout|did not answer"):  # requests keep them
+        db.session.execute(sa.text("SELECT pg_sleep(3.5)"))
+    db.session.rollback()
+
+
+@pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"),
+                    reason="in-memory SQLite is one connection: the heartbeat's own connection needs a server")
+@pytest.mark.parametrize("config_overrides", [{"JOBS_STALE_SECONDS": 1}], indirect=True)
+def test_the_heartbeat_goes_on_while_the_file_is_hashed_and_kept(app, technician, make_lot, monkeypatch):
+    from compounding import storage
+
+    make_lot()
+    monkeypatch.setattr(export_runner, "HEARTBEAT_SECONDS", 0.1)
+    folder = storage.store()
+    real_put = folder.put_file
+    recovered = []
+
+    def slow_put(key, source, content_type):
+        time.sleep(2.5)  # a large workbook on a slow bucket: longer than JOBS_STALE_SECONDS
+        real_put(key, source, content_type)
+        with app.app_context():
+            recovered.append(export_jobs.recover())
+
+    monkeypatch.setattr(folder, "put_file", slow_put)
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    ended = job(asked.job.id)
+    assert (ended.status, ended.attempts) == ("done", 1), (recovered, ended.error)
+    assert recovered == [{"requeued": 0, "failed": 0, "enqueued": 0}]
+
+
 @pytest.mark.skipif(TEST_DATABASE_URL.startswith("sqlite"), reason="two connections at once need a server")
 def test_two_identical_requests_at_the_same_moment_make_one_job(app, technician):
     barrier = threading.Barrier(2, timeout=30)
@@ -267,6 +338,97 @@ def test_a_requester_deactivated_before_it_runs_gets_a_failure_with_its_reason(a
     assert response.status_code == 409 and "This export failed" in response.get_data(as_text=True)
 
 
+def test_an_unexpected_error_shows_a_reference_not_the_statement_and_its_values(app, client, technician, make_lot,
+                                                                              monkeypatch, caplog):
+    make_lot()
+    real = export_runner.SPECS["lots"]
+
+    def broken(user, params, out, progress):
+        raise sa.exc.OperationalError("SELECT name FROM patients WHERE chart_number = %(chart)s",
+                                      {"chart": "CH-00042"}, Exception("server closed the connection"))
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, broken))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    failed = job(asked.job.id)
+    assert failed.status == "failed"
+    assert failed.error == (f"The export failed because of an unexpected error (reference E{failed.id}-1); an "
+                            "administrator can find it in the worker's log.")
+    sign_in(client, technician)
+    page = client.get(f"/exports/jobs/{failed.id}").get_data(as_text=True)
+    assert f"reference E{failed.id}-1" in page
+    assert not [text for text in ("[SQL:", "CH-00042", "sqlalche.me", "SELECT") if text in page]
+    logged = [record for record in caplog.records if f"E{failed.id}-1" in record.getMessage()]
+    assert logged and "CH-00042" in logged[0].exc_text
+
+
+def test_a_file_store_that_refuses_fails_the_job_without_naming_its_folder_or_key(app, technician, make_lot,
+                                                                                 monkeypatch):
+    make_lot()
+    monkeypatch.setattr(export_runner, "PUT_PAUSE_SECONDS", 0.01)
+    store = Path(app.config["FILE_STORE_PATH"])
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "exports").write_text("a file where the exports' folder goes")
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    failed = job(asked.job.id)
+    assert failed.status == "failed" and failed.error.startswith("The file store could not keep the workbook")
+    assert str(store) not in failed.error and "exports/" not in failed.error and ".xlsx" not in failed.error
+
+
+def test_a_file_store_that_refuses_once_is_tried_again(app, technician, make_lot, monkeypatch):
+    from compounding import storage
+
+    make_lot()
+    monkeypatch.setattr(export_runner, "PUT_PAUSE_SECONDS", 0.01)
+    store = Path(app.config["FILE_STORE_PATH"])
+    store.mkdir(parents=True, exist_ok=True)
+    obstruction = store / "exports"
+    obstruction.write_text("a file where the exports' folder goes")
+    folder = storage.store()
+    real_put, tries = folder.put_file, []
+
+    def put_then_clear(key, source, content_type):
+        tries.append(key)
+        try:
+            real_put(key, source, content_type)  # the real folder store, refusing the first time
+        finally:
+            if obstruction.is_file():
+                obstruction.unlink()
+
+    monkeypatch.setattr(folder, "put_file", put_then_clear)
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert (job(asked.job.id).status, len(tries)) == ("done", 2)
+
+
+@pytest.mark.parametrize("config_overrides", [{"JOBS_STALE_SECONDS": 60}], indirect=True)
+def test_the_worker_writes_in_a_folder_of_its_own_swept_of_what_a_stopped_worker_left(
+        app, technician, make_lot, monkeypatch, tmp_path):
+    make_lot()
+    work = tmp_path / "export-work"
+    app.config["EXPORT_WORK_PATH"] = str(work)
+    seen = []
+    real = export_runner.SPECS["lots"]
+
+    def watching(user, params, out, progress):
+        seen.append(Path(out.name).parent)
+        return real.build(user, params, out, progress)
+
+    monkeypatch.setitem(export_runner.SPECS, "lots", real.__class__(real.permission, real.prepare, watching))
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    assert job(asked.job.id).status == "done" and seen == [work] and list(work.iterdir()) == []
+    left, live = work / "export-job-left.xlsx", work / "export-job-live.xlsx"
+    left.write_bytes(b"patient rows of a worker killed an hour ago")
+    live.write_bytes(b"a running export's rows")
+    an_hour_ago = time.time() - 3600
+    os.utime(left, (an_hour_ago, an_hour_ago))
+    assert "exports.sweep" in jobs.jobs(app).huey._startup  # run by each worker as it starts
+    jobs.jobs(app).huey._startup["exports.sweep"]()
+    assert not left.exists() and live.exists()
+
+
 def test_someone_else_s_job_is_not_found(app, client, make_user, technician):
     asked = export_runner.request(technician, "lots", {})
     drain(app)
@@ -285,6 +447,84 @@ def test_a_requester_who_lost_the_permission_may_not_download(app, client, make_
     sign_in(client, pharmacist)
     response = client.get(f"/exports/jobs/{asked.job.id}/download")
     assert response.status_code == 403 and "no longer" in response.get_data(as_text=True)
+
+
+def all_cells(wb) -> set[str]:
+    return {str(value) for ws in wb.worksheets for row in ws.iter_rows(values_only=True) for value in row
+            if value is not None}
+
+
+def test_a_workbook_written_with_names_is_refused_to_its_requester_once_they_may_not_see_names(
+        app, client, make_user, make_patient, used_batch, pharmacist):
+    admin = make_user("admin")
+    named = make_patient(name="Jane Identifiable")
+    treatments.record_session(used_batch["practitioner"], patient_id=named.id,
+                              uses=[{"batch_code": used_batch["batch"].code, "volume_ml": "1"}])
+    asked = export_runner.request(pharmacist, "trace", {"target_kind": "batch", "target_id": used_batch["batch"].id})
+    drain(app)
+    assert job(asked.job.id).identified
+    sign_in(client, pharmacist)
+    _, wb = workbook_of(client, asked.job.id)
+    assert "Jane Identifiable" in all_cells(wb)
+    users.update_user(admin, pharmacist, display_name=pharmacist.display_name, role="technician")
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 403
+    assert "written when you could see patients' names; ask for it again" in html.unescape(response.get_data(
+        as_text=True))
+    # Asked again as a technician: written by chart number alone, and theirs to download.
+    again = export_runner.request_again(pharmacist, job(asked.job.id))
+    drain(app)
+    assert not job(again.job.id).identified
+    _, wb = workbook_of(client, again.job.id)
+    assert "Jane Identifiable" not in all_cells(wb) and named.chart_number in all_cells(wb)
+
+
+def test_a_workbook_of_sites_its_requester_no_longer_sees_is_refused(app, client, make_user, make_lot):
+    from sitekit import add_site
+
+    from compounding.services import sites
+
+    lyon = add_site("LYON")
+    tech = make_user("technician")
+    sites.set_user_sites(None, tech.id, [sites.main_site().id, lyon.id], all_sites=False)
+    make_lot(site_id=lyon.id, supplier_lot_number="LYON-ONLY", actor=tech, release=False)
+    asked = export_runner.request(tech, "lots", {})
+    drain(app)
+    assert sorted(json.loads(job(asked.job.id).site_ids)) == sorted([sites.main_site().id, lyon.id])
+    sign_in(client, tech)
+    sites.set_user_sites(None, tech.id, [sites.main_site().id], all_sites=False)
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 403 and "sites you no longer see" in response.get_data(as_text=True)
+    # A whole-chain workbook needs the whole chain still.
+    chain = make_user("technician")
+    sites.set_user_sites(None, chain.id, [sites.main_site().id], all_sites=True)
+    whole = export_runner.request(chain, "lots", {})
+    drain(app)
+    assert job(whole.job.id).site_ids is None
+    sites.set_user_sites(None, chain.id, [sites.main_site().id], all_sites=False)
+    other = app.test_client()
+    sign_in(other, chain)
+    assert other.get(f"/exports/jobs/{whole.job.id}/download").status_code == 403
+
+
+def test_the_job_page_names_the_sites_the_workbook_covered_once_written(app, client, make_user, make_lot):
+    from sitekit import add_site
+
+    from compounding.services import sites
+
+    lyon = add_site("LYON")
+    tech = make_user("technician")
+    sites.set_user_sites(None, tech.id, [sites.main_site().id, lyon.id], all_sites=False)
+    make_lot(site_id=lyon.id, supplier_lot_number="LYON-ONLY", actor=tech, release=False)
+    asked = export_runner.request(tech, "lots", {})
+    sign_in(client, tech)
+    sites_line = re.compile(r"<dt[^>]*>Sites</dt><dd[^>]*>([^<]*)</dd>")
+    assert sites_line.search(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True))[1] == "LYON, MAIN"
+    sites.set_user_sites(None, tech.id, [sites.main_site().id], all_sites=False)  # before it runs
+    drain(app)
+    assert sites_line.search(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True))[1] == "MAIN"
+    _, wb = workbook_of(client, asked.job.id)
+    assert "LYON-ONLY" not in all_cells(wb)
 
 
 def test_downloading_a_workbook_with_patients_is_recorded_as_patient_access(app, client, used_batch, pharmacist):
@@ -324,6 +564,48 @@ def test_an_expired_export_is_deleted_from_the_store_and_answers_410_then_can_be
     assert job(new_id).request_key == done.request_key and job(new_id).status == "queued"
     drain(app)
     assert job(new_id).status == "done"
+
+
+def test_expiry_marks_the_row_first_and_a_file_it_could_not_delete_is_deleted_at_a_later_run(
+        app, client, make_lot, technician):
+    make_lot()
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    done = job(asked.job.id)
+    path = stored_file(app, done)
+    path.unlink()
+    (path / "in-the-way").mkdir(parents=True)  # the file cannot be deleted: a folder is in its place
+    later = done.expires_at + timedelta(seconds=1)
+    assert export_jobs.expire_due(now=later) == 1
+    expired = job(done.id)
+    assert (expired.status, expired.expired_at, expired.file_deleted_at) == ("expired", later, None)
+    assert expired.storage_key == done.storage_key  # kept: the next run tries again
+    sign_in(client, technician)
+    assert client.get(f"/exports/jobs/{done.id}/download").status_code == 410
+    (path / "in-the-way").rmdir()
+    path.rmdir()
+    path.write_bytes(b"the file, deletable now")
+    assert export_jobs.expire_due(now=later + timedelta(minutes=10)) == 0  # nothing more to mark
+    assert not path.exists() and job(done.id).file_deleted_at == later + timedelta(minutes=10)
+    actions = db.session.scalars(sa.select(AuditEvent.action).where(AuditEvent.entity_type == "export_job",
+                                                                   AuditEvent.entity_id == done.id)).all()
+    assert actions[-2:] == ["export.expired", "export.file_deleted"]
+
+
+def test_an_export_past_its_time_answers_410_before_the_scheduled_expiry_runs(app, client, make_lot, technician):
+    make_lot()
+    asked = export_runner.request(technician, "lots", {})
+    drain(app)
+    db.session.execute(sa.update(ExportJob).where(ExportJob.id == asked.job.id)
+                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+    sign_in(client, technician)
+    response = client.get(f"/exports/jobs/{asked.job.id}/download")
+    assert response.status_code == 410 and "has been deleted. Ask for it again." in response.get_data(as_text=True)
+    page = client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)
+    assert "Expired" in page and f'href="/exports/jobs/{asked.job.id}/download"' not in page
+    stored_file(app, job(asked.job.id)).unlink()  # deleted, the row not marked yet: still 410, not 503
+    assert client.get(f"/exports/jobs/{asked.job.id}/download").status_code == 410
 
 
 def test_asking_again_repeats_exactly_what_each_kind_asked(app, used_batch, pharmacist):
@@ -385,6 +667,34 @@ def test_a_job_whose_enqueue_was_lost_is_put_on_the_queue_again(app, make_lot, t
     assert export_jobs.recover(now=later) == {"requeued": 0, "failed": 0, "enqueued": 1}
     assert drain(app) == 1
     assert job(asked.job.id).status == "done"
+
+
+def _asked_minutes_ago(job_id: int, minutes: int) -> None:
+    db.session.execute(sa.update(ExportJob).where(ExportJob.id == job_id)
+                       .values(requested_at=utcnow() - timedelta(minutes=minutes, seconds=5)))
+    db.session.commit()
+
+
+def test_a_job_no_worker_takes_says_so_on_its_page_and_on_the_admin_dashboard(app, client, technician, make_user):
+    asked = export_runner.request(technician, "lots", {})
+    other = export_runner.request(technician, "batches", {})
+    sign_in(client, technician)
+    fresh = client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)
+    assert "Waiting for a worker" in fresh and "No worker has taken it" not in fresh
+    admin = app.test_client()
+    sign_in(admin, make_user("admin"))
+    assert 'id="exports-waiting"' not in admin.get("/").get_data(as_text=True)  # not waiting long yet
+    _asked_minutes_ago(asked.job.id, 7)
+    _asked_minutes_ago(other.job.id, 3)
+    page = " ".join(html.unescape(client.get(f"/exports/jobs/{asked.job.id}").get_data(as_text=True)).split())
+    assert "No worker has taken it for 7 minutes: an administrator must check that the background worker" in page
+    assert "flask --app wsgi worker" in page
+    dashboard = " ".join(html.unescape(admin.get("/").get_data(as_text=True)).split())
+    assert 'id="exports-waiting"' in dashboard
+    assert "2 exports wait for a worker, the oldest since" in dashboard
+    assert 'id="exports-waiting"' not in client.get("/").get_data(as_text=True)  # for admins
+    drain(app)
+    assert 'id="exports-waiting"' not in admin.get("/").get_data(as_text=True)
 
 
 # --- the list of one's jobs ------------------------------------------------------------------------------

@@ -313,3 +313,28 @@ def test_under_the_reloader_only_the_serving_process_runs_jobs(tmp_path):
             job = wait_done(ask_for_audit_workbook(auditor("reload-auditor")), output)
             assert_readable_workbook(job)
         assert len(list(Path(f"/proc/{server}/task").iterdir())) > 7  # the server's consumer
+
+
+def test_a_redis_that_accepts_and_never_answers_fails_an_enqueue_within_seconds(monkeypatch):
+    """A web request that asks for an export must not hang on the queue: the row waits for recover()."""
+    import threading
+
+    monkeypatch.setattr(jobs, "REDIS_TIMEOUT_SECONDS", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel; nothing ever answers
+        app = create_app(base_config(REDIS_URL=f"redis://127.0.0.1:{silent.getsockname()[1]}/0"))
+        outcome = []
+
+        def enqueue():
+            try:
+                jobs.enqueue("mail.send", app=app)
+                outcome.append("taken")
+            except jobs.QueueUnavailable:
+                outcome.append("refused")
+
+        started = time.monotonic()
+        asker = threading.Thread(target=enqueue, daemon=True)
+        asker.start()
+        asker.join(timeout=10)
+        assert outcome == ["refused"] and 0.4 < time.monotonic() - started < 5  # it waited, then gave up

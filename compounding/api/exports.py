@@ -20,16 +20,17 @@ from .views import answer, json_body, load, page_answer, route, shared
 
 
 def dump(job: ExportJob) -> dict:
-    data = {"id": job.id, "kind": job.kind, "status": job.status,
+    status = export_jobs.status_now(job)  # a done job past its time is expired, even before it is marked
+    data = {"id": job.id, "kind": job.kind, "status": status,
             "progress": {"rows_written": job.rows_written, "rows_expected": job.rows_expected},
             "params": export_jobs.params_of(job), "filename": job.filename, "attempts": job.attempts,
             "requested_at": job.requested_at, "started_at": job.started_at, "finished_at": job.finished_at,
             "url": url_for("api.export_detail", job_id=job.id)}
-    if job.status == "done":
+    if status == "done":
         data.update(download_url=url_for("api.export_download", job_id=job.id), size=job.size, sha256=job.sha256)
-    if job.status in ("done", "expired"):
+    if status in ("done", "expired"):
         data["expires_at"] = job.expires_at
-    if job.status == "failed":
+    if status == "failed":
         data["error"] = job.error
     return shared(ExportJobSchema).dump(data)
 

@@ -12,10 +12,10 @@ from ..documents.files import content_disposition
 from ..extensions import db
 from ..models import Batch, ExportJob, Lot, Recall, Site, User
 from ..models.job import EXPORT_KIND_TEXT
-from ..privacy import note_access
+from ..privacy import IDENTIFY, note_access
 from ..services import export_jobs, sites
 from ..services.errors import NotAllowed
-from .jobs import AUDIT_NOT_ALLOWED, SPECS
+from .jobs import AUDIT_NOT_ALLOWED, SITE_SCOPED, SPECS
 
 CHUNK = 256 * 1024
 JOB_STYLES = {"queued": "secondary", "running": "info", "done": "success", "failed": "danger",
@@ -26,12 +26,28 @@ ACCESS_ACTIONS = {"audit": "export.audit", "sessions": "export.sessions", "trace
 
 
 def ensure_may_download(user: User, job: ExportJob) -> None:
-    """403 when the requester no longer holds the kind's permission (or, for the audit, the whole chain)."""
+    """403 when the requester no longer holds the kind's permission (or, for the audit, the whole chain), or
+    may no longer see what the file holds: patients' names, or one of the sites it covers."""
     if not user.can(SPECS[job.kind].permission):
         raise NotAllowed("You may no longer download this export: your role no longer allows this kind of "
                          "workbook.")
     if job.kind == "audit" and not sites.sees_whole_chain(user):
         raise NotAllowed(AUDIT_NOT_ALLOWED)
+    if export_jobs.status_now(job) != "done":
+        return  # nothing to judge (409 or 410 follows)
+    if job.identified and not user.can(IDENTIFY):
+        raise NotAllowed("This workbook was written when you could see patients' names; ask for it again, and "
+                         "it is written as your role allows now.")
+    if job.kind in SITE_SCOPED and not _still_sees(user, export_jobs.sites_of(job)):
+        raise NotAllowed("This workbook holds rows of sites you no longer see; ask for it again, and it holds "
+                         "your sites' rows now.")
+
+
+def _still_sees(user: User, covered: frozenset[int] | None) -> bool:
+    if covered is None:
+        return sites.sees_whole_chain(user)
+    visible = sites.visible_site_ids(user)
+    return visible is None or covered <= visible
 
 
 def job_download(user: User, job_id: int) -> Response:
@@ -101,7 +117,10 @@ def describe(job: ExportJob) -> list[tuple[str, str]]:
             lines.append(("Practitioner", name or f"#{params['practitioner_id']}"))
         if params.get("patient_id"):
             lines.append(("Patient", f"#{params['patient_id']}"))
-    if "site_ids" in params:
+    if job.kind in SITE_SCOPED and job.status in ("done", "expired"):
+        covered = export_jobs.sites_of(job)  # what the run covered: the requester's sites then
+        lines.append(("Sites", _sites(None if covered is None else sorted(covered))))
+    elif "site_ids" in params:
         lines.append(("Sites", _sites(params["site_ids"])))
     return lines
 

@@ -28,17 +28,20 @@ def job_list():
              .order_by(ExportJob.id.desc()))
     pagination = paginate_entities(query, ExportJob.id)
     return render_template("exports/job_list.html", pagination=pagination, jobs=pagination.items,
-                           kinds=EXPORT_KIND_TEXT, styles=downloads.JOB_STYLES, progress_text=downloads.progress_text)
+                           kinds=EXPORT_KIND_TEXT, styles=downloads.JOB_STYLES, progress_text=downloads.progress_text,
+                           status_now=export_jobs.status_now)
 
 
 @bp.route("/jobs/<int:job_id>")
 @signed_in
 def job_detail(job_id: int):
     job = export_jobs.job_for(current_user, job_id)
-    return render_template("exports/job_detail.html", job=job, asked=downloads.describe(job),
+    return render_template("exports/job_detail.html", job=job, status=export_jobs.status_now(job),
+                           asked=downloads.describe(job),
                            live=job.status in LIVE_STATUSES, refresh=REFRESH_SECONDS,
                            progress=downloads.progress_value(job), progress_text=downloads.progress_text(job),
-                           styles=downloads.JOB_STYLES, what=EXPORT_KIND_TEXT[job.kind])
+                           styles=downloads.JOB_STYLES, what=EXPORT_KIND_TEXT[job.kind],
+                           unclaimed_minutes=export_jobs.unclaimed_minutes(job))
 
 
 @bp.route("/jobs/<int:job_id>/download")
@@ -52,7 +55,7 @@ def job_download(job_id: int):
 def job_again(job_id: int):
     """Ask again for an expired or failed export (checked afresh: the permission, the record, the sites)."""
     job = export_jobs.job_for(current_user, job_id)
-    if job.status not in ("expired", "failed"):
+    if export_jobs.status_now(job) not in ("expired", "failed"):
         return redirect(url_for("exports.job_detail", job_id=job.id))
     requested = export_runner.request_again(current_user, job)
     flash("Asked again: the workbook is being prepared." if requested.created

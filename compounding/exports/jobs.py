@@ -10,9 +10,11 @@ outcome. Any error ends the job `failed` with a message; nothing is left half-wr
 import contextlib
 import hashlib
 import logging
+import os
 import secrets
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -22,6 +24,7 @@ from flask import current_app, g
 from werkzeug.datastructures import MultiDict
 
 from .. import storage, workbooks
+from ..database import unlimited_transaction
 from ..extensions import db
 from ..models import ExportJob, Recall, User
 from ..models.job import EXPORT_KINDS
@@ -37,11 +40,15 @@ log = logging.getLogger(__name__)
 
 # Seconds between a worker's progress writes (also its heartbeat).
 HEARTBEAT_SECONDS = 2.0
+# The file store is asked this many times, this long apart, before the job fails.
+PUT_TRIES, PUT_PAUSE_SECONDS = 3, 2.0
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2100, 12, 31)
 AUDIT_NOT_ALLOWED = ("The audit workbook holds the whole chain's audit trail and patient access: it is for auditors "
                      "and chain-wide accounts (or members of every site). Ask an auditor, or export your sites' "
                      "sessions.")
 # The list filters a lots or batches export keeps (as the list page's query string names them).
+# Kinds whose rows are those of the requester's sites; a trace or a recall follows its record everywhere.
+SITE_SCOPED = ("audit", "lots", "batches", "sessions")
 LIST_FILTER_KEYS = {"lots": ("ingredient_id", "status", "expiring_within_days", "expired_in_stock", "q", "sort"),
                     "batches": ("formula", "status", "bud_within_hours", "compounded_from", "compounded_to", "q")}
 
@@ -51,7 +58,7 @@ class Prepared:
     kind: str
     params: dict
     filename: str
-    rows_expected: int
+    rows_expected: int | None  # None: not counted (a job's worker counts as it starts)
 
 
 @dataclass(frozen=True)
@@ -114,12 +121,12 @@ def _count(query) -> int:
 # --- audit ---------------------------------------------------------------------------------
 
 
-def _prepare_audit(user: User, raw: dict) -> Prepared:
+def _prepare_audit(user: User, raw: dict, count: bool = True) -> Prepared:
     start, end = _period(raw, required=True)
     if not sites.sees_whole_chain(user):
         raise NotAllowed(AUDIT_NOT_ALLOWED)
     site_ids = sites.visible_site_ids(user)
-    rows = sum(workbooks.audit_row_counts(start, end, site_ids).values())
+    rows = sum(workbooks.audit_row_counts(start, end, site_ids).values()) if count else None
     return Prepared("audit", {"start": start.isoformat(), "end": end.isoformat(),
                               "site_ids": _scope_param(site_ids)},
                     f"audit-{start.isoformat()}_{end.isoformat()}.xlsx", rows)
@@ -143,7 +150,7 @@ def _trace_of(params: dict, per_page: int | None):
     return trace.trace_batch(params["target_id"], per_page=per_page)
 
 
-def _prepare_trace(user: User, raw: dict) -> Prepared:
+def _prepare_trace(user: User, raw: dict, count: bool = True) -> Prepared:  # counted by the check anyway
     target_kind = raw.get("target_kind")
     if target_kind not in ("lot", "batch"):
         raise InvalidInput("Give `target_kind`: lot or batch.", field="target_kind")
@@ -158,7 +165,7 @@ def _build_trace(user: User, params: dict, out, progress):
                                     identify=user.can(IDENTIFY), progress=progress)
 
 
-def _prepare_recall(user: User, raw: dict) -> Prepared:
+def _prepare_recall(user: User, raw: dict, count: bool = True) -> Prepared:  # counted by the check anyway
     recall_id = _record_id(raw, "target_id")
     if db.session.get(Recall, recall_id) is None:
         raise NotFound("There is no such recall.")
@@ -195,10 +202,11 @@ def _list_query(kind: str, params: dict, site_ids):
 
 
 def _prepare_list(kind: str):
-    def prepare(user: User, raw: dict) -> Prepared:
+    def prepare(user: User, raw: dict, count: bool = True) -> Prepared:
         site_ids = sites.visible_site_ids(user)
         params = {"filters": _filters(kind, raw), "site_ids": _scope_param(raw.get("site_ids", site_ids))}
-        rows = _count(_list_query(kind, params, _scope(user, params)))
+        query = _list_query(kind, params, _scope(user, params))  # checks the filters
+        rows = _count(query) if count else None
         return Prepared(kind, params, f"{kind}-{date.today().isoformat()}.xlsx", rows)  # noqa: DTZ011
     return prepare
 
@@ -218,7 +226,7 @@ def _session_query(user: User, params: dict):
         last_day=date.fromisoformat(params["end"]) if params.get("end") else None), site_ids=_scope(user, params))
 
 
-def _prepare_sessions(user: User, raw: dict) -> Prepared:
+def _prepare_sessions(user: User, raw: dict, count: bool = True) -> Prepared:
     start, end = _period(raw, required=False)
     filters = raw.get("filters") or {}
     params = {"start": start.isoformat() if start else None, "end": end.isoformat() if end else None,
@@ -226,7 +234,8 @@ def _prepare_sessions(user: User, raw: dict) -> Prepared:
               "practitioner_id": _record_id(filters, "practitioner_id") if filters.get("practitioner_id") else None,
               "site_ids": _scope_param(raw.get("site_ids", sites.visible_site_ids(user)))}
     days = "_".join(day.isoformat() for day in (start, end) if day) or date.today().isoformat()  # noqa: DTZ011
-    return Prepared("sessions", params, f"sessions-{days}.xlsx", _count(_session_query(user, params)))
+    return Prepared("sessions", params, f"sessions-{days}.xlsx",
+                    _count(_session_query(user, params)) if count else None)
 
 
 def _build_sessions(user: User, params: dict, out, progress):
@@ -244,18 +253,21 @@ SPECS = {
 assert set(SPECS) == set(EXPORT_KINDS)
 
 
-def prepare(user: User, kind: str, raw: dict) -> Prepared:
-    """Check an export request as its page would: 422 for bad input, 403 without the permission, 404 no record."""
+def prepare(user: User, kind: str, raw: dict, *, count: bool = True) -> Prepared:
+    """Check an export request as its page would: 422 for bad input, 403 without the permission, 404 no record.
+
+    `count`: also count the rows it would write (the offer page decides by it; a job's worker counts them).
+    """
     spec = SPECS.get(kind)
     if spec is None:
         raise InvalidInput(f"`kind` must be one of: {', '.join(EXPORT_KINDS)}.", field="kind")
     if not user.can(spec.permission):
         raise NotAllowed("You may not export this.")
-    return spec.prepare(user, raw)
+    return spec.prepare(user, raw, count=count)
 
 
 def request(user: User, kind: str, raw: dict) -> export_jobs.Requested:
-    prepared = prepare(user, kind, raw)
+    prepared = prepare(user, kind, raw, count=False)  # the worker counts as it starts, not the request
     return export_jobs.request(user, prepared.kind, prepared.params, rows_expected=prepared.rows_expected,
                                filename=prepared.filename)
 
@@ -289,8 +301,8 @@ def acting_as(user: User):
 class _Progress:
     """Counts rows as the workbook writes them; a thread writes the count (and the heartbeat) every few seconds."""
 
-    def __init__(self, app, job_id: int, attempt: int):
-        self.app, self.job_id, self.attempt = app, job_id, attempt
+    def __init__(self, app, job_id: int, attempt: int, work_file: str | None = None):
+        self.app, self.job_id, self.attempt, self.work_file = app, job_id, attempt, work_file
         self.rows = 0
         self.lost = False
         self._stop = threading.Event()
@@ -304,6 +316,9 @@ class _Progress:
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             try:
+                if self.work_file:  # a live file: the sweep of a worker that starts leaves it alone
+                    with contextlib.suppress(OSError):
+                        os.utime(self.work_file)
                 with self.app.app_context():
                     if not export_jobs.heartbeat(self.job_id, self.rows, self.attempt):
                         self.lost = True
@@ -338,10 +353,29 @@ def run_job(job_id: int) -> None:
     except DomainError as error:
         db.session.rollback()
         export_jobs.fail(job_id, error.message, attempt)
-    except Exception as error:
+    except storage.StoreError as error:  # its message names no key, folder or bucket address
         db.session.rollback()
-        log.exception("Export %s failed.", job_id)
-        export_jobs.fail(job_id, f"The export failed: {type(error).__name__}: {error}", attempt)
+        log.exception("Export %s attempt %s: the file store did not keep the workbook.", job_id, attempt)
+        export_jobs.fail(job_id, f"The file store could not keep the workbook: {error} Ask for it again later.",
+                         attempt)
+    except Exception:
+        # The requester sees a reference, never the error: a database error holds its statement and values.
+        db.session.rollback()
+        reference = f"E{job_id}-{attempt}"
+        log.exception("Export %s attempt %s failed (reference %s).", job_id, attempt, reference)
+        export_jobs.fail(job_id, f"The export failed because of an unexpected error (reference {reference}); an "
+                                 "administrator can find it in the worker's log.", attempt)
+
+
+def holds_identities(user: User, kind: str) -> bool:
+    """Whether `user`'s workbook of `kind` names patients: a trace or recall written for one who may identify
+    them, and the audit workbook (its trail keeps patients' details as they were recorded)."""
+    return kind == "audit" or (kind in ("trace", "recall") and user.can(IDENTIFY))
+
+
+def covered_sites(user: User, kind: str, params: dict) -> frozenset[int] | None:
+    """The sites a workbook of `kind` written now for `user` covers (None: the whole chain, or not site-bound)."""
+    return _scope(user, params) if kind in SITE_SCOPED else None
 
 
 def _write(app, job: ExportJob, attempt: int) -> None:
@@ -352,23 +386,69 @@ def _write(app, job: ExportJob, attempt: int) -> None:
     params = export_jobs.params_of(job)
     store = storage.store()
     key = storage.export_key(job.id, secrets.token_hex(16))
-    with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx") as handle:
-        with _Progress(app, job.id, attempt) as progress, acting_as(user):
-            if db.engine.dialect.name == "postgresql":
-                # A web server's statement limit is for requests; a year of rows may stream for longer.
-                db.session.execute(sa.text("SET LOCAL statement_timeout = 0"))
-            summary = spec.build(user, params, handle, progress)
-            handle.flush()
+    # The heartbeat goes on until the outcome is recorded: hashing and keeping a large file take a while too.
+    with tempfile.NamedTemporaryFile(prefix="export-job-", suffix=".xlsx", dir=work_folder(app)) as handle, \
+            _Progress(app, job.id, attempt, handle.name) as progress:
+        with acting_as(user):
+            with unlimited_transaction(db.session):
+                rows = spec.prepare(user, _raw_of(job.kind, params)).rows_expected
+            db.session.rollback()
+            export_jobs.expect_rows(job.id, attempt, rows)
+            with unlimited_transaction(db.session):
+                identified, site_ids = holds_identities(user, job.kind), covered_sites(user, job.kind, params)
+                summary = spec.build(user, params, handle, progress)
+                handle.flush()
             db.session.rollback()  # the reads are over
         if progress.lost:
             raise _Superseded()
         digest, size = _sha256_of(handle.name)
-        store.put_file(key, handle.name, workbooks.XLSX_MIMETYPE)
-    if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
-                              rows=summary.total):
-        with contextlib.suppress(storage.StoreError):
-            store.delete(key)
-        raise _Superseded()
+        _keep(store, key, handle.name)
+        if not export_jobs.finish(job, attempt, store=store.kind, key=key, size=size, sha256=digest,
+                                  rows=summary.total, identified=identified, site_ids=site_ids):
+            with contextlib.suppress(storage.StoreError):
+                store.delete(key)
+            raise _Superseded()
+
+
+def _keep(store, key: str, path: str) -> None:
+    """Put the file in the store, asking again after a pause (a bucket's blip) before giving up."""
+    for attempt in range(1, PUT_TRIES + 1):
+        try:
+            store.put_file(key, path, workbooks.XLSX_MIMETYPE)
+            return
+        except storage.StoreError:
+            if attempt == PUT_TRIES:
+                raise
+            log.warning("The file store refused an export's file (try %s of %s).", attempt, PUT_TRIES,
+                        exc_info=True)
+            time.sleep(PUT_PAUSE_SECONDS)
+
+
+def work_folder(app) -> str:
+    """Where workbooks are written before they are kept: a folder of this account's own, readable by it alone."""
+    path = app.config.get("EXPORT_WORK_PATH") or os.path.join(tempfile.gettempdir(),
+                                                               f"compounding-exports-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def sweep_work_folder(app=None) -> int:
+    """Delete the files a stopped worker left (patient data), untouched for JOBS_STALE_SECONDS; how many.
+
+    A live export's file is touched at each heartbeat, so a worker that starts beside another leaves it.
+    """
+    app = app or current_app._get_current_object()
+    folder = work_folder(app)
+    quiet = time.time() - int(app.config["JOBS_STALE_SECONDS"])
+    swept = 0
+    for entry in os.scandir(folder):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to delete
+            if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < quiet:
+                os.unlink(entry.path)
+                swept += 1
+    if swept:
+        log.warning("Deleted %s workbook file(s) that a stopped export worker left in %s.", swept, folder)
+    return swept
 
 
 def _sha256_of(path: str) -> tuple[str, int]:

@@ -20,6 +20,7 @@ import threading
 from dataclasses import dataclass, field
 
 import click
+import redis
 from flask import Flask, current_app
 from huey import Huey, RedisHuey, SqliteHuey
 from huey.consumer import Consumer
@@ -27,6 +28,10 @@ from huey.consumer import Consumer
 from ..extensions import db
 
 log = logging.getLogger(__name__)
+# Seconds to reach Redis and to wait for its answer: an unreachable or frozen broker fails a web
+# request's enqueue (the job row waits for recover()), it does not hang it. More than the one second a
+# worker's blocking read waits for a job.
+REDIS_TIMEOUT_SECONDS = 5
 
 
 class QueueUnavailable(RuntimeError):
@@ -57,7 +62,10 @@ def queue_path(app: Flask) -> str:
 def build_huey(app: Flask) -> Huey:
     # Results are never read (a job's outcome is its row), so Huey keeps none.
     if app.config.get("REDIS_URL"):
-        return RedisHuey("compounding", url=app.config["REDIS_URL"], results=False, utc=True)
+        # RedisStorage takes either a URL or a pool: the pool carries the timeouts.
+        pool = redis.ConnectionPool.from_url(app.config["REDIS_URL"], socket_timeout=REDIS_TIMEOUT_SECONDS,
+                                             socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+        return RedisHuey("compounding", connection_pool=pool, results=False, utc=True)
     path = queue_path(app)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     return SqliteHuey("compounding", filename=path, results=False, utc=True)

@@ -27,6 +27,12 @@ def _recover_jobs() -> None:
     export_jobs.recover()
 
 
+def _sweep_exports() -> None:
+    from ..exports import jobs as export_runner
+
+    export_runner.sweep_work_folder()
+
+
 def _prepare_digests() -> None:
     from ..services import digests, mail
 
@@ -63,3 +69,5 @@ def register(app: Flask, jobs) -> None:
         jobs.tasks[name] = jobs.huey.periodic_task(when, name=name)(run_in_app(app, fn))
     # A worker that starts looks at once for jobs a stopped worker left running or a lost enqueue left waiting.
     jobs.huey.on_startup(name="jobs.recover")(run_in_app(app, _recover_jobs))
+    # And deletes the workbook files a stopped worker left behind (they hold patient data).
+    jobs.huey.on_startup(name="exports.sweep")(run_in_app(app, _sweep_exports))

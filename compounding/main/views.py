@@ -14,7 +14,7 @@ from ..queries.lots import inventory_counts
 from ..queries.recalls import open_recall_count, open_recall_ids
 from ..queries.scope import items_at_sites
 from ..security import public, requires
-from ..services import cold_chain, digests, mail, sites
+from ..services import cold_chain, digests, export_jobs, mail, sites
 from ..services import dashboard as figures
 from ..services.duties import second_person_rules
 from ..services.qualifications import DUE_SOON_DAYS
@@ -112,6 +112,8 @@ def _digest_panel(context: dict) -> None:
     if current_user.can("mail.manage") and digests.mail_configured():
         context["mail_failed"] = digests.failed_count()
         context["mail_state"] = mail.sender_state()
+    if current_user.can("jobs.watch"):
+        context["exports_waiting"] = export_jobs.waiting_for_a_worker()
 
 
 @bp.route("/digest")

@@ -71,7 +71,15 @@ class ExportJob(db.Model):
     size: Mapped[int | None]
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
     expires_at: Mapped[datetime | None]
+    # Expiry marks the row first, then deletes the file (`storage_key` kept): a delete that failed is
+    # tried again at the next run until `file_deleted_at` says it is gone.
     expired_at: Mapped[datetime | None]
+    file_deleted_at: Mapped[datetime | None]
+    # What the written workbook holds, judged when it was written and checked again at each download:
+    # patients' names (its requester could identify them then), and the sites it covered (JSON list of ids;
+    # null: the whole chain, or a kind that follows its record everywhere: trace, recall).
+    identified: Mapped[bool] = mapped_column(default=False)
+    site_ids: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class MailMessage(db.Model):

@@ -54,7 +54,7 @@ def live_job(key: str) -> ExportJob | None:
                                                         ExportJob.status.in_(LIVE_STATUSES)))
 
 
-def request(user: User, kind: str, params: dict, *, rows_expected: int | None, filename: str) -> Requested:
+def request(user: User, kind: str, params: dict, *, filename: str, rows_expected: int | None = None) -> Requested:
     """Queue an export of `kind` for `user` (params already checked), or find the identical one waiting."""
     key = request_key(user.id, kind, params)
     found = live_job(key)
@@ -84,6 +84,11 @@ def params_of(job: ExportJob) -> dict:
     return json.loads(job.params)
 
 
+def sites_of(job: ExportJob) -> frozenset[int] | None:
+    """The sites a written workbook covers (None: the whole chain, or a kind not bound to sites)."""
+    return None if job.site_ids is None else frozenset(json.loads(job.site_ids))
+
+
 def claim(job_id: int, now: datetime | None = None) -> ExportJob | None:
     """Move a queued job to running for this worker; None when it is not waiting (taken, done, expired)."""
     now = now or utcnow()
@@ -94,10 +99,19 @@ def claim(job_id: int, now: datetime | None = None) -> ExportJob | None:
             .values(status="running", started_at=now, heartbeat_at=now, attempts=ExportJob.attempts + 1,
                     rows_written=0, error="")
             .execution_options(synchronize_session=False)).rowcount
+        if taken:
+            attempt = db.session.scalar(sa.select(ExportJob.attempts).where(ExportJob.id == job_id))
+            audit.record(None, "export.started", "export_job", job_id, new={"attempt": attempt, "started_at": now})
     if not taken:
         return None
-    job = db.session.get(ExportJob, job_id, populate_existing=True)
-    return job
+    return db.session.get(ExportJob, job_id, populate_existing=True)
+
+
+def expect_rows(job_id: int, attempt: int, rows: int | None) -> None:
+    """Record how many rows this attempt expects to write (counted by the worker as it starts)."""
+    with transaction():
+        db.session.execute(sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.attempts == attempt)
+                           .values(rows_expected=rows).execution_options(synchronize_session=False))
 
 
 def heartbeat(job_id: int, rows_written: int, attempt: int) -> bool:
@@ -113,21 +127,27 @@ def heartbeat(job_id: int, rows_written: int, attempt: int) -> bool:
 
 
 def finish(job: ExportJob, attempt: int, *, store: str, key: str, size: int, sha256: str, rows: int,
-           now: datetime | None = None) -> bool:
-    """Mark this attempt's job done with its file; False (nothing changed) when it is no longer this attempt's."""
+           identified: bool = False, site_ids: frozenset[int] | None = None, now: datetime | None = None) -> bool:
+    """Mark this attempt's job done with its file; False (nothing changed) when it is no longer this attempt's.
+
+    It keeps what the file holds, checked again at each download: patients' names (`identified`) and the
+    sites covered (`site_ids`, None: the whole chain or a kind not bound to sites).
+    """
     now = now or utcnow()
+    covered = None if site_ids is None else json.dumps(sorted(site_ids))
     expires_at = now + timedelta(hours=int(current_app.config["EXPORT_KEEP_HOURS"]))
     with transaction():
         done = db.session.execute(
             sa.update(ExportJob)
             .where(ExportJob.id == job.id, ExportJob.status == "running", ExportJob.attempts == attempt)
             .values(status="done", finished_at=now, heartbeat_at=now, rows_written=rows, store=store,
-                    storage_key=key, size=size, sha256=sha256, expires_at=expires_at)
+                    storage_key=key, size=size, sha256=sha256, expires_at=expires_at, identified=identified,
+                    site_ids=covered)
             .execution_options(synchronize_session=False)).rowcount
         if done:
             audit.record(None, "export.done", "export_job", job.id,
                          new={"rows": rows, "size": size, "sha256": sha256, "expires_at": expires_at,
-                              "attempt": attempt})
+                              "attempt": attempt, "identified": identified, "site_ids": covered})
     return bool(done)
 
 
@@ -192,26 +212,85 @@ def _enqueue_quietly(job_id: int) -> None:
 
 
 def expire_due(now: datetime | None = None) -> int:
-    """Delete the files of exports past their time; their rows say `expired`. Returns how many."""
+    """Mark exports past their time `expired`, then delete their files. Returns how many were marked.
+
+    The row says `expired` before the file goes, so no download starts on a file being deleted. A
+    delete that fails is logged and tried again at each run until it is done (`file_deleted_at`).
+    """
     now = now or utcnow()
-    due = db.session.scalars(sa.select(ExportJob).where(ExportJob.status == "done", ExportJob.expires_at <= now)
+    due = db.session.scalars(sa.select(ExportJob.id).where(ExportJob.status == "done", ExportJob.expires_at <= now)
                              .order_by(ExportJob.id)).all()
     expired = 0
-    for job in due:
+    for job_id in due:
+        with transaction():
+            if db.session.execute(
+                    sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.status == "done")
+                    .values(status="expired", expired_at=now)
+                    .execution_options(synchronize_session=False)).rowcount:
+                audit.record(None, "export.expired", "export_job", job_id, new={"expired_at": now})
+                expired += 1
+    _delete_expired_files(now)
+    db.session.rollback()
+    return expired
+
+
+def _delete_expired_files(now: datetime) -> None:
+    left = db.session.execute(sa.select(ExportJob.id, ExportJob.store, ExportJob.storage_key).where(
+        ExportJob.status == "expired", ExportJob.file_deleted_at.is_(None), ExportJob.storage_key.is_not(None))
+        .order_by(ExportJob.id)).all()
+    for job_id, store, key in left:
         try:
-            storage.store(job.store).delete(job.storage_key)
+            storage.store(store).delete(key)
         except storage.StoreError as error:
-            log.warning("Export %s could not be deleted from the store: %s (tried again later)", job.id, error)
+            log.warning("Export %s expired but its file could not be deleted: %s (tried again at the next run)",
+                        job_id, error)
             continue
         with transaction():
             if db.session.execute(
-                    sa.update(ExportJob).where(ExportJob.id == job.id, ExportJob.status == "done")
-                    .values(status="expired", expired_at=now)
-                    .execution_options(synchronize_session=False)).rowcount:
-                audit.record(None, "export.expired", "export_job", job.id, new={"expired_at": now})
-                expired += 1
-    db.session.rollback()
-    return expired
+                    sa.update(ExportJob).where(ExportJob.id == job_id, ExportJob.file_deleted_at.is_(None))
+                    .values(file_deleted_at=now).execution_options(synchronize_session=False)).rowcount:
+                audit.record(None, "export.file_deleted", "export_job", job_id, new={"file_deleted_at": now})
+
+
+def status_now(job: ExportJob, now: datetime | None = None) -> str:
+    """The job's status as its requester sees it: a done one past its time is expired, marked or not yet."""
+    if job.status == "done" and job.expires_at is not None and job.expires_at <= (now or utcnow()):
+        return "expired"
+    return job.status
+
+
+def waiting_since(job: ExportJob) -> datetime:
+    """Since when a queued job has waited for a worker: asked for, or last held by one (re-queued)."""
+    return job.heartbeat_at or job.requested_at
+
+
+def unclaimed_minutes(job: ExportJob, now: datetime | None = None) -> int | None:
+    """Minutes a queued job has waited, once longer than JOBS_STALE_SECONDS (no worker runs?); else None."""
+    if job.status != "queued":
+        return None
+    waited = (now or utcnow()) - waiting_since(job)
+    if waited.total_seconds() <= int(current_app.config["JOBS_STALE_SECONDS"]):
+        return None
+    return max(1, int(waited.total_seconds() // 60))
+
+
+@dataclass(frozen=True)
+class Waiting:
+    count: int  # exports waiting for a worker
+    since: datetime  # the oldest of them waits since then
+
+
+def waiting_for_a_worker(now: datetime | None = None) -> Waiting | None:
+    """The exports waiting when one has waited longer than JOBS_STALE_SECONDS (else None): one statement."""
+    now = now or utcnow()
+    count, since = db.session.execute(
+        sa.select(sa.func.count(ExportJob.id),
+                  sa.func.min(sa.func.coalesce(ExportJob.heartbeat_at, ExportJob.requested_at)))
+        .where(ExportJob.status == "queued")).one()
+    stale = timedelta(seconds=int(current_app.config["JOBS_STALE_SECONDS"]))
+    if not count or since is None or since >= now - stale:
+        return None
+    return Waiting(count, since)
 
 
 def job_for(user: User, job_id: int) -> ExportJob:
@@ -226,7 +305,7 @@ def opened_download(user: User, job_id: int):
     """(job, readable binary stream) of a finished export; 410 once expired, 409 before it is written."""
     job = job_for(user, job_id)
     what = EXPORT_KIND_TEXT[job.kind]
-    if job.status == "expired":
+    if status_now(job) == "expired":
         raise Gone(f"This export ({what}) was kept until {job.expires_at:%Y-%m-%d %H:%M} UTC and has been "
                    "deleted. Ask for it again.")
     if job.status == "failed":
