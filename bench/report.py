@@ -217,6 +217,32 @@ def _people_rows(m: dict) -> list[tuple]:
     return rows
 
 
+def _jobs_section(path: Path) -> list[str]:
+    """bench.bench_jobs at scale 1.0: the audit workbook as an export job under the deployment."""
+    if not path.exists():
+        return []
+    r = json.loads(path.read_text())
+    mc, idle, busy = r["machine"], r["scan_idle"], r["scan_during_job"]
+    alone, raw, loaded = r["job_alone"], r["raw_openpyxl"], r["job_under_load"]
+    minimum = r["targets"]["rate_ratio_min"]
+    rate_verdict = f"{r['rate_ratio']:.2f} {'✔' if r['rate_ratio'] >= minimum else '✘'}"
+    return [
+        "## Export jobs under the deployment (PostgreSQL, Redis)", "",
+        f"- Run {r['date']} by `python -m bench.bench_jobs` (seed-scale --scale {r['scale']}); machine: "
+        f"{mc['nproc']} CPUs, load average at start {mc['load_average']}. gunicorn --workers 4 and one "
+        f"`flask --app wsgi worker` on Redis; {r['clients']} scan clients; the audit workbook of "
+        f"{r['period'][0]}..{r['period'][1]} asked for through the {r['asked_through']}.",
+        "", "| measure | target | figure | ratio |", "|---|---|---|---|",
+        f"| scan API p99 while the job runs ÷ idle | ≤ 2× | {busy['p99']} ms vs {idle['p99']} ms | "
+        f"{_verdict(r['p99_ratio'], r['targets']['p99_ratio_max'])} |",
+        f"| job rows/s alone ÷ raw openpyxl write-only | ≥ {minimum}× | {alone['rows_per_second']:,} vs "
+        f"{raw['rows_per_second']:,} rows/s ({alone['rows']:,} rows, {alone['seconds']} s) | {rate_verdict} |",
+        f"| job rows/s under the scan load | | {loaded['rows_per_second']:,} rows/s ({loaded['seconds']} s, "
+        f"{loaded['bytes']:,} bytes) | |",
+        "",
+    ]
+
+
 def _verdict(ratio, limit) -> str:
     if ratio is None:
         return ""
@@ -269,6 +295,7 @@ def write_report(results: Path, out: Path) -> None:
             lines += ["", f"Audit workbook benchmark (bench.bench_export, exit {r['export']['returncode']}, "
                       f"{r['export']['seconds']} s{earlier}):", "", "```", *r["export"]["output"], "```"]
         lines.append("")
+    lines += _jobs_section(results / "jobs-postgresql.json")
     comparisons = results.parent / "COMPARISONS.md"
     if comparisons.exists():  # hand-written before/after figures of changes that promise "no slower"
         lines += [comparisons.read_text().rstrip(), ""]
