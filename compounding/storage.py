@@ -72,21 +72,23 @@ class FolderStore:
         path = self._path(key)
         if path.exists() and sha256_of(path.read_bytes()) == key.rsplit("/", 1)[-1]:
             return  # the same bytes are there; a damaged copy is written again below
+        self._write_whole(key, path, lambda out: out.write(data), "The document folder")
+
+    def _write_whole(self, key: str, path: Path, write, store_name: str) -> None:
+        """`write(out)` into a file beside `path`, then renamed to it: a reader never sees half a file."""
         partial = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            # Written whole beside it, then renamed: a reader never sees half a file.
             handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
             with os.fdopen(handle, "wb") as out:
-                out.write(data)
+                write(out)
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(partial, path)
         except OSError as error:
             if partial is not None:
                 Path(partial).unlink(missing_ok=True)
-            raise _refused(f"The document folder could not keep the file: {_disk_reason(error)}.", key,
-                           error) from error
+            raise _refused(f"{store_name} could not keep the file: {_disk_reason(error)}.", key, error) from error
 
     def get(self, key: str) -> bytes:
         try:
@@ -96,22 +98,12 @@ class FolderStore:
 
     def put_file(self, key: str, source: str | os.PathLike, content_type: str) -> None:
         """Keep the file at `source` under `key` (a whole file appears, or none)."""
-        path = self._path(key)
-        partial = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, partial = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-            with os.fdopen(handle, "wb") as out, open(source, "rb") as data:
+        def copy(out) -> None:
+            with open(source, "rb") as data:
                 while chunk := data.read(1024 * 1024):
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(partial, path)
-        except OSError as error:
-            if partial is not None:
-                Path(partial).unlink(missing_ok=True)
-            raise _refused(f"The file folder could not keep the file: {_disk_reason(error)}.", key,
-                           error) from error
+
+        self._write_whole(key, self._path(key), copy, "The file folder")
 
     def open(self, key: str):
         """A binary file object of the object at `key`, read in chunks by the caller (who closes it)."""
