@@ -21,7 +21,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 import sqlalchemy as sa
-from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, tool_missing
+from testkit import AUDIT_KEY, PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, redis_answers, tool_missing
 
 from compounding import cli, create_app, jobs, storage
 from compounding.exports import jobs as export_requests
@@ -43,15 +43,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +76,7 @@ def database_url():
 @pytest.fixture
 def redis_queue():
     """Redis database 7, empty before and after (a queue of this module's own)."""
-    if not _redis_answers():
+    if not redis_answers():
         tool_missing("Redis is not answering on 127.0.0.1:6379 (.ci/run starts it)")
     import redis
 

@@ -1,13 +1,21 @@
 """Sign-in throttled by client address and by account, with one answer for every refusal."""
 
 import re
-import socket
 import threading
 import uuid
 
 import pytest
 import sqlalchemy as sa
-from testkit import PASSWORD, TEST_DATABASE_URL, audit_rows, base_config, reset_database, run_at_once, tool_missing
+from testkit import (
+    PASSWORD,
+    TEST_DATABASE_URL,
+    audit_rows,
+    base_config,
+    redis_answers,
+    reset_database,
+    run_at_once,
+    tool_missing,
+)
 
 from compounding import config, create_app
 from compounding.extensions import db
@@ -157,19 +165,10 @@ def test_the_limit_store_is_memory_unless_redis_is_named():
     assert config.rate_limit_storage({"REDIS_URL": "redis://a", "RATELIMIT_STORAGE_URI": "redis://b"}) == "redis://b"
 
 
-def _redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as connection:
-            connection.sendall(b"PING\r\n")
-            return connection.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def redis_address():
     """A client address of this test's own, so its counts in the shared Redis are its own."""
-    if not _redis_answers():
+    if not redis_answers():
         tool_missing("Redis is not answering on 127.0.0.1:6379 (.ci/run starts it)")
     import redis
 

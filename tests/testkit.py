@@ -9,6 +9,7 @@ are asked for by name; no module imports a conftest.
 import itertools
 import os
 import re
+import socket
 import subprocess
 import tempfile
 import threading
@@ -338,6 +339,16 @@ def stop_process(process, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def redis_answers() -> bool:
+    """Whether a Redis answers PING on 127.0.0.1:6379 (the one the Redis-backed tests use)."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def tool_missing(reason: str) -> None:
